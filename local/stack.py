@@ -1,0 +1,329 @@
+"""The local stack: embedded PostgreSQL and NATS, migrations, the platform functions on the local Lambda runtime,
+the local API Gateway, and the bridge that feeds agents their events.
+
+``LocalStack.run()`` is what the ``soorma local up`` daemon process executes (``python -m soorma.local.daemon``); the
+CLI talks to it over HTTP (the API routes and the ``/_local`` control routes) and through ``.soorma/state.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from soorma.identity import Identity
+from soorma.local.paths import StackPaths, load_or_create_secrets, read_json, write_json
+
+log = logging.getLogger("soorma.local")
+
+LOCAL_TENANT = "local"
+LOCAL_USER = "developer"
+
+# Logical platform function → (deployed name, handler). One table serves the runtime and the API Gateway.
+PLATFORM_FUNCTIONS: dict[str, tuple[str, str]] = {
+    "registry": ("soorma-registry", "soorma.functions.registry.handler.handler"),
+    "memory": ("soorma-memory", "soorma.functions.memory.handler.handler"),
+    "gateway": ("soorma-gateway", "soorma.functions.gateway.handler.handler"),
+    "authorizer": ("soorma-authorizer", "soorma.functions.gateway.authorizer.handler"),
+    "tracker": ("soorma-tracker", "soorma.functions.tracker.handler.handler"),
+}
+TRACKER_CONSUMER = "platform__tracker"
+
+
+@dataclass
+class StackSettings:
+    """``SOORMA_LOCAL_HOST``/``SOORMA_LOCAL_PORT`` (API, default 127.0.0.1:8787), ``SOORMA_NATS_PORT`` (14222),
+    ``SOORMA_DATABASE_URL`` / ``SOORMA_NATS_URL`` to use external servers instead of the embedded ones."""
+
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 8787
+    nats_port: int = 14222
+    database_url: str | None = None
+    nats_url: str | None = None
+    authorizer_ttl_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, home: Path) -> "StackSettings":
+        env = os.environ
+        return cls(
+            home=home,
+            host=env.get("SOORMA_LOCAL_HOST", "127.0.0.1"),
+            port=int(env.get("SOORMA_LOCAL_PORT", "8787")),
+            nats_port=int(env.get("SOORMA_NATS_PORT", "14222")),
+            database_url=env.get("SOORMA_DATABASE_URL") or None,
+            nats_url=env.get("SOORMA_NATS_URL") or None,
+            authorizer_ttl_s=float(env.get("SOORMA_LOCAL_AUTHORIZER_TTL", "30")),
+        )
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass
+class LocalStack:
+    settings: StackSettings
+    paths: StackPaths = field(init=False)
+    started_at: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.paths = StackPaths(self.settings.home)
+        self._postgres = None
+        self._nats = None
+        self.runtime = None
+        self.bridge = None
+        self._server = None
+        self.owner_dsn = ""
+        self.app_dsn = ""
+        self.nats_url = ""
+        self.secrets: dict[str, str] = {}
+        self.state: dict[str, Any] = {}
+        self._stopping = asyncio.Event()
+
+    # -- state file ----------------------------------------------------------------------------------------------
+    def _phase(self, phase: str, **extra: Any) -> None:
+        self.state.update(phase=phase, pid=os.getpid(), updated_at=_utcnow(), **extra)
+        write_json(self.paths.state, self.state)
+        log.info("phase: %s", phase)
+
+    # -- start ---------------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.paths.ensure()
+        self.state = {"status": "starting", "api_url": self.settings.api_url, "home": str(self.paths.home)}
+        self.secrets = load_or_create_secrets(self.paths)
+        os.environ["SOORMA_API_KEY_PEPPER"] = self.secrets["api_key_pepper"]
+
+        self._phase("postgres")
+        await asyncio.to_thread(self._start_postgres)
+        self._phase("nats")
+        await asyncio.to_thread(self._start_nats)
+        self._phase("migrations")
+        from soorma.functions.migrate import apply
+
+        applied = await asyncio.to_thread(apply, self.owner_dsn)
+        self.state["migrations_applied"] = [m.version for m in applied]
+        credentials = await asyncio.to_thread(self._ensure_credentials)
+
+        self._phase("functions")
+        from soorma.local.runtime import FunctionConfig, LocalLambda
+
+        self.runtime = LocalLambda(logs_dir=self.paths.logs)
+        for logical, (name, handler) in PLATFORM_FUNCTIONS.items():
+            self.runtime.register(
+                FunctionConfig(
+                    name=name,
+                    handler=handler,
+                    code_dir=None,
+                    env=self._platform_env(logical),
+                    timeout_s=60.0,
+                    memory_mb=1024 if logical == "memory" else 512,
+                    max_concurrency=4 if logical in ("memory", "authorizer", "gateway") else 2,
+                )
+            )
+        for spec in sorted(self.paths.functions.glob("*.json")):
+            config = read_json(spec)
+            if config:
+                self.runtime.register(FunctionConfig(**config))
+
+        self._phase("api")
+        await self._start_api()
+        self._phase("bridge")
+        await self._start_bridge()
+        self.state.update(
+            status="ready",
+            nats_url=self.nats_url,
+            database_url=self.owner_dsn,
+            ready_seconds=round(time.monotonic() - self.started_at, 2),
+        )
+        self._phase("ready")
+        log.info("ready at %s (%.2f s); credentials in %s", self.settings.api_url,
+                 time.monotonic() - self.started_at, self.paths.credentials)
+        del credentials
+
+    def _start_postgres(self) -> None:
+        from soorma.local.postgres import EmbeddedPostgres, app_dsn
+
+        if self.settings.database_url:
+            self.owner_dsn = self.settings.database_url
+        else:
+            self._postgres = EmbeddedPostgres(self.paths.postgres, cleanup="stop")
+            self.owner_dsn = self._postgres.start()
+        self.app_dsn = os.environ.get("SOORMA_APP_DATABASE_URL") or app_dsn(self.owner_dsn)
+
+    def _start_nats(self) -> None:
+        from soorma.local.nats import EmbeddedNats
+
+        if self.settings.nats_url:
+            self.nats_url = self.settings.nats_url
+        else:
+            self._nats = EmbeddedNats(self.paths.nats, port=self.settings.nats_port)
+            self.nats_url = self._nats.start()
+
+    def _ensure_credentials(self) -> dict[str, Any]:
+        """The developer's API key for the local platform tenant, created once and kept in credentials.json."""
+        from soorma.db import Database
+        from soorma.functions.gateway.keys import create_api_key, resolve_api_key
+
+        current = read_json(self.paths.credentials) or {}
+        db = Database(self.app_dsn)
+        try:
+            key = current.get("api_key")
+            if key:
+                with db.transaction() as conn:
+                    if resolve_api_key(conn, key) is not None:
+                        return current
+            identity = Identity(LOCAL_TENANT, LOCAL_TENANT, LOCAL_USER, LOCAL_USER, "developer")
+            with db.transaction(identity) as conn:
+                key = create_api_key(
+                    conn,
+                    platform_tenant_id=identity.platform_tenant_id,
+                    service_tenant_id=identity.service_tenant_id,
+                    service_user_id=identity.service_user_id,
+                    role="developer",
+                    name="local developer",
+                )
+        finally:
+            db.close()
+        current = {"api_url": self.settings.api_url, "api_key": key, "platform_tenant_id": LOCAL_TENANT}
+        write_json(self.paths.credentials, current, private=True)
+        return current
+
+    def issue_agent_key(self, platform_tenant_id: str, name: str) -> str:
+        """An API key of role ``agent`` for a deployed agent function (its ``SOORMA_API_KEY``)."""
+        from soorma.db import Database
+        from soorma.functions.gateway.keys import create_api_key
+
+        identity = Identity(platform_tenant_id, platform_tenant_id, name, name, "agent")
+        db = Database(self.app_dsn)
+        try:
+            with db.transaction(identity) as conn:
+                return create_api_key(
+                    conn,
+                    platform_tenant_id=platform_tenant_id,
+                    service_tenant_id=platform_tenant_id,
+                    service_user_id=name,
+                    role="agent",
+                    name=f"agent {name}",
+                )
+        finally:
+            db.close()
+
+    def _platform_env(self, logical: str) -> dict[str, str]:
+        env = {
+            "SOORMA_APP_DATABASE_URL": self.app_dsn,
+            "SOORMA_NATS_URL": self.nats_url,
+            "SOORMA_API_KEY_PEPPER": self.secrets["api_key_pepper"],
+            "SOORMA_API_URL": self.settings.api_url,
+            "POWERTOOLS_SERVICE_NAME": f"soorma-{logical}",
+            "SOORMA_EMBEDDING_PROVIDER": os.environ.get("SOORMA_EMBEDDING_PROVIDER", "local"),
+            "HF_HUB_OFFLINE": "1",
+        }
+        if logical == "memory":
+            env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "2")
+        return env
+
+    def agent_env(self, api_key: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """Environment of an agent function: the API endpoint and its own key, plus ``SOORMA_LLM_*`` settings
+        passed through from the stack's environment."""
+        env = {"SOORMA_API_URL": self.settings.api_url, "SOORMA_API_KEY": api_key}
+        env.update({k: v for k, v in os.environ.items() if k.startswith("SOORMA_LLM_")})
+        env.update(extra or {})
+        return env
+
+    async def _start_api(self) -> None:
+        import uvicorn
+
+        from soorma.local.server import build_app
+
+        app = build_app(self)
+        config = uvicorn.Config(
+            app, host=self.settings.host, port=self.settings.port, log_level="warning", lifespan="off",
+            access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._server_task = asyncio.create_task(self._server.serve())
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if self._server_task.done():
+                raise RuntimeError(
+                    f"the API server could not listen on {self.settings.api_url}"
+                    " (set SOORMA_LOCAL_PORT to a free port)"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start in 15 s")
+            await asyncio.sleep(0.02)
+
+    async def _start_bridge(self) -> None:
+        from soorma.functions.bridge import Bridge
+
+        from soorma.local.routes import RouteSource
+
+        source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0])
+        self.bridge = Bridge(self.nats_url, source.routes, self.runtime, refresh_interval_s=1.0, name="local")
+        await self.bridge.start()
+
+    # -- stop ----------------------------------------------------------------------------------------------------
+    async def stop(self) -> None:
+        self._phase("stopping", status="stopping")
+        if self.bridge is not None:
+            await self.bridge.stop()
+        if self._server is not None:
+            self._server.should_exit = True
+            await asyncio.wait([self._server_task], timeout=5)
+        if self.runtime is not None:
+            await self.runtime.close()
+        if self._nats is not None:
+            await asyncio.to_thread(self._nats.stop)
+        if self._postgres is not None:
+            await asyncio.to_thread(self._postgres.stop)
+        self.state["status"] = "stopped"
+        self._phase("stopped")
+
+    async def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT, stop. Returns the process exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        try:
+            await self.start()
+        except Exception as exc:  # noqa: BLE001 - report any start failure to the waiting CLI, then clean up
+            log.exception("start failed")
+            self.state.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            self._phase("failed")
+            await self.stop()
+            self.state.update(status="failed")
+            write_json(self.paths.state, self.state)
+            return 1
+        await self._stopping.wait()
+        await self.stop()
+        return 0
+
+
+def _utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Daemon entry: ``python -m soorma.local.stack [HOME]``."""
+    from soorma.local.paths import default_home
+
+    args = sys.argv[1:] if argv is None else argv
+    home = Path(args[0]).resolve() if args else default_home()
+    StackPaths(home).ensure()
+    logging.basicConfig(
+        level=os.environ.get("SOORMA_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(LocalStack(StackSettings.from_env(home)).run())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

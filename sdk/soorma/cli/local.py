@@ -1,0 +1,250 @@
+"""``soorma local up|down|status|deploy|logs``: the whole platform on this machine, no cloud account, no Docker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+
+from soorma.cli.config import home
+
+app = typer.Typer(help="Run the platform locally: embedded PostgreSQL and NATS, functions, API.", no_args_is_help=True)
+
+
+def _paths():
+    from soorma.local.paths import StackPaths
+
+    return StackPaths(home())
+
+
+def _read_state() -> dict[str, Any]:
+    from soorma.local.paths import read_json
+
+    return read_json(_paths().state) or {}
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _secrets() -> dict[str, str]:
+    from soorma.local.paths import read_json
+
+    return read_json(_paths().secrets) or {}
+
+
+def _credentials() -> dict[str, Any]:
+    from soorma.local.paths import read_json
+
+    return read_json(_paths().credentials) or {}
+
+
+def _print_ready(state: dict[str, Any]) -> None:
+    creds = _credentials()
+    typer.secho(f"soorma local stack ready in {state.get('ready_seconds', '?')} s", fg="green", bold=True)
+    typer.echo(f"  API endpoint : {state.get('api_url')}")
+    typer.echo(f"  API key      : {creds.get('api_key')}")
+    typer.echo(f"  NATS         : {state.get('nats_url')}")
+    typer.echo(f"  state        : {state.get('home')}")
+    typer.echo("  use it from a shell:")
+    typer.echo(f"    export SOORMA_API_URL={state.get('api_url')} SOORMA_API_KEY={creds.get('api_key')}")
+
+
+@app.command()
+def up(
+    timeout: float = typer.Option(180.0, help="Seconds to wait for the stack to be ready"),
+    foreground: bool = typer.Option(False, "--foreground", help="Run in this terminal (Ctrl-C stops it)"),
+) -> None:
+    """Start the local stack in the background and print its endpoint and API key."""
+    paths = _paths()
+    paths.ensure()
+    state = _read_state()
+    if _alive(state.get("pid")) and state.get("status") in ("ready", "starting"):
+        if state.get("status") == "ready":
+            typer.echo("already running")
+            _print_ready(state)
+            return
+    if foreground:
+        from soorma.local.stack import main as stack_main
+
+        raise typer.Exit(stack_main([str(paths.home)]))
+    paths.state.unlink(missing_ok=True)
+    log_path = paths.logs / "stack.log"
+    started = time.monotonic()
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "soorma.local.stack", str(paths.home)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    typer.echo(f"starting the local stack (pid {process.pid}, log {log_path})")
+    last_phase = None
+    while time.monotonic() - started < timeout:
+        state = _read_state()
+        phase = state.get("phase")
+        if state.get("pid") == process.pid and phase != last_phase and phase:
+            typer.echo(f"  [{time.monotonic() - started:5.1f}s] {phase}")
+            last_phase = phase
+        if state.get("pid") == process.pid and state.get("status") == "ready":
+            _print_ready(state)
+            return
+        if state.get("status") == "failed" or process.poll() is not None:
+            typer.secho(f"the local stack failed to start: {state.get('error', 'see the log')}", fg="red", err=True)
+            typer.echo(_tail(log_path), err=True)
+            raise typer.Exit(1)
+        time.sleep(0.1)
+    typer.secho(f"the local stack was not ready after {timeout:.0f} s; see {log_path}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+@app.command()
+def down(timeout: float = typer.Option(60.0, help="Seconds to wait for a clean stop before killing")) -> None:
+    """Stop the local stack (in-flight events are drained first); data stays in .soorma/."""
+    state = _read_state()
+    pid = state.get("pid")
+    if not _alive(pid):
+        typer.echo("the local stack is not running")
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _alive(pid):
+        os.killpg(pid, signal.SIGKILL)
+        typer.secho("the local stack did not stop in time and was killed", fg="yellow")
+    else:
+        typer.echo("the local stack stopped")
+
+
+@app.command()
+def status(as_json: bool = typer.Option(False, "--json", help="Print the raw status as JSON")) -> None:
+    """Show whether the stack runs, its functions and the bridge's delivery figures."""
+    state = _read_state()
+    if not _alive(state.get("pid")):
+        typer.echo("the local stack is not running (start it with `soorma local up`)")
+        raise typer.Exit(1)
+    try:
+        response = httpx.get(
+            f"{state['api_url']}/_local/status",
+            headers={"x-soorma-control-token": _secrets().get("control_token", "")},
+            timeout=10,
+        )
+        details = response.json()
+    except (httpx.TransportError, ValueError) as exc:
+        typer.echo(f"status: {state.get('status')} (API not answering: {exc})")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(details, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]status[/]: {state.get('status')}  [bold]API[/]: {state.get('api_url')}  "
+                  f"[bold]NATS[/]: {state.get('nats_url')}")
+    functions = details.get("functions") or {}
+    if functions:
+        table = Table("function", *sorted({k for v in functions.values() for k in v}), title="functions")
+        for name, stats in sorted(functions.items()):
+            table.add_row(name, *(str(stats.get(k, "")) for k in sorted({k for v in functions.values() for k in v})))
+        console.print(table)
+    bridge = details.get("bridge") or {}
+    consumers = bridge.get("consumers", bridge) if isinstance(bridge, dict) else {}
+    if consumers:
+        keys = sorted({k for v in consumers.values() if isinstance(v, dict) for k in v})
+        table = Table("consumer", *keys, title="bridge")
+        for name, stats in sorted(consumers.items()):
+            if isinstance(stats, dict):
+                table.add_row(name, *(str(stats.get(k, "")) for k in keys))
+        console.print(table)
+
+
+@app.command()
+def deploy(
+    path: Path = typer.Argument(..., help="A Python file or a folder of agents"),
+    setup: bool = typer.Option(True, "--setup/--no-setup", help="Run the folder's setup step (once)"),
+    force_setup: bool = typer.Option(False, "--force-setup", help="Run the setup step even if it ran before"),
+) -> None:
+    """Deploy the module-level agents of a file or folder as functions, register them, run the setup step."""
+    from soorma.local.deploy import Deployer, DeployError
+
+    state = _read_state()
+    if not (_alive(state.get("pid")) and state.get("status") == "ready"):
+        typer.secho("the local stack is not running: start it with `soorma local up`", fg="red", err=True)
+        raise typer.Exit(1)
+    creds = _credentials()
+    paths = _paths()
+    deployer = Deployer(
+        api_url=state["api_url"],
+        api_key=creds["api_key"],
+        control_token=_secrets()["control_token"],
+        platform_tenant_id=creds.get("platform_tenant_id", "local"),
+        setup_dir=paths.setup,
+    )
+    if force_setup:
+        from soorma.local.deploy import load_app
+
+        try:
+            (paths.setup / f"{load_app(path).name}.sha256").unlink(missing_ok=True)
+        except DeployError:
+            pass
+    try:
+        deployed = deployer.deploy(path, run_setup=setup)
+    except DeployError as exc:
+        typer.secho(f"deploy failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.secho(f"{len(deployed)} agent(s) deployed", fg="green")
+
+
+@app.command()
+def logs(
+    function: str = typer.Argument(..., help="Function name (see `soorma local status`)"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines"),
+    lines: int = typer.Option(50, "--lines", "-n", help="Lines to show first"),
+) -> None:
+    """Print a function's log (its execution environments' output and REPORT lines)."""
+    candidates = sorted(_paths().logs.glob(f"{function}*.log"))
+    if not candidates:
+        typer.secho(f"no log for function {function!r} in {_paths().logs}", fg="red", err=True)
+        raise typer.Exit(1)
+    path = candidates[0]
+    typer.echo(_tail(path, lines))
+    if follow:
+        with open(path, errors="replace") as handle:
+            handle.seek(0, 2)
+            try:
+                while True:
+                    line = handle.readline()
+                    if line:
+                        typer.echo(line.rstrip("\n"))
+                    else:
+                        time.sleep(0.2)
+            except KeyboardInterrupt:
+                pass
+
+

@@ -1,0 +1,30 @@
+"""Entry point of the ``soorma`` console script."""
+
+from __future__ import annotations
+
+import typer
+
+from soorma import __version__
+from soorma.cli import goal, local
+
+app = typer.Typer(
+    help="Soorma Serverless: event-driven agents (Planners, Workers, Tools) as functions.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(local.app, name="local")
+app.add_typer(goal.app, name="goal")
+
+
+@app.command()
+def version() -> None:
+    """Print the installed version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

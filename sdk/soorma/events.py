@@ -1,0 +1,115 @@
+"""The event model: topics, the event envelope and event definitions.
+
+Wire-compatible with soorma-core's ``soorma_common.events`` (snake_case JSON). The envelope follows CloudEvents 1.0
+attribute names (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md) plus Soorma's routing and
+identity extensions. Unknown fields are kept, so an envelope from a newer producer survives a round trip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class EventTopic(str, Enum):
+    """The eight fixed topics of the Soorma event system."""
+
+    BUSINESS_FACTS = "business-facts"
+    ACTION_REQUESTS = "action-requests"
+    ACTION_RESULTS = "action-results"
+    BILLING_EVENTS = "billing-events"
+    NOTIFICATION_EVENTS = "notification-events"
+    SYSTEM_EVENTS = "system-events"
+    PLAN_EVENTS = "plan-events"
+    TASK_EVENTS = "task-events"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class EventEnvelope(BaseModel):
+    """One event on the bus.
+
+    Fields (all JSON, snake_case): ``id`` (UUID string, also the JetStream message id, so a retried publish is not
+    stored twice), ``source``, ``specversion`` ("1.0"), ``type`` (the event type, dots allowed), ``time`` (ISO 8601,
+    UTC), ``data`` (a JSON object), ``topic`` (an :class:`EventTopic` value), request/response routing
+    (``correlation_id``, ``response_event``, ``response_topic``, ``response_schema_name``), tracing
+    (``trace_id``, ``parent_event_id``), identity (``platform_tenant_id``, ``tenant_id`` = service tenant,
+    ``user_id`` = service user, ``session_id``) and workflow (``goal_id``, ``plan_id``, ``subject``).
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, use_enum_values=True)
+
+    id: str = Field(default_factory=_new_id)
+    source: str = "soorma"
+    specversion: str = "1.0"
+    type: str
+    time: str = Field(default_factory=_now)
+    data: dict[str, Any] = Field(default_factory=dict)
+    topic: EventTopic
+    correlation_id: str | None = None
+    response_event: str | None = None
+    response_topic: str | None = None
+    response_schema_name: str | None = None
+    trace_id: str | None = None
+    parent_event_id: str | None = None
+    payload_schema_name: str | None = None
+    tenant_id: str | None = None
+    user_id: str | None = None
+    platform_tenant_id: str | None = None
+    session_id: str | None = None
+    goal_id: str | None = None
+    plan_id: str | None = None
+    subject: str | None = None
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _none_data_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    def to_json(self) -> str:
+        """Serialize to compact JSON, omitting unset optional fields (``None``)."""
+        return self.model_dump_json(exclude_none=True)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> "EventEnvelope":
+        """Parse an envelope from JSON. Raises ``pydantic.ValidationError`` on a malformed envelope."""
+        return cls.model_validate_json(raw)
+
+    def propagation(self) -> dict[str, Any]:
+        """The fields an event caused by this one inherits (trace, goal, plan, session, identity, parent)."""
+        return {
+            "trace_id": self.trace_id or self.id,
+            "parent_event_id": self.id,
+            "goal_id": self.goal_id,
+            "plan_id": self.plan_id,
+            "session_id": self.session_id,
+            "tenant_id": self.tenant_id,
+            "user_id": self.user_id,
+        }
+
+
+class EventDefinition(BaseModel):
+    """A registered event type: its name, topic and optional JSON schemas (soorma-core ``EventDefinition``)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow", use_enum_values=True)
+
+    event_name: str
+    topic: str = EventTopic.ACTION_REQUESTS.value
+    description: str = ""
+    payload_schema_name: str | None = None
+    response_schema_name: str | None = None
+    payload_schema: dict[str, Any] | None = None
+    response_schema: dict[str, Any] | None = None

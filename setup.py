@@ -1,0 +1,15 @@
+"""Package discovery for the folder-per-part layout (see docs/architecture.md).
+
+Each top-level folder is one sub-package of ``soorma``; ``find_packages`` cannot express that mapping in
+``pyproject.toml`` alone, so the package list is computed here and everything else stays in ``pyproject.toml``.
+"""
+
+from setuptools import find_packages, setup
+
+PARTS = {"soorma.functions": "functions", "soorma.local": "local", "soorma.infra": "infra"}
+
+packages = ["soorma", *(f"soorma.{p}" for p in find_packages("sdk/soorma"))]
+for prefix, folder in PARTS.items():
+    packages += [prefix, *(f"{prefix}.{p}" for p in find_packages(folder))]
+
+setup(packages=packages, package_dir={"soorma": "sdk/soorma", **PARTS})

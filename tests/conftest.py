@@ -1,0 +1,63 @@
+"""Shared fixtures: the real embedded PostgreSQL (pgvector) and NATS JetStream servers, started once per session.
+
+Integration tests use these, never mocks of our own services (README "Tests").
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> str:
+    """Owner DSN of a fresh embedded PostgreSQL with every migration applied."""
+    from soorma.functions.migrate import apply
+    from soorma.local.postgres import EmbeddedPostgres
+
+    # pgserver needs a short path for its Unix socket (108-byte limit), so not pytest's long tmp path.
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="soorma-pg-")) / "pg"
+    server = EmbeddedPostgres(data, cleanup="delete")
+    dsn = server.start()
+    apply(dsn)
+    yield dsn
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_dsn(postgres) -> str:
+    """DSN of role ``soorma_app`` (non-superuser; RLS applies) on the migrated database."""
+    from soorma.local.postgres import app_dsn as derive
+
+    return derive(postgres)
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory) -> str:
+    """URL of a fresh embedded nats-server with JetStream."""
+    from soorma.local.nats import EmbeddedNats
+
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"), port=free_port())
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def app_env(monkeypatch, app_dsn, nats_url):
+    """Environment of a platform function execution environment pointed at the test servers."""
+    monkeypatch.setenv("SOORMA_APP_DATABASE_URL", app_dsn)
+    monkeypatch.setenv("SOORMA_NATS_URL", nats_url)
+    monkeypatch.setenv("SOORMA_API_KEY_PEPPER", "test-pepper")
+    return os.environ
