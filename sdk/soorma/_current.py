@@ -1,0 +1,88 @@
+"""The event being handled, kept in a context variable.
+
+While a handler runs, calls made through the SDK act for that event: the clients send its service tenant and user
+as ``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User`` (honoured by the authorizer for ``agent`` principals only),
+and the bus copies its trace/goal/plan/session/identity fields onto every event published (``parent_event_id`` = its
+id). A ``ContextVar`` (not an attribute) so concurrent handlers and the tasks they spawn each keep their own event.
+
+It also makes the ids a handler generates (published event ids, sub-task ids) deterministic per (event, agent,
+handler, position, label). Delivery is at-least-once: when a handler is retried after it already published, the
+retry produces the same event ids, and JetStream's de-duplication by message id (``Nats-Msg-Id`` = envelope ``id``)
+drops the second copies instead of fanning out duplicate work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Iterator
+
+from .events import EventEnvelope
+
+TENANT_HEADER = "X-Soorma-Service-Tenant"
+USER_HEADER = "X-Soorma-Service-User"
+
+_NAMESPACE = uuid.UUID("6f1c2f0e-7d1a-4c58-9a53-50a7d1e0b1c4")
+
+
+@dataclass
+class _Handling:
+    event: EventEnvelope
+    seed: str
+    source: str | None = None
+    counter: int = 0
+
+
+_current: ContextVar[_Handling | None] = ContextVar("soorma_current_event", default=None)
+
+
+def current_event() -> EventEnvelope | None:
+    """The event whose handler is running in this context, or ``None`` outside handlers."""
+    handling_ = _current.get()
+    return handling_.event if handling_ else None
+
+
+@contextmanager
+def handling(event: EventEnvelope, scope: str = "", source: str | None = None) -> Iterator[EventEnvelope]:
+    """Bind ``event`` as the current event for the block; ``scope`` (agent and handler) seeds derived ids,
+    ``source`` (the agent's name) becomes the ``source`` of events published in the block."""
+    token = _current.set(_Handling(event, f"{event.id}/{scope}", source))
+    try:
+        yield event
+    finally:
+        _current.reset(token)
+
+
+def current_source() -> str | None:
+    """The name of the agent whose handler is running, if any."""
+    handling_ = _current.get()
+    return handling_.source if handling_ else None
+
+
+def derived_id(label: str) -> str:
+    """A new id: deterministic inside a handler (same event, handler, call position and label ⇒ same id), random
+    outside one."""
+    handling_ = _current.get()
+    if handling_ is None:
+        return str(uuid.uuid4())
+    handling_.counter += 1
+    return str(uuid.uuid5(_NAMESPACE, f"{handling_.seed}/{handling_.counter}/{label}"))
+
+
+def identity_headers(tenant_id: str | None = None, user_id: str | None = None) -> dict[str, str]:
+    """Headers that make a call act for a service tenant and user.
+
+    Explicit values win; missing ones come from the current event. Returns ``{}`` outside handlers when nothing
+    is given, so a plain script acts as its key's own identity.
+    """
+    event = current_event()
+    tenant = tenant_id or (event.tenant_id if event else None)
+    user = user_id or (event.user_id if event else None)
+    headers: dict[str, str] = {}
+    if tenant:
+        headers[TENANT_HEADER] = tenant
+    if user:
+        headers[USER_HEADER] = user
+    return headers

@@ -1,0 +1,387 @@
+"""``Agent``: handlers keyed by (topic, event type), the registry definition, and the Lambda entry point.
+
+An agent object is itself the Lambda handler: ``agent(event, lambda_context)`` takes the SQS-shaped batch of
+docs/architecture.md ("Function payload") and returns ``{"batchItemFailures": [...]}`` (see :mod:`soorma.runtime`).
+The deployer reads :meth:`Agent.subscriptions` (what to route to the function) and :meth:`Agent.definition`
+(what to register at ``POST /v1/agents``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+from .._current import handling
+from ..events import EventDefinition, EventEnvelope, EventTopic
+from ..subjects import check_event_type
+
+if TYPE_CHECKING:
+    from ..context import PlatformContext
+
+log = logging.getLogger("soorma.agent")
+
+CATCH_ALL = "*"
+TOPICS = tuple(t.value for t in EventTopic)
+DEFAULT_IDEMPOTENCY_CACHE = 2048
+
+EventHandler = Callable[[EventEnvelope, "PlatformContext"], Any]
+Lifecycle = Callable[[], Any]
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+@dataclass(frozen=True)
+class _Handler:
+    topic: str
+    event_type: str
+    func: EventHandler  # (event, context) -> awaitable; the SDK's wrapper around the user's function
+    name: str
+
+    def matches(self, event: EventEnvelope) -> bool:
+        return self.topic == str(event.topic) and self.event_type in (event.type, CATCH_ALL)
+
+
+def _event_name(obj: Any) -> str:
+    """The event type named by a string, an EventDefinition, an object with ``event_type`` or a dict."""
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, EventDefinition):
+        return obj.event_name
+    if isinstance(obj, Mapping):
+        name = obj.get("event_name") or obj.get("eventName") or obj.get("event_type") or obj.get("name")
+    else:
+        name = getattr(obj, "event_name", None) or getattr(obj, "event_type", None)
+    if not name:
+        raise TypeError(f"cannot tell which event {obj!r} names")
+    return str(name)
+
+
+def _event_definition(obj: Any) -> dict[str, Any] | None:
+    """The registrable definition behind an events_consumed/produced entry (``None`` for a bare name)."""
+    if isinstance(obj, EventDefinition):
+        return obj.model_dump(exclude_none=True)
+    if isinstance(obj, Mapping) and (obj.get("event_name") or obj.get("eventName")):
+        return EventDefinition.model_validate(
+            {("event_name" if k == "eventName" else k): v for k, v in obj.items()}
+        ).model_dump(exclude_none=True)
+    if hasattr(obj, "model_dump") and getattr(obj, "event_name", None):
+        return EventDefinition.model_validate(obj.model_dump()).model_dump(exclude_none=True)
+    return None
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+class Agent:
+    """An event-driven agent (reference §1.2).
+
+    ``Agent(name, description="", version="0.1.0", agent_type=None, capabilities=None, events_consumed=None,
+    events_produced=None, agent_id=None, auto_register=True, auth_token=None, auth_token_provider=None, *,
+    context=None, idempotency_cache_size=2048)``.
+
+    ``agent_id`` defaults to ``name``: a serverless agent is one registry row however many execution environments
+    run it. ``events_consumed``/``events_produced`` take names, :class:`EventDefinition` objects or dicts.
+    ``context``: a ready :class:`PlatformContext` (tests); by default one is built from the environment on first
+    use and kept for the life of the execution environment. ``auto_register`` is kept for soorma-core code; here
+    the deployer registers the agent (``soorma deploy`` / ``soorma local``), not the function.
+    """
+
+    agent_type = "agent"
+
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        version: str = "0.1.0",
+        agent_type: str | None = None,
+        capabilities: list[Any] | None = None,
+        events_consumed: list[Any] | None = None,
+        events_produced: list[Any] | None = None,
+        agent_id: str | None = None,
+        auto_register: bool = True,
+        auth_token: str | None = None,
+        auth_token_provider: Callable[[], Any] | None = None,
+        *,
+        context: "PlatformContext | None" = None,
+        idempotency_cache_size: int = DEFAULT_IDEMPOTENCY_CACHE,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.version = version
+        if agent_type:
+            self.agent_type = agent_type
+        self.capabilities: list[Any] = list(capabilities or [])
+        self.events_consumed: list[str] = [_event_name(e) for e in events_consumed or []]
+        self.events_produced: list[str] = [_event_name(e) for e in events_produced or []]
+        self._definitions: dict[str, dict[str, Any]] = {}
+        for entry in [*(events_consumed or []), *(events_produced or [])]:
+            definition = _event_definition(entry)
+            if definition:
+                self._definitions[definition["event_name"]] = definition
+        self._agent_id = agent_id or name
+        self.auto_register = auto_register
+        self._auth_token = auth_token
+        self._auth_token_provider = auth_token_provider
+        self._context = context
+        self._handlers: list[_Handler] = []
+        self._startup: list[Lifecycle] = []
+        self._shutdown: list[Lifecycle] = []
+        self._started = False
+        self._handled: OrderedDict[str, set[int]] = OrderedDict()
+        self._cache_size = idempotency_cache_size
+        self._runtime: Any = None
+
+    # --- identity ----------------------------------------------------------------------------------------------
+    @property
+    def agent_id(self) -> str:
+        return self._agent_id
+
+    @property
+    def context(self) -> "PlatformContext":
+        """The platform clients (built from the environment once per execution environment unless set)."""
+        if self._context is None:
+            from ..runtime import environment_context
+
+            self._context = environment_context(self._auth_token, self._auth_token_provider)
+        return self._context
+
+    @context.setter
+    def context(self, value: "PlatformContext") -> None:
+        self._context = value
+
+    # --- decorators --------------------------------------------------------------------------------------------
+    def on_event(self, event_type: str, *, topic: str | EventTopic) -> Callable[[EventHandler], EventHandler]:
+        """Register ``async handler(event: EventEnvelope, context: PlatformContext)`` for ``event_type`` on
+        ``topic`` (``"*"`` = every event type on the topic). Returns the function unchanged, so decorators stack."""
+        self._checked(topic, event_type)
+
+        def decorate(func: EventHandler) -> EventHandler:
+            async def call(event: EventEnvelope, context: "PlatformContext") -> None:
+                await _maybe_await(func(event, context))
+
+            self._add_handler(topic, event_type, call, func)
+            return func
+
+        return decorate
+
+    def on_startup(self, func: Lifecycle) -> Lifecycle:
+        """Run ``func()`` once per execution environment, before its first event."""
+        self._startup.append(func)
+        return func
+
+    def on_shutdown(self, func: Lifecycle) -> Lifecycle:
+        """Run ``func()`` when the execution environment shuts down (best effort: process exit / SIGTERM)."""
+        self._shutdown.append(func)
+        return func
+
+    @staticmethod
+    def _checked(topic: str | EventTopic, event_type: str) -> str:
+        """The topic as a string; raises ``ValueError`` for an unknown topic or an event type that cannot be a
+        subject (checked when the decorator is created, so mistakes surface at import time)."""
+        topic = str(topic.value if isinstance(topic, EventTopic) else topic)
+        if topic not in TOPICS:
+            raise ValueError(f"unknown topic {topic!r}; one of {', '.join(TOPICS)}")
+        if event_type != CATCH_ALL:
+            check_event_type(event_type)
+        return topic
+
+    def _add_handler(self, topic: str | EventTopic, event_type: str, call: EventHandler, func: Callable) -> None:
+        topic = self._checked(topic, event_type)
+        name = getattr(func, "__qualname__", repr(func))
+        self._handlers.append(_Handler(topic, event_type, call, name))
+
+    def _register_produced_event(self, event_type: str) -> None:
+        if event_type not in self.events_produced:
+            self.events_produced.append(event_type)
+
+    # --- what the deployer reads -------------------------------------------------------------------------------
+    def subscriptions(self) -> list[tuple[str, str]]:
+        """``[(topic, event_type), ...]`` to route to this agent, in registration order, without duplicates.
+        ``event_type`` ``"*"`` means every event on the topic; a catch-all absorbs the topic's specific entries
+        (NATS consumers reject overlapping filter subjects)."""
+        catch_all = {h.topic for h in self._handlers if h.event_type == CATCH_ALL}
+        subs = [
+            (h.topic, h.event_type)
+            for h in self._handlers
+            if h.event_type == CATCH_ALL or h.topic not in catch_all
+        ]
+        return list(dict.fromkeys(subs))
+
+    def definition(self, deployment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The ``AgentDefinition`` for ``POST /v1/agents`` (``{"agent": <this>}``): ``agent_id, name, description,
+        version, capabilities, consumed_events, produced_events`` and ``deployment`` when given."""
+        consumed = _unique([*self.events_consumed, *(h.event_type for h in self._handlers if h.event_type != CATCH_ALL)])
+        body: dict[str, Any] = {
+            "agent_id": self.agent_id,
+            "name": self.name,
+            "description": self.description,
+            "version": self.version,
+            "capabilities": [self._capability(c) for c in self.capabilities],
+            "consumed_events": consumed,
+            "produced_events": _unique(self.events_produced),
+        }
+        if deployment is not None:
+            body["deployment"] = dict(deployment)
+        return body
+
+    def deployment(self, function_name: str, transport: str = "nats", **settings: Any) -> dict[str, Any]:
+        """A ``Deployment`` binding for :meth:`definition`: ``{function_name, transport, subscriptions:
+        [{topic, event_type}], batch_size=10, max_concurrency=2, max_deliveries=5, timeout_seconds=30}``
+        (``settings`` override the defaults)."""
+        body = {
+            "function_name": function_name,
+            "transport": transport,
+            "subscriptions": [{"topic": t, "event_type": e} for t, e in self.subscriptions()],
+            "batch_size": 10,
+            "max_concurrency": 2,
+            "max_deliveries": 5,
+            "timeout_seconds": 30,
+        }
+        body.update(settings)
+        return body
+
+    def event_definitions(self) -> list[dict[str, Any]]:
+        """The event definitions given in ``events_consumed``/``events_produced`` (for ``POST /v1/events``)."""
+        return list(self._definitions.values())
+
+    def _capability(self, cap: Any) -> Any:
+        # soorma-core's AgentCapability shape; a bare name that is also a handled event type gets that event as its
+        # consumed_event, other bare names (e.g. "planning") are described by name only.
+        if hasattr(cap, "model_dump"):
+            return cap.model_dump(exclude_none=True)
+        if isinstance(cap, Mapping):
+            return dict(cap)
+        name = str(cap)
+        entry: dict[str, Any] = {"task_name": name, "description": "", "produced_events": []}
+        handler = next((h for h in self._handlers if h.event_type == name), None)
+        if handler is not None:
+            entry["consumed_event"] = self._definitions.get(
+                name, {"event_name": name, "topic": handler.topic, "description": ""}
+            )
+        return entry
+
+    def _capability_names(self) -> set[str]:
+        names = set()
+        for cap in self.capabilities:
+            if isinstance(cap, str):
+                names.add(cap)
+            elif isinstance(cap, Mapping):
+                names.add(str(cap.get("task_name") or cap.get("taskName") or ""))
+            else:
+                names.add(str(getattr(cap, "task_name", "") or ""))
+        return names - {""}
+
+    # --- platform helpers --------------------------------------------------------------------------------------
+    async def emit(
+        self,
+        event_type: str,
+        data: Mapping[str, Any] | None = None,
+        topic: str | EventTopic | None = None,
+        correlation_id: str | None = None,
+    ) -> str:
+        """Publish an event; the topic defaults to the one of its registered definition, else ``business-facts``.
+        Returns the event id."""
+        if topic is None:
+            topic = self._definitions.get(event_type, {}).get("topic") or EventTopic.BUSINESS_FACTS.value
+        self._register_produced_event(event_type)
+        return await self.context.bus.publish(topic, event_type, data, correlation_id=correlation_id)
+
+    async def register_event(self, definition: EventDefinition | Mapping[str, Any]) -> dict[str, Any]:
+        """Register one event definition with the registry."""
+        return await self.context.registry.register_event(definition)
+
+    async def register(self, deployment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Register this agent's event definitions and its definition (what the deployer does); returns the
+        registry's answer ``{"agent_id", "success", "message"}``."""
+        for definition in self.event_definitions():
+            await self.context.registry.register_event(definition)
+        return await self.context.registry.register_agent(self.definition(deployment))
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Run the startup handlers once (the Lambda entry calls this before the first batch)."""
+        if self._started:
+            return
+        for func in self._startup:
+            await _maybe_await(func())
+        self._started = True
+
+    async def stop(self) -> None:
+        """Run the shutdown handlers and close the platform clients."""
+        try:
+            for func in self._shutdown:
+                try:
+                    await _maybe_await(func())
+                except Exception:
+                    log.exception("agent %s: shutdown handler %s failed", self.name, func)
+        finally:
+            self._started = False
+            if self._context is not None:
+                await self._context.close()
+
+    def run(self) -> None:
+        """Not available: a serverless agent does not run a process of its own. Deploy it (``soorma local`` or
+        ``soorma deploy``) and its function receives the events; tests call :meth:`dispatch` or the agent itself."""
+        raise RuntimeError(
+            f"agent {self.name!r} is serverless: deploy it (soorma local / soorma deploy) instead of agent.run(); "
+            "to drive it in-process, await agent.dispatch(envelope) or call agent(batch_event)"
+        )
+
+    # --- dispatch ----------------------------------------------------------------------------------------------
+    def handlers_for(self, event: EventEnvelope) -> list[tuple[int, _Handler]]:
+        """The handlers an event reaches: exact matches first, then catch-alls, in registration order."""
+        matched = [(i, h) for i, h in enumerate(self._handlers) if h.matches(event)]
+        return sorted(matched, key=lambda pair: pair[1].event_type == CATCH_ALL)
+
+    async def dispatch(self, event: EventEnvelope) -> int:
+        """Run every matching handler for ``event``; returns how many ran now.
+
+        Idempotent per event id within this execution environment: handlers that already succeeded for this id
+        are skipped, so a redelivered event re-runs only the handlers that failed. A handler's exception
+        propagates (the record then fails and is redelivered).
+        """
+        matched = self.handlers_for(event)
+        if not matched:
+            log.debug("agent %s: no handler for %s/%s", self.name, event.topic, event.type)
+            return 0
+        done = self._handled.get(event.id)
+        if done is None:
+            done = set()
+            self._handled[event.id] = done
+            while len(self._handled) > self._cache_size:
+                self._handled.popitem(last=False)
+        self._handled.move_to_end(event.id)
+        ran = 0
+        context = self.context
+        for index, handler in matched:
+            if index in done:
+                continue
+            with handling(event, f"{self.agent_id}/{index}", source=self.name):
+                await handler.func(event, context)
+            done.add(index)
+            ran += 1
+        if ran == 0:
+            log.info("agent %s: event %s (%s) already handled, skipped", self.name, event.id, event.type)
+        return ran
+
+    # --- Lambda ------------------------------------------------------------------------------------------------
+    def __call__(self, event: Mapping[str, Any], lambda_context: Any = None) -> dict[str, Any]:
+        """The Lambda handler: an SQS-shaped batch in, ``{"batchItemFailures": [{"itemIdentifier": id}]}`` out."""
+        from ..runtime import LambdaRuntime
+
+        if self._runtime is None:
+            self._runtime = LambdaRuntime(self)
+        return self._runtime.handle(event, lambda_context)
+
+    def lambda_handler(self, event: Mapping[str, Any], lambda_context: Any = None) -> dict[str, Any]:
+        """Same as calling the agent; for code that wants a plain function (``handler = agent.lambda_handler``)."""
+        return self(event, lambda_context)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, handlers={len(self._handlers)})"

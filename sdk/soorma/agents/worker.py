@@ -1,0 +1,127 @@
+"""``Worker``: handles action requests as tasks (``on_task``) and the results of what it delegated (``on_result``)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from ..events import EventEnvelope, EventTopic
+from ..task_context import ResultContext, TaskContext
+from .base import Agent, _maybe_await
+
+if TYPE_CHECKING:
+    from ..context import PlatformContext
+
+log = logging.getLogger("soorma.agent")
+
+TaskHandler = Callable[[TaskContext, "PlatformContext"], Any]
+ResultHandler = Callable[[ResultContext, "PlatformContext"], Any]
+
+ACTION_REQUESTS = EventTopic.ACTION_REQUESTS.value
+ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
+
+
+class Worker(Agent):
+    """A worker (reference §1.3): ``Worker(name, description="", version="0.1.0", capabilities=None,
+    events_consumed=None, events_produced=None, **agent_kwargs)``.
+
+    ``@worker.on_task(event_type)`` → ``async handler(task: TaskContext, context: PlatformContext)`` for action
+    requests; ``@worker.on_result(event_type)`` → ``async handler(result: ResultContext, context)`` for action
+    results. A request whose ``data["assigned_to"]`` names another agent is skipped (not an error).
+    """
+
+    agent_type = "worker"
+
+    def __init__(
+        self,
+        name: str,
+        description: str = "",
+        version: str = "0.1.0",
+        capabilities: list[Any] | None = None,
+        events_consumed: list[Any] | None = None,
+        events_produced: list[Any] | None = None,
+        **agent_kwargs: Any,
+    ) -> None:
+        # soorma-core's positional order (capabilities 4th), which differs from Agent's (agent_type 4th).
+        super().__init__(
+            name,
+            description,
+            version,
+            capabilities=capabilities,
+            events_consumed=events_consumed,
+            events_produced=events_produced,
+            **agent_kwargs,
+        )
+
+    def on_task(self, event_type: str) -> Callable[[TaskHandler], TaskHandler]:
+        """Handle ``event_type`` on ``action-requests`` as a task; ``event_type`` also becomes a capability."""
+        self._checked(ACTION_REQUESTS, event_type)
+
+        def decorate(func: TaskHandler) -> TaskHandler:
+            async def call(event: EventEnvelope, context: "PlatformContext") -> None:
+                if not self._assigned_here(event):
+                    return
+                task = self._task_context(event, context)
+                await _maybe_await(func(task, context))
+
+            self._add_handler(ACTION_REQUESTS, event_type, call, func)
+            self._add_capability(event_type)
+            return func
+
+        return decorate
+
+    def on_result(self, event_type: str) -> Callable[[ResultHandler], ResultHandler]:
+        """Handle ``event_type`` on ``action-results`` (typically the response to a delegated sub-task)."""
+        self._checked(ACTION_RESULTS, event_type)
+
+        def decorate(func: ResultHandler) -> ResultHandler:
+            async def call(event: EventEnvelope, context: "PlatformContext") -> None:
+                result = ResultContext.from_event(
+                    event, context, register_produced_event=self._register_produced_event, agent_id=self.agent_id
+                )
+                await _maybe_await(func(result, context))
+
+            self._add_handler(ACTION_RESULTS, event_type, call, func)
+            return func
+
+        return decorate
+
+    def _task_context(self, event: EventEnvelope, context: "PlatformContext") -> TaskContext:
+        return TaskContext.from_event(
+            event, context, agent_id=self.agent_id, register_produced_event=self._register_produced_event
+        )
+
+    def _add_capability(self, name: str) -> None:
+        if name not in self._capability_names():
+            self.capabilities.append(name)
+
+    def _assigned_here(self, event: EventEnvelope) -> bool:
+        assigned = (event.data or {}).get("assigned_to")
+        if not assigned:
+            return True
+        if assigned in {self.name, self.agent_id, *self._capability_names()}:
+            return True
+        log.debug("worker %s: %s %s is assigned to %s, skipped", self.name, event.type, event.id, assigned)
+        return False
+
+    async def execute_task(
+        self,
+        task_name: str,
+        data: Mapping[str, Any],
+        plan_id: str | None = None,
+        goal_id: str | None = None,
+    ) -> int:
+        """Run this worker's ``on_task(task_name)`` handlers in-process on a synthetic request (no bus).
+        Returns how many handlers ran; raises ``KeyError`` if none handles ``task_name``."""
+        event = EventEnvelope(
+            type=task_name,
+            topic=ACTION_REQUESTS,
+            data=dict(data),
+            correlation_id=str(uuid.uuid4()),
+            plan_id=plan_id,
+            goal_id=goal_id,
+        )
+        if not self.handlers_for(event):
+            raise KeyError(f"worker {self.name!r} has no on_task handler for {task_name!r}")
+        return await self.dispatch(event)

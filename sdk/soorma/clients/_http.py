@@ -1,0 +1,145 @@
+"""The HTTP layer shared by the service clients: auth, identity headers, retries, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any, Awaitable, Callable, Mapping
+
+import httpx
+
+from .._current import identity_headers
+from ..errors import PlatformConnectionError, PlatformError
+from ..settings import DEFAULT_TIMEOUT
+
+log = logging.getLogger("soorma.clients")
+
+TokenProvider = Callable[[], "str | None | Awaitable[str | None]"]
+
+# Statuses worth one more try: the gateway or a cold function answered "not now". Every call the SDK makes is
+# idempotent (upserts, reads, deletes, and publishes deduplicated by the envelope id), so a retry is safe.
+_RETRY_STATUSES = {502, 503, 504}
+_RETRIES = 2
+_BACKOFF = 0.2
+
+
+class HttpClient:
+    """One base URL, one API key, one lazily created ``httpx.AsyncClient``.
+
+    ``transport`` replaces the network (tests pass ``httpx.MockTransport``). The ``AsyncClient`` is created on first
+    use and re-created if the running event loop changed, because its connection pool is bound to the loop it was
+    created on (an execution environment keeps one loop, so this happens only in tests and scripts).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        auth_token_provider: TokenProvider | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+        self.auth_token_provider = auth_token_provider
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop or self._client.is_closed:
+            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout, transport=self._transport)
+            self._loop = loop
+        return self._client
+
+    async def _auth_headers(self) -> dict[str, str]:
+        token = self.api_key
+        if self.auth_token_provider is not None:
+            provided = self.auth_token_provider()
+            if inspect.isawaitable(provided):
+                provided = await provided
+            token = provided or token
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        not_found: Any = ...,
+    ) -> Any:
+        """Send a request and return the decoded JSON body (``None`` for an empty body).
+
+        Identity headers come from ``tenant_id``/``user_id`` or the event being handled. ``not_found``: the value to
+        return on 404 instead of raising. Raises :class:`PlatformError` on any other 4xx/5xx and
+        :class:`PlatformConnectionError` when the platform cannot be reached (after retries).
+        """
+        headers = {**await self._auth_headers(), **identity_headers(tenant_id, user_id)}
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        url = f"{self.base_url}{path}"
+        for attempt in range(_RETRIES + 1):
+            try:
+                response = await self._http().request(method, path, json=json, params=query, headers=headers)
+            except httpx.TransportError as exc:
+                if attempt < _RETRIES:
+                    await asyncio.sleep(_BACKOFF * 2**attempt)
+                    continue
+                raise PlatformConnectionError(f"{type(exc).__name__}: {exc}", method=method, url=url) from exc
+            if response.status_code in _RETRY_STATUSES and attempt < _RETRIES:
+                log.debug("%s %s -> %s, retrying", method, url, response.status_code)
+                await asyncio.sleep(_BACKOFF * 2**attempt)
+                continue
+            break
+        if response.status_code == 404 and not_found is not ...:
+            return not_found
+        if response.status_code >= 400:
+            raise PlatformError(response.status_code, _detail(response), method=method, url=url)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+    async def close(self) -> None:
+        """Close the connection pool (safe to call twice; the client is re-created on next use)."""
+        client, self._client = self._client, None
+        if client is not None and not client.is_closed:
+            try:
+                await client.aclose()
+            except RuntimeError:  # its loop is gone; nothing left to close cleanly
+                pass
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return body["detail"]
+    return body
+
+
+def snake_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-level keys camelCase → snake_case (nested values, e.g. user data, are left alone)."""
+    return {_snake(k): v for k, v in obj.items()}
+
+
+def _snake(name: str) -> str:
+    out = []
+    for ch in name:
+        if ch.isupper():
+            out.append("_")
+            out.append(ch.lower())
+        else:
+            out.append(ch)
+    return "".join(out).lstrip("_") if not name.startswith("_") else "".join(out)

@@ -1,0 +1,178 @@
+"""Bus client: publishes events through the gateway (``POST /v1/events/publish`` with ``{"event": envelope}``).
+
+Events published while a handler runs inherit the handled event's ``trace_id``, ``goal_id``, ``plan_id``,
+``session_id``, ``tenant_id`` and ``user_id``, and get ``parent_event_id`` = its id (explicit arguments win).
+Publishing is idempotent: the envelope ``id`` is the JetStream message id, so a retried publish is stored once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Mapping
+
+from .._current import current_event, current_source, derived_id
+from ..events import EventEnvelope, EventTopic
+from ..errors import PlatformError
+from ..subjects import check_event_type
+from ._http import HttpClient
+
+ACTION_REQUESTS = EventTopic.ACTION_REQUESTS.value
+ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
+BUSINESS_FACTS = EventTopic.BUSINESS_FACTS.value
+
+_PROPAGATED = ("trace_id", "parent_event_id", "goal_id", "plan_id", "session_id", "tenant_id", "user_id")
+
+
+class BusClient(HttpClient):
+    """soorma-core's ``context.bus`` (reference §1.9), publishing over HTTP.
+
+    ``BusClient(base_url, api_key=None, *, source="soorma-sdk", timeout=30, transport=None, auth_token_provider=None)``.
+    Every publish returns the event id and raises :class:`soorma.errors.PlatformError` if the gateway refused it,
+    ``InvalidSubjectToken`` (a ``ValueError``) for an event type that cannot be a subject.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None = None, *, source: str = "soorma-sdk", **kwargs: Any) -> None:
+        super().__init__(base_url, api_key, **kwargs)
+        self.source = source
+
+    async def publish(
+        self,
+        topic: str | EventTopic,
+        event_type: str,
+        data: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+        response_event: str | None = None,
+        response_topic: str | None = None,
+        response_schema_name: str | None = None,
+        trace_id: str | None = None,
+        parent_event_id: str | None = None,
+        payload_schema_name: str | None = None,
+        subject: str | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        goal_id: str | None = None,
+        plan_id: str | None = None,
+    ) -> str:
+        """Publish one event on ``topic``; returns its id."""
+        envelope = EventEnvelope(
+            type=event_type,
+            topic=str(topic),
+            data=dict(data or {}),
+            correlation_id=correlation_id,
+            response_event=response_event,
+            response_topic=str(response_topic) if response_topic else None,
+            response_schema_name=response_schema_name,
+            trace_id=trace_id,
+            parent_event_id=parent_event_id,
+            payload_schema_name=payload_schema_name,
+            subject=subject,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            session_id=session_id,
+            goal_id=goal_id,
+            plan_id=plan_id,
+        )
+        if current_source() is None:
+            envelope.source = self.source
+        return await self.publish_envelope(envelope)
+
+    async def request(
+        self,
+        event_type: str,
+        data: Mapping[str, Any] | None,
+        response_event: str,
+        correlation_id: str | None = None,
+        response_topic: str | EventTopic = ACTION_RESULTS,
+        **kwargs: Any,
+    ) -> str:
+        """Publish an action request on ``action-requests`` expecting ``response_event`` on ``response_topic``.
+        A correlation id is generated when none is given (responders echo it)."""
+        return await self.publish(
+            ACTION_REQUESTS,
+            event_type,
+            data,
+            correlation_id=correlation_id or str(uuid.uuid4()),
+            response_event=response_event,
+            response_topic=response_topic,
+            **kwargs,
+        )
+
+    async def respond(
+        self,
+        event_type: str,
+        data: Mapping[str, Any] | None,
+        correlation_id: str | None,
+        topic: str | EventTopic = ACTION_RESULTS,
+        **kwargs: Any,
+    ) -> str:
+        """Publish a response (default topic ``action-results``) carrying the request's ``correlation_id``."""
+        return await self.publish(topic, event_type, data, correlation_id=correlation_id, **kwargs)
+
+    async def announce(self, event_type: str, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
+        """Publish a fact on ``business-facts`` (no response expected)."""
+        return await self.publish(BUSINESS_FACTS, event_type, data, **kwargs)
+
+    def create_child_request(
+        self,
+        parent_event: EventEnvelope,
+        event_type: str,
+        data: Mapping[str, Any] | None,
+        response_event: str,
+        new_correlation_id: str | None = None,
+    ) -> EventEnvelope:
+        """Build (not publish) an action request caused by ``parent_event``, inheriting its propagated fields."""
+        return EventEnvelope(
+            source=current_source() or self.source,
+            type=event_type,
+            topic=ACTION_REQUESTS,
+            data=dict(data or {}),
+            correlation_id=new_correlation_id or str(uuid.uuid4()),
+            response_event=response_event,
+            response_topic=ACTION_RESULTS,
+            **parent_event.propagation(),
+        )
+
+    def create_response(
+        self, request_event: EventEnvelope, data: Mapping[str, Any] | None, payload_schema_name: str | None = None
+    ) -> EventEnvelope:
+        """Build (not publish) the response to ``request_event``: its ``response_event`` type on its
+        ``response_topic`` (default ``action-results``) with its ``correlation_id``. Raises ``ValueError`` if the
+        request names no ``response_event``."""
+        if not request_event.response_event:
+            raise ValueError(f"event {request_event.id} ({request_event.type}) has no response_event")
+        return EventEnvelope(
+            source=current_source() or self.source,
+            type=request_event.response_event,
+            topic=request_event.response_topic or ACTION_RESULTS,
+            data=dict(data or {}),
+            correlation_id=request_event.correlation_id or request_event.id,
+            payload_schema_name=payload_schema_name,
+            **request_event.propagation(),
+        )
+
+    async def publish_envelope(self, envelope: EventEnvelope) -> str:
+        """Publish a ready envelope; fields it leaves empty are filled from the event being handled."""
+        check_event_type(envelope.type)
+        event = current_event()
+        if event is not None:
+            inherited = event.propagation()
+            update = {k: inherited[k] for k in _PROPAGATED if getattr(envelope, k) is None and inherited[k]}
+            if "source" not in envelope.model_fields_set and current_source():
+                update["source"] = current_source()
+            if "id" not in envelope.model_fields_set:
+                # A generated id becomes deterministic, so a retried handler's publishes are de-duplicated.
+                update["id"] = derived_id(f"event:{envelope.type}")
+            envelope = envelope.model_copy(update=update)
+        payload = envelope.model_dump(mode="json", exclude_none=True)
+        body = await self._request("POST", "/v1/events/publish", json={"event": payload})
+        if isinstance(body, dict) and body.get("success") is False:
+            raise PlatformError(200, body.get("message") or body, method="POST", url=f"{self.base_url}/v1/events/publish")
+        return str((body or {}).get("event_id") or (body or {}).get("eventId") or envelope.id)
+
+    async def subscribe(self, topics: list[str]) -> None:
+        """Not available: serverless agents receive events by deployment (``subscriptions()``), not by streaming."""
+        raise NotImplementedError(
+            "BusClient.subscribe: events reach serverless agents through their deployment; "
+            "declare handlers and deploy the agent (agent.subscriptions())"
+        )

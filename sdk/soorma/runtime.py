@@ -1,0 +1,221 @@
+"""The Lambda entry point of agents: one SQS-shaped batch in, a partial batch response out.
+
+The payload is the one of docs/architecture.md ("Function payload"); the NATS bridge and Lambda's own SQS event
+source send the same shape and read the same ``{"batchItemFailures": [{"itemIdentifier": messageId}]}`` answer, so
+one entry serves both. Records are processed with Powertools' batch utility
+(https://docs.powertools.aws.dev/lambda/python/latest/utilities/batch/): ``BatchProcessor(EventType.SQS)`` with
+``process_partial_response``.
+
+Per record: the body is parsed as an :class:`EventEnvelope` (a malformed body is logged and reported failed, so
+the delivery layer dead-letters it once its deliveries are used up), then every matching handler runs. A handler
+that raises makes its record a batch item failure, so the event is redelivered, never swallowed.
+
+Execution-environment state (Lambda keeps the process between warm invocations): ONE event loop, on which every
+handler of every invocation runs, so HTTP connection pools and anything handlers cache stay valid; and ONE
+:class:`PlatformContext` built from the environment. Records of a batch run one after another, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import signal
+import threading
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, TypeVar
+
+from .errors import MalformedEventError
+from .events import EventEnvelope
+
+if TYPE_CHECKING:
+    from .agents.base import Agent
+    from .context import PlatformContext
+
+log = logging.getLogger("soorma.runtime")
+
+T = TypeVar("T")
+
+# Stop starting handlers this long before Lambda's own timeout, so the partial response (which acknowledges the
+# records already processed) is returned instead of the whole batch being lost to a timeout and redelivered.
+SAFETY_MARGIN_SECONDS = 1.0
+
+_loop: asyncio.AbstractEventLoop | None = None
+_context: "PlatformContext | None" = None
+
+
+def event_loop() -> asyncio.AbstractEventLoop:
+    """The execution environment's event loop (created on first use, reused by every invocation)."""
+    global _loop
+    if _loop is None or _loop.is_closed():
+        _loop = asyncio.new_event_loop()
+    return _loop
+
+
+def _refuse_running_loop() -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        "the agent's Lambda entry is synchronous and cannot run inside a running event loop; "
+        "await agent.dispatch(envelope) instead"
+    )
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    """Run ``awaitable`` to completion on the execution environment's loop.
+
+    Raises ``RuntimeError`` when called from inside a running event loop (there, ``await`` the coroutine instead,
+    e.g. ``await agent.dispatch(envelope)``).
+    """
+    try:
+        _refuse_running_loop()
+    except RuntimeError:
+        if asyncio.iscoroutine(awaitable):
+            awaitable.close()
+        raise
+    return event_loop().run_until_complete(awaitable)
+
+
+def environment_context(
+    auth_token: str | None = None, auth_token_provider: Callable[[], Any] | None = None
+) -> "PlatformContext":
+    """The execution environment's :class:`PlatformContext`, built from ``SOORMA_*`` once. An agent with its own
+    ``auth_token``/``auth_token_provider`` gets a context of its own."""
+    global _context
+    from .context import PlatformContext
+
+    if auth_token is not None or auth_token_provider is not None:
+        return PlatformContext.from_env(auth_token=auth_token, auth_token_provider=auth_token_provider)
+    if _context is None:
+        _context = PlatformContext.from_env()
+    return _context
+
+
+def _remaining_seconds(lambda_context: Any) -> float | None:
+    getter = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    if getter is None:
+        return None
+    try:
+        return float(getter()) / 1000.0
+    except Exception:  # a fake or partial context: run without a deadline
+        return None
+
+
+class LambdaRuntime:
+    """Drives one agent from Lambda invocations (``agent(event, context)`` creates and calls it)."""
+
+    def __init__(self, agent: "Agent") -> None:
+        self.agent = agent
+        self._exit_hooks = False
+
+    def handle(self, event: Mapping[str, Any], lambda_context: Any = None) -> dict[str, Any]:
+        """Process a batch; returns ``{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}``.
+
+        A bare envelope (``{"type", "topic", ...}``, e.g. from ``aws lambda invoke``) is dispatched directly and
+        raises if a handler fails. Anything else without ``Records`` raises ``ValueError``; a call from inside a
+        running event loop raises ``RuntimeError``.
+        """
+        _refuse_running_loop()
+        if isinstance(event, Mapping) and "Records" not in event and "type" in event and "topic" in event:
+            envelope = EventEnvelope.model_validate(dict(event))
+            run(self._start_then(self.agent.dispatch(envelope)))
+            return {"batchItemFailures": []}
+        records = event.get("Records") if isinstance(event, Mapping) else None
+        if not isinstance(records, list):
+            raise ValueError("expected an SQS-shaped batch {'Records': [...]} (docs/architecture.md, Function payload)")
+        if not records:
+            return {"batchItemFailures": []}
+
+        try:
+            run(self.agent.start())
+        except Exception:
+            # Nothing can be handled without a started agent: fail every record (redelivered later), and retry the
+            # startup handlers on the next invocation.
+            log.exception("agent %s: startup failed; failing the batch of %d", self.agent.name, len(records))
+            return {"batchItemFailures": [{"itemIdentifier": r.get("messageId", "")} for r in records]}
+        self._install_exit_hooks()
+
+        from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+        # raise_on_entire_batch_failure=False: when every record fails we still answer with the list, which is what
+        # the bridge and SQS expect, instead of an invocation error that hides which records failed and why.
+        processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+        def record_handler(record: Any) -> None:
+            self._process_record(record, lambda_context)
+
+        return process_partial_response(
+            event=dict(event), record_handler=record_handler, processor=processor, context=lambda_context
+        )
+
+    async def _start_then(self, awaitable: Awaitable[T]) -> T:
+        await self.agent.start()
+        return await awaitable
+
+    def _process_record(self, record: Any, lambda_context: Any) -> None:
+        message_id = record.message_id
+        # Read leniently: a missing attribute must not turn a good event into a failure.
+        attempt = (record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount", "?")
+        try:
+            envelope = EventEnvelope.from_json(record.body)
+        except Exception as exc:
+            log.error(
+                "agent %s: malformed event in message %s (delivery %s), reported failed for dead-lettering: %s",
+                self.agent.name,
+                message_id,
+                attempt,
+                exc,
+            )
+            raise MalformedEventError(f"message {message_id}: {exc}") from exc
+
+        remaining = _remaining_seconds(lambda_context)
+        dispatch = self.agent.dispatch(envelope)
+        try:
+            if remaining is None:
+                run(dispatch)
+            else:
+                budget = remaining - SAFETY_MARGIN_SECONDS
+                if budget <= 0:
+                    dispatch.close()
+                    raise TimeoutError("no time left in this invocation; left for redelivery")
+                run(asyncio.wait_for(dispatch, budget))
+        except Exception:
+            log.exception(
+                "agent %s: event %s (%s on %s) failed in message %s (delivery %s)",
+                self.agent.name,
+                envelope.id,
+                envelope.type,
+                envelope.topic,
+                message_id,
+                attempt,
+            )
+            raise
+
+    def _install_exit_hooks(self) -> None:
+        if self._exit_hooks:
+            return
+        self._exit_hooks = True
+        atexit.register(self._shutdown)
+        # Lambda (with an extension) and the local runtime stop an environment with SIGTERM; the default action
+        # would kill the process without running atexit, so turn it into a normal exit, unless someone else
+        # already handles it.
+        if self.agent._shutdown and threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            except (ValueError, OSError):
+                pass
+
+    def _shutdown(self) -> None:
+        loop = _loop
+        if loop is None or loop.is_closed() or loop.is_running():
+            return
+        try:
+            loop.run_until_complete(self.agent.stop())
+        except Exception:
+            log.exception("agent %s: shutdown failed", self.agent.name)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
