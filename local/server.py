@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from soorma.local.apigw import LocalApiGateway
 from soorma.local.paths import write_json
@@ -101,7 +101,8 @@ def build_app(stack: "LocalStack") -> Starlette:
     try:
         from soorma.local.runtime.lambda_api import create_lambda_api
 
-        routes.append(Mount("/2015-03-31", app=create_lambda_api(stack.runtime)))
+        # Lambda's Invoke API (boto3 `lambda.invoke` with endpoint_url = the stack's URL).
+        routes.extend(create_lambda_api(stack.runtime).routes)
     except ImportError:  # the Invoke API is optional for the stack itself
         pass
     routes.append(Route("/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))

@@ -1,0 +1,472 @@
+"""The NATS JetStream → function push bridge.
+
+For each :class:`~.types.Route` the bridge keeps one durable pull consumer on ``SOORMA_EVENTS`` (``consumer.py``)
+and runs ``max_concurrency`` fetch workers. A worker pulls up to ``batch_size`` messages, invokes the function once
+with an SQS-shaped payload (``payload.py``) and settles every message from the response, the way Lambda's SQS
+event source mapping does with ``ReportBatchItemFailures``
+(https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html). Ack kinds (``+ACK``, ``-NAK``
+with delay, ``+WPI``, ``+TERM``) are JetStream's acknowledgement models
+(https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#acknowledgement-models); delivery count,
+stream sequence and stored time come from the ack reply subject (ADR-15):
+
+* succeeded → ``+ACK`` (only after the function returned; at-least-once). Acks are not confirmed by the server
+  (no double ack): a lost ack means a redelivery after the ack wait, which idempotent handlers absorb;
+* failed, ``num_delivered < max_deliveries`` → ``-NAK`` with a delay from the backoff;
+* failed, ``num_delivered >= max_deliveries`` → copied to ``SOORMA_DLQ`` (``dlq.py``), then ``+TERM``;
+  if that copy cannot be stored the message is NAKed instead, never dropped;
+* the function is throttled (:class:`~.types.FunctionThrottled`) → every message NAKed with a delay and the route's
+  workers pause (exponential, equal jitter; reset by the next invocation that is not throttled). Throttling never
+  dead-letters, but the redeliveries it causes do raise ``num_delivered`` (as SQS's receive count does);
+* a message whose data is not UTF-8 cannot become a ``body`` string: it is dead-lettered at once, uninvoked.
+
+While an invocation runs, its messages get ``+WPI`` (``in_progress``) every half ack wait, so a slow function does not
+cause a redelivery to another worker. The bridge itself gives up on an invocation after ``timeout_s +
+invoke_grace_s`` and treats it as failed.
+
+Routes are re-read every ``refresh_interval_s``; new routes start, changed ones are applied (consumer updated in
+place, workers added or retired, batch size and timeout used from the next fetch), removed ones have their workers
+stopped after their current batch. Consumers are never deleted by the bridge. If ``routes()`` raises, the bridge keeps
+the routes it has. Several replicas may run against one NATS: a pull consumer hands each message to one fetcher.
+
+:meth:`Bridge.stop` stops fetching (messages that arrive after the stop are NAKed without delay so another replica
+takes them), waits up to ``drain_timeout_s`` for in-flight invocations and their acks, cancels what is left (those
+messages are redelivered after their ack wait) and drains the connection so every ack is flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterable
+
+import nats
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from soorma.jetstream import ensure_streams
+from soorma.subjects import STREAM
+
+from .backoff import ExponentialBackoff
+from .consumer import ConsumerPolicy, ensure_consumer
+from .dlq import dead_letter
+from .payload import Outcome, build_payload, build_record, clip, interpret
+from .types import ConsumerStats, FunctionThrottled, Invoker, Route
+
+log = logging.getLogger("soorma.functions.bridge")
+
+RoutesSource = Callable[[], Awaitable[list[Route]]]
+
+
+@dataclass
+class _Worker:
+    retire: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+
+
+@dataclass
+class _Runner:
+    """The live state of one route in this replica."""
+
+    route: Route
+    workers: list[_Worker] = field(default_factory=list)
+    ensured_at: float | None = None  # monotonic time of the last successful ensure_consumer
+    needs_ensure: bool = True
+    throttled_until: float = 0.0
+    throttle_streak: int = 0
+
+
+class Bridge:
+    """Push events from JetStream consumers to functions (see the module docstring for the semantics).
+
+    ``routes`` is called on start and every ``refresh_interval_s``. ``backoff(attempt)`` gives the NAK delay for a
+    message's ``attempt``-th failed delivery (default :class:`ExponentialBackoff` base 1 s, cap 60 s, full jitter);
+    its ``pause(streak)`` method, when present, paces a throttled route.
+
+    Tuning (keyword-only): ``fetch_timeout_s`` (how long one pull waits for messages; bounds how fast ``stop`` and
+    route removal take effect), ``ack_margin_s`` (ack wait = ``timeout_s`` + this), ``invoke_grace_s`` (the bridge's
+    own invocation limit = ``timeout_s`` + this), ``info_interval_s`` (how often an unchanged route's consumer is
+    re-checked: recreated if deleted, lag refreshed), ``region`` (the records' ``awsRegion``).
+    """
+
+    def __init__(
+        self,
+        nats_url: str,
+        routes: RoutesSource,
+        invoker: Invoker,
+        *,
+        refresh_interval_s: float = 2.0,
+        backoff: Callable[[int], float] | None = None,
+        name: str = "bridge",
+        fetch_timeout_s: float = 1.0,
+        ack_margin_s: float = 10.0,
+        invoke_grace_s: float = 5.0,
+        info_interval_s: float = 30.0,
+        region: str = "local",
+    ) -> None:
+        self.nats_url = nats_url
+        self.name = name
+        self.refresh_interval_s = refresh_interval_s
+        self.fetch_timeout_s = fetch_timeout_s
+        self.invoke_grace_s = invoke_grace_s
+        self.info_interval_s = info_interval_s
+        self.region = region
+        self.policy = ConsumerPolicy(ack_margin_s=ack_margin_s)
+        self.backoff: Callable[[int], float] = backoff or ExponentialBackoff()
+        self._pause: Callable[[int], float] = getattr(self.backoff, "pause", self.backoff)
+        self._routes = routes
+        self._invoker = invoker
+        self._nc: nats.NATS | None = None
+        self._js: JetStreamContext | None = None
+        self._runners: dict[str, _Runner] = {}
+        self._stats: dict[str, ConsumerStats] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._refresh_task: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect, ensure the streams, apply the routes and start refreshing them.
+
+        Raises if NATS cannot be reached or the streams cannot be ensured; a failing ``routes()`` or consumer is
+        logged and retried on the next refresh.
+        """
+        if self._nc is not None:
+            raise RuntimeError("bridge already started")
+        self._stopping.clear()
+        self._nc = await nats.connect(
+            self.nats_url,
+            name=self.name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        self._js = self._nc.jetstream()
+        await ensure_streams(self._js)
+        await self.refresh()
+        self._refresh_task = asyncio.create_task(self._refresh_loop(), name=f"{self.name}-refresh")
+
+    async def stop(self, drain_timeout_s: float = 30.0) -> None:
+        """Stop fetching, finish in-flight invocations (up to ``drain_timeout_s``) and their acks, then close."""
+        if self._nc is None:
+            return
+        self._stopping.set()
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refresh_task
+            self._refresh_task = None
+        async with self._lock:
+            for runner in self._runners.values():
+                for worker in runner.workers:
+                    worker.retire.set()
+        tasks = [t for t in self._tasks if not t.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=drain_timeout_s)
+            if pending:
+                log.warning("%s: %d worker(s) still busy after %.1fs; cancelling", self.name, len(pending),
+                            drain_timeout_s)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        for stats in self._stats.values():
+            stats.workers = 0
+            stats.active = False
+        nc, self._nc, self._js = self._nc, None, None
+        self._runners.clear()
+        try:
+            await nc.drain()
+        except Exception:  # already closed or disconnected: nothing left to flush
+            with contextlib.suppress(Exception):
+                await nc.close()
+
+    def stats(self) -> dict[str, dict]:
+        """Per consumer name: counters of this replica (see :class:`~.types.ConsumerStats`)."""
+        out = {}
+        for name, stats in self._stats.items():
+            runner = self._runners.get(name)
+            stats.workers = len([w for w in runner.workers if not w.retire.is_set()]) if runner else 0
+            out[name] = stats.as_dict()
+        return out
+
+    # ------------------------------------------------------------------ routes
+
+    async def refresh(self) -> None:
+        """Re-read the routes and apply them now (the refresh loop calls this every ``refresh_interval_s``)."""
+        async with self._lock:
+            if self._stopping.is_set() or self._js is None:
+                return
+            js = self._js
+            try:
+                await ensure_streams(js)
+            except Exception as exc:
+                log.warning("%s: could not ensure streams: %s", self.name, exc)
+            try:
+                routes = list(await self._routes())
+            except Exception:
+                log.exception("%s: reading routes failed; keeping the current %d route(s)", self.name,
+                              len(self._runners))
+                return
+            desired: dict[str, Route] = {}
+            for route in routes:
+                if route.consumer_name in desired:
+                    log.error("%s: duplicate route for consumer %s ignored", self.name, route.consumer_name)
+                    continue
+                desired[route.consumer_name] = route
+            for name in [n for n in self._runners if n not in desired]:
+                runner = self._runners.pop(name)
+                log.info("%s: route %s removed; stopping its workers (consumer kept)", self.name, name)
+                for worker in runner.workers:
+                    worker.retire.set()
+                self._stats[name].active = False
+            for name, route in desired.items():
+                if self._stopping.is_set():
+                    return
+                await self._apply(js, route)
+
+    async def _apply(self, js: JetStreamContext, route: Route) -> None:
+        name = route.consumer_name
+        runner = self._runners.get(name)
+        stats = self._stats.get(name)
+        if stats is None:
+            stats = self._stats[name] = ConsumerStats(consumer=name, function_name=route.function_name)
+        if runner is None:
+            runner = self._runners[name] = _Runner(route=route)
+            stats.active = True
+        stale = runner.ensured_at is None or time.monotonic() - runner.ensured_at >= self.info_interval_s
+        if runner.route != route or runner.needs_ensure or stale:
+            try:
+                info = await ensure_consumer(js, route, self.policy)
+            except Exception as exc:
+                runner.needs_ensure = True
+                stats.consumer_error = clip(f"{type(exc).__name__}: {exc}")
+                log.error("%s: consumer %s not created/updated: %s", self.name, name, exc)
+                if not runner.workers:
+                    return  # nothing to run yet; retried on the next refresh
+            else:
+                runner.route = route
+                runner.needs_ensure = False
+                runner.ensured_at = time.monotonic()
+                stats.consumer_error = None
+                stats.function_name = route.function_name
+                stats.num_pending = info.num_pending
+                stats.num_ack_pending = info.num_ack_pending
+        self._scale(runner, runner.route.max_concurrency)
+
+    def _scale(self, runner: _Runner, count: int) -> None:
+        runner.workers = [w for w in runner.workers if not w.retire.is_set() and not (w.task and w.task.done())]
+        while len(runner.workers) > count:
+            runner.workers.pop().retire.set()
+        while len(runner.workers) < count and not self._stopping.is_set():
+            worker = _Worker()
+            worker.task = asyncio.create_task(self._work(runner, worker),
+                                              name=f"{self.name}-{runner.route.consumer_name}")
+            self._tasks.add(worker.task)
+            worker.task.add_done_callback(self._tasks.discard)
+            runner.workers.append(worker)
+
+    async def _refresh_loop(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.refresh_interval_s)
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: refresh failed", self.name)
+
+    # ------------------------------------------------------------------ workers
+
+    async def _work(self, runner: _Runner, worker: _Worker) -> None:
+        name = runner.route.consumer_name
+        stats = self._stats[name]
+        sub = None
+        try:
+            while not worker.retire.is_set():
+                js = self._js
+                if js is None:
+                    return
+                if sub is None:
+                    try:
+                        sub = await js.pull_subscribe_bind(consumer=name, stream=STREAM)
+                    except Exception as exc:
+                        stats.last_error = clip(f"subscribe: {exc}")
+                        await self._sleep(worker, 1.0)
+                        continue
+                wait = runner.throttled_until - time.monotonic()
+                if wait > 0 and await self._sleep(worker, wait):
+                    break
+                route = runner.route
+                fetch_started = time.monotonic()
+                try:
+                    msgs = await sub.fetch(route.batch_size, timeout=self.fetch_timeout_s)
+                except asyncio.TimeoutError:  # nats.errors.TimeoutError / FetchTimeoutError: nothing to do
+                    # A pull answered at once with a status (409 max ack pending / consumer deleted, 404 with
+                    # batch=1) surfaces as a timeout too: do not spin on it.
+                    if time.monotonic() - fetch_started < self.fetch_timeout_s / 2:
+                        await self._sleep(worker, min(0.5, self.fetch_timeout_s))
+                    continue
+                except Exception as exc:
+                    stats.last_error = clip(f"fetch: {type(exc).__name__}: {exc}")
+                    log.warning("%s: fetch from %s failed: %s", self.name, name, exc)
+                    runner.needs_ensure = True
+                    await self._sleep(worker, 1.0)
+                    continue
+                if not msgs:
+                    continue
+                if worker.retire.is_set():
+                    await self._release(msgs)
+                    break
+                await self._process(runner, route, msgs, stats)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: worker of %s crashed", self.name, name)
+            stats.last_error = "worker crashed (see log)"
+            runner.needs_ensure = True  # the next refresh replaces it (_scale drops finished workers)
+        finally:
+            if sub is not None:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    @staticmethod
+    async def _sleep(worker: _Worker, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True if the worker was told to stop meanwhile."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(worker.retire.wait(), timeout=max(seconds, 0.0))
+        return worker.retire.is_set()
+
+    async def _release(self, msgs: Iterable[Msg]) -> None:
+        """Hand messages fetched during a stop back to JetStream at once (another replica takes them)."""
+        for msg in msgs:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+    async def _keepalive(self, msgs: list[Msg], interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            for msg in msgs:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+    async def _process(self, runner: _Runner, route: Route, msgs: list[Msg], stats: ConsumerStats) -> None:
+        count = len(msgs)
+        stats.delivered += count
+        stats.in_flight += count
+        try:
+            now_ms = int(time.time() * 1000)
+            records: list[dict] = []
+            batch: dict[str, Msg] = {}
+            for msg in msgs:
+                try:
+                    body = msg.data.decode("utf-8")
+                except UnicodeDecodeError:
+                    await self._fail(msg, route, "message body is not valid UTF-8", stats, dead_letter_now=True)
+                    continue
+                record = build_record(msg, body, sender=self.name, region=self.region, now_ms=now_ms)
+                records.append(record)
+                batch[record["messageId"]] = msg
+            stats.num_pending = msgs[-1].metadata.num_pending
+            if not records:
+                return
+            keepalive = asyncio.create_task(self._keepalive(list(batch.values()), self.policy.ack_wait(route) / 2))
+            started = time.monotonic()
+            throttled: FunctionThrottled | None = None
+            outcome: Outcome
+            try:
+                result = await asyncio.wait_for(
+                    self._invoker.invoke(route.function_name, build_payload(records)),
+                    timeout=route.timeout_s + self.invoke_grace_s,
+                )
+                outcome = interpret(result, list(batch))
+            except FunctionThrottled as exc:
+                throttled = exc
+            except asyncio.TimeoutError:
+                outcome = Outcome(None, f"invocation timed out after {route.timeout_s + self.invoke_grace_s:g}s")
+            except Exception as exc:
+                outcome = Outcome(None, clip(f"invocation failed: {type(exc).__name__}: {exc}"))
+            finally:
+                keepalive.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keepalive
+            stats.invocations += 1
+            stats.last_latency_ms = round((time.monotonic() - started) * 1000, 3)
+            if throttled is not None:
+                await self._throttle(runner, list(batch.values()), throttled, stats)
+                return
+            runner.throttle_streak = 0
+            if outcome.all_failed:
+                stats.failed_invocations += 1
+            for message_id, msg in batch.items():
+                if outcome.failed is not None and message_id not in outcome.failed:
+                    try:
+                        await msg.ack()
+                        stats.succeeded += 1
+                    except Exception as exc:
+                        stats.last_error = clip(f"ack: {exc}")
+                else:
+                    await self._fail(msg, route, outcome.error or "failed", stats)
+            oldest = min(m.metadata.timestamp.timestamp() for m in batch.values())
+            stats.last_end_to_end_ms = round((time.time() - oldest) * 1000, 3)
+        finally:
+            stats.in_flight -= count
+
+    async def _fail(self, msg: Msg, route: Route, error: str, stats: ConsumerStats, *,
+                    dead_letter_now: bool = False) -> None:
+        """Retry a failed message later, or dead-letter it once it has used up its deliveries."""
+        stats.last_error = error
+        attempt = msg.metadata.num_delivered
+        try:
+            if dead_letter_now or attempt >= route.max_deliveries:
+                js = self._js
+                try:
+                    if js is None:
+                        raise RuntimeError("bridge is closed")
+                    await dead_letter(js, msg, route, error)
+                except Exception as exc:
+                    log.error("%s: dead-lettering %s seq %s failed: %s; retrying it later", self.name,
+                              route.consumer_name, msg.metadata.sequence.stream, exc)
+                    stats.last_error = clip(f"dead letter failed: {exc}")
+                    await msg.nak(delay=self.backoff(attempt))
+                    stats.retried += 1
+                    return
+                await msg.term()
+                stats.dead_lettered += 1
+                log.warning("%s: %s seq %s dead-lettered after %d deliveries: %s", self.name, route.consumer_name,
+                            msg.metadata.sequence.stream, attempt, error)
+            else:
+                await msg.nak(delay=self.backoff(attempt))
+                stats.retried += 1
+        except Exception as exc:  # connection trouble: the ack wait will bring the message back
+            stats.last_error = clip(f"settle: {exc}")
+
+    async def _throttle(self, runner: _Runner, msgs: list[Msg], exc: FunctionThrottled,
+                        stats: ConsumerStats) -> None:
+        runner.throttle_streak += 1
+        pause = max(self._pause(runner.throttle_streak), exc.retry_after_s or 0.0)
+        runner.throttled_until = max(runner.throttled_until, time.monotonic() + pause)
+        stats.last_error = clip(f"throttled: {exc}")
+        log.info("%s: %s throttled (streak %d); pausing %.2fs", self.name, runner.route.consumer_name,
+                 runner.throttle_streak, pause)
+        for msg in msgs:
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=pause)
+                stats.throttled += 1
+
+    # ------------------------------------------------------------------ connection callbacks
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("%s: NATS error: %s", self.name, exc)
+
+    async def _on_disconnected(self) -> None:
+        if not self._stopping.is_set():
+            log.warning("%s: disconnected from NATS", self.name)
+
+    async def _on_reconnected(self) -> None:
+        log.info("%s: reconnected to NATS", self.name)

@@ -1,0 +1,135 @@
+"""The SQS-shaped function payload the bridge sends, and how it reads the partial batch response.
+
+Payload (docs/architecture.md, "Function payload"): ``{"Records": [record, ...]}`` with the fields of an SQS event
+record (https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#example-standard-queue-message-event), so one
+handler built on Powertools' ``BatchProcessor(EventType.SQS)`` serves the bridge and SQS alike; every field that
+Powertools' ``SqsRecordModel`` requires is present:
+
+* ``messageId`` — the JetStream stream sequence as a string (unique within a batch: one consumer, one stream);
+* ``receiptHandle`` — ``<stream>/<consumer>/<stream seq>/<delivery count>`` (opaque; the function cannot ack);
+* ``body`` — the message data as text (the event envelope JSON);
+* ``attributes.ApproximateReceiveCount`` — ``metadata.num_delivered``; ``SentTimestamp`` — the time JetStream stored
+  the message (ack-subject timestamp, ADR-15), epoch ms; ``ApproximateFirstReceiveTimestamp`` — the time of *this*
+  receipt (JetStream does not keep the first one); ``SenderId`` — the bridge name;
+* ``messageAttributes`` ``{}``, ``md5OfBody``, ``eventSource`` ``"soorma:nats"``, ``eventSourceARN``
+  ``"<stream>/<consumer>"``, ``awsRegion``.
+
+Response, following Lambda's rules for ``ReportBatchItemFailures``
+(https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html#services-sqs-batchfailurereporting):
+
+* ``function_error`` set → every message failed (the error payload's ``errorType: errorMessage`` is kept);
+* empty body, ``null``, ``{}``, or an object whose ``batchItemFailures`` is ``null``/``[]`` → every message succeeded;
+* an object with ``batchItemFailures`` listing ``{"itemIdentifier": id}`` → exactly those failed;
+* anything else — not JSON, not an object, an object without ``batchItemFailures`` (e.g. ``{"statusCode": 200}``),
+  ``batchItemFailures`` not a list, an entry without a non-empty string ``itemIdentifier``, or an identifier that is
+  not in the batch → the whole batch failed (Lambda does the same for malformed partial responses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from nats.aio.msg import Msg
+
+from .types import InvokeResult
+
+EVENT_SOURCE = "soorma:nats"
+MAX_ERROR_CHARS = 1000
+
+
+def event_source_arn(stream: str, consumer: str) -> str:
+    return f"{stream}/{consumer}"
+
+
+def build_record(msg: Msg, body: str, *, sender: str, region: str, now_ms: int | None = None) -> dict[str, Any]:
+    """One SQS-shaped record for a JetStream message whose data decoded to ``body``."""
+    meta = msg.metadata
+    seq = meta.sequence.stream
+    return {
+        "messageId": str(seq),
+        "receiptHandle": f"{meta.stream}/{meta.consumer}/{seq}/{meta.num_delivered}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": str(meta.num_delivered),
+            "SentTimestamp": str(int(meta.timestamp.timestamp() * 1000)),
+            "ApproximateFirstReceiveTimestamp": str(now_ms if now_ms is not None else int(time.time() * 1000)),
+            "SenderId": sender,
+        },
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(body.encode("utf-8")).hexdigest(),
+        "eventSource": EVENT_SOURCE,
+        "eventSourceARN": event_source_arn(meta.stream, meta.consumer),
+        "awsRegion": region,
+    }
+
+
+def build_payload(records: Sequence[dict[str, Any]]) -> bytes:
+    return json.dumps({"Records": list(records)}, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Which message ids failed (``None`` = all of them) and why (``None`` when nothing failed)."""
+
+    failed: frozenset[str] | None
+    error: str | None
+
+    @property
+    def all_failed(self) -> bool:
+        return self.failed is None
+
+
+SUCCESS = Outcome(frozenset(), None)
+
+
+def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    text = " ".join(str(text).split())  # header-safe: no CR/LF, collapsed whitespace
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_function_error(result: InvokeResult) -> str:
+    """``<X-Amz-Function-Error>: <errorType>: <errorMessage>`` from a Lambda error payload when it has them."""
+    detail = result.payload.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(detail) if detail else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and ("errorMessage" in data or "errorType" in data):
+        detail = f"{data.get('errorType', 'Error')}: {data.get('errorMessage', '')}"
+    return clip(f"{result.function_error}: {detail}" if detail else str(result.function_error))
+
+
+def interpret(result: InvokeResult, batch_ids: Sequence[str]) -> Outcome:
+    """Map an invocation result to an :class:`Outcome` (rules in the module docstring)."""
+    if result.function_error is not None:
+        return Outcome(None, describe_function_error(result))
+    raw = result.payload.strip()
+    if not raw:
+        return SUCCESS
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return Outcome(None, clip(f"unparsable function response (not JSON): {raw[:200]!r}"))
+    if data is None or data == {}:
+        return SUCCESS
+    if not isinstance(data, dict) or "batchItemFailures" not in data:
+        return Outcome(None, clip(f"unparsable function response (no batchItemFailures): {raw[:200]!r}"))
+    failures = data["batchItemFailures"]
+    if failures is None or failures == []:
+        return SUCCESS
+    if not isinstance(failures, list):
+        return Outcome(None, "invalid batchItemFailures (not a list)")
+    known = set(batch_ids)
+    failed: set[str] = set()
+    for item in failures:
+        ident = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not isinstance(ident, str) or not ident:
+            return Outcome(None, clip(f"invalid batchItemFailures entry {item!r}"))
+        if ident not in known:
+            return Outcome(None, clip(f"batchItemFailures names an unknown itemIdentifier {ident!r}"))
+        failed.add(ident)
+    return Outcome(frozenset(failed), "function reported the item in batchItemFailures")
