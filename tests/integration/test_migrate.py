@@ -17,3 +17,16 @@ def test_vector_extension_present(postgres):
     with psycopg.connect(postgres) as conn:
         version = conn.execute("select extversion from pg_extension where extname = 'vector'").fetchone()
     assert version is not None and version[0].startswith("0.8")
+
+
+def test_vector_distance_and_hnsw_work_on_this_cpu(postgres):
+    """A build of pgvector with instructions this CPU lacks dies here (SIGILL), not in a memory test."""
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute("create temporary table probe (e vector(384))")
+        conn.execute(
+            "insert into probe select array(select random() from generate_series(1, 384) where g > 0)::vector"
+            " from generate_series(1, 50) g"
+        )
+        conn.execute("create index on probe using hnsw (e vector_cosine_ops)")
+        distance = conn.execute("select e <=> (select e from probe limit 1) from probe order by 1 limit 1").fetchone()
+    assert distance[0] < 1e-6

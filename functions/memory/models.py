@@ -1,0 +1,230 @@
+"""Request bodies of the memory routes (camelCase or snake_case accepted) and their limits.
+
+Responses are built as plain dicts with camelCase keys by :mod:`soorma.functions.memory.store` (soorma-core's wire
+format, docs/architecture.md "HTTP routes").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+MAX_CONTENT_BYTES = 32 * 1024  # one passage (UTF-8); a longer text should be chunked by the caller
+MAX_BATCH_ITEMS = 256
+MAX_ID_CHARS = 255  # task/plan/sub-task ids, working-memory keys, external ids
+MAX_SUB_TASKS = 1000
+MAX_JSON_DEPTH = 64
+
+
+def check_text(value: str, what: str) -> str:
+    """PostgreSQL text cannot hold NUL; say so instead of failing in the driver."""
+    if "\x00" in value:
+        raise ValueError(f"{what} must not contain NUL characters")
+    return value
+
+
+def check_json(value: Any, what: str, depth: int = 0) -> Any:
+    """Reject what ``jsonb`` cannot store (NUL in strings or keys, NaN/Infinity) and absurd nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        check_text(value, what)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{what} must not contain NaN or Infinity")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(str(key), what)
+            check_json(item, what, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            check_json(item, what, depth + 1)
+    return value
+
+
+def check_id(value: Optional[str], what: str) -> Optional[str]:
+    if value is None:
+        return value
+    if not value or len(value) > MAX_ID_CHARS:
+        raise ValueError(f"{what} must be 1 to {MAX_ID_CHARS} characters")
+    return check_text(value, what)
+
+
+class Body(BaseModel):
+    """camelCase or snake_case input; unknown fields are ignored (soorma-core clients send a few extra)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+# -- semantic memory -------------------------------------------------------------------------------------------------
+
+
+class SemanticCreate(Body):
+    content: str
+    external_id: Optional[str] = None
+    is_public: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: Optional[list[str]] = None  # soorma-core accepts these two; kept inside metadata
+    source: Optional[str] = None
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("content must not be empty")
+        if len(value.encode("utf-8")) > MAX_CONTENT_BYTES:
+            raise ValueError(f"content is longer than {MAX_CONTENT_BYTES} bytes (UTF-8); split it into passages")
+        return check_text(value, "content")
+
+    @field_validator("external_id")
+    @classmethod
+    def _external_id(cls, value: Optional[str]) -> Optional[str]:
+        return check_id(value, "external_id")
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_json(value, "metadata")
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        return check_json(value, "tags")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_text(value, "source")
+
+    def full_metadata(self) -> dict[str, Any]:
+        metadata = dict(self.metadata)
+        if self.tags is not None:
+            metadata.setdefault("tags", self.tags)
+        if self.source is not None:
+            metadata.setdefault("source", self.source)
+        return metadata
+
+
+class SemanticBatch(Body):
+    items: list[SemanticCreate] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+# -- working memory --------------------------------------------------------------------------------------------------
+
+
+class WorkingSet(Body):
+    value: Any = Field(...)
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: Any) -> Any:
+        return check_json(value, "value")
+
+
+# -- task context ----------------------------------------------------------------------------------------------------
+
+
+def _check_sub_tasks(value: Optional[list[str]]) -> Optional[list[str]]:
+    if value is None:
+        return value
+    if len(value) > MAX_SUB_TASKS:
+        raise ValueError(f"at most {MAX_SUB_TASKS} sub_tasks")
+    for item in value:
+        check_id(item, "sub_tasks item")
+    return list(dict.fromkeys(value))  # keep order, drop repeats
+
+
+class TaskContextCreate(Body):
+    task_id: str
+    plan_id: Optional[str] = None
+    event_type: str
+    response_event: Optional[str] = None
+    response_topic: str = "action-results"
+    data: dict[str, Any] = Field(default_factory=dict)
+    sub_tasks: list[str] = Field(default_factory=list)
+    state: dict[str, Any] = Field(default_factory=dict)
+    correlation_id: Optional[str] = None
+    session_id: Optional[str] = None
+    goal_id: Optional[str] = None
+    trace_id: Optional[str] = None
+    # Optimistic concurrency: when given, an existing row is only overwritten if it still has this version.
+    version: Optional[int] = Field(default=None, ge=0)
+
+    @field_validator("response_topic", "data", "sub_tasks", "state", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info) -> Any:
+        """An explicit null means the default (clients that serialise every field send them)."""
+        if value is None:
+            return {"response_topic": "action-results", "sub_tasks": []}.get(info.field_name, {})
+        return value
+
+    @field_validator("task_id", "event_type", "response_topic")
+    @classmethod
+    def _required_id(cls, value: str, info) -> str:
+        return check_id(value, info.field_name)
+
+    @field_validator("plan_id", "response_event", "correlation_id", "session_id", "goal_id", "trace_id")
+    @classmethod
+    def _optional_id(cls, value: Optional[str], info) -> Optional[str]:
+        return check_id(value, info.field_name)
+
+    @field_validator("data", "state")
+    @classmethod
+    def _json(cls, value: dict[str, Any], info) -> dict[str, Any]:
+        return check_json(value, info.field_name)
+
+    @field_validator("sub_tasks")
+    @classmethod
+    def _sub_tasks(cls, value: list[str]) -> list[str]:
+        return _check_sub_tasks(value)
+
+
+class TaskContextUpdate(Body):
+    """Fields left out are unchanged. ``version``: the version the caller read; 409 when the row has moved on."""
+
+    plan_id: Optional[str] = None
+    event_type: Optional[str] = None
+    response_event: Optional[str] = None
+    response_topic: Optional[str] = None
+    data: Optional[dict[str, Any]] = None
+    sub_tasks: Optional[list[str]] = None
+    state: Optional[dict[str, Any]] = None
+    correlation_id: Optional[str] = None
+    session_id: Optional[str] = None
+    goal_id: Optional[str] = None
+    trace_id: Optional[str] = None
+    version: Optional[int] = Field(default=None, ge=0)
+
+    @field_validator(
+        "plan_id", "event_type", "response_event", "response_topic", "correlation_id", "session_id", "goal_id",
+        "trace_id",
+    )
+    @classmethod
+    def _optional_id(cls, value: Optional[str], info) -> Optional[str]:
+        return check_id(value, info.field_name)
+
+    @field_validator("data", "state")
+    @classmethod
+    def _json(cls, value: Optional[dict[str, Any]], info) -> Optional[dict[str, Any]]:
+        return check_json(value, info.field_name)
+
+    @field_validator("sub_tasks")
+    @classmethod
+    def _sub_tasks(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        return _check_sub_tasks(value)
+
+    def changes(self) -> dict[str, Any]:
+        """The columns to set: fields the caller sent, except ``version``; ``None`` clears only nullable ones."""
+        not_nullable = {"event_type", "response_topic", "data", "sub_tasks", "state"}
+        out: dict[str, Any] = {}
+        for name in self.model_fields_set:
+            if name == "version":
+                continue
+            value = getattr(self, name)
+            if value is None and name in not_nullable:
+                continue
+            out[name] = value
+        return out

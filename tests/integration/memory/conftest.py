@@ -1,0 +1,177 @@
+"""Fixtures for the memory function's integration tests: the real app behind Mangum, called with API Gateway HTTP API
+(payload 2.0) events that carry an authorizer context, on the session's real PostgreSQL + pgvector.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlencode
+
+import psycopg
+import pytest
+
+from soorma.identity import Identity
+
+
+def http_event(
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    raw_body: str | None = None,
+    query: dict[str, Any] | None = None,
+    identity: Identity | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event as the gateway sends it to a Lambda integration, with the
+    Lambda authorizer's context at ``requestContext.authorizer.lambda`` when ``identity`` is given."""
+    now = time.time()
+    request_context: dict[str, Any] = {
+        "accountId": "000000000000",
+        "apiId": "local",
+        "domainName": "localhost",
+        "domainPrefix": "localhost",
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": "pytest",
+        },
+        "requestId": str(uuid.uuid4()),
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+        "timeEpoch": int(now * 1000),
+    }
+    if identity is not None:
+        request_context["authorizer"] = {"lambda": identity.as_context()}
+    all_headers = {"host": "localhost", "user-agent": "pytest"}
+    if body is not None or raw_body is not None:
+        all_headers["content-type"] = "application/json"
+    all_headers.update(headers or {})
+    text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": urlencode(query or {}),
+        "headers": all_headers,
+        "requestContext": request_context,
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = {k: str(v) for k, v in query.items()}
+    if text is not None:
+        event["body"] = text
+    return event
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class MemoryApi:
+    """Calls the Lambda handler the way API Gateway does and decodes the reply."""
+
+    def __init__(self, handler) -> None:
+        self.handler = handler
+        self.context = SimpleNamespace(function_name="memory", aws_request_id="test", get_remaining_time_in_millis=lambda: 30000)
+
+    def call(self, method: str, path: str, identity: Identity | None, **kwargs: Any) -> Reply:
+        result = self.handler(http_event(method, path, identity=identity, **kwargs), self.context)
+        raw = result.get("body") or ""
+        if result.get("isBase64Encoded"):
+            raw = base64.b64decode(raw).decode()
+        body = json.loads(raw) if raw else None
+        return Reply(result["statusCode"], body, result.get("headers") or {})
+
+
+def new_identity(platform: str | None = None, service: str | None = None, user: str | None = None,
+                 role: str = "agent") -> Identity:
+    """A fresh identity (unique ids unless given), so tests sharing the session database never see each other."""
+    tag = uuid.uuid4().hex[:10]
+    return Identity(
+        platform_tenant_id=platform or f"pt_{tag}",
+        service_tenant_id=service or f"st_{tag}",
+        service_user_id=user or f"su_{tag}",
+        principal_id=f"pr_{tag}",
+        role=role,
+    )
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts it was asked to embed (to observe embedding reuse)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.dimensions = inner.dimensions
+        self.texts: list[str] = []
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        self.texts.extend(texts)
+        return self.inner.embed(texts)
+
+
+@pytest.fixture(scope="session")
+def pgvector_works(postgres) -> None:
+    """Fail early, with the reason, when the server's pgvector cannot compute a distance on this CPU (a vector.so
+    built with ``-march=native`` on an AVX-512 machine dies with SIGILL on 16+-dimension vectors)."""
+    probe = "select (array_fill(1.0, array[16]))::vector <=> (array_fill(2.0, array[16]))::vector"
+    try:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(probe).fetchone()
+    except psycopg.OperationalError as exc:
+        time.sleep(3)  # let the postmaster finish its crash recovery before anything else connects
+        pytest.fail(
+            "pgvector crashed the PostgreSQL backend computing a cosine distance (likely SIGILL: its vector.so uses "
+            f"CPU instructions this machine lacks, e.g. AVX-512): {exc}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from soorma.functions.memory.embeddings.local import LocalMiniLM
+
+    model = LocalMiniLM()
+    model.load()
+    return model
+
+
+@pytest.fixture(scope="session")
+def memory_db(app_dsn, pgvector_works):
+    from soorma.db import Database
+
+    db = Database(app_dsn)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def counting_embedder(embedder) -> CountingEmbedder:
+    return CountingEmbedder(embedder)
+
+
+@pytest.fixture
+def api(memory_db, counting_embedder) -> MemoryApi:
+    from mangum import Mangum
+
+    from soorma.functions.memory.app import create_app
+
+    return MemoryApi(Mangum(create_app(db=memory_db, embedder=counting_embedder), lifespan="off"))
+
+
+@pytest.fixture
+def make_identity():
+    """``make_identity(platform=None, service=None, user=None, role="agent") -> Identity`` with fresh ids."""
+    return new_identity

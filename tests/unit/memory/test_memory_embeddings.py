@@ -1,0 +1,124 @@
+"""LocalMiniLM: real model files from the installed packages, no database."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from soorma.functions.memory.embeddings import (
+    PROVIDER_ENV,
+    EmbeddingProvider,
+    UnknownProvider,
+    check_dimensions,
+    provider_from_env,
+)
+from soorma.functions.memory.embeddings import local as local_module
+from soorma.functions.memory.embeddings.local import LocalMiniLM, _mean_pool_normalise
+
+
+@pytest.fixture(scope="module")
+def model() -> LocalMiniLM:
+    return LocalMiniLM()
+
+
+def _cos(a, b) -> float:
+    return float(np.dot(a, b))
+
+
+def test_vectors_are_384_d_and_unit_length(model):
+    texts = ["hello world", "A much longer sentence about databases, vectors and multi-tenant row-level security.", "x"]
+    vectors = model.embed(texts)
+    assert isinstance(vectors, list) and len(vectors) == 3
+    for vector in vectors:
+        assert isinstance(vector, list) and len(vector) == 384
+        assert all(isinstance(v, float) for v in vector)
+        assert abs(np.linalg.norm(vector) - 1.0) < 1e-4
+    assert model.dimensions == 384
+    assert isinstance(model, EmbeddingProvider)
+
+
+def test_similar_sentences_score_higher_than_unrelated_ones(model):
+    cat, feline, revenue = np.asarray(
+        model.embed(["The cat sits on the mat.", "A feline is resting on a rug.", "Quarterly revenue grew by 12 percent."])
+    )
+    assert _cos(cat, feline) > 0.4
+    assert _cos(cat, feline) > _cos(cat, revenue) + 0.3
+    assert _cos(feline, revenue) < 0.2
+
+    query, right, wrong = np.asarray(
+        model.embed(["How do I reset my password?", "To change a forgotten password, use the reset link.",
+                     "The museum opens at nine in the morning."])
+    )
+    assert _cos(query, right) > _cos(query, wrong)
+
+
+def test_batching_and_order_do_not_change_the_vectors(model):
+    texts = [f"sentence number {i} " + "word " * (i % 7) for i in range(40)]
+    together = np.asarray(model.embed(texts))
+    small_batches = np.asarray(LocalMiniLM(batch_size=3).embed(texts))
+    one_by_one = np.asarray([model.embed([t])[0] for t in texts[:5]])
+    assert np.allclose(together, small_batches, atol=1e-4)
+    assert np.allclose(together[:5], one_by_one, atol=1e-4)  # padding in a batch does not leak into the mean
+
+
+def test_long_text_is_truncated_not_rejected(model):
+    long_text = "pgvector " * 5000
+    vector = model.embed([long_text])[0]
+    assert len(vector) == 384 and abs(np.linalg.norm(vector) - 1.0) < 1e-4
+    encoding = model._tokenizer.encode(long_text)
+    assert len(encoding.ids) == 256  # max_seq_length, [CLS] and [SEP] included
+
+
+def test_empty_input_and_bad_argument(model):
+    assert model.embed([]) == []
+    with pytest.raises(TypeError):
+        model.embed("not a list")  # type: ignore[arg-type]
+
+
+def test_mean_pooling_ignores_padding():
+    hidden = np.array([[[1.0, 0.0], [3.0, 0.0], [100.0, 100.0]]], dtype=np.float32)
+    mask = np.array([[1, 1, 0]])
+    pooled = _mean_pool_normalise(hidden, mask)
+    assert np.allclose(pooled, [[1.0, 0.0]])
+
+
+def test_model_files_come_from_the_packages():
+    assert local_module.default_model_path().name == "model.onnx"
+    assert local_module.default_model_path().is_file()
+    assert local_module.default_tokenizer_path().name == "tokenizer.json"
+    assert local_module.default_tokenizer_path().is_file()
+
+
+def test_loading_is_lazy():
+    fresh = LocalMiniLM()
+    assert not fresh.loaded
+    fresh.embed(["load now"])
+    assert fresh.loaded
+
+
+def test_provider_from_env(monkeypatch):
+    import soorma.functions.memory.embeddings as embeddings
+
+    monkeypatch.setattr(embeddings, "_provider", None)
+    monkeypatch.setenv(PROVIDER_ENV, "nonsense")
+    with pytest.raises(UnknownProvider, match="nonsense"):
+        provider_from_env()
+    monkeypatch.setenv(PROVIDER_ENV, "local")
+    provider = provider_from_env()
+    assert isinstance(provider, LocalMiniLM) and provider_from_env() is provider
+    monkeypatch.setattr(embeddings, "_provider", None)
+
+
+def test_check_dimensions(monkeypatch, model):
+    monkeypatch.delenv("SOORMA_EMBEDDING_DIMENSIONS", raising=False)
+    check_dimensions(model)
+    monkeypatch.setenv("SOORMA_EMBEDDING_DIMENSIONS", "1536")
+    with pytest.raises(ValueError, match="1536"):
+        check_dimensions(model)
+
+
+def test_threads_default_is_small(monkeypatch):
+    monkeypatch.delenv(local_module.THREADS_ENV, raising=False)
+    assert 1 <= local_module.default_threads() <= 4
+    monkeypatch.setenv(local_module.THREADS_ENV, "1")
+    assert local_module.default_threads() == 1
