@@ -99,9 +99,10 @@ create trigger agents_route_delete after delete on registry.agents
 
 -- Every deployed agent of every platform tenant (the bridge's routing table).
 create function registry.list_routes()
-  returns table (platform_tenant_id text, agent_id text, name text, deployment jsonb, updated_at timestamptz)
+  returns table (platform_tenant_id text, agent_id text, name text, deployment jsonb, created_at timestamptz,
+                 updated_at timestamptz)
   language sql stable security definer set search_path = pg_catalog, pg_temp as $$
-    select a.platform_tenant_id, a.agent_id, a.name, a.deployment, a.updated_at
+    select a.platform_tenant_id, a.agent_id, a.name, a.deployment, a.created_at, a.updated_at
       from registry.agents a
      where a.deployment is not null
      order by a.platform_tenant_id, a.agent_id

@@ -4,8 +4,8 @@
 -- forced, one policy comparing all three columns with the transaction's identity settings.
 -- API keys are looked up before the caller's tenant is known, so the authorizer reads them only through the
 -- SECURITY DEFINER function gateway.resolve_api_key(key_id) (the hash comparison happens in Python, in constant
--- time). soorma_app has no privilege on gateway.api_keys itself; keys are created and revoked with the owner
--- connection (soorma.functions.gateway.keys).
+-- time). soorma_app may create and revoke keys of the platform tenant in its transaction identity (RLS), and read
+-- every column but key_hash; the owner connection may manage every key.
 
 create table gateway.api_keys (
   key_id             text primary key check (key_id ~ '^[A-Za-z0-9]{8,64}$'),
@@ -23,7 +23,7 @@ create index api_keys_tenant on gateway.api_keys (platform_tenant_id);
 
 alter table gateway.api_keys enable row level security;
 alter table gateway.api_keys force row level security;
--- Keys belong to a platform tenant (an admin manages all keys of its tenant); no grant uses this policy today.
+-- Keys belong to a platform tenant (an admin manages all keys of its tenant).
 create policy api_keys_platform_tenant on gateway.api_keys to soorma_app
   using (platform_tenant_id = public.soorma_platform_tenant())
   with check (platform_tenant_id = public.soorma_platform_tenant());
@@ -34,6 +34,10 @@ begin
 end
 $$;
 revoke all on gateway.api_keys from soorma_app;
+grant insert on gateway.api_keys to soorma_app;
+grant select (key_id, platform_tenant_id, service_tenant_id, service_user_id, principal_id, role, name, created_at,
+              revoked_at) on gateway.api_keys to soorma_app;
+grant update (revoked_at) on gateway.api_keys to soorma_app;
 
 create function gateway.resolve_api_key(p_key_id text)
   returns table (key_id text, key_hash text, platform_tenant_id text, service_tenant_id text,

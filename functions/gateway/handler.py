@@ -1,0 +1,11 @@
+"""Lambda entry points of the gateway.
+
+* ``soorma.functions.gateway.handler.handler`` — the FastAPI app (``/v1/goals``, ``/v1/events/publish``) through
+  Mangum; built on the first invocation and reused while the environment is warm (one DB pool, one NATS publisher).
+* ``soorma.functions.gateway.authorizer.handler`` — the HTTP API Lambda authorizer (its own function).
+"""
+
+from soorma.functions.gateway.app import create_app
+from soorma.functions.gateway.common import lazy_mangum_handler
+
+handler = lazy_mangum_handler(create_app)

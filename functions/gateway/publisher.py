@@ -1,0 +1,180 @@
+"""Publishing envelopes to JetStream from synchronous code, with one NATS connection per execution environment.
+
+Why a dedicated thread: Mangum runs each invocation with ``asyncio.get_event_loop().run_until_complete(...)`` and
+FastAPI runs our sync endpoints in worker threads; tests and the local stack may drive the app from other loops
+(TestClient starts its own). A nats-py client is bound to the loop that created it and needs that loop running to
+read acknowledgements, answer PINGs and reconnect. So :class:`NatsPublisher` owns one private asyncio loop running
+forever in a daemon thread; the nats-py client lives only there, and :meth:`NatsPublisher.publish` submits the
+coroutine with :func:`asyncio.run_coroutine_threadsafe` and waits for the stream's ack with a timeout. The
+connection is opened lazily, ``ensure_streams`` runs once per connection owner, and a connection that died while the
+Lambda environment was frozen is replaced: a failed publish is retried once on a fresh connection (safe, because
+``Nats-Msg-Id`` = envelope id lets JetStream drop a duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Protocol
+
+from nats import errors as nats_errors
+
+from soorma.events import EventEnvelope
+from soorma.jetstream import ensure_streams, publish_envelope
+from soorma.subjects import InvalidSubjectToken
+
+logger = logging.getLogger("soorma.functions.gateway.publisher")
+
+NATS_URL_ENV = "SOORMA_NATS_URL"
+DEFAULT_NATS_URL = "nats://127.0.0.1:14222"
+
+
+class PublishError(RuntimeError):
+    """The event could not be stored in JetStream (NATS unreachable, no ack in time, stream error)."""
+
+
+class PayloadTooLarge(PublishError):
+    """The envelope is larger than the NATS server's ``max_payload`` (1 MiB by default): retrying cannot help."""
+
+
+class Publisher(Protocol):
+    def publish(self, envelope: EventEnvelope) -> None:
+        """Store one envelope in JetStream or raise :class:`PublishError` (or ``InvalidSubjectToken``)."""
+
+
+class NatsPublisher:
+    """A thread-safe, synchronous JetStream publisher (see the module docstring)."""
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 2.0, publish_timeout_s: float = 5.0) -> None:
+        self.url = url
+        self.connect_timeout_s = connect_timeout_s
+        self.publish_timeout_s = publish_timeout_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._nc = None
+        self._js = None
+        self._streams_ready = False
+        self._conn_lock: asyncio.Lock | None = None  # created on the publisher's loop
+
+    @classmethod
+    def from_env(cls) -> "NatsPublisher":
+        return cls(os.environ.get(NATS_URL_ENV) or DEFAULT_NATS_URL)
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._start_lock:
+            if self._loop is None or not self._thread or not self._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                thread = threading.Thread(target=run, name="soorma-nats-publisher", daemon=True)
+                thread.start()
+                ready.wait(5)
+                self._loop, self._thread = loop, thread
+                self._nc = self._js = None
+                self._conn_lock = None
+            return self._loop
+
+    async def _error_cb(self, exc: Exception) -> None:
+        logger.warning("nats: %s", exc)
+
+    async def _connect(self):
+        if self._conn_lock is None:
+            self._conn_lock = asyncio.Lock()
+        async with self._conn_lock:
+            return await self._connect_locked()
+
+    async def _connect_locked(self):
+        import nats
+
+        if self._nc is not None and self._nc.is_connected:
+            return self._js
+        if self._nc is not None:
+            try:
+                await self._nc.close()
+            except Exception:  # noqa: BLE001 - a dead connection may fail to close; it is dropped either way
+                pass
+            self._nc = self._js = None
+        self._nc = await asyncio.wait_for(
+            nats.connect(
+                self.url,
+                connect_timeout=self.connect_timeout_s,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.2,
+                error_cb=self._error_cb,
+                name="soorma-gateway",
+            ),
+            self.connect_timeout_s * 2 + 1,
+        )
+        self._js = self._nc.jetstream()
+        if not self._streams_ready:
+            await ensure_streams(self._js)
+            self._streams_ready = True
+        return self._js
+
+    async def _publish(self, envelope: EventEnvelope) -> None:
+        last: Exception | None = None
+        for attempt in (1, 2):
+            try:
+                js = await self._connect()
+                await publish_envelope(js, envelope, timeout_s=self.publish_timeout_s)
+                return
+            except (InvalidSubjectToken, ValueError):
+                raise
+            except nats_errors.MaxPayloadError:
+                size = len(envelope.to_json().encode())
+                raise PayloadTooLarge(f"event of {size} bytes exceeds the event bus's maximum payload") from None
+            except Exception as exc:  # noqa: BLE001 - any NATS failure: drop the connection, retry once
+                last = exc
+                if isinstance(exc, nats_errors.NoRespondersError):
+                    self._streams_ready = False  # no stream took the subject: create the streams again
+                logger.warning("publish attempt %d of %s failed: %r", attempt, envelope.id, exc)
+                nc, self._nc, self._js = self._nc, None, None
+                if nc is not None:
+                    try:
+                        await asyncio.wait_for(nc.close(), 1)
+                    except Exception:  # noqa: BLE001
+                        pass
+        raise PublishError(f"event bus unavailable: {type(last).__name__}: {last}".rstrip(": "))
+
+    def publish(self, envelope: EventEnvelope) -> None:
+        loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(self._publish(envelope), loop)
+        budget = 2 * (self.connect_timeout_s * 2 + 1 + self.publish_timeout_s + 1) + 1
+        try:
+            future.result(budget)
+        except FutureTimeout:
+            future.cancel()
+            raise PublishError("event bus unavailable: no acknowledgement in time") from None
+
+    def close(self) -> None:
+        """Close the connection and stop the thread (tests; Lambda simply freezes the environment)."""
+        loop, thread = self._loop, self._thread
+        if loop is None:
+            return
+
+        async def shutdown() -> None:
+            if self._nc is not None:
+                try:
+                    await asyncio.wait_for(self._nc.drain(), 2)
+                except Exception:  # noqa: BLE001
+                    pass
+            self._nc = self._js = None
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), loop).result(5)
+        except Exception:  # noqa: BLE001
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(5)
+        loop.close()
+        self._loop = self._thread = None

@@ -1,0 +1,260 @@
+"""The registry function: agents (with their deployment binding) and event definitions, per platform tenant.
+
+Routes (docs/architecture.md "Registry"; paths and bodies of soorma-core's registry, responses camelCase):
+
+* ``POST /v1/agents`` ``{"agent": AgentDefinition}`` → ``{agentId, success, message}`` (upsert by agent id)
+* ``GET /v1/agents?agent_id=&name=&consumed_event=&produced_event=`` → ``{agents, count}``
+* ``GET /v1/agents/discover?consumed_event=`` → ``{agents, count}``
+* ``DELETE /v1/agents/{agent_id}`` → 204, or 404
+* ``GET /v1/agents/{agent_id}`` → the agent, or 404; ``PUT|POST /v1/agents/{agent_id}/heartbeat`` (soorma-core
+  clients call it; it only touches ``updated_at``) → ``{agentId, success, message}``, or 404
+* ``POST /v1/events`` ``{"event": EventDefinition}`` → ``{eventName, success, message}`` (upsert by name)
+* ``GET /v1/events?event_name=&topic=`` → ``{events, count}``
+
+Rows are scoped by platform tenant through row-level security (the transaction carries the caller's identity).
+Writes need role admin, developer or agent (403 for role user). Serverless agents do not heartbeat: an agent is live
+while it is registered, so ``include_expired`` is accepted and ignored, and ``lastHeartbeat`` is the last update.
+Fixes over soorma-core: ``?name=`` works (it matches ``name`` exactly or soorma-core's ``name:version`` form); no
+per-process cache, so a write is visible at once on every instance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from psycopg.types.json import Jsonb
+
+from soorma.db import Database, database_from_env
+from soorma.events import EventTopic
+from soorma.identity import Identity
+from soorma.functions.gateway.common import WRITER_ROLES, current_identity, install_error_handlers
+from soorma.functions.registry.models import (
+    AgentDefinition,
+    AgentOut,
+    AgentRegistrationRequest,
+    EventOut,
+    EventRegistrationRequest,
+)
+
+_AGENT_COLUMNS = (
+    "agent_id, name, description, version, capabilities, consumed_events, produced_events, deployment,"
+    " created_at, updated_at"
+)
+
+
+def _require_writer(identity: Identity) -> None:
+    if identity.role not in WRITER_ROLES:
+        raise HTTPException(403, f"role {identity.role!r} may not change the registry")
+
+
+def _agent_out(row: dict[str, Any]) -> dict[str, Any]:
+    return AgentOut.model_validate({**row, "last_heartbeat": row["updated_at"]}).wire()
+
+
+def _event_out(row: dict[str, Any]) -> dict[str, Any]:
+    return EventOut.model_validate(row).wire()
+
+
+def upsert_agent(conn, identity: Identity, agent: AgentDefinition) -> bool:
+    """Insert or update one agent of the caller's platform tenant; returns True when a row was written."""
+    capabilities = [c.model_dump(mode="json") for c in agent.capabilities]
+    deployment = agent.deployment.model_dump(mode="json") if agent.deployment else None
+    row = conn.execute(
+        """
+        insert into registry.agents as a (platform_tenant_id, service_tenant_id, service_user_id, agent_id, name,
+                                          description, version, capabilities, consumed_events, produced_events,
+                                          deployment)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        on conflict (platform_tenant_id, agent_id) do update
+           set service_tenant_id = excluded.service_tenant_id, service_user_id = excluded.service_user_id,
+               name = excluded.name, description = excluded.description, version = excluded.version,
+               capabilities = excluded.capabilities, consumed_events = excluded.consumed_events,
+               produced_events = excluded.produced_events, deployment = excluded.deployment, updated_at = now()
+         where (a.name, a.description, a.version, a.capabilities, a.consumed_events, a.produced_events,
+                a.deployment, a.service_tenant_id, a.service_user_id)
+               is distinct from
+               (excluded.name, excluded.description, excluded.version, excluded.capabilities,
+                excluded.consumed_events, excluded.produced_events, excluded.deployment,
+                excluded.service_tenant_id, excluded.service_user_id)
+        returning agent_id
+        """,
+        (
+            identity.platform_tenant_id,
+            identity.service_tenant_id,
+            identity.service_user_id,
+            agent.agent_id,
+            agent.name,
+            agent.description,
+            agent.version,
+            Jsonb(capabilities),
+            agent.consumed_events,
+            agent.produced_events,
+            Jsonb(deployment) if deployment is not None else None,
+        ),
+    ).fetchone()
+    return row is not None
+
+
+def query_agents(
+    conn,
+    *,
+    agent_id: str | None = None,
+    name: str | None = None,
+    consumed_event: str | None = None,
+    produced_event: str | None = None,
+) -> list[dict[str, Any]]:
+    """Agents of the transaction's platform tenant matching every given filter, ordered by name and id."""
+    where, params = ["true"], []
+    if agent_id is not None:
+        where.append("agent_id = %s")
+        params.append(agent_id)
+    if name is not None:
+        where.append("(name = %s or split_part(name, ':', 1) = %s)")
+        params += [name, name]
+    if consumed_event is not None:
+        where.append("(%s = any(consumed_events) or capabilities @> %s)")
+        params += [consumed_event, Jsonb([{"consumed_event": {"event_name": consumed_event}}])]
+    if produced_event is not None:
+        where.append("(%s = any(produced_events) or capabilities @> %s)")
+        params += [produced_event, Jsonb([{"produced_events": [{"event_name": produced_event}]}])]
+    return conn.execute(
+        f"select {_AGENT_COLUMNS} from registry.agents where {' and '.join(where)} order by name, agent_id",
+        params,
+    ).fetchall()
+
+
+def create_app(db: Database | None = None) -> FastAPI:
+    """The registry's FastAPI app; ``db`` defaults to :func:`soorma.db.database_from_env` (role ``soorma_app``)."""
+    db = db if db is not None else database_from_env()
+    app = FastAPI(title="Soorma registry", docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app)
+    app.state.db = db
+
+    @app.post("/v1/agents")
+    def register_agent(body: AgentRegistrationRequest, identity: Identity = Depends(current_identity)):
+        _require_writer(identity)
+        with db.transaction(identity) as conn:
+            changed = upsert_agent(conn, identity, body.agent)
+        return {
+            "agentId": body.agent.agent_id,
+            "success": True,
+            "message": "Agent registered" if changed else "Agent unchanged",
+        }
+
+    @app.get("/v1/agents")
+    def list_agents(
+        agent_id: str | None = Query(None, max_length=255),
+        name: str | None = Query(None, max_length=255),
+        consumed_event: str | None = Query(None, max_length=200),
+        produced_event: str | None = Query(None, max_length=200),
+        include_expired: bool = False,
+        identity: Identity = Depends(current_identity),
+    ):
+        with db.transaction(identity) as conn:
+            rows = query_agents(
+                conn, agent_id=agent_id, name=name, consumed_event=consumed_event, produced_event=produced_event
+            )
+        agents = [_agent_out(r) for r in rows]
+        return {"agents": agents, "count": len(agents)}
+
+    @app.get("/v1/agents/discover")
+    def discover_agents(
+        consumed_event: str | None = Query(None, max_length=200),
+        identity: Identity = Depends(current_identity),
+    ):
+        with db.transaction(identity) as conn:
+            rows = query_agents(conn, consumed_event=consumed_event)
+        agents = [_agent_out(r) for r in rows]
+        return {"agents": agents, "count": len(agents)}
+
+    @app.get("/v1/agents/{agent_id}")
+    def get_agent(agent_id: str, identity: Identity = Depends(current_identity)):
+        with db.transaction(identity) as conn:
+            rows = query_agents(conn, agent_id=agent_id)
+        if not rows:
+            raise HTTPException(404, f"agent {agent_id!r} not found")
+        return _agent_out(rows[0])
+
+    @app.delete("/v1/agents/{agent_id}", status_code=204)
+    def delete_agent(agent_id: str, identity: Identity = Depends(current_identity)):
+        _require_writer(identity)
+        with db.transaction(identity) as conn:
+            row = conn.execute(
+                "delete from registry.agents where agent_id = %s returning agent_id", (agent_id,)
+            ).fetchone()
+        if row is None:
+            raise HTTPException(404, f"agent {agent_id!r} not found")
+        return Response(status_code=204)
+
+    @app.api_route("/v1/agents/{agent_id}/heartbeat", methods=["PUT", "POST"])
+    def heartbeat(agent_id: str, identity: Identity = Depends(current_identity)):
+        """soorma-core compatibility: serverless agents need no heartbeat; this only touches ``updated_at``."""
+        _require_writer(identity)
+        with db.transaction(identity) as conn:
+            row = conn.execute(
+                "update registry.agents set updated_at = now() where agent_id = %s returning agent_id", (agent_id,)
+            ).fetchone()
+        if row is None:
+            raise HTTPException(404, f"agent {agent_id!r} not found")
+        return {"agentId": agent_id, "success": True, "message": "Heartbeat recorded"}
+
+    @app.post("/v1/events")
+    def register_event(body: EventRegistrationRequest, identity: Identity = Depends(current_identity)):
+        _require_writer(identity)
+        event = body.event
+        with db.transaction(identity) as conn:
+            conn.execute(
+                """
+                insert into registry.events as e (platform_tenant_id, service_tenant_id, service_user_id, event_name,
+                    topic, description, payload_schema, response_schema, payload_schema_name, response_schema_name,
+                    owner_agent_id)
+                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                on conflict (platform_tenant_id, event_name) do update
+                   set service_tenant_id = excluded.service_tenant_id, service_user_id = excluded.service_user_id,
+                       topic = excluded.topic, description = excluded.description,
+                       payload_schema = excluded.payload_schema, response_schema = excluded.response_schema,
+                       payload_schema_name = excluded.payload_schema_name,
+                       response_schema_name = excluded.response_schema_name,
+                       owner_agent_id = excluded.owner_agent_id, updated_at = now()
+                """,
+                (
+                    identity.platform_tenant_id,
+                    identity.service_tenant_id,
+                    identity.service_user_id,
+                    event.event_name,
+                    event.topic,
+                    event.description,
+                    Jsonb(event.payload_schema) if event.payload_schema is not None else None,
+                    Jsonb(event.response_schema) if event.response_schema is not None else None,
+                    event.payload_schema_name,
+                    event.response_schema_name,
+                    event.owner_agent_id,
+                ),
+            )
+        return {"eventName": event.event_name, "success": True, "message": "Event registered"}
+
+    @app.get("/v1/events")
+    def list_events(
+        event_name: str | None = Query(None, max_length=200),
+        topic: EventTopic | None = None,
+        identity: Identity = Depends(current_identity),
+    ):
+        where, params = ["true"], []
+        if event_name is not None:
+            where.append("event_name = %s")
+            params.append(event_name)
+        if topic is not None:
+            where.append("topic = %s")
+            params.append(topic.value)
+        with db.transaction(identity) as conn:
+            rows = conn.execute(
+                "select event_name, topic, description, payload_schema, response_schema, payload_schema_name,"
+                " response_schema_name, owner_agent_id, created_at, updated_at from registry.events"
+                f" where {' and '.join(where)} order by event_name",
+                params,
+            ).fetchall()
+        events = [_event_out(r) for r in rows]
+        return {"events": events, "count": len(events)}
+
+    return app

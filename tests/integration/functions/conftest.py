@@ -1,0 +1,205 @@
+"""Helpers for the platform-function tests: API Gateway v2 events (with an authorizer context) driven through the real
+Mangum handlers, on the real PostgreSQL (role soorma_app, RLS applies) and the real NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import urlencode
+
+import psycopg
+import pytest
+from mangum import Mangum
+
+from soorma.db import Database
+from soorma.identity import Identity
+
+PEPPER = "test-pepper"
+
+
+def new_identity(role: str = "developer", *, pt: str | None = None, st: str | None = None,
+                 su: str | None = None) -> Identity:
+    """An identity with fresh (unique) tenant values unless given."""
+    tag = uuid.uuid4().hex[:10]
+    return Identity(
+        platform_tenant_id=pt or f"pt_{tag}",
+        service_tenant_id=st or f"st_{tag}",
+        service_user_id=su or f"su_{tag}",
+        principal_id=f"pr_{tag}",
+        role=role,
+    )
+
+
+def http_event(
+    method: str,
+    path: str,
+    *,
+    identity: Identity | None = None,
+    body: Any = None,
+    raw_body: str | None = None,
+    query: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) event; ``identity`` goes to
+    ``requestContext.authorizer.lambda`` as the authorizer's context would."""
+    now = time.time()
+    request_context: dict[str, Any] = {
+        "accountId": "000000000000",
+        "apiId": "local",
+        "domainName": "api.local",
+        "domainPrefix": "api",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                 "userAgent": "pytest"},
+        "requestId": uuid.uuid4().hex,
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+        "timeEpoch": int(now * 1000),
+    }
+    if identity is not None:
+        request_context["authorizer"] = {"lambda": identity.as_context()}
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": urlencode(query or {}, doseq=True),
+        "headers": {"host": "api.local", "content-type": "application/json",
+                    **{k.lower(): v for k, v in (headers or {}).items()}},
+        "requestContext": request_context,
+        "isBase64Encoded": False,
+    }
+    if query:
+        event["queryStringParameters"] = {k: str(v) for k, v in query.items()}
+    if raw_body is not None:
+        event["body"] = raw_body
+    elif body is not None:
+        event["body"] = json.dumps(body)
+    return event
+
+
+def authorizer_event(headers: dict[str, str], path: str = "/v1/goals", method: str = "POST") -> dict[str, Any]:
+    """An HTTP API Lambda authorizer event (payload format 2.0)."""
+    event = http_event(method, path, headers=headers)
+    event["type"] = "REQUEST"
+    event["routeArn"] = f"arn:aws:execute-api:us-east-1:000000000000:local/$default/{method}{path}"
+    event["identitySource"] = [v for k, v in event["headers"].items() if k in ("authorization", "x-api-key")]
+    return event
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    raw: dict[str, Any]
+
+
+def invoke(handler, event: dict[str, Any]) -> Reply:
+    """Call a Lambda handler with an HTTP event and decode its response."""
+    from soorma.functions.gateway.common import _usable_event_loop
+
+    _usable_event_loop()  # Mangum needs an open loop on this thread (what the Lambda runtime's main thread has)
+    out = handler(event, None)
+    text = out.get("body") or ""
+    if out.get("isBase64Encoded"):
+        text = base64.b64decode(text).decode()
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = text
+    return Reply(out["statusCode"], body, out)
+
+
+def run(coro):
+    """Run a coroutine on a private loop (leaves the main thread's loop alone for Mangum)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+async def _last_message(nats_url: str, subject: str):
+    import nats
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        return await js.get_last_msg("SOORMA_EVENTS", subject)
+    finally:
+        await nc.close()
+
+
+def last_message(nats_url: str, subject: str):
+    """The last stored JetStream message on ``subject`` (``RawStreamMsg``: ``.data``, ``.headers``, ``.seq``)."""
+    return run(_last_message(nats_url, subject))
+
+
+@pytest.fixture(scope="session")
+def fx():
+    """The helpers above (with --import-mode=importlib test modules cannot import conftest)."""
+    return SimpleNamespace(
+        new_identity=new_identity,
+        http_event=http_event,
+        authorizer_event=authorizer_event,
+        invoke=invoke,
+        run=run,
+        last_message=last_message,
+        PEPPER=PEPPER,
+    )
+
+
+@pytest.fixture(scope="session")
+def db(app_dsn) -> Database:
+    """The functions' database access, as role soorma_app."""
+    database = Database(app_dsn)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def owner(postgres):
+    """An autocommit owner connection (creates and revokes API keys)."""
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def pepper(monkeypatch):
+    monkeypatch.setenv("SOORMA_API_KEY_PEPPER", PEPPER)
+    return PEPPER
+
+
+@pytest.fixture(scope="session")
+def registry(db):
+    from soorma.functions.registry.app import create_app
+
+    return Mangum(create_app(db), lifespan="off")
+
+
+@pytest.fixture(scope="session")
+def gateway_publisher(nats_url):
+    from soorma.functions.gateway.publisher import NatsPublisher
+
+    publisher = NatsPublisher(nats_url)
+    yield publisher
+    publisher.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(db, gateway_publisher):
+    from soorma.functions.gateway.app import create_app
+
+    return Mangum(create_app(db, gateway_publisher), lifespan="off")
+
+
+@pytest.fixture(scope="session")
+def tracker_http(db):
+    from soorma.functions.tracker.app import create_app
+
+    return Mangum(create_app(db), lifespan="off")
