@@ -6,7 +6,8 @@ route by path prefix to a function, call the Lambda authorizer first (payload fo
 cached per identity source for ``authorizer_ttl_s``), pass the authorizer's context to the integration at
 ``requestContext.authorizer.lambda``, and map the function's response (``statusCode``, ``headers``, ``body``,
 ``isBase64Encoded``, ``cookies``) back to HTTP. A function error becomes 500 ``{"message": "Internal Server Error"}``
-as on AWS; a missing identity source 401 and a refusal 403, with AWS's bodies.
+as on AWS; a missing identity source 401 and a refusal 403, with AWS's bodies. The events are built by
+:mod:`soorma.testing.events`, the same builders the tests use.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-IDENTITY_HEADERS = ("authorization", "x-api-key", "x-soorma-service-tenant", "x-soorma-service-user")
+from soorma.testing.events import IDENTITY_HEADERS, authorizer_event, http_api_event
 
 
 class Invoker(Protocol):
@@ -58,10 +57,6 @@ PLATFORM_ROUTES = (
 )
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def http_event(
     request_method: str,
     path: str,
@@ -72,71 +67,11 @@ def http_event(
     authorizer: dict[str, Any] | None = None,
     source_ip: str = "127.0.0.1",
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload format 2.0) event, as Lambda receives it.
-
-    Shape: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html#http-api-develop-integrations-lambda.proxy-format
-    """
-    headers = {k.lower(): v for k, v in (headers or {}).items()}
-    now = _now()
-    params: dict[str, str] = {}
-    for part in query.split("&") if query else ():
-        key, _, value = part.partition("=")
-        from urllib.parse import unquote_plus
-
-        key, value = unquote_plus(key), unquote_plus(value)
-        params[key] = f"{params[key]},{value}" if key in params else value
-    try:
-        text = body.decode("utf-8")
-        is_b64 = False
-    except UnicodeDecodeError:
-        text, is_b64 = base64.b64encode(body).decode(), True
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "local",
-            "domainName": headers.get("host", "localhost"),
-            "domainPrefix": "local",
-            "http": {
-                "method": request_method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": headers.get("user-agent", ""),
-            },
-            "requestId": uuid.uuid4().hex,
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now.timestamp() * 1000),
-        },
-        "isBase64Encoded": is_b64,
-    }
-    if "cookie" in headers:
-        event["cookies"] = [c.strip() for c in headers["cookie"].split(";")]
-    if params:
-        event["queryStringParameters"] = params
-    if body:
-        event["body"] = text
-    if authorizer is not None:
-        event["requestContext"]["authorizer"] = {"lambda": authorizer}
-    return event
-
-
-def authorizer_event(http: dict[str, Any], route_arn: str = "arn:aws:execute-api:local:000000000000:local/$default") -> dict[str, Any]:
-    """The authorizer's REQUEST event (payload 2.0): the request's fields plus ``type``, ``routeArn`` and
-    ``identitySource``."""
-    headers = http.get("headers", {})
-    return {
-        **{k: v for k, v in http.items() if k != "body"},
-        "type": "REQUEST",
-        "routeArn": route_arn,
-        "identitySource": [headers[h] for h in IDENTITY_HEADERS if h in headers],
-    }
+    """An API Gateway HTTP API (payload format 2.0) event, as Lambda receives it, for a request as it arrived:
+    :func:`soorma.testing.http_api_event` with the raw query string and body, and ``authorizer`` as the context."""
+    return http_api_event(
+        request_method, path, query=query, headers=headers, raw_body=body, identity=authorizer, source_ip=source_ip
+    )
 
 
 def response_from_result(raw: bytes) -> Response:

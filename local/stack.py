@@ -131,7 +131,11 @@ class LocalStack:
         for spec in sorted(self.paths.functions.glob("*.json")):
             config = read_json(spec)
             if config:
-                self.runtime.register(FunctionConfig(**config))
+                # deployed under an earlier start: the endpoint may have moved (SOORMA_LOCAL_PORT)
+                env = dict(config.get("env") or {})
+                if "SOORMA_API_URL" in env:
+                    env["SOORMA_API_URL"] = self.settings.api_url
+                self.runtime.register(FunctionConfig(**{**config, "env": env}))
 
         self._phase("api")
         await self._start_api()
@@ -179,6 +183,9 @@ class LocalStack:
             if key:
                 with db.transaction() as conn:
                     if resolve_api_key(conn, key) is not None:
+                        if current.get("api_url") != self.settings.api_url:
+                            current["api_url"] = self.settings.api_url
+                            write_json(self.paths.credentials, current, private=True)
                         return current
             identity = Identity(LOCAL_TENANT, LOCAL_TENANT, LOCAL_USER, LOCAL_USER, "developer")
             with db.transaction(identity) as conn:
@@ -233,9 +240,10 @@ class LocalStack:
     def agent_env(self, api_key: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         """Environment of an agent function: the API endpoint and its own key, plus ``SOORMA_LLM_*`` settings
         passed through from the stack's environment."""
-        env = {"SOORMA_API_URL": self.settings.api_url, "SOORMA_API_KEY": api_key}
+        env = dict(extra or {})
         env.update({k: v for k, v in os.environ.items() if k.startswith("SOORMA_LLM_")})
-        env.update(extra or {})
+        # The endpoint and the agent's own key come last: an app's settings never override them.
+        env.update({"SOORMA_API_URL": self.settings.api_url, "SOORMA_API_KEY": api_key})
         return env
 
     async def _start_api(self) -> None:

@@ -3,7 +3,8 @@
 Payload (docs/architecture.md, "Function payload"): ``{"Records": [record, ...]}`` with the fields of an SQS event
 record (https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#example-standard-queue-message-event), so one
 handler built on Powertools' ``BatchProcessor(EventType.SQS)`` serves the bridge and SQS alike; every field that
-Powertools' ``SqsRecordModel`` requires is present:
+Powertools' ``SqsRecordModel`` requires is present. The record's shape is :func:`soorma.payload.sqs_record` (shared
+with :func:`soorma.testing.sqs_batch`); the bridge fills it from the message's JetStream metadata:
 
 * ``messageId`` — the JetStream stream sequence as a string (unique within a batch: one consumer, one stream);
 * ``receiptHandle`` — ``<stream>/<consumer>/<stream seq>/<delivery count>`` (opaque; the function cannot ack);
@@ -27,7 +28,6 @@ Response, following Lambda's rules for ``ReportBatchItemFailures``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -35,40 +35,32 @@ from typing import Any, Sequence
 
 from nats.aio.msg import Msg
 
+from soorma.payload import EVENT_SOURCE, batch, event_source_arn, sqs_record  # noqa: F401 (re-exported)
+
 from .types import InvokeResult
 
-EVENT_SOURCE = "soorma:nats"
 MAX_ERROR_CHARS = 1000
 
 
-def event_source_arn(stream: str, consumer: str) -> str:
-    return f"{stream}/{consumer}"
-
-
 def build_record(msg: Msg, body: str, *, sender: str, region: str, now_ms: int | None = None) -> dict[str, Any]:
-    """One SQS-shaped record for a JetStream message whose data decoded to ``body``."""
+    """One SQS-shaped record (:func:`soorma.payload.sqs_record`) for a JetStream message whose data decoded to
+    ``body``."""
     meta = msg.metadata
-    seq = meta.sequence.stream
-    return {
-        "messageId": str(seq),
-        "receiptHandle": f"{meta.stream}/{meta.consumer}/{seq}/{meta.num_delivered}",
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": str(meta.num_delivered),
-            "SentTimestamp": str(int(meta.timestamp.timestamp() * 1000)),
-            "ApproximateFirstReceiveTimestamp": str(now_ms if now_ms is not None else int(time.time() * 1000)),
-            "SenderId": sender,
-        },
-        "messageAttributes": {},
-        "md5OfBody": hashlib.md5(body.encode("utf-8")).hexdigest(),
-        "eventSource": EVENT_SOURCE,
-        "eventSourceARN": event_source_arn(meta.stream, meta.consumer),
-        "awsRegion": region,
-    }
+    return sqs_record(
+        message_id=str(meta.sequence.stream),
+        body=body,
+        stream=meta.stream,
+        consumer=meta.consumer,
+        receive_count=meta.num_delivered,
+        sent_ms=int(meta.timestamp.timestamp() * 1000),
+        first_receive_ms=now_ms if now_ms is not None else int(time.time() * 1000),
+        sender=sender,
+        region=region,
+    )
 
 
 def build_payload(records: Sequence[dict[str, Any]]) -> bytes:
-    return json.dumps({"Records": list(records)}, separators=(",", ":")).encode("utf-8")
+    return json.dumps(batch(records), separators=(",", ":")).encode("utf-8")
 
 
 @dataclass(frozen=True)

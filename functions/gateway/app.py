@@ -32,9 +32,9 @@ from pydantic.alias_generators import to_camel
 
 from soorma.db import Database, database_from_env
 from soorma.events import EventEnvelope, EventTopic
-from soorma.identity import Identity
+from soorma.identity import OVERRIDE_ROLES, Identity
+from soorma.service import current_identity, function_app
 from soorma.subjects import check_event_type, check_identifier, subject
-from soorma.functions.gateway.common import current_identity, install_error_handlers
 from soorma.functions.gateway.publisher import NatsPublisher, PayloadTooLarge, PublishError, Publisher
 
 logger = logging.getLogger("soorma.functions.gateway")
@@ -86,8 +86,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     """
     db = db if db is not None else database_from_env()
     publisher = publisher if publisher is not None else NatsPublisher.from_env()
-    app = FastAPI(title="Soorma gateway", docs_url=None, redoc_url=None, openapi_url=None)
-    install_error_handlers(app)
+    app = function_app("Soorma gateway")
     app.state.db = db
     app.state.publisher = publisher
 
@@ -175,7 +174,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         if not _EVENT_ID.match(envelope.id):
             raise HTTPException(422, "event id must be 1-128 characters of [A-Za-z0-9_.:-] (a UUID)")
         updates: dict[str, Any] = {"platform_tenant_id": identity.platform_tenant_id}
-        if identity.role in ("agent", "admin"):
+        if identity.role in OVERRIDE_ROLES:
             for field, own in (("tenant_id", identity.service_tenant_id), ("user_id", identity.service_user_id)):
                 value = getattr(envelope, field)
                 if value is not None and value != own:

@@ -28,7 +28,7 @@ import logging
 from typing import Any, Mapping
 
 from soorma.db import Database, database_from_env
-from soorma.identity import Identity
+from soorma.identity import OVERRIDE_ROLES, Identity
 from soorma.subjects import InvalidSubjectToken, check_identifier
 from soorma.functions.gateway.keys import resolve_api_key
 
@@ -36,7 +36,6 @@ logger = logging.getLogger("soorma.functions.gateway.authorizer")
 
 TENANT_HEADER = "x-soorma-service-tenant"
 USER_HEADER = "x-soorma-service-user"
-OVERRIDE_ROLES = frozenset({"agent", "admin"})
 
 DENY: dict[str, Any] = {"isAuthorized": False}
 

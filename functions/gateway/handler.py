@@ -6,6 +6,6 @@
 """
 
 from soorma.functions.gateway.app import create_app
-from soorma.functions.gateway.common import lazy_mangum_handler
+from soorma.service import lazy_mangum_handler
 
 handler = lazy_mangum_handler(create_app)

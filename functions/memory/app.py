@@ -6,7 +6,8 @@
 importing the handler touches neither.
 
 Identity comes only from the API Gateway authorizer context (``requestContext.authorizer.lambda``); a ``/v1/``
-request without it is answered 401 before its body is read. Row-level security (0004_memory.sql) scopes every row.
+request without it is answered 401 before its body is read (:func:`soorma.service.function_app`, like every
+function). Row-level security (0004_memory.sql) scopes every row.
 
 Routes (prefix ``/v1/memory``; responses camelCase, bodies camelCase or snake_case):
 
@@ -22,7 +23,6 @@ Routes (prefix ``/v1/memory``; responses camelCase, bodies camelCase or snake_ca
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
@@ -44,13 +44,15 @@ from soorma.functions.memory.models import (
     TaskContextUpdate,
     WorkingSet,
 )
-from soorma.identity import Identity, MissingIdentity, from_request
-
-log = logging.getLogger("soorma.functions.memory")
+from soorma.identity import WRITER_ROLES, Identity
+from soorma.service import current_identity, function_app
 
 #: Roles that may write public knowledge (readable by every service tenant of the platform tenant). An end user
 #: (role ``user``) writes only private rows.
-PUBLIC_WRITERS = frozenset({"admin", "developer", "agent"})
+PUBLIC_WRITERS = WRITER_ROLES
+
+#: The routes' ``caller`` parameter: the authorizer's identity (:func:`soorma.service.current_identity`).
+CALLER = Depends(current_identity)
 
 
 class _Resources:
@@ -80,40 +82,6 @@ class _Resources:
         return self._embedder
 
 
-class _RequireIdentity:
-    """ASGI middleware: every ``/v1/`` request must carry the authorizer context; 401 otherwise (before routing and
-    body parsing, so an anonymous caller learns nothing about the body's validity)."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope.get("path", "").startswith("/v1/"):
-            try:
-                identity = from_request(_ScopeOnly(scope))
-            except MissingIdentity as exc:
-                response = JSONResponse({"detail": f"not authenticated: {exc}"}, status_code=401)
-                await response(scope, receive, send)
-                return
-            scope.setdefault("state", {})["identity"] = identity
-        await self.app(scope, receive, send)
-
-
-class _ScopeOnly:
-    def __init__(self, scope) -> None:
-        self.scope = scope
-
-
-def identity(request: Request) -> Identity:
-    found = getattr(request.state, "identity", None)
-    if found is None:  # the middleware did not run (route outside /v1/); read it here
-        try:
-            found = from_request(request)
-        except MissingIdentity as exc:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"not authenticated: {exc}") from None
-    return found
-
-
 def _id_path(what: str):
     return Path(..., min_length=1, max_length=MAX_ID_CHARS, description=what)
 
@@ -135,20 +103,10 @@ def _query_text(value: str, what: str) -> str:
 def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = None) -> FastAPI:
     """The memory FastAPI app. ``db`` / ``embedder`` are injected by tests; otherwise taken from the environment."""
     resources = _Resources(db, embedder)
-    app = FastAPI(title="Soorma memory", version="1", docs_url=None, redoc_url=None)
+    # The identity guard and the shared error mapping (bad input is a 4xx with a reason, never a 500); memory keeps
+    # its OpenAPI document, as it always had.
+    app = function_app("Soorma memory", version="1", openapi_url="/openapi.json")
     app.state.resources = resources
-    app.add_middleware(_RequireIdentity)
-
-    # -- error mapping: bad input is a 4xx with a reason, never a 500 ---------------------------------------------
-
-    @app.exception_handler(psycopg.DataError)
-    async def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
-        return JSONResponse({"detail": f"invalid value: {exc.diag.message_primary or exc}"}, status_code=422)
-
-    @app.exception_handler(psycopg.OperationalError)
-    async def _db_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-        log.error("database unavailable: %s", exc)
-        return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -186,12 +144,12 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
     # -- semantic memory -------------------------------------------------------------------------------------------
 
     @router.post("/semantic", status_code=status.HTTP_201_CREATED)
-    def store_knowledge(body: SemanticCreate, caller: Identity = Depends(identity)) -> dict[str, Any]:
+    def store_knowledge(body: SemanticCreate, caller: Identity = CALLER) -> dict[str, Any]:
         (row,) = upsert(caller, [body])
         return store.semantic_response(row, caller)
 
     @router.post("/semantic/batch", status_code=status.HTTP_201_CREATED)
-    def store_knowledge_batch(body: SemanticBatch, caller: Identity = Depends(identity)) -> dict[str, Any]:
+    def store_knowledge_batch(body: SemanticBatch, caller: Identity = CALLER) -> dict[str, Any]:
         rows = upsert(caller, body.items)
         return {"ids": [str(row["id"]) for row in rows], "count": len(rows)}
 
@@ -206,7 +164,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         query: str = Query(..., description="search text"),
         limit: int = Query(5, ge=1, le=50),
         include_public: bool = Query(True),
-        caller: Identity = Depends(identity),
+        caller: Identity = CALLER,
     ) -> list[dict[str, Any]]:
         return search(caller, _query_text(query, "query"), limit, include_public)
 
@@ -214,7 +172,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
     def search_knowledge(
         q: str = Query(..., description="search text"),
         limit: int = Query(5, ge=1, le=50),
-        caller: Identity = Depends(identity),
+        caller: Identity = CALLER,
     ) -> list[dict[str, Any]]:
         """soorma-core's legacy search: same as ``/semantic/query`` with public knowledge included."""
         return search(caller, _query_text(q, "q"), limit, True)
@@ -226,7 +184,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         body: WorkingSet,
         plan_id: str = _id_path("plan id"),
         key: str = _id_path("state key"),
-        caller: Identity = Depends(identity),
+        caller: Identity = CALLER,
     ) -> dict[str, Any]:
         _check_path(plan_id, "plan_id")
         _check_path(key, "key")
@@ -236,7 +194,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
 
     @router.get("/working/{plan_id}/{key}")
     def get_working(
-        plan_id: str = _id_path("plan id"), key: str = _id_path("state key"), caller: Identity = Depends(identity)
+        plan_id: str = _id_path("plan id"), key: str = _id_path("state key"), caller: Identity = CALLER
     ) -> dict[str, Any]:
         _check_path(plan_id, "plan_id")
         _check_path(key, "key")
@@ -248,7 +206,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
 
     @router.delete("/working/{plan_id}/{key}")
     def delete_working(
-        plan_id: str = _id_path("plan id"), key: str = _id_path("state key"), caller: Identity = Depends(identity)
+        plan_id: str = _id_path("plan id"), key: str = _id_path("state key"), caller: Identity = CALLER
     ) -> dict[str, Any]:
         _check_path(plan_id, "plan_id")
         _check_path(key, "key")
@@ -261,7 +219,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         }
 
     @router.delete("/working/{plan_id}")
-    def delete_working_plan(plan_id: str = _id_path("plan id"), caller: Identity = Depends(identity)) -> dict[str, Any]:
+    def delete_working_plan(plan_id: str = _id_path("plan id"), caller: Identity = CALLER) -> dict[str, Any]:
         _check_path(plan_id, "plan_id")
         with resources.db.transaction(caller) as conn:
             count = store.delete_working_plan(conn, caller, plan_id)
@@ -279,7 +237,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         )
 
     @router.post("/task-context")
-    def store_task_context(body: TaskContextCreate, caller: Identity = Depends(identity)) -> dict[str, Any]:
+    def store_task_context(body: TaskContextCreate, caller: Identity = CALLER) -> dict[str, Any]:
         fields = body.model_dump(exclude={"version"})
         with resources.db.transaction(caller) as conn:
             row = store.upsert_task(conn, caller, fields, body.version)
@@ -289,7 +247,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
 
     @router.get("/task-context/by-subtask/{sub_task_id}")
     def get_task_by_subtask(
-        sub_task_id: str = _id_path("sub-task id"), caller: Identity = Depends(identity)
+        sub_task_id: str = _id_path("sub-task id"), caller: Identity = CALLER
     ) -> dict[str, Any]:
         _check_path(sub_task_id, "sub_task_id")
         with resources.db.transaction(caller) as conn:
@@ -299,7 +257,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         return store.task_response(row)
 
     @router.get("/task-context/{task_id}")
-    def get_task_context(task_id: str = _id_path("task id"), caller: Identity = Depends(identity)) -> dict[str, Any]:
+    def get_task_context(task_id: str = _id_path("task id"), caller: Identity = CALLER) -> dict[str, Any]:
         _check_path(task_id, "task_id")
         with resources.db.transaction(caller) as conn:
             row = store.get_task(conn, caller, task_id)
@@ -311,7 +269,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
     def update_task_context(
         body: TaskContextUpdate = Body(...),
         task_id: str = _id_path("task id"),
-        caller: Identity = Depends(identity),
+        caller: Identity = CALLER,
     ) -> dict[str, Any]:
         _check_path(task_id, "task_id")
         with resources.db.transaction(caller) as conn:
@@ -321,7 +279,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         return store.task_response(row)
 
     @router.delete("/task-context/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
-    def delete_task_context(task_id: str = _id_path("task id"), caller: Identity = Depends(identity)) -> Response:
+    def delete_task_context(task_id: str = _id_path("task id"), caller: Identity = CALLER) -> Response:
         _check_path(task_id, "task_id")
         with resources.db.transaction(caller) as conn:
             deleted = store.delete_task(conn, caller, task_id)

@@ -27,8 +27,8 @@ from psycopg.types.json import Jsonb
 
 from soorma.db import Database, database_from_env
 from soorma.events import EventTopic
-from soorma.identity import Identity
-from soorma.functions.gateway.common import WRITER_ROLES, current_identity, install_error_handlers
+from soorma.identity import WRITER_ROLES, Identity
+from soorma.service import current_identity, function_app
 from soorma.functions.registry.models import (
     AgentDefinition,
     AgentOut,
@@ -127,8 +127,7 @@ def query_agents(
 def create_app(db: Database | None = None) -> FastAPI:
     """The registry's FastAPI app; ``db`` defaults to :func:`soorma.db.database_from_env` (role ``soorma_app``)."""
     db = db if db is not None else database_from_env()
-    app = FastAPI(title="Soorma registry", docs_url=None, redoc_url=None, openapi_url=None)
-    install_error_handlers(app)
+    app = function_app("Soorma registry")
     app.state.db = db
 
     @app.post("/v1/agents")

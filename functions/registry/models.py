@@ -33,7 +33,7 @@ def _event_type(value: str) -> str:
 
 
 class Subscription(Wire):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, use_enum_values=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")  # merged with Wire's camelCase settings
 
     topic: EventTopic
     event_type: str = Field(max_length=200, description='an event type, or "*" for every type on the topic')
@@ -47,7 +47,7 @@ class Subscription(Wire):
 class Deployment(Wire):
     """Where and how the bridge delivers an agent's events (docs/architecture.md ``Deployment``)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, use_enum_values=True, extra="forbid")
+    model_config = ConfigDict(extra="forbid")  # merged with Wire's camelCase settings
 
     function_name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9_.:$/-]+$")
     transport: Literal["nats", "sqs"] = "nats"
@@ -69,7 +69,7 @@ class Deployment(Wire):
 class EventDefinition(Wire):
     """A registered event (soorma-core ``EventDefinition``)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, use_enum_values=True, extra="ignore")
+    model_config = ConfigDict(extra="ignore")  # merged with Wire's camelCase settings
 
     event_name: str = Field(min_length=1, max_length=200)
     topic: EventTopic = EventTopic.ACTION_REQUESTS
@@ -106,7 +106,7 @@ def _event_name(value: Any) -> Any:
 class Capability(Wire):
     """soorma-core ``AgentCapability``; a bare string is accepted as ``task_name``."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, use_enum_values=True, extra="ignore")
+    model_config = ConfigDict(extra="ignore")  # merged with Wire's camelCase settings
 
     task_name: str = Field(min_length=1, max_length=255)
     description: str = Field("", max_length=10_000)
@@ -134,7 +134,7 @@ class Capability(Wire):
 
 
 class AgentDefinition(Wire):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, use_enum_values=True, extra="ignore")
+    model_config = ConfigDict(extra="ignore")  # merged with Wire's camelCase settings
 
     agent_id: str = Field(min_length=1, max_length=255)
     name: str = Field(min_length=1, max_length=255)

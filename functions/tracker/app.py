@@ -39,7 +39,7 @@ from pydantic import ValidationError
 from soorma.db import Database, database_from_env
 from soorma.events import EventEnvelope, EventTopic
 from soorma.identity import Identity
-from soorma.functions.gateway.common import current_identity, install_error_handlers
+from soorma.service import current_identity, function_app
 
 logger = logging.getLogger("soorma.functions.tracker")
 
@@ -192,8 +192,7 @@ def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> d
 def create_app(db: Database | None = None) -> FastAPI:
     """The tracker's HTTP app; ``db`` defaults to :func:`soorma.db.database_from_env`."""
     db = db if db is not None else database_from_env()
-    app = FastAPI(title="Soorma tracker", docs_url=None, redoc_url=None, openapi_url=None)
-    install_error_handlers(app)
+    app = function_app("Soorma tracker")
     app.state.db = db
 
     @app.get("/v1/tracker/goals/{goal_id}/events")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from soorma.db import database_from_env
-from soorma.functions.gateway.common import lazy_mangum_handler
+from soorma.service import lazy_mangum_handler
 from soorma.functions.tracker.app import create_app, process_batch
 
 _http = lazy_mangum_handler(create_app)

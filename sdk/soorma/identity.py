@@ -13,6 +13,14 @@ from typing import Any, Mapping
 
 ROLES = ("admin", "developer", "agent", "user")
 
+#: Roles that may write shared platform data: the registry and public knowledge in memory. An end user (role
+#: ``user``) reads those and writes only its own private rows.
+WRITER_ROLES = frozenset({"admin", "developer", "agent"})
+
+#: Roles that may act for another service tenant and user (``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User``,
+#: validated by the authorizer); for the others those headers may only repeat the key's own values.
+OVERRIDE_ROLES = frozenset({"agent", "admin"})
+
 
 class MissingIdentity(Exception):
     """The request carries no authorizer context (it did not come through the gateway's authorizer)."""

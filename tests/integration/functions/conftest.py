@@ -6,17 +6,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
-import uuid
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlencode
 
 import psycopg
 import pytest
 from mangum import Mangum
 
+from soorma import testing
 from soorma.db import Database
 from soorma.identity import Identity
 
@@ -25,15 +23,8 @@ PEPPER = "test-pepper"
 
 def new_identity(role: str = "developer", *, pt: str | None = None, st: str | None = None,
                  su: str | None = None) -> Identity:
-    """An identity with fresh (unique) tenant values unless given."""
-    tag = uuid.uuid4().hex[:10]
-    return Identity(
-        platform_tenant_id=pt or f"pt_{tag}",
-        service_tenant_id=st or f"st_{tag}",
-        service_user_id=su or f"su_{tag}",
-        principal_id=f"pr_{tag}",
-        role=role,
-    )
+    """An identity with fresh (unique) tenant values unless given (:func:`soorma.testing.new_identity`)."""
+    return testing.new_identity(role, platform_tenant_id=pt, service_tenant_id=st, service_user_id=su)
 
 
 def http_event(
@@ -46,50 +37,17 @@ def http_event(
     query: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload format 2.0) event; ``identity`` goes to
-    ``requestContext.authorizer.lambda`` as the authorizer's context would."""
-    now = time.time()
-    request_context: dict[str, Any] = {
-        "accountId": "000000000000",
-        "apiId": "local",
-        "domainName": "api.local",
-        "domainPrefix": "api",
-        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                 "userAgent": "pytest"},
-        "requestId": uuid.uuid4().hex,
-        "routeKey": "$default",
-        "stage": "$default",
-        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-        "timeEpoch": int(now * 1000),
-    }
-    if identity is not None:
-        request_context["authorizer"] = {"lambda": identity.as_context()}
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": urlencode(query or {}, doseq=True),
-        "headers": {"host": "api.local", "content-type": "application/json",
-                    **{k.lower(): v for k, v in (headers or {}).items()}},
-        "requestContext": request_context,
-        "isBase64Encoded": False,
-    }
-    if query:
-        event["queryStringParameters"] = {k: str(v) for k, v in query.items()}
-    if raw_body is not None:
-        event["body"] = raw_body
-    elif body is not None:
-        event["body"] = json.dumps(body)
-    return event
+    """An API Gateway HTTP API (payload format 2.0) event (:func:`soorma.testing.http_api_event`) with JSON headers;
+    ``identity`` goes to ``requestContext.authorizer.lambda`` as the authorizer's context would."""
+    return testing.http_api_event(
+        method, path, identity=identity, body=body, raw_body=raw_body, query=query,
+        headers={"host": "api.local", "content-type": "application/json", **(headers or {})},
+    )
 
 
 def authorizer_event(headers: dict[str, str], path: str = "/v1/goals", method: str = "POST") -> dict[str, Any]:
-    """An HTTP API Lambda authorizer event (payload format 2.0)."""
-    event = http_event(method, path, headers=headers)
-    event["type"] = "REQUEST"
-    event["routeArn"] = f"arn:aws:execute-api:us-east-1:000000000000:local/$default/{method}{path}"
-    event["identitySource"] = [v for k, v in event["headers"].items() if k in ("authorization", "x-api-key")]
-    return event
+    """An HTTP API Lambda authorizer event (payload format 2.0) for a request with ``headers``."""
+    return testing.authorizer_event(http_event(method, path, headers=headers))
 
 
 @dataclass
@@ -101,9 +59,9 @@ class Reply:
 
 def invoke(handler, event: dict[str, Any]) -> Reply:
     """Call a Lambda handler with an HTTP event and decode its response."""
-    from soorma.functions.gateway.common import _usable_event_loop
+    from soorma.service import ensure_event_loop
 
-    _usable_event_loop()  # Mangum needs an open loop on this thread (what the Lambda runtime's main thread has)
+    ensure_event_loop()  # Mangum needs an open loop on this thread (what the Lambda runtime's main thread has)
     out = handler(event, None)
     text = out.get("body") or ""
     if out.get("isBase64Encoded"):

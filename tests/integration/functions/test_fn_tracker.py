@@ -5,7 +5,6 @@ JetStream stream, the way the bridge would deliver them."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -14,22 +13,12 @@ from psycopg_pool import ConnectionPool
 from soorma.db import Database
 from soorma.events import EventEnvelope
 from soorma.functions.tracker.app import process_batch
+from soorma.testing import sqs_batch
 
 
 def payload(*envelopes) -> dict:
-    records = []
-    for env in envelopes:
-        body = env if isinstance(env, str) else env.to_json()
-        records.append({
-            "messageId": uuid.uuid4().hex,
-            "receiptHandle": uuid.uuid4().hex,
-            "body": body,
-            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
-            "messageAttributes": {},
-            "eventSource": "soorma:nats",
-            "eventSourceARN": "SOORMA_EVENTS/tracker",
-        })
-    return {"Records": records}
+    """The function payload, one record per envelope (or raw body), as the bridge delivers it to the tracker."""
+    return sqs_batch(*envelopes, consumer="tracker")
 
 
 def request(identity, *, goal_id, correlation_id, type_="task.do", **extra) -> EventEnvelope:

@@ -7,15 +7,14 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlencode
 
 import psycopg
 import pytest
 
+from soorma import testing
 from soorma.identity import Identity
 
 
@@ -29,48 +28,16 @@ def http_event(
     identity: Identity | None = None,
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload format 2.0) event as the gateway sends it to a Lambda integration, with the
-    Lambda authorizer's context at ``requestContext.authorizer.lambda`` when ``identity`` is given."""
-    now = time.time()
-    request_context: dict[str, Any] = {
-        "accountId": "000000000000",
-        "apiId": "local",
-        "domainName": "localhost",
-        "domainPrefix": "localhost",
-        "http": {
-            "method": method,
-            "path": path,
-            "protocol": "HTTP/1.1",
-            "sourceIp": "127.0.0.1",
-            "userAgent": "pytest",
-        },
-        "requestId": str(uuid.uuid4()),
-        "routeKey": "$default",
-        "stage": "$default",
-        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-        "timeEpoch": int(now * 1000),
-    }
-    if identity is not None:
-        request_context["authorizer"] = {"lambda": identity.as_context()}
-    all_headers = {"host": "localhost", "user-agent": "pytest"}
+    """An API Gateway HTTP API (payload format 2.0) event as the gateway sends it to a Lambda integration
+    (:func:`soorma.testing.http_api_event`), with the Lambda authorizer's context at
+    ``requestContext.authorizer.lambda`` when ``identity`` is given."""
+    defaults = {"host": "localhost", "user-agent": "pytest"}
     if body is not None or raw_body is not None:
-        all_headers["content-type"] = "application/json"
-    all_headers.update(headers or {})
-    text = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": urlencode(query or {}),
-        "headers": all_headers,
-        "requestContext": request_context,
-        "isBase64Encoded": False,
-    }
-    if query:
-        event["queryStringParameters"] = {k: str(v) for k, v in query.items()}
-    if text is not None:
-        event["body"] = text
-    return event
+        defaults["content-type"] = "application/json"
+    return testing.http_api_event(
+        method, path, identity=identity, body=body, raw_body=raw_body, query=query,
+        headers={**defaults, **(headers or {})},
+    )
 
 
 @dataclass
@@ -98,15 +65,9 @@ class MemoryApi:
 
 def new_identity(platform: str | None = None, service: str | None = None, user: str | None = None,
                  role: str = "agent") -> Identity:
-    """A fresh identity (unique ids unless given), so tests sharing the session database never see each other."""
-    tag = uuid.uuid4().hex[:10]
-    return Identity(
-        platform_tenant_id=platform or f"pt_{tag}",
-        service_tenant_id=service or f"st_{tag}",
-        service_user_id=user or f"su_{tag}",
-        principal_id=f"pr_{tag}",
-        role=role,
-    )
+    """A fresh identity (unique ids unless given), so tests sharing the session database never see each other
+    (:func:`soorma.testing.new_identity`)."""
+    return testing.new_identity(role, platform_tenant_id=platform, service_tenant_id=service, service_user_id=user)
 
 
 class CountingEmbedder:

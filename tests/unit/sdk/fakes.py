@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from soorma import PlatformContext
 from soorma.settings import Settings
+from soorma.testing import sqs_batch  # noqa: F401 (the tests import it from here)
 
 API_KEY = "sk_test_secret"
 
@@ -172,24 +173,6 @@ class FakePlatform:
             self.tasks[key].update(snake(body))
             self.tasks[key]["version"] += 1
         return httpx.Response(200, json=camel(self.tasks[key]))
-
-
-def sqs_batch(*bodies: str) -> dict[str, Any]:
-    """The function payload of docs/architecture.md, one record per body (message ids m0, m1, ...)."""
-    return {
-        "Records": [
-            {
-                "messageId": f"m{i}",
-                "receiptHandle": f"rh{i}",
-                "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1760000000000"},
-                "messageAttributes": {},
-                "eventSource": "soorma:nats",
-                "eventSourceARN": "SOORMA_EVENTS/test-consumer",
-            }
-            for i, body in enumerate(bodies)
-        ]
-    }
 
 
 def deliver(agent: Any, *events: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,65 @@
+"""The function payload (docs/architecture.md, "Function payload"): the SQS-shaped batch an agent or the tracker is
+invoked with.
+
+One record shape serves every producer: the bridge builds records from JetStream messages
+(``soorma.functions.bridge.payload.build_record``), :func:`soorma.testing.sqs_batch` builds them for tests, and
+:mod:`soorma.runtime` (like the tracker) reads them with Powertools' ``BatchProcessor(EventType.SQS)``. Every field
+that Powertools' ``SqsRecordModel`` requires is present
+(https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html#example-standard-queue-message-event).
+
+Standard library only: importing this module loads nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Iterable
+
+#: ``eventSource`` of every record the platform builds (SQS's own records say ``aws:sqs``).
+EVENT_SOURCE = "soorma:nats"
+
+
+def event_source_arn(stream: str, consumer: str) -> str:
+    """``eventSourceARN`` of a record: ``<stream>/<consumer>``."""
+    return f"{stream}/{consumer}"
+
+
+def sqs_record(
+    *,
+    message_id: str,
+    body: str,
+    stream: str,
+    consumer: str,
+    receive_count: int,
+    sent_ms: int,
+    first_receive_ms: int,
+    sender: str,
+    region: str,
+) -> dict[str, Any]:
+    """One record of the function payload.
+
+    ``receiptHandle`` is ``<stream>/<consumer>/<message id>/<receive count>`` (opaque: a function cannot ack);
+    ``attributes.ApproximateReceiveCount`` is ``receive_count``, ``SentTimestamp`` ``sent_ms`` and
+    ``ApproximateFirstReceiveTimestamp`` ``first_receive_ms`` (epoch milliseconds, as strings like SQS's).
+    """
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"{stream}/{consumer}/{message_id}/{receive_count}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": str(sent_ms),
+            "ApproximateFirstReceiveTimestamp": str(first_receive_ms),
+            "SenderId": sender,
+        },
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(body.encode("utf-8")).hexdigest(),
+        "eventSource": EVENT_SOURCE,
+        "eventSourceARN": event_source_arn(stream, consumer),
+        "awsRegion": region,
+    }
+
+
+def batch(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The function payload: ``{"Records": [record, ...]}``."""
+    return {"Records": list(records)}
