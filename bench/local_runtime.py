@@ -6,6 +6,9 @@
   response): wall time of the cold ``invoke`` and the INIT duration the runtime reports (medians, ms);
 - throughput: invocations/s of the no-op handler across 4 warm environments with 4 and 8 concurrent callers.
 
+Targets (issue 8): warm overhead p50 <= 1 ms; at least 1,000 invocations/s across 4 environments (2-core machine);
+``targets_met`` says whether this run met them.
+
 Usage: ``python bench/local_runtime.py [--warm N] [--cold N] [--seconds S]``
 """
 
@@ -114,6 +117,11 @@ async def main() -> None:
             figures["throughput_4env_8callers_per_s"] = await throughput(lam, str(code), 8, args.seconds)
         finally:
             await lam.close()
+    figures["targets_met"] = {
+        "warm_p50_le_1ms": figures["warm_p50_ms"] <= 1.0,
+        "ge_1000_per_s_4env": max(figures["throughput_4env_4callers_per_s"],
+                                  figures["throughput_4env_8callers_per_s"]) >= 1000,
+    }
     figures.update({
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

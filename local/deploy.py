@@ -15,6 +15,9 @@ A folder may hold ``soorma.toml``::
     max_concurrency = 2
     max_deliveries = 5
     timeout_seconds = 30
+
+``soorma local deploy PATH --watch`` deploys, then polls the app's files (:func:`watch`) and deploys again when one
+changes: the stack replaces each function's execution environments, so the next invocation runs the new code.
 """
 
 from __future__ import annotations
@@ -25,11 +28,12 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import httpx
 
@@ -107,6 +111,8 @@ def discover_agents(app: App) -> list[FoundAgent]:
     """Import the app's modules (from its folder) and return their module-level agent objects, each once."""
     from soorma.agents.base import Agent
 
+    _forget_modules(app.code_dir)  # a redeploy (--watch) must see the files as they are now
+    importlib.invalidate_caches()
     sys.path.insert(0, str(app.code_dir))
     found: list[FoundAgent] = []
     seen: set[int] = set()
@@ -125,6 +131,25 @@ def discover_agents(app: App) -> list[FoundAgent]:
     if not found:
         raise DeployError(f"no module-level agent objects (Worker, Tool, Planner, Agent) in {', '.join(app.modules)}")
     return found
+
+
+def _forget_modules(code_dir: Path) -> None:
+    """Drop from ``sys.modules`` what an earlier import loaded from ``code_dir`` (never soorma itself, nor anything
+    installed in this interpreter's environment, even if that lives inside ``code_dir``)."""
+    root = str(code_dir.resolve()) + os.sep
+    keep = tuple(str(Path(p).resolve()) + os.sep for p in {sys.prefix, sys.base_prefix})
+    for name, module in list(sys.modules.items()):
+        if name == "soorma" or name.startswith("soorma."):
+            continue
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        try:
+            resolved = str(Path(file).resolve())
+        except OSError:
+            continue
+        if resolved.startswith(root) and not resolved.startswith(keep):
+            del sys.modules[name]
 
 
 def function_name(app: App, agent: Any) -> str:
@@ -239,3 +264,96 @@ def _check(response: httpx.Response, what: str) -> None:
         except ValueError:
             detail = response.text
         raise DeployError(f"{what} failed: HTTP {response.status_code}: {detail}")
+
+
+# --- watch ---------------------------------------------------------------------------------------------------------
+
+#: Folders never watched (tooling, caches, the local stack's own state).
+IGNORED_DIRS = frozenset({".git", ".hg", ".svn", ".venv", "venv", ".soorma", "__pycache__", "node_modules",
+                          ".pytest_cache", ".mypy_cache", ".ruff_cache", ".tox", "build", "dist"})
+#: Files never watched (editor swap and backup files, compiled bytecode).
+_IGNORED_FILE = re.compile(r"(^\.#|^#.*#$|~$|\.sw[a-p]$|\.py[co]$|\.tmp$)")
+#: Bound on the files one snapshot looks at (a deploy of a huge folder must not stall the loop).
+MAX_WATCHED_FILES = 20_000
+
+Snapshot = dict[str, tuple[int, int]]
+
+
+def watched_files(path: Path) -> Iterator[Path]:
+    """The files whose change redeploys the app at ``path``: for a folder, every file under it (hidden and tool
+    folders skipped); for a single ``.py`` file, the ``.py`` files beside it (the modules it may import) and a
+    ``soorma.toml`` there."""
+    path = path.resolve()
+    if path.is_file():
+        folder = path.parent
+        yield from sorted(p for p in folder.glob("*.py") if p.is_file() and not _IGNORED_FILE.search(p.name))
+        if (folder / "soorma.toml").is_file():
+            yield folder / "soorma.toml"
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.startswith(".")
+                             and not d.endswith(".egg-info"))
+        for filename in sorted(filenames):
+            if not _IGNORED_FILE.search(filename):
+                yield Path(dirpath) / filename
+
+
+def snapshot(path: Path) -> Snapshot:
+    """``{file: (mtime_ns, size)}`` of :func:`watched_files` (files that vanish while listed are left out)."""
+    out: Snapshot = {}
+    for count, file in enumerate(watched_files(path)):
+        if count >= MAX_WATCHED_FILES:
+            break
+        try:
+            st = file.stat()
+        except OSError:
+            continue
+        out[str(file)] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def changed_files(before: Snapshot, after: Snapshot) -> list[str]:
+    """Files added, removed or modified between two snapshots."""
+    return sorted(f for f in before.keys() | after.keys() if before.get(f) != after.get(f))
+
+
+def watch(path: Path, redeploy: Callable[[], Any], *, interval_s: float = 1.0, settle_s: float = 0.2,
+          stop: threading.Event | None = None, max_polls: int | None = None,
+          echo: Callable[[str], None] = print) -> int:
+    """Poll the files of the app at ``path`` every ``interval_s`` and call ``redeploy()`` after a change.
+
+    A change is acted on once the files have been still for ``settle_s`` (an editor saving several files, or
+    writing one in steps, causes one redeploy). A :class:`DeployError` from ``redeploy`` is reported through
+    ``echo`` and watching goes on; the next change tries again. Returns (the number of successful redeploys) when
+    ``stop`` is set or after ``max_polls`` polls (``None``: until interrupted).
+    """
+    stop = stop or threading.Event()
+    current = snapshot(path)
+    deployed = polls = 0
+    while not stop.is_set() and (max_polls is None or polls < max_polls):
+        if stop.wait(interval_s):
+            break
+        polls += 1
+        latest = snapshot(path)
+        if latest == current:
+            continue
+        while True:  # wait until the files stop changing
+            if stop.wait(settle_s):
+                return deployed
+            settled = snapshot(path)
+            if settled == latest:
+                break
+            latest = settled
+        changes = changed_files(current, latest)
+        current = latest
+        shown = ", ".join(os.path.relpath(f, path if path.is_dir() else path.parent) for f in changes[:3])
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        echo(f"change in {shown}{more}: redeploying")
+        try:
+            redeploy()
+        except DeployError as exc:
+            echo(f"redeploy failed: {exc} (fix it and save again)")
+            continue
+        deployed += 1
+        # ``current`` is what was deployed: an edit made while the deploy ran is caught by the next poll
+    return deployed

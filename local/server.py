@@ -37,8 +37,9 @@ class FunctionSpec(BaseModel):
 
 
 def build_app(stack: "LocalStack") -> Starlette:
-    function_names = {logical: name for logical, (name, _) in __import__(
-        "soorma.local.stack", fromlist=["PLATFORM_FUNCTIONS"]).PLATFORM_FUNCTIONS.items()}
+    from soorma.local.stack import PLATFORM_FUNCTIONS
+
+    function_names = {logical: name for logical, (name, _) in PLATFORM_FUNCTIONS.items()}
     gateway = LocalApiGateway(
         stack.runtime,
         authorizer="authorizer",

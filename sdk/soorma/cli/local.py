@@ -1,4 +1,5 @@
-"""``soorma local up|down|status|deploy|logs``: the whole platform on this machine, no cloud account, no Docker."""
+"""``soorma local up|down|status|deploy|invoke|logs``: the whole platform on this machine, no cloud account, no
+Docker (``up --docker`` is the Compose alternative)."""
 
 from __future__ import annotations
 
@@ -70,8 +71,12 @@ def _print_ready(state: dict[str, Any]) -> None:
 def up(
     timeout: float = typer.Option(180.0, help="Seconds to wait for the stack to be ready"),
     foreground: bool = typer.Option(False, "--foreground", help="Run in this terminal (Ctrl-C stops it)"),
+    docker: bool = typer.Option(False, "--docker", help="Use Docker Compose (local/compose.yaml) instead"),
 ) -> None:
     """Start the local stack in the background and print its endpoint and API key."""
+    if docker:
+        _up_docker()
+        return
     paths = _paths()
     paths.ensure()
     state = _read_state()
@@ -115,6 +120,30 @@ def up(
     raise typer.Exit(1)
 
 
+def _up_docker() -> None:
+    from soorma.local import compose
+
+    try:
+        code = compose.up()
+    except compose.DockerUnavailable as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    if code != 0:
+        typer.secho(f"`docker compose up` failed (exit {code})", fg="red", err=True)
+        raise typer.Exit(code)
+    ends = compose.endpoints()
+    typer.secho("the Compose stack is up (docker compose -p soorma ps)", fg="green", bold=True)
+    typer.echo(f"  NATS        : {ends['nats_url']}")
+    typer.echo(f"  PostgreSQL  : {ends['database_url']}")
+    for key, url in ends.items():
+        if key.startswith("function:"):
+            typer.echo(f"  {key[9:]:<12}: {url}")
+    if "aws_endpoint_url" in ends:
+        typer.echo(f"  LocalStack  : {ends['aws_endpoint_url']} (AWS_ENDPOINT_URL)")
+    typer.echo("  the API Gateway and the bridge over these servers:")
+    typer.echo(f"    SOORMA_DATABASE_URL={ends['database_url']} SOORMA_NATS_URL={ends['nats_url']} soorma local up")
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -123,8 +152,20 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 @app.command()
-def down(timeout: float = typer.Option(60.0, help="Seconds to wait for a clean stop before killing")) -> None:
+def down(
+    timeout: float = typer.Option(60.0, help="Seconds to wait for a clean stop before killing"),
+    docker: bool = typer.Option(False, "--docker", help="Stop the Compose stack (local/compose.yaml) instead"),
+) -> None:
     """Stop the local stack (in-flight events are drained first); data stays in .soorma/."""
+    if docker:
+        from soorma.local import compose
+
+        try:
+            code = compose.down()
+        except compose.DockerUnavailable as exc:
+            typer.secho(str(exc), fg="red", err=True)
+            raise typer.Exit(1) from None
+        raise typer.Exit(code)
     state = _read_state()
     pid = state.get("pid")
     if not _alive(pid):
@@ -189,14 +230,16 @@ def deploy(
     path: Path = typer.Argument(..., help="A Python file or a folder of agents"),
     setup: bool = typer.Option(True, "--setup/--no-setup", help="Run the folder's setup step (once)"),
     force_setup: bool = typer.Option(False, "--force-setup", help="Run the setup step even if it ran before"),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Keep watching the files and redeploy on change"),
+    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between two looks at the files (--watch)"),
 ) -> None:
-    """Deploy the module-level agents of a file or folder as functions, register them, run the setup step."""
+    """Deploy the module-level agents of a file or folder as functions, register them, run the setup step.
+
+    With --watch, a change to a file of the app deploys it again: the functions get new execution environments,
+    so the next invocation runs the new code. Ctrl-C stops watching (the functions stay deployed)."""
     from soorma.local.deploy import Deployer, DeployError
 
-    state = _read_state()
-    if not (_alive(state.get("pid")) and state.get("status") == "ready"):
-        typer.secho("the local stack is not running: start it with `soorma local up`", fg="red", err=True)
-        raise typer.Exit(1)
+    state = _require_stack()
     creds = _credentials()
     paths = _paths()
     deployer = Deployer(
@@ -213,12 +256,121 @@ def deploy(
             (paths.setup / f"{load_app(path).name}.sha256").unlink(missing_ok=True)
         except DeployError:
             pass
+    def deploy_once() -> list[dict[str, Any]]:
+        try:
+            return deployer.deploy(path, run_setup=setup)
+        except httpx.HTTPError as exc:
+            raise DeployError(f"the local stack did not answer at {state['api_url']}: {exc}") from None
+
     try:
-        deployed = deployer.deploy(path, run_setup=setup)
+        deployed = deploy_once()
     except DeployError as exc:
         typer.secho(f"deploy failed: {exc}", fg="red", err=True)
+        if not watch:
+            raise typer.Exit(1) from None
+    else:
+        typer.secho(f"{len(deployed)} agent(s) deployed", fg="green")
+    if watch:
+        from soorma.local.deploy import watch as watch_files
+
+        def redeploy() -> None:
+            done = deploy_once()
+            typer.secho(f"{len(done)} agent(s) redeployed at {time.strftime('%H:%M:%S')}", fg="green")
+
+        typer.echo(f"watching {path.resolve()} for changes (Ctrl-C stops)")
+        try:
+            watch_files(path, redeploy, interval_s=interval, echo=typer.echo)
+        except KeyboardInterrupt:
+            typer.echo("stopped watching")
+
+
+def _require_stack() -> dict[str, Any]:
+    """The state of the running, ready stack; exits with a message otherwise."""
+    state = _read_state()
+    if not (_alive(state.get("pid")) and state.get("status") == "ready"):
+        typer.secho("the local stack is not running: start it with `soorma local up`", fg="red", err=True)
+        raise typer.Exit(1)
+    return state
+
+
+def _read_payload(payload: str) -> bytes:
+    """``--payload``: JSON text, ``@file.json`` or ``@-`` (standard input); checked to be JSON."""
+    if payload.startswith("@"):
+        source = payload[1:]
+        try:
+            data = sys.stdin.buffer.read() if source == "-" else Path(source).expanduser().read_bytes()
+        except OSError as exc:
+            typer.secho(f"cannot read the payload file {source}: {exc.strerror or exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
+    else:
+        data = payload.encode()
+    if not data.strip():
+        return b"{}"
+    try:
+        json.loads(data)
+    except ValueError as exc:
+        typer.secho(f"the payload is not valid JSON: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    return data
+
+
+def _show_payload(body: bytes) -> str:
+    try:
+        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    except ValueError:
+        return body.decode("utf-8", "replace")
+
+
+@app.command()
+def invoke(
+    function: str = typer.Argument(..., help="Function name or ARN (see `soorma local status`)"),
+    payload: str = typer.Option("{}", "--payload", "-p", help="The event: JSON, @file.json, or @- for stdin"),
+    event: bool = typer.Option(False, "--event", help="Invoke asynchronously (Lambda's Event type): do not wait"),
+    log: bool = typer.Option(False, "--log", help="Also print the invocation's log tail (last 4 KB) to stderr"),
+    timeout: float = typer.Option(960.0, help="Seconds to wait for the response"),
+) -> None:
+    """Invoke a function and print its response payload (a function error also exits 1).
+
+    The call goes through the stack's Lambda Invoke API, the same way in as boto3's `lambda.invoke`."""
+    import base64
+    from urllib.parse import quote
+
+    state = _require_stack()
+    body = _read_payload(payload)
+    headers = {"X-Amz-Invocation-Type": "Event" if event else "RequestResponse", "Content-Type": "application/json"}
+    if log and not event:
+        headers["X-Amz-Log-Type"] = "Tail"
+    url = f"{state['api_url']}/2015-03-31/functions/{quote(function, safe=':$')}/invocations"
+    try:
+        response = httpx.post(url, content=body, headers=headers, timeout=timeout)
+    except httpx.TransportError as exc:
+        typer.secho(f"the local stack did not answer at {state['api_url']}: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
-    typer.secho(f"{len(deployed)} agent(s) deployed", fg="green")
+    if response.status_code >= 300:
+        try:
+            detail = response.json()
+            message = f"{detail.get('__type') or detail.get('Type', 'Error')}: {detail.get('message', detail)}"
+        except ValueError:
+            message = response.text
+        typer.secho(f"invoke failed (HTTP {response.status_code}): {message}", fg="red", err=True)
+        raise typer.Exit(1)
+    request_id = response.headers.get("x-amzn-requestid", "")
+    if event:
+        typer.echo(f"queued (asynchronous invocation {request_id}); its output goes to `soorma local logs {function}`",
+                   err=True)
+        return
+    if log and response.headers.get("x-amz-log-result"):
+        typer.echo(base64.b64decode(response.headers["x-amz-log-result"]).decode("utf-8", "replace"), err=True)
+    typer.echo(_show_payload(response.content))
+    function_error = response.headers.get("x-amz-function-error")
+    if function_error:
+        try:
+            error = json.loads(response.content)
+            summary = f"{error.get('errorType', 'Error')}: {error.get('errorMessage', '')}"
+        except (ValueError, AttributeError):
+            summary = response.text[:500]
+        typer.secho(f"function error ({function_error}, request {request_id}): {summary}", fg="red", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

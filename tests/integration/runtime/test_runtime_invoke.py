@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 
@@ -299,3 +300,36 @@ def test_config_validation():
         FunctionConfig("ok", "nodot", None, {})
     with pytest.raises(ValueError):
         FunctionConfig("ok", "m.h", None, {}, max_concurrency=0)
+
+
+@pytest.mark.timeout(60)
+async def test_runtime_api_headers_reach_the_handler(runtime, write_module, code_dir):
+    """What the Runtime API's ``next`` response carries (request id, deadline, function ARN, trace id) is what
+    awslambdaric hands the handler, per invocation."""
+    write_module("ctx", """
+        import os, time
+
+        def handler(event, context):
+            return {
+                "request_id": context.aws_request_id,
+                "arn": context.invoked_function_arn,
+                "remaining_ms": context.get_remaining_time_in_millis(),
+                "trace": os.environ.get("_X_AMZN_TRACE_ID"),
+                "log_stream": context.log_stream_name,
+                "log_group": context.log_group_name,
+                "version": context.function_version,
+            }
+    """)
+    runtime.register(FunctionConfig("ctx", "ctx.handler", str(code_dir), {}, timeout_s=3))
+    first = await runtime.invoke("ctx", b"{}")
+    second = await runtime.invoke("ctx", b"{}", timeout_s=1.5)
+    a, b = first.json(), second.json()
+    assert a["request_id"] == first.request_id and b["request_id"] == second.request_id
+    assert a["arn"] == b["arn"] == "arn:aws:lambda:us-east-1:000000000000:function:ctx" == runtime.function_arn("ctx")
+    assert 2000 < a["remaining_ms"] <= 3000 and 500 < b["remaining_ms"] <= 1500  # the deadline is per invocation
+    for body in (a, b):
+        root, parent, sampled = body["trace"].split(";")
+        assert re.fullmatch(r"Root=1-[0-9a-f]{8}-[0-9a-f]{24}", root)
+        assert re.fullmatch(r"Parent=[0-9a-f]{16}", parent) and sampled == "Sampled=0"
+    assert a["trace"] != b["trace"]
+    assert a["log_group"] == "/aws/lambda/ctx" and a["log_stream"] == b["log_stream"] and a["version"] == "$LATEST"
