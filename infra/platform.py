@@ -1,0 +1,676 @@
+"""``SoormaPlatform``: the whole Soorma platform in one CDK construct.
+
+What it creates (README "Deploy to AWS"):
+
+* **Network** — a VPC whose private subnets are *isolated* (no route to the internet, no NAT gateway), with the VPC
+  endpoints the functions need (Secrets Manager, SNS, and an S3 gateway endpoint) and flow logs. With
+  ``transport="nats"`` it adds public subnets, ``nat_gateways`` NAT gateways (default 1) and private subnets with
+  egress for the two parts that must reach the NATS server (the gateway function and the bridge); the database
+  stays in the isolated subnets either way.
+* **Database** — Aurora Serverless v2 PostgreSQL (17.9 by default: pgvector 0.8 with HNSW) scaling to zero (minimum
+  0 ACU, auto-pause after 5 minutes; both configurable), storage encrypted with a customer-managed KMS key, IAM
+  authentication enabled, owner credentials generated into Secrets Manager (rotated every 30 days), the functions'
+  role ``soorma_app`` with its own generated secret; a custom resource runs ``soorma.functions.migrate`` on every
+  deploy.
+* **Functions** — registry, memory, gateway, authorizer and tracker on Lambda (arm64, Python 3.12), their
+  dependencies in layers built locally (``layers/*.txt``), each with its own role that reads only its own secrets,
+  a log group with a retention, Powertools settings and a reserved concurrency that bounds database connections.
+* **HTTP API** — the routes of DESIGN.md behind the Lambda authorizer (payload 2.0, simple responses), access logs
+  and throttling on the stage.
+* **Events** — ``transport="sqs"``: an SNS topic that the gateway publishes to, and per consumer (the tracker, each
+  agent) an SQS queue with a dead-letter queue, an alarm on the dead-letter queue's depth and an event source
+  mapping with partial batch responses. ``transport="nats"``: the NATS URL from Secrets Manager and the bridge as a
+  Fargate service (see README for why Fargate rather than a scheduled Lambda poller).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import custom_resources as cr
+from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
+from constructs import Construct
+
+from soorma.infra import bundling, packaging
+
+Transport = Literal["sqs", "nats"]
+
+BOOT_HANDLER = "soorma.infra.runtime.boot.handler"
+DB_NAME = "soorma"
+OWNER_USER = "soorma_owner"
+APP_USER = "soorma_app"
+TOKENIZER_PATH = "/opt/" + packaging.TOKENIZER_LAYER_PATH
+BRIDGE_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
+# Characters kept out of generated passwords: they would need quoting in a DSN or a shell.
+PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
+
+# Default reserved concurrency: each execution environment keeps at most 2 connections (soorma.db.Database), so these
+# bound the platform at (10+10+10+10+4+1+1)*2 = 92 connections, inside Aurora's limit at its smallest maximum
+# capacity. Set ``reserved_concurrency=None`` for an account whose concurrency quota is still 10 (new accounts).
+DEFAULT_RESERVED_CONCURRENCY = {
+    "registry": 10, "memory": 10, "gateway": 10, "authorizer": 10, "tracker": 4, "migrate": 1, "registrar": 1,
+}
+
+
+def suppress(construct: Construct, *rules: tuple[str, str] | tuple[str, str, Sequence[str]]) -> None:
+    """cdk-nag suppressions on ``construct`` and its children; each is (rule id, reason[, applies_to])."""
+    items = []
+    for rule in rules:
+        rule_id, reason, *rest = rule
+        applies = [RegexAppliesTo(regex=a) if a.startswith("/") else a for a in rest[0]] if rest else None
+        items.append(NagPackSuppression(id=rule_id, reason=reason, applies_to=applies))
+    NagSuppressions.add_resource_suppressions(construct, items, apply_to_children=True)
+
+
+def migrations_fingerprint() -> str:
+    from soorma.functions.migrate.app import migrations
+
+    digest = hashlib.sha256()
+    for migration in migrations():
+        digest.update(migration.path.name.encode() + b"\0" + migration.path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class QueueWithDlq(Construct):
+    """An SQS queue with its dead-letter queue and an alarm on the dead-letter queue's depth.
+
+    Both queues are encrypted (SQS-managed keys, so SNS can deliver without a key grant) and refuse plain HTTP.
+    ``max_receive_count`` is the number of deliveries before a message moves to the dead-letter queue.
+    """
+
+    def __init__(self, scope: Construct, id: str, *, visibility_timeout: cdk.Duration, max_receive_count: int,
+                 alarm_topic: sns.ITopic | None) -> None:
+        super().__init__(scope, id)
+        self.dead_letter_queue = sqs.Queue(
+            self, "Dlq", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        self.queue = sqs.Queue(
+            self, "Queue", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+            visibility_timeout=visibility_timeout, retention_period=cdk.Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=max_receive_count),
+        )
+        self.alarm = cloudwatch.Alarm(
+            self, "DlqDepth",
+            alarm_description=f"Messages in the dead-letter queue of {self.node.path}: events that failed every delivery",
+            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+                period=cdk.Duration.minutes(5), statistic="Maximum"
+            ),
+            threshold=1, evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        if alarm_topic is not None:
+            self.alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+
+
+class SoormaPlatform(Construct):
+    """The Soorma platform. Keyword options:
+
+    ``transport`` ``"sqs"`` (default) or ``"nats"``; ``platform_tenant_id`` the tenant of the bootstrap developer key
+    and of agents deployed with :class:`~soorma.infra.SoormaAgent` (default ``"default"``);
+    ``availability_zones`` (default: the stack's first two); ``nat_gateways`` (default 0 for sqs, 1 for nats);
+    ``engine_version`` (an ``rds.AuroraPostgresEngineVersion``, default 17.9); ``min_capacity`` (ACU, default 0),
+    ``max_capacity`` (default 4), ``auto_pause`` (a Duration, default 5 minutes); ``deletion_protection`` (default
+    True) and ``removal_policy`` of the database (default SNAPSHOT); ``reserved_concurrency`` (a dict per function,
+    or None for none); ``nats_secret`` (an ``ISecret`` holding ``{"url": ...}``; default: a secret created for you
+    to fill in); ``alarm_email``; ``authorizer_cache_ttl`` (seconds, default 0 = no caching);
+    ``log_retention`` (default one month); ``throttle_rate``/``throttle_burst`` of the API stage;
+    ``embedding_dimensions`` (default 384).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        transport: Transport = "sqs",
+        platform_tenant_id: str = "default",
+        availability_zones: Sequence[str] | None = None,
+        nat_gateways: int | None = None,
+        engine_version: rds.AuroraPostgresEngineVersion | None = None,
+        min_capacity: float = 0,
+        max_capacity: float = 4,
+        auto_pause: cdk.Duration | None = None,
+        deletion_protection: bool = True,
+        removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.SNAPSHOT,
+        reserved_concurrency: dict[str, int] | None | Literal["default"] = "default",
+        nats_secret: secretsmanager.ISecret | None = None,
+        alarm_email: str | None = None,
+        authorizer_cache_ttl: int = 0,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        throttle_rate: int = 100,
+        throttle_burst: int = 200,
+        embedding_dimensions: int = 384,
+        rotate_owner_secret: bool = True,
+        deploy_nonce: str | None = None,
+    ) -> None:
+        super().__init__(scope, id)
+        if transport not in ("sqs", "nats"):
+            raise ValueError(f"transport must be 'sqs' or 'nats', not {transport!r}")
+        self.transport: Transport = transport
+        self.platform_tenant_id = platform_tenant_id
+        self.log_retention = log_retention
+        self.reserved_concurrency = (
+            dict(DEFAULT_RESERVED_CONCURRENCY) if reserved_concurrency == "default" else reserved_concurrency
+        )
+        stack = cdk.Stack.of(self)
+
+        # ---------------------------------------------------------------------------------------------- keys, alarms
+        self.key = kms.Key(
+            self, "Key", enable_key_rotation=True,
+            description="Soorma: database storage, secrets and the event topic",
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+        )
+        self.alarm_topic = sns.Topic(self, "Alarms", master_key=self.key, enforce_ssl=True,
+                                     display_name="Soorma alarms")
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        ))
+        if alarm_email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+
+        # ---------------------------------------------------------------------------------------------- network
+        azs = list(availability_zones or stack.availability_zones[:2])
+        nats = transport == "nats"
+        nat_count = (1 if nats else 0) if nat_gateways is None else nat_gateways
+        subnet_config = [ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
+                                                 cidr_mask=22)]
+        if nat_count:
+            subnet_config += [
+                ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24,
+                                        map_public_ip_on_launch=False),
+                ec2.SubnetConfiguration(name="egress", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=22),
+            ]
+        flow_log_group = logs.LogGroup(self, "FlowLogs", retention=log_retention,
+                                       removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.vpc = ec2.Vpc(
+            self, "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr("10.40.0.0/16"),
+            availability_zones=azs,
+            nat_gateways=nat_count,
+            subnet_configuration=subnet_config,
+            restrict_default_security_group=False,
+            flow_logs={"all": ec2.FlowLogOptions(
+                destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_log_group),
+                traffic_type=ec2.FlowLogTrafficType.ALL,
+            )},
+            gateway_endpoints={"S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3)},
+        )
+        # The zone names given above only name things at synth; the subnets take the region's first zones at deploy
+        # (Fn::GetAZs), so the template is not tied to zone names that may not exist in an account.
+        for group in (self.vpc.isolated_subnets, self.vpc.public_subnets, self.vpc.private_subnets):
+            for index, subnet in enumerate(group):
+                subnet.node.default_child.add_property_override(
+                    "AvailabilityZone", cdk.Fn.select(index, cdk.Fn.get_azs()))
+        self.isolated = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        self.egress = (ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if nat_count
+                       else self.isolated)
+        self.functions_sg = ec2.SecurityGroup(
+            self, "FunctionsSg", vpc=self.vpc, allow_all_outbound=False,
+            description="Soorma platform functions: the database and the VPC endpoints only",
+        )
+        self.endpoints_sg = ec2.SecurityGroup(
+            self, "EndpointsSg", vpc=self.vpc, allow_all_outbound=False,
+            description="Soorma VPC interface endpoints: HTTPS from the platform functions",
+        )
+        self.endpoints_sg.add_ingress_rule(self.functions_sg, ec2.Port.tcp(443), "functions to AWS APIs")
+        self.functions_sg.add_egress_rule(self.endpoints_sg, ec2.Port.tcp(443), "AWS APIs through endpoints")
+        endpoint_services = {"SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER}
+        if transport == "sqs":
+            endpoint_services["Sns"] = ec2.InterfaceVpcEndpointAwsService.SNS
+        for name, service in endpoint_services.items():
+            self.vpc.add_interface_endpoint(
+                name, service=service, subnets=self.isolated, security_groups=[self.endpoints_sg],
+                private_dns_enabled=True, open=False,
+            )
+        self.egress_sg: ec2.SecurityGroup | None = None
+        if nats:
+            self.egress_sg = ec2.SecurityGroup(
+                self, "EgressSg", vpc=self.vpc, allow_all_outbound=True,
+                description="Soorma parts that reach the NATS server (gateway, bridge): outbound through NAT",
+            )
+            self.endpoints_sg.add_ingress_rule(self.egress_sg, ec2.Port.tcp(443), "egress parts to AWS APIs")
+
+        # ---------------------------------------------------------------------------------------------- database
+        version = engine_version or rds.AuroraPostgresEngineVersion.VER_17_9
+        self.db_sg = ec2.SecurityGroup(self, "DatabaseSg", vpc=self.vpc, allow_all_outbound=False,
+                                       description="Soorma Aurora cluster: PostgreSQL from the platform only")
+        # The cluster's PostgreSQL log group, created here with its retention (instead of CDK's LogRetention
+        # function), so its name needs a known cluster identifier.
+        cluster_id = re.sub(r"[^a-z0-9-]", "-", f"{stack.stack_name}-soorma".lower()).strip("-")[:60]
+        if not cluster_id[:1].isalpha():
+            cluster_id = "s" + cluster_id[:59]
+        db_logs = logs.LogGroup(self, "DatabaseLogs", log_group_name=f"/aws/rds/cluster/{cluster_id}/postgresql",
+                                retention=log_retention, removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.cluster = rds.DatabaseCluster(
+            self, "Database",
+            engine=rds.DatabaseClusterEngine.aurora_postgres(version=version),
+            writer=rds.ClusterInstance.serverless_v2("writer", publicly_accessible=False,
+                                                     auto_minor_version_upgrade=True),
+            serverless_v2_min_capacity=min_capacity,
+            serverless_v2_max_capacity=max_capacity,
+            serverless_v2_auto_pause_duration=auto_pause or cdk.Duration.minutes(5),
+            vpc=self.vpc, vpc_subnets=self.isolated, security_groups=[self.db_sg],
+            default_database_name=DB_NAME,
+            credentials=rds.Credentials.from_generated_secret(
+                OWNER_USER, encryption_key=self.key, exclude_characters=PASSWORD_EXCLUDE
+            ),
+            storage_encrypted=True, storage_encryption_key=self.key,
+            iam_authentication=True,
+            deletion_protection=deletion_protection,
+            removal_policy=removal_policy,
+            backup=rds.BackupProps(retention=cdk.Duration.days(7)),
+            cluster_identifier=cluster_id,
+            cloudwatch_logs_exports=["postgresql"],
+            parameter_group=rds.ParameterGroup(
+                self, "DbParams", engine=rds.DatabaseClusterEngine.aurora_postgres(version=version),
+                parameters={"rds.force_ssl": "1", "log_min_duration_statement": "1000"},
+            ),
+        )
+        self.owner_secret = self.cluster.secret
+        app_secret = rds.DatabaseSecret(
+            self, "AppSecret", username=APP_USER, encryption_key=self.key, exclude_characters=PASSWORD_EXCLUDE,
+        )
+        self.app_secret = app_secret.attach(self.cluster)
+        if rotate_owner_secret:
+            self.cluster.add_rotation_single_user(
+                automatically_after=cdk.Duration.days(30), exclude_characters=PASSWORD_EXCLUDE,
+                vpc_subnets=self.isolated, security_group=self.functions_sg,
+            )
+        self.pepper_secret = secretsmanager.Secret(
+            self, "ApiKeyPepper", encryption_key=self.key,
+            description="Soorma: HMAC pepper of API key hashes (rotating it invalidates every key)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=48, exclude_punctuation=True),
+        )
+        self.bootstrap_key_secret = secretsmanager.Secret(
+            self, "DeveloperKey", encryption_key=self.key,
+            description=f"Soorma: the first developer API key of platform tenant {platform_tenant_id}",
+            generate_secret_string=secretsmanager.SecretStringGenerator(exclude_punctuation=True),
+        )
+        suppress(self.pepper_secret, ("AwsSolutions-SMG4",
+            "The pepper keys every stored API key hash; rotating it would invalidate all issued keys at once."))
+        suppress(self.bootstrap_key_secret, ("AwsSolutions-SMG4",
+            "Holds an API key issued by the platform; keys are revoked and reissued through the platform, not by "
+            "Secrets Manager rotation."))
+        suppress(app_secret, ("AwsSolutions-SMG4",
+            "soorma_app's password is read by the functions at cold start; single-user rotation would break the "
+            "connections of warm functions. Rotate by a deploy that replaces the secret."))
+        suppress(self.cluster,
+            ("AwsSolutions-RDS11", "The default PostgreSQL port is kept: the cluster is reachable only from the "
+             "platform's security groups in isolated subnets, so a non-standard port adds no protection."),
+            ("AwsSolutions-RDS10", "Deletion protection is a construct option (deletion_protection), on by default; "
+             "test and demo stacks turn it off."),
+        )
+        self.cluster.node.add_dependency(db_logs)
+        self.nats_secret: secretsmanager.ISecret | None = None
+        if nats:
+            self.nats_secret = nats_secret or secretsmanager.Secret(
+                self, "NatsSecret", encryption_key=self.key,
+                description='Soorma: {"url": "nats://user:password@host:4222"} of the NATS server with JetStream',
+                generate_secret_string=secretsmanager.SecretStringGenerator(
+                    secret_string_template=json.dumps({"url": "nats://set-me:4222"}), generate_string_key="token",
+                ),
+            )
+            if nats_secret is None:
+                suppress(self.nats_secret, ("AwsSolutions-SMG4",
+                    "Holds the NATS server's URL and credentials, issued by the NATS operator; rotation happens "
+                    "there and is written here."))
+
+        # ---------------------------------------------------------------------------------------------- layers, code
+        self.code = bundling.platform_code()
+        self.layers: dict[str, lambda_.LayerVersion] = {}
+        for name in ("platform", "embeddings", "sdk"):
+            self.layers[name] = lambda_.LayerVersion(
+                self, f"{name.capitalize()}Layer", code=bundling.layer_code(name),
+                compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+                compatible_architectures=[lambda_.Architecture.ARM_64],
+                description=f"Soorma {name}: {packaging.LAYERS[name].description}",
+            )
+        self.sdk_layer = self.layers["sdk"]
+
+        # ---------------------------------------------------------------------------------------------- functions
+        self.functions: dict[str, lambda_.Function] = {}
+        db_secrets = [self.app_secret]
+        gateway_target = ("soorma.infra.runtime.sns.handler" if transport == "sqs"
+                          else packaging.PLATFORM_PACKAGES["gateway"].handler)
+        specs = {
+            "registry": dict(memory=512, timeout=29, secrets=db_secrets),
+            "memory": dict(memory=2048, timeout=29, secrets=db_secrets,
+                           env={"SOORMA_EMBEDDING_PROVIDER": "local", "SOORMA_EMBEDDING_TOKENIZER_PATH": TOKENIZER_PATH,
+                                "SOORMA_EMBEDDING_DIMENSIONS": str(embedding_dimensions), "HF_HUB_OFFLINE": "1"}),
+            "gateway": dict(memory=512, timeout=29, secrets=db_secrets, handler=gateway_target,
+                            egress=nats),
+            "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, self.pepper_secret]),
+            "tracker": dict(memory=512, timeout=60, secrets=db_secrets),
+            "migrate": dict(memory=512, timeout=300, secrets=[self.owner_secret, self.app_secret],
+                            env={"SOORMA_EMBEDDING_DIMENSIONS": str(embedding_dimensions)}),
+        }
+        for name, spec in specs.items():
+            package = packaging.PLATFORM_PACKAGES[name]
+            self.functions[name] = self._function(
+                name, handler=spec.get("handler", package.handler), layers=package.layers,
+                memory=spec["memory"], timeout=spec["timeout"], secrets=spec["secrets"], env=spec.get("env"),
+                egress=spec.get("egress", False),
+            )
+        self.functions["registrar"] = self._function(
+            "registrar", handler="soorma.infra.runtime.registrar.handler", layers=["platform"], memory=512,
+            timeout=120, secrets=[self.app_secret, self.pepper_secret],
+        )
+        self.bootstrap_key_secret.grant_write(self.functions["registrar"])
+        self.allow_db()
+
+        # ---------------------------------------------------------------------------------------------- migrations
+        provider_logs = logs.LogGroup(self, "ProviderLogs", retention=log_retention,
+                                      removal_policy=cdk.RemovalPolicy.DESTROY)
+        self.migrations_provider = cr.Provider(self, "MigrationsProvider",
+                                               on_event_handler=self.functions["migrate"], log_group=provider_logs)
+        self.migrations = cdk.CustomResource(
+            self, "Migrations", service_token=self.migrations_provider.service_token,
+            resource_type="Custom::SoormaMigrations",
+            properties={
+                "Migrations": migrations_fingerprint(),
+                # A new value on every synth, so every deploy runs the migrator (it applies only what is pending).
+                "DeployNonce": deploy_nonce or str(int(time.time())),
+            },
+        )
+        self.migrations.node.add_dependency(self.cluster)
+        self.migrations.node.add_dependency(self.app_secret)
+        self.registrar_provider = cr.Provider(self, "RegistrarProvider",
+                                              on_event_handler=self.functions["registrar"], log_group=provider_logs)
+        bootstrap = cdk.CustomResource(
+            self, "BootstrapKey", service_token=self.registrar_provider.service_token,
+            resource_type="Custom::SoormaBootstrapKey",
+            properties={"PlatformTenantId": platform_tenant_id, "SecretArn": self.bootstrap_key_secret.secret_arn},
+        )
+        bootstrap.node.add_dependency(self.migrations)
+        for provider in (self.migrations_provider, self.registrar_provider):
+            suppress(provider,
+                ("AwsSolutions-IAM4", "The CDK provider framework's function uses AWSLambdaBasicExecutionRole to "
+                 "write its logs.", ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                                     "AWSLambdaBasicExecutionRole"]),
+                ("AwsSolutions-IAM5", "The provider framework may invoke every version of the on-event function "
+                 "(a function ARN with :*).", [r"/^Resource::<.*Function[0-9A-F]{8}\.Arn>:\*$/"]),
+                ("AwsSolutions-L1", "The provider framework's runtime is chosen by the CDK release, pinned "
+                 "with aws-cdk-lib."),
+            )
+
+        # ---------------------------------------------------------------------------------------------- HTTP API
+        self._api(authorizer_cache_ttl, throttle_rate, throttle_burst)
+
+        # ---------------------------------------------------------------------------------------------- events
+        self.event_topic: sns.Topic | None = None
+        self.bridge_service: ecs.FargateService | None = None
+        self.bridge_role: iam.IRole | None = None
+        if transport == "sqs":
+            self._sqs_transport()
+        else:
+            self._nats_transport()
+
+        cdk.CfnOutput(self, "ApiUrl", value=self.api.api_endpoint, description="SOORMA_API_URL")
+        cdk.CfnOutput(self, "DeveloperKeySecret", value=self.bootstrap_key_secret.secret_arn,
+                      description="Secrets Manager secret with the first developer API key ({\"api_key\": ...})")
+        cdk.CfnOutput(self, "Transport", value=transport)
+
+    # -------------------------------------------------------------------------------------------------- helpers
+
+    def _log_group(self, name: str) -> logs.LogGroup:
+        return logs.LogGroup(self, f"{name.capitalize()}Logs", retention=self.log_retention,
+                             removal_policy=cdk.RemovalPolicy.DESTROY)
+
+    def _function(self, name: str, *, handler: str, layers: list[str], memory: int, timeout: int,
+                  secrets: list[secretsmanager.ISecret], env: dict[str, str] | None = None,
+                  egress: bool = False) -> lambda_.Function:
+        environment = {
+            "SOORMA_HANDLER": handler,
+            "SOORMA_DB_NAME": DB_NAME,
+            "POWERTOOLS_SERVICE_NAME": f"soorma-{name}",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            "POWERTOOLS_METRICS_NAMESPACE": "Soorma",
+            "SOORMA_TRANSPORT": self.transport,
+        }
+        arn_vars = {
+            id(self.app_secret): "SOORMA_APP_DB_SECRET_ARN",
+            id(self.owner_secret): "SOORMA_OWNER_DB_SECRET_ARN",
+            id(self.pepper_secret): "SOORMA_API_KEY_PEPPER_SECRET_ARN",
+        }
+        for secret in secrets:
+            environment[arn_vars[id(secret)]] = secret.secret_arn
+        environment.update(env or {})
+        reserved = (self.reserved_concurrency or {}).get(name)
+        sgs = [self.egress_sg] if egress and self.egress_sg is not None else [self.functions_sg]
+        fn = lambda_.Function(
+            self, f"{name.capitalize()}Function",
+            description=f"Soorma {name}",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            code=self.code,
+            handler=BOOT_HANDLER,
+            layers=[self.layers[n] for n in layers],
+            memory_size=memory,
+            timeout=cdk.Duration.seconds(timeout),
+            environment=environment,
+            vpc=self.vpc,
+            vpc_subnets=self.egress if egress else self.isolated,
+            security_groups=sgs,
+            log_group=self._log_group(name),
+            logging_format=lambda_.LoggingFormat.JSON,
+            reserved_concurrent_executions=reserved,
+        )
+        for secret in secrets:
+            secret.grant_read(fn)
+        suppress(fn,
+            ("AwsSolutions-L1", "Python 3.12 is the runtime the platform's layers are built for (CPython 3.12 "
+             "wheels for arm64); moving to a newer runtime means rebuilding and retesting the layers."),
+            ("AwsSolutions-IAM4", "AWSLambdaBasicExecutionRole (logs) and AWSLambdaVPCAccessExecutionRole (network "
+             "interfaces in the VPC) are the AWS-managed minimum for a function in a VPC.",
+             ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+              "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"]),
+        )
+        return fn
+
+    def _api(self, cache_ttl: int, rate: int, burst: int) -> None:
+        fns = self.functions
+        cached = cache_ttl > 0
+        identity_source = (
+            ["$request.header.Authorization", "$request.header.X-Soorma-Service-Tenant",
+             "$request.header.X-Soorma-Service-User"] if cached else []
+        )
+        self.authorizer = authorizers.HttpLambdaAuthorizer(
+            "SoormaAuthorizer", fns["authorizer"],
+            authorizer_name="soorma-api-key",
+            response_types=[authorizers.HttpLambdaResponseType.SIMPLE],
+            results_cache_ttl=cdk.Duration.seconds(cache_ttl),
+            identity_source=identity_source,
+        )
+        self.api = apigw.HttpApi(
+            self, "Api", api_name=f"{cdk.Stack.of(self).stack_name}-soorma", create_default_stage=False,
+            default_authorizer=self.authorizer,
+            description="Soorma Serverless API: registry, memory, gateway and tracker routes",
+        )
+        access_logs = self._log_group("apiAccess")
+        stage = apigw.HttpStage(
+            self, "ApiStage", http_api=self.api, stage_name="$default", auto_deploy=True,
+            throttle=apigw.ThrottleSettings(rate_limit=rate, burst_limit=burst),
+        )
+        stage.node.default_child.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
+            destination_arn=access_logs.log_group_arn,
+            format=json.dumps({
+                "requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
+                "requestTime": "$context.requestTime", "method": "$context.httpMethod",
+                "routeKey": "$context.routeKey", "status": "$context.status",
+                "responseLength": "$context.responseLength", "latency": "$context.responseLatency",
+                "integrationError": "$context.integrationErrorMessage",
+                "authorizerError": "$context.authorizer.error",
+                "principal": "$context.authorizer.principal_id",
+            }),
+        )
+        self.api_stage = stage
+        integration = {name: integrations.HttpLambdaIntegration(f"{name.capitalize()}Integration", fns[name])
+                       for name in ("registry", "memory", "gateway", "tracker")}
+        any_ = [apigw.HttpMethod.ANY]
+        routes = [
+            ("/v1/agents", "registry"), ("/v1/agents/{proxy+}", "registry"),
+            ("/v1/events", "registry"), ("/v1/events/{proxy+}", "registry"),
+            ("/v1/schemas", "registry"), ("/v1/schemas/{proxy+}", "registry"),
+            ("/v1/memory/{proxy+}", "memory"),
+            ("/v1/tracker/{proxy+}", "tracker"),
+            ("/v1/goals", "gateway"), ("/v1/goals/{proxy+}", "gateway"),
+        ]
+        for path, name in routes:
+            self.api.add_routes(path=path, methods=any_, integration=integration[name])
+        # The exact route wins over /v1/events/{proxy+}: publishing belongs to the gateway.
+        self.api.add_routes(path="/v1/events/publish", methods=[apigw.HttpMethod.POST],
+                            integration=integration["gateway"])
+        public = self.api.add_routes(path="/.well-known/{proxy+}", methods=[apigw.HttpMethod.GET],
+                                     integration=integration["gateway"], authorizer=apigw.HttpNoneAuthorizer())
+        for route in public:
+            suppress(route, ("AwsSolutions-APIG4",
+                "/.well-known/* is the public discovery document of A2A agent cards, readable without a key by "
+                "design; every other route needs the authorizer."))
+
+    def _sqs_transport(self) -> None:
+        self.event_topic = sns.Topic(self, "Events", master_key=self.key, enforce_ssl=True,
+                                     display_name="Soorma events")
+        gateway = self.functions["gateway"]
+        gateway.add_environment("SOORMA_EVENTS_TOPIC_ARN", self.event_topic.topic_arn)
+        self.event_topic.grant_publish(gateway)
+        suppress(gateway, ("AwsSolutions-IAM5", "Publishing to the KMS-encrypted topic needs kms:GenerateDataKey* "
+                           "on the platform key (granted by the topic, on that key only).",
+                           ["Action::kms:GenerateDataKey*"]))
+        tracker = self.functions["tracker"]
+        self.tracker_queue = self.subscribe(
+            "Tracker", tracker, filter_policy=None, batch_size=50, max_concurrency=2, max_deliveries=10,
+        )
+
+    def subscribe(self, id: str, fn: lambda_.Function, *, filter_policy: dict[str, Any] | None, batch_size: int,
+                  max_concurrency: int, max_deliveries: int, scope: Construct | None = None) -> QueueWithDlq:
+        """A queue (with its dead-letter queue and alarm) subscribed to the event topic with ``filter_policy`` (raw
+        SNS filter policy JSON; None = every event), feeding ``fn`` through an event source mapping that reports
+        partial batch failures."""
+        assert self.event_topic is not None, "subscribe() needs transport='sqs'"
+        timeout = fn.timeout.to_seconds() if fn.timeout else 30
+        pair = QueueWithDlq(scope or self, f"{id}Queue", visibility_timeout=cdk.Duration.seconds(6 * timeout),
+                            max_receive_count=max_deliveries, alarm_topic=self.alarm_topic)
+        added = pair.queue.add_to_resource_policy(iam.PolicyStatement(
+            actions=["sqs:SendMessage"], principals=[iam.ServicePrincipal("sns.amazonaws.com")],
+            resources=[pair.queue.queue_arn],
+            conditions={"ArnEquals": {"aws:SourceArn": self.event_topic.topic_arn}},
+        ))
+        subscription = sns.Subscription(
+            scope or self, f"{id}Subscription", topic=self.event_topic, endpoint=pair.queue.queue_arn,
+            protocol=sns.SubscriptionProtocol.SQS, raw_message_delivery=True,
+        )
+        if added.policy_dependable is not None:  # SNS may deliver from the first message on
+            subscription.node.add_dependency(added.policy_dependable)
+        if filter_policy is not None:
+            cfn = subscription.node.default_child
+            cfn.add_property_override("FilterPolicy", filter_policy)
+            cfn.add_property_override("FilterPolicyScope", "MessageAttributes")
+        fn.add_event_source(event_sources.SqsEventSource(
+            pair.queue, batch_size=batch_size, max_concurrency=max(2, max_concurrency),
+            report_batch_item_failures=True,
+            max_batching_window=cdk.Duration.seconds(1) if batch_size > 10 else None,
+        ))
+        return pair
+
+    def _nats_transport(self) -> None:
+        assert self.nats_secret is not None and self.egress_sg is not None
+        gateway = self.functions["gateway"]
+        gateway.add_environment("SOORMA_NATS_SECRET_ARN", self.nats_secret.secret_arn)
+        self.nats_secret.grant_read(gateway)
+
+        cluster = ecs.Cluster(self, "BridgeCluster", vpc=self.vpc,
+                              container_insights_v2=ecs.ContainerInsights.ENABLED)
+        task = ecs.FargateTaskDefinition(
+            self, "BridgeTask", cpu=256, memory_limit_mib=512,
+            runtime_platform=ecs.RuntimePlatform(cpu_architecture=ecs.CpuArchitecture.ARM64,
+                                                 operating_system_family=ecs.OperatingSystemFamily.LINUX),
+        )
+        bundle = bundling.bridge_bundle(self, "BridgeBundle")
+        bundle.grant_read(task.task_role)
+        self.app_secret.grant_read(task.task_role)
+        self.nats_secret.grant_read(task.task_role)
+        self.functions["tracker"].grant_invoke(task.task_role)
+        fetch_source = (Path(__file__).parent / "runtime" / "fetch.py").read_text()
+        task.add_container(
+            "bridge",
+            image=ecs.ContainerImage.from_registry(BRIDGE_IMAGE),
+            command=["python", "-c", fetch_source],
+            environment={
+                "SOORMA_BUNDLE_BUCKET": bundle.s3_bucket_name,
+                "SOORMA_BUNDLE_KEY": bundle.s3_object_key,
+                "SOORMA_APP_DB_SECRET_ARN": self.app_secret.secret_arn,
+                "SOORMA_NATS_SECRET_ARN": self.nats_secret.secret_arn,
+                "SOORMA_DB_NAME": DB_NAME,
+                "SOORMA_TRACKER_FUNCTION": self.functions["tracker"].function_name,
+                "PYTHONUNBUFFERED": "1",
+            },
+            logging=ecs.LogDrivers.aws_logs(stream_prefix="bridge", log_group=self._log_group("bridge")),
+            stop_timeout=cdk.Duration.seconds(60),
+            readonly_root_filesystem=False,
+        )
+        self.db_sg.add_ingress_rule(self.egress_sg, ec2.Port.tcp(5432), "bridge reads the registry's routes")
+        self.bridge_service = ecs.FargateService(
+            self, "Bridge", cluster=cluster, task_definition=task, desired_count=1,
+            vpc_subnets=self.egress, security_groups=[self.egress_sg], assign_public_ip=False,
+            min_healthy_percent=0, max_healthy_percent=200,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+        )
+        self.bridge_service.node.add_dependency(self.migrations)
+        self.bridge_role = task.task_role
+        suppress(task,
+            ("AwsSolutions-ECS2", "The bridge's environment holds only secret ARNs, the tracker's function name and "
+             "the S3 location of its code; the secrets themselves are read at start with the task role."),
+            ("AwsSolutions-IAM5", "Reading the bridge's code asset needs s3:GetObject*/List* on the CDK asset "
+             "bucket's objects (granted by the asset), and invoking a function includes its versions (:*).",
+             ["Action::s3:GetObject*", "Action::s3:GetBucket*", "Action::s3:List*",
+              r"/^Resource::arn:.*:s3:::cdk-.*-assets-.*\/\*$/",
+              r"/^Resource::<.*Function[0-9A-F]{8}\.Arn>:\*$/"]),
+        )
+        suppress(cluster, ("AwsSolutions-ECS4", "Container Insights (v2) is enabled on the cluster."))
+
+    # -------------------------------------------------------------------------------------------------- agents API
+
+    def allow_db(self) -> None:
+        """Open the database to the platform functions' security group (called once every function exists)."""
+        self.db_sg.add_ingress_rule(self.functions_sg, ec2.Port.tcp(5432), "platform functions")
+        self.functions_sg.add_egress_rule(self.db_sg, ec2.Port.tcp(5432), "the database")
+        if self.egress_sg is not None:
+            self.db_sg.add_ingress_rule(self.egress_sg, ec2.Port.tcp(5432), "gateway (egress subnets)")
+
+    @staticmethod
+    def of(scope: Construct) -> "SoormaPlatform":
+        """The platform in ``scope``'s stack (for ``SoormaAgent`` without an explicit ``platform=``)."""
+        stack = cdk.Stack.of(scope)
+        found = [c for c in stack.node.find_all() if isinstance(c, SoormaPlatform)]
+        if len(found) != 1:
+            raise ValueError(f"expected one SoormaPlatform in stack {stack.stack_name}, found {len(found)}: "
+                             "pass platform= explicitly")
+        return found[0]

@@ -1,0 +1,133 @@
+"""The Lambda entry point of every function the CDK app deploys: ``soorma.infra.runtime.boot.handler``.
+
+Secrets never sit in a function's configuration. Each function gets the ARNs of the secrets it may read, and this
+module turns them into the variables the handlers already read (docs/architecture.md "Settings") once per execution
+environment, during Lambda's init phase:
+
+| variable with the ARN | secret | sets |
+| --- | --- | --- |
+| ``SOORMA_APP_DB_SECRET_ARN`` | ``soorma_app``'s credentials (attached to the cluster) | ``SOORMA_APP_DATABASE_URL`` |
+| ``SOORMA_OWNER_DB_SECRET_ARN`` | the cluster's owner credentials | ``SOORMA_DATABASE_URL`` (+ ``SOORMA_APP_DB_PASSWORD`` from the app secret) |
+| ``SOORMA_API_KEY_PEPPER_SECRET_ARN`` | the API key pepper | ``SOORMA_API_KEY_PEPPER`` |
+| ``SOORMA_NATS_SECRET_ARN`` | ``{"url": "nats://user:password@host:4222"}`` | ``SOORMA_NATS_URL`` |
+| ``SOORMA_API_KEY_SECRET_ARN`` | an agent's API key (written by the registrar on deploy) | ``SOORMA_API_KEY`` |
+
+Then ``SOORMA_HANDLER`` (``package.module.attribute``) is imported and called. If a secret is not readable yet (an
+agent whose key the registrar has not written), the import is retried on the next invocation, and that invocation
+fails, so its events are retried rather than handled without credentials.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import threading
+from typing import Any, Callable
+from urllib.parse import quote
+
+log = logging.getLogger("soorma.infra.boot")
+
+HANDLER_ENV = "SOORMA_HANDLER"
+DEFAULT_DB_NAME = "soorma"
+
+
+class SecretNotReady(RuntimeError):
+    """A secret this function needs has no usable value yet."""
+
+
+def _read_secret(arn: str) -> str:
+    import boto3  # the Lambda Python runtime ships boto3; imported only when a secret is configured
+
+    client = boto3.client("secretsmanager")
+    value = client.get_secret_value(SecretId=arn).get("SecretString")
+    if not value:
+        raise SecretNotReady(f"secret {arn} has no value")
+    return value
+
+
+def _json(value: str) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def dsn_from_secret(secret: dict[str, Any], *, default_db: str = DEFAULT_DB_NAME) -> str:
+    """``postgresql://user:password@host:port/db?sslmode=require`` from an RDS secret's JSON."""
+    missing = [k for k in ("username", "password", "host") if not secret.get(k)]
+    if missing:
+        raise SecretNotReady(f"database secret lacks {', '.join(missing)}")
+    return (
+        f"postgresql://{quote(str(secret['username']), safe='')}:{quote(str(secret['password']), safe='')}"
+        f"@{secret['host']}:{int(secret.get('port') or 5432)}/{quote(str(secret.get('dbname') or default_db))}"
+        "?sslmode=require&connect_timeout=10"
+    )
+
+
+def resolve_environment(environ: dict[str, str] | None = None, read: Callable[[str], str] = _read_secret) -> None:
+    """Fill ``environ`` (default ``os.environ``) from the secrets named in it; values already set are kept."""
+    env = os.environ if environ is None else environ
+    db_name = env.get("SOORMA_DB_NAME", DEFAULT_DB_NAME)
+    app_arn = env.get("SOORMA_APP_DB_SECRET_ARN")
+    owner_arn = env.get("SOORMA_OWNER_DB_SECRET_ARN")
+    if app_arn and not env.get("SOORMA_APP_DATABASE_URL"):
+        app = _json(read(app_arn))
+        env["SOORMA_APP_DATABASE_URL"] = dsn_from_secret(app, default_db=db_name)
+        if owner_arn and not env.get("SOORMA_APP_DB_PASSWORD"):
+            env["SOORMA_APP_DB_PASSWORD"] = str(app["password"])
+    if owner_arn and not env.get("SOORMA_DATABASE_URL"):
+        env["SOORMA_DATABASE_URL"] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name)
+    pepper_arn = env.get("SOORMA_API_KEY_PEPPER_SECRET_ARN")
+    if pepper_arn and not env.get("SOORMA_API_KEY_PEPPER"):
+        env["SOORMA_API_KEY_PEPPER"] = read(pepper_arn).strip()
+    nats_arn = env.get("SOORMA_NATS_SECRET_ARN")
+    if nats_arn and not env.get("SOORMA_NATS_URL"):
+        raw = read(nats_arn).strip()
+        url = _json(raw).get("url") if raw.startswith("{") else raw
+        if not url:
+            raise SecretNotReady(f"secret {nats_arn} has no NATS url")
+        env["SOORMA_NATS_URL"] = str(url)
+    key_arn = env.get("SOORMA_API_KEY_SECRET_ARN")
+    if key_arn and not env.get("SOORMA_API_KEY"):
+        raw = read(key_arn).strip()
+        key = _json(raw).get("api_key") if raw.startswith("{") else raw
+        if not key or not str(key).startswith("sk_"):
+            raise SecretNotReady(f"secret {key_arn} holds no API key yet (the registrar writes it on deploy)")
+        env["SOORMA_API_KEY"] = str(key)
+
+
+def load_handler(path: str) -> Callable[[Any, Any], Any]:
+    """Import ``package.module.attribute``."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ValueError(f"{HANDLER_ENV}={path!r} is not a module.attribute path")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+_target: Callable[[Any, Any], Any] | None = None
+_lock = threading.Lock()
+
+
+def _ensure_target() -> Callable[[Any, Any], Any]:
+    global _target
+    if _target is None:
+        with _lock:
+            if _target is None:
+                resolve_environment()
+                _target = load_handler(os.environ[HANDLER_ENV])
+    return _target
+
+
+def handler(event: Any, context: Any) -> Any:
+    return _ensure_target()(event, context)
+
+
+# Lambda's init phase: resolve and import now, so the first request only runs the handler.
+if os.environ.get(HANDLER_ENV) and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    try:
+        _ensure_target()
+    except SecretNotReady as exc:  # retried on the first invocation
+        log.warning("deferred: %s", exc)

@@ -1,0 +1,124 @@
+"""The custom resource that registers deployed agents: ``soorma.infra.runtime.registrar.handler``.
+
+Run by the CDK provider framework on deploy (``onEvent``; the framework sends the CloudFormation response). Two
+resource types:
+
+* ``Custom::SoormaAgent`` — properties ``PlatformTenantId``, ``Agent`` (the ``AgentDefinition`` found in the user's
+  file at synth time), ``Deployment`` (function name, transport, subscriptions, batch size, concurrency, maximum
+  deliveries, timeout) and ``KeySecretArn``. Create/Update upserts the agent in the registry
+  (:func:`soorma.functions.registry.app.upsert_agent`) and, when the agent's key secret holds no key yet, issues an
+  API key of role ``agent`` and writes it there (the agent function reads it at start). Delete removes the agent from
+  the registry, so the NATS bridge stops routing to it.
+* ``Custom::SoormaBootstrapKey`` — ``PlatformTenantId``, ``SecretArn``: issues the first ``developer`` key of the
+  platform tenant into that secret, once (``soorma`` CLI users read it from there).
+
+Connects as ``soorma_app`` (row-level security applies) with the identity of the platform tenant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+log = logging.getLogger("soorma.infra.registrar")
+
+DEPLOYER = "soorma-deployer"
+
+
+def _identity(tenant: str, role: str = "admin"):
+    from soorma.identity import Identity
+
+    return Identity(tenant, tenant, DEPLOYER, DEPLOYER, role)
+
+
+def _secrets():
+    import boto3
+
+    return boto3.client("secretsmanager")
+
+
+def _has_key(client: Any, arn: str) -> bool:
+    try:
+        value = client.get_secret_value(SecretId=arn).get("SecretString") or ""
+    except client.exceptions.ResourceNotFoundException:
+        return False
+    value = value.strip()
+    if value.startswith("{"):
+        value = str(json.loads(value).get("api_key") or "")
+    return value.startswith("sk_")
+
+
+def _issue_key(db, tenant: str, service_user: str, role: str, name: str) -> str:
+    from soorma.functions.gateway.keys import create_api_key
+
+    identity = _identity(tenant, role)
+    with db.transaction(identity) as conn:
+        return create_api_key(
+            conn, platform_tenant_id=tenant, service_tenant_id=tenant, service_user_id=service_user, role=role,
+            name=name,
+        )
+
+
+def register_agent(db, props: dict[str, Any]) -> str:
+    from soorma.functions.registry.app import upsert_agent
+    from soorma.functions.registry.models import AgentDefinition
+
+    tenant = props["PlatformTenantId"]
+    agent = dict(props["Agent"])
+    agent["deployment"] = _numbers(props["Deployment"])
+    definition = AgentDefinition.model_validate(agent)
+    with db.transaction(_identity(tenant)) as conn:
+        upsert_agent(conn, _identity(tenant), definition)
+    return f"{tenant}/{definition.agent_id}"
+
+
+def _numbers(deployment: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation passes every property as a string: restore the deployment binding's integers."""
+    out = dict(deployment)
+    for key in ("batch_size", "max_concurrency", "max_deliveries", "timeout_seconds"):
+        if key in out:
+            out[key] = int(out[key])
+    return out
+
+
+def unregister_agent(db, tenant: str, agent_id: str) -> None:
+    with db.transaction(_identity(tenant)) as conn:
+        conn.execute("delete from registry.agents where agent_id = %s", (agent_id,))
+
+
+def on_event(event: dict[str, Any], db=None, secrets=None) -> dict[str, Any]:
+    from soorma.db import database_from_env
+
+    db = db or database_from_env()
+    kind = event.get("ResourceType", "")
+    request = event["RequestType"]
+    props = event.get("ResourceProperties") or {}
+    if kind == "Custom::SoormaAgent":
+        if request == "Delete":
+            tenant, _, agent_id = str(event.get("PhysicalResourceId", "")).partition("/")
+            if tenant and agent_id:
+                unregister_agent(db, tenant, agent_id)
+            return {"PhysicalResourceId": event.get("PhysicalResourceId")}
+        physical = register_agent(db, props)
+        secrets = secrets or _secrets()
+        arn = props.get("KeySecretArn")
+        if arn and not _has_key(secrets, arn):
+            name = props["Agent"].get("name") or props["Agent"]["agent_id"]
+            key = _issue_key(db, props["PlatformTenantId"], name, "agent", f"agent {name}")
+            secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"api_key": key}))
+        return {"PhysicalResourceId": physical}
+    if kind == "Custom::SoormaBootstrapKey":
+        physical = f"bootstrap/{props['PlatformTenantId']}"
+        if request != "Delete":
+            secrets = secrets or _secrets()
+            if not _has_key(secrets, props["SecretArn"]):
+                key = _issue_key(db, props["PlatformTenantId"], "developer", "developer", "bootstrap developer")
+                secrets.put_secret_value(SecretId=props["SecretArn"], SecretString=json.dumps({"api_key": key}))
+        return {"PhysicalResourceId": physical}
+    raise ValueError(f"unknown resource type {kind!r}")
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    log.info("%s %s", event.get("RequestType"), event.get("ResourceType"))
+    return on_event(event)

@@ -1,0 +1,104 @@
+"""``soorma deploy PATH``: deploy the platform and the agents in PATH to AWS with the AWS CDK.
+
+Runs ``npx --yes aws-cdk@2.1148.1 deploy`` (the CLI release that reads aws-cdk-lib 2.275's cloud assemblies) on the
+CDK app of ``soorma.infra.app``, with PATH (an agent file or folder) in the context ``soorma:agents``. Needs Node.js
+(``npx``), the ``infra`` extra (``pip install 'soorma[infra]'``) and AWS credentials in the environment, as any
+``cdk deploy`` does. ``--dry-run`` prints the command instead of running it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+CDK_CLI = "aws-cdk@2.1148.1"
+
+
+class DeployCommandError(ValueError):
+    """The arguments cannot form a deploy command."""
+
+
+def build_command(
+    path: Path | str | None,
+    *,
+    transport: str = "sqs",
+    stack_name: str = "Soorma",
+    platform_tenant: str | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    alarm_email: str | None = None,
+    deletion_protection: bool = True,
+    require_approval: str = "broadening",
+    output: Path | str | None = None,
+    python: str | None = None,
+    extra_context: dict[str, str] | None = None,
+) -> list[str]:
+    """The ``npx aws-cdk deploy`` command line (a list, never passed through a shell)."""
+    if transport not in ("sqs", "nats"):
+        raise DeployCommandError(f"--transport must be sqs or nats, not {transport!r}")
+    if require_approval not in ("never", "any-change", "broadening"):
+        raise DeployCommandError("--require-approval must be never, any-change or broadening")
+    python = python or sys.executable
+    cmd = ["npx", "--yes", CDK_CLI, "deploy", stack_name, "--app", f"{shlex.quote(python)} -m soorma.infra.app",
+           "--require-approval", require_approval]
+    context = {"soorma:transport": transport, "soorma:stack-name": stack_name}
+    if path is not None:
+        resolved = Path(path).expanduser().resolve()
+        if not resolved.exists():
+            raise DeployCommandError(f"{resolved} does not exist")
+        context["soorma:agents"] = str(resolved)
+    if platform_tenant:
+        context["soorma:platform-tenant"] = platform_tenant
+    if region:
+        context["soorma:region"] = region
+    if alarm_email:
+        context["soorma:alarm-email"] = alarm_email
+    if not deletion_protection:
+        context["soorma:deletion-protection"] = "false"
+    context.update(extra_context or {})
+    for key, value in context.items():
+        cmd += ["--context", f"{key}={value}"]
+    if profile:
+        cmd += ["--profile", profile]
+    if output:
+        cmd += ["--output", str(output)]
+    return cmd
+
+
+def deploy(
+    path: Optional[Path] = typer.Argument(None, help="an agent file or folder to deploy with the platform"),
+    transport: str = typer.Option("sqs", help="event transport: sqs (SNS/SQS) or nats (NATS JetStream + bridge)"),
+    stack_name: str = typer.Option("Soorma", help="CloudFormation stack name"),
+    platform_tenant: Optional[str] = typer.Option(None, help="platform tenant of the agents (default: default)"),
+    region: Optional[str] = typer.Option(None, help="AWS region (default: your AWS configuration's)"),
+    profile: Optional[str] = typer.Option(None, help="AWS profile"),
+    alarm_email: Optional[str] = typer.Option(None, help="e-mail address for dead-letter queue alarms"),
+    deletion_protection: bool = typer.Option(True, help="protect the database from deletion"),
+    require_approval: str = typer.Option("broadening", help="never | any-change | broadening"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the command instead of running it"),
+) -> None:
+    """Deploy the platform (and the agents in PATH) to AWS with `cdk deploy`."""
+    try:
+        cmd = build_command(
+            path, transport=transport, stack_name=stack_name, platform_tenant=platform_tenant, region=region,
+            profile=profile, alarm_email=alarm_email, deletion_protection=deletion_protection,
+            require_approval=require_approval,
+        )
+    except DeployCommandError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if dry_run:
+        typer.echo(shlex.join(cmd))
+        return
+    if shutil.which("npx") is None:
+        typer.echo("error: npx (Node.js) is needed to run the AWS CDK CLI", err=True)
+        raise typer.Exit(2)
+    env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+    raise typer.Exit(subprocess.call(cmd, env=env))
