@@ -9,7 +9,9 @@ from setuptools import find_packages, setup
 PARTS = {"soorma.functions": "functions", "soorma.local": "local", "soorma.infra": "infra"}
 
 packages = ["soorma", *(f"soorma.{p}" for p in find_packages("sdk/soorma"))]
+# soorma-core's DTO module names (``from soorma_common.events import EventEnvelope``), so its agent code imports here.
+packages += ["soorma_common", *(f"soorma_common.{p}" for p in find_packages("sdk/soorma_common"))]
 for prefix, folder in PARTS.items():
     packages += [prefix, *(f"{prefix}.{p}" for p in find_packages(folder))]
 
-setup(packages=packages, package_dir={"soorma": "sdk/soorma", **PARTS})
+setup(packages=packages, package_dir={"soorma": "sdk/soorma", "soorma_common": "sdk/soorma_common", **PARTS})

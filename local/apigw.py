@@ -8,6 +8,9 @@ cached per identity source for ``authorizer_ttl_s``), pass the authorizer's cont
 ``isBase64Encoded``, ``cookies``) back to HTTP. A function error becomes 500 ``{"message": "Internal Server Error"}``
 as on AWS; a missing identity source 401 and a refusal 403, with AWS's bodies. The events are built by
 :mod:`soorma.testing.events`, the same builders the tests use.
+
+Every answer carries a ``Server-Timing`` header (``authorizer;dur=<ms>`` with ``desc="cached"`` on a cache hit, and
+``integration;dur=<ms>``), so a client or a benchmark can see the authorizer's share of a request's time.
 """
 
 from __future__ import annotations
@@ -48,6 +51,16 @@ class ApiRoute:
 PLATFORM_ROUTES = (
     ApiRoute("/v1/events/publish", "gateway", ("POST",)),
     ApiRoute("/v1/goals", "gateway"),
+    ApiRoute("/v1/sessions", "gateway"),
+    ApiRoute("/v1/tenants", "gateway"),
+    ApiRoute("/v1/api-keys", "gateway"),
+    ApiRoute("/v1/policy", "gateway"),
+    ApiRoute("/v1/a2a", "gateway"),
+    # Each function's OpenAPI document (public, like the agent card).
+    ApiRoute("/openapi/gateway.json", "gateway", ("GET",), public=True),
+    ApiRoute("/openapi/registry.json", "registry", ("GET",), public=True),
+    ApiRoute("/openapi/memory.json", "memory", ("GET",), public=True),
+    ApiRoute("/openapi/tracker.json", "tracker", ("GET",), public=True),
     ApiRoute("/v1/agents", "registry"),
     ApiRoute("/v1/events", "registry"),
     ApiRoute("/v1/schemas", "registry"),
@@ -121,13 +134,18 @@ class LocalApiGateway:
 
     async def authorize(self, event: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
         """Returns (status, context): 200 with the context, 401 without identity source, 403 when refused."""
+        status, context, _ = await self._authorize(event)
+        return status, context
+
+    async def _authorize(self, event: dict[str, Any]) -> tuple[int, dict[str, Any] | None, bool]:
+        """(status, context, answered from the cache)."""
         headers = event["headers"]
         source = tuple(headers.get(h, "") for h in IDENTITY_HEADERS)
         if not source[0] and not source[1]:
-            return 401, None
+            return 401, None, False
         cached = self._cache.get(source)
         if cached and cached[0] > time.monotonic():
-            return (200, cached[1]) if cached[1] is not None else (403, None)
+            return ((200, cached[1]) if cached[1] is not None else (403, None)) + (True,)
         result = await self.invoker.invoke(self.function_names(self.authorizer), json.dumps(authorizer_event(event)).encode())
         context: dict[str, Any] | None = None
         if result.function_error is None:
@@ -138,10 +156,10 @@ class LocalApiGateway:
             except (ValueError, AttributeError):
                 context = None
         else:
-            return 500, None  # an authorizer error is not cached, as on AWS
+            return 500, None, False  # an authorizer error is not cached, as on AWS
         if self.authorizer_ttl_s > 0:
             self._cache[source] = (time.monotonic() + self.authorizer_ttl_s, context)
-        return (200, context) if context is not None else (403, None)
+        return ((200, context) if context is not None else (403, None)) + (False,)
 
     async def handle(self, request: Request) -> Response:
         path = request.url.path
@@ -159,19 +177,31 @@ class LocalApiGateway:
             body=body,
             source_ip=request.client.host if request.client else "127.0.0.1",
         )
+        timing: list[str] = []
         if not route.public:
-            status, context = await self.authorize(event)
+            started = time.perf_counter()
+            status, context, hit = await self._authorize(event)
+            cached = ';desc="cached"' if hit else ""
+            timing.append(f"authorizer;dur={(time.perf_counter() - started) * 1000:.2f}{cached}")
             if status == 401:
-                return JSONResponse({"message": "Unauthorized"}, status_code=401)
+                return _timed(JSONResponse({"message": "Unauthorized"}, status_code=401), timing)
             if status == 403:
-                return JSONResponse({"message": "Forbidden"}, status_code=403)
+                return _timed(JSONResponse({"message": "Forbidden"}, status_code=403), timing)
             if status != 200:
-                return JSONResponse({"message": "Internal Server Error"}, status_code=500)
+                return _timed(JSONResponse({"message": "Internal Server Error"}, status_code=500), timing)
             event["requestContext"]["authorizer"] = {"lambda": context}
+        started = time.perf_counter()
         result = await self.invoker.invoke(self.function_names(route.function), json.dumps(event).encode())
+        timing.append(f"integration;dur={(time.perf_counter() - started) * 1000:.2f}")
         if result.function_error is not None:
-            return JSONResponse({"message": "Internal Server Error"}, status_code=500)
-        return response_from_result(result.payload)
+            return _timed(JSONResponse({"message": "Internal Server Error"}, status_code=500), timing)
+        return _timed(response_from_result(result.payload), timing)
+
+
+def _timed(response: Response, timing: list[str]) -> Response:
+    if timing:
+        response.headers["server-timing"] = ", ".join(timing)
+    return response
 
 
 InvokeFn = Callable[[str, bytes], Awaitable[Any]]

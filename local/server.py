@@ -107,4 +107,9 @@ def build_app(stack: "LocalStack") -> Starlette:
     except ImportError:  # the Invoke API is optional for the stack itself
         pass
     routes.append(Route("/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))
-    return Starlette(routes=routes)
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        # a path no route matches (e.g. with a newline, which `{path:path}` does not take): API Gateway's answer
+        return JSONResponse({"message": "Not Found"}, status_code=404)
+
+    return Starlette(routes=routes, exception_handlers={404: not_found})

@@ -110,7 +110,7 @@ class LocalStack:
 
         applied = await asyncio.to_thread(apply, self.owner_dsn)
         self.state["migrations_applied"] = [m.version for m in applied]
-        credentials = await asyncio.to_thread(self._ensure_credentials)
+        await asyncio.to_thread(self._ensure_credentials)
 
         self._phase("functions")
         from soorma.local.runtime import FunctionConfig, LocalLambda
@@ -150,7 +150,6 @@ class LocalStack:
         self._phase("ready")
         log.info("ready at %s (%.2f s); credentials in %s", self.settings.api_url,
                  time.monotonic() - self.started_at, self.paths.credentials)
-        del credentials
 
     def _start_postgres(self) -> None:
         from soorma.local.postgres import EmbeddedPostgres, app_dsn
@@ -172,35 +171,47 @@ class LocalStack:
             self.nats_url = self._nats.start()
 
     def _ensure_credentials(self) -> dict[str, Any]:
-        """The developer's API key for the local platform tenant, created once and kept in credentials.json."""
+        """The developer's API key for the local platform tenant and the bootstrap platform admin's key
+        (``admin_api_key``: onboards tenants, sets their limits), created once and kept in credentials.json. Both
+        platform tenants are onboarded (rows in ``gateway.tenants``)."""
         from soorma.db import Database
         from soorma.functions.gateway.keys import create_api_key, resolve_api_key
+        from soorma.identity import platform_admin_tenant
 
         current = read_json(self.paths.credentials) or {}
+        admin_tenant = platform_admin_tenant()
+        wanted = {
+            "api_key": Identity(LOCAL_TENANT, LOCAL_TENANT, LOCAL_USER, LOCAL_USER, "developer"),
+            "admin_api_key": Identity(admin_tenant, admin_tenant, "admin", "admin", "admin"),
+        }
+        names = {"api_key": "local developer", "admin_api_key": "bootstrap platform admin"}
+        changed = False
         db = Database(self.app_dsn)
         try:
-            key = current.get("api_key")
-            if key:
-                with db.transaction() as conn:
-                    if resolve_api_key(conn, key) is not None:
-                        if current.get("api_url") != self.settings.api_url:
-                            current["api_url"] = self.settings.api_url
-                            write_json(self.paths.credentials, current, private=True)
-                        return current
-            identity = Identity(LOCAL_TENANT, LOCAL_TENANT, LOCAL_USER, LOCAL_USER, "developer")
-            with db.transaction(identity) as conn:
-                key = create_api_key(
-                    conn,
-                    platform_tenant_id=identity.platform_tenant_id,
-                    service_tenant_id=identity.service_tenant_id,
-                    service_user_id=identity.service_user_id,
-                    role="developer",
-                    name="local developer",
-                )
+            for field_name, identity in wanted.items():
+                with db.transaction(identity) as conn:
+                    conn.execute(
+                        "insert into gateway.tenants (platform_tenant_id, name, created_by) values (%s, %s, 'local')"
+                        " on conflict (platform_tenant_id) do nothing",
+                        (identity.platform_tenant_id, identity.platform_tenant_id),
+                    )
+                    key = current.get(field_name)
+                    if key and resolve_api_key(conn, key) is not None:
+                        continue
+                    current[field_name] = create_api_key(
+                        conn,
+                        platform_tenant_id=identity.platform_tenant_id,
+                        service_tenant_id=identity.service_tenant_id,
+                        service_user_id=identity.service_user_id,
+                        role=identity.role,
+                        name=names[field_name],
+                    )
+                    changed = True
         finally:
             db.close()
-        current = {"api_url": self.settings.api_url, "api_key": key, "platform_tenant_id": LOCAL_TENANT}
-        write_json(self.paths.credentials, current, private=True)
+        if changed or current.get("api_url") != self.settings.api_url:
+            current.update(api_url=self.settings.api_url, platform_tenant_id=LOCAL_TENANT)
+            write_json(self.paths.credentials, current, private=True)
         return current
 
     def issue_agent_key(self, platform_tenant_id: str, name: str) -> str:
@@ -235,6 +246,11 @@ class LocalStack:
         }
         if logical == "memory":
             env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "2")
+        if logical == "gateway":
+            env["SOORMA_A2A_CARD_TENANT"] = LOCAL_TENANT
+        # Gateway settings (JWT verification, rate limits, the platform-admin tenant, A2A) pass through.
+        passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_")
+        env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
         return env
 
     def agent_env(self, api_key: str, extra: dict[str, str] | None = None) -> dict[str, str]:

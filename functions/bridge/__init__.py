@@ -1,13 +1,15 @@
 """NATS JetStream → function push bridge (docs/architecture.md "Function payload"; DESIGN.md "Delivery semantics").
 
 Durable pull consumers on ``SOORMA_EVENTS`` (one per route), SQS-shaped batch invocations, partial batch responses,
-NAK-with-backoff retries and dead letters in ``SOORMA_DLQ``. See :mod:`.bridge` for the semantics.
+NAK-with-backoff retries and dead letters in ``SOORMA_DLQ`` (listed and replayed with :mod:`.dlq`), delivery
+metrics as CloudWatch EMF (:mod:`.metrics`). See :mod:`.bridge` for the semantics.
 """
 
 from .backoff import ExponentialBackoff
 from .bridge import Bridge, RoutesSource
 from .consumer import ConsumerPolicy, delete_consumer, desired_config, ensure_consumer, normalize_filters
-from .dlq import dead_letter, dlq_headers
+from .dlq import DeadLetter, dead_letter, dlq_headers, list_dead_letters, replay
+from .metrics import DeliveryMetrics
 from .payload import EVENT_SOURCE, Outcome, build_payload, build_record, interpret
 from .types import ConsumerStats, FunctionThrottled, InvokeResult, Invoker, Route, consumer_name_for
 
@@ -15,6 +17,8 @@ __all__ = [
     "Bridge",
     "ConsumerPolicy",
     "ConsumerStats",
+    "DeadLetter",
+    "DeliveryMetrics",
     "EVENT_SOURCE",
     "ExponentialBackoff",
     "FunctionThrottled",
@@ -32,5 +36,7 @@ __all__ = [
     "dlq_headers",
     "ensure_consumer",
     "interpret",
+    "list_dead_letters",
     "normalize_filters",
+    "replay",
 ]

@@ -23,6 +23,14 @@ While an invocation runs, its messages get ``+WPI`` (``in_progress``) every half
 cause a redelivery to another worker. The bridge itself gives up on an invocation after ``timeout_s +
 invoke_grace_s`` and treats it as failed.
 
+A message carrying the header ``Soorma-Replay-Consumer`` (set by ``soorma dlq replay``, :mod:`.dlq`) is meant for
+that one consumer only: every other consumer whose filter it matches acks it without invoking its function, so a
+replayed dead letter reaches the agent that failed it and not, a second time, every other subscriber.
+
+Metrics (:mod:`.metrics`): every ``metrics_interval_s`` one CloudWatch EMF object per route (namespace ``Soorma``,
+dimension ``agent``: delivered, retried, dead-lettered, throttled, consumer lag, delivery latency) goes to
+``metrics_sink`` (standard output by default); :meth:`Bridge.stats` shows the lag and latency percentiles too.
+
 Routes are re-read every ``refresh_interval_s``; new routes start, changed ones are applied (consumer updated in
 place, workers added or retired, batch size and timeout used from the next fetch), removed ones have their workers
 stopped after their current batch. Consumers are never deleted by the bridge. If ``routes()`` raises, the bridge keeps
@@ -50,8 +58,10 @@ from soorma.jetstream import ensure_streams
 from soorma.subjects import STREAM
 
 from .backoff import ExponentialBackoff
+from .fetch import fetch_ready
 from .consumer import ConsumerPolicy, ensure_consumer
-from .dlq import dead_letter
+from .dlq import H_REPLAY_CONSUMER, dead_letter
+from .metrics import DeliveryMetrics
 from .payload import Outcome, build_payload, build_record, clip, interpret
 from .types import ConsumerStats, FunctionThrottled, Invoker, Route
 
@@ -88,7 +98,9 @@ class Bridge:
     Tuning (keyword-only): ``fetch_timeout_s`` (how long one pull waits for messages; bounds how fast ``stop`` and
     route removal take effect), ``ack_margin_s`` (ack wait = ``timeout_s`` + this), ``invoke_grace_s`` (the bridge's
     own invocation limit = ``timeout_s`` + this), ``info_interval_s`` (how often an unchanged route's consumer is
-    re-checked: recreated if deleted, lag refreshed), ``region`` (the records' ``awsRegion``).
+    re-checked: recreated if deleted, lag refreshed), ``region`` (the records' ``awsRegion``),
+    ``metrics_interval_s`` (EMF flush period; ``None`` turns the periodic flush off), ``metrics_sink`` (where EMF lines
+    go; default standard output), ``metrics_service`` (an optional ``service`` dimension).
     """
 
     def __init__(
@@ -105,6 +117,9 @@ class Bridge:
         invoke_grace_s: float = 5.0,
         info_interval_s: float = 30.0,
         region: str = "local",
+        metrics_interval_s: float | None = 60.0,
+        metrics_sink: Callable[[str], None] | None = None,
+        metrics_service: str | None = None,
     ) -> None:
         self.nats_url = nats_url
         self.name = name
@@ -126,6 +141,9 @@ class Bridge:
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()
         self._refresh_task: asyncio.Task | None = None
+        self.metrics = DeliveryMetrics(sink=metrics_sink, service=metrics_service)
+        self.metrics_interval_s = metrics_interval_s
+        self._metrics_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,6 +169,8 @@ class Bridge:
         await ensure_streams(self._js)
         await self.refresh()
         self._refresh_task = asyncio.create_task(self._refresh_loop(), name=f"{self.name}-refresh")
+        if self.metrics_interval_s:
+            self._metrics_task = asyncio.create_task(self._metrics_loop(), name=f"{self.name}-metrics")
 
     async def stop(self, drain_timeout_s: float = 30.0) -> None:
         """Stop fetching, finish in-flight invocations (up to ``drain_timeout_s``) and their acks, then close."""
@@ -162,6 +182,11 @@ class Bridge:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._refresh_task
             self._refresh_task = None
+        if self._metrics_task is not None:
+            self._metrics_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._metrics_task
+            self._metrics_task = None
         async with self._lock:
             for runner in self._runners.values():
                 for worker in runner.workers:
@@ -175,6 +200,9 @@ class Bridge:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self.metrics_interval_s:
+            with contextlib.suppress(Exception):
+                self.flush_metrics()  # the last interval's figures
         for stats in self._stats.values():
             stats.workers = 0
             stats.active = False
@@ -187,13 +215,48 @@ class Bridge:
                 await nc.close()
 
     def stats(self) -> dict[str, dict]:
-        """Per consumer name: counters of this replica (see :class:`~.types.ConsumerStats`)."""
+        """Per consumer name: counters of this replica (see :class:`~.types.ConsumerStats`), plus ``consumer_lag``
+        (messages not yet delivered, JetStream ``num_pending``) and ``delivery_latency_p50_ms`` /
+        ``delivery_latency_p99_ms`` (publish to acknowledgement, over the last 1,000 delivered messages)."""
         out = {}
         for name, stats in self._stats.items():
             runner = self._runners.get(name)
             stats.workers = len([w for w in runner.workers if not w.retire.is_set()]) if runner else 0
-            out[name] = stats.as_dict()
+            out[name] = {**stats.as_dict(), "consumer_lag": stats.num_pending, **self.metrics.summary(name)}
         return out
+
+    # ------------------------------------------------------------------ metrics
+
+    def flush_metrics(self) -> list[dict]:
+        """Write one EMF object per current route now (the metrics loop calls this every ``metrics_interval_s``)."""
+        items = [(runner.route, self._stats[name]) for name, runner in list(self._runners.items())
+                 if name in self._stats]
+        return self.metrics.flush(items)
+
+    async def _refresh_lag(self) -> None:
+        js = self._js
+        if js is None:
+            return
+        for name in list(self._runners):
+            try:
+                info = await js.consumer_info(STREAM, name)
+            except Exception:  # keep the last known lag
+                continue
+            stats = self._stats.get(name)
+            if stats is not None:
+                stats.num_pending = info.num_pending
+                stats.num_ack_pending = info.num_ack_pending
+
+    async def _metrics_loop(self) -> None:
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.metrics_interval_s)
+            try:
+                await self._refresh_lag()
+                self.flush_metrics()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: metrics flush failed", self.name)
 
     # ------------------------------------------------------------------ routes
 
@@ -305,7 +368,7 @@ class Bridge:
                 route = runner.route
                 fetch_started = time.monotonic()
                 try:
-                    msgs = await sub.fetch(route.batch_size, timeout=self.fetch_timeout_s)
+                    msgs = await fetch_ready(sub, route.batch_size, timeout_s=self.fetch_timeout_s)
                 except asyncio.TimeoutError:  # nats.errors.TimeoutError / FetchTimeoutError: nothing to do
                     # A pull answered at once with a status (409 max ack pending / consumer deleted, 404 with
                     # batch=1) surfaces as a timeout too: do not spin on it.
@@ -356,6 +419,7 @@ class Bridge:
                     await msg.in_progress()
 
     async def _process(self, runner: _Runner, route: Route, msgs: list[Msg], stats: ConsumerStats) -> None:
+        name = route.consumer_name
         count = len(msgs)
         stats.delivered += count
         stats.in_flight += count
@@ -364,6 +428,12 @@ class Bridge:
             records: list[dict] = []
             batch: dict[str, Msg] = {}
             for msg in msgs:
+                target = msg.headers.get(H_REPLAY_CONSUMER) if msg.headers else None
+                if target is not None and target != route.consumer_name:
+                    with contextlib.suppress(Exception):  # a replay meant for another consumer: not ours
+                        await msg.ack()
+                    stats.extra["replays_skipped"] = stats.extra.get("replays_skipped", 0) + 1
+                    continue
                 try:
                     body = msg.data.decode("utf-8")
                 except UnicodeDecodeError:
@@ -403,11 +473,13 @@ class Bridge:
             runner.throttle_streak = 0
             if outcome.all_failed:
                 stats.failed_invocations += 1
+            record_latency = self.metrics.record_latency
             for message_id, msg in batch.items():
                 if outcome.failed is not None and message_id not in outcome.failed:
                     try:
                         await msg.ack()
                         stats.succeeded += 1
+                        record_latency(name, (time.time() - msg.metadata.timestamp.timestamp()) * 1000)
                     except Exception as exc:
                         stats.last_error = clip(f"ack: {exc}")
                 else:

@@ -6,17 +6,30 @@ publishes the dead letter but the following ``+TERM`` is lost and the message co
 duplicate window (120 s), the second copy is dropped by JetStream's de-duplication
 (https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication).
 The original event id (the event's own ``Nats-Msg-Id``) is kept in ``Soorma-Event-Id``.
+
+Recovery (``soorma dlq list`` / ``soorma dlq replay``): :func:`list_dead_letters` reads the stream (optionally one
+platform tenant and/or agent, through the subject) without consuming it; :func:`replay` publishes the original body
+again to its original subject in ``SOORMA_EVENTS`` — with a **new** ``Nats-Msg-Id`` (``<event id>:replay:<uuid>``), or
+the stream's duplicate window could drop it as a repeat of the original — and the header
+``Soorma-Replay-Consumer: <consumer>``, so only the consumer that dead-lettered it delivers it again (the bridge acks
+it unseen on every other consumer whose filter matches); then it deletes the entry from ``SOORMA_DLQ``. The event body,
+and so the envelope ``id`` that handlers use for idempotency, is unchanged. A replay whose publish is acknowledged
+but whose delete fails leaves the entry listed: replaying it again delivers the event again (at-least-once).
 """
 
 from __future__ import annotations
 
+import json
+import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
+from nats.js.errors import NotFoundError
 
-from soorma.subjects import DLQ_STREAM, dlq_subject
+from soorma.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, check_identifier, dlq_subject
 
 from .payload import clip
 from .types import Route
@@ -32,6 +45,8 @@ H_STREAM_SEQ = "Soorma-Dlq-Stream-Seq"
 H_CONSUMER = "Soorma-Dlq-Consumer"
 H_TIME = "Soorma-Dlq-Time"
 H_EVENT_ID = "Soorma-Event-Id"
+H_REPLAY_CONSUMER = "Soorma-Replay-Consumer"
+H_REPLAY_OF = "Soorma-Replay-Of"  # on a replayed event: "<DLQ stream>:<DLQ seq>" it came from
 
 
 def dlq_headers(msg: Msg, route: Route, error: str) -> dict[str, str]:
@@ -64,3 +79,125 @@ async def dead_letter(js: JetStreamContext, msg: Msg, route: Route, error: str, 
         stream=DLQ_STREAM,
         headers=dlq_headers(msg, route, error),
     )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One entry of ``SOORMA_DLQ``: where it is (``seq``, ``subject``), what it was and why it failed."""
+
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    stored_at: datetime | None = None
+
+    @property
+    def event_id(self) -> str | None:
+        """The envelope id: the ``Soorma-Event-Id`` header, else the body's ``id``."""
+        if self.headers.get(H_EVENT_ID):
+            return self.headers[H_EVENT_ID]
+        try:
+            body = json.loads(self.data)
+        except ValueError:
+            return None
+        return body.get("id") if isinstance(body, dict) and isinstance(body.get("id"), str) else None
+
+    @property
+    def agent(self) -> str | None:
+        return self.headers.get(H_AGENT)
+
+    @property
+    def platform_tenant_id(self) -> str | None:
+        return self.headers.get(H_PLATFORM_TENANT)
+
+    @property
+    def original_subject(self) -> str | None:
+        return self.headers.get(H_SUBJECT)
+
+    @property
+    def consumer(self) -> str | None:
+        return self.headers.get(H_CONSUMER)
+
+    @property
+    def error(self) -> str | None:
+        return self.headers.get(H_ERROR)
+
+    @property
+    def deliveries(self) -> int | None:
+        value = self.headers.get(H_DELIVERIES)
+        return int(value) if value and value.isdigit() else None
+
+    def summary(self) -> dict:
+        """A JSON-friendly view (``soorma dlq list --json``)."""
+        body_type = None
+        try:
+            body = json.loads(self.data)
+            body_type = body.get("type") if isinstance(body, dict) else None
+        except ValueError:
+            pass
+        return {
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "event_type": body_type,
+            "platform_tenant_id": self.platform_tenant_id,
+            "agent": self.agent,
+            "function": self.headers.get(H_FUNCTION),
+            "consumer": self.consumer,
+            "subject": self.original_subject,
+            "deliveries": self.deliveries,
+            "error": self.error,
+            "dead_lettered_at": self.headers.get(H_TIME),
+            "size": len(self.data),
+        }
+
+
+def dlq_filter(platform_tenant_id: str | None = None, agent: str | None = None) -> str:
+    """The ``SOORMA_DLQ`` subject filter for a tenant and/or agent (``None`` = any)."""
+    if platform_tenant_id is None and agent is None:
+        return DLQ_SUBJECTS
+    tenant = check_identifier(platform_tenant_id, "platform tenant id") if platform_tenant_id is not None else "*"
+    name = check_identifier(agent, "agent name") if agent is not None else "*"
+    return f"soorma-dlq.{tenant}.{name}"
+
+
+async def list_dead_letters(js: JetStreamContext, *, platform_tenant_id: str | None = None, agent: str | None = None,
+                            event_id: str | None = None, limit: int | None = 100) -> list[DeadLetter]:
+    """The entries of ``SOORMA_DLQ`` in stream order, oldest first, without consuming them.
+
+    Filters: ``platform_tenant_id`` and ``agent`` (through the subject), ``event_id`` (the envelope id); at most
+    ``limit`` entries (``None``: all). Reads one message per request (``next_by_subj``), so no consumer is created.
+    """
+    subject = dlq_filter(platform_tenant_id, agent)
+    found: list[DeadLetter] = []
+    seq = 1
+    while limit is None or len(found) < limit:
+        try:
+            raw = await js.get_msg(DLQ_STREAM, seq=seq, subject=subject, next=True)
+        except NotFoundError:
+            break
+        entry = DeadLetter(seq=raw.seq, subject=raw.subject, data=raw.data or b"",
+                           headers=dict(raw.headers or {}), stored_at=raw.time)
+        seq = raw.seq + 1
+        if event_id is not None and entry.event_id != event_id:
+            continue
+        found.append(entry)
+    return found
+
+
+async def replay(js: JetStreamContext, entry: DeadLetter, *, timeout_s: float = 5.0) -> PubAck:
+    """Publish a dead letter's event again for the consumer that failed it, then delete the entry (see the module
+    docstring). Raises ``ValueError`` when the entry lacks the headers a replay needs (not written by the bridge)."""
+    subject, consumer = entry.original_subject, entry.consumer
+    if not subject or not subject.startswith("soorma.") or not consumer:
+        raise ValueError(f"dead letter {entry.seq} has no original subject/consumer headers; cannot replay it")
+    headers = {
+        "Nats-Msg-Id": f"{entry.event_id or entry.seq}:replay:{uuid.uuid4().hex}",
+        H_REPLAY_CONSUMER: consumer,
+        H_REPLAY_OF: f"{DLQ_STREAM}:{entry.seq}",
+    }
+    ack = await js.publish(subject, entry.data, timeout=timeout_s, stream=STREAM, headers=headers)
+    try:
+        await js.delete_msg(DLQ_STREAM, entry.seq)
+    except NotFoundError:  # already gone (a concurrent replay): the event was still published once more
+        pass
+    return ack

@@ -1,6 +1,8 @@
-"""The gateway function: goals and event publishing over HTTP.
+"""The gateway function: the platform's front door behind the authorizer — goals, sessions, event publishing, A2A,
+and identity administration (tenants, API keys, policy; :mod:`soorma.functions.gateway.admin`).
 
-Routes (docs/architecture.md "Gateway"; snake_case bodies):
+Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route is in the OpenAPI document served at
+``/openapi/gateway.json``):
 
 * ``POST /v1/goals`` ``{goal_type, data, session_id?}`` → 202 ``{goal_id, status: "running", goal_type}``. The goal
   row is committed first (so the tracker can always find it when the result arrives), then the request envelope is
@@ -8,167 +10,168 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies):
   <goal id>``, ``response_event="soorma.goal.result"``, ``response_topic="action-results"``, identity from the
   caller. When the publish fails the goal is marked ``failed`` (error "publish failed: ...") and the answer is 503
   (413 when the envelope exceeds the bus's maximum payload, 1 MiB by default).
-* ``GET /v1/goals/{goal_id}`` → the goal with its ``tasks`` (recorded by the tracker) and ``events`` (count); 404
-  for an unknown goal and for another identity's goal (row-level security hides it).
+  With an ``Idempotency-Key`` header the same key and body answer the same goal (header ``Idempotent-Replayed:
+  true``), the same key with another body 409. The tenant's policy is checked first (403 naming the rule).
+* ``GET /v1/goals?status=&session_id=&goal_type=&limit=&cursor=`` → ``{goals, count, next_cursor}``, newest first.
+* ``GET /v1/goals/{goal_id}?wait=SECONDS`` → the goal with its ``tasks`` (recorded by the tracker) and ``events``
+  (count); ``wait`` (≤ 25) long-polls until the goal is no longer running. 404 for an unknown goal and for another
+  identity's goal (row-level security hides it).
+* ``POST /v1/goals/{goal_id}/cancel`` ``{reason?}`` → the cancelled goal; publishes ``soorma.goal.cancel`` on
+  ``system-events``. 409 when the goal already ended.
+* ``GET /v1/goals/{goal_id}/events?limit=&cursor=`` → every recorded event of the goal's trace, in order.
+* ``POST /v1/sessions``, ``GET /v1/sessions``, ``GET /v1/sessions/{session_id}`` — sessions group goals.
 * ``POST /v1/events/publish`` ``{"event": envelope}`` → ``{success, event_id, message}``. ``platform_tenant_id`` is
   always the caller's. Roles ``user``/``developer``: ``tenant_id``/``user_id`` are forced to the caller's own.
   Roles ``agent``/``admin`` (whose service tenant/user may come from the authorizer-validated override headers):
   ``tenant_id``/``user_id`` must equal the identity's when present (else 403) and are filled in when absent.
   A bad topic, type or id is a 422 with the reason; an oversized event a 413; an unavailable event bus a 503.
+  The tenant's policy (allowed event types, payload size, actions per plan) is checked first (403 naming the rule).
+* A2A (:mod:`soorma.functions.gateway.a2a`) and identity administration (:mod:`soorma.functions.gateway.admin`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import uuid
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
 
 from soorma.db import Database, database_from_env
-from soorma.events import EventEnvelope, EventTopic
+from soorma.events import EventTopic
 from soorma.identity import OVERRIDE_ROLES, Identity
 from soorma.service import current_identity, function_app
 from soorma.subjects import check_event_type, check_identifier, subject
-from soorma.functions.gateway.publisher import NatsPublisher, PayloadTooLarge, PublishError, Publisher
+from soorma.functions.gateway import a2a, admin
+from soorma.functions.gateway import policy as policies
+from soorma.functions.gateway.goals import (
+    GOAL_RESULT_EVENT,
+    MAX_WAIT_S,
+    SOURCE,
+    Goals,
+    create_session,
+    get_session,
+    list_sessions,
+)
+from soorma.functions.gateway.models import (
+    CancelRequest,
+    Goal,
+    GoalAccepted,
+    GoalEvents,
+    GoalList,
+    GoalRequest,
+    PublishRequest,
+    Published,
+    Session,
+    SessionList,
+    SessionRequest,
+)
+from soorma.functions.gateway.policy import PolicyViolation
+from soorma.functions.gateway.publisher import PayloadTooLarge, PublishError, Publisher, publisher_from_env
 
 logger = logging.getLogger("soorma.functions.gateway")
 
-GOAL_RESULT_EVENT = "soorma.goal.result"
-SOURCE = "soorma-gateway"
+__all__ = ["GOAL_RESULT_EVENT", "SOURCE", "GoalRequest", "create_app"]
+
 # The envelope id becomes the Nats-Msg-Id header: no whitespace or control characters.
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-
-
-class GoalRequest(BaseModel):
-    """``{goal_type, data, session_id?}`` (camelCase accepted too)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    goal_type: str = Field(min_length=1, max_length=200)
-    data: dict[str, Any] = Field(default_factory=dict)
-    session_id: str | None = Field(None, min_length=1, max_length=255)
-
-    @field_validator("goal_type")
-    @classmethod
-    def _type(cls, value: str) -> str:
-        try:
-            return check_event_type(value)
-        except ValueError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("data", mode="before")
-    @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return {} if value is None else value
-
-
-class PublishRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    event: EventEnvelope
-
-
-def _iso(value) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def create_app(db: Database | None = None, publisher: Publisher | None = None) -> FastAPI:
     """The gateway's FastAPI app.
 
-    ``db`` defaults to :func:`soorma.db.database_from_env`; ``publisher`` to a :class:`NatsPublisher` on
-    ``SOORMA_NATS_URL`` (one per app, i.e. per execution environment).
+    ``db`` defaults to :func:`soorma.db.database_from_env`; ``publisher`` to the transport chosen by
+    ``SOORMA_EVENT_TRANSPORT`` (:func:`~soorma.functions.gateway.publisher.publisher_from_env`: NATS JetStream by
+    default, or SNS), one per app, i.e. per execution environment.
     """
     db = db if db is not None else database_from_env()
-    publisher = publisher if publisher is not None else NatsPublisher.from_env()
-    app = function_app("Soorma gateway")
+    publisher = publisher if publisher is not None else publisher_from_env()
+    app = function_app("Soorma gateway", version="1")
     app.state.db = db
     app.state.publisher = publisher
+    goals = Goals(db, publisher)
+    app.state.goals = goals
 
-    @app.post("/v1/goals", status_code=202)
-    def submit_goal(body: GoalRequest, identity: Identity = Depends(current_identity)):
-        goal_id = str(uuid.uuid4())
-        envelope = EventEnvelope(
-            source=SOURCE,
-            type=body.goal_type,
-            topic=EventTopic.ACTION_REQUESTS,
-            data=body.data,
-            correlation_id=goal_id,
-            goal_id=goal_id,
-            trace_id=goal_id,
-            response_event=GOAL_RESULT_EVENT,
-            response_topic=EventTopic.ACTION_RESULTS.value,
-            platform_tenant_id=identity.platform_tenant_id,
-            tenant_id=identity.service_tenant_id,
-            user_id=identity.service_user_id,
-            session_id=body.session_id,
-        )
-        subject(identity.platform_tenant_id, EventTopic.ACTION_REQUESTS.value, body.goal_type)  # 422 if unusable
-        with db.transaction(identity) as conn:
-            conn.execute(
-                "insert into gateway.goals (goal_id, platform_tenant_id, service_tenant_id, service_user_id,"
-                " principal_id, goal_type, data, session_id, status, response_event, event_id)"
-                " values (%s, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s)",
-                (goal_id, identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
-                 identity.principal_id, body.goal_type, Jsonb(body.data), body.session_id, GOAL_RESULT_EVENT,
-                 envelope.id),
-            )
-        try:
-            publisher.publish(envelope)
-        except Exception as exc:
-            reason = str(exc) if isinstance(exc, PublishError) else f"{type(exc).__name__}: {exc}"
-            logger.error("goal %s: publish failed: %s", goal_id, reason)
-            with db.transaction(identity) as conn:
-                conn.execute(
-                    "update gateway.goals set status = 'failed', error = %s, completed_at = now()"
-                    " where goal_id = %s and status = 'running'",
-                    (f"publish failed: {reason}", goal_id),
-                )
-            return JSONResponse(
-                {"detail": f"goal {goal_id} could not be submitted: {reason}", "goal_id": goal_id},
-                status_code=413 if isinstance(exc, PayloadTooLarge) else 503,
-            )
-        return {"goal_id": goal_id, "status": "running", "goal_type": body.goal_type}
+    @app.exception_handler(PolicyViolation)
+    async def _policy(request: Request, exc: PolicyViolation) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=403)
 
-    @app.get("/v1/goals/{goal_id}")
-    def get_goal(goal_id: str, identity: Identity = Depends(current_identity)):
-        try:
-            goal_uuid = str(uuid.UUID(goal_id))
-        except ValueError:
-            raise HTTPException(404, f"goal {goal_id!r} not found") from None
-        with db.transaction(identity) as conn:
-            goal = conn.execute(
-                "select goal_id::text as goal_id, goal_type, status, data, result, error, session_id,"
-                " response_event, created_at, completed_at from gateway.goals where goal_id = %s",
-                (goal_uuid,),
-            ).fetchone()
-            if goal is None:
-                raise HTTPException(404, f"goal {goal_id!r} not found")
-            tasks = conn.execute(
-                "select task_id, event_type, status, agent, started_at, completed_at from gateway.goal_tasks"
-                " where goal_id = %s order by started_at nulls last, task_id",
-                (goal_uuid,),
-            ).fetchall()
-            events = conn.execute(
-                "select count(*) as n from gateway.goal_events where goal_id = %s", (goal_uuid,)
-            ).fetchone()["n"]
-        return {
-            **goal,
-            "created_at": _iso(goal["created_at"]),
-            "completed_at": _iso(goal["completed_at"]),
-            "tasks": [
-                {**t, "started_at": _iso(t["started_at"]), "completed_at": _iso(t["completed_at"])} for t in tasks
-            ],
-            "events": events,
-        }
+    @app.post("/v1/goals", status_code=202, response_model=GoalAccepted, tags=["goals"])
+    def submit_goal(
+        body: GoalRequest,
+        identity: Identity = Depends(current_identity),
+        idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=255),
+    ):
+        """Submit a goal: it is recorded, then its action request is published (see the module docstring)."""
+        submitted = goals.submit(identity, body.goal_type, body.data, body.session_id, idempotency_key)
+        if submitted.error_status is not None:
+            return JSONResponse({"detail": submitted.error, "goal_id": submitted.goal_id},
+                                status_code=submitted.error_status)
+        headers = {"Idempotent-Replayed": "true"} if submitted.replayed else {}
+        return JSONResponse(submitted.body(), status_code=202, headers=headers)
 
-    @app.post("/v1/events/publish")
+    @app.get("/v1/goals", response_model=GoalList, tags=["goals"])
+    def list_goals(
+        status: str | None = Query(None, pattern="^(running|completed|failed|cancelled)$"),
+        session_id: str | None = Query(None, min_length=1, max_length=255),
+        goal_type: str | None = Query(None, min_length=1, max_length=200),
+        limit: int = Query(20, ge=1, le=100),
+        cursor: str | None = Query(None, max_length=500),
+        identity: Identity = Depends(current_identity),
+    ):
+        """The caller's goals, newest first; ``next_cursor`` fetches the next page."""
+        return goals.list(identity, status=status, session_id=session_id, goal_type=goal_type, limit=limit,
+                          cursor=cursor)
+
+    @app.get("/v1/goals/{goal_id}", response_model=Goal, tags=["goals"])
+    def get_goal(
+        goal_id: str,
+        wait: float = Query(0, ge=0, le=MAX_WAIT_S, description="long-poll up to this many seconds"),
+        identity: Identity = Depends(current_identity),
+    ):
+        """One goal with its tasks; ``wait`` long-polls until it is no longer running."""
+        return goals.get(identity, goal_id, wait_s=wait)
+
+    @app.post("/v1/goals/{goal_id}/cancel", response_model=Goal, tags=["goals"])
+    def cancel_goal(goal_id: str, body: CancelRequest | None = Body(None),
+                    identity: Identity = Depends(current_identity)):
+        """Cancel a running goal and tell its agents (``soorma.goal.cancel`` on ``system-events``)."""
+        return goals.cancel(identity, goal_id, body.reason if body else None)
+
+    @app.get("/v1/goals/{goal_id}/events", response_model=GoalEvents, tags=["goals"])
+    def goal_events(
+        goal_id: str,
+        limit: int = Query(1000, ge=1, le=1000),
+        cursor: str | None = Query(None, max_length=1000),
+        identity: Identity = Depends(current_identity),
+    ):
+        """Every recorded event of the goal's trace, in order."""
+        return goals.events(identity, goal_id, limit=limit, cursor=cursor)
+
+    @app.post("/v1/sessions", status_code=201, response_model=Session, tags=["sessions"])
+    def new_session(body: SessionRequest | None = Body(None), identity: Identity = Depends(current_identity)):
+        """Create a session (an id of your own, or a generated one); 409 when the id exists."""
+        body = body or SessionRequest()
+        return create_session(db, identity, body.session_id, body.metadata)
+
+    @app.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
+    def sessions(
+        limit: int = Query(20, ge=1, le=100),
+        cursor: str | None = Query(None, max_length=500),
+        identity: Identity = Depends(current_identity),
+    ):
+        """The caller's sessions, most recently used first."""
+        return list_sessions(db, identity, limit=limit, cursor=cursor)
+
+    @app.get("/v1/sessions/{session_id}", response_model=Session, tags=["sessions"])
+    def session(session_id: str, identity: Identity = Depends(current_identity)):
+        """One session and how many goals it has (list them with ``GET /v1/goals?session_id=``)."""
+        return get_session(db, identity, session_id)
+
+    @app.post("/v1/events/publish", response_model=Published, tags=["events"])
     def publish_event(body: PublishRequest, identity: Identity = Depends(current_identity)):
+        """Publish one event envelope to the event bus, under the caller's identity."""
         envelope = body.event
         check_event_type(envelope.type)
         if not _EVENT_ID.match(envelope.id):
@@ -192,6 +195,11 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         subject(envelope.platform_tenant_id, topic, envelope.type)
         check_identifier(envelope.tenant_id, "tenant_id")
         check_identifier(envelope.user_id, "user_id")
+        with db.transaction(identity) as conn:
+            policy = policies.load(conn, identity.platform_tenant_id)
+            policies.check_event(policy, envelope.type, envelope.data)
+            if topic == EventTopic.ACTION_REQUESTS.value:
+                policies.count_action(conn, policy, identity.platform_tenant_id, envelope.plan_id or envelope.goal_id)
         try:
             publisher.publish(envelope)
         except PayloadTooLarge as exc:
@@ -201,4 +209,6 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
             raise HTTPException(503, str(exc)) from None
         return {"success": True, "event_id": envelope.id, "message": "Event published"}
 
+    app.include_router(admin.create_router(db))
+    app.include_router(a2a.create_router(db, goals))
     return app

@@ -5,8 +5,12 @@ Payload format 2.0 with simple responses
 ``{"isAuthorized": bool, "context": {platform_tenant_id, service_tenant_id, service_user_id, principal_id, role}}``
 and API Gateway hands ``context`` to the functions at ``requestContext.authorizer.lambda``.
 
-* The key comes from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (v2 events carry lower-cased header
-  names; other casings are accepted too).
+* The credential comes from ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>`` (v2 events carry
+  lower-cased header names; other casings are accepted too). An API key (``sk_...``) is resolved in the database; a
+  JWT is verified by :mod:`soorma.functions.gateway.tokens` (HS256 with ``SOORMA_JWT_SECRET``, RS256 from
+  ``SOORMA_JWT_JWKS_URL``) and its platform tenant must be onboarded and active.
+* Nothing else a caller sends names an identity: soorma-core's ``X-Identity-Admin-Key`` / ``X-Tenant-ID`` /
+  ``X-Service-Tenant-ID`` / ``X-User-ID`` headers are ignored (without a credential the request is refused).
 * ``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User`` let a principal of role ``agent`` or ``admin`` act for the
   service tenant and user of the event it handles (each value must match ``[A-Za-z0-9_-]{1,64}``, else the request
   is refused). The platform tenant always comes from the key.
@@ -14,7 +18,8 @@ and API Gateway hands ``context`` to the functions at ``requestContext.authorize
   another tenant or user than the key's own; repeating the key's own values is harmless and allowed. Refusing
   rather than ignoring makes a client that believes it acts for someone else fail loudly instead of silently
   writing under its own identity.
-* Malformed, unknown, wrong and revoked keys are all simply unauthorized (403 from API Gateway; a missing identity
+* Malformed, unknown, wrong, revoked and expired keys, keys of a suspended tenant, and bad or expired tokens are all
+  simply unauthorized (403 from API Gateway; a missing identity
   source gives 401). A missing pepper or an unreachable database raises, so API Gateway answers 500 instead of a
   misleading 403.
 
@@ -27,10 +32,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
+from dataclasses import replace
+
 from soorma.db import Database, database_from_env
 from soorma.identity import OVERRIDE_ROLES, Identity
 from soorma.subjects import InvalidSubjectToken, check_identifier
-from soorma.functions.gateway.keys import resolve_api_key
+from soorma.functions.gateway.keys import PREFIX as KEY_PREFIX, resolve_api_key
+from soorma.functions.gateway.tokens import JwtSettings, TokenRejected, looks_like_jwt, verify
 
 logger = logging.getLogger("soorma.functions.gateway.authorizer")
 
@@ -77,23 +85,40 @@ def apply_overrides(identity: Identity, headers: Mapping[str, str]) -> Identity 
             logger.info("refused: role %s may not act for another service tenant/user", identity.role)
             return None
         return identity
-    return Identity(
-        platform_tenant_id=identity.platform_tenant_id,
-        service_tenant_id=new_tenant,
-        service_user_id=new_user,
-        principal_id=identity.principal_id,
-        role=identity.role,
-    )
+    return replace(identity, service_tenant_id=new_tenant, service_user_id=new_user)
 
 
-def authorize(event: Mapping[str, Any], db: Database, *, pepper: str | None = None) -> dict[str, Any]:
-    """The simple authorizer response for one v2 authorizer event."""
+def _jwt_identity(token: str, db: Database, settings: JwtSettings) -> Identity | None:
+    try:
+        identity = verify(token, settings)
+    except TokenRejected as exc:
+        logger.info("refused token: %s", exc)
+        return None
+    with db.transaction() as conn:
+        row = conn.execute("select gateway.tenant_status(%s) as status", (identity.platform_tenant_id,)).fetchone()
+    status = row["status"] if isinstance(row, dict) else row[0]
+    if status != "active":
+        logger.info("refused token: platform tenant %s is %s", identity.platform_tenant_id, status or "not onboarded")
+        return None
+    return identity
+
+
+def authorize(
+    event: Mapping[str, Any], db: Database, *, pepper: str | None = None, jwt_settings: JwtSettings | None = None
+) -> dict[str, Any]:
+    """The simple authorizer response for one v2 authorizer event (``jwt_settings`` default: from the environment)."""
     headers = _headers(event)
     key = presented_key(headers)
     if key is None:
         return dict(DENY)
-    with db.transaction() as conn:
-        identity = resolve_api_key(conn, key, pepper=pepper)
+    if key.startswith(KEY_PREFIX):
+        with db.transaction() as conn:
+            identity = resolve_api_key(conn, key, pepper=pepper)
+    elif looks_like_jwt(key):
+        settings = jwt_settings if jwt_settings is not None else JwtSettings.from_env()
+        identity = _jwt_identity(key, db, settings) if settings.enabled else None
+    else:
+        identity = None
     if identity is None:
         return dict(DENY)
     identity = apply_overrides(identity, headers)

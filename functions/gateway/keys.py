@@ -5,8 +5,9 @@
   ``SOORMA_API_KEY_PEPPER``, so a leaked table does not reveal usable keys. Comparison is constant-time.
 
 The authorizer does not know the tenant before it resolves the key, so :func:`resolve_api_key` reads the row
-through the SECURITY DEFINER function ``gateway.resolve_api_key(key_id)``; ``soorma_app`` can never read
-``key_hash`` itself. :func:`create_api_key` and :func:`revoke_api_key` write the table directly: on a ``soorma_app``
+through the SECURITY DEFINER function ``gateway.resolve_credential(key_id)`` (the key and its tenant's status);
+``soorma_app`` can never read ``key_hash`` itself. A key that is revoked, past its ``expires_at``, or whose platform
+tenant is suspended resolves to nothing. :func:`create_api_key` and :func:`revoke_api_key` write the table directly: on a ``soorma_app``
 connection the transaction identity (``Database.transaction(identity)``) must carry the key's platform tenant
 (row-level security); on the owner connection (``SOORMA_DATABASE_URL``) any key can be managed.
 """
@@ -20,7 +21,10 @@ import secrets
 
 import psycopg
 
-from soorma.identity import ROLES, Identity
+from datetime import datetime
+from typing import Any
+
+from soorma.identity import CREDENTIAL_API_KEY, ROLES, Identity
 from soorma.subjects import check_identifier
 
 PEPPER_ENV = "SOORMA_API_KEY_PEPPER"
@@ -67,6 +71,9 @@ def create_api_key(
     name: str = "",
     principal_id: str | None = None,
     pepper: str | None = None,
+    expires_at: datetime | None = None,
+    created_by: str | None = None,
+    rotated_from: str | None = None,
 ) -> str:
     """Create a key and return it (the only time the secret is visible).
 
@@ -88,9 +95,10 @@ def create_api_key(
     check_identifier(principal, "principal id")
     conn.execute(
         "insert into gateway.api_keys (key_id, key_hash, platform_tenant_id, service_tenant_id, service_user_id,"
-        " principal_id, role, name) values (%s, %s, %s, %s, %s, %s, %s, %s)",
+        " principal_id, role, name, expires_at, created_by, rotated_from)"
+        " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (key_id, hash_secret(secret, pepper=pepper), platform_tenant_id, service_tenant_id, service_user_id,
-         principal, role, name),
+         principal, role, name, expires_at, created_by, rotated_from),
     )
     return f"{PREFIX}{key_id}_{secret}"
 
@@ -106,8 +114,9 @@ def resolve_api_key(conn: psycopg.Connection, key: str, *, pepper: str | None = 
         return None
     key_id, secret = parsed
     row = conn.execute(
-        "select key_hash, platform_tenant_id, service_tenant_id, service_user_id, principal_id, role, revoked_at"
-        " from gateway.resolve_api_key(%s)",
+        "select key_hash, platform_tenant_id, service_tenant_id, service_user_id, principal_id, role, revoked_at,"
+        " expires_at is not null and expires_at <= now() as expired, coalesce(tenant_status, 'active') as tenant_status"
+        " from gateway.resolve_credential(%s)",
         (key_id,),
     ).fetchone()
     presented = hmac.new(pepper_bytes, secret.encode(), hashlib.sha256).hexdigest()
@@ -116,7 +125,7 @@ def resolve_api_key(conn: psycopg.Connection, key: str, *, pepper: str | None = 
         return None
     if not hmac.compare_digest(presented, _row(row, "key_hash", 0)):
         return None
-    if _row(row, "revoked_at", 6) is not None:
+    if _row(row, "revoked_at", 6) is not None or _row(row, "expired", 7) or _row(row, "tenant_status", 8) != "active":
         return None
     return Identity(
         platform_tenant_id=_row(row, "platform_tenant_id", 1),
@@ -124,6 +133,8 @@ def resolve_api_key(conn: psycopg.Connection, key: str, *, pepper: str | None = 
         service_user_id=_row(row, "service_user_id", 3),
         principal_id=_row(row, "principal_id", 4),
         role=_row(row, "role", 5),
+        credential_type=CREDENTIAL_API_KEY,
+        credential_id=key_id,
     )
 
 
@@ -143,3 +154,66 @@ def revoke_api_key(conn: psycopg.Connection, key_id: str) -> bool:
         (key_id,),
     ).fetchone()
     return row is not None
+
+
+KEY_COLUMNS = (
+    "key_id, platform_tenant_id, service_tenant_id, service_user_id, principal_id, role, name, created_at,"
+    " revoked_at, expires_at, created_by, rotated_from"
+)
+
+
+def get_api_key(conn: psycopg.Connection, key_id: str) -> dict[str, Any] | None:
+    """One key's metadata (never its hash) visible to the connection (RLS: the transaction's platform tenant)."""
+    return conn.execute(f"select {KEY_COLUMNS} from gateway.api_keys where key_id = %s", (key_id,)).fetchone()
+
+
+def list_api_keys(
+    conn: psycopg.Connection,
+    *,
+    principal_id: str | None = None,
+    include_revoked: bool = False,
+    after: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Keys of the transaction's platform tenant ordered by ``key_id`` (keyset pagination with ``after``)."""
+    where, params = ["true"], []
+    if principal_id is not None:
+        where.append("principal_id = %s")
+        params.append(principal_id)
+    if not include_revoked:
+        where.append("revoked_at is null")
+    if after:
+        where.append("key_id > %s")
+        params.append(after)
+    params.append(limit)
+    return conn.execute(
+        f"select {KEY_COLUMNS} from gateway.api_keys where {' and '.join(where)} order by key_id limit %s", params
+    ).fetchall()
+
+
+def rotate_api_key(
+    conn: psycopg.Connection, key_id: str, *, pepper: str | None = None, created_by: str | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """Replace an active key by a new one with the same identity, role, name and expiry, and revoke the old one, in
+    the caller's transaction. Returns ``(new key, old key's metadata)`` or None when the key is unknown or revoked.
+    """
+    old = conn.execute(
+        f"select {KEY_COLUMNS} from gateway.api_keys where key_id = %s and revoked_at is null for update", (key_id,)
+    ).fetchone()
+    if old is None:
+        return None
+    key = create_api_key(
+        conn,
+        platform_tenant_id=old["platform_tenant_id"],
+        service_tenant_id=old["service_tenant_id"],
+        service_user_id=old["service_user_id"],
+        role=old["role"],
+        name=old["name"],
+        principal_id=old["principal_id"],
+        pepper=pepper,
+        expires_at=old["expires_at"],
+        created_by=created_by,
+        rotated_from=key_id,
+    )
+    revoke_api_key(conn, key_id)
+    return key, old

@@ -9,6 +9,12 @@ coroutine with :func:`asyncio.run_coroutine_threadsafe` and waits for the stream
 connection is opened lazily, ``ensure_streams`` runs once per connection owner, and a connection that died while the
 Lambda environment was frozen is replaced: a failed publish is retried once on a fresh connection (safe, because
 ``Nats-Msg-Id`` = envelope id lets JetStream drop a duplicate).
+
+The other transport (DESIGN.md, "Runtime topology": SNS → a filtered SQS queue per agent → Lambda's event source
+mapping) is :class:`SnsPublisher`. :func:`publisher_from_env` picks one from ``SOORMA_EVENT_TRANSPORT``: ``nats`` (the
+default) or ``sns`` (``sqs`` is accepted as the same thing, the CDK app's name for it), with the topic in
+``SOORMA_SNS_TOPIC_ARN`` (or ``SOORMA_EVENTS_TOPIC_ARN``, which the CDK app sets). boto3 finds the endpoint in
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_SNS`` (moto or LocalStack locally).
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ logger = logging.getLogger("soorma.functions.gateway.publisher")
 
 NATS_URL_ENV = "SOORMA_NATS_URL"
 DEFAULT_NATS_URL = "nats://127.0.0.1:14222"
+TRANSPORT_ENV = "SOORMA_EVENT_TRANSPORT"
+SNS_TOPIC_ARN_ENV = "SOORMA_SNS_TOPIC_ARN"
+CDK_TOPIC_ARN_ENV = "SOORMA_EVENTS_TOPIC_ARN"
+#: SNS's limit on one message: body plus attribute names, types and values.
+SNS_MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class PublishError(RuntimeError):
@@ -178,3 +189,85 @@ class NatsPublisher:
             thread.join(5)
         loop.close()
         self._loop = self._thread = None
+
+
+# ---------------------------------------------------------------------------------------------- SNS transport
+
+
+def sns_message_attributes(envelope: EventEnvelope) -> dict[str, dict[str, str]]:
+    """The message attributes the agents' subscription filter policies match (``soorma.local.sqs.filter_policy``
+    and the CDK app's): ``platform_tenant_id``, ``topic`` and ``event_type``, all ``String``."""
+    topic = envelope.topic.value if hasattr(envelope.topic, "value") else str(envelope.topic)
+    return {
+        "platform_tenant_id": {"DataType": "String", "StringValue": str(envelope.platform_tenant_id)},
+        "topic": {"DataType": "String", "StringValue": topic},
+        "event_type": {"DataType": "String", "StringValue": envelope.type},
+    }
+
+
+class SnsPublisher:
+    """Publishes envelopes to one SNS topic: the body is the envelope JSON, routed by message attributes.
+
+    SNS stores the message durably once ``Publish`` returns (its acknowledgement); a failed call raises
+    :class:`PublishError`. SNS standard topics do not de-duplicate, so a retried publish can deliver an event
+    twice; handlers are idempotent by envelope ``id`` (DESIGN.md, "Delivery semantics"). The same identifier rules as
+    NATS subjects apply, so both transports accept and refuse the same events. boto3 clients are thread-safe: one
+    publisher serves every request thread.
+    """
+
+    def __init__(self, topic_arn: str, *, client=None, region: str | None = None) -> None:
+        if not topic_arn:
+            raise ValueError("an SNS topic ARN is required")
+        self.topic_arn = topic_arn
+        self._client = client
+        self._region = region
+        self._client_lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> "SnsPublisher":
+        arn = os.environ.get(SNS_TOPIC_ARN_ENV) or os.environ.get(CDK_TOPIC_ARN_ENV)
+        if not arn:
+            raise RuntimeError(f"{SNS_TOPIC_ARN_ENV} is not set: the SNS transport has no topic to publish to")
+        return cls(arn)
+
+    @property
+    def client(self):
+        with self._client_lock:
+            if self._client is None:
+                import boto3
+
+                parts = self.topic_arn.split(":")
+                region = self._region or (parts[3] if len(parts) > 3 else "") or None  # the topic's region
+                self._client = boto3.client("sns", region_name=region)
+            return self._client
+
+    def publish(self, envelope: EventEnvelope) -> None:
+        from soorma.subjects import subject
+
+        if not envelope.platform_tenant_id:
+            raise ValueError("an envelope needs platform_tenant_id before it is published")
+        attributes = sns_message_attributes(envelope)
+        subject(envelope.platform_tenant_id, attributes["topic"]["StringValue"], envelope.type)  # same rules as NATS
+        body = envelope.to_json()
+        size = len(body.encode()) + sum(len(k) + len(v["DataType"]) + len(v["StringValue"].encode())
+                                        for k, v in attributes.items())
+        if size > SNS_MAX_MESSAGE_BYTES:
+            raise PayloadTooLarge(f"event of {size} bytes exceeds the event bus's maximum payload")
+        try:
+            self.client.publish(TopicArn=self.topic_arn, Message=body, MessageAttributes=attributes)
+        except Exception as exc:  # noqa: BLE001 - any SNS/botocore failure: the bus is unavailable
+            raise PublishError(f"event bus unavailable: {type(exc).__name__}: {exc}") from exc
+
+    def close(self) -> None:
+        """Nothing to release (symmetry with :meth:`NatsPublisher.close`)."""
+
+
+def publisher_from_env() -> Publisher:
+    """The publisher ``SOORMA_EVENT_TRANSPORT`` asks for: ``nats`` (default) → :class:`NatsPublisher` on
+    ``SOORMA_NATS_URL``; ``sns`` (or ``sqs``) → :class:`SnsPublisher` on ``SOORMA_SNS_TOPIC_ARN``."""
+    transport = (os.environ.get(TRANSPORT_ENV) or "nats").strip().lower()
+    if transport == "nats":
+        return NatsPublisher.from_env()
+    if transport in ("sns", "sqs"):
+        return SnsPublisher.from_env()
+    raise RuntimeError(f"{TRANSPORT_ENV} must be 'nats' or 'sns', not {transport!r}")

@@ -186,7 +186,7 @@ def create_app(db: Database | None = None) -> FastAPI:
             raise HTTPException(404, f"agent {agent_id!r} not found")
         return Response(status_code=204)
 
-    @app.api_route("/v1/agents/{agent_id}/heartbeat", methods=["PUT", "POST"])
+    @app.put("/v1/agents/{agent_id}/heartbeat", operation_id="heartbeat_put")
     def heartbeat(agent_id: str, identity: Identity = Depends(current_identity)):
         """soorma-core compatibility: serverless agents need no heartbeat; this only touches ``updated_at``."""
         _require_writer(identity)
@@ -197,6 +197,9 @@ def create_app(db: Database | None = None) -> FastAPI:
         if row is None:
             raise HTTPException(404, f"agent {agent_id!r} not found")
         return {"agentId": agent_id, "success": True, "message": "Heartbeat recorded"}
+
+    # the same handler for POST, under its own operation id (one id per operation keeps the OpenAPI document valid)
+    app.add_api_route("/v1/agents/{agent_id}/heartbeat", heartbeat, methods=["POST"], operation_id="heartbeat_post")
 
     @app.post("/v1/events")
     def register_event(body: EventRegistrationRequest, identity: Identity = Depends(current_identity)):

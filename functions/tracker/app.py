@@ -40,6 +40,7 @@ from soorma.db import Database, database_from_env
 from soorma.events import EventEnvelope, EventTopic
 from soorma.identity import Identity
 from soorma.service import current_identity, function_app
+from soorma.task_context import PROGRESS_EVENT
 
 logger = logging.getLogger("soorma.functions.tracker")
 
@@ -147,12 +148,30 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
                     (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
                      correlation_id, goal_id, status, source, event_id, when, when),
                 )
+            elif correlation_id and topic == EventTopic.TASK_EVENTS.value and etype == PROGRESS_EVENT:
+                _record_progress(conn, identity, correlation_id, data, when)
             if correlation_id:
                 _maybe_complete_goal(conn, correlation_id, etype, data, when)
     except psycopg.DataError as exc:
         logger.error("event %s cannot be stored, skipped: %s", envelope.id, exc)
         return IGNORED
     return RECORDED
+
+
+def _record_progress(conn, identity: Identity, task_id: str, data: dict[str, Any], when: datetime) -> None:
+    """Keep the latest ``task.progress`` report (``data.progress`` a number, ``data.message`` text) on a running
+    task; an older report arriving late does not replace a newer one."""
+    progress = data.get("progress")
+    if isinstance(progress, bool) or not isinstance(progress, (int, float)):
+        return
+    message = data.get("message")
+    conn.execute(
+        "update gateway.goal_tasks set progress = %s, progress_message = %s, progress_at = %s"
+        " where platform_tenant_id = %s and service_tenant_id = %s and service_user_id = %s and task_id = %s"
+        "   and status = 'running' and (progress_at is null or progress_at <= %s)",
+        (float(progress), str(message)[:1000] if message is not None else None, when,
+         identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, task_id, when),
+    )
 
 
 def _maybe_complete_goal(conn, correlation_id: str, etype: str, data: dict[str, Any], when: datetime) -> None:

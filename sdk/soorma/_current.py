@@ -16,8 +16,8 @@ from __future__ import annotations
 import uuid
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterator
 
 from .events import EventEnvelope
 
@@ -33,6 +33,8 @@ class _Handling:
     seed: str
     source: str | None = None
     counter: int = 0
+    # Publishes deferred until the handler returned (see :func:`defer`).
+    outbox: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
 
 
 _current: ContextVar[_Handling | None] = ContextVar("soorma_current_event", default=None)
@@ -53,6 +55,34 @@ def handling(event: EventEnvelope, scope: str = "", source: str | None = None) -
         yield event
     finally:
         _current.reset(token)
+
+
+def defer(send: Callable[[], Awaitable[Any]]) -> bool:
+    """Run ``send()`` after the current handler returns successfully (the agent flushes the outbox in order),
+    instead of now. Returns ``False`` outside handlers (the caller then sends at once).
+
+    Delegated requests go through here: a handler that delegates and then saves more state (``delegate_parallel``
+    then ``task.state[...] = ...; await task.save()``) has finished writing before any sub-task can answer, and a
+    handler that fails publishes nothing (its retry sends the same requests, with the same ids).
+    """
+    handling_ = _current.get()
+    if handling_ is None:
+        return False
+    handling_.outbox.append(send)
+    return True
+
+
+async def flush_outbox() -> int:
+    """Send what the current handler deferred, in order; returns how many were sent."""
+    handling_ = _current.get()
+    if handling_ is None:
+        return 0
+    sent = 0
+    while handling_.outbox:
+        send = handling_.outbox.pop(0)
+        await send()
+        sent += 1
+    return sent
 
 
 def current_source() -> str | None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from .clients import BusClient, GatewayClient, MemoryClient, RegistryClient, TrackerClient
-from .clients._http import HttpClient, TokenProvider
 from .settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from .clients import BusClient, GatewayClient, MemoryClient, RegistryClient, TrackerClient
+    from .clients._http import HttpClient, TokenProvider
 
 
 class PlatformContext:
@@ -17,7 +19,8 @@ class PlatformContext:
 
     Attributes ``registry`` (:class:`RegistryClient`), ``memory`` (:class:`MemoryClient`), ``bus``
     (:class:`BusClient`), ``tracker`` (:class:`TrackerClient` or ``None``), ``gateway`` (:class:`GatewayClient`),
-    ``identity`` and ``toolkit`` (kept for soorma-core code; not built here). Clients not given are built from
+    ``toolkit`` (:class:`~soorma.ai.event_toolkit.EventToolkit` over ``registry``, built on first use) and
+    ``identity`` (kept for soorma-core code; identity is the gateway's job here). Clients not given are built from
     ``settings`` (default: from the environment); ``auth_token`` overrides the API key, ``transport`` replaces the
     network for every built client (tests). Building makes no network call.
     """
@@ -35,8 +38,10 @@ class PlatformContext:
         *,
         gateway: GatewayClient | None = None,
         settings: Settings | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: "httpx.AsyncBaseTransport | None" = None,
     ) -> None:
+        from .clients import BusClient, GatewayClient, MemoryClient, RegistryClient
+
         self.settings = settings or Settings.from_env()
         key = auth_token or self.settings.api_key
         common: dict[str, Any] = {
@@ -50,7 +55,21 @@ class PlatformContext:
         self.gateway = gateway or GatewayClient(self.settings.base_url, key, **common)
         self.tracker = tracker
         self.identity = identity
-        self.toolkit = toolkit
+        self._toolkit = toolkit
+
+    @property
+    def toolkit(self) -> Any:
+        """An :class:`~soorma.ai.event_toolkit.EventToolkit` over this context's registry client (built on first
+        use)."""
+        if self._toolkit is None:
+            from .ai.event_toolkit import EventToolkit
+
+            self._toolkit = EventToolkit(registry_client=self.registry)
+        return self._toolkit
+
+    @toolkit.setter
+    def toolkit(self, value: Any) -> None:
+        self._toolkit = value
 
     @classmethod
     def from_env(
@@ -59,9 +78,11 @@ class PlatformContext:
         auth_token_provider: TokenProvider | None = None,
         *,
         settings: Settings | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: "httpx.AsyncBaseTransport | None" = None,
     ) -> "PlatformContext":
         """Every client (tracker included) built from ``SOORMA_*`` variables (see :class:`soorma.settings.Settings`)."""
+        from .clients import TrackerClient
+
         settings = settings or Settings.from_env()
         tracker = TrackerClient(
             settings.tracker_base,
@@ -78,7 +99,9 @@ class PlatformContext:
             transport=transport,
         )
 
-    def _clients(self) -> list[HttpClient]:
+    def _clients(self) -> list["HttpClient"]:
+        from .clients._http import HttpClient
+
         found = [self.registry, self.memory, self.bus, self.gateway, self.tracker]
         return [c for c in found if isinstance(c, HttpClient)]
 

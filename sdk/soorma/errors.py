@@ -32,6 +32,14 @@ class PlatformConnectionError(PlatformError):
         super().__init__(0, detail, method=method, url=url)
 
 
+class ConflictError(PlatformError):
+    """409: the record changed since it was read (optimistic concurrency on task and plan state).
+
+    Inside a handler the agent re-runs the handler (it re-reads the record and re-applies its change); elsewhere,
+    read the record again and retry.
+    """
+
+
 class TaskNotFoundError(SoormaError):
     """No saved task context matches (``ResultContext.restore_task()`` with an unknown sub-task id)."""
 

@@ -8,10 +8,21 @@ https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-aut
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 ROLES = ("admin", "developer", "agent", "user")
+
+#: Privilege order of the roles (higher may do what lower may): ``user`` < ``agent`` < ``developer`` < ``admin``.
+ROLE_RANK = {"user": 0, "agent": 1, "developer": 2, "admin": 3}
+
+#: The platform tenant whose ``admin`` principals operate the platform (onboard and suspend tenants, set their
+#: limits). ``SOORMA_PLATFORM_ADMIN_TENANT`` overrides it.
+PLATFORM_ADMIN_TENANT = "platform"
+
+#: Credential kinds in the authorizer context.
+CREDENTIAL_API_KEY = "api_key"
+CREDENTIAL_JWT = "jwt"
 
 #: Roles that may write shared platform data: the registry and public knowledge in memory. An end user (role
 #: ``user``) reads those and writes only its own private rows.
@@ -29,28 +40,61 @@ class MissingIdentity(Exception):
 @dataclass(frozen=True)
 class Identity:
     """Who is calling and for whom: ``platform_tenant_id``, ``service_tenant_id``, ``service_user_id`` (each
-    ``[A-Za-z0-9_-]{1,64}``), ``principal_id`` and ``role`` (one of :data:`ROLES`)."""
+    ``[A-Za-z0-9_-]{1,64}``), ``principal_id`` and ``role`` (one of :data:`ROLES`).
+
+    The authorizer also says which credential it checked (not part of equality): ``credential_type``
+    (``api_key`` | ``jwt``), ``credential_id`` (the API key's id, or ``jwt:<jti or sub>``) and ``expires_at``
+    (a JWT's ``exp`` in epoch seconds, else ``""``). The functions use them for rate limits per key and to refuse
+    a key revoked, or a token expired, after the authorizer's answer was cached."""
 
     platform_tenant_id: str
     service_tenant_id: str
     service_user_id: str
     principal_id: str
     role: str
+    credential_type: str = field(default="", compare=False)
+    credential_id: str = field(default="", compare=False)
+    expires_at: str = field(default="", compare=False)
 
     def as_context(self) -> dict[str, str]:
-        """The authorizer context form (flat string map)."""
-        return asdict(self)
+        """The authorizer context form (flat string map); the credential fields only when set."""
+        values = asdict(self)
+        for name in _OPTIONAL:
+            if not values[name]:
+                del values[name]
+        return values
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> "Identity":
         """Build from an authorizer context; raises :class:`MissingIdentity` if a field is missing or empty."""
         try:
-            values = {name: str(context[name]) for name in cls.__dataclass_fields__}
-        except (KeyError, TypeError) as exc:
+            values = {name: str(context[name]) for name in _REQUIRED}
+            values.update({name: str(context.get(name) or "") for name in _OPTIONAL})
+        except (KeyError, TypeError, AttributeError) as exc:
             raise MissingIdentity(f"authorizer context lacks {exc}") from None
-        if not all(values.values()) or values["role"] not in ROLES:
+        if not all(values[name] for name in _REQUIRED) or values["role"] not in ROLES:
             raise MissingIdentity("authorizer context is incomplete")
         return cls(**values)
+
+    def at_least(self, role: str) -> bool:
+        """True when this identity's role ranks at least as high as ``role`` (:data:`ROLE_RANK`)."""
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+_REQUIRED = ("platform_tenant_id", "service_tenant_id", "service_user_id", "principal_id", "role")
+_OPTIONAL = ("credential_type", "credential_id", "expires_at")
+
+
+def platform_admin_tenant() -> str:
+    """The platform-operator tenant (``SOORMA_PLATFORM_ADMIN_TENANT``, default :data:`PLATFORM_ADMIN_TENANT`)."""
+    import os
+
+    return os.environ.get("SOORMA_PLATFORM_ADMIN_TENANT") or PLATFORM_ADMIN_TENANT
+
+
+def is_platform_admin(identity: "Identity") -> bool:
+    """An ``admin`` of the platform-operator tenant: may onboard, list, suspend and configure tenants."""
+    return identity.role == "admin" and identity.platform_tenant_id == platform_admin_tenant()
 
 
 def from_event(event: Mapping[str, Any]) -> Identity:

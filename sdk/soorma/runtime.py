@@ -10,6 +10,17 @@ Per record: the body is parsed as an :class:`EventEnvelope` (a malformed body is
 the delivery layer dead-letters it once its deliveries are used up), then every matching handler runs. A handler
 that raises makes its record a batch item failure, so the event is redelivered, never swallowed.
 
+Handling an event at most once in effect (by event id) rests on three things, not on Powertools' idempotency
+utility: (1) ids a handler generates are deterministic per (event, agent, handler, call position) and the envelope
+id is the JetStream message id, so what a re-run publishes is dropped by the stream's duplicate window; (2) every
+platform write the SDK makes is keyed (task/plan context upserts by id with a version, working-memory keys), so a
+re-run rewrites the same rows; (3) each execution environment remembers which handlers already succeeded for an
+event id (LRU) and skips them on redelivery. Powertools' idempotency utility is not used: it needs a persistence
+layer with an atomic "create if absent or expired" write and a versioned update; Powertools ships none for
+PostgreSQL, and the memory API offers that primitive only on task contexts (``POST /task-context`` with
+``version``), which would mix idempotency records into worker state and add two platform round trips to every
+event. A dedicated memory route (``/v1/memory/idempotency/{key}``) is the way to add it.
+
 Execution-environment state (Lambda keeps the process between warm invocations): ONE event loop, on which every
 handler of every invocation runs, so HTTP connection pools and anything handlers cache stay valid; and ONE
 :class:`PlatformContext` built from the environment. Records of a batch run one after another, in order.
@@ -74,6 +85,11 @@ def run(awaitable: Awaitable[T]) -> T:
         if asyncio.iscoroutine(awaitable):
             awaitable.close()
         raise
+    return event_loop().run_until_complete(awaitable)
+
+
+def _loop_run(awaitable: Awaitable[T]) -> T:
+    """:func:`run` without the running-loop check (the batch entry made it once for the whole batch)."""
     return event_loop().run_until_complete(awaitable)
 
 
@@ -149,6 +165,11 @@ class LambdaRuntime:
             event=dict(event), record_handler=record_handler, processor=processor, context=lambda_context
         )
 
+    async def _dispatch_within(self, envelope: EventEnvelope, budget: float) -> int:
+        # asyncio.timeout (not wait_for): no extra task per record
+        async with asyncio.timeout(budget):
+            return await self.agent.dispatch(envelope)
+
     async def _start_then(self, awaitable: Awaitable[T]) -> T:
         await self.agent.start()
         return await awaitable
@@ -170,16 +191,14 @@ class LambdaRuntime:
             raise MalformedEventError(f"message {message_id}: {exc}") from exc
 
         remaining = _remaining_seconds(lambda_context)
-        dispatch = self.agent.dispatch(envelope)
         try:
             if remaining is None:
-                run(dispatch)
+                _loop_run(self.agent.dispatch(envelope))
             else:
                 budget = remaining - SAFETY_MARGIN_SECONDS
                 if budget <= 0:
-                    dispatch.close()
                     raise TimeoutError("no time left in this invocation; left for redelivery")
-                run(asyncio.wait_for(dispatch, budget))
+                _loop_run(self._dispatch_within(envelope, budget))
         except Exception:
             log.exception(
                 "agent %s: event %s (%s on %s) failed in message %s (delivery %s)",

@@ -4,7 +4,16 @@
   the error handlers below installed.
 * :class:`RequireIdentity` — ASGI middleware: a request under ``/v1/`` without the authorizer context is answered
   401 before routing and body parsing (an anonymous caller learns nothing about its body's validity), and the
-  identity it found is kept in ``request.state.identity``.
+  identity it found is kept in ``request.state.identity``. Then it **admits** the request (:class:`Admission`): one
+  call of ``gateway.admit`` (SECURITY DEFINER) refuses an API key revoked or expired since the authorizer's answer was
+  cached (401), a suspended platform tenant (403), and takes a token from the key's and the tenant's token bucket
+  (429 with ``Retry-After`` when either is empty). A JWT past its ``exp`` is refused (401) without a database call.
+* Rate limits are enforced here, in the function, and not in the authorizer: API Gateway caches the authorizer's
+  answer per identity source (so it does not run on every request and could not count them), and a simple
+  authorizer response can only allow or deny (403), never answer 429 with ``Retry-After``. The buckets live in
+  PostgreSQL, shared by every execution environment.
+* :func:`function_app` also serves the app's OpenAPI document at ``/openapi/<name>.json`` (public) with the
+  security schemes and every error answer (``{"detail": ...}``) documented on each ``/v1`` operation.
 * :func:`current_identity` — the FastAPI dependency every route uses: the caller's identity, read only from the
   authorizer context of the API Gateway v2 event that Mangum put in ``request.scope["aws.event"]``.
 * :func:`install_error_handlers` — maps what a client can cause to 4xx answers instead of a 500: no identity → 401,
@@ -24,13 +33,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import threading
+import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -49,13 +63,85 @@ def _unauthorized() -> JSONResponse:
     return JSONResponse(UNAUTHORIZED, status_code=401)
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(f"{name}={raw!r} must be a positive number")
+    return value
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Default rate limits (a tenant's own settings in ``gateway.tenants`` override them):
+    ``SOORMA_RATE_KEY_RPS`` (50 requests/s per API key or token principal), ``SOORMA_RATE_KEY_BURST`` (100),
+    ``SOORMA_RATE_TENANT_RPS`` (200 per platform tenant), ``SOORMA_RATE_TENANT_BURST`` (400);
+    ``SOORMA_RATE_LIMITS=off`` turns the buckets off (the revocation and suspension checks stay)."""
+
+    key_rps: float = 50.0
+    key_burst: float = 100.0
+    tenant_rps: float = 200.0
+    tenant_burst: float = 400.0
+    limits: bool = True
+
+    @classmethod
+    def from_env(cls) -> "Admission":
+        return cls(
+            key_rps=_env_float("SOORMA_RATE_KEY_RPS", cls.key_rps),
+            key_burst=max(1.0, _env_float("SOORMA_RATE_KEY_BURST", cls.key_burst)),
+            tenant_rps=_env_float("SOORMA_RATE_TENANT_RPS", cls.tenant_rps),
+            tenant_burst=max(1.0, _env_float("SOORMA_RATE_TENANT_BURST", cls.tenant_burst)),
+            limits=(os.environ.get("SOORMA_RATE_LIMITS") or "on").lower() not in ("off", "0", "false", "no"),
+        )
+
+    def check(self, db: Any, identity: Identity) -> tuple[str, float]:
+        """``(verdict, retry_after_s)``: ``ok``, ``revoked``, ``suspended`` or ``limited`` (one database call)."""
+        big = 1e12  # buckets off: a huge bucket never empties, the credential checks still run
+        with db.transaction() as conn:
+            row = conn.execute(
+                "select verdict, retry_after from gateway.admit(%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    identity.platform_tenant_id,
+                    identity.credential_id or identity.principal_id,
+                    identity.credential_id if identity.credential_type == "api_key" else None,
+                    self.key_rps if self.limits else big,
+                    self.key_burst if self.limits else big,
+                    self.tenant_rps if self.limits else big,
+                    self.tenant_burst if self.limits else big,
+                ),
+            ).fetchone()
+        if isinstance(row, dict):
+            return row["verdict"], float(row["retry_after"])
+        return row[0], float(row[1])
+
+
+def _admission_db(app: Any) -> Any:
+    state = getattr(app, "state", None)
+    db = getattr(state, "db", None)
+    if db is None:
+        resources = getattr(state, "resources", None)
+        db = getattr(resources, "db", None) if resources is not None else None
+    if db is None:
+        from soorma.db import database_from_env
+
+        db = database_from_env()
+    return db
+
+
 class RequireIdentity:
     """ASGI middleware: every request under ``prefix`` must carry the authorizer context; 401 otherwise, before
-    routing and body parsing. The identity goes to ``scope["state"]["identity"]`` (``request.state.identity``)."""
+    routing and body parsing. The identity goes to ``scope["state"]["identity"]`` (``request.state.identity``).
 
-    def __init__(self, app: ASGIApp, prefix: str = PROTECTED_PREFIX) -> None:
+    A context the authorizer produced names its credential (``credential_type``); such a request is then admitted by
+    :class:`Admission` (see the module docstring). ``admission=None`` reads the settings from the environment on the
+    first request."""
+
+    def __init__(self, app: ASGIApp, prefix: str = PROTECTED_PREFIX, admission: Admission | None = None) -> None:
         self.app = app
         self.prefix = prefix
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path", "").startswith(self.prefix):
@@ -65,7 +151,42 @@ class RequireIdentity:
                 await _unauthorized()(scope, receive, send)
                 return
             scope.setdefault("state", {})["identity"] = identity
+            refusal = await self._admit(scope, identity)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+    async def _admit(self, scope: Scope, identity: Identity) -> JSONResponse | None:
+        if not identity.credential_type:
+            return None  # not from the platform's authorizer (in-process tests of a function)
+        if identity.expires_at:
+            try:
+                expired = int(identity.expires_at) <= time.time()
+            except ValueError:
+                expired = True
+            if expired:
+                return JSONResponse({"detail": "Unauthorized: the token has expired"}, status_code=401)
+        if self.admission is None:
+            self.admission = Admission.from_env()
+        try:
+            db = _admission_db(scope.get("app"))
+            verdict, retry_after = await run_in_threadpool(self.admission.check, db, identity)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            logger.error("admission: database unavailable: %s", exc)
+            return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+        if verdict == "ok":
+            return None
+        if verdict == "revoked":
+            return JSONResponse({"detail": "Unauthorized: the API key was revoked or has expired"}, status_code=401)
+        if verdict == "suspended":
+            return JSONResponse({"detail": "Forbidden: the platform tenant is suspended"}, status_code=403)
+        seconds = max(1, math.ceil(retry_after))
+        return JSONResponse(
+            {"detail": f"rate limit exceeded, retry after {seconds} s"},
+            status_code=429,
+            headers={"Retry-After": str(seconds)},
+        )
 
 
 def current_identity(request: Request) -> Identity:
@@ -114,13 +235,88 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
 
-def function_app(title: str, *, protected_prefix: str = PROTECTED_PREFIX, **fastapi_kwargs: Any) -> FastAPI:
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "ErrorResponse",
+    "type": "object",
+    "description": "An error: FastAPI's ``detail`` (a string, or a list of validation errors), or API Gateway's "
+    "``message``.",
+    "properties": {"detail": {}, "message": {"type": "string"}},
+}
+
+ERROR_ANSWERS = {
+    "400": "Bad request",
+    "401": "No valid credential (missing, wrong, revoked or expired)",
+    "403": "Refused: role too weak, another tenant, suspended tenant, or a policy rule (``rule`` names it)",
+    "404": "Not found (or not visible to the caller)",
+    "409": "Conflict",
+    "413": "Too large for the event bus",
+    "422": "Invalid request",
+    "429": "Rate limit exceeded; ``Retry-After`` says when to retry",
+    "503": "A platform dependency is unavailable; retry later",
+}
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "An API key (sk_<key_id>_<secret>) or a JWT"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
+def document_errors(schema: dict[str, Any], prefix: str = PROTECTED_PREFIX) -> dict[str, Any]:
+    """Add the security schemes and every error answer the platform can give to the operations under ``prefix``."""
+    components = schema.setdefault("components", {})
+    components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
+    components.setdefault("schemas", {})["ErrorResponse"] = ERROR_SCHEMA
+    ref = {"$ref": "#/components/schemas/ErrorResponse"}
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith(prefix):
+            continue
+        for method, operation in operations.items():
+            if method not in ("get", "put", "post", "delete", "patch", "head", "options"):
+                continue
+            operation.setdefault("security", [{"bearer": []}, {"apiKey": []}])
+            responses = operation.setdefault("responses", {})
+            for code, text in ERROR_ANSWERS.items():
+                answer = {"description": text, "content": {"application/json": {"schema": ref}}}
+                if code == "429":
+                    answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
+                if code == "422" or code not in responses:
+                    responses[code] = answer
+    return schema
+
+
+def function_app(
+    title: str,
+    *,
+    protected_prefix: str = PROTECTED_PREFIX,
+    name: str | None = None,
+    admission: Admission | None = None,
+    **fastapi_kwargs: Any,
+) -> FastAPI:
     """A function's FastAPI app: ``FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None,
-    **fastapi_kwargs)`` with :class:`RequireIdentity` on ``protected_prefix`` and :func:`install_error_handlers`."""
-    options: dict[str, Any] = {"docs_url": None, "redoc_url": None, "openapi_url": None, **fastapi_kwargs}
+    redirect_slashes=False, **fastapi_kwargs)`` with :class:`RequireIdentity` on ``protected_prefix`` and :func:`install_error_handlers`.
+
+    The OpenAPI document (with :func:`document_errors`) is served at ``/openapi/<name>.json``; ``name`` defaults to
+    the title's last word in lower case (``"Soorma gateway"`` → ``gateway``)."""
+    # No trailing-slash redirects: behind API Gateway a 307 to another path of the same API only confuses clients.
+    options: dict[str, Any] = {"docs_url": None, "redoc_url": None, "openapi_url": None, "redirect_slashes": False,
+                               **fastapi_kwargs}
     app = FastAPI(title=title, **options)
-    app.add_middleware(RequireIdentity, prefix=protected_prefix)
+    app.add_middleware(RequireIdentity, prefix=protected_prefix, admission=admission)
     install_error_handlers(app)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document_errors(generate(), protected_prefix)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    doc_name = name or title.split()[-1].lower()
+
+    async def openapi_document(request: Request) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    app.add_route(f"/openapi/{doc_name}.json", openapi_document, include_in_schema=False)
     return app
 
 
@@ -154,7 +350,9 @@ def lazy_mangum_handler(factory: Callable[[], FastAPI]) -> Callable[[dict[str, A
 
 
 __all__ = [
+    "Admission",
     "PROTECTED_PREFIX",
+    "document_errors",
     "RequireIdentity",
     "current_identity",
     "ensure_event_loop",

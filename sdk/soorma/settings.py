@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping
 
 DEFAULT_API_URL = "http://127.0.0.1:8787"
@@ -26,9 +25,10 @@ def _credentials(env: Mapping[str, str]) -> dict[str, str]:
     """The local stack's ``$SOORMA_HOME/credentials.json`` (``{"api_url", "api_key", ...}``; default home
     ``./.soorma``), or ``{}``. Only a fallback for scripts run next to ``soorma local``; a deployed function always
     gets ``SOORMA_API_URL``/``SOORMA_API_KEY``."""
-    path = Path(env.get("SOORMA_HOME") or ".soorma") / "credentials.json"
+    path = os.path.join(env.get("SOORMA_HOME") or ".soorma", "credentials.json")
     try:
-        data = json.loads(path.read_text())
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict):

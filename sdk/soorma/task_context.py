@@ -12,11 +12,12 @@ number of delegations.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from ._current import current_event, derived_id
+from ._current import current_event, defer, derived_id
 from .errors import PlatformError, TaskNotFoundError
 from .events import EventEnvelope, EventTopic
 
@@ -214,16 +215,25 @@ class TaskContext:
         return self._context
 
     async def save(self) -> None:
-        """Upsert this context to memory (``POST /v1/memory/task-context``). Raises ``PlatformError``."""
+        """Upsert this context to memory (``POST /v1/memory/task-context``).
+
+        Optimistic concurrency: a context that was read from memory (restored) or saved before is written only if
+        the stored record still has the version this object last saw. If another writer got there first (two
+        parallel results at once) this raises :class:`~soorma.errors.ConflictError`; inside a handler the agent
+        then re-runs the handler, which restores the fresh record and re-applies its change, so neither result is
+        lost. Raises ``PlatformError`` on other errors.
+        """
         state = dict(self.state)
         state[_SUB_TASKS_KEY] = {k: v.to_dict() for k, v in self.sub_tasks.items()}
         meta = {name: getattr(self, name) for name in _META_FIELDS}
         meta["kind"] = self._kind
         state[_META_KEY] = meta
-        record = await self._ctx().memory.store_task_context(
-            self.task_id,
-            self.plan_id,
-            self.event_type,
+        record = await store_task_record(
+            self._ctx().memory,
+            version=self._version if self._persisted else None,
+            task_id=self.task_id,
+            plan_id=self.plan_id,
+            event_type=self.event_type,
             response_event=self.response_event,
             response_topic=self.response_topic,
             data=self.data,
@@ -294,14 +304,23 @@ class TaskContext:
         payload["task_id"] = sub_task_id
         if self.plan_id:
             payload.setdefault("plan_id", self.plan_id)
-        await self._ctx().bus.request(
-            event_type,
-            payload,
-            response_event,
-            correlation_id=sub_task_id,
-            response_topic=response_topic,
-            **self._propagation(),
-        )
+        bus = self._ctx().bus
+        propagation = self._propagation()
+
+        async def send() -> None:
+            await bus.request(
+                event_type,
+                payload,
+                response_event,
+                correlation_id=sub_task_id,
+                response_topic=response_topic,
+                **propagation,
+            )
+
+        # Inside a handler the request goes out when the handler has returned (after any later save of this
+        # context), so a fast sub-task can never answer before the state it will be merged into is stored.
+        if not defer(send):
+            await send()
 
     def _propagation(self) -> dict[str, Any]:
         return {
@@ -556,3 +575,29 @@ class InvocationContext:
             plan_id=event.plan_id,
             trace_id=event.trace_id or event.id,
         )
+
+
+_VERSIONED_STORE: dict[type, bool] = {}
+
+
+async def store_task_record(memory: Any, *, version: int | None, **fields: Any) -> "TaskContextRecord":
+    """Upsert a task context, sending ``version`` (the one the caller last saw) so the memory function answers 409
+    instead of overwriting a newer record. Uses ``memory.store_task_context(..., version=...)`` when the client
+    takes it, else the route itself (``POST /v1/memory/task-context`` with ``version`` in the body)."""
+    from .models import TaskContextRecord
+
+    kind = type(memory)
+    if kind not in _VERSIONED_STORE:
+        try:
+            _VERSIONED_STORE[kind] = "version" in inspect.signature(memory.store_task_context).parameters
+        except (TypeError, ValueError, AttributeError):
+            _VERSIONED_STORE[kind] = False
+    if _VERSIONED_STORE[kind] or version is None or not hasattr(memory, "_request"):
+        extra = {"version": version} if _VERSIONED_STORE[kind] else {}
+        return await memory.store_task_context(
+            fields.pop("task_id"), fields.pop("plan_id"), fields.pop("event_type"), **fields, **extra
+        )
+    tenant_id, user_id = fields.pop("tenant_id", None), fields.pop("user_id", None)
+    body = {**fields, "version": version}
+    result = await memory._request("POST", "/v1/memory/task-context", json=body, tenant_id=tenant_id, user_id=user_id)
+    return TaskContextRecord.model_validate(result or body)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from .._current import handling
+from .._current import flush_outbox, handling
+from ..errors import ConflictError
 from ..events import EventDefinition, EventEnvelope, EventTopic
 from ..subjects import check_event_type
 
@@ -26,6 +28,9 @@ log = logging.getLogger("soorma.agent")
 CATCH_ALL = "*"
 TOPICS = tuple(t.value for t in EventTopic)
 DEFAULT_IDEMPOTENCY_CACHE = 2048
+#: How often a handler is re-run in place when a save hit a concurrent change (409) before the event is failed
+#: (and redelivered by the delivery layer).
+CONFLICT_RETRIES = 5
 
 EventHandler = Callable[[EventEnvelope, "PlatformContext"], Any]
 Lifecycle = Callable[[], Any]
@@ -217,12 +222,29 @@ class Agent:
         """The ``AgentDefinition`` for ``POST /v1/agents`` (``{"agent": <this>}``): ``agent_id, name, description,
         version, capabilities, consumed_events, produced_events`` and ``deployment`` when given."""
         consumed = _unique([*self.events_consumed, *(h.event_type for h in self._handlers if h.event_type != CATCH_ALL)])
+        capabilities = [self._capability(c) for c in self.capabilities]
+        # Every request this agent answers is described with its topic (and registered definition, if any), so
+        # discovery (EventToolkit.discover_actionable_events) can offer it, even when handled with plain on_event.
+        covered = {str((c.get("consumed_event") or {}).get("event_name") or "") for c in capabilities
+                   if isinstance(c, Mapping) and isinstance(c.get("consumed_event"), Mapping)}
+        for handler in self._handlers:
+            if handler.topic == EventTopic.ACTION_REQUESTS.value and handler.event_type != CATCH_ALL \
+                    and handler.event_type not in covered:
+                covered.add(handler.event_type)
+                capabilities.append({
+                    "task_name": handler.event_type,
+                    "description": self._definitions.get(handler.event_type, {}).get("description", ""),
+                    "consumed_event": self._definitions.get(
+                        handler.event_type, {"event_name": handler.event_type, "topic": handler.topic, "description": ""}
+                    ),
+                    "produced_events": [],
+                })
         body: dict[str, Any] = {
             "agent_id": self.agent_id,
             "name": self.name,
             "description": self.description,
             "version": self.version,
-            "capabilities": [self._capability(c) for c in self.capabilities],
+            "capabilities": capabilities,
             "consumed_events": consumed,
             "produced_events": _unique(self.events_produced),
         }
@@ -325,13 +347,16 @@ class Agent:
             if self._context is not None:
                 await self._context.close()
 
-    def run(self) -> None:
-        """Not available: a serverless agent does not run a process of its own. Deploy it (``soorma local`` or
-        ``soorma deploy``) and its function receives the events; tests call :meth:`dispatch` or the agent itself."""
-        raise RuntimeError(
-            f"agent {self.name!r} is serverless: deploy it (soorma local / soorma deploy) instead of agent.run(); "
-            "to drive it in-process, await agent.dispatch(envelope) or call agent(batch_event)"
-        )
+    def run(self, **options: Any) -> None:
+        """Run this agent as a local process consuming its events from NATS JetStream (blocking, until SIGINT or
+        SIGTERM): for breakpoints and quick iteration against ``soorma local``. Events go through the same
+        :meth:`dispatch` as in the Lambda entry; a handler that raises makes the message redelivered. ``options``:
+        see :class:`soorma.process.LocalRunner` (``nats_url``, ``platform_tenant_id``, ``batch_size``,
+        ``max_deliveries``, ...). Deployed as a function, the agent object is the handler and ``run()`` is not used.
+        """
+        from ..process import run_agent
+
+        run_agent(self, **options)
 
     # --- dispatch ----------------------------------------------------------------------------------------------
     def handlers_for(self, event: EventEnvelope) -> list[tuple[int, _Handler]]:
@@ -362,13 +387,36 @@ class Agent:
         for index, handler in matched:
             if index in done:
                 continue
-            with handling(event, f"{self.agent_id}/{index}", source=self.name):
-                await handler.func(event, context)
+            await self._run_handler(index, handler, event, context)
             done.add(index)
             ran += 1
         if ran == 0:
             log.info("agent %s: event %s (%s) already handled, skipped", self.name, event.id, event.type)
         return ran
+
+    async def _run_handler(self, index: int, handler: _Handler, event: EventEnvelope, context: "PlatformContext") -> None:
+        """Run one handler, then send what it deferred (delegated requests).
+
+        Optimistic concurrency: a save that finds the task or plan changed since it was read raises
+        :class:`ConflictError` (409); the handler is then run again from the start, so it re-reads the record and
+        re-applies its change on top of the other writer's. Ids it generates are the same on every run (they derive
+        from the event, handler and call position), so what the first run already published is de-duplicated.
+        After ``CONFLICT_RETRIES`` conflicts the error propagates and the delivery layer redelivers the event.
+        """
+        for attempt in range(CONFLICT_RETRIES + 1):
+            with handling(event, f"{self.agent_id}/{index}", source=self.name):
+                try:
+                    await handler.func(event, context)
+                    await flush_outbox()
+                    return
+                except ConflictError as exc:
+                    if attempt >= CONFLICT_RETRIES:
+                        raise
+                    log.info("agent %s: %s in %s (attempt %d); re-running it", self.name, exc, handler.name,
+                             attempt + 1)
+            import asyncio
+
+            await asyncio.sleep(random.uniform(0.005, 0.03) * (attempt + 1))
 
     # --- Lambda ------------------------------------------------------------------------------------------------
     def __call__(self, event: Mapping[str, Any], lambda_context: Any = None) -> dict[str, Any]:

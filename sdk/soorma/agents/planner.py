@@ -1,38 +1,78 @@
-"""``Planner``: receives goals (``on_goal``) and, being a ``Worker``, the results of the work it hands out."""
+"""``Planner``: receives goals (``on_goal``), moves plans on result events (``on_transition``) and, being a
+``Worker``, also handles tasks and the results of the work it hands out."""
 
 from __future__ import annotations
 
+import logging
+import uuid
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..errors import PlatformError
 from ..events import EventEnvelope, EventTopic
 from ..task_context import GoalContext
-from .base import _maybe_await
+from .base import CATCH_ALL, _maybe_await
 from .worker import Worker
 
 if TYPE_CHECKING:
     from ..context import PlatformContext
+    from ..plan_context import PlanContext
+
+log = logging.getLogger("soorma.agent")
 
 GoalHandler = Callable[[GoalContext, "PlatformContext"], Any]
+TransitionHandler = Callable[[EventEnvelope, "PlatformContext", "PlanContext", "str | None"], Any]
 
 ACTION_REQUESTS = EventTopic.ACTION_REQUESTS.value
+ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
+
+#: Working-memory key (in plan ``correlation_id``) of a goal's routing metadata, as soorma-core stores it.
+GOAL_METADATA_KEY = "_soorma:goal:{correlation_id}"
+
+
+def goal_metadata_key(correlation_id: str) -> str:
+    return GOAL_METADATA_KEY.format(correlation_id=correlation_id)
+
+
+async def get_goal_metadata(
+    context: "PlatformContext", correlation_id: str, tenant_id: str | None = None, user_id: str | None = None
+) -> dict[str, Any] | None:
+    """The routing metadata ``on_goal`` stored for the goal with ``correlation_id`` (``event_type``,
+    ``response_event``, ``response_topic``, ``correlation_id``, ``goal_id``, ``session_id``, ``tenant_id``,
+    ``user_id``, ``response_schema_name``), or ``None``. soorma-core's ``memory.get_goal_metadata``."""
+    value = await context.memory.retrieve(goal_metadata_key(correlation_id), plan_id=correlation_id,
+                                          tenant_id=tenant_id, user_id=user_id)
+    return value if isinstance(value, dict) else None
 
 
 class Planner(Worker):
     """A planner (reference §1.6): ``Planner(name, description="", version="0.1.0", capabilities=None
-    (default ["planning"]), **agent_kwargs)``.
+    (default ["planning"]), **agent_kwargs)``; ``store_goal_metadata=True`` (keyword) keeps soorma-core's habit of
+    storing each goal's routing metadata in working memory (read it with :func:`get_goal_metadata`).
 
     ``@planner.on_goal(goal_type)`` → ``async handler(goal: GoalContext, context)``. A :class:`GoalContext` is a
-    :class:`TaskContext`: ``await goal.save()``, ``await goal.delegate(...)`` (results come back to
-    ``@planner.on_result``, where ``await result.restore_task()`` returns the goal) and finally
-    ``await goal.complete(result)``, which answers the goal's ``response_event`` (``soorma.goal.result`` for goals
-    from ``POST /v1/goals``) with the goal's correlation id.
+    :class:`TaskContext`: ``save()``, ``delegate(...)`` (results come back to ``@planner.on_result``, where
+    ``await result.restore_task()`` returns the goal), ``dispatch(...)`` (fire a request with the goal's correlation
+    id) and finally ``complete(result)``, which answers the goal's ``response_event`` (``soorma.goal.result`` for
+    goals from ``POST /v1/goals``) with the goal's correlation id.
+
+    ``@planner.on_transition()`` → ``async handler(event, context, plan: PlanContext, next_state: str | None)`` for
+    result events (``action-results``) that belong to a saved :class:`~soorma.plan_context.PlanContext` (found by
+    the event's correlation id), called when the plan's current state has a transition for the event. Events of no
+    plan, of finished (``completed``/``failed``) plans, and the plan's own answer are skipped. A result event
+    delivered again after it already moved its plan re-sends the action it triggered (same event id) instead of
+    running the handler twice.
     """
 
     agent_type = "planner"
+    #: ``on_transition`` skips events for which the plan's state machine has no transition.
+    transitions_need_state = True
 
     def __init__(self, name: str, description: str = "", version: str = "0.1.0",
-                 capabilities: list[Any] | None = None, **agent_kwargs: Any) -> None:
+                 capabilities: list[Any] | None = None, *, store_goal_metadata: bool = True,
+                 **agent_kwargs: Any) -> None:
         super().__init__(name, description, version, capabilities=capabilities or ["planning"], **agent_kwargs)
+        self.store_goal_metadata = store_goal_metadata
 
     def on_goal(self, goal_type: str) -> Callable[[GoalHandler], GoalHandler]:
         """Handle goals of ``goal_type`` (action requests of that type)."""
@@ -43,6 +83,8 @@ class Planner(Worker):
                 goal = GoalContext.from_event(
                     event, context, agent_id=self.agent_id, register_produced_event=self._register_produced_event
                 )
+                if self.store_goal_metadata and goal.correlation_id:
+                    await self._store_goal_metadata(goal, context)
                 await _maybe_await(func(goal, context))
 
             self._add_handler(ACTION_REQUESTS, goal_type, call, func)
@@ -50,3 +92,98 @@ class Planner(Worker):
             return func
 
         return decorate
+
+    async def _store_goal_metadata(self, goal: GoalContext, context: "PlatformContext") -> None:
+        metadata = {
+            "event_type": goal.event_type,
+            "response_event": goal.response_event,
+            "response_topic": goal.response_topic,
+            "correlation_id": goal.correlation_id,
+            "goal_id": goal.goal_id,
+            "session_id": goal.session_id,
+            "tenant_id": goal.tenant_id,
+            "user_id": goal.user_id,
+            "response_schema_name": goal.response_schema_name,
+        }
+        try:
+            await context.memory.store(goal_metadata_key(goal.correlation_id), metadata, plan_id=goal.correlation_id,
+                                       tenant_id=goal.tenant_id, user_id=goal.user_id)
+        except PlatformError as exc:  # routing metadata is a convenience; the goal itself must not fail on it
+            log.warning("goal %s: routing metadata not stored: %s", goal.correlation_id, exc)
+
+    def on_transition(self) -> Callable[[TransitionHandler], TransitionHandler]:
+        """Handle result events that move a saved plan (see the class docstring). Subscribes to every event type on
+        ``action-results``."""
+
+        def decorate(func: TransitionHandler) -> TransitionHandler:
+            async def call(event: EventEnvelope, context: "PlatformContext") -> None:
+                from ..plan_context import FINAL_STATUSES, PlanContext
+
+                if not event.correlation_id:
+                    return
+                plan = await PlanContext.restore_by_correlation(
+                    event.correlation_id, context, tenant_id=event.tenant_id, user_id=event.user_id
+                )
+                if plan is None:
+                    return
+                if plan.status in FINAL_STATUSES:
+                    log.debug("plan %s is %s; %s ignored", plan.plan_id, plan.status, event.type)
+                    return
+                if event.type == plan.response_event and event.correlation_id == plan.correlation_id:
+                    return  # the plan's own answer to its goal
+                if plan.last_trigger_id == event.id:
+                    # Delivered again after it already moved the plan: make sure its action went out, once.
+                    await plan.resend_last_action()
+                    return
+                next_state = self._next_state(plan, event)
+                if next_state is None and self.transitions_need_state:
+                    log.debug("plan %s in %s has no transition on %s", plan.plan_id, plan.current_state, event.type)
+                    return
+                await _maybe_await(func(event, context, plan, next_state))
+
+            self._add_handler(ACTION_RESULTS, CATCH_ALL, call, func)
+            return func
+
+        return decorate
+
+    def _next_state(self, plan: "PlanContext", event: EventEnvelope) -> str | None:
+        return plan.get_next_state(event)
+
+
+# --- soorma-core's legacy planning data classes (kept so its code imports; no platform behaviour attached) --------
+
+
+@dataclass
+class Goal:
+    goal_type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    goal_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    correlation_id: str | None = None
+    session_id: str | None = None
+    tenant_id: str | None = None
+
+
+@dataclass
+class Task:
+    name: str
+    assigned_to: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    depends_on: list[str] = field(default_factory=list)
+    timeout: float | None = None
+    priority: int = 0
+    task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    status: str = "pending"
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class Plan:
+    goal: Goal
+    tasks: list[Task] = field(default_factory=list)
+    plan_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    metadata: dict[str, Any] = field(default_factory=dict)
+    status: str = "pending"
+
+
+__all__ = ["Goal", "GoalContext", "Plan", "Planner", "Task", "get_goal_metadata", "goal_metadata_key"]

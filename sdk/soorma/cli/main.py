@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from soorma import __version__
-from soorma.cli import goal, local
+from soorma.cli import dlq, goal, local
 
 app = typer.Typer(
     help="Soorma Serverless: event-driven agents (Planners, Workers, Tools) as functions.",
@@ -14,6 +14,8 @@ app = typer.Typer(
 )
 app.add_typer(local.app, name="local")
 app.add_typer(goal.app, name="goal")
+app.add_typer(dlq.app, name="dlq")
+app.command("deploy")(__import__("soorma.cli.deploy", fromlist=["deploy"]).deploy)
 
 
 @app.command()

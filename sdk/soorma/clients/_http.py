@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
-import httpx
+if TYPE_CHECKING:  # httpx is imported on the first request, not with the SDK (cold starts)
+    import httpx
 
 from .._current import identity_headers
-from ..errors import PlatformConnectionError, PlatformError
+from ..errors import ConflictError, PlatformConnectionError, PlatformError
 from ..settings import DEFAULT_TIMEOUT
 
 log = logging.getLogger("soorma.clients")
@@ -38,7 +39,7 @@ class HttpClient:
         api_key: str | None = None,
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: "httpx.AsyncBaseTransport | None" = None,
         auth_token_provider: TokenProvider | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -49,7 +50,9 @@ class HttpClient:
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _http(self) -> httpx.AsyncClient:
+    def _http(self) -> "httpx.AsyncClient":
+        import httpx
+
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop or self._client.is_closed:
             self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout, transport=self._transport)
@@ -75,14 +78,18 @@ class HttpClient:
         tenant_id: str | None = None,
         user_id: str | None = None,
         not_found: Any = ...,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send a request and return the decoded JSON body (``None`` for an empty body).
 
         Identity headers come from ``tenant_id``/``user_id`` or the event being handled. ``not_found``: the value to
         return on 404 instead of raising. Raises :class:`PlatformError` on any other 4xx/5xx and
-        :class:`PlatformConnectionError` when the platform cannot be reached (after retries).
+        :class:`PlatformConnectionError` when the platform cannot be reached (after retries). ``headers``: extra
+        request headers (e.g. ``Idempotency-Key``).
         """
-        headers = {**await self._auth_headers(), **identity_headers(tenant_id, user_id)}
+        import httpx
+
+        headers = {**(headers or {}), **await self._auth_headers(), **identity_headers(tenant_id, user_id)}
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = f"{self.base_url}{path}"
         for attempt in range(_RETRIES + 1):
@@ -100,6 +107,8 @@ class HttpClient:
             break
         if response.status_code == 404 and not_found is not ...:
             return not_found
+        if response.status_code == 409:
+            raise ConflictError(409, _detail(response), method=method, url=url)
         if response.status_code >= 400:
             raise PlatformError(response.status_code, _detail(response), method=method, url=url)
         if not response.content:
@@ -119,7 +128,7 @@ class HttpClient:
                 pass
 
 
-def _detail(response: httpx.Response) -> Any:
+def _detail(response: "httpx.Response") -> Any:
     try:
         body = response.json()
     except ValueError:

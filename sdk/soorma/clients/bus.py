@@ -23,6 +23,38 @@ BUSINESS_FACTS = EventTopic.BUSINESS_FACTS.value
 _PROPAGATED = ("trace_id", "parent_event_id", "goal_id", "plan_id", "session_id", "tenant_id", "user_id")
 
 
+class _Unpackable(EventEnvelope):
+    """An envelope that also unpacks as keyword arguments (``**envelope``) of :meth:`BusClient.request` /
+    :meth:`BusClient.respond`, as soorma-core's docs use it: ``await bus.request(**bus.create_child_request(...))``.
+    Publish it whole with :meth:`BusClient.publish_envelope`."""
+
+    _argument_names: tuple[str, ...] = ()
+
+    def keys(self) -> list[str]:
+        return [n for n in self._argument_names if self[n] is not None]
+
+    def __getitem__(self, name: str) -> Any:
+        if name == "event_type":
+            return self.type
+        if name in ("data",):
+            return self.data
+        return getattr(self, name)
+
+
+class ChildRequest(_Unpackable):
+    """What :meth:`BusClient.create_child_request` returns."""
+
+    _argument_names = ("event_type", "data", "response_event", "correlation_id", "response_topic", "trace_id",
+                       "parent_event_id", "tenant_id", "user_id", "session_id", "goal_id", "plan_id")
+
+
+class Response(_Unpackable):
+    """What :meth:`BusClient.create_response` returns."""
+
+    _argument_names = ("event_type", "data", "correlation_id", "topic", "trace_id", "parent_event_id",
+                       "payload_schema_name", "tenant_id", "user_id", "session_id", "goal_id", "plan_id")
+
+
 class BusClient(HttpClient):
     """soorma-core's ``context.bus`` (reference §1.9), publishing over HTTP.
 
@@ -121,8 +153,9 @@ class BusClient(HttpClient):
         response_event: str,
         new_correlation_id: str | None = None,
     ) -> EventEnvelope:
-        """Build (not publish) an action request caused by ``parent_event``, inheriting its propagated fields."""
-        return EventEnvelope(
+        """Build (not publish) an action request caused by ``parent_event``, inheriting its propagated fields.
+        Publish it with ``publish_envelope(child)`` or ``request(**child)``."""
+        return ChildRequest(
             source=current_source() or self.source,
             type=event_type,
             topic=ACTION_REQUESTS,
@@ -138,10 +171,11 @@ class BusClient(HttpClient):
     ) -> EventEnvelope:
         """Build (not publish) the response to ``request_event``: its ``response_event`` type on its
         ``response_topic`` (default ``action-results``) with its ``correlation_id``. Raises ``ValueError`` if the
-        request names no ``response_event``."""
+        request names no ``response_event``. Publish it with ``publish_envelope(response)`` or
+        ``respond(**response)``."""
         if not request_event.response_event:
             raise ValueError(f"event {request_event.id} ({request_event.type}) has no response_event")
-        return EventEnvelope(
+        return Response(
             source=current_source() or self.source,
             type=request_event.response_event,
             topic=request_event.response_topic or ACTION_RESULTS,

@@ -1,16 +1,26 @@
-"""Gateway client: submit goals and follow them (``POST /v1/goals``, ``GET /v1/goals/{goal_id}``)."""
+"""Gateway client: goals (submit, list, follow, cancel, trace), sessions, and API keys.
+
+``POST /v1/goals``, ``GET /v1/goals``, ``GET /v1/goals/{goal_id}[?wait=]``, ``POST /v1/goals/{goal_id}/cancel``,
+``GET /v1/goals/{goal_id}/events``, ``/v1/sessions…``, ``/v1/api-keys…`` (docs/architecture.md "Gateway").
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any, Mapping
+import uuid
+from typing import Any, AsyncIterator, Mapping
 from urllib.parse import quote
 
 from ..models import GoalStatus
 from ._http import HttpClient, snake_keys
 
-FINAL_STATUSES = ("completed", "failed")
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+#: The gateway long-polls at most this long per request (``GET /v1/goals/{id}?wait=``).
+MAX_WAIT_S = 25.0
+
+
+def _id(value: str) -> str:
+    return quote(value, safe="")
 
 
 class GatewayClient(HttpClient):
@@ -21,26 +31,122 @@ class GatewayClient(HttpClient):
     """
 
     async def submit_goal(
-        self, goal_type: str, data: Mapping[str, Any] | None = None, session_id: str | None = None
+        self,
+        goal_type: str,
+        data: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Start a goal; returns ``{"goal_id", "status": "running", "goal_type"}``."""
+        """Start a goal; returns ``{"goal_id", "status": "running", "goal_type"}``.
+
+        Every submit carries an ``Idempotency-Key`` (a fresh one unless given), so the client's own retries after a
+        timeout or a 503 never start the goal twice; pass your own key to make a repeated submit (e.g. after a
+        crash) return the same goal."""
         body: dict[str, Any] = {"goal_type": goal_type, "data": dict(data or {})}
         if session_id:
             body["session_id"] = session_id
-        return snake_keys(await self._request("POST", "/v1/goals", json=body) or {})
+        headers = {"Idempotency-Key": idempotency_key or f"sdk-{uuid.uuid4()}"}
+        return snake_keys(await self._request("POST", "/v1/goals", json=body, headers=headers) or {})
 
-    async def get_goal(self, goal_id: str) -> GoalStatus | None:
-        """The goal's status, result and tasks; ``None`` if unknown."""
-        body = await self._request("GET", f"/v1/goals/{quote(goal_id, safe='')}", not_found=None)
+    async def get_goal(self, goal_id: str, *, wait: float = 0.0) -> GoalStatus | None:
+        """The goal's status, result and tasks; ``None`` if unknown. ``wait`` (≤ 25 s) long-polls until it ends."""
+        params = {"wait": min(wait, MAX_WAIT_S)} if wait > 0 else None
+        body = await self._request("GET", f"/v1/goals/{_id(goal_id)}", params=params, not_found=None)
         return GoalStatus.model_validate(body) if body else None
 
     async def wait_for_goal(self, goal_id: str, timeout: float = 60.0, interval: float = 0.25) -> GoalStatus:
-        """Poll until the goal is ``completed`` or ``failed``. Raises ``TimeoutError`` after ``timeout`` seconds."""
+        """Wait (long-polling the gateway) until the goal is ``completed``, ``failed`` or ``cancelled``. Raises
+        ``TimeoutError`` after ``timeout`` seconds. ``interval`` paces the requests when the server answers at once
+        (a goal not visible yet, or a server that does not long-poll)."""
+        import asyncio
+
         deadline = time.monotonic() + timeout
         while True:
-            goal = await self.get_goal(goal_id)
+            started = time.monotonic()
+            goal = await self.get_goal(goal_id, wait=max(0.0, min(deadline - started, MAX_WAIT_S)))
             if goal is not None and goal.status in FINAL_STATUSES:
                 return goal
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise TimeoutError(f"goal {goal_id} still {goal.status if goal else 'unknown'} after {timeout}s")
-            await asyncio.sleep(interval)
+            if now - started < interval:  # the server did not hold the request (unknown goal, or no long-poll)
+                await asyncio.sleep(min(interval, deadline - now))
+
+    async def list_goals(
+        self,
+        *,
+        status: str | None = None,
+        session_id: str | None = None,
+        goal_type: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the caller's goals, newest first: ``{"goals", "count", "next_cursor"}``."""
+        params = {"status": status, "session_id": session_id, "goal_type": goal_type, "limit": limit,
+                  "cursor": cursor}
+        return await self._request("GET", "/v1/goals", params=params)
+
+    async def iter_goals(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
+        """Every goal matching ``filters`` (those of :meth:`list_goals`), following the cursors."""
+        cursor = None
+        while True:
+            page = await self.list_goals(**filters, cursor=cursor)
+            for goal in page["goals"]:
+                yield goal
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    async def cancel_goal(self, goal_id: str, reason: str | None = None) -> GoalStatus:
+        """Cancel a running goal (its agents get ``soorma.goal.cancel`` on ``system-events``). Raises
+        :class:`~soorma.errors.ConflictError` when it already ended."""
+        body = await self._request("POST", f"/v1/goals/{_id(goal_id)}/cancel", json={"reason": reason})
+        return GoalStatus.model_validate(body)
+
+    async def goal_events(self, goal_id: str) -> list[dict[str, Any]]:
+        """Every recorded event of the goal's trace, in order (all pages)."""
+        events: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await self._request("GET", f"/v1/goals/{_id(goal_id)}/events", params={"cursor": cursor})
+            events += page["events"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return events
+
+    # -- sessions ------------------------------------------------------------------------------------------------------
+    async def create_session(self, session_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> dict:
+        """Create a session (``session_id`` of your own or generated); returns it."""
+        body = {"session_id": session_id, "metadata": dict(metadata or {})}
+        return await self._request("POST", "/v1/sessions", json=body)
+
+    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+        return await self._request("GET", f"/v1/sessions/{_id(session_id)}", not_found=None)
+
+    async def list_sessions(self, *, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        return await self._request("GET", "/v1/sessions", params={"limit": limit, "cursor": cursor})
+
+    # -- API keys ------------------------------------------------------------------------------------------------------
+    async def create_api_key(self, role: str, name: str = "", **fields: Any) -> dict[str, Any]:
+        """Create an API key (``service_tenant_id``, ``service_user_id``, ``principal_id``, ``expires_in_seconds``
+        optional); the answer's ``api_key`` is the only time the key is visible."""
+        return await self._request("POST", "/v1/api-keys", json={"role": role, "name": name, **fields})
+
+    async def list_api_keys(self, *, include_revoked: bool = False) -> list[dict[str, Any]]:
+        keys: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await self._request("GET", "/v1/api-keys",
+                                       params={"include_revoked": str(include_revoked).lower(), "cursor": cursor})
+            keys += page["keys"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return keys
+
+    async def rotate_api_key(self, key_id: str) -> dict[str, Any]:
+        """A new key with the same identity and role (its ``api_key`` shown once); the old one is revoked."""
+        return await self._request("POST", f"/v1/api-keys/{_id(key_id)}/rotate")
+
+    async def revoke_api_key(self, key_id: str) -> dict[str, Any]:
+        return await self._request("POST", f"/v1/api-keys/{_id(key_id)}/revoke")

@@ -75,6 +75,33 @@ def test_request_then_result_completes_task(fx, db, goal_of, submit):
     assert goal["events"] == 2 and goal["status"] == "running"  # a task result is not the goal's response
 
 
+def progress(identity, *, goal_id, correlation_id, value, message=None, time=None) -> EventEnvelope:
+    extra = {"time": time} if time else {}
+    return EventEnvelope(type="task.progress", topic="task-events", goal_id=goal_id, correlation_id=correlation_id,
+                         platform_tenant_id=identity.platform_tenant_id, tenant_id=identity.service_tenant_id,
+                         user_id=identity.service_user_id, source="worker-a",
+                         data={"task_id": correlation_id, "progress": value, "message": message}, **extra)
+
+
+def test_progress_reports_show_on_the_running_task(fx, db, goal_of, submit):
+    me = fx.new_identity(role="user")
+    goal_id, _ = submit(me)
+    process_batch(db, payload(request(me, goal_id=goal_id, correlation_id="task-p")))
+    newer = progress(me, goal_id=goal_id, correlation_id="task-p", value=0.5, message="half",
+                     time="2030-01-01T00:00:02+00:00")
+    older = progress(me, goal_id=goal_id, correlation_id="task-p", value=0.25, message="quarter",
+                     time="2030-01-01T00:00:01+00:00")
+    bogus = progress(me, goal_id=goal_id, correlation_id="task-p", value="lots")
+    assert process_batch(db, payload(newer, older, bogus)) == {"batchItemFailures": []}
+    (task,) = goal_of(me, goal_id)["tasks"]
+    assert (task["progress"], task["progress_message"]) == (0.5, "half")  # the late, older report lost
+
+    other = fx.new_identity(role="user")  # another tenant's report cannot touch this task
+    process_batch(db, payload(progress(other, goal_id=goal_id, correlation_id="task-p", value=0.9,
+                                       time="2030-01-01T00:00:09+00:00")))
+    assert goal_of(me, goal_id)["tasks"][0]["progress"] == 0.5
+
+
 @pytest.mark.parametrize("data", [{"status": "failed"}, {"success": False, "error": "boom"}])
 def test_failed_result_fails_task(fx, db, goal_of, submit, data):
     me = fx.new_identity()

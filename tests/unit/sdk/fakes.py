@@ -50,12 +50,26 @@ class FakePlatform:
     working: dict[tuple, Any] = field(default_factory=dict)
     knowledge: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    plan_contexts: dict[tuple, dict[str, Any]] = field(default_factory=dict)
+    plans: dict[tuple, dict[str, Any]] = field(default_factory=dict)
     fail_publish: int = 0  # the next N publishes answer 503
+    conflicts: int = 0  # 409 answers given (optimistic concurrency)
+    working_ops: bool = True  # serve the atomic working-memory operation routes
+    delays: dict[str, float] = field(default_factory=dict)  # path fragment -> seconds to wait before answering
 
     # --- helpers for tests -----------------------------------------------------------------------------------------
     def context(self) -> PlatformContext:
         settings = Settings(api_url="http://platform.test", api_key=API_KEY)
-        return PlatformContext.from_env(settings=settings, transport=httpx.MockTransport(self.handle))
+        return PlatformContext.from_env(settings=settings, transport=httpx.MockTransport(self.handle_async))
+
+    async def handle_async(self, request: httpx.Request) -> httpx.Response:
+        import asyncio
+
+        response = self.handle(request)  # answered now (a read sees the state of this moment) ...
+        for fragment, seconds in self.delays.items():
+            if fragment in request.url.path:
+                await asyncio.sleep(seconds)  # ... and delivered later
+        return response
 
     def published_of(self, event_type: str) -> list[dict[str, Any]]:
         return [e for e in self.published if e["type"] == event_type]
@@ -118,6 +132,27 @@ class FakePlatform:
         return httpx.Response(405, json={"detail": "method not allowed"})
 
     def _memory(self, m: str, parts: list[str], request: httpx.Request, body: Any, scope: tuple) -> httpx.Response:
+        if parts[0] == "working" and len(parts) == 4:
+            if not self.working_ops:
+                return httpx.Response(404, json={"detail": "Not Found"})
+            key = (scope, parts[1], parts[2])
+            current = self.working.get(key)
+            if parts[3] == "increment":
+                base = current if isinstance(current, (int, float)) and not isinstance(current, bool) else 0
+                value = base + body["delta"]
+            elif parts[3] == "append":
+                value = [*(current if isinstance(current, list) else []), *body["items"]]
+            elif parts[3] == "merge":
+                value = {**(current if isinstance(current, dict) else {}), **body["updates"]}
+            else:
+                return httpx.Response(404, json={"detail": "Not Found"})
+            self.working[key] = value
+            return httpx.Response(200, json={"planId": parts[1], "key": parts[2], "value": value})
+        if parts[0] == "working" and len(parts) == 2 and m == "DELETE":
+            gone = [k for k in self.working if k[0] == scope and k[1] == parts[1]]
+            for k in gone:
+                del self.working[k]
+            return httpx.Response(200, json={"success": True, "countDeleted": len(gone)})
         if parts[0] == "working":
             key = (scope, parts[1], parts[2])
             if m == "PUT":
@@ -141,6 +176,10 @@ class FakePlatform:
             return httpx.Response(201, json=camel(self._store_knowledge(body, scope)))
         if parts[0] == "task-context":
             return self._task_context(m, parts[1:], body, scope)
+        if parts[0] == "plan-context":
+            return self._plan_context(m, parts[1:], body, scope)
+        if parts[0] == "plans":
+            return self._plans(m, parts[1:], body, scope)
         return httpx.Response(404, json={"detail": "no memory route"})
 
     def _store_knowledge(self, item: dict[str, Any], scope: tuple) -> dict[str, Any]:
@@ -155,6 +194,10 @@ class FakePlatform:
         if m == "POST" and not rest:
             record = snake(body)
             old = self.tasks.get((scope, record["task_id"]))
+            expected = record.pop("version", None)
+            if old and expected is not None and old["version"] != expected:
+                self.conflicts += 1
+                return httpx.Response(409, json={"detail": f"task context is at version {old['version']}"})
             record["version"] = (old["version"] + 1) if old else 1
             self.tasks[(scope, record["task_id"])] = record
             return httpx.Response(200, json=camel(record))
@@ -173,6 +216,47 @@ class FakePlatform:
             self.tasks[key].update(snake(body))
             self.tasks[key]["version"] += 1
         return httpx.Response(200, json=camel(self.tasks[key]))
+
+
+    def _plan_context(self, m: str, rest: list[str], body: Any, scope: tuple) -> httpx.Response:
+        if m == "POST" and not rest:
+            record = snake(body)
+            old = self.plan_contexts.get((scope, record["plan_id"]))
+            expected = record.pop("version", None)
+            if old and expected is not None and old["version"] != expected:
+                self.conflicts += 1
+                return httpx.Response(409, json={"detail": f"plan context is at version {old['version']}"})
+            record["version"] = (old["version"] + 1) if old else 1
+            self.plan_contexts[(scope, record["plan_id"])] = record
+            return httpx.Response(200, json=camel(record))
+        if rest[0] == "by-correlation":
+            found = [r for (s, _), r in self.plan_contexts.items()
+                     if s == scope and rest[1] in (r.get("correlation_ids") or [])]
+            if not found:
+                return httpx.Response(404, json={"detail": "no plan has that correlation id"})
+            return httpx.Response(200, json=camel(found[-1]))
+        key = (scope, rest[0])
+        if key not in self.plan_contexts:
+            return httpx.Response(404, json={"detail": "plan context not found"})
+        if m == "DELETE":
+            del self.plan_contexts[key]
+            return httpx.Response(204)
+        return httpx.Response(200, json=camel(self.plan_contexts[key]))
+
+    def _plans(self, m: str, rest: list[str], body: Any, scope: tuple) -> httpx.Response:
+        if m == "POST" and not rest:
+            record = snake(body)
+            if (scope, record["plan_id"]) in self.plans:
+                return httpx.Response(409, json={"detail": "plan exists"})
+            record.setdefault("status", "running")
+            self.plans[(scope, record["plan_id"])] = record
+            return httpx.Response(201, json=camel(record))
+        key = (scope, rest[0]) if rest else None
+        if key not in self.plans:
+            return httpx.Response(404, json={"detail": "plan not found"})
+        if m == "PUT":
+            self.plans[key].update(snake(body))
+        return httpx.Response(200, json=camel(self.plans[key]))
 
 
 def deliver(agent: Any, *events: dict[str, Any]) -> dict[str, Any]:

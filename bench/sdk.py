@@ -1,0 +1,244 @@
+"""Benchmark of the SDK's own costs: prints one JSON line.
+
+- **SDK cost per event in the Lambda entry** (µs, handler excluded): a ``Worker`` with one ``on_task`` handler that
+  does nothing is invoked as Lambda would (``worker(batch, lambda_context)``, SQS-shaped batches of ``--batch``
+  records built by ``soorma.testing.sqs_batch``); the time per event is the whole entry (Powertools batch
+  processing, envelope parsing, handler matching, per-event id cache, ``TaskContext`` construction, deferred-outbox
+  flush, partial-batch response) minus the time of awaiting the no-op handler itself, measured separately. No
+  network: the handler makes no platform call. Also reported for a raw ``Agent.on_event`` handler and for batches of
+  one. Median (and minimum, the least disturbed by other load) of ``--rounds`` rounds.
+- **cold import of a Worker module** (ms): a fresh interpreter (``python -X frozen_modules=on``, the venv's) imports
+  a module defining a Worker with two handlers (what Lambda's init phase does with the handler module); the import
+  is timed inside the interpreter (interpreter start-up excluded, reported separately as ``interpreter_ms``).
+  Median of ``--cold`` interpreters; ``pydantic_import_*`` is pydantic alone (a core dependency) in the same kind of
+  fresh interpreter, ``sdk_own_import_cpu_ms`` the difference; ``worker_import_cpu_ms`` is the CPU time of the import (less sensitive to other
+  load on the machine than the wall time). ``first_event_ms`` is the first invocation in that fresh interpreter (it loads
+  what the import deferred: Powertools' batch utility, and asyncio's loop).
+
+Targets (issue 3): < 500 µs per event and < 150 ms import; ``targets_met`` says whether this run met them. Timings
+on shared machines are noisy: compare medians of one run (``load_avg`` is printed).
+
+Usage: ``python bench/sdk.py [--events N] [--batch B] [--rounds R] [--cold C]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+from soorma import Agent, EventEnvelope, PlatformContext, Worker, runtime
+from soorma.settings import Settings
+from soorma.testing import sqs_batch
+
+TARGET_US = 500.0
+TARGET_IMPORT_MS = 150.0
+
+
+class _LambdaContext:
+    function_name = "bench"
+    aws_request_id = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def _context() -> PlatformContext:
+    def refuse(request: httpx.Request) -> httpx.Response:  # the benchmark handlers make no platform call
+        raise AssertionError(f"unexpected platform call {request.method} {request.url}")
+
+    return PlatformContext(settings=Settings(api_url="http://bench.invalid", api_key="sk_bench_x"),
+                           transport=httpx.MockTransport(refuse))
+
+
+def _bodies(n: int, event_type: str, topic: str) -> list[str]:
+    return [
+        EventEnvelope(type=event_type, topic=topic, data={"i": i, "text": "x" * 64}, correlation_id=f"c-{i}",
+                      response_event="bench.done", tenant_id="t", user_id="u", goal_id="g", trace_id="tr").to_json()
+        for i in range(n)
+    ]
+
+
+def _handler_cost_us(samples: int = 20000) -> float:
+    """µs to create and await the no-op handler coroutine on the runtime's loop (excluded from the SDK's cost)."""
+
+    async def noop(task, context):
+        return None
+
+    async def loop() -> float:
+        started = time.perf_counter()
+        for _ in range(samples):
+            await noop(None, None)
+        return time.perf_counter() - started
+
+    return runtime.run(loop()) / samples * 1e6
+
+
+def per_event_us(agent: Agent, bodies: list[str], batch: int, rounds: int) -> tuple[float, float]:
+    batches = [sqs_batch(*bodies[i:i + batch]) for i in range(0, len(bodies), batch)]
+    context = _LambdaContext()
+    agent(sqs_batch(bodies[0]), context)  # warm: startup, imports, caches
+    results = []
+    for _ in range(rounds):
+        agent._handled.clear()  # every round handles the events afresh
+        started = time.perf_counter()
+        for event in batches:
+            response = agent(event, context)
+            assert response == {"batchItemFailures": []}, response
+        results.append((time.perf_counter() - started) / len(bodies) * 1e6)
+    return statistics.median(results), min(results)
+
+
+def lambda_entry(events: int, batch: int, rounds: int) -> dict:
+    worker = Worker("bench-worker", context=_context(), idempotency_cache_size=events * 2)
+
+    @worker.on_task("bench.task")
+    async def task_handler(task, context):
+        return None
+
+    agent = Agent("bench-agent", context=_context(), idempotency_cache_size=events * 2)
+
+    @agent.on_event("bench.fact", topic="business-facts")
+    async def event_handler(event, context):
+        return None
+
+    handler_us = _handler_cost_us()
+    worker_us, worker_min = per_event_us(worker, _bodies(events, "bench.task", "action-requests"), batch, rounds)
+    single_us, single_min = per_event_us(worker, _bodies(max(events // 5, 200), "bench.task", "action-requests"), 1,
+                                         rounds)
+    agent_us, agent_min = per_event_us(agent, _bodies(events, "bench.fact", "business-facts"), batch, rounds)
+    return {
+        "sdk_us_per_event_worker": round(worker_us - handler_us, 1),
+        "sdk_us_per_event_worker_min": round(worker_min - handler_us, 1),
+        "sdk_us_per_event_worker_batch1": round(single_us - handler_us, 1),
+        "sdk_us_per_event_worker_batch1_min": round(single_min - handler_us, 1),
+        "sdk_us_per_event_agent": round(agent_us - handler_us, 1),
+        "sdk_us_per_event_agent_min": round(agent_min - handler_us, 1),
+        "handler_excluded_us": round(handler_us, 2),
+        "events": events,
+        "batch_size": batch,
+        "rounds": rounds,
+    }
+
+
+WORKER_MODULE = textwrap.dedent('''
+    """A typical Worker module (what Lambda imports at init)."""
+    from soorma import Worker
+    from soorma.task_context import DelegationSpec, ResultContext, TaskContext
+
+    worker = Worker("order-worker", description="processes orders")
+
+    @worker.on_task("order.process")
+    async def process(task: TaskContext, context):
+        await task.delegate_parallel([DelegationSpec("stock.reserve", {}, "stock.reserved")])
+
+    @worker.on_result("stock.reserved")
+    async def reserved(result: ResultContext, context):
+        task = await result.restore_task()
+        await task.complete({"ok": True})
+''')
+
+PROBE = textwrap.dedent('''
+    import json, sys, time
+    started, cpu_started = time.perf_counter(), time.process_time()
+    import bench_worker_module as module
+    imported, cpu_imported = time.perf_counter(), time.process_time()
+    from soorma.testing import sqs_batch
+    from soorma import EventEnvelope
+    worker = module.worker
+    @worker.on_task("bench.noop")
+    async def noop(task, context):
+        return None
+    body = EventEnvelope(type="bench.noop", topic="action-requests", data={}).to_json()
+    before = time.perf_counter()
+    assert worker(sqs_batch(body), None) == {"batchItemFailures": []}
+    first = time.perf_counter()
+    print(json.dumps({"import_ms": (imported - started) * 1000, "import_cpu_ms": (cpu_imported - cpu_started) * 1000,
+                      "first_event_ms": (first - before) * 1000,
+                      "httpx_loaded": "httpx" in sys.modules, "pydantic_loaded": "pydantic" in sys.modules}))
+''')
+
+
+PYDANTIC_PROBE = (
+    "import json, time\n"
+    "w, c = time.perf_counter(), time.process_time()\n"
+    "import pydantic\n"
+    "from pydantic import BaseModel\n"
+    "class X(BaseModel):\n"
+    "    a: int\n"
+    "print(json.dumps([(time.perf_counter() - w) * 1000, (time.process_time() - c) * 1000]))\n"
+)
+
+
+def cold_import(samples: int) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "bench_worker_module.py").write_text(WORKER_MODULE)
+        probe = Path(folder, "probe.py")
+        probe.write_text(PROBE)
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0", "SOORMA_API_URL": "http://bench.invalid",
+               "SOORMA_API_KEY": "sk_bench_x"}
+        subprocess.run([sys.executable, str(probe)], cwd=folder, env=env, capture_output=True, check=True)  # .pyc
+        imports, cpus, firsts, walls, bare, pyd_wall, pyd_cpu = [], [], [], [], [], [], []
+        for _ in range(samples):  # the three probes interleaved, so machine load affects them alike
+            started = time.perf_counter()
+            out = subprocess.run([sys.executable, str(probe)], cwd=folder, env=env, capture_output=True, text=True,
+                                 check=True)
+            walls.append((time.perf_counter() - started) * 1000)
+            figures = json.loads(out.stdout.strip().splitlines()[-1])
+            imports.append(figures["import_ms"])
+            cpus.append(figures["import_cpu_ms"])
+            firsts.append(figures["first_event_ms"])
+            # pydantic alone (a core dependency, as in soorma-core): what the import costs before any SDK code
+            out = subprocess.run([sys.executable, "-c", PYDANTIC_PROBE], env=env, capture_output=True, text=True,
+                                 check=True)
+            wall, cpu = json.loads(out.stdout)
+            pyd_wall.append(wall)
+            pyd_cpu.append(cpu)
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+            bare.append((time.perf_counter() - started) * 1000)
+    return {
+        "worker_import_ms": round(statistics.median(imports), 1),
+        "worker_import_min_ms": round(min(imports), 1),
+        "worker_import_cpu_ms": round(statistics.median(cpus), 1),
+        "pydantic_import_ms": round(statistics.median(pyd_wall), 1),
+        "pydantic_import_cpu_ms": round(statistics.median(pyd_cpu), 1),
+        "sdk_own_import_cpu_ms": round(statistics.median(cpus) - statistics.median(pyd_cpu), 1),
+        "first_event_ms": round(statistics.median(firsts), 1),
+        "process_wall_ms": round(statistics.median(walls), 1),
+        "interpreter_ms": round(statistics.median(bare), 1),
+        "cold_samples": samples,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--cold", type=int, default=15)
+    args = parser.parse_args()
+    figures = {"bench": "sdk"}
+    figures.update(lambda_entry(args.events, args.batch, args.rounds))
+    figures.update(cold_import(args.cold))
+    figures["targets"] = {"us_per_event": TARGET_US, "worker_import_ms": TARGET_IMPORT_MS}
+    figures["targets_met"] = (figures["sdk_us_per_event_worker"] < TARGET_US
+                              and figures["worker_import_ms"] < TARGET_IMPORT_MS)
+    figures["python"] = platform.python_version()
+    figures["cpus"] = os.cpu_count()
+    figures["load_avg"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

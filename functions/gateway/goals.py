@@ -1,0 +1,389 @@
+"""Goals and sessions: the logic behind ``/v1/goals…`` and ``/v1/sessions…`` (and the A2A methods mapped onto them).
+
+Every query runs in a transaction carrying the caller's identity, so row-level security confines it to the caller's
+(platform tenant, service tenant, service user).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import HTTPException
+from psycopg.types.json import Jsonb
+
+from soorma.db import Database
+from soorma.events import EventEnvelope, EventTopic
+from soorma.identity import Identity
+from soorma.subjects import subject
+from soorma.functions.gateway import policy as policies
+from soorma.functions.gateway.publisher import PayloadTooLarge, PublishError, Publisher
+
+logger = logging.getLogger("soorma.functions.gateway")
+
+GOAL_RESULT_EVENT = "soorma.goal.result"
+GOAL_CANCEL_EVENT = "soorma.goal.cancel"
+SOURCE = "soorma-gateway"
+MAX_WAIT_S = 25.0
+FINAL = ("completed", "failed", "cancelled")
+
+_GOAL_COLUMNS = (
+    "goal_id::text as goal_id, goal_type, status, data, result, error, session_id, response_event, created_at,"
+    " completed_at"
+)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def encode_cursor(*values: Any) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[Any]:
+    """The values of a cursor from :func:`encode_cursor`; 422 for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+        if not isinstance(values, list) or len(values) != size or not all(isinstance(v, str) for v in values):
+            raise ValueError("shape")
+        return values
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(422, "invalid cursor") from None
+
+
+def goal_uuid(goal_id: str) -> str:
+    """The canonical UUID text of ``goal_id``; 404 when it is not a UUID (no goal can have that id)."""
+    try:
+        return str(uuid.UUID(goal_id))
+    except (ValueError, AttributeError):
+        raise HTTPException(404, f"goal {goal_id[:100]!r} not found") from None
+
+
+def request_hash(goal_type: str, data: dict[str, Any], session_id: str | None) -> str:
+    canonical = json.dumps({"goal_type": goal_type, "data": data, "session_id": session_id}, sort_keys=True,
+                           separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class Submitted:
+    goal_id: str
+    status: str
+    goal_type: str
+    replayed: bool = False
+    error_status: int | None = None
+    error: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return {"goal_id": self.goal_id, "status": self.status, "goal_type": self.goal_type}
+
+
+class Goals:
+    """The goal API over one database and one publisher."""
+
+    def __init__(self, db: Database, publisher: Publisher) -> None:
+        self.db = db
+        self.publisher = publisher
+
+    # -- submit ----------------------------------------------------------------------------------------------------
+    def submit(
+        self,
+        identity: Identity,
+        goal_type: str,
+        data: dict[str, Any],
+        session_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Submitted:
+        """Check the tenant's policy, record the goal (once per idempotency key) and publish its request.
+
+        Raises :class:`~soorma.functions.gateway.policy.PolicyViolation` (403), ``HTTPException`` 409 when the
+        idempotency key was used with another request. A failed publish marks the goal failed and is returned with
+        ``error_status`` 413/503."""
+        goal_id = str(uuid.uuid4())
+        subject(identity.platform_tenant_id, EventTopic.ACTION_REQUESTS.value, goal_type)  # 422 if unusable
+        digest = request_hash(goal_type, data, session_id) if idempotency_key else None
+        envelope = EventEnvelope(
+            source=SOURCE,
+            type=goal_type,
+            topic=EventTopic.ACTION_REQUESTS,
+            data=data,
+            correlation_id=goal_id,
+            goal_id=goal_id,
+            trace_id=goal_id,
+            response_event=GOAL_RESULT_EVENT,
+            response_topic=EventTopic.ACTION_RESULTS.value,
+            platform_tenant_id=identity.platform_tenant_id,
+            tenant_id=identity.service_tenant_id,
+            user_id=identity.service_user_id,
+            session_id=session_id,
+        )
+        with self.db.transaction(identity) as conn:
+            policies.check_goal(policies.load(conn, identity.platform_tenant_id), goal_type, data)
+            inserted = conn.execute(
+                "insert into gateway.goals (goal_id, platform_tenant_id, service_tenant_id, service_user_id,"
+                " principal_id, goal_type, data, session_id, status, response_event, event_id, idempotency_key,"
+                " request_hash) values (%s, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s)"
+                " on conflict (platform_tenant_id, service_tenant_id, service_user_id, idempotency_key)"
+                " where idempotency_key is not null do nothing returning goal_id",
+                (goal_id, identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
+                 identity.principal_id, goal_type, Jsonb(data), session_id, GOAL_RESULT_EVENT, envelope.id,
+                 idempotency_key, digest),
+            ).fetchone()
+            if inserted is None:
+                existing = conn.execute(
+                    "select goal_id::text as goal_id, goal_type, status, request_hash from gateway.goals"
+                    " where idempotency_key = %s",
+                    (idempotency_key,),
+                ).fetchone()
+                if existing is None:  # pragma: no cover - the conflicting row is always visible to its identity
+                    raise HTTPException(409, "idempotency key conflict; retry")
+                if existing["request_hash"] != digest:
+                    raise HTTPException(
+                        409, "Idempotency-Key was already used with a different request body"
+                    )
+                return Submitted(existing["goal_id"], existing["status"], existing["goal_type"], replayed=True)
+            if session_id:
+                touch_session(conn, identity, session_id)
+        try:
+            self.publisher.publish(envelope)
+        except Exception as exc:  # noqa: BLE001 - any publish failure fails the goal
+            reason = str(exc) if isinstance(exc, PublishError) else f"{type(exc).__name__}: {exc}"
+            logger.error("goal %s: publish failed: %s", goal_id, reason)
+            with self.db.transaction(identity) as conn:
+                conn.execute(
+                    "update gateway.goals set status = 'failed', error = %s, completed_at = now()"
+                    " where goal_id = %s and status = 'running'",
+                    (f"publish failed: {reason}", goal_id),
+                )
+            return Submitted(goal_id, "failed", goal_type, error_status=413 if isinstance(exc, PayloadTooLarge) else 503,
+                             error=f"goal {goal_id} could not be submitted: {reason}")
+        return Submitted(goal_id, "running", goal_type)
+
+    # -- read ------------------------------------------------------------------------------------------------------
+    def status(self, identity: Identity, goal_id: str) -> str | None:
+        with self.db.transaction(identity) as conn:
+            row = conn.execute("select status from gateway.goals where goal_id = %s", (goal_id,)).fetchone()
+        return row["status"] if row else None
+
+    def get(self, identity: Identity, goal_id: str, *, wait_s: float = 0.0) -> dict[str, Any]:
+        """The goal with its tasks and event count; with ``wait_s`` > 0, first wait (polling the status, at most
+        :data:`MAX_WAIT_S`) until it is no longer running. 404 when the caller cannot see it."""
+        gid = goal_uuid(goal_id)
+        if wait_s > 0:
+            deadline = time.monotonic() + min(wait_s, MAX_WAIT_S)
+            interval = 0.05
+            while True:
+                state = self.status(identity, gid)
+                if state is None:
+                    raise HTTPException(404, f"goal {goal_id!r} not found")
+                left = deadline - time.monotonic()
+                if state in FINAL or left <= 0:
+                    break
+                time.sleep(min(interval, left))
+                interval = min(interval * 1.5, 0.5)
+        with self.db.transaction(identity) as conn:
+            goal = conn.execute(f"select {_GOAL_COLUMNS} from gateway.goals where goal_id = %s", (gid,)).fetchone()
+            if goal is None:
+                raise HTTPException(404, f"goal {goal_id!r} not found")
+            tasks = conn.execute(
+                "select task_id, event_type, status, agent, started_at, completed_at, progress, progress_message"
+                " from gateway.goal_tasks"
+                " where goal_id = %s order by started_at nulls last, task_id",
+                (gid,),
+            ).fetchall()
+            events = conn.execute(
+                "select count(*) as n from gateway.goal_events where goal_id = %s", (gid,)
+            ).fetchone()["n"]
+        return {
+            **goal,
+            "created_at": iso(goal["created_at"]),
+            "completed_at": iso(goal["completed_at"]),
+            "tasks": [
+                {**t, "started_at": iso(t["started_at"]), "completed_at": iso(t["completed_at"])} for t in tasks
+            ],
+            "events": events,
+        }
+
+    def list(
+        self,
+        identity: Identity,
+        *,
+        status: str | None = None,
+        session_id: str | None = None,
+        goal_type: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """The caller's goals, newest first, ``limit`` per page; ``next_cursor`` continues."""
+        where, params = ["true"], []
+        if status is not None:
+            where.append("status = %s")
+            params.append(status)
+        if session_id is not None:
+            where.append("session_id = %s")
+            params.append(session_id)
+        if goal_type is not None:
+            where.append("goal_type = %s")
+            params.append(goal_type)
+        if cursor:
+            created, gid = decode_cursor(cursor, 2)
+            try:
+                created_at = datetime.fromisoformat(created)
+                gid = str(uuid.UUID(gid))
+            except ValueError:
+                raise HTTPException(422, "invalid cursor") from None
+            where.append("(created_at, goal_id) < (%s, %s)")
+            params += [created_at, gid]
+        params.append(limit + 1)
+        with self.db.transaction(identity) as conn:
+            rows = conn.execute(
+                "select goal_id::text as goal_id, goal_type, status, session_id, error, created_at, completed_at"
+                f" from gateway.goals where {' and '.join(where)} order by created_at desc, goal_id desc limit %s",
+                params,
+            ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        goals = [{**r, "created_at": iso(r["created_at"]), "completed_at": iso(r["completed_at"])} for r in rows]
+        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["goal_id"]) if more else None
+        return {"goals": goals, "count": len(goals), "next_cursor": next_cursor}
+
+    def events(self, identity: Identity, goal_id: str, *, limit: int = 1000, cursor: str | None = None) -> dict:
+        """Every recorded event of the goal's trace in order (event time, then arrival), ``limit`` per page."""
+        gid = goal_uuid(goal_id)
+        where, params = ["goal_id = %s"], [gid]
+        if cursor:
+            when, recorded, event_id = decode_cursor(cursor, 3)
+            try:
+                params += [datetime.fromisoformat(when), datetime.fromisoformat(recorded), event_id]
+            except ValueError:
+                raise HTTPException(422, "invalid cursor") from None
+            where.append("(time, recorded_at, event_id) > (%s, %s, %s)")
+        params.append(limit + 1)
+        with self.db.transaction(identity) as conn:
+            if conn.execute("select 1 from gateway.goals where goal_id = %s", (gid,)).fetchone() is None:
+                raise HTTPException(404, f"goal {goal_id!r} not found")
+            rows = conn.execute(
+                "select event_id, type, topic, correlation_id, parent_event_id, source, time, recorded_at,"
+                f" data_summary as data from gateway.goal_events where {' and '.join(where)}"
+                " order by time, recorded_at, event_id limit %s",
+                params,
+            ).fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        last = rows[-1] if rows else None
+        events = [
+            {k: v for k, v in {**r, "time": iso(r["time"])}.items() if k != "recorded_at"} for r in rows
+        ]
+        next_cursor = encode_cursor(last["time"], last["recorded_at"], last["event_id"]) if more and last else None
+        return {"goal_id": gid, "events": events, "count": len(events), "next_cursor": next_cursor}
+
+    # -- cancel ----------------------------------------------------------------------------------------------------
+    def cancel(self, identity: Identity, goal_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Mark a running goal cancelled and publish ``soorma.goal.cancel`` on ``system-events`` (in that order,
+        inside one transaction: a failed publish leaves the goal running and answers 503). 404 unknown goal, 409 a
+        goal that already ended."""
+        gid = goal_uuid(goal_id)
+        text = reason or f"cancelled by {identity.principal_id}"
+        with self.db.transaction(identity) as conn:
+            row = conn.execute(
+                "update gateway.goals set status = 'cancelled', error = %s, completed_at = now()"
+                " where goal_id = %s and status = 'running' returning goal_type, session_id",
+                (text, gid),
+            ).fetchone()
+            if row is None:
+                current = conn.execute("select status from gateway.goals where goal_id = %s", (gid,)).fetchone()
+                if current is None:
+                    raise HTTPException(404, f"goal {goal_id!r} not found")
+                raise HTTPException(409, f"goal {gid} is {current['status']}, not running")
+            envelope = EventEnvelope(
+                id=f"cancel-{gid}",
+                source=SOURCE,
+                type=GOAL_CANCEL_EVENT,
+                topic=EventTopic.SYSTEM_EVENTS,
+                data={"goal_id": gid, "goal_type": row["goal_type"], "reason": text},
+                correlation_id=gid,
+                goal_id=gid,
+                trace_id=gid,
+                platform_tenant_id=identity.platform_tenant_id,
+                tenant_id=identity.service_tenant_id,
+                user_id=identity.service_user_id,
+                session_id=row["session_id"],
+            )
+            try:
+                self.publisher.publish(envelope)
+            except PublishError as exc:
+                raise HTTPException(503, f"cancel event could not be published: {exc}") from None
+        return self.get(identity, gid)
+
+
+# -- sessions ----------------------------------------------------------------------------------------------------------
+def touch_session(conn, identity: Identity, session_id: str) -> None:
+    conn.execute(
+        "insert into gateway.sessions as s (platform_tenant_id, service_tenant_id, service_user_id, session_id)"
+        " values (%s, %s, %s, %s) on conflict (platform_tenant_id, service_tenant_id, service_user_id, session_id)"
+        " do update set updated_at = now()",
+        (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, session_id),
+    )
+
+
+def _session_out(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"])}
+
+
+_SESSION_SELECT = (
+    "select s.session_id, s.metadata, s.created_at, s.updated_at,"
+    " (select count(*) from gateway.goals g where g.session_id = s.session_id) as goal_count"
+    " from gateway.sessions s"
+)
+
+
+def create_session(db: Database, identity: Identity, session_id: str | None, metadata: dict[str, Any]) -> dict:
+    sid = session_id or str(uuid.uuid4())
+    with db.transaction(identity) as conn:
+        conn.execute(
+            "insert into gateway.sessions (platform_tenant_id, service_tenant_id, service_user_id, session_id,"
+            " metadata) values (%s, %s, %s, %s, %s)",
+            (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, sid,
+             Jsonb(metadata)),
+        )  # an existing id is a unique violation: 409
+        row = conn.execute(f"{_SESSION_SELECT} where s.session_id = %s", (sid,)).fetchone()
+    return _session_out(row)
+
+
+def get_session(db: Database, identity: Identity, session_id: str) -> dict:
+    with db.transaction(identity) as conn:
+        row = conn.execute(f"{_SESSION_SELECT} where s.session_id = %s", (session_id,)).fetchone()
+    if row is None:
+        raise HTTPException(404, f"session {session_id[:100]!r} not found")
+    return _session_out(row)
+
+
+def list_sessions(db: Database, identity: Identity, *, limit: int = 20, cursor: str | None = None) -> dict:
+    where, params = ["true"], []
+    if cursor:
+        updated, sid = decode_cursor(cursor, 2)
+        try:
+            params += [datetime.fromisoformat(updated), sid]
+        except ValueError:
+            raise HTTPException(422, "invalid cursor") from None
+        where.append("(s.updated_at, s.session_id) < (%s, %s)")
+    params.append(limit + 1)
+    with db.transaction(identity) as conn:
+        rows = conn.execute(
+            f"{_SESSION_SELECT} where {' and '.join(where)} order by s.updated_at desc, s.session_id desc limit %s",
+            params,
+        ).fetchall()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1]["updated_at"], rows[-1]["session_id"]) if more else None
+    return {"sessions": [_session_out(r) for r in rows], "count": len(rows), "next_cursor": next_cursor}

@@ -1,0 +1,208 @@
+"""JWT verification for the authorizer: HS256 with a shared secret (local development, tests) and RS256 (also RS384,
+RS512, ES256) from a JWKS URL (Cognito or any OIDC issuer), with issuer and audience checks.
+
+Settings (environment):
+
+* ``SOORMA_JWT_SECRET`` — HS256 secret; HS256 tokens are refused when it is not set.
+* ``SOORMA_JWT_JWKS_URL`` — JWKS document of the issuer (e.g. ``https://cognito-idp.<region>.amazonaws.com/<pool>/
+  .well-known/jwks.json``); RS256 tokens are refused when it is not set. Keys are cached
+  ``SOORMA_JWT_JWKS_CACHE_SECONDS`` (default 300) by PyJWT's ``PyJWKClient``; an unknown ``kid`` refetches once.
+* ``SOORMA_JWT_ISSUER`` — required ``iss`` (checked when set); ``SOORMA_JWT_AUDIENCE`` — accepted ``aud`` values,
+  comma-separated (checked when set; when it is not set a token's ``aud`` is not checked).
+* ``SOORMA_JWT_LEEWAY_SECONDS`` — clock skew allowed on ``exp``/``nbf``/``iat`` (default 0).
+* ``SOORMA_JWT_DEFAULT_ROLE`` — the role of a token naming none (default ``user``).
+
+Claims → identity (soorma-core's projection, reference §2.0; every claim is also looked up with Cognito's
+``custom:`` prefix):
+
+* ``platform_tenant_id = tenant_id || platform_tenant_id`` (required)
+* ``service_tenant_id = service_tenant_id || tenant_id || platform_tenant_id``
+* ``service_user_id = service_user_id || user_id || principal_id || sub``
+* ``principal_id = principal_id || sub`` (required)
+* ``role`` = the highest of the roles named by ``role``, ``roles``, ``principal_type`` and ``cognito:groups``
+  (soorma-core's principal types ``service``, ``planner``, ``worker``, ``tool`` are ``agent``), else the default.
+
+``exp`` is required. Each identity value must match ``[A-Za-z0-9_-]{1,64}`` (they go into NATS subjects).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import jwt
+
+from soorma.identity import CREDENTIAL_JWT, ROLE_RANK, ROLES, Identity
+from soorma.subjects import InvalidSubjectToken, check_identifier
+
+HMAC_ALGORITHMS = ("HS256",)
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256")
+
+_ROLE_ALIASES = {
+    "admin": "admin",
+    "developer": "developer",
+    "agent": "agent",
+    "service": "agent",
+    "planner": "agent",
+    "worker": "agent",
+    "tool": "agent",
+    "user": "user",
+}
+
+
+class TokenRejected(Exception):
+    """The token is not acceptable (bad signature, expired, wrong issuer/audience, missing claims...)."""
+
+
+@dataclass(frozen=True)
+class JwtSettings:
+    secret: str | None = None
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: tuple[str, ...] = ()
+    leeway_s: float = 0.0
+    jwks_cache_s: float = 300.0
+    default_role: str = "user"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret or self.jwks_url)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "JwtSettings":
+        env = os.environ if env is None else env
+        audience = tuple(a.strip() for a in (env.get("SOORMA_JWT_AUDIENCE") or "").split(",") if a.strip())
+        default_role = env.get("SOORMA_JWT_DEFAULT_ROLE") or "user"
+        if default_role not in ROLES:
+            raise ValueError(f"SOORMA_JWT_DEFAULT_ROLE={default_role!r} must be one of {', '.join(ROLES)}")
+        return cls(
+            secret=env.get("SOORMA_JWT_SECRET") or None,
+            jwks_url=env.get("SOORMA_JWT_JWKS_URL") or None,
+            issuer=env.get("SOORMA_JWT_ISSUER") or None,
+            audience=audience,
+            leeway_s=float(env.get("SOORMA_JWT_LEEWAY_SECONDS") or 0),
+            jwks_cache_s=float(env.get("SOORMA_JWT_JWKS_CACHE_SECONDS") or 300),
+            default_role=default_role,
+        )
+
+
+_jwks_clients: dict[tuple[str, float], jwt.PyJWKClient] = {}
+_jwks_lock = threading.Lock()
+
+
+def jwks_client(url: str, cache_s: float = 300.0) -> jwt.PyJWKClient:
+    """One cached ``PyJWKClient`` per (URL, cache lifetime) and process (a warm Lambda environment reuses it)."""
+    key = (url, cache_s)
+    with _jwks_lock:
+        client = _jwks_clients.get(key)
+        if client is None:
+            client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=max(cache_s, 1), timeout=5)
+            _jwks_clients[key] = client
+    return client
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and not token.startswith("sk_") and len(token) <= 16384
+
+
+def _claim(claims: Mapping[str, Any], name: str) -> Any:
+    value = claims.get(name)
+    if value in (None, ""):
+        value = claims.get(f"custom:{name}")
+    return None if value in (None, "") else value
+
+
+def _first(claims: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = _claim(claims, name)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def _role(claims: Mapping[str, Any], default: str) -> str:
+    named: list[str] = []
+    for name in ("role", "roles", "principal_type", "cognito:groups"):
+        value = _claim(claims, name)
+        if isinstance(value, str):
+            named.extend(v.strip() for v in value.replace(",", " ").split())
+        elif isinstance(value, (list, tuple)):
+            named.extend(str(v) for v in value)
+    roles = {_ROLE_ALIASES[r.lower()] for r in named if r.lower() in _ROLE_ALIASES}
+    return max(roles, key=ROLE_RANK.__getitem__) if roles else default
+
+
+def identity_from_claims(claims: Mapping[str, Any], *, default_role: str = "user") -> Identity:
+    """Project verified claims onto an :class:`Identity` (see the module docstring); raises :class:`TokenRejected`."""
+    platform = _first(claims, "tenant_id", "platform_tenant_id")
+    service_tenant = _first(claims, "service_tenant_id", "tenant_id", "platform_tenant_id")
+    service_user = _first(claims, "service_user_id", "user_id", "principal_id", "sub")
+    principal = _first(claims, "principal_id", "sub")
+    if not platform or not principal:
+        raise TokenRejected("token lacks a platform tenant or a subject")
+    try:
+        for value, what in ((platform, "platform tenant"), (service_tenant, "service tenant"),
+                            (service_user, "service user"), (principal, "principal")):
+            check_identifier(value, what)
+    except InvalidSubjectToken as exc:
+        raise TokenRejected(str(exc)) from None
+    # The rate-limit bucket is per principal, not per token: minting new tokens does not buy more requests.
+    return Identity(
+        platform_tenant_id=platform,
+        service_tenant_id=service_tenant,
+        service_user_id=service_user,
+        principal_id=principal,
+        role=_role(claims, default_role),
+        credential_type=CREDENTIAL_JWT,
+        credential_id=f"jwt:{principal}",
+        expires_at=str(int(claims["exp"])),
+    )
+
+
+def verify(token: str, settings: JwtSettings) -> Identity:
+    """Verify ``token`` and return its identity; raises :class:`TokenRejected` for any unacceptable token.
+
+    A JWKS URL that cannot be fetched raises ``jwt.PyJWKClientConnectionError`` (a deployment problem, not a bad
+    token: the authorizer lets it surface as a 500).
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise TokenRejected(f"malformed token: {exc}") from None
+    alg = header.get("alg")
+    if alg in HMAC_ALGORITHMS and settings.secret:
+        key: Any = settings.secret
+        algorithms = list(HMAC_ALGORITHMS)
+    elif alg in ASYMMETRIC_ALGORITHMS and settings.jwks_url:
+        try:
+            key = jwks_client(settings.jwks_url, settings.jwks_cache_s).get_signing_key_from_jwt(token).key
+        except jwt.PyJWKClientConnectionError:
+            raise
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
+            raise TokenRejected(f"no signing key: {exc}") from None
+        algorithms = list(ASYMMETRIC_ALGORITHMS)
+    else:
+        raise TokenRejected(f"algorithm {alg!r} is not accepted")
+    options = {"require": ["exp"], "verify_aud": bool(settings.audience)}
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            audience=list(settings.audience) or None,
+            issuer=settings.issuer,
+            leeway=settings.leeway_s,
+            options=options,
+        )
+    except jwt.InvalidTokenError as exc:
+        raise TokenRejected(str(exc)) from None
+    return identity_from_claims(claims, default_role=settings.default_role)
+
+
+def issue_hs256(claims: Mapping[str, Any], secret: str, *, ttl_s: float = 900) -> str:
+    """An HS256 token with ``claims`` plus ``iat`` and ``exp`` (now + ``ttl_s``) — local development and tests."""
+    now = int(time.time())
+    return jwt.encode({"iat": now, "exp": now + int(ttl_s), **claims}, secret, algorithm="HS256")

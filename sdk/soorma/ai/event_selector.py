@@ -1,0 +1,5 @@
+"""Alias of :mod:`soorma.ai.selection` (``EventSelector``, ``EventSelectionError``)."""
+
+from .selection import EventSelectionError, EventSelector
+
+__all__ = ["EventSelectionError", "EventSelector"]

@@ -1,0 +1,152 @@
+"""``soorma dlq list|replay``: see and recover the events that failed every delivery (stream ``SOORMA_DLQ``).
+
+Connects to ``--nats-url``, else ``SOORMA_NATS_URL``, else the running local stack's NATS (``nats_url`` in
+``.soorma/state.json``). The work is done by :mod:`soorma.functions.bridge.dlq`: ``list`` reads without consuming;
+``replay`` publishes each chosen event again to its original subject for the agent that failed it (a new message id,
+so JetStream's de-duplication does not drop it) and then deletes its dead-letter entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, Optional
+
+import typer
+
+from soorma.cli.config import home
+
+app = typer.Typer(help="Dead letters: list the events that failed every delivery, replay them.", no_args_is_help=True)
+
+NATS_URL_ENV = "SOORMA_NATS_URL"
+
+
+def nats_url(explicit: str | None = None) -> str:
+    """``explicit``, ``SOORMA_NATS_URL``, or the local stack's NATS; exits with a message when there is none."""
+    if explicit:
+        return explicit
+    if os.environ.get(NATS_URL_ENV):
+        return os.environ[NATS_URL_ENV]
+    from soorma.local.paths import StackPaths, read_json
+
+    state = read_json(StackPaths(home()).state) or {}
+    if state.get("nats_url"):
+        return state["nats_url"]
+    typer.secho(f"no NATS to connect to: set {NATS_URL_ENV}, pass --nats-url, or start the local stack "
+                "(`soorma local up`)", fg="red", err=True)
+    raise typer.Exit(2)
+
+
+async def _with_js(url: str, work):
+    import nats
+
+    try:
+        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception as exc:  # noqa: BLE001 - any connection failure is reported the same way
+        typer.secho(f"cannot connect to NATS at {url}: {type(exc).__name__}: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    try:
+        return await work(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+def _print_table(entries: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"dead letters ({len(entries)})")
+    for column in ("seq", "event id", "event type", "tenant", "agent", "deliveries", "dead-lettered at", "error"):
+        table.add_column(column, overflow="fold")  # wrap, never cut: ids are copied from here into --id
+    for e in entries:
+        table.add_row(str(e["seq"]), str(e["event_id"]), str(e["event_type"]), str(e["platform_tenant_id"]),
+                      str(e["agent"]), str(e["deliveries"]), str(e["dead_lettered_at"]), str(e["error"]))
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 200))
+    console.print(table)
+
+
+@app.command("list")
+def list_(
+    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this platform tenant's"),
+    event_id: Optional[str] = typer.Option(None, "--id", help="Only the entry of this event id"),
+    limit: int = typer.Option(100, "--limit", "-n", min=1, help="At most this many entries (oldest first)"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line"),
+    url: Optional[str] = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
+) -> None:
+    """List dead letters, oldest first: event, agent, delivery count and the last error."""
+    from soorma.functions.bridge.dlq import list_dead_letters
+
+    async def work(js):
+        return await list_dead_letters(js, platform_tenant_id=tenant, agent=agent, event_id=event_id, limit=limit)
+
+    try:
+        entries = [e.summary() for e in asyncio.run(_with_js(nats_url(url), work))]
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        for entry in entries:
+            typer.echo(json.dumps(entry, sort_keys=True))
+        return
+    if not entries:
+        typer.echo("no dead letters")
+        return
+    _print_table(entries)
+
+
+@app.command()
+def replay(
+    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this platform tenant's"),
+    event_id: Optional[str] = typer.Option(None, "--id", help="Replay the entry of this event id"),
+    all_: bool = typer.Option(False, "--all", help="Replay every entry that matches --agent/--tenant"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per replayed entry"),
+    url: Optional[str] = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
+) -> None:
+    """Deliver dead letters again to the agent that failed them, then remove them from the dead-letter stream.
+
+    Needs --id EVENT_ID or --all (with --agent/--tenant to narrow it). Fix the function first."""
+    if not event_id and not all_:
+        typer.secho("say which: --id EVENT_ID, or --all (narrowed by --agent/--tenant)", fg="red", err=True)
+        raise typer.Exit(2)
+    from soorma.functions.bridge.dlq import list_dead_letters, replay as replay_entry
+
+    async def work(js):
+        entries = await list_dead_letters(js, platform_tenant_id=tenant, agent=agent, event_id=event_id, limit=None)
+        done, failed = [], []
+        for entry in entries:
+            try:
+                await replay_entry(js, entry)
+            except Exception as exc:  # noqa: BLE001 - report and go on with the others
+                failed.append({**entry.summary(), "replay_error": f"{type(exc).__name__}: {exc}"})
+            else:
+                done.append(entry.summary())
+        return done, failed
+
+    try:
+        done, failed = asyncio.run(_with_js(nats_url(url), work))
+    except ValueError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        for entry in done:
+            typer.echo(json.dumps({**entry, "replayed": True}, sort_keys=True))
+        for entry in failed:
+            typer.echo(json.dumps({**entry, "replayed": False}, sort_keys=True))
+    else:
+        for entry in done:
+            typer.echo(f"replayed {entry['event_id']} ({entry['event_type']}) to {entry['agent']} "
+                       f"[tenant {entry['platform_tenant_id']}, dead letter {entry['seq']}]")
+        for entry in failed:
+            typer.secho(f"could not replay dead letter {entry['seq']}: {entry['replay_error']}", fg="red", err=True)
+    if event_id and not done and not failed:
+        typer.secho(f"no dead letter with event id {event_id}", fg="red", err=True)
+        raise typer.Exit(1)
+    if not as_json and not done and not failed:
+        typer.echo("nothing to replay")
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,179 @@
+"""``EventClient``: soorma-core's client for scripts that publish events and listen for answers (reference §1.10).
+
+::
+
+    client = EventClient(agent_id="research-client", source="research-client")
+
+    @client.on_event("research.result", topic=EventTopic.ACTION_RESULTS)
+    async def on_result(event: EventEnvelope):
+        ...
+
+    await client.connect(topics=[EventTopic.ACTION_RESULTS])
+    await client.publish(event_type="research.goal", topic=EventTopic.ACTION_REQUESTS, data={...},
+                         correlation_id=cid, response_event="research.result", response_topic="action-results")
+    ...
+    await client.disconnect()
+
+Publishing goes through the gateway (``POST /v1/events/publish``, :class:`~soorma.clients.bus.BusClient`) with the
+caller's API key, so the gateway sets the identity. Listening has no SSE stream here: :meth:`connect` subscribes to
+the platform tenant's subjects on NATS JetStream (``SOORMA_NATS_URL``, else the local stack's, as ``agent.run()``
+does) with an ephemeral ordered consumer that starts at new events. That needs access to NATS, which a developer
+has against ``soorma local``; in the cloud, submit goals (``POST /v1/goals``) and poll them, or deploy an agent.
+``connect`` with no topics only prepares publishing. Handlers run one at a time, in arrival order; exceptions are
+logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any, Awaitable, Callable
+
+from .events import EventEnvelope, EventTopic
+
+log = logging.getLogger("soorma.event_client")
+
+Handler = Callable[[EventEnvelope], "Awaitable[Any] | Any"]
+
+
+class EventClient:
+    def __init__(
+        self,
+        event_service_url: str | None = None,
+        agent_id: str | None = None,
+        source: str | None = None,
+        auth_token: str | None = None,
+        auth_token_provider: Any = None,
+        platform_tenant_id: str | None = None,
+        tenant_id: str | None = None,
+        session_id: str | None = None,
+        events_consumed: list[Any] | None = None,
+        max_reconnect_attempts: int = -1,
+        reconnect_base_delay: float = 1.0,
+        reconnect_max_delay: float = 60.0,
+        *,
+        nats_url: str | None = None,
+    ) -> None:
+        from .clients.bus import BusClient
+        from .settings import Settings
+
+        settings = Settings.from_env()
+        self.agent_id = agent_id or source or "soorma-client"
+        self.source = source or self.agent_id
+        self.bus = BusClient(event_service_url or settings.bus_base, auth_token or settings.api_key,
+                             source=self.source, timeout=settings.timeout, auth_token_provider=auth_token_provider)
+        self.platform_tenant_id = platform_tenant_id
+        self.tenant_id = tenant_id
+        self.session_id = session_id
+        self.events_consumed = list(events_consumed or [])
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self._nats_url = nats_url
+        self._handlers: list[tuple[str | None, str | None, Handler]] = []  # (topic, event type or None=all, fn)
+        self._nc: Any = None
+        self._subs: list[Any] = []
+        self._queue: asyncio.Queue[EventEnvelope] | None = None
+        self._worker: asyncio.Task | None = None
+
+    # --- handlers ----------------------------------------------------------------------------------------------
+    def on_event(self, event_type: str, *, topic: str | EventTopic | None = None) -> Callable[[Handler], Handler]:
+        def decorate(func: Handler) -> Handler:
+            self._handlers.append((str(topic) if topic else None, event_type, func))
+            return func
+
+        return decorate
+
+    def on_all_events(self, func: Handler) -> Handler:
+        self._handlers.append((None, None, func))
+        return func
+
+    @property
+    def is_connected(self) -> bool:
+        return self._nc is not None
+
+    # --- connection --------------------------------------------------------------------------------------------
+    async def connect(self, topics: list[str | EventTopic] | None = None) -> None:
+        """Listen to ``topics`` of the platform tenant (see the module docstring)."""
+        topics = [str(t.value if isinstance(t, EventTopic) else t) for t in topics or []]
+        if not topics or self._nc is not None:
+            return
+        import nats
+        from nats.js.api import DeliverPolicy
+
+        from .process import resolve_nats_url, resolve_platform_tenant
+        from .subjects import filter_subject
+
+        tenant = resolve_platform_tenant(self.platform_tenant_id)
+        self._nc = await nats.connect(resolve_nats_url(self._nats_url), name=f"soorma-client-{self.agent_id}",
+                                      max_reconnect_attempts=self.max_reconnect_attempts)
+        js = self._nc.jetstream()
+        self._queue = asyncio.Queue()
+
+        async def received(msg: Any) -> None:
+            try:
+                self._queue.put_nowait(EventEnvelope.from_json(msg.data))
+            except Exception as exc:  # noqa: BLE001 - not an envelope: nothing to hand to handlers
+                log.warning("ignored a message that is not an event: %s", exc)
+
+        for topic in dict.fromkeys(topics):
+            sub = await js.subscribe(filter_subject(tenant, topic, "*"), cb=received, ordered_consumer=True,
+                                     deliver_policy=DeliverPolicy.NEW)
+            self._subs.append(sub)
+        self._worker = asyncio.create_task(self._dispatch_loop())
+
+    async def _dispatch_loop(self) -> None:
+        assert self._queue is not None
+        while True:
+            event = await self._queue.get()
+            topic = str(event.topic)
+            for want_topic, want_type, func in list(self._handlers):
+                if want_topic and want_topic != topic:
+                    continue
+                if want_type not in (None, "*", event.type):
+                    continue
+                try:
+                    result = func(event)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:  # noqa: BLE001 - as soorma-core: a handler error is logged, the stream goes on
+                    log.exception("handler %s failed on %s", getattr(func, "__name__", func), event.type)
+
+    async def disconnect(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker = None
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # noqa: BLE001
+                pass
+        self._subs = []
+        if self._nc is not None:
+            try:
+                await self._nc.close()
+            finally:
+                self._nc = None
+        await self.bus.close()
+
+    # --- publishing --------------------------------------------------------------------------------------------
+    async def publish(
+        self,
+        event_type: str,
+        topic: str | EventTopic,
+        data: dict[str, Any] | None = None,
+        correlation_id: str | None = None,
+        response_event: str | None = None,
+        response_topic: str | None = None,
+        **fields: Any,
+    ) -> str:
+        """Publish one event through the gateway; returns its id. ``fields``: any other envelope field
+        (``tenant_id``, ``user_id``, ``session_id``, ``trace_id``, ``payload_schema_name``, ...)."""
+        fields.setdefault("tenant_id", self.tenant_id)
+        fields.setdefault("session_id", self.session_id)
+        return await self.bus.publish(
+            str(topic.value if isinstance(topic, EventTopic) else topic), event_type, data,
+            correlation_id=correlation_id, response_event=response_event, response_topic=response_topic, **fields,
+        )
+
+
+__all__ = ["EventClient"]

@@ -1,0 +1,5 @@
+"""soorma-core's ``soorma_common.events``."""
+
+from soorma.events import EventDefinition, EventEnvelope, EventTopic
+
+__all__ = ["EventDefinition", "EventEnvelope", "EventTopic"]
