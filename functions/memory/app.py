@@ -9,100 +9,81 @@ Identity comes only from the API Gateway authorizer context (``requestContext.au
 request without it is answered 401 before its body is read (:func:`soorma.service.function_app`, like every
 function). Row-level security (0004_memory.sql) scopes every row.
 
-Routes (prefix ``/v1/memory``; responses camelCase, bodies camelCase or snake_case):
+Routes (prefix ``/v1/memory``; responses camelCase, bodies camelCase or snake_case; every create body may carry
+``embedding``, a vector the caller computed, checked against ``SOORMA_EMBEDDING_DIMENSIONS``):
 
-* ``POST /semantic`` → 201 passage; ``POST /semantic/batch`` ``{items: [...]}`` (≤ 256) → 201 ``{ids, count}``;
-  ``POST /semantic/query?query=&limit=5&include_public=true`` and ``GET /semantic/search?q=&limit=5`` → passages with
-  ``score`` (1 - cosine distance), best first.
-* ``PUT|GET|DELETE /working/{plan_id}/{key}``, ``DELETE /working/{plan_id}``.
-* ``POST /task-context`` (upsert), ``GET|PUT|DELETE /task-context/{task_id}``,
+* semantic: ``POST /semantic`` → 201 passage; ``POST /semantic/batch`` ``{items: [...]}`` (≤ 256) → 201 ``{ids,
+  count}``; ``POST /semantic/query?query=&limit=5&include_public=true&ef_search=`` and ``GET /semantic/search?q=``
+  → passages with ``score`` (1 - cosine distance), best first; ``GET /semantic?limit=&cursor=`` → ``{items, count,
+  nextCursor}`` (the caller's own passages); ``DELETE /semantic/{id}``.
+* working memory: ``PUT|GET|DELETE /working/{plan_id}/{key}``, ``DELETE /working/{plan_id}``.
+* task context: ``POST /task-context`` (upsert), ``GET|PUT|DELETE /task-context/{task_id}``,
   ``GET /task-context/by-subtask/{sub_task_id}``; every write bumps ``version``; a ``version`` in the body is the
   one the caller expects to overwrite (409 when the stored row has another).
+* episodic, procedural, plan context, plans, sessions, admin erase: :mod:`soorma.functions.memory.routes`.
 * ``GET /health``.
 """
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+import base64
+import json
+from datetime import datetime
+from typing import Any, Optional
 
-import numpy as np
 import psycopg
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from soorma.db import Database, database_from_env
+from soorma.db import Database
 from soorma.functions.memory import store
-from soorma.functions.memory.embeddings import EmbeddingProvider, check_dimensions, provider_from_env
+from soorma.functions.memory.common import (
+    CALLER,
+    PUBLIC_WRITERS,
+    Resources,
+    check_path,
+    check_uuid,
+    id_path,
+    query_text,
+    require_public_writer,
+)
+from soorma.functions.memory.embeddings import EmbeddingError, EmbeddingProvider
 from soorma.functions.memory.models import (
-    MAX_CONTENT_BYTES,
-    MAX_ID_CHARS,
     SemanticBatch,
     SemanticCreate,
     TaskContextCreate,
     TaskContextUpdate,
     WorkingSet,
 )
-from soorma.identity import WRITER_ROLES, Identity
-from soorma.service import current_identity, function_app
+from soorma.functions.memory.routes import add_routes, ef_search_query
+from soorma.identity import Identity
+from soorma.service import function_app
 
-#: Roles that may write public knowledge (readable by every service tenant of the platform tenant). An end user
-#: (role ``user``) writes only private rows.
-PUBLIC_WRITERS = WRITER_ROLES
-
-#: The routes' ``caller`` parameter: the authorizer's identity (:func:`soorma.service.current_identity`).
-CALLER = Depends(current_identity)
-
-
-class _Resources:
-    """The app's database and embedding provider, resolved from the environment on first use."""
-
-    def __init__(self, db: Database | None, embedder: EmbeddingProvider | None) -> None:
-        self._db = db
-        self._embedder = embedder
-        self._lock = threading.Lock()
-
-    @property
-    def db(self) -> Database:
-        if self._db is None:
-            with self._lock:
-                if self._db is None:
-                    self._db = database_from_env()
-        return self._db
-
-    @property
-    def embedder(self) -> EmbeddingProvider:
-        if self._embedder is None:
-            with self._lock:
-                if self._embedder is None:
-                    provider = provider_from_env()
-                    check_dimensions(provider)
-                    self._embedder = provider
-        return self._embedder
+# Former private names, kept for code that imported them.
+_Resources = Resources
+_id_path = id_path
+_check_path = check_path
+_query_text = query_text
 
 
-def _id_path(what: str):
-    return Path(..., min_length=1, max_length=MAX_ID_CHARS, description=what)
+def _encode_cursor(row: dict[str, Any]) -> str:
+    raw = json.dumps([row["created_at"].isoformat(), str(row["id"])]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _check_path(value: str, what: str) -> str:
-    if "\x00" in value:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} must not contain NUL characters")
-    return value
-
-
-def _query_text(value: str, what: str) -> str:
-    if not value.strip():
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} must not be empty")
-    if len(value.encode("utf-8")) > MAX_CONTENT_BYTES:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} is longer than {MAX_CONTENT_BYTES} bytes")
-    return _check_path(value, what)
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, row_id = json.loads(raw)
+        return datetime.fromisoformat(created_at), check_uuid(row_id, "cursor")
+    except (ValueError, TypeError, HTTPException):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "cursor is not one this service issued") from None
 
 
 def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = None) -> FastAPI:
     """The memory FastAPI app. ``db`` / ``embedder`` are injected by tests; otherwise taken from the environment."""
-    resources = _Resources(db, embedder)
+    resources = Resources(db, embedder)
     # The identity guard and the shared error mapping (bad input is a 4xx with a reason, never a 500); memory keeps
     # its OpenAPI document, as it always had.
     app = function_app("Soorma memory", version="1", openapi_url="/openapi.json")
@@ -117,29 +98,21 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
             )
         return JSONResponse({"detail": errors}, status_code=422)
 
+    @app.exception_handler(EmbeddingError)
+    async def _embedding_failed(request: Request, exc: EmbeddingError) -> JSONResponse:
+        return JSONResponse({"detail": f"embedding failed: {exc}"}, status_code=502)
+
     router = APIRouter(prefix="/v1/memory")
 
-    def embed(texts: list[str]) -> np.ndarray:
-        vectors = resources.embedder.embed(texts)
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
-
     def upsert(caller: Identity, bodies: list[SemanticCreate]) -> list[dict[str, Any]]:
-        if any(b.is_public for b in bodies) and caller.role not in PUBLIC_WRITERS:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"role {caller.role!r} may not write public knowledge (is_public=true)"
-            )
+        require_public_writer(caller, any(b.is_public for b in bodies), "knowledge")
         items = [store.SemanticItem(b.content, b.external_id, b.is_public, b.full_metadata()) for b in bodies]
+        # caller-supplied vectors checked, stored ones reused by content hash, the rest computed in one batch
+        vectors = resources.vectors(caller, [i.content for i in items], [b.embedding for b in bodies])
+        for item, (vector, model) in zip(items, vectors):
+            item.vector, item.model = vector, model
         with resources.db.transaction(caller) as conn:
-            embeddings = store.existing_embeddings(conn, (i.hash for i in items))
-        missing: dict[str, str] = {}
-        for item in items:
-            if item.hash not in embeddings:
-                missing.setdefault(item.hash, item.content)
-        if missing:  # one batch for every new text (outside the transaction: no connection held while computing)
-            vectors = embed(list(missing.values()))
-            embeddings.update(zip(missing.keys(), vectors))
-        with resources.db.transaction(caller) as conn:
-            return store.upsert_semantic(conn, caller, items, embeddings)
+            return store.upsert_semantic(conn, caller, items)
 
     # -- semantic memory -------------------------------------------------------------------------------------------
 
@@ -153,10 +126,12 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         rows = upsert(caller, body.items)
         return {"ids": [str(row["id"]) for row in rows], "count": len(rows)}
 
-    def search(caller: Identity, text: str, limit: int, include_public: bool) -> list[dict[str, Any]]:
-        (vector,) = embed([text])
+    def search(
+        caller: Identity, text: str, limit: int, include_public: bool, ef_search: int | None
+    ) -> list[dict[str, Any]]:
+        vector = resources.query_vector(text)
         with resources.db.transaction(caller) as conn:
-            found = store.search_semantic(conn, caller, vector, limit, include_public)
+            found = store.search_semantic(conn, caller, vector, limit, include_public, ef_search)
         return [store.semantic_response(row, caller, score) for row, score in found]
 
     @router.post("/semantic/query")
@@ -164,40 +139,69 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         query: str = Query(..., description="search text"),
         limit: int = Query(5, ge=1, le=50),
         include_public: bool = Query(True),
+        ef_search: Optional[int] = ef_search_query(),
         caller: Identity = CALLER,
     ) -> list[dict[str, Any]]:
-        return search(caller, _query_text(query, "query"), limit, include_public)
+        return search(caller, query_text(query, "query"), limit, include_public, ef_search)
 
     @router.get("/semantic/search")
     def search_knowledge(
         q: str = Query(..., description="search text"),
         limit: int = Query(5, ge=1, le=50),
+        ef_search: Optional[int] = ef_search_query(),
         caller: Identity = CALLER,
     ) -> list[dict[str, Any]]:
         """soorma-core's legacy search: same as ``/semantic/query`` with public knowledge included."""
-        return search(caller, _query_text(q, "q"), limit, True)
+        return search(caller, query_text(q, "q"), limit, True, ef_search)
+
+    @router.get("/semantic")
+    def list_knowledge(
+        limit: int = Query(50, ge=1, le=200),
+        cursor: Optional[str] = Query(None, max_length=512),
+        caller: Identity = CALLER,
+    ) -> dict[str, Any]:
+        """The caller's own passages (private, and public ones it wrote), oldest first, one page at a time: pass the
+        answer's ``nextCursor`` to get the next page (``null`` on the last page)."""
+        after = _decode_cursor(cursor) if cursor else None
+        with resources.db.transaction(caller) as conn:
+            rows = store.list_semantic(conn, caller, limit + 1, after)
+        page = rows[:limit]
+        return {
+            "items": [store.semantic_response(row, caller) for row in page],
+            "count": len(page),
+            "nextCursor": _encode_cursor(page[-1]) if len(rows) > limit else None,
+        }
+
+    @router.delete("/semantic/{memory_id}", status_code=status.HTTP_204_NO_CONTENT)
+    def delete_knowledge(memory_id: str = id_path("knowledge id"), caller: Identity = CALLER) -> Response:
+        memory_id = check_uuid(memory_id, "knowledge id")
+        with resources.db.transaction(caller) as conn:
+            deleted = store.delete_semantic(conn, caller, memory_id)
+        if not deleted:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"knowledge not found: {memory_id}")
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     # -- working memory --------------------------------------------------------------------------------------------
 
     @router.put("/working/{plan_id}/{key}")
     def set_working(
         body: WorkingSet,
-        plan_id: str = _id_path("plan id"),
-        key: str = _id_path("state key"),
+        plan_id: str = id_path("plan id"),
+        key: str = id_path("state key"),
         caller: Identity = CALLER,
     ) -> dict[str, Any]:
-        _check_path(plan_id, "plan_id")
-        _check_path(key, "key")
+        check_path(plan_id, "plan_id")
+        check_path(key, "key")
         with resources.db.transaction(caller) as conn:
             row = store.set_working(conn, caller, plan_id, key, body.value)
         return store.working_response(row)
 
     @router.get("/working/{plan_id}/{key}")
     def get_working(
-        plan_id: str = _id_path("plan id"), key: str = _id_path("state key"), caller: Identity = CALLER
+        plan_id: str = id_path("plan id"), key: str = id_path("state key"), caller: Identity = CALLER
     ) -> dict[str, Any]:
-        _check_path(plan_id, "plan_id")
-        _check_path(key, "key")
+        check_path(plan_id, "plan_id")
+        check_path(key, "key")
         with resources.db.transaction(caller) as conn:
             row = store.get_working(conn, caller, plan_id, key)
         if row is None:
@@ -206,10 +210,10 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
 
     @router.delete("/working/{plan_id}/{key}")
     def delete_working(
-        plan_id: str = _id_path("plan id"), key: str = _id_path("state key"), caller: Identity = CALLER
+        plan_id: str = id_path("plan id"), key: str = id_path("state key"), caller: Identity = CALLER
     ) -> dict[str, Any]:
-        _check_path(plan_id, "plan_id")
-        _check_path(key, "key")
+        check_path(plan_id, "plan_id")
+        check_path(key, "key")
         with resources.db.transaction(caller) as conn:
             deleted = store.delete_working(conn, caller, plan_id, key)
         return {
@@ -219,8 +223,8 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         }
 
     @router.delete("/working/{plan_id}")
-    def delete_working_plan(plan_id: str = _id_path("plan id"), caller: Identity = CALLER) -> dict[str, Any]:
-        _check_path(plan_id, "plan_id")
+    def delete_working_plan(plan_id: str = id_path("plan id"), caller: Identity = CALLER) -> dict[str, Any]:
+        check_path(plan_id, "plan_id")
         with resources.db.transaction(caller) as conn:
             count = store.delete_working_plan(conn, caller, plan_id)
         return {"success": True, "countDeleted": count, "message": f"deleted {count} working memory keys"}
@@ -247,9 +251,9 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
 
     @router.get("/task-context/by-subtask/{sub_task_id}")
     def get_task_by_subtask(
-        sub_task_id: str = _id_path("sub-task id"), caller: Identity = CALLER
+        sub_task_id: str = id_path("sub-task id"), caller: Identity = CALLER
     ) -> dict[str, Any]:
-        _check_path(sub_task_id, "sub_task_id")
+        check_path(sub_task_id, "sub_task_id")
         with resources.db.transaction(caller) as conn:
             row = store.task_by_subtask(conn, caller, sub_task_id)
         if row is None:
@@ -257,8 +261,8 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         return store.task_response(row)
 
     @router.get("/task-context/{task_id}")
-    def get_task_context(task_id: str = _id_path("task id"), caller: Identity = CALLER) -> dict[str, Any]:
-        _check_path(task_id, "task_id")
+    def get_task_context(task_id: str = id_path("task id"), caller: Identity = CALLER) -> dict[str, Any]:
+        check_path(task_id, "task_id")
         with resources.db.transaction(caller) as conn:
             row = store.get_task(conn, caller, task_id)
         if row is None:
@@ -268,10 +272,10 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
     @router.put("/task-context/{task_id}")
     def update_task_context(
         body: TaskContextUpdate = Body(...),
-        task_id: str = _id_path("task id"),
+        task_id: str = id_path("task id"),
         caller: Identity = CALLER,
     ) -> dict[str, Any]:
-        _check_path(task_id, "task_id")
+        check_path(task_id, "task_id")
         with resources.db.transaction(caller) as conn:
             row = store.update_task(conn, caller, task_id, body.changes(), body.version)
             if row is None:
@@ -279,14 +283,15 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         return store.task_response(row)
 
     @router.delete("/task-context/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
-    def delete_task_context(task_id: str = _id_path("task id"), caller: Identity = CALLER) -> Response:
-        _check_path(task_id, "task_id")
+    def delete_task_context(task_id: str = id_path("task id"), caller: Identity = CALLER) -> Response:
+        check_path(task_id, "task_id")
         with resources.db.transaction(caller) as conn:
             deleted = store.delete_task(conn, caller, task_id)
         if not deleted:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"task context not found: {task_id}")
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
+    add_routes(router, resources)
     app.include_router(router)
 
     @app.get("/health")

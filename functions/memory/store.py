@@ -21,10 +21,26 @@ from psycopg.types.json import Jsonb
 
 from soorma.identity import Identity
 
-# HNSW search settings (pgvector >= 0.8): ef_search is the candidate list size; iterative scans keep walking the
-# graph when filters (the RLS tenant predicate, include_public=false) discard candidates, so a filtered search still
-# returns `limit` rows. relaxed_order may return rows slightly out of order, so the outer query re-sorts.
-EF_SEARCH_MIN = 64
+# HNSW search settings (pgvector >= 0.8): ef_search is the candidate list size (more = better recall, slower);
+# iterative scans keep walking the graph when filters (the RLS tenant predicate, include_public=false, agent_id)
+# discard candidates, so a filtered search still returns `limit` rows. relaxed_order may return rows slightly out of
+# order, so the outer query re-sorts. A caller may set ef_search per query (``?ef_search=``, bounded); it is never
+# below the limit.
+EF_SEARCH_DEFAULT = 64
+EF_SEARCH_MAX = 1000
+MAX_SCAN_TUPLES = 20000  # pgvector's default: how far an iterative scan walks before it gives up
+
+
+def search_settings(conn: psycopg.Connection, limit: int, ef_search: int | None = None) -> int:
+    """Set the transaction's HNSW settings for one search; returns the ef_search used."""
+    ef = max(limit, min(EF_SEARCH_MAX, ef_search if ef_search else max(EF_SEARCH_DEFAULT, 2 * limit)))
+    conn.execute(
+        "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+        " set_config('hnsw.max_scan_tuples', %s, true)",
+        (str(ef), str(MAX_SCAN_TUPLES)),
+    )
+    return ef
+
 
 _vector_info: TypeInfo | None = None
 _vector_lock = threading.Lock()
@@ -102,32 +118,64 @@ def _conflict_target(is_public: bool, has_external_id: bool) -> str:
     return f"({columns}, {key}) where {predicate}"
 
 
-def existing_embeddings(conn: psycopg.Connection, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-    """Stored embeddings for these content hashes among the rows the caller can see (its own and its platform
-    tenant's public rows): the same text always has the same embedding, so it is not computed again."""
+def existing_embeddings(
+    conn: psycopg.Connection, hashes: Iterable[str], model: str | None = None
+) -> dict[str, np.ndarray]:
+    """Stored embeddings for these content hashes computed by ``model`` (the provider's ``model_id``), among the rows
+    the caller can see: its platform tenant's public and its own semantic and procedural rows, and its own episodic
+    rows. The same text always has the same embedding under one model, so it is not computed again. ``content_hash``
+    is always the hash of the text that was embedded. ``model=None`` means the local model (older callers)."""
     wanted = sorted(set(hashes))
     if not wanted:
         return {}
     use_vectors(conn)
+    params = {"h": wanted, "m": model or LOCAL_MODEL_ID}
     rows = conn.execute(
-        "select distinct on (content_hash) content_hash, embedding from memory.semantic_memory"
-        " where platform_tenant_id = public.soorma_platform_tenant() and content_hash = any(%s)",
-        (wanted,),
+        "select distinct on (content_hash) content_hash, embedding from ("
+        " select content_hash, embedding from memory.semantic_memory"
+        "  where platform_tenant_id = public.soorma_platform_tenant() and content_hash = any(%(h)s)"
+        "  and embedding_model = %(m)s"
+        " union all select content_hash, embedding from memory.procedural_memory"
+        "  where platform_tenant_id = public.soorma_platform_tenant() and content_hash = any(%(h)s)"
+        "  and embedding_model = %(m)s"
+        " union all select content_hash, embedding from memory.episodic_memory"
+        "  where platform_tenant_id = public.soorma_platform_tenant()"
+        "  and service_tenant_id = public.soorma_service_tenant() and service_user_id = public.soorma_service_user()"
+        "  and content_hash = any(%(h)s) and embedding_model = %(m)s"
+        ") found",
+        params,
     ).fetchall()
     return {row["content_hash"]: row["embedding"].to_numpy() for row in rows}
 
 
+#: ``model_id`` of the local model, and of every row stored before the column existed (0005).
+LOCAL_MODEL_ID = "local:all-MiniLM-L6-v2"
+#: ``embedding_model`` of a vector the caller supplied (never reused for anyone else's text).
+CLIENT_MODEL_ID = "client"
+
+
 class SemanticItem:
-    """One passage ready to upsert (content hashed, metadata merged)."""
+    """One passage ready to upsert (content hashed, metadata merged). ``vector``/``model``: its embedding and the
+    model that computed it (``CLIENT_MODEL_ID`` for a caller-supplied vector), filled before the upsert."""
 
-    __slots__ = ("content", "hash", "external_id", "is_public", "metadata")
+    __slots__ = ("content", "hash", "external_id", "is_public", "metadata", "vector", "model")
 
-    def __init__(self, content: str, external_id: str | None, is_public: bool, metadata: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        content: str,
+        external_id: str | None,
+        is_public: bool,
+        metadata: dict[str, Any],
+        vector: np.ndarray | None = None,
+        model: str | None = None,
+    ) -> None:
         self.content = content
         self.hash = content_hash(content)
         self.external_id = external_id
         self.is_public = is_public
         self.metadata = metadata
+        self.vector = vector
+        self.model = model
 
     @property
     def key(self) -> tuple:
@@ -139,10 +187,10 @@ def upsert_semantic(
     conn: psycopg.Connection,
     identity: Identity,
     items: Sequence[SemanticItem],
-    embeddings: dict[str, np.ndarray],
+    embeddings: dict[str, np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
-    """Insert or update ``items`` (embeddings by content hash); returns the stored rows in the order of ``items``
-    (items with the same upsert key share a row; the last one wins)."""
+    """Insert or update ``items``; returns the stored rows in the order of ``items`` (items with the same upsert key
+    share a row; the last one wins). Each item's ``vector`` (else ``embeddings[item.hash]``) is stored."""
     use_vectors(conn)
     last: dict[tuple, SemanticItem] = {}
     for item in items:
@@ -155,10 +203,11 @@ def upsert_semantic(
     by_key: dict[tuple, dict[str, Any]] = {}
     for (is_public, has_external_id), group in groups.items():
         values = sql.SQL(", ").join(
-            sql.SQL("(%s, %s, %s, %s, %s, %s, %s, %s, %s)") for _ in group
+            sql.SQL("(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)") for _ in group
         )
         params: list[Any] = []
         for item in group:
+            vector = item.vector if item.vector is not None else (embeddings or {})[item.hash]
             params += [
                 identity.platform_tenant_id,
                 identity.service_tenant_id,
@@ -168,13 +217,15 @@ def upsert_semantic(
                 item.external_id,
                 item.is_public,
                 Jsonb(item.metadata),
-                embeddings[item.hash],
+                vector,
+                item.model or LOCAL_MODEL_ID,
             ]
         query = sql.SQL(
             "insert into memory.semantic_memory as m (platform_tenant_id, service_tenant_id, service_user_id,"
-            " content, content_hash, external_id, is_public, metadata, embedding) values {values}"
+            " content, content_hash, external_id, is_public, metadata, embedding, embedding_model) values {values}"
             " on conflict {target} do update set content = excluded.content,"
             " content_hash = excluded.content_hash, metadata = excluded.metadata, embedding = excluded.embedding,"
+            " embedding_model = excluded.embedding_model,"
             " updated_at = now() returning " + _SEMANTIC_COLUMNS + ", content_hash"
         ).format(values=values, target=sql.SQL(_conflict_target(is_public, has_external_id)))
         for row in conn.execute(query, params).fetchall():
@@ -193,21 +244,25 @@ def search_semantic(
     query_embedding: np.ndarray,
     limit: int,
     include_public: bool,
+    ef_search: int | None = None,
 ) -> list[tuple[dict[str, Any], float]]:
     """The ``limit`` nearest passages by cosine distance. ``ORDER BY embedding <=> q`` is what lets the HNSW index
     (``semantic_memory_embedding_hnsw``) serve the search; the score is ``1 - distance``."""
     use_vectors(conn)
-    conn.execute(
-        "select set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-        (str(max(EF_SEARCH_MIN, 2 * limit)),),
-    )
+    search_settings(conn, limit, ef_search)
     rows = conn.execute(search_sql(include_public), {"q": query_embedding, "limit": limit}).fetchall()
     return [(row, 1.0 - float(row["distance"])) for row in rows]
 
 
 def search_sql(include_public: bool) -> str:
     """The search statement (also used by the EXPLAIN test); parameters ``q`` (the query vector) and ``limit``."""
-    visibility = "" if include_public else " and not is_public"
+    # Without public rows the caller's own rows are what is searched: saying so explicitly (RLS alone cannot be
+    # simplified that far by the planner) lets it choose the identity btree plus an exact sort when those rows are a
+    # small part of the table, and HNSW with an iterative scan otherwise.
+    visibility = "" if include_public else (
+        " and not is_public and service_tenant_id = public.soorma_service_tenant()"
+        " and service_user_id = public.soorma_service_user()"
+    )
     return (
         "with nearest as materialized ("
         " select " + _SEMANTIC_COLUMNS + ", embedding <=> %(q)s as distance"
@@ -217,6 +272,32 @@ def search_sql(include_public: bool) -> str:
         " limit %(limit)s)"
         " select * from nearest order by distance"
     )
+
+
+def list_semantic(
+    conn: psycopg.Connection, identity: Identity, limit: int, after: tuple[datetime, str] | None
+) -> list[dict[str, Any]]:
+    """The caller's own passages (private and the public ones it wrote), oldest first, ``limit`` after the keyset
+    position ``after`` = (created_at, id) of the last row of the previous page."""
+    params = _ids(identity, limit=limit)
+    where = _OWNED
+    if after is not None:
+        where += " and (created_at, id) > (%(after_ts)s, %(after_id)s::uuid)"
+        params.update(after_ts=after[0], after_id=after[1])
+    return conn.execute(
+        f"select {_SEMANTIC_COLUMNS} from memory.semantic_memory where {where}"
+        " order by created_at, id limit %(limit)s",
+        params,
+    ).fetchall()
+
+
+def delete_semantic(conn: psycopg.Connection, identity: Identity, memory_id: str) -> bool:
+    """Delete one of the caller's own passages (RLS: another identity's rows, public ones included, are not its to
+    delete)."""
+    cur = conn.execute(
+        f"delete from memory.semantic_memory where {_OWNED} and id = %(id)s::uuid", _ids(identity, id=memory_id)
+    )
+    return cur.rowcount > 0
 
 
 # -- working memory --------------------------------------------------------------------------------------------------

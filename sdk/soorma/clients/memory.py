@@ -1,8 +1,12 @@
-"""Memory client: working memory, semantic memory and task contexts (prefix ``/v1/memory``).
+"""Memory client: every CoALA memory type of the memory function (prefix ``/v1/memory``) — working memory,
+semantic memory (knowledge), episodic memory (interaction history), procedural memory (skills), task context, plan
+context, plans and sessions.
 
 Memory is scoped by service tenant and user. Every method takes optional ``tenant_id``/``user_id``; when omitted,
 the ones of the event being handled are used (sent as ``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User``),
-and outside handlers the API key's own identity applies.
+and outside handlers the API key's own identity applies. Method names and argument orders follow soorma-core's
+``context.memory``; results are wire models that read like objects or dicts (``record.plan_id``,
+``record["plan_id"]``). A 409 (a versioned write that lost a race) raises :class:`soorma.errors.ConflictError`.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ from __future__ import annotations
 from typing import Any, Mapping
 from urllib.parse import quote
 
-from ..models import KnowledgeItem, TaskContextRecord
+from pydantic import Field
+
+from ..models import KnowledgeItem, TaskContextRecord, WireModel
 from ._http import HttpClient
 
 DEFAULT_PLAN_ID = "default"
@@ -19,6 +25,82 @@ _PREFIX = "/v1/memory"
 
 def _seg(value: str) -> str:
     return quote(str(value), safe="")
+
+
+class InteractionRecord(WireModel):
+    """An episodic-memory entry (``/episodic``); ``score`` (1 - cosine distance) on search results."""
+
+    id: str
+    agent_id: str
+    role: str
+    content: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: str | None = None
+    score: float | None = None
+
+
+class ProcedureRecord(WireModel):
+    """A procedural-memory entry (skill, prompt, rule); ``score`` on ``get_relevant_skills`` results."""
+
+    id: str
+    agent_id: str
+    procedure_type: str = "system_prompt"
+    trigger_condition: str | None = None
+    content: str
+    external_id: str | None = None
+    is_public: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: str | None = None
+    updated_at: str | None = None
+    score: float | None = None
+
+
+class PlanContextRecord(WireModel):
+    """A planner's saved state (``/plan-context``), with ``version`` for optimistic concurrency."""
+
+    plan_id: str
+    session_id: str | None = None
+    goal_event: str = ""
+    goal_data: dict[str, Any] = Field(default_factory=dict)
+    response_event: str | None = None
+    state: dict[str, Any] = Field(default_factory=dict)
+    current_state: str | None = None
+    correlation_ids: list[str] = Field(default_factory=list)
+    version: int | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class PlanSummary(WireModel):
+    """A plan summary (``/plans``): ``status`` is pending, running, completed, failed, paused or cancelled."""
+
+    plan_id: str
+    session_id: str | None = None
+    goal_event: str = ""
+    goal_data: dict[str, Any] = Field(default_factory=dict)
+    response_event: str | None = None
+    status: str = "running"
+    parent_plan_id: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class SessionSummary(WireModel):
+    """A session (``/sessions``)."""
+
+    session_id: str
+    name: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: str | None = None
+    last_interaction: str | None = None
+
+
+class KnowledgePage(WireModel):
+    """One page of ``list_knowledge``: ``items`` and the ``next_cursor`` for the next page (``None`` at the end)."""
+
+    items: list[KnowledgeItem] = Field(default_factory=list)
+    count: int = 0
+    next_cursor: str | None = None
 
 
 class MemoryClient(HttpClient):
@@ -126,8 +208,11 @@ class MemoryClient(HttpClient):
         session_id: str | None = None,
         goal_id: str | None = None,
         trace_id: str | None = None,
+        version: int | None = None,
     ) -> TaskContextRecord:
-        """Upsert a task context (``POST /task-context``); returns the stored record (with ``version``)."""
+        """Upsert a task context (``POST /task-context``); returns the stored record (with ``version``). With
+        ``version`` (the one last read) an existing record is overwritten only if unchanged since, else
+        :class:`~soorma.errors.ConflictError`."""
         body = {
             "task_id": task_id,
             "plan_id": plan_id,
@@ -142,6 +227,8 @@ class MemoryClient(HttpClient):
             "goal_id": goal_id,
             "trace_id": trace_id,
         }
+        if version is not None:
+            body["version"] = version
         result = await self._request(
             "POST", f"{_PREFIX}/task-context", json=body, tenant_id=tenant_id, user_id=user_id
         )
@@ -162,9 +249,14 @@ class MemoryClient(HttpClient):
         state: Mapping[str, Any] | None = None,
         tenant_id: str | None = None,
         user_id: str | None = None,
+        *,
+        version: int | None = None,
     ) -> TaskContextRecord | None:
-        """Replace ``sub_tasks`` and/or ``state`` of a saved context; ``None`` if there is none."""
+        """Replace ``sub_tasks`` and/or ``state`` of a saved context; ``None`` if there is none. With ``version``:
+        only if unchanged since (else :class:`~soorma.errors.ConflictError`)."""
         body: dict[str, Any] = {}
+        if version is not None:
+            body["version"] = version
         if sub_tasks is not None:
             body["sub_tasks"] = list(sub_tasks)
         if state is not None:
@@ -185,3 +277,325 @@ class MemoryClient(HttpClient):
         path = f"{_PREFIX}/task-context/by-subtask/{_seg(sub_task_id)}"
         result = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
         return TaskContextRecord.model_validate(result) if result else None
+
+    # --- semantic memory: listing and deletion ------------------------------------------------------------------
+    async def list_knowledge(
+        self,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> KnowledgePage:
+        """One page of the caller's own knowledge, oldest first (``GET /semantic``); pass ``page.next_cursor``
+        back as ``cursor`` for the next page."""
+        body = await self._request(
+            "GET", f"{_PREFIX}/semantic", params={"limit": limit, "cursor": cursor}, tenant_id=tenant_id,
+            user_id=user_id,
+        )
+        return KnowledgePage.model_validate(body or {})
+
+    async def delete_knowledge(
+        self, memory_id: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> bool:
+        """Delete one of the caller's own facts; ``False`` if there was none (or it is not the caller's)."""
+        path = f"{_PREFIX}/semantic/{_seg(memory_id)}"
+        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+
+    # --- episodic memory (interaction history) -------------------------------------------------------------------
+    async def log_interaction(
+        self,
+        agent_id: str,
+        role: str,
+        content: str,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> InteractionRecord:
+        """Record one turn (``role``: user, assistant, system or tool) of ``agent_id``'s conversation with the
+        user (``POST /episodic``); it is embedded server side for :meth:`search_interactions`."""
+        body = {"agent_id": agent_id, "role": role, "content": content, "metadata": dict(metadata or {})}
+        result = await self._request("POST", f"{_PREFIX}/episodic", json=body, tenant_id=tenant_id, user_id=user_id)
+        return InteractionRecord.model_validate(result)
+
+    async def get_recent_history(
+        self, agent_id: str, tenant_id: str | None = None, user_id: str | None = None, limit: int = 10
+    ) -> list[InteractionRecord]:
+        """The ``limit`` (1-100) most recent turns with ``agent_id``, newest first."""
+        rows = await self._request(
+            "GET", f"{_PREFIX}/episodic/recent", params={"agent_id": agent_id, "limit": limit}, tenant_id=tenant_id,
+            user_id=user_id,
+        )
+        return [InteractionRecord.model_validate(r) for r in rows or []]
+
+    async def search_interactions(
+        self,
+        agent_id: str,
+        query: str,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        limit: int = 5,
+        *,
+        ef_search: int | None = None,
+    ) -> list[InteractionRecord]:
+        """The turns with ``agent_id`` nearest to ``query`` (1-50), best first, with ``score``."""
+        params = {"agent_id": agent_id, "q": query, "limit": limit, "ef_search": ef_search}
+        rows = await self._request(
+            "GET", f"{_PREFIX}/episodic/search", params=params, tenant_id=tenant_id, user_id=user_id
+        )
+        return [InteractionRecord.model_validate(r) for r in rows or []]
+
+    # --- procedural memory (skills, prompts, rules) --------------------------------------------------------------
+    async def store_procedure(
+        self,
+        agent_id: str,
+        content: str,
+        trigger_condition: str | None = None,
+        procedure_type: str = "system_prompt",
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        external_id: str | None = None,
+        is_public: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ProcedureRecord:
+        """Upsert a skill of ``agent_id`` (``POST /procedural``): ``trigger_condition`` describes when it applies
+        and is what :meth:`get_relevant_skills` matches. Upserts by ``external_id``, else by (type, trigger,
+        content). ``is_public`` shares it with the whole platform tenant (roles admin, developer, agent)."""
+        body: dict[str, Any] = {
+            "agent_id": agent_id, "content": content, "trigger_condition": trigger_condition,
+            "procedure_type": procedure_type, "is_public": is_public, "metadata": dict(metadata or {}),
+        }
+        if external_id is not None:
+            body["external_id"] = external_id
+        result = await self._request("POST", f"{_PREFIX}/procedural", json=body, tenant_id=tenant_id, user_id=user_id)
+        return ProcedureRecord.model_validate(result)
+
+    #: A shorter name for :meth:`store_procedure`.
+    store_skill = store_procedure
+
+    async def get_relevant_skills(
+        self,
+        agent_id: str,
+        context: str,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        limit: int = 3,
+        *,
+        ef_search: int | None = None,
+    ) -> list[ProcedureRecord]:
+        """The procedures of ``agent_id`` whose trigger best matches ``context`` (1-20), best first."""
+        params = {"agent_id": agent_id, "q": context, "limit": limit, "ef_search": ef_search}
+        rows = await self._request(
+            "GET", f"{_PREFIX}/procedural/context", params=params, tenant_id=tenant_id, user_id=user_id
+        )
+        return [ProcedureRecord.model_validate(r) for r in rows or []]
+
+    async def delete_procedure(
+        self, procedure_id: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> bool:
+        """Delete one of the caller's procedures; ``False`` if there was none."""
+        path = f"{_PREFIX}/procedural/{_seg(procedure_id)}"
+        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+
+    # --- plan context (planner state) ---------------------------------------------------------------------------
+    async def store_plan_context(
+        self,
+        plan_id: str,
+        session_id: str | None = None,
+        goal_event: str = "",
+        goal_data: Mapping[str, Any] | None = None,
+        response_event: str | None = None,
+        state: Mapping[str, Any] | None = None,
+        current_state: str | None = None,
+        correlation_ids: list[str] | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        version: int | None = None,
+    ) -> PlanContextRecord:
+        """Upsert a plan context (``POST /plan-context``); each of ``correlation_ids`` then finds it through
+        :meth:`get_plan_by_correlation`. With ``version`` (the one last read) an existing context is overwritten only
+        if unchanged since, else :class:`~soorma.errors.ConflictError`."""
+        body: dict[str, Any] = {
+            "plan_id": plan_id, "session_id": session_id, "goal_event": goal_event,
+            "goal_data": dict(goal_data or {}), "response_event": response_event, "state": dict(state or {}),
+            "current_state": current_state, "correlation_ids": list(correlation_ids or []),
+        }
+        if version is not None:
+            body["version"] = version
+        result = await self._request(
+            "POST", f"{_PREFIX}/plan-context", json=body, tenant_id=tenant_id, user_id=user_id
+        )
+        return PlanContextRecord.model_validate(result)
+
+    async def get_plan_context(
+        self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> PlanContextRecord | None:
+        """The saved context of ``plan_id``, or ``None``."""
+        path = f"{_PREFIX}/plan-context/{_seg(plan_id)}"
+        result = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
+        return PlanContextRecord.model_validate(result) if result else None
+
+    async def update_plan_context(
+        self,
+        plan_id: str,
+        state: Mapping[str, Any] | None = None,
+        current_state: str | None = None,
+        correlation_ids: list[str] | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        version: int | None = None,
+    ) -> PlanContextRecord | None:
+        """Change some fields of a saved plan context (``PUT``); ``None`` if there is none."""
+        body: dict[str, Any] = {}
+        if state is not None:
+            body["state"] = dict(state)
+        if current_state is not None:
+            body["current_state"] = current_state
+        if correlation_ids is not None:
+            body["correlation_ids"] = list(correlation_ids)
+        if version is not None:
+            body["version"] = version
+        path = f"{_PREFIX}/plan-context/{_seg(plan_id)}"
+        result = await self._request("PUT", path, json=body, tenant_id=tenant_id, user_id=user_id, not_found=None)
+        return PlanContextRecord.model_validate(result) if result else None
+
+    async def delete_plan_context(
+        self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> bool:
+        path = f"{_PREFIX}/plan-context/{_seg(plan_id)}"
+        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+
+    async def get_plan_by_correlation(
+        self, correlation_id: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> PlanContextRecord | None:
+        """The plan context that lists ``correlation_id``, or ``None`` (an indexed lookup)."""
+        path = f"{_PREFIX}/plan-context/by-correlation/{_seg(correlation_id)}"
+        result = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
+        return PlanContextRecord.model_validate(result) if result else None
+
+    async def get_goal_metadata(
+        self, correlation_id: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """The routing metadata a planner's ``on_goal`` stored for the goal ``correlation_id`` (working memory key
+        ``_soorma:goal:{correlation_id}`` of plan ``correlation_id``), or ``None``."""
+        from ..agents.planner import goal_metadata_key
+
+        value = await self.retrieve(goal_metadata_key(correlation_id), plan_id=correlation_id, tenant_id=tenant_id,
+                                    user_id=user_id)
+        return value if isinstance(value, dict) else None
+
+    # --- plans and sessions --------------------------------------------------------------------------------------
+    async def create_plan(
+        self,
+        plan_id: str,
+        goal_event: str,
+        goal_data: Mapping[str, Any] | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_plan_id: str | None = None,
+        *,
+        response_event: str | None = None,
+        status: str | None = None,
+    ) -> PlanSummary:
+        """Create a plan summary (``POST /plans``, 201). A plan id the caller already has raises
+        :class:`~soorma.errors.ConflictError`."""
+        body: dict[str, Any] = {
+            "plan_id": plan_id, "goal_event": goal_event, "goal_data": dict(goal_data or {}),
+            "session_id": session_id, "parent_plan_id": parent_plan_id, "response_event": response_event,
+        }
+        if status is not None:
+            body["status"] = status
+        result = await self._request("POST", f"{_PREFIX}/plans", json=body, tenant_id=tenant_id, user_id=user_id)
+        return PlanSummary.model_validate(result)
+
+    async def get_plan(self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None) -> PlanSummary | None:
+        result = await self._request(
+            "GET", f"{_PREFIX}/plans/{_seg(plan_id)}", tenant_id=tenant_id, user_id=user_id, not_found=None
+        )
+        return PlanSummary.model_validate(result) if result else None
+
+    async def list_plans(
+        self,
+        status: str | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        limit: int = 20,
+        *,
+        session_id: str | None = None,
+    ) -> list[PlanSummary]:
+        """The caller's plans, newest first, optionally of one ``status`` or ``session_id`` (``limit`` 1-100)."""
+        rows = await self._request(
+            "GET", f"{_PREFIX}/plans", params={"status": status, "session_id": session_id, "limit": limit},
+            tenant_id=tenant_id, user_id=user_id,
+        )
+        return [PlanSummary.model_validate(r) for r in rows or []]
+
+    async def update_plan(
+        self,
+        plan_id: str,
+        status: str | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        goal_data: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> PlanSummary | None:
+        """Change a plan's ``status`` (and/or ``goal_data``, ``session_id``); ``None`` if there is no such plan."""
+        body: dict[str, Any] = {}
+        if status is not None:
+            body["status"] = status
+        if goal_data is not None:
+            body["goal_data"] = dict(goal_data)
+        if session_id is not None:
+            body["session_id"] = session_id
+        result = await self._request(
+            "PUT", f"{_PREFIX}/plans/{_seg(plan_id)}", json=body, tenant_id=tenant_id, user_id=user_id,
+            not_found=None,
+        )
+        return PlanSummary.model_validate(result) if result else None
+
+    async def delete_plan(self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
+        path = f"{_PREFIX}/plans/{_seg(plan_id)}"
+        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+
+    async def create_session(
+        self,
+        session_id: str,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+    ) -> SessionSummary:
+        """Create a session, or touch an existing one (its ``last_interaction``; ``name``/``metadata`` replaced when
+        given)."""
+        body: dict[str, Any] = {"session_id": session_id}
+        if name is not None:
+            body["name"] = name
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        result = await self._request("POST", f"{_PREFIX}/sessions", json=body, tenant_id=tenant_id, user_id=user_id)
+        return SessionSummary.model_validate(result)
+
+    async def get_session(
+        self, session_id: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> SessionSummary | None:
+        result = await self._request(
+            "GET", f"{_PREFIX}/sessions/{_seg(session_id)}", tenant_id=tenant_id, user_id=user_id, not_found=None
+        )
+        return SessionSummary.model_validate(result) if result else None
+
+    async def list_sessions(
+        self, tenant_id: str | None = None, user_id: str | None = None, limit: int = 20
+    ) -> list[SessionSummary]:
+        """The caller's sessions, most recent interaction first."""
+        rows = await self._request(
+            "GET", f"{_PREFIX}/sessions", params={"limit": limit}, tenant_id=tenant_id, user_id=user_id
+        )
+        return [SessionSummary.model_validate(r) for r in rows or []]
+
+    async def delete_session(self, session_id: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
+        path = f"{_PREFIX}/sessions/{_seg(session_id)}"
+        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False

@@ -31,7 +31,7 @@ def test_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into memory.semantic_memory (platform_tenant_id, service_tenant_id, service_user_id, content,"
-                " content_hash, embedding) values (%s, %s, %s, %s, %s, %s)",
+                " content_hash, embedding, embedding_model) values (%s, %s, %s, %s, %s, %s, 'test')",
                 [
                     (who.platform_tenant_id, who.service_tenant_id, who.service_user_id, f"row {i}", f"h{i}", v)
                     for i, v in enumerate(vectors)
@@ -94,3 +94,133 @@ def test_by_subtask_lookup_is_an_index_probe(memory_db, postgres, make_identity)
         assert "Seq Scan" not in plan, plan
         row = store.task_by_subtask(conn, who, "sub-x777")
     assert row["task_id"] == "task-777"
+
+
+def _random_vectors(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, 384)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_episodic_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
+    """The caller's history with one agent is large (3,000 turns): HNSW serves the search (iterative scan for the
+    identity/agent filter), no sequential scan."""
+    from soorma.functions.memory import records
+
+    who = make_identity()
+    vectors = _random_vectors(ROWS, 11)
+    with memory_db.transaction(who) as conn:
+        store.use_vectors(conn)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
+                " agent_id, role, content, content_hash, embedding, embedding_model)"
+                " values (%s, %s, %s, 'agent-1', 'user', %s, %s, %s, 'test')",
+                [(who.platform_tenant_id, who.service_tenant_id, who.service_user_id, f"turn {i}", f"h{i}", v)
+                 for i, v in enumerate(vectors)],
+            )
+    with psycopg.connect(postgres, autocommit=True) as owner:
+        owner.execute("analyze memory.episodic_memory")
+
+    params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id,
+              "agent": "agent-1", "q": vectors[42], "limit": 5}
+    with memory_db.transaction(who) as conn:
+        store.use_vectors(conn)
+        store.search_settings(conn, 5)
+        plan = _plan(conn, records.episodic_search_sql(), params)
+        assert "Index Scan using episodic_memory_embedding_hnsw" in plan, plan
+        assert "Seq Scan" not in plan, plan
+        found = records.search_episodic(conn, who, "agent-1", vectors[42], 5)
+    assert found[0][0]["content"] == "turn 42" and len(found) == 5
+
+
+def test_episodic_search_of_a_small_history_is_exact_and_never_a_seq_scan(memory_db, postgres, make_identity):
+    """A user with a handful of turns among many: whatever the planner picks (HNSW with an iterative scan, or the
+    identity btree plus a sort, which is exact), it is not a sequential scan, and the nearest turn comes first."""
+    from soorma.functions.memory import records
+
+    crowd = make_identity()
+    me = make_identity(platform=crowd.platform_tenant_id)
+    rows = [(crowd, "agent-1", f"crowd {i}", v) for i, v in enumerate(_random_vectors(ROWS, 12))]
+    mine = _random_vectors(20, 13)
+    rows += [(me, "agent-1", f"mine {i}", v) for i, v in enumerate(mine)]
+    for who in (crowd, me):
+        with memory_db.transaction(who) as conn:
+            store.use_vectors(conn)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
+                    " agent_id, role, content, content_hash, embedding, embedding_model)"
+                    " values (%s, %s, %s, %s, 'user', %s, md5(%s), %s, 'test')",
+                    [(w.platform_tenant_id, w.service_tenant_id, w.service_user_id, agent, text, text, v)
+                     for w, agent, text, v in rows if w is who],
+                )
+    with psycopg.connect(postgres, autocommit=True) as owner:
+        owner.execute("analyze memory.episodic_memory")
+    params = {"pt": me.platform_tenant_id, "st": me.service_tenant_id, "su": me.service_user_id,
+              "agent": "agent-1", "q": mine[7], "limit": 5}
+    with memory_db.transaction(me) as conn:
+        store.use_vectors(conn)
+        store.search_settings(conn, 5)
+        plan = _plan(conn, records.episodic_search_sql(), params)
+        assert "Seq Scan" not in plan, plan
+        found = records.search_episodic(conn, me, "agent-1", mine[7], 5)
+    assert [r["content"] for r, _ in found][0] == "mine 7" and len(found) == 5
+    assert all(r["content"].startswith("mine") for r, _ in found)
+
+
+def test_procedural_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
+    from soorma.functions.memory import records
+
+    who = make_identity()
+    vectors = _random_vectors(ROWS, 14)
+    with memory_db.transaction(who) as conn:
+        store.use_vectors(conn)
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into memory.procedural_memory (platform_tenant_id, service_tenant_id, service_user_id,"
+                " agent_id, procedure_type, content, content_hash, upsert_key, embedding, embedding_model)"
+                " values (%s, %s, %s, 'agent-1', 'system_prompt', %s, %s, %s, %s, 'test')",
+                [(who.platform_tenant_id, who.service_tenant_id, who.service_user_id, f"skill {i}", f"h{i}", f"k{i}", v)
+                 for i, v in enumerate(vectors)],
+            )
+    with psycopg.connect(postgres, autocommit=True) as owner:
+        owner.execute("analyze memory.procedural_memory")
+    with memory_db.transaction(who) as conn:
+        store.use_vectors(conn)
+        store.search_settings(conn, 3)
+        plan = _plan(conn, records.procedural_search_sql(), {"agent": "agent-1", "q": vectors[9], "limit": 3})
+        assert "Index Scan using procedural_memory_embedding_hnsw" in plan, plan
+        assert "Seq Scan" not in plan, plan
+        found = records.search_procedural(conn, who, "agent-1", vectors[9], 3)
+    assert found[0][0]["content"] == "skill 9" and len(found) == 3
+
+
+def test_by_correlation_lookup_is_an_index_probe(memory_db, postgres, make_identity):
+    from soorma.functions.memory import records
+
+    who = make_identity()
+    params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id, "n": TASKS}
+    with memory_db.transaction(who) as conn:
+        conn.execute(
+            "insert into memory.plan_context (platform_tenant_id, service_tenant_id, service_user_id, plan_id,"
+            " goal_event, correlation_ids) select %(pt)s, %(st)s, %(su)s, 'plan-' || g, 'g',"
+            " jsonb_build_array('plan-' || g, 'corr-' || g) from generate_series(1, %(n)s) g",
+            params,
+        )
+        conn.execute(
+            "insert into memory.plan_correlations (platform_tenant_id, service_tenant_id, service_user_id,"
+            " correlation_id, plan_id) select %(pt)s, %(st)s, %(su)s, c.cid, 'plan-' || g"
+            " from generate_series(1, %(n)s) g, lateral (values ('plan-' || g), ('corr-' || g)) as c(cid)",
+            params,
+        )
+    with psycopg.connect(postgres, autocommit=True) as owner:
+        owner.execute("analyze memory.plan_context")
+        owner.execute("analyze memory.plan_correlations")
+    with memory_db.transaction(who) as conn:
+        plan = _plan(conn, records.by_correlation_sql(), {**params, "cid": "corr-1234"})
+        assert "Index Scan using plan_correlations_pkey" in plan, plan
+        assert "Index Scan using plan_context_key" in plan, plan
+        assert "Seq Scan" not in plan, plan
+        row = records.plan_by_correlation(conn, who, "corr-1234")
+    assert row["plan_id"] == "plan-1234"

@@ -228,7 +228,7 @@ def test_filtered_search_still_returns_limit_rows(api, make_identity, memory_db,
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into memory.semantic_memory (platform_tenant_id, service_tenant_id, service_user_id, content,"
-                " content_hash, embedding) values (%s, %s, %s, %s, md5(%s), %s::vector)",
+                " content_hash, embedding, embedding_model) values (%s, %s, %s, %s, md5(%s), %s::vector, 'test')",
                 [
                     (crowd.platform_tenant_id, crowd.service_tenant_id, crowd.service_user_id, t, t, str(v))
                     for t, v in zip(texts, vectors)

@@ -122,3 +122,26 @@ def test_threads_default_is_small(monkeypatch):
     assert 1 <= local_module.default_threads() <= 4
     monkeypatch.setenv(local_module.THREADS_ENV, "1")
     assert local_module.default_threads() == 1
+
+
+def test_model_id_names_the_vector_space(tmp_path, monkeypatch):
+    monkeypatch.delenv(local_module.MODEL_PATH_ENV, raising=False)
+    monkeypatch.delenv(local_module.MAX_TOKENS_ENV, raising=False)
+    assert LocalMiniLM().model_id == "local:all-MiniLM-L6-v2"
+    assert LocalMiniLM(max_seq_length=128).model_id == "local:all-MiniLM-L6-v2:max128"
+    other = tmp_path / "minilm-int8.onnx"
+    other.write_bytes(b"")
+    assert LocalMiniLM(model_path=other).model_id == "local:all-MiniLM-L6-v2:minilm-int8"
+    monkeypatch.setenv(local_module.MAX_TOKENS_ENV, "128")
+    monkeypatch.setenv(local_module.BATCH_ENV, "8")
+    configured = LocalMiniLM()
+    assert configured.max_seq_length == 128 and configured.batch_size == 8
+
+
+def test_mixed_lengths_are_batched_by_token_count(model):
+    """Texts of very different lengths in one call: each batch is padded to its own longest text, and the vectors
+    equal those computed one by one."""
+    texts = ["short", "a " * 200 + "long one", "medium sized sentence here", "x " * 60]
+    together = np.asarray(LocalMiniLM(batch_size=2).embed(texts))
+    alone = np.asarray([model.embed([t])[0] for t in texts])
+    assert np.allclose(together, alone, atol=1e-4)

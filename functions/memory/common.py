@@ -1,0 +1,152 @@
+"""What the memory function's route modules share: the app's resources (database, embedding provider), path and
+query checks, and the embedding step (caller-supplied vectors checked, stored vectors reused by content hash, the
+rest computed in one batch)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+from fastapi import Depends, HTTPException, Path, status
+
+from soorma.db import Database, database_from_env
+from soorma.functions.memory import store
+from soorma.functions.memory.embeddings import (
+    DIMENSIONS_ENV,
+    EmbeddingError,
+    EmbeddingProvider,
+    check_dimensions,
+    expected_dimensions,
+    model_id,
+    provider_from_env,
+)
+from soorma.functions.memory.models import MAX_CONTENT_BYTES, MAX_ID_CHARS
+from soorma.identity import WRITER_ROLES, Identity
+from soorma.service import current_identity
+
+#: Roles that may write public knowledge and public procedures (readable by every service tenant of the platform
+#: tenant). An end user (role ``user``) writes only private rows.
+PUBLIC_WRITERS = WRITER_ROLES
+
+#: The routes' ``caller`` parameter: the authorizer's identity (:func:`soorma.service.current_identity`).
+CALLER = Depends(current_identity)
+
+
+class Resources:
+    """The app's database and embedding provider, resolved from the environment on first use."""
+
+    def __init__(self, db: Database | None, embedder: EmbeddingProvider | None) -> None:
+        self._db = db
+        self._embedder = embedder
+        self._lock = threading.Lock()
+
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            with self._lock:
+                if self._db is None:
+                    self._db = database_from_env()
+        return self._db
+
+    @property
+    def embedder(self) -> EmbeddingProvider:
+        if self._embedder is None:
+            with self._lock:
+                if self._embedder is None:
+                    provider = provider_from_env()
+                    try:
+                        check_dimensions(provider)
+                    except ValueError as exc:
+                        raise EmbeddingError(f"embedding provider misconfigured: {exc}") from exc
+                    self._embedder = provider
+        return self._embedder
+
+    @property
+    def model(self) -> str:
+        return model_id(self.embedder)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """The provider's vectors for ``texts`` as a float32 ``(n, dimensions)`` array."""
+        if not texts:
+            return np.zeros((0, expected_dimensions()), dtype=np.float32)
+        vectors = self.embedder.embed(texts)
+        out = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        if out.shape[1] != expected_dimensions():
+            raise EmbeddingError(
+                f"embedding provider returned {out.shape[1]}-d vectors; {DIMENSIONS_ENV} is {expected_dimensions()}"
+            )
+        return out
+
+    def vectors(
+        self, caller: Identity, texts: Sequence[str], supplied: Sequence[list[float] | None] | None = None
+    ) -> list[tuple[np.ndarray, str]]:
+        """``(vector, embedding_model)`` for each text, in order.
+
+        A caller-supplied vector is used as is once its width is checked (422 otherwise) and is stored as model
+        ``client``; otherwise a vector the provider already computed for the same text (content hash, same model) is
+        reused; the rest are computed in one batch, outside any transaction (no connection is held meanwhile).
+        """
+        supplied = list(supplied) if supplied is not None else [None] * len(texts)
+        dims = expected_dimensions()
+        out: list[tuple[np.ndarray, str] | None] = [None] * len(texts)
+        for i, vector in enumerate(supplied):
+            if vector is not None:
+                if len(vector) != dims:
+                    raise HTTPException(
+                        status.HTTP_422_UNPROCESSABLE_CONTENT,
+                        f"embedding has {len(vector)} dimensions; this deployment stores {dims}"
+                        f" ({DIMENSIONS_ENV})",
+                    )
+                out[i] = (np.asarray(vector, dtype=np.float32), store.CLIENT_MODEL_ID)
+        need = [i for i in range(len(texts)) if out[i] is None]
+        if need:
+            model = self.model
+            hashes = {i: store.content_hash(texts[i]) for i in need}
+            with self.db.transaction(caller) as conn:
+                known = store.existing_embeddings(conn, hashes.values(), model)
+            missing: dict[str, str] = {}
+            for i in need:
+                if hashes[i] not in known:
+                    missing.setdefault(hashes[i], texts[i])
+            if missing:
+                known.update(zip(missing.keys(), self.embed(list(missing.values()))))
+            for i in need:
+                out[i] = (known[hashes[i]], model)
+        return out  # type: ignore[return-value]
+
+    def query_vector(self, text: str) -> np.ndarray:
+        (vector,) = self.embed([text])
+        return vector
+
+
+def id_path(what: str):
+    return Path(..., min_length=1, max_length=MAX_ID_CHARS, description=what)
+
+
+def check_path(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} must not contain NUL characters")
+    return value
+
+
+def check_uuid(value: str, what: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} is not a UUID: {value[:80]!r}") from None
+
+
+def query_text(value: str, what: str) -> str:
+    if not value.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} must not be empty")
+    if len(value.encode("utf-8")) > MAX_CONTENT_BYTES:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} is longer than {MAX_CONTENT_BYTES} bytes")
+    return check_path(value, what)
+
+
+def require_public_writer(caller: Identity, is_public: bool, what: str) -> None:
+    if is_public and caller.role not in PUBLIC_WRITERS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {caller.role!r} may not write public {what} (is_public=true)")

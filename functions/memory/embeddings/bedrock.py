@@ -1,0 +1,113 @@
+"""``BedrockTitan``: Amazon Titan Text Embeddings v2 through boto3 (``bedrock-runtime`` ``InvokeModel``).
+
+Titan v2 embeds one text per request (body ``{"inputText", "dimensions", "normalize": true}``, answer
+``{"embedding": [...], "inputTextTokenCount": n}``;
+https://docs.aws.amazon.com/bedrock/latest/userguide/model-parameters-titan-embed-text.html), so a batch is sent as
+concurrent requests on a small thread pool (boto3 clients are thread-safe). Output widths: 256, 512 or 1024.
+
+Settings (environment): ``SOORMA_EMBEDDING_DIMENSIONS`` (256 | 512 | 1024, must equal the migrations' vector width),
+``SOORMA_BEDROCK_EMBEDDING_MODEL`` (default ``amazon.titan-embed-text-v2:0``), ``SOORMA_BEDROCK_REGION`` (else
+boto3's own region resolution, e.g. ``AWS_REGION``), ``SOORMA_BEDROCK_CONCURRENCY`` (default 8). Credentials come
+from boto3's usual chain (the function's execution role in Lambda; the role needs ``bedrock:InvokeModel`` on the
+model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from soorma.functions.memory.embeddings import DIMENSIONS_ENV, EmbeddingError
+
+DEFAULT_MODEL = "amazon.titan-embed-text-v2:0"
+TITAN_V2_DIMENSIONS = (256, 512, 1024)
+MODEL_ENV = "SOORMA_BEDROCK_EMBEDDING_MODEL"
+REGION_ENV = "SOORMA_BEDROCK_REGION"
+CONCURRENCY_ENV = "SOORMA_BEDROCK_CONCURRENCY"
+#: Titan v2 accepts up to 50,000 characters (8,192 tokens) per text; longer ones are cut here, not refused there.
+MAX_CHARS = 50_000
+
+
+class BedrockTitan:
+    """Titan Text Embeddings v2 on Amazon Bedrock. ``client`` is a boto3 ``bedrock-runtime`` client (created from
+    ``region`` when not given; tests pass one wrapped in botocore's ``Stubber``)."""
+
+    def __init__(
+        self,
+        dimensions: int = 1024,
+        *,
+        model: str = DEFAULT_MODEL,
+        client: Any = None,
+        region: str | None = None,
+        concurrency: int = 8,
+    ) -> None:
+        if dimensions not in TITAN_V2_DIMENSIONS:
+            raise ValueError(f"Titan Text Embeddings v2 gives 256, 512 or 1024 dimensions, not {dimensions}")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.dimensions = dimensions
+        self.model = model
+        self.model_id = f"bedrock:{model}:{dimensions}"
+        self.concurrency = concurrency
+        self._region = region
+        self._client = client
+
+    @classmethod
+    def from_env(cls) -> "BedrockTitan":
+        raw = os.environ.get(DIMENSIONS_ENV, "1024").strip()
+        if not raw.isdigit():
+            raise ValueError(f"{DIMENSIONS_ENV}={raw!r} is not an integer")
+        concurrency = os.environ.get(CONCURRENCY_ENV, "8").strip()
+        return cls(
+            int(raw),
+            model=os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
+            region=os.environ.get(REGION_ENV) or None,
+            concurrency=int(concurrency) if concurrency.isdigit() and int(concurrency) > 0 else 8,
+        )
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("bedrock-runtime", region_name=self._region)
+        return self._client
+
+    def _embed_one(self, text: str) -> np.ndarray:
+        body = json.dumps({"inputText": text[:MAX_CHARS], "dimensions": self.dimensions, "normalize": True})
+        try:
+            response = self.client.invoke_model(
+                modelId=self.model, body=body, contentType="application/json", accept="application/json"
+            )
+            payload = json.loads(response["body"].read())
+        except EmbeddingError:
+            raise
+        except Exception as exc:  # botocore ClientError, connection errors, a body that is not JSON
+            raise EmbeddingError(f"Bedrock {self.model} invoke_model failed: {type(exc).__name__}: {exc}") from exc
+        vector = payload.get("embedding") if isinstance(payload, dict) else None
+        if not isinstance(vector, list) or len(vector) != self.dimensions:
+            got = len(vector) if isinstance(vector, list) else type(vector).__name__
+            raise EmbeddingError(f"Bedrock {self.model} returned an embedding of {got}, expected {self.dimensions}")
+        return np.asarray(vector, dtype=np.float32)
+
+    def embed_array(self, texts: list[str]) -> np.ndarray:
+        if isinstance(texts, str):
+            raise TypeError("embed takes a list of texts, not one string")
+        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        if not texts:
+            return out
+        if self.concurrency == 1 or len(texts) == 1:
+            rows = [self._embed_one(t) for t in texts]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(texts))) as pool:
+                rows = list(pool.map(self._embed_one, texts))
+        out[:] = rows
+        norms = np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
+        return out / norms
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_array(texts).tolist()

@@ -1,0 +1,85 @@
+"""The SDK's MemoryClient against the real memory function (its Lambda handler behind an httpx transport, the
+session's PostgreSQL): what the client sends is what the routes accept, and what they answer the client reads."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+
+import httpx
+import pytest
+
+from soorma import testing
+from soorma.clients.memory import MemoryClient
+from soorma.errors import ConflictError
+from soorma.service import ensure_event_loop
+
+
+@pytest.fixture
+def client(api, make_identity):
+    who = make_identity()
+
+    def call(request: httpx.Request) -> httpx.Response:
+        ensure_event_loop()
+        body = request.content.decode() if request.content else None
+        event = testing.http_api_event(
+            request.method, request.url.path, identity=who, raw_body=body,
+            query=request.url.query.decode() if request.url.query else None,
+            headers={"content-type": "application/json", "host": "memory.test"},
+        )
+        event["rawPath"] = request.url.raw_path.decode().split("?")[0]
+        result = api.handler(event, api.context)
+        raw = result.get("body") or ""
+        content = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        return httpx.Response(result["statusCode"], content=content, headers=result.get("headers") or {})
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return await asyncio.to_thread(call, request)
+
+    return MemoryClient("http://memory.test", "sk_unused", transport=httpx.MockTransport(handle))
+
+
+async def test_agent_memory_round_trip(client):
+    await client.log_interaction("bot", "user", "My favourite colour is green.")
+    await client.log_interaction("bot", "assistant", "Noted, green it is.")
+    history = await client.get_recent_history("bot", limit=5)
+    assert [h.role for h in history] == ["assistant", "user"]
+    hits = await client.search_interactions("bot", "which colour do I like?", limit=1)
+    assert "green" in hits[0].content and hits[0].score > 0
+
+    skill = await client.store_procedure("bot", "Offer a voucher.", "customer complains about a late delivery",
+                                         external_id="late")
+    skills = await client.get_relevant_skills("bot", "my parcel is two weeks late!")
+    assert skills[0].id == skill.id
+    assert await client.delete_procedure(skill.id) is True
+
+    fact = await client.store_knowledge("The depot closes at 18:00.")
+    page = await client.list_knowledge(limit=10)
+    assert [i.id for i in page.items] == [fact] and page.next_cursor is None
+    assert await client.delete_knowledge(fact) is True
+
+
+async def test_planner_state_round_trip(client):
+    plan_id = f"plan-{uuid.uuid4().hex[:8]}"
+    await client.create_session("s-1", "chat")
+    summary = await client.create_plan(plan_id, "research.goal", {"q": "x"}, session_id="s-1")
+    assert summary.status == "running"
+    with pytest.raises(ConflictError):
+        await client.create_plan(plan_id, "research.goal")
+    saved = await client.store_plan_context(plan_id, "s-1", "research.goal", {"q": "x"}, "research.done",
+                                            {"step": 1}, "start", [plan_id, "corr-9"])
+    assert saved.version == 1
+    found = await client.get_plan_by_correlation("corr-9")
+    assert found.plan_id == plan_id and found.state == {"step": 1}
+    again = await client.store_plan_context(plan_id, goal_event="research.goal", state={"step": 2},
+                                            correlation_ids=[plan_id, "corr-9"], version=1)
+    assert again.version == 2
+    with pytest.raises(ConflictError):
+        await client.update_plan_context(plan_id, current_state="late", version=1)
+    assert (await client.update_plan(plan_id, "completed")).status == "completed"
+    assert [p.plan_id for p in await client.list_plans("completed")] == [plan_id]
+    assert [s.session_id for s in await client.list_sessions()] == ["s-1"]
+    assert await client.delete_plan_context(plan_id) is True
+    assert await client.get_plan_by_correlation("corr-9") is None
