@@ -54,6 +54,9 @@ from soorma.functions.memory.models import (
     SemanticCreate,
     TaskContextCreate,
     TaskContextUpdate,
+    WorkingAppend,
+    WorkingIncrement,
+    WorkingMerge,
     WorkingSet,
 )
 from soorma.functions.memory.routes import add_routes, ef_search_query
@@ -195,6 +198,44 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         with resources.db.transaction(caller) as conn:
             row = store.set_working(conn, caller, plan_id, key, body.value)
         return store.working_response(row)
+
+    def _update_working(plan_id: str, key: str, op: str, operand: Any, caller: Identity) -> dict[str, Any]:
+        check_path(plan_id, "plan_id")
+        check_path(key, "key")
+        with resources.db.transaction(caller) as conn:
+            row = store.update_working(conn, caller, plan_id, key, op, operand)
+        return store.working_response(row)
+
+    @router.post("/working/{plan_id}/{key}/increment")
+    def increment_working(
+        body: WorkingIncrement,
+        plan_id: str = id_path("plan id"),
+        key: str = id_path("state key"),
+        caller: Identity = CALLER,
+    ) -> dict[str, Any]:
+        """Add ``delta`` to the number at the key, atomically (a missing key or a non-number counts as 0)."""
+        return _update_working(plan_id, key, "increment", body.delta, caller)
+
+    @router.post("/working/{plan_id}/{key}/append")
+    def append_working(
+        body: WorkingAppend,
+        plan_id: str = id_path("plan id"),
+        key: str = id_path("state key"),
+        caller: Identity = CALLER,
+    ) -> dict[str, Any]:
+        """Append ``items`` to the list at the key, atomically (a missing key or a non-list counts as [])."""
+        return _update_working(plan_id, key, "append", body.items, caller)
+
+    @router.post("/working/{plan_id}/{key}/merge")
+    def merge_working(
+        body: WorkingMerge,
+        plan_id: str = id_path("plan id"),
+        key: str = id_path("state key"),
+        caller: Identity = CALLER,
+    ) -> dict[str, Any]:
+        """Shallow-merge ``updates`` into the object at the key, atomically (a missing key or a non-object counts
+        as {})."""
+        return _update_working(plan_id, key, "merge", body.updates, caller)
 
     @router.get("/working/{plan_id}/{key}")
     def get_working(

@@ -145,6 +145,28 @@ class SemanticBatch(Body):
 # -- working memory --------------------------------------------------------------------------------------------------
 
 
+class WorkingIncrement(Body):
+    delta: float = Field(..., allow_inf_nan=False)
+
+
+class WorkingAppend(Body):
+    items: list[Any] = Field(..., max_length=1000)
+
+    @field_validator("items")
+    @classmethod
+    def _items(cls, value: list[Any]) -> list[Any]:
+        return check_json(value, "items")
+
+
+class WorkingMerge(Body):
+    updates: dict[str, Any]
+
+    @field_validator("updates")
+    @classmethod
+    def _updates(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_json(value, "updates")
+
+
 class WorkingSet(Body):
     value: Any = Field(...)
 

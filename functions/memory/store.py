@@ -340,6 +340,43 @@ def set_working(conn: psycopg.Connection, identity: Identity, plan_id: str, key:
     ).fetchone()
 
 
+# One statement per operation, so concurrent updates never lose each other's change (soorma-core's WorkflowState did
+# a read-modify-write from the client). A missing key, or a value of the wrong JSON type, counts as the empty value.
+_WORKING_OPS = {
+    "increment": (
+        "to_jsonb(%(operand)s::numeric)",
+        "to_jsonb((case when jsonb_typeof(memory.working_memory.value) = 'number'"
+        " then memory.working_memory.value::numeric else 0 end) + %(operand)s::numeric)",
+    ),
+    "append": (
+        "%(operand)s::jsonb",
+        "(case when jsonb_typeof(memory.working_memory.value) = 'array'"
+        " then memory.working_memory.value else '[]'::jsonb end) || %(operand)s::jsonb",
+    ),
+    "merge": (
+        "%(operand)s::jsonb",
+        "(case when jsonb_typeof(memory.working_memory.value) = 'object'"
+        " then memory.working_memory.value else '{}'::jsonb end) || %(operand)s::jsonb",
+    ),
+}
+
+
+def update_working(
+    conn: psycopg.Connection, identity: Identity, plan_id: str, key: str, op: str, operand: Any
+) -> dict[str, Any]:
+    """Apply ``op`` (``increment`` by a number, ``append`` a JSON array, ``merge`` a JSON object) to one working
+    memory value atomically and return the row. Raises ``KeyError`` for an unknown op."""
+    initial, updated = _WORKING_OPS[op]
+    value = operand if op == "increment" else Jsonb(operand)
+    return conn.execute(
+        "insert into memory.working_memory (platform_tenant_id, service_tenant_id, service_user_id, plan_id, key,"
+        f" value) values (%(pt)s, %(st)s, %(su)s, %(plan)s, %(key)s, {initial})"
+        " on conflict (platform_tenant_id, service_tenant_id, service_user_id, plan_id, key)"
+        f" do update set value = {updated}, updated_at = now() returning *",
+        _ids(identity, plan=plan_id, key=key, operand=value),
+    ).fetchone()
+
+
 def get_working(conn: psycopg.Connection, identity: Identity, plan_id: str, key: str) -> dict[str, Any] | None:
     return conn.execute(
         f"select * from memory.working_memory where {_OWNED} and plan_id = %(plan)s and key = %(key)s",
