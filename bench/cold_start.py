@@ -1,13 +1,21 @@
 """Cold start and package size of each platform function: prints one JSON line.
 
-For each platform function (registry, memory, gateway, authorizer, tracker, migrate):
+It measures the configuration ``cdk deploy`` deploys by default (``soorma.infra.packaging.platform_packages()``):
+transport ``sqs`` (the gateway publishes to SNS) and the memory function embedding with Amazon Bedrock (Titan Text
+Embeddings v2, 1024 dimensions; layers ``platform`` + ``vector``, no model layer). ``--embeddings local`` and
+``--transport nats`` measure the other configurations. AWS is never called: a fake endpoint on 127.0.0.1 answers
+Bedrock's ``InvokeModel`` and SNS's ``Publish`` (boto3 reaches it through ``AWS_ENDPOINT_URL_*``), so the times
+include importing boto3 and building its clients, as in Lambda, but not the network round trip to AWS.
+
+For each platform function (registry, memory, gateway, authorizer, tracker, migrate; the registrar custom resource
+only has its size measured):
 
 * ``zipped_mb`` — the deflate-zipped size of what Lambda gets: the function code plus its layers, as the CDK app
   builds them for arm64 / Python 3.12 (``soorma.infra.packaging``; cached under ``.soorma/cdk-cache``);
   ``unzipped_mb`` the same unpacked (Lambda's limit is 250 MB);
 * ``import_ms`` / ``first_ms`` / ``cold_ms`` — in a fresh interpreter started with ``-S -B`` (no site-packages, no
   bytecode written) whose ``sys.path`` is only the function's code and layers (the same requirement files, built
-  for this machine's interpreter), the time to import the handler module and the time of its first request against
+  for this machine's interpreter) and what the Lambda runtime ships (boto3 and its dependencies), the time to import the handler module and the time of its first request against
   the real embedded PostgreSQL (pgvector) and NATS JetStream; ``cold_ms`` is their sum. Medians of ``--runs`` fresh
   interpreters each. Two variants: ``source`` (no ``.pyc`` anywhere: what the layers give Lambda today, since they
   are built without a CPython 3.12 to compile them and ``/opt`` is read-only) and ``bytecode`` (the same files
@@ -16,20 +24,27 @@ For each platform function (registry, memory, gateway, authorizer, tracker, migr
 Targets (issue 6): under 15 MB zipped and under 500 ms per function; ``targets_met`` lists which met them. This machine
 is x86_64 with CPython {host}; Lambda runs arm64 CPython 3.12, so the times are indicative, the sizes exact.
 
-Usage: ``python bench/cold_start.py [--runs N] [--only registry,memory]``
+Usage: ``python bench/cold_start.py [--runs N] [--only registry,memory] [--embeddings bedrock|local]
+[--transport sqs|nats]``
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
 import json
+import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from soorma.infra import packaging
@@ -66,6 +81,56 @@ def _size(folders: list[Path]) -> tuple[int, int]:
         return packaging.zipped_size(merged), packaging.unzipped_size(merged)
 
 
+# What the Lambda Python runtime ships besides the standard library (boto3 and its dependencies): copied from this
+# interpreter's environment into the child's path, after the layers, as Lambda puts them.
+LAMBDA_RUNTIME_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
+
+
+def _lambda_runtime(dest: Path) -> Path:
+    """boto3 and its dependencies, precompiled (Lambda's runtime ships them with bytecode)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in LAMBDA_RUNTIME_MODULES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise SystemExit(f"{name} is not installed here (pip install boto3)")
+        origin = Path(spec.origin)
+        if origin.name == "__init__.py":
+            shutil.copytree(origin.parent, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(origin, dest / origin.name)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(dest)], check=False, capture_output=True)
+    return dest
+
+
+class FakeAws(BaseHTTPRequestHandler):
+    """Bedrock Runtime ``InvokeModel`` (Titan v2: a unit vector of the asked width) and SNS ``Publish``."""
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path.startswith("/model/"):
+            request = json.loads(body or b"{}")
+            dims = int(request.get("dimensions") or 1024)
+            seed = hashlib.sha256(str(request.get("inputText", "")).encode()).digest()
+            raw = [((seed[i % 32] + i) % 251) / 251 - 0.5 for i in range(dims)]
+            norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+            answer = json.dumps({"embedding": [v / norm for v in raw],
+                                 "inputTextTokenCount": len(str(request.get("inputText", "")).split())}).encode()
+            content_type = "application/json"
+        else:  # SNS (query protocol)
+            answer = (b'<PublishResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><PublishResult>'
+                      b"<MessageId>bench-1</MessageId></PublishResult><ResponseMetadata><RequestId>r</RequestId>"
+                      b"</ResponseMetadata></PublishResponse>")
+            content_type = "text/xml"
+        self.send_response(200)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+
 def _events(identity: dict, key: str, goal_type: str) -> dict[str, dict]:
     from soorma.local.apigw import http_event
 
@@ -94,8 +159,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", default="")
+    parser.add_argument("--embeddings", default=packaging.DEFAULT_EMBEDDING_PROVIDER,
+                        choices=sorted(packaging.EMBEDDING_PROVIDERS))
+    parser.add_argument("--transport", default="sqs", choices=sorted(packaging.GATEWAY_HANDLERS))
     args = parser.parse_args()
-    names = [n for n in packaging.PLATFORM_PACKAGES if not args.only or n in args.only.split(",")]
+    packages = packaging.platform_packages(args.embeddings, args.transport)
+    names = [n for n in packages if not args.only or n in args.only.split(",")]
+    timed = [n for n in names if n != "registrar"]  # a deploy-time custom resource: size only
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
 
     # Sizes: the arm64 artifacts the CDK app deploys.
@@ -103,15 +173,17 @@ def main() -> None:
     code = packaging.build_code(log=log)
     sizes = {}
     for name in names:
-        layers = [packaging.build_layer(packaging.LAYERS[n], target=lam, log=log)
-                  for n in packaging.PLATFORM_PACKAGES[name].layers]
+        layers = [packaging.build_layer(packaging.LAYERS[n], target=lam, log=log) for n in packages[name].layers]
         zipped, unzipped = _size([code, *layers])
-        sizes[name] = {"zipped_mb": round(zipped / 1e6, 2), "unzipped_mb": round(unzipped / 1e6, 1)}
+        sizes[name] = {"layers": packages[name].layers, "zipped_mb": round(zipped / 1e6, 2),
+                       "unzipped_mb": round(unzipped / 1e6, 1)}
 
     # Cold starts: the same requirement files for this interpreter, against real PostgreSQL and NATS.
     host = packaging.Target.host()
     host_layers = {n: packaging.build_layer(packaging.LAYERS[n], target=host, log=log)
-                   for n in ("platform", "embeddings")}
+                   for n in sorted({layer for name in timed for layer in packages[name].layers})}
+    dims = str(packaging.EMBEDDING_PROVIDERS[args.embeddings]["dimensions"])
+    os.environ["SOORMA_EMBEDDING_DIMENSIONS"] = dims  # the migrations size the vector columns with it
     from soorma.functions.gateway.keys import create_api_key
     from soorma.functions.migrate import apply
     from soorma.local.nats import EmbeddedNats
@@ -128,6 +200,10 @@ def main() -> None:
     nats = EmbeddedNats(work / "nats", port=nats_port)
     owner = pg.start()
     nats_url = nats.start()
+    fake_aws = ThreadingHTTPServer(("127.0.0.1", 0), FakeAws)
+    threading.Thread(target=fake_aws.serve_forever, daemon=True).start()
+    aws_url = f"http://127.0.0.1:{fake_aws.server_address[1]}"
+    runtime = _lambda_runtime(work / "lambda-runtime")
     try:
         apply(owner)
         pepper = "bench-pepper"
@@ -141,10 +217,18 @@ def main() -> None:
             "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
             "SOORMA_APP_DATABASE_URL": app_dsn(owner), "SOORMA_DATABASE_URL": owner,
             "SOORMA_NATS_URL": nats_url, "SOORMA_API_KEY_PEPPER": pepper,
-            "SOORMA_EMBEDDING_PROVIDER": "local", "HF_HUB_OFFLINE": "1",
-            "SOORMA_EMBEDDING_TOKENIZER_PATH": str(host_layers["embeddings"] / packaging.TOKENIZER_LAYER_PATH),
-            "POWERTOOLS_SERVICE_NAME": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+            "SOORMA_TRANSPORT": args.transport,
+            "SOORMA_EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-events",
+            "SOORMA_EMBEDDING_PROVIDER": args.embeddings, "SOORMA_EMBEDDING_DIMENSIONS": dims,
+            "POWERTOOLS_SERVICE_NAME": "bench", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": aws_url, "AWS_ENDPOINT_URL_SNS": aws_url,
         }
+        if args.embeddings == "bedrock":
+            env["SOORMA_BEDROCK_EMBEDDING_MODEL"] = packaging.BEDROCK_EMBEDDING_MODEL
+        else:
+            env.update({"HF_HUB_OFFLINE": "1", "SOORMA_EMBEDDING_TOKENIZER_PATH": str(
+                host_layers["embeddings"] / packaging.TOKENIZER_LAYER_PATH)})
         # Private copies (hard links) of the code and layers, so bytecode never lands in the build cache.
         trees = {}
         for variant in ("source", "bytecode"):
@@ -155,18 +239,17 @@ def main() -> None:
                 packaging.copy_into(folder, trees[variant][n])
             for folder in trees[variant].values():
                 for cache in list(folder.rglob("__pycache__")):
-                    import shutil
-
                     shutil.rmtree(cache)
         for folder in trees["bytecode"].values():
             subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(folder)], check=False,
                            capture_output=True)
         results = {name: dict(sizes[name]) for name in names}
         for variant in ("source", "bytecode"):
-            for name in names:
-                package = packaging.PLATFORM_PACKAGES[name]
+            for name in timed:
+                package = packages[name]
                 tree = trees[variant]
-                path = [str(tree["code"])] + [str(tree[n] / "python") for n in package.layers]
+                path = ([str(tree["code"])] + [str(tree[n] / "python") for n in package.layers]
+                        + [str(runtime)])
                 samples = []
                 for _ in range(args.runs):
                     spec = {"path": path, "handler": package.handler, "event": events[name], "name": name}
@@ -183,22 +266,24 @@ def main() -> None:
                     "isolated": not any(s["site_packages_used"] for s in samples),
                 }
     finally:
+        fake_aws.shutdown()
         nats.stop()
         pg.stop()
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     met = {n: {"size": r["zipped_mb"] < 15,
-               **{f"cold_{v}": r[v]["cold_ms"] < 500 and r[v]["answered"] for v in ("source", "bytecode")}}
+               **{f"cold_{v}": r[v]["cold_ms"] < 500 and r[v]["answered"] for v in ("source", "bytecode")
+                  if v in r}}
            for n, r in results.items()}
     print(json.dumps({
         "bench": "cold_start",
         "host": f"{platform.machine()} CPython {platform.python_version()}",
         "deployed_as": "arm64 CPython 3.12 (sizes of the arm64 artifacts)",
+        "configuration": {"transport": args.transport, "embeddings": args.embeddings,
+                          "embedding_dimensions": int(dims)},
         "runs": args.runs,
         "functions": results,
         "targets": {"zipped_mb": 15, "cold_ms": 500},
-        "median_cold_ms": {v: round(statistics.median(r[v]["cold_ms"] for r in results.values()), 1)
+        "median_cold_ms": {v: round(statistics.median(r[v]["cold_ms"] for r in results.values() if v in r), 1)
                            for v in ("source", "bytecode")},
         "targets_met": met,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

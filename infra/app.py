@@ -14,6 +14,13 @@ Context (``-c key=value`` or ``cdk.json``):
 | ``soorma:alarm-email`` | where DLQ alarms are mailed | none |
 | ``soorma:nag`` | ``false`` skips the cdk-nag AwsSolutions checks | ``true`` |
 | ``soorma:deploy-nonce`` | fixes the migrations' per-deploy value (tests) | the synth time |
+| ``soorma:embedding-provider`` | ``bedrock`` (Titan Text Embeddings v2, no model layer) or ``local`` (the packaged ONNX model and its layer) | ``bedrock`` |
+| ``soorma:embedding-dimensions`` | vector width (bedrock: 256, 512 or 1024; local: 384); fixed once memories exist | 1024 / 384 |
+| ``soorma:bedrock-embedding-model`` | the Bedrock model id | ``amazon.titan-embed-text-v2:0`` |
+| ``soorma:platform-admin-tenant`` | the platform-operator tenant (its bootstrap admin key is output as a secret) | ``platform`` |
+| ``soorma:jwt-secret`` | HS256 JWTs: ``generate`` (a new Secrets Manager secret) or the complete ARN of an existing one (encrypted with ``aws/secretsmanager``; a customer key needs its own ``kms:Decrypt`` grant) | none (HS256 off) |
+| ``soorma:jwt-jwks-url`` / ``soorma:jwt-issuer`` / ``soorma:jwt-audience`` | RS256 JWTs of an OIDC issuer (e.g. Cognito); a JWKS URL adds a NAT gateway | none |
+| ``soorma:settings`` | ``SOORMA_RATE_*``, ``SOORMA_A2A_*``, ``SOORMA_JWT_*`` (not the secret) as a JSON object or ``K=V,K=V`` | none |
 """
 
 from __future__ import annotations
@@ -61,8 +68,30 @@ def _flag(value, default: bool) -> bool:
     return str(value).strip().lower() not in ("0", "false", "no", "off")
 
 
+def _settings(value) -> dict[str, str]:
+    """``soorma:settings``: a JSON object (in cdk.json or ``-c 'soorma:settings={...}'``) or ``K=V,K=V``."""
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    text = str(value).strip()
+    if text.startswith("{"):
+        import json
+
+        return {str(k): str(v) for k, v in json.loads(text).items()}
+    out = {}
+    for item in text.split(","):
+        name, sep, val = item.partition("=")
+        if not sep:
+            raise ValueError(f"soorma:settings: {item!r} is not NAME=VALUE")
+        out[name.strip()] = val.strip()
+    return out
+
+
 def build_app(app: cdk.App | None = None) -> cdk.App:
     from cdk_nag import AwsSolutionsChecks
+
+    from aws_cdk import aws_secretsmanager as secretsmanager
 
     from soorma.infra.agent import SoormaAgent
     from soorma.infra.platform import SoormaPlatform
@@ -92,6 +121,15 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
                         else cdk.RemovalPolicy.DESTROY),
         alarm_email=ctx("soorma:alarm-email"),
         deploy_nonce=ctx("soorma:deploy-nonce"),
+        embedding_provider=ctx("soorma:embedding-provider") or "bedrock",
+        embedding_dimensions=int(ctx("soorma:embedding-dimensions")) if ctx("soorma:embedding-dimensions") else None,
+        bedrock_model=ctx("soorma:bedrock-embedding-model") or "amazon.titan-embed-text-v2:0",
+        platform_admin_tenant=ctx("soorma:platform-admin-tenant") or "platform",
+        jwt_secret=_jwt_secret(stack, ctx("soorma:jwt-secret"), secretsmanager),
+        jwt_jwks_url=ctx("soorma:jwt-jwks-url"),
+        jwt_issuer=ctx("soorma:jwt-issuer"),
+        jwt_audience=ctx("soorma:jwt-audience"),
+        settings=_settings(ctx("soorma:settings")),
     )
     agents = ctx("soorma:agents") or ""
     paths = [p.strip() for p in agents.split(",")] if isinstance(agents, str) else list(agents)
@@ -100,6 +138,16 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
     if _flag(ctx("soorma:nag"), True):
         cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
     return app
+
+
+def _jwt_secret(stack: cdk.Stack, value, secretsmanager):
+    if not value:
+        return None
+    if str(value) == "generate":
+        return "generate"
+    if not str(value).startswith("arn:"):
+        raise ValueError("soorma:jwt-secret must be 'generate' or a Secrets Manager secret's complete ARN")
+    return secretsmanager.Secret.from_secret_complete_arn(stack, "JwtSecretImported", str(value))
 
 
 def main() -> None:

