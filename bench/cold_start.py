@@ -218,6 +218,7 @@ def main() -> None:
             "SOORMA_APP_DATABASE_URL": app_dsn(owner), "SOORMA_DATABASE_URL": owner,
             "SOORMA_NATS_URL": nats_url, "SOORMA_API_KEY_PEPPER": pepper,
             "SOORMA_TRANSPORT": args.transport,
+            "SOORMA_EVENT_TRANSPORT": "sns" if args.transport == "sqs" else "nats",
             "SOORMA_EVENTS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-events",
             "SOORMA_EMBEDDING_PROVIDER": args.embeddings, "SOORMA_EMBEDDING_DIMENSIONS": dims,
             "POWERTOOLS_SERVICE_NAME": "bench", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",

@@ -413,7 +413,7 @@ EMBEDDING_PROVIDERS: dict[str, dict] = {
 
 
 # The gateway's entry per transport: under ``sqs`` the gateway app with the SNS publisher.
-GATEWAY_HANDLERS = {"sqs": "soorma.infra.runtime.sns.handler", "nats": "soorma.functions.gateway.handler.handler"}
+GATEWAY_HANDLERS = {"sqs": "soorma.functions.gateway.handler.handler", "nats": "soorma.functions.gateway.handler.handler"}
 
 
 def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,

@@ -723,6 +723,8 @@ class SoormaPlatform(Construct):
         self.event_topic = sns.Topic(self, "Events", master_key=self.key, enforce_ssl=True,
                                      display_name="Soorma events")
         gateway = self.functions["gateway"]
+        # The gateway's own publisher_from_env() picks the SNS publisher (soorma.functions.gateway.publisher).
+        gateway.add_environment("SOORMA_EVENT_TRANSPORT", "sns")
         gateway.add_environment("SOORMA_EVENTS_TOPIC_ARN", self.event_topic.topic_arn)
         self.event_topic.grant_publish(gateway)
         suppress(gateway, ("AwsSolutions-IAM5", "Publishing to the KMS-encrypted topic needs kms:GenerateDataKey* "

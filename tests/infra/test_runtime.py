@@ -12,7 +12,7 @@ import pytest
 
 from soorma.events import EventEnvelope
 from soorma.infra.runtime import boot, fetch
-from soorma.infra.runtime.sns import SnsPublisher
+from soorma.functions.gateway.publisher import SnsPublisher
 
 
 def test_boot_resolves_secrets_into_the_variables_handlers_read():
@@ -71,7 +71,7 @@ def _envelope(**kw) -> EventEnvelope:
 
 def test_sns_publisher_sets_the_filter_attributes():
     client = FakeSns()
-    SnsPublisher("arn:aws:sns:eu-west-1:123456789012:events", client).publish(_envelope())
+    SnsPublisher("arn:aws:sns:eu-west-1:123456789012:events", client=client).publish(_envelope())
     (call,) = client.calls
     assert call["TopicArn"].endswith(":events")
     assert json.loads(call["Message"])["type"] == "research.retrieve"
@@ -87,11 +87,11 @@ def test_sns_publisher_errors_map_to_the_gateways_answers():
     from soorma.subjects import InvalidSubjectToken
 
     with pytest.raises(PublishError):
-        SnsPublisher("arn", FakeSns(fail=True)).publish(_envelope())
+        SnsPublisher("arn", client=FakeSns(fail=True)).publish(_envelope())
     with pytest.raises(PayloadTooLarge):
-        SnsPublisher("arn", FakeSns()).publish(_envelope(data={"blob": "x" * 300_000}))
+        SnsPublisher("arn", client=FakeSns()).publish(_envelope(data={"blob": "x" * 300_000}))
     with pytest.raises(InvalidSubjectToken):
-        SnsPublisher("arn", FakeSns()).publish(_envelope(platform_tenant_id="bad tenant"))
+        SnsPublisher("arn", client=FakeSns()).publish(_envelope(platform_tenant_id="bad tenant"))
 
 
 def test_bridge_fetch_signature_matches_botocore(monkeypatch):

@@ -196,9 +196,8 @@ PLATFORM_HANDLERS = {
 
 def test_platform_functions_arm64_python312_with_local_layers(synth):
     template = Template.from_json(synth.template)
-    for prefix, target in {**PLATFORM_HANDLERS, "PlatformGatewayFunction": (
-            "soorma.infra.runtime.sns.handler" if synth.transport == "sqs"
-            else "soorma.functions.gateway.handler.handler")}.items():
+    for prefix, target in {**PLATFORM_HANDLERS,
+                           "PlatformGatewayFunction": "soorma.functions.gateway.handler.handler"}.items():
         props = synth.resources[one(synth, prefix)]["Properties"]
         assert props["Runtime"] == "python3.12"
         assert props["Architectures"] == ["arm64"]
