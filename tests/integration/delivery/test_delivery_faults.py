@@ -60,7 +60,10 @@ async def test_function_timeout_is_retried_and_nothing_lost(js, make_bridge, dk,
         assert "Sandbox.Timedout" in (stats["last_error"] or "") or stats["retried"] >= 1
         deliveries = dk.read_deliveries(out)
         slow = {e.id for e in events if e.data["slow"]}
-        assert {n for e, n in deliveries if e in slow} == {2}  # handled on the retry, after the timeout
+        # Handled only after a timeout: on the retry, or later when the retry shared a batch with another slow
+        # event's first delivery (that batch timed out too). Never on the first delivery, which was killed.
+        slow_counts = {e: n for e, n in deliveries if e in slow}
+        assert set(slow_counts) == slow and min(slow_counts.values()) >= 2, slow_counts
         assert set(Counter(e for e, _ in deliveries).values()) == {1}  # a timed-out batch left nothing behind
         log = (tmp_path / "logs" / f"{function}.log").read_text()
         assert "Task timed out after 1.00 seconds" in log
