@@ -6,6 +6,7 @@ import typer
 
 from soorma import __version__
 from soorma.cli import dlq, goal, local
+from soorma.cli.init import init
 
 app = typer.Typer(
     help="Soorma Serverless: event-driven agents (Planners, Workers, Tools) as functions.",
@@ -15,6 +16,7 @@ app = typer.Typer(
 app.add_typer(local.app, name="local")
 app.add_typer(goal.app, name="goal")
 app.add_typer(dlq.app, name="dlq")
+app.command("init")(init)
 app.command("deploy")(__import__("soorma.cli.deploy", fromlist=["deploy"]).deploy)
 
 
