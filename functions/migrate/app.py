@@ -49,10 +49,27 @@ def _render(sql: str, values: dict[str, str]) -> str:
     return sql
 
 
+#: The largest embedding dimension the migrations accept: pgvector's HNSW index (every embedding column has one)
+#: indexes a ``vector`` of at most 2,000 dimensions (``HNSW_MAX_DIM``); a wider column would make the
+#: ``create index ... using hnsw`` of 0004/0005 fail halfway through the migrations.
+MAX_EMBEDDING_DIMENSIONS = 2000
+
+
 def _settings() -> dict[str, str]:
-    dims = os.environ.get("SOORMA_EMBEDDING_DIMENSIONS", "384")
-    if not dims.isdigit() or not 1 <= int(dims) <= 16000:
-        raise ValueError(f"SOORMA_EMBEDDING_DIMENSIONS={dims!r} must be an integer from 1 to 16000")
+    """The placeholder values, from the environment; raises ``ValueError`` naming the variable when
+    ``SOORMA_EMBEDDING_DIMENSIONS`` is not an integer from 1 to :data:`MAX_EMBEDDING_DIMENSIONS`."""
+    dims = os.environ.get("SOORMA_EMBEDDING_DIMENSIONS", "384").strip()
+    if not dims.isdigit() or not 1 <= int(dims) <= MAX_EMBEDDING_DIMENSIONS:
+        hint = (
+            f"; pgvector's HNSW index supports `vector` columns of at most {MAX_EMBEDDING_DIMENSIONS} dimensions"
+            " (choose a model or setting with fewer, e.g. Titan v2 at 1024 or OpenAI text-embedding-3-large with"
+            " dimensions=1536)"
+            if dims.isdigit() and int(dims) > MAX_EMBEDDING_DIMENSIONS
+            else ""
+        )
+        raise ValueError(
+            f"SOORMA_EMBEDDING_DIMENSIONS={dims!r} must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}{hint}"
+        )
     password = os.environ.get("SOORMA_APP_DB_PASSWORD", "soorma_app")
     return {"embedding_dimensions": dims, "app_role_password": password.replace("'", "''")}
 
