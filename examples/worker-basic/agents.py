@@ -1,7 +1,7 @@
 """Parallel delegation: an order worker fans out to an inventory worker and a payment worker at once, and answers
 the order when both have answered.
 
-``soorma local deploy examples/worker-parallel`` deploys the three module-level workers as three functions.
+``soorma local deploy examples/worker-basic`` deploys the three module-level workers as three functions.
 
 Flow of one ``order.process.requested`` ``{"order_id", "items", "total"}``::
 

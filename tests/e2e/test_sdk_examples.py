@@ -1,5 +1,5 @@
 """The SDK's examples on the local stack, through the gateway's goal API: `soorma local up` (free ports, a temporary
-SOORMA_HOME), `soorma local deploy` of examples/hello-tool, examples/worker-parallel, examples/planner-state-machine
+SOORMA_HOME), `soorma local deploy` of examples/hello-tool, examples/worker-basic, examples/planner-basic
 and of a module written against soorma-core's SDK (unchanged), one agent run as a local process (`agent.run()`),
 then `soorma local down`."""
 
@@ -53,7 +53,7 @@ def stack():
     up = run("local", "up")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
-        for path in (EXAMPLES / "hello-tool", EXAMPLES / "worker-parallel", EXAMPLES / "planner-state-machine",
+        for path in (EXAMPLES / "hello-tool", EXAMPLES / "worker-basic", EXAMPLES / "planner-basic",
                      APPS / "reference_shop" / "shop_worker.py"):
             deploy = run("local", "deploy", str(path))
             assert deploy.returncode == 0, deploy.stdout + deploy.stderr
@@ -101,7 +101,7 @@ def test_hello_tool_answers_and_fails_through_the_goal_api(stack):
     assert "divide by zero" in goals[div]["error"]
 
 
-def test_worker_parallel_orders_complete_with_both_results(stack):
+def test_worker_basic_orders_complete_with_both_results(stack):
     client = stack["client"]
     orders = [{"order_id": f"o-{i}", "items": ["widget", "gadget"], "total": 10 + i} for i in range(4)]
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -124,7 +124,7 @@ def test_worker_parallel_orders_complete_with_both_results(stack):
     assert progress and progress[0]["topic"] == "task-events"
 
 
-def test_planner_state_machine_answers_the_goal(stack):
+def test_planner_basic_answers_the_goal(stack):
     client = stack["client"]
     goal_id = submit(client, "review.goal", {"topic": "event-driven agents", "max_results": 2})
     goal = wait(client, goal_id)[goal_id]

@@ -1,4 +1,4 @@
-"""examples/hello-tool, examples/worker-parallel and examples/planner-state-machine, in-process against the SDK's
+"""examples/hello-tool, examples/worker-basic and examples/planner-basic, in-process against the SDK's
 in-memory fake platform (tests/unit/sdk/fakes.py): every published event is delivered, as the bridge would, to each
 agent whose subscriptions match it, until nothing is left. The e2e test runs the same flows on the local stack."""
 
@@ -74,8 +74,8 @@ def test_hello_tool(platform):
     assert default["data"]["result"]["value"] == 42
 
 
-def test_worker_parallel(platform):
-    example = load_example("worker-parallel", "agents")
+def test_worker_basic(platform):
+    example = load_example("worker-basic", "agents")
     agents = [example.agents.order_processor, example.agents.inventory_worker, example.agents.payment_worker]
     for agent in agents:
         agent.context = platform.context()
@@ -94,8 +94,8 @@ def test_worker_parallel(platform):
     assert "unknown items: nope" in failed["data"]["error"] and "cannot charge 0" in failed["data"]["error"]
 
 
-def test_planner_state_machine(platform):
-    example = load_example("planner-state-machine", "planner", "worker")
+def test_planner_basic(platform):
+    example = load_example("planner-basic", "planner", "worker")
     agents = [example.planner.planner, example.worker.worker]
     for agent in agents:
         agent.context = platform.context()
@@ -114,7 +114,7 @@ def test_planner_state_machine(platform):
 
 def test_examples_have_readmes():
     root = Path(__file__).resolve().parents[3] / "examples"
-    for name in ("hello-tool", "worker-parallel", "planner-state-machine"):
+    for name in ("hello-tool", "worker-basic", "planner-basic"):
         text = (root / name / "README.md").read_text()
         assert "soorma local deploy examples/" + name in text
         assert json.dumps(name)  # the folder exists and is documented
