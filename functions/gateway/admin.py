@@ -9,9 +9,9 @@ Who may do what (403 otherwise; a key or tenant the caller may not see is a 404)
 | ``GET /v1/tenants/{id}`` | platform admin; ``admin`` of that tenant |
 | ``GET /v1/policy`` | ``admin``, ``developer`` (own tenant) |
 | ``PUT /v1/policy`` | ``admin`` (own tenant) |
-| ``POST /v1/api-keys`` | ``admin`` (any role), ``developer`` (roles ``agent`` and ``user``) |
+| ``POST /v1/api-keys`` | ``admin`` (any role), ``developer`` (roles ``agent`` and ``user``); a named existing principal keeps its role (409 otherwise) |
 | ``GET /v1/api-keys``, ``GET /v1/api-keys/{key_id}`` | ``admin``, ``developer``: every key of the tenant; ``agent``, ``user``: their own principal's keys |
-| ``POST /v1/api-keys/{key_id}/rotate``, ``…/revoke`` | ``admin``: any key of the tenant; ``developer``: ``agent``/``user`` keys and its own; ``agent``, ``user``: their own principal's keys |
+| ``POST /v1/api-keys/{key_id}/rotate``, ``…/revoke`` | ``admin``: any key of the tenant; ``developer``: ``agent``/``user`` keys and its own; ``agent``, ``user``: their own principal's keys (of their own role) |
 
 Rate limits and status are set by the platform admin only; a tenant's admin sets its policy.
 """
@@ -79,7 +79,7 @@ def _require(identity: Identity, *roles: str) -> None:
 def _may_manage(identity: Identity, key: dict[str, Any]) -> bool:
     if identity.role == "admin":
         return True
-    if key["principal_id"] == identity.principal_id:
+    if key["principal_id"] == identity.principal_id and key["role"] == identity.role:
         return True
     return identity.role == "developer" and key["role"] in ("agent", "user")
 
@@ -240,17 +240,20 @@ def create_router(db: Database) -> APIRouter:
             if body.expires_in_seconds else None
         )
         with db.transaction(identity) as conn:
-            key = api_keys.create_api_key(
-                conn,
-                platform_tenant_id=identity.platform_tenant_id,
-                service_tenant_id=body.service_tenant_id or identity.platform_tenant_id,
-                service_user_id=body.service_user_id or principal,
-                role=body.role,
-                name=body.name,
-                principal_id=principal,
-                expires_at=expires,
-                created_by=identity.principal_id,
-            )
+            try:
+                key = api_keys.create_api_key(
+                    conn,
+                    platform_tenant_id=identity.platform_tenant_id,
+                    service_tenant_id=body.service_tenant_id or identity.platform_tenant_id,
+                    service_user_id=body.service_user_id or principal,
+                    role=body.role,
+                    name=body.name,
+                    principal_id=principal,
+                    expires_at=expires,
+                    created_by=identity.principal_id,
+                )
+            except api_keys.PrincipalRoleConflict as exc:
+                raise HTTPException(409, str(exc)) from None
             row = api_keys.get_api_key(conn, api_keys.parse_api_key(key)[0])
         return {**_key_out(row), "api_key": key}
 
@@ -296,7 +299,10 @@ def create_router(db: Database) -> APIRouter:
                 raise HTTPException(403, f"role {identity.role!r} may not rotate this key")
             if row["revoked_at"] is not None:
                 raise HTTPException(409, f"API key {key_id} is revoked")
-            rotated = api_keys.rotate_api_key(conn, key_id, created_by=identity.principal_id)
+            try:
+                rotated = api_keys.rotate_api_key(conn, key_id, created_by=identity.principal_id)
+            except api_keys.PrincipalRoleConflict as exc:
+                raise HTTPException(409, str(exc)) from None
             if rotated is None:
                 raise HTTPException(409, f"API key {key_id} is revoked")
             new_key, _ = rotated

@@ -81,7 +81,8 @@ def create_api_key(
     ``psycopg.errors.InsufficientPrivilege``); the owner connection may create keys for any tenant.
 
     The three identity values must match ``[A-Za-z0-9_-]{1,64}`` and ``role`` be one of admin, developer, agent,
-    user (``ValueError`` otherwise). ``principal_id`` defaults to ``pr_<key_id>``. The insert is committed when
+    user (``ValueError`` otherwise). ``principal_id`` defaults to ``pr_<key_id>``; an existing principal keeps its
+    role (:class:`PrincipalRoleConflict` when ``role`` differs). The insert is committed when
     ``conn`` is in autocommit mode, else with the caller's transaction.
     """
     check_identifier(platform_tenant_id, "platform tenant id")
@@ -93,6 +94,8 @@ def create_api_key(
     secret = secrets.token_urlsafe(32)
     principal = principal_id or f"pr_{key_id}"
     check_identifier(principal, "principal id")
+    if principal_id is not None:
+        _check_principal_role(conn, platform_tenant_id, principal, role)
     conn.execute(
         "insert into gateway.api_keys (key_id, key_hash, platform_tenant_id, service_tenant_id, service_user_id,"
         " principal_id, role, name, expires_at, created_by, rotated_from)"
@@ -101,6 +104,26 @@ def create_api_key(
          principal, role, name, expires_at, created_by, rotated_from),
     )
     return f"{PREFIX}{key_id}_{secret}"
+
+
+class PrincipalRoleConflict(ValueError):
+    """A key was asked for an existing principal with another role than the one it holds.
+
+    A principal has exactly one role for life: otherwise whoever may create a ``user`` key could name an admin's
+    principal, and the new key, "owning" the admin's keys by principal, could rotate them into admin keys.
+    """
+
+
+def _check_principal_role(conn: psycopg.Connection, platform_tenant_id: str, principal: str, role: str) -> None:
+    # Serialise key creation per principal so two concurrent creates cannot give it two roles.
+    conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{platform_tenant_id}/{principal}",))
+    held = conn.execute(
+        "select role from gateway.api_keys where platform_tenant_id = %s and principal_id = %s and role <> %s"
+        " limit 1",
+        (platform_tenant_id, principal, role),
+    ).fetchone()
+    if held is not None:
+        raise PrincipalRoleConflict(f"principal {principal!r} holds role {_row(held, 'role', 0)!r}, not {role!r}")
 
 
 def resolve_api_key(conn: psycopg.Connection, key: str, *, pepper: str | None = None) -> Identity | None:

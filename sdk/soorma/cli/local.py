@@ -3,6 +3,7 @@ Docker (``up --docker`` is the Compose alternative)."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -373,6 +374,30 @@ def invoke(
         raise typer.Exit(1)
 
 
+def _log_path(function: str) -> Path:
+    """The log file of ``function``: its exact name, else the one function whose name starts with it.
+
+    Exits with a message naming the problem for a name that is not a plain function name, no match, or an ambiguous
+    prefix (``research`` when both ``research-advisor-planner`` and ``research-advisor-researcher`` exist).
+    """
+    logs_dir = _paths().logs
+    if not function or "/" in function or function.startswith("."):
+        typer.secho(f"{function!r} is not a function name", fg="red", err=True)
+        raise typer.Exit(2)
+    exact = logs_dir / f"{function}.log"
+    if exact.is_file():
+        return exact
+    candidates = sorted(logs_dir.glob(f"{glob.escape(function)}*.log"))
+    if not candidates:
+        typer.secho(f"no log for function {function!r} in {logs_dir}", fg="red", err=True)
+        raise typer.Exit(1)
+    if len(candidates) > 1:
+        names = ", ".join(p.stem for p in candidates)
+        typer.secho(f"{function!r} matches several functions ({names}); give the whole name", fg="red", err=True)
+        raise typer.Exit(2)
+    return candidates[0]
+
+
 @app.command()
 def logs(
     function: str = typer.Argument(..., help="Function name (see `soorma local status`)"),
@@ -380,11 +405,7 @@ def logs(
     lines: int = typer.Option(50, "--lines", "-n", help="Lines to show first"),
 ) -> None:
     """Print a function's log (its execution environments' output and REPORT lines)."""
-    candidates = sorted(_paths().logs.glob(f"{function}*.log"))
-    if not candidates:
-        typer.secho(f"no log for function {function!r} in {_paths().logs}", fg="red", err=True)
-        raise typer.Exit(1)
-    path = candidates[0]
+    path = _log_path(function)
     typer.echo(_tail(path, lines))
     if follow:
         with open(path, errors="replace") as handle:
