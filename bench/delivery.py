@@ -18,6 +18,10 @@ publisher and the servers are separate processes; everything shares this machine
 Targets (issue 5): >= 5,000 events/s at batch size 10 through the bridge (``drain``); p99 <= 25 ms at a steady 500
 events/s through the bridge. ``targets_met`` says whether this run met them; timings on a shared machine are noisy.
 
+A run in which some row did not handle every event before its wait ran out is *incomplete*: the row has
+``complete: false`` (``timed_out: true``), the line has ``complete: false`` and ``incomplete_rows``, every
+``targets_met`` entry is false, and the exit status is 1.
+
 Usage: ``python bench/delivery.py [--events N] [--sqs-events N] [--steady-seconds S] [--skip-sqs]``
 (the ``--role`` options are the publisher subprocess's).
 """
@@ -138,10 +142,12 @@ class NoopFunction:
         self.last_at = 0.0
         self.done = asyncio.Event()
         self.expect = 0
+        self.timed_out = False
 
     def reset(self, expect: int) -> None:
         self.latencies_ms, self.handled, self.first_at, self.last_at = [], 0, None, 0.0
         self.expect = expect
+        self.timed_out = False
         self.done = asyncio.Event()
 
     async def invoke(self, function_name: str, payload: bytes):
@@ -160,18 +166,31 @@ class NoopFunction:
         return InvokeResult(b'{"batchItemFailures":[]}')
 
 
-async def wait_done(fn: NoopFunction, timeout_s: float) -> None:
+async def wait_done(fn: NoopFunction, timeout_s: float) -> bool:
+    """Wait until ``fn`` has handled every expected event; ``True`` if it did, ``False`` if ``timeout_s`` ran out first.
+
+    A timeout is not swallowed silently: it is reported on standard error with the counts, and :func:`summary` marks
+    the row incomplete (``complete: false``, ``timed_out: true``), which makes ``targets_met`` false.
+    """
     try:
         await asyncio.wait_for(fn.done.wait(), timeout_s)
     except asyncio.TimeoutError:
-        pass
+        fn.timed_out = True
+        print(f"delivery bench: timed out after {timeout_s:g} s with {fn.handled} of {fn.expect} events handled",
+              file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def summary(fn: NoopFunction, started: float, count: int) -> dict:
+    """One row of figures. ``complete`` is true only if every one of ``count`` events was handled (and the wait did
+    not time out); rates and percentiles of an incomplete row describe only what was handled."""
     elapsed = (fn.last_at - started) if fn.handled else None
     return {
         "events": count,
         "handled": fn.handled,
+        "complete": fn.handled >= count and not fn.timed_out,
+        "timed_out": fn.timed_out,
         "events_per_s": round(fn.handled / elapsed, 1) if elapsed else None,
         "latency_p50_ms": percentile(fn.latencies_ms, 50),
         "latency_p99_ms": percentile(fn.latencies_ms, 99),
@@ -329,6 +348,40 @@ async def bench_sqs(events: int, steady_s: float, steady_rate: float) -> dict:
 
 # ------------------------------------------------------------------------------------------------ main
 
+TARGETS = {"bridge_batch_10_events_per_s": 5000, "bridge_steady_500_p99_ms": 25}
+
+
+def incomplete_rows(results: dict, prefix: str = "") -> list[str]:
+    """Dotted paths of the rows (dicts with ``complete``) in ``results`` that did not handle every event."""
+    out: list[str] = []
+    for key, value in (results or {}).items():
+        if not isinstance(value, dict):
+            continue
+        path = f"{prefix}{key}"
+        if "complete" in value:
+            if not value["complete"]:
+                out.append(path)
+        else:
+            out.extend(incomplete_rows(value, path + "."))
+    return out
+
+
+def targets_met(bridge: dict, sqs: dict | None = None) -> dict[str, bool]:
+    """Per target of issue 5, whether this run met it. A target is never met by a run that did not handle every
+    event: an incomplete row anywhere (bridge or SQS) makes every target false, since a partial run's rate and
+    percentiles leave out the events that never arrived."""
+    complete = not incomplete_rows({"bridge": bridge, "sqs": sqs})
+    b10 = bridge["batch_10"]["drain"]
+    steady = bridge["steady_batch_10"]
+    steady_p99 = steady.get("latency_p99_ms")
+    return {
+        "bridge_batch_10_events_per_s": complete and (b10.get("events_per_s") or 0) >= TARGETS[
+            "bridge_batch_10_events_per_s"],
+        "bridge_steady_500_p99_ms": complete and steady_p99 is not None
+        and steady_p99 <= TARGETS["bridge_steady_500_p99_ms"],
+    }
+
+
 
 def role_main(argv: list[str]) -> None:
     kind, *rest = argv
@@ -361,19 +414,17 @@ def main() -> None:
     started = time.time()
     bridge = asyncio.run(bench_bridge(args.events, args.steady_seconds, args.steady_rate))
     sqs = None if args.skip_sqs else asyncio.run(bench_sqs(args.sqs_events, args.steady_seconds, args.sqs_steady_rate))
-    b10 = bridge["batch_10"]["drain"]["events_per_s"] or 0
-    steady_p99 = bridge["steady_batch_10"]["latency_p99_ms"]
     from importlib import metadata
 
+    incomplete = incomplete_rows({"bridge": bridge, "sqs": sqs})
     out = {
         "bench": "delivery",
+        "complete": not incomplete,
+        "incomplete_rows": incomplete,
         "bridge": bridge,
         "sqs": sqs,
-        "targets": {"bridge_batch_10_events_per_s": 5000, "bridge_steady_500_p99_ms": 25},
-        "targets_met": {
-            "bridge_batch_10_events_per_s": b10 >= 5000,
-            "bridge_steady_500_p99_ms": steady_p99 is not None and steady_p99 <= 25,
-        },
+        "targets": dict(TARGETS),
+        "targets_met": targets_met(bridge, sqs),
         "machine": {
             "cpus": os.cpu_count(), "loadavg_at_start": load_at_start,
             "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
@@ -383,6 +434,9 @@ def main() -> None:
         "seconds": round(time.time() - started, 1),
     }
     print(json.dumps(out, separators=(",", ":")))
+    if incomplete:  # the figures describe a partial run: say so in the exit status too
+        print(f"delivery bench incomplete: {', '.join(incomplete)}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
