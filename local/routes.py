@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
 from datetime import datetime
 from typing import Any
 
 from soorma.db import Database
-from soorma.functions.bridge import Route
+from soorma.functions.bridge import Route, consumer_name_for
 from soorma.subjects import STREAM_SUBJECTS, filter_subject
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+log = logging.getLogger("soorma.local.routes")
 
 
 def consumer_name(platform_tenant_id: str, agent: str) -> str:
-    """Durable consumer name of one (platform tenant, agent): ``<tenant>__<agent>`` with unsafe characters
-    replaced (consumer names cannot hold ``.``, ``*``, ``>`` or spaces)."""
-    return _UNSAFE.sub("_", f"{platform_tenant_id}__{agent}")[:200]
+    """Durable consumer name of one (platform tenant, agent): the bridge's collision-free
+    :func:`soorma.functions.bridge.consumer_name_for` (``<tenant>__<agent>``, plus a hash suffix when a part holds
+    ``__`` or an edge ``_``, so tenant ``a__b`` + agent ``c`` and tenant ``a`` + agent ``b__c`` differ).
+
+    Raises ``ValueError`` if either part is not ``[A-Za-z0-9_-]{1,64}`` (``soorma.subjects.check_identifier``)."""
+    return consumer_name_for(platform_tenant_id, agent)
 
 
 def _field(obj: Any, name: str, default: Any = None) -> Any:
@@ -61,7 +64,7 @@ class RouteSource:
     def __init__(self, app_dsn: str, *, tracker_function: str) -> None:
         self.db = Database(app_dsn)
         self.tracker = Route(
-            consumer_name="platform__tracker",
+            consumer_name=consumer_name("platform", "tracker"),
             function_name=tracker_function,
             filter_subjects=(STREAM_SUBJECTS,),
             batch_size=50,
@@ -81,5 +84,14 @@ class RouteSource:
 
     async def routes(self) -> list[Route]:
         rows = await asyncio.to_thread(self._read)
-        routes = [r for r in (bridge_route(row) for row in rows) if r is not None]
+        routes = []
+        for row in rows:
+            try:
+                route = bridge_route(row)
+            except ValueError as exc:  # one unroutable agent must not stop the others' delivery
+                log.error("agent %s of tenant %s has no route: %s", _field(row, "name"),
+                          _field(row, "platform_tenant_id"), exc)
+                continue
+            if route is not None:
+                routes.append(route)
         return [self.tracker, *routes]
