@@ -1,0 +1,55 @@
+"""Start the chain from a script: announce ``order.placed`` on ``business-facts`` with a correlation id and a
+session id, and listen for the ``order.shipped`` that ends the chain (same correlation id)::
+
+    python examples/events-simple/announce.py o-42
+    # → {"order_id": "o-42", "tracking": "TRK-o-42", "metadata": {"correlation_id": "…", "session_id": "…", ...}}
+
+Publishing goes through the gateway with your API key; listening reads the local stack's NATS, so run it where
+``soorma local up`` runs. Exit code 1 if the chain did not finish in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+
+from soorma import EventClient, EventEnvelope, EventTopic
+
+
+async def place(order_id: str, timeout_s: float = 30.0) -> dict:
+    """Announce one order and return the data of the ``order.shipped`` it leads to."""
+    session_id = f"session-{uuid.uuid4().hex[:8]}"
+    client = EventClient(agent_id="events-simple-client", source="events-simple-client", session_id=session_id)
+    correlation_id = str(uuid.uuid4())
+    shipped: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+    @client.on_event("order.shipped", topic=EventTopic.BUSINESS_FACTS)
+    async def on_shipped(event: EventEnvelope) -> None:
+        if event.correlation_id == correlation_id and not shipped.done():
+            shipped.set_result({**event.data, "session_id": event.session_id})
+
+    await client.connect(topics=[EventTopic.BUSINESS_FACTS])
+    try:
+        await client.publish(event_type="order.placed", topic=EventTopic.BUSINESS_FACTS,
+                             data={"order_id": order_id, "items": ["widget"], "customer": "script"},
+                             correlation_id=correlation_id)
+        data = await asyncio.wait_for(shipped, timeout_s)
+    finally:
+        await client.disconnect()
+    return {**data, "sent": {"correlation_id": correlation_id, "session_id": session_id}}
+
+
+def main() -> int:
+    try:
+        data = asyncio.run(place((sys.argv[1:] or ["o-1"])[0]))
+    except (TimeoutError, asyncio.TimeoutError):
+        print("no order.shipped: is the stack up and examples/events-simple deployed?", file=sys.stderr)
+        return 1
+    print(json.dumps(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The hello-world client: soorma-core's ``EventClient`` request/response pattern.
+
+It listens on ``action-results``, publishes one ``greeting.requested`` with its own ``correlation_id`` and
+``response_event``, waits for the answer with that correlation id and prints its data as JSON::
+
+    python examples/hello-world/client.py Ada
+    # → {"message": "Hello, Ada!", "greeted_by": "hello-worker"}
+
+Publishing goes through the gateway with your API key; listening reads the local stack's NATS (``SOORMA_NATS_URL``,
+else ``.soorma/state.json``), so run it where ``soorma local up`` runs. Exit code 1 if no answer came in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+
+from soorma import EventClient, EventEnvelope, EventTopic
+
+RESPONSE_EVENT = "greeting.done"
+
+
+async def greet(name: str, timeout_s: float = 30.0) -> dict:
+    """Send one greeting request and return the answer's data (raises ``TimeoutError`` without an answer)."""
+    client = EventClient(agent_id="hello-client", source="hello-client")
+    correlation_id = str(uuid.uuid4())
+    answer: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+    @client.on_event(RESPONSE_EVENT, topic=EventTopic.ACTION_RESULTS)
+    async def on_answer(event: EventEnvelope) -> None:
+        if event.correlation_id == correlation_id and not answer.done():
+            answer.set_result(event.data)
+
+    await client.connect(topics=[EventTopic.ACTION_RESULTS])  # listen before asking
+    try:
+        await client.publish(
+            event_type="greeting.requested",
+            topic=EventTopic.ACTION_REQUESTS,
+            data={"name": name},
+            correlation_id=correlation_id,
+            response_event=RESPONSE_EVENT,
+            response_topic="action-results",
+        )
+        return await asyncio.wait_for(answer, timeout_s)
+    finally:
+        await client.disconnect()
+
+
+def main() -> int:
+    name = " ".join(sys.argv[1:]) or "World"
+    try:
+        data = asyncio.run(greet(name))
+    except (TimeoutError, asyncio.TimeoutError):
+        print("no answer: is the stack up and examples/hello-world deployed?", file=sys.stderr)
+        return 1
+    print(json.dumps(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
