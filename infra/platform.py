@@ -91,6 +91,8 @@ API_ROUTES: tuple[tuple[str, str, bool], ...] = (
     ("ANY /v1/agents", "registry", False),
     ("ANY /v1/agents/{proxy+}", "registry", False),
     ("ANY /v1/events", "registry", False),
+    ("ANY /v1/schemas", "registry", False),
+    ("ANY /v1/schemas/{proxy+}", "registry", False),
     ("POST /v1/events/publish", "gateway", False),
     ("ANY /v1/memory/{proxy+}", "memory", False),
     ("ANY /v1/tracker/{proxy+}", "tracker", False),

@@ -10,6 +10,10 @@ Routes (docs/architecture.md "Registry"; paths and bodies of soorma-core's regis
   clients call it; it only touches ``updated_at``) → ``{agentId, success, message}``, or 404
 * ``POST /v1/events`` ``{"event": EventDefinition}`` → ``{eventName, success, message}`` (upsert by name)
 * ``GET /v1/events?event_name=&topic=`` → ``{events, count}``
+* ``POST /v1/schemas`` ``{"schema": PayloadSchema}`` → ``{schemaName, version, success, message}`` (201), or 409
+  when that (name, version) exists: a version is immutable
+* ``GET /v1/schemas?owner_agent_id=`` → ``{schemas, count}``; ``GET /v1/schemas/{name}`` → the latest version (by
+  ``createdAt``), or 404; ``GET /v1/schemas/{name}/versions/{version}`` → that version, or 404
 
 Rows are scoped by platform tenant through row-level security (the transaction carries the caller's identity).
 Writes need role admin, developer or agent (403 for role user). Serverless agents do not heartbeat: an agent is live
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
 from psycopg.types.json import Jsonb
 
 from soorma.db import Database, database_from_env
@@ -35,8 +39,11 @@ from soorma.functions.registry.models import (
     AgentRegistrationRequest,
     EventOut,
     EventRegistrationRequest,
+    PayloadSchemaOut,
+    PayloadSchemaRegistrationRequest,
 )
 
+_SCHEMA_COLUMNS = "schema_name, version, json_schema, description, owner_agent_id, created_at, updated_at"
 _AGENT_COLUMNS = (
     "agent_id, name, description, version, capabilities, consumed_events, produced_events, deployment,"
     " created_at, updated_at"
@@ -258,5 +265,69 @@ def create_app(db: Database | None = None) -> FastAPI:
             ).fetchall()
         events = [_event_out(r) for r in rows]
         return {"events": events, "count": len(events)}
+
+    @app.post("/v1/schemas", status_code=201)
+    def register_schema(body: PayloadSchemaRegistrationRequest, identity: Identity = Depends(current_identity)):
+        """Register one immutable version of a payload schema; the same (name, version) again is a 409."""
+        _require_writer(identity)
+        schema = body.schema_
+        with db.transaction(identity) as conn:
+            row = conn.execute(
+                "insert into registry.payload_schemas (platform_tenant_id, service_tenant_id, service_user_id,"
+                " schema_name, version, json_schema, description, owner_agent_id)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " on conflict (platform_tenant_id, schema_name, version) do nothing returning schema_name",
+                (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
+                 schema.schema_name, schema.version, Jsonb(schema.json_schema), schema.description,
+                 schema.owner_agent_id),
+            ).fetchone()
+        if row is None:
+            raise HTTPException(409, f"schema {schema.schema_name!r} version {schema.version!r} already exists;"
+                                     " a version is immutable: register a new version")
+        return {"schemaName": schema.schema_name, "version": schema.version, "success": True,
+                "message": "Schema registered"}
+
+    @app.get("/v1/schemas")
+    def list_schemas(
+        owner_agent_id: str | None = Query(None, max_length=255),
+        identity: Identity = Depends(current_identity),
+    ):
+        where, params = ["true"], []
+        if owner_agent_id is not None:
+            where.append("owner_agent_id = %s")
+            params.append(owner_agent_id)
+        with db.transaction(identity) as conn:
+            rows = conn.execute(
+                f"select {_SCHEMA_COLUMNS} from registry.payload_schemas where {' and '.join(where)}"
+                " order by schema_name, created_at",
+                params,
+            ).fetchall()
+        schemas = [PayloadSchemaOut.model_validate(r).wire() for r in rows]
+        return {"schemas": schemas, "count": len(schemas)}
+
+    @app.get("/v1/schemas/{schema_name}")
+    def get_latest_schema(schema_name: str = Path(..., max_length=255),
+                          identity: Identity = Depends(current_identity)):
+        with db.transaction(identity) as conn:
+            row = conn.execute(
+                f"select {_SCHEMA_COLUMNS} from registry.payload_schemas where schema_name = %s"
+                " order by created_at desc limit 1",
+                (schema_name,),
+            ).fetchone()
+        if row is None:
+            raise HTTPException(404, f"schema {schema_name!r} not found")
+        return PayloadSchemaOut.model_validate(row).wire()
+
+    @app.get("/v1/schemas/{schema_name}/versions/{version}")
+    def get_schema_version(schema_name: str = Path(..., max_length=255), version: str = Path(..., max_length=64),
+                           identity: Identity = Depends(current_identity)):
+        with db.transaction(identity) as conn:
+            row = conn.execute(
+                f"select {_SCHEMA_COLUMNS} from registry.payload_schemas where schema_name = %s and version = %s",
+                (schema_name, version),
+            ).fetchone()
+        if row is None:
+            raise HTTPException(404, f"schema {schema_name!r} version {version!r} not found")
+        return PayloadSchemaOut.model_validate(row).wire()
 
     return app

@@ -186,3 +186,24 @@ class AgentOut(Wire):
 class EventOut(EventDefinition):
     created_at: datetime
     updated_at: datetime
+
+
+class PayloadSchema(Wire):
+    """A named, versioned JSON Schema for event payloads (soorma-core's ``PayloadSchema``). A version is immutable."""
+
+    schema_name: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.:-]+$")
+    version: str = Field("1.0.0", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.+-]+$")
+    json_schema: dict[str, Any] = Field(description="the JSON Schema document (a JSON object)")
+    description: str = Field("", max_length=10_000)
+    owner_agent_id: str | None = Field(None, max_length=255)
+
+
+class PayloadSchemaRegistrationRequest(Wire):
+    schema_: PayloadSchema = Field(alias="schema")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class PayloadSchemaOut(PayloadSchema):
+    created_at: datetime
+    updated_at: datetime

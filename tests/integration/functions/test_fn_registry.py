@@ -325,3 +325,60 @@ def test_handler_module_from_environment(fx, app_env):
     assert fx.invoke(handler, fx.http_event("POST", "/v1/agents", identity=me, body=agent_body("h-1"))).status == 200
     assert fx.invoke(handler, fx.http_event("GET", "/v1/agents", identity=me)).body["count"] == 1
     assert fx.invoke(handler, fx.http_event("GET", "/v1/agents")).status == 401
+
+
+def schema_body(name: str = "ticket", version: str = "1.0.0", **extra):
+    schema = {"schema_name": name, "version": version, "description": "a support ticket",
+              "json_schema": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}
+    schema.update(extra)
+    return {"schema": schema}
+
+
+def test_payload_schemas_register_immutable_versions_latest_and_exact(fx, call):
+    me = fx.new_identity()
+    first = call("POST", "/v1/schemas", me, schema_body(owner_agent_id="router"))
+    assert first.status == 201, first.body
+    assert first.body == {"schemaName": "ticket", "version": "1.0.0", "success": True,
+                          "message": "Schema registered"}
+    # a version is immutable: registering it again (even with another body) is a 409 and changes nothing
+    again = call("POST", "/v1/schemas", me, schema_body(description="changed"))
+    assert again.status == 409 and "immutable" in again.body["detail"]
+    assert call("POST", "/v1/schemas", me, schema_body(version="2.0.0")).status == 201
+
+    latest = call("GET", "/v1/schemas/ticket", me)
+    assert latest.status == 200 and latest.body["version"] == "2.0.0"
+    exact = call("GET", "/v1/schemas/ticket/versions/1.0.0", me)
+    assert exact.status == 200 and exact.body["description"] == "a support ticket"
+    assert exact.body["jsonSchema"]["required"] == ["text"] and exact.body["ownerAgentId"] == "router"
+    assert call("GET", "/v1/schemas/ticket/versions/9.9.9", me).status == 404
+    assert call("GET", "/v1/schemas/nothing", me).status == 404
+
+    listed = call("GET", "/v1/schemas", me)
+    assert listed.status == 200 and [(s["schemaName"], s["version"]) for s in listed.body["schemas"]] == [
+        ("ticket", "1.0.0"), ("ticket", "2.0.0")]
+    owned = call("GET", "/v1/schemas", me, query={"owner_agent_id": "router"})
+    assert [s["version"] for s in owned.body["schemas"]] == ["1.0.0"]
+
+
+def test_payload_schemas_are_per_platform_tenant_and_need_a_writer(fx, call):
+    me, other = fx.new_identity(), fx.new_identity()
+    assert call("POST", "/v1/schemas", me, schema_body()).status == 201
+    assert call("GET", "/v1/schemas/ticket", other).status == 404
+    assert call("GET", "/v1/schemas", other).body == {"schemas": [], "count": 0}
+    assert call("POST", "/v1/schemas", other, schema_body()).status == 201  # its own (name, version)
+    reader = fx.new_identity("user", pt=me.platform_tenant_id)
+    refused = call("POST", "/v1/schemas", reader, schema_body(version="3.0.0"))
+    assert refused.status == 403
+    assert call("GET", "/v1/schemas/ticket", me).body["version"] == "1.0.0"
+
+
+@pytest.mark.parametrize("body", [
+    {"schema": {"schema_name": "x"}},  # no json_schema
+    {"schema": {"schema_name": "has space", "json_schema": {}}},
+    {"schema": {"schema_name": "x", "json_schema": ["not", "an", "object"]}},
+    {"schema": {"schema_name": "x" * 300, "json_schema": {}}},
+    {"nothing": True},
+])
+def test_payload_schema_bad_input_is_a_422(fx, call, body):
+    reply = call("POST", "/v1/schemas", fx.new_identity(), body)
+    assert reply.status == 422, reply.body

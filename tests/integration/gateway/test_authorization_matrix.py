@@ -57,6 +57,7 @@ WEAK: dict[tuple[str, str], tuple[str, set[int]]] = {
     ("PUT", "/v1/agents/{agent_id}/heartbeat"): ("user", {403}),
     ("POST", "/v1/agents/{agent_id}/heartbeat"): ("user", {403}),
     ("POST", "/v1/events"): ("user", {403}),
+    ("POST", "/v1/schemas"): ("user", {403}),
     ("POST", "/v1/memory/semantic"): ("user", {403}),  # public knowledge
     ("POST", "/v1/memory/semantic/batch"): ("user", {403}),
     ("DELETE", "/v1/memory/admin/platform/{platform_tenant_id}"): ("developer", {403}),  # erasure: admin only
@@ -71,7 +72,7 @@ def _sample(method: str, path: str, v: dict[str, str]) -> tuple[str, dict[str, A
         "goal_id": v["goal_id"], "session_id": v["session_id"], "platform_tenant_id": v["tenant"],
         "key_id": v["admin_key_id"], "agent_id": "victim-agent", "plan_id": "victim-plan", "key": "k1",
         "task_id": "victim-task", "sub_task_id": "victim-sub", "service_tenant_id": v["a"].service_tenant,
-        "service_user_id": f"su_user_{v['tenant']}",
+        "service_user_id": f"su_user_{v['tenant']}", "schema_name": "victim-schema", "version": "1.0.0",
     }
     concrete = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "x"), path)
     bodies: dict[tuple[str, str], Any] = {
@@ -88,6 +89,8 @@ def _sample(method: str, path: str, v: dict[str, str]) -> tuple[str, dict[str, A
         ("POST", "/v1/agents"): {"agent": {"agent_id": "victim-agent", "name": "victim", "description": "pwned"}},
         ("POST", "/v1/events"): {"event": {"event_name": "victim.event", "topic": "business-facts",
                                            "description": "pwned"}},
+        ("POST", "/v1/schemas"): {"schema": {"schema_name": "victim-schema", "version": "9.0.0",
+                                             "json_schema": {"type": "object"}}},
         ("POST", "/v1/memory/semantic"): {"content": "poison", "is_public": True},
         ("POST", "/v1/memory/semantic/batch"): {"items": [{"content": "poison", "is_public": True}]},
         ("PUT", "/v1/memory/working/{plan_id}/{key}"): {"value": "poison"},
@@ -127,6 +130,8 @@ def victim(matrix_client, platform_admin, gx):
                                                                "consumed_events": ["victim.goal"]}}).status_code == 200
     assert api.post("/v1/events", headers=dev, json={"event": {"event_name": "victim.event",
                                                                "topic": "business-facts"}}).status_code == 200
+    assert api.post("/v1/schemas", headers=dev, json={"schema": {"schema_name": "victim-schema", "version": "1.0.0",
+                                                                 "json_schema": {"type": "object"}}}).status_code == 201
     assert api.post("/v1/memory/semantic", headers=user, json={"content": "victim secret"}).status_code == 201
     assert api.post("/v1/memory/semantic", headers=dev, json={"content": "victim public",
                                                               "is_public": True}).status_code == 201
