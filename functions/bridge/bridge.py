@@ -17,7 +17,10 @@ stream sequence and stored time come from the ack reply subject (ADR-15):
 * the function is throttled (:class:`~.types.FunctionThrottled`) → every message NAKed with a delay and the route's
   workers pause (exponential, equal jitter; reset by the next invocation that is not throttled). Throttling never
   dead-letters, but the redeliveries it causes do raise ``num_delivered`` (as SQS's receive count does);
-* a message whose data is not UTF-8 cannot become a ``body`` string: it is dead-lettered at once, uninvoked.
+* a message whose data is not UTF-8 cannot become a ``body`` string: it is dead-lettered at once, uninvoked;
+* failed and named in the response's ``soormaTerminalFailures`` extension (``payload.py``; the SDK's entry point
+  reports a malformed envelope there) → dead-lettered at once with the function's reason, then ``+TERM``, whatever
+  its delivery count (if the copy cannot be stored it is NAKed, as above).
 
 While an invocation runs, its messages get ``+WPI`` (``in_progress``) every half ack wait, so a slow function does not
 cause a redelivery to another worker. The bridge itself gives up on an invocation after ``timeout_s +
@@ -482,6 +485,9 @@ class Bridge:
                         record_latency(name, (time.time() - msg.metadata.timestamp.timestamp()) * 1000)
                     except Exception as exc:
                         stats.last_error = clip(f"ack: {exc}")
+                elif message_id in outcome.terminal:  # the function says no redelivery can fix it
+                    await self._fail(msg, route, outcome.terminal[message_id], stats, dead_letter_now=True)
+                    stats.extra["terminal_failures"] = stats.extra.get("terminal_failures", 0) + 1
                 else:
                     await self._fail(msg, route, outcome.error or "failed", stats)
             oldest = min(m.metadata.timestamp.timestamp() for m in batch.values())

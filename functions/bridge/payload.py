@@ -24,18 +24,31 @@ Response, following Lambda's rules for ``ReportBatchItemFailures``
 * anything else — not JSON, not an object, an object without ``batchItemFailures`` (e.g. ``{"statusCode": 200}``),
   ``batchItemFailures`` not a list, an entry without a non-empty string ``itemIdentifier``, or an identifier that is
   not in the batch → the whole batch failed (Lambda does the same for malformed partial responses).
+
+Extension (ours; ignored by Lambda's SQS event source mapping, which reads only ``batchItemFailures``):
+``soormaTerminalFailures`` (:data:`soorma.payload.TERMINAL_FAILURES_FIELD`), a list of ``{"itemIdentifier": id,
+"reason": text}`` naming failed items that no redelivery can fix (a malformed envelope). They land in
+:attr:`Outcome.terminal` and count as failed even if ``batchItemFailures`` left them out; the bridge dead-letters them
+at once. A malformed extension (not a list, an entry without a string ``itemIdentifier``, an id not in the batch) is
+ignored as a whole — the items are then merely retried, never lost.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 from nats.aio.msg import Msg
 
-from soorma.payload import EVENT_SOURCE, batch, event_source_arn, sqs_record  # noqa: F401 (re-exported)
+from soorma.payload import (  # noqa: F401 (re-exported)
+    EVENT_SOURCE,
+    TERMINAL_FAILURES_FIELD,
+    batch,
+    event_source_arn,
+    sqs_record,
+)
 
 from .types import InvokeResult
 
@@ -65,10 +78,12 @@ def build_payload(records: Sequence[dict[str, Any]]) -> bytes:
 
 @dataclass(frozen=True)
 class Outcome:
-    """Which message ids failed (``None`` = all of them) and why (``None`` when nothing failed)."""
+    """Which message ids failed (``None`` = all of them) and why (``None`` when nothing failed); ``terminal``: the
+    failed ids the function reported as terminal (``soormaTerminalFailures``) with their reasons."""
 
     failed: frozenset[str] | None
     error: str | None
+    terminal: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def all_failed(self) -> bool:
@@ -111,17 +126,32 @@ def interpret(result: InvokeResult, batch_ids: Sequence[str]) -> Outcome:
     if not isinstance(data, dict) or "batchItemFailures" not in data:
         return Outcome(None, clip(f"unparsable function response (no batchItemFailures): {raw[:200]!r}"))
     failures = data["batchItemFailures"]
-    if failures is None or failures == []:
-        return SUCCESS
-    if not isinstance(failures, list):
-        return Outcome(None, "invalid batchItemFailures (not a list)")
     known = set(batch_ids)
+    terminal = _terminal(data.get(TERMINAL_FAILURES_FIELD), known)
+    if (failures is None or failures == []) and not terminal:
+        return SUCCESS
+    if failures is not None and not isinstance(failures, list):
+        return Outcome(None, "invalid batchItemFailures (not a list)")
     failed: set[str] = set()
-    for item in failures:
+    for item in failures or ():
         ident = item.get("itemIdentifier") if isinstance(item, dict) else None
         if not isinstance(ident, str) or not ident:
             return Outcome(None, clip(f"invalid batchItemFailures entry {item!r}"))
         if ident not in known:
             return Outcome(None, clip(f"batchItemFailures names an unknown itemIdentifier {ident!r}"))
         failed.add(ident)
-    return Outcome(frozenset(failed), "function reported the item in batchItemFailures")
+    failed.update(terminal)
+    return Outcome(frozenset(failed), "function reported the item in batchItemFailures", terminal)
+
+
+def _terminal(entries: Any, known: set[str]) -> dict[str, str]:
+    """``{id: reason}`` of a well-formed ``soormaTerminalFailures`` list, else ``{}`` (see the module docstring)."""
+    if not entries or not isinstance(entries, list):
+        return {}
+    out: dict[str, str] = {}
+    for item in entries:
+        ident = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not isinstance(ident, str) or ident not in known:
+            return {}
+        out[ident] = clip(f"terminal failure: {item.get('reason') or 'reported by the function'}")
+    return out

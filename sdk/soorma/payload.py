@@ -63,3 +63,28 @@ def sqs_record(
 def batch(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The function payload: ``{"Records": [record, ...]}``."""
     return {"Records": list(records)}
+
+
+#: The partial batch response's extension field for terminal failures (docs/architecture.md, "Function payload").
+#: ``{"batchItemFailures": [{"itemIdentifier": id}, ...], "soormaTerminalFailures": [{"itemIdentifier": id,
+#: "reason": text}, ...]}``: every terminal item is *also* listed in ``batchItemFailures``, so the response stays a
+#: valid SQS partial batch response. Lambda's SQS event source mapping ignores fields it does not know
+#: (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html#services-sqs-batchfailurereporting),
+#: so there the item is retried until the queue's ``maxReceiveCount`` moves it to the dead-letter queue; the NATS
+#: bridge reads the field and dead-letters the item at once, without spending its remaining deliveries.
+TERMINAL_FAILURES_FIELD = "soormaTerminalFailures"
+
+
+def with_terminal_failures(response: dict[str, Any], terminal: dict[str, str]) -> dict[str, Any]:
+    """``response`` (a partial batch response) with ``terminal`` (``{message id: reason}``) added as
+    :data:`TERMINAL_FAILURES_FIELD`; each terminal id is added to ``batchItemFailures`` too if it is missing there.
+    Returns ``response`` unchanged when ``terminal`` is empty (the plain SQS shape)."""
+    if not terminal:
+        return response
+    out = dict(response)
+    failures = list(out.get("batchItemFailures") or [])
+    listed = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
+    failures.extend({"itemIdentifier": ident} for ident in terminal if ident not in listed)
+    out["batchItemFailures"] = failures
+    out[TERMINAL_FAILURES_FIELD] = [{"itemIdentifier": ident, "reason": reason} for ident, reason in terminal.items()]
+    return out
