@@ -2,7 +2,12 @@
 another platform tenant (even with role admin), another service tenant of A's platform tenant, and another user of
 A's service tenant — reading, searching, updating and deleting. The test passes only if no response carries any of
 A's data and A's rows in every memory table are byte-for-byte unchanged afterwards (read as the database owner,
-which bypasses RLS)."""
+which bypasses RLS).
+
+``test_the_route_table_covers_every_memory_route`` keeps the table honest: it enumerates the app's routes and fails
+naming any (method, path) the table does not try. What the *database* enforces, independently of the SQL the routes
+send (which also filters by owner), is proved in ``test_memory_rls.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +17,66 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-TABLES = (
-    "semantic_memory", "episodic_memory", "procedural_memory", "working_memory", "task_context", "task_subtasks",
-    "plan_context", "plan_correlations", "plans", "sessions",
-)
 SECRET_WORDS = ("vault", "4711")
+IDEMPOTENCY_ROUTE = "/v1/memory/idempotency/{key}"
+
+# Routes that hold no tenant data, so there is nothing to isolate (they need no identity either):
+NO_TENANT_DATA = {
+    ("GET", "/health"),  # liveness: a constant answer, no database round trip
+    ("GET", "/openapi.json"),  # the app's OpenAPI document
+    ("GET", "/openapi/memory.json"),  # the same document under the gateway's per-service name
+}
+HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
+
+
+def app_routes(app) -> set[tuple[str, str]]:
+    """Every (method, path template) the FastAPI ``app`` serves, walking included routers (FastAPI >= 0.16x keeps
+    them as ``_IncludedRouter`` entries whose ``original_router`` holds the prefixed routes), HEAD/OPTIONS aside."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(routes) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                walk(inner.routes)
+                continue
+            for method in getattr(route, "methods", None) or ():
+                if method in HTTP_METHODS:
+                    found.add((method, route.path))
+
+    walk(app.routes)
+    # and whatever the OpenAPI document lists (a route the walk could not see still has to be covered)
+    for path, operations in app.openapi().get("paths", {}).items():
+        found |= {(m.upper(), path) for m in operations if m.upper() in HTTP_METHODS}
+    return found
+
+
+def _has_idempotency() -> bool:
+    """Whether this checkout's memory app serves the idempotency routes (added alongside 0010_memory_idempotency)."""
+    from soorma.functions.memory.app import create_app
+
+    return ("PUT", IDEMPOTENCY_ROUTE) in app_routes(create_app())
+
+
+HAS_IDEMPOTENCY = _has_idempotency()
+
+
+def memory_tables(postgres: str) -> list[str]:
+    """Every ordinary table in schema ``memory``, from the catalog (a new table is snapshotted without a code
+    change, and the fixture must then give tenant A a row in it)."""
+    with psycopg.connect(postgres) as conn:
+        rows = conn.execute(
+            "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = 'memory' and c.relkind in ('r', 'p') order by 1"
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 def _snapshot(postgres: str, who) -> dict[str, list[dict]]:
     """Every row of ``who`` (its three identity values) in every memory table, read as the owner."""
     with psycopg.connect(postgres, row_factory=dict_row) as conn:
         out = {}
-        for table in TABLES:
+        for table in memory_tables(postgres):
             rows = conn.execute(
                 f"select * from memory.{table} where platform_tenant_id = %s and service_tenant_id = %s"
                 " and service_user_id = %s",
@@ -58,6 +111,9 @@ def tenant_a(api, make_identity):
     ok(api.call("POST", "/v1/memory/plans", a, body={"plan_id": "plan-a", "goal_event": "g",
                                                      "goal_data": {"vault": 4711}}))
     ok(api.call("POST", "/v1/memory/sessions", a, body={"session_id": "session-a", "name": "vault 4711"}))
+    if HAS_IDEMPOTENCY:
+        ok(api.call("PUT", "/v1/memory/idempotency/idem-a", a, body={
+            "status": "COMPLETED", "expiry_timestamp": 4_000_000_000, "response_data": '{"vault": 4711}'}))
     return a, ids
 
 
@@ -82,6 +138,8 @@ def _routes(a, ids):
         ("search", "GET", "/v1/memory/episodic/search", None, {"agent_id": "agent-x", "q": "vault code"}),
         ("search", "GET", "/v1/memory/procedural/context", None, {"agent_id": "agent-x", "q": "vault code"}),
     ]
+    if HAS_IDEMPOTENCY:
+        reads.append(("read", "GET", "/v1/memory/idempotency/idem-a", None, None))
     writes = [
         ("delete", "DELETE", f"/v1/memory/semantic/{ids['semantic']}", None, None),
         ("delete", "DELETE", f"/v1/memory/procedural/{ids['procedural']}", None, None),
@@ -97,6 +155,10 @@ def _routes(a, ids):
         ("update", "PUT", "/v1/memory/plan-context/plan-a", {"current_state": "hacked", "version": 1}, None),
         ("update", "PUT", "/v1/memory/plans/plan-a", {"status": "failed"}, None),
         ("update", "PUT", "/v1/memory/working/plan-a/k", {"value": "overwritten"}, None),
+        # the atomic operations: each would change A's value in place if it reached A's row
+        ("update", "POST", "/v1/memory/working/plan-a/k/increment", {"delta": 1}, None),
+        ("update", "POST", "/v1/memory/working/plan-a/k/append", {"items": ["hacked"]}, None),
+        ("update", "POST", "/v1/memory/working/plan-a/k/merge", {"updates": {"hacked": True}}, None),
         ("update", "POST", "/v1/memory/task-context",
          {"task_id": "task-a", "event_type": "e", "sub_tasks": ["sub-a"], "state": {"hacked": True}}, None),
         ("update", "POST", "/v1/memory/plan-context",
@@ -114,6 +176,15 @@ def _routes(a, ids):
         ("delete", "DELETE",
          f"/v1/memory/admin/user/{a.platform_tenant_id}/{a.service_tenant_id}/{a.service_user_id}", None, None),
     ]
+    if HAS_IDEMPOTENCY:
+        writes += [
+            ("delete", "DELETE", "/v1/memory/idempotency/idem-a", None, None),
+            # a create over A's key (live or not) must make the attacker's own record, never take over A's
+            ("update", "PUT", "/v1/memory/idempotency/idem-a",
+             {"status": "INPROGRESS", "expiry_timestamp": 1, "in_progress_expiry_timestamp": 1}, None),
+            ("update", "PATCH", "/v1/memory/idempotency/idem-a",
+             {"status": "COMPLETED", "expiry_timestamp": 1, "response_data": "hacked"}, None),
+        ]
     return reads + writes + [r for r in reads]  # reads again: the attacker sees only what it wrote itself
 
 
@@ -130,7 +201,8 @@ def test_another_identity_can_neither_see_nor_change_tenant_a(api, postgres, mak
     a, ids = tenant_a
     b = ATTACKERS[attacker](make_identity, a)
     before = _snapshot(postgres, a)
-    assert all(before[t] for t in TABLES), "tenant A has a row in every table"
+    empty = [t for t, rows in before.items() if not rows]
+    assert not empty, f"the fixture gives tenant A no row in {empty}: add one (and the routes that reach it)"
 
     secrets = set(SECRET_WORDS) | set(ids.values())
     if b.service_tenant_id != a.service_tenant_id:
@@ -162,6 +234,41 @@ def test_another_identity_can_neither_see_nor_change_tenant_a(api, postgres, mak
     assert api.call("GET", "/v1/memory/working/plan-a/k", a).body["value"] == {"vault": 4711}
     found = api.call("GET", "/v1/memory/episodic/search", a, query={"agent_id": "agent-x", "q": "vault code"}).body
     assert [r["id"] for r in found] == [ids["episodic"]]
+
+
+def _template_of(method: str, path: str, routes: set[tuple[str, str]]) -> str | None:
+    """The route template that serves ``method path``: of the templates that match, the one with the fewest
+    parameters (a literal segment wins over ``{param}``, as in the app's own ordering)."""
+    segments = path.split("/")
+    matches = []
+    for route_method, template in routes:
+        parts = template.split("/")
+        if route_method != method or len(parts) != len(segments):
+            continue
+        if all(p == s or (p.startswith("{") and p.endswith("}") and s) for p, s in zip(parts, segments)):
+            matches.append((template.count("{"), template))
+    return min(matches)[1] if matches else None
+
+
+def test_the_route_table_covers_every_memory_route(make_identity):
+    """Every (method, path) of the memory app is tried by the attackers above, except the explicitly listed routes
+    with no tenant data. A route added later without an entry in ``_routes`` fails here, by name."""
+    from soorma.functions.memory.app import create_app
+
+    routes = app_routes(create_app())
+    assert ("POST", "/v1/memory/working/{plan_id}/{key}/increment") in routes  # the walk sees included routers
+    a = make_identity()
+    ids = {"semantic": "00000000-0000-0000-0000-000000000001", "episodic": "e", "procedural":
+           "00000000-0000-0000-0000-000000000002"}
+    tried = {}
+    for _, method, path, _, _ in _routes(a, ids):
+        template = _template_of(method, path, routes)
+        assert template is not None, f"the table tries {method} {path}, which no memory route serves"
+        tried[(method, template)] = path
+    uncovered = sorted(routes - set(tried) - NO_TENANT_DATA)
+    assert not uncovered, "memory routes the isolation table never tries: " + ", ".join(
+        f"{m} {p}" for m, p in uncovered)
+    assert not (NO_TENANT_DATA & set(tried)), "a route listed as holding no tenant data is in the table"
 
 
 def test_public_knowledge_is_readable_but_not_writable_across_users(api, postgres, make_identity):
