@@ -6,87 +6,27 @@ then `soorma local down`."""
 from __future__ import annotations
 
 import concurrent.futures
-import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from .conftest import EXAMPLES, local_stack, submit, wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
 APPS = Path(__file__).resolve().parent / "sdk_apps"
-SOORMA = str(Path(sys.executable).with_name("soorma"))
-GOAL_TIMEOUT_S = 90
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def stack():
-    home = Path(tempfile.mkdtemp(prefix="soorma-e2e-sdk-"))
-    env = {
-        **os.environ,
-        "SOORMA_HOME": str(home / "s"),
-        "SOORMA_LOCAL_PORT": str(free_port()),
-        "SOORMA_NATS_PORT": str(free_port()),
-    }
-    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL", "SOORMA_PLATFORM_TENANT_ID"):
-        env.pop(name, None)
-
-    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([SOORMA, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-    up = run("local", "up")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        for path in (EXAMPLES / "hello-tool", EXAMPLES / "worker-basic", EXAMPLES / "planner-basic",
-                     APPS / "reference_shop" / "shop_worker.py"):
-            deploy = run("local", "deploy", str(path))
-            assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        credentials = json.loads((home / "s" / "credentials.json").read_text())
-        client = httpx.Client(base_url=credentials["api_url"], timeout=30,
-                              headers={"Authorization": f"Bearer {credentials['api_key']}"})
-        yield {"run": run, "env": env, "client": client, "home": home / "s"}
-        client.close()
-    finally:
-        down = run("local", "down", timeout=120)
-        print(down.stdout, down.stderr)
-
-
-def submit(client: httpx.Client, goal_type: str, data: dict) -> str:
-    response = client.post("/v1/goals", json={"goal_type": goal_type, "data": data})
-    assert response.status_code == 202, response.text
-    return response.json()["goal_id"]
-
-
-def wait(client: httpx.Client, *goal_ids: str, timeout: float = GOAL_TIMEOUT_S) -> dict[str, dict]:
-    deadline = time.monotonic() + timeout
-    done: dict[str, dict] = {}
-    while len(done) < len(goal_ids):
-        for goal_id in goal_ids:
-            if goal_id in done:
-                continue
-            goal = client.get(f"/v1/goals/{goal_id}").json()
-            if goal["status"] != "running":
-                done[goal_id] = goal
-        if time.monotonic() > deadline:
-            raise AssertionError(f"goals still running after {timeout}s: {set(goal_ids) - set(done)}")
-        time.sleep(0.2)
-    return done
+    deploy = (EXAMPLES / "hello-tool", EXAMPLES / "worker-basic", EXAMPLES / "planner-basic",
+              APPS / "reference_shop" / "shop_worker.py")
+    with local_stack("soorma-e2e-sdk-", deploy) as stack_:
+        yield stack_
 
 
 def test_hello_tool_answers_and_fails_through_the_goal_api(stack):
