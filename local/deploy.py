@@ -211,6 +211,13 @@ class Deployer:
             },
         )
         _check(response, f"creating function {name}")
+        # The agent's event definitions first (soorma-core's agents register them at startup; a function has no
+        # startup before its first event), so discovery finds their descriptions and schemas as soon as it is live.
+        for event in agent.event_definitions():
+            response = client.post(
+                "/v1/events", headers={"authorization": f"Bearer {self.api_key}"}, json={"event": event}
+            )
+            _check(response, f"registering event {event.get('event_name')} of {agent.name}")
         definition = dict(agent.definition())
         definition["deployment"] = {
             "function_name": name,

@@ -79,6 +79,22 @@ def _event_definition(obj: Any) -> dict[str, Any] | None:
     return None
 
 
+#: Fields that make an event definition worth registering (more than a name and a topic).
+_DESCRIBING = ("description", "payload_schema", "response_schema", "payload_schema_name", "response_schema_name")
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` with every pydantic model inside turned into a dict (``None`` fields left out), so a capability
+    written with ``EventDefinition`` objects serializes as JSON."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(exclude_none=True)
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
@@ -269,16 +285,27 @@ class Agent:
         return body
 
     def event_definitions(self) -> list[dict[str, Any]]:
-        """The event definitions given in ``events_consumed``/``events_produced`` (for ``POST /v1/events``)."""
-        return list(self._definitions.values())
+        """The event definitions to register (``POST /v1/events``): those given in ``events_consumed``/
+        ``events_produced``, then those inside capabilities (``consumed_event``/``produced_events``) that say more
+        than a name (a description, a schema or a schema name), as soorma-core registers them at startup."""
+        found = dict(self._definitions)
+        for cap in self.capabilities:
+            if isinstance(cap, str):
+                continue
+            raw = _plain(cap)
+            entries = [raw.get("consumed_event") or raw.get("consumedEvent"),
+                       *(raw.get("produced_events") or raw.get("producedEvents") or [])]
+            for entry in entries:
+                definition = _event_definition(entry) if entry is not None else None
+                if definition and any(definition.get(k) for k in _DESCRIBING):
+                    found.setdefault(definition["event_name"], definition)
+        return list(found.values())
 
     def _capability(self, cap: Any) -> Any:
         # soorma-core's AgentCapability shape; a bare name that is also a handled event type gets that event as its
         # consumed_event, other bare names (e.g. "planning") are described by name only.
-        if hasattr(cap, "model_dump"):
-            return cap.model_dump(exclude_none=True)
-        if isinstance(cap, Mapping):
-            return dict(cap)
+        if hasattr(cap, "model_dump") or isinstance(cap, Mapping):
+            return _plain(cap)
         name = str(cap)
         entry: dict[str, Any] = {"task_name": name, "description": "", "produced_events": []}
         handler = next((h for h in self._handlers if h.event_type == name), None)

@@ -93,8 +93,24 @@ class Worker(Agent):
         )
 
     def _add_capability(self, name: str) -> None:
-        if name not in self._capability_names():
+        # An AgentCapability whose consumed_event is this event already covers it (soorma-core does the same).
+        if name not in self._capability_names() and name not in self._consumed_by_capabilities():
             self.capabilities.append(name)
+
+    def _consumed_by_capabilities(self) -> set[str]:
+        names = set()
+        for cap in self.capabilities:
+            if isinstance(cap, Mapping):
+                consumed = cap.get("consumed_event") or cap.get("consumedEvent")
+            else:
+                consumed = getattr(cap, "consumed_event", None)
+            if isinstance(consumed, str):
+                names.add(consumed)
+            elif isinstance(consumed, Mapping):
+                names.add(str(consumed.get("event_name") or consumed.get("eventName") or ""))
+            elif consumed is not None:
+                names.add(str(getattr(consumed, "event_name", "") or ""))
+        return names - {""}
 
     def _assigned_here(self, event: EventEnvelope) -> bool:
         assigned = (event.data or {}).get("assigned_to")

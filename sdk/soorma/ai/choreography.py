@@ -33,6 +33,9 @@ async def step(event, context, plan, next_state):
   LLM gets the prompt and its own key only (``SOORMA_LLM_API_KEY`` or ``api_key``). soorma-core passed them into
   the LLM call's keyword arguments.
 
+* **Payloads**: :meth:`ChoreographyPlanner.generate_payload` asks the LLM for a payload conforming to a registered
+  schema (checked with ``jsonschema``; one retry with the problems).
+
 LLM: ``llm=`` (any :class:`~soorma.ai.llm.LLMProvider`), else ``reasoning_model``/``api_key``/``api_base`` over the
 ``SOORMA_LLM_*`` settings. ``**llm_kwargs`` (``max_tokens``, ``top_p``, ...) go to every completion.
 """
@@ -82,6 +85,38 @@ where <action> is exactly one of:
   {"action": "wait", "reason": "<what input is needed>", "expected_event": "<event or null>", "reasoning": "..."}
   {"action": "delegate", "target_planner": "<planner>", "goal_event": "<goal event>", "goal_data": {...}}
 Only publish events from the list of available events."""
+
+
+PAYLOAD_INSTRUCTIONS = ("You write event payloads. Answer with exactly one JSON object that conforms to the given "
+                        "JSON Schema, filled in from the context; use only the schema's properties; no prose.")
+
+
+def _schema_of(schema: Any) -> tuple[dict[str, Any], str | None]:
+    """The JSON Schema and its name from a payload schema, an event definition or a bare JSON Schema."""
+    def get(key: str) -> Any:
+        for name in (key, "".join(p if i == 0 else p.title() for i, p in enumerate(key.split("_")))):
+            if isinstance(schema, dict):
+                if schema.get(name) is not None:
+                    return schema[name]
+            elif getattr(schema, name, None) is not None:
+                return getattr(schema, name)
+        return None
+
+    for body_key, name_key in (("json_schema", "schema_name"), ("payload_schema", "payload_schema_name")):
+        body = get(body_key)
+        if isinstance(body, dict):
+            return body, get(name_key) or get("event_name")
+    if isinstance(schema, dict) and ("properties" in schema or "type" in schema):
+        return schema, schema.get("title")
+    raise ValueError(f"no JSON Schema in {type(schema).__name__} {schema!r:.200}")
+
+
+def _with_defaults(payload: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    out = dict(payload)
+    for key, prop in (schema.get("properties") or {}).items():
+        if key not in out and isinstance(prop, dict) and "default" in prop:
+            out[key] = prop["default"]
+    return out
 
 
 class UndiscoveredEventError(ValueError):
@@ -249,6 +284,42 @@ class ChoreographyPlanner(Planner):
                 f"(available: {', '.join(sorted(available)) or 'none'})"
             )
         raise AssertionError("unreachable")
+
+    # --- payloads ----------------------------------------------------------------------------------------------
+    async def generate_payload(self, schema: Any, context: str) -> dict[str, Any]:
+        """Ask the LLM for a payload that conforms to ``schema``, built from ``context`` (text: the goal, the
+        findings so far, ...); returns it as a dict, with the schema's top-level defaults filled in.
+
+        ``schema``: a registered payload schema (an object or dict with ``json_schema`` and ``schema_name``, as
+        ``registry.get_schema`` returns), an event definition (its ``payload_schema``), or a JSON Schema itself.
+        The answer is checked against the schema (``jsonschema``): an answer that does not conform is sent back
+        once with the problems; a second one raises ``ValueError`` naming them. The prompt holds the schema and
+        ``context`` only, never the agent's credentials."""
+        json_schema, name = _schema_of(schema)
+        from .event_toolkit import _validate
+
+        messages = [
+            {"role": "system", "content": PAYLOAD_INSTRUCTIONS},
+            {"role": "user", "content": f"JSON Schema{f' ({name})' if name else ''}:\n"
+                                        f"{json.dumps(json_schema, indent=1, sort_keys=True)}\n\nContext:\n{context}"},
+        ]
+        problems: list[str] = []
+        for attempt in range(2):
+            answer = await self.llm.complete(messages, temperature=0.0, json_mode=True, **self.llm_kwargs)
+            try:
+                payload = answer.json()
+            except ValueError as exc:
+                payload, problems = None, [str(exc)]
+            else:
+                problems = ["(root): not a JSON object"] if not isinstance(payload, dict) else \
+                    _validate(payload, json_schema)
+            if not problems:
+                return _with_defaults(payload, json_schema)
+            if attempt == 0:
+                messages += [{"role": "assistant", "content": answer.text},
+                             {"role": "user", "content": "That payload does not conform to the schema: "
+                                                         f"{'; '.join(problems)}. Answer again with one JSON object."}]
+        raise ValueError(f"the LLM generated no payload conforming to {name or 'the schema'}: {'; '.join(problems)}")
 
     # --- execution ---------------------------------------------------------------------------------------------
     async def execute_decision(
