@@ -213,10 +213,16 @@ class Deployer:
         _check(response, f"creating function {name}")
         # The agent's event definitions first (soorma-core's agents register them at startup; a function has no
         # startup before its first event), so discovery finds their descriptions and schemas as soon as it is live.
+        # A definition the registry refuses (soorma-core code may name a topic that is not one of the 8, such as
+        # "action-responses") is reported and skipped: the agent itself still deploys, as it did there.
         for event in agent.event_definitions():
             response = client.post(
                 "/v1/events", headers={"authorization": f"Bearer {self.api_key}"}, json={"event": event}
             )
+            if 400 <= response.status_code < 500:
+                self.echo(f"warning: event {event.get('event_name')} of {agent.name} not registered "
+                          f"({response.status_code}: {response.text[:200]})")
+                continue
             _check(response, f"registering event {event.get('event_name')} of {agent.name}")
         definition = dict(agent.definition())
         definition["deployment"] = {
