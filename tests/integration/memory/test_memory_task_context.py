@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
+
+from soorma.service import ensure_event_loop
+
 
 def _create(api, who, task_id="task-1", **extra):
     body = {
@@ -83,13 +89,118 @@ def test_update_with_versions(api, make_identity):
     assert missing_versioned.status == 404
 
 
-def test_concurrent_writers_one_wins(api, make_identity):
-    """Two instances read version 1 and both write with it: exactly one succeeds, the other gets 409."""
+WRITERS = 8  # concurrent writers per race
+ROUNDS = 4  # base versions raced in test_concurrent_writers_one_wins_per_version
+
+
+@pytest.fixture
+def race_api(api, app_dsn, embedder):
+    """The memory app on its own pool of WRITERS connections (the shared test pool has 2), so every writer of a race
+    holds a database connection at the same time and the statements really overlap in PostgreSQL."""
+    from mangum import Mangum
+
+    from soorma.db import Database
+    from soorma.functions.memory.app import create_app
+
+    db = Database(app_dsn, max_size=WRITERS)
+    yield type(api)(Mangum(create_app(db=db, embedder=embedder), lifespan="off"))  # conftest's MemoryApi
+    db.close()
+
+
+def _race(count: int, work) -> list:
+    """Run ``work(i)`` in ``count`` threads released together by a barrier; returns their results (re-raising the
+    first error a thread hit)."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        ensure_event_loop()
+        try:
+            results[i] = work(i, barrier)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "a writer hung"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_concurrent_writers_one_wins_per_version(race_api, make_identity):
+    """WRITERS instances read the same version and write with it at the same moment, ROUNDS times (the PUT and the
+    versioned upsert alternately): in every round exactly one write wins, every other gets 409 naming the new version,
+    and the stored state is the winner's."""
     who = make_identity()
-    _create(api, who)
-    a = api.call("PUT", "/v1/memory/task-context/task-1", who, body={"state": {"by": "a"}, "version": 1})
-    b = api.call("PUT", "/v1/memory/task-context/task-1", who, body={"state": {"by": "b"}, "version": 1})
-    assert sorted([a.status, b.status]) == [200, 409]
+    assert _create(race_api, who, state={"by": None}).body["version"] == 1
+
+    def work(i: int, barrier: threading.Barrier) -> list:
+        out = []
+        for r in range(ROUNDS):
+            version = 1 + r
+            barrier.wait(60)  # every writer of round r starts together, after all of round r-1 finished
+            if r % 2 == 0:
+                reply = race_api.call("PUT", "/v1/memory/task-context/task-1", who,
+                                      body={"state": {"by": i, "round": r}, "version": version})
+            else:
+                reply = _create(race_api, who, state={"by": i, "round": r}, version=version)
+            out.append((reply.status, reply.body))
+            barrier.wait(60)
+        return out
+
+    results = _race(WRITERS, work)
+    for r in range(ROUNDS):
+        replies = [results[i][r] for i in range(WRITERS)]
+        winners = [i for i, (status, _) in enumerate(replies) if status == 200]
+        assert len(winners) == 1, (r, replies)
+        losers = [body for status, body in replies if status != 200]
+        assert all(status in (200, 409) for status, _ in replies), replies
+        assert all(f"version {r + 2}" in body["detail"] for body in losers), losers
+        (winner,) = winners
+        assert replies[winner][1]["version"] == r + 2 and replies[winner][1]["state"] == {"by": winner, "round": r}
+    final = race_api.call("GET", "/v1/memory/task-context/task-1", who).body
+    assert final["version"] == 1 + ROUNDS
+    last_winner = next(i for i in range(WRITERS) if results[i][-1][0] == 200)
+    assert final["state"] == {"by": last_winner, "round": ROUNDS - 1}
+
+
+def test_concurrent_read_modify_write_loses_no_update(race_api, make_identity):
+    """WRITERS writers, released together, each add 1 to a counter INCREMENTS times with read → PUT(version) → on 409
+    read again and retry (how a client must use the version). Every increment lands exactly once: the final count is
+    WRITERS * INCREMENTS and the version went up once per successful write."""
+    increments = 3
+    who = make_identity()
+    _create(race_api, who, state={"count": 0, "by": []})
+
+    def work(i: int, barrier: threading.Barrier) -> int:
+        conflicts = 0
+        barrier.wait(60)
+        for n in range(increments):
+            for _ in range(200):
+                current = race_api.call("GET", "/v1/memory/task-context/task-1", who).body
+                state = current["state"]
+                reply = race_api.call("PUT", "/v1/memory/task-context/task-1", who, body={
+                    "state": {"count": state["count"] + 1, "by": state["by"] + [f"{i}.{n}"]},
+                    "version": current["version"]})
+                if reply.status == 200:
+                    break
+                assert reply.status == 409, reply.body
+                conflicts += 1
+            else:
+                raise AssertionError(f"writer {i} gave up after 200 conflicts")
+        return conflicts
+
+    conflicts = _race(WRITERS, work)
+    final = race_api.call("GET", "/v1/memory/task-context/task-1", who).body
+    assert final["state"]["count"] == WRITERS * increments, (final, conflicts)
+    assert sorted(final["state"]["by"]) == sorted(f"{i}.{n}" for i in range(WRITERS) for n in range(increments))
+    assert final["version"] == 1 + WRITERS * increments
 
 
 def test_by_subtask_lookup(api, make_identity):
