@@ -170,7 +170,9 @@ def setup_fingerprint(app: App) -> str:
 @dataclass
 class Deployer:
     """Deploys apps to a running local stack. ``api_url``/``api_key``: the developer's; ``control_token``: the
-    stack's; ``setup_dir``: where setup fingerprints are kept; ``echo``: progress output."""
+    stack's; ``setup_dir``: where setup fingerprints are kept; ``echo``: progress output; ``transport``: the
+    stack's (``nats``: the bridge consumes for the agent; ``sqs``: the stack gives it a queue and an event source
+    mapping), written into the agent's deployment binding."""
 
     api_url: str
     api_key: str
@@ -178,6 +180,7 @@ class Deployer:
     platform_tenant_id: str
     setup_dir: Path
     echo: Callable[[str], None] = print
+    transport: str = "nats"
 
     def deploy(self, path: Path, *, run_setup: bool = True) -> list[dict[str, Any]]:
         app = load_app(path)
@@ -227,7 +230,7 @@ class Deployer:
         definition = dict(agent.definition())
         definition["deployment"] = {
             "function_name": name,
-            "transport": "nats",
+            "transport": self.transport,
             "subscriptions": [{"topic": str(t), "event_type": e} for t, e in agent.subscriptions()],
             **{k: defaults[k] for k in ("batch_size", "max_concurrency", "max_deliveries", "timeout_seconds")},
         }
@@ -240,17 +243,23 @@ class Deployer:
         return {"agent": agent.name, "function_name": name, "consumer": consumer_name(self.platform_tenant_id, agent.name)}
 
     def _wait_for_routes(self, client: httpx.Client, consumers: list[str], timeout_s: float = 20.0) -> None:
-        """Wait until the bridge consumes for every new agent, so a goal sent right after the deploy is handled."""
+        """Wait until the bridge consumes (or, on the SQS transport, an event source mapping polls) for every new
+        agent, so a goal sent right after the deploy is handled. Raises :class:`DeployError` after ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             response = client.get("/_local/status", headers={"x-soorma-control-token": self.control_token})
             if response.status_code == 200:
-                bridge = response.json().get("bridge") or {}
-                active = set((bridge.get("consumers") or bridge).keys()) if isinstance(bridge, dict) else set()
+                body = response.json()
+                if self.transport == "sqs":
+                    active = set((body.get("esm") or {}).keys())
+                else:
+                    bridge = body.get("bridge") or {}
+                    active = set((bridge.get("consumers") or bridge).keys()) if isinstance(bridge, dict) else set()
                 if all(c in active for c in consumers):
                     return
             time.sleep(0.25)
-        raise DeployError(f"the bridge did not start consuming for {', '.join(consumers)} within {timeout_s:.0f} s")
+        what = "no event source mapping polls" if self.transport == "sqs" else "the bridge did not start consuming"
+        raise DeployError(f"{what} for {', '.join(consumers)} within {timeout_s:.0f} s")
 
     def _setup(self, app: App) -> None:
         marker = self.setup_dir / f"{app.name}.sha256"

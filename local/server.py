@@ -59,6 +59,7 @@ def build_app(stack: "LocalStack") -> Starlette:
                 "state": stack.state,
                 "functions": stack.runtime.stats() if stack.runtime else {},
                 "bridge": stack.bridge.stats() if stack.bridge else {},
+                "esm": stack.sqs.stats() if stack.sqs else {},
             }
         )
 

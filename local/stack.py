@@ -40,7 +40,10 @@ TRACKER_CONSUMER = "platform__tracker"
 @dataclass
 class StackSettings:
     """``SOORMA_LOCAL_HOST``/``SOORMA_LOCAL_PORT`` (API, default 127.0.0.1:8787), ``SOORMA_NATS_PORT`` (14222),
-    ``SOORMA_DATABASE_URL`` / ``SOORMA_NATS_URL`` to use external servers instead of the embedded ones."""
+    ``SOORMA_DATABASE_URL`` / ``SOORMA_NATS_URL`` to use external servers instead of the embedded ones,
+    ``SOORMA_EVENT_TRANSPORT`` (``nats``, the default: the JetStream bridge; ``sqs`` or ``sns``: SNS → a queue per
+    agent → the local event source mapping, on moto — :mod:`soorma.local.sqs_transport`, which also reads
+    ``SOORMA_MOTO_PORT``, ``AWS_ENDPOINT_URL`` and ``SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT``)."""
 
     home: Path
     host: str = "127.0.0.1"
@@ -49,6 +52,7 @@ class StackSettings:
     database_url: str | None = None
     nats_url: str | None = None
     authorizer_ttl_s: float = 30.0
+    transport: str = "nats"
 
     @classmethod
     def from_env(cls, home: Path) -> "StackSettings":
@@ -61,11 +65,23 @@ class StackSettings:
             database_url=env.get("SOORMA_DATABASE_URL") or None,
             nats_url=env.get("SOORMA_NATS_URL") or None,
             authorizer_ttl_s=float(env.get("SOORMA_LOCAL_AUTHORIZER_TTL", "30")),
+            transport=transport_from_env(env.get("SOORMA_EVENT_TRANSPORT")),
         )
 
     @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+def transport_from_env(value: str | None) -> str:
+    """``SOORMA_EVENT_TRANSPORT`` as the stack's transport: ``nats`` (unset/empty) or ``sqs`` (``sqs`` or ``sns``, the
+    gateway publisher's names for it). Raises ``ValueError`` for anything else."""
+    transport = (value or "nats").strip().lower()
+    if transport == "nats":
+        return "nats"
+    if transport in ("sqs", "sns"):
+        return "sqs"
+    raise ValueError(f"SOORMA_EVENT_TRANSPORT must be 'nats' or 'sqs' (or 'sns'), not {value!r}")
 
 
 @dataclass
@@ -80,6 +96,10 @@ class LocalStack:
         self._nats = None
         self.runtime = None
         self.bridge = None
+        self.sqs = None  # the SQS transport (soorma.local.sqs_transport.SqsTransport) when transport == "sqs"
+        self._moto = None
+        self.aws_endpoint_url = ""
+        self.sns_topic_arn = ""
         self._server = None
         self.owner_dsn = ""
         self.app_dsn = ""
@@ -97,7 +117,8 @@ class LocalStack:
     # -- start ---------------------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.paths.ensure()
-        self.state = {"status": "starting", "api_url": self.settings.api_url, "home": str(self.paths.home)}
+        self.state = {"status": "starting", "api_url": self.settings.api_url, "home": str(self.paths.home),
+                      "transport": self.settings.transport}
         self.secrets = load_or_create_secrets(self.paths)
         os.environ["SOORMA_API_KEY_PEPPER"] = self.secrets["api_key_pepper"]
 
@@ -105,6 +126,9 @@ class LocalStack:
         await asyncio.to_thread(self._start_postgres)
         self._phase("nats")
         await asyncio.to_thread(self._start_nats)
+        if self.settings.transport == "sqs":
+            self._phase("aws")
+            await asyncio.to_thread(self._start_aws)
         self._phase("migrations")
         from soorma.functions.migrate import apply
 
@@ -139,11 +163,17 @@ class LocalStack:
 
         self._phase("api")
         await self._start_api()
-        self._phase("bridge")
-        await self._start_bridge()
+        if self.settings.transport == "sqs":
+            self._phase("esm")
+            await self._start_sqs()
+        else:
+            self._phase("bridge")
+            await self._start_bridge()
         self.state.update(
             status="ready",
             nats_url=self.nats_url,
+            aws_endpoint_url=self.aws_endpoint_url or None,
+            sns_topic_arn=self.sns_topic_arn or None,
             database_url=self.owner_dsn,
             ready_seconds=round(time.monotonic() - self.started_at, 2),
         )
@@ -169,6 +199,20 @@ class LocalStack:
         else:
             self._nats = EmbeddedNats(self.paths.nats, port=self.settings.nats_port)
             self.nats_url = self._nats.start()
+
+    def _start_aws(self) -> None:
+        """The SNS/SQS endpoint (moto's server, or ``AWS_ENDPOINT_URL``) and the event topic."""
+        from soorma.local import sqs as resources
+        from soorma.local.sqs_transport import REGION, TOPIC_NAME, MotoServer, settings_from_env
+
+        conf = settings_from_env()
+        if conf["endpoint_url"]:
+            self.aws_endpoint_url = conf["endpoint_url"]
+        else:
+            self._moto = MotoServer(conf["moto_port"], self.paths.logs / "moto.log")
+            self.aws_endpoint_url = self._moto.start()
+        sns, _ = resources.clients(self.aws_endpoint_url, region=REGION)
+        self.sns_topic_arn = resources.ensure_topic(sns, TOPIC_NAME)
 
     def _ensure_credentials(self) -> dict[str, Any]:
         """The developer's API key for the local platform tenant and the bootstrap platform admin's key
@@ -248,6 +292,15 @@ class LocalStack:
             env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "2")
         if logical == "gateway":
             env["SOORMA_A2A_CARD_TENANT"] = LOCAL_TENANT
+            if self.settings.transport == "sqs":  # the gateway's publisher_from_env() picks its SnsPublisher
+                env.update({
+                    "SOORMA_EVENT_TRANSPORT": "sns",
+                    "SOORMA_SNS_TOPIC_ARN": self.sns_topic_arn,
+                    "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+                    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+                })
         # Gateway settings (JWT verification, rate limits, the platform-admin tenant, A2A) pass through.
         passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_")
         env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
@@ -294,16 +347,31 @@ class LocalStack:
         self.bridge = Bridge(self.nats_url, source.routes, self.runtime, refresh_interval_s=1.0, name="local")
         await self.bridge.start()
 
+    async def _start_sqs(self) -> None:
+        from soorma.local.routes import RouteSource
+        from soorma.local.sqs_transport import SqsTransport, settings_from_env
+
+        source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0])
+        self.sqs = SqsTransport(self.aws_endpoint_url, lambda: asyncio.to_thread(source._read), self.runtime,
+                                tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
+                                visibility_timeout_s=settings_from_env()["visibility_timeout_s"])
+        self.sqs.topic_arn = self.sns_topic_arn
+        await self.sqs.start()
+
     # -- stop ----------------------------------------------------------------------------------------------------
     async def stop(self) -> None:
         self._phase("stopping", status="stopping")
         if self.bridge is not None:
             await self.bridge.stop()
+        if self.sqs is not None:
+            await self.sqs.stop()
         if self._server is not None:
             self._server.should_exit = True
             await asyncio.wait([self._server_task], timeout=5)
         if self.runtime is not None:
             await self.runtime.close()
+        if self._moto is not None:
+            await asyncio.to_thread(self._moto.stop)
         if self._nats is not None:
             await asyncio.to_thread(self._nats.stop)
         if self._postgres is not None:

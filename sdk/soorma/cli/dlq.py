@@ -4,6 +4,11 @@ Connects to ``--nats-url``, else ``SOORMA_NATS_URL``, else the running local sta
 ``.soorma/state.json``). The work is done by :mod:`soorma.functions.bridge.dlq`: ``list`` reads without consuming;
 ``replay`` publishes each chosen event again to its original subject for the agent that failed it (a new message id,
 so JetStream's de-duplication does not drop it) and then deletes its dead-letter entry.
+
+On the SQS transport (``--transport sqs``, or a local stack started with it, or ``SOORMA_EVENT_TRANSPORT=sqs``) the
+dead letters are the messages of each agent's dead-letter queue (moved there by the queue's redrive policy after
+``maxReceiveCount`` receives), found at ``--aws-endpoint-url``, else ``AWS_ENDPOINT_URL``, else the local stack's moto;
+``replay`` moves them back to the agent's queue (:mod:`soorma.local.sqs_transport`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,48 @@ from soorma.cli.config import home
 app = typer.Typer(help="Dead letters: list the events that failed every delivery, replay them.", no_args_is_help=True)
 
 NATS_URL_ENV = "SOORMA_NATS_URL"
+
+
+def _stack_state() -> dict[str, Any]:
+    from soorma.local.paths import StackPaths, read_json
+
+    return read_json(StackPaths(home()).state) or {}
+
+
+def transport(explicit: str | None = None) -> str:
+    """``explicit``, else the running local stack's transport, else ``SOORMA_EVENT_TRANSPORT``, else ``nats``;
+    ``sns`` means ``sqs``. Exits with a message for anything else."""
+    value = explicit or _stack_state().get("transport") or os.environ.get("SOORMA_EVENT_TRANSPORT") or "nats"
+    value = value.strip().lower()
+    if value in ("sqs", "sns"):
+        return "sqs"
+    if value != "nats":
+        typer.secho(f"unknown transport {value!r}: use --transport nats or --transport sqs", fg="red", err=True)
+        raise typer.Exit(2)
+    return "nats"
+
+
+def sqs_client(explicit: str | None = None):
+    """A boto3 SQS client on ``explicit``, ``AWS_ENDPOINT_URL`` or the local stack's moto; exits when there is none."""
+    from soorma.local import sqs as resources
+
+    endpoint = explicit or os.environ.get("AWS_ENDPOINT_URL") or _stack_state().get("aws_endpoint_url")
+    if not endpoint:
+        typer.secho("no SQS endpoint: pass --aws-endpoint-url, set AWS_ENDPOINT_URL, or start the local stack with "
+                    "`soorma local up --transport sqs`", fg="red", err=True)
+        raise typer.Exit(2)
+    return resources.clients(endpoint)[1]
+
+
+def _sqs(work):
+    """Run ``work()`` (SQS calls), turning an unreachable endpoint into a clear error."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return work()
+    except (BotoCoreError, ClientError) as exc:
+        typer.secho(f"SQS request failed: {type(exc).__name__}: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
 
 
 def nats_url(explicit: str | None = None) -> str:
@@ -76,18 +123,27 @@ def list_(
     limit: int = typer.Option(100, "--limit", "-n", min=1, help="At most this many entries (oldest first)"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line"),
     url: Optional[str] = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
+    via: Optional[str] = typer.Option(None, "--transport", help="nats or sqs (default: the local stack's)"),
+    aws_url: Optional[str] = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
 ) -> None:
     """List dead letters, oldest first: event, agent, delivery count and the last error."""
-    from soorma.functions.bridge.dlq import list_dead_letters
+    if transport(via) == "sqs":
+        from soorma.local.sqs_transport import list_sqs_dead_letters
 
-    async def work(js):
-        return await list_dead_letters(js, platform_tenant_id=tenant, agent=agent, event_id=event_id, limit=limit)
+        client = sqs_client(aws_url)
+        entries = [e.summary() for e in _sqs(lambda: list_sqs_dead_letters(
+            client, platform_tenant_id=tenant, agent=agent, event_id=event_id, limit=limit))]
+    else:
+        from soorma.functions.bridge.dlq import list_dead_letters
 
-    try:
-        entries = [e.summary() for e in asyncio.run(_with_js(nats_url(url), work))]
-    except ValueError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
+        async def work(js):
+            return await list_dead_letters(js, platform_tenant_id=tenant, agent=agent, event_id=event_id, limit=limit)
+
+        try:
+            entries = [e.summary() for e in asyncio.run(_with_js(nats_url(url), work))]
+        except ValueError as exc:
+            typer.secho(str(exc), fg="red", err=True)
+            raise typer.Exit(2) from None
     if as_json:
         for entry in entries:
             typer.echo(json.dumps(entry, sort_keys=True))
@@ -106,6 +162,8 @@ def replay(
     all_: bool = typer.Option(False, "--all", help="Replay every entry that matches --agent/--tenant"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per replayed entry"),
     url: Optional[str] = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
+    via: Optional[str] = typer.Option(None, "--transport", help="nats or sqs (default: the local stack's)"),
+    aws_url: Optional[str] = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
 ) -> None:
     """Deliver dead letters again to the agent that failed them, then remove them from the dead-letter stream.
 
@@ -127,11 +185,18 @@ def replay(
                 done.append(entry.summary())
         return done, failed
 
-    try:
-        done, failed = asyncio.run(_with_js(nats_url(url), work))
-    except ValueError as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(2) from None
+    if transport(via) == "sqs":
+        from soorma.local.sqs_transport import replay_sqs_dead_letters
+
+        client = sqs_client(aws_url)
+        done, failed = _sqs(lambda: replay_sqs_dead_letters(client, platform_tenant_id=tenant, agent=agent,
+                                                             event_id=event_id))
+    else:
+        try:
+            done, failed = asyncio.run(_with_js(nats_url(url), work))
+        except ValueError as exc:
+            typer.secho(str(exc), fg="red", err=True)
+            raise typer.Exit(2) from None
     if as_json:
         for entry in done:
             typer.echo(json.dumps({**entry, "replayed": True}, sort_keys=True))

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import httpx
 import typer
@@ -62,7 +62,10 @@ def _print_ready(state: dict[str, Any]) -> None:
     typer.secho(f"soorma local stack ready in {state.get('ready_seconds', '?')} s", fg="green", bold=True)
     typer.echo(f"  API endpoint : {state.get('api_url')}")
     typer.echo(f"  API key      : {creds.get('api_key')}")
-    typer.echo(f"  NATS         : {state.get('nats_url')}")
+    if state.get("transport") == "sqs":
+        typer.echo(f"  transport    : sqs (SNS/SQS at {state.get('aws_endpoint_url')}, topic {state.get('sns_topic_arn')})")
+    else:
+        typer.echo(f"  NATS         : {state.get('nats_url')}")
     typer.echo(f"  state        : {state.get('home')}")
     typer.echo("  use it from a shell:")
     typer.echo(f"    export SOORMA_API_URL={state.get('api_url')} SOORMA_API_KEY={creds.get('api_key')}")
@@ -73,19 +76,36 @@ def up(
     timeout: float = typer.Option(180.0, help="Seconds to wait for the stack to be ready"),
     foreground: bool = typer.Option(False, "--foreground", help="Run in this terminal (Ctrl-C stops it)"),
     docker: bool = typer.Option(False, "--docker", help="Use Docker Compose (local/compose.yaml) instead"),
+    transport: Optional[str] = typer.Option(
+        None, "--transport",
+        help="How events reach agents: nats (JetStream bridge) or sqs (SNS/SQS on moto + local event source "
+             "mapping). Default: $SOORMA_EVENT_TRANSPORT, else nats"),
 ) -> None:
     """Start the local stack in the background and print its endpoint and API key."""
     if docker:
         _up_docker()
         return
+    from soorma.local.stack import transport_from_env
+
+    try:
+        chosen = transport_from_env(transport if transport is not None else os.environ.get("SOORMA_EVENT_TRANSPORT"))
+    except ValueError as exc:
+        typer.secho(f"{exc} (--transport nats|sqs)", fg="red", err=True)
+        raise typer.Exit(2) from None
     paths = _paths()
     paths.ensure()
     state = _read_state()
     if _alive(state.get("pid")) and state.get("status") in ("ready", "starting"):
+        running = state.get("transport", "nats")
+        if running != chosen:
+            typer.secho(f"the local stack is already running with transport {running}; stop it first "
+                        f"(`soorma local down`) to start it with {chosen}", fg="red", err=True)
+            raise typer.Exit(1)
         if state.get("status") == "ready":
             typer.echo("already running")
             _print_ready(state)
             return
+    os.environ["SOORMA_EVENT_TRANSPORT"] = chosen  # the daemon (and --foreground) read it from the environment
     if foreground:
         from soorma.local.stack import main as stack_main
 
@@ -207,8 +227,11 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the raw sta
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]status[/]: {state.get('status')}  [bold]API[/]: {state.get('api_url')}  "
-                  f"[bold]NATS[/]: {state.get('nats_url')}")
+    if not console.is_terminal:  # piped: wide enough that the figures are not cut
+        console = Console(width=max(console.width, 240))
+    events = (f"[bold]SQS[/]: {state.get('aws_endpoint_url')}" if state.get("transport") == "sqs"
+              else f"[bold]NATS[/]: {state.get('nats_url')}")
+    console.print(f"[bold]status[/]: {state.get('status')}  [bold]API[/]: {state.get('api_url')}  {events}")
     functions = details.get("functions") or {}
     if functions:
         table = Table("function", *sorted({k for v in functions.values() for k in v}), title="functions")
@@ -223,6 +246,16 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the raw sta
         for name, stats in sorted(consumers.items()):
             if isinstance(stats, dict):
                 table.add_row(name, *(str(stats.get(k, "")) for k in keys))
+        console.print(table)
+    esm = details.get("esm") or {}
+    if esm:
+        keys = ["function_name", "received", "succeeded", "failed", "throttled", "abandoned", "invocations",
+                "failed_invocations", "in_flight", "delivery_latency_p50_ms", "delivery_latency_p99_ms", "last_error"]
+        table = Table("mapping", *keys, title="event source mappings (SQS)")
+        for column in table.columns:
+            column.overflow = "fold"
+        for name, stats in sorted(esm.items()):
+            table.add_row(name, *(str(stats.get(k, "")) for k in keys))
         console.print(table)
 
 
@@ -249,6 +282,7 @@ def deploy(
         control_token=_secrets()["control_token"],
         platform_tenant_id=creds.get("platform_tenant_id", "local"),
         setup_dir=paths.setup,
+        transport=state.get("transport", "nats"),
     )
     if force_setup:
         from soorma.local.deploy import load_app
