@@ -6,7 +6,14 @@
   processing, envelope parsing, handler matching, per-event id cache, ``TaskContext`` construction, deferred-outbox
   flush, partial-batch response) minus the time of awaiting the no-op handler itself, measured separately. No
   network: the handler makes no platform call. Also reported for a raw ``Agent.on_event`` handler and for batches of
-  one. Median (and minimum, the least disturbed by other load) of ``--rounds`` rounds.
+  one. Median (and minimum, the least disturbed by other load) of ``--rounds`` rounds. These figures are taken with
+  ``SOORMA_IDEMPOTENCY=local`` (the per-environment id cache only).
+- **the same with platform idempotency** (``sdk_us_per_event_worker_platform_idempotency``): the Worker with
+  ``SOORMA_IDEMPOTENCY=platform``, i.e. Powertools' ``idempotent_function`` on ``PlatformPersistenceLayer`` around
+  every record, the store answered in process by ``soorma.testing.idempotency.FakeIdempotencyStore``: the client side
+  of its two round trips per event (PUT, PATCH: request building, JSON, Powertools' hashing and records) is included,
+  the network and the memory function's own time are not (add one memory round trip, ~a few ms through the gateway,
+  twice, for the wall time per new event).
 - **cold import of a Worker module** (ms): a fresh interpreter (``python -X frozen_modules=on``, the venv's) imports
   a module defining a Worker with two handlers (what Lambda's init phase does with the handler module); the import
   is timed inside the interpreter (interpreter start-up excluded, reported separately as ``interpreter_ms``).
@@ -84,13 +91,15 @@ def _handler_cost_us(samples: int = 20000) -> float:
     return runtime.run(loop()) / samples * 1e6
 
 
-def per_event_us(agent: Agent, bodies: list[str], batch: int, rounds: int) -> tuple[float, float]:
+def per_event_us(agent: Agent, bodies: list[str], batch: int, rounds: int, reset=None) -> tuple[float, float]:
     batches = [sqs_batch(*bodies[i:i + batch]) for i in range(0, len(bodies), batch)]
     context = _LambdaContext()
     agent(sqs_batch(bodies[0]), context)  # warm: startup, imports, caches
     results = []
     for _ in range(rounds):
         agent._handled.clear()  # every round handles the events afresh
+        if reset is not None:
+            reset()
         started = time.perf_counter()
         for event in batches:
             response = agent(event, context)
@@ -99,7 +108,59 @@ def per_event_us(agent: Agent, bodies: list[str], batch: int, rounds: int) -> tu
     return statistics.median(results), min(results)
 
 
+class _Mode:
+    """``SOORMA_IDEMPOTENCY`` set for a block (the Lambda entry reads it on an agent's first invocation)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode, self.saved = mode, None
+
+    def __enter__(self) -> None:
+        self.saved = os.environ.get("SOORMA_IDEMPOTENCY")
+        os.environ["SOORMA_IDEMPOTENCY"] = self.mode
+
+    def __exit__(self, *exc) -> None:
+        if self.saved is None:
+            os.environ.pop("SOORMA_IDEMPOTENCY", None)
+        else:
+            os.environ["SOORMA_IDEMPOTENCY"] = self.saved
+
+
+def platform_idempotency(events: int, batch: int, rounds: int, handler_us: float) -> dict:
+    """The Worker figure with Powertools idempotency on the platform layer, the store served in process."""
+    from soorma.testing.idempotency import FakeIdempotencyStore
+
+    store = FakeIdempotencyStore()
+    context = PlatformContext(settings=Settings(api_url="http://bench.invalid", api_key="sk_bench_x"),
+                              transport=httpx.MockTransport(store.handle))
+    worker = Worker("bench-worker-idem", context=context, idempotency_cache_size=events * 2)
+
+    @worker.on_task("bench.task")
+    async def task_handler(task, context):
+        return None
+
+    def reset() -> None:
+        store.records.clear()
+        store.calls.clear()
+        worker._runtime.idempotency.clear_cache()
+
+    n = max(events // 4, 200)
+    with _Mode("platform"):
+        us, us_min = per_event_us(worker, _bodies(n, "bench.task", "action-requests"), batch, rounds, reset)
+    assert len(store.calls) == 2 * n, len(store.calls)  # PUT + PATCH per event: the guard really ran
+    return {
+        "sdk_us_per_event_worker_platform_idempotency": round(us - handler_us, 1),
+        "sdk_us_per_event_worker_platform_idempotency_min": round(us_min - handler_us, 1),
+        "platform_idempotency_round_trips_per_event": 2,
+        "platform_idempotency_events": n,
+    }
+
+
 def lambda_entry(events: int, batch: int, rounds: int) -> dict:
+    with _Mode("local"):
+        return _lambda_entry(events, batch, rounds)
+
+
+def _lambda_entry(events: int, batch: int, rounds: int) -> dict:
     worker = Worker("bench-worker", context=_context(), idempotency_cache_size=events * 2)
 
     @worker.on_task("bench.task")
@@ -230,6 +291,7 @@ def main() -> None:
     args = parser.parse_args()
     figures = {"bench": "sdk"}
     figures.update(lambda_entry(args.events, args.batch, args.rounds))
+    figures.update(platform_idempotency(args.events, args.batch, args.rounds, figures["handler_excluded_us"]))
     figures.update(cold_import(args.cold))
     figures["targets"] = {"us_per_event": TARGET_US, "worker_import_ms": TARGET_IMPORT_MS}
     figures["targets_met"] = (figures["sdk_us_per_event_worker"] < TARGET_US

@@ -21,6 +21,8 @@ Routes (prefix ``/v1/memory``; responses camelCase, bodies camelCase or snake_ca
   ``GET /task-context/by-subtask/{sub_task_id}``; every write bumps ``version``; a ``version`` in the body is the
   one the caller expects to overwrite (409 when the stored row has another).
 * episodic, procedural, plan context, plans, sessions, admin erase: :mod:`soorma.functions.memory.routes`.
+* idempotency records (Powertools' persistence layer for agent functions): ``PUT|GET|PATCH|DELETE
+  /idempotency/{key}``, :mod:`soorma.functions.memory.idempotency`.
 * ``GET /health``.
 """
 
@@ -49,6 +51,7 @@ from soorma.functions.memory.common import (
     require_public_writer,
 )
 from soorma.functions.memory.embeddings import EmbeddingError, EmbeddingProvider
+from soorma.functions.memory.idempotency import add_idempotency_routes
 from soorma.functions.memory.models import (
     SemanticBatch,
     SemanticCreate,
@@ -333,6 +336,7 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     add_routes(router, resources)
+    add_idempotency_routes(router, resources)
     app.include_router(router)
 
     @app.get("/health")

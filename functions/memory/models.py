@@ -553,3 +553,71 @@ class SessionCreate(Body):
     @classmethod
     def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
         return check_json(value, "metadata")
+
+
+# -- idempotency records ---------------------------------------------------------------------------------------------
+# Powertools' DataRecord (https://docs.powertools.aws.dev/lambda/python/latest/utilities/idempotency/), units kept:
+# expiry in epoch seconds, in-progress expiry in epoch milliseconds.
+
+IDEMPOTENCY_STATUSES = ("INPROGRESS", "COMPLETED")
+MAX_RESPONSE_DATA_BYTES = 256 * 1024
+MAX_HASH_CHARS = 512
+MAX_EPOCH_SECONDS = 10**12
+MAX_EPOCH_MILLIS = 10**15
+
+
+def _check_response_data(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return value
+    if len(value.encode("utf-8")) > MAX_RESPONSE_DATA_BYTES:
+        raise ValueError(f"response_data is longer than {MAX_RESPONSE_DATA_BYTES} bytes (UTF-8)")
+    return check_text(value, "response_data")
+
+
+def _check_hash(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return value
+    if len(value) > MAX_HASH_CHARS:
+        raise ValueError(f"payload_hash must be at most {MAX_HASH_CHARS} characters")
+    return check_text(value, "payload_hash")
+
+
+class IdempotencyCreate(Body):
+    """``PUT /idempotency/{key}``: create the record unless a live one exists (Powertools' ``_put_record``)."""
+
+    status: Literal["INPROGRESS", "COMPLETED"] = "INPROGRESS"
+    expiry_timestamp: int = Field(..., ge=0, le=MAX_EPOCH_SECONDS, description="epoch seconds")
+    in_progress_expiry_timestamp: Optional[int] = Field(None, ge=0, le=MAX_EPOCH_MILLIS,
+                                                        description="epoch milliseconds")
+    response_data: Optional[str] = None
+    payload_hash: Optional[str] = None
+
+    @field_validator("response_data")
+    @classmethod
+    def _response_data(cls, value: Optional[str]) -> Optional[str]:
+        return _check_response_data(value)
+
+    @field_validator("payload_hash")
+    @classmethod
+    def _payload_hash(cls, value: Optional[str]) -> Optional[str]:
+        return _check_hash(value)
+
+
+class IdempotencyUpdate(Body):
+    """``PATCH /idempotency/{key}``: set status, expiry, response (and the payload hash when given), Powertools'
+    ``_update_record``; the in-progress expiry is left as it is."""
+
+    status: Literal["INPROGRESS", "COMPLETED"]
+    expiry_timestamp: int = Field(..., ge=0, le=MAX_EPOCH_SECONDS, description="epoch seconds")
+    response_data: Optional[str] = None
+    payload_hash: Optional[str] = None
+
+    @field_validator("response_data")
+    @classmethod
+    def _response_data(cls, value: Optional[str]) -> Optional[str]:
+        return _check_response_data(value)
+
+    @field_validator("payload_hash")
+    @classmethod
+    def _payload_hash(cls, value: Optional[str]) -> Optional[str]:
+        return _check_hash(value)

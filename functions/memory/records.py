@@ -473,7 +473,7 @@ def delete_session(conn: psycopg.Connection, identity: Identity, session_id: str
 #: Every tenant-owned memory table (side tables go with their parents by cascade).
 ERASE_TABLES = (
     "semantic_memory", "episodic_memory", "procedural_memory", "working_memory", "task_context", "plan_context",
-    "plans", "sessions",
+    "plans", "sessions", "idempotency_records",
 )
 ERASE_SCOPES = ("platform", "tenant", "user")
 

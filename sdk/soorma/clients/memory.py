@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from pydantic import Field
 
+from ..errors import ConflictError
 from ..models import KnowledgeItem, TaskContextRecord, WireModel
 from ._http import HttpClient
 
@@ -101,6 +102,31 @@ class KnowledgePage(WireModel):
     items: list[KnowledgeItem] = Field(default_factory=list)
     count: int = 0
     next_cursor: str | None = None
+
+
+class IdempotencyRecord(WireModel):
+    """An idempotency record (``/idempotency/{key}``), Powertools' ``DataRecord`` on the wire: ``status``
+    ``INPROGRESS`` or ``COMPLETED``; ``expiry_timestamp`` in epoch seconds; ``in_progress_expiry_timestamp`` in epoch
+    milliseconds (or ``None``); ``response_data`` JSON text (``""`` until completed); ``payload_hash`` (``""`` when
+    payload validation is off)."""
+
+    key: str
+    status: str
+    expiry_timestamp: int
+    in_progress_expiry_timestamp: int | None = None
+    response_data: str = ""
+    payload_hash: str = ""
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class IdempotencyRecordExists(ConflictError):
+    """409 from ``create_idempotency_record``: a live record holds the key. ``record`` is that record
+    (:class:`IdempotencyRecord`), or ``None`` if it vanished before the service could read it."""
+
+    def __init__(self, error: ConflictError, record: "IdempotencyRecord | None") -> None:
+        super().__init__(error.status, error.detail, method=error.method, url=error.url)
+        self.record = record
 
 
 class MemoryClient(HttpClient):
@@ -598,4 +624,69 @@ class MemoryClient(HttpClient):
 
     async def delete_session(self, session_id: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
         path = f"{_PREFIX}/sessions/{_seg(session_id)}"
+        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+
+    # --- idempotency records (Powertools' persistence layer; soorma.idempotency) --------------------------------
+    async def create_idempotency_record(
+        self,
+        key: str,
+        *,
+        expiry_timestamp: int,
+        status: str = "INPROGRESS",
+        in_progress_expiry_timestamp: int | None = None,
+        payload_hash: str = "",
+        response_data: str = "",
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+    ) -> IdempotencyRecord:
+        """``PUT /idempotency/{key}``: create the record unless a live one exists (none, expired, or INPROGRESS past
+        its in-progress expiry may be overwritten; Powertools' conditional put). Returns the stored record.
+
+        Raises :class:`IdempotencyRecordExists` (a :class:`~soorma.errors.ConflictError`, ``.record`` = the live
+        record) on 409, :class:`~soorma.errors.PlatformError` on other errors."""
+        body: dict[str, Any] = {"status": status, "expiry_timestamp": expiry_timestamp,
+                                "in_progress_expiry_timestamp": in_progress_expiry_timestamp}
+        if payload_hash:
+            body["payload_hash"] = payload_hash
+        if response_data:
+            body["response_data"] = response_data
+        path = f"{_PREFIX}/idempotency/{_seg(key)}"
+        try:
+            result = await self._request("PUT", path, json=body, tenant_id=tenant_id, user_id=user_id)
+        except ConflictError as exc:
+            found = exc.detail.get("record") if isinstance(exc.detail, dict) else None
+            raise IdempotencyRecordExists(exc, IdempotencyRecord.model_validate(found) if found else None) from None
+        return IdempotencyRecord.model_validate(result)
+
+    async def get_idempotency_record(
+        self, key: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> IdempotencyRecord | None:
+        """``GET /idempotency/{key}``: the record (expired ones too), or ``None``."""
+        path = f"{_PREFIX}/idempotency/{_seg(key)}"
+        result = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
+        return IdempotencyRecord.model_validate(result) if result else None
+
+    async def update_idempotency_record(
+        self,
+        key: str,
+        *,
+        status: str,
+        expiry_timestamp: int,
+        response_data: str = "",
+        payload_hash: str | None = None,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+    ) -> IdempotencyRecord:
+        """``PATCH /idempotency/{key}``: set status, expiry, response data (and the payload hash when given); creates
+        the record when absent (like DynamoDB's ``UpdateItem``). Returns the stored record."""
+        body: dict[str, Any] = {"status": status, "expiry_timestamp": expiry_timestamp, "response_data": response_data}
+        if payload_hash is not None:
+            body["payload_hash"] = payload_hash
+        path = f"{_PREFIX}/idempotency/{_seg(key)}"
+        result = await self._request("PATCH", path, json=body, tenant_id=tenant_id, user_id=user_id)
+        return IdempotencyRecord.model_validate(result)
+
+    async def delete_idempotency_record(self, key: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
+        """``DELETE /idempotency/{key}``; ``False`` when there was no record."""
+        path = f"{_PREFIX}/idempotency/{_seg(key)}"
         return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False

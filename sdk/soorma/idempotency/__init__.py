@@ -1,0 +1,75 @@
+"""Idempotency for agent functions: Powertools' idempotency utility on a PostgreSQL persistence layer (the platform's
+memory function), so an event redelivered to ANY execution environment after it was handled is skipped.
+
+Powertools' documentation: https://docs.powertools.aws.dev/lambda/python/latest/utilities/idempotency/
+
+* :class:`PlatformPersistenceLayer` — a Powertools ``BasePersistenceLayer`` on ``/v1/memory/idempotency/{key}``
+  (:mod:`soorma.idempotency.persistence`); usable with Powertools' ``idempotent_function`` / ``idempotent`` for any
+  function, not only agents.
+* :class:`AgentIdempotency` — what the agent Lambda entry wraps each record's dispatch in
+  (:mod:`soorma.idempotency.agent`).
+* :func:`idempotency_mode` — the ``SOORMA_IDEMPOTENCY`` setting:
+
+  ``platform``  Powertools + :class:`PlatformPersistenceLayer` (two memory round trips per new event: PUT, PATCH),
+                plus the per-environment cache of handlers that already succeeded;
+  ``local``     only the per-environment cache (a redelivery to another environment runs the handlers again);
+  ``off``       neither: every delivery runs every matching handler.
+
+  Default: ``platform`` when running as a Lambda function (``AWS_LAMBDA_FUNCTION_NAME`` is set: in AWS or under
+  ``soorma local``'s Lambda runtime) with a platform URL (``SOORMA_API_URL``, or ``SOORMA_MEMORY_URL``); else
+  ``local``.
+
+Importing this package is cheap: the Powertools parts load on first use of the names that need them (and never
+import boto3; see :mod:`soorma.idempotency._powertools`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from soorma.idempotency.agent import AgentIdempotency, expiry_from_env
+    from soorma.idempotency.persistence import PlatformPersistenceLayer
+
+MODE_ENV = "SOORMA_IDEMPOTENCY"
+MODES = ("platform", "local", "off")
+DOCS_URL = "https://docs.powertools.aws.dev/lambda/python/latest/utilities/idempotency/"
+
+_URL_VARIABLES = ("SOORMA_API_URL", "SOORMA_MEMORY_URL", "SOORMA_MEMORY_SERVICE_URL")
+
+
+def idempotency_mode(environ: Mapping[str, str] | None = None) -> str:
+    """``"platform"``, ``"local"`` or ``"off"`` from ``SOORMA_IDEMPOTENCY`` (case-insensitive), else the default
+    described in the module docstring. Raises ``ValueError`` for any other value."""
+    env = os.environ if environ is None else environ
+    value = (env.get(MODE_ENV) or "").strip().lower()
+    if value:
+        if value not in MODES:
+            raise ValueError(f"{MODE_ENV}={value!r}: use one of {', '.join(MODES)}")
+        return value
+    in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
+    has_platform = any((env.get(name) or "").strip() for name in _URL_VARIABLES)
+    return "platform" if in_lambda and has_platform else "local"
+
+
+_LAZY = {
+    "AgentIdempotency": "soorma.idempotency.agent",
+    "expiry_from_env": "soorma.idempotency.agent",
+    "PlatformPersistenceLayer": "soorma.idempotency.persistence",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+__all__ = ["AgentIdempotency", "DOCS_URL", "MODES", "MODE_ENV", "PlatformPersistenceLayer", "expiry_from_env",
+           "idempotency_mode"]

@@ -1,0 +1,165 @@
+"""``AgentIdempotency``: every event an agent function handles is handled at most once in effect, across execution
+environments, by event id, with Powertools' ``idempotent_function`` on :class:`PlatformPersistenceLayer`.
+
+The Lambda entry (:mod:`soorma.runtime`) calls :meth:`AgentIdempotency.handle` for each record of a batch with a
+callable that dispatches the event to the agent's handlers. Powertools (source: :data:`DOCS_URL`) then:
+
+1. writes an INPROGRESS record for key ``soorma.<agent name>#<md5 of [agent name, event id]>``, with
+   ``in_progress_expiry`` = now + the invocation's remaining time (ms) and ``expiry`` = now +
+   ``expires_after_seconds``; one round trip (``PUT``);
+2. if a COMPLETED record exists (another environment, or an earlier delivery, handled the event), skips the
+   handlers: :meth:`handle` returns ``(0, True)``; no extra round trip (the 409 carries the record), none at all when
+   this environment handled it (Powertools' local cache);
+3. if a live INPROGRESS record exists (another environment is handling it right now), raises
+   ``IdempotencyAlreadyInProgressError``: the record fails and the delivery layer redelivers it later; an INPROGRESS
+   record whose in-progress expiry has passed (its invocation timed out or its environment crashed) is taken over;
+4. runs the handlers; on success marks the record COMPLETED with the response ``{"handlers": n}`` (``PATCH``); when a
+   handler raises, deletes the record (``DELETE``) and re-raises, so the delivery layer's retry runs the event again.
+
+Payload validation: the record also holds a hash of the event's ``[topic, type]``; an event reusing a handled id with
+another topic or type raises ``IdempotencyValidationError`` (a failed record, dead-lettered once its deliveries are
+spent) instead of being silently skipped.
+
+The records belong to the identity the agent acts for while handling the event: its credential, for the event's
+service tenant and user.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from soorma.idempotency.persistence import DOCS_URL, PlatformPersistenceLayer
+
+from aws_lambda_powertools.utilities.idempotency.config import IdempotencyConfig  # noqa: E402  (after the lazy load)
+from aws_lambda_powertools.utilities.idempotency.idempotency import idempotent_function  # noqa: E402
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+
+    from soorma.agents.base import Agent
+    from soorma.events import EventEnvelope
+
+#: Seconds a COMPLETED record keeps an event from running again (Powertools' default, one hour);
+#: ``SOORMA_IDEMPOTENCY_EXPIRES_SECONDS`` overrides it.
+DEFAULT_EXPIRES_SECONDS = 3600
+EXPIRES_ENV = "SOORMA_IDEMPOTENCY_EXPIRES_SECONDS"
+
+#: In-progress expiry (ms from now) when the invocation's remaining time is unknown (no Lambda context, e.g.
+#: ``agent(batch)`` in a script): a crashed run's record becomes retryable after this long.
+FALLBACK_IN_PROGRESS_MS = 300_000
+
+
+class _Remaining:
+    """The one method of a Lambda context Powertools reads (``register_lambda_context``)."""
+
+    __slots__ = ("millis",)
+
+    def __init__(self, millis: int) -> None:
+        self.millis = millis
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.millis
+
+
+def _remaining_millis(lambda_context: Any) -> int:
+    getter = getattr(lambda_context, "get_remaining_time_in_millis", None)
+    if getter is not None:
+        try:
+            return max(0, int(getter()))
+        except Exception:  # a fake or partial context
+            pass
+    return FALLBACK_IN_PROGRESS_MS
+
+
+def expiry_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """``SOORMA_IDEMPOTENCY_EXPIRES_SECONDS`` (default :data:`DEFAULT_EXPIRES_SECONDS`). Raises ``ValueError`` for
+    anything but a positive integer."""
+    env = os.environ if environ is None else environ
+    raw = (env.get(EXPIRES_ENV) or "").strip()
+    if not raw:
+        return DEFAULT_EXPIRES_SECONDS
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{EXPIRES_ENV}={raw!r} must be a positive number of seconds")
+    return int(raw)
+
+
+class AgentIdempotency:
+    """Powertools idempotency around one agent's event dispatch.
+
+    ``AgentIdempotency(agent, persistence_store=None, *, expires_after_seconds=None, local_cache_max_items=None)``:
+    ``persistence_store`` defaults to a :class:`PlatformPersistenceLayer` over ``agent.context.memory``;
+    ``expires_after_seconds`` to :func:`expiry_from_env`; the local cache of COMPLETED records (Powertools'
+    ``use_local_cache``) holds as many events as the agent's own per-environment cache.
+    """
+
+    def __init__(
+        self,
+        agent: "Agent",
+        persistence_store: "BasePersistenceLayer | None" = None,
+        *,
+        expires_after_seconds: int | None = None,
+        local_cache_max_items: int | None = None,
+    ) -> None:
+        self.agent = agent
+        self.persistence_store = persistence_store or PlatformPersistenceLayer(lambda: agent.context.memory)
+        self.config = IdempotencyConfig(
+            event_key_jmespath="[agent, event_id]",
+            payload_validation_jmespath="[topic, type]",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=expires_after_seconds or expiry_from_env(),
+            use_local_cache=True,
+            local_cache_max_items=local_cache_max_items or max(1, getattr(agent, "_cache_size", 256)),
+            response_hook=self._replayed,
+        )
+        self.key_prefix = f"soorma.{agent.name}"
+        self._function = idempotent_function(
+            self._dispatch, data_keyword_argument="event", persistence_store=self.persistence_store,
+            config=self.config, key_prefix=self.key_prefix,
+        )
+
+    @staticmethod
+    def _dispatch(dispatch: Callable[[], int], *, event: dict[str, Any]) -> dict[str, Any]:
+        return {"handlers": dispatch()}
+
+    @staticmethod
+    def _replayed(response: Any, data_record: Any) -> dict[str, Any]:
+        out = dict(response) if isinstance(response, Mapping) else {}
+        out["replayed"] = True
+        return out
+
+    def payload(self, envelope: "EventEnvelope") -> dict[str, Any]:
+        """What Powertools hashes: ``{"agent", "event_id", "topic", "type"}`` (key ``[agent, event_id]``,
+        validation ``[topic, type]``)."""
+        return {"agent": self.agent.name, "event_id": envelope.id, "topic": str(envelope.topic),
+                "type": envelope.type}
+
+    def handle(self, envelope: "EventEnvelope", dispatch: Callable[[], int], lambda_context: Any = None
+               ) -> tuple[int, bool]:
+        """Run ``dispatch()`` (which returns how many handlers ran) unless the event was already handled.
+
+        Returns ``(handlers run now, replayed)``; ``replayed`` is true when a COMPLETED record made it skip.
+        Raises what ``dispatch`` raised (after deleting the record), ``IdempotencyAlreadyInProgressError`` when
+        another invocation holds a live INPROGRESS record, ``IdempotencyValidationError`` when the record's event had
+        another topic or type, ``IdempotencyPersistenceLayerError`` when the store failed.
+        """
+        self.config.register_lambda_context(_Remaining(_remaining_millis(lambda_context)))  # type: ignore[arg-type]
+        store = self.persistence_store
+        acting_for = getattr(store, "acting_for", None)
+        if acting_for is None:
+            result = self._function(dispatch, event=self.payload(envelope))
+        else:
+            with acting_for(envelope.tenant_id, envelope.user_id):
+                result = self._function(dispatch, event=self.payload(envelope))
+        if isinstance(result, Mapping) and result.get("replayed"):
+            return 0, True
+        return int((result or {}).get("handlers", 0)), False
+
+    def clear_cache(self) -> None:
+        """Forget the locally cached COMPLETED records (tests, benchmarks)."""
+        clear = getattr(self.persistence_store, "clear_cache", None)
+        if clear is not None:
+            clear()
+
+
+__all__ = ["AgentIdempotency", "DEFAULT_EXPIRES_SECONDS", "DOCS_URL", "EXPIRES_ENV", "expiry_from_env"]
