@@ -11,16 +11,28 @@ Per record: the body is parsed as an :class:`EventEnvelope` (a malformed body is
 SQS it is retried until the queue's ``maxReceiveCount``), then every matching handler runs. A handler
 that raises makes its record a batch item failure, so the event is redelivered, never swallowed.
 
-Handling an event at most once in effect (by event id) rests on three things, not on Powertools' idempotency
-utility: (1) ids a handler generates are deterministic per (event, agent, handler, call position) and the envelope
-id is the JetStream message id, so what a re-run publishes is dropped by the stream's duplicate window; (2) every
-platform write the SDK makes is keyed (task/plan context upserts by id with a version, working-memory keys), so a
-re-run rewrites the same rows; (3) each execution environment remembers which handlers already succeeded for an
-event id (LRU) and skips them on redelivery. Powertools' idempotency utility is not used: it needs a persistence
-layer with an atomic "create if absent or expired" write and a versioned update; Powertools ships none for
-PostgreSQL, and the memory API offers that primitive only on task contexts (``POST /task-context`` with
-``version``), which would mix idempotency records into worker state and add two platform round trips to every
-event. A dedicated memory route (``/v1/memory/idempotency/{key}``) is the way to add it.
+Handling an event at most once in effect (by event id), configured by ``SOORMA_IDEMPOTENCY``
+(:func:`soorma.idempotency.idempotency_mode`):
+
+* ``platform`` (default in a Lambda function, in AWS or under ``soorma local``, with a platform URL): each record's
+  dispatch is wrapped in Powertools' ``idempotent_function``
+  (https://docs.powertools.aws.dev/lambda/python/latest/utilities/idempotency/) on
+  :class:`soorma.idempotency.PlatformPersistenceLayer`, keyed by the agent name and the envelope id, with records in
+  the memory function's PostgreSQL (``/v1/memory/idempotency/{key}``, a conditional create that mirrors Powertools'
+  DynamoDB condition). A redelivery of an event already handled, to ANY execution environment, is skipped; one
+  being handled elsewhere right now fails its record (redelivered later); one whose handling crashed or timed out is
+  retried once its in-progress expiry (the invocation's remaining time) has passed; a handler that raises deletes the
+  record, so the delivery layer's retry runs it again. Cost: two memory round trips (PUT, PATCH) per new event, none
+  for a redelivery this environment already handled (Powertools' local cache). See :mod:`soorma.idempotency.agent`.
+* ``local`` (default elsewhere): each execution environment remembers which handlers already succeeded for an event
+  id (LRU, :meth:`Agent.dispatch`) and skips them on redelivery; another environment would run them again.
+* ``off``: every delivery runs every matching handler.
+
+In every mode the per-environment LRU (kept in ``platform`` mode too) makes a redelivered event re-run only the
+handlers that failed, and the rest still holds: ids a handler generates are deterministic per (event, agent, handler,
+call position) and the envelope id is the JetStream message id, so what a re-run publishes is dropped by the stream's
+duplicate window; every platform write the SDK makes is keyed (task/plan context upserts by id with a version,
+working-memory keys), so a re-run rewrites the same rows.
 
 Execution-environment state (Lambda keeps the process between warm invocations): ONE event loop, on which every
 handler of every invocation runs, so HTTP connection pools and anything handlers cache stay valid; and ONE
@@ -125,6 +137,24 @@ class LambdaRuntime:
     def __init__(self, agent: "Agent") -> None:
         self.agent = agent
         self._exit_hooks = False
+        self._mode: str | None = None
+        #: :class:`soorma.idempotency.AgentIdempotency` in ``platform`` mode, else ``None``.
+        self.idempotency: Any = None
+
+    @property
+    def mode(self) -> str:
+        """The idempotency mode (``SOORMA_IDEMPOTENCY``, read on first use): ``platform``, ``local`` or ``off``.
+        Raises ``ValueError`` for an unknown value."""
+        if self._mode is None:
+            from .idempotency import idempotency_mode
+
+            mode = idempotency_mode()
+            if mode == "platform":
+                from .idempotency.agent import AgentIdempotency
+
+                self.idempotency = AgentIdempotency(self.agent)
+            self._mode = mode
+        return self._mode
 
     def handle(self, event: Mapping[str, Any], lambda_context: Any = None) -> dict[str, Any]:
         """Process a batch; returns ``{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}``, plus
@@ -137,9 +167,11 @@ class LambdaRuntime:
         running event loop raises ``RuntimeError``.
         """
         _refuse_running_loop()
+        self.mode  # noqa: B018 - resolve the idempotency setting (a bad value fails the invocation, visibly)
         if isinstance(event, Mapping) and "Records" not in event and "type" in event and "topic" in event:
             envelope = EventEnvelope.model_validate(dict(event))
-            run(self._start_then(self.agent.dispatch(envelope)))
+            run(self.agent.start())
+            self._handle_envelope(envelope, None, lambda_context)
             return {"batchItemFailures": []}
         records = event.get("Records") if isinstance(event, Mapping) else None
         if not isinstance(records, list):
@@ -180,14 +212,27 @@ class LambdaRuntime:
 
         return with_terminal_failures(response, terminal)
 
-    async def _dispatch_within(self, envelope: EventEnvelope, budget: float) -> int:
+    async def _dispatch(self, envelope: EventEnvelope, budget: float | None) -> int:
+        if self._mode == "off":
+            coro = _dispatch_every_time(self.agent, envelope)
+        else:
+            coro = self.agent.dispatch(envelope)
+        if budget is None:
+            return await coro
         # asyncio.timeout (not wait_for): no extra task per record
         async with asyncio.timeout(budget):
-            return await self.agent.dispatch(envelope)
+            return await coro
 
-    async def _start_then(self, awaitable: Awaitable[T]) -> T:
-        await self.agent.start()
-        return await awaitable
+    def _handle_envelope(self, envelope: EventEnvelope, budget: float | None, lambda_context: Any) -> int:
+        """Dispatch one event (through the idempotency guard in ``platform`` mode); returns how many handlers ran."""
+        guard = self.idempotency
+        if guard is None:
+            return _loop_run(self._dispatch(envelope, budget))
+        ran, replayed = guard.handle(envelope, lambda: _loop_run(self._dispatch(envelope, budget)), lambda_context)
+        if replayed:
+            log.info("agent %s: event %s (%s) already handled (idempotency record), skipped", self.agent.name,
+                     envelope.id, envelope.type)
+        return ran
 
     def _process_record(self, record: Any, lambda_context: Any) -> None:
         message_id = record.message_id
@@ -207,14 +252,19 @@ class LambdaRuntime:
 
         remaining = _remaining_seconds(lambda_context)
         try:
-            if remaining is None:
-                _loop_run(self.agent.dispatch(envelope))
-            else:
+            budget = None
+            if remaining is not None:
                 budget = remaining - SAFETY_MARGIN_SECONDS
                 if budget <= 0:
                     raise TimeoutError("no time left in this invocation; left for redelivery")
-                _loop_run(self._dispatch_within(envelope, budget))
-        except Exception:
+            self._handle_envelope(envelope, budget, lambda_context)
+        except Exception as exc:
+            if type(exc).__name__ == "IdempotencyAlreadyInProgressError":
+                log.warning(
+                    "agent %s: event %s (%s) is being handled by another invocation; message %s (delivery %s) left "
+                    "for redelivery", self.agent.name, envelope.id, envelope.type, message_id, attempt,
+                )
+                raise
             log.exception(
                 "agent %s: event %s (%s on %s) failed in message %s (delivery %s)",
                 self.agent.name,
@@ -249,6 +299,15 @@ class LambdaRuntime:
             loop.run_until_complete(self.agent.stop())
         except Exception:
             log.exception("agent %s: shutdown failed", self.agent.name)
+
+
+async def _dispatch_every_time(agent: "Agent", envelope: EventEnvelope) -> int:
+    """``SOORMA_IDEMPOTENCY=off``: every matching handler, with no per-environment memory of earlier deliveries."""
+    matched = agent.handlers_for(envelope)
+    context = agent.context
+    for index, handler in matched:
+        await agent._run_handler(index, handler, envelope, context)
+    return len(matched)
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
