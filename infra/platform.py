@@ -204,7 +204,8 @@ class SoormaPlatform(Construct):
     ``max_capacity`` (default 4), ``auto_pause`` (a Duration, default 5 minutes); ``deletion_protection`` (default
     True) and ``removal_policy`` of the database (default SNAPSHOT); ``reserved_concurrency`` (a dict per function,
     or None for none); ``nats_secret`` (an ``ISecret`` holding ``{"url": ...}``; default: a secret created for you
-    to fill in); ``alarm_email``; ``authorizer_cache_ttl`` (seconds, default 0 = no caching);
+    to fill in); ``alarm_email``; ``authorizer_cache_ttl`` (seconds the HTTP API caches an authorizer answer keyed on
+    ``Authorization``, default 300; 0 turns caching off, and only then is ``X-API-Key`` accepted too);
     ``log_retention`` (default one month); ``throttle_rate``/``throttle_burst`` of the API stage.
 
     Embeddings: ``embedding_provider`` ``"bedrock"`` (default: Amazon Titan Text Embeddings v2, ``bedrock_model``,
@@ -238,7 +239,7 @@ class SoormaPlatform(Construct):
         reserved_concurrency: dict[str, int] | None | Literal["default"] = "default",
         nats_secret: secretsmanager.ISecret | None = None,
         alarm_email: str | None = None,
-        authorizer_cache_ttl: int = 0,
+        authorizer_cache_ttl: int = 300,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
         throttle_rate: int = 100,
         throttle_burst: int = 200,
@@ -674,10 +675,10 @@ class SoormaPlatform(Construct):
     def _api(self, cache_ttl: int, rate: int, burst: int) -> None:
         fns = self.functions
         cached = cache_ttl > 0
-        identity_source = (
-            ["$request.header.Authorization", "$request.header.X-Soorma-Service-Tenant",
-             "$request.header.X-Soorma-Service-User"] if cached else []
-        )
+        # The authorizer's answer depends on the credential alone (soorma.identity.act_for applies the service
+        # tenant/user headers in the functions), so Authorization is the whole cache key. Revocation, suspension
+        # and expiry are checked by the functions on every request, so caching does not delay them.
+        identity_source = ["$request.header.Authorization"] if cached else []
         self.authorizer = authorizers.HttpLambdaAuthorizer(
             "SoormaAuthorizer", fns["authorizer"],
             authorizer_name="soorma-api-key",

@@ -3,7 +3,8 @@ that run on AWS.
 
 It reproduces what the cloud HTTP API does for Soorma (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html):
 route by path prefix to a function, call the Lambda authorizer first (payload format 2.0, simple responses, results
-cached per identity source for ``authorizer_ttl_s``), pass the authorizer's context to the integration at
+cached for ``authorizer_ttl_s`` keyed on the ``Authorization`` header, which is then required as on AWS; with the
+cache off ``X-API-Key`` works too), pass the authorizer's context to the integration at
 ``requestContext.authorizer.lambda``, and map the function's response (``statusCode``, ``headers``, ``body``,
 ``isBase64Encoded``, ``cookies``) back to HTTP. A function error becomes 500 ``{"message": "Internal Server Error"}``
 as on AWS; a missing identity source 401 and a refusal 403, with AWS's bodies. The events are built by
@@ -140,8 +141,13 @@ class LocalApiGateway:
     async def _authorize(self, event: dict[str, Any]) -> tuple[int, dict[str, Any] | None, bool]:
         """(status, context, answered from the cache)."""
         headers = event["headers"]
-        source = tuple(headers.get(h, "") for h in IDENTITY_HEADERS)
-        if not source[0] and not source[1]:
+        if self.authorizer_ttl_s > 0:
+            # As on AWS: a cached authorizer has identity sources, and a request lacking one is a 401 before the
+            # authorizer runs. The CDK app's source is the Authorization header alone (infra/platform.py).
+            source = (headers.get("authorization", ""),)
+        else:
+            source = tuple(headers.get(h, "") for h in IDENTITY_HEADERS)
+        if not any(source):
             return 401, None, False
         cached = self._cache.get(source)
         if cached and cached[0] > time.monotonic():

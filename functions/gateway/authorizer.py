@@ -11,20 +11,17 @@ and API Gateway hands ``context`` to the functions at ``requestContext.authorize
   ``SOORMA_JWT_JWKS_URL``) and its platform tenant must be onboarded and active.
 * Nothing else a caller sends names an identity: soorma-core's ``X-Identity-Admin-Key`` / ``X-Tenant-ID`` /
   ``X-Service-Tenant-ID`` / ``X-User-ID`` headers are ignored (without a credential the request is refused).
-* ``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User`` let a principal of role ``agent`` or ``admin`` act for the
-  service tenant and user of the event it handles (each value must match ``[A-Za-z0-9_-]{1,64}``, else the request
-  is refused). The platform tenant always comes from the key.
-* For roles ``user`` and ``developer`` these headers are **refused** (``isAuthorized: false``) when they name
-  another tenant or user than the key's own; repeating the key's own values is harmless and allowed. Refusing
-  rather than ignoring makes a client that believes it acts for someone else fail loudly instead of silently
-  writing under its own identity.
+* The answer depends on the credential alone: it names the *principal* (its platform tenant, own service tenant
+  and user, role). Which service tenant and user a request acts for (``X-Soorma-Service-Tenant`` /
+  ``X-Soorma-Service-User``, honoured for roles ``agent`` and ``admin``) is decided by the functions per request
+  (:func:`soorma.identity.act_for`), so API Gateway can cache this answer keyed on ``Authorization`` alone.
 * Malformed, unknown, wrong, revoked and expired keys, keys of a suspended tenant, and bad or expired tokens are all
   simply unauthorized (403 from API Gateway; a missing identity
   source gives 401). A missing pepper or an unreachable database raises, so API Gateway answers 500 instead of a
   misleading 403.
 
-Caching: if the authorizer's result cache is enabled, its identity sources must include the two override headers
-(or caching must be off), otherwise one cached answer would be reused for another service tenant.
+Caching: the answer may be cached keyed on the credential (``$request.header.Authorization``): revocation,
+suspension and expiry are checked again by the functions on every request (:class:`soorma.service.Admission`).
 """
 
 from __future__ import annotations
@@ -32,18 +29,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from dataclasses import replace
-
 from soorma.db import Database, database_from_env
-from soorma.identity import OVERRIDE_ROLES, Identity
-from soorma.subjects import InvalidSubjectToken, check_identifier
+from soorma.identity import Identity
 from soorma.functions.gateway.keys import PREFIX as KEY_PREFIX, resolve_api_key
 from soorma.functions.gateway.tokens import JwtSettings, TokenRejected, looks_like_jwt, verify
 
 logger = logging.getLogger("soorma.functions.gateway.authorizer")
-
-TENANT_HEADER = "x-soorma-service-tenant"
-USER_HEADER = "x-soorma-service-user"
 
 DENY: dict[str, Any] = {"isAuthorized": False}
 
@@ -62,30 +53,6 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
             return value.strip()
     key = headers.get("x-api-key", "").strip()
     return key or None
-
-
-def apply_overrides(identity: Identity, headers: Mapping[str, str]) -> Identity | None:
-    """The identity after the service tenant/user headers; None when the headers must be refused."""
-    tenant = headers.get(TENANT_HEADER)
-    user = headers.get(USER_HEADER)
-    if tenant is None and user is None:
-        return identity
-    try:
-        if tenant is not None:
-            check_identifier(tenant, "service tenant")
-        if user is not None:
-            check_identifier(user, "service user")
-    except InvalidSubjectToken as exc:
-        logger.info("refused: %s", exc)
-        return None
-    new_tenant = tenant if tenant is not None else identity.service_tenant_id
-    new_user = user if user is not None else identity.service_user_id
-    if identity.role not in OVERRIDE_ROLES:
-        if (new_tenant, new_user) != (identity.service_tenant_id, identity.service_user_id):
-            logger.info("refused: role %s may not act for another service tenant/user", identity.role)
-            return None
-        return identity
-    return replace(identity, service_tenant_id=new_tenant, service_user_id=new_user)
 
 
 def _jwt_identity(token: str, db: Database, settings: JwtSettings) -> Identity | None:
@@ -119,9 +86,6 @@ def authorize(
         identity = _jwt_identity(key, db, settings) if settings.enabled else None
     else:
         identity = None
-    if identity is None:
-        return dict(DENY)
-    identity = apply_overrides(identity, headers)
     if identity is None:
         return dict(DENY)
     return {"isAuthorized": True, "context": identity.as_context()}

@@ -8,7 +8,7 @@ https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-aut
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 ROLES = ("admin", "developer", "agent", "user")
@@ -29,12 +29,20 @@ CREDENTIAL_JWT = "jwt"
 WRITER_ROLES = frozenset({"admin", "developer", "agent"})
 
 #: Roles that may act for another service tenant and user (``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User``,
-#: validated by the authorizer); for the others those headers may only repeat the key's own values.
+#: applied by :func:`act_for`); for the others those headers may only repeat the key's own values.
 OVERRIDE_ROLES = frozenset({"agent", "admin"})
+
+#: The headers with which an ``agent`` (or ``admin``) principal names the service tenant and user it acts for.
+SERVICE_TENANT_HEADER = "x-soorma-service-tenant"
+SERVICE_USER_HEADER = "x-soorma-service-user"
 
 
 class MissingIdentity(Exception):
     """The request carries no authorizer context (it did not come through the gateway's authorizer)."""
+
+
+class OverrideRefused(Exception):
+    """The service tenant/user headers of a request may not be honoured (answered 403 with this message)."""
 
 
 @dataclass(frozen=True)
@@ -97,12 +105,55 @@ def is_platform_admin(identity: "Identity") -> bool:
     return identity.role == "admin" and identity.platform_tenant_id == platform_admin_tenant()
 
 
+def act_for(identity: Identity, headers: Mapping[str, str]) -> Identity:
+    """``identity`` after the request's service tenant/user headers (``headers``: lower-cased names).
+
+    The authorizer resolves the *principal* (its answer depends on the credential alone, so API Gateway may cache it
+    keyed on ``Authorization``); which service tenant and user the request acts for is decided here, per request:
+
+    * roles ``agent`` and ``admin`` (:data:`OVERRIDE_ROLES`) act for the tenant/user the headers name (DESIGN.md
+      "Identity": an agent acts for the service tenant and user of the event it handles); the platform tenant
+      always stays the credential's;
+    * for ``user`` and ``developer`` the headers may only repeat their own values; naming anyone else raises
+      :class:`OverrideRefused` rather than being ignored, so a client that believes it acts for someone else fails
+      loudly instead of silently writing under its own identity;
+    * a value that is not ``[A-Za-z0-9_-]{1,64}`` raises :class:`OverrideRefused`.
+    """
+    tenant = headers.get(SERVICE_TENANT_HEADER)
+    user = headers.get(SERVICE_USER_HEADER)
+    if tenant is None and user is None:
+        return identity
+    from .subjects import InvalidSubjectToken, check_identifier
+
+    try:
+        if tenant is not None:
+            check_identifier(tenant, "service tenant")
+        if user is not None:
+            check_identifier(user, "service user")
+    except InvalidSubjectToken as exc:
+        raise OverrideRefused(f"{exc} (X-Soorma-Service-Tenant / X-Soorma-Service-User)") from None
+    new_tenant = tenant if tenant is not None else identity.service_tenant_id
+    new_user = user if user is not None else identity.service_user_id
+    if (new_tenant, new_user) == (identity.service_tenant_id, identity.service_user_id):
+        return identity
+    if identity.role not in OVERRIDE_ROLES:
+        raise OverrideRefused(f"role {identity.role!r} may not act for another service tenant or user")
+    return replace(identity, service_tenant_id=new_tenant, service_user_id=new_user)
+
+
 def from_event(event: Mapping[str, Any]) -> Identity:
-    """The identity in an API Gateway v2 event. Raises :class:`MissingIdentity` when there is none."""
+    """The identity of an API Gateway v2 event: the authorizer's principal (``requestContext.authorizer.lambda``)
+    acting for the service tenant/user its headers name (:func:`act_for`).
+
+    Raises :class:`MissingIdentity` when there is no authorizer context, :class:`OverrideRefused` when the headers
+    may not be honoured.
+    """
     context = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda")
     if not context:
         raise MissingIdentity("no authorizer context on the request")
-    return Identity.from_context(context)
+    raw = event.get("headers") or {}
+    headers = {str(k).lower(): v for k, v in raw.items() if isinstance(v, str)}
+    return act_for(Identity.from_context(context), headers)
 
 
 def from_request(request: Any) -> Identity:

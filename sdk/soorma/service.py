@@ -48,7 +48,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from soorma.identity import Identity, MissingIdentity, from_request
+from soorma.identity import Identity, MissingIdentity, OverrideRefused, from_request
 from soorma.subjects import InvalidSubjectToken
 
 logger = logging.getLogger("soorma.functions")
@@ -150,6 +150,9 @@ class RequireIdentity:
             except MissingIdentity:
                 await _unauthorized()(scope, receive, send)
                 return
+            except OverrideRefused as exc:
+                await JSONResponse({"detail": str(exc)}, status_code=403)(scope, receive, send)
+                return
             scope.setdefault("state", {})["identity"] = identity
             refusal = await self._admit(scope, identity)
             if refusal is not None:
@@ -207,6 +210,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MissingIdentity)
     async def _missing_identity(request: Request, exc: MissingIdentity) -> JSONResponse:
         return _unauthorized()
+
+    @app.exception_handler(OverrideRefused)
+    async def _override_refused(request: Request, exc: OverrideRefused) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
 
     @app.exception_handler(InvalidSubjectToken)
     async def _bad_subject(request: Request, exc: InvalidSubjectToken) -> JSONResponse:

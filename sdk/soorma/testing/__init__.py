@@ -28,7 +28,8 @@ An agent object is its Lambda handler; invoke it with a batch and check which me
     request = EventEnvelope(type="order.process", topic="action-requests", data={"order": 1},
                             response_event="order.processed")
     assert worker(sqs_batch(request), None) == {"batchItemFailures": []}
-    assert worker(sqs_batch("{not json"), None) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
+    malformed = worker(sqs_batch("{not json"), None)  # reported failed, and terminal: dead-lettered at once
+    assert malformed["batchItemFailures"] == [{"itemIdentifier": "m0"}]
 
 An HTTP function (a FastAPI app behind Mangum) is called the same way::
 

@@ -21,9 +21,9 @@ from soorma.identity import Identity
 from soorma.payload import batch, sqs_record
 from soorma.subjects import STREAM
 
-#: The authorizer's identity sources (lower-case header names): the API key headers and the two headers that let an
-#: ``agent`` act for another service tenant and user (they must be part of the cache key of a cached authorizer).
-IDENTITY_HEADERS = ("authorization", "x-api-key", "x-soorma-service-tenant", "x-soorma-service-user")
+#: The headers that carry a credential (lower-case names). The authorizer's answer depends on them alone; which
+#: service tenant and user a request acts for is decided by the functions (:func:`soorma.identity.act_for`).
+IDENTITY_HEADERS = ("authorization", "x-api-key")
 
 DEFAULT_ROUTE_ARN = "arn:aws:execute-api:local:000000000000:local/$default"
 

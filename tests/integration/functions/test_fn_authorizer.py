@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from soorma.functions.gateway import authorizer
+from soorma.identity import OverrideRefused, act_for
 from soorma.functions.gateway.keys import (
     PepperMissing,
     create_api_key,
@@ -126,33 +127,59 @@ def test_wrong_missing_and_revoked_keys(owner, db, fx):
     assert authorize(db, fx, {"authorization": f"Bearer {key}"}) == {"isAuthorized": False}
 
 
-@pytest.mark.parametrize("role", ["agent", "admin"])
-def test_override_headers_for_agent_and_admin(owner, db, fx, role):
+@pytest.mark.parametrize("role", ["agent", "admin", "user", "developer"])
+def test_the_answer_names_the_principal_whatever_the_override_headers_say(owner, db, fx, role):
+    """The answer depends on the credential alone, so API Gateway may cache it keyed on Authorization: the service
+    tenant/user headers are applied (or refused) by the functions, per request (soorma.identity.act_for)."""
     key, me = make_key(owner, fx, role)
-    answer = authorize(db, fx, {"authorization": f"Bearer {key}", "X-Soorma-Service-Tenant": "acme",
-                                "X-Soorma-Service-User": "alice"})
-    assert answer["isAuthorized"] is True
-    assert answer["context"]["service_tenant_id"] == "acme" and answer["context"]["service_user_id"] == "alice"
-    assert answer["context"]["platform_tenant_id"] == me.platform_tenant_id  # never from a header
-    only_user = authorize(db, fx, {"authorization": f"Bearer {key}", "x-soorma-service-user": "bob"})
-    assert only_user["context"]["service_tenant_id"] == me.service_tenant_id
-    assert only_user["context"]["service_user_id"] == "bob"
+    plain = authorize(db, fx, {"authorization": f"Bearer {key}"})
+    for headers in ({"x-soorma-service-tenant": "acme", "x-soorma-service-user": "alice"},
+                    {"x-soorma-service-tenant": "not valid!"}):
+        answer = authorize(db, fx, {"authorization": f"Bearer {key}", **headers})
+        assert answer == plain
+    assert plain["isAuthorized"] is True and plain["context"]["service_user_id"] == me.service_user_id
+
+
+@pytest.mark.parametrize("role", ["agent", "admin"])
+def test_override_headers_are_honoured_for_agent_and_admin(fx, role):
+    me = fx.new_identity(role)
+    acting = act_for(me, {"x-soorma-service-tenant": "acme", "x-soorma-service-user": "alice"})
+    assert (acting.service_tenant_id, acting.service_user_id) == ("acme", "alice")
+    assert acting.platform_tenant_id == me.platform_tenant_id and acting.principal_id == me.principal_id
+    only_user = act_for(me, {"x-soorma-service-user": "bob"})
+    assert (only_user.service_tenant_id, only_user.service_user_id) == (me.service_tenant_id, "bob")
     for bad in ("a b", "", "x" * 65, "tenant.dot", "*"):
-        assert authorize(db, fx, {"authorization": f"Bearer {key}", "x-soorma-service-tenant": bad}) == \
-            {"isAuthorized": False}, bad
+        with pytest.raises(OverrideRefused):
+            act_for(me, {"x-soorma-service-tenant": bad})
 
 
 @pytest.mark.parametrize("role", ["user", "developer"])
-def test_override_headers_refused_for_user_and_developer(owner, db, fx, role):
-    key, me = make_key(owner, fx, role)
-    refused = authorize(db, fx, {"authorization": f"Bearer {key}", "x-soorma-service-tenant": "acme",
-                                 "x-soorma-service-user": "alice"})
-    assert refused == {"isAuthorized": False}
-    assert authorize(db, fx, {"authorization": f"Bearer {key}", "x-soorma-service-user": "alice"}) == \
-        {"isAuthorized": False}
-    own = authorize(db, fx, {"authorization": f"Bearer {key}", "x-soorma-service-tenant": me.service_tenant_id,
-                             "x-soorma-service-user": me.service_user_id})
-    assert own["isAuthorized"] is True and own["context"]["service_user_id"] == me.service_user_id
+def test_override_headers_are_refused_for_user_and_developer(fx, role):
+    me = fx.new_identity(role)
+    with pytest.raises(OverrideRefused, match="may not act for another"):
+        act_for(me, {"x-soorma-service-tenant": "acme", "x-soorma-service-user": "alice"})
+    with pytest.raises(OverrideRefused):
+        act_for(me, {"x-soorma-service-user": "alice"})
+    own = {"x-soorma-service-tenant": me.service_tenant_id, "x-soorma-service-user": me.service_user_id}
+    assert act_for(me, own) == me
+
+
+def test_functions_apply_the_override_headers_of_the_request(fx, registry):
+    """Through a function (the registry) with an authorizer context naming the principal: an agent's headers choose
+    the service tenant/user it writes as; a user's are refused with 403 and the reason, writing nothing."""
+    agent = fx.new_identity("agent")
+    event = fx.http_event("POST", "/v1/agents", identity=agent,
+                          body={"agent": {"agent_id": "acting", "name": "acting"}})
+    event["headers"].update({"x-soorma-service-tenant": "acme", "x-soorma-service-user": "alice"})
+    assert fx.invoke(registry, event).status == 200
+    user = fx.new_identity("developer", pt=agent.platform_tenant_id)
+    refused = fx.http_event("POST", "/v1/agents", identity=user,
+                            body={"agent": {"agent_id": "refused", "name": "refused"}})
+    refused["headers"]["x-soorma-service-user"] = "alice"
+    reply = fx.invoke(registry, refused)
+    assert reply.status == 403 and "may not act for another" in reply.body["detail"]
+    listed = fx.invoke(registry, fx.http_event("GET", "/v1/agents", identity=user)).body
+    assert [a["agentId"] for a in listed["agents"]] == ["acting"]
 
 
 def test_lambda_handler_from_environment(owner, fx, app_env):
