@@ -45,7 +45,7 @@ def test_bad_cursor_is_a_422(api, make_identity):
         assert reply.status == 422 and "cursor" in reply.body["detail"], (cursor, reply.body)
 
 
-def test_ef_search_is_accepted_and_bounded(api, make_identity):
+def test_ef_search_is_accepted_and_bounded(api, make_identity, memory_db, embedder):
     who = make_identity()
     api.call("POST", "/v1/memory/semantic", who, body={"content": "The Danube flows through Vienna."})
     for ef in (1, 40, 1000):
@@ -53,3 +53,23 @@ def test_ef_search_is_accepted_and_bounded(api, make_identity):
         assert reply.status == 200 and reply.body[0]["content"].startswith("The Danube"), (ef, reply.body)
     for ef in (0, 1001, "many"):
         assert api.call("GET", "/v1/memory/semantic/search", who, query={"q": "x", "ef_search": ef}).status == 422
+
+    # the value is applied to the search's own transaction (bounded: never below the limit, at most 1000; 64 or
+    # 2 x limit by default), and only to it (set_config(..., true) is transaction-local). That the route passes
+    # ?ef_search= through to the database is shown by its effect on recall in test_memory_iterative_scan.py.
+    import numpy as np
+
+    from soorma.functions.memory import store
+
+    def setting(conn, name: str):
+        return conn.execute("select current_setting(%s, true) as v", (name,)).fetchone()["v"]
+
+    vector = np.asarray(embedder.embed(["river in Austria"])[0], dtype=np.float32)
+    for limit, ef, applied in ((5, 1, 5), (5, 41, 41), (5, 1000, 1000), (5, None, 64), (50, None, 100)):
+        with memory_db.transaction(who) as conn:
+            found = store.search_semantic(conn, who, vector, limit, True, ef)
+            assert setting(conn, "hnsw.ef_search") == str(applied), (limit, ef)
+            assert setting(conn, "hnsw.iterative_scan") == "relaxed_order"
+            assert found and found[0][0]["content"].startswith("The Danube")
+        with memory_db.transaction(who) as conn:  # back to pgvector's default (or not loaded in this backend)
+            assert setting(conn, "hnsw.ef_search") in (None, "40")

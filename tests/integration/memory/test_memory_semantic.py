@@ -219,8 +219,9 @@ def test_public_knowledge_is_shared_within_the_platform_tenant(api, make_identit
 
 
 def test_filtered_search_still_returns_limit_rows(api, make_identity, memory_db, embedder):
-    """Iterative HNSW scans: a caller whose few rows are buried among many other tenants' rows still gets `limit`
-    results (without hnsw.iterative_scan an index scan would stop after ef_search candidates)."""
+    """A caller whose few rows are buried among many other tenants' rows still gets `limit` results. (With this few
+    rows the planner picks the identity btree plus an exact sort; the HNSW iterative-scan path itself, with EXPLAIN
+    and an iterative_scan=off control, is test_memory_iterative_scan.py.)"""
     crowd = make_identity()
     texts = [f"Crowd passage number {i} about shipping logistics and warehouses." for i in range(300)]
     vectors = embedder.embed(texts)
