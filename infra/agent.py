@@ -20,6 +20,8 @@ like any other client, and may need the internet for their own work (an LLM endp
 
 from __future__ import annotations
 
+import json
+
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -149,6 +151,8 @@ class SoormaAgent(Construct):
                 properties={
                     "PlatformTenantId": self.platform.platform_tenant_id,
                     "Agent": definition,
+                    # JSON text: CloudFormation would turn the schemas' numbers and booleans into strings
+                    "Events": json.dumps(_plain(agent.event_definitions()), sort_keys=True),
                     "Deployment": {
                         "function_name": fn.function_name,
                         "transport": self.platform.transport,

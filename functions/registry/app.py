@@ -37,6 +37,7 @@ from soorma.functions.registry.models import (
     AgentDefinition,
     AgentOut,
     AgentRegistrationRequest,
+    EventDefinition,
     EventOut,
     EventRegistrationRequest,
     PayloadSchemaOut,
@@ -101,6 +102,38 @@ def upsert_agent(conn, identity: Identity, agent: AgentDefinition) -> bool:
         ),
     ).fetchone()
     return row is not None
+
+
+def upsert_event(conn, identity: Identity, event: EventDefinition) -> None:
+    """Insert or replace one event definition of the caller's platform tenant (by event name)."""
+    conn.execute(
+        """
+        insert into registry.events as e (platform_tenant_id, service_tenant_id, service_user_id, event_name,
+            topic, description, payload_schema, response_schema, payload_schema_name, response_schema_name,
+            owner_agent_id)
+        values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        on conflict (platform_tenant_id, event_name) do update
+           set service_tenant_id = excluded.service_tenant_id, service_user_id = excluded.service_user_id,
+               topic = excluded.topic, description = excluded.description,
+               payload_schema = excluded.payload_schema, response_schema = excluded.response_schema,
+               payload_schema_name = excluded.payload_schema_name,
+               response_schema_name = excluded.response_schema_name,
+               owner_agent_id = excluded.owner_agent_id, updated_at = now()
+        """,
+        (
+            identity.platform_tenant_id,
+            identity.service_tenant_id,
+            identity.service_user_id,
+            event.event_name,
+            event.topic,
+            event.description,
+            Jsonb(event.payload_schema) if event.payload_schema is not None else None,
+            Jsonb(event.response_schema) if event.response_schema is not None else None,
+            event.payload_schema_name,
+            event.response_schema_name,
+            event.owner_agent_id,
+        ),
+    )
 
 
 def query_agents(
@@ -211,37 +244,9 @@ def create_app(db: Database | None = None) -> FastAPI:
     @app.post("/v1/events")
     def register_event(body: EventRegistrationRequest, identity: Identity = Depends(current_identity)):
         _require_writer(identity)
-        event = body.event
         with db.transaction(identity) as conn:
-            conn.execute(
-                """
-                insert into registry.events as e (platform_tenant_id, service_tenant_id, service_user_id, event_name,
-                    topic, description, payload_schema, response_schema, payload_schema_name, response_schema_name,
-                    owner_agent_id)
-                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                on conflict (platform_tenant_id, event_name) do update
-                   set service_tenant_id = excluded.service_tenant_id, service_user_id = excluded.service_user_id,
-                       topic = excluded.topic, description = excluded.description,
-                       payload_schema = excluded.payload_schema, response_schema = excluded.response_schema,
-                       payload_schema_name = excluded.payload_schema_name,
-                       response_schema_name = excluded.response_schema_name,
-                       owner_agent_id = excluded.owner_agent_id, updated_at = now()
-                """,
-                (
-                    identity.platform_tenant_id,
-                    identity.service_tenant_id,
-                    identity.service_user_id,
-                    event.event_name,
-                    event.topic,
-                    event.description,
-                    Jsonb(event.payload_schema) if event.payload_schema is not None else None,
-                    Jsonb(event.response_schema) if event.response_schema is not None else None,
-                    event.payload_schema_name,
-                    event.response_schema_name,
-                    event.owner_agent_id,
-                ),
-            )
-        return {"eventName": event.event_name, "success": True, "message": "Event registered"}
+            upsert_event(conn, identity, body.event)
+        return {"eventName": body.event.event_name, "success": True, "message": "Event registered"}
 
     @app.get("/v1/events")
     def list_events(

@@ -4,7 +4,7 @@ Run by the CDK provider framework on deploy (``onEvent``; the framework sends th
 resource types:
 
 * ``Custom::SoormaAgent`` — properties ``PlatformTenantId``, ``Agent`` (the ``AgentDefinition`` found in the user's
-  file at synth time), ``Deployment`` (function name, transport, subscriptions, batch size, concurrency, maximum
+  file at synth time), ``Events`` (its event definitions as JSON text), ``Deployment`` (function name, transport, subscriptions, batch size, concurrency, maximum
   deliveries, timeout) and ``KeySecretArn``. Create/Update upserts the agent in the registry
   (:func:`soorma.functions.registry.app.upsert_agent`) and, when the agent's key secret holds no key yet, issues an
   API key of role ``agent`` and writes it there (the agent function reads it at start). Delete removes the agent from
@@ -94,14 +94,31 @@ def bootstrap_key(db, secrets: Any, *, tenant: str, secret_arn: str, user: str, 
 
 
 def register_agent(db, props: dict[str, Any]) -> str:
-    from soorma.functions.registry.app import upsert_agent
-    from soorma.functions.registry.models import AgentDefinition
+    """Upsert the agent's event definitions (``Events``, a JSON string) and then the agent with its deployment
+    binding, in one transaction; returns the physical id ``<tenant>/<agent id>``.
+
+    ``Events`` travels as JSON text because CloudFormation turns every number and boolean of a nested property into
+    a string, which would corrupt the JSON Schemas inside. A definition the registry's model refuses is logged and
+    skipped (``soorma local deploy`` does the same), so soorma-core code naming an unknown topic still deploys.
+    """
+    from pydantic import ValidationError
+
+    from soorma.functions.registry.app import upsert_agent, upsert_event
+    from soorma.functions.registry.models import AgentDefinition, EventDefinition
 
     tenant = props["PlatformTenantId"]
     agent = dict(props["Agent"])
     agent["deployment"] = _numbers(props["Deployment"])
     definition = AgentDefinition.model_validate(agent)
+    events = []
+    for raw in json.loads(props.get("Events") or "[]"):
+        try:
+            events.append(EventDefinition.model_validate(raw))
+        except ValidationError as exc:
+            log.warning("event %s of agent %s not registered: %s", raw.get("event_name"), definition.agent_id, exc)
     with db.transaction(_identity(tenant)) as conn:
+        for event in events:
+            upsert_event(conn, _identity(tenant), event)
         upsert_agent(conn, _identity(tenant), definition)
     return f"{tenant}/{definition.agent_id}"
 

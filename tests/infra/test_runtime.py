@@ -282,3 +282,52 @@ def test_settings_go_only_where_they_are_read_and_never_carry_a_secret():
                 {"lower_case": "x"}):
         with pytest.raises(ValueError):
             split_settings(bad)
+
+
+@pytest.mark.timeout(300)
+def test_registrar_registers_an_agent_with_its_events_issues_its_key_once_and_unregisters(app_dsn, monkeypatch):
+    """``Custom::SoormaAgent`` against the real database: the event definitions (JSON text, so the schema's numbers
+    and booleans survive CloudFormation) and the agent with its deployment binding are registered, an agent key is
+    written to the secret once, a definition the registry refuses is skipped, and Delete unregisters the agent."""
+    from soorma.db import Database
+    from soorma.functions.gateway.keys import resolve_api_key
+    from soorma.functions.registry.app import query_agents
+    from soorma.infra.runtime.registrar import _identity, on_event
+
+    monkeypatch.setenv("SOORMA_API_KEY_PEPPER", "test-pepper")
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}},
+              "additionalProperties": False}
+    events = [{"event_name": "count.requested", "topic": "action-requests", "description": "count things",
+               "payload_schema": schema},
+              {"event_name": "bad.topic", "topic": "action-responses"}]  # soorma-core's unknown topic: skipped
+    props = {
+        "PlatformTenantId": "tenant-agents",
+        "Agent": {"agent_id": "counter", "name": "counter", "consumed_events": ["count.requested"]},
+        "Events": json.dumps(events),
+        "Deployment": {"function_name": "Soorma-counter", "transport": "sqs", "batch_size": "10",
+                       "max_concurrency": "2", "max_deliveries": "5", "timeout_seconds": "30",
+                       "subscriptions": [{"topic": "action-requests", "event_type": "count.requested"}]},
+        "KeySecretArn": "agent-key",
+    }
+    secrets = FakeSecrets(**{"agent-key": "GeneratedPlaceholder789"})
+    db = Database(app_dsn)
+    try:
+        event = {"RequestType": "Create", "ResourceType": "Custom::SoormaAgent", "ResourceProperties": props}
+        assert on_event(event, db=db, secrets=secrets) == {"PhysicalResourceId": "tenant-agents/counter"}
+        with db.transaction(_identity("tenant-agents")) as conn:
+            (agent,) = query_agents(conn, agent_id="counter")
+            stored = conn.execute("select event_name, payload_schema from registry.events").fetchall()
+        assert agent["deployment"]["function_name"] == "Soorma-counter" and agent["deployment"]["batch_size"] == 10
+        assert [(r["event_name"], r["payload_schema"]) for r in stored] == [("count.requested", schema)]
+        key = json.loads(secrets.values["agent-key"])["api_key"]
+        with db.transaction() as conn:
+            identity = resolve_api_key(conn, key)
+        assert identity is not None and identity.role == "agent" and identity.platform_tenant_id == "tenant-agents"
+        on_event({**event, "RequestType": "Update"}, db=db, secrets=secrets)
+        assert secrets.puts == ["agent-key"]  # the key is issued once
+        on_event({"RequestType": "Delete", "ResourceType": "Custom::SoormaAgent",
+                  "PhysicalResourceId": "tenant-agents/counter", "ResourceProperties": props}, db=db, secrets=secrets)
+        with db.transaction(_identity("tenant-agents")) as conn:
+            assert query_agents(conn, agent_id="counter") == []
+    finally:
+        db.close()
