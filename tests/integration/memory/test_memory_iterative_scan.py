@@ -82,6 +82,8 @@ def _plan(conn, query: str, params: dict) -> str:
 
 
 def test_filtered_search_uses_hnsw_and_iterative_scan_returns_limit_rows(api, memory_db, embedder, loaded):
+    """EXPLAIN shows the HNSW index for the loner's search; with iterative scans off it returns no row (all 64
+    candidates are the crowd's), through the route (iterative scan on) it returns ``limit`` of the loner's rows."""
     crowd, loner, crowd_vectors, loner_vectors = loaded
     for text in QUERIES[:1]:
         q = np.asarray(embedder.embed([text])[0], dtype=np.float32)  # the crowd was built around this one

@@ -146,6 +146,7 @@ class _Rollback(Exception):
 
 
 def test_every_memory_table_has_forced_rls_and_a_policy_and_the_app_role_cannot_bypass_it(postgres, memory_db):
+    """The catalog: RLS enabled and forced with a policy on every memory table; soorma_app cannot bypass it."""
     with psycopg.connect(postgres) as owner:
         rows = owner.execute(
             "select c.relname, c.relrowsecurity, c.relforcerowsecurity,"
@@ -181,6 +182,7 @@ def test_every_memory_table_has_forced_rls_and_a_policy_and_the_app_role_cannot_
 
 
 def test_every_memory_table_is_covered_by_the_rls_table(postgres):
+    """A memory table added later without a row builder in ROWS fails here, by name."""
     with psycopg.connect(postgres) as conn:
         missing = sorted(set(_memory_tables(conn)) - set(ROWS))
     assert not missing, f"memory tables with no row builder in ROWS (so no DB-level isolation test): {missing}"
@@ -190,6 +192,8 @@ def test_every_memory_table_is_covered_by_the_rls_table(postgres):
 def test_the_database_hides_and_protects_a_rows_from_unfiltered_statements(
     postgres, memory_db, make_identity, tables, vector_literal, attacker
 ):
+    """Tenant B's unfiltered select/update/delete see and touch none of A's rows in any memory table, and B cannot
+    insert a row in A's name; the same statements as A do reach them (control)."""
     a = make_identity()
     with memory_db.transaction(a) as conn:  # through soorma_app, identity set per transaction
         for table in tables:

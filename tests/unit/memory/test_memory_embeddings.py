@@ -179,6 +179,7 @@ def test_bucketed_batches_equal_one_unbucketed_padded_batch(float_model):
 
 
 def test_the_default_model_is_the_int8_build_where_onnx_can_build_it(monkeypatch):
+    """Without a model path the int8 build is used (batch of one); SOORMA_EMBEDDING_INT8=0 keeps the float graph."""
     monkeypatch.delenv(local_module.MODEL_PATH_ENV, raising=False)
     monkeypatch.delenv(local_module.INT8_ENV, raising=False)
     monkeypatch.delenv(local_module.BATCH_ENV, raising=False)
@@ -231,6 +232,7 @@ def test_int8_build_is_cached_and_written_atomically(tmp_path, monkeypatch):
 
 
 def test_threads_are_physical_cores(monkeypatch):
+    """ONNX Runtime threads default to the physical cores this process may use (at most 4)."""
     monkeypatch.delenv(local_module.THREADS_ENV, raising=False)
     import os
 
