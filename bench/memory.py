@@ -168,25 +168,33 @@ class _Before:
 def bench_embedding_variants(count: int, rounds: int, int8_model: str | None) -> dict:
     """Passages per second of the embedding step alone, variants interleaved round by round (medians): the loop
     before this change, the current one at several batch sizes, and an int8 model file if given."""
-    from soorma.functions.memory.embeddings.local import LocalMiniLM
+    from soorma.functions.memory.embeddings.local import LocalMiniLM, packaged_model_path
 
-    base = LocalMiniLM()
+    # the float graph (before/after length bucketing), whatever the default is
+    base = LocalMiniLM(model_path=packaged_model_path())
     base.load()
     texts = passages_128(count, seed=21, tokenizer=base._tokenizer)
     variants = {"before_b32": _Before(base).embed}
     for batch in (16, 32, 64):
-        model = LocalMiniLM(batch_size=batch)
+        model = LocalMiniLM(model_path=packaged_model_path(), batch_size=batch)
         model.load()
         variants[f"after_b{batch}"] = model.embed_array
     reference = base.embed_array(texts)
     agreement = {}
+    default = LocalMiniLM()  # the memory function's model: the int8 build, one text per run, where it can be had
+    if default.int8:
+        default.load()
+        variants["int8_default"] = default.embed_array
+        cos = (default.embed_array(texts) * reference).sum(axis=1)
+        agreement = {"int8_default_cosine_to_float_mean": round(float(cos.mean()), 4),
+                     "int8_default_cosine_to_float_min": round(float(cos.min()), 4)}
     if int8_model:
         quantized = LocalMiniLM(model_path=int8_model)
         quantized.load()
         variants["int8_b32"] = quantized.embed_array
         cos = (quantized.embed_array(texts) * reference).sum(axis=1)
-        agreement = {"int8_cosine_to_float_mean": round(float(cos.mean()), 4),
-                     "int8_cosine_to_float_min": round(float(cos.min()), 4)}
+        agreement.update({"int8_cosine_to_float_mean": round(float(cos.mean()), 4),
+                          "int8_cosine_to_float_min": round(float(cos.min()), 4)})
     for embed in variants.values():
         embed(texts[:64])  # warm up
     rates: dict[str, list[float]] = {name: [] for name in variants}
@@ -201,6 +209,8 @@ def bench_embedding_variants(count: int, rounds: int, int8_model: str | None) ->
         "embed_variants_rounds": {name: [round(x, 1) for x in r] for name, r in rates.items()},
         "embed_after_over_before": round(medians["after_b32"] / medians["before_b32"], 2),
         **({"embed_int8_over_float": round(medians["int8_b32"] / medians["after_b32"], 2)} if int8_model else {}),
+        **({"embed_int8_default_over_float": round(medians["int8_default"] / medians["after_b32"], 2)}
+           if "int8_default" in medians else {}),
         **agreement,
     }
 
