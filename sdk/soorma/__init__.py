@@ -14,31 +14,52 @@ An agent object is its function's handler::
     # Lambda handler: "app.worker"; local process: worker.run()
 
 The names soorma-core's SDK exports are here with the same signatures (see the reference, section 1). Importing
-``soorma`` loads pydantic only; HTTP, the AI helpers, A2A and the workflow helpers load on first use.
+``soorma`` itself loads nothing: each name loads its module on first use (PEP 562), so ``from soorma import Worker``
+loads the agent runtime and pydantic, while HTTP, the AI helpers, A2A and the workflow helpers wait until named.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .agents import Agent, Planner, Tool, Worker
-from .context import PlatformContext
-from .errors import ConflictError, PlatformError, SoormaError, TaskNotFoundError
-from .events import EventDefinition, EventEnvelope, EventTopic
-from .task_context import (
-    DelegationSpec,
-    GoalContext,
-    InvocationContext,
-    ResultContext,
-    SubTaskInfo,
-    TaskContext,
-)
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time every name below loads on first use
+    from .agents import Agent, Planner, Tool, Worker
+    from .context import PlatformContext
+    from .errors import ConflictError, PlatformError, SoormaError, TaskNotFoundError
+    from .events import EventDefinition, EventEnvelope, EventTopic
+    from .task_context import (
+        DelegationSpec,
+        GoalContext,
+        InvocationContext,
+        ResultContext,
+        SubTaskInfo,
+        TaskContext,
+    )
 
 __version__ = "0.1.0"
 
-# Loaded on first use (keeps the cold start of an agent module small).
+# Every public name loads on first use: an agent module pays for what it names, and a platform function that only
+# needs a submodule (``soorma.db``, ``soorma.functions.registry``) does not load the agent runtime at all.
 _LAZY = {
+    "Agent": ".agents",
+    "Planner": ".agents",
+    "Tool": ".agents",
+    "Worker": ".agents",
+    "PlatformContext": ".context",
+    "ConflictError": ".errors",
+    "PlatformError": ".errors",
+    "SoormaError": ".errors",
+    "TaskNotFoundError": ".errors",
+    "EventDefinition": ".events",
+    "EventEnvelope": ".events",
+    "EventTopic": ".events",
+    "DelegationSpec": ".task_context",
+    "GoalContext": ".task_context",
+    "InvocationContext": ".task_context",
+    "ResultContext": ".task_context",
+    "SubTaskInfo": ".task_context",
+    "TaskContext": ".task_context",
     "BusClient": ".clients",
     "GatewayClient": ".clients",
     "MemoryClient": ".clients",
@@ -87,24 +108,6 @@ def event_handler(event_type: str):
 
 
 __all__ = [
-    "Agent",
-    "ConflictError",
-    "DelegationSpec",
-    "EventDefinition",
-    "EventEnvelope",
-    "EventTopic",
-    "GoalContext",
-    "InvocationContext",
-    "Planner",
-    "PlatformContext",
-    "PlatformError",
-    "ResultContext",
-    "SoormaError",
-    "SubTaskInfo",
-    "TaskContext",
-    "TaskNotFoundError",
-    "Tool",
-    "Worker",
     "__version__",
     "event_handler",
     "hello",
