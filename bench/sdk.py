@@ -22,6 +22,12 @@
   load on the machine than the wall time). ``first_event_ms`` is the first invocation in that fresh interpreter (it loads
   what the import deferred: Powertools' batch utility, and asyncio's loop).
 
+- **the same import from the SDK layer** (``worker_import_layer_{source,bytecode}_ms``): a fresh ``python -S -B``
+  with ``sys.path`` = the module's folder + the ``sdk`` layer as ``cdk deploy`` builds it (for this interpreter), as
+  in Lambda. In this venv pydantic's plugin discovery (``importlib.metadata`` over every installed distribution)
+  alone costs tens of milliseconds that a function, which sees only its layers, does not pay; ``source`` has no
+  ``.pyc`` (every module compiled at import), ``bytecode`` is precompiled.
+
 Targets (issue 3): < 500 µs per event and < 150 ms import; ``targets_met`` says whether this run met them. Timings
 on shared machines are noisy: compare medians of one run (``load_avg`` is printed).
 
@@ -282,6 +288,64 @@ def cold_import(samples: int) -> dict:
     }
 
 
+LAYER_PROBE = textwrap.dedent('''
+    import json, sys, time
+    spec = json.loads(sys.stdin.read())
+    sys.path[:0] = spec["path"]
+    started, cpu_started = time.perf_counter(), time.process_time()
+    import bench_worker_module
+    imported, cpu_imported = time.perf_counter(), time.process_time()
+    leaked = [m.__file__ for m in list(sys.modules.values())
+              if getattr(m, "__file__", None) and "site-packages" in m.__file__
+              and not any(m.__file__.startswith(p) for p in spec["path"])]
+    print(json.dumps({"import_ms": (imported - started) * 1000, "import_cpu_ms": (cpu_imported - cpu_started) * 1000,
+                      "isolated": not leaked}))
+''')
+
+
+def layer_import(samples: int) -> dict:
+    """The Worker module imported the way Lambda imports it: a fresh ``python -S -B`` whose ``sys.path`` is only the
+    module's folder and the ``sdk`` layer (layers/sdk.txt plus the SDK, built by ``soorma.infra.packaging`` for this
+    interpreter), so pydantic's plugin discovery scans the layer's few distributions rather than this venv's
+    hundreds. ``source``: no ``.pyc`` (what a deploy without a matching CPython ships); ``bytecode``: precompiled."""
+    import shutil
+
+    from soorma.infra import packaging
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    layer = packaging.build_layer(packaging.LAYERS["sdk"], target=packaging.Target.host(), log=log)
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for variant in ("source", "bytecode"):
+            root = Path(folder, variant)
+            packaging.copy_into(layer, root / "layer")
+            code = root / "code"
+            code.mkdir()
+            (code / "bench_worker_module.py").write_text(WORKER_MODULE)
+            for cache in list(root.rglob("__pycache__")):
+                shutil.rmtree(cache)
+            if variant == "bytecode":
+                subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(root)], check=False,
+                               capture_output=True)
+            spec = json.dumps({"path": [str(code), str(root / "layer" / "python")]})
+            env = {"PATH": os.environ.get("PATH", ""), "SOORMA_API_URL": "http://bench.invalid",
+                   "SOORMA_API_KEY": "sk_bench_x", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
+            walls, cpus, isolated = [], [], True
+            for _ in range(samples):
+                proc = subprocess.run([sys.executable, "-S", "-B", "-c", LAYER_PROBE], input=spec, env=env,
+                                      capture_output=True, text=True, check=True, timeout=120)
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+                walls.append(result["import_ms"])
+                cpus.append(result["import_cpu_ms"])
+                isolated = isolated and result["isolated"]
+            out[f"worker_import_layer_{variant}_ms"] = round(statistics.median(walls), 1)
+            out[f"worker_import_layer_{variant}_cpu_ms"] = round(statistics.median(cpus), 1)
+            out[f"worker_import_layer_{variant}_isolated"] = isolated
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000)
@@ -293,6 +357,7 @@ def main() -> None:
     figures.update(lambda_entry(args.events, args.batch, args.rounds))
     figures.update(platform_idempotency(args.events, args.batch, args.rounds, figures["handler_excluded_us"]))
     figures.update(cold_import(args.cold))
+    figures.update(layer_import(args.cold))
     figures["targets"] = {"us_per_event": TARGET_US, "worker_import_ms": TARGET_IMPORT_MS}
     figures["targets_met"] = (figures["sdk_us_per_event_worker"] < TARGET_US
                               and figures["worker_import_ms"] < TARGET_IMPORT_MS)
