@@ -11,15 +11,20 @@ For each platform function (registry, memory, gateway, authorizer, tracker, migr
 only has its size measured):
 
 * ``zipped_mb`` — the deflate-zipped size of what Lambda gets: the function code plus its layers, as the CDK app
-  builds them for arm64 / Python 3.12 (``soorma.infra.packaging``; cached under ``.soorma/cdk-cache``);
-  ``unzipped_mb`` the same unpacked (Lambda's limit is 250 MB);
+  builds them for arm64 / Python 3.12 on this machine (``soorma.infra.packaging``; cached under
+  ``.soorma/cdk-cache``), so with ``.pyc`` files when ``deployed_variant`` is ``bytecode``; ``unzipped_mb`` the same
+  unpacked (Lambda's limit is 250 MB);
 * ``import_ms`` / ``first_ms`` / ``cold_ms`` — in a fresh interpreter started with ``-S -B`` (no site-packages, no
   bytecode written) whose ``sys.path`` is only the function's code and layers (the same requirement files, built
   for this machine's interpreter) and what the Lambda runtime ships (boto3 and its dependencies), the time to import the handler module and the time of its first request against
   the real embedded PostgreSQL (pgvector) and NATS JetStream; ``cold_ms`` is their sum. Medians of ``--runs`` fresh
-  interpreters each. Two variants: ``source`` (no ``.pyc`` anywhere: what the layers give Lambda today, since they
-  are built without a CPython 3.12 to compile them and ``/opt`` is read-only) and ``bytecode`` (the same files
-  precompiled with ``compileall``: what precompiled layers would give).
+  interpreters each. Two variants, both always measured: ``source`` (no ``.pyc`` anywhere: what Lambda gets from a
+  deploy without a CPython 3.12, every cold start compiling what it imports since ``/opt`` is read-only) and
+  ``bytecode`` (the same files precompiled as a deploy with one does: ``packaging.compile_tree``, ``compileall
+  --invalidation-mode unchecked-hash``, here with this machine's interpreter).
+* ``deployed_variant`` — which of the two a deploy from this machine would ship: ``bytecode`` when the bundler finds
+  a CPython of the Lambda runtime's version (``$SOORMA_LAMBDA_PYTHON``, else ``python3.12`` on ``PATH``:
+  ``packaging.lambda_bytecode``; ``deployed_bytecode_python`` names it), else ``source``.
 
 Targets (issue 6): under 15 MB zipped and under 500 ms per function; ``targets_met`` lists which met them. This machine
 is x86_64 with CPython {host}; Lambda runs arm64 CPython 3.12, so the times are indicative, the sizes exact.
@@ -168,12 +173,14 @@ def main() -> None:
     timed = [n for n in names if n != "registrar"]  # a deploy-time custom resource: size only
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
 
-    # Sizes: the arm64 artifacts the CDK app deploys.
+    # Sizes: the arm64 artifacts the CDK app deploys (precompiled when this machine has the runtime's CPython).
     lam = packaging.Target.lambda_arm64()
-    code = packaging.build_code(log=log)
+    deployed = packaging.lambda_bytecode(log=log)
+    code = packaging.build_code(log=log, bytecode=deployed)
     sizes = {}
     for name in names:
-        layers = [packaging.build_layer(packaging.LAYERS[n], target=lam, log=log) for n in packages[name].layers]
+        layers = [packaging.build_layer(packaging.LAYERS[n], target=lam, log=log, bytecode=deployed)
+                  for n in packages[name].layers]
         zipped, unzipped = _size([code, *layers])
         sizes[name] = {"layers": packages[name].layers, "zipped_mb": round(zipped / 1e6, 2),
                        "unzipped_mb": round(unzipped / 1e6, 1)}
@@ -230,20 +237,25 @@ def main() -> None:
         else:
             env.update({"HF_HUB_OFFLINE": "1", "SOORMA_EMBEDDING_TOKENIZER_PATH": str(
                 host_layers["embeddings"] / packaging.TOKENIZER_LAYER_PATH)})
-        # Private copies (hard links) of the code and layers, so bytecode never lands in the build cache.
+        # Private copies (hard links) of the code and layers, so bytecode never lands in the build cache; the code is
+        # the source bundle (the Lambda one may hold cpython-312 .pyc, which this interpreter would ignore).
+        source_code = packaging.build_code(log=log, bytecode=None)
         trees = {}
         for variant in ("source", "bytecode"):
             root = work / variant
             trees[variant] = {"code": root / "code", **{n: root / n for n in host_layers}}
-            packaging.copy_into(code, trees[variant]["code"])
+            packaging.copy_into(source_code, trees[variant]["code"])
             for n, folder in host_layers.items():
                 packaging.copy_into(folder, trees[variant][n])
             for folder in trees[variant].values():
                 for cache in list(folder.rglob("__pycache__")):
                     shutil.rmtree(cache)
-        for folder in trees["bytecode"].values():
-            subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(folder)], check=False,
-                           capture_output=True)
+        host_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        host_bytecode, why = packaging.probe_python(sys.executable, host_version)
+        if host_bytecode is None:
+            raise SystemExit(why)
+        for folder in trees["bytecode"].values():  # as a deploy compiles (unchecked-hash), for this interpreter
+            packaging.compile_tree(folder, host_bytecode, log)
         results = {name: dict(sizes[name]) for name in names}
         for variant in ("source", "bytecode"):
             for name in timed:
@@ -278,7 +290,10 @@ def main() -> None:
     print(json.dumps({
         "bench": "cold_start",
         "host": f"{platform.machine()} CPython {platform.python_version()}",
-        "deployed_as": "arm64 CPython 3.12 (sizes of the arm64 artifacts)",
+        "deployed_as": f"arm64 CPython {packaging.LAMBDA_PYTHON} (sizes of the arm64 artifacts)",
+        "deployed_variant": "source" if deployed is None else "bytecode",
+        "deployed_bytecode_python": (None if deployed is None
+                                     else f"{deployed.python} (CPython {deployed.full_version})"),
         "configuration": {"transport": args.transport, "embeddings": args.embeddings,
                           "embedding_dimensions": int(dims)},
         "runs": args.runs,

@@ -33,7 +33,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from soorma.infra import bundling
+from soorma.infra import bundling, packaging
 from soorma.infra.platform import BOOT_HANDLER, QueueWithDlq, SoormaPlatform, suppress
 
 CATCH_ALL = "*"
@@ -121,7 +121,7 @@ class SoormaAgent(Construct):
         if requirements is not None and requirements.exists():
             layers.append(lambda_.LayerVersion(
                 self, "Requirements", code=bundling.requirements_layer_code(requirements),
-                compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+                compatible_runtimes=[bundling.LAMBDA_RUNTIME],
                 compatible_architectures=[lambda_.Architecture.ARM_64],
                 description=f"Soorma agent {app.name}: requirements.txt",
             ))
@@ -182,7 +182,7 @@ class SoormaAgent(Construct):
         fn = lambda_.Function(
             self, f"{cid}Function",
             description=f"Soorma agent {agent.name}",
-            runtime=lambda_.Runtime.PYTHON_3_12,
+            runtime=bundling.LAMBDA_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             code=code,
             handler=BOOT_HANDLER,
@@ -201,8 +201,8 @@ class SoormaAgent(Construct):
             },
         )
         secret.grant_read(fn)
-        suppress(fn, ("AwsSolutions-L1", "Python 3.12 is the runtime the SDK layer is built for (CPython 3.12 "
-                      "wheels for arm64)."))
+        suppress(fn, ("AwsSolutions-L1", f"Python {packaging.LAMBDA_PYTHON} is the runtime the SDK layer is built for "
+                      f"(CPython {packaging.LAMBDA_PYTHON} wheels for arm64)."))
         suppress(fn, ("AwsSolutions-IAM4", "AWSLambdaBasicExecutionRole is the AWS-managed minimum that lets the "
                       "function write its own logs.",
                       ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]))

@@ -11,11 +11,18 @@ directly to build the same contents for the host interpreter and time a cold sta
   synth copies (hard-links) the cached folder instead of running pip again.
 * **Code**: the ``soorma`` package as it is installed (the SDK, ``soorma.functions`` and ``soorma.infra.runtime``),
   laid out as ``soorma/...`` so the handler paths are the same as in the local stack.
+* **Bytecode**: when the deploying machine has a CPython of the Lambda runtime's version (:data:`LAMBDA_PYTHON`;
+  ``$SOORMA_LAMBDA_PYTHON``, else ``python3.12`` on ``PATH``), every bundle built for Lambda is compiled with it
+  (``compileall --invalidation-mode unchecked-hash``, see :func:`compile_tree`), so a cold start reads ``.pyc`` files
+  instead of compiling every imported module (``/opt`` is read-only in Lambda, so nothing compiled there is kept).
+  Otherwise the bundles ship as source and one line says so. The cache key and the CDK asset hash name the variant
+  (``src`` or ``pyc-cpython-312``), so a source bundle is never reused as a compiled one or the other way round.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -27,7 +34,11 @@ from pathlib import Path
 from typing import Iterable
 
 LAYERS_DIR = Path(__file__).resolve().parent.parent / "layers"
+# The Lambda runtime's Python version: the one setting behind pip's --python-version, the functions' and layers'
+# runtime (soorma.infra.bundling.LAMBDA_RUNTIME), the bridge's image and the interpreter that compiles the bytecode.
 LAMBDA_PYTHON = "3.12"
+# An interpreter path for compiling the bundles (else python<LAMBDA_PYTHON> on PATH); see find_bytecode_python().
+LAMBDA_PYTHON_ENV = "SOORMA_LAMBDA_PYTHON"
 LAMBDA_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 # Build-code version: bump when the pruning or layout rules change so cached bundles are rebuilt.
 BUNDLE_FORMAT = "5"
@@ -136,10 +147,13 @@ def _source_files(folder: Path) -> list[Path]:
     ]
 
 
-def layer_hash(spec: LayerSpec, target: Target) -> str:
-    """Content hash of a layer: requirement file, pip flags, build rules, and the SDK sources when included."""
+def layer_hash(spec: LayerSpec, target: Target, bytecode: "Bytecode | None" = None) -> str:
+    """Content hash of a layer: requirement file, pip flags, build rules, the SDK sources when included, and the
+    bytecode variant (:func:`variant`: the compiling interpreter's cache tag and magic number, or none)."""
     digest = hashlib.sha256()
     digest.update(f"{BUNDLE_FORMAT}\0{spec}\0{target}\0".encode())
+    if bytecode is not None:
+        digest.update(f"{bytecode.fingerprint}\0".encode())
     for path in spec.requirement_files:
         digest.update(path.read_bytes())
     if spec.include_sdk:
@@ -148,8 +162,11 @@ def layer_hash(spec: LayerSpec, target: Target) -> str:
     return digest.hexdigest()[:20]
 
 
-def code_hash(parts: tuple[str, ...] = ("sdk", "functions", "runtime")) -> str:
+def code_hash(parts: tuple[str, ...] = ("sdk", "functions", "runtime"), bytecode: "Bytecode | None" = None) -> str:
+    """Content hash of the platform code bundle: its sources, the build rules and the bytecode variant."""
     digest = hashlib.sha256(f"{BUNDLE_FORMAT}\0{parts}\0".encode())
+    if bytecode is not None:
+        digest.update(f"{bytecode.fingerprint}\0".encode())
     for root, files in _code_sources(parts):
         _hash_files(digest, root, files)
     return digest.hexdigest()[:20]
@@ -248,6 +265,148 @@ def write_agent_code(entry: Path, dest: Path) -> Path:
     return dest
 
 
+# --------------------------------------------------------------------------------------------------- bytecode
+
+
+class BytecodeInterpreterError(RuntimeError):
+    """``$SOORMA_LAMBDA_PYTHON`` names no usable CPython of the Lambda runtime's version."""
+
+
+@dataclass(frozen=True)
+class Bytecode:
+    """A CPython interpreter whose ``.pyc`` files the Lambda runtime loads: same implementation and ``major.minor``
+    (the bytecode format and magic number are fixed within a released CPython minor version)."""
+
+    python: str  # the interpreter's path
+    version: str  # "3.12": the target it was checked against
+    full_version: str  # "3.12.1"
+    cache_tag: str  # "cpython-312": the name part of __pycache__/<module>.<cache_tag>.pyc
+    magic: str  # importlib.util.MAGIC_NUMBER, hex
+
+    @property
+    def tag(self) -> str:
+        """The variant's name in cache folders and asset hashes: ``pyc-cpython-312``."""
+        return f"pyc-{self.cache_tag}"
+
+    @property
+    def fingerprint(self) -> str:
+        """What the hashes cover: the cache tag, the magic number and the invalidation mode."""
+        return f"{self.tag}-{self.magic}-unchecked-hash"
+
+
+_PROBE = ("import importlib.util, json, sys; print(json.dumps({'implementation': sys.implementation.name, "
+          "'version': list(sys.version_info[:3]), 'cache_tag': sys.implementation.cache_tag, "
+          "'magic': importlib.util.MAGIC_NUMBER.hex(), 'executable': sys.executable}))")
+
+
+def probe_python(python: str, version: str = LAMBDA_PYTHON) -> tuple[Bytecode | None, str]:
+    """Run ``python`` and check it can compile for CPython ``version``: ``(Bytecode, "")`` or ``(None, why not)``.
+
+    The check is ``sys.implementation.name == "cpython"`` and ``sys.version_info[:2]`` equal to ``version``: the
+    import system only loads ``__pycache__/<name>.<sys.implementation.cache_tag>.pyc`` whose magic number is its
+    own (`PEP 3147 <https://peps.python.org/pep-3147/>`_), so ``.pyc`` files of any other version are dead weight."""
+    try:
+        result = subprocess.run([python, "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return None, f"{python} does not run ({exc})"
+    if result.returncode != 0:
+        first = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[0]
+        return None, f"{python} does not run ({first})"
+    try:
+        info = json.loads(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, f"{python} printed no version"
+    found = ".".join(str(n) for n in info["version"][:2])
+    if info["implementation"] != "cpython" or found != version:
+        name = {"cpython": "CPython", "pypy": "PyPy"}.get(info["implementation"], info["implementation"])
+        return None, (f"{python} is {name} {'.'.join(map(str, info['version']))}, but the Lambda runtime is "
+                      f"CPython {version}")
+    return Bytecode(python=python, version=version, full_version=".".join(map(str, info["version"])),
+                    cache_tag=info["cache_tag"], magic=info["magic"]), ""
+
+
+def _enable_hint(version: str) -> str:
+    return f"install CPython {version} (python{version} on PATH) or set {LAMBDA_PYTHON_ENV}=/path/to/python{version}"
+
+
+def find_bytecode_python(version: str = LAMBDA_PYTHON, *, log=None) -> Bytecode | None:
+    """The interpreter that compiles the Lambda bundles, or ``None`` (they then ship as source); logs one line.
+
+    ``$SOORMA_LAMBDA_PYTHON`` (an interpreter path) if set, else ``python<version>`` on ``PATH``; either must pass
+    :func:`probe_python`. An explicit ``$SOORMA_LAMBDA_PYTHON`` that does not raises
+    :class:`BytecodeInterpreterError` (it asked for bytecode); a ``python<version>`` on ``PATH`` that does not (a
+    pyenv shim of an unselected version, another implementation) is refused with the line saying why.
+    ``version`` is the target ``major.minor`` (the tests pass the host's; deploys use :data:`LAMBDA_PYTHON`)."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    explicit = os.environ.get(LAMBDA_PYTHON_ENV)
+    if explicit:
+        found, why = probe_python(explicit, version)
+        if found is None:
+            raise BytecodeInterpreterError(f"{LAMBDA_PYTHON_ENV}={explicit} refused: {why}; set it to a CPython "
+                                           f"{version} interpreter, or unset it to ship the Lambda bundles as source")
+    else:
+        name = f"python{version}"
+        path = shutil.which(name)
+        found, why = (None, f"no {name} on PATH and {LAMBDA_PYTHON_ENV} unset") if path is None \
+            else probe_python(path, version)
+    if found is None:
+        log(f"soorma bundling: shipping the Lambda code and layers as source, not bytecode ({why}), so every cold "
+            f"start compiles what it imports; to precompile, {_enable_hint(version)}")
+    else:
+        log(f"soorma bundling: precompiling the Lambda code and layers with {found.python} (CPython "
+            f"{found.full_version}, unchecked-hash .pyc)")
+    return found
+
+
+_resolved: dict[tuple[str, str | None, str | None], Bytecode | None] = {}
+
+
+def lambda_bytecode(*, log=None) -> Bytecode | None:
+    """:func:`find_bytecode_python` for :data:`LAMBDA_PYTHON`, resolved (and logged) once per process and setting:
+    what every Lambda bundle of this process is compiled with (``None``: shipped as source)."""
+    key = (LAMBDA_PYTHON, os.environ.get(LAMBDA_PYTHON_ENV), os.environ.get("PATH"))
+    if key not in _resolved:
+        _resolved[key] = find_bytecode_python(LAMBDA_PYTHON, log=log)
+    return _resolved[key]
+
+
+def variant(bytecode: Bytecode | None) -> str:
+    """``src`` or the compiling interpreter's tag (``pyc-cpython-312``): part of every cache key and asset hash."""
+    return "src" if bytecode is None else bytecode.tag
+
+
+def compile_tree(root: Path, bytecode: Bytecode, log=None) -> None:
+    """Compile every ``.py`` under ``root`` to ``__pycache__/*.<cache_tag>.pyc`` with ``bytecode``'s interpreter.
+
+    ``python -m compileall -q -j 0 --invalidation-mode unchecked-hash <root>``
+    (`compileall <https://docs.python.org/3/library/compileall.html>`_). Unchecked-hash ``.pyc`` files
+    (`PEP 552 <https://peps.python.org/pep-0552/>`_, flags word ``0b01``; `py_compile.PycInvalidationMode
+    <https://docs.python.org/3/library/py_compile.html#py_compile.PycInvalidationMode>`_) are loaded without
+    comparing anything with the source: the default timestamp ``.pyc`` records the source's mtime and size, and the
+    zip upload and extraction into ``/var/task`` and ``/opt`` do not preserve mtimes reliably, so such files could be
+    ignored (and, ``/opt`` being read-only, recompiled on every cold start); checked-hash ones would make every
+    import read and hash its source. The bundles are immutable once deployed, so there is nothing to check. Files
+    that do not compile (none in the platform's bundles) are reported and left as source."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    cmd = [bytecode.python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(root)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode == 1:  # some file did not compile; the others did
+        log(f"soorma bundling: compileall left some files of {root} as source:\n{result.stdout[-2000:]}")
+    elif result.returncode != 0:
+        raise RuntimeError(f"compileall failed ({result.returncode}): {' '.join(cmd)}\n"
+                           f"{(result.stdout + result.stderr)[-4000:]}")
+
+
+_AUTO = object()
+
+
+def _bytecode_for(target: Target, bytecode, log) -> Bytecode | None:
+    """``bytecode`` as given, or for ``_AUTO``: :func:`lambda_bytecode` for the Lambda target, none for the host."""
+    if bytecode is not _AUTO:
+        return bytecode
+    return lambda_bytecode(log=log) if target == Target.lambda_arm64() else None
+
+
 # --------------------------------------------------------------------------------------------------- layers
 
 
@@ -324,12 +483,17 @@ def _cached(key: str, cache_dir: Path, build, log) -> Path:
     return final
 
 
-def build_layer(spec: LayerSpec, *, target: Target | None = None, cache_dir: Path | None = None, log=None) -> Path:
-    """The layer's folder (``python/...`` and extra files), from the cache or built now. Returns the cached path."""
+def build_layer(spec: LayerSpec, *, target: Target | None = None, cache_dir: Path | None = None, log=None,
+                bytecode=_AUTO) -> Path:
+    """The layer's folder (``python/...`` and extra files), from the cache or built now. Returns the cached path.
+
+    ``bytecode``: the interpreter that compiles it (:func:`compile_tree`), ``None`` for source only; by default
+    :func:`lambda_bytecode` for the Lambda target and source for the host one."""
     target = target or Target.lambda_arm64()
     cache_dir = cache_dir or default_cache_dir()
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    key = f"layer-{spec.name}-{target.name}-{layer_hash(spec, target)}"
+    bytecode = _bytecode_for(target, bytecode, log)
+    key = f"layer-{spec.name}-{target.name}-{variant(bytecode)}-{layer_hash(spec, target, bytecode)}"
 
     def build(tmp: Path) -> None:
         site = tmp / "python"
@@ -345,24 +509,37 @@ def build_layer(spec: LayerSpec, *, target: Target | None = None, cache_dir: Pat
             write_sdk(site)
         if spec.tokenizer:
             _tokenizer_json(tmp, log)
+        if bytecode is not None:
+            compile_tree(site, bytecode, log)
 
     return _cached(key, cache_dir, build, log)
 
 
+def requirements_hash(requirements: Path, target: Target, bytecode: Bytecode | None = None) -> str:
+    """Content hash of a user's requirements layer: the file, the pip flags, the build rules, the bytecode variant."""
+    fingerprint = "" if bytecode is None else bytecode.fingerprint
+    return hashlib.sha256(f"{BUNDLE_FORMAT}\0{target}\0{fingerprint}\0".encode()
+                          + requirements.read_bytes()).hexdigest()[:20]
+
+
 def build_requirements_layer(requirements: Path, *, target: Target | None = None, cache_dir: Path | None = None,
-                             log=None) -> Path:
-    """A layer from a user's ``requirements.txt`` (an agent folder's own dependencies)."""
+                             log=None, bytecode=_AUTO) -> Path:
+    """A layer from a user's ``requirements.txt`` (an agent folder's own dependencies); ``bytecode`` as for
+    :func:`build_layer`."""
     spec = LayerSpec(f"user-{requirements.parent.name}", requirements.name)
     target = target or Target.lambda_arm64()
     cache_dir = cache_dir or default_cache_dir()
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    digest = hashlib.sha256(f"{BUNDLE_FORMAT}\0{target}\0".encode() + requirements.read_bytes()).hexdigest()[:20]
+    bytecode = _bytecode_for(target, bytecode, log)
+    digest = requirements_hash(requirements, target, bytecode)
 
     def build(tmp: Path) -> None:
         _pip(["--target", str(tmp / "python"), *target.pip_flags, "-r", str(requirements)], log)
         prune(tmp / "python")
+        if bytecode is not None:
+            compile_tree(tmp / "python", bytecode, log)
 
-    return _cached(f"layer-{spec.name}-{target.name}-{digest}", cache_dir, build, log)
+    return _cached(f"layer-{spec.name}-{target.name}-{variant(bytecode)}-{digest}", cache_dir, build, log)
 
 
 def copy_into(src: Path, output_dir: Path) -> None:
@@ -441,8 +618,17 @@ PLATFORM_PACKAGES: dict[str, FunctionPackage] = platform_packages()
 
 
 def build_code(parts: tuple[str, ...] = ("sdk", "functions", "runtime"), *, cache_dir: Path | None = None,
-               log=None) -> Path:
+               log=None, bytecode=_AUTO) -> Path:
+    """The platform functions' code bundle (:func:`write_code`), from the cache or built now; ``bytecode`` as for
+    :func:`build_layer` (by default :func:`lambda_bytecode`: the code is only ever built for Lambda)."""
     cache_dir = cache_dir or default_cache_dir()
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    key = f"code-{'-'.join(parts)}-{code_hash(parts)}"
-    return _cached(key, cache_dir, lambda tmp: write_code(tmp, parts), log)
+    bytecode = lambda_bytecode(log=log) if bytecode is _AUTO else bytecode
+    key = f"code-{'-'.join(parts)}-{variant(bytecode)}-{code_hash(parts, bytecode)}"
+
+    def build(tmp: Path) -> None:
+        write_code(tmp, parts)
+        if bytecode is not None:
+            compile_tree(tmp, bytecode, log)
+
+    return _cached(key, cache_dir, build, log)

@@ -72,7 +72,8 @@ DB_NAME = "soorma"
 OWNER_USER = "soorma_owner"
 APP_USER = "soorma_app"
 TOKENIZER_PATH = "/opt/" + packaging.TOKENIZER_LAYER_PATH
-BRIDGE_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
+# The same CPython as the functions (packaging.LAMBDA_PYTHON): the bridge bundle has its wheels and bytecode.
+BRIDGE_IMAGE = f"public.ecr.aws/docker/library/python:{packaging.LAMBDA_PYTHON}-slim"
 # Characters kept out of generated passwords: they would need quoting in a DSN or a shell.
 PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
 
@@ -601,7 +602,7 @@ class SoormaPlatform(Construct):
         if name not in self.layers:
             self.layers[name] = lambda_.LayerVersion(
                 self, f"{name.capitalize()}Layer", code=bundling.layer_code(name),
-                compatible_runtimes=[lambda_.Runtime.PYTHON_3_12],
+                compatible_runtimes=[bundling.LAMBDA_RUNTIME],
                 compatible_architectures=[lambda_.Architecture.ARM_64],
                 description=f"Soorma {name}: {packaging.LAYERS[name].description}",
             )
@@ -645,7 +646,7 @@ class SoormaPlatform(Construct):
         fn = lambda_.Function(
             self, f"{name.capitalize()}Function",
             description=f"Soorma {name}",
-            runtime=lambda_.Runtime.PYTHON_3_12,
+            runtime=bundling.LAMBDA_RUNTIME,
             architecture=lambda_.Architecture.ARM_64,
             code=self.code,
             handler=BOOT_HANDLER,
@@ -663,8 +664,9 @@ class SoormaPlatform(Construct):
         for secret in secrets:
             secret.grant_read(fn)
         suppress(fn,
-            ("AwsSolutions-L1", "Python 3.12 is the runtime the platform's layers are built for (CPython 3.12 "
-             "wheels for arm64); moving to a newer runtime means rebuilding and retesting the layers."),
+            ("AwsSolutions-L1", f"Python {packaging.LAMBDA_PYTHON} is the runtime the platform's layers are built "
+             f"for (CPython {packaging.LAMBDA_PYTHON} wheels for arm64); moving to a newer runtime means rebuilding "
+             "and retesting the layers."),
             ("AwsSolutions-IAM4", "AWSLambdaBasicExecutionRole (logs) and AWSLambdaVPCAccessExecutionRole (network "
              "interfaces in the VPC) are the AWS-managed minimum for a function in a VPC.",
              ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
