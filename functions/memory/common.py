@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
-import numpy as np
 from fastapi import Depends, HTTPException, Path, status
 
 from soorma.db import Database, database_from_env
@@ -22,6 +21,7 @@ from soorma.functions.memory.embeddings import (
     provider_from_env,
 )
 from soorma.functions.memory.models import MAX_CONTENT_BYTES, MAX_ID_CHARS
+from soorma.functions.memory.vectors import Vector, is_finite, is_zero, to_vector
 from soorma.identity import WRITER_ROLES, Identity
 from soorma.service import current_identity
 
@@ -66,30 +66,47 @@ class Resources:
     def model(self) -> str:
         return model_id(self.embedder)
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """The provider's vectors for ``texts`` as a float32 ``(n, dimensions)`` array."""
+    def embed(self, texts: list[str]) -> list[Vector]:
+        """The provider's vectors for ``texts``, one ``array('f')`` per text (its ``embed_vectors`` when it has
+        one, else its ``embed``). A provider that answers the wrong number of vectors, vectors of another width than
+        ``SOORMA_EMBEDDING_DIMENSIONS``, or values that are not finite float32 numbers raises ``EmbeddingError``
+        (the route answers 502)."""
         if not texts:
-            return np.zeros((0, expected_dimensions()), dtype=np.float32)
-        vectors = self.embedder.embed(texts)
-        out = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
-        if out.shape[1] != expected_dimensions():
-            raise EmbeddingError(
-                f"embedding provider returned {out.shape[1]}-d vectors; {DIMENSIONS_ENV} is {expected_dimensions()}"
-            )
+            return []
+        embedder = self.embedder
+        produce = getattr(embedder, "embed_vectors", None) or embedder.embed
+        raw = produce(texts)
+        dims = expected_dimensions()
+        if len(raw) != len(texts):
+            raise EmbeddingError(f"embedding provider returned {len(raw)} vectors for {len(texts)} texts")
+        out: list[Vector] = []
+        for values in raw:
+            try:
+                vector = to_vector(values)
+            except (TypeError, ValueError) as exc:
+                raise EmbeddingError(f"embedding provider returned something that is not a vector: {exc}") from exc
+            if len(vector) != dims:
+                raise EmbeddingError(
+                    f"embedding provider returned {len(vector)}-d vectors; {DIMENSIONS_ENV} is {dims}"
+                )
+            if not is_finite(vector):
+                raise EmbeddingError("embedding provider returned a vector with NaN or infinite values")
+            out.append(vector)
         return out
 
     def vectors(
         self, caller: Identity, texts: Sequence[str], supplied: Sequence[list[float] | None] | None = None
-    ) -> list[tuple[np.ndarray, str]]:
+    ) -> list[tuple[Vector, str]]:
         """``(vector, embedding_model)`` for each text, in order.
 
-        A caller-supplied vector is used as is once its width is checked (422 otherwise) and is stored as model
+        A caller-supplied vector is used as is (as float32) once its width and values are checked (422 otherwise:
+        another width than ``SOORMA_EMBEDDING_DIMENSIONS``, a value beyond float32, all zeros) and is stored as model
         ``client``; otherwise a vector the provider already computed for the same text (content hash, same model) is
         reused; the rest are computed in one batch, outside any transaction (no connection is held meanwhile).
         """
         supplied = list(supplied) if supplied is not None else [None] * len(texts)
         dims = expected_dimensions()
-        out: list[tuple[np.ndarray, str] | None] = [None] * len(texts)
+        out: list[tuple[Vector, str] | None] = [None] * len(texts)
         for i, vector in enumerate(supplied):
             if vector is not None:
                 if len(vector) != dims:
@@ -98,7 +115,18 @@ class Resources:
                         f"embedding has {len(vector)} dimensions; this deployment stores {dims}"
                         f" ({DIMENSIONS_ENV})",
                     )
-                out[i] = (np.asarray(vector, dtype=np.float32), store.CLIENT_MODEL_ID)
+                stored = to_vector(vector)
+                if not is_finite(stored):
+                    raise HTTPException(
+                        status.HTTP_422_UNPROCESSABLE_CONTENT,
+                        "embedding values must fit in float32 (magnitudes up to about 3.4e38): pgvector stores float4",
+                    )
+                if is_zero(stored):
+                    raise HTTPException(
+                        status.HTTP_422_UNPROCESSABLE_CONTENT,
+                        "embedding is the zero vector once stored as float32 (its values are all below about 1e-45)",
+                    )
+                out[i] = (stored, store.CLIENT_MODEL_ID)
         need = [i for i in range(len(texts)) if out[i] is None]
         if need:
             model = self.model
@@ -115,7 +143,8 @@ class Resources:
                 out[i] = (known[hashes[i]], model)
         return out  # type: ignore[return-value]
 
-    def query_vector(self, text: str) -> np.ndarray:
+    def query_vector(self, text: str) -> Vector:
+        """The provider's vector for one search text."""
         (vector,) = self.embed([text])
         return vector
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Iterable
 
-import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from soorma.functions.memory.store import _OWNED, _ids, _ts, content_hash, search_settings, use_vectors
+from soorma.functions.memory.vectors import Vector
 from soorma.identity import Identity
 
 # -- episodic memory -------------------------------------------------------------------------------------------------
@@ -45,7 +45,7 @@ def insert_episodic(
     role: str,
     content: str,
     metadata: dict[str, Any],
-    vector: np.ndarray,
+    vector: Vector,
     model: str,
 ) -> dict[str, Any]:
     use_vectors(conn)
@@ -88,7 +88,7 @@ def search_episodic(
     conn: psycopg.Connection,
     identity: Identity,
     agent_id: str,
-    vector: np.ndarray,
+    vector: Vector,
     limit: int,
     ef_search: int | None = None,
 ) -> list[tuple[dict[str, Any], float]]:
@@ -146,7 +146,7 @@ def upsert_procedural(
     is_public: bool,
     metadata: dict[str, Any],
     search_text: str,
-    vector: np.ndarray,
+    vector: Vector,
     model: str,
 ) -> dict[str, Any]:
     """Insert or update one procedure (upsert key: external_id, else the hash of type, trigger and content)."""
@@ -189,7 +189,7 @@ def search_procedural(
     conn: psycopg.Connection,
     identity: Identity,
     agent_id: str,
-    vector: np.ndarray,
+    vector: Vector,
     limit: int,
     ef_search: int | None = None,
 ) -> list[tuple[dict[str, Any], float]]:

@@ -13,12 +13,13 @@ import weakref
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types import TypeInfo
 from psycopg.types.json import Jsonb
 
+from soorma.functions.memory import vectors
+from soorma.functions.memory.vectors import Vector
 from soorma.identity import Identity
 
 # HNSW search settings (pgvector >= 0.8): ef_search is the candidate list size (more = better recall, slower);
@@ -48,13 +49,12 @@ _registered: "weakref.WeakSet[psycopg.Connection]" = weakref.WeakSet()
 
 
 def use_vectors(conn: psycopg.Connection) -> None:
-    """Register pgvector's (binary) dumpers and loaders on ``conn``: numpy arrays go in as ``vector`` values and
-    ``vector`` columns come back as ``pgvector.Vector``. The type lookup runs once per process."""
+    """Register pgvector's ``vector`` type on ``conn`` (:func:`soorma.functions.memory.vectors.register`, no numpy):
+    ``array('f')`` vectors (and numpy arrays, when a caller has numpy) go in as binary ``vector`` values and
+    ``vector`` columns come back as ``array('f')``. The type lookup runs once per process."""
     global _vector_info
     if conn in _registered:
         return
-    from pgvector.psycopg.vector import register_vector_info
-
     if _vector_info is None:
         with _vector_lock:
             if _vector_info is None:
@@ -62,7 +62,7 @@ def use_vectors(conn: psycopg.Connection) -> None:
                 if info is None:
                     raise RuntimeError("the vector extension is not installed in this database")
                 _vector_info = info
-    register_vector_info(conn, _vector_info)
+    vectors.register(conn, _vector_info)
     _registered.add(conn)
 
 
@@ -120,7 +120,7 @@ def _conflict_target(is_public: bool, has_external_id: bool) -> str:
 
 def existing_embeddings(
     conn: psycopg.Connection, hashes: Iterable[str], model: str | None = None
-) -> dict[str, np.ndarray]:
+) -> dict[str, Vector]:
     """Stored embeddings for these content hashes computed by ``model`` (the provider's ``model_id``), among the rows
     the caller can see: its platform tenant's public and its own semantic and procedural rows, and its own episodic
     rows. The same text always has the same embedding under one model, so it is not computed again. ``content_hash``
@@ -145,7 +145,7 @@ def existing_embeddings(
         ") found",
         params,
     ).fetchall()
-    return {row["content_hash"]: row["embedding"].to_numpy() for row in rows}
+    return {row["content_hash"]: row["embedding"] for row in rows}
 
 
 #: ``model_id`` of the local model, and of every row stored before the column existed (0005).
@@ -166,7 +166,7 @@ class SemanticItem:
         external_id: str | None,
         is_public: bool,
         metadata: dict[str, Any],
-        vector: np.ndarray | None = None,
+        vector: Vector | None = None,
         model: str | None = None,
     ) -> None:
         self.content = content
@@ -187,7 +187,7 @@ def upsert_semantic(
     conn: psycopg.Connection,
     identity: Identity,
     items: Sequence[SemanticItem],
-    embeddings: dict[str, np.ndarray] | None = None,
+    embeddings: dict[str, Vector] | None = None,
 ) -> list[dict[str, Any]]:
     """Insert or update ``items``; returns the stored rows in the order of ``items`` (items with the same upsert key
     share a row; the last one wins). Each item's ``vector`` (else ``embeddings[item.hash]``) is stored."""
@@ -241,7 +241,7 @@ def upsert_semantic(
 def search_semantic(
     conn: psycopg.Connection,
     identity: Identity,
-    query_embedding: np.ndarray,
+    query_embedding: Vector,
     limit: int,
     include_public: bool,
     ef_search: int | None = None,

@@ -154,11 +154,23 @@ def test_no_module_is_in_two_layers_of_one_function(built):
 
 
 def test_the_closure_sees_lazy_imports(built):
-    """The walk is not vacuous: a lazy import inside a function body is found (the authorizer's jwt, memory's
-    numpy), and an unselected provider's imports are not."""
+    """The walk is not vacuous: a lazy import inside a function body is found (the authorizer's jwt, the local
+    provider's numpy and onnxruntime), and an unselected provider's imports are not: without the local model the
+    memory function imports no numpy (nor pgvector-python), so its default (Bedrock) package has neither."""
     third, _ = closure(built["code"], "soorma.functions.gateway.authorizer", set())
     assert {"jwt", "psycopg"} <= set(third)
     third, _ = closure(built["code"], "soorma.functions.memory.handler", {PROVIDER_MODULES["local"]})
-    assert "numpy" in third and "onnxruntime" not in third
+    assert "psycopg" in third and not {"numpy", "pgvector", "onnxruntime"} & set(third), third
     third, _ = closure(built["code"], "soorma.functions.memory.handler", set())
-    assert "onnxruntime" in third
+    assert {"numpy", "onnxruntime"} <= set(third)
+
+
+def test_only_the_local_model_brings_numpy(built):
+    """numpy is in the memory function's layers only with the local model (whose layer has it); the default
+    configuration's memory function gets the platform layer alone."""
+    for provider in packaging.EMBEDDING_PROVIDERS:
+        layers = packaging.platform_packages(provider)["memory"].layers
+        modules = set().union(*(layer_modules(built[layer]) for layer in layers))
+        assert ("numpy" in modules) == (provider == "local"), (provider, layers)
+        assert "pgvector" not in modules, (provider, layers)
+    assert packaging.platform_packages()["memory"].layers == ["platform"]

@@ -274,7 +274,7 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
 
 
 def layers_of(synth, prefix: str) -> set[str]:
-    """The layer names (``platform``, ``auth``, ``vector``, ``embeddings``, ``sdk``) of one function."""
+    """The layer names (``platform``, ``auth``, ``embeddings``, ``sdk``) of one function."""
     props = synth.resources[one(synth, prefix)]["Properties"]
     names = set()
     for ref in props.get("Layers", []):
@@ -295,7 +295,7 @@ def test_each_function_gets_only_the_layers_it_imports(synth):
         "PlatformTrackerFunction": {"platform"}, "PlatformMigrateFunction": {"platform"},
         "PlatformRegistrarFunction": {"platform"},
         "PlatformAuthorizerFunction": {"platform", "auth"},  # PyJWT + cryptography only where tokens are verified
-        "PlatformMemoryFunction": {"platform", "vector"} if bedrock else {"platform", "vector", "embeddings"},
+        "PlatformMemoryFunction": {"platform"} if bedrock else {"platform", "embeddings"},  # numpy: local only
     }
     for prefix, layers in expected.items():
         assert layers_of(synth, prefix) == layers, prefix

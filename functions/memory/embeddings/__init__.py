@@ -1,7 +1,10 @@
 """Text embeddings for the memory function, behind one small interface.
 
 ``EmbeddingProvider`` is what the memory function uses: ``dimensions``, ``model_id`` and ``embed(texts)`` (batching
-is the provider's business). The provider is chosen by ``SOORMA_EMBEDDING_PROVIDER``:
+is the provider's business). The built-in providers also have ``embed_vectors(texts)``, the same vectors as
+``array('f')`` (:mod:`soorma.functions.memory.vectors`, the memory function's vector type), which the memory function
+prefers; only the local model uses numpy (internally), so the function runs without numpy under ``bedrock`` and
+``openai``. The provider is chosen by ``SOORMA_EMBEDDING_PROVIDER``:
 
 * ``local`` (default): :class:`~soorma.functions.memory.embeddings.local.LocalMiniLM`, all-MiniLM-L6-v2 on ONNX
   Runtime, 384 dimensions, no network and no API key.

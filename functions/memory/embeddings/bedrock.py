@@ -19,9 +19,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
-
 from soorma.functions.memory.embeddings import DIMENSIONS_ENV, EmbeddingError
+from soorma.functions.memory.vectors import Vector, normalise
 
 DEFAULT_MODEL = "amazon.titan-embed-text-v2:0"
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
@@ -77,7 +76,7 @@ class BedrockTitan:
             self._client = boto3.client("bedrock-runtime", region_name=self._region)
         return self._client
 
-    def _embed_one(self, text: str) -> np.ndarray:
+    def _embed_one(self, text: str) -> Vector:
         body = json.dumps({"inputText": text[:MAX_CHARS], "dimensions": self.dimensions, "normalize": True})
         try:
             response = self.client.invoke_model(
@@ -92,22 +91,24 @@ class BedrockTitan:
         if not isinstance(vector, list) or len(vector) != self.dimensions:
             got = len(vector) if isinstance(vector, list) else type(vector).__name__
             raise EmbeddingError(f"Bedrock {self.model} returned an embedding of {got}, expected {self.dimensions}")
-        return np.asarray(vector, dtype=np.float32)
+        try:
+            return normalise(vector)
+        except TypeError as exc:
+            raise EmbeddingError(f"Bedrock {self.model} returned an embedding that is not numbers: {exc}") from exc
 
-    def embed_array(self, texts: list[str]) -> np.ndarray:
+    def embed_vectors(self, texts: list[str]) -> list[Vector]:
+        """Unit-length float32 vectors (``array('f')``), one per text, in order: one ``InvokeModel`` per text, sent
+        concurrently (at most ``concurrency`` at a time). Each answer is normalised again (Titan's ``normalize``
+        already gives unit length, up to float rounding)."""
         if isinstance(texts, str):
             raise TypeError("embed takes a list of texts, not one string")
-        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
         if not texts:
-            return out
+            return []
         if self.concurrency == 1 or len(texts) == 1:
-            rows = [self._embed_one(t) for t in texts]
-        else:
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(texts))) as pool:
-                rows = list(pool.map(self._embed_one, texts))
-        out[:] = rows
-        norms = np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
-        return out / norms
+            return [self._embed_one(t) for t in texts]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(texts))) as pool:
+            return list(pool.map(self._embed_one, texts))
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_array(texts).tolist()
+        """Like :meth:`embed_vectors`, as lists of floats."""
+        return [vector.tolist() for vector in self.embed_vectors(texts)]

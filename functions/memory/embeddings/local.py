@@ -53,6 +53,8 @@ from typing import Sequence
 
 import numpy as np
 
+from soorma.functions.memory.vectors import Vector, to_vector
+
 MODEL_PATH_ENV = "SOORMA_EMBEDDING_MODEL_PATH"
 TOKENIZER_PATH_ENV = "SOORMA_EMBEDDING_TOKENIZER_PATH"
 THREADS_ENV = "SOORMA_EMBEDDING_THREADS"
@@ -296,6 +298,10 @@ class LocalMiniLM:
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Unit-length 384-d vectors, one per text, in order."""
         return self.embed_array(texts).tolist()
+
+    def embed_vectors(self, texts: list[str]) -> list[Vector]:
+        """Like :meth:`embed`, as the memory function's vector type (one float32 ``array('f')`` per text)."""
+        return [to_vector(row) for row in self.embed_array(texts)]
 
     def embed_array(self, texts: Sequence[str]) -> np.ndarray:
         """Like :meth:`embed`, as a ``(len(texts), 384)`` float32 array."""

@@ -17,9 +17,9 @@ import os
 import time
 
 import httpx
-import numpy as np
 
 from soorma.functions.memory.embeddings import DIMENSIONS_ENV, EmbeddingError
+from soorma.functions.memory.vectors import Vector, normalise
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "text-embedding-3-small"
@@ -106,18 +106,22 @@ class OpenAICompatible:
                 )
         return vectors
 
-    def embed_array(self, texts: list[str]) -> np.ndarray:
+    def embed_vectors(self, texts: list[str]) -> list[Vector]:
+        """Unit-length float32 vectors (``array('f')``), one per text, in order (``batch_size`` texts per request;
+        each answer normalised: compatible servers do not all return unit vectors)."""
         if isinstance(texts, str):
             raise TypeError("embed takes a list of texts, not one string")
-        out = np.zeros((len(texts), self.dimensions), dtype=np.float32)
+        out: list[Vector] = []
         for start in range(0, len(texts), self.batch_size):
-            chunk = texts[start : start + self.batch_size]
-            out[start : start + len(chunk)] = np.asarray(self._post(list(chunk)), dtype=np.float32)
-        norms = np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
-        return out / norms
+            try:
+                out += [normalise(vector) for vector in self._post(list(texts[start : start + self.batch_size]))]
+            except TypeError as exc:
+                raise EmbeddingError(f"embedding endpoint {self.base_url} returned non-numeric values: {exc}") from exc
+        return out
 
     def embed(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_array(texts).tolist()
+        """Like :meth:`embed_vectors`, as lists of floats."""
+        return [vector.tolist() for vector in self.embed_vectors(texts)]
 
     def close(self) -> None:
         self._client.close()
