@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# aws-cdk-lib's jsii runtime prints a banner about untested Node.js versions on every start; the CDK tests pin the
+# CLI and check the synthesized templates, so the banner is noise in the test output.
+os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
+
 
 def free_port() -> int:
     with socket.socket() as sock:
