@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,40 +34,55 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_stack(prefix: str, deploy: Iterable[Path] = ()) -> Iterator[dict[str, Any]]:
-    """``soorma local up`` in a fresh ``SOORMA_HOME`` on free ports, ``soorma local deploy`` of each path, and
-    ``soorma local down`` at the end. Yields ``{"run", "env", "client", "home"}``: ``run(*args)`` runs the CLI
-    against this stack, ``env`` is its environment (for scripts), ``client`` an ``httpx.Client`` on the gateway with
-    the stack's API key, ``home`` the stack's ``SOORMA_HOME``."""
-    home = Path(tempfile.mkdtemp(prefix=prefix)) / "s"
-    env = {
+def local_stack(prefix: str, deploy: Iterable[Path] = (), *, env: dict[str, str] | None = None,
+                up_args: Iterable[str] = (), unset: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
+    """``soorma local up [up_args]`` in a fresh ``SOORMA_HOME`` on free ports, ``soorma local deploy`` of each path,
+    and ``soorma local down`` at the end (the temporary folder is removed when ``down`` succeeded).
+
+    ``env`` adds variables to the stack's environment (e.g. ``SOORMA_LLM_*``); ``unset`` removes more of the caller's
+    than the defaults (``SOORMA_API_URL``, ``SOORMA_API_KEY``, ``SOORMA_NATS_URL``, ``SOORMA_PLATFORM_TENANT_ID``).
+    Yields ``{"run", "env", "client", "home", "up", "credentials", "state"}``: ``run(*args)`` runs the CLI against
+    this stack, ``env`` is its environment (for scripts), ``client`` an ``httpx.Client`` on the gateway with the
+    stack's API key, ``home`` the stack's ``SOORMA_HOME``, ``up`` the finished ``soorma local up``, ``credentials``
+    and ``state`` the stack's ``credentials.json`` and ``state.json``."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    home = base / "s"
+    stack_env = {
         **os.environ,
         "SOORMA_HOME": str(home),
         "SOORMA_LOCAL_PORT": str(free_port()),
         "SOORMA_NATS_PORT": str(free_port()),
     }
-    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL", "SOORMA_PLATFORM_TENANT_ID"):
-        env.pop(name, None)
+    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL", "SOORMA_PLATFORM_TENANT_ID", *unset):
+        stack_env.pop(name, None)
+    stack_env.update(env or {})
 
     def run(*args: str, timeout: float = 600, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-        return subprocess.run([SOORMA, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([SOORMA, *args], env=stack_env, cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
 
-    up = run("local", "up")
+    up = run("local", "up", *up_args)
     try:
-        assert up.returncode == 0, up.stdout + up.stderr
+        if up.returncode != 0:
+            log = home / "logs" / "stack.log"
+            raise AssertionError(up.stdout + up.stderr + (log.read_text()[-3000:] if log.exists() else ""))
         for path in deploy:
             deployed = run("local", "deploy", str(path))
             assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         credentials = json.loads((home / "credentials.json").read_text())
+        state = json.loads((home / "state.json").read_text())
         client = httpx.Client(base_url=credentials["api_url"], timeout=30,
                               headers={"Authorization": f"Bearer {credentials['api_key']}"})
         try:
-            yield {"run": run, "env": env, "client": client, "home": home}
+            yield {"run": run, "env": stack_env, "client": client, "home": home, "up": up,
+                   "credentials": credentials, "state": state}
         finally:
             client.close()
     finally:
         down = run("local", "down", timeout=120)
         print(down.stdout, down.stderr)
+        if down.returncode == 0:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def submit(client: httpx.Client, goal_type: str, data: dict, session_id: str | None = None) -> str:

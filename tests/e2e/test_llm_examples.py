@@ -14,13 +14,7 @@ the deployed functions and the developer's key never reach the LLM; only the LLM
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,11 +22,11 @@ import pytest
 
 from soorma.testing.llm import FakeLLMServer
 
+from .conftest import EXAMPLES, local_stack, submit
+from .conftest import wait as wait_for_goals
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-SOORMA = str(Path(sys.executable).with_name("soorma"))
 GOAL_TIMEOUT_S = 150
 LLM_KEY = "fake-llm-key-for-tests"
 LLM_APPS = ("events-structured", "choreography-basic", "discovery-llm", "event-selector")
@@ -164,71 +158,21 @@ def fake_llm(body: dict[str, Any]) -> str:
 # --- the stack -----------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack():
     llm = FakeLLMServer(fake_llm).start()
-    home = Path(tempfile.mkdtemp(prefix="soorma-e2e-llm-"))
-    env = {
-        **os.environ,
-        "SOORMA_HOME": str(home / "s"),
-        "SOORMA_LOCAL_PORT": str(free_port()),
-        "SOORMA_NATS_PORT": str(free_port()),
-        "SOORMA_LLM_PROVIDER": "openai",
-        "SOORMA_LLM_BASE_URL": llm.base_url,
-        "SOORMA_LLM_API_KEY": LLM_KEY,
-        "SOORMA_LLM_MODEL": "fake-model",
-    }
-    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL", "SOORMA_PLATFORM_TENANT_ID"):
-        env.pop(name, None)
-
-    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([SOORMA, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-    up = run("local", "up")
+    env = {"SOORMA_LLM_PROVIDER": "openai", "SOORMA_LLM_BASE_URL": llm.base_url, "SOORMA_LLM_API_KEY": LLM_KEY,
+           "SOORMA_LLM_MODEL": "fake-model"}
     try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        for app in LLM_APPS:
-            deploy = run("local", "deploy", str(EXAMPLES / app))
-            assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        credentials = json.loads((home / "s" / "credentials.json").read_text())
-        client = httpx.Client(base_url=credentials["api_url"], timeout=30,
-                              headers={"Authorization": f"Bearer {credentials['api_key']}"})
-        yield {"run": run, "client": client, "home": home / "s", "llm": llm, "credentials": credentials}
-        client.close()
+        with local_stack("soorma-e2e-llm-", [EXAMPLES / app for app in LLM_APPS], env=env) as stack_:
+            yield {**stack_, "llm": llm}
     finally:
-        down = run("local", "down", timeout=120)
-        print(down.stdout, down.stderr)
         llm.stop()
 
 
-def submit(client: httpx.Client, goal_type: str, data: dict) -> str:
-    response = client.post("/v1/goals", json={"goal_type": goal_type, "data": data})
-    assert response.status_code == 202, response.text
-    return response.json()["goal_id"]
-
-
 def wait(client: httpx.Client, *goal_ids: str, timeout: float = GOAL_TIMEOUT_S) -> dict[str, dict]:
-    deadline = time.monotonic() + timeout
-    done: dict[str, dict] = {}
-    while len(done) < len(goal_ids):
-        for goal_id in goal_ids:
-            if goal_id in done:
-                continue
-            goal = client.get(f"/v1/goals/{goal_id}").json()
-            if goal["status"] != "running":
-                done[goal_id] = goal
-        if time.monotonic() > deadline:
-            raise AssertionError(f"goals still running after {timeout}s: {set(goal_ids) - set(done)}")
-        time.sleep(0.3)
-    return done
+    """:func:`tests.e2e.conftest.wait` with this module's longer timeout (several LLM round trips per goal)."""
+    return wait_for_goals(client, *goal_ids, timeout=timeout)
 
 
 def prompts_about(llm: FakeLLMServer, marker: str) -> list[str]:

@@ -7,67 +7,28 @@ replayed with `soorma dlq`."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import boto3
 import httpx
 import pytest
 
+from .conftest import EXAMPLES, free_port, local_stack
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
-ROOT = Path(__file__).resolve().parents[2]
-SOORMA = str(Path(sys.executable).with_name("soorma"))
-EXAMPLE = ROOT / "examples" / "hello-tool"
+EXAMPLE = EXAMPLES / "hello-tool"
 CONSUMER = "local__calculator"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def stack():
-    base = Path(tempfile.mkdtemp(prefix="soorma-sqs-"))
-    home = base / "s"
-    env = {
-        **os.environ,
-        "SOORMA_HOME": str(home),
-        "SOORMA_LOCAL_PORT": str(free_port()),
-        "SOORMA_NATS_PORT": str(free_port()),
-        "SOORMA_MOTO_PORT": str(free_port()),
-        "SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT": "2",  # fast redeliveries: a failed message is back after 2 s
-    }
-    for key in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_DATABASE_URL", "SOORMA_NATS_URL", "AWS_ENDPOINT_URL",
-                "SOORMA_EVENT_TRANSPORT"):
-        env.pop(key, None)
-
-    def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([SOORMA, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-    up = run("local", "up", "--transport", "sqs")
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr + (home / "logs" / "stack.log").read_text()[-3000:]
-        deploy = run("local", "deploy", str(EXAMPLE))
-        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
-        credentials = json.loads((home / "credentials.json").read_text())
-        state = json.loads((home / "state.json").read_text())
-        yield {"run": run, "home": home, "url": credentials["api_url"], "key": credentials["api_key"], "up": up,
-               "state": state}
-    finally:
-        down = run("local", "down", timeout=120)
-        print(down.stdout, down.stderr)
-        if down.returncode == 0:
-            shutil.rmtree(base, ignore_errors=True)
+    env = {"SOORMA_MOTO_PORT": str(free_port()),
+           "SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT": "2"}  # fast redeliveries: a failed message is back after 2 s
+    with local_stack("soorma-sqs-", [EXAMPLE], env=env, up_args=("--transport", "sqs"),
+                     unset=("SOORMA_DATABASE_URL", "AWS_ENDPOINT_URL", "SOORMA_EVENT_TRANSPORT")) as stack_:
+        yield {**stack_, "url": stack_["credentials"]["api_url"], "key": stack_["credentials"]["api_key"]}
 
 
 def test_up_reports_the_sqs_transport(stack):
