@@ -63,6 +63,44 @@ class MemoryApi:
         return Reply(result["statusCode"], body, result.get("headers") or {})
 
 
+def memory_transport(api: "MemoryApi", who: Identity):
+    """An httpx transport that sends an SDK client's requests to the real memory function as the gateway would: the
+    authorizer's identity is ``who``, and the request's ``X-Soorma-Service-Tenant`` / ``-User`` headers reach the
+    function, which applies them itself (:func:`soorma.identity.act_for`: an ``agent`` acts for the tenant and user
+    they name). Paths outside ``/v1/memory/`` answer 404 (only the memory function is served)."""
+    import asyncio
+
+    import httpx
+
+    from soorma.identity import SERVICE_TENANT_HEADER, SERVICE_USER_HEADER
+    from soorma.service import ensure_event_loop
+
+    def call(request: httpx.Request) -> httpx.Response:
+        ensure_event_loop()
+        if not request.url.path.startswith("/v1/memory/"):
+            return httpx.Response(404, json={"detail": f"not served in this test: {request.url.path}"})
+        headers = {"content-type": "application/json", "host": "memory.test"}
+        for name in (SERVICE_TENANT_HEADER, SERVICE_USER_HEADER):
+            if name in request.headers:
+                headers[name] = request.headers[name]
+        body = request.content.decode() if request.content else None
+        event = testing.http_api_event(
+            request.method, request.url.path, identity=who, raw_body=body,
+            query=request.url.query.decode() if request.url.query else None, headers=headers,
+        )
+        event["rawPath"] = request.url.raw_path.decode().split("?")[0]
+        result = api.handler(event, api.context)
+        raw = result.get("body") or ""
+        content = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
+        return httpx.Response(result["statusCode"], content=content, headers=result.get("headers") or {})
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return await asyncio.to_thread(call, request)
+
+    return httpx.MockTransport(handle)
+
+
 def new_identity(platform: str | None = None, service: str | None = None, user: str | None = None,
                  role: str = "agent") -> Identity:
     """A fresh identity (unique ids unless given), so tests sharing the session database never see each other

@@ -7,8 +7,6 @@ event in two execution environments (two PlatformContexts, fresh per-environment
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
 import threading
 import time
@@ -16,15 +14,15 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
 
 from soorma import Agent, EventEnvelope, PlatformContext, testing
-from soorma._current import TENANT_HEADER, USER_HEADER
 from soorma.service import ensure_event_loop
 from soorma.settings import Settings
+
+from .conftest import memory_transport
 
 PREFIX = "/v1/memory/idempotency"
 
@@ -265,42 +263,10 @@ def test_bad_keys_and_update_bodies_are_4xx(api, make_identity):
 # -- Powertools on the platform layer, and the agent runtime ---------------------------------------------------------
 
 
-def platform_transport(api, who):
-    """An httpx transport that sends the SDK's requests to the real memory function as the gateway would: the
-    authorizer's identity is ``who``; an ``agent`` principal's identity headers select the service tenant and user
-    it acts for (only the memory routes are served)."""
-
-    def call(request: httpx.Request) -> httpx.Response:
-        ensure_event_loop()
-        if not request.url.path.startswith("/v1/memory/"):
-            return httpx.Response(404, json={"detail": f"not served in this test: {request.url.path}"})
-        identity = who
-        if who.role == "agent":
-            identity = replace(who, service_tenant_id=request.headers.get(TENANT_HEADER) or who.service_tenant_id,
-                               service_user_id=request.headers.get(USER_HEADER) or who.service_user_id)
-        body = request.content.decode() if request.content else None
-        event = testing.http_api_event(
-            request.method, request.url.path, identity=identity, raw_body=body,
-            query=request.url.query.decode() if request.url.query else None,
-            headers={"content-type": "application/json", "host": "memory.test"},
-        )
-        event["rawPath"] = request.url.raw_path.decode().split("?")[0]
-        result = api.handler(event, api.context)
-        raw = result.get("body") or ""
-        content = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
-        return httpx.Response(result["statusCode"], content=content, headers=result.get("headers") or {})
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        await request.aread()
-        return await asyncio.to_thread(call, request)
-
-    return httpx.MockTransport(handle)
-
-
 def environment(api, who) -> PlatformContext:
     """One execution environment's PlatformContext."""
     return PlatformContext(settings=Settings(api_url="http://platform.test", api_key="sk_agent_x"),
-                           transport=platform_transport(api, who))
+                           transport=memory_transport(api, who))
 
 
 class _LambdaContext:

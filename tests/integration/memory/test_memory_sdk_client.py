@@ -3,42 +3,20 @@ session's PostgreSQL): what the client sends is what the routes accept, and what
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import uuid
 
-import httpx
 import pytest
 
-from soorma import testing
 from soorma.clients.memory import MemoryClient
 from soorma.errors import ConflictError
-from soorma.service import ensure_event_loop
+
+from .conftest import memory_transport
 
 
 @pytest.fixture
 def client(api, make_identity):
     who = make_identity()
-
-    def call(request: httpx.Request) -> httpx.Response:
-        ensure_event_loop()
-        body = request.content.decode() if request.content else None
-        event = testing.http_api_event(
-            request.method, request.url.path, identity=who, raw_body=body,
-            query=request.url.query.decode() if request.url.query else None,
-            headers={"content-type": "application/json", "host": "memory.test"},
-        )
-        event["rawPath"] = request.url.raw_path.decode().split("?")[0]
-        result = api.handler(event, api.context)
-        raw = result.get("body") or ""
-        content = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode()
-        return httpx.Response(result["statusCode"], content=content, headers=result.get("headers") or {})
-
-    async def handle(request: httpx.Request) -> httpx.Response:
-        await request.aread()
-        return await asyncio.to_thread(call, request)
-
-    return MemoryClient("http://memory.test", "sk_unused", transport=httpx.MockTransport(handle))
+    return MemoryClient("http://memory.test", "sk_unused", transport=memory_transport(api, who))
 
 
 async def test_agent_memory_round_trip(client):
