@@ -582,30 +582,8 @@ def _check_hash(value: Optional[str]) -> Optional[str]:
     return check_text(value, "payload_hash")
 
 
-class IdempotencyCreate(Body):
-    """``PUT /idempotency/{key}``: create the record unless a live one exists (Powertools' ``_put_record``)."""
-
-    status: Literal["INPROGRESS", "COMPLETED"] = "INPROGRESS"
-    expiry_timestamp: int = Field(..., ge=0, le=MAX_EPOCH_SECONDS, description="epoch seconds")
-    in_progress_expiry_timestamp: Optional[int] = Field(None, ge=0, le=MAX_EPOCH_MILLIS,
-                                                        description="epoch milliseconds")
-    response_data: Optional[str] = None
-    payload_hash: Optional[str] = None
-
-    @field_validator("response_data")
-    @classmethod
-    def _response_data(cls, value: Optional[str]) -> Optional[str]:
-        return _check_response_data(value)
-
-    @field_validator("payload_hash")
-    @classmethod
-    def _payload_hash(cls, value: Optional[str]) -> Optional[str]:
-        return _check_hash(value)
-
-
-class IdempotencyUpdate(Body):
-    """``PATCH /idempotency/{key}``: set status, expiry, response (and the payload hash when given), Powertools'
-    ``_update_record``; the in-progress expiry is left as it is."""
+class _IdempotencyRecordBody(Body):
+    """The fields both idempotency writes carry, with their checks."""
 
     status: Literal["INPROGRESS", "COMPLETED"]
     expiry_timestamp: int = Field(..., ge=0, le=MAX_EPOCH_SECONDS, description="epoch seconds")
@@ -621,3 +599,16 @@ class IdempotencyUpdate(Body):
     @classmethod
     def _payload_hash(cls, value: Optional[str]) -> Optional[str]:
         return _check_hash(value)
+
+
+class IdempotencyCreate(_IdempotencyRecordBody):
+    """``PUT /idempotency/{key}``: create the record unless a live one exists (Powertools' ``_put_record``)."""
+
+    status: Literal["INPROGRESS", "COMPLETED"] = "INPROGRESS"
+    in_progress_expiry_timestamp: Optional[int] = Field(None, ge=0, le=MAX_EPOCH_MILLIS,
+                                                        description="epoch milliseconds")
+
+
+class IdempotencyUpdate(_IdempotencyRecordBody):
+    """``PATCH /idempotency/{key}``: set status, expiry, response (and the payload hash when given), Powertools'
+    ``_update_record``; the in-progress expiry is left as it is."""
