@@ -30,18 +30,13 @@ import logging
 from typing import Any, Mapping
 
 from soorma.db import Database, database_from_env
-from soorma.identity import Identity
+from soorma.identity import Identity, event_headers
 from soorma.functions.gateway.keys import PREFIX as KEY_PREFIX, resolve_api_key
 from soorma.functions.gateway.tokens import JwtSettings, TokenRejected, looks_like_jwt, verify
 
 logger = logging.getLogger("soorma.functions.gateway.authorizer")
 
 DENY: dict[str, Any] = {"isAuthorized": False}
-
-
-def _headers(event: Mapping[str, Any]) -> dict[str, str]:
-    raw = event.get("headers") or {}
-    return {str(k).lower(): v for k, v in raw.items() if isinstance(v, str)}
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -74,7 +69,7 @@ def authorize(
     event: Mapping[str, Any], db: Database, *, pepper: str | None = None, jwt_settings: JwtSettings | None = None
 ) -> dict[str, Any]:
     """The simple authorizer response for one v2 authorizer event (``jwt_settings`` default: from the environment)."""
-    headers = _headers(event)
+    headers = event_headers(event)
     key = presented_key(headers)
     if key is None:
         return dict(DENY)

@@ -151,9 +151,14 @@ def from_event(event: Mapping[str, Any]) -> Identity:
     context = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda")
     if not context:
         raise MissingIdentity("no authorizer context on the request")
+    return act_for(Identity.from_context(context), event_headers(event))
+
+
+def event_headers(event: Mapping[str, Any]) -> dict[str, str]:
+    """An API Gateway v2 event's headers with lower-cased names (v2 events already carry them lower-cased; other
+    casings, as tests and other front ends may send, are accepted too); non-string values are dropped."""
     raw = event.get("headers") or {}
-    headers = {str(k).lower(): v for k, v in raw.items() if isinstance(v, str)}
-    return act_for(Identity.from_context(context), headers)
+    return {str(k).lower(): v for k, v in raw.items() if isinstance(v, str)}
 
 
 def from_request(request: Any) -> Identity:
