@@ -316,6 +316,9 @@ def layer_import(samples: int) -> dict:
         print(message, file=sys.stderr)
 
     layer = packaging.build_layer(packaging.LAYERS["sdk"], target=packaging.Target.host(), log=log)
+    host_bytecode, why = packaging.probe_python(sys.executable, f"{sys.version_info.major}.{sys.version_info.minor}")
+    if host_bytecode is None:
+        raise SystemExit(why)
     out: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         for variant in ("source", "bytecode"):
@@ -326,9 +329,8 @@ def layer_import(samples: int) -> dict:
             (code / "bench_worker_module.py").write_text(WORKER_MODULE)
             for cache in list(root.rglob("__pycache__")):
                 shutil.rmtree(cache)
-            if variant == "bytecode":
-                subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0", str(root)], check=False,
-                               capture_output=True)
+            if variant == "bytecode":  # as a deploy compiles (unchecked-hash), for this interpreter
+                packaging.compile_tree(root, host_bytecode, log)
             spec = json.dumps({"path": [str(code), str(root / "layer" / "python")]})
             env = {"PATH": os.environ.get("PATH", ""), "SOORMA_API_URL": "http://bench.invalid",
                    "SOORMA_API_KEY": "sk_bench_x", "AWS_LAMBDA_FUNCTION_NAME": "bench"}
