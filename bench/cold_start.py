@@ -160,6 +160,20 @@ def _events(identity: dict, key: str, goal_type: str) -> dict[str, dict]:
     }
 
 
+def _import_profile(stderr: str, top: int = 12) -> dict[str, float]:
+    """Self time (ms) per top-level package from ``-X importtime`` lines (``import time: self | cumulative | name``),
+    the ``top`` largest, plus ``(all)``."""
+    totals: dict[str, float] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, _cumulative, name = line.removeprefix("import time:").split("|")
+        root = name.strip().split(".")[0]
+        totals[root] = totals.get(root, 0.0) + int(self_us) / 1000
+    ranked = dict(sorted(totals.items(), key=lambda kv: -kv[1])[:top])
+    return {k: round(v, 1) for k, v in {**ranked, "(all)": sum(totals.values())}.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
@@ -167,6 +181,9 @@ def main() -> None:
     parser.add_argument("--embeddings", default=packaging.DEFAULT_EMBEDDING_PROVIDER,
                         choices=sorted(packaging.EMBEDDING_PROVIDERS))
     parser.add_argument("--transport", default="sqs", choices=sorted(packaging.GATEWAY_HANDLERS))
+    parser.add_argument("--importtime", action="store_true",
+                        help="also run each function once with -X importtime and print, per function and variant, "
+                             "the top-level packages whose imports took longest (self time, ms)")
     args = parser.parse_args()
     packages = packaging.platform_packages(args.embeddings, args.transport)
     names = [n for n in packages if not args.only or n in args.only.split(",")]
@@ -271,6 +288,12 @@ def main() -> None:
                     if proc.returncode != 0:
                         raise SystemExit(f"{name}: {proc.stderr[-3000:]}")
                     samples.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                if args.importtime:
+                    spec = {"path": path, "handler": package.handler, "event": events[name], "name": name}
+                    proc = subprocess.run([sys.executable, "-S", "-B", "-X", "importtime", "-c", CHILD],
+                                          input=json.dumps(spec), env=env, capture_output=True, text=True,
+                                          timeout=120)
+                    results[name].setdefault("import_profile", {})[variant] = _import_profile(proc.stderr)
                 imp = statistics.median(s["import_ms"] for s in samples)
                 first = statistics.median(s["first_ms"] for s in samples)
                 results[name][variant] = {

@@ -12,7 +12,7 @@ directly to build the same contents for the host interpreter and time a cold sta
 * **Code**: the ``soorma`` package as it is installed (the SDK, ``soorma.functions`` and ``soorma.infra.runtime``),
   laid out as ``soorma/...`` so the handler paths are the same as in the local stack.
 * **Bytecode**: when the deploying machine has a CPython of the Lambda runtime's version (:data:`LAMBDA_PYTHON`;
-  ``$SOORMA_LAMBDA_PYTHON``, else ``python3.12`` on ``PATH``), every bundle built for Lambda is compiled with it
+  ``$SOORMA_LAMBDA_PYTHON``, else ``python3.12`` on ``PATH``, in pyenv or uv: :func:`candidate_pythons`), every bundle built for Lambda is compiled with it
   (``compileall --invalidation-mode unchecked-hash``, see :func:`compile_tree`), so a cold start reads ``.pyc`` files
   instead of compiling every imported module (``/opt`` is read-only in Lambda, so nothing compiled there is kept).
   Otherwise the bundles ship as source and one line says so. The cache key and the CDK asset hash name the variant
@@ -328,14 +328,53 @@ def _enable_hint(version: str) -> str:
     return f"install CPython {version} (python{version} on PATH) or set {LAMBDA_PYTHON_ENV}=/path/to/python{version}"
 
 
+# Where CPython installs live besides PATH, searched in this order for python<version>: pyenv's versions (a pyenv
+# shim on PATH only runs the versions pyenv has selected, so a deploy from a project pinned to another version would
+# otherwise ship source), uv's managed interpreters, then the usual system prefixes.
+WELL_KNOWN_PYTHON_DIRS: tuple[str, ...] = ("/usr/local/bin", "/usr/bin", "/opt/homebrew/bin")
+
+
+def candidate_pythons(version: str = LAMBDA_PYTHON) -> list[str]:
+    """Interpreter paths that may be CPython ``version`` (``major.minor``), in the order they are tried: every
+    ``python<version>`` on ``PATH``, ``$PYENV_ROOT/versions/<version>.*/bin`` (default ``~/.pyenv``, newest patch
+    first), uv's ``~/.local/share/uv/python/cpython-<version>.*/bin``, then :data:`WELL_KNOWN_PYTHON_DIRS`.
+    Paths only: :func:`probe_python` decides."""
+    name = f"python{version}"
+    found: list[str] = []
+
+    def add(path: Path | str | None) -> None:
+        if path and os.access(path, os.X_OK) and str(path) not in found:
+            found.append(str(path))
+
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if folder:
+            add(Path(folder) / name)
+
+    def by_patch(folder: Path) -> tuple[int, ...]:
+        digits = folder.name.split("-")[1 if folder.name.startswith("cpython-") else 0].split(".")
+        return tuple(int(d) if d.isdigit() else -1 for d in digits)
+
+    home = Path(os.environ.get("HOME") or Path.home())
+    pyenv = Path(os.environ.get("PYENV_ROOT") or home / ".pyenv") / "versions"
+    uv = Path(os.environ.get("UV_PYTHON_INSTALL_DIR") or home / ".local" / "share" / "uv" / "python")
+    for root, pattern in ((pyenv, f"{version}.*"), (uv, f"cpython-{version}.*")):
+        if root.is_dir():
+            for folder in sorted(root.glob(pattern), key=by_patch, reverse=True):
+                add(folder / "bin" / name)
+    for folder in WELL_KNOWN_PYTHON_DIRS:
+        add(Path(folder) / name)
+    return found
+
+
 def find_bytecode_python(version: str = LAMBDA_PYTHON, *, log=None) -> Bytecode | None:
     """The interpreter that compiles the Lambda bundles, or ``None`` (they then ship as source); logs one line.
 
-    ``$SOORMA_LAMBDA_PYTHON`` (an interpreter path) if set, else ``python<version>`` on ``PATH``; either must pass
-    :func:`probe_python`. An explicit ``$SOORMA_LAMBDA_PYTHON`` that does not raises
-    :class:`BytecodeInterpreterError` (it asked for bytecode); a ``python<version>`` on ``PATH`` that does not (a
-    pyenv shim of an unselected version, another implementation) is refused with the line saying why.
-    ``version`` is the target ``major.minor`` (the tests pass the host's; deploys use :data:`LAMBDA_PYTHON`)."""
+    ``$SOORMA_LAMBDA_PYTHON`` (an interpreter path) if set, else the first of :func:`candidate_pythons` (``PATH``,
+    pyenv, uv, system prefixes) that passes :func:`probe_python`. An explicit ``$SOORMA_LAMBDA_PYTHON`` that does
+    not raises :class:`BytecodeInterpreterError` (it asked for bytecode); candidates that do not (a pyenv shim of an
+    unselected version, another implementation) are skipped, and when none is left the line says why the first
+    was refused. ``version`` is the target ``major.minor`` (the tests pass the host's; deploys use
+    :data:`LAMBDA_PYTHON`)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     explicit = os.environ.get(LAMBDA_PYTHON_ENV)
     if explicit:
@@ -344,10 +383,15 @@ def find_bytecode_python(version: str = LAMBDA_PYTHON, *, log=None) -> Bytecode 
             raise BytecodeInterpreterError(f"{LAMBDA_PYTHON_ENV}={explicit} refused: {why}; set it to a CPython "
                                            f"{version} interpreter, or unset it to ship the Lambda bundles as source")
     else:
-        name = f"python{version}"
-        path = shutil.which(name)
-        found, why = (None, f"no {name} on PATH and {LAMBDA_PYTHON_ENV} unset") if path is None \
-            else probe_python(path, version)
+        found, why = None, f"no python{version} on PATH, in pyenv or uv, and {LAMBDA_PYTHON_ENV} unset"
+        refusals: list[str] = []
+        for path in candidate_pythons(version):
+            found, refused = probe_python(path, version)
+            if found is not None:
+                break
+            refusals.append(refused)
+        if found is None and refusals:
+            why = refusals[0] + (f"; {len(refusals) - 1} more refused" if len(refusals) > 1 else "")
     if found is None:
         log(f"soorma bundling: shipping the Lambda code and layers as source, not bytecode ({why}), so every cold "
             f"start compiles what it imports; to precompile, {_enable_hint(version)}")
@@ -357,13 +401,14 @@ def find_bytecode_python(version: str = LAMBDA_PYTHON, *, log=None) -> Bytecode 
     return found
 
 
-_resolved: dict[tuple[str, str | None, str | None], Bytecode | None] = {}
+_resolved: dict[tuple[str | None, ...], Bytecode | None] = {}
 
 
 def lambda_bytecode(*, log=None) -> Bytecode | None:
     """:func:`find_bytecode_python` for :data:`LAMBDA_PYTHON`, resolved (and logged) once per process and setting:
     what every Lambda bundle of this process is compiled with (``None``: shipped as source)."""
-    key = (LAMBDA_PYTHON, os.environ.get(LAMBDA_PYTHON_ENV), os.environ.get("PATH"))
+    key = (LAMBDA_PYTHON, *(os.environ.get(name) for name in (LAMBDA_PYTHON_ENV, "PATH", "HOME", "PYENV_ROOT",
+                                                               "UV_PYTHON_INSTALL_DIR")))
     if key not in _resolved:
         _resolved[key] = find_bytecode_python(LAMBDA_PYTHON, log=log)
     return _resolved[key]

@@ -26,10 +26,7 @@ import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Protocol
 
-from nats import errors as nats_errors
-
 from soorma.events import EventEnvelope
-from soorma.jetstream import ensure_streams, publish_envelope
 from soorma.subjects import InvalidSubjectToken
 
 logger = logging.getLogger("soorma.functions.gateway.publisher")
@@ -106,6 +103,8 @@ class NatsPublisher:
     async def _connect_locked(self):
         import nats
 
+        from soorma.jetstream import ensure_streams
+
         if self._nc is not None and self._nc.is_connected:
             return self._js
         if self._nc is not None:
@@ -132,6 +131,12 @@ class NatsPublisher:
         return self._js
 
     async def _publish(self, envelope: EventEnvelope) -> None:
+        # nats-py is imported by the first NATS publish, not with this module: under transport sqs the gateway
+        # publishes to SNS only, and importing nats-py would lengthen every cold start for nothing.
+        from nats import errors as nats_errors
+
+        from soorma.jetstream import publish_envelope
+
         last: Exception | None = None
         for attempt in (1, 2):
             try:

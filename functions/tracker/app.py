@@ -1,211 +1,30 @@
-"""The tracker: records goal progress from the event stream, and serves it over HTTP.
+"""The tracker's HTTP API: ``GET /v1/tracker/goals/{goal_id}/events`` → ``{goal_id, events: [...], count}`` in
+event time order (404 when the caller's identity has neither the goal nor any of its events).
 
-Recording (:func:`record_envelope`, :func:`process_batch`): the tracker function receives every event of every
-tenant in the function payload of docs/architecture.md (an SQS-shaped batch; the bridge is trusted for the envelope
-identity). Per event, in one transaction whose identity is the envelope's ``platform_tenant_id`` / ``tenant_id`` /
-``user_id`` (so row-level security confines it to that tenant's rows):
-
-* events without ``goal_id`` are ignored (reported as processed);
-* the event is inserted into ``gateway.goal_events`` once per event id (a redelivery changes nothing);
-* an ``action-requests`` event with a ``correlation_id`` starts a task (``task_id`` = that correlation id);
-* an ``action-results`` event completes (or fails) the task with its ``correlation_id``; a result that arrives
-  before its request creates the finished task directly;
-* an event whose ``correlation_id`` is a goal's id and whose ``type`` is that goal's ``response_event`` completes
-  the goal: ``failed`` when ``data.status == "failed"`` or ``data.success is False``, ``result`` = the event's data,
-  ``error`` = ``data.error``; a goal that is no longer running is left as it is.
-
-A malformed envelope, or one PostgreSQL cannot store, is logged and reported processed (retrying cannot help);
-database outages raise, so the record is reported in ``batchItemFailures`` and redelivered.
-
-HTTP: ``GET /v1/tracker/goals/{goal_id}/events`` → ``{goal_id, events: [...], count}`` in event time order (404
-when the caller's identity has neither the goal nor any of its events).
+Recording the event stream is :mod:`soorma.functions.tracker.recording` (re-exported here).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import uuid
-from datetime import datetime, timezone
-from typing import Any
 
-import psycopg
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from fastapi import Depends, FastAPI, HTTPException
-from psycopg.types.json import Jsonb
-from pydantic import ValidationError
 
 from soorma.db import Database, database_from_env
-from soorma.events import EventEnvelope, EventTopic
+from soorma.functions.tracker.recording import (
+    DUPLICATE,
+    IGNORED,
+    RECORDED,
+    is_failure,
+    process_batch,
+    record_envelope,
+    summarize,
+)
 from soorma.identity import Identity
 from soorma.service import current_identity, function_app
-from soorma.task_context import PROGRESS_EVENT
 
-logger = logging.getLogger("soorma.functions.tracker")
-
-SUMMARY_MAX_BYTES = 4096
-
-RECORDED, DUPLICATE, IGNORED = "recorded", "duplicate", "ignored"
-
-
-def _clean(value: Any) -> Any:
-    """Strip NUL characters, which PostgreSQL text and jsonb cannot hold, from strings inside ``value``."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def summarize(data: dict[str, Any]) -> dict[str, Any]:
-    """The event data if its JSON is at most 4 KiB, else its top-level keys and size."""
-    text = json.dumps(data, default=str)
-    if len(text.encode()) <= SUMMARY_MAX_BYTES:
-        return data
-    return {"_truncated": True, "bytes": len(text.encode()), "keys": [str(k) for k in list(data)[:50]]}
-
-
-def _time(value: str | None) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value) if value else None
-    except ValueError:
-        parsed = None
-    if parsed is None:
-        return datetime.now(timezone.utc)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def is_failure(data: dict[str, Any]) -> bool:
-    """A result reports failure when ``data.status == "failed"`` or ``data.success is False``."""
-    return data.get("status") == "failed" or data.get("success") is False
-
-
-def _error_text(data: dict[str, Any]) -> str | None:
-    error = data.get("error")
-    if error is None or error == "":
-        return None
-    return error if isinstance(error, str) else json.dumps(error, default=str)
-
-
-def record_envelope(db: Database, envelope: EventEnvelope) -> str:
-    """Record one event; returns ``"recorded"``, ``"duplicate"`` or ``"ignored"`` (see the module docstring)."""
-    if not envelope.goal_id:
-        return IGNORED
-    if not (envelope.platform_tenant_id and envelope.tenant_id and envelope.user_id):
-        logger.warning("event %s of goal %s lacks tenant identity; not recorded", envelope.id, envelope.goal_id)
-        return IGNORED
-    identity = Identity(
-        platform_tenant_id=envelope.platform_tenant_id,
-        service_tenant_id=envelope.tenant_id,
-        service_user_id=envelope.user_id,
-        principal_id="soorma-tracker",
-        role="agent",
-    )
-    data = _clean(envelope.data or {})
-    topic = envelope.topic.value if hasattr(envelope.topic, "value") else str(envelope.topic)
-    when = _time(envelope.time)
-    event_id, goal_id, etype = _clean(envelope.id), _clean(envelope.goal_id), _clean(envelope.type)
-    correlation_id = _clean(envelope.correlation_id)
-    source = _clean(envelope.source)
-    try:
-        with db.transaction(identity) as conn:
-            inserted = conn.execute(
-                "insert into gateway.goal_events (platform_tenant_id, service_tenant_id, service_user_id, event_id,"
-                " goal_id, type, topic, correlation_id, parent_event_id, source, time, data_summary)"
-                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " on conflict do nothing returning event_id",
-                (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, event_id,
-                 goal_id, etype, topic, correlation_id, _clean(envelope.parent_event_id), source, when,
-                 Jsonb(summarize(data))),
-            ).fetchone()
-            if inserted is None:
-                return DUPLICATE
-            if correlation_id and topic == EventTopic.ACTION_REQUESTS.value:
-                conn.execute(
-                    "insert into gateway.goal_tasks (platform_tenant_id, service_tenant_id, service_user_id,"
-                    " task_id, goal_id, event_type, status, request_event_id, started_at)"
-                    " values (%s, %s, %s, %s, %s, %s, 'running', %s, %s)"
-                    " on conflict (platform_tenant_id, service_tenant_id, service_user_id, task_id) do update"
-                    " set event_type = coalesce(gateway.goal_tasks.event_type, excluded.event_type),"
-                    "     request_event_id = coalesce(gateway.goal_tasks.request_event_id, excluded.request_event_id),"
-                    "     started_at = least(gateway.goal_tasks.started_at, excluded.started_at)",
-                    (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
-                     correlation_id, goal_id, etype, event_id, when),
-                )
-            elif correlation_id and topic == EventTopic.ACTION_RESULTS.value:
-                status = "failed" if is_failure(data) else "completed"
-                conn.execute(
-                    "insert into gateway.goal_tasks (platform_tenant_id, service_tenant_id, service_user_id,"
-                    " task_id, goal_id, status, agent, result_event_id, started_at, completed_at)"
-                    " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                    " on conflict (platform_tenant_id, service_tenant_id, service_user_id, task_id) do update"
-                    " set status = excluded.status, agent = excluded.agent,"
-                    "     result_event_id = excluded.result_event_id, completed_at = excluded.completed_at"
-                    " where gateway.goal_tasks.status = 'running'",
-                    (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
-                     correlation_id, goal_id, status, source, event_id, when, when),
-                )
-            elif correlation_id and topic == EventTopic.TASK_EVENTS.value and etype == PROGRESS_EVENT:
-                _record_progress(conn, identity, correlation_id, data, when)
-            if correlation_id:
-                _maybe_complete_goal(conn, correlation_id, etype, data, when)
-    except psycopg.DataError as exc:
-        logger.error("event %s cannot be stored, skipped: %s", envelope.id, exc)
-        return IGNORED
-    return RECORDED
-
-
-def _record_progress(conn, identity: Identity, task_id: str, data: dict[str, Any], when: datetime) -> None:
-    """Keep the latest ``task.progress`` report (``data.progress`` a number, ``data.message`` text) on a running
-    task; an older report arriving late does not replace a newer one."""
-    progress = data.get("progress")
-    if isinstance(progress, bool) or not isinstance(progress, (int, float)):
-        return
-    message = data.get("message")
-    conn.execute(
-        "update gateway.goal_tasks set progress = %s, progress_message = %s, progress_at = %s"
-        " where platform_tenant_id = %s and service_tenant_id = %s and service_user_id = %s and task_id = %s"
-        "   and status = 'running' and (progress_at is null or progress_at <= %s)",
-        (float(progress), str(message)[:1000] if message is not None else None, when,
-         identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, task_id, when),
-    )
-
-
-def _maybe_complete_goal(conn, correlation_id: str, etype: str, data: dict[str, Any], when: datetime) -> None:
-    try:
-        goal_uuid = uuid.UUID(correlation_id)
-    except ValueError:
-        return
-    failed = is_failure(data)
-    conn.execute(
-        "update gateway.goals set status = %s, result = %s, error = %s, completed_at = %s"
-        " where goal_id = %s and response_event = %s and status = 'running'",
-        ("failed" if failed else "completed", Jsonb(data), _error_text(data) if failed else None,
-         when, goal_uuid, etype),
-    )
-
-
-def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Record every event of a function payload; returns ``{"batchItemFailures": [...]}`` (Powertools)."""
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-    def record_handler(record: SQSRecord) -> str:
-        body = record.raw_event.get("body")
-        try:
-            if isinstance(body, dict):
-                envelope = EventEnvelope.model_validate(body)
-            else:
-                envelope = EventEnvelope.from_json(body or "")
-        except ValidationError as exc:
-            logger.warning("message %s is not an event envelope, skipped: %s", record.message_id,
-                           str(exc).splitlines()[0])
-            return IGNORED
-        return record_envelope(db, envelope)
-
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+__all__ = ["DUPLICATE", "IGNORED", "RECORDED", "create_app", "is_failure", "process_batch", "record_envelope",
+           "summarize"]
 
 
 def create_app(db: Database | None = None) -> FastAPI:

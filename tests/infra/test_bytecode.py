@@ -1,7 +1,7 @@
 """Precompiled Lambda bundles (``soorma.infra.packaging``: :func:`find_bytecode_python`, :func:`compile_tree`).
 
-This machine has no usable CPython of the Lambda runtime's version (3.12), so the mechanism is tested with the host
-interpreter as the target (the ``version`` parameter, or ``packaging.LAMBDA_PYTHON`` monkeypatched in-process; the
+A CPython of the Lambda runtime's version (3.12) may or may not be installed where the tests run, so the mechanism
+is tested with the host interpreter as the target (the ``version`` parameter, or ``packaging.LAMBDA_PYTHON`` monkeypatched in-process; the
 deployed runtime is not changed): the built trees hold ``__pycache__/*.<host cache tag>.pyc`` in unchecked-hash mode
 (PEP 552 flags ``0b01``), an interpreter started with ``-B -S`` imports from them without looking at the sources, a
 mismatched interpreter is refused with a clear message, and with no interpreter the bundles ship as source and one
@@ -34,6 +34,15 @@ def host_bytecode(monkeypatch) -> packaging.Bytecode:
     found = packaging.find_bytecode_python(HOST, log=lambda msg: None)
     assert found is not None and found.cache_tag == TAG and found.magic == importlib.util.MAGIC_NUMBER.hex()
     return found
+
+
+@pytest.fixture
+def no_installs(monkeypatch, tmp_path):
+    """Interpreter discovery sees no pyenv, uv or system installs (this machine's pyenv has a 3.12)."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PYENV_ROOT", raising=False)
+    monkeypatch.delenv("UV_PYTHON_INSTALL_DIR", raising=False)
+    monkeypatch.setattr(packaging, "WELL_KNOWN_PYTHON_DIRS", ())
 
 
 @pytest.fixture
@@ -148,7 +157,7 @@ def test_mismatched_interpreter_named_by_the_variable_is_refused(monkeypatch):
     assert f"set it to a CPython {OTHER} interpreter, or unset it" in message
 
 
-def test_mismatched_interpreter_on_path_is_refused_and_source_shipped(monkeypatch, tmp_path):
+def test_mismatched_interpreter_on_path_is_refused_and_source_shipped(monkeypatch, tmp_path, no_installs):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / f"python{OTHER}").symlink_to(sys.executable)  # a python3.12 that is not one
@@ -161,7 +170,7 @@ def test_mismatched_interpreter_on_path_is_refused_and_source_shipped(monkeypatc
     assert "as source" in lines[0] and packaging.LAMBDA_PYTHON_ENV in lines[0]
 
 
-def test_no_interpreter_ships_source_and_says_so(monkeypatch, fresh_resolution, tmp_path):
+def test_no_interpreter_ships_source_and_says_so(monkeypatch, fresh_resolution, tmp_path, no_installs):
     monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
     monkeypatch.delenv(packaging.LAMBDA_PYTHON_ENV, raising=False)
     lines: list[str] = []
@@ -172,12 +181,36 @@ def test_no_interpreter_ships_source_and_says_so(monkeypatch, fresh_resolution, 
     assert len(said) == 1, lines
     version = packaging.LAMBDA_PYTHON
     assert said[0] == (
-        f"soorma bundling: shipping the Lambda code and layers as source, not bytecode (no python{version} on PATH "
-        f"and {packaging.LAMBDA_PYTHON_ENV} unset), so every cold start compiles what it imports; to precompile, "
+        f"soorma bundling: shipping the Lambda code and layers as source, not bytecode (no python{version} on PATH, "
+        f"in pyenv or uv, and {packaging.LAMBDA_PYTHON_ENV} unset), so every cold start compiles what it imports; to precompile, "
         f"install CPython {version} (python{version} on PATH) or set "
         f"{packaging.LAMBDA_PYTHON_ENV}=/path/to/python{version}")
     packaging.build_code(cache_dir=tmp_path / "cache", log=lines.append)
     assert len([line for line in lines if "bytecode" in line]) == 1  # one line per process, not per bundle
+
+
+def test_an_unselected_pyenv_version_is_found_behind_a_refusing_shim(monkeypatch, tmp_path, no_installs):
+    """A pyenv shim on PATH that refuses (the version is installed but not selected) does not stop the search:
+    ``$PYENV_ROOT/versions/<version>.*/bin`` is searched next, newest patch first."""
+    bin_dir = tmp_path / "shims"
+    bin_dir.mkdir()
+    shim = bin_dir / f"python{HOST}"
+    shim.write_text("#!/bin/sh\necho 'pyenv: version not installed' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    root = tmp_path / "pyenv"
+    for patch in ("0", "10", "9"):
+        folder = root / "versions" / f"{HOST}.{patch}" / "bin"
+        folder.mkdir(parents=True)
+        (folder / f"python{HOST}").symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("PYENV_ROOT", str(root))
+    monkeypatch.delenv(packaging.LAMBDA_PYTHON_ENV, raising=False)
+    assert packaging.candidate_pythons(HOST) == [str(shim)] + [
+        str(root / "versions" / f"{HOST}.{patch}" / "bin" / f"python{HOST}") for patch in ("10", "9", "0")]
+    lines: list[str] = []
+    found = packaging.find_bytecode_python(HOST, log=lines.append)
+    assert found is not None and found.python == packaging.candidate_pythons(HOST)[1] and found.cache_tag == TAG
+    assert len(lines) == 1 and "precompiling" in lines[0] and f"{HOST}.10" in lines[0]
 
 
 def test_the_runtime_and_the_wheels_follow_one_setting():
