@@ -14,17 +14,27 @@ only has its size measured):
   builds them for arm64 / Python 3.12 on this machine (``soorma.infra.packaging``; cached under
   ``.soorma/cdk-cache``), so with ``.pyc`` files when ``deployed_variant`` is ``bytecode``; ``unzipped_mb`` the same
   unpacked (Lambda's limit is 250 MB);
-* ``import_ms`` / ``first_ms`` / ``cold_ms`` — in a fresh interpreter started with ``-S -B`` (no site-packages, no
-  bytecode written) whose ``sys.path`` is only the function's code and layers (the same requirement files, built
-  for this machine's interpreter) and what the Lambda runtime ships (boto3 and its dependencies), the time to import the handler module and the time of its first request against
-  the real embedded PostgreSQL (pgvector) and NATS JetStream; ``cold_ms`` is their sum. Medians of ``--runs`` fresh
-  interpreters each. Two variants, both always measured: ``source`` (no ``.pyc`` anywhere: what Lambda gets from a
-  deploy without a CPython 3.12, every cold start compiling what it imports since ``/opt`` is read-only) and
-  ``bytecode`` (the same files precompiled as a deploy with one does: ``packaging.compile_tree``, ``compileall
-  --invalidation-mode unchecked-hash``, here with this machine's interpreter).
+* ``secrets_ms`` / ``import_ms`` / ``first_ms`` / ``cold_ms`` — in a fresh interpreter started with ``-S -B`` (no
+  site-packages, no bytecode written) whose ``sys.path`` is only the function's code and layers (the same
+  requirement files, built for this machine's interpreter) and what the Lambda runtime ships (boto3 and its
+  dependencies): the time to read the function's secrets as ``soorma.infra.runtime.boot`` does in the init phase
+  (importing boto3, a Secrets Manager client, one ``GetSecretValue`` per secret, :data:`FUNCTION_SECRETS`), to
+  import the handler module, and of its first request against the real embedded PostgreSQL (pgvector) and NATS
+  JetStream; ``cold_ms`` is their sum. Medians of ``--runs`` fresh interpreters each. Variants: ``source`` (no
+  ``.pyc`` anywhere: what Lambda gets from a deploy without a CPython 3.12, every cold start compiling what it
+  imports since ``/opt`` is read-only), ``bytecode`` (the same files precompiled as a deploy with one does:
+  ``packaging.compile_tree``, ``compileall --invalidation-mode unchecked-hash``, here with this machine's
+  interpreter) and, for the functions ``SoormaPlatform(snap_start=True)`` publishes with Lambda SnapStart
+  (:data:`soorma.infra.packaging.SNAP_START_FUNCTIONS`), ``snapstart``: the bytecode tree with the init phase run
+  as SnapStart runs it before the snapshot (``AWS_LAMBDA_INITIALIZATION_TYPE=snap-start``: secrets read, handler
+  imported, the app built), then only the first request timed; its ``cold_ms`` is what a restored environment
+  still spends in our code, to which Lambda adds the restore itself, which cannot be measured off AWS.
 * ``deployed_variant`` — which of the two a deploy from this machine would ship: ``bytecode`` when the bundler finds
   a CPython of the Lambda runtime's version (``$SOORMA_LAMBDA_PYTHON``, else ``python3.12`` on ``PATH``:
   ``packaging.lambda_bytecode``; ``deployed_bytecode_python`` names it), else ``source``.
+
+``cpu_reference_ms`` is the time of a fixed pure-Python loop on this machine at the time of the run
+(:func:`cpu_reference_ms`): compare cold starts of two runs relative to it.
 
 Targets (issue 6): under 15 MB zipped and under 500 ms per function; ``targets_met`` lists which met them. This machine
 is x86_64 with CPython {host}; Lambda runs arm64 CPython 3.12, so the times are indicative, the sizes exact.
@@ -58,10 +68,18 @@ CHILD = r"""
 import json, sys, time
 spec = json.loads(sys.stdin.read())
 sys.path[:0] = spec["path"]
+t_secrets = time.perf_counter()
+if spec["secret_arns"]:  # what soorma.infra.runtime.boot does first in Lambda's init phase (a throwaway mapping:
+    from soorma.infra.runtime.boot import resolve_environment  # the bench's own DSNs stay in os.environ)
+    resolve_environment(dict(spec["secret_arns"]))
 t0 = time.perf_counter()
 import importlib
 module_name, _, attr = spec["handler"].rpartition(".")
 handler = getattr(importlib.import_module(module_name), attr)
+prewarmed = False
+if spec.get("snapstart"):  # the rest of the init SnapStart runs before its snapshot (soorma.infra.runtime.boot)
+    from soorma.infra.runtime.boot import prepare_snapshot
+    prewarmed = prepare_snapshot(handler)
 t1 = time.perf_counter()
 class Context:
     function_name = spec["name"]; aws_request_id = "bench"; memory_limit_in_mb = 512
@@ -72,7 +90,8 @@ t2 = time.perf_counter()
 status = result.get("statusCode") if isinstance(result, dict) else None
 ok = (status is None or status < 400) and not (isinstance(result, dict) and result.get("batchItemFailures")) \
      and not (isinstance(result, dict) and result.get("isAuthorized") is False)
-print(json.dumps({"import_ms": (t1 - t0) * 1000, "first_ms": (t2 - t1) * 1000, "status": status, "ok": ok,
+print(json.dumps({"secrets_ms": (t0 - t_secrets) * 1000, "import_ms": (t1 - t0) * 1000,
+                  "first_ms": (t2 - t1) * 1000, "status": status, "ok": ok, "prewarmed": prewarmed,
                   "site_packages_used": any("site-packages" in (getattr(m, "__file__", "") or "")
                                             for m in list(sys.modules.values()))}))
 """
@@ -108,14 +127,23 @@ def _lambda_runtime(dest: Path) -> Path:
 
 
 class FakeAws(BaseHTTPRequestHandler):
-    """Bedrock Runtime ``InvokeModel`` (Titan v2: a unit vector of the asked width) and SNS ``Publish``."""
+    """Bedrock Runtime ``InvokeModel`` (Titan v2: a unit vector of the asked width), SNS ``Publish`` and Secrets
+    Manager ``GetSecretValue`` (database credentials, or the pepper for a secret whose ARN says so)."""
 
     def log_message(self, *args) -> None:  # quiet
         pass
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        if self.path.startswith("/model/"):
+        if self.headers.get("x-amz-target") == "secretsmanager.GetSecretValue":
+            arn = json.loads(body or b"{}").get("SecretId", "")
+            value = ("bench-pepper" if "pepper" in arn else
+                     json.dumps({"username": "soorma_app", "password": "bench", "host": "127.0.0.1", "port": 5432,
+                                 "dbname": "soorma"}))
+            answer = json.dumps({"ARN": arn, "Name": arn.rsplit(":", 1)[-1], "SecretString": value,
+                                 "VersionId": "v1", "VersionStages": ["AWSCURRENT"]}).encode()
+            content_type = "application/x-amz-json-1.1"
+        elif self.path.startswith("/model/"):
             request = json.loads(body or b"{}")
             dims = int(request.get("dimensions") or 1024)
             seed = hashlib.sha256(str(request.get("inputText", "")).encode()).digest()
@@ -134,6 +162,20 @@ class FakeAws(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(answer)))
         self.end_headers()
         self.wfile.write(answer)
+
+
+VARIANTS = ("source", "bytecode", "snapstart")
+
+# The secrets each function reads at init (soorma.infra.runtime.boot.resolve_environment), as infra/platform.py
+# configures them: variable -> ARN. The fake Secrets Manager answers them, so the time of importing boto3, building
+# the Secrets Manager client and the calls is in every cold start, as in Lambda (less the network round trips).
+_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
+_APP = {"SOORMA_APP_DB_SECRET_ARN": _ARN + "soorma-app"}
+_PEPPER = {"SOORMA_API_KEY_PEPPER_SECRET_ARN": _ARN + "soorma-pepper"}
+FUNCTION_SECRETS = {
+    "registry": _APP, "memory": _APP, "tracker": _APP, "gateway": {**_APP, **_PEPPER},
+    "authorizer": {**_APP, **_PEPPER}, "migrate": {**_APP, "SOORMA_OWNER_DB_SECRET_ARN": _ARN + "soorma-owner"},
+}
 
 
 def _events(identity: dict, key: str, goal_type: str) -> dict[str, dict]:
@@ -158,6 +200,20 @@ def _events(identity: dict, key: str, goal_type: str) -> dict[str, dict]:
                                  "messageAttributes": {}, "eventSource": "soorma:nats", "eventSourceARN": "bench"}]},
         "migrate": {"RequestType": "Update", "PhysicalResourceId": "soorma-migrations"},
     }
+
+
+def cpu_reference_ms(runs: int = 5) -> float:
+    """Median wall time (ms) of a fixed pure-Python loop (3,000,000 additions): how fast this machine runs Python
+    today, printed beside the cold starts so runs on different machines or days can be compared (a cold start is
+    mostly CPU-bound bytecode execution: pydantic building model schemas, modules executing)."""
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        total = 0
+        for i in range(3_000_000):
+            total += i
+        samples.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(samples), 1)
 
 
 def _import_profile(stderr: str, top: int = 12) -> dict[str, float]:
@@ -248,6 +304,7 @@ def main() -> None:
             "POWERTOOLS_SERVICE_NAME": "bench", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": aws_url, "AWS_ENDPOINT_URL_SNS": aws_url,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": aws_url,
         }
         if args.embeddings == "bedrock":
             env["SOORMA_BEDROCK_EMBEDDING_MODEL"] = packaging.BEDROCK_EMBEDDING_MODEL
@@ -274,45 +331,54 @@ def main() -> None:
         for folder in trees["bytecode"].values():  # as a deploy compiles (unchecked-hash), for this interpreter
             packaging.compile_tree(folder, host_bytecode, log)
         results = {name: dict(sizes[name]) for name in names}
-        for variant in ("source", "bytecode"):
-            for name in timed:
-                package = packages[name]
-                tree = trees[variant]
-                path = ([str(tree["code"])] + [str(tree[n] / "python") for n in package.layers]
-                        + [str(runtime)])
-                samples = []
-                for _ in range(args.runs):
-                    spec = {"path": path, "handler": package.handler, "event": events[name], "name": name}
-                    proc = subprocess.run([sys.executable, "-S", "-B", "-c", CHILD], input=json.dumps(spec),
-                                          env=env, capture_output=True, text=True, timeout=120)
-                    if proc.returncode != 0:
-                        raise SystemExit(f"{name}: {proc.stderr[-3000:]}")
-                    samples.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-                if args.importtime:
-                    spec = {"path": path, "handler": package.handler, "event": events[name], "name": name}
-                    proc = subprocess.run([sys.executable, "-S", "-B", "-X", "importtime", "-c", CHILD],
-                                          input=json.dumps(spec), env=env, capture_output=True, text=True,
-                                          timeout=120)
-                    results[name].setdefault("import_profile", {})[variant] = _import_profile(proc.stderr)
-                imp = statistics.median(s["import_ms"] for s in samples)
-                first = statistics.median(s["first_ms"] for s in samples)
-                results[name][variant] = {
-                    "import_ms": round(imp, 1), "first_ms": round(first, 1), "cold_ms": round(imp + first, 1),
-                    "answered": all(s["ok"] for s in samples), "status": samples[-1]["status"],
-                    "isolated": not any(s["site_packages_used"] for s in samples),
-                }
+        runs = [(variant, name) for variant in ("source", "bytecode") for name in timed]
+        runs += [("snapstart", name) for name in timed if name in packaging.SNAP_START_FUNCTIONS]
+        for variant, name in runs:
+            package = packages[name]
+            tree = trees["bytecode" if variant == "snapstart" else variant]
+            path = ([str(tree["code"])] + [str(tree[n] / "python") for n in package.layers]
+                    + [str(runtime)])
+            samples = []
+            for _ in range(args.runs):
+                spec = {"path": path, "handler": package.handler, "event": events[name], "name": name,
+                        "secret_arns": FUNCTION_SECRETS.get(name, {}), "snapstart": variant == "snapstart"}
+                proc = subprocess.run([sys.executable, "-S", "-B", "-c", CHILD], input=json.dumps(spec),
+                                      env=env, capture_output=True, text=True, timeout=120)
+                if proc.returncode != 0:
+                    raise SystemExit(f"{name}: {proc.stderr[-3000:]}")
+                samples.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            if args.importtime:
+                spec = {"path": path, "handler": package.handler, "event": events[name], "name": name,
+                        "secret_arns": FUNCTION_SECRETS.get(name, {})}
+                proc = subprocess.run([sys.executable, "-S", "-B", "-X", "importtime", "-c", CHILD],
+                                      input=json.dumps(spec), env=env, capture_output=True, text=True,
+                                      timeout=120)
+                results[name].setdefault("import_profile", {})[variant] = _import_profile(proc.stderr)
+            secrets = statistics.median(s["secrets_ms"] for s in samples)
+            imp = statistics.median(s["import_ms"] for s in samples)
+            first = statistics.median(s["first_ms"] for s in samples)
+            # Under SnapStart the secrets and the import (and the prewarm) ran before the snapshot: a restored
+            # environment's cold start in our code is its first request.
+            cold = first if variant == "snapstart" else secrets + imp + first
+            results[name][variant] = {
+                "secrets_ms": round(secrets, 1), "import_ms": round(imp, 1), "first_ms": round(first, 1),
+                "cold_ms": round(cold, 1),
+                "answered": all(s["ok"] and (s["prewarmed"] or variant != "snapstart") for s in samples),
+                "status": samples[-1]["status"],
+                "isolated": not any(s["site_packages_used"] for s in samples),
+            }
     finally:
         fake_aws.shutdown()
         nats.stop()
         pg.stop()
         shutil.rmtree(work, ignore_errors=True)
     met = {n: {"size": r["zipped_mb"] < 15,
-               **{f"cold_{v}": r[v]["cold_ms"] < 500 and r[v]["answered"] for v in ("source", "bytecode")
-                  if v in r}}
+               **{f"cold_{v}": r[v]["cold_ms"] < 500 and r[v]["answered"] for v in VARIANTS if v in r}}
            for n, r in results.items()}
     print(json.dumps({
         "bench": "cold_start",
         "host": f"{platform.machine()} CPython {platform.python_version()}",
+        "cpu_reference_ms": cpu_reference_ms(),
         "deployed_as": f"arm64 CPython {packaging.LAMBDA_PYTHON} (sizes of the arm64 artifacts)",
         "deployed_variant": "source" if deployed is None else "bytecode",
         "deployed_bytecode_python": (None if deployed is None
@@ -323,7 +389,7 @@ def main() -> None:
         "functions": results,
         "targets": {"zipped_mb": 15, "cold_ms": 500},
         "median_cold_ms": {v: round(statistics.median(r[v]["cold_ms"] for r in results.values() if v in r), 1)
-                           for v in ("source", "bytecode")},
+                           for v in VARIANTS if any(v in r for r in results.values())},
         "targets_met": met,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }))

@@ -130,6 +130,7 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         jwt_issuer=ctx("soorma:jwt-issuer"),
         jwt_audience=ctx("soorma:jwt-audience"),
         settings=_settings(ctx("soorma:settings")),
+        snap_start=_flag(ctx("soorma:snap-start"), False),
     )
     agents = ctx("soorma:agents") or ""
     paths = [p.strip() for p in agents.split(",")] if isinstance(agents, str) else list(agents)

@@ -102,6 +102,9 @@ class LayerSpec:
     extra_no_deps: str | None = None  # a second requirement file of layers/, installed with --no-deps
     include_sdk: bool = False  # add the soorma SDK (and soorma.infra.runtime) to the layer
     tokenizer: bool = False  # add all-MiniLM-L6-v2's tokenizer.json as soorma-model/tokenizer.json
+    # Distributions pip installs as dependencies that another layer of the same functions already carries: removed
+    # after the install (their RECORD files), so Lambda's merged /opt/python holds one copy, from that layer.
+    provided_by_other_layers: tuple[str, ...] = ()
     description: str = ""
 
     @property
@@ -114,8 +117,10 @@ class LayerSpec:
 
 
 LAYERS: dict[str, LayerSpec] = {
+    "db": LayerSpec("db", "db.txt", description="psycopg (binary) and psycopg-pool: every platform function's"),
     "platform": LayerSpec("platform", "platform.txt", extra_no_deps="platform-nodeps.txt",
-                          description="FastAPI, Mangum, psycopg, nats-py, Powertools, a2a-sdk types"),
+                          provided_by_other_layers=("typing_extensions",),  # layer "db" (psycopg needs it)
+                          description="FastAPI, Mangum, pydantic, nats-py, Powertools, a2a-sdk types"),
     "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography for the authorizer's JWTs"),
     "embeddings": LayerSpec(
         "embeddings", "embeddings.txt", no_deps=True, tokenizer=True,
@@ -548,6 +553,8 @@ def build_layer(spec: LayerSpec, *, target: Target | None = None, cache_dir: Pat
         if spec.extra_no_deps:
             _pip(["--no-deps", "--target", str(site), *target.pip_flags, "-r", str(LAYERS_DIR / spec.extra_no_deps)],
                  log)
+        for distribution in spec.provided_by_other_layers:
+            remove_distribution(site, distribution)
         prune(site)
         if spec.include_sdk:
             write_sdk(site)
@@ -557,6 +564,30 @@ def build_layer(spec: LayerSpec, *, target: Target | None = None, cache_dir: Pat
             compile_tree(site, bytecode, log)
 
     return _cached(key, cache_dir, build, log)
+
+
+def remove_distribution(site: Path, name: str) -> list[Path]:
+    """Delete an installed distribution from ``site``: every file its ``*.dist-info/RECORD`` lists (the wheel
+    format's manifest, `PEP 376 <https://peps.python.org/pep-0376/>`_) and the dist-info folder; returns what was
+    removed. ``name`` is the distribution's normalized name (``typing_extensions``). Raises ``FileNotFoundError``
+    when it is not installed there (a requirement file changed and the exclusion no longer applies)."""
+    infos = [d for d in site.glob("*.dist-info")
+             if d.name.removesuffix(".dist-info").rsplit("-", 1)[0].lower().replace(".", "_") == name.lower()]
+    if not infos:
+        raise FileNotFoundError(f"{name} is not installed in {site}: nothing to leave to another layer")
+    removed: list[Path] = []
+    for info in infos:
+        for line in (info / "RECORD").read_text().splitlines():
+            relative = line.split(",", 1)[0]
+            path = (site / relative).resolve()
+            if relative and path.is_file() and site.resolve() in path.parents:
+                path.unlink()
+                removed.append(path)
+        shutil.rmtree(info, ignore_errors=True)
+    for folder in sorted({p.parent for p in removed}, key=lambda p: -len(p.parts)):  # now-empty package folders
+        if folder != site.resolve() and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
 
 
 def requirements_hash(requirements: Path, target: Target, bytecode: Bytecode | None = None) -> str:
@@ -629,8 +660,8 @@ class FunctionPackage:
 DEFAULT_EMBEDDING_PROVIDER = "bedrock"
 BEDROCK_EMBEDDING_MODEL = "amazon.titan-embed-text-v2:0"
 EMBEDDING_PROVIDERS: dict[str, dict] = {
-    "bedrock": {"dimensions": 1024, "allowed_dimensions": (256, 512, 1024), "layers": ("platform",)},
-    "local": {"dimensions": 384, "allowed_dimensions": (384,), "layers": ("platform", "embeddings")},
+    "bedrock": {"dimensions": 1024, "allowed_dimensions": (256, 512, 1024), "layers": ("db", "platform")},
+    "local": {"dimensions": 384, "allowed_dimensions": (384,), "layers": ("db", "platform", "embeddings")},
 }
 
 
@@ -646,17 +677,21 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
         raise ValueError(f"embedding provider must be one of {', '.join(EMBEDDING_PROVIDERS)}, "
                          f"not {embedding_provider!r}")
     return {
-        "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["platform"]),
+        "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["db", "platform"]),
         "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler",
                                   list(EMBEDDING_PROVIDERS[embedding_provider]["layers"])),
-        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["platform"]),
-        "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler",
-                                      ["platform", "auth"]),
-        "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["platform"]),
-        "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["platform"]),
-        "registrar": FunctionPackage("registrar", "soorma.infra.runtime.registrar.handler", ["platform"]),
+        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform"]),
+        "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["db", "auth"]),
+        "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["db", "platform"]),
+        "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["db"]),
+        "registrar": FunctionPackage("registrar", "soorma.infra.runtime.registrar.handler", ["db", "platform"]),
     }
 
+
+# The functions SoormaPlatform(snap_start=True) publishes with Lambda SnapStart: the ones that serve the HTTP API
+# through FastAPI, whose import and app build are most of their cold start. The authorizer, tracker and migrations
+# start fast enough from bytecode; the registrar runs once per deploy.
+SNAP_START_FUNCTIONS = ("registry", "memory", "gateway")
 
 # The default configuration (what ``cdk deploy`` without context options deploys).
 PLATFORM_PACKAGES: dict[str, FunctionPackage] = platform_packages()

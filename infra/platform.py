@@ -209,6 +209,14 @@ class SoormaPlatform(Construct):
     ``Authorization``, default 300; 0 turns caching off, and only then is ``X-API-Key`` accepted too);
     ``log_retention`` (default one month); ``throttle_rate``/``throttle_burst`` of the API stage.
 
+    Cold starts: ``snap_start`` (default False; context ``soorma:snap-start``) publishes the HTTP functions
+    (:data:`~soorma.infra.packaging.SNAP_START_FUNCTIONS`: registry, memory, gateway) with Lambda SnapStart: each
+    deploy publishes a version, Lambda runs its init (secrets read, FastAPI imported, the app built: see
+    ``soorma.infra.runtime.boot.prepare_snapshot``) and snapshots it, and the HTTP API invokes the alias ``live`` of
+    that version, so a new execution environment resumes from the snapshot instead of importing FastAPI. Off by
+    default because SnapStart for Python is billed while the version exists (snapshot caching per GB-second, plus
+    each restore: https://aws.amazon.com/lambda/pricing/), and the platform costs nothing while idle without it.
+
     Embeddings: ``embedding_provider`` ``"bedrock"`` (default: Amazon Titan Text Embeddings v2, ``bedrock_model``,
     through a VPC endpoint; no model layer) or ``"local"`` (the packaged all-MiniLM-L6-v2 and its layer);
     ``embedding_dimensions`` (default 1024 for bedrock, one of 256/512/1024; 384 for local) sizes the vector columns
@@ -255,6 +263,7 @@ class SoormaPlatform(Construct):
         settings: dict[str, Any] | None = None,
         rotate_owner_secret: bool = True,
         deploy_nonce: str | None = None,
+        snap_start: bool = False,
     ) -> None:
         super().__init__(scope, id)
         if transport not in ("sqs", "nats"):
@@ -282,6 +291,7 @@ class SoormaPlatform(Construct):
         function_settings.setdefault("gateway", {}).setdefault("SOORMA_A2A_CARD_TENANT", platform_tenant_id)
         jwks = bool(function_settings["authorizer"].get("SOORMA_JWT_JWKS_URL"))
         self.log_retention = log_retention
+        self.snap_start = snap_start
         self.reserved_concurrency = (
             dict(DEFAULT_RESERVED_CONCURRENCY) if reserved_concurrency == "default" else reserved_concurrency
         )
@@ -487,6 +497,8 @@ class SoormaPlatform(Construct):
 
         # ---------------------------------------------------------------------------------------------- functions
         self.functions: dict[str, lambda_.Function] = {}
+        # What the HTTP API invokes per function: the function itself, or under snap_start its alias "live".
+        self.entrypoints: dict[str, lambda_.IFunction] = {}
         db_secrets = [self.app_secret]
         dims = str(self.embedding_dimensions)
         if embedding_provider == "bedrock":
@@ -516,8 +528,11 @@ class SoormaPlatform(Construct):
             self.functions[name] = self._function(
                 name, handler=package.handler, layers=package.layers,
                 memory=spec["memory"], timeout=spec["timeout"], secrets=spec["secrets"], env=env,
-                egress=spec.get("egress", False),
+                egress=spec.get("egress", False), snap_start=snap_start and name in packaging.SNAP_START_FUNCTIONS,
             )
+            self.entrypoints[name] = self.functions[name]
+            if snap_start and name in packaging.SNAP_START_FUNCTIONS:
+                self.entrypoints[name] = self._live_alias(name, self.functions[name])
         self.bootstrap_key_secret.grant_write(self.functions["registrar"])
         self.admin_key_secret.grant_write(self.functions["registrar"])
         if embedding_provider == "bedrock":
@@ -622,7 +637,7 @@ class SoormaPlatform(Construct):
 
     def _function(self, name: str, *, handler: str, layers: list[str], memory: int, timeout: int,
                   secrets: list[secretsmanager.ISecret], env: dict[str, str] | None = None,
-                  egress: bool = False) -> lambda_.Function:
+                  egress: bool = False, snap_start: bool = False) -> lambda_.Function:
         environment = {
             "SOORMA_HANDLER": handler,
             "SOORMA_DB_NAME": DB_NAME,
@@ -660,6 +675,7 @@ class SoormaPlatform(Construct):
             log_group=self._log_group(name),
             logging_format=lambda_.LoggingFormat.JSON,
             reserved_concurrent_executions=reserved,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
         )
         for secret in secrets:
             secret.grant_read(fn)
@@ -673,6 +689,13 @@ class SoormaPlatform(Construct):
               "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"]),
         )
         return fn
+
+    def _live_alias(self, name: str, fn: lambda_.Function) -> lambda_.Alias:
+        """The alias ``live`` of the version of ``fn`` this deploy publishes (``current_version`` changes whenever
+        the code or configuration does): SnapStart applies to published versions only, never ``$LATEST``.
+        https://docs.aws.amazon.com/lambda/latest/dg/snapstart-activate.html"""
+        return lambda_.Alias(self, f"{name.capitalize()}Live", alias_name="live", version=fn.current_version,
+                             description=f"Soorma {name}: the SnapStart version the HTTP API invokes")
 
     def _api(self, cache_ttl: int, rate: int, burst: int) -> None:
         fns = self.functions
@@ -711,7 +734,8 @@ class SoormaPlatform(Construct):
             }),
         )
         self.api_stage = stage
-        integration = {name: integrations.HttpLambdaIntegration(f"{name.capitalize()}Integration", fns[name])
+        integration = {name: integrations.HttpLambdaIntegration(f"{name.capitalize()}Integration",
+                                                                self.entrypoints[name])
                        for name in ("registry", "memory", "gateway", "tracker")}
         for route_key, name, public in API_ROUTES:
             method, path = route_key.split(" ", 1)

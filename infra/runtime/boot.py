@@ -16,6 +16,15 @@ environment, during Lambda's init phase:
 Then ``SOORMA_HANDLER`` (``package.module.attribute``) is imported and called. If a secret is not readable yet (an
 agent whose key the registrar has not written), the import is retried on the next invocation, and that invocation
 fails, so its events are retried rather than handled without credentials.
+
+Under Lambda SnapStart (``SoormaPlatform(snap_start=True)``; Lambda sets ``AWS_LAMBDA_INITIALIZATION_TYPE`` to
+``snap-start`` for the init that precedes the snapshot) :func:`prepare_snapshot` also runs the handler's
+``prewarm()`` (the FastAPI app built, its routes' validators compiled) so a restored environment only serves. Nothing
+opened there holds a network connection or a credential with a lifetime: database pools connect on first use and
+boto3 clients are made per execution environment on first use, after the restore. After a restore ``random`` is
+reseeded (`Handling uniqueness with Lambda SnapStart
+<https://docs.aws.amazon.com/lambda/latest/dg/snapstart-uniqueness.html>`_; identifiers come from ``uuid4`` and
+``secrets``, which read the OS's entropy on every call).
 """
 
 from __future__ import annotations
@@ -133,9 +142,36 @@ def handler(event: Any, context: Any) -> Any:
     return _ensure_target()(event, context)
 
 
+SNAP_START_INIT = "snap-start"  # AWS_LAMBDA_INITIALIZATION_TYPE during the init Lambda snapshots
+
+
+def prepare_snapshot(target: Callable[[Any, Any], Any]) -> bool:
+    """Before a SnapStart snapshot: call ``target.prewarm()`` if the handler has one (``soorma.service``'s lazy
+    Mangum handlers do) and register the after-restore hook that reseeds ``random``. Returns whether it prewarmed.
+
+    The hook uses ``snapshot_restore_py`` (`runtime hooks for Python
+    <https://docs.aws.amazon.com/lambda/latest/dg/snapstart-runtime-hooks-python.html>`_), which the Lambda Python
+    runtime ships; elsewhere (the bench, tests) it is absent and only the prewarm runs."""
+    prewarm = getattr(target, "prewarm", None)
+    if callable(prewarm):
+        prewarm()
+    try:
+        from snapshot_restore_py import register_after_restore
+    except ImportError:
+        pass
+    else:
+        import random
+
+        register_after_restore(random.seed)
+    return callable(prewarm)
+
+
 # Lambda's init phase: resolve and import now, so the first request only runs the handler.
 if os.environ.get(HANDLER_ENV) and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
     try:
         _ensure_target()
     except SecretNotReady as exc:  # retried on the first invocation
         log.warning("deferred: %s", exc)
+    else:
+        if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == SNAP_START_INIT:
+            prepare_snapshot(_target)

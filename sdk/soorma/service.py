@@ -338,21 +338,29 @@ def ensure_event_loop() -> None:
 
 
 def lazy_mangum_handler(factory: Callable[[], FastAPI]) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """A Lambda handler that builds ``Mangum(factory(), lifespan="off")`` on first use and reuses it while warm."""
+    """A Lambda handler that builds ``Mangum(factory(), lifespan="off")`` on first use and reuses it while warm.
+
+    ``handler.prewarm()`` builds it now (what ``soorma.infra.runtime.boot.prepare_snapshot`` calls before a
+    SnapStart snapshot); the factory must not open network connections (the platform's apps connect on first use)."""
     from mangum import Mangum
 
     built: list[Mangum] = []
     lock = threading.Lock()
 
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    def prewarm() -> Mangum:
         if not built:
             with lock:
                 if not built:
                     built.append(Mangum(factory(), lifespan="off"))
+        return built[0]
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        adapter = prewarm()
         ensure_event_loop()
-        return built[0](event, context)
+        return adapter(event, context)
 
     handler.__doc__ = "Lambda entry point (API Gateway HTTP API, payload format 2.0) of the function's FastAPI app."
+    handler.prewarm = prewarm  # type: ignore[attr-defined]  # soorma.infra.runtime.boot.prepare_snapshot calls it
     return handler
 
 

@@ -84,7 +84,7 @@ _synths: dict[str, Synth] = {}
 
 # Each synth also covers one set of the other context options, so both values of each are checked without a third
 # synth: the sqs app is the default configuration (Bedrock embeddings) with an HS256 secret and pass-through
-# settings; the nats app selects the local embedding model and RS256 tokens from a JWKS URL.
+# settings; the nats app selects the local embedding model, RS256 tokens from a JWKS URL and Lambda SnapStart.
 JWKS_URL = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example/.well-known/jwks.json"
 EXTRA_CONTEXT = {
     "sqs": {
@@ -97,6 +97,7 @@ EXTRA_CONTEXT = {
         "soorma:jwt-issuer": "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example",
         "soorma:jwt-audience": "soorma-client",
         "soorma:platform-admin-tenant": "operator",
+        "soorma:snap-start": "true",
     },
 }
 

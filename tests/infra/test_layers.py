@@ -167,10 +167,20 @@ def test_the_closure_sees_lazy_imports(built):
 
 def test_only_the_local_model_brings_numpy(built):
     """numpy is in the memory function's layers only with the local model (whose layer has it); the default
-    configuration's memory function gets the platform layer alone."""
+    configuration's memory function gets the db and platform layers alone."""
     for provider in packaging.EMBEDDING_PROVIDERS:
         layers = packaging.platform_packages(provider)["memory"].layers
         modules = set().union(*(layer_modules(built[layer]) for layer in layers))
         assert ("numpy" in modules) == (provider == "local"), (provider, layers)
         assert "pgvector" not in modules, (provider, layers)
-    assert packaging.platform_packages()["memory"].layers == ["platform"]
+    assert packaging.platform_packages()["memory"].layers == ["db", "platform"]
+
+
+def test_a_distribution_two_layers_need_is_carried_once(built):
+    """typing_extensions (psycopg's and pydantic's dependency) is layer db's: the platform layer's pip install brings
+    it too, and the build removes that copy with its dist-info, so the merged /opt/python has one version."""
+    assert "typing_extensions" in layer_modules(built["db"])
+    assert "typing_extensions" not in layer_modules(built["platform"])
+    assert not list((built["platform"] / "python").glob("typing_extensions*"))
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        packaging.remove_distribution(built["platform"] / "python", "typing_extensions")

@@ -13,6 +13,8 @@ import sys
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from soorma.infra import packaging
+
 # The first synth on a fresh machine downloads and bundles the arm64 wheels (pytest-timeout's 300 s is per test,
 # fixture setup included).
 pytestmark = pytest.mark.timeout(1200)
@@ -288,14 +290,42 @@ def env_of(synth, prefix: str) -> dict[str, str]:
     return synth.resources[one(synth, prefix)]["Properties"]["Environment"]["Variables"]
 
 
+def test_snap_start_publishes_the_http_functions_and_the_api_invokes_their_live_alias(synth):
+    """soorma:snap-start (on in the nats app, off by default in the sqs one): registry, memory and gateway get
+    ``SnapStart: {ApplyOn: PublishedVersions}``, a published version and an alias ``live`` on it, and every HTTP API
+    integration of theirs invokes that alias (SnapStart never applies to $LATEST); nothing else changes."""
+    on = synth.context.get("soorma:snap-start") == "true"
+    aliases = synth.of_type("AWS::Lambda::Alias")
+    versions = synth.of_type("AWS::Lambda::Version")
+    integrations = list(synth.of_type("AWS::ApiGatewayV2::Integration").values())
+    for name in ("Registry", "Memory", "Gateway", "Tracker", "Authorizer", "Migrate"):
+        fn = one(synth, f"Platform{name}Function")
+        snap = synth.resources[fn]["Properties"].get("SnapStart")
+        expected = on and name.lower() in packaging.SNAP_START_FUNCTIONS
+        assert (snap == {"ApplyOn": "PublishedVersions"}) == expected, (name, snap)
+        mine = {k: a for k, a in aliases.items() if fn in _refs(a["Properties"]["FunctionName"])}
+        targets = {r for i in integrations for r in _refs(i["Properties"]["IntegrationUri"])}
+        if expected:
+            (alias_id, alias), = mine.items()
+            assert alias["Properties"]["Name"] == "live"
+            version_ref = alias["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+            assert version_ref in versions and fn in _refs(versions[version_ref]["Properties"]["FunctionName"])
+            assert alias_id in targets and fn not in targets, name
+        else:
+            assert not mine, name
+            if name in ("Registry", "Memory", "Gateway", "Tracker"):
+                assert fn in targets, name
+
+
 def test_each_function_gets_only_the_layers_it_imports(synth):
     bedrock = synth.embedding_provider == "bedrock"
     expected = {
-        "PlatformRegistryFunction": {"platform"}, "PlatformGatewayFunction": {"platform"},
-        "PlatformTrackerFunction": {"platform"}, "PlatformMigrateFunction": {"platform"},
-        "PlatformRegistrarFunction": {"platform"},
-        "PlatformAuthorizerFunction": {"platform", "auth"},  # PyJWT + cryptography only where tokens are verified
-        "PlatformMemoryFunction": {"platform"} if bedrock else {"platform", "embeddings"},  # numpy: local only
+        "PlatformRegistryFunction": {"db", "platform"}, "PlatformGatewayFunction": {"db", "platform"},
+        "PlatformTrackerFunction": {"db", "platform"},
+        "PlatformMigrateFunction": {"db"},  # psycopg alone: no web framework where no request is served
+        "PlatformRegistrarFunction": {"db", "platform"},
+        "PlatformAuthorizerFunction": {"db", "auth"},  # PyJWT + cryptography only where tokens are verified
+        "PlatformMemoryFunction": {"db", "platform"} if bedrock else {"db", "platform", "embeddings"},  # numpy
     }
     for prefix, layers in expected.items():
         assert layers_of(synth, prefix) == layers, prefix
