@@ -18,7 +18,8 @@ only has its size measured):
   site-packages, no bytecode written) whose ``sys.path`` is only the function's code and layers (the same
   requirement files, built for this machine's interpreter) and what the Lambda runtime ships (boto3 and its
   dependencies): the time to read the function's secrets as ``soorma.infra.runtime.boot`` does in the init phase
-  (importing boto3, a Secrets Manager client, one ``GetSecretValue`` per secret, :data:`FUNCTION_SECRETS`), to
+  (one ``GET`` per secret, :data:`FUNCTION_SECRETS`, from the Parameters and Secrets Lambda Extension, which the
+  CDK app gives every function; a fake answers here, in another process as the extension is), to
   import the handler module, and of its first request against the real embedded PostgreSQL (pgvector) and NATS
   JetStream; ``cold_ms`` is their sum. Medians of ``--runs`` fresh interpreters each. Variants: ``source`` (no
   ``.pyc`` anywhere: what Lambda gets from a deploy without a CPython 3.12, every cold start compiling what it
@@ -126,21 +127,42 @@ def _lambda_runtime(dest: Path) -> Path:
     return dest
 
 
+def _secret_value(arn: str) -> str:
+    """Database credentials, or the pepper for a secret whose ARN says so."""
+    if "pepper" in arn:
+        return "bench-pepper"
+    return json.dumps({"username": "soorma_app", "password": "bench", "host": "127.0.0.1", "port": 5432,
+                       "dbname": "soorma"})
+
+
 class FakeAws(BaseHTTPRequestHandler):
-    """Bedrock Runtime ``InvokeModel`` (Titan v2: a unit vector of the asked width), SNS ``Publish`` and Secrets
-    Manager ``GetSecretValue`` (database credentials, or the pepper for a secret whose ARN says so)."""
+    """Bedrock Runtime ``InvokeModel`` (Titan v2: a unit vector of the asked width), SNS ``Publish``, Secrets
+    Manager ``GetSecretValue`` and the Parameters and Secrets Lambda Extension's ``GET /secretsmanager/get``."""
 
     def log_message(self, *args) -> None:  # quiet
         pass
+
+    def do_GET(self) -> None:  # noqa: N802 - the Parameters and Secrets Lambda Extension's interface
+        from urllib.parse import parse_qs, urlsplit
+
+        url = urlsplit(self.path)
+        arn = parse_qs(url.query).get("secretId", [""])[0]
+        if url.path != "/secretsmanager/get" or not arn or "x-aws-parameters-secrets-token" not in self.headers:
+            self.send_error(400)
+            return
+        answer = json.dumps({"ARN": arn, "Name": arn.rsplit(":", 1)[-1], "SecretString": _secret_value(arn),
+                             "VersionId": "v1", "VersionStages": ["AWSCURRENT"]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         if self.headers.get("x-amz-target") == "secretsmanager.GetSecretValue":
             arn = json.loads(body or b"{}").get("SecretId", "")
-            value = ("bench-pepper" if "pepper" in arn else
-                     json.dumps({"username": "soorma_app", "password": "bench", "host": "127.0.0.1", "port": 5432,
-                                 "dbname": "soorma"}))
-            answer = json.dumps({"ARN": arn, "Name": arn.rsplit(":", 1)[-1], "SecretString": value,
+            answer = json.dumps({"ARN": arn, "Name": arn.rsplit(":", 1)[-1], "SecretString": _secret_value(arn),
                                  "VersionId": "v1", "VersionStages": ["AWSCURRENT"]}).encode()
             content_type = "application/x-amz-json-1.1"
         elif self.path.startswith("/model/"):
@@ -167,8 +189,8 @@ class FakeAws(BaseHTTPRequestHandler):
 VARIANTS = ("source", "bytecode", "snapstart")
 
 # The secrets each function reads at init (soorma.infra.runtime.boot.resolve_environment), as infra/platform.py
-# configures them: variable -> ARN. The fake Secrets Manager answers them, so the time of importing boto3, building
-# the Secrets Manager client and the calls is in every cold start, as in Lambda (less the network round trips).
+# configures them: variable -> ARN. The fake extension answers them, so the reads' cost in our code is in every cold
+# start, as in Lambda (less the extension's own first GetSecretValue round trips, which run in its process).
 _ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
 _APP = {"SOORMA_APP_DB_SECRET_ARN": _ARN + "soorma-app"}
 _PEPPER = {"SOORMA_API_KEY_PEPPER_SECRET_ARN": _ARN + "soorma-pepper"}
@@ -304,7 +326,9 @@ def main() -> None:
             "POWERTOOLS_SERVICE_NAME": "bench", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": aws_url, "AWS_ENDPOINT_URL_SNS": aws_url,
-            "AWS_ENDPOINT_URL_SECRETS_MANAGER": aws_url,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": aws_url, "AWS_SESSION_TOKEN": "bench",
+            # As the CDK app configures every function: secrets through the extension (here the fake's port).
+            "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(fake_aws.server_address[1]),
         }
         if args.embeddings == "bedrock":
             env["SOORMA_BEDROCK_EMBEDDING_MODEL"] = packaging.BEDROCK_EMBEDDING_MODEL

@@ -191,6 +191,7 @@ class SoormaAgent(Construct):
             timeout=cdk.Duration.seconds(int(self.settings["timeout_seconds"])),
             log_group=log_group,
             logging_format=lambda_.LoggingFormat.JSON,
+            params_and_secrets=platform.secrets_extension,  # its API key, read at init without boto3
             environment={
                 "SOORMA_HANDLER": handler,
                 "SOORMA_API_URL": platform.api.api_endpoint,

@@ -68,6 +68,7 @@ from soorma.infra import bundling, packaging
 Transport = Literal["sqs", "nats"]
 
 BOOT_HANDLER = "soorma.infra.runtime.boot.handler"
+SECRETS_EXTENSION_PORT = 2773  # the extension's default; written to PARAMETERS_SECRETS_EXTENSION_HTTP_PORT
 DB_NAME = "soorma"
 OWNER_USER = "soorma_owner"
 APP_USER = "soorma_app"
@@ -492,6 +493,11 @@ class SoormaPlatform(Construct):
 
         # ---------------------------------------------------------------------------------------------- layers, code
         self.code = bundling.platform_code()
+        # AWS's Parameters and Secrets Lambda Extension: soorma.infra.runtime.boot reads the functions' secrets from
+        # it over localhost at init, without importing boto3 (most of a secret read's cold-start cost).
+        self.secrets_extension = lambda_.ParamsAndSecretsLayerVersion.from_version(
+            lambda_.ParamsAndSecretsVersions.V1_0_103, cache_enabled=True, http_port=SECRETS_EXTENSION_PORT,
+            log_level=lambda_.ParamsAndSecretsLogLevel.WARN)
         self.layers: dict[str, lambda_.LayerVersion] = {}  # created on first use: only the layers some function needs
         self.sdk_layer = self.layer("sdk")
 
@@ -676,6 +682,9 @@ class SoormaPlatform(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             reserved_concurrent_executions=reserved,
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
+            # Not under SnapStart: its functions get container credentials, which the extension cannot take, and
+            # they read their secrets before the snapshot, so the read's cost is not in a cold start anyway.
+            params_and_secrets=self.secrets_extension if secrets and not snap_start else None,
         )
         for secret in secrets:
             secret.grant_read(fn)

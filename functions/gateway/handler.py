@@ -5,7 +5,17 @@
 * ``soorma.functions.gateway.authorizer.handler`` — the HTTP API Lambda authorizer (its own function).
 """
 
+from fastapi import FastAPI
+
 from soorma.functions.gateway.app import create_app
 from soorma.service import lazy_mangum_handler
 
-handler = lazy_mangum_handler(create_app)
+
+def warm(app: FastAPI) -> None:
+    """Before a SnapStart snapshot: what the first publish would build (the SNS client; NATS connects on use)."""
+    prewarm = getattr(app.state.publisher, "prewarm", None)
+    if prewarm is not None:
+        prewarm()
+
+
+handler = lazy_mangum_handler(create_app, warm=warm)

@@ -13,6 +13,9 @@ environment, during Lambda's init phase:
 | ``SOORMA_API_KEY_SECRET_ARN`` | an agent's API key (written by the registrar on deploy) | ``SOORMA_API_KEY`` |
 | ``SOORMA_JWT_SECRET_ARN`` | the HS256 JWT secret: the plain string, or ``{"secret": ...}`` | ``SOORMA_JWT_SECRET`` |
 
+Secrets are read through the AWS Parameters and Secrets Lambda Extension when the function has it (the CDK app adds
+it to every function: :func:`read_secret_from_extension`, no AWS SDK import), else with boto3.
+
 Then ``SOORMA_HANDLER`` (``package.module.attribute``) is imported and called. If a secret is not readable yet (an
 agent whose key the registrar has not written), the import is retried on the next invocation, and that invocation
 fails, so its events are retried rather than handled without credentials.
@@ -47,8 +50,45 @@ class SecretNotReady(RuntimeError):
     """A secret this function needs has no usable value yet."""
 
 
+EXTENSION_PORT_ENV = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
+
+
+def read_secret_from_extension(arn: str, port: int | str, *, token: str | None = None,
+                               timeout_s: float = 5.0) -> str:
+    """``SecretString`` of ``arn`` from the AWS Parameters and Secrets Lambda Extension on ``localhost:port``.
+
+    The extension (an AWS-published layer; the CDK app adds it) answers ``GET /secretsmanager/get?secretId=...``
+    with ``GetSecretValue``'s JSON, authenticated by the ``X-Aws-Parameters-Secrets-Token`` header (the function's
+    ``AWS_SESSION_TOKEN``) and cached in the execution environment. Reading it needs no AWS SDK, which is the point:
+    importing boto3 and building a Secrets Manager client is most of a secret read's cold-start cost.
+    https://docs.aws.amazon.com/lambda/latest/dg/with-secrets-manager.html
+
+    Raises ``OSError`` (``urllib.error.URLError``/``HTTPError``) when the extension does not answer with the secret,
+    :class:`SecretNotReady` when the secret has no string value."""
+    from urllib.request import Request, urlopen
+
+    token = token if token is not None else os.environ.get("AWS_SESSION_TOKEN", "")
+    request = Request(f"http://localhost:{port}/secretsmanager/get?secretId={quote(arn, safe='')}",
+                      headers={"X-Aws-Parameters-Secrets-Token": token})
+    with urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - a fixed http://localhost URL
+        value = _json(response.read().decode()).get("SecretString")
+    if not value:
+        raise SecretNotReady(f"secret {arn} has no value")
+    return value
+
+
 def _read_secret(arn: str) -> str:
-    import boto3  # the Lambda Python runtime ships boto3; imported only when a secret is configured
+    """Through the extension when the function has it (``PARAMETERS_SECRETS_EXTENSION_HTTP_PORT``), else (or when
+    the extension fails) with boto3, which the Lambda Python runtime ships."""
+    port = os.environ.get(EXTENSION_PORT_ENV)
+    # Under SnapStart Lambda gives container credentials, not AWS_SESSION_TOKEN, and the extension cannot
+    # authenticate the read: boto3 (whose cost is then in the init before the snapshot) is the way.
+    if port and os.environ.get("AWS_SESSION_TOKEN"):
+        try:
+            return read_secret_from_extension(arn, port)
+        except OSError as exc:
+            log.warning("secrets extension on port %s failed for %s (%s); reading it with boto3", port, arn, exc)
+    import boto3
 
     client = boto3.client("secretsmanager")
     value = client.get_secret_value(SecretId=arn).get("SecretString")

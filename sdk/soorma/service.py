@@ -337,27 +337,36 @@ def ensure_event_loop() -> None:
         asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def lazy_mangum_handler(factory: Callable[[], FastAPI]) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+def lazy_mangum_handler(factory: Callable[[], FastAPI], *, warm: Callable[[FastAPI], None] | None = None,
+                        ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """A Lambda handler that builds ``Mangum(factory(), lifespan="off")`` on first use and reuses it while warm.
 
     ``handler.prewarm()`` builds it now (what ``soorma.infra.runtime.boot.prepare_snapshot`` calls before a
-    SnapStart snapshot); the factory must not open network connections (the platform's apps connect on first use)."""
+    SnapStart snapshot) and then ``warm(app)`` if given (the gateway builds its SNS client there: under SnapStart
+    Lambda gives container credentials, which botocore refreshes after a restore). Neither may open network
+    connections: they would be dead in every restored environment (the platform's apps connect on first use)."""
     from mangum import Mangum
 
     built: list[Mangum] = []
     lock = threading.Lock()
 
-    def prewarm() -> Mangum:
+    def adapter() -> Mangum:
         if not built:
             with lock:
                 if not built:
                     built.append(Mangum(factory(), lifespan="off"))
         return built[0]
 
+    def prewarm() -> Mangum:
+        built_adapter = adapter()
+        if warm is not None:
+            warm(built_adapter.app)
+        return built_adapter
+
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        adapter = prewarm()
+        adapter_ = adapter()
         ensure_event_loop()
-        return adapter(event, context)
+        return adapter_(event, context)
 
     handler.__doc__ = "Lambda entry point (API Gateway HTTP API, payload format 2.0) of the function's FastAPI app."
     handler.prewarm = prewarm  # type: ignore[attr-defined]  # soorma.infra.runtime.boot.prepare_snapshot calls it

@@ -331,3 +331,107 @@ def test_registrar_registers_an_agent_with_its_events_issues_its_key_once_and_un
             assert query_agents(conn, agent_id="counter") == []
     finally:
         db.close()
+
+
+class _Extension:
+    """A stand-in for the AWS Parameters and Secrets Lambda Extension on 127.0.0.1: ``GET /secretsmanager/get``."""
+
+    def __init__(self, secrets: dict[str, str]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        seen = self.requests = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                url = urlsplit(self.path)
+                arn = parse_qs(url.query).get("secretId", [""])[0]
+                seen.append((url.path, arn, self.headers.get("X-Aws-Parameters-Secrets-Token")))
+                if self.headers.get("X-Aws-Parameters-Secrets-Token") != "session-token" or arn not in secrets:
+                    self.send_error(400 if arn in secrets else 404)
+                    return
+                body = json.dumps({"ARN": arn, "SecretString": secrets[arn]}).encode()
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def extension():
+    ext = _Extension({"arn:aws:secretsmanager:eu-west-1:123456789012:secret:soorma/app-AbCd": "pepper-value"})
+    yield ext
+    ext.server.shutdown()
+
+
+def test_boot_reads_secrets_through_the_extension_without_boto3(extension, monkeypatch):
+    """With PARAMETERS_SECRETS_EXTENSION_HTTP_PORT (the CDK app sets it) a secret is one GET on localhost, the ARN
+    quoted and the session token in X-Aws-Parameters-Secrets-Token; boto3 is never asked."""
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:soorma/app-AbCd"
+    monkeypatch.setenv(boot.EXTENSION_PORT_ENV, str(extension.port))
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token")
+    monkeypatch.setitem(sys.modules, "boto3", None)  # an import of boto3 would raise
+    assert boot._read_secret(arn) == "pepper-value"
+    assert extension.requests == [("/secretsmanager/get", arn, "session-token")]
+
+
+def test_boot_falls_back_to_boto3_when_the_extension_refuses_or_is_absent(extension, monkeypatch):
+    """A refusing extension (here a wrong token) or none on the port: the read goes to Secrets Manager with boto3
+    (moto here), with one warning; without a session token (SnapStart's container credentials) the extension is
+    not even asked."""
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        arn = boto3.client("secretsmanager").create_secret(Name="soorma/pepper", SecretString="from-sm")["ARN"]
+        monkeypatch.setenv(boot.EXTENSION_PORT_ENV, str(extension.port))
+        monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token")
+        assert boot._read_secret(arn) == "from-sm"  # the extension answers 404: not its secret
+        assert [r[1] for r in extension.requests] == [arn]
+        monkeypatch.delenv("AWS_SESSION_TOKEN")
+        assert boot._read_secret(arn) == "from-sm"
+        assert len(extension.requests) == 1  # not asked without a token
+        monkeypatch.setenv("AWS_SESSION_TOKEN", "session-token")
+        monkeypatch.setenv(boot.EXTENSION_PORT_ENV, "1")  # nothing listens there
+        assert boot._read_secret(arn) == "from-sm"
+
+
+def test_prepare_snapshot_prewarms_the_lazy_app_and_its_warm_hook():
+    """SnapStart's init (boot.prepare_snapshot) builds the lazy Mangum app and runs its warm hook once; the first
+    request then reuses that app."""
+    from fastapi import FastAPI
+
+    from soorma.service import lazy_mangum_handler
+
+    built, warmed = [], []
+
+    def factory() -> FastAPI:
+        app = FastAPI()
+        built.append(app)
+
+        @app.get("/ping")
+        def ping():
+            return {"ok": True}
+
+        return app
+
+    handler = lazy_mangum_handler(factory, warm=warmed.append)
+    assert boot.prepare_snapshot(handler) is True
+    assert len(built) == 1 and warmed == built
+    from soorma.local.apigw import http_event
+
+    reply = handler(http_event("GET", "/ping"), None)
+    assert reply["statusCode"] == 200 and json.loads(reply["body"]) == {"ok": True}
+    assert len(built) == 1 and len(warmed) == 1
+    assert boot.prepare_snapshot(lambda event, context: None) is False  # a plain handler: nothing to prewarm

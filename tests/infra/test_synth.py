@@ -276,14 +276,49 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
 
 
 def layers_of(synth, prefix: str) -> set[str]:
-    """The layer names (``platform``, ``auth``, ``embeddings``, ``sdk``) of one function."""
+    """The names of our layers (``db``, ``platform``, ``auth``, ``embeddings``, ``sdk``) of one function; AWS's
+    Parameters and Secrets extension layer (an ARN, see :func:`extension_layers_of`) is not one of them."""
     props = synth.resources[one(synth, prefix)]["Properties"]
     names = set()
     for ref in props.get("Layers", []):
+        if ref in extension_layers_of(synth, prefix):
+            continue
         match = re.match(r"^Platform([A-Z][a-z]+)Layer", ref["Ref"])
         assert match, ref
         names.add(match.group(1).lower())
     return names
+
+
+SECRETS_EXTENSION = re.compile(
+    r"^arn:aws:lambda:eu-west-1:\d{12}:layer:AWS-Parameters-and-Secrets-Lambda-Extension-Arm64:\d+$")
+
+
+def extension_layers_of(synth, prefix: str) -> list:
+    return [layer for layer in synth.resources[one(synth, prefix)]["Properties"].get("Layers", [])
+            if isinstance(layer, str) and SECRETS_EXTENSION.match(layer)]
+
+
+def test_functions_read_secrets_through_the_parameters_and_secrets_extension(synth):
+    """Every function that reads a secret at init gets AWS's Parameters and Secrets Lambda Extension (arm64, this
+    region) and its port, so soorma.infra.runtime.boot reads without importing boto3; except under SnapStart,
+    whose container credentials the extension cannot take (those functions read before the snapshot)."""
+    snap = synth.context.get("soorma:snap-start") == "true"
+    checked = 0
+    for logical_id, fn in synth.of_type("AWS::Lambda::Function").items():
+        env = fn["Properties"].get("Environment", {}).get("Variables", {})
+        if not any(k.endswith("_SECRET_ARN") for k in env):
+            continue
+        name = re.match(r"^Platform([A-Z][a-z]+)Function", logical_id)
+        snap_started = snap and name is not None and name.group(1).lower() in packaging.SNAP_START_FUNCTIONS
+        extension = [layer for layer in fn["Properties"].get("Layers", [])
+                     if isinstance(layer, str) and SECRETS_EXTENSION.match(layer)]
+        if snap_started:
+            assert not extension and "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT" not in env, logical_id
+        else:
+            assert len(extension) == 1, (logical_id, fn["Properties"].get("Layers"))
+            assert env.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT") == "2773", logical_id
+        checked += 1
+    assert checked >= 7  # the platform's functions and the example agents
 
 
 def env_of(synth, prefix: str) -> dict[str, str]:
