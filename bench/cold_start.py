@@ -31,8 +31,8 @@ only has its size measured):
   imported, the app built), then only the first request timed; its ``cold_ms`` is what a restored environment
   still spends in our code, to which Lambda adds the restore itself, which cannot be measured off AWS.
 * ``deployed_variant`` — which of the two a deploy from this machine would ship: ``bytecode`` when the bundler finds
-  a CPython of the Lambda runtime's version (``$SOORMA_LAMBDA_PYTHON``, else ``python3.12`` on ``PATH``:
-  ``packaging.lambda_bytecode``; ``deployed_bytecode_python`` names it), else ``source``.
+  a CPython of the Lambda runtime's version (``$SOORMA_LAMBDA_PYTHON``, else ``python3.12`` on ``PATH``, in pyenv,
+  uv or a system prefix: ``packaging.lambda_bytecode``; ``deployed_bytecode_python`` names it), else ``source``.
 
 ``cpu_reference_ms`` is the time of a fixed pure-Python loop on this machine at the time of the run
 (:func:`cpu_reference_ms`): compare cold starts of two runs relative to it.
