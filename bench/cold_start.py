@@ -127,12 +127,14 @@ def _lambda_runtime(dest: Path) -> Path:
     return dest
 
 
-def _secret_value(arn: str) -> str:
-    """Database credentials, or the pepper for a secret whose ARN says so."""
-    if "pepper" in arn:
-        return "bench-pepper"
-    return json.dumps({"username": "soorma_app", "password": "bench", "host": "127.0.0.1", "port": 5432,
-                       "dbname": "soorma"})
+def _secret_answer(arn: str) -> bytes:
+    """``GetSecretValue``'s JSON (the extension answers the same): database credentials, or the pepper for a secret
+    whose ARN says so."""
+    value = ("bench-pepper" if "pepper" in arn else
+             json.dumps({"username": "soorma_app", "password": "bench", "host": "127.0.0.1", "port": 5432,
+                         "dbname": "soorma"}))
+    return json.dumps({"ARN": arn, "Name": arn.rsplit(":", 1)[-1], "SecretString": value, "VersionId": "v1",
+                       "VersionStages": ["AWSCURRENT"]}).encode()
 
 
 class FakeAws(BaseHTTPRequestHandler):
@@ -150,20 +152,12 @@ class FakeAws(BaseHTTPRequestHandler):
         if url.path != "/secretsmanager/get" or not arn or "x-aws-parameters-secrets-token" not in self.headers:
             self.send_error(400)
             return
-        answer = json.dumps({"ARN": arn, "Name": arn.rsplit(":", 1)[-1], "SecretString": _secret_value(arn),
-                             "VersionId": "v1", "VersionStages": ["AWSCURRENT"]}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
+        self._answer(_secret_answer(arn), "application/json")
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers.get("content-length") or 0))
         if self.headers.get("x-amz-target") == "secretsmanager.GetSecretValue":
-            arn = json.loads(body or b"{}").get("SecretId", "")
-            answer = json.dumps({"ARN": arn, "Name": arn.rsplit(":", 1)[-1], "SecretString": _secret_value(arn),
-                                 "VersionId": "v1", "VersionStages": ["AWSCURRENT"]}).encode()
+            answer = _secret_answer(json.loads(body or b"{}").get("SecretId", ""))
             content_type = "application/x-amz-json-1.1"
         elif self.path.startswith("/model/"):
             request = json.loads(body or b"{}")
@@ -179,11 +173,14 @@ class FakeAws(BaseHTTPRequestHandler):
                       b"<MessageId>bench-1</MessageId></PublishResult><ResponseMetadata><RequestId>r</RequestId>"
                       b"</ResponseMetadata></PublishResponse>")
             content_type = "text/xml"
+        self._answer(answer, content_type)
+
+    def _answer(self, body: bytes, content_type: str) -> None:
         self.send_response(200)
         self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(answer)))
+        self.send_header("content-length", str(len(body)))
         self.end_headers()
-        self.wfile.write(answer)
+        self.wfile.write(body)
 
 
 VARIANTS = ("source", "bytecode", "snapstart")
@@ -362,22 +359,22 @@ def main() -> None:
             tree = trees["bytecode" if variant == "snapstart" else variant]
             path = ([str(tree["code"])] + [str(tree[n] / "python") for n in package.layers]
                     + [str(runtime)])
+            spec = {"path": path, "handler": package.handler, "event": events[name], "name": name,
+                    "secret_arns": FUNCTION_SECRETS.get(name, {}), "snapstart": variant == "snapstart"}
+
+            def child(*flags: str) -> subprocess.CompletedProcess:
+                return subprocess.run([sys.executable, "-S", "-B", *flags, "-c", CHILD], input=json.dumps(spec),
+                                      env=env, capture_output=True, text=True, timeout=120)
+
             samples = []
             for _ in range(args.runs):
-                spec = {"path": path, "handler": package.handler, "event": events[name], "name": name,
-                        "secret_arns": FUNCTION_SECRETS.get(name, {}), "snapstart": variant == "snapstart"}
-                proc = subprocess.run([sys.executable, "-S", "-B", "-c", CHILD], input=json.dumps(spec),
-                                      env=env, capture_output=True, text=True, timeout=120)
+                proc = child()
                 if proc.returncode != 0:
                     raise SystemExit(f"{name}: {proc.stderr[-3000:]}")
                 samples.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             if args.importtime:
-                spec = {"path": path, "handler": package.handler, "event": events[name], "name": name,
-                        "secret_arns": FUNCTION_SECRETS.get(name, {})}
-                proc = subprocess.run([sys.executable, "-S", "-B", "-X", "importtime", "-c", CHILD],
-                                      input=json.dumps(spec), env=env, capture_output=True, text=True,
-                                      timeout=120)
-                results[name].setdefault("import_profile", {})[variant] = _import_profile(proc.stderr)
+                results[name].setdefault("import_profile", {})[variant] = _import_profile(
+                    child("-X", "importtime").stderr)
             secrets = statistics.median(s["secrets_ms"] for s in samples)
             imp = statistics.median(s["import_ms"] for s in samples)
             first = statistics.median(s["first_ms"] for s in samples)

@@ -333,9 +333,9 @@ def _enable_hint(version: str) -> str:
     return f"install CPython {version} (python{version} on PATH) or set {LAMBDA_PYTHON_ENV}=/path/to/python{version}"
 
 
-# Where CPython installs live besides PATH, searched in this order for python<version>: pyenv's versions (a pyenv
-# shim on PATH only runs the versions pyenv has selected, so a deploy from a project pinned to another version would
-# otherwise ship source), uv's managed interpreters, then the usual system prefixes.
+# The system prefixes candidate_pythons() searches last, after PATH, pyenv's versions (a pyenv shim on PATH only
+# runs the versions pyenv has selected, so a deploy from a project pinned to another version would otherwise ship
+# source) and uv's managed interpreters.
 WELL_KNOWN_PYTHON_DIRS: tuple[str, ...] = ("/usr/local/bin", "/usr/bin", "/opt/homebrew/bin")
 
 

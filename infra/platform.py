@@ -292,7 +292,6 @@ class SoormaPlatform(Construct):
         function_settings.setdefault("gateway", {}).setdefault("SOORMA_A2A_CARD_TENANT", platform_tenant_id)
         jwks = bool(function_settings["authorizer"].get("SOORMA_JWT_JWKS_URL"))
         self.log_retention = log_retention
-        self.snap_start = snap_start
         self.reserved_concurrency = (
             dict(DEFAULT_RESERVED_CONCURRENCY) if reserved_concurrency == "default" else reserved_concurrency
         )
@@ -529,16 +528,16 @@ class SoormaPlatform(Construct):
         }
         for name, spec in specs.items():
             package = self.packages[name]
+            snapped = snap_start and name in packaging.SNAP_START_FUNCTIONS
             env = {"SOORMA_PLATFORM_ADMIN_TENANT": platform_admin_tenant, **function_settings.get(name, {}),
                    **spec.get("env", {})}
             self.functions[name] = self._function(
                 name, handler=package.handler, layers=package.layers,
                 memory=spec["memory"], timeout=spec["timeout"], secrets=spec["secrets"], env=env,
-                egress=spec.get("egress", False), snap_start=snap_start and name in packaging.SNAP_START_FUNCTIONS,
+                egress=spec.get("egress", False), snap_start=snapped,
             )
-            self.entrypoints[name] = self.functions[name]
-            if snap_start and name in packaging.SNAP_START_FUNCTIONS:
-                self.entrypoints[name] = self._live_alias(name, self.functions[name])
+            self.entrypoints[name] = (self._live_alias(name, self.functions[name]) if snapped
+                                      else self.functions[name])
         self.bootstrap_key_secret.grant_write(self.functions["registrar"])
         self.admin_key_secret.grant_write(self.functions["registrar"])
         if embedding_provider == "bedrock":

@@ -21,10 +21,10 @@ from soorma.functions.tracker.recording import (
     summarize,
 )
 from soorma.identity import Identity
-from soorma.service import current_identity, function_app
+from soorma.service import current_identity, function_app, lazy_mangum_handler
 
-__all__ = ["DUPLICATE", "IGNORED", "RECORDED", "create_app", "is_failure", "process_batch", "record_envelope",
-           "summarize"]
+__all__ = ["DUPLICATE", "IGNORED", "RECORDED", "create_app", "http_handler", "is_failure", "process_batch",
+           "record_envelope", "summarize"]
 
 
 def create_app(db: Database | None = None) -> FastAPI:
@@ -56,3 +56,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         return {"goal_id": goal_id, "events": events, "count": len(events)}
 
     return app
+
+
+# The tracker function's HTTP entry (soorma.functions.tracker.handler imports it on the first HTTP request).
+http_handler = lazy_mangum_handler(create_app)

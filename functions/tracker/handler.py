@@ -12,28 +12,17 @@ the environment is warm.
 
 from __future__ import annotations
 
-import threading
-from typing import Any, Callable
+from typing import Any
 
 from soorma.db import database_from_env
 from soorma.functions.tracker.recording import process_batch
-
-_http: list[Callable[[dict[str, Any], Any], dict[str, Any]]] = []
-_http_lock = threading.Lock()
-
-
-def _http_handler() -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    if not _http:
-        with _http_lock:
-            if not _http:
-                from soorma.functions.tracker.app import create_app
-                from soorma.service import lazy_mangum_handler
-
-                _http.append(lazy_mangum_handler(create_app))
-    return _http[0]
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if isinstance(event, dict) and "Records" in event:
         return process_batch(database_from_env(), event, context)
-    return _http_handler()(event, context)
+    # Imported here, not above: the import system runs soorma.functions.tracker.app once (under its lock) and
+    # caches it, so the first HTTP request builds the lazy Mangum handler and later ones reuse it.
+    from soorma.functions.tracker.app import http_handler
+
+    return http_handler(event, context)

@@ -23,8 +23,9 @@ fails, so its events are retried rather than handled without credentials.
 Under Lambda SnapStart (``SoormaPlatform(snap_start=True)``; Lambda sets ``AWS_LAMBDA_INITIALIZATION_TYPE`` to
 ``snap-start`` for the init that precedes the snapshot) :func:`prepare_snapshot` also runs the handler's
 ``prewarm()`` (the FastAPI app built, its routes' validators compiled) so a restored environment only serves. Nothing
-opened there holds a network connection or a credential with a lifetime: database pools connect on first use and
-boto3 clients are made per execution environment on first use, after the restore. After a restore ``random`` is
+opened there holds a network connection: database pools and NATS connect on first use; a boto3 client built there
+(the gateway's SNS client) holds no connection yet and takes SnapStart's container credentials, which botocore
+refreshes after the restore. After a restore ``random`` is
 reseeded (`Handling uniqueness with Lambda SnapStart
 <https://docs.aws.amazon.com/lambda/latest/dg/snapstart-uniqueness.html>`_; identifiers come from ``uuid4`` and
 ``secrets``, which read the OS's entropy on every call).
@@ -63,35 +64,34 @@ def read_secret_from_extension(arn: str, port: int | str, *, token: str | None =
     importing boto3 and building a Secrets Manager client is most of a secret read's cold-start cost.
     https://docs.aws.amazon.com/lambda/latest/dg/with-secrets-manager.html
 
-    Raises ``OSError`` (``urllib.error.URLError``/``HTTPError``) when the extension does not answer with the secret,
-    :class:`SecretNotReady` when the secret has no string value."""
+    Returns ``""`` when the secret has no string value. Raises ``OSError`` (``urllib.error.URLError``/``HTTPError``)
+    when the extension does not answer with the secret."""
     from urllib.request import Request, urlopen
 
     token = token if token is not None else os.environ.get("AWS_SESSION_TOKEN", "")
     request = Request(f"http://localhost:{port}/secretsmanager/get?secretId={quote(arn, safe='')}",
                       headers={"X-Aws-Parameters-Secrets-Token": token})
     with urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - a fixed http://localhost URL
-        value = _json(response.read().decode()).get("SecretString")
-    if not value:
-        raise SecretNotReady(f"secret {arn} has no value")
-    return value
+        return str(_json(response.read().decode()).get("SecretString") or "")
 
 
 def _read_secret(arn: str) -> str:
     """Through the extension when the function has it (``PARAMETERS_SECRETS_EXTENSION_HTTP_PORT``), else (or when
-    the extension fails) with boto3, which the Lambda Python runtime ships."""
+    the extension fails) with boto3, which the Lambda Python runtime ships. Raises :class:`SecretNotReady` when the
+    secret has no string value."""
     port = os.environ.get(EXTENSION_PORT_ENV)
+    value: str | None = None
     # Under SnapStart Lambda gives container credentials, not AWS_SESSION_TOKEN, and the extension cannot
     # authenticate the read: boto3 (whose cost is then in the init before the snapshot) is the way.
     if port and os.environ.get("AWS_SESSION_TOKEN"):
         try:
-            return read_secret_from_extension(arn, port)
+            value = read_secret_from_extension(arn, port)
         except OSError as exc:
             log.warning("secrets extension on port %s failed for %s (%s); reading it with boto3", port, arn, exc)
-    import boto3
+    if value is None:
+        import boto3
 
-    client = boto3.client("secretsmanager")
-    value = client.get_secret_value(SecretId=arn).get("SecretString")
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=arn).get("SecretString")
     if not value:
         raise SecretNotReady(f"secret {arn} has no value")
     return value

@@ -357,16 +357,15 @@ def lazy_mangum_handler(factory: Callable[[], FastAPI], *, warm: Callable[[FastA
                     built.append(Mangum(factory(), lifespan="off"))
         return built[0]
 
-    def prewarm() -> Mangum:
-        built_adapter = adapter()
+    def prewarm() -> None:
+        app = adapter().app
         if warm is not None:
-            warm(built_adapter.app)
-        return built_adapter
+            warm(app)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        adapter_ = adapter()
+        mangum = adapter()
         ensure_event_loop()
-        return adapter_(event, context)
+        return mangum(event, context)
 
     handler.__doc__ = "Lambda entry point (API Gateway HTTP API, payload format 2.0) of the function's FastAPI app."
     handler.prewarm = prewarm  # type: ignore[attr-defined]  # soorma.infra.runtime.boot.prepare_snapshot calls it
