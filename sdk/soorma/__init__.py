@@ -20,8 +20,9 @@ loads the agent runtime and pydantic, while HTTP, the AI helpers, A2A and the wo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time every name below loads on first use
     from .agents import Agent, Planner, Tool, Worker
@@ -82,13 +83,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'soorma' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def hello() -> str:

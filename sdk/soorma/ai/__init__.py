@@ -7,8 +7,7 @@ Attributes are imported on first use, so ``import soorma.ai`` costs nothing unti
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from soorma._lazy import lazy_exports
 
 _EXPORTS = {
     "ChoreographyPlanner": ".choreography",
@@ -34,8 +33,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'soorma.ai' has no attribute {name!r}")
-    return getattr(importlib.import_module(module, __name__), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -26,7 +26,9 @@ import boto3; see :mod:`soorma.idempotency._powertools`).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Mapping
+
+from soorma._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from soorma.idempotency.agent import AgentIdempotency, expiry_from_env
@@ -60,15 +62,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = ["AgentIdempotency", "DOCS_URL", "MODES", "MODE_ENV", "PlatformPersistenceLayer", "expiry_from_env",
