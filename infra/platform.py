@@ -225,7 +225,8 @@ class SoormaPlatform(Construct):
 
     Identity: ``platform_admin_tenant`` (default ``"platform"``): the platform-operator tenant whose bootstrap admin
     key the registrar issues; ``jwt_secret`` (an ``ISecret`` holding the HS256 secret, or ``"generate"`` for a new
-    one), ``jwt_jwks_url`` / ``jwt_issuer`` / ``jwt_audience`` for RS256 tokens of an OIDC issuer (Cognito, ...): with
+    one), ``jwt_jwks_url`` / ``jwt_issuer`` / ``jwt_audience`` for RS256 tokens of an OIDC issuer (Cognito, ...);
+    ``jwt_audience`` is required whenever JWTs are enabled (``ValueError`` otherwise); with
     a JWKS URL the authorizer needs outbound internet, so the stack gets egress subnets and a NAT gateway.
     ``settings``: ``SOORMA_RATE_*``, ``SOORMA_A2A_*`` and non-secret ``SOORMA_JWT_*`` variables, passed to the
     functions that read them (:data:`SETTING_PREFIXES`).
@@ -289,6 +290,12 @@ class SoormaPlatform(Construct):
             if value:
                 jwt_env[name] = value if isinstance(value, str) else ",".join(value)
         function_settings.setdefault("authorizer", {}).update(jwt_env)
+        if (jwt_secret is not None or function_settings["authorizer"].get("SOORMA_JWT_JWKS_URL")) and not \
+                function_settings["authorizer"].get("SOORMA_JWT_AUDIENCE"):
+            # The authorizer refuses to verify tokens without an audience (soorma.functions.gateway.tokens): fail at
+            # synth rather than with 500s after the deploy.
+            raise ValueError("JWTs are enabled (jwt_secret / jwt_jwks_url) but jwt_audience is not set: name the "
+                             "audience (app client id) your tokens are issued for")
         function_settings.setdefault("gateway", {}).setdefault("SOORMA_A2A_CARD_TENANT", platform_tenant_id)
         jwks = bool(function_settings["authorizer"].get("SOORMA_JWT_JWKS_URL"))
         self.log_retention = log_retention
