@@ -18,7 +18,9 @@ What it creates (README "Deploy to AWS"):
   reserved concurrency that bounds database connections. The memory function embeds with Amazon Bedrock (Titan Text
   Embeddings v2, ``bedrock:InvokeModel`` on that model only, through a VPC endpoint) unless
   ``embedding_provider="local"`` selects the packaged ONNX model (and its layer).
-* **Identity** — the API key pepper (read by the authorizer, the gateway and the registrar), the optional HS256 JWT
+* **Identity** — the API key pepper (read by the authorizer, the registrar and every HTTP function: the gateway hashes
+  new keys with it, and the delivery grants of :mod:`soorma.grants` are signed with a key derived from it), the
+  optional HS256 JWT
   secret (authorizer only; RS256 tokens are checked against a JWKS URL, which puts the authorizer in egress subnets),
   and two bootstrap credentials that the registrar custom resource issues once into Secrets Manager: the first
   ``developer`` key of ``platform_tenant_id`` and the platform-admin key of ``platform_admin_tenant`` (which onboards
@@ -521,14 +523,16 @@ class SoormaPlatform(Construct):
                           "SOORMA_EMBEDDING_DIMENSIONS": dims, "HF_HUB_OFFLINE": "1"}
         pepper = [self.pepper_secret]
         jwt = [self.jwt_secret] if self.jwt_secret is not None else []
+        # Every HTTP function reads the pepper: the delivery grants with which an agent acts for an event's user are
+        # signed with a key derived from it (soorma.grants), minted by the gateway and checked by every function.
         specs = {
-            "registry": dict(memory=512, timeout=29, secrets=db_secrets),
-            "memory": dict(memory=2048 if embedding_provider == "local" else 1024, timeout=29, secrets=db_secrets,
-                           env=memory_env),
+            "registry": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper]),
+            "memory": dict(memory=2048 if embedding_provider == "local" else 1024, timeout=29,
+                           secrets=[*db_secrets, *pepper], env=memory_env),
             # API key create/rotate (POST /v1/api-keys, /v1/tenants) hash the new key with the pepper.
             "gateway": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper], egress=nats),
             "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, *pepper, *jwt], egress=jwks),
-            "tracker": dict(memory=512, timeout=60, secrets=db_secrets),
+            "tracker": dict(memory=512, timeout=60, secrets=[*db_secrets, *pepper]),
             "migrate": dict(memory=512, timeout=300, secrets=[self.owner_secret, self.app_secret],
                             env={"SOORMA_EMBEDDING_DIMENSIONS": dims}),
             "registrar": dict(memory=512, timeout=120, secrets=[*db_secrets, *pepper]),
