@@ -125,6 +125,10 @@ SETTING_PREFIXES: dict[str, tuple[str, ...]] = {
     "SOORMA_RATE_": ("registry", "memory", "gateway", "tracker"),
     "SOORMA_A2A_": ("gateway",),
     "SOORMA_JWT_": ("authorizer",),
+    # the delivery grants' lifetime (soorma.grants): the gateway mints them
+    "SOORMA_GRANT_": ("gateway",),
+    # statement_timeout / idle_in_transaction_session_timeout of every function's connections (soorma.db)
+    "SOORMA_DB_": ("registry", "memory", "gateway", "tracker", "authorizer"),
 }
 _SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
