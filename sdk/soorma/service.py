@@ -240,6 +240,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "the database statement took too long and was cancelled; retry later"},
                             status_code=503, headers={"Retry-After": "1"})
 
+    @app.exception_handler(psycopg.errors.IdleInTransactionSessionTimeout)
+    async def _idle_ended(request: Request, exc: psycopg.Error) -> JSONResponse:
+        # idle_in_transaction_session_timeout (soorma.db) ended the session (SQLSTATE 25P03, an InternalError, not
+        # an OperationalError); the pool replaces the connection, so a retry succeeds.
+        logger.error("database session ended while idle in a transaction: %s", _first_line(exc))
+        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
     @app.exception_handler(psycopg.OperationalError)
     async def _db_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
         logger.error("database unavailable: %s", exc)
