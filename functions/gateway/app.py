@@ -187,7 +187,8 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
                     raise HTTPException(
                         403,
                         f"event {field} {value!r} differs from the service {field.split('_')[0]} this request "
-                        f"acts for ({own!r}); send X-Soorma-Service-Tenant / X-Soorma-Service-User",
+                        f"acts for ({own!r}); send X-Soorma-Service-Tenant / X-Soorma-Service-User (an agent also the "
+                        "X-Soorma-Grant of the event it handles)",
                     )
                 updates[field] = own
         else:

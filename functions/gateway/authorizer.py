@@ -19,7 +19,8 @@ and API Gateway hands ``context`` to the functions at ``requestContext.authorize
   ``X-Service-Tenant-ID`` / ``X-User-ID`` headers are ignored (without a credential the request is refused).
 * The answer depends on the credential alone: it names the *principal* (its platform tenant, own service tenant
   and user, role). Which service tenant and user a request acts for (``X-Soorma-Service-Tenant`` /
-  ``X-Soorma-Service-User``, honoured for roles ``agent`` and ``admin``) is decided by the functions per request
+  ``X-Soorma-Service-User``, honoured for role ``admin``, and for role ``agent`` only with the delivery grant
+  ``X-Soorma-Grant`` of the event it handles, :mod:`soorma.grants`) is decided by the functions per request
   (:func:`soorma.identity.act_for`), so API Gateway can cache this answer keyed on ``Authorization`` alone.
 * Malformed, unknown, wrong, revoked and expired keys, keys of a suspended tenant, and bad or expired tokens are all
   simply unauthorized (403 from API Gateway; a missing identity
