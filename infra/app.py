@@ -19,7 +19,7 @@ Context (``-c key=value`` or ``cdk.json``):
 | ``soorma:bedrock-embedding-model`` | the Bedrock model id | ``amazon.titan-embed-text-v2:0`` |
 | ``soorma:platform-admin-tenant`` | the platform-operator tenant (its bootstrap admin key is output as a secret) | ``platform`` |
 | ``soorma:jwt-secret`` | HS256 JWTs: ``generate`` (a new Secrets Manager secret) or the complete ARN of an existing one (encrypted with ``aws/secretsmanager``; a customer key needs its own ``kms:Decrypt`` grant) | none (HS256 off) |
-| ``soorma:jwt-jwks-url`` / ``soorma:jwt-issuer`` / ``soorma:jwt-audience`` | RS256 JWTs of an OIDC issuer (e.g. Cognito); a JWKS URL adds a NAT gateway | none |
+| ``soorma:jwt-jwks-url`` / ``soorma:jwt-issuer`` / ``soorma:jwt-audience`` | RS256 JWTs of an OIDC issuer (e.g. Cognito); a JWKS URL adds a NAT gateway; the audience is required whenever JWTs are on (HS256 or RS256) | none |
 | ``soorma:settings`` | ``SOORMA_RATE_*``, ``SOORMA_A2A_*``, ``SOORMA_JWT_*`` (not the secret) as a JSON object or ``K=V,K=V`` | none |
 """
 

@@ -18,7 +18,9 @@ What it creates (README "Deploy to AWS"):
   reserved concurrency that bounds database connections. The memory function embeds with Amazon Bedrock (Titan Text
   Embeddings v2, ``bedrock:InvokeModel`` on that model only, through a VPC endpoint) unless
   ``embedding_provider="local"`` selects the packaged ONNX model (and its layer).
-* **Identity** — the API key pepper (read by the authorizer, the gateway and the registrar), the optional HS256 JWT
+* **Identity** — the API key pepper (read by the authorizer, the registrar and every HTTP function: the gateway hashes
+  new keys with it, and the delivery grants of :mod:`soorma.grants` are signed with a key derived from it), the
+  optional HS256 JWT
   secret (authorizer only; RS256 tokens are checked against a JWKS URL, which puts the authorizer in egress subnets),
   and two bootstrap credentials that the registrar custom resource issues once into Secrets Manager: the first
   ``developer`` key of ``platform_tenant_id`` and the platform-admin key of ``platform_admin_tenant`` (which onboards
@@ -123,6 +125,10 @@ SETTING_PREFIXES: dict[str, tuple[str, ...]] = {
     "SOORMA_RATE_": ("registry", "memory", "gateway", "tracker"),
     "SOORMA_A2A_": ("gateway",),
     "SOORMA_JWT_": ("authorizer",),
+    # the delivery grants' lifetime (soorma.grants): the gateway mints them
+    "SOORMA_GRANT_": ("gateway",),
+    # statement_timeout / idle_in_transaction_session_timeout of every function's connections (soorma.db)
+    "SOORMA_DB_": ("registry", "memory", "gateway", "tracker", "authorizer"),
 }
 _SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -225,7 +231,8 @@ class SoormaPlatform(Construct):
 
     Identity: ``platform_admin_tenant`` (default ``"platform"``): the platform-operator tenant whose bootstrap admin
     key the registrar issues; ``jwt_secret`` (an ``ISecret`` holding the HS256 secret, or ``"generate"`` for a new
-    one), ``jwt_jwks_url`` / ``jwt_issuer`` / ``jwt_audience`` for RS256 tokens of an OIDC issuer (Cognito, ...): with
+    one), ``jwt_jwks_url`` / ``jwt_issuer`` / ``jwt_audience`` for RS256 tokens of an OIDC issuer (Cognito, ...);
+    ``jwt_audience`` is required whenever JWTs are enabled (``ValueError`` otherwise); with
     a JWKS URL the authorizer needs outbound internet, so the stack gets egress subnets and a NAT gateway.
     ``settings``: ``SOORMA_RATE_*``, ``SOORMA_A2A_*`` and non-secret ``SOORMA_JWT_*`` variables, passed to the
     functions that read them (:data:`SETTING_PREFIXES`).
@@ -289,6 +296,12 @@ class SoormaPlatform(Construct):
             if value:
                 jwt_env[name] = value if isinstance(value, str) else ",".join(value)
         function_settings.setdefault("authorizer", {}).update(jwt_env)
+        if (jwt_secret is not None or function_settings["authorizer"].get("SOORMA_JWT_JWKS_URL")) and not \
+                function_settings["authorizer"].get("SOORMA_JWT_AUDIENCE"):
+            # The authorizer refuses to verify tokens without an audience (soorma.functions.gateway.tokens): fail at
+            # synth rather than with 500s after the deploy.
+            raise ValueError("JWTs are enabled (jwt_secret / jwt_jwks_url) but jwt_audience is not set: name the "
+                             "audience (app client id) your tokens are issued for")
         function_settings.setdefault("gateway", {}).setdefault("SOORMA_A2A_CARD_TENANT", platform_tenant_id)
         jwks = bool(function_settings["authorizer"].get("SOORMA_JWT_JWKS_URL"))
         self.log_retention = log_retention
@@ -514,14 +527,16 @@ class SoormaPlatform(Construct):
                           "SOORMA_EMBEDDING_DIMENSIONS": dims, "HF_HUB_OFFLINE": "1"}
         pepper = [self.pepper_secret]
         jwt = [self.jwt_secret] if self.jwt_secret is not None else []
+        # Every HTTP function reads the pepper: the delivery grants with which an agent acts for an event's user are
+        # signed with a key derived from it (soorma.grants), minted by the gateway and checked by every function.
         specs = {
-            "registry": dict(memory=512, timeout=29, secrets=db_secrets),
-            "memory": dict(memory=2048 if embedding_provider == "local" else 1024, timeout=29, secrets=db_secrets,
-                           env=memory_env),
+            "registry": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper]),
+            "memory": dict(memory=2048 if embedding_provider == "local" else 1024, timeout=29,
+                           secrets=[*db_secrets, *pepper], env=memory_env),
             # API key create/rotate (POST /v1/api-keys, /v1/tenants) hash the new key with the pepper.
             "gateway": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper], egress=nats),
             "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, *pepper, *jwt], egress=jwks),
-            "tracker": dict(memory=512, timeout=60, secrets=db_secrets),
+            "tracker": dict(memory=512, timeout=60, secrets=[*db_secrets, *pepper]),
             "migrate": dict(memory=512, timeout=300, secrets=[self.owner_secret, self.app_secret],
                             env={"SOORMA_EMBEDDING_DIMENSIONS": dims}),
             "registrar": dict(memory=512, timeout=120, secrets=[*db_secrets, *pepper]),

@@ -4,7 +4,9 @@ that run on AWS.
 It reproduces what the cloud HTTP API does for Soorma (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html):
 route by path prefix to a function, call the Lambda authorizer first (payload format 2.0, simple responses, results
 cached for ``authorizer_ttl_s`` keyed on the ``Authorization`` header, which is then required as on AWS; with the
-cache off ``X-API-Key`` works too), pass the authorizer's context to the integration at
+cache off ``X-API-Key`` works too). The cache key is exactly the credential the authorizer reads
+(:func:`soorma.functions.gateway.authorizer.presented_key` reads only ``Authorization`` when it is present and refuses
+a request that also carries ``X-API-Key``), so no answer can be stored under a value it was not computed from. Then pass the authorizer's context to the integration at
 ``requestContext.authorizer.lambda``, and map the function's response (``statusCode``, ``headers``, ``body``,
 ``isBase64Encoded``, ``cookies``) back to HTTP. A function error becomes 500 ``{"message": "Internal Server Error"}``
 as on AWS; a missing identity source 401 and a refusal 403, with AWS's bodies. The events are built by
@@ -143,7 +145,9 @@ class LocalApiGateway:
         headers = event["headers"]
         if self.authorizer_ttl_s > 0:
             # As on AWS: a cached authorizer has identity sources, and a request lacking one is a 401 before the
-            # authorizer runs. The CDK app's source is the Authorization header alone (infra/platform.py).
+            # authorizer runs. The CDK app's source is the Authorization header alone (infra/platform.py), and it
+            # is the only header the authorizer reads when present (issue 12, finding 1: keying the cache on a
+            # header the answer does not come from would let a request poison it).
             source = (headers.get("authorization", ""),)
         else:
             source = tuple(headers.get(h, "") for h in IDENTITY_HEADERS)

@@ -357,9 +357,11 @@ def list_sqs_dead_letters(sqs, *, platform_tenant_id: str | None = None, agent: 
 
 
 def replay_sqs_dead_letters(sqs, *, platform_tenant_id: str | None = None, agent: str | None = None,
-                            event_id: str | None = None, hold_s: int = 30) -> tuple[list[dict], list[dict]]:
+                            event_id: str | None = None, hold_s: int = 30,
+                            grant_key: bytes | None = None) -> tuple[list[dict], list[dict]]:
     """Move the matching dead letters back to their agent's queue; returns ``(replayed, failed)`` summaries (a
-    failed one carries ``replay_error`` and stays in the dead-letter queue)."""
+    failed one carries ``replay_error`` and stays in the dead-letter queue). With ``grant_key`` each event gets a
+    fresh delivery grant (:func:`soorma.grants.regrant_body`), so one whose grant expired can act for its user."""
     done: list[dict] = []
     failed: list[dict] = []
     for queue in dead_letter_queues(sqs, platform_tenant_id=platform_tenant_id, agent=agent):
@@ -373,7 +375,12 @@ def replay_sqs_dead_letters(sqs, *, platform_tenant_id: str | None = None, agent
             try:
                 if not queue["source"]:
                     raise ValueError(f"dead-letter queue {queue['url']} has no {TAG_SOURCE} tag")
-                kw: dict[str, Any] = {"QueueUrl": queue["source"], "MessageBody": message["Body"]}
+                body = message["Body"]
+                if grant_key is not None:
+                    from soorma.grants import regrant_body
+
+                    body = regrant_body(body, grant_key).decode()
+                kw: dict[str, Any] = {"QueueUrl": queue["source"], "MessageBody": body}
                 if message.get("MessageAttributes"):
                     kw["MessageAttributes"] = message["MessageAttributes"]
                 sqs.send_message(**kw)

@@ -301,8 +301,10 @@ class LocalStack:
                     "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
                     "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
                 })
-        # Gateway settings (JWT verification, rate limits, the platform-admin tenant, A2A) pass through.
-        passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_")
+        # Gateway settings (JWT verification, rate limits, the platform-admin tenant, A2A, delivery grant lifetime)
+        # and the database timeouts pass through.
+        passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_", "SOORMA_GRANT_",
+                  "SOORMA_DB_")
         env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
         return env
 

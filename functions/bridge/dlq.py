@@ -184,9 +184,14 @@ async def list_dead_letters(js: JetStreamContext, *, platform_tenant_id: str | N
     return found
 
 
-async def replay(js: JetStreamContext, entry: DeadLetter, *, timeout_s: float = 5.0) -> PubAck:
+async def replay(js: JetStreamContext, entry: DeadLetter, *, timeout_s: float = 5.0,
+                 grant_key: bytes | None = None) -> PubAck:
     """Publish a dead letter's event again for the consumer that failed it, then delete the entry (see the module
-    docstring). Raises ``ValueError`` when the entry lacks the headers a replay needs (not written by the bridge)."""
+    docstring). Raises ``ValueError`` when the entry lacks the headers a replay needs (not written by the bridge).
+
+    ``grant_key`` (:func:`soorma.grants.grant_key_from_env`): when given, the event gets a fresh delivery grant, so a
+    dead letter replayed after its grant expired can act for its user again (:func:`soorma.grants.regrant_body`);
+    without it the event is republished as it was."""
     subject, consumer = entry.original_subject, entry.consumer
     if not subject or not subject.startswith("soorma.") or not consumer:
         raise ValueError(f"dead letter {entry.seq} has no original subject/consumer headers; cannot replay it")
@@ -195,7 +200,12 @@ async def replay(js: JetStreamContext, entry: DeadLetter, *, timeout_s: float = 
         H_REPLAY_CONSUMER: consumer,
         H_REPLAY_OF: f"{DLQ_STREAM}:{entry.seq}",
     }
-    ack = await js.publish(subject, entry.data, timeout=timeout_s, stream=STREAM, headers=headers)
+    body = entry.data
+    if grant_key is not None:
+        from soorma.grants import regrant_body
+
+        body = regrant_body(body, grant_key)
+    ack = await js.publish(subject, body, timeout=timeout_s, stream=STREAM, headers=headers)
     try:
         await js.delete_msg(DLQ_STREAM, entry.seq)
     except NotFoundError:  # already gone (a concurrent replay): the event was still published once more

@@ -21,8 +21,10 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
 * ``GET /v1/goals/{goal_id}/events?limit=&cursor=`` → every recorded event of the goal's trace, in order.
 * ``POST /v1/sessions``, ``GET /v1/sessions``, ``GET /v1/sessions/{session_id}`` — sessions group goals.
 * ``POST /v1/events/publish`` ``{"event": envelope}`` → ``{success, event_id, message}``. ``platform_tenant_id`` is
-  always the caller's. Roles ``user``/``developer``: ``tenant_id``/``user_id`` are forced to the caller's own.
-  Roles ``agent``/``admin`` (whose service tenant/user may come from the authorizer-validated override headers):
+  always the caller's, and ``delivery_grant`` is always a fresh grant minted for the stamped identity
+  (:mod:`soorma.grants`; goal requests and cancellations get one the same way). Roles ``user``/``developer``: ``tenant_id``/``user_id`` are forced to the caller's own.
+  Roles ``agent``/``admin`` (whose service tenant/user may come from the override headers, for an agent only with
+  the delivery grant of the event it handles, :func:`soorma.identity.act_for`):
   ``tenant_id``/``user_id`` must equal the identity's when present (else 403) and are filled in when absent.
   A bad topic, type or id is a 422 with the reason; an oversized event a 413; an unavailable event bus a 503.
   The tenant's policy (allowed event types, payload size, actions per plan) is checked first (403 naming the rule).
@@ -40,6 +42,7 @@ from fastapi.responses import JSONResponse
 
 from soorma.db import Database, database_from_env
 from soorma.events import EventTopic
+from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
 from soorma.service import current_identity, function_app
 from soorma.subjects import check_event_type, check_identifier, subject
@@ -184,7 +187,8 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
                     raise HTTPException(
                         403,
                         f"event {field} {value!r} differs from the service {field.split('_')[0]} this request "
-                        f"acts for ({own!r}); send X-Soorma-Service-Tenant / X-Soorma-Service-User",
+                        f"acts for ({own!r}); send X-Soorma-Service-Tenant / X-Soorma-Service-User (an agent also the "
+                        "X-Soorma-Grant of the event it handles)",
                     )
                 updates[field] = own
         else:
@@ -195,6 +199,9 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         subject(envelope.platform_tenant_id, topic, envelope.type)
         check_identifier(envelope.tenant_id, "tenant_id")
         check_identifier(envelope.user_id, "user_id")
+        # A fresh delivery grant for the identity just stamped (soorma.grants): any grant the publisher sent is
+        # replaced, and an agent publishing under a grant gives the receivers one of their own.
+        envelope = stamp_grant(envelope)
         with db.transaction(identity) as conn:
             policy = policies.load(conn, identity.platform_tenant_id)
             policies.check_event(policy, envelope.type, envelope.data)

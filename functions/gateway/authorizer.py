@@ -5,15 +5,22 @@ Payload format 2.0 with simple responses
 ``{"isAuthorized": bool, "context": {platform_tenant_id, service_tenant_id, service_user_id, principal_id, role}}``
 and API Gateway hands ``context`` to the functions at ``requestContext.authorizer.lambda``.
 
-* The credential comes from ``Authorization: Bearer <key or JWT>`` or ``X-API-Key: <key>`` (v2 events carry
-  lower-cased header names; other casings are accepted too). An API key (``sk_...``) is resolved in the database; a
+* The credential is read from exactly one place, the identity source API Gateway keys its cache on
+  (:func:`presented_key`): when an ``Authorization`` header is present it must be ``Bearer <key or JWT>`` and it is
+  the only credential read; a request that also carries ``X-API-Key`` is refused (two credentials), and so is any
+  other scheme (``Basic …``). ``X-API-Key: <key>`` alone is honoured only when there is no ``Authorization`` header,
+  which happens only with the cache off (with it on, API Gateway answers 401 before the authorizer runs when the
+  ``Authorization`` identity source is missing). Reading a header the cache is not keyed on would let one request
+  store a victim's identity under the attacker's ``Authorization`` value (issue 12, finding 1). v2 events carry
+  lower-cased header names; other casings are accepted too. An API key (``sk_...``) is resolved in the database; a
   JWT is verified by :mod:`soorma.functions.gateway.tokens` (HS256 with ``SOORMA_JWT_SECRET``, RS256 from
   ``SOORMA_JWT_JWKS_URL``) and its platform tenant must be onboarded and active.
 * Nothing else a caller sends names an identity: soorma-core's ``X-Identity-Admin-Key`` / ``X-Tenant-ID`` /
   ``X-Service-Tenant-ID`` / ``X-User-ID`` headers are ignored (without a credential the request is refused).
 * The answer depends on the credential alone: it names the *principal* (its platform tenant, own service tenant
   and user, role). Which service tenant and user a request acts for (``X-Soorma-Service-Tenant`` /
-  ``X-Soorma-Service-User``, honoured for roles ``agent`` and ``admin``) is decided by the functions per request
+  ``X-Soorma-Service-User``, honoured for role ``admin``, and for role ``agent`` only with the delivery grant
+  ``X-Soorma-Grant`` of the event it handles, :mod:`soorma.grants`) is decided by the functions per request
   (:func:`soorma.identity.act_for`), so API Gateway can cache this answer keyed on ``Authorization`` alone.
 * Malformed, unknown, wrong, revoked and expired keys, keys of a suspended tenant, and bad or expired tokens are all
   simply unauthorized (403 from API Gateway; a missing identity
@@ -40,14 +47,29 @@ DENY: dict[str, Any] = {"isAuthorized": False}
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The API key in ``Authorization: Bearer`` (preferred) or ``X-API-Key``."""
-    auth = headers.get("authorization", "").strip()
-    if auth:
-        scheme, _, value = auth.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    key = headers.get("x-api-key", "").strip()
-    return key or None
+    """The one credential of a request (``headers``: lower-cased names), or ``None`` when it must be refused.
+
+    * ``Authorization`` present → it must be ``Bearer <credential>`` (scheme case-insensitive, RFC 6750 §2.1) and no
+      ``X-API-Key`` may come with it; the credential is its value. Any other scheme, an empty value, or a second
+      credential in ``X-API-Key`` → ``None``.
+    * No ``Authorization`` → the ``X-API-Key`` value (only reachable with the authorizer cache off: a cached
+      authorizer's identity source is ``Authorization``, without which API Gateway answers 401 itself).
+
+    Why: API Gateway caches this authorizer's answer keyed on ``Authorization`` alone
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-authorizer.html, "identity
+    sources"); an answer computed from any other header would be served to the next request carrying the same
+    ``Authorization`` value.
+    """
+    has_auth = "authorization" in headers
+    api_key = headers.get("x-api-key", "").strip()
+    if has_auth:
+        if "x-api-key" in headers:
+            return None  # two credentials: refuse rather than guess which one the cache is keyed on
+        scheme, _, value = headers["authorization"].strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None
+        return value.strip()
+    return api_key or None
 
 
 def _jwt_identity(token: str, db: Database, settings: JwtSettings) -> Identity | None:

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from soorma.db import Database
 from soorma.events import EventEnvelope, EventTopic
+from soorma.grants import stamp as stamp_grant
 from soorma.identity import Identity
 from soorma.subjects import subject
 from soorma.functions.gateway import policy as policies
@@ -127,6 +128,7 @@ class Goals:
             user_id=identity.service_user_id,
             session_id=session_id,
         )
+        envelope = stamp_grant(envelope)  # the agents' right to act for this user (soorma.grants)
         with self.db.transaction(identity) as conn:
             policies.check_goal(policies.load(conn, identity.platform_tenant_id), goal_type, data)
             inserted = conn.execute(
@@ -319,6 +321,7 @@ class Goals:
                 user_id=identity.service_user_id,
                 session_id=row["session_id"],
             )
+            envelope = stamp_grant(envelope)  # the agents' right to act for this user (soorma.grants)
             try:
                 self.publisher.publish(envelope)
             except PublishError as exc:

@@ -7,13 +7,24 @@ Settings (environment):
 * ``SOORMA_JWT_JWKS_URL`` — JWKS document of the issuer (e.g. ``https://cognito-idp.<region>.amazonaws.com/<pool>/
   .well-known/jwks.json``); RS256 tokens are refused when it is not set. Keys are cached
   ``SOORMA_JWT_JWKS_CACHE_SECONDS`` (default 300) by PyJWT's ``PyJWKClient``; an unknown ``kid`` refetches once.
-* ``SOORMA_JWT_ISSUER`` — required ``iss`` (checked when set); ``SOORMA_JWT_AUDIENCE`` — accepted ``aud`` values,
-  comma-separated (checked when set; when it is not set a token's ``aud`` is not checked).
+* ``SOORMA_JWT_AUDIENCE`` — accepted ``aud`` values, comma-separated. **Required** whenever JWT verification is on
+  (a secret or a JWKS URL is set): a token is accepted only for one of these audiences. Without an audience check
+  any token the issuer signs for any other application (another Cognito app client of the same pool, another
+  service of the same OIDC provider) would open this platform (RFC 7519 §4.1.3; RFC 8725 §3.9 "Use and validate
+  audience"). A configuration that enables JWTs without it raises :class:`JwtConfigError` (a deployment error,
+  answered 500 by API Gateway and logged with the variable's name), never a silent skip.
+* ``SOORMA_JWT_ISSUER`` — required ``iss`` (checked when set).
 * ``SOORMA_JWT_LEEWAY_SECONDS`` — clock skew allowed on ``exp``/``nbf``/``iat`` (default 0).
 * ``SOORMA_JWT_DEFAULT_ROLE`` — the role of a token naming none (default ``user``).
 
-Claims → identity (soorma-core's projection, reference §2.0; every claim is also looked up with Cognito's
-``custom:`` prefix):
+Claims → identity (soorma-core's projection, reference §2.0), read **only** from registered/issuer-set claim names,
+never from Cognito's ``custom:``-prefixed user-pool attributes: a custom attribute is writable by the user
+themselves by default (``UpdateUserAttributes`` with their own access token, unless the app client's write
+attributes exclude it, https://docs.aws.amazon.com/cognito/latest/developerguide/user-pool-settings-attributes.html),
+so reading tenant or role from one lets a user choose their own tenant and role (issue 12, finding 9). With Cognito,
+put ``tenant_id`` / ``role`` into the token with a pre-token-generation Lambda trigger (admin-controlled code,
+https://docs.aws.amazon.com/cognito/latest/developerguide/user-pool-lambda-pre-token-generation.html) and roles into
+groups (``cognito:groups``, assigned by an administrator only):
 
 * ``platform_tenant_id = tenant_id || platform_tenant_id`` (required)
 * ``service_tenant_id = service_tenant_id || tenant_id || platform_tenant_id``
@@ -22,7 +33,8 @@ Claims → identity (soorma-core's projection, reference §2.0; every claim is a
 * ``role`` = the highest of the roles named by ``role``, ``roles``, ``principal_type`` and ``cognito:groups``
   (soorma-core's principal types ``service``, ``planner``, ``worker``, ``tool`` are ``agent``), else the default.
 
-``exp`` is required. Each identity value must match ``[A-Za-z0-9_-]{1,64}`` (they go into NATS subjects).
+``exp`` and ``aud`` are required. Each identity value must match ``[A-Za-z0-9_-]{1,64}`` (they go into NATS
+subjects).
 """
 
 from __future__ import annotations
@@ -57,8 +69,19 @@ class TokenRejected(Exception):
     """The token is not acceptable (bad signature, expired, wrong issuer/audience, missing claims...)."""
 
 
+class JwtConfigError(ValueError):
+    """JWT verification is configured unsafely (e.g. enabled without ``SOORMA_JWT_AUDIENCE``): a deployment error."""
+
+
 @dataclass(frozen=True)
 class JwtSettings:
+    """How tokens are verified (see the module docstring for the variables).
+
+    ``secret`` (HS256 key), ``jwks_url``, ``issuer``, ``audience`` (accepted ``aud`` values), ``leeway_s`` and
+    ``jwks_cache_s`` (seconds), ``default_role``. Raises :class:`JwtConfigError` when verification is enabled (a
+    secret or a JWKS URL) without an audience.
+    """
+
     secret: str | None = None
     jwks_url: str | None = None
     issuer: str | None = None
@@ -66,6 +89,15 @@ class JwtSettings:
     leeway_s: float = 0.0
     jwks_cache_s: float = 300.0
     default_role: str = "user"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.audience, str):
+            object.__setattr__(self, "audience", (self.audience,))
+        if self.enabled and not any(a for a in self.audience):
+            raise JwtConfigError(
+                "JWT verification is enabled (SOORMA_JWT_SECRET or SOORMA_JWT_JWKS_URL) but SOORMA_JWT_AUDIENCE is "
+                "not set: set it to the audience (app client id) your tokens are issued for"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -109,9 +141,8 @@ def looks_like_jwt(token: str) -> bool:
 
 
 def _claim(claims: Mapping[str, Any], name: str) -> Any:
+    """The claim ``name`` exactly (never its ``custom:`` variant: see the module docstring), ``None`` when empty."""
     value = claims.get(name)
-    if value in (None, ""):
-        value = claims.get(f"custom:{name}")
     return None if value in (None, "") else value
 
 
@@ -186,13 +217,15 @@ def verify(token: str, settings: JwtSettings) -> Identity:
         algorithms = list(ASYMMETRIC_ALGORITHMS)
     else:
         raise TokenRejected(f"algorithm {alg!r} is not accepted")
-    options = {"require": ["exp"], "verify_aud": bool(settings.audience)}
+    if not settings.audience:  # settings built around __post_init__ (object.__setattr__): never skip the check
+        raise JwtConfigError("JWT verification needs SOORMA_JWT_AUDIENCE")
+    options = {"require": ["exp", "aud"], "verify_aud": True}
     try:
         claims = jwt.decode(
             token,
             key,
             algorithms=algorithms,
-            audience=list(settings.audience) or None,
+            audience=list(settings.audience),
             issuer=settings.issuer,
             leeway=settings.leeway_s,
             options=options,

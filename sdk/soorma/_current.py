@@ -1,7 +1,8 @@
 """The event being handled, kept in a context variable.
 
 While a handler runs, calls made through the SDK act for that event: the clients send its service tenant and user
-as ``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User`` (honoured by the authorizer for ``agent`` principals only),
+as ``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User`` with the event's delivery grant as ``X-Soorma-Grant``
+(an ``agent`` principal is honoured only with that grant, :func:`soorma.identity.act_for`, :mod:`soorma.grants`),
 and the bus copies its trace/goal/plan/session/identity fields onto every event published (``parent_event_id`` = its
 id). A ``ContextVar`` (not an attribute) so concurrent handlers and the tasks they spawn each keep their own event.
 
@@ -23,6 +24,7 @@ from .events import EventEnvelope
 
 TENANT_HEADER = "X-Soorma-Service-Tenant"
 USER_HEADER = "X-Soorma-Service-User"
+GRANT_HEADER = "X-Soorma-Grant"
 
 _NAMESPACE = uuid.UUID("6f1c2f0e-7d1a-4c58-9a53-50a7d1e0b1c4")
 
@@ -38,6 +40,9 @@ class _Handling:
 
 
 _current: ContextVar[_Handling | None] = ContextVar("soorma_current_event", default=None)
+# The event being delivered, for platform calls made on its behalf outside its handlers' bodies (the idempotency
+# record around them): only its delivery grant is used (see :func:`delivering`).
+_delivering: ContextVar[EventEnvelope | None] = ContextVar("soorma_delivering_event", default=None)
 
 
 def current_event() -> EventEnvelope | None:
@@ -55,6 +60,17 @@ def handling(event: EventEnvelope, scope: str = "", source: str | None = None) -
         yield event
     finally:
         _current.reset(token)
+
+
+@contextmanager
+def delivering(event: EventEnvelope) -> Iterator[EventEnvelope]:
+    """Within the block, calls that act for ``event``'s tenant and user (explicit ``tenant_id``/``user_id``, e.g. the
+    agent's idempotency record of the delivery) send its delivery grant, as calls inside its handlers do."""
+    token = _delivering.set(event)
+    try:
+        yield event
+    finally:
+        _delivering.reset(token)
 
 
 def defer(send: Callable[[], Awaitable[Any]]) -> bool:
@@ -104,8 +120,10 @@ def derived_id(label: str) -> str:
 def identity_headers(tenant_id: str | None = None, user_id: str | None = None) -> dict[str, str]:
     """Headers that make a call act for a service tenant and user.
 
-    Explicit values win; missing ones come from the current event. Returns ``{}`` outside handlers when nothing
-    is given, so a plain script acts as its key's own identity.
+    Explicit values win; missing ones come from the current event. Inside a handler whose event carries a delivery
+    grant (``delivery_grant``, stamped by the gateway) the grant goes along as ``X-Soorma-Grant`` when the call acts
+    for the event's own tenant and user (the only ones it is valid for). Returns ``{}`` outside handlers when
+    nothing is given, so a plain script acts as its key's own identity.
     """
     event = current_event()
     tenant = tenant_id or (event.tenant_id if event else None)
@@ -115,4 +133,9 @@ def identity_headers(tenant_id: str | None = None, user_id: str | None = None) -
         headers[TENANT_HEADER] = tenant
     if user:
         headers[USER_HEADER] = user
+    for source in (event, _delivering.get()):
+        grant = getattr(source, "delivery_grant", None) if source is not None else None
+        if grant and (tenant, user) == (source.tenant_id, source.user_id):
+            headers[GRANT_HEADER] = grant
+            break
     return headers

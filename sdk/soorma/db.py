@@ -6,6 +6,16 @@ Row-level security does the tenant isolation (DESIGN.md "Database"): the functio
 previous caller's identity; https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-ADMIN-SET).
 The policies compare the rows' identity columns with ``current_setting('soorma.…', true)``.
 
+Every connection also gets a ``statement_timeout`` and an ``idle_in_transaction_session_timeout``
+(https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-STATEMENT-TIMEOUT), set as libpq startup
+``options`` so they cost no round trip and survive ``RESET ALL``: a statement that runs longer is cancelled by the
+server (``psycopg.errors.QueryCanceled``, SQLSTATE 57014, answered 503 by :mod:`soorma.service`) instead of holding
+a connection and the function until Lambda kills it, and a session left idle inside a transaction (an execution
+environment frozen mid-request) is ended so its locks are released. Settings (milliseconds; ``0`` turns a limit off,
+as in PostgreSQL): ``SOORMA_DB_STATEMENT_TIMEOUT_MS`` (default :data:`DEFAULT_STATEMENT_TIMEOUT_MS`, under API
+Gateway's 30 s integration limit) and ``SOORMA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`` (default
+:data:`DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS`).
+
 Requires the ``functions`` extra (psycopg, psycopg-pool).
 """
 
@@ -23,6 +33,35 @@ from psycopg_pool import ConnectionPool
 from soorma.identity import Identity
 
 APP_DATABASE_URL = "SOORMA_APP_DATABASE_URL"
+STATEMENT_TIMEOUT_ENV = "SOORMA_DB_STATEMENT_TIMEOUT_MS"
+IDLE_IN_TRANSACTION_TIMEOUT_ENV = "SOORMA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"
+#: Default ``statement_timeout``: 15 s, well under the HTTP API's 30 s integration timeout (and the functions' 29 s),
+#: so a runaway statement ends with a clean 503 while the function can still answer.
+DEFAULT_STATEMENT_TIMEOUT_MS = 15_000
+#: Default ``idle_in_transaction_session_timeout``: 60 s.
+DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+
+def _timeout_ms(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} must be a whole number of milliseconds (0 = no limit)") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def _with_timeouts(dsn: str, statement_timeout_ms: int, idle_ms: int) -> dict[str, str]:
+    """The connection keyword ``options`` (libpq startup options) with both timeouts appended to any the DSN has."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    existing = str(conninfo_to_dict(dsn).get("options") or "").strip()
+    ours = f"-c statement_timeout={int(statement_timeout_ms)} -c idle_in_transaction_session_timeout={int(idle_ms)}"
+    return {"options": f"{existing} {ours}".strip()}
 
 _SET_IDENTITY = (
     "select set_config('soorma.platform_tenant_id', %s, true),"
@@ -36,11 +75,21 @@ class Database:
 
     ``max_size`` defaults to 2: a Lambda execution environment serves one request at a time, and Aurora's connection
     limit is shared by every environment, so each keeps at most a couple of connections.
+
+    ``statement_timeout_ms`` / ``idle_in_transaction_timeout_ms`` (milliseconds, ``0`` = no limit; default from
+    ``SOORMA_DB_STATEMENT_TIMEOUT_MS`` / ``SOORMA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS``, see the module docstring) are
+    set on every connection. Raises ``ValueError`` for a malformed setting.
     """
 
-    def __init__(self, dsn: str, *, max_size: int = 2) -> None:
+    def __init__(self, dsn: str, *, max_size: int = 2, statement_timeout_ms: int | None = None,
+                 idle_in_transaction_timeout_ms: int | None = None) -> None:
         self.dsn = dsn
         self._max_size = max_size
+        self.statement_timeout_ms = (_timeout_ms(STATEMENT_TIMEOUT_ENV, DEFAULT_STATEMENT_TIMEOUT_MS)
+                                     if statement_timeout_ms is None else int(statement_timeout_ms))
+        self.idle_in_transaction_timeout_ms = (
+            _timeout_ms(IDLE_IN_TRANSACTION_TIMEOUT_ENV, DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS)
+            if idle_in_transaction_timeout_ms is None else int(idle_in_transaction_timeout_ms))
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
 
@@ -53,7 +102,9 @@ class Database:
                         self.dsn,
                         min_size=0,
                         max_size=self._max_size,
-                        kwargs={"row_factory": dict_row, "autocommit": False},
+                        kwargs={"row_factory": dict_row, "autocommit": False,
+                                **_with_timeouts(self.dsn, self.statement_timeout_ms,
+                                                 self.idle_in_transaction_timeout_ms)},
                         check=ConnectionPool.check_connection,
                         open=True,
                     )

@@ -48,6 +48,11 @@ class EventEnvelope(BaseModel):
     (``correlation_id``, ``response_event``, ``response_topic``, ``response_schema_name``), tracing
     (``trace_id``, ``parent_event_id``), identity (``platform_tenant_id``, ``tenant_id`` = service tenant,
     ``user_id`` = service user, ``session_id``) and workflow (``goal_id``, ``plan_id``, ``subject``).
+
+    ``delivery_grant``: the short-lived token the gateway stamps on every event it accepts, with which an agent
+    handling the event may act for its ``tenant_id``/``user_id`` (:mod:`soorma.grants`). A publisher never sets it
+    (the gateway replaces it), it is not inherited by caused events (:meth:`propagation`), and it is a credential:
+    do not log it.
     """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, use_enum_values=True)
@@ -73,6 +78,7 @@ class EventEnvelope(BaseModel):
     goal_id: str | None = None
     plan_id: str | None = None
     subject: str | None = None
+    delivery_grant: str | None = Field(default=None, repr=False)
 
     @field_validator("data", mode="before")
     @classmethod

@@ -29,12 +29,15 @@ CREDENTIAL_JWT = "jwt"
 WRITER_ROLES = frozenset({"admin", "developer", "agent"})
 
 #: Roles that may act for another service tenant and user (``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User``,
-#: applied by :func:`act_for`); for the others those headers may only repeat the key's own values.
+#: applied by :func:`act_for`): ``admin`` for any of its platform tenant, ``agent`` only with the delivery grant of
+#: the event it handles; for the others those headers may only repeat the key's own values.
 OVERRIDE_ROLES = frozenset({"agent", "admin"})
 
 #: The headers with which an ``agent`` (or ``admin``) principal names the service tenant and user it acts for.
 SERVICE_TENANT_HEADER = "x-soorma-service-tenant"
 SERVICE_USER_HEADER = "x-soorma-service-user"
+#: The header with the delivery grant that lets an ``agent`` act for them (:mod:`soorma.grants`).
+GRANT_HEADER = "x-soorma-grant"
 
 
 class MissingIdentity(Exception):
@@ -105,19 +108,28 @@ def is_platform_admin(identity: "Identity") -> bool:
     return identity.role == "admin" and identity.platform_tenant_id == platform_admin_tenant()
 
 
-def act_for(identity: Identity, headers: Mapping[str, str]) -> Identity:
+def act_for(identity: Identity, headers: Mapping[str, str], *, grant_key: bytes | None = None,
+            now: float | None = None) -> Identity:
     """``identity`` after the request's service tenant/user headers (``headers``: lower-cased names).
 
     The authorizer resolves the *principal* (its answer depends on the credential alone, so API Gateway may cache it
     keyed on ``Authorization``); which service tenant and user the request acts for is decided here, per request:
 
-    * roles ``agent`` and ``admin`` (:data:`OVERRIDE_ROLES`) act for the tenant/user the headers name (DESIGN.md
-      "Identity": an agent acts for the service tenant and user of the event it handles); the platform tenant
-      always stays the credential's;
+    * role ``admin`` acts for the tenant/user the headers name (a tenant's administrator may act for its users);
+    * role ``agent`` acts for them only with a valid delivery grant (header ``X-Soorma-Grant``, :mod:`soorma.grants`)
+      for exactly this platform tenant, that service tenant and that user: DESIGN.md "Identity", an agent acts for
+      the service tenant and user of an event only while it handles that event (issue 12, finding 8). Acting as its
+      own principal needs no grant. ``grant_key`` defaults to the key derived from ``SOORMA_API_KEY_PEPPER``
+      (:func:`soorma.grants.grant_key_from_env`, which raises :class:`soorma.grants.GrantKeyMissing` when it is not
+      set: a deployment error); ``now`` (epoch seconds) is for tests;
+    * the platform tenant always stays the credential's;
     * for ``user`` and ``developer`` the headers may only repeat their own values; naming anyone else raises
       :class:`OverrideRefused` rather than being ignored, so a client that believes it acts for someone else fails
       loudly instead of silently writing under its own identity;
     * a value that is not ``[A-Za-z0-9_-]{1,64}`` raises :class:`OverrideRefused`.
+
+    Raises :class:`OverrideRefused` (answered 403 with its message) for anything refused: no grant, a grant that is
+    malformed, forged, expired, of another platform tenant, or of another service tenant/user.
     """
     tenant = headers.get(SERVICE_TENANT_HEADER)
     user = headers.get(SERVICE_USER_HEADER)
@@ -138,6 +150,18 @@ def act_for(identity: Identity, headers: Mapping[str, str]) -> Identity:
         return identity
     if identity.role not in OVERRIDE_ROLES:
         raise OverrideRefused(f"role {identity.role!r} may not act for another service tenant or user")
+    if identity.role == "agent":
+        from . import grants
+
+        key = grant_key if grant_key is not None else grants.grant_key_from_env()
+        try:
+            grants.check(headers.get(GRANT_HEADER), key, platform_tenant_id=identity.platform_tenant_id,
+                         service_tenant_id=new_tenant, service_user_id=new_user, now=now)
+        except grants.GrantInvalid as exc:
+            raise OverrideRefused(
+                f"an agent acts for another service tenant or user only with the delivery grant of the event it "
+                f"handles: {exc}"
+            ) from None
     return replace(identity, service_tenant_id=new_tenant, service_user_id=new_user)
 
 

@@ -89,6 +89,7 @@ JWKS_URL = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example/.well-
 EXTRA_CONTEXT = {
     "sqs": {
         "soorma:jwt-secret": "generate",
+        "soorma:jwt-audience": "soorma-hs256",  # required whenever JWTs are enabled (issue 12, finding 9)
         "soorma:settings": "SOORMA_RATE_KEY_RPS=20,SOORMA_RATE_TENANT_RPS=80,SOORMA_A2A_DEFAULT_GOAL_TYPE=research.goal",
     },
     "nats": {

@@ -232,7 +232,9 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
     assert app and owner and pepper and developer and admin
     assert bool(jwt) == (synth.context.get("soorma:jwt-secret") == "generate")
     expected_reads = {
-        "PlatformRegistryFunction": app, "PlatformMemoryFunction": app, "PlatformTrackerFunction": app,
+        # every HTTP function verifies delivery grants, whose key is derived from the pepper (soorma.grants)
+        "PlatformRegistryFunction": app | pepper, "PlatformMemoryFunction": app | pepper,
+        "PlatformTrackerFunction": app | pepper,
         # the gateway hashes the keys it creates and rotates (POST /v1/api-keys, /v1/tenants) with the pepper
         "PlatformGatewayFunction": app | pepper | (nats if synth.transport == "nats" else set()),
         "PlatformAuthorizerFunction": app | pepper | jwt, "PlatformMigrateFunction": app | owner,

@@ -9,6 +9,10 @@ On the SQS transport (``--transport sqs``, or a local stack started with it, or 
 dead letters are the messages of each agent's dead-letter queue (moved there by the queue's redrive policy after
 ``maxReceiveCount`` receives), found at ``--aws-endpoint-url``, else ``AWS_ENDPOINT_URL``, else the local stack's moto;
 ``replay`` moves them back to the agent's queue (:mod:`soorma.local.sqs_transport`).
+
+A replayed event gets a fresh delivery grant (:mod:`soorma.grants`) when the replayer has the platform's
+``SOORMA_API_KEY_PEPPER`` (the environment, or the local stack's ``.soorma/secrets.json``): a dead letter replayed
+after its grant expired can then act for its user again. Without it the event is replayed as it was.
 """
 
 from __future__ import annotations
@@ -83,6 +87,27 @@ def nats_url(explicit: str | None = None) -> str:
     typer.secho(f"no NATS to connect to: set {NATS_URL_ENV}, pass --nats-url, or start the local stack "
                 "(`soorma local up`)", fg="red", err=True)
     raise typer.Exit(2)
+
+
+def _grant_key() -> bytes | None:
+    """The delivery-grant key (:mod:`soorma.grants`) from ``SOORMA_API_KEY_PEPPER`` or the local stack's secrets
+    (``.soorma/secrets.json``, readable by its owner only), so replayed events get fresh grants; ``None`` (events
+    replayed as they were: one whose grant expired cannot act for its user) when neither is available."""
+    from soorma.grants import KEY_SOURCE_ENV, derive_key
+
+    pepper = os.environ.get(KEY_SOURCE_ENV)
+    if not pepper:
+        try:
+            from soorma.local.paths import StackPaths, read_json
+
+            pepper = (read_json(StackPaths(home()).secrets) or {}).get("api_key_pepper")
+        except (OSError, ValueError):
+            pepper = None
+    if not pepper:
+        typer.secho(f"note: {KEY_SOURCE_ENV} is not available, so replayed events keep their delivery grants; an "
+                    "expired grant stops the agent from acting for the event's user", err=True)
+        return None
+    return derive_key(pepper)
 
 
 async def _with_js(url: str, work):
@@ -173,12 +198,14 @@ def replay(
         raise typer.Exit(2)
     from soorma.functions.bridge.dlq import list_dead_letters, replay as replay_entry
 
+    key = _grant_key()
+
     async def work(js):
         entries = await list_dead_letters(js, platform_tenant_id=tenant, agent=agent, event_id=event_id, limit=None)
         done, failed = [], []
         for entry in entries:
             try:
-                await replay_entry(js, entry)
+                await replay_entry(js, entry, grant_key=key)
             except Exception as exc:  # noqa: BLE001 - report and go on with the others
                 failed.append({**entry.summary(), "replay_error": f"{type(exc).__name__}: {exc}"})
             else:
@@ -190,7 +217,7 @@ def replay(
 
         client = sqs_client(aws_url)
         done, failed = _sqs(lambda: replay_sqs_dead_letters(client, platform_tenant_id=tenant, agent=agent,
-                                                             event_id=event_id))
+                                                             event_id=event_id, grant_key=key))
     else:
         try:
             done, failed = asyncio.run(_with_js(nats_url(url), work))

@@ -149,7 +149,10 @@ class AgentIdempotency:
         if acting_for is None:
             result = self._function(dispatch, event=self.payload(envelope))
         else:
-            with acting_for(envelope.tenant_id, envelope.user_id):
+            from soorma._current import delivering
+
+            # the records belong to the event's tenant and user: send its delivery grant (soorma.grants)
+            with acting_for(envelope.tenant_id, envelope.user_id), delivering(envelope):
                 result = self._function(dispatch, event=self.payload(envelope))
         if isinstance(result, Mapping) and result.get("replayed"):
             return 0, True

@@ -153,7 +153,11 @@ def gateway_publisher(nats_url):
 def gateway(db, gateway_publisher):
     from soorma.functions.gateway.app import create_app
 
-    return Mangum(create_app(db, gateway_publisher), lifespan="off")
+    # The gateway stamps a delivery grant on every event it accepts, with the key derived from the pepper (as the
+    # platform's functions always have it).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOORMA_API_KEY_PEPPER", PEPPER)
+        yield Mangum(create_app(db, gateway_publisher), lifespan="off")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,9 @@ import psycopg
 import pytest
 
 from soorma.functions.gateway import authorizer
+from soorma.grants import derive_key
 from soorma.identity import OverrideRefused, act_for
+from soorma.testing import acting_headers, grant
 from soorma.functions.gateway.keys import (
     PepperMissing,
     create_api_key,
@@ -140,9 +142,8 @@ def test_the_answer_names_the_principal_whatever_the_override_headers_say(owner,
     assert plain["isAuthorized"] is True and plain["context"]["service_user_id"] == me.service_user_id
 
 
-@pytest.mark.parametrize("role", ["agent", "admin"])
-def test_override_headers_are_honoured_for_agent_and_admin(fx, role):
-    me = fx.new_identity(role)
+def test_override_headers_are_honoured_for_admin(fx):
+    me = fx.new_identity("admin")
     acting = act_for(me, {"x-soorma-service-tenant": "acme", "x-soorma-service-user": "alice"})
     assert (acting.service_tenant_id, acting.service_user_id) == ("acme", "alice")
     assert acting.platform_tenant_id == me.platform_tenant_id and acting.principal_id == me.principal_id
@@ -151,6 +152,27 @@ def test_override_headers_are_honoured_for_agent_and_admin(fx, role):
     for bad in ("a b", "", "x" * 65, "tenant.dot", "*"):
         with pytest.raises(OverrideRefused):
             act_for(me, {"x-soorma-service-tenant": bad})
+
+
+def test_override_headers_are_honoured_for_an_agent_with_the_events_grant(fx):
+    """An agent acts for a user only with the delivery grant of that user's event (issue 12, finding 8; the attack
+    itself is tests/security/test_finding08_act_for_grant.py)."""
+    me = fx.new_identity("agent")
+    key = derive_key(fx.PEPPER)
+    headers = acting_headers(fx.PEPPER, me.platform_tenant_id, "acme", "alice")
+    acting = act_for(me, headers, grant_key=key)
+    assert (acting.service_tenant_id, acting.service_user_id) == ("acme", "alice")
+    assert acting.platform_tenant_id == me.platform_tenant_id and acting.principal_id == me.principal_id
+    only_user = {"x-soorma-service-user": "bob",
+                 "x-soorma-grant": grant(fx.PEPPER, me.platform_tenant_id, me.service_tenant_id, "bob")}
+    assert act_for(me, only_user, grant_key=key).service_user_id == "bob"
+    with pytest.raises(OverrideRefused, match="delivery grant"):
+        act_for(me, {"x-soorma-service-tenant": "acme", "x-soorma-service-user": "alice"}, grant_key=key)
+    for bad in ("a b", "", "x" * 65, "tenant.dot", "*"):
+        with pytest.raises(OverrideRefused):
+            act_for(me, {"x-soorma-service-tenant": bad}, grant_key=key)
+    own = {"x-soorma-service-tenant": me.service_tenant_id, "x-soorma-service-user": me.service_user_id}
+    assert act_for(me, own, grant_key=key) == me  # acting as itself needs no grant
 
 
 @pytest.mark.parametrize("role", ["user", "developer"])
@@ -164,13 +186,14 @@ def test_override_headers_are_refused_for_user_and_developer(fx, role):
     assert act_for(me, own) == me
 
 
-def test_functions_apply_the_override_headers_of_the_request(fx, registry):
-    """Through a function (the registry) with an authorizer context naming the principal: an agent's headers choose
-    the service tenant/user it writes as; a user's are refused with 403 and the reason, writing nothing."""
+def test_functions_apply_the_override_headers_of_the_request(fx, registry, pepper):
+    """Through a function (the registry) with an authorizer context naming the principal: an agent's headers with
+    the event's grant choose the service tenant/user it writes as; a user's are refused with 403 and the reason,
+    writing nothing."""
     agent = fx.new_identity("agent")
     event = fx.http_event("POST", "/v1/agents", identity=agent,
                           body={"agent": {"agent_id": "acting", "name": "acting"}})
-    event["headers"].update({"x-soorma-service-tenant": "acme", "x-soorma-service-user": "alice"})
+    event["headers"].update(acting_headers(pepper, agent.platform_tenant_id, "acme", "alice"))
     assert fx.invoke(registry, event).status == 200
     user = fx.new_identity("developer", pt=agent.platform_tenant_id)
     refused = fx.http_event("POST", "/v1/agents", identity=user,

@@ -27,6 +27,7 @@ from soorma.db import Database
 
 PEPPER = "gateway-test-pepper"
 JWT_SECRET = "gateway-test-jwt-secret-0123456789abcdef"
+JWT_AUDIENCE = "soorma-test"
 PLATFORM = "platform"
 
 
@@ -64,6 +65,7 @@ def gw_env():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOORMA_API_KEY_PEPPER", PEPPER)
         mp.setenv("SOORMA_JWT_SECRET", JWT_SECRET)
+        mp.setenv("SOORMA_JWT_AUDIENCE", JWT_AUDIENCE)
         mp.setenv("SOORMA_PLATFORM_ADMIN_TENANT", PLATFORM)
         mp.setenv("SOORMA_EMBEDDING_PROVIDER", os.environ.get("SOORMA_EMBEDDING_PROVIDER", "local"))
         yield os.environ
@@ -105,7 +107,7 @@ def invoker(apps, gw_db):
     from soorma.functions.gateway import authorizer
     from soorma.functions.gateway.tokens import JwtSettings
 
-    settings = JwtSettings(secret=JWT_SECRET)
+    settings = JwtSettings(secret=JWT_SECRET, audience=(JWT_AUDIENCE,))
     handlers: dict[str, Any] = {name: Mangum(app, lifespan="off") for name, app in apps.items()}
     handlers["authorizer"] = lambda event, context: authorizer.authorize(
         event, gw_db, pepper=PEPPER, jwt_settings=settings
@@ -183,7 +185,8 @@ def onboard(api, platform_admin: str, *, limits: bool = True) -> SimpleNamespace
 def jwt_for(tenant: str, role: str = "admin", *, ttl_s: float = 600, **claims: Any) -> str:
     from soorma.functions.gateway.tokens import issue_hs256
 
-    return issue_hs256({"sub": f"jwt_{role}", "platform_tenant_id": tenant, "role": role, **claims}, JWT_SECRET,
+    return issue_hs256({"sub": f"jwt_{role}", "platform_tenant_id": tenant, "role": role, "aud": JWT_AUDIENCE,
+                        **claims}, JWT_SECRET,
                        ttl_s=ttl_s)
 
 
@@ -191,4 +194,5 @@ def jwt_for(tenant: str, role: str = "admin", *, ttl_s: float = 600, **claims: A
 def gx():
     """Helpers for the gateway tests (test modules cannot import conftest with --import-mode=importlib)."""
     return SimpleNamespace(bearer=bearer, onboard=onboard, jwt_for=jwt_for, make_client=make_client,
-                           PEPPER=PEPPER, JWT_SECRET=JWT_SECRET, PLATFORM=PLATFORM)
+                           PEPPER=PEPPER, JWT_SECRET=JWT_SECRET, JWT_AUDIENCE=JWT_AUDIENCE,
+                           PLATFORM=PLATFORM)

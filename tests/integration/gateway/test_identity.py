@@ -136,7 +136,7 @@ def test_hs256_jwt_identity_projection(api, platform_admin, gx):
     assert api.get(f"/v1/goals/{goal.json()['goal_id']}", headers=gx.bearer(key)).status_code == 200
     # reference-style token: tenant_id + principal_type, no service claims → service tenant = tenant, user = sub
     ref = jwt.encode({"sub": "pr_x", "tenant_id": t.id, "principal_type": "worker", "roles": ["worker"],
-                      "exp": int(time.time()) + 60}, gx.JWT_SECRET, algorithm="HS256")
+                      "aud": gx.JWT_AUDIENCE, "exp": int(time.time()) + 60}, gx.JWT_SECRET, algorithm="HS256")
     published = api.post("/v1/events/publish", headers=gx.bearer(ref),
                          json={"event": {"type": "a.b", "topic": "business-facts", "tenant_id": t.id,
                                          "user_id": "pr_x"}})
@@ -144,10 +144,12 @@ def test_hs256_jwt_identity_projection(api, platform_admin, gx):
     # bad tokens: expired, wrong secret, alg none, unknown tenant, suspended tenant
     expired = gx.jwt_for(t.id, "admin", ttl_s=-120)
     assert api.get("/v1/goals", headers=gx.bearer(expired)).status_code == 403
-    forged = jwt.encode({"sub": "x", "platform_tenant_id": t.id, "role": "admin", "exp": int(time.time()) + 60},
+    forged = jwt.encode({"sub": "x", "platform_tenant_id": t.id, "role": "admin", "aud": gx.JWT_AUDIENCE,
+                         "exp": int(time.time()) + 60},
                         "another-secret-0123456789abcdef0123456789", algorithm="HS256")
     assert api.get("/v1/goals", headers=gx.bearer(forged)).status_code == 403
-    unsigned = jwt.encode({"sub": "x", "platform_tenant_id": t.id, "exp": int(time.time()) + 60}, None,
+    unsigned = jwt.encode({"sub": "x", "platform_tenant_id": t.id, "aud": gx.JWT_AUDIENCE,
+                           "exp": int(time.time()) + 60}, None,
                           algorithm="none")
     assert api.get("/v1/goals", headers=gx.bearer(unsigned)).status_code == 403
     assert api.get("/v1/goals", headers=gx.bearer(gx.jwt_for("pt_never_onboarded"))).status_code == 403
@@ -212,7 +214,7 @@ def test_rs256_from_jwks_url_with_issuer_and_audience(api, platform_admin, gx, g
     settings = JwtSettings(jwks_url=url, issuer="https://issuer.example", audience=("soorma",))
 
     def token(**claims):
-        base = {"sub": "u1", "custom:platform_tenant_id": t.id, "cognito:groups": ["developer"],
+        base = {"sub": "u1", "platform_tenant_id": t.id, "cognito:groups": ["developer"],
                 "iss": "https://issuer.example", "aud": "soorma", "exp": int(time.time()) + 60}
         return jwt.encode({**base, **claims}, key, algorithm="RS256", headers={"kid": "k1"})
 

@@ -65,14 +65,14 @@ class MemoryApi:
 
 def memory_transport(api: "MemoryApi", who: Identity):
     """An httpx transport that sends an SDK client's requests to the real memory function as the gateway would: the
-    authorizer's identity is ``who``, and the request's ``X-Soorma-Service-Tenant`` / ``-User`` headers reach the
-    function, which applies them itself (:func:`soorma.identity.act_for`: an ``agent`` acts for the tenant and user
-    they name). Paths outside ``/v1/memory/`` answer 404 (only the memory function is served)."""
+    authorizer's identity is ``who``, and the request's ``X-Soorma-Service-Tenant`` / ``-User`` / ``X-Soorma-Grant``
+    headers reach the function, which applies them itself (:func:`soorma.identity.act_for`: an ``agent`` acts for
+    the tenant and user they name with the delivery grant of the event it handles). Paths outside ``/v1/memory/`` answer 404 (only the memory function is served)."""
     import asyncio
 
     import httpx
 
-    from soorma.identity import SERVICE_TENANT_HEADER, SERVICE_USER_HEADER
+    from soorma.identity import GRANT_HEADER, SERVICE_TENANT_HEADER, SERVICE_USER_HEADER
     from soorma.service import ensure_event_loop
 
     def call(request: httpx.Request) -> httpx.Response:
@@ -80,7 +80,7 @@ def memory_transport(api: "MemoryApi", who: Identity):
         if not request.url.path.startswith("/v1/memory/"):
             return httpx.Response(404, json={"detail": f"not served in this test: {request.url.path}"})
         headers = {"content-type": "application/json", "host": "memory.test"}
-        for name in (SERVICE_TENANT_HEADER, SERVICE_USER_HEADER):
+        for name in (SERVICE_TENANT_HEADER, SERVICE_USER_HEADER, GRANT_HEADER):
             if name in request.headers:
                 headers[name] = request.headers[name]
         body = request.content.decode() if request.content else None
@@ -161,9 +161,15 @@ def counting_embedder(embedder) -> CountingEmbedder:
     return CountingEmbedder(embedder)
 
 
+#: The functions' ``SOORMA_API_KEY_PEPPER`` in these tests: the delivery grants of events are derived from it.
+PEPPER = "memory-test-pepper"
+
+
 @pytest.fixture
-def api(memory_db, counting_embedder) -> MemoryApi:
+def api(memory_db, counting_embedder, monkeypatch) -> MemoryApi:
     from mangum import Mangum
+
+    monkeypatch.setenv("SOORMA_API_KEY_PEPPER", PEPPER)  # the memory function verifies delivery grants with it
 
     from soorma.functions.memory.app import create_app
 

@@ -22,7 +22,7 @@ from soorma import Agent, EventEnvelope, PlatformContext, testing
 from soorma.service import ensure_event_loop
 from soorma.settings import Settings
 
-from .conftest import memory_transport
+from .conftest import PEPPER, memory_transport
 
 PREFIX = "/v1/memory/idempotency"
 
@@ -298,9 +298,12 @@ def platform_mode(monkeypatch):
     monkeypatch.setenv("SOORMA_IDEMPOTENCY", "platform")
 
 
-def order_event(tenant: str = "st-1", user: str = "su-1") -> EventEnvelope:
-    return EventEnvelope(type="order.placed", topic="business-facts", data={"order": 7}, tenant_id=tenant,
-                         user_id=user)
+def order_event(who, tenant: str = "st-1", user: str = "su-1") -> EventEnvelope:
+    """An event of ``who``'s platform tenant for (``tenant``, ``user``), with the delivery grant the gateway stamps
+    on it (the agent acts for that user only with it)."""
+    event = EventEnvelope(type="order.placed", topic="business-facts", data={"order": 7}, tenant_id=tenant,
+                          user_id=user, platform_tenant_id=who.platform_tenant_id)
+    return testing.granted(event, PEPPER)
 
 
 def test_same_event_in_two_environments_runs_once(api, make_identity, postgres, platform_mode):
@@ -308,7 +311,7 @@ def test_same_event_in_two_environments_runs_once(api, make_identity, postgres, 
     name = f"orders-{uuid.uuid4().hex[:6]}"
     runs: list = []
     first, second = make_agent(name, environment(api, who), runs), make_agent(name, environment(api, who), runs)
-    event = order_event(tenant=f"st-{uuid.uuid4().hex[:6]}", user="alice")
+    event = order_event(who, tenant=f"st-{uuid.uuid4().hex[:6]}", user="alice")
     batch = testing.sqs_batch(event)
 
     assert first(batch, _LambdaContext()) == {"batchItemFailures": []}
@@ -337,7 +340,7 @@ def test_a_failed_handler_is_retried_by_the_next_delivery_anywhere(api, make_ide
     runs: list = []
     first = make_agent(name, environment(api, who), runs, fail=[True])
     second = make_agent(name, environment(api, who), runs)
-    event = order_event()
+    event = order_event(who)
     batch = testing.sqs_batch(event)
 
     assert first(batch, _LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": "m0"}]}
@@ -355,7 +358,7 @@ def test_in_progress_elsewhere_fails_the_record_until_its_in_progress_expiry(api
     name = f"orders-{uuid.uuid4().hex[:6]}"
     runs: list = []
     agent = make_agent(name, environment(api, who), runs)
-    event = order_event(tenant="st-crash", user="bob")
+    event = order_event(who, tenant="st-crash", user="bob")
     guard = AgentIdempotency(agent)
     guard.persistence_store.configure(guard.config, key_prefix=guard.key_prefix)  # as Powertools does, to learn the key
     k = guard.persistence_store._get_hashed_idempotency_key(guard.payload(event))
@@ -386,7 +389,7 @@ def test_payload_mismatch_is_refused(api, make_identity, platform_mode):
     async def cancelled(event, ctx):
         runs.append(("cancelled", event.id))
 
-    event = order_event()
+    event = order_event(who)
     assert agent(testing.sqs_batch(event), _LambdaContext()) == {"batchItemFailures": []}
     clash = event.model_copy(update={"type": "order.cancelled"})
     other = make_agent(name, environment(api, who), runs)  # another environment (no local cache)

@@ -106,6 +106,25 @@ async def test_calls_inside_a_handler_act_for_the_event():
     assert await ctx.memory.retrieve("k", tenant_id="t1", user_id="u1") == 1
 
 
+async def test_calls_inside_a_handler_send_the_events_delivery_grant():
+    """The event's delivery grant goes with calls acting for its tenant and user (soorma.grants), never with calls
+    for anyone else, and a grant is not inherited by the events the handler publishes (the gateway mints theirs)."""
+    platform = FakePlatform()
+    ctx = platform.context()
+    cause = EventEnvelope(type="cause", topic="action-requests", tenant_id="t1", user_id="u1",
+                          delivery_grant="g.r.ant")
+    with handling(cause, "agent/0", source="my-agent"):
+        await ctx.memory.store("k", 1)
+        await ctx.memory.store("k", 2, tenant_id="t1", user_id="someone-else")
+        await ctx.bus.publish("business-facts", "effect", {})
+    own, other = [c for c in platform.calls if c.path.startswith("/v1/memory")]
+    assert own.headers["x-soorma-grant"] == "g.r.ant"
+    assert "x-soorma-grant" not in other.headers
+    [effect] = platform.published
+    assert "delivery_grant" not in effect
+    assert "g.r.ant" not in repr(cause)  # a credential: kept out of reprs (and so out of logs)
+
+
 async def test_registry_reads_camel_case_and_snake_case():
     platform = FakePlatform()
     ctx = platform.context()
