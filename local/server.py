@@ -73,9 +73,13 @@ def build_app(stack: "LocalStack") -> Starlette:
             spec = FunctionSpec.model_validate_json(await request.body())
         except ValidationError as exc:
             return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
-        from soorma.local.runtime import FunctionConfig
+        from soorma.local.runtime import FunctionConfig, FunctionNotFound
 
-        key = await asyncio.to_thread(stack.issue_agent_key, spec.platform_tenant_id, spec.agent_name)
+        try:  # a redeploy keeps the function's valid key (or revokes it when it issues another)
+            previous_key = stack.runtime.function(name).env.get("SOORMA_API_KEY")
+        except FunctionNotFound:
+            previous_key = None
+        key = await asyncio.to_thread(stack.issue_agent_key, spec.platform_tenant_id, spec.agent_name, previous_key)
         config: dict[str, Any] = {
             "name": name,
             "handler": spec.handler,
