@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from soorma.urls import redact_url  # noqa: F401 - re-exported: the stack and the CLI redact with it
+
 
 def default_home() -> Path:
     """``$SOORMA_HOME`` or ``./.soorma`` (relative to the current directory, like ``.git``)."""
@@ -129,21 +131,3 @@ def load_or_create_secrets(paths: StackPaths) -> dict[str, str]:
     if changed:
         write_json(paths.secrets, current)
     return current
-
-
-def redact_url(url: str) -> str:
-    """``url`` without the password of its user information (``nats://soorma:***@127.0.0.1:4222``; a user part with no
-    password, which NATS reads as a token, becomes ``***``); a URL without user information is returned as it is. For anything shown or stored where others may read it (logs, ``state.json``,
-    ``soorma local status``); the URL with the password lives only in ``secrets.json``."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    # without a password the user part is itself the secret (a NATS token: nats://TOKEN@host)
-    netloc = f"{parts.username}:***@{host}" if parts.password is not None and parts.username else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
