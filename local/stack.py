@@ -287,7 +287,10 @@ class LocalStack:
                 # the authorizer's own lookup (SECURITY DEFINER): any tenant's key resolves, revoked ones do not
                 with db.transaction(identity) as conn:
                     old = resolve_api_key(conn, previous_key)
-                if old is not None and old == identity:
+                same_agent = old is not None and (
+                    (old.platform_tenant_id, old.service_tenant_id, old.service_user_id, old.role)
+                    == (platform_tenant_id, platform_tenant_id, name, "agent"))  # principal_id is per key
+                if same_agent:
                     return previous_key
             with db.transaction(identity) as conn:
                 key = create_api_key(

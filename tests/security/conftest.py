@@ -64,7 +64,9 @@ def known_secrets(stack: dict[str, Any]) -> dict[str, str]:
     agent key, and the passwords inside the NATS URL."""
     from urllib.parse import urlsplit
 
-    values = {f"secrets.{k}": v for k, v in stack["secrets"].items() if k != "nats_url" and isinstance(v, str)}
+    # (the access key id is the public half of the Lambda API's credentials: `up` prints it)
+    values = {f"secrets.{k}": v for k, v in stack["secrets"].items()
+              if k not in ("nats_url", "aws_access_key_id") and isinstance(v, str)}
     for name in ("api_key", "admin_api_key"):
         values[f"credentials.{name}"] = stack["credentials"][name]
     values["echo agent key"] = function_config(stack, ECHO)["env"]["SOORMA_API_KEY"]
