@@ -219,7 +219,7 @@ async def test_async_invocations_beyond_the_queue_depth_are_throttled(tmp_path):
 
     code = tmp_path / "code"
     code.mkdir()
-    (code / "slow.py").write_text("import time\n\ndef handler(event, context):\n    time.sleep(1)\n    return 1\n")
+    (code / "slow.py").write_text("import time\n\ndef handler(event, context):\n    time.sleep(10)\n    return 1\n")
     credentials = LocalAwsCredentials("LOCALQUEUETEST000000", "queue-test-secret")
     async with LocalLambda(logs_dir=tmp_path / "logs", max_event_queue=3) as runtime:
         runtime.register(FunctionConfig("slow", "slow.handler", str(code), {}, max_concurrency=1))
