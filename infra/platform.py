@@ -481,7 +481,8 @@ class SoormaPlatform(Construct):
                 "Secrets Manager rotation."))
         suppress(app_secret, ("AwsSolutions-SMG4",
             "soorma_app's password is read by the functions at cold start; single-user rotation would break the "
-            "connections of warm functions. Rotate by a deploy that replaces the secret."))
+            "connections of warm functions. Rotate by putting a new value in the secret and running the migrator "
+            "(a deploy does): it sets the role's password from the secret on every run (README, database passwords)."))
         suppress(self.cluster,
             ("AwsSolutions-RDS11", "The default PostgreSQL port is kept: the cluster is reachable only from the "
              "platform's security groups in isolated subnets, so a non-standard port adds no protection."),

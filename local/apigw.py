@@ -28,6 +28,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from soorma.testing.events import IDENTITY_HEADERS, authorizer_event, http_api_event
+from soorma.local.lru import LruCache
+
+#: Most authorizer answers the local API Gateway keeps (least recently used ones are dropped first).
+AUTHORIZER_CACHE_MAX_ENTRIES = 10_000
 
 
 class Invoker(Protocol):
@@ -114,6 +118,7 @@ class LocalApiGateway:
 
     ``invoker`` runs functions (the local Lambda runtime); ``authorizer`` is the authorizer function's name;
     ``function_names`` maps a route's logical function (``gateway``, ``registry`` …) to the deployed function name.
+    ``cache_max_entries`` bounds the authorizer cache (LRU).
     """
 
     def __init__(
@@ -124,13 +129,15 @@ class LocalApiGateway:
         authorizer: str = "authorizer",
         authorizer_ttl_s: float = 30.0,
         function_names: Callable[[str], str] = lambda name: name,
+        cache_max_entries: int = AUTHORIZER_CACHE_MAX_ENTRIES,
     ) -> None:
         self.invoker = invoker
         self.routes = tuple(sorted(routes, key=lambda r: len(r.prefix), reverse=True))
         self.authorizer = authorizer
         self.authorizer_ttl_s = authorizer_ttl_s
         self.function_names = function_names
-        self._cache: dict[tuple[str, ...], tuple[float, dict[str, Any] | None]] = {}
+        # bounded (LRU): every new credential value adds an entry, so an unbounded dict grows with a client's whims
+        self._cache: LruCache = LruCache(cache_max_entries)  # key → (expiry, context or None)
 
     def route_for(self, method: str, path: str) -> ApiRoute | None:
         return next((r for r in self.routes if r.matches(method, path)), None)

@@ -10,7 +10,7 @@ owner connection string of database ``soorma``; :func:`app_dsn` gives the same d
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import psycopg
 
@@ -47,12 +47,18 @@ class EmbeddedPostgres:
             self._server = None
 
 
-def app_dsn(owner_dsn: str, password: str = "soorma_app") -> str:
-    """The ``soorma_app`` role's DSN for the database of ``owner_dsn`` (same host or socket folder)."""
+def app_dsn(owner_dsn: str, password: str | None = None) -> str:
+    """The ``soorma_app`` role's DSN for the database of ``owner_dsn`` (same host or socket folder).
+
+    ``password``: the role's password (the local stack generates one per stack, ``app_db_password`` in
+    ``.soorma/secrets.json``, and the migrations set it); ``None`` leaves it out, which the embedded server's Unix
+    socket accepts (``trust`` authentication inside its owner-only data folder) and any other server refuses.
+    """
     parsed = urlparse(owner_dsn)
     host = parse_qs(parsed.query).get("host", [None])[0]
     database = parsed.path.lstrip("/") or DATABASE
+    user = "soorma_app" + (f":{quote(password, safe='')}" if password is not None else "")
     if host:
-        return f"postgresql://soorma_app:{password}@/{database}?host={host}"
+        return f"postgresql://{user}@/{database}?host={quote(host, safe='/')}"
     port = f":{parsed.port}" if parsed.port else ""
-    return f"postgresql://soorma_app:{password}@{parsed.hostname}{port}/{database}"
+    return f"postgresql://{user}@{parsed.hostname}{port}/{database}"

@@ -1,5 +1,12 @@
 """The local stack's one HTTP server: the API routes (through :class:`LocalApiGateway`), Lambda's Invoke API, and
-the ``/_local`` control routes the CLI uses (deploy a function, status)."""
+the ``/_local`` control routes the CLI uses (deploy a function, status).
+
+The administrative surfaces require the stack's own credentials: the Invoke API (``/2015-03-31/...``) a SigV4
+signature by the stack's access key (:mod:`soorma.local.runtime.lambda_api`), ``/_local`` the control token
+(``X-Soorma-Control-Token``). Both refuse browser-originated requests (an ``Origin`` header, or ``Sec-Fetch-Site``
+other than ``none``) with 403 before routing, so a web page open in the developer's browser cannot drive them, not
+even with a CORS "simple" request (a ``text/plain`` POST needs no preflight).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +23,35 @@ from starlette.routing import Route
 
 from soorma.local.apigw import LocalApiGateway
 from soorma.local.paths import write_json
+from soorma.local.sigv4 import browser_origin
 
 if TYPE_CHECKING:
     from soorma.local.stack import LocalStack
 
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Path prefixes of the administrative surfaces (the Invoke API and the control routes).
+ADMIN_PREFIXES = ("/2015-03-31/", "/2015-03-31", "/_local/", "/_local")
+
+
+class RefuseBrowserRequests:
+    """ASGI middleware: a request to an administrative path (:data:`ADMIN_PREFIXES`) that a browser sent
+    (:func:`soorma.local.sigv4.browser_origin`) is answered 403 without reaching any route. Everything else passes."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope.get("path", "").startswith(ADMIN_PREFIXES):
+            from starlette.datastructures import Headers
+
+            why = browser_origin(Headers(scope=scope))
+            if why is not None:
+                response = JSONResponse({"message": f"browser-originated requests ({why}) are refused by the local "
+                                                    "stack's administrative API", "__type": "AccessDeniedException"},
+                                        status_code=403, headers={"x-amzn-ErrorType": "AccessDeniedException"})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class FunctionSpec(BaseModel):
@@ -73,9 +104,13 @@ def build_app(stack: "LocalStack") -> Starlette:
             spec = FunctionSpec.model_validate_json(await request.body())
         except ValidationError as exc:
             return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
-        from soorma.local.runtime import FunctionConfig
+        from soorma.local.runtime import FunctionConfig, FunctionNotFound
 
-        key = await asyncio.to_thread(stack.issue_agent_key, spec.platform_tenant_id, spec.agent_name)
+        try:  # a redeploy keeps the function's valid key (or revokes it when it issues another)
+            previous_key = stack.runtime.function(name).env.get("SOORMA_API_KEY")
+        except FunctionNotFound:
+            previous_key = None
+        key = await asyncio.to_thread(stack.issue_agent_key, spec.platform_tenant_id, spec.agent_name, previous_key)
         config: dict[str, Any] = {
             "name": name,
             "handler": spec.handler,
@@ -102,10 +137,12 @@ def build_app(stack: "LocalStack") -> Starlette:
     ]
     try:
         from soorma.local.runtime.lambda_api import create_lambda_api
+        from soorma.local.sigv4 import LocalAwsCredentials
 
-        # Lambda's Invoke API (boto3 `lambda.invoke` with endpoint_url = the stack's URL).
-        routes.extend(create_lambda_api(stack.runtime).routes)
-    except ImportError:  # the Invoke API is optional for the stack itself
+        # Lambda's Invoke API (boto3 `lambda.invoke` with endpoint_url = the stack's URL and the stack's access key).
+        credentials = LocalAwsCredentials(stack.secrets["aws_access_key_id"], stack.secrets["aws_secret_access_key"])
+        routes.extend(create_lambda_api(stack.runtime, credentials=credentials).routes)
+    except ImportError:  # the Invoke API is optional for the stack itself (it needs botocore)
         pass
     routes.append(Route("/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))
 
@@ -113,4 +150,6 @@ def build_app(stack: "LocalStack") -> Starlette:
         # a path no route matches (e.g. with a newline, which `{path:path}` does not take): API Gateway's answer
         return JSONResponse({"message": "Not Found"}, status_code=404)
 
-    return Starlette(routes=routes, exception_handlers={404: not_found})
+    app = Starlette(routes=routes, exception_handlers={404: not_found})
+    app.add_middleware(RefuseBrowserRequests)
+    return app

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from soorma.identity import Identity
-from soorma.local.paths import StackPaths, load_or_create_secrets, read_json, write_json
+from soorma.local.paths import NATS_USER, StackPaths, load_or_create_secrets, read_json, redact_url, write_json
 
 log = logging.getLogger("soorma.local")
 
@@ -132,7 +132,10 @@ class LocalStack:
         self._phase("migrations")
         from soorma.functions.migrate import apply
 
-        applied = await asyncio.to_thread(apply, self.owner_dsn)
+        # The stack's own soorma_app password, set on every start (an external SOORMA_APP_DATABASE_URL is the
+        # operator's: its role's password is theirs to manage).
+        app_password = None if os.environ.get("SOORMA_APP_DATABASE_URL") else self.secrets["app_db_password"]
+        applied = await asyncio.to_thread(lambda: apply(self.owner_dsn, app_password=app_password))
         self.state["migrations_applied"] = [m.version for m in applied]
         await asyncio.to_thread(self._ensure_credentials)
 
@@ -169,12 +172,14 @@ class LocalStack:
         else:
             self._phase("bridge")
             await self._start_bridge()
+        # state.json holds nothing secret: URLs without their passwords (those are in secrets.json, 0600).
         self.state.update(
             status="ready",
-            nats_url=self.nats_url,
+            nats_url=redact_url(self.nats_url),
             aws_endpoint_url=self.aws_endpoint_url or None,
             sns_topic_arn=self.sns_topic_arn or None,
-            database_url=self.owner_dsn,
+            database_url=redact_url(self.owner_dsn),
+            lambda_access_key_id=self.secrets["aws_access_key_id"],
             ready_seconds=round(time.monotonic() - self.started_at, 2),
         )
         self._phase("ready")
@@ -189,7 +194,8 @@ class LocalStack:
         else:
             self._postgres = EmbeddedPostgres(self.paths.postgres, cleanup="stop")
             self.owner_dsn = self._postgres.start()
-        self.app_dsn = os.environ.get("SOORMA_APP_DATABASE_URL") or app_dsn(self.owner_dsn)
+        self.app_dsn = (os.environ.get("SOORMA_APP_DATABASE_URL")
+                        or app_dsn(self.owner_dsn, self.secrets["app_db_password"]))
 
     def _start_nats(self) -> None:
         from soorma.local.nats import EmbeddedNats
@@ -197,8 +203,12 @@ class LocalStack:
         if self.settings.nats_url:
             self.nats_url = self.settings.nats_url
         else:
-            self._nats = EmbeddedNats(self.paths.nats, port=self.settings.nats_port)
+            self._nats = EmbeddedNats(self.paths.nats, port=self.settings.nats_port, user=NATS_USER,
+                                      password=self.secrets["nats_password"])
             self.nats_url = self._nats.start()
+        # The URL with its credentials, for the CLI's `soorma dlq` and agent.run() (soorma.process): owner-only.
+        self.secrets["nats_url"] = self.nats_url
+        write_json(self.paths.secrets, self.secrets)
 
     def _start_aws(self) -> None:
         """The SNS/SQS endpoint (moto's server, or ``AWS_ENDPOINT_URL``) and the event topic."""
@@ -258,16 +268,32 @@ class LocalStack:
             write_json(self.paths.credentials, current, private=True)
         return current
 
-    def issue_agent_key(self, platform_tenant_id: str, name: str) -> str:
-        """An API key of role ``agent`` for a deployed agent function (its ``SOORMA_API_KEY``)."""
+    def issue_agent_key(self, platform_tenant_id: str, name: str, previous_key: str | None = None) -> str:
+        """The API key of role ``agent`` for a deployed agent function (its ``SOORMA_API_KEY``).
+
+        ``previous_key`` is the key the function had before this deploy. If it is still valid and belongs to the same
+        agent (platform tenant, principal ``name``, role ``agent``) it is kept, so redeploying issues no key at all;
+        otherwise a new key is issued and the previous one, if it still resolves, is revoked in the same step, so a
+        function never leaves a valid key behind. Raises ``psycopg.Error`` when the database refuses.
+        """
         from soorma.db import Database
-        from soorma.functions.gateway.keys import create_api_key
+        from soorma.functions.gateway.keys import create_api_key, resolve_api_key, revoke_api_key
 
         identity = Identity(platform_tenant_id, platform_tenant_id, name, name, "agent")
         db = Database(self.app_dsn)
         try:
+            old: Identity | None = None
+            if previous_key:
+                # the authorizer's own lookup (SECURITY DEFINER): any tenant's key resolves, revoked ones do not
+                with db.transaction(identity) as conn:
+                    old = resolve_api_key(conn, previous_key)
+                same_agent = old is not None and (
+                    (old.platform_tenant_id, old.service_tenant_id, old.service_user_id, old.role)
+                    == (platform_tenant_id, platform_tenant_id, name, "agent"))  # principal_id is per key
+                if same_agent:
+                    return previous_key
             with db.transaction(identity) as conn:
-                return create_api_key(
+                key = create_api_key(
                     conn,
                     platform_tenant_id=platform_tenant_id,
                     service_tenant_id=platform_tenant_id,
@@ -275,6 +301,11 @@ class LocalStack:
                     role="agent",
                     name=f"agent {name}",
                 )
+            if old is not None and previous_key:
+                # row-level security: the old key is revoked inside its own platform tenant
+                with db.transaction(old) as conn:
+                    revoke_api_key(conn, previous_key)
+            return key
         finally:
             db.close()
 

@@ -7,7 +7,7 @@ It listens on ``action-results``, publishes one ``greeting.requested`` with its 
     # → {"message": "Hello, Ada!", "greeted_by": "hello-worker"}
 
 Publishing goes through the gateway with your API key; listening reads the local stack's NATS (``SOORMA_NATS_URL``,
-else ``.soorma/state.json``), so run it where ``soorma local up`` runs. Exit code 1 if no answer came in time.
+else ``.soorma/secrets.json``, with the stack's NATS credentials), so run it where ``soorma local up`` runs. Exit code 1 if no answer came in time.
 """
 
 from __future__ import annotations

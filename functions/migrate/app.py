@@ -6,16 +6,27 @@ CDK custom resource retried while a previous attempt still runs). Runs as the da
 
 Placeholders: ``{{embedding_dimensions}}`` (``SOORMA_EMBEDDING_DIMENSIONS``, default 384) and
 ``{{app_role_password}}`` are substituted before a file runs.
+
+**The ``soorma_app`` password.** Every run sets the role's password to the current value of
+``SOORMA_APP_DB_PASSWORD`` (in AWS: the app secret, read by the boot module on every run of the migrator), with
+``ALTER ROLE soorma_app PASSWORD '<SCRAM-SHA-256 verifier>'``: the verifier is computed here by libpq
+(``PQencryptPasswordConn``, what ``psql``'s ``\\password`` does), so the password itself never reaches the server, its
+statement log or ``pg_stat_statements``. Rotating the app secret and running the migrator again (every deploy does)
+therefore changes the role's password to the secret's new value
+(https://www.postgresql.org/docs/current/sql-alterrole.html). Without ``SOORMA_APP_DB_PASSWORD`` the role is created
+with a random password nobody knows (there is no default password) and an existing role's password is left as it is.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 SQL_DIR = Path(__file__).with_name("sql")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -70,8 +81,27 @@ def _settings() -> dict[str, str]:
         raise ValueError(
             f"SOORMA_EMBEDDING_DIMENSIONS={dims!r} must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}{hint}"
         )
-    password = os.environ.get("SOORMA_APP_DB_PASSWORD", "soorma_app")
-    return {"embedding_dimensions": dims, "app_role_password": password.replace("'", "''")}
+    return {"embedding_dimensions": dims}
+
+
+APP_ROLE = "soorma_app"
+APP_PASSWORD_ENV = "SOORMA_APP_DB_PASSWORD"
+
+
+def app_role_verifier(conn: psycopg.Connection, password: str) -> str:
+    """The SCRAM-SHA-256 verifier of ``password`` for role ``soorma_app`` (``SCRAM-SHA-256$<iterations>:<salt>$...``),
+    computed client-side by libpq with a fresh salt. Raises ``ValueError`` for an empty password."""
+    if not password:
+        raise ValueError(f"the {APP_ROLE} password must not be empty")
+    return conn.pgconn.encrypt_password(password.encode(), APP_ROLE.encode(), b"scram-sha-256").decode()
+
+
+def set_app_password(conn: psycopg.Connection, password: str) -> None:
+    """``ALTER ROLE soorma_app PASSWORD '<verifier>'`` on the owner connection ``conn`` (the verifier as a quoted
+    literal through :mod:`psycopg.sql`, never string formatting). Raises ``psycopg.Error`` when the role is missing or
+    the connection may not alter it."""
+    conn.execute(sql.SQL("alter role {} with password {}").format(
+        sql.Identifier(APP_ROLE), sql.Literal(app_role_verifier(conn, password))))
 
 
 def _ensure_table(conn: psycopg.Connection) -> None:
@@ -89,15 +119,21 @@ def pending(owner_dsn: str) -> list[Migration]:
     return [m for m in migrations() if m.version not in done]
 
 
-def apply(owner_dsn: str) -> list[Migration]:
-    """Apply every pending migration; returns those applied (empty when the database is current).
+def apply(owner_dsn: str, *, app_password: str | None = None) -> list[Migration]:
+    """Apply every pending migration, then set ``soorma_app``'s password; returns the migrations applied (empty when
+    the database is current).
 
-    Raises ``psycopg.Error`` from a failing file; that file's transaction is rolled back and later files are not run.
+    ``app_password``: the role's password (default ``SOORMA_APP_DB_PASSWORD``); when neither is set the role is
+    created with a random password and an existing role's password is not touched. Raises ``psycopg.Error`` from a
+    failing file; that file's transaction is rolled back and later files are not run.
     """
     values = _settings()
+    password = app_password if app_password is not None else os.environ.get(APP_PASSWORD_ENV) or None
     applied: list[Migration] = []
     with psycopg.connect(owner_dsn, autocommit=True) as conn:
         _ensure_table(conn)
+        # 0001 creates the role: with the wanted password's verifier, else a random one (never a known default).
+        values["app_role_password"] = app_role_verifier(conn, password or secrets.token_urlsafe(32)).replace("'", "''")
         for migration in migrations():
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -112,4 +148,8 @@ def apply(owner_dsn: str) -> list[Migration]:
                     (migration.version, migration.name),
                 )
                 applied.append(migration)
+        if password:
+            with conn.transaction():
+                conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                set_app_password(conn, password)
     return applied

@@ -156,6 +156,43 @@ def resolve_environment(environ: dict[str, str] | None = None, read: Callable[[s
         env["SOORMA_API_KEY"] = str(key)
 
 
+def _read_secret_fresh(arn: str) -> str:
+    """``SecretString`` of ``arn`` straight from Secrets Manager (boto3), never the extension's cache (which keeps a
+    value for up to 5 minutes, so a read right after a rotation could return the old one). Raises
+    :class:`SecretNotReady` when the secret has no string value."""
+    import boto3
+
+    value = boto3.client("secretsmanager").get_secret_value(SecretId=arn).get("SecretString")
+    if not value:
+        raise SecretNotReady(f"secret {arn} has no value")
+    return value
+
+
+def refresh_database_secrets(environ: dict[str, str] | None = None,
+                             read: Callable[[str], str] = _read_secret_fresh) -> bool:
+    """For the migrator (the one function given ``SOORMA_OWNER_DB_SECRET_ARN``): read the owner and app database
+    secrets again, on every invocation, into ``SOORMA_DATABASE_URL`` and ``SOORMA_APP_DB_PASSWORD``.
+
+    A warm execution environment would otherwise keep the values of its cold start, so after the owner secret's
+    30-day rotation it would connect with a stale password, and after the app secret was rotated it would set the
+    ``soorma_app`` role back to the old password (``soorma.functions.migrate`` sets the role's password from
+    ``SOORMA_APP_DB_PASSWORD`` on every run). Returns whether it refreshed (False without the owner ARN)."""
+    env = os.environ if environ is None else environ
+    owner_arn = env.get("SOORMA_OWNER_DB_SECRET_ARN")
+    if not owner_arn:
+        return False
+    db_name = env.get("SOORMA_DB_NAME", DEFAULT_DB_NAME)
+    env["SOORMA_DATABASE_URL"] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name)
+    app_arn = env.get("SOORMA_APP_DB_SECRET_ARN")
+    if app_arn:
+        app = _json(read(app_arn))
+        if not app.get("password"):
+            raise SecretNotReady(f"secret {app_arn} has no password")
+        env["SOORMA_APP_DB_PASSWORD"] = str(app["password"])
+        env["SOORMA_APP_DATABASE_URL"] = dsn_from_secret(app, default_db=db_name)
+    return True
+
+
 def load_handler(path: str) -> Callable[[Any, Any], Any]:
     """Import ``package.module.attribute``."""
     module_name, _, attr = path.rpartition(".")
@@ -178,8 +215,17 @@ def _ensure_target() -> Callable[[Any, Any], Any]:
     return _target
 
 
+_first_call = True
+
+
 def handler(event: Any, context: Any) -> Any:
-    return _ensure_target()(event, context)
+    global _first_call
+    target = _ensure_target()
+    if not _first_call and os.environ.get("SOORMA_OWNER_DB_SECRET_ARN"):
+        # the migrator: the database secrets as they are now, not as at this environment's cold start
+        refresh_database_secrets()
+    _first_call = False
+    return target(event, context)
 
 
 SNAP_START_INIT = "snap-start"  # AWS_LAMBDA_INITIALIZATION_TYPE during the init Lambda snapshots

@@ -2,9 +2,19 @@
 
 https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html
 
-One listening socket on 127.0.0.1 per environment (awslambdaric only knows ``host:port``), served by a minimal
-HTTP/1.1 keep-alive implementation on an asyncio ``Protocol``. Accepted sockets get ``TCP_NODELAY``: without it
-Nagle's algorithm and the client's delayed ACK add ~40 ms to every invocation.
+One listening socket on 127.0.0.1 per environment, served by a minimal HTTP/1.1 keep-alive implementation on an
+asyncio ``Protocol``. Accepted sockets get ``TCP_NODELAY``: without it Nagle's algorithm and the client's delayed ACK
+add ~40 ms to every invocation.
+
+**Only its own environment can use it.** Any local process can connect to a port on 127.0.0.1, and an invocation can
+carry secrets (an authorizer event carries the caller's API key), so each server has an unguessable capability: a
+256-bit token that is the first path segment of every route (``/<token>/2018-06-01/runtime/...``). The environment
+learns it from ``AWS_LAMBDA_RUNTIME_API=127.0.0.1:<port>/<token>``, which only its own process (and the user who
+owns it, through ``/proc/<pid>/environ``) can read; it is never on a command line. awslambdaric's native client
+builds its URLs as ``"http://" + AWS_LAMBDA_RUNTIME_API + "/2018-06-01/..."``, so it honours the prefix as it is;
+its Python fallback (``init/error``) does not, which :mod:`soorma.local.ric` fixes. A request without the token is
+403 and changes nothing. On top of that, only one ``next`` poll may be outstanding (a second is 409), and a result
+is accepted only for the request id currently handed to the environment (else 400 ``InvalidRequestID``).
 
 The server knows nothing about processes: it hands one :class:`Invocation` at a time to the runtime's
 ``GET /next`` long poll and reports what the runtime posts back through the :class:`RuntimeListener` methods.
@@ -13,7 +23,9 @@ The server knows nothing about processes: it hands one :class:`Invocation` at a 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
+import secrets
 import socket
 from typing import Protocol
 
@@ -26,7 +38,7 @@ _MAX_BODY = 64 * 1024 * 1024
 _ACCEPTED = b'HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"status":"OK"}\n'
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Payload Too Large", 500: "Internal Server Error"}
+            405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error"}
 
 
 class Invocation:
@@ -41,6 +53,9 @@ class Invocation:
         self.deadline_ms = deadline_ms
         self.function_arn = function_arn
         self.trace_id = trace_id
+        if client_context is not None and any(c in client_context for c in "\r\n\0"):
+            # it becomes a header line: CR/LF would let the caller add headers or a whole second response
+            raise ValueError("client_context must not contain CR, LF or NUL")
         self.client_context = client_context
 
     def response_bytes(self) -> bytes:
@@ -83,10 +98,15 @@ def _json_response(status: int, obj: dict) -> bytes:
 
 
 class RuntimeApiServer:
-    """The Runtime API of one environment. ``await start()`` returns ``"127.0.0.1:<port>"``."""
+    """The Runtime API of one environment. ``await start()`` returns the value for ``AWS_LAMBDA_RUNTIME_API``:
+    ``"127.0.0.1:<port>/<token>"`` (the token is the capability every request's path must start with; module
+    docstring)."""
 
     def __init__(self, listener: RuntimeListener) -> None:
         self.listener = listener
+        self.token = secrets.token_urlsafe(32)
+        self._token_segment = f"/{self.token}/".encode()
+        self.port = 0
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[_Connection] = set()
         self._waiting: _Connection | None = None  # connection parked on GET /next
@@ -97,8 +117,8 @@ class RuntimeApiServer:
     async def start(self) -> str:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), "127.0.0.1", 0, backlog=8)
-        port = self._server.sockets[0].getsockname()[1]
-        self.address = f"127.0.0.1:{port}"
+        self.port = self._server.sockets[0].getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}/{self.token}"
         return self.address
 
     def deliver(self, invocation: Invocation) -> None:
@@ -130,6 +150,13 @@ class RuntimeApiServer:
     # --- request dispatch (called by _Connection) ---
 
     def _handle(self, conn: _Connection, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        segment = self._token_segment
+        if not hmac.compare_digest(path[:len(segment)].encode("latin-1", "replace"), segment):
+            # not this environment's runtime: nothing about the server is revealed, nothing changes
+            conn.send(_json_response(403, {"errorMessage": "this Runtime API belongs to another execution environment",
+                                           "errorType": "Forbidden"}))
+            return
+        path = path[len(segment) - 1:]
         if not path.startswith(PREFIX):
             conn.send(_json_response(404, {"errorMessage": f"unknown path {path}", "errorType": "NotFound"}))
             return
@@ -137,6 +164,12 @@ class RuntimeApiServer:
         if route == "invocation/next":
             if method != "GET":
                 conn.send(_json_response(405, {"errorMessage": "use GET", "errorType": "MethodNotAllowed"}))
+                return
+            waiting = self._waiting
+            if waiting is not None and not waiting.closed and waiting is not conn:
+                # one runtime polls at a time: a second poller never takes (or steals the answer of) an event
+                conn.send(_json_response(409, {"errorMessage": "another next poll of this environment is outstanding",
+                                               "errorType": "ConcurrentPoll"}))
                 return
             self.listener.on_next()
             pending = self._pending

@@ -1,4 +1,5 @@
-"""One execution environment: a ``python -m awslambdaric <handler>`` subprocess and its Runtime API server.
+"""One execution environment: an awslambdaric subprocess (``python -m soorma.local.ric <handler>``, awslambdaric's own
+entry that keeps the Runtime API's capability prefix) and its Runtime API server.
 
 Lifecycle (as in Lambda): INIT ends when the runtime first polls ``/next`` (or fails with ``/init/error``, an exit
 or the INIT timeout); then one invocation at a time; the environment dies on a timeout (killed, like Lambda's
@@ -212,7 +213,8 @@ class Environment:
         self._spawned = time.perf_counter()
         try:
             self.process = await asyncio.create_subprocess_exec(
-                self.settings.python, "-P", "-m", "awslambdaric", cfg.handler,
+                # awslambdaric's entry, taught to keep the Runtime API's capability prefix (soorma.local.ric)
+                self.settings.python, "-P", "-m", "soorma.local.ric", cfg.handler,
                 stdin=asyncio.subprocess.DEVNULL, stdout=write_fd, stderr=write_fd,
                 env=self.child_env(), cwd=cwd, start_new_session=True,
             )

@@ -29,6 +29,16 @@ except metadata.PackageNotFoundError:  # pragma: no cover - the local extra inst
     _RIC_VERSION = "not installed"
 _RUNTIME = f"python:{sys.version_info.major}.{sys.version_info.minor}"
 
+#: Asynchronous (``Event``) invocations one function may have queued or running at once; beyond it
+#: :meth:`LocalLambda.invoke_event` raises :class:`TooManyRequests` (Lambda's 429 ``TooManyRequestsException``), so a
+#: flood of async invokes cannot grow the stack's memory without bound.
+MAX_EVENT_QUEUE = 1000
+
+
+class TooManyRequests(RuntimeError):
+    """The function's asynchronous invocation queue is full (Lambda answers 429 ``TooManyRequestsException``,
+    https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html#API_Invoke_Errors)."""
+
 
 class _Function:
     """One registered function version and its environments."""
@@ -54,7 +64,8 @@ class LocalLambda:
 
     def __init__(self, logs_dir: str | Path | None = None, *, region: str = "us-east-1",
                  account_id: str = "000000000000", python: str = sys.executable,
-                 base_env: Mapping[str, str] | None = None, on_log: LogCallback | None = None) -> None:
+                 base_env: Mapping[str, str] | None = None, on_log: LogCallback | None = None,
+                 max_event_queue: int = MAX_EVENT_QUEUE) -> None:
         self.logs_dir = Path(logs_dir) if logs_dir is not None else None
         self.settings = RuntimeSettings(python=python, region=region, account_id=account_id,
                                         base_env=dict(base_env or {}))
@@ -63,6 +74,8 @@ class LocalLambda:
         self._logs: dict[str, FunctionLogs] = {}
         self._all_envs: set[Environment] = set()
         self._background: set[asyncio.Future] = set()
+        self._events_queued: dict[str, int] = {}  # function name → async invocations queued or running
+        self.max_event_queue = max_event_queue
         self._closed = False
 
     # --- registry ---
@@ -160,10 +173,17 @@ class LocalLambda:
     def invoke_event(self, name: str, payload: bytes) -> str:
         """Queue an asynchronous invocation (Lambda's ``Event`` type); returns its request id at once.
 
-        Unlike Lambda there are no automatic retries and no destinations: a failure is only logged.
+        Raises ``FunctionNotFound``, and :class:`TooManyRequests` when ``max_event_queue`` invocations of the
+        function are already queued or running. Unlike Lambda there are no automatic retries and no destinations: a
+        failure is only logged.
         """
         if name not in self._functions:
             raise FunctionNotFound(name)
+        queued = self._events_queued.get(name, 0)
+        if queued >= self.max_event_queue:
+            raise TooManyRequests(f"Rate Exceeded: {queued} asynchronous invocations of {name} are already queued "
+                                  f"(at most {self.max_event_queue})")
+        self._events_queued[name] = queued + 1
 
         async def run() -> None:
             try:
@@ -172,6 +192,12 @@ class LocalLambda:
                     logger.warning("async invocation of %s failed: %s", name, result.payload[:500])
             except (FunctionNotFound, RuntimeError) as exc:
                 logger.warning("async invocation of %s dropped: %s", name, exc)
+            finally:
+                left = self._events_queued.get(name, 1) - 1
+                if left > 0:
+                    self._events_queued[name] = left
+                else:
+                    self._events_queued.pop(name, None)
 
         task = asyncio.ensure_future(run())
         self._track(task)

@@ -3,8 +3,8 @@
 For breakpoints and quick iteration against ``soorma local`` (or any NATS with the ``SOORMA_EVENTS`` stream): no
 function, no bridge, no redeploy. The process
 
-* connects to ``SOORMA_NATS_URL``, else the running local stack's NATS (``nats_url`` in ``$SOORMA_HOME/state.json``,
-  default ``./.soorma``);
+* connects to ``SOORMA_NATS_URL``, else the running local stack's NATS (``nats_url`` in ``$SOORMA_HOME/secrets.json``,
+  with the stack's NATS credentials; default ``./.soorma``);
 * binds the agent's durable pull consumer on ``SOORMA_EVENTS`` — the same one per (platform tenant, agent name) that
   the bridge uses for a deployed agent, so a local process and a deployed function of the same agent are instances
   of one agent sharing its events (queue group); the consumer is created (new events only) when missing, and an
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .events import EventEnvelope
+from .urls import redact_url
 
 if TYPE_CHECKING:
     from .agents.base import Agent
@@ -59,9 +60,13 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def resolve_nats_url(explicit: str | None = None, env: Any = None) -> str:
-    """``explicit``, ``SOORMA_NATS_URL``, or the local stack's ``nats_url``; raises ``RuntimeError`` if none."""
+    """``explicit``, ``SOORMA_NATS_URL``, or the local stack's NATS: ``nats_url`` of ``$SOORMA_HOME/secrets.json``
+    (with the stack's NATS user and password; ``state.json`` names it without them); raises ``RuntimeError`` if
+    none."""
     env = os.environ if env is None else env
-    url = explicit or env.get("SOORMA_NATS_URL") or _read_json(_home(env) / "state.json").get("nats_url")
+    home = _home(env)
+    url = (explicit or env.get("SOORMA_NATS_URL") or _read_json(home / "secrets.json").get("nats_url")
+           or _read_json(home / "state.json").get("nats_url"))
     if not url:
         raise RuntimeError(
             "agent.run() needs NATS: set SOORMA_NATS_URL, or start the local stack (`soorma local up`) so "
@@ -184,7 +189,7 @@ class LocalRunner:
             psub = await js.pull_subscribe_bind(durable=self.consumer, stream=STREAM)
             await agent.start()
             log.info("agent %s consuming %s from %s (consumer %s)", agent.name,
-                     ", ".join(f"{t}:{e}" for t, e in subs), url, self.consumer)
+                     ", ".join(f"{t}:{e}" for t, e in subs), redact_url(url), self.consumer)
             self._ready.set()
             while not self.stop_event.is_set():
                 try:

@@ -100,9 +100,11 @@ def stack():
             shutil.rmtree(base, ignore_errors=True)
 
 
-def lambda_client(url: str):
-    return boto3.client("lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
-                        aws_secret_access_key="test",
+def lambda_client(url: str, secrets: dict):
+    """boto3's Lambda client on the stack, signing with the stack's access key (``secrets.json``)."""
+    return boto3.client("lambda", endpoint_url=url, region_name="us-east-1",
+                        aws_access_key_id=secrets["aws_access_key_id"],
+                        aws_secret_access_key=secrets["aws_secret_access_key"],
                         config=Config(retries={"max_attempts": 1}, read_timeout=120, connect_timeout=10))
 
 
@@ -112,7 +114,7 @@ def invoke_tail(client, payload: bytes) -> tuple[dict, str, dict]:
 
 
 def test_boto3_invoke_request_response_and_event(stack):
-    client = lambda_client(stack["url"])
+    client = lambda_client(stack["url"], stack["secrets"])
 
     out, log, body = invoke_tail(client, ping("sync-1"))
     assert out["StatusCode"] == 200 and "FunctionError" not in out, body
@@ -178,7 +180,7 @@ def test_deploy_watch_picks_up_a_changed_handler(stack):
     from soorma.local.deploy import Deployer, watch
 
     app_dir = stack["app_dir"]
-    client = lambda_client(stack["url"])
+    client = lambda_client(stack["url"], stack["secrets"])
     _out, log, _body = invoke_tail(client, ping("before"))
     match = re.search(r"devloop handler v1 pid=(\d+) marker=before", log)
     assert match, log

@@ -435,3 +435,20 @@ def test_prepare_snapshot_prewarms_the_lazy_app_and_its_warm_hook():
     assert reply["statusCode"] == 200 and json.loads(reply["body"]) == {"ok": True}
     assert len(built) == 1 and len(warmed) == 1
     assert boot.prepare_snapshot(lambda event, context: None) is False  # a plain handler: nothing to prewarm
+
+
+def test_boot_reads_the_migrators_database_secrets_again_on_every_run():
+    """A rotated app secret reaches the migrator even in a warm environment, so its run sets the role's new
+    password (soorma.functions.migrate), and a rotated owner secret is used for the connection."""
+    secrets = {
+        "app": json.dumps({"username": "soorma_app", "password": "old", "host": "db.example"}),
+        "owner": json.dumps({"username": "soorma_owner", "password": "o1", "host": "db.example"}),
+    }
+    env = {"SOORMA_APP_DB_SECRET_ARN": "app", "SOORMA_OWNER_DB_SECRET_ARN": "owner"}
+    boot.resolve_environment(env, read=secrets.__getitem__)
+    assert env["SOORMA_APP_DB_PASSWORD"] == "old"
+    secrets["app"] = json.dumps({"username": "soorma_app", "password": "new", "host": "db.example"})
+    secrets["owner"] = json.dumps({"username": "soorma_owner", "password": "o2", "host": "db.example"})
+    assert boot.refresh_database_secrets(env, read=secrets.__getitem__)
+    assert env["SOORMA_APP_DB_PASSWORD"] == "new" and ":o2@" in env["SOORMA_DATABASE_URL"]
+    assert not boot.refresh_database_secrets({"SOORMA_APP_DB_SECRET_ARN": "app"}, read=secrets.__getitem__)

@@ -1,7 +1,8 @@
 """``soorma dlq list|replay``: see and recover the events that failed every delivery (stream ``SOORMA_DLQ``).
 
-Connects to ``--nats-url``, else ``SOORMA_NATS_URL``, else the running local stack's NATS (``nats_url`` in
-``.soorma/state.json``). The work is done by :mod:`soorma.functions.bridge.dlq`: ``list`` reads without consuming;
+Connects to ``--nats-url``, else ``SOORMA_NATS_URL``, else the local stack's NATS (``nats_url`` in
+``.soorma/secrets.json``, with the stack's NATS user and password). An unreachable or refusing server fails the
+command at once (exit 1) with a message that never shows the URL's password. The work is done by :mod:`soorma.functions.bridge.dlq`: ``list`` reads without consuming;
 ``replay`` publishes each chosen event again to its original subject for the agent that failed it (a new message id,
 so JetStream's de-duplication does not drop it) and then deletes its dead-letter entry.
 
@@ -74,16 +75,18 @@ def _sqs(work):
 
 
 def nats_url(explicit: str | None = None) -> str:
-    """``explicit``, ``SOORMA_NATS_URL``, or the local stack's NATS; exits with a message when there is none."""
+    """``explicit``, ``SOORMA_NATS_URL``, or the local stack's NATS (with its credentials, from ``secrets.json``);
+    exits with a message when there is none."""
     if explicit:
         return explicit
     if os.environ.get(NATS_URL_ENV):
         return os.environ[NATS_URL_ENV]
     from soorma.local.paths import StackPaths, read_json
 
-    state = read_json(StackPaths(home()).state) or {}
-    if state.get("nats_url"):
-        return state["nats_url"]
+    paths = StackPaths(home())
+    url = (read_json(paths.secrets) or {}).get("nats_url") or (read_json(paths.state) or {}).get("nats_url")
+    if url:
+        return url
     typer.secho(f"no NATS to connect to: set {NATS_URL_ENV}, pass --nats-url, or start the local stack "
                 "(`soorma local up`)", fg="red", err=True)
     raise typer.Exit(2)
@@ -110,13 +113,36 @@ def _grant_key() -> bytes | None:
     return derive_key(pepper)
 
 
+#: Seconds ``soorma dlq`` waits for NATS in all (each attempt is also bounded by ``connect_timeout=3``).
+CONNECT_DEADLINE_S = 10.0
+
+
+async def _quiet(_exc: Exception) -> None:
+    """nats-py's error callback: the failure is reported once, by :func:`_with_js`, not logged per attempt."""
+
+
 async def _with_js(url: str, work):
+    """Connect to NATS at ``url``, run ``work(jetstream)``, close. A server that is unreachable or refuses the
+    credentials exits 1 with one message, within :data:`CONNECT_DEADLINE_S` seconds.
+
+    In nats-py (2.x, ``Client._select_next_server``) ``max_reconnect_attempts=0`` does not mean "no retries": only a
+    positive value is ever compared, so 0 retries the initial connection forever, whatever ``allow_reconnect`` says
+    (that flag is checked only after a TCP connection was made). ``max_reconnect_attempts=1`` makes it give up after
+    the second attempt (``NoServersError``), and the overall deadline bounds it whatever the library does.
+    """
     import nats
 
+    from soorma.local.paths import redact_url
+
     try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False)
+        nc = await asyncio.wait_for(
+            nats.connect(url, connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=1,
+                         reconnect_time_wait=0.2, error_cb=_quiet),
+            CONNECT_DEADLINE_S)
     except Exception as exc:  # noqa: BLE001 - any connection failure is reported the same way
-        typer.secho(f"cannot connect to NATS at {url}: {type(exc).__name__}: {exc}", fg="red", err=True)
+        reason = "no answer" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
+        typer.secho(f"cannot connect to NATS at {redact_url(url)}: {reason} (is the local stack running? "
+                    "`soorma local status`)", fg="red", err=True)
         raise typer.Exit(1) from None
     try:
         return await work(nc.jetstream())

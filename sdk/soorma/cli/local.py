@@ -62,11 +62,15 @@ def _print_ready(state: dict[str, Any]) -> None:
     typer.secho(f"soorma local stack ready in {state.get('ready_seconds', '?')} s", fg="green", bold=True)
     typer.echo(f"  API endpoint : {state.get('api_url')}")
     typer.echo(f"  API key      : {creds.get('api_key')}")
+    secrets_file = _paths().secrets
     if state.get("transport") == "sqs":
         typer.echo(f"  transport    : sqs (SNS/SQS at {state.get('aws_endpoint_url')}, topic {state.get('sns_topic_arn')})")
     else:
-        typer.echo(f"  NATS         : {state.get('nats_url')}")
+        # never the password: the URL with credentials is `nats_url` in secrets.json (owner-only)
+        typer.echo(f"  NATS         : {state.get('nats_url')} (user and password: nats_url in {secrets_file})")
     typer.echo(f"  state        : {state.get('home')}")
+    typer.echo(f"  Lambda API   : {state.get('api_url')}/2015-03-31/functions/ (AWS SigV4, region us-east-1, "
+               f"access key {state.get('lambda_access_key_id')}; secret: aws_secret_access_key in {secrets_file})")
     typer.echo("  use it from a shell:")
     typer.echo(f"    export SOORMA_API_URL={state.get('api_url')} SOORMA_API_KEY={creds.get('api_key')}")
 
@@ -370,12 +374,22 @@ def invoke(
     import base64
     from urllib.parse import quote
 
+    from soorma.local.sigv4 import LocalAwsCredentials, sign
+
     state = _require_stack()
     body = _read_payload(payload)
     headers = {"X-Amz-Invocation-Type": "Event" if event else "RequestResponse", "Content-Type": "application/json"}
     if log and not event:
         headers["X-Amz-Log-Type"] = "Tail"
     url = f"{state['api_url']}/2015-03-31/functions/{quote(function, safe=':$')}/invocations"
+    secrets = _secrets()
+    if not secrets.get("aws_access_key_id") or not secrets.get("aws_secret_access_key"):
+        typer.secho(f"no Lambda API credentials in {_paths().secrets}: restart the stack (`soorma local down`, "
+                    "`soorma local up`) to create them", fg="red", err=True)
+        raise typer.Exit(1)
+    # the Invoke API takes only requests signed with the stack's access key (AWS Signature Version 4)
+    headers = sign("POST", url, headers, body,
+                   LocalAwsCredentials(secrets["aws_access_key_id"], secrets["aws_secret_access_key"]))
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=timeout)
     except httpx.TransportError as exc:

@@ -13,6 +13,9 @@ import uvicorn
 from botocore.config import Config
 
 from soorma.local.runtime import FunctionConfig, create_lambda_api
+from soorma.local.sigv4 import LocalAwsCredentials
+
+CREDENTIALS = LocalAwsCredentials("LOCALTESTKEY00000000", "test-secret-access-key")
 
 HANDLERS = """
     import os
@@ -39,7 +42,7 @@ def _free_port() -> int:
 @pytest.fixture
 async def endpoint(runtime):
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_lambda_api(runtime), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_lambda_api(runtime, credentials=CREDENTIALS), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     task = asyncio.ensure_future(server.serve())
     while not server.started:
@@ -52,8 +55,9 @@ async def endpoint(runtime):
 
 
 def _client(endpoint: str):
-    return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test",
-                        aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}))
+    return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=CREDENTIALS.access_key_id,
+                        aws_secret_access_key=CREDENTIALS.secret_access_key, config=Config(retries={"max_attempts": 1}))
 
 
 @pytest.mark.timeout(60)
