@@ -20,7 +20,10 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
   ``system-events``. 409 when the goal already ended.
 * ``GET /v1/goals/{goal_id}/events?limit=&cursor=`` → every recorded event of the goal's trace, in order.
 * ``POST /v1/sessions``, ``GET /v1/sessions``, ``GET /v1/sessions/{session_id}`` — sessions group goals.
-* ``POST /v1/events/publish`` ``{"event": envelope}`` → ``{success, event_id, message}``. ``platform_tenant_id`` is
+* ``POST /v1/events/publish`` ``{"event": envelope}`` → ``{success, event_id, message, duplicate}``; ``duplicate:
+  true`` (message "Duplicate event: ...") when JetStream already held this platform tenant's event id inside its
+  duplicate window and stored nothing new (the message id is ``<platform tenant>:<event id>``, so another tenant's
+  id never makes an event a duplicate). ``platform_tenant_id`` is
   always the caller's. Roles ``user``/``developer``: ``tenant_id``/``user_id`` are forced to the caller's own.
   Roles ``agent``/``admin`` (whose service tenant/user may come from the authorizer-validated override headers):
   ``tenant_id``/``user_id`` must equal the identity's when present (else 403) and are filled in when absent.
@@ -68,7 +71,13 @@ from soorma.functions.gateway.models import (
     SessionRequest,
 )
 from soorma.functions.gateway.policy import PolicyViolation
-from soorma.functions.gateway.publisher import PayloadTooLarge, PublishError, Publisher, publisher_from_env
+from soorma.functions.gateway.publisher import (
+    PayloadTooLarge,
+    PublishError,
+    Publisher,
+    is_duplicate,
+    publisher_from_env,
+)
 
 logger = logging.getLogger("soorma.functions.gateway")
 
@@ -201,13 +210,18 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
             if topic == EventTopic.ACTION_REQUESTS.value:
                 policies.count_action(conn, policy, identity.platform_tenant_id, envelope.plan_id or envelope.goal_id)
         try:
-            publisher.publish(envelope)
+            result = publisher.publish(envelope)
         except PayloadTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
         except PublishError as exc:
             logger.error("event %s: publish failed: %s", envelope.id, exc)
-            raise HTTPException(503, str(exc)) from None
-        return {"success": True, "event_id": envelope.id, "message": "Event published"}
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
+        if is_duplicate(result):
+            # JetStream kept the earlier message with this (tenant-scoped) id and stored nothing: say so.
+            return {"success": True, "event_id": envelope.id, "duplicate": True,
+                    "message": "Duplicate event: this event id was already published within the de-duplication"
+                               " window; it was not published again"}
+        return {"success": True, "event_id": envelope.id, "duplicate": False, "message": "Event published"}
 
     app.include_router(admin.create_router(db))
     app.include_router(a2a.create_router(db, goals))

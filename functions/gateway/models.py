@@ -144,9 +144,14 @@ class PublishRequest(BaseModel):
 
 
 class Published(BaseModel):
+    """``POST /v1/events/publish``'s answer. ``duplicate``: the bus already held this tenant's event id within its
+    de-duplication window (120 s on JetStream) and stored nothing new — a retried publish of the same event, or a
+    reused id; always false on SNS, which does not de-duplicate."""
+
     success: bool
     event_id: str
     message: str
+    duplicate: bool = False
 
 
 # -- tenants, keys, policy -------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_submit_goal_publishes_envelope(fx, call, nats_url):
 
     msg = fx.last_message(nats_url, f"soorma.{me.platform_tenant_id}.action-requests.research.topic")
     envelope = json.loads(msg.data)
-    assert msg.headers["Nats-Msg-Id"] == envelope["id"]
+    assert msg.headers["Nats-Msg-Id"] == f"{me.platform_tenant_id}:{envelope['id']}"  # scoped by the tenant
     assert envelope["type"] == "research.topic" and envelope["topic"] == "action-requests"
     assert envelope["data"] == {"topic": "bees"}
     assert envelope["correlation_id"] == envelope["goal_id"] == envelope["trace_id"] == goal_id
@@ -182,7 +182,9 @@ def test_publish_event_forces_identity_for_users(fx, call, nats_url):
         assert reply.body["success"] is True
         msg = fx.last_message(nats_url, f"soorma.{me.platform_tenant_id}.business-facts.order.placed")
         sent = json.loads(msg.data)
-        assert sent["id"] == reply.body["event_id"] == msg.headers["Nats-Msg-Id"]
+        assert sent["id"] == reply.body["event_id"]
+        assert msg.headers["Nats-Msg-Id"] == f"{me.platform_tenant_id}:{sent['id']}"
+        assert reply.body["duplicate"] is False
         assert sent["platform_tenant_id"] == me.platform_tenant_id
         assert sent["tenant_id"] == me.service_tenant_id and sent["user_id"] == me.service_user_id
         assert sent["data"] == {"n": 1} and sent["custom_field"] == "kept"
