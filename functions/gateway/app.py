@@ -5,11 +5,15 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
 ``/openapi/gateway.json``):
 
 * ``POST /v1/goals`` ``{goal_type, data, session_id?}`` → 202 ``{goal_id, status: "running", goal_type}``. The goal
-  row is committed first (so the tracker can always find it when the result arrives), then the request envelope is
-  published to JetStream: ``type=goal_type``, ``topic=action-requests``, ``correlation_id = goal_id = trace_id =
-  <goal id>``, ``response_event="soorma.goal.result"``, ``response_topic="action-results"``, identity from the
-  caller. When the publish fails the goal is marked ``failed`` (error "publish failed: ...") and the answer is 503
-  (413 when the envelope exceeds the bus's maximum payload, 1 MiB by default).
+  row is committed first as ``pending`` (so the tracker can always find it when the result arrives), then the request
+  envelope is published to JetStream: ``type=goal_type``, ``topic=action-requests``, ``correlation_id = goal_id =
+  trace_id = <goal id>``, ``response_event="soorma.goal.result"``, ``response_topic="action-results"``, identity from
+  the caller; the goal becomes ``running`` only once the bus acknowledged the publish. When the publish is not
+  acknowledged the goal stays ``pending`` and the answer is 503 with ``Retry-After`` and the ``goal_id``; a retry with
+  the same ``Idempotency-Key`` and body publishes the same envelope again (same event id, so JetStream stores it once
+  even if the first publish was stored and only its ack was lost) and answers 202 ``running``
+  (:meth:`~soorma.functions.gateway.goals.Goals.submit` explains the choice). 413, before anything is stored, when the
+  envelope exceeds the bus's maximum payload (1 MiB on NATS by default, 256 KiB on SNS).
   With an ``Idempotency-Key`` header the same key and body answer the same goal (header ``Idempotent-Replayed:
   true``), the same key with another body 409. The tenant's policy is checked first (403 naming the rule).
 * ``GET /v1/goals?status=&session_id=&goal_type=&limit=&cursor=`` → ``{goals, count, next_cursor}``, newest first.
@@ -112,17 +116,19 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         identity: Identity = Depends(current_identity),
         idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=255),
     ):
-        """Submit a goal: it is recorded, then its action request is published (see the module docstring)."""
+        """Submit a goal: it is recorded ``pending``, its action request is published, and it is ``running`` once the
+        event bus acknowledged it; otherwise 503 with ``Retry-After`` (retry with the same Idempotency-Key)."""
         submitted = goals.submit(identity, body.goal_type, body.data, body.session_id, idempotency_key)
         if submitted.error_status is not None:
-            return JSONResponse({"detail": submitted.error, "goal_id": submitted.goal_id},
-                                status_code=submitted.error_status)
+            headers = {"Retry-After": str(submitted.retry_after_s)} if submitted.retry_after_s else {}
+            return JSONResponse({"detail": submitted.error, "goal_id": submitted.goal_id, "status": submitted.status},
+                                status_code=submitted.error_status, headers=headers)
         headers = {"Idempotent-Replayed": "true"} if submitted.replayed else {}
         return JSONResponse(submitted.body(), status_code=202, headers=headers)
 
     @app.get("/v1/goals", response_model=GoalList, tags=["goals"])
     def list_goals(
-        status: str | None = Query(None, pattern="^(running|completed|failed|cancelled)$"),
+        status: str | None = Query(None, pattern="^(pending|running|completed|failed|cancelled)$"),
         session_id: str | None = Query(None, min_length=1, max_length=255),
         goal_type: str | None = Query(None, min_length=1, max_length=200),
         limit: int = Query(20, ge=1, le=100),

@@ -12,7 +12,7 @@ from soorma.subjects import check_event_type
 
 IDENTIFIER = r"^[A-Za-z0-9_-]{1,64}$"
 KEY_ID = r"^[A-Za-z0-9]{8,64}$"
-GoalState = Literal["running", "completed", "failed", "cancelled"]
+GoalState = Literal["pending", "running", "completed", "failed", "cancelled"]
 Role = Literal["admin", "developer", "agent", "user"]
 
 
