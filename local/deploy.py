@@ -1,5 +1,7 @@
 """``soorma local deploy PATH``: find the agents in a file or folder, create their functions on the local Lambda
-runtime, register them (with their deployment binding) in the registry, and run the folder's setup step once.
+runtime, register them in the registry, bind each to its function (the deployment binding, written through the
+stack's control route ``PUT /_local/functions/{name}/binding``: the registry API refuses bindings, see
+:mod:`soorma.local.bindings`), and run the folder's setup step once.
 
 A folder may hold ``soorma.toml``::
 
@@ -228,16 +230,23 @@ class Deployer:
                 continue
             _check(response, f"registering event {event.get('event_name')} of {agent.name}")
         definition = dict(agent.definition())
-        definition["deployment"] = {
-            "function_name": name,
-            "transport": self.transport,
-            "subscriptions": [{"topic": str(t), "event_type": e} for t, e in agent.subscriptions()],
-            **{k: defaults[k] for k in ("batch_size", "max_concurrency", "max_deliveries", "timeout_seconds")},
-        }
+        definition.pop("deployment", None)
         response = client.post(
             "/v1/agents", headers={"authorization": f"Bearer {self.api_key}"}, json={"agent": definition}
         )
         _check(response, f"registering agent {agent.name}")
+        # The binding goes through the stack's control route, which writes it into the agent of the function's own
+        # platform tenant (the registry API refuses bindings: issue 12, finding 3).
+        response = client.put(
+            f"/_local/functions/{name}/binding",
+            headers={"x-soorma-control-token": self.control_token},
+            json={"agent_id": definition["agent_id"], "deployment": {
+                "transport": self.transport,
+                "subscriptions": [{"topic": str(t), "event_type": e} for t, e in agent.subscriptions()],
+                **{k: defaults[k] for k in ("batch_size", "max_concurrency", "max_deliveries", "timeout_seconds")},
+            }},
+        )
+        _check(response, f"binding agent {agent.name} to function {name}")
         subs = ", ".join(f"{t}:{e}" for t, e in agent.subscriptions())
         self.echo(f"deployed {agent.name} as function {name} ({found.handler}) on {subs}")
         return {"agent": agent.name, "function_name": name, "consumer": consumer_name(self.platform_tenant_id, agent.name)}
