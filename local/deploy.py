@@ -114,6 +114,7 @@ def discover_agents(app: App) -> list[FoundAgent]:
     from soorma.agents.base import Agent
 
     _forget_modules(app.code_dir)  # a redeploy (--watch) must see the files as they are now
+    _forget_foreign(app)  # another app's module of the same name (agents.py) must not stand in for this one's
     importlib.invalidate_caches()
     sys.path.insert(0, str(app.code_dir))
     found: list[FoundAgent] = []
@@ -133,6 +134,28 @@ def discover_agents(app: App) -> list[FoundAgent]:
     if not found:
         raise DeployError(f"no module-level agent objects (Worker, Tool, Planner, Agent) in {', '.join(app.modules)}")
     return found
+
+
+def _forget_foreign(app: App) -> None:
+    """Drop from ``sys.modules`` each of ``app.modules`` (and its submodules) that an earlier import loaded from
+    another folder — two apps deployed from one process (the CDK app's several ``SoormaAgent`` entries, tests) both
+    have ``agents.py``, and ``import agents`` would otherwise return the first app's module. Never soorma itself or
+    anything installed in this interpreter's environment."""
+    root = str(app.code_dir.resolve()) + os.sep
+    keep = tuple(str(Path(p).resolve()) + os.sep for p in {sys.prefix, sys.base_prefix})
+    for name, module in list(sys.modules.items()):
+        if not any(name == m or name.startswith(m + ".") for m in app.modules):
+            continue
+        if name == "soorma" or name.startswith("soorma."):
+            continue
+        file = getattr(module, "__file__", None)
+        try:
+            resolved = str(Path(file).resolve()) if file else ""
+        except OSError:
+            resolved = ""
+        if resolved.startswith(keep) or resolved.startswith(root):
+            continue
+        del sys.modules[name]
 
 
 def _forget_modules(code_dir: Path) -> None:
