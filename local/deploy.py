@@ -1,5 +1,7 @@
 """``soorma local deploy PATH``: find the agents in a file or folder, create their functions on the local Lambda
-runtime, register them (with their deployment binding) in the registry, and run the folder's setup step once.
+runtime, register them in the registry, bind each to its function (the deployment binding, written through the
+stack's control route ``PUT /_local/functions/{name}/binding``: the registry API refuses bindings, see
+:mod:`soorma.local.bindings`), and run the folder's setup step once.
 
 A folder may hold ``soorma.toml``::
 
@@ -112,6 +114,7 @@ def discover_agents(app: App) -> list[FoundAgent]:
     from soorma.agents.base import Agent
 
     _forget_modules(app.code_dir)  # a redeploy (--watch) must see the files as they are now
+    _forget_foreign(app)  # another app's module of the same name (agents.py) must not stand in for this one's
     importlib.invalidate_caches()
     sys.path.insert(0, str(app.code_dir))
     found: list[FoundAgent] = []
@@ -131,6 +134,28 @@ def discover_agents(app: App) -> list[FoundAgent]:
     if not found:
         raise DeployError(f"no module-level agent objects (Worker, Tool, Planner, Agent) in {', '.join(app.modules)}")
     return found
+
+
+def _forget_foreign(app: App) -> None:
+    """Drop from ``sys.modules`` each of ``app.modules`` (and its submodules) that an earlier import loaded from
+    another folder — two apps deployed from one process (the CDK app's several ``SoormaAgent`` entries, tests) both
+    have ``agents.py``, and ``import agents`` would otherwise return the first app's module. Never soorma itself or
+    anything installed in this interpreter's environment."""
+    root = str(app.code_dir.resolve()) + os.sep
+    keep = tuple(str(Path(p).resolve()) + os.sep for p in {sys.prefix, sys.base_prefix})
+    for name, module in list(sys.modules.items()):
+        if not any(name == m or name.startswith(m + ".") for m in app.modules):
+            continue
+        if name == "soorma" or name.startswith("soorma."):
+            continue
+        file = getattr(module, "__file__", None)
+        try:
+            resolved = str(Path(file).resolve()) if file else ""
+        except OSError:
+            resolved = ""
+        if resolved.startswith(keep) or resolved.startswith(root):
+            continue
+        del sys.modules[name]
 
 
 def _forget_modules(code_dir: Path) -> None:
@@ -228,16 +253,23 @@ class Deployer:
                 continue
             _check(response, f"registering event {event.get('event_name')} of {agent.name}")
         definition = dict(agent.definition())
-        definition["deployment"] = {
-            "function_name": name,
-            "transport": self.transport,
-            "subscriptions": [{"topic": str(t), "event_type": e} for t, e in agent.subscriptions()],
-            **{k: defaults[k] for k in ("batch_size", "max_concurrency", "max_deliveries", "timeout_seconds")},
-        }
+        definition.pop("deployment", None)
         response = client.post(
             "/v1/agents", headers={"authorization": f"Bearer {self.api_key}"}, json={"agent": definition}
         )
         _check(response, f"registering agent {agent.name}")
+        # The binding goes through the stack's control route, which writes it into the agent of the function's own
+        # platform tenant (the registry API refuses bindings: issue 12, finding 3).
+        response = client.put(
+            f"/_local/functions/{name}/binding",
+            headers={"x-soorma-control-token": self.control_token},
+            json={"agent_id": definition["agent_id"], "deployment": {
+                "transport": self.transport,
+                "subscriptions": [{"topic": str(t), "event_type": e} for t, e in agent.subscriptions()],
+                **{k: defaults[k] for k in ("batch_size", "max_concurrency", "max_deliveries", "timeout_seconds")},
+            }},
+        )
+        _check(response, f"binding agent {agent.name} to function {name}")
         subs = ", ".join(f"{t}:{e}" for t, e in agent.subscriptions())
         self.echo(f"deployed {agent.name} as function {name} ({found.handler}) on {subs}")
         return {"agent": agent.name, "function_name": name, "consumer": consumer_name(self.platform_tenant_id, agent.name)}

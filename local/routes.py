@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from soorma.db import Database
 from soorma.functions.bridge import Route, consumer_name_for
@@ -59,10 +59,21 @@ def bridge_route(registry_route: Any) -> Route | None:
 
 
 class RouteSource:
-    """Reads the routes from the registry's ``list_routes`` (all tenants) on every bridge refresh."""
+    """Reads the routes from the registry's ``list_routes`` (all tenants) on every bridge refresh.
 
-    def __init__(self, app_dsn: str, *, tracker_function: str) -> None:
+    ``function_tenant(function_name)`` — the platform tenant a function was deployed for, or ``None`` — turns on a
+    defence in depth (issue 12, finding 3): a deployment binding is routed only to a function deployed for the
+    binding's own platform tenant, so even a binding written around the deploy path cannot deliver one tenant's
+    events to another tenant's function (which would then act inside that tenant with its key). The local stack
+    passes its runtime's record (each function's ``FunctionSpec.platform_tenant_id``). The cloud bridge passes none:
+    there the bindings come only from rows the ``Custom::SoormaAgent`` registrar wrote (the registry API refuses
+    them) and the bridge's IAM role may invoke only the functions the stack granted it.
+    """
+
+    def __init__(self, app_dsn: str, *, tracker_function: str,
+                 function_tenant: Callable[[str], str | None] | None = None) -> None:
         self.db = Database(app_dsn)
+        self.function_tenant = function_tenant
         self.tracker = Route(
             consumer_name=consumer_name("platform", "tracker"),
             function_name=tracker_function,
@@ -82,8 +93,27 @@ class RouteSource:
         with self.db.transaction() as conn:
             return list_routes(conn)
 
+    def read_checked(self) -> list[Any]:
+        """The registry's routes whose function was deployed for the route's own platform tenant (every route when
+        no ``function_tenant`` was given); the others are logged and left out."""
+        rows = self._read()
+        if self.function_tenant is None:
+            return rows
+        kept = []
+        for row in rows:
+            deployment = _field(row, "deployment")
+            function = _field(deployment, "function_name") if deployment is not None else None
+            tenant = _field(row, "platform_tenant_id")
+            owner = self.function_tenant(function) if function else None
+            if function and owner != tenant:
+                log.error("agent %s of tenant %s is bound to function %s, which was not deployed for that tenant"
+                          " (it belongs to %s); not routed", _field(row, "name"), tenant, function, owner or "nobody")
+                continue
+            kept.append(row)
+        return kept
+
     async def routes(self) -> list[Route]:
-        rows = await asyncio.to_thread(self._read)
+        rows = await asyncio.to_thread(self.read_checked)
         routes = []
         for row in rows:
             try:

@@ -1,5 +1,5 @@
 """The local stack's one HTTP server: the API routes (through :class:`LocalApiGateway`), Lambda's Invoke API, and
-the ``/_local`` control routes the CLI uses (deploy a function, status).
+the ``/_local`` control routes the CLI uses (deploy a function, bind it to its agent, status).
 
 The administrative surfaces require the stack's own credentials: the Invoke API (``/2015-03-31/...``) a SigV4
 signature by the stack's access key (:mod:`soorma.local.runtime.lambda_api`), ``/_local`` the control token
@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from soorma.local.apigw import LocalApiGateway
+from soorma.local.bindings import binding_route
 from soorma.local.paths import write_json
 from soorma.local.sigv4 import browser_origin
 
@@ -119,6 +120,7 @@ def build_app(stack: "LocalStack") -> Starlette:
             "timeout_s": spec.timeout_s,
             "memory_mb": spec.memory_mb,
             "max_concurrency": spec.max_concurrency,
+            "platform_tenant_id": spec.platform_tenant_id,  # routes of other tenants never reach it (finding 3)
         }
         write_json(stack.paths.functions / f"{name}.json", config, private=True)
         stack.runtime.register(FunctionConfig(**config))
@@ -134,6 +136,7 @@ def build_app(stack: "LocalStack") -> Starlette:
         Route("/health", health),
         Route("/_local/status", status),
         Route("/_local/functions/{name}", put_function, methods=["PUT"]),
+        binding_route(stack, authorized),  # deployment bindings: only the deploy path writes them (finding 3)
     ]
     try:
         from soorma.local.runtime.lambda_api import create_lambda_api

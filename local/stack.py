@@ -162,6 +162,8 @@ class LocalStack:
                 env = dict(config.get("env") or {})
                 if "SOORMA_API_URL" in env:
                     env["SOORMA_API_URL"] = self.settings.api_url
+                if not config.get("platform_tenant_id"):  # deployed before functions recorded their tenant
+                    config["platform_tenant_id"] = await asyncio.to_thread(self._key_tenant, env.get("SOORMA_API_KEY"))
                 self.runtime.register(FunctionConfig(**{**config, "env": env}))
 
         self._phase("api")
@@ -267,6 +269,34 @@ class LocalStack:
             current.update(api_url=self.settings.api_url, platform_tenant_id=LOCAL_TENANT)
             write_json(self.paths.credentials, current, private=True)
         return current
+
+    def _key_tenant(self, api_key: str | None) -> str | None:
+        """The platform tenant of an agent function's own API key (``None`` if it has none or it is not valid)."""
+        if not api_key:
+            return None
+        from soorma.db import Database
+        from soorma.functions.gateway.keys import resolve_api_key
+
+        db = Database(self.app_dsn)
+        try:
+            with db.transaction() as conn:
+                resolved = resolve_api_key(conn, api_key)
+        except Exception:  # noqa: BLE001 - an unreadable key leaves the function without a tenant: no route reaches it
+            log.exception("resolving the tenant of a deployed function's key failed")
+            return None
+        finally:
+            db.close()
+        return getattr(resolved, "platform_tenant_id", None) if resolved is not None else None
+
+    def function_tenant(self, name: str) -> str | None:
+        """The platform tenant agent function ``name`` was deployed for; ``None`` for an unknown or platform
+        function. The route source checks every deployment binding against it (issue 12, finding 3)."""
+        if self.runtime is None:
+            return None
+        try:
+            return self.runtime.function(name).platform_tenant_id
+        except Exception:  # noqa: BLE001 - FunctionNotFound: no such function
+            return None
 
     def issue_agent_key(self, platform_tenant_id: str, name: str, previous_key: str | None = None) -> str:
         """The API key of role ``agent`` for a deployed agent function (its ``SOORMA_API_KEY``).
@@ -376,7 +406,8 @@ class LocalStack:
 
         from soorma.local.routes import RouteSource
 
-        source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0])
+        source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
+                             function_tenant=self.function_tenant)
         self.bridge = Bridge(self.nats_url, source.routes, self.runtime, refresh_interval_s=1.0, name="local")
         await self.bridge.start()
 
@@ -384,8 +415,9 @@ class LocalStack:
         from soorma.local.routes import RouteSource
         from soorma.local.sqs_transport import SqsTransport, settings_from_env
 
-        source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0])
-        self.sqs = SqsTransport(self.aws_endpoint_url, lambda: asyncio.to_thread(source._read), self.runtime,
+        source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
+                             function_tenant=self.function_tenant)
+        self.sqs = SqsTransport(self.aws_endpoint_url, lambda: asyncio.to_thread(source.read_checked), self.runtime,
                                 tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
                                 visibility_timeout_s=settings_from_env()["visibility_timeout_s"])
         self.sqs.topic_arn = self.sns_topic_arn

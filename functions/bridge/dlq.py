@@ -5,11 +5,13 @@ data, unchanged; the reason travels in headers. ``Nats-Msg-Id`` is ``<consumer>:
 publishes the dead letter but the following ``+TERM`` is lost and the message comes back within the DLQ stream's
 duplicate window (120 s), the second copy is dropped by JetStream's de-duplication
 (https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication).
-The original event id (the event's own ``Nats-Msg-Id``) is kept in ``Soorma-Event-Id``.
+The original event id (the event's own ``Nats-Msg-Id`` = ``<platform tenant>:<event id>``, without the tenant) is kept
+in ``Soorma-Event-Id``.
 
 Recovery (``soorma dlq list`` / ``soorma dlq replay``): :func:`list_dead_letters` reads the stream (optionally one
 platform tenant and/or agent, through the subject) without consuming it; :func:`replay` publishes the original body
-again to its original subject in ``SOORMA_EVENTS`` — with a **new** ``Nats-Msg-Id`` (``<event id>:replay:<uuid>``), or
+again to its original subject in ``SOORMA_EVENTS`` — with a **new** ``Nats-Msg-Id``
+(``<platform tenant>:<event id>:replay:<uuid>``, scoped by the tenant like every message id of the stream), or
 the stream's duplicate window could drop it as a repeat of the original — and the header
 ``Soorma-Replay-Consumer: <consumer>``, so only the consumer that dead-lettered it delivers it again (the bridge acks
 it unseen on every other consumer whose filter matches); then it deletes the entry from ``SOORMA_DLQ``. The event body,
@@ -29,7 +31,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
-from soorma.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, check_identifier, dlq_subject
+from soorma.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, check_identifier, dlq_subject, event_id_of, message_id
 
 from .payload import clip
 from .types import Route
@@ -64,7 +66,7 @@ def dlq_headers(msg: Msg, route: Route, error: str) -> dict[str, str]:
         H_CONSUMER: meta.consumer,
         H_TIME: datetime.now(timezone.utc).isoformat(),
     }
-    event_id = (msg.headers or {}).get("Nats-Msg-Id")
+    event_id = event_id_of((msg.headers or {}).get("Nats-Msg-Id"), route.platform_tenant_id)
     if event_id:
         headers[H_EVENT_ID] = clip(event_id, 200)
     return headers
@@ -195,8 +197,9 @@ async def replay(js: JetStreamContext, entry: DeadLetter, *, timeout_s: float = 
     subject, consumer = entry.original_subject, entry.consumer
     if not subject or not subject.startswith("soorma.") or not consumer:
         raise ValueError(f"dead letter {entry.seq} has no original subject/consumer headers; cannot replay it")
+    tenant = subject.split(".")[1] if subject.count(".") >= 3 else ""  # soorma.<tenant>.<topic>.<type>
     headers = {
-        "Nats-Msg-Id": f"{entry.event_id or entry.seq}:replay:{uuid.uuid4().hex}",
+        "Nats-Msg-Id": message_id(tenant, f"{entry.event_id or entry.seq}:replay:{uuid.uuid4().hex}"),
         H_REPLAY_CONSUMER: consumer,
         H_REPLAY_OF: f"{DLQ_STREAM}:{entry.seq}",
     }

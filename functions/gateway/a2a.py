@@ -104,7 +104,7 @@ def agent_card(db: Database, request: Request, tenant: str | None) -> dict[str, 
     return card.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-_STATES = {"running": "working", "completed": "completed", "failed": "failed", "cancelled": "canceled"}
+_STATES = {"pending": "submitted", "running": "working", "completed": "completed", "failed": "failed", "cancelled": "canceled"}
 
 
 def task_from_goal(goal: dict[str, Any]) -> dict[str, Any]:

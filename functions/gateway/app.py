@@ -5,11 +5,15 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
 ``/openapi/gateway.json``):
 
 * ``POST /v1/goals`` ``{goal_type, data, session_id?}`` → 202 ``{goal_id, status: "running", goal_type}``. The goal
-  row is committed first (so the tracker can always find it when the result arrives), then the request envelope is
-  published to JetStream: ``type=goal_type``, ``topic=action-requests``, ``correlation_id = goal_id = trace_id =
-  <goal id>``, ``response_event="soorma.goal.result"``, ``response_topic="action-results"``, identity from the
-  caller. When the publish fails the goal is marked ``failed`` (error "publish failed: ...") and the answer is 503
-  (413 when the envelope exceeds the bus's maximum payload, 1 MiB by default).
+  row is committed first as ``pending`` (so the tracker can always find it when the result arrives), then the request
+  envelope is published to JetStream: ``type=goal_type``, ``topic=action-requests``, ``correlation_id = goal_id =
+  trace_id = <goal id>``, ``response_event="soorma.goal.result"``, ``response_topic="action-results"``, identity from
+  the caller; the goal becomes ``running`` only once the bus acknowledged the publish. When the publish is not
+  acknowledged the goal stays ``pending`` and the answer is 503 with ``Retry-After`` and the ``goal_id``; a retry with
+  the same ``Idempotency-Key`` and body publishes the same envelope again (same event id, so JetStream stores it once
+  even if the first publish was stored and only its ack was lost) and answers 202 ``running``
+  (:meth:`~soorma.functions.gateway.goals.Goals.submit` explains the choice). 413, before anything is stored, when the
+  envelope exceeds the bus's maximum payload (1 MiB on NATS by default, 256 KiB on SNS).
   With an ``Idempotency-Key`` header the same key and body answer the same goal (header ``Idempotent-Replayed:
   true``), the same key with another body 409. The tenant's policy is checked first (403 naming the rule).
 * ``GET /v1/goals?status=&session_id=&goal_type=&limit=&cursor=`` → ``{goals, count, next_cursor}``, newest first.
@@ -20,9 +24,12 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
   ``system-events``. 409 when the goal already ended.
 * ``GET /v1/goals/{goal_id}/events?limit=&cursor=`` → every recorded event of the goal's trace, in order.
 * ``POST /v1/sessions``, ``GET /v1/sessions``, ``GET /v1/sessions/{session_id}`` — sessions group goals.
-* ``POST /v1/events/publish`` ``{"event": envelope}`` → ``{success, event_id, message}``. ``platform_tenant_id`` is
-  always the caller's, and ``delivery_grant`` is always a fresh grant minted for the stamped identity
-  (:mod:`soorma.grants`; goal requests and cancellations get one the same way). Roles ``user``/``developer``: ``tenant_id``/``user_id`` are forced to the caller's own.
+* ``POST /v1/events/publish`` ``{"event": envelope}`` → ``{success, event_id, message, duplicate}``; ``duplicate:
+  true`` (message "Duplicate event: ...") when JetStream already held this platform tenant's event id inside its
+  duplicate window and stored nothing new (the message id is ``<platform tenant>:<event id>``, so another tenant's
+  id never makes an event a duplicate). ``platform_tenant_id`` is always the caller's, and ``delivery_grant`` is
+  always a fresh grant minted for the stamped identity (:mod:`soorma.grants`; goal requests and cancellations get
+  one the same way). Roles ``user``/``developer``: ``tenant_id``/``user_id`` are forced to the caller's own.
   Roles ``agent``/``admin`` (whose service tenant/user may come from the override headers, for an agent only with
   the delivery grant of the event it handles, :func:`soorma.identity.act_for`):
   ``tenant_id``/``user_id`` must equal the identity's when present (else 403) and are filled in when absent.
@@ -71,7 +78,13 @@ from soorma.functions.gateway.models import (
     SessionRequest,
 )
 from soorma.functions.gateway.policy import PolicyViolation
-from soorma.functions.gateway.publisher import PayloadTooLarge, PublishError, Publisher, publisher_from_env
+from soorma.functions.gateway.publisher import (
+    PayloadTooLarge,
+    PublishError,
+    Publisher,
+    is_duplicate,
+    publisher_from_env,
+)
 
 logger = logging.getLogger("soorma.functions.gateway")
 
@@ -106,17 +119,19 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         identity: Identity = Depends(current_identity),
         idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=255),
     ):
-        """Submit a goal: it is recorded, then its action request is published (see the module docstring)."""
+        """Submit a goal: it is recorded ``pending``, its action request is published, and it is ``running`` once the
+        event bus acknowledged it; otherwise 503 with ``Retry-After`` (retry with the same Idempotency-Key)."""
         submitted = goals.submit(identity, body.goal_type, body.data, body.session_id, idempotency_key)
         if submitted.error_status is not None:
-            return JSONResponse({"detail": submitted.error, "goal_id": submitted.goal_id},
-                                status_code=submitted.error_status)
+            headers = {"Retry-After": str(submitted.retry_after_s)} if submitted.retry_after_s else {}
+            return JSONResponse({"detail": submitted.error, "goal_id": submitted.goal_id, "status": submitted.status},
+                                status_code=submitted.error_status, headers=headers)
         headers = {"Idempotent-Replayed": "true"} if submitted.replayed else {}
         return JSONResponse(submitted.body(), status_code=202, headers=headers)
 
     @app.get("/v1/goals", response_model=GoalList, tags=["goals"])
     def list_goals(
-        status: str | None = Query(None, pattern="^(running|completed|failed|cancelled)$"),
+        status: str | None = Query(None, pattern="^(pending|running|completed|failed|cancelled)$"),
         session_id: str | None = Query(None, min_length=1, max_length=255),
         goal_type: str | None = Query(None, min_length=1, max_length=200),
         limit: int = Query(20, ge=1, le=100),
@@ -208,13 +223,18 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
             if topic == EventTopic.ACTION_REQUESTS.value:
                 policies.count_action(conn, policy, identity.platform_tenant_id, envelope.plan_id or envelope.goal_id)
         try:
-            publisher.publish(envelope)
+            result = publisher.publish(envelope)
         except PayloadTooLarge as exc:
             raise HTTPException(413, str(exc)) from None
         except PublishError as exc:
             logger.error("event %s: publish failed: %s", envelope.id, exc)
-            raise HTTPException(503, str(exc)) from None
-        return {"success": True, "event_id": envelope.id, "message": "Event published"}
+            raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
+        if is_duplicate(result):
+            # JetStream kept the earlier message with this (tenant-scoped) id and stored nothing: say so.
+            return {"success": True, "event_id": envelope.id, "duplicate": True,
+                    "message": "Duplicate event: this event id was already published within the de-duplication"
+                               " window; it was not published again"}
+        return {"success": True, "event_id": envelope.id, "duplicate": False, "message": "Event published"}
 
     app.include_router(admin.create_router(db))
     app.include_router(a2a.create_router(db, goals))

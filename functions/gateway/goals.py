@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from fastapi import HTTPException
 from psycopg.types.json import Jsonb
 
@@ -78,15 +79,55 @@ def request_hash(goal_type: str, data: dict[str, Any], session_id: str | None) -
 
 @dataclass
 class Submitted:
+    """The outcome of :meth:`Goals.submit`: the goal and its status; ``error_status`` (413/503) and ``error`` when it
+    was not accepted; ``retry_after_s`` for a 503 (the goal is ``pending``: retry with the same Idempotency-Key)."""
+
     goal_id: str
     status: str
     goal_type: str
     replayed: bool = False
     error_status: int | None = None
     error: str | None = None
+    retry_after_s: int | None = None
 
     def body(self) -> dict[str, Any]:
         return {"goal_id": self.goal_id, "status": self.status, "goal_type": self.goal_type}
+
+
+#: Seconds a client is told to wait (``Retry-After``) before retrying a goal whose publish was not acknowledged.
+PUBLISH_RETRY_AFTER_S = 1
+
+
+def goal_envelope(identity: Identity, *, goal_id: str, goal_type: str, data: dict[str, Any],
+                  session_id: str | None, event_id: str | None = None, time: str | None = None) -> EventEnvelope:
+    """The action request a goal publishes (``type=goal_type`` on ``action-requests``, ``correlation_id = goal_id =
+    trace_id``, answered by ``soorma.goal.result`` on ``action-results``), stamped with the caller's identity.
+
+    ``event_id``/``time``: those of the first attempt when a pending goal is published again, so the republished
+    envelope has the same id — and the same ``Nats-Msg-Id`` — as one whose acknowledgement was lost. One place builds
+    it for the first publish and the retry, so whatever is added to a goal's envelope is added to both."""
+    fields: dict[str, Any] = {}
+    if event_id:
+        fields["id"] = event_id
+    if time:
+        fields["time"] = time
+    # Stamped on the first publish and on every retry: a republished request carries a grant that is fresh then.
+    return stamp_grant(EventEnvelope(
+        source=SOURCE,
+        type=goal_type,
+        topic=EventTopic.ACTION_REQUESTS,
+        data=data,
+        correlation_id=goal_id,
+        goal_id=goal_id,
+        trace_id=goal_id,
+        response_event=GOAL_RESULT_EVENT,
+        response_topic=EventTopic.ACTION_RESULTS.value,
+        platform_tenant_id=identity.platform_tenant_id,
+        tenant_id=identity.service_tenant_id,
+        user_id=identity.service_user_id,
+        session_id=session_id,
+        **fields,
+    ))
 
 
 class Goals:
@@ -105,36 +146,42 @@ class Goals:
         session_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Submitted:
-        """Check the tenant's policy, record the goal (once per idempotency key) and publish its request.
+        """Check the request, record the goal ``pending`` (once per idempotency key), publish its action request, and
+        mark it ``running`` once the event bus acknowledged the publish.
 
-        Raises :class:`~soorma.functions.gateway.policy.PolicyViolation` (403), ``HTTPException`` 409 when the
-        idempotency key was used with another request. A failed publish marks the goal failed and is returned with
-        ``error_status`` 413/503."""
+        Why this order (commit, publish, commit) rather than publish-then-commit or a separate outbox relay: the goal
+        row must exist before its request is on the bus, or the tracker could receive the result of a goal it cannot
+        find. The ``pending`` row *is* the transactional outbox entry — it is written with the goal in one
+        transaction and holds everything needed to publish the same envelope again (its event id, type, data,
+        session, identity) — and there is no always-on relay to drain it (serverless: no idle cost); instead the
+        relay is the client's retry with the same ``Idempotency-Key`` (the SDK sends one on every submit and retries
+        a 503), and the tracker, which marks a ``pending`` goal ``running`` when it records the goal's own request
+        from the stream. A republish reuses the event id, so JetStream's de-duplication by ``Nats-Msg-Id`` =
+        ``<platform tenant>:<event id>`` (120 s window) stores it once even when the first publish was stored and
+        only its acknowledgement was lost; past the window the event may be delivered twice, which handlers absorb
+        (idempotent by event id, DESIGN.md "Delivery semantics"). On SNS there is no de-duplication at all: the same
+        holds through handler idempotency.
+
+        Outcomes: ``Submitted(status="running")`` (202) once acknowledged; a publish that was not acknowledged (bus
+        unreachable, no ack in time) or a failed status update leaves the goal ``pending`` and returns
+        ``error_status=503`` with ``retry_after_s``; a retry with the same key and request republishes and then
+        answers ``running`` (or the goal's later status) with ``replayed=True``; a replay of a goal that is no longer
+        pending answers its status without publishing. Before anything is stored, raises ``HTTPException`` 413 when
+        the envelope exceeds the bus's maximum payload, :class:`~soorma.functions.gateway.policy.PolicyViolation`
+        (403) for the tenant's policy (goal types, ``max_payload_bytes``), ``HTTPException`` 422 for a goal type that
+        cannot form a subject; 409 when the key was used with another request."""
         goal_id = str(uuid.uuid4())
         subject(identity.platform_tenant_id, EventTopic.ACTION_REQUESTS.value, goal_type)  # 422 if unusable
         digest = request_hash(goal_type, data, session_id) if idempotency_key else None
-        envelope = EventEnvelope(
-            source=SOURCE,
-            type=goal_type,
-            topic=EventTopic.ACTION_REQUESTS,
-            data=data,
-            correlation_id=goal_id,
-            goal_id=goal_id,
-            trace_id=goal_id,
-            response_event=GOAL_RESULT_EVENT,
-            response_topic=EventTopic.ACTION_RESULTS.value,
-            platform_tenant_id=identity.platform_tenant_id,
-            tenant_id=identity.service_tenant_id,
-            user_id=identity.service_user_id,
-            session_id=session_id,
-        )
-        envelope = stamp_grant(envelope)  # the agents' right to act for this user (soorma.grants)
+        envelope = goal_envelope(identity, goal_id=goal_id, goal_type=goal_type, data=data, session_id=session_id)
+        self._check_size(envelope)  # 413 before the goal (and its data) is stored
+        replayed = False
         with self.db.transaction(identity) as conn:
             policies.check_goal(policies.load(conn, identity.platform_tenant_id), goal_type, data)
             inserted = conn.execute(
                 "insert into gateway.goals (goal_id, platform_tenant_id, service_tenant_id, service_user_id,"
                 " principal_id, goal_type, data, session_id, status, response_event, event_id, idempotency_key,"
-                " request_hash) values (%s, %s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s)"
+                " request_hash) values (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s)"
                 " on conflict (platform_tenant_id, service_tenant_id, service_user_id, idempotency_key)"
                 " where idempotency_key is not null do nothing returning goal_id",
                 (goal_id, identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
@@ -143,8 +190,8 @@ class Goals:
             ).fetchone()
             if inserted is None:
                 existing = conn.execute(
-                    "select goal_id::text as goal_id, goal_type, status, request_hash from gateway.goals"
-                    " where idempotency_key = %s",
+                    "select goal_id::text as goal_id, goal_type, status, request_hash, event_id, data, session_id,"
+                    " created_at from gateway.goals where idempotency_key = %s",
                     (idempotency_key,),
                 ).fetchone()
                 if existing is None:  # pragma: no cover - the conflicting row is always visible to its identity
@@ -153,23 +200,68 @@ class Goals:
                     raise HTTPException(
                         409, "Idempotency-Key was already used with a different request body"
                     )
-                return Submitted(existing["goal_id"], existing["status"], existing["goal_type"], replayed=True)
-            if session_id:
+                if existing["status"] != "pending" or not existing["event_id"]:
+                    return Submitted(existing["goal_id"], existing["status"], existing["goal_type"], replayed=True)
+                # Not acknowledged last time: publish the same envelope again (same event id and message id).
+                goal_id, replayed = existing["goal_id"], True
+                envelope = goal_envelope(identity, goal_id=goal_id, goal_type=existing["goal_type"],
+                                         data=existing["data"], session_id=existing["session_id"],
+                                         event_id=existing["event_id"], time=iso(existing["created_at"]))
+            elif session_id:
                 touch_session(conn, identity, session_id)
+        return self._publish_pending(identity, envelope, replayed=replayed)
+
+    def _check_size(self, envelope: EventEnvelope) -> None:
+        """413 when the envelope cannot fit on the bus (the publisher's ``check_size``; publishers without one are
+        trusted to refuse at publish time)."""
+        check = getattr(self.publisher, "check_size", None)
+        if check is None:
+            return
+        try:
+            check(envelope)
+        except PayloadTooLarge as exc:
+            raise HTTPException(413, f"goal could not be submitted: {exc}") from None
+
+    def _publish_pending(self, identity: Identity, envelope: EventEnvelope, *, replayed: bool) -> Submitted:
+        """Publish a ``pending`` goal's request and mark it ``running`` (see :meth:`submit`)."""
+        goal_id, goal_type = str(envelope.goal_id), envelope.type
         try:
             self.publisher.publish(envelope)
-        except Exception as exc:  # noqa: BLE001 - any publish failure fails the goal
-            reason = str(exc) if isinstance(exc, PublishError) else f"{type(exc).__name__}: {exc}"
-            logger.error("goal %s: publish failed: %s", goal_id, reason)
+        except PayloadTooLarge as exc:  # the server's limit is lower than we knew: retrying cannot help
+            reason = str(exc)
             with self.db.transaction(identity) as conn:
                 conn.execute(
                     "update gateway.goals set status = 'failed', error = %s, completed_at = now()"
-                    " where goal_id = %s and status = 'running'",
+                    " where goal_id = %s and status = 'pending'",
                     (f"publish failed: {reason}", goal_id),
                 )
-            return Submitted(goal_id, "failed", goal_type, error_status=413 if isinstance(exc, PayloadTooLarge) else 503,
+            return Submitted(goal_id, "failed", goal_type, replayed=replayed, error_status=413,
                              error=f"goal {goal_id} could not be submitted: {reason}")
-        return Submitted(goal_id, "running", goal_type)
+        except Exception as exc:  # noqa: BLE001 - not acknowledged: the goal stays pending for a retry
+            reason = str(exc) if isinstance(exc, PublishError) else f"{type(exc).__name__}: {exc}"
+            logger.error("goal %s: publish not acknowledged, goal left pending: %s", goal_id, reason)
+            return self._not_accepted(goal_id, goal_type, replayed, f"the event bus did not acknowledge it: {reason}")
+        try:
+            with self.db.transaction(identity) as conn:
+                row = conn.execute(
+                    "update gateway.goals set status = 'running' where goal_id = %s and status = 'pending'"
+                    " returning status",
+                    (goal_id,),
+                ).fetchone() or conn.execute(
+                    # already moved on: the tracker saw the request (or its result) first, or it was cancelled
+                    "select status from gateway.goals where goal_id = %s", (goal_id,)
+                ).fetchone()
+        except psycopg.Error as exc:  # published, but not recorded as such: a retry republishes (de-duplicated)
+            logger.error("goal %s: published but its status was not saved: %s", goal_id, exc)
+            return self._not_accepted(goal_id, goal_type, replayed, "its status could not be saved")
+        return Submitted(goal_id, row["status"] if row else "running", goal_type, replayed=replayed)
+
+    @staticmethod
+    def _not_accepted(goal_id: str, goal_type: str, replayed: bool, why: str) -> Submitted:
+        return Submitted(
+            goal_id, "pending", goal_type, replayed=replayed, error_status=503, retry_after_s=PUBLISH_RETRY_AFTER_S,
+            error=f"goal {goal_id} is pending: {why}; retry with the same Idempotency-Key and request to submit it",
+        )
 
     # -- read ------------------------------------------------------------------------------------------------------
     def status(self, identity: Identity, goal_id: str) -> str | None:
@@ -291,22 +383,23 @@ class Goals:
 
     # -- cancel ----------------------------------------------------------------------------------------------------
     def cancel(self, identity: Identity, goal_id: str, reason: str | None = None) -> dict[str, Any]:
-        """Mark a running goal cancelled and publish ``soorma.goal.cancel`` on ``system-events`` (in that order,
-        inside one transaction: a failed publish leaves the goal running and answers 503). 404 unknown goal, 409 a
-        goal that already ended."""
+        """Mark a running (or pending) goal cancelled and publish ``soorma.goal.cancel`` on ``system-events`` (in that
+        order, inside one transaction: a failed publish leaves the goal as it was and answers 503). 404 unknown goal,
+        409 a goal that already ended. A cancelled pending goal is never published: a retry of its submit answers
+        ``cancelled``."""
         gid = goal_uuid(goal_id)
         text = reason or f"cancelled by {identity.principal_id}"
         with self.db.transaction(identity) as conn:
             row = conn.execute(
                 "update gateway.goals set status = 'cancelled', error = %s, completed_at = now()"
-                " where goal_id = %s and status = 'running' returning goal_type, session_id",
+                " where goal_id = %s and status in ('running', 'pending') returning goal_type, session_id",
                 (text, gid),
             ).fetchone()
             if row is None:
                 current = conn.execute("select status from gateway.goals where goal_id = %s", (gid,)).fetchone()
                 if current is None:
                     raise HTTPException(404, f"goal {goal_id!r} not found")
-                raise HTTPException(409, f"goal {gid} is {current['status']}, not running")
+                raise HTTPException(409, f"goal {gid} is {current['status']}, not running or pending")
             envelope = EventEnvelope(
                 id=f"cancel-{gid}",
                 source=SOURCE,

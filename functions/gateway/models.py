@@ -12,7 +12,7 @@ from soorma.subjects import check_event_type
 
 IDENTIFIER = r"^[A-Za-z0-9_-]{1,64}$"
 KEY_ID = r"^[A-Za-z0-9]{8,64}$"
-GoalState = Literal["running", "completed", "failed", "cancelled"]
+GoalState = Literal["pending", "running", "completed", "failed", "cancelled"]
 Role = Literal["admin", "developer", "agent", "user"]
 
 
@@ -144,9 +144,14 @@ class PublishRequest(BaseModel):
 
 
 class Published(BaseModel):
+    """``POST /v1/events/publish``'s answer. ``duplicate``: the bus already held this tenant's event id within its
+    de-duplication window (120 s on JetStream) and stored nothing new — a retried publish of the same event, or a
+    reused id; always false on SNS, which does not de-duplicate."""
+
     success: bool
     event_id: str
     message: str
+    duplicate: bool = False
 
 
 # -- tenants, keys, policy -------------------------------------------------------------------------------------------

@@ -8,7 +8,12 @@ forever in a daemon thread; the nats-py client lives only there, and :meth:`Nats
 coroutine with :func:`asyncio.run_coroutine_threadsafe` and waits for the stream's ack with a timeout. The
 connection is opened lazily, ``ensure_streams`` runs once per connection owner, and a connection that died while the
 Lambda environment was frozen is replaced: a failed publish is retried once on a fresh connection (safe, because
-``Nats-Msg-Id`` = envelope id lets JetStream drop a duplicate).
+``Nats-Msg-Id`` = ``<platform tenant>:<envelope id>`` lets JetStream drop a duplicate).
+
+Every publish returns a :class:`PublishResult`: ``duplicate`` is JetStream's own answer (``PubAck.duplicate``) that it
+already held this tenant's event id within the stream's duplicate window and stored nothing, so callers can tell the
+client the truth instead of claiming a new event was published. The message id is scoped by the platform tenant
+(:func:`soorma.subjects.message_id`), so only the same tenant's earlier publish of that id can make one a duplicate.
 
 The other transport (DESIGN.md, "Runtime topology": SNS → a filtered SQS queue per agent → Lambda's event source
 mapping) is :class:`SnsPublisher`. :func:`publisher_from_env` picks one from ``SOORMA_EVENT_TRANSPORT``: ``nats`` (the
@@ -24,7 +29,8 @@ import logging
 import os
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from soorma.events import EventEnvelope
 from soorma.subjects import InvalidSubjectToken
@@ -38,6 +44,9 @@ SNS_TOPIC_ARN_ENV = "SOORMA_SNS_TOPIC_ARN"
 CDK_TOPIC_ARN_ENV = "SOORMA_EVENTS_TOPIC_ARN"
 #: SNS's limit on one message: body plus attribute names, types and values.
 SNS_MAX_MESSAGE_BYTES = 256 * 1024
+#: nats-server's default ``max_payload`` (1 MiB, https://docs.nats.io/running-a-nats-service/configuration#limits),
+#: used before a connection has told us the server's own value.
+NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 
 class PublishError(RuntimeError):
@@ -48,9 +57,28 @@ class PayloadTooLarge(PublishError):
     """The envelope is larger than the NATS server's ``max_payload`` (1 MiB by default): retrying cannot help."""
 
 
+@dataclass(frozen=True)
+class PublishResult:
+    """What the event bus answered for one stored publish.
+
+    ``duplicate``: JetStream already held a message with this ``Nats-Msg-Id`` (the same platform tenant's event id)
+    inside the stream's duplicate window (120 s) and did not store this one (``PubAck.duplicate``,
+    https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication). Always
+    false on SNS, which does not de-duplicate standard topics.
+    """
+
+    duplicate: bool = False
+
+
+def is_duplicate(result: Any) -> bool:
+    """True when a publisher's return value reports a duplicate (publishers that return ``None`` never do)."""
+    return bool(getattr(result, "duplicate", False))
+
+
 class Publisher(Protocol):
-    def publish(self, envelope: EventEnvelope) -> None:
-        """Store one envelope in JetStream or raise :class:`PublishError` (or ``InvalidSubjectToken``)."""
+    def publish(self, envelope: EventEnvelope) -> PublishResult | None:
+        """Store one envelope on the event bus (returning what the bus said) or raise :class:`PublishError`
+        (or ``InvalidSubjectToken``)."""
 
 
 class NatsPublisher:
@@ -130,7 +158,7 @@ class NatsPublisher:
             self._streams_ready = True
         return self._js
 
-    async def _publish(self, envelope: EventEnvelope) -> None:
+    async def _publish(self, envelope: EventEnvelope) -> PublishResult:
         # nats-py is imported by the first NATS publish, not with this module: under transport sqs the gateway
         # publishes to SNS only, and importing nats-py would lengthen every cold start for nothing.
         from nats import errors as nats_errors
@@ -138,11 +166,16 @@ class NatsPublisher:
         from soorma.jetstream import publish_envelope
 
         last: Exception | None = None
+        # True once a publish request may have reached the server (its ack was lost): a duplicate answered to the
+        # retry is then most likely our own first attempt, not an earlier publish, and is not reported as one.
+        maybe_stored = False
         for attempt in (1, 2):
+            sending = False
             try:
                 js = await self._connect()
-                await publish_envelope(js, envelope, timeout_s=self.publish_timeout_s)
-                return
+                sending = True
+                ack = await publish_envelope(js, envelope, timeout_s=self.publish_timeout_s)
+                return PublishResult(duplicate=bool(ack.duplicate) and not maybe_stored)
             except (InvalidSubjectToken, ValueError):
                 raise
             except nats_errors.MaxPayloadError:
@@ -150,6 +183,7 @@ class NatsPublisher:
                 raise PayloadTooLarge(f"event of {size} bytes exceeds the event bus's maximum payload") from None
             except Exception as exc:  # noqa: BLE001 - any NATS failure: drop the connection, retry once
                 last = exc
+                maybe_stored = maybe_stored or sending
                 if isinstance(exc, nats_errors.NoRespondersError):
                     self._streams_ready = False  # no stream took the subject: create the streams again
                 logger.warning("publish attempt %d of %s failed: %r", attempt, envelope.id, exc)
@@ -161,12 +195,24 @@ class NatsPublisher:
                         pass
         raise PublishError(f"event bus unavailable: {type(last).__name__}: {last}".rstrip(": "))
 
-    def publish(self, envelope: EventEnvelope) -> None:
+    def check_size(self, envelope: EventEnvelope) -> None:
+        """Raise :class:`PayloadTooLarge` when the envelope's JSON (bytes) exceeds the server's ``max_payload`` (the
+        connected server's value, else nats-server's 1 MiB default). Opens no connection, so it can run before
+        anything is stored even while NATS is down."""
+        limit = getattr(self._nc, "max_payload", None) or NATS_DEFAULT_MAX_PAYLOAD
+        size = len(envelope.to_json().encode())
+        if size > limit:
+            raise PayloadTooLarge(f"event of {size} bytes exceeds the event bus's maximum payload ({limit} bytes)")
+
+    def publish(self, envelope: EventEnvelope) -> PublishResult:
+        """Store ``envelope`` in ``SOORMA_EVENTS`` and wait for the ack; returns :class:`PublishResult`. Raises
+        :class:`PayloadTooLarge`, :class:`PublishError` (no ack: the event may or may not be stored, so a retry
+        must reuse the same event id), ``InvalidSubjectToken`` or ``ValueError``."""
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._publish(envelope), loop)
         budget = 2 * (self.connect_timeout_s * 2 + 1 + self.publish_timeout_s + 1) + 1
         try:
-            future.result(budget)
+            return future.result(budget)
         except FutureTimeout:
             future.cancel()
             raise PublishError("event bus unavailable: no acknowledgement in time") from None
@@ -246,12 +292,29 @@ class SnsPublisher:
                 self._client = boto3.client("sns", region_name=region)
             return self._client
 
+    @staticmethod
+    def _check_size(body: str, attributes: dict[str, dict[str, str]]) -> None:
+        size = len(body.encode()) + sum(len(k) + len(v["DataType"]) + len(v["StringValue"].encode())
+                                        for k, v in attributes.items())
+        if size > SNS_MAX_MESSAGE_BYTES:
+            raise PayloadTooLarge(f"event of {size} bytes exceeds the event bus's maximum payload"
+                                  f" ({SNS_MAX_MESSAGE_BYTES} bytes)")
+
+    def check_size(self, envelope: EventEnvelope) -> None:
+        """Raise :class:`PayloadTooLarge` when the message (body plus attributes) exceeds SNS's 256 KiB limit
+        (https://docs.aws.amazon.com/sns/latest/api/API_Publish.html); calls nothing remote."""
+        self._check_size(envelope.to_json(), sns_message_attributes(envelope))
+
     def prewarm(self) -> None:
         """Build the SNS client now (before a SnapStart snapshot: boto3's import and client build are most of the
         first publish's time). It opens no connection."""
         self.client  # noqa: B018 - the property builds it
 
-    def publish(self, envelope: EventEnvelope) -> None:
+    def publish(self, envelope: EventEnvelope) -> PublishResult:
+        """Publish ``envelope`` to the topic; returns ``PublishResult(duplicate=False)`` — SNS standard topics do
+        not de-duplicate, so a repeated event id is delivered again and handlers' idempotency by event id (DESIGN.md
+        "Delivery semantics") is what makes it harmless; no tenant can suppress another's message here. Raises
+        :class:`PayloadTooLarge`, :class:`PublishError`, ``InvalidSubjectToken`` or ``ValueError``."""
         from soorma.subjects import subject
 
         if not envelope.platform_tenant_id:
@@ -259,14 +322,12 @@ class SnsPublisher:
         attributes = sns_message_attributes(envelope)
         subject(envelope.platform_tenant_id, attributes["topic"]["StringValue"], envelope.type)  # same rules as NATS
         body = envelope.to_json()
-        size = len(body.encode()) + sum(len(k) + len(v["DataType"]) + len(v["StringValue"].encode())
-                                        for k, v in attributes.items())
-        if size > SNS_MAX_MESSAGE_BYTES:
-            raise PayloadTooLarge(f"event of {size} bytes exceeds the event bus's maximum payload")
+        self._check_size(body, attributes)
         try:
             self.client.publish(TopicArn=self.topic_arn, Message=body, MessageAttributes=attributes)
         except Exception as exc:  # noqa: BLE001 - any SNS/botocore failure: the bus is unavailable
             raise PublishError(f"event bus unavailable: {type(exc).__name__}: {exc}") from exc
+        return PublishResult(duplicate=False)
 
     def close(self) -> None:
         """Nothing to release (symmetry with :meth:`NatsPublisher.close`)."""

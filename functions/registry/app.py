@@ -2,7 +2,12 @@
 
 Routes (docs/architecture.md "Registry"; paths and bodies of soorma-core's registry, responses camelCase):
 
-* ``POST /v1/agents`` ``{"agent": AgentDefinition}`` → ``{agentId, success, message}`` (upsert by agent id)
+* ``POST /v1/agents`` ``{"agent": AgentDefinition}`` → ``{agentId, success, message}`` (upsert by agent id). The
+  agent's ``deployment`` binding (which function receives its events) is written only by the deploy path (``soorma
+  local deploy`` through the stack's control route, the ``Custom::SoormaAgent`` registrar in the cloud), never through
+  this API: a registration without ``deployment`` keeps the binding the agent has, one that repeats it unchanged is
+  accepted, and one that sets or changes it is refused with 403 (issue 12, finding 3: a caller could otherwise
+  point its agent — and so its tenant's events — at any function name or ARN, another tenant's included)
 * ``GET /v1/agents?agent_id=&name=&consumed_event=&produced_event=`` → ``{agents, count}``
 * ``GET /v1/agents/discover?consumed_event=`` → ``{agents, count}``
 * ``DELETE /v1/agents/{agent_id}`` → 204, or 404
@@ -37,6 +42,7 @@ from soorma.functions.registry.models import (
     AgentDefinition,
     AgentOut,
     AgentRegistrationRequest,
+    Deployment,
     EventDefinition,
     EventOut,
     EventRegistrationRequest,
@@ -64,12 +70,45 @@ def _event_out(row: dict[str, Any]) -> dict[str, Any]:
     return EventOut.model_validate(row).wire()
 
 
-def upsert_agent(conn, identity: Identity, agent: AgentDefinition) -> bool:
-    """Insert or update one agent of the caller's platform tenant; returns True when a row was written."""
+class DeploymentRefused(Exception):
+    """A registration through the API tried to set or change a deployment binding (see the module docstring)."""
+
+
+def check_api_deployment(conn, agent: AgentDefinition) -> None:
+    """Raise :class:`DeploymentRefused` unless ``agent.deployment`` is absent or equal to the binding the agent already
+    has (a client that reads an agent and registers it back unchanged keeps working). Runs in the caller's
+    transaction, so row-level security limits the lookup to the caller's platform tenant."""
+    if agent.deployment is None:
+        return
+    row = conn.execute("select deployment from registry.agents where agent_id = %s", (agent.agent_id,)).fetchone()
+    stored = row["deployment"] if row else None
+    if stored is not None and agent.deployment.model_dump(mode="json") == _normalised(stored):
+        return
+    raise DeploymentRefused(
+        "the deployment binding of an agent is written only by the deploy path (soorma local deploy, the SoormaAgent"
+        " CDK construct), not through the registry API: register the agent without 'deployment'"
+    )
+
+
+def _normalised(stored: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return Deployment.model_validate(stored).model_dump(mode="json")
+    except ValueError:
+        return None
+
+
+def upsert_agent(conn, identity: Identity, agent: AgentDefinition, *, write_deployment: bool = False) -> bool:
+    """Insert or update one agent of the caller's platform tenant; returns True when a row was written.
+
+    ``write_deployment`` is for the deploy path only (the registrar custom resource, the local stack's control
+    route): then ``agent.deployment`` (or its absence) replaces the stored binding. Otherwise — every registration
+    through the HTTP API — the stored binding is left as it is and a new agent has none."""
     capabilities = [c.model_dump(mode="json") for c in agent.capabilities]
-    deployment = agent.deployment.model_dump(mode="json") if agent.deployment else None
+    deployment = agent.deployment.model_dump(mode="json") if agent.deployment and write_deployment else None
+    # Without write_deployment the update keeps the row's binding: ``excluded.deployment`` is replaced by it.
+    new_deployment = "excluded.deployment" if write_deployment else "a.deployment"
     row = conn.execute(
-        """
+        f"""
         insert into registry.agents as a (platform_tenant_id, service_tenant_id, service_user_id, agent_id, name,
                                           description, version, capabilities, consumed_events, produced_events,
                                           deployment)
@@ -78,12 +117,12 @@ def upsert_agent(conn, identity: Identity, agent: AgentDefinition) -> bool:
            set service_tenant_id = excluded.service_tenant_id, service_user_id = excluded.service_user_id,
                name = excluded.name, description = excluded.description, version = excluded.version,
                capabilities = excluded.capabilities, consumed_events = excluded.consumed_events,
-               produced_events = excluded.produced_events, deployment = excluded.deployment, updated_at = now()
+               produced_events = excluded.produced_events, deployment = {new_deployment}, updated_at = now()
          where (a.name, a.description, a.version, a.capabilities, a.consumed_events, a.produced_events,
                 a.deployment, a.service_tenant_id, a.service_user_id)
                is distinct from
                (excluded.name, excluded.description, excluded.version, excluded.capabilities,
-                excluded.consumed_events, excluded.produced_events, excluded.deployment,
+                excluded.consumed_events, excluded.produced_events, {new_deployment},
                 excluded.service_tenant_id, excluded.service_user_id)
         returning agent_id
         """,
@@ -174,6 +213,10 @@ def create_app(db: Database | None = None) -> FastAPI:
     def register_agent(body: AgentRegistrationRequest, identity: Identity = Depends(current_identity)):
         _require_writer(identity)
         with db.transaction(identity) as conn:
+            try:
+                check_api_deployment(conn, body.agent)
+            except DeploymentRefused as exc:
+                raise HTTPException(403, str(exc)) from None
             changed = upsert_agent(conn, identity, body.agent)
         return {
             "agentId": body.agent.agent_id,

@@ -12,7 +12,10 @@ tenant's rows):
   before its request creates the finished task directly;
 * an event whose ``correlation_id`` is a goal's id and whose ``type`` is that goal's ``response_event`` completes
   the goal: ``failed`` when ``data.status == "failed"`` or ``data.success is False``, ``result`` = the event's data,
-  ``error`` = ``data.error``; a goal that is no longer running is left as it is.
+  ``error`` = ``data.error``; a goal that is no longer running (or pending) is left as it is;
+* a goal's own action request (``event_id`` = the goal's recorded ``event_id``) proves its publish was stored: a
+  goal still ``pending`` (its acknowledgement was lost, or the gateway could not save ``running``) becomes
+  ``running``, so it does not wait for the client's retry (issue 12, finding 4).
 
 A malformed envelope, or one PostgreSQL cannot store, is logged and reported processed (retrying cannot help);
 database outages raise, so the record is reported in ``batchItemFailures`` and redelivered.
@@ -122,6 +125,8 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
             if inserted is None:
                 return DUPLICATE
             if correlation_id and topic == EventTopic.ACTION_REQUESTS.value:
+                if correlation_id == goal_id:
+                    _mark_published(conn, goal_id, event_id)
                 conn.execute(
                     "insert into gateway.goal_tasks (platform_tenant_id, service_tenant_id, service_user_id,"
                     " task_id, goal_id, event_type, status, request_event_id, started_at)"
@@ -172,6 +177,18 @@ def _record_progress(conn, identity: Identity, task_id: str, data: dict[str, Any
     )
 
 
+def _mark_published(conn, goal_id: str, event_id: str) -> None:
+    """A ``pending`` goal whose request event (the id the gateway recorded) is on the stream is ``running``."""
+    try:
+        goal_uuid = uuid.UUID(goal_id)
+    except ValueError:
+        return
+    conn.execute(
+        "update gateway.goals set status = 'running' where goal_id = %s and status = 'pending' and event_id = %s",
+        (goal_uuid, event_id),
+    )
+
+
 def _maybe_complete_goal(conn, correlation_id: str, etype: str, data: dict[str, Any], when: datetime) -> None:
     try:
         goal_uuid = uuid.UUID(correlation_id)
@@ -180,7 +197,7 @@ def _maybe_complete_goal(conn, correlation_id: str, etype: str, data: dict[str, 
     failed = is_failure(data)
     conn.execute(
         "update gateway.goals set status = %s, result = %s, error = %s, completed_at = %s"
-        " where goal_id = %s and response_event = %s and status = 'running'",
+        " where goal_id = %s and response_event = %s and status in ('running', 'pending')",
         ("failed" if failed else "completed", Jsonb(data), _error_text(data) if failed else None,
          when, goal_uuid, etype),
     )

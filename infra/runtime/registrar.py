@@ -5,8 +5,9 @@ resource types:
 
 * ``Custom::SoormaAgent`` — properties ``PlatformTenantId``, ``Agent`` (the ``AgentDefinition`` found in the user's
   file at synth time), ``Events`` (its event definitions as JSON text), ``Deployment`` (function name, transport, subscriptions, batch size, concurrency, maximum
-  deliveries, timeout) and ``KeySecretArn``. Create/Update upserts the agent in the registry
-  (:func:`soorma.functions.registry.app.upsert_agent`) and, when the agent's key secret holds no key yet, issues an
+  deliveries, timeout) and ``KeySecretArn``. Create/Update upserts the agent in the registry with its deployment
+  binding (:func:`soorma.functions.registry.app.upsert_agent` with ``write_deployment=True``: this resource, written
+  by the stack's own CDK code, is the only writer of bindings in the cloud — the registry API refuses them) and, when the agent's key secret holds no key yet, issues an
   API key of role ``agent`` and writes it there (the agent function reads it at start). Delete removes the agent from
   the registry, so the NATS bridge stops routing to it.
 * ``Custom::SoormaBootstrapKey`` — ``PlatformTenantId``, ``SecretArn``: onboards the platform tenant (its row in
@@ -119,7 +120,9 @@ def register_agent(db, props: dict[str, Any]) -> str:
     with db.transaction(_identity(tenant)) as conn:
         for event in events:
             upsert_event(conn, _identity(tenant), event)
-        upsert_agent(conn, _identity(tenant), definition)
+        # The deploy path is the only writer of deployment bindings (the registry's HTTP API refuses them), so the
+        # bridge's routes name only functions this stack created (issue 12, finding 3).
+        upsert_agent(conn, _identity(tenant), definition, write_deployment=True)
     return f"{tenant}/{definition.agent_id}"
 
 

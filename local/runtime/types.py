@@ -47,6 +47,9 @@ class FunctionConfig:
     max_concurrency: int = 4
     idle_timeout_s: float = 300.0
     init_timeout_s: float = 10.0
+    #: The platform tenant an agent function was deployed for (``None``: a platform function). The bridge's local
+    #: route source routes a tenant's deployment binding only to a function of that same tenant.
+    platform_tenant_id: str | None = None
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):

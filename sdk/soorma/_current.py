@@ -8,8 +8,10 @@ id). A ``ContextVar`` (not an attribute) so concurrent handlers and the tasks th
 
 It also makes the ids a handler generates (published event ids, sub-task ids) deterministic per (event, agent,
 handler, position, label). Delivery is at-least-once: when a handler is retried after it already published, the
-retry produces the same event ids, and JetStream's de-duplication by message id (``Nats-Msg-Id`` = envelope ``id``)
-drops the second copies instead of fanning out duplicate work.
+retry produces the same event ids, and JetStream's de-duplication by message id (``Nats-Msg-Id`` =
+``<platform tenant>:<envelope id>``, :func:`soorma.subjects.message_id`) drops the second copies instead of fanning out
+duplicate work. Because these ids are predictable, the message id is scoped by the platform tenant: another tenant
+that computes them can never make JetStream drop this tenant's events.
 """
 
 from __future__ import annotations

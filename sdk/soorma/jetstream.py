@@ -1,8 +1,10 @@
 """JetStream plumbing shared by the gateway (publishing), the bridge (consuming) and local processes.
 
 Streams: ``SOORMA_EVENTS`` on ``soorma.>`` (file storage, 7 days) and ``SOORMA_DLQ`` on ``soorma-dlq.>`` (30 days).
-Publishing sets ``Nats-Msg-Id`` to the envelope id, so JetStream's duplicate window drops a retried publish
-(https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication).
+Publishing sets ``Nats-Msg-Id`` to ``<platform_tenant_id>:<envelope id>`` (:func:`soorma.subjects.message_id`), so
+JetStream's duplicate window drops a retried publish of the same event
+(https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication) but never one
+tenant's event because another tenant used its id first (the window is per stream, not per subject).
 Requires ``nats-py`` (the ``functions`` extra).
 """
 
@@ -13,7 +15,7 @@ from nats.js.api import PubAck, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from soorma.events import EventEnvelope
-from soorma.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, STREAM_SUBJECTS, subject
+from soorma.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, STREAM_SUBJECTS, message_id, subject
 
 DAY_S = 24 * 3600
 DUPLICATE_WINDOW_S = 120
@@ -44,6 +46,9 @@ async def ensure_streams(js: JetStreamContext) -> None:
 async def publish_envelope(js: JetStreamContext, envelope: EventEnvelope, *, timeout_s: float = 5.0) -> PubAck:
     """Publish one envelope to its subject and wait for the stream's acknowledgement.
 
+    Returns the ``PubAck``: ``ack.duplicate`` is true when the stream already held a message with this
+    ``Nats-Msg-Id`` (the same tenant's event id) inside its duplicate window and did not store this one (the
+    acknowledgement's ``"duplicate": true``, https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication).
     Raises ``soorma.subjects.InvalidSubjectToken`` if the tenant, topic or type cannot form a subject, and
     ``nats.errors.TimeoutError`` / ``nats.js.errors.APIError`` when JetStream does not store it.
     """
@@ -54,5 +59,5 @@ async def publish_envelope(js: JetStreamContext, envelope: EventEnvelope, *, tim
         subject(envelope.platform_tenant_id, topic, envelope.type),
         envelope.to_json().encode(),
         timeout=timeout_s,
-        headers={"Nats-Msg-Id": envelope.id},
+        headers={"Nats-Msg-Id": message_id(envelope.platform_tenant_id, envelope.id)},
     )

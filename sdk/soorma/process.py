@@ -270,7 +270,8 @@ class LocalRunner:
             deployment = existing.deployment if existing is not None else None
             for definition in agent.event_definitions():
                 await agent.context.registry.register_event(definition)
-            await agent.context.registry.register_agent(agent.definition(deployment))
+            # Without a binding: the registry keeps the one the agent has (only the deploy path writes bindings).
+            await agent.context.registry.register_agent(agent.definition())
             if deployment:
                 log.warning("agent %s is also deployed (function %s): the function and this process share its "
                             "events", agent.name, deployment.get("function_name"))

@@ -61,3 +61,31 @@ def filter_subject(platform_tenant_id: str, topic: str, event_type: str) -> str:
 def dlq_subject(platform_tenant_id: str, agent: str) -> str:
     """Where an agent's dead letters go: ``soorma-dlq.<platform_tenant_id>.<agent>``."""
     return f"soorma-dlq.{check_identifier(platform_tenant_id)}.{check_identifier(agent, 'agent name')}"
+
+
+def message_id(platform_tenant_id: str, event_id: str) -> str:
+    """The JetStream message id (``Nats-Msg-Id``) of one event: ``<platform_tenant_id>:<event id>``.
+
+    JetStream drops a message whose ``Nats-Msg-Id`` it has already stored within the stream's duplicate window
+    (``SOORMA_EVENTS``: 120 s), and that window is per stream, not per subject
+    (https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication). Event ids
+    are chosen by clients, so an unscoped id would let one tenant publish another tenant's next event id first and
+    have the victim's event silently dropped. Scoping the id by the platform tenant (a token that cannot contain
+    ``:``) keeps de-duplication inside one tenant while a retried publish of the same event is still dropped.
+
+    Raises :class:`InvalidSubjectToken` when ``platform_tenant_id`` is not ``[A-Za-z0-9_-]{1,64}`` and ``ValueError``
+    when ``event_id`` is empty.
+    """
+    check_identifier(platform_tenant_id, "platform tenant id")
+    if not event_id:
+        raise ValueError("an event id is required")
+    return f"{platform_tenant_id}:{event_id}"
+
+
+def event_id_of(msg_id: str | None, platform_tenant_id: str) -> str | None:
+    """The event id inside ``msg_id`` = :func:`message_id` ``(platform_tenant_id, event id)``; a message id without
+    that tenant's prefix is returned as it is (messages stored before ids were scoped carry the bare event id)."""
+    prefix = f"{platform_tenant_id}:"
+    if msg_id and msg_id.startswith(prefix) and len(msg_id) > len(prefix):
+        return msg_id[len(prefix):]
+    return msg_id

@@ -346,8 +346,10 @@ class Agent:
         return await self.context.registry.register_event(definition)
 
     async def register(self, deployment: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Register this agent's event definitions and its definition (what the deployer does); returns the
-        registry's answer ``{"agent_id", "success", "message"}``."""
+        """Register this agent's event definitions and its definition; returns the registry's answer ``{"agent_id",
+        "success", "message"}``. The registry keeps the agent's deployment binding, which only the deploy path writes
+        (``soorma local deploy``, the ``SoormaAgent`` construct): a ``deployment`` that sets or changes it is refused
+        (``PlatformError`` 403); leave it out."""
         for definition in self.event_definitions():
             await self.context.registry.register_event(definition)
         return await self.context.registry.register_agent(self.definition(deployment))

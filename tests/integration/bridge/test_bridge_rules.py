@@ -116,7 +116,7 @@ def test_consumer_config_for_a_route():
 def test_dlq_headers_are_single_line():
     meta = SimpleNamespace(consumer="c1", stream="SOORMA_EVENTS", num_delivered=5,
                            sequence=SimpleNamespace(stream=42))
-    msg = SimpleNamespace(metadata=meta, subject="soorma.t.a.x", headers={"Nats-Msg-Id": "ev-1"})
+    msg = SimpleNamespace(metadata=meta, subject="soorma.t.a.x", headers={"Nats-Msg-Id": "t:ev-1"})
     route = Route("c1", "fn", ("soorma.t.a.x",), "t", "agent")
     headers = dlq_headers(msg, route, "line one\r\nline two " + "x" * 5000)
     assert headers["Soorma-Dlq-Error"].startswith("line one line two")

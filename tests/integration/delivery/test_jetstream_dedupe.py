@@ -1,6 +1,6 @@
-"""Publishing is idempotent: ``publish_envelope`` sets ``Nats-Msg-Id`` to the envelope id, so JetStream's duplicate
-window (ADR-8 / "Message Deduplication" in the JetStream model deep dive) stores a retried publish once. Real
-nats-server (the session's)."""
+"""Publishing is idempotent: ``publish_envelope`` sets ``Nats-Msg-Id`` to ``<platform tenant>:<envelope id>``, so
+JetStream's duplicate window ("Message Deduplication" in the JetStream model deep dive) stores a retried publish once,
+and never drops one tenant's event because another tenant used the same id. Real nats-server (the session's)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,12 @@ async def test_same_envelope_twice_is_stored_once(js, dk):
     assert subject(tenant, "action-requests", "order.placed").startswith(f"soorma.{tenant}.")
     info = await js.stream_info(STREAM)
     assert info.config.duplicate_window == DUPLICATE_WINDOW_S
+
+
+async def test_same_id_in_two_tenants_is_stored_twice(js, dk):
+    one, two = dk.new_id("dupa"), dk.new_id("dupb")
+    first = dk.envelope(one, "order.placed", n=1)
+    second = first.model_copy(update={"platform_tenant_id": two})  # the same event id, another tenant
+    assert not (await publish_envelope(js, first)).duplicate
+    assert not (await publish_envelope(js, second)).duplicate
+    assert len(await stored_on(js, filter_subject(two, "action-requests", "order.placed"))) == 1

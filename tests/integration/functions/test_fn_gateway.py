@@ -38,7 +38,7 @@ def test_submit_goal_publishes_envelope(fx, call, nats_url):
 
     msg = fx.last_message(nats_url, f"soorma.{me.platform_tenant_id}.action-requests.research.topic")
     envelope = json.loads(msg.data)
-    assert msg.headers["Nats-Msg-Id"] == envelope["id"]
+    assert msg.headers["Nats-Msg-Id"] == f"{me.platform_tenant_id}:{envelope['id']}"  # scoped by the tenant
     assert envelope["type"] == "research.topic" and envelope["topic"] == "action-requests"
     assert envelope["data"] == {"topic": "bees"}
     assert envelope["correlation_id"] == envelope["goal_id"] == envelope["trace_id"] == goal_id
@@ -133,24 +133,23 @@ def test_oversized_events_are_413(fx, call):
     big = {"blob": "x" * 1_100_000}
     reply = call("POST", "/v1/goals", me, {"goal_type": "big.goal", "data": big})
     assert reply.status == 413, reply.body
-    goal = call("GET", f"/v1/goals/{reply.body['goal_id']}", me).body
-    assert goal["status"] == "failed" and "maximum payload" in goal["error"]
+    assert "maximum payload" in reply.body["detail"]
+    assert call("GET", "/v1/goals", me).body["count"] == 0  # refused before the goal (and its data) was stored
     reply = call("POST", "/v1/events/publish", me, {"event": {"type": "big.fact", "topic": "business-facts",
                                                               "data": big}})
     assert reply.status == 413, reply.body
 
 
-def test_publish_failure_marks_goal_failed_and_answers_503(fx, db):
+def test_publish_failure_leaves_goal_pending_and_answers_503(fx, db):
     broken = NatsPublisher(f"nats://127.0.0.1:{closed_port()}", connect_timeout_s=0.5, publish_timeout_s=0.5)
     try:
         app = Mangum(create_app(db, broken), lifespan="off")
         me = fx.new_identity()
         reply = fx.invoke(app, fx.http_event("POST", "/v1/goals", identity=me, body={"goal_type": "g.down"}))
         assert reply.status == 503, reply.body
-        assert "event bus unavailable" in reply.body["detail"]
+        assert "event bus unavailable" in reply.body["detail"] and reply.body["status"] == "pending"
         goal = fx.invoke(app, fx.http_event("GET", f"/v1/goals/{reply.body['goal_id']}", identity=me)).body
-        assert goal["status"] == "failed" and goal["error"].startswith("publish failed:")
-        assert goal["completed_at"] is not None
+        assert goal["status"] == "pending" and goal["completed_at"] is None  # not failed: a retry can publish it
 
         published = fx.invoke(app, fx.http_event("POST", "/v1/events/publish", identity=me, body={
             "event": {"type": "x.y", "topic": "business-facts"}}))
@@ -182,7 +181,9 @@ def test_publish_event_forces_identity_for_users(fx, call, nats_url):
         assert reply.body["success"] is True
         msg = fx.last_message(nats_url, f"soorma.{me.platform_tenant_id}.business-facts.order.placed")
         sent = json.loads(msg.data)
-        assert sent["id"] == reply.body["event_id"] == msg.headers["Nats-Msg-Id"]
+        assert sent["id"] == reply.body["event_id"]
+        assert msg.headers["Nats-Msg-Id"] == f"{me.platform_tenant_id}:{sent['id']}"
+        assert reply.body["duplicate"] is False
         assert sent["platform_tenant_id"] == me.platform_tenant_id
         assert sent["tenant_id"] == me.service_tenant_id and sent["user_id"] == me.service_user_id
         assert sent["data"] == {"n": 1} and sent["custom_field"] == "kept"

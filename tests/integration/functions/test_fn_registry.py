@@ -42,11 +42,27 @@ def call(fx, registry):
     return _call
 
 
-def test_register_and_query_agent(fx, call):
+@pytest.fixture
+def deploy(db):
+    """Register an agent with its deployment binding the way the deploy path does (the registrar custom resource's
+    ``upsert_agent(..., write_deployment=True)``): the registry's HTTP API refuses bindings."""
+    from soorma.functions.registry.app import upsert_agent
+    from soorma.functions.registry.models import AgentDefinition
+
+    def _deploy(identity, body):
+        with db.transaction(identity) as conn:
+            return upsert_agent(conn, identity, AgentDefinition.model_validate(body["agent"]), write_deployment=True)
+
+    return _deploy
+
+
+def test_register_and_query_agent(fx, call, deploy):
     me = fx.new_identity()
-    reply = call("POST", "/v1/agents", me, agent_body("sum-1", deployment=DEPLOYMENT))
+    reply = call("POST", "/v1/agents", me, agent_body("sum-1"))
     assert reply.status == 200, reply.body
     assert reply.body == {"agentId": "sum-1", "success": True, "message": "Agent registered"}
+    assert call("GET", "/v1/agents/sum-1", me).body["deployment"] is None
+    deploy(me, agent_body("sum-1", deployment=DEPLOYMENT))
 
     by_name = call("GET", "/v1/agents", me, query={"name": "summarizer"})
     assert by_name.status == 200 and by_name.body["count"] == 1  # soorma-core's ?name= always returned 0
@@ -81,14 +97,15 @@ def test_name_query_matches_soorma_core_name_version_form(fx, call):
     assert call("GET", "/v1/agents", me, query={"name": "work"}).body["count"] == 0
 
 
-def test_camel_case_body_and_upsert(fx, call):
+def test_camel_case_body_and_upsert(fx, call, deploy):
     me = fx.new_identity(role="agent")
     body = {"agent": {"agentId": "a-1", "name": "camel", "consumedEvents": [{"eventName": "x.y"}],
                       "deployment": {"functionName": "fn", "subscriptions": [{"topic": "business-facts",
                                                                              "eventType": "*"}],
                                      "batchSize": 3}}}
-    assert call("POST", "/v1/agents", me, body).status == 200
-    again = call("POST", "/v1/agents", me, body)
+    deploy(me, body)
+    again = call("POST", "/v1/agents", me, body)  # the binding repeated unchanged (read, then registered back)
+    assert again.status == 200, again.body
     assert again.body["message"] == "Agent unchanged"
     body["agent"]["version"] = "2.0.0"
     assert call("POST", "/v1/agents", me, body).body["message"] == "Agent registered"
@@ -211,7 +228,7 @@ def test_tenant_isolation(fx, call, db):
     a = fx.new_identity()
     b = fx.new_identity()
     same_platform_other_user = fx.new_identity(pt=a.platform_tenant_id)
-    call("POST", "/v1/agents", a, agent_body("shared-id", deployment=DEPLOYMENT))
+    assert call("POST", "/v1/agents", a, agent_body("shared-id")).status == 200
     call("POST", "/v1/events", a, {"event": {"event_name": "secret.event"}})
 
     assert call("GET", "/v1/agents", b).body["count"] == 0
@@ -271,15 +288,14 @@ def test_events_bad_topic_query_is_422(fx, call):
     assert call("GET", "/v1/events", fx.new_identity(), query={"topic": "nope"}).status == 422
 
 
-def test_list_routes_and_version(fx, call, app_dsn):
+def test_list_routes_and_version(fx, call, deploy, app_dsn):
     a = fx.new_identity()
     b = fx.new_identity()
     with psycopg.connect(app_dsn) as conn:  # plain soorma_app connection, no identity, tuple rows
         v0 = routes_version(conn)
-    call("POST", "/v1/agents", a, agent_body("r-1", deployment=DEPLOYMENT))
+    deploy(a, agent_body("r-1", deployment=DEPLOYMENT))
     call("POST", "/v1/agents", a, agent_body("r-2", name="undeployed"))  # no deployment: not a route
-    call("POST", "/v1/agents", b, agent_body("r-1", name="b-summarizer",
-                                             deployment={**DEPLOYMENT, "transport": "sqs", "batch_size": 7}))
+    deploy(b, agent_body("r-1", name="b-summarizer", deployment={**DEPLOYMENT, "transport": "sqs", "batch_size": 7}))
     with psycopg.connect(app_dsn) as conn:
         v1 = routes_version(conn)
         mine = [r for r in list_routes(conn) if r.platform_tenant_id in (a.platform_tenant_id, b.platform_tenant_id)]
@@ -293,8 +309,10 @@ def test_list_routes_and_version(fx, call, app_dsn):
     assert route_b.deployment.subscriptions[0].topic == "action-requests"
     assert route_b.created_at is not None and route_b.updated_at >= route_b.created_at
 
-    # a no-op re-registration does not move the version; an undeployed agent's change neither
-    call("POST", "/v1/agents", a, agent_body("r-1", deployment=DEPLOYMENT))
+    # a no-op re-registration does not move the version (with the same binding, or without one: it is kept); an
+    # undeployed agent's change neither
+    assert call("POST", "/v1/agents", a, agent_body("r-1", deployment=DEPLOYMENT)).body["message"] == "Agent unchanged"
+    assert call("POST", "/v1/agents", a, agent_body("r-1")).body["message"] == "Agent unchanged"
     call("POST", "/v1/agents", a, agent_body("r-2", name="undeployed", version="9"))
     with psycopg.connect(app_dsn) as conn:
         assert routes_version(conn) == v1

@@ -39,8 +39,15 @@ def test_event_definitions_are_registered_before_the_agent_and_refusals_are_skip
 
     paths = [(method, path) for method, path, _ in calls]
     assert paths == [("PUT", "/_local/functions/tickets-ticket-worker"), ("POST", "/v1/events"),
-                     ("POST", "/v1/events"), ("POST", "/v1/agents")]
+                     ("POST", "/v1/events"), ("POST", "/v1/agents"),
+                     ("PUT", "/_local/functions/tickets-ticket-worker/binding")]
     registered = calls[1][2]["event"]
     assert registered["event_name"] == "ticket.billing.requested" and registered["payload_schema_name"] == "billing_v1"
     assert any("ticket.routed" in m and "not registered" in m for m in messages)
     assert calls[3][2]["agent"]["name"] == "ticket-worker"
+    assert "deployment" not in calls[3][2]["agent"]  # the registry API takes no binding (issue 12, finding 3)
+    binding = calls[4][2]
+    assert binding["agent_id"] == calls[3][2]["agent"]["agent_id"]
+    assert "function_name" not in binding["deployment"]  # the control route binds the path's own function
+    assert binding["deployment"]["subscriptions"] == [{"topic": "action-requests",
+                                                       "event_type": "ticket.billing.requested"}]

@@ -126,3 +126,19 @@ def test_discover_agents_sees_a_changed_module(tmp_path):
         assert [f.agent.name for f in discover_agents(load_app(code))] == ["second"]
     finally:
         sys.modules.pop("rediscover_agents_mod", None)
+
+
+def test_two_apps_with_the_same_module_name_each_discover_their_own(tmp_path):
+    """Two apps deployed from one process (the CDK app's entries, an in-process deploy) both have ``agents.py``: the
+    second must not get the first's cached module."""
+    import sys
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    _touch(one / "agents.py", AGENT.format(name="first-app"))
+    _touch(two / "agents.py", AGENT.format(name="second-app"))
+    try:
+        assert [f.agent.name for f in discover_agents(load_app(one))] == ["first-app"]
+        assert [f.agent.name for f in discover_agents(load_app(two))] == ["second-app"]
+        assert [f.agent.name for f in discover_agents(load_app(one))] == ["first-app"]
+    finally:
+        sys.modules.pop("agents", None)
