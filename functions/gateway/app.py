@@ -197,7 +197,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         check_identifier(envelope.user_id, "user_id")
         with db.transaction(identity) as conn:
             policy = policies.load(conn, identity.platform_tenant_id)
-            policies.check_event(policy, envelope.type, envelope.data)
+            policies.check_event(policy, envelope.type, envelope)  # the whole envelope, as it will be published
             if topic == EventTopic.ACTION_REQUESTS.value:
                 policies.count_action(conn, policy, identity.platform_tenant_id, envelope.plan_id or envelope.goal_id)
         try:
