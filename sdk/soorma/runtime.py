@@ -59,6 +59,7 @@ import atexit
 import logging
 import signal
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, TypeVar
 
 from .errors import ForeignTenantEventError, MalformedEventError
@@ -279,11 +280,21 @@ class LambdaRuntime:
             return await coro
 
     def _handle_envelope(self, envelope: EventEnvelope, budget: float | None, lambda_context: Any) -> int:
-        """Dispatch one event (through the idempotency guard in ``platform`` mode); returns how many handlers ran."""
+        """Dispatch one event (through the idempotency guard in ``platform`` mode); returns how many handlers ran.
+        ``budget``: seconds the handlers may take from now (``None``: no limit); time the guard spends waiting for
+        another invocation's record is taken out of it."""
         guard = self.idempotency
         if guard is None:
             return _loop_run(self._dispatch(envelope, budget))
-        ran, replayed = guard.handle(envelope, lambda: _loop_run(self._dispatch(envelope, budget)), lambda_context)
+        deadline = None if budget is None else time.monotonic() + budget
+
+        def dispatch() -> int:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError("no time left in this invocation; left for redelivery")
+            return _loop_run(self._dispatch(envelope, left))
+
+        ran, replayed = guard.handle(envelope, dispatch, lambda_context)
         if replayed:
             log.info("agent %s: event %s (%s) already handled (idempotency record), skipped", self.agent.name,
                      envelope.id, envelope.type)
