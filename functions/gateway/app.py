@@ -42,6 +42,7 @@ from soorma.db import Database, database_from_env
 from soorma.events import EventTopic
 from soorma.identity import OVERRIDE_ROLES, Identity
 from soorma.service import current_identity, function_app
+from soorma.goal_notices import NOTICE_TYPES
 from soorma.subjects import check_event_type, check_identifier, subject
 from soorma.functions.gateway import a2a, admin
 from soorma.functions.gateway import policy as policies
@@ -174,6 +175,8 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         """Publish one event envelope to the event bus, under the caller's identity."""
         envelope = body.event
         check_event_type(envelope.type)
+        if envelope.type in NOTICE_TYPES:  # only the delivery layer says a goal's event was dead-lettered or replayed
+            raise HTTPException(403, f"event type {envelope.type!r} is reserved for the platform")
         if not _EVENT_ID.match(envelope.id):
             raise HTTPException(422, "event id must be 1-128 characters of [A-Za-z0-9_.:-] (a UUID)")
         updates: dict[str, Any] = {"platform_tenant_id": identity.platform_tenant_id}
