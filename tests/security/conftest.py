@@ -39,3 +39,11 @@ def memory_api(app_dsn, memory_helpers):
     db = Database(app_dsn)
     yield memory_helpers.MemoryApi(Mangum(create_app(db=db), lifespan="off"))
     db.close()
+
+
+# The gateway tests' fixtures (the real gateway, registry, memory and tracker apps behind the local API Gateway and the
+# real authorizer, on the session's PostgreSQL and NATS), re-exported so the finding tests use the same ones.
+_gateway = load_helpers("integration/gateway/conftest.py", "soorma_gateway_test_helpers")
+gw_env, gw_db, gw_publisher, apps, invoker = (_gateway.gw_env, _gateway.gw_db, _gateway.gw_publisher, _gateway.apps,
+                                              _gateway.invoker)
+api, owner_conn, platform_admin, gx = _gateway.api, _gateway.owner_conn, _gateway.platform_admin, _gateway.gx
