@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -41,6 +40,8 @@ _e2e = _e2e_helpers()
 EXAMPLES, local_stack, wait, wait_until = _e2e.EXAMPLES, _e2e.local_stack, _e2e.wait, _e2e.wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+WINDOW = 20  # goals running at once at most, in the back-to-back test
 
 FLAKY_APP = '''
 """A goal agent that fails (redelivered, then dead-lettered) until its flag file exists; then it sleeps the
@@ -87,28 +88,26 @@ def _submit(client: httpx.Client, goal_type: str, data: dict) -> str:
 
 
 def test_goals_back_to_back_for_a_minute_all_end(stack):
+    """Goals are submitted back to back for a minute, each as soon as the previous one is accepted, with at most
+    WINDOW of them running at once (the backlog stays bounded on a small machine; the agents' own calls still run
+    far above the per-key limit meant for outside callers: about 17 per goal)."""
     client: httpx.Client = stack["client"]
     goals: list[str] = []
-    lock = threading.Lock()
+    running: set[str] = set()
     stop_at = time.monotonic() + 60
-
-    def submitter(n: int) -> None:
-        with httpx.Client(base_url=str(client.base_url), headers=dict(client.headers), timeout=30) as own:
-            i = 0
-            while time.monotonic() < stop_at:
-                i += 1
-                order = {"order_id": f"o-{n}-{i}", "items": ["widget", "gadget"], "total": 12.5}
-                if i % 10 == 0:
-                    order["items"] = ["unobtainium"]  # a goal that fails, with a reason
-                goal_id = _submit(own, "order.process.requested", order)
-                with lock:
-                    goals.append(goal_id)
-
-    threads = [threading.Thread(target=submitter, args=(n,)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    i = 0
+    while time.monotonic() < stop_at:
+        while len(running) >= WINDOW:
+            running = {g for g in running if client.get(f"/v1/goals/{g}").json()["status"] == "running"}
+            if len(running) >= WINDOW:
+                time.sleep(0.05)
+        i += 1
+        order = {"order_id": f"o-{i}", "items": ["widget", "gadget"], "total": 12.5}
+        if i % 10 == 0:
+            order["items"] = ["unobtainium"]  # a goal that fails, with a reason
+        goal_id = _submit(client, "order.process.requested", order)
+        goals.append(goal_id)
+        running.add(goal_id)
     assert len(goals) >= 20, len(goals)
     done = wait(client, *goals, timeout=240)  # raises naming any goal still running
     statuses = {g["status"] for g in done.values()}
