@@ -199,6 +199,8 @@ class SoormaAgent(Construct):
                 "POWERTOOLS_SERVICE_NAME": agent.name,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 **environment,
+                # last: the runtime refuses events of another platform tenant (soorma.runtime), never overridden
+                "SOORMA_PLATFORM_TENANT_ID": platform.platform_tenant_id,
             },
         )
         secret.grant_read(fn)

@@ -116,7 +116,7 @@ def build_app(stack: "LocalStack") -> Starlette:
             "name": name,
             "handler": spec.handler,
             "code_dir": spec.code_dir,
-            "env": stack.agent_env(key, spec.env),
+            "env": stack.agent_env(key, spec.env, platform_tenant_id=spec.platform_tenant_id),
             "timeout_s": spec.timeout_s,
             "memory_mb": spec.memory_mb,
             "max_concurrency": spec.max_concurrency,

@@ -369,13 +369,17 @@ class LocalStack:
         env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
         return env
 
-    def agent_env(self, api_key: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        """Environment of an agent function: the API endpoint and its own key, plus ``SOORMA_LLM_*`` settings
-        passed through from the stack's environment."""
+    def agent_env(self, api_key: str, extra: dict[str, str] | None = None, *,
+                  platform_tenant_id: str | None = None) -> dict[str, str]:
+        """Environment of an agent function: the API endpoint and its own key, the platform tenant it is deployed
+        for (``SOORMA_PLATFORM_TENANT_ID``: its runtime refuses another tenant's events, :mod:`soorma.runtime`),
+        plus ``SOORMA_LLM_*`` settings passed through from the stack's environment."""
         env = dict(extra or {})
         env.update({k: v for k, v in os.environ.items() if k.startswith("SOORMA_LLM_")})
-        # The endpoint and the agent's own key come last: an app's settings never override them.
+        # The endpoint, the agent's own key and its tenant come last: an app's settings never override them.
         env.update({"SOORMA_API_URL": self.settings.api_url, "SOORMA_API_KEY": api_key})
+        if platform_tenant_id:
+            env["SOORMA_PLATFORM_TENANT_ID"] = platform_tenant_id
         return env
 
     async def _start_api(self) -> None:

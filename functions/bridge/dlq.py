@@ -8,6 +8,10 @@ duplicate window (120 s), the second copy is dropped by JetStream's de-duplicati
 The original event id (the event's own ``Nats-Msg-Id`` = ``<platform tenant>:<event id>``, without the tenant) is kept
 in ``Soorma-Event-Id``.
 
+Goals: when the dead-lettered event belongs to a goal, :func:`dead_letter` also publishes a goal notice
+(:mod:`soorma.goal_notices`) that the tracker records: the goal ends ``failed`` with the reason; :func:`replay`
+publishes the matching replay notice, and the goal is ``running`` again once none of its dead letters is left.
+
 Recovery (``soorma dlq list`` / ``soorma dlq replay``): :func:`list_dead_letters` reads the stream (optionally one
 platform tenant and/or agent, through the subject) without consuming it; :func:`replay` publishes the original body
 again to its original subject in ``SOORMA_EVENTS`` — with a **new** ``Nats-Msg-Id``
@@ -31,6 +35,8 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
+from soorma.goal_notices import dead_letter_notice, replay_notice
+from soorma.jetstream import publish_envelope
 from soorma.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, check_identifier, dlq_subject, event_id_of, message_id
 
 from .payload import clip
@@ -73,14 +79,26 @@ def dlq_headers(msg: Msg, route: Route, error: str) -> dict[str, str]:
 
 
 async def dead_letter(js: JetStreamContext, msg: Msg, route: Route, error: str, *, timeout_s: float = 5.0) -> PubAck:
-    """Store ``msg`` in ``SOORMA_DLQ`` and wait for the stream's acknowledgement (raises if it is not stored)."""
-    return await js.publish(
+    """Store ``msg`` in ``SOORMA_DLQ`` and wait for the stream's acknowledgement, then publish the goal notice
+    (:func:`soorma.goal_notices.dead_letter_notice`) when the event belongs to a goal, so the tracker ends the goal
+    ``failed`` with the reason instead of leaving it ``running`` with nothing left to run it (docs/architecture.md,
+    "Delivery semantics"). Raises if either is not stored; the bridge then retries the whole step later (both are
+    de-duplicated by their ``Nats-Msg-Id``, so a repeat stores nothing twice) and only terminates the message after
+    both succeeded."""
+    ack = await js.publish(
         dlq_subject(route.platform_tenant_id, route.agent),
         msg.data,
         timeout=timeout_s,
         stream=DLQ_STREAM,
         headers=dlq_headers(msg, route, error),
     )
+    meta = msg.metadata
+    notice = dead_letter_notice(msg.data, agent=route.agent, error=error, deliveries=meta.num_delivered,
+                                dead_letter_id=f"{meta.consumer}:{meta.sequence.stream}",
+                                platform_tenant_id=route.platform_tenant_id)
+    if notice is not None:
+        await publish_envelope(js, notice, timeout_s=timeout_s)
+    return ack
 
 
 @dataclass(frozen=True)
@@ -153,6 +171,11 @@ class DeadLetter:
         }
 
 
+def _dead_letter_id(entry: "DeadLetter") -> str:
+    """The id :func:`dead_letter` gave the entry's goal notice: ``<consumer>:<stream seq>`` of the original message."""
+    return f"{entry.consumer}:{entry.headers.get(H_STREAM_SEQ, entry.seq)}"
+
+
 def dlq_filter(platform_tenant_id: str | None = None, agent: str | None = None) -> str:
     """The ``SOORMA_DLQ`` subject filter for a tenant and/or agent (``None`` = any)."""
     if platform_tenant_id is None and agent is None:
@@ -209,6 +232,11 @@ async def replay(js: JetStreamContext, entry: DeadLetter, *, timeout_s: float = 
 
         body = regrant_body(body, grant_key)
     ack = await js.publish(subject, body, timeout=timeout_s, stream=STREAM, headers=headers)
+    # The goal the event belongs to is running again (the tracker revives it once no dead letter of it is left).
+    notice = replay_notice(entry.data, agent=entry.agent or "", dead_letter_id=_dead_letter_id(entry),
+                           platform_tenant_id=entry.platform_tenant_id)
+    if notice is not None:
+        await publish_envelope(js, notice, timeout_s=timeout_s)
     try:
         await js.delete_msg(DLQ_STREAM, entry.seq)
     except NotFoundError:  # already gone (a concurrent replay): the event was still published once more

@@ -52,6 +52,7 @@ from soorma.events import EventTopic
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
 from soorma.service import current_identity, function_app
+from soorma.goal_notices import NOTICE_TYPES
 from soorma.subjects import check_event_type, check_identifier, subject
 from soorma.functions.gateway import a2a, admin
 from soorma.functions.gateway import policy as policies
@@ -192,6 +193,8 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         """Publish one event envelope to the event bus, under the caller's identity."""
         envelope = body.event
         check_event_type(envelope.type)
+        if envelope.type in NOTICE_TYPES:  # only the delivery layer says a goal's event was dead-lettered or replayed
+            raise HTTPException(403, f"event type {envelope.type!r} is reserved for the platform")
         if not _EVENT_ID.match(envelope.id):
             raise HTTPException(422, "event id must be 1-128 characters of [A-Za-z0-9_.:-] (a UUID)")
         updates: dict[str, Any] = {"platform_tenant_id": identity.platform_tenant_id}
@@ -219,7 +222,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         envelope = stamp_grant(envelope)
         with db.transaction(identity) as conn:
             policy = policies.load(conn, identity.platform_tenant_id)
-            policies.check_event(policy, envelope.type, envelope.data)
+            policies.check_event(policy, envelope.type, envelope)  # the whole envelope, as it will be published
             if topic == EventTopic.ACTION_REQUESTS.value:
                 policies.count_action(conn, policy, identity.platform_tenant_id, envelope.plan_id or envelope.goal_id)
         try:

@@ -3,7 +3,10 @@ actions"). The rules live in ``gateway.tenants`` (null = no restriction):
 
 * ``allowed_goal_types`` — goal types a goal may have (``fnmatch`` patterns: ``research.*``);
 * ``allowed_event_types`` — event types that may be published through ``POST /v1/events/publish`` (patterns);
-* ``max_payload_bytes`` — the largest goal ``data`` / event ``data`` (its compact JSON, in bytes);
+* ``max_payload_bytes`` — the largest event as it will be published: the whole envelope's JSON, in bytes, as the
+  publisher sends it (``EventEnvelope.to_json``), not only its ``data``: an envelope keeps unknown fields, so a
+  950 KB envelope with a 10-byte ``data`` would otherwise pass a 100-byte rule (issue 12, finding 10). Given bare
+  ``data`` (a goal's, before the gateway wraps it), its compact JSON is measured;
 * ``max_actions_per_plan`` — how many ``action-requests`` events may be published for one plan (the event's
   ``plan_id``, else its ``goal_id``; events with neither are not counted), counted in ``gateway.plan_actions``.
 
@@ -17,6 +20,8 @@ import json
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Iterable
+
+from soorma.events import EventEnvelope
 
 RULES = ("allowed_goal_types", "allowed_event_types", "max_payload_bytes", "max_actions_per_plan")
 
@@ -73,31 +78,39 @@ def _allowed(value: str, patterns: Iterable[str]) -> bool:
     return any(fnmatchcase(value, p) for p in patterns)
 
 
-def payload_size(data: Any) -> int:
-    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+def payload_size(payload: Any) -> int:
+    """Bytes of ``payload`` as it goes on the bus: an :class:`~soorma.events.EventEnvelope` is measured as the UTF-8 of
+    its ``to_json()`` (what the publishers send, ``soorma.functions.gateway.publisher``); anything else as its
+    compact JSON."""
+    if isinstance(payload, EventEnvelope):
+        return len(payload.to_json().encode())
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode())
 
 
-def _check_size(policy: Policy, data: Any, what: str) -> None:
+def _check_size(policy: Policy, payload: Any, what: str) -> None:
     if policy.max_payload_bytes is not None:
-        size = payload_size(data)
+        size = payload_size(payload)
         if size > policy.max_payload_bytes:
+            measured = "envelope" if isinstance(payload, EventEnvelope) else "data"
             raise PolicyViolation(
-                "max_payload_bytes", f"{what} data is {size} bytes, more than {policy.max_payload_bytes}"
+                "max_payload_bytes", f"{what} {measured} is {size} bytes, more than {policy.max_payload_bytes}"
             )
 
 
-def check_goal(policy: Policy, goal_type: str, data: Any) -> None:
-    """Raise :class:`PolicyViolation` when a goal of ``goal_type`` with ``data`` is not allowed."""
+def check_goal(policy: Policy, goal_type: str, payload: Any) -> None:
+    """Raise :class:`PolicyViolation` when a goal of ``goal_type`` is not allowed. ``payload``: the goal's envelope
+    as it will be published (measured whole), or its bare ``data``."""
     if policy.allowed_goal_types is not None and not _allowed(goal_type, policy.allowed_goal_types):
         raise PolicyViolation("allowed_goal_types", f"goal type {goal_type!r} is not allowed")
-    _check_size(policy, data, "goal")
+    _check_size(policy, payload, "goal")
 
 
-def check_event(policy: Policy, event_type: str, data: Any) -> None:
-    """Raise :class:`PolicyViolation` when an event of ``event_type`` with ``data`` may not be published."""
+def check_event(policy: Policy, event_type: str, payload: Any) -> None:
+    """Raise :class:`PolicyViolation` when an event of ``event_type`` may not be published. ``payload``: the envelope
+    as it will be published (measured whole: every field, unknown ones too), or bare ``data``."""
     if policy.allowed_event_types is not None and not _allowed(event_type, policy.allowed_event_types):
         raise PolicyViolation("allowed_event_types", f"event type {event_type!r} is not allowed")
-    _check_size(policy, data, "event")
+    _check_size(policy, payload, "event")
 
 
 def count_action(conn, policy: Policy, platform_tenant_id: str, plan_key: str | None) -> None:

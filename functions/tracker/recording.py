@@ -12,10 +12,15 @@ tenant's rows):
   before its request creates the finished task directly;
 * an event whose ``correlation_id`` is a goal's id and whose ``type`` is that goal's ``response_event`` completes
   the goal: ``failed`` when ``data.status == "failed"`` or ``data.success is False``, ``result`` = the event's data,
-  ``error`` = ``data.error``; a goal that is no longer running (or pending) is left as it is;
+  ``error`` = ``data.error``; a goal that is no longer running (or pending) is left as it is, except one that only
+  a dead letter failed (its result still arrives, e.g. after a dead letter was redriven outside ``soorma dlq
+  replay``);
 * a goal's own action request (``event_id`` = the goal's recorded ``event_id``) proves its publish was stored: a
   goal still ``pending`` (its acknowledgement was lost, or the gateway could not save ``running``) becomes
-  ``running``, so it does not wait for the client's retry (issue 12, finding 4).
+  ``running``, so it does not wait for the client's retry (issue 12, finding 4);
+* a goal notice (:mod:`soorma.goal_notices`): :data:`~soorma.goal_notices.DEAD_LETTERED` ends a running goal
+  ``failed`` with the dead letter's reason and remembers the dead letter; :data:`~soorma.goal_notices.REPLAYED`
+  forgets it, and a goal that a dead letter failed is ``running`` again once none is left.
 
 A malformed envelope, or one PostgreSQL cannot store, is logged and reported processed (retrying cannot help);
 database outages raise, so the record is reported in ``batchItemFailures`` and redelivered.
@@ -40,6 +45,9 @@ from pydantic import ValidationError
 
 from soorma.db import Database
 from soorma.events import EventEnvelope, EventTopic
+from soorma.goal_notices import DEAD_LETTERED, NOTICE_TYPES
+from soorma.goal_notices import SOURCE as NOTICE_SOURCE
+from soorma.goal_notices import describe as describe_dead_letter
 from soorma.identity import Identity
 from soorma.task_context import PROGRESS_EVENT
 
@@ -153,6 +161,9 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
                 )
             elif correlation_id and topic == EventTopic.TASK_EVENTS.value and etype == PROGRESS_EVENT:
                 _record_progress(conn, identity, correlation_id, data, when)
+            if topic == EventTopic.SYSTEM_EVENTS.value and etype in NOTICE_TYPES and source == NOTICE_SOURCE:
+                _apply_notice(conn, goal_id, etype, data, when)
+                return RECORDED
             if correlation_id:
                 _maybe_complete_goal(conn, correlation_id, etype, data, when)
     except psycopg.DataError as exc:
@@ -196,11 +207,45 @@ def _maybe_complete_goal(conn, correlation_id: str, etype: str, data: dict[str, 
         return
     failed = is_failure(data)
     conn.execute(
-        "update gateway.goals set status = %s, result = %s, error = %s, completed_at = %s"
-        " where goal_id = %s and response_event = %s and status in ('running', 'pending')",
+        "update gateway.goals set status = %s, result = %s, error = %s, completed_at = %s,"
+        " failed_by_dead_letter = false"
+        " where goal_id = %s and response_event = %s"
+        "   and (status in ('running', 'pending') or (status = 'failed' and failed_by_dead_letter))",
         ("failed" if failed else "completed", Jsonb(data), _error_text(data) if failed else None,
          when, goal_uuid, etype),
     )
+
+
+def _apply_notice(conn, goal_id: str, etype: str, data: dict[str, Any], when: datetime) -> None:
+    """Apply a goal notice (see the module docstring) to goal ``goal_id`` (a goal of another identity, or no goal
+    at all, is not visible under row-level security and is left alone)."""
+    try:
+        goal_uuid = uuid.UUID(goal_id)
+    except ValueError:
+        return
+    key = str(data.get("dead_letter_id") or data.get("event_id") or "")[:500]
+    if etype == DEAD_LETTERED:
+        conn.execute(
+            "update gateway.goals set"
+            " dead_letters = case when %s = any(dead_letters) then dead_letters else dead_letters || %s end,"
+            " error = case when status = 'running' then %s else error end,"
+            " failed_by_dead_letter = failed_by_dead_letter or status = 'running',"
+            " completed_at = case when status = 'running' then %s else completed_at end,"
+            " status = case when status = 'running' then 'failed' else status end"
+            " where goal_id = %s",
+            (key, [key], describe_dead_letter(data)[:4000], when, goal_uuid),
+        )
+    else:
+        conn.execute(
+            "update gateway.goals set dead_letters = array_remove(dead_letters, %s) where goal_id = %s",
+            (key, goal_uuid),
+        )
+        conn.execute(
+            "update gateway.goals set status = 'running', error = null, completed_at = null,"
+            " failed_by_dead_letter = false"
+            " where goal_id = %s and status = 'failed' and failed_by_dead_letter and cardinality(dead_letters) = 0",
+            (goal_uuid,),
+        )
 
 
 def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> dict[str, Any]:

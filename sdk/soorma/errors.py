@@ -46,3 +46,8 @@ class TaskNotFoundError(SoormaError):
 
 class MalformedEventError(SoormaError):
     """A delivered record's body is not a valid event envelope (a permanent failure: it ends in the DLQ)."""
+
+
+class ForeignTenantEventError(SoormaError):
+    """A delivered envelope names another platform tenant than the one the agent function was deployed for
+    (``SOORMA_PLATFORM_TENANT_ID``): never handled, a permanent failure (it ends in the DLQ at once on the bridge)."""

@@ -34,9 +34,22 @@ call position) and the envelope id is the JetStream message id, so what a re-run
 duplicate window; every platform write the SDK makes is keyed (task/plan context upserts by id with a version,
 working-memory keys), so a re-run rewrites the same rows.
 
-Execution-environment state (Lambda keeps the process between warm invocations): ONE event loop, on which every
-handler of every invocation runs, so HTTP connection pools and anything handlers cache stay valid; and ONE
-:class:`PlatformContext` built from the environment. Records of a batch run one after another, in order.
+Execution-environment state (Lambda keeps the process between warm invocations): ONE event loop PER THREAD, on
+which every handler that thread runs executes, reused by every invocation on that thread (Lambda's runtime calls the
+handler on one thread, so in AWS that is one loop per environment, and HTTP connection pools and anything handlers
+cache stay valid); and ONE :class:`PlatformContext` built from the environment, shared by every thread: its HTTP
+clients keep one connection pool per event loop (:class:`soorma.clients._http.HttpClient`), because an asyncio
+connection pool belongs to the loop it was created on. So two threads may run batches at once (a test harness or a
+local runner that calls the entry from a thread pool, as the NATS bridge's concurrent invocations do in-process), and a
+handler may call the entry from ``asyncio.to_thread``: each thread runs its own loop. A call from a thread whose loop
+is *running* (inside ``async def`` code) is refused with a clear ``RuntimeError``: the synchronous entry cannot block
+the loop it would need. Records of a batch run one after another, in order.
+
+Platform tenant (defence in depth, docs/architecture.md "Identity"): the function knows the platform tenant it was
+deployed for (``SOORMA_PLATFORM_TENANT_ID``, set by ``soorma local deploy`` and the CDK ``SoormaAgent``); a record
+whose envelope names another platform tenant is never handled and is reported a terminal failure (the bridge
+dead-letters it at once; on SQS it goes to the dead-letter queue after ``maxReceiveCount``). Without the variable
+(a script, a test) every tenant is accepted.
 """
 
 from __future__ import annotations
@@ -46,9 +59,10 @@ import atexit
 import logging
 import signal
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, TypeVar
 
-from .errors import MalformedEventError
+from .errors import ForeignTenantEventError, MalformedEventError
 from .events import EventEnvelope
 
 if TYPE_CHECKING:
@@ -63,16 +77,27 @@ T = TypeVar("T")
 # records already processed) is returned instead of the whole batch being lost to a timeout and redelivered.
 SAFETY_MARGIN_SECONDS = 1.0
 
-_loop: asyncio.AbstractEventLoop | None = None
+#: Environment variable naming the platform tenant the function was deployed for (see the module docstring).
+PLATFORM_TENANT_ENV = "SOORMA_PLATFORM_TENANT_ID"
+
+# One loop per thread: a loop can be run by one thread at a time (``run_until_complete`` on a loop another thread is
+# running raises "This event loop is already running"), so a process-wide loop breaks as soon as two threads call the
+# entry. Thread-local state is the standard answer (asyncio's own default policy keeps one loop per thread).
+_local = threading.local()
 _context: "PlatformContext | None" = None
+_context_lock = threading.Lock()
+_start_lock = threading.Lock()
 
 
 def event_loop() -> asyncio.AbstractEventLoop:
-    """The execution environment's event loop (created on first use, reused by every invocation)."""
-    global _loop
-    if _loop is None or _loop.is_closed():
-        _loop = asyncio.new_event_loop()
-    return _loop
+    """The calling thread's event loop (created on first use in that thread, reused by every later invocation on it).
+
+    Not the loop asyncio may be running in this thread: see :func:`run` for how a running loop is refused."""
+    loop = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _local.loop = loop
+    return loop
 
 
 def _refuse_running_loop() -> None:
@@ -117,8 +142,18 @@ def environment_context(
     if auth_token is not None or auth_token_provider is not None:
         return PlatformContext.from_env(auth_token=auth_token, auth_token_provider=auth_token_provider)
     if _context is None:
-        _context = PlatformContext.from_env()
+        with _context_lock:  # two threads' first batches must not build two contexts (and leak one's pools)
+            if _context is None:
+                _context = PlatformContext.from_env()
     return _context
+
+
+def deployed_platform_tenant() -> str | None:
+    """The platform tenant this function was deployed for (``SOORMA_PLATFORM_TENANT_ID``), or ``None`` when unset."""
+    import os
+
+    value = (os.environ.get(PLATFORM_TENANT_ENV) or "").strip()
+    return value or None
 
 
 def _remaining_seconds(lambda_context: Any) -> float | None:
@@ -138,6 +173,8 @@ class LambdaRuntime:
         self.agent = agent
         self._exit_hooks = False
         self._mode: str | None = None
+        #: ``SOORMA_PLATFORM_TENANT_ID`` as it was when the runtime was built (``None``: every tenant accepted).
+        self._platform_tenant = deployed_platform_tenant()
         #: :class:`soorma.idempotency.AgentIdempotency` in ``platform`` mode, else ``None``.
         self.idempotency: Any = None
 
@@ -170,7 +207,8 @@ class LambdaRuntime:
         self.mode  # noqa: B018 - resolve the idempotency setting (a bad value fails the invocation, visibly)
         if isinstance(event, Mapping) and "Records" not in event and "type" in event and "topic" in event:
             envelope = EventEnvelope.model_validate(dict(event))
-            run(self.agent.start())
+            self._check_tenant(envelope)
+            self._start()
             self._handle_envelope(envelope, None, lambda_context)
             return {"batchItemFailures": []}
         records = event.get("Records") if isinstance(event, Mapping) else None
@@ -180,7 +218,7 @@ class LambdaRuntime:
             return {"batchItemFailures": []}
 
         try:
-            run(self.agent.start())
+            self._start()
         except Exception:
             # Nothing can be handled without a started agent: fail every record (redelivered later), and retry the
             # startup handlers on the next invocation.
@@ -199,8 +237,8 @@ class LambdaRuntime:
         def record_handler(record: Any) -> None:
             try:
                 self._process_record(record, lambda_context)
-            except MalformedEventError as exc:
-                terminal[record.message_id] = f"MalformedEventError: {exc}"
+            except (MalformedEventError, ForeignTenantEventError) as exc:
+                terminal[record.message_id] = f"{type(exc).__name__}: {exc}"
                 raise
 
         response = process_partial_response(
@@ -211,6 +249,24 @@ class LambdaRuntime:
         from .payload import with_terminal_failures
 
         return with_terminal_failures(response, terminal)
+
+    def _start(self) -> None:
+        """Run the agent's startup handlers once per environment, even when several threads' first batches arrive
+        together (the lock makes the others wait for the first; a failed start is retried by the next batch)."""
+        if self.agent._started:
+            return
+        with _start_lock:
+            run(self.agent.start())
+
+    def _check_tenant(self, envelope: EventEnvelope) -> None:
+        """Raise :class:`ForeignTenantEventError` when ``envelope`` names another platform tenant than the one this
+        function was deployed for (a binding pointing another tenant's events here must not make this agent act)."""
+        own = self._platform_tenant
+        if own is not None and envelope.platform_tenant_id != own:
+            raise ForeignTenantEventError(
+                f"event {envelope.id} belongs to platform tenant {envelope.platform_tenant_id!r}, not to this "
+                f"function's {own!r} ({PLATFORM_TENANT_ENV}); refused without handling it"
+            )
 
     async def _dispatch(self, envelope: EventEnvelope, budget: float | None) -> int:
         if self._mode == "off":
@@ -224,11 +280,21 @@ class LambdaRuntime:
             return await coro
 
     def _handle_envelope(self, envelope: EventEnvelope, budget: float | None, lambda_context: Any) -> int:
-        """Dispatch one event (through the idempotency guard in ``platform`` mode); returns how many handlers ran."""
+        """Dispatch one event (through the idempotency guard in ``platform`` mode); returns how many handlers ran.
+        ``budget``: seconds the handlers may take from now (``None``: no limit); time the guard spends waiting for
+        another invocation's record is taken out of it."""
         guard = self.idempotency
         if guard is None:
             return _loop_run(self._dispatch(envelope, budget))
-        ran, replayed = guard.handle(envelope, lambda: _loop_run(self._dispatch(envelope, budget)), lambda_context)
+        deadline = None if budget is None else time.monotonic() + budget
+
+        def dispatch() -> int:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError("no time left in this invocation; left for redelivery")
+            return _loop_run(self._dispatch(envelope, left))
+
+        ran, replayed = guard.handle(envelope, dispatch, lambda_context)
         if replayed:
             log.info("agent %s: event %s (%s) already handled (idempotency record), skipped", self.agent.name,
                      envelope.id, envelope.type)
@@ -249,6 +315,12 @@ class LambdaRuntime:
                 exc,
             )
             raise MalformedEventError(f"message {message_id}: {exc}") from exc
+        try:
+            self._check_tenant(envelope)
+        except ForeignTenantEventError as exc:
+            log.error("agent %s: message %s (delivery %s) refused, reported failed for dead-lettering: %s",
+                      self.agent.name, message_id, attempt, exc)
+            raise
 
         remaining = _remaining_seconds(lambda_context)
         try:
@@ -292,7 +364,8 @@ class LambdaRuntime:
                 pass
 
     def _shutdown(self) -> None:
-        loop = _loop
+        # atexit runs on the main thread: stop on its loop (where Lambda's runtime ran every invocation).
+        loop = getattr(_local, "loop", None)
         if loop is None or loop.is_closed() or loop.is_running():
             return
         try:

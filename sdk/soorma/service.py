@@ -79,12 +79,26 @@ class Admission:
     """Default rate limits (a tenant's own settings in ``gateway.tenants`` override them):
     ``SOORMA_RATE_KEY_RPS`` (50 requests/s per API key or token principal), ``SOORMA_RATE_KEY_BURST`` (100),
     ``SOORMA_RATE_TENANT_RPS`` (200 per platform tenant), ``SOORMA_RATE_TENANT_BURST`` (400);
-    ``SOORMA_RATE_LIMITS=off`` turns the buckets off (the revocation and suspension checks stay)."""
+    ``SOORMA_RATE_LIMITS=off`` turns the buckets off (the revocation and suspension checks stay).
+
+    Principals of role ``agent`` (the platform's own agent functions, keyed at deploy) are admitted by a bucket of
+    their own (``gateway.admit_agent``, migration 0016): ``SOORMA_RATE_AGENT_RPS`` (1000 requests/s per agent
+    credential) and ``SOORMA_RATE_AGENT_BURST`` (2000), not drawing from the tenant's bucket and not subject to a
+    tenant's per-key override. Their calls are the work of goals and events already admitted at the edge; throttling
+    them with limits meant for outside callers loses work half-done (issue 12, finding 11). Kubernetes' API Priority
+    and Fairness gives system components their own priority levels for the same reason. The bucket still bounds a
+    runaway or leaked agent key.
+
+    Buckets are keyed by platform tenant AND credential (``<platform tenant>/<credential id>``): a JWT's credential id
+    comes from claims another tenant's issuer may choose too (``sub``, ``jti``), so two tenants' tokens naming the
+    same subject must not share (and drain) one bucket (issue 12, finding 10)."""
 
     key_rps: float = 50.0
     key_burst: float = 100.0
     tenant_rps: float = 200.0
     tenant_burst: float = 400.0
+    agent_rps: float = 1000.0
+    agent_burst: float = 2000.0
     limits: bool = True
 
     @classmethod
@@ -94,25 +108,41 @@ class Admission:
             key_burst=max(1.0, _env_float("SOORMA_RATE_KEY_BURST", cls.key_burst)),
             tenant_rps=_env_float("SOORMA_RATE_TENANT_RPS", cls.tenant_rps),
             tenant_burst=max(1.0, _env_float("SOORMA_RATE_TENANT_BURST", cls.tenant_burst)),
+            agent_rps=_env_float("SOORMA_RATE_AGENT_RPS", cls.agent_rps),
+            agent_burst=max(1.0, _env_float("SOORMA_RATE_AGENT_BURST", cls.agent_burst)),
             limits=(os.environ.get("SOORMA_RATE_LIMITS") or "on").lower() not in ("off", "0", "false", "no"),
         )
 
+    @staticmethod
+    def bucket_key(identity: Identity) -> str:
+        """The key bucket's name: ``<platform tenant>/<credential id or principal id>`` (see the class docstring)."""
+        return f"{identity.platform_tenant_id}/{identity.credential_id or identity.principal_id}"
+
     def check(self, db: Any, identity: Identity) -> tuple[str, float]:
-        """``(verdict, retry_after_s)``: ``ok``, ``revoked``, ``suspended`` or ``limited`` (one database call)."""
+        """``(verdict, retry_after_s)``: ``ok``, ``revoked``, ``suspended`` or ``limited`` (one database call).
+        Raises ``psycopg.OperationalError`` / ``PoolTimeout`` when the database is unavailable."""
         big = 1e12  # buckets off: a huge bucket never empties, the credential checks still run
+        key_id = identity.credential_id if identity.credential_type == "api_key" else None
         with db.transaction() as conn:
-            row = conn.execute(
-                "select verdict, retry_after from gateway.admit(%s, %s, %s, %s, %s, %s, %s)",
-                (
-                    identity.platform_tenant_id,
-                    identity.credential_id or identity.principal_id,
-                    identity.credential_id if identity.credential_type == "api_key" else None,
-                    self.key_rps if self.limits else big,
-                    self.key_burst if self.limits else big,
-                    self.tenant_rps if self.limits else big,
-                    self.tenant_burst if self.limits else big,
-                ),
-            ).fetchone()
+            if identity.role == "agent":
+                row = conn.execute(
+                    "select verdict, retry_after from gateway.admit_agent(%s, %s, %s, %s, %s)",
+                    (identity.platform_tenant_id, self.bucket_key(identity), key_id,
+                     self.agent_rps if self.limits else big, self.agent_burst if self.limits else big),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    "select verdict, retry_after from gateway.admit(%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        identity.platform_tenant_id,
+                        self.bucket_key(identity),
+                        key_id,
+                        self.key_rps if self.limits else big,
+                        self.key_burst if self.limits else big,
+                        self.tenant_rps if self.limits else big,
+                        self.tenant_burst if self.limits else big,
+                    ),
+                ).fetchone()
         if isinstance(row, dict):
             return row["verdict"], float(row["retry_after"])
         return row[0], float(row[1])

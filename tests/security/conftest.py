@@ -1,165 +1,66 @@
-"""Fixtures of the security tests (issue 12): the platform's HTTP API as an attacker on the network sees it, in-process
-— the local API Gateway (:class:`soorma.local.apigw.LocalApiGateway`, authorizer cache on as in the stack) in front of
-the real authorizer and the real gateway, registry, memory and tracker functions, on the session's real PostgreSQL
-(as soorma_app, RLS applies) and NATS JetStream. No service of ours is mocked.
+"""Fixtures of the issue-12 ("Trust") tests, shared with the other test folders rather than copied (the suite runs
+with ``--import-mode=importlib``, so their conftest modules are loaded by path):
 
-The in-process invoker calls each Lambda handler on a worker thread, as the local Lambda runtime does in a subprocess.
+* the platform's HTTP API as a client on the network sees it, in-process: the gateway tests' fixtures (the local API
+  Gateway with its authorizer cache on, in front of the real authorizer and the real gateway, registry, memory and
+  tracker functions, on the session's real PostgreSQL as ``soorma_app`` and NATS JetStream), re-exported;
+* the real memory function behind Mangum for SDK clients (the memory tests' helpers);
+* one real local stack (``soorma local up`` in a temporary ``SOORMA_HOME`` on free ports) with one plain function
+  deployed through the deploy path (``PUT /_local/functions``): ``sec-echo`` answers with its event, the client
+  context it was given and the names of its environment. Its helpers sign like any client of the stack would: boto3
+  with the access key of ``secrets.json``.
+
+No service of ours is mocked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
-import os
 import secrets
+import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import httpx
-import psycopg
 import pytest
 from botocore.config import Config
-from mangum import Mangum
-from starlette.applications import Starlette
-from starlette.routing import Route
-from starlette.testclient import TestClient
 
-from soorma.db import Database
-
-PEPPER = "security-test-pepper"
-JWT_SECRET = "security-test-jwt-secret-0123456789abcdef"
-JWT_AUDIENCE = "soorma-security-test"
-PLATFORM = "platform"
+_TESTS = Path(__file__).resolve().parents[1]
 
 
-@dataclass
-class Result:
-    payload: bytes
-    function_error: str | None = None
+def load_helpers(relative: str, name: str):
+    """Import ``tests/<relative>`` as module ``name`` (helpers shared with another test folder)."""
+    spec = importlib.util.spec_from_file_location(name, _TESTS / relative)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
-class InProcessInvoker:
-    """``invoke(function_name, payload)`` → :class:`Result`, calling the real handlers in this process."""
-
-    def __init__(self, handlers: dict[str, Any]) -> None:
-        self.handlers = handlers
-
-    def _call(self, name: str, event: dict[str, Any]) -> Result:
-        from soorma.service import ensure_event_loop
-
-        ensure_event_loop()
-        try:
-            out = self.handlers[name](event, None)
-        except Exception as exc:  # noqa: BLE001 - a function error, as Lambda reports it
-            return Result(json.dumps({"errorMessage": str(exc)}).encode(), "Unhandled")
-        return Result(json.dumps(out).encode())
-
-    async def invoke(self, function_name: str, payload: bytes) -> Result:
-        return await asyncio.to_thread(self._call, function_name, json.loads(payload))
+# -- the HTTP API in-process (findings 1, 8, 9, 10) ------------------------------------------------------------------
+_gateway = load_helpers("integration/gateway/conftest.py", "soorma_gateway_test_helpers")
+gw_env, gw_db, gw_publisher, apps, invoker = (_gateway.gw_env, _gateway.gw_db, _gateway.gw_publisher, _gateway.apps,
+                                              _gateway.invoker)
+api, owner_conn, platform_admin, gx = _gateway.api, _gateway.owner_conn, _gateway.platform_admin, _gateway.gx
+bearer = _gateway.bearer
 
 
 @pytest.fixture(scope="session")
-def sec_env():
-    """The functions' environment: the pepper (API key hashes and the delivery-grant key), HS256 JWTs with their
-    audience, the platform-operator tenant."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SOORMA_API_KEY_PEPPER", PEPPER)
-        mp.setenv("SOORMA_JWT_SECRET", JWT_SECRET)
-        mp.setenv("SOORMA_JWT_AUDIENCE", JWT_AUDIENCE)
-        mp.setenv("SOORMA_PLATFORM_ADMIN_TENANT", PLATFORM)
-        mp.setenv("SOORMA_EMBEDDING_PROVIDER", os.environ.get("SOORMA_EMBEDDING_PROVIDER", "local"))
-        yield os.environ
-
-
-@pytest.fixture(scope="session")
-def sec_db(app_dsn) -> Database:
-    database = Database(app_dsn, max_size=4)
-    yield database
-    database.close()
-
-
-@pytest.fixture(scope="session")
-def sec_publisher(nats_url):
-    from soorma.functions.gateway.publisher import NatsPublisher
-
-    publisher = NatsPublisher(nats_url)
-    yield publisher
-    publisher.close()
-
-
-@pytest.fixture(scope="session")
-def invoker(sec_env, sec_db, sec_publisher):
-    from soorma.functions.gateway import authorizer
-    from soorma.functions.gateway.app import create_app as gateway_app
-    from soorma.functions.memory.app import create_app as memory_app
-    from soorma.functions.registry.app import create_app as registry_app
-    from soorma.functions.tracker.app import create_app as tracker_app
-
-    apps = {"gateway": gateway_app(sec_db, sec_publisher), "registry": registry_app(sec_db),
-            "memory": memory_app(sec_db), "tracker": tracker_app(sec_db)}
-    handlers: dict[str, Any] = {name: Mangum(app, lifespan="off") for name, app in apps.items()}
-    # The real authorizer handler's logic on the session database, its settings from the environment above.
-    handlers["authorizer"] = lambda event, context: authorizer.authorize(event, sec_db)
-    return InProcessInvoker(handlers)
-
-
-def make_client(invoker, ttl: float = 30.0) -> TestClient:
-    """A client of a fresh local API Gateway (``ttl`` > 0: authorizer cache on, keyed on ``Authorization``)."""
-    from soorma.local.apigw import LocalApiGateway
-
-    gateway = LocalApiGateway(invoker, authorizer="authorizer", authorizer_ttl_s=ttl)
-
-    async def api(request):
-        return await gateway.handle(request)
-
-    app = Starlette(routes=[Route("/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
-    client = TestClient(app, base_url="http://api.local")
-    client.gateway = gateway  # type: ignore[attr-defined]
-    client.asgi_app = app  # type: ignore[attr-defined]
-    return client
-
-
-@pytest.fixture(scope="session")
-def api(invoker):
-    """A client of the local API Gateway with its authorizer cache on (30 s, as in the stack)."""
-    with make_client(invoker) as client:
-        yield client
-
-
-@pytest.fixture(scope="session")
-def owner_conn(postgres):
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture(scope="session")
-def platform_admin(sec_env, owner_conn) -> str:
-    """The bootstrap platform admin's key (what the local stack writes to credentials.json as admin_api_key)."""
-    from soorma.functions.gateway.keys import create_api_key
-
-    owner_conn.execute(
-        "insert into gateway.tenants (platform_tenant_id, name) values (%s, 'platform operator')"
-        " on conflict do nothing",
-        (PLATFORM,),
-    )
-    return create_api_key(owner_conn, platform_tenant_id=PLATFORM, service_tenant_id=PLATFORM,
-                          service_user_id="admin", role="admin", name="bootstrap", pepper=PEPPER)
-
-
-def bearer(key: str, **extra: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {key}", **extra}
+def sec_db(gw_env, gw_db):
+    """The functions' database (``soorma_app``), with the functions' environment (pepper, JWT settings) in force, for
+    tests that call the authorizer's logic directly."""
+    return gw_db
 
 
 def onboard(api, platform_admin: str, *, service_tenant: str | None = None,
             users: tuple[str, ...] = ("alice", "bob")) -> SimpleNamespace:
     """Onboard a fresh platform tenant through the API: its admin key, an ``agent`` key (acting as itself in
     ``service_tenant``), and a ``user`` key per name in ``users`` (service tenant ``service_tenant``, default
-    ``st_<tenant>``). Rate limits lifted (these tests make many calls)."""
+    ``st_<tenant>``, user id = the name). Rate limits lifted (these tests make many calls)."""
     tenant = f"pt_{secrets.token_hex(5)}"
     st = service_tenant or f"st_{tenant}"
     reply = api.post("/v1/tenants", headers=bearer(platform_admin), json={"platform_tenant_id": tenant, "name": tenant})
@@ -178,23 +79,31 @@ def onboard(api, platform_admin: str, *, service_tenant: str | None = None,
 
 
 @pytest.fixture(scope="session")
-def sx():
-    """Helpers (test modules cannot import conftest with --import-mode=importlib)."""
-    return SimpleNamespace(bearer=bearer, onboard=onboard, make_client=make_client, PEPPER=PEPPER,
-                           JWT_SECRET=JWT_SECRET, JWT_AUDIENCE=JWT_AUDIENCE, PLATFORM=PLATFORM)
+def sx(gx):
+    """The gateway tests' helpers, with :func:`onboard` giving named users (test modules cannot import conftest)."""
+    return SimpleNamespace(**{**vars(gx), "onboard": onboard})
 
 
-# --- the real local stack (findings 2, 6 and 10's local items) ---
-# One real local stack (``soorma local up`` in a temporary ``SOORMA_HOME`` on free ports) shared by the security
-# tests of the local stack, with one plain function deployed through the deploy path (``PUT /_local/functions``):
-# ``sec-echo`` answers with its event, the client context it was given and the names of its environment.
-#
-# The helpers sign like any client of the stack would: boto3 with the access key of ``secrets.json``.
+# -- the real memory function for SDK clients (finding 5) ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def memory_helpers():
+    return load_helpers("integration/memory/conftest.py", "soorma_memory_test_helpers")
 
 
+@pytest.fixture(scope="session")
+def memory_api(app_dsn, memory_helpers):
+    """The real memory function (``soorma.functions.memory.app``) behind Mangum, on the session's PostgreSQL."""
+    from mangum import Mangum
+
+    from soorma.db import Database
+    from soorma.functions.memory.app import create_app
+
+    db = Database(app_dsn)
+    yield memory_helpers.MemoryApi(Mangum(create_app(db=db), lifespan="off"))
+    db.close()
 
 
-ROOT = Path(__file__).resolve().parents[2]
+# -- the real local stack (findings 2, 6 and 10's local items) -------------------------------------------------------
 ECHO = "sec-echo"
 ECHO_SOURCE = """
     import os
@@ -204,13 +113,6 @@ ECHO_SOURCE = """
         return {"event": event, "client_context": custom, "env": sorted(os.environ)}
 """
 
-
-def _e2e_helpers():
-    """``tests/e2e/conftest.py`` as a module (its ``local_stack`` starts and stops a stack)."""
-    spec = importlib.util.spec_from_file_location("soorma_e2e_helpers", ROOT / "tests" / "e2e" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def lambda_client(stack: dict[str, Any], **overrides: str):
@@ -255,7 +157,7 @@ def known_secrets(stack: dict[str, Any]) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    helpers = _e2e_helpers()
+    helpers = load_helpers("e2e/conftest.py", "soorma_e2e_helpers")
     code = tmp_path_factory.mktemp("sec-code")
     (code / "echo.py").write_text(textwrap.dedent(ECHO_SOURCE))
     with helpers.local_stack("soorma-security-") as running:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import random
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
@@ -155,6 +156,7 @@ class Agent:
         self._shutdown: list[Lifecycle] = []
         self._started = False
         self._handled: OrderedDict[str, set[int]] = OrderedDict()
+        self._handled_lock = threading.Lock()
         self._cache_size = idempotency_cache_size
         self._runtime: Any = None
 
@@ -404,13 +406,16 @@ class Agent:
         if not matched:
             log.debug("agent %s: no handler for %s/%s", self.name, event.topic, event.type)
             return 0
-        done = self._handled.get(event.id)
-        if done is None:
-            done = set()
-            self._handled[event.id] = done
-            while len(self._handled) > self._cache_size:
-                self._handled.popitem(last=False)
-        self._handled.move_to_end(event.id)
+        # The lock: threads of one process may dispatch at once (soorma.runtime keeps a loop per thread), and an
+        # eviction by one between another's get and move_to_end would raise KeyError.
+        with self._handled_lock:
+            done = self._handled.get(event.id)
+            if done is None:
+                done = set()
+                self._handled[event.id] = done
+                while len(self._handled) > self._cache_size:
+                    self._handled.popitem(last=False)
+            self._handled.move_to_end(event.id)
         ran = 0
         context = self.context
         for index, handler in matched:

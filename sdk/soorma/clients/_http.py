@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 if TYPE_CHECKING:  # httpx is imported on the first request, not with the SDK (cold starts)
@@ -23,14 +25,31 @@ TokenProvider = Callable[[], "str | None | Awaitable[str | None]"]
 _RETRY_STATUSES = {502, 503, 504}
 _RETRIES = 2
 _BACKOFF = 0.2
+# 429 (rate limited) is retried too, after the ``Retry-After`` the platform sent (RFC 9110 section 10.2.3), as the AWS
+# SDKs and Kubernetes' client-go do with throttling answers: a throttled call that gives up loses the work it was
+# part of (a publish, the release of an idempotency record). Bounded: at most _THROTTLE_RETRIES tries and
+# _THROTTLE_WAIT_CAP seconds per wait, so a caller far over its limit still sees the 429.
+_THROTTLE_RETRIES = 4
+_THROTTLE_WAIT_CAP = 5.0
+
+
+def retry_after_seconds(value: str | None, default: float) -> float:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds; an HTTP date or garbage → ``default``), at most
+    :data:`_THROTTLE_WAIT_CAP`."""
+    try:
+        seconds = float(value) if value is not None else default
+    except ValueError:
+        seconds = default
+    return min(max(seconds, 0.0), _THROTTLE_WAIT_CAP)
 
 
 class HttpClient:
-    """One base URL, one API key, one lazily created ``httpx.AsyncClient``.
+    """One base URL, one API key, one lazily created ``httpx.AsyncClient`` per event loop.
 
-    ``transport`` replaces the network (tests pass ``httpx.MockTransport``). The ``AsyncClient`` is created on first
-    use and re-created if the running event loop changed, because its connection pool is bound to the loop it was
-    created on (an execution environment keeps one loop, so this happens only in tests and scripts).
+    ``transport`` replaces the network (tests pass ``httpx.MockTransport``). An ``AsyncClient``'s connection pool is
+    bound to the loop it was created on, so each loop that uses this client gets its own (created on first use there,
+    kept in a weak map that forgets it with its loop): threads with loops of their own (:mod:`soorma.runtime` keeps
+    one per thread) share one ``HttpClient`` safely. In a Lambda environment there is one loop, so one pool.
     """
 
     def __init__(
@@ -47,17 +66,21 @@ class HttpClient:
         self.timeout = timeout
         self.auth_token_provider = auth_token_provider
         self._transport = transport
-        self._client: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = (
+            weakref.WeakKeyDictionary())
+        self._lock = threading.Lock()
 
     def _http(self) -> "httpx.AsyncClient":
+        """The running loop's ``AsyncClient`` (created on first use on that loop, or after it was closed)."""
         import httpx
 
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop or self._client.is_closed:
-            self._client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout, transport=self._transport)
-            self._loop = loop
-        return self._client
+        with self._lock:
+            client = self._clients.get(loop)
+            if client is None or client.is_closed:
+                client = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout, transport=self._transport)
+                self._clients[loop] = client
+        return client
 
     async def _auth_headers(self) -> dict[str, str]:
         token = self.api_key
@@ -92,17 +115,26 @@ class HttpClient:
         headers = {**(headers or {}), **await self._auth_headers(), **identity_headers(tenant_id, user_id)}
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = f"{self.base_url}{path}"
-        for attempt in range(_RETRIES + 1):
+        attempt = throttled = 0
+        while True:
             try:
                 response = await self._http().request(method, path, json=json, params=query, headers=headers)
             except httpx.TransportError as exc:
                 if attempt < _RETRIES:
                     await asyncio.sleep(_BACKOFF * 2**attempt)
+                    attempt += 1
                     continue
                 raise PlatformConnectionError(f"{type(exc).__name__}: {exc}", method=method, url=url) from exc
+            if response.status_code == 429 and throttled < _THROTTLE_RETRIES:
+                wait = retry_after_seconds(response.headers.get("retry-after"), _BACKOFF * 2**throttled)
+                log.info("%s %s -> 429, retrying after %.2f s", method, url, wait)
+                await asyncio.sleep(wait)
+                throttled += 1
+                continue
             if response.status_code in _RETRY_STATUSES and attempt < _RETRIES:
                 log.debug("%s %s -> %s, retrying", method, url, response.status_code)
                 await asyncio.sleep(_BACKOFF * 2**attempt)
+                attempt += 1
                 continue
             break
         if response.status_code == 404 and not_found is not ...:
@@ -119,8 +151,13 @@ class HttpClient:
             return response.text
 
     async def close(self) -> None:
-        """Close the connection pool (safe to call twice; the client is re-created on next use)."""
-        client, self._client = self._client, None
+        """Close the running loop's connection pool and forget the others (safe to call twice; a client is
+        re-created on next use). A pool of another loop can only be closed on that loop: a loop that is closed took
+        its sockets with it, and one still open keeps its pool until it is garbage-collected."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._clients.pop(loop, None)
+            self._clients.clear()
         if client is not None and not client.is_closed:
             try:
                 await client.aclose()

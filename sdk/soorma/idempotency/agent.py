@@ -10,11 +10,17 @@ callable that dispatches the event to the agent's handlers. Powertools (source: 
 2. if a COMPLETED record exists (another environment, or an earlier delivery, handled the event), skips the
    handlers: :meth:`handle` returns ``(0, True)``; no extra round trip (the 409 carries the record), none at all when
    this environment handled it (Powertools' local cache);
-3. if a live INPROGRESS record exists (another environment is handling it right now), raises
-   ``IdempotencyAlreadyInProgressError``: the record fails and the delivery layer redelivers it later; an INPROGRESS
-   record whose in-progress expiry has passed (its invocation timed out or its environment crashed) is taken over;
+3. if a live INPROGRESS record exists (another invocation is handling it right now, or one whose release failed):
+   its in-progress expiry is bounded by its owner invocation's deadline, so :meth:`AgentIdempotency.handle` waits
+   for it (polling the record) when that expiry falls within this invocation's own budget, then runs the event (the
+   owner's record expired or was released) or skips it (the owner completed it). Only when the wait would not fit
+   does it raise ``IdempotencyAlreadyInProgressError``: the record fails and the delivery layer redelivers it later.
+   Waiting instead of failing keeps a delivery from being spent on an event nobody is working on any more (issue 12,
+   finding 11: four deliveries refused this way dead-lettered an event whose release had been throttled);
 4. runs the handlers; on success marks the record COMPLETED with the response ``{"handlers": n}`` (``PATCH``); when a
-   handler raises, deletes the record (``DELETE``) and re-raises, so the delivery layer's retry runs the event again.
+   handler raises, deletes the record (``DELETE``, retried by :class:`PlatformPersistenceLayer` on a transient error:
+   a record left behind would hold the event until its in-progress expiry) and re-raises, so the delivery layer's
+   retry runs the event again.
 
 Payload validation: the record also holds a hash of the event's ``[topic, type]``; an event reusing a handled id with
 another topic or type raises ``IdempotencyValidationError`` (a failed record, dead-lettered once its deliveries are
@@ -26,13 +32,21 @@ service tenant and user.
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
+import time
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from soorma.idempotency.persistence import DOCS_URL, PlatformPersistenceLayer
 
 from aws_lambda_powertools.utilities.idempotency.config import IdempotencyConfig  # noqa: E402  (after the lazy load)
 from aws_lambda_powertools.utilities.idempotency.idempotency import idempotent_function  # noqa: E402
+from aws_lambda_powertools.utilities.idempotency.exceptions import (  # noqa: E402
+    IdempotencyAlreadyInProgressError,
+    IdempotencyItemNotFoundError,
+)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
@@ -44,6 +58,11 @@ if TYPE_CHECKING:
 #: ``SOORMA_IDEMPOTENCY_EXPIRES_SECONDS`` overrides it.
 DEFAULT_EXPIRES_SECONDS = 3600
 EXPIRES_ENV = "SOORMA_IDEMPOTENCY_EXPIRES_SECONDS"
+
+#: Seconds :meth:`AgentIdempotency.handle` keeps in reserve when deciding how long it may wait for another
+#: invocation's INPROGRESS record, and how often it polls that record meanwhile.
+WAIT_MARGIN_SECONDS = 2.0
+WAIT_POLL_SECONDS = 0.25
 
 #: In-progress expiry (ms from now) when the invocation's remaining time is unknown (no Lambda context, e.g.
 #: ``agent(batch)`` in a script): a crashed run's record becomes retryable after this long.
@@ -113,10 +132,28 @@ class AgentIdempotency:
             response_hook=self._replayed,
         )
         self.key_prefix = f"soorma.{agent.name}"
-        self._function = idempotent_function(
+        # Powertools reads the invocation's remaining time from config.lambda_context: shared by threads running
+        # batches at once, one thread's deadline would become another's in-progress expiry. Each thread gets its own
+        # config (a copy) and wrapped function.
+        self._per_thread = threading.local()
+        self._function = self._wrap(self.config)
+
+    def _wrap(self, config: IdempotencyConfig) -> Callable[..., Any]:
+        return idempotent_function(
             self._dispatch, data_keyword_argument="event", persistence_store=self.persistence_store,
-            config=self.config, key_prefix=self.key_prefix,
+            config=config, key_prefix=self.key_prefix,
         )
+
+    def _thread_function(self) -> tuple[IdempotencyConfig, Callable[..., Any]]:
+        found = getattr(self._per_thread, "pair", None)
+        if found is None:
+            if threading.current_thread() is threading.main_thread():
+                found = (self.config, self._function)
+            else:
+                config = copy.copy(self.config)
+                found = (config, self._wrap(config))
+            self._per_thread.pair = found
+        return found
 
     @staticmethod
     def _dispatch(dispatch: Callable[[], int], *, event: dict[str, Any]) -> dict[str, Any]:
@@ -143,20 +180,61 @@ class AgentIdempotency:
         another invocation holds a live INPROGRESS record, ``IdempotencyValidationError`` when the record's event had
         another topic or type, ``IdempotencyPersistenceLayerError`` when the store failed.
         """
-        self.config.register_lambda_context(_Remaining(_remaining_millis(lambda_context)))  # type: ignore[arg-type]
+        started = time.monotonic()
+        remaining_ms = _remaining_millis(lambda_context)
+        config, function = self._thread_function()
+        config.register_lambda_context(_Remaining(remaining_ms))  # type: ignore[arg-type]
         store = self.persistence_store
         acting_for = getattr(store, "acting_for", None)
-        if acting_for is None:
-            result = self._function(dispatch, event=self.payload(envelope))
-        else:
+        scope = ExitStack()
+        if acting_for is not None:
             from soorma._current import delivering
 
             # the records belong to the event's tenant and user: send its delivery grant (soorma.grants)
-            with acting_for(envelope.tenant_id, envelope.user_id), delivering(envelope):
-                result = self._function(dispatch, event=self.payload(envelope))
+            scope.enter_context(acting_for(envelope.tenant_id, envelope.user_id))
+            scope.enter_context(delivering(envelope))
+        # Wait for another invocation's INPROGRESS record at most until half of this invocation's budget is gone:
+        # the other half is left for running the handlers once the record is released or has expired.
+        wait_until = started + max(0.0, remaining_ms / 1000.0 - WAIT_MARGIN_SECONDS) / 2
+        with scope:
+            while True:
+                try:
+                    result = function(dispatch, event=self.payload(envelope))
+                    break
+                except IdempotencyAlreadyInProgressError:
+                    if not self._wait_for_owner(envelope, wait_until):
+                        raise
+                    # the owner's record is gone, expired or completed: try again (and skip it if completed)
+                    config.register_lambda_context(_Remaining(max(0, remaining_ms - int(
+                        (time.monotonic() - started) * 1000))))  # type: ignore[arg-type]
         if isinstance(result, Mapping) and result.get("replayed"):
             return 0, True
         return int((result or {}).get("handlers", 0)), False
+
+    def _wait_for_owner(self, envelope: "EventEnvelope", wait_until: float) -> bool:
+        """Poll the event's INPROGRESS record until it is gone, COMPLETED or past its in-progress expiry (``True``:
+        try again), or until ``wait_until`` (``time.monotonic()``) would come first (``False``: give up now, without
+        sleeping, when the record's expiry is beyond it)."""
+        store = self.persistence_store
+        key = store._get_hashed_idempotency_key(self.payload(envelope))  # noqa: SLF001 - Powertools' own key
+        while True:
+            try:
+                record = store._get_record(key)  # noqa: SLF001 - the storage operation, bypassing the local cache
+            except IdempotencyItemNotFoundError:
+                return True
+            except Exception:  # noqa: BLE001 - the store failed: let the delivery layer retry
+                return False
+            if record.status != "INPROGRESS":
+                return True
+            now_ms = time.time() * 1000
+            expiry_ms = record.in_progress_expiry_timestamp
+            if expiry_ms is not None and expiry_ms <= now_ms:
+                return True
+            if expiry_ms is not None and time.monotonic() + (expiry_ms - now_ms) / 1000.0 > wait_until:
+                return False  # the owner's deadline is beyond what this invocation can wait
+            if time.monotonic() >= wait_until:
+                return False
+            time.sleep(min(WAIT_POLL_SECONDS, max(0.0, wait_until - time.monotonic())))
 
     def clear_cache(self) -> None:
         """Forget the locally cached COMPLETED records (tests, benchmarks)."""

@@ -31,6 +31,7 @@ Calling them from inside a running event loop therefore raises ``RuntimeError`` 
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, TypeVar, Union
@@ -57,6 +58,10 @@ MemorySource = Union["MemoryClient", "PlatformContext", Callable[[], "MemoryClie
 
 #: Powertools' documentation of the utility this layer serves.
 DOCS_URL = "https://docs.powertools.aws.dev/lambda/python/latest/utilities/idempotency/"
+
+#: Attempts of the ``DELETE`` that releases a record after a failed handler, and the first backoff (doubling).
+DELETE_ATTEMPTS = 4
+DELETE_BACKOFF_SECONDS = 0.2
 
 
 def _default_runner(awaitable: Awaitable[T]) -> T:
@@ -196,5 +201,19 @@ class PlatformPersistenceLayer(BasePersistenceLayer):
         )
 
     def _delete_record(self, data_record: DataRecord) -> None:
-        """``DELETE`` (a record already gone is fine)."""
-        self._run(self.memory.delete_idempotency_record(data_record.idempotency_key, **self._scoped()))
+        """``DELETE`` (a record already gone is fine), tried up to :data:`DELETE_ATTEMPTS` times with backoff on a
+        :class:`~soorma.errors.PlatformError` (the HTTP client itself already retries 429 after ``Retry-After`` and
+        502/503/504). Why so insistent: this is the release after a failed handler, and a record left INPROGRESS holds
+        the event until its in-progress expiry, refusing the redeliveries meant to retry it (issue 12, finding 11).
+        Raises the last error when every attempt failed (Powertools wraps it in ``IdempotencyPersistenceLayerError``);
+        the record then still expires at its owner invocation's deadline."""
+        from soorma.errors import PlatformError
+
+        for attempt in range(DELETE_ATTEMPTS):
+            try:
+                self._run(self.memory.delete_idempotency_record(data_record.idempotency_key, **self._scoped()))
+                return
+            except PlatformError:
+                if attempt + 1 >= DELETE_ATTEMPTS:
+                    raise
+                time.sleep(DELETE_BACKOFF_SECONDS * 2**attempt)

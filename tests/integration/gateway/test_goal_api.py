@@ -159,7 +159,7 @@ def test_policy_rules_refuse_with_403_naming_the_rule(api, platform_admin, gx):
     admin, dev, user = (gx.bearer(t.keys[r]) for r in ("admin", "developer", "user"))
     assert api.get("/v1/policy", headers=dev).json()["allowed_goal_types"] is None
     rules = {"allowed_goal_types": ["research.*"], "allowed_event_types": ["facts.*", "work.*"],
-             "max_payload_bytes": 100, "max_actions_per_plan": 2}
+             "max_payload_bytes": 1000, "max_actions_per_plan": 2}  # an empty envelope is ~400 bytes
     assert api.put("/v1/policy", headers=dev, json=rules).status_code == 403
     put = api.put("/v1/policy", headers=admin, json=rules)
     assert put.status_code == 200 and put.json()["max_actions_per_plan"] == 2
@@ -170,12 +170,12 @@ def test_policy_rules_refuse_with_403_naming_the_rule(api, platform_admin, gx):
 
     assert api.post("/v1/goals", headers=user, json={"goal_type": "research.goal", "data": {"q": "x"}}).status_code == 202
     refused(api.post("/v1/goals", headers=user, json={"goal_type": "mine.bitcoin"}), "allowed_goal_types")
-    refused(api.post("/v1/goals", headers=user, json={"goal_type": "research.goal", "data": {"q": "x" * 200}}),
+    refused(api.post("/v1/goals", headers=user, json={"goal_type": "research.goal", "data": {"q": "x" * 2000}}),
             "max_payload_bytes")
     refused(api.post("/v1/events/publish", headers=user, json={"event": {"type": "other.x", "topic": "business-facts"}}),
             "allowed_event_types")
     refused(api.post("/v1/events/publish", headers=user,
-                     json={"event": {"type": "facts.x", "topic": "business-facts", "data": {"b": "y" * 200}}}),
+                     json={"event": {"type": "facts.x", "topic": "business-facts", "data": {"b": "y" * 2000}}}),
             "max_payload_bytes")
     plan = {"type": "work.step", "topic": "action-requests", "plan_id": "plan-1"}
     for _ in range(2):

@@ -276,3 +276,101 @@ def test_importing_the_layer_does_not_import_boto3():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# -- issue 12, finding 11: a record whose release failed must not block its retries ------------------------------
+
+
+def test_release_is_retried_after_429_then_the_retry_runs(monkeypatch):
+    """The handler fails; the DELETE that releases the record is throttled twice (429 with Retry-After: 0): the SDK
+    retries it, the record is gone, and the next delivery runs the event."""
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "platform")
+    store, runs = FakeIdempotencyStore(), []
+    throttled = [2]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE" and throttled[0]:
+            throttled[0] -= 1
+            return httpx.Response(429, headers={"Retry-After": "0"}, json={"detail": "rate limit exceeded"})
+        return store.handle(request)
+
+    agent = Agent("orders", context=PlatformContext(settings=Settings(api_url="http://platform.test",
+                                                                         api_key="sk_test_x"),
+                                                    transport=httpx.MockTransport(handle)))
+    fail = [1]
+
+    @agent.on_event("order.placed", topic="business-facts")
+    async def placed(event, ctx):
+        runs.append(event.id)
+        if fail:
+            fail.pop()
+            raise RuntimeError("boom")
+
+    e = event()
+    assert agent(sqs_batch(e), _LambdaContext()) == FAILED
+    assert throttled == [0] and store.records == {}
+    assert agent(sqs_batch(e, receive_count=2), _LambdaContext()) == OK and runs == [e.id, e.id]
+
+
+def test_a_record_left_in_progress_is_waited_for_not_a_spent_delivery(monkeypatch):
+    """The release fails for good (the store refuses every DELETE): the record stays INPROGRESS until its owner
+    invocation's deadline (4 s left; its release attempts take about 1.4 s of them). The redelivery, with 30 s left, waits for that expiry inside its invocation
+    and then runs the event: no delivery is spent on "already in progress"."""
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "platform")
+    store, runs = FakeIdempotencyStore(), []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            return httpx.Response(500, json={"detail": "down"})
+        return store.handle(request)
+
+    context = PlatformContext(settings=Settings(api_url="http://platform.test", api_key="sk_test_x"),
+                              transport=httpx.MockTransport(handle))
+    first, second = Agent("orders", context=context), Agent("orders", context=context)  # two environments
+    fail = [1]
+    for agent in (first, second):
+        @agent.on_event("order.placed", topic="business-facts")
+        async def placed(event, ctx):
+            runs.append(event.id)
+            if fail:
+                fail.pop()
+                raise RuntimeError("boom")
+
+    e = event()
+    assert first(sqs_batch(e), _LambdaContext(4000)) == FAILED
+    (record,) = store.records.values()
+    assert record["status"] == "INPROGRESS"
+    expiry_s = record["inProgressExpiryTimestamp"] / 1000
+    assert expiry_s - time.time() > 1.0  # still held by the ended invocation when the redelivery comes
+    assert second(sqs_batch(e, receive_count=2), _LambdaContext(30_000)) == OK
+    assert runs == [e.id, e.id] and time.time() >= expiry_s
+    assert next(iter(store.records.values()))["status"] == "COMPLETED"
+
+
+def test_a_live_owner_beyond_the_budget_still_fails_the_record_at_once(monkeypatch):
+    """An INPROGRESS record whose owner has more time left than this invocation could wait is not waited for."""
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "platform")
+    store, runs = FakeIdempotencyStore(), []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            return httpx.Response(500, json={"detail": "down"})
+        return store.handle(request)
+
+    context = PlatformContext(settings=Settings(api_url="http://platform.test", api_key="sk_test_x"),
+                              transport=httpx.MockTransport(handle))
+    first, second = Agent("orders", context=context), Agent("orders", context=context)
+    fail = [1]
+    for agent in (first, second):
+        @agent.on_event("order.placed", topic="business-facts")
+        async def placed(event, ctx):
+            runs.append(event.id)
+            if fail:
+                fail.pop()
+                raise RuntimeError("boom")
+
+    e = event()
+    assert first(sqs_batch(e), _LambdaContext(600_000)) == FAILED
+    started = time.monotonic()
+    assert second(sqs_batch(e, receive_count=2), _LambdaContext(3_000)) == FAILED
+    assert runs == [e.id] and time.monotonic() - started < 2

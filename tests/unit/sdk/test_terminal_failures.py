@@ -56,3 +56,23 @@ def test_reader_rules():
     for broken in ("nope", [{"itemIdentifier": 2}], [{"itemIdentifier": "9"}], [{"itemIdentifier": "2"}, "x"]):
         got = outcome({"batchItemFailures": [{"itemIdentifier": "2"}], TERMINAL_FAILURES_FIELD: broken})
         assert got.failed == {"2"} and got.terminal == {}
+
+
+def test_an_envelope_of_another_platform_tenant_is_refused_unhandled_and_terminal(monkeypatch):
+    """Issue 12, finding 3 (defence in depth): a function deployed for tenant ``acme`` never handles another platform
+    tenant's event, whatever binding sent it there; it is a terminal failure (dead-lettered at once)."""
+    monkeypatch.setenv("SOORMA_PLATFORM_TENANT_ID", "acme")
+    agent = Agent("guarded")
+    handled = []
+
+    @agent.on_event("order.placed", topic="business-facts")
+    async def placed(event, context):
+        handled.append(event.platform_tenant_id)
+
+    own = EventEnvelope(type="order.placed", topic="business-facts", platform_tenant_id="acme").model_dump_json()
+    foreign = EventEnvelope(type="order.placed", topic="business-facts", platform_tenant_id="rival").model_dump_json()
+    response = agent(sqs_batch(own, foreign), None)
+    assert handled == ["acme"]
+    assert response["batchItemFailures"] == [{"itemIdentifier": "m1"}]
+    [terminal] = response[TERMINAL_FAILURES_FIELD]
+    assert terminal["itemIdentifier"] == "m1" and "ForeignTenantEventError" in terminal["reason"]
