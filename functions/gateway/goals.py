@@ -177,7 +177,7 @@ class Goals:
         self._check_size(envelope)  # 413 before the goal (and its data) is stored
         replayed = False
         with self.db.transaction(identity) as conn:
-            policies.check_goal(policies.load(conn, identity.platform_tenant_id), goal_type, data)
+            policies.check_goal(policies.load(conn, identity.platform_tenant_id), goal_type, envelope)
             inserted = conn.execute(
                 "insert into gateway.goals (goal_id, platform_tenant_id, service_tenant_id, service_user_id,"
                 " principal_id, goal_type, data, session_id, status, response_event, event_id, idempotency_key,"

@@ -5,8 +5,8 @@ actions"). The rules live in ``gateway.tenants`` (null = no restriction):
 * ``allowed_event_types`` — event types that may be published through ``POST /v1/events/publish`` (patterns);
 * ``max_payload_bytes`` — the largest event as it will be published: the whole envelope's JSON, in bytes, as the
   publisher sends it (``EventEnvelope.to_json``), not only its ``data``: an envelope keeps unknown fields, so a
-  950 KB envelope with a 10-byte ``data`` would otherwise pass a 100-byte rule (issue 12, finding 10). Given bare
-  ``data`` (a goal's, before the gateway wraps it), its compact JSON is measured;
+  950 KB envelope with a 10-byte ``data`` would otherwise pass a 100-byte rule (issue 12, finding 10). A goal is
+  measured as the action request the gateway will publish for it, before anything of it is stored;
 * ``max_actions_per_plan`` — how many ``action-requests`` events may be published for one plan (the event's
   ``plan_id``, else its ``goal_id``; events with neither are not counted), counted in ``gateway.plan_actions``.
 
@@ -16,7 +16,6 @@ A refusal is a 403 whose body names the rule: ``{"detail": "policy rule 'allowed
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Iterable
@@ -78,39 +77,35 @@ def _allowed(value: str, patterns: Iterable[str]) -> bool:
     return any(fnmatchcase(value, p) for p in patterns)
 
 
-def payload_size(payload: Any) -> int:
-    """Bytes of ``payload`` as it goes on the bus: an :class:`~soorma.events.EventEnvelope` is measured as the UTF-8 of
-    its ``to_json()`` (what the publishers send, ``soorma.functions.gateway.publisher``); anything else as its
-    compact JSON."""
-    if isinstance(payload, EventEnvelope):
-        return len(payload.to_json().encode())
-    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+def payload_size(envelope: EventEnvelope) -> int:
+    """Bytes of ``envelope`` as it goes on the bus: the UTF-8 of its ``to_json()`` (what the publishers send,
+    ``soorma.functions.gateway.publisher``), every field counted, unknown ones too."""
+    return len(envelope.to_json().encode())
 
 
-def _check_size(policy: Policy, payload: Any, what: str) -> None:
+def _check_size(policy: Policy, envelope: EventEnvelope, what: str) -> None:
     if policy.max_payload_bytes is not None:
-        size = payload_size(payload)
+        size = payload_size(envelope)
         if size > policy.max_payload_bytes:
-            measured = "envelope" if isinstance(payload, EventEnvelope) else "data"
             raise PolicyViolation(
-                "max_payload_bytes", f"{what} {measured} is {size} bytes, more than {policy.max_payload_bytes}"
+                "max_payload_bytes", f"{what} envelope is {size} bytes, more than {policy.max_payload_bytes}"
             )
 
 
-def check_goal(policy: Policy, goal_type: str, payload: Any) -> None:
-    """Raise :class:`PolicyViolation` when a goal of ``goal_type`` is not allowed. ``payload``: the goal's envelope
-    as it will be published (measured whole), or its bare ``data``."""
+def check_goal(policy: Policy, goal_type: str, envelope: EventEnvelope) -> None:
+    """Raise :class:`PolicyViolation` when a goal of ``goal_type`` is not allowed. ``envelope``: the goal's action
+    request as it will be published (measured whole)."""
     if policy.allowed_goal_types is not None and not _allowed(goal_type, policy.allowed_goal_types):
         raise PolicyViolation("allowed_goal_types", f"goal type {goal_type!r} is not allowed")
-    _check_size(policy, payload, "goal")
+    _check_size(policy, envelope, "goal")
 
 
-def check_event(policy: Policy, event_type: str, payload: Any) -> None:
-    """Raise :class:`PolicyViolation` when an event of ``event_type`` may not be published. ``payload``: the envelope
-    as it will be published (measured whole: every field, unknown ones too), or bare ``data``."""
+def check_event(policy: Policy, event_type: str, envelope: EventEnvelope) -> None:
+    """Raise :class:`PolicyViolation` when an event of ``event_type`` may not be published. ``envelope``: the event as
+    it will be published (measured whole: every field, unknown ones too)."""
     if policy.allowed_event_types is not None and not _allowed(event_type, policy.allowed_event_types):
         raise PolicyViolation("allowed_event_types", f"event type {event_type!r} is not allowed")
-    _check_size(policy, payload, "event")
+    _check_size(policy, envelope, "event")
 
 
 def count_action(conn, policy: Policy, platform_tenant_id: str, plan_key: str | None) -> None:
