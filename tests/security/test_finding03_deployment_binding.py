@@ -122,22 +122,22 @@ def test_a_tenant_cannot_bind_its_agent_to_another_tenants_function(stack):
     assert reply.status_code == 400, reply.text  # a binding of one function cannot name another
 
     # Attack 3 (defence in depth): a binding written straight into the database, around the deploy path.
-    owner_dsn = stack["state"].get("database_url")
-    if owner_dsn:
-        with psycopg.connect(owner_dsn, autocommit=True) as conn:
-            conn.execute("update registry.agents set deployment = %s::jsonb"
-                         " where platform_tenant_id = 'f3-attacker' and agent_id = 'hijack'",
-                         (json.dumps(hijack["agent"]["deployment"]),))
-        time.sleep(3)  # the bridge re-reads its routes every second
+    # (the embedded server's owner URL has no password: its Unix socket lives in the owner-only data folder)
+    owner_dsn = stack["state"]["database_url"]
+    with psycopg.connect(owner_dsn, autocommit=True) as conn:
+        conn.execute("update registry.agents set deployment = %s::jsonb"
+                     " where platform_tenant_id = 'f3-attacker' and agent_id = 'hijack'",
+                     (json.dumps(hijack["agent"]["deployment"]),))
+    time.sleep(3)  # the bridge re-reads its routes every second
 
     publish(stack, attacker_key, "attacker-attack")
     time.sleep(3)
     assert invocations(stack, victim_fn) == before  # the victim's function never ran for the attacker's events
     bridge = stack["client"].get("/_local/status", headers=control).json()["bridge"]
     assert "f3-attacker__hijack" not in (bridge.get("consumers") or bridge)
-    if owner_dsn:  # the route source saw the forged binding and refused it
-        assert "bound to function victim-vault, which was not deployed for that tenant" in \
-            (stack["home"] / "logs" / "stack.log").read_text()
+    # the route source saw the forged binding and refused it
+    assert "bound to function victim-vault, which was not deployed for that tenant" in \
+        (stack["home"] / "logs" / "stack.log").read_text()
 
     # Legitimate use: the victim's own events still reach the victim's function.
     publish(stack, creds["api_key"], "victim-own")
