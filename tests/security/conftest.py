@@ -91,8 +91,9 @@ def memory_helpers():
 
 
 @pytest.fixture(scope="session")
-def memory_api(app_dsn, memory_helpers):
-    """The real memory function (``soorma.functions.memory.app``) behind Mangum, on the session's PostgreSQL."""
+def memory_api(app_dsn, memory_helpers, gw_env):
+    """The real memory function (``soorma.functions.memory.app``) behind Mangum, on the session's PostgreSQL, with the
+    functions' environment (``gx.PEPPER``: the key of the delivery grants it verifies)."""
     from mangum import Mangum
 
     from soorma.db import Database

@@ -22,6 +22,7 @@ import pytest
 
 from soorma import Agent, EventEnvelope, PlatformContext, testing
 from soorma.settings import Settings
+from soorma.testing.grants import acting_headers, granted
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,11 +50,14 @@ def context_for(memory_api, memory_helpers, who) -> PlatformContext:
                            transport=memory_helpers.memory_transport(memory_api, who))
 
 
-def envelope(tenant: str, user: str, n: int, event_type: str = "order.placed") -> EventEnvelope:
-    return EventEnvelope(type=event_type, topic="business-facts", data={"n": n}, tenant_id=tenant, user_id=user)
+def envelope(who, pepper: str, tenant: str, user: str, n: int, event_type: str = "order.placed") -> EventEnvelope:
+    """An event of ``who``'s platform tenant for (``tenant``, ``user``), with the delivery grant the gateway would
+    stamp on it: the agent's idempotency records and handler calls act for that user under it."""
+    return granted(EventEnvelope(type=event_type, topic="business-facts", data={"n": n}, tenant_id=tenant,
+                                 user_id=user, platform_tenant_id=who.platform_tenant_id), pepper)
 
 
-def test_many_threads_run_batches_through_the_real_entry_at_once(memory_api, memory_helpers, platform_mode):
+def test_many_threads_run_batches_through_the_real_entry_at_once(memory_api, memory_helpers, platform_mode, gx):
     who = memory_helpers.new_identity()
     tenant, user = f"st-{uuid.uuid4().hex[:6]}", "alice"
     agent = Agent(f"orders-{uuid.uuid4().hex[:6]}", context=context_for(memory_api, memory_helpers, who))
@@ -70,7 +74,7 @@ def test_many_threads_run_batches_through_the_real_entry_at_once(memory_api, mem
             handled.append((event.id, threading.get_ident()))
             loops.add(id(asyncio.get_running_loop()))
 
-    batches = [[envelope(tenant, user, t * 1000 + b * 10 + r) for r in range(RECORDS_PER_BATCH)]
+    batches = [[envelope(who, gx.PEPPER, tenant, user, t * 1000 + b * 10 + r) for r in range(RECORDS_PER_BATCH)]
                for t in range(THREADS) for b in range(BATCHES_PER_THREAD)]
     start = threading.Barrier(THREADS)
 
@@ -93,11 +97,11 @@ def test_many_threads_run_batches_through_the_real_entry_at_once(memory_api, mem
         for event in batch:
             key = store._get_hashed_idempotency_key(guard.payload(event))
             reply = memory_api.call("GET", f"/v1/memory/idempotency/{key}", who,
-                                    headers={"X-Soorma-Service-Tenant": tenant, "X-Soorma-Service-User": user})
+                                    headers=acting_headers(gx.PEPPER, who.platform_tenant_id, tenant, user))
             assert reply.status == 200 and reply.body["status"] == "COMPLETED", (reply.status, reply.body)
 
 
-def test_a_handler_calls_the_entry_from_asyncio_to_thread(memory_api, memory_helpers, platform_mode):
+def test_a_handler_calls_the_entry_from_asyncio_to_thread(memory_api, memory_helpers, platform_mode, gx):
     who = memory_helpers.new_identity()
     tenant, user = f"st-{uuid.uuid4().hex[:6]}", "bob"
     context = context_for(memory_api, memory_helpers, who)
@@ -112,11 +116,11 @@ def test_a_handler_calls_the_entry_from_asyncio_to_thread(memory_api, memory_hel
 
     @outer.on_event("order.placed", topic="business-facts")
     async def placed(event, ctx):
-        nested = envelope(tenant, user, event.data["n"], "order.audit")
+        nested = envelope(who, gx.PEPPER, tenant, user, event.data["n"], "order.audit")
         # synchronous code (a library, a legacy helper) that drives another agent's entry, run off the loop
         answers.append(await asyncio.to_thread(inner, testing.sqs_batch(nested), LambdaContext()))
 
-    events = [envelope(tenant, user, n) for n in range(8)]
+    events = [envelope(who, gx.PEPPER, tenant, user, n) for n in range(8)]
     assert outer(testing.sqs_batch(*events), LambdaContext()) == {"batchItemFailures": []}
     assert answers == [{"batchItemFailures": []}] * len(events) and len(inner_handled) == len(events)
 
