@@ -38,6 +38,7 @@ def _e2e_helpers():
 
 _e2e = _e2e_helpers()
 EXAMPLES, local_stack, wait, wait_until = _e2e.EXAMPLES, _e2e.local_stack, _e2e.wait, _e2e.wait_until
+get_goal, UNFINISHED = _e2e.get_goal, _e2e.UNFINISHED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -98,7 +99,7 @@ def test_goals_back_to_back_for_a_minute_all_end(stack):
     i = 0
     while time.monotonic() < stop_at:
         while len(running) >= WINDOW:
-            running = {g for g in running if client.get(f"/v1/goals/{g}").json()["status"] == "running"}
+            running = {g for g in running if get_goal(client, g)["status"] in UNFINISHED}
             if len(running) >= WINDOW:
                 time.sleep(0.05)
         i += 1
@@ -134,7 +135,7 @@ def test_a_dead_lettered_goal_event_fails_the_goal_and_a_replay_revives_it(stack
     flag.write_text("3")  # the fix: it now answers, after 3 s (long enough to see the goal running again)
     replayed = stack["run"]("dlq", "replay", "--id", entry["event_id"])
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-    wait_until(lambda: client.get(f"/v1/goals/{goal_id}").json()["status"] == "running",
+    wait_until(lambda: get_goal(client, goal_id)["status"] == "running",
                "the goal revived by the replay", timeout=30, interval=0.1)
     goal = wait(client, goal_id, timeout=60)[goal_id]
-    assert goal["status"] == "completed" and not goal.get("error"), goal
+    assert goal["status"] == "completed" and not goal.get("error"), (goal["status"], goal.get("error"))

@@ -126,6 +126,7 @@ def make_client(invoker, ttl: float = 30.0) -> TestClient:
     app = Starlette(routes=[Route("/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])])
     client = TestClient(app, base_url="http://api.local")
     client.gateway = gateway  # type: ignore[attr-defined]
+    client.asgi_app = app  # type: ignore[attr-defined]
     return client
 
 
