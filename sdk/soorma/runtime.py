@@ -200,13 +200,20 @@ class LambdaRuntime:
         SQS event source mapping ignores the field and retries them until ``maxReceiveCount``).
 
         A bare envelope (``{"type", "topic", ...}``, e.g. from ``aws lambda invoke``) is dispatched directly and
-        raises if a handler fails. Anything else without ``Records`` raises ``ValueError``; a call from inside a
+        raises if a handler fails; one that names no platform tenant is taken as the function's own. An envelope of
+        another platform tenant than ``SOORMA_PLATFORM_TENANT_ID`` raises :class:`ForeignTenantEventError` (a record:
+        reported terminal). Anything else without ``Records`` raises ``ValueError``; a call from inside a
         running event loop raises ``RuntimeError``.
         """
         _refuse_running_loop()
         self.mode  # noqa: B018 - resolve the idempotency setting (a bad value fails the invocation, visibly)
         if isinstance(event, Mapping) and "Records" not in event and "type" in event and "topic" in event:
             envelope = EventEnvelope.model_validate(dict(event))
+            if envelope.platform_tenant_id is None and self._platform_tenant is not None:
+                # A direct invocation (``aws lambda invoke``, ``soorma local invoke``) comes from a principal allowed
+                # to invoke this function, and the platform always names the tenant of what it delivers: an
+                # envelope that names none is this function's own tenant's. One that names another is refused below.
+                envelope = envelope.model_copy(update={"platform_tenant_id": self._platform_tenant})
             self._check_tenant(envelope)
             self._start()
             self._handle_envelope(envelope, None, lambda_context)

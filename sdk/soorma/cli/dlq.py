@@ -92,23 +92,28 @@ def nats_url(explicit: str | None = None) -> str:
     raise typer.Exit(2)
 
 
-def _grant_key() -> bytes | None:
-    """The delivery-grant key (:mod:`soorma.grants`) from ``SOORMA_API_KEY_PEPPER`` or the local stack's secrets
-    (``.soorma/secrets.json``, readable by its owner only), so replayed events get fresh grants; ``None`` (events
-    replayed as they were: one whose grant expired cannot act for its user) when neither is available."""
+def _grant_key(local_stack: bool) -> bytes | None:
+    """The delivery-grant key (:mod:`soorma.grants`) of the platform whose bus the replay goes to, so replayed events
+    get fresh grants that platform's functions accept: the local stack's pepper (``.soorma/secrets.json``, readable by
+    its owner only) when ``local_stack``, else ``SOORMA_API_KEY_PEPPER``. Never the other one: a pepper of another
+    platform in the environment would stamp grants the local agents refuse. ``None`` (events replayed as they were:
+    one whose grant expired cannot act for its user) when the key is not available."""
     from soorma.grants import KEY_SOURCE_ENV, derive_key
 
-    pepper = os.environ.get(KEY_SOURCE_ENV)
-    if not pepper:
-        try:
-            from soorma.local.paths import StackPaths, read_json
+    if local_stack:
+        from soorma.local.paths import StackPaths, read_json
 
+        try:
             pepper = (read_json(StackPaths(home()).secrets) or {}).get("api_key_pepper")
-        except (OSError, ValueError):
+        except OSError:
             pepper = None
+        source = "the local stack's secrets.json"
+    else:
+        pepper = os.environ.get(KEY_SOURCE_ENV)
+        source = KEY_SOURCE_ENV
     if not pepper:
-        typer.secho(f"note: {KEY_SOURCE_ENV} is not available, so replayed events keep their delivery grants; an "
-                    "expired grant stops the agent from acting for the event's user", err=True)
+        typer.secho(f"note: {source} is not available, so replayed events keep their delivery grants; an expired "
+                    "grant stops the agent from acting for the event's user", err=True)
         return None
     return derive_key(pepper)
 
@@ -224,7 +229,10 @@ def replay(
         raise typer.Exit(2)
     from soorma.functions.bridge.dlq import list_dead_letters, replay as replay_entry
 
-    key = _grant_key()
+    via_sqs = transport(via) == "sqs"
+    # the bus is the local stack's unless an endpoint was named (flag or environment, as nats_url/sqs_client read them)
+    named = (aws_url or os.environ.get("AWS_ENDPOINT_URL")) if via_sqs else (url or os.environ.get(NATS_URL_ENV))
+    key = _grant_key(local_stack=not named)
 
     async def work(js):
         entries = await list_dead_letters(js, platform_tenant_id=tenant, agent=agent, event_id=event_id, limit=None)
@@ -238,7 +246,7 @@ def replay(
                 done.append(entry.summary())
         return done, failed
 
-    if transport(via) == "sqs":
+    if via_sqs:
         from soorma.local.sqs_transport import replay_sqs_dead_letters
 
         client = sqs_client(aws_url)

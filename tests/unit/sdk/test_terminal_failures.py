@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from soorma import Agent, EventEnvelope
 from soorma.functions.bridge import InvokeResult, interpret
 from soorma.payload import TERMINAL_FAILURES_FIELD, with_terminal_failures
@@ -76,3 +78,23 @@ def test_an_envelope_of_another_platform_tenant_is_refused_unhandled_and_termina
     assert response["batchItemFailures"] == [{"itemIdentifier": "m1"}]
     [terminal] = response[TERMINAL_FAILURES_FIELD]
     assert terminal["itemIdentifier"] == "m1" and "ForeignTenantEventError" in terminal["reason"]
+
+
+def test_a_direct_invocation_names_the_functions_own_tenant_or_none_and_never_another(monkeypatch):
+    """A bare envelope (``aws lambda invoke``, ``soorma local invoke``: a principal allowed to invoke the function)
+    that names no platform tenant is handled as the function's own tenant's; one naming another tenant is refused."""
+    from soorma.errors import ForeignTenantEventError
+
+    monkeypatch.setenv("SOORMA_PLATFORM_TENANT_ID", "acme")
+    agent = Agent("direct")
+    handled = []
+
+    @agent.on_event("order.placed", topic="business-facts")
+    async def placed(event, context):
+        handled.append(event.platform_tenant_id)
+
+    assert agent({"type": "order.placed", "topic": "business-facts", "data": {}}, None) == {"batchItemFailures": []}
+    assert handled == ["acme"]
+    with pytest.raises(ForeignTenantEventError):
+        agent({"type": "order.placed", "topic": "business-facts", "platform_tenant_id": "rival"}, None)
+    assert handled == ["acme"]
