@@ -166,7 +166,9 @@ class Goals:
         unreachable, no ack in time) or a failed status update leaves the goal ``pending`` and returns
         ``error_status=503`` with ``retry_after_s``; a retry with the same key and request republishes and then
         answers ``running`` (or the goal's later status) with ``replayed=True``; a replay of a goal that is no longer
-        pending answers its status without publishing. Before anything is stored, raises ``HTTPException`` 413 when
+        pending answers its status without publishing. Without an ``Idempotency-Key`` nothing can retry the goal, so a
+        publish that is not acknowledged marks it ``failed`` (``failed_by_platform``; the tracker revives it if its
+        request reached the bus after all) and returns ``error_status=503`` with ``status="failed"``. Before anything is stored, raises ``HTTPException`` 413 when
         the envelope exceeds the bus's maximum payload, :class:`~soorma.functions.gateway.policy.PolicyViolation`
         (403) for the tenant's policy (goal types, ``max_payload_bytes``), ``HTTPException`` 422 for a goal type that
         cannot form a subject; 409 when the key was used with another request."""
