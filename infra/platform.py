@@ -66,7 +66,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from soorma.functions.tracker.dead_letters import (TAG_AGENT, TAG_MAX_DELIVERIES, TAG_NOTICES, TAG_PARKED, TAG_ROLE,
-                                                   TAG_SOURCE, TAG_TENANT)
+                                                   TAG_TENANT)
 from soorma.infra import bundling, packaging
 
 Transport = Literal["sqs", "nats"]
@@ -249,8 +249,8 @@ class QueueWithDlq(Construct):
                 cdk.Tags.of(queue).add(TAG_TENANT, platform_tenant_id)
                 cdk.Tags.of(queue).add(TAG_AGENT, agent)
         cdk.Tags.of(self.dead_letter_queue).add(TAG_NOTICES, notice_queue.queue_url)
-        if self.parked_queue is not None:
-            cdk.Tags.of(self.parked_queue).add(TAG_SOURCE, self.queue.queue_url)
+        # No source-queue tag here: source -> dead-letter queue -> parked queue already, so it would be a cycle. The
+        # dead-letter function finds the source with ListDeadLetterSourceQueues and writes it on each parked message.
 
 
 class SoormaPlatform(Construct):
