@@ -8,9 +8,10 @@ agent object (``Worker``, ``Tool``, ``Planner``...), creates:
   ``requirements.txt``, a layer built from it; its handler is the agent object itself (an agent object is a Lambda
   handler), reached through :mod:`soorma.infra.runtime.boot`, which reads the agent's API key from its secret;
 * an API key secret, filled on deploy with a key of role ``agent`` by the platform's registrar;
-* ``transport="sqs"``: a queue with a dead-letter queue (and an alarm on its depth) subscribed to the event topic
-  with a filter policy on the platform tenant, topic and event type of each of the agent's subscriptions, and an
-  event source mapping with partial batch responses; ``transport="nats"``: permission for the bridge to invoke
+* ``transport="sqs"``: a queue with a dead-letter queue and a parked queue (alarms on the parked queue's depth and on
+  the dead-letter queue's oldest message) subscribed to the event topic with a filter policy on the platform tenant,
+  topic and event type of each of the agent's subscriptions, and an event source mapping with partial batch
+  responses; the dead-letter queue feeds the platform's dead-letter function (goal notice, then parked); ``transport="nats"``: permission for the bridge to invoke
   the function (the bridge finds the route in the registry);
 * a ``Custom::SoormaAgent`` resource that registers the agent in the registry with its deployment binding.
 
@@ -138,7 +139,7 @@ class SoormaAgent(Construct):
                 self.queues[agent.name] = self.platform.subscribe(
                     cid, fn, filter_policy=filter_policy(self.platform.platform_tenant_id, subscriptions),
                     batch_size=defaults["batch_size"], max_concurrency=defaults["max_concurrency"],
-                    max_deliveries=defaults["max_deliveries"], scope=self,
+                    max_deliveries=defaults["max_deliveries"], scope=self, agent=agent.name,
                 )
             else:
                 assert self.platform.bridge_role is not None

@@ -65,6 +65,8 @@ from aws_cdk import custom_resources as cr
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
+from soorma.functions.tracker.dead_letters import (TAG_AGENT, TAG_MAX_DELIVERIES, TAG_NOTICES, TAG_PARKED, TAG_ROLE,
+                                                   TAG_TENANT)
 from soorma.infra import bundling, packaging
 
 Transport = Literal["sqs", "nats"]
@@ -170,28 +172,67 @@ def migrations_fingerprint() -> str:
 
 
 class QueueWithDlq(Construct):
-    """An SQS queue with its dead-letter queue and an alarm on the dead-letter queue's depth.
+    """An SQS queue with its dead-letter queue, alarmed; for an agent (``parked=True``) also its parked queue.
 
-    Both queues are encrypted (SQS-managed keys, so SNS can deliver without a key grant) and refuse plain HTTP.
-    ``max_receive_count`` is the number of deliveries before a message moves to the dead-letter queue.
+    Every queue is encrypted (SQS-managed keys, so SNS can deliver without a key grant) and refuses plain HTTP.
+    ``max_receive_count`` is the number of deliveries before SQS's redrive policy moves a message to the
+    dead-letter queue (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/
+    sqs-dead-letter-queues.html).
+
+    Without ``parked`` (the tracker's queue) the alarm is on the dead-letter queue's depth: its messages stay there.
+    With ``parked`` the dead-letter queue is drained by the dead-letter function
+    (:mod:`soorma.functions.tracker.dead_letters`: goal notice, then the message moves to ``parked_queue``), so the
+    depth alarm (``DlqDepth``: events that failed every delivery) is on the parked queue, where dead letters rest
+    until ``soorma dlq replay``, and a second alarm (``DlqAge``) fires when a message waits in the dead-letter queue
+    itself for ``dlq_age_alarm`` (the dead-letter function is failing: goals are not being told). The dead-letter
+    queue is tagged for that function (tenant, agent, parked and notice queue URLs, maximum deliveries; the source
+    queue is found with ``ListDeadLetterSourceQueues``, as a tag it would make a dependency cycle).
     """
 
     def __init__(self, scope: Construct, id: str, *, visibility_timeout: cdk.Duration, max_receive_count: int,
-                 alarm_topic: sns.ITopic | None) -> None:
+                 alarm_topic: sns.ITopic | None, parked: bool = False,
+                 dlq_visibility_timeout: cdk.Duration | None = None,
+                 dlq_age_alarm: cdk.Duration = cdk.Duration.minutes(10)) -> None:
         super().__init__(scope, id)
         self.dead_letter_queue = sqs.Queue(
             self, "Dlq", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-            retention_period=cdk.Duration.days(14),
+            retention_period=cdk.Duration.days(14), visibility_timeout=dlq_visibility_timeout,
         )
         self.queue = sqs.Queue(
             self, "Queue", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
             visibility_timeout=visibility_timeout, retention_period=cdk.Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=max_receive_count),
         )
+        self.parked_queue: sqs.Queue | None = None
+        resting = self.dead_letter_queue
+        if parked:
+            self.parked_queue = sqs.Queue(
+                self, "Parked", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+                retention_period=cdk.Duration.days(14),  # SQS's maximum
+            )
+            cdk.Tags.of(self.parked_queue).add(TAG_ROLE, "parked")
+            suppress(self.parked_queue, ("AwsSolutions-SQS3",
+                "The parked queue is the end of the dead-letter path: nothing consumes it (soorma dlq replay moves "
+                "its messages back to the agent's queue), so no message can fail there and need a dead-letter queue."))
+            cdk.Tags.of(self.dead_letter_queue).add(TAG_PARKED, self.parked_queue.queue_url)
+            cdk.Tags.of(self.dead_letter_queue).add(TAG_MAX_DELIVERIES, str(max_receive_count))
+            resting = self.parked_queue
+            self.age_alarm = cloudwatch.Alarm(
+                self, "DlqAge",
+                alarm_description=f"A dead letter of {self.node.path} waits unparked: the dead-letter function is "
+                                  "failing, so its goal is not told",
+                metric=self.dead_letter_queue.metric_approximate_age_of_oldest_message(
+                    period=cdk.Duration.minutes(5), statistic="Maximum"),
+                threshold=dlq_age_alarm.to_seconds(), evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            if alarm_topic is not None:
+                self.age_alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
         self.alarm = cloudwatch.Alarm(
             self, "DlqDepth",
-            alarm_description=f"Messages in the dead-letter queue of {self.node.path}: events that failed every delivery",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+            alarm_description=f"Dead letters of {self.node.path}: events that failed every delivery",
+            metric=resting.metric_approximate_number_of_messages_visible(
                 period=cdk.Duration.minutes(5), statistic="Maximum"
             ),
             threshold=1, evaluation_periods=1,
@@ -200,6 +241,16 @@ class QueueWithDlq(Construct):
         )
         if alarm_topic is not None:
             self.alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
+
+    def tag_owner(self, platform_tenant_id: str, agent: str, notice_queue: sqs.IQueue) -> None:
+        """Tag the dead-letter and parked queues with their agent, and where goal notices go (the tracker's queue)."""
+        for queue in (self.dead_letter_queue, self.parked_queue):
+            if queue is not None:
+                cdk.Tags.of(queue).add(TAG_TENANT, platform_tenant_id)
+                cdk.Tags.of(queue).add(TAG_AGENT, agent)
+        cdk.Tags.of(self.dead_letter_queue).add(TAG_NOTICES, notice_queue.queue_url)
+        # No source-queue tag here: source -> dead-letter queue -> parked queue already, so it would be a cycle. The
+        # dead-letter function finds the source with ListDeadLetterSourceQueues and writes it on each parked message.
 
 
 class SoormaPlatform(Construct):
@@ -787,16 +838,65 @@ class SoormaPlatform(Construct):
         self.tracker_queue = self.subscribe(
             "Tracker", tracker, filter_policy=None, batch_size=50, max_concurrency=2, max_deliveries=10,
         )
+        # The agents' dead letters: SQS's redrive policy moves them without running any of our code, so each agent's
+        # dead-letter queue feeds this function, which sends the goal notice to the tracker's queue and parks the
+        # message (soorma.functions.tracker.dead_letters). Outside the VPC: it needs no database and no secret, and
+        # the isolated subnets have no SQS endpoint (one would cost ~$7.30 a month per zone while idle).
+        timeout = 30
+        self.dead_letter_function = lambda_.Function(
+            self, "DeadLettersFunction",
+            description="Soorma dead letters (SQS): tell the goal, park the message",
+            runtime=bundling.LAMBDA_RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            code=self.code,
+            handler=BOOT_HANDLER,
+            layers=[self.sdk_layer],  # pydantic (the notice's envelope); boto3 comes with the runtime
+            memory_size=256,
+            timeout=cdk.Duration.seconds(timeout),
+            environment={
+                "SOORMA_HANDLER": "soorma.functions.tracker.dead_letters.handler",
+                "POWERTOOLS_SERVICE_NAME": "soorma-dead-letters",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+            log_group=self._log_group("deadLetters"),
+            logging_format=lambda_.LoggingFormat.JSON,
+            reserved_concurrent_executions=(self.reserved_concurrency or {}).get("dead-letters"),
+        )
+        self.tracker_queue.queue.grant_send_messages(self.dead_letter_function)
+        suppress(self.dead_letter_function,
+            ("AwsSolutions-L1", f"Python {packaging.LAMBDA_PYTHON} is the runtime the SDK layer is built for "
+             f"(CPython {packaging.LAMBDA_PYTHON} wheels for arm64)."),
+            ("AwsSolutions-IAM4", "AWSLambdaBasicExecutionRole is the AWS-managed minimum that lets the function "
+             "write its own logs.",
+             ["Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]),
+        )
 
     def subscribe(self, id: str, fn: lambda_.Function, *, filter_policy: dict[str, Any] | None, batch_size: int,
-                  max_concurrency: int, max_deliveries: int, scope: Construct | None = None) -> QueueWithDlq:
+                  max_concurrency: int, max_deliveries: int, scope: Construct | None = None,
+                  agent: str | None = None) -> QueueWithDlq:
         """A queue (with its dead-letter queue and alarm) subscribed to the event topic with ``filter_policy`` (raw
         SNS filter policy JSON; None = every event), feeding ``fn`` through an event source mapping that reports
-        partial batch failures."""
+        partial batch failures. For an ``agent`` the dead-letter queue also feeds the dead-letter function (an
+        event source mapping with partial batch responses; it may read the queue's tags and source queues, send to
+        that agent's parked queue and the tracker's queue, nothing else) and gets a parked queue."""
         assert self.event_topic is not None, "subscribe() needs transport='sqs'"
         timeout = fn.timeout.to_seconds() if fn.timeout else 30
+        dead_letters = self.dead_letter_function if agent is not None else None
+        # Lambda requires a mapped queue's visibility timeout >= the function's timeout; 6x is its guidance.
+        dlq_visibility = (cdk.Duration.seconds(6 * dead_letters.timeout.to_seconds())
+                          if dead_letters is not None and dead_letters.timeout else None)
         pair = QueueWithDlq(scope or self, f"{id}Queue", visibility_timeout=cdk.Duration.seconds(6 * timeout),
-                            max_receive_count=max_deliveries, alarm_topic=self.alarm_topic)
+                            max_receive_count=max_deliveries, alarm_topic=self.alarm_topic,
+                            parked=dead_letters is not None, dlq_visibility_timeout=dlq_visibility)
+        if dead_letters is not None and agent is not None:
+            pair.tag_owner(self.platform_tenant_id, agent, self.tracker_queue.queue)
+            dead_letters.add_event_source(event_sources.SqsEventSource(
+                pair.dead_letter_queue, batch_size=10, report_batch_item_failures=True))
+            dead_letters.add_to_role_policy(iam.PolicyStatement(
+                actions=["sqs:ListQueueTags", "sqs:ListDeadLetterSourceQueues"],
+                resources=[pair.dead_letter_queue.queue_arn]))
+            assert pair.parked_queue is not None
+            pair.parked_queue.grant_send_messages(dead_letters)
         added = pair.queue.add_to_resource_policy(iam.PolicyStatement(
             actions=["sqs:SendMessage"], principals=[iam.ServicePrincipal("sns.amazonaws.com")],
             resources=[pair.queue.queue_arn],

@@ -162,6 +162,18 @@ def ensure_agent_queue(
                       int(visibility_timeout_s), max_receive_count)
 
 
+def ensure_parked_queue(sqs, *, platform_tenant_id: str, agent: str,
+                        retention_s: int = 14 * 24 * 3600) -> tuple[str, str]:
+    """``(url, arn)`` of the agent's parked queue ``soorma-<tenant>-<agent>-parked``: where the dead-letter function
+    (:mod:`soorma.functions.tracker.dead_letters`) moves each dead letter after noticing its goal, and where ``soorma
+    dlq list|replay`` read them. No redrive policy and nothing consumes it: messages rest there until replayed or
+    until the retention (14 days, SQS's maximum) runs out."""
+    check_identifier(platform_tenant_id, "platform tenant id")
+    check_identifier(agent, "agent name")
+    return _queue(sqs, queue_name_for(platform_tenant_id, agent, suffix="-parked"),
+                  {"MessageRetentionPeriod": str(retention_s)})
+
+
 def _subscribe(sns, topic_arn: str, queue_arn: str, attributes: dict[str, str]) -> str | None:
     existing = None
     paginator = sns.get_paginator("list_subscriptions_by_topic")

@@ -8,6 +8,13 @@ policy (:func:`soorma.local.sqs.filter_policy`; the tracker unfiltered), drained
 poller (:mod:`soorma.local.esm`) that invokes the function through the local Lambda runtime with partial batch
 responses. Semantics: https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html.
 
+Dead letters: each agent's dead-letter queue is itself mapped to the dead-letter function
+(``dead_letter_function``, :mod:`soorma.functions.tracker.dead_letters`), which sends the goal notice to the
+tracker's queue (the goal ends ``failed`` with the reason) and moves the message on to the agent's parked queue
+(``soorma-<tenant>-<agent>-parked``), where ``soorma dlq list|replay`` find it; the tags that function reads are set
+here. The tracker's own dead-letter queue is not mapped (a notice about the tracker's failures would go to the
+tracker): its messages stay there and are listed and replayed as they are.
+
 Routes are re-read from the registry every ``refresh_interval_s``, like the bridge's: a ``soorma local deploy`` needs no
 restart. Each mapping is named by the consumer name of its (platform tenant, agent)
 (:func:`soorma.local.routes.consumer_name`), so ``soorma local status`` and the deployer find it under the same key as
@@ -32,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from soorma.functions.tracker import dead_letters as dl
 from soorma.local import sqs as resources
 from soorma.local.esm import EventSourceMappings, Mapping
 from soorma.local.routes import consumer_name
@@ -40,8 +48,9 @@ log = logging.getLogger("soorma.local.sqs_transport")
 
 REGION = "us-east-1"
 TOPIC_NAME = resources.DEFAULT_TOPIC
-#: Tags on every dead-letter queue, read by ``soorma dlq`` to name the agent and find the source queue.
-TAG_TENANT, TAG_AGENT, TAG_SOURCE = "soorma:platform_tenant_id", "soorma:agent", "soorma:source_queue_url"
+#: Tags on every dead-letter queue and parked queue, read by the dead-letter function and ``soorma dlq`` to name the
+#: agent and find the source, parked and notice queues (:mod:`soorma.functions.tracker.dead_letters`).
+TAG_TENANT, TAG_AGENT, TAG_SOURCE = dl.TAG_TENANT, dl.TAG_AGENT, dl.TAG_SOURCE
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,7 @@ class SqsTransport:
     """
 
     def __init__(self, endpoint_url: str, routes, invoker, *, tracker_function: str, refresh_interval_s: float = 1.0,
-                 visibility_timeout_s: int | None = None) -> None:
+                 visibility_timeout_s: int | None = None, dead_letter_function: str | None = None) -> None:
         self.endpoint_url = endpoint_url
         self._routes = routes
         self.invoker = invoker
@@ -155,6 +164,7 @@ class SqsTransport:
         self.topic_arn = ""
         self.tracker = QueueRoute("platform", "tracker", tracker_function, None, batch_size=50, max_concurrency=2,
                                   max_deliveries=10, timeout_s=60.0)
+        self.dead_letter_function = dead_letter_function
         self.mappings = EventSourceMappings(self.sqs, invoker, region=REGION, wait_time_s=1)
         self._ensured: dict[str, tuple[QueueRoute, resources.AgentQueue]] = {}
         self._task: asyncio.Task | None = None
@@ -187,8 +197,16 @@ class SqsTransport:
             self.sqs, self.sns, self.topic_arn, platform_tenant_id=route.platform_tenant_id, agent=route.agent,
             subscriptions=route.subscriptions, visibility_timeout_s=self._visibility(route),
             max_receive_count=route.max_deliveries)
-        self.sqs.tag_queue(QueueUrl=queue.dlq_url, Tags={TAG_TENANT: route.platform_tenant_id,
+        tags = {TAG_TENANT: route.platform_tenant_id, TAG_AGENT: route.agent, TAG_SOURCE: queue.queue_url,
+                dl.TAG_MAX_DELIVERIES: str(route.max_deliveries)}
+        tracker = self._ensured.get(self.tracker.key)
+        if route.subscriptions is not None and self.dead_letter_function and tracker is not None:
+            parked_url, _ = resources.ensure_parked_queue(self.sqs, platform_tenant_id=route.platform_tenant_id,
+                                                          agent=route.agent)
+            self.sqs.tag_queue(QueueUrl=parked_url, Tags={dl.TAG_ROLE: "parked", TAG_TENANT: route.platform_tenant_id,
                                                           TAG_AGENT: route.agent, TAG_SOURCE: queue.queue_url})
+            tags.update({dl.TAG_PARKED: parked_url, dl.TAG_NOTICES: tracker[1].queue_url})
+        self.sqs.tag_queue(QueueUrl=queue.dlq_url, Tags=tags)
         return queue
 
     async def refresh(self) -> None:
@@ -225,6 +243,11 @@ class SqsTransport:
             mappings.append(Mapping(function_name=route.function_name, queue_url=queue.queue_url,
                                     batch_size=route.batch_size, max_concurrency=route.max_concurrency,
                                     report_batch_item_failures=True, name=route.key))
+            if route.subscriptions is not None and self.dead_letter_function:
+                # the agent's dead letters: noticed and parked by the dead-letter function (module docstring)
+                mappings.append(Mapping(function_name=self.dead_letter_function, queue_url=queue.dlq_url,
+                                        batch_size=10, max_concurrency=1, report_batch_item_failures=True,
+                                        name=f"{route.key}.dead-letters"))
         await self.mappings.apply(mappings)
 
     async def _loop(self) -> None:
@@ -250,22 +273,26 @@ def settings_from_env() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- dead letters (SQS)
 #
-# ``soorma dlq list|replay`` on the SQS transport. SQS has no "peek": listing receives every message of a dead-letter
-# queue (hiding them for ``hold_s``), reads them, and makes them visible again at once (ChangeMessageVisibility 0).
-# Replaying sends the chosen ones back to their source queue (body and message attributes kept, like
-# ``StartMessageMoveTask`` / the console's "redrive") and deletes them from the dead-letter queue.
+# ``soorma dlq list|replay`` on the SQS transport. Dead letters rest in each agent's parked queue (moved there by the
+# dead-letter function once their goal was noticed) or, for a moment (or while that function fails), in a
+# dead-letter queue. SQS has no "peek": listing receives every message of those queues (hiding them for ``hold_s``),
+# reads them, and makes them visible again at once (ChangeMessageVisibility 0). Replaying sends the chosen ones back
+# to their source queue (body and message attributes kept, like ``StartMessageMoveTask`` / the console's "redrive"),
+# then — for a parked one whose goal was noticed — sends the replay notice to the tracker's queue (the goal is
+# ``running`` again), and deletes them.
 # https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html
 
 
 @dataclass
 class SqsDeadLetter:
-    """One message of an agent's dead-letter queue."""
+    """One message of an agent's parked queue (``kind`` ``"parked"``) or dead-letter queue (``"dlq"``)."""
 
     dlq_url: str
     source_queue_url: str | None
     platform_tenant_id: str | None
     agent: str | None
     message: dict
+    kind: str = "dlq"
 
     @property
     def body(self) -> dict:
@@ -278,17 +305,34 @@ class SqsDeadLetter:
         return data if isinstance(data, dict) else {}
 
     @property
+    def meta(self) -> dict:
+        """The dead-letter function's :data:`~soorma.functions.tracker.dead_letters.ATTRIBUTE` (``{}`` if none)."""
+        import json
+
+        value = ((self.message.get("MessageAttributes") or {}).get(dl.ATTRIBUTE) or {}).get("StringValue")
+        try:
+            data = json.loads(value) if value else {}
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
     def event_id(self) -> str | None:
         value = self.body.get("id")
         return value if isinstance(value, str) else None
+
+    @property
+    def source(self) -> str | None:
+        return self.meta.get("source_queue_url") or self.source_queue_url
 
     def summary(self) -> dict:
         """The same keys as a NATS dead letter's summary (``seq`` is the SQS message id)."""
         from datetime import datetime, timezone
 
         attrs = self.message.get("Attributes") or {}
+        meta = self.meta
         sent = attrs.get("SentTimestamp")
-        count = attrs.get("ApproximateReceiveCount")
+        count = meta.get("deliveries") or attrs.get("ApproximateReceiveCount")
         return {
             "seq": self.message.get("MessageId"),
             "event_id": self.event_id,
@@ -296,29 +340,38 @@ class SqsDeadLetter:
             "platform_tenant_id": self.platform_tenant_id,
             "agent": self.agent,
             "deliveries": int(count) if count and str(count).isdigit() else None,
-            "dead_lettered_at": datetime.fromtimestamp(int(sent) / 1000, timezone.utc).isoformat(timespec="seconds")
-            if sent and str(sent).isdigit() else None,
-            "error": "received maxReceiveCount times without success (SQS redrive policy)",
+            "dead_lettered_at": meta.get("dead_lettered_at") or (
+                datetime.fromtimestamp(int(sent) / 1000, timezone.utc).isoformat(timespec="seconds")
+                if sent and str(sent).isdigit() else None),
+            "error": meta.get("error") or "received maxReceiveCount times without success (SQS redrive policy)",
             "transport": "sqs",
+            "parked": self.kind == "parked",
+            "goal_noticed": bool(meta.get("goal_noticed")),
             "dlq_url": self.dlq_url,
         }
 
 
 def dead_letter_queues(sqs, *, platform_tenant_id: str | None = None, agent: str | None = None) -> list[dict]:
-    """The agents' dead-letter queues (``soorma-…-dlq`` with our tags): ``{"url", "tenant", "agent", "source"}``."""
+    """The queues dead letters rest in: every agent's parked queue (tag ``soorma:role`` = ``parked``) and every
+    tagged dead-letter queue; ``{"url", "tenant", "agent", "source", "kind"}``, parked queues first. Queues are found
+    by their tags, not their names (CloudFormation generates the names in an account)."""
     out = []
-    for page in sqs.get_paginator("list_queues").paginate(QueueNamePrefix="soorma-"):
+    for page in sqs.get_paginator("list_queues").paginate():
         for url in page.get("QueueUrls", []):
-            if not url.endswith("-dlq"):
-                continue
             tags = sqs.list_queue_tags(QueueUrl=url).get("Tags") or {}
             tenant, name = tags.get(TAG_TENANT), tags.get(TAG_AGENT)
+            if tags.get(dl.TAG_ROLE) == "parked":
+                kind = "parked"
+            elif name and (url.endswith("-dlq") or tags.get(dl.TAG_PARKED)):
+                kind = "dlq"
+            else:
+                continue
             if platform_tenant_id is not None and tenant != platform_tenant_id:
                 continue
             if agent is not None and name != agent:
                 continue
-            out.append({"url": url, "tenant": tenant, "agent": name, "source": tags.get(TAG_SOURCE)})
-    return out
+            out.append({"url": url, "tenant": tenant, "agent": name, "source": tags.get(TAG_SOURCE), "kind": kind})
+    return sorted(out, key=lambda q: q["kind"] != "parked")
 
 
 def _take_all(sqs, url: str, hold_s: int) -> list[dict]:
@@ -338,15 +391,19 @@ def _release(sqs, url: str, messages: list[dict]) -> None:
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(chunk)])
 
 
+def _entry(queue: dict, message: dict) -> SqsDeadLetter:
+    return SqsDeadLetter(queue["url"], queue["source"], queue["tenant"], queue["agent"], message, queue["kind"])
+
+
 def list_sqs_dead_letters(sqs, *, platform_tenant_id: str | None = None, agent: str | None = None,
                           event_id: str | None = None, limit: int | None = 100, hold_s: int = 30) -> list[SqsDeadLetter]:
-    """Dead letters of every matching agent queue, without removing them (see the section comment)."""
+    """Dead letters of every matching agent (parked first), without removing them (see the section comment)."""
     found: list[SqsDeadLetter] = []
     for queue in dead_letter_queues(sqs, platform_tenant_id=platform_tenant_id, agent=agent):
         messages = _take_all(sqs, queue["url"], hold_s)
         try:
             for message in messages:
-                entry = SqsDeadLetter(queue["url"], queue["source"], queue["tenant"], queue["agent"], message)
+                entry = _entry(queue, message)
                 if event_id is not None and entry.event_id != event_id:
                     continue
                 if limit is None or len(found) < limit:
@@ -356,36 +413,56 @@ def list_sqs_dead_letters(sqs, *, platform_tenant_id: str | None = None, agent: 
     return found
 
 
+def _replay_one(sqs, entry: SqsDeadLetter, grant_key: bytes | None) -> None:
+    """Send one dead letter back to its agent's queue, then (parked and noticed) its replay notice, then delete it.
+    Raises when a step fails; a failure after the send leaves it listed (a second replay delivers it again:
+    at-least-once, as on NATS)."""
+    from soorma.goal_notices import replay_notice
+
+    if not entry.source:
+        raise ValueError(f"dead letter in {entry.dlq_url} names no source queue ({TAG_SOURCE})")
+    body = entry.message["Body"]
+    if grant_key is not None:
+        from soorma.grants import regrant_body
+
+        body = regrant_body(body, grant_key).decode()
+    kw: dict[str, Any] = {"QueueUrl": entry.source, "MessageBody": body}
+    attributes = {k: v for k, v in (entry.message.get("MessageAttributes") or {}).items() if k != dl.ATTRIBUTE}
+    if attributes:
+        kw["MessageAttributes"] = attributes
+    sqs.send_message(**kw)
+    meta = entry.meta
+    # After the event is back on its queue (a notice first would leave a running goal with nothing to run it if
+    # the send failed): the goal is running again once none of its dead letters is left.
+    if meta.get("goal_noticed") and meta.get("notice_queue_url") and meta.get("dead_letter_id"):
+        notice = replay_notice(entry.message["Body"], agent=entry.agent or meta.get("agent") or "",
+                               dead_letter_id=meta["dead_letter_id"],
+                               platform_tenant_id=entry.platform_tenant_id or meta.get("platform_tenant_id"))
+        if notice is not None:
+            sqs.send_message(QueueUrl=meta["notice_queue_url"], MessageBody=notice.to_json())
+    sqs.delete_message(QueueUrl=entry.dlq_url, ReceiptHandle=entry.message["ReceiptHandle"])
+
+
 def replay_sqs_dead_letters(sqs, *, platform_tenant_id: str | None = None, agent: str | None = None,
                             event_id: str | None = None, hold_s: int = 30,
                             grant_key: bytes | None = None) -> tuple[list[dict], list[dict]]:
-    """Move the matching dead letters back to their agent's queue; returns ``(replayed, failed)`` summaries (a
-    failed one carries ``replay_error`` and stays in the dead-letter queue). With ``grant_key`` each event gets a
-    fresh delivery grant (:func:`soorma.grants.regrant_body`), so one whose grant expired can act for its user."""
+    """Move the matching dead letters back to their agent's queue (and revive their goals, see the section
+    comment); returns ``(replayed, failed)`` summaries (a failed one carries ``replay_error`` and stays where it
+    was). With ``grant_key`` each event gets a fresh delivery grant (:func:`soorma.grants.regrant_body`), so one
+    whose grant expired can act for its user."""
     done: list[dict] = []
     failed: list[dict] = []
     for queue in dead_letter_queues(sqs, platform_tenant_id=platform_tenant_id, agent=agent):
         messages = _take_all(sqs, queue["url"], hold_s)
         keep: list[dict] = []
         for message in messages:
-            entry = SqsDeadLetter(queue["url"], queue["source"], queue["tenant"], queue["agent"], message)
+            entry = _entry(queue, message)
             if event_id is not None and entry.event_id != event_id:
                 keep.append(message)
                 continue
             try:
-                if not queue["source"]:
-                    raise ValueError(f"dead-letter queue {queue['url']} has no {TAG_SOURCE} tag")
-                body = message["Body"]
-                if grant_key is not None:
-                    from soorma.grants import regrant_body
-
-                    body = regrant_body(body, grant_key).decode()
-                kw: dict[str, Any] = {"QueueUrl": queue["source"], "MessageBody": body}
-                if message.get("MessageAttributes"):
-                    kw["MessageAttributes"] = message["MessageAttributes"]
-                sqs.send_message(**kw)
-                sqs.delete_message(QueueUrl=queue["url"], ReceiptHandle=message["ReceiptHandle"])
-            except Exception as exc:  # noqa: BLE001 - report it, leave it in the dead-letter queue
+                _replay_one(sqs, entry, grant_key)
+            except Exception as exc:  # noqa: BLE001 - report it, leave it where it was
                 keep.append(message)
                 failed.append({**entry.summary(), "replay_error": f"{type(exc).__name__}: {exc}"})
             else:

@@ -35,6 +35,9 @@ PLATFORM_FUNCTIONS: dict[str, tuple[str, str]] = {
     "tracker": ("soorma-tracker", "soorma.functions.tracker.handler.handler"),
 }
 TRACKER_CONSUMER = "platform__tracker"
+# The SQS transport's dead-letter function (soorma.functions.tracker.dead_letters): registered only with
+# ``--transport sqs``, mapped to every agent's dead-letter queue; not an API function, so not in the table above.
+DEAD_LETTER_FUNCTION = ("soorma-dead-letters", "soorma.functions.tracker.dead_letters.handler")
 
 
 @dataclass
@@ -155,6 +158,11 @@ class LocalStack:
                     max_concurrency=4 if logical in ("memory", "authorizer", "gateway") else 2,
                 )
             )
+        if self.settings.transport == "sqs":
+            name, handler = DEAD_LETTER_FUNCTION
+            self.runtime.register(FunctionConfig(name=name, handler=handler, code_dir=None,
+                                                 env=self._platform_env("dead-letters"), timeout_s=30.0,
+                                                 memory_mb=256, max_concurrency=2))
         for spec in sorted(self.paths.functions.glob("*.json")):
             config = read_json(spec)
             if config:
@@ -362,6 +370,15 @@ class LocalStack:
                     "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
                     "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
                 })
+        if logical == "dead-letters":  # it reads and writes the queues on moto, and nothing else
+            env = {k: v for k, v in env.items() if k in ("POWERTOOLS_SERVICE_NAME",)}
+            env.update({
+                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+                "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            })
+            return env
         # Gateway settings (JWT verification, rate limits, the platform-admin tenant, A2A, delivery grant lifetime)
         # and the database timeouts pass through.
         passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_", "SOORMA_GRANT_",
@@ -423,6 +440,7 @@ class LocalStack:
                              function_tenant=self.function_tenant)
         self.sqs = SqsTransport(self.aws_endpoint_url, lambda: asyncio.to_thread(source.read_checked), self.runtime,
                                 tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
+                                dead_letter_function=DEAD_LETTER_FUNCTION[0],
                                 visibility_timeout_s=settings_from_env()["visibility_timeout_s"])
         self.sqs.topic_arn = self.sns_topic_arn
         await self.sqs.start()

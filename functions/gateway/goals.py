@@ -166,7 +166,9 @@ class Goals:
         unreachable, no ack in time) or a failed status update leaves the goal ``pending`` and returns
         ``error_status=503`` with ``retry_after_s``; a retry with the same key and request republishes and then
         answers ``running`` (or the goal's later status) with ``replayed=True``; a replay of a goal that is no longer
-        pending answers its status without publishing. Before anything is stored, raises ``HTTPException`` 413 when
+        pending answers its status without publishing. Without an ``Idempotency-Key`` nothing can retry the goal, so a
+        publish that is not acknowledged marks it ``failed`` (``failed_by_platform``; the tracker revives it if its
+        request reached the bus after all) and returns ``error_status=503`` with ``status="failed"``. Before anything is stored, raises ``HTTPException`` 413 when
         the envelope exceeds the bus's maximum payload, :class:`~soorma.functions.gateway.policy.PolicyViolation`
         (403) for the tenant's policy (goal types, ``max_payload_bytes``), ``HTTPException`` 422 for a goal type that
         cannot form a subject; 409 when the key was used with another request."""
@@ -209,7 +211,7 @@ class Goals:
                                          event_id=existing["event_id"], time=iso(existing["created_at"]))
             elif session_id:
                 touch_session(conn, identity, session_id)
-        return self._publish_pending(identity, envelope, replayed=replayed)
+        return self._publish_pending(identity, envelope, replayed=replayed, retryable=idempotency_key is not None)
 
     def _check_size(self, envelope: EventEnvelope) -> None:
         """413 when the envelope cannot fit on the bus (the publisher's ``check_size``; publishers without one are
@@ -222,8 +224,15 @@ class Goals:
         except PayloadTooLarge as exc:
             raise HTTPException(413, f"goal could not be submitted: {exc}") from None
 
-    def _publish_pending(self, identity: Identity, envelope: EventEnvelope, *, replayed: bool) -> Submitted:
-        """Publish a ``pending`` goal's request and mark it ``running`` (see :meth:`submit`)."""
+    def _publish_pending(self, identity: Identity, envelope: EventEnvelope, *, replayed: bool,
+                         retryable: bool = True) -> Submitted:
+        """Publish a ``pending`` goal's request and mark it ``running`` (see :meth:`submit`).
+
+        ``retryable``: the request carried an Idempotency-Key. Without one the client cannot retry this goal (a
+        retry is a new goal), so a publish that is not acknowledged must not leave it ``pending`` for ever: it is
+        marked ``failed`` (``failed_by_platform``, reason "not published: …") and answered 503. If the publish was
+        in fact stored and only its acknowledgement was lost, the tracker revives it (``running``) when it records
+        the goal's own request (:func:`soorma.functions.tracker.recording._mark_published`)."""
         goal_id, goal_type = str(envelope.goal_id), envelope.type
         try:
             self.publisher.publish(envelope)
@@ -239,6 +248,8 @@ class Goals:
                              error=f"goal {goal_id} could not be submitted: {reason}")
         except Exception as exc:  # noqa: BLE001 - not acknowledged: the goal stays pending for a retry
             reason = str(exc) if isinstance(exc, PublishError) else f"{type(exc).__name__}: {exc}"
+            if not retryable:
+                return self._not_published(identity, goal_id, goal_type, reason)
             logger.error("goal %s: publish not acknowledged, goal left pending: %s", goal_id, reason)
             return self._not_accepted(goal_id, goal_type, replayed, f"the event bus did not acknowledge it: {reason}")
         try:
@@ -255,6 +266,32 @@ class Goals:
             logger.error("goal %s: published but its status was not saved: %s", goal_id, exc)
             return self._not_accepted(goal_id, goal_type, replayed, "its status could not be saved")
         return Submitted(goal_id, row["status"] if row else "running", goal_type, replayed=replayed)
+
+    def _not_published(self, identity: Identity, goal_id: str, goal_type: str, reason: str) -> Submitted:
+        """A goal without an Idempotency-Key whose publish was not acknowledged: ``failed`` by the platform (the
+        tracker revives it if its request turns up on the bus), answered 503 with ``Retry-After`` (a retry submits a
+        new goal). If even this update fails the goal stays ``pending``; the answer says so."""
+        error = (f"not published: the event bus did not acknowledge it ({reason}); send an Idempotency-Key to make "
+                 "submissions retryable")
+        logger.error("goal %s (no Idempotency-Key): publish not acknowledged, goal failed: %s", goal_id, reason)
+        try:
+            with self.db.transaction(identity) as conn:
+                row = conn.execute(
+                    "update gateway.goals set status = 'failed', error = %s, completed_at = now(),"
+                    " failed_by_platform = true where goal_id = %s and status = 'pending' returning status",
+                    (error, goal_id),
+                ).fetchone() or conn.execute(
+                    # already moved on: the tracker recorded its request (the ack was lost, not the publish)
+                    "select status from gateway.goals where goal_id = %s", (goal_id,)
+                ).fetchone()
+        except psycopg.Error as exc:
+            logger.error("goal %s: its failure could not be saved either: %s", goal_id, exc)
+            return self._not_accepted(goal_id, goal_type, False, f"the event bus did not acknowledge it: {reason}")
+        status = row["status"] if row else "failed"
+        if status != "failed":  # the tracker saw its request first: it is running after all
+            return Submitted(goal_id, status, goal_type)
+        return Submitted(goal_id, "failed", goal_type, error_status=503, retry_after_s=PUBLISH_RETRY_AFTER_S,
+                         error=f"goal {goal_id} failed: {error}")
 
     @staticmethod
     def _not_accepted(goal_id: str, goal_type: str, replayed: bool, why: str) -> Submitted:

@@ -12,12 +12,13 @@ tenant's rows):
   before its request creates the finished task directly;
 * an event whose ``correlation_id`` is a goal's id and whose ``type`` is that goal's ``response_event`` completes
   the goal: ``failed`` when ``data.status == "failed"`` or ``data.success is False``, ``result`` = the event's data,
-  ``error`` = ``data.error``; a goal that is no longer running (or pending) is left as it is, except one that only
-  a dead letter failed (its result still arrives, e.g. after a dead letter was redriven outside ``soorma dlq
-  replay``);
+  ``error`` = ``data.error``; a goal that is no longer running (or pending) is left as it is, except one the platform failed
+  (``failed_by_platform``: a dead letter, or a publish never acknowledged) — its result still arrives, e.g. after a
+  dead letter was redriven outside ``soorma dlq replay``;
 * a goal's own action request (``event_id`` = the goal's recorded ``event_id``) proves its publish was stored: a
   goal still ``pending`` (its acknowledgement was lost, or the gateway could not save ``running``) becomes
-  ``running``, so it does not wait for the client's retry (issue 12, finding 4);
+  ``running``, so it does not wait for the client's retry, and so does one the gateway failed because that
+  acknowledgement never came and the client sent no Idempotency-Key (``failed_by_platform``; issue 12, finding 4);
 * a goal notice (:mod:`soorma.goal_notices`): :data:`~soorma.goal_notices.DEAD_LETTERED` ends a running goal
   ``failed`` with the dead letter's reason and remembers the dead letter; :data:`~soorma.goal_notices.REPLAYED`
   forgets it, and a goal that a dead letter failed is ``running`` again once none is left.
@@ -189,13 +190,18 @@ def _record_progress(conn, identity: Identity, task_id: str, data: dict[str, Any
 
 
 def _mark_published(conn, goal_id: str, event_id: str) -> None:
-    """A ``pending`` goal whose request event (the id the gateway recorded) is on the stream is ``running``."""
+    """A goal whose request event (the id the gateway recorded) is on the stream is ``running``: one still
+    ``pending``, and one the platform failed (``failed_by_platform``: the gateway gave up on a publish it saw no
+    acknowledgement for, sent without an Idempotency-Key) while no dead letter of it is outstanding — the publish
+    was stored after all, so agents are running it."""
     try:
         goal_uuid = uuid.UUID(goal_id)
     except ValueError:
         return
     conn.execute(
-        "update gateway.goals set status = 'running' where goal_id = %s and status = 'pending' and event_id = %s",
+        "update gateway.goals set status = 'running', error = null, completed_at = null, failed_by_platform = false"
+        " where goal_id = %s and event_id = %s"
+        "   and (status = 'pending' or (status = 'failed' and failed_by_platform and cardinality(dead_letters) = 0))",
         (goal_uuid, event_id),
     )
 
@@ -208,9 +214,9 @@ def _maybe_complete_goal(conn, correlation_id: str, etype: str, data: dict[str, 
     failed = is_failure(data)
     conn.execute(
         "update gateway.goals set status = %s, result = %s, error = %s, completed_at = %s,"
-        " failed_by_dead_letter = false"
+        " failed_by_platform = false"
         " where goal_id = %s and response_event = %s"
-        "   and (status in ('running', 'pending') or (status = 'failed' and failed_by_dead_letter))",
+        "   and (status in ('running', 'pending') or (status = 'failed' and failed_by_platform))",
         ("failed" if failed else "completed", Jsonb(data), _error_text(data) if failed else None,
          when, goal_uuid, etype),
     )
@@ -229,7 +235,7 @@ def _apply_notice(conn, goal_id: str, etype: str, data: dict[str, Any], when: da
             "update gateway.goals set"
             " dead_letters = case when %s = any(dead_letters) then dead_letters else dead_letters || %s end,"
             " error = case when status = 'running' then %s else error end,"
-            " failed_by_dead_letter = failed_by_dead_letter or status = 'running',"
+            " failed_by_platform = failed_by_platform or status = 'running',"
             " completed_at = case when status = 'running' then %s else completed_at end,"
             " status = case when status = 'running' then 'failed' else status end"
             " where goal_id = %s",
@@ -242,8 +248,8 @@ def _apply_notice(conn, goal_id: str, etype: str, data: dict[str, Any], when: da
         )
         conn.execute(
             "update gateway.goals set status = 'running', error = null, completed_at = null,"
-            " failed_by_dead_letter = false"
-            " where goal_id = %s and status = 'failed' and failed_by_dead_letter and cardinality(dead_letters) = 0",
+            " failed_by_platform = false"
+            " where goal_id = %s and status = 'failed' and failed_by_platform and cardinality(dead_letters) = 0",
             (goal_uuid,),
         )
 

@@ -106,6 +106,7 @@ def test_cdk_nag_aws_solutions_pass_with_justified_suppressions(synth):
     assert suppressed <= {
         "AwsSolutions-IAM4", "AwsSolutions-IAM5", "AwsSolutions-L1", "AwsSolutions-SMG4", "AwsSolutions-RDS10",
         "AwsSolutions-RDS11", "AwsSolutions-APIG4", "AwsSolutions-ECS2", "AwsSolutions-ECS4",
+        "AwsSolutions-SQS3",  # the parked queues: the end of the dead-letter path, consumed by nothing
     }, suppressed
 
 
@@ -493,32 +494,60 @@ def test_http_api_routes_and_authorizer(synth):
 
 
 def test_every_queue_has_a_dead_letter_queue_with_a_depth_alarm(synth):
+    """Every consumer queue has a dead-letter queue. The tracker's dead letters stay in its dead-letter queue (depth
+    alarm there); an agent's dead-letter queue feeds the dead-letter function, which tells the goal and moves the
+    message to the agent's parked queue (depth alarm there, and an alarm on the dead-letter queue's oldest message
+    for when that function fails)."""
     queues = synth.of_type("AWS::SQS::Queue")
     if synth.transport == "nats":
         assert not queues
         return
-    dlqs = set()
+    dlqs, source_of = set(), {}
     for qid, queue in queues.items():
         redrive = queue["Properties"].get("RedrivePolicy")
         if redrive:
-            dlqs.add(redrive["deadLetterTargetArn"]["Fn::GetAtt"][0])
+            dlq = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            dlqs.add(dlq)
+            source_of[dlq] = qid
             assert redrive["maxReceiveCount"] >= 1
-    mains = set(queues) - dlqs
-    assert mains and dlqs and len(mains) == len(dlqs)
+    tags = {qid: {t["Key"]: t["Value"] for t in q["Properties"].get("Tags", [])} for qid, q in queues.items()}
+    parked = {qid for qid, t in tags.items() if t.get("soorma:role") == "parked"}
+    mains = set(queues) - dlqs - parked
+    assert mains and dlqs and parked and len(mains) == len(dlqs)
     for qid in queues:
         assert queues[qid]["Properties"].get("SqsManagedSseEnabled") is True, qid
-    alarmed = set()
+    depth, age = set(), set()
     for alarm in synth.of_type("AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
         if props.get("MetricName") == "ApproximateNumberOfMessagesVisible":
-            alarmed |= _refs(props["Dimensions"])
+            depth |= _refs(props["Dimensions"])
             assert props["Threshold"] == 1 and props["AlarmActions"]
-    assert dlqs <= alarmed, dlqs - alarmed
-    # Every consumer queue feeds a function with partial batch responses.
+        if props.get("MetricName") == "ApproximateAgeOfOldestMessage":
+            age |= _refs(props["Dimensions"])
+            assert props["AlarmActions"]
+    agent_dlqs = {qid for qid in dlqs if tags[qid].get("soorma:parked_queue_url")}
+    assert agent_dlqs and len(agent_dlqs) == len(parked)
+    for dlq in agent_dlqs:
+        t = tags[dlq]
+        assert _refs(t["soorma:parked_queue_url"]) <= parked and t["soorma:agent"] and t["soorma:platform_tenant_id"]
+        assert t["soorma:max_deliveries"].isdigit()
+        assert _refs(t["soorma:notice_queue_url"]) == {source_of[next(d for d in dlqs - agent_dlqs)]}  # tracker's
+    assert (dlqs - agent_dlqs) | parked <= depth and agent_dlqs <= age, (depth, age)
+    # Every consumer queue feeds a function with partial batch responses, and every agent's dead-letter queue feeds
+    # the dead-letter function; parked queues feed nothing.
     mappings = synth.of_type("AWS::Lambda::EventSourceMapping")
-    assert {_refs(m["Properties"]["EventSourceArn"]).pop() for m in mappings.values()} == mains
+    sources = {_refs(m["Properties"]["EventSourceArn"]).pop(): m for m in mappings.values()}
+    assert set(sources) == mains | agent_dlqs
+    (dead_letter_fn,) = {_refs(sources[d]["Properties"]["FunctionName"]).pop() for d in agent_dlqs}
+    assert dead_letter_fn.startswith("PlatformDeadLettersFunction")
+    assert "VpcConfig" not in synth.resources[dead_letter_fn]["Properties"]  # no database, no secret: no VPC
     for mapping in mappings.values():
         assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # least privilege: it sends only to the parked queues and the tracker's queue
+    role = function_roles(synth)[dead_letter_fn]
+    sends = secrets_with(role_statements(synth, role), "sqs:SendMessage")
+    tracker_queue = {source_of[d] for d in dlqs - agent_dlqs}
+    assert sends == parked | tracker_queue, sends
 
 
 def test_agent_subscriptions_filter_on_tenant_topic_and_event_type(synth):

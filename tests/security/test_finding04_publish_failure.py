@@ -7,6 +7,8 @@ ever published; and a publish whose acknowledgement was lost left the goal ``fai
 Now a goal is ``pending`` until the event bus acknowledges its publish; a failed publish answers 503 with
 ``Retry-After`` and leaves it pending; the retry with the same key republishes the same envelope (same event id, so
 the tenant-scoped ``Nats-Msg-Id`` de-duplicates a publish whose ack was lost) and the goal becomes ``running``.
+A goal sent without an Idempotency-Key cannot be retried, so it never hangs ``pending``: a publish that is not
+acknowledged fails it with the reason (503), and the tracker revives it if its request reached the bus after all.
 Black-box: the real gateway function and the real tracker logic on the session's PostgreSQL, and a real nats-server
 of this module's own that the test stops and starts again.
 """
@@ -232,18 +234,68 @@ def test_a_lost_ack_or_commit_is_published_exactly_once_by_the_retry(gateway, bu
     assert len(copies) == 1  # JetStream dropped the republish: same tenant-scoped message id
 
 
-def test_the_tracker_accepts_a_pending_goal_whose_request_reached_the_stream(gateway, bus):
+def test_the_tracker_revives_a_keyless_goal_whose_request_reached_the_stream(gateway, bus):
+    """No Idempotency-Key and a lost acknowledgement: the gateway cannot tell it from a lost publish, so the goal is
+    failed (its client cannot retry it); the publish was stored, and the tracker's record of the goal's own request
+    brings it back to ``running`` (agents are running it), without the error."""
     me = testing.new_identity("developer")
     gateway.faults.lose_ack = True
     status, body, _ = call(gateway, "POST", "/v1/goals", me, {"goal_type": "f4.noretry", "data": {}})
     assert status == 503, body  # no Idempotency-Key: this client will not retry
+    assert body["status"] == "failed" and "send an Idempotency-Key" in body["detail"], body
     goal_id = body["goal_id"]
+    goal = goal_of(gateway, me, goal_id)
+    assert goal["status"] == "failed" and goal["error"].startswith("not published: "), goal
     [(_, envelope)] = stored(bus.url, f"soorma.{me.platform_tenant_id}.action-requests.f4.noretry")
 
     from soorma.functions.tracker.recording import record_envelope
 
     record_envelope(gateway.db, EventEnvelope.model_validate(envelope))  # the tracker consumes every event
-    assert goal_of(gateway, me, goal_id)["status"] == "running"  # agents run it: it is no longer pending
+    goal = goal_of(gateway, me, goal_id)
+    assert goal["status"] == "running" and not goal.get("error") and goal["completed_at"] is None, goal
+    result = EventEnvelope(type="soorma.goal.result", topic="action-results", source="agent", data={"ok": True},
+                           correlation_id=goal_id, goal_id=goal_id, platform_tenant_id=me.platform_tenant_id,
+                           tenant_id=me.service_tenant_id, user_id=me.service_user_id)
+    record_envelope(gateway.db, result)
+    assert goal_of(gateway, me, goal_id)["status"] == "completed"
+
+
+def test_a_keyless_goal_submitted_while_the_bus_is_down_fails_with_the_reason_not_pending(gateway, bus):
+    """No Idempotency-Key while NATS is down: nothing can ever publish this goal (its client cannot retry it), so it
+    ends ``failed`` with the reason at once instead of hanging ``pending``; a new submission once NATS is back is a
+    new goal and runs; and an agent's own failure is never undone by the revival rule (only the platform's)."""
+    me = testing.new_identity("developer")
+    request = {"goal_type": "f4.keyless", "data": {"topic": "ants"}}
+    bus.stop()
+    try:
+        status, body, headers = call(gateway, "POST", "/v1/goals", me, request)
+    finally:
+        bus.start()
+    assert status == 503 and headers.get("retry-after") == "1", body
+    assert body["status"] == "failed", body
+    assert "not published: the event bus did not acknowledge it" in body["detail"]
+    assert "send an Idempotency-Key to make submissions retryable" in body["detail"]
+    failed_id = body["goal_id"]
+    goal = goal_of(gateway, me, failed_id)
+    assert goal["status"] == "failed" and goal["completed_at"] and "send an Idempotency-Key" in goal["error"], goal
+    assert stored(bus.url, f"soorma.{me.platform_tenant_id}.action-requests.f4.keyless") == []  # never published
+
+    status, body, _ = call(gateway, "POST", "/v1/goals", me, request)  # bus back: a new goal, accepted
+    assert status == 202 and body["status"] == "running" and body["goal_id"] != failed_id, body
+    assert goal_of(gateway, me, failed_id)["status"] == "failed"  # the first one stays what it was: it never ran
+
+    # the revival rule applies to the platform's failures only: an agent-reported failure stays failed
+    from soorma.functions.tracker.recording import record_envelope
+
+    [(_, envelope)] = stored(bus.url, f"soorma.{me.platform_tenant_id}.action-requests.f4.keyless")
+    goal_id = body["goal_id"]
+    record_envelope(gateway.db, EventEnvelope(
+        type="soorma.goal.result", topic="action-results", source="agent", data={"status": "failed", "error": "no"},
+        correlation_id=goal_id, goal_id=goal_id, platform_tenant_id=me.platform_tenant_id,
+        tenant_id=me.service_tenant_id, user_id=me.service_user_id))
+    record_envelope(gateway.db, EventEnvelope.model_validate(envelope))  # its request recorded late
+    goal = goal_of(gateway, me, goal_id)
+    assert goal["status"] == "failed" and goal["error"] == "no", goal
 
 
 def test_oversized_goal_is_refused_before_it_is_stored(gateway):

@@ -139,3 +139,61 @@ def test_a_dead_lettered_goal_event_fails_the_goal_and_a_replay_revives_it(stack
                "the goal revived by the replay", timeout=30, interval=0.1)
     goal = wait(client, goal_id, timeout=60)[goal_id]
     assert goal["status"] == "completed" and not goal.get("error"), (goal["status"], goal.get("error"))
+
+
+# ------------------------------------------------------------------------------------------------ the SQS transport
+#
+# The same scenario on SNS → SQS: the agent's queue's redrive policy (maxReceiveCount = max_deliveries = 2) moves the
+# event to its dead-letter queue, which no agent code sees; the dead-letter function (soorma.functions.tracker
+# .dead_letters, mapped to every agent's dead-letter queue) sends the goal notice to the tracker's queue and parks
+# the message, where `soorma dlq` finds it and a replay revives the goal.
+
+
+@pytest.fixture(scope="module")
+def sqs_stack(tmp_path_factory):
+    app = tmp_path_factory.mktemp("flaky-sqs") / "flaky-app"
+    app.mkdir()
+    (app / "flaky.py").write_text(textwrap.dedent(FLAKY_APP))
+    (app / "soorma.toml").write_text('[app]\nname = "flaky-app"\nmodules = ["flaky"]\n\n'
+                                     '[defaults]\nmax_deliveries = 2\ntimeout_seconds = 20\n')
+    env = {"SOORMA_EVENT_TRANSPORT": "sqs", "SOORMA_MOTO_PORT": str(_e2e.free_port()),
+           "SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT": "2"}  # a failed delivery is back after 2 s
+    with local_stack("soorma-f11-sqs-", [app], env=env, up_args=("--transport", "sqs"),
+                     unset=("SOORMA_DATABASE_URL", "AWS_ENDPOINT_URL")) as stack_:
+        yield stack_
+
+
+def test_sqs_a_dead_lettered_goal_event_fails_the_goal_and_a_replay_revives_it(sqs_stack, tmp_path):
+    import boto3
+
+    client: httpx.Client = sqs_stack["client"]
+    flag = tmp_path / "fixed"
+    goal_id = _submit(client, "flaky.goal", {"flag": str(flag)})
+    goal = wait(client, goal_id, timeout=120)[goal_id]
+    assert goal["status"] == "failed", goal
+    assert "dead-lettered by agent flaky after 2 deliveries" in goal["error"], goal["error"]
+    assert "redrive policy" in goal["error"], goal["error"]  # what SQS tells: the count, not the function's error
+
+    # The dead letter rests in the agent's parked queue (the dead-letter queue itself was drained).
+    listed = wait_until(lambda: [json.loads(line) for line in sqs_stack["run"](
+        "dlq", "list", "--agent", "flaky", "--json").stdout.splitlines() if line.strip()] or None,
+        "the dead letter parked", timeout=30, interval=0.5)
+    [entry] = listed
+    assert entry["parked"] and entry["goal_noticed"] and entry["deliveries"] == 2, entry
+    assert entry["transport"] == "sqs" and entry["platform_tenant_id"] == "local"
+    sqs = boto3.client("sqs", endpoint_url=sqs_stack["state"]["aws_endpoint_url"], region_name="us-east-1",
+                       aws_access_key_id="local", aws_secret_access_key="local")
+    dlq = sqs.get_queue_url(QueueName="soorma-local-flaky-dlq")["QueueUrl"]
+    depth = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages",
+                                                                    "ApproximateNumberOfMessagesNotVisible"])
+    assert {v for v in depth["Attributes"].values()} == {"0"}, depth
+
+    flag.write_text("3")  # the fix: it now answers, after 3 s (long enough to see the goal running again)
+    replayed = sqs_stack["run"]("dlq", "replay", "--id", entry["event_id"])
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    wait_until(lambda: get_goal(client, goal_id)["status"] == "running",
+               "the goal revived by the replay", timeout=30, interval=0.1)
+    goal = wait(client, goal_id, timeout=60)[goal_id]
+    assert goal["status"] == "completed" and not goal.get("error"), (goal["status"], goal.get("error"))
+    assert not [line for line in sqs_stack["run"]("dlq", "list", "--agent", "flaky", "--json").stdout.splitlines()
+                if line.strip()]

@@ -7,9 +7,11 @@ command at once (exit 1) with a message that never shows the URL's password. The
 so JetStream's de-duplication does not drop it) and then deletes its dead-letter entry.
 
 On the SQS transport (``--transport sqs``, or a local stack started with it, or ``SOORMA_EVENT_TRANSPORT=sqs``) the
-dead letters are the messages of each agent's dead-letter queue (moved there by the queue's redrive policy after
-``maxReceiveCount`` receives), found at ``--aws-endpoint-url``, else ``AWS_ENDPOINT_URL``, else the local stack's moto;
-``replay`` moves them back to the agent's queue (:mod:`soorma.local.sqs_transport`).
+dead letters are the messages of each agent's parked queue (SQS's redrive policy moved them to the dead-letter queue
+after ``maxReceiveCount`` receives; the dead-letter function told their goal and parked them) and any still in a
+dead-letter queue, found by their queue tags at ``--aws-endpoint-url``, else ``AWS_ENDPOINT_URL``, else the local
+stack's moto; ``replay`` moves them back to the agent's queue and sends the replay notice to the tracker's queue,
+so their goal is ``running`` again (:mod:`soorma.local.sqs_transport`).
 
 A replayed event gets a fresh delivery grant (:mod:`soorma.grants`) when the replayer has the platform's
 ``SOORMA_API_KEY_PEPPER`` (the environment, or the local stack's ``.soorma/secrets.json``): a dead letter replayed
