@@ -100,7 +100,9 @@ class Faults:
 
 
 @pytest.fixture(scope="module")
-def gateway(app_dsn, bus):
+def gateway(app_dsn, bus, gw_env):
+    """The real gateway function (with the functions' environment: the pepper it mints delivery grants with) on the
+    session's PostgreSQL and this module's own NATS, with fault switches on its publisher and database."""
     from soorma.functions.gateway.app import create_app
     from soorma.functions.gateway.publisher import NatsPublisher
 
