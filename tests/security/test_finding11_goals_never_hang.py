@@ -66,14 +66,19 @@ async def work(event, context):
 '''
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def flaky_app(tmp_path_factory) -> Path:
+    """The folder of an app with the :data:`FLAKY_APP` agent, two deliveries at most."""
     app = tmp_path_factory.mktemp("flaky") / "flaky-app"
     app.mkdir()
     (app / "flaky.py").write_text(textwrap.dedent(FLAKY_APP))
     (app / "soorma.toml").write_text('[app]\nname = "flaky-app"\nmodules = ["flaky"]\n\n'
                                      '[defaults]\nmax_deliveries = 2\ntimeout_seconds = 20\n')
-    with local_stack("soorma-f11-", [EXAMPLES / "worker-basic", app]) as stack_:
+    return app
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with local_stack("soorma-f11-", [EXAMPLES / "worker-basic", flaky_app(tmp_path_factory)]) as stack_:
         yield stack_
 
 
@@ -151,11 +156,7 @@ def test_a_dead_lettered_goal_event_fails_the_goal_and_a_replay_revives_it(stack
 
 @pytest.fixture(scope="module")
 def sqs_stack(tmp_path_factory):
-    app = tmp_path_factory.mktemp("flaky-sqs") / "flaky-app"
-    app.mkdir()
-    (app / "flaky.py").write_text(textwrap.dedent(FLAKY_APP))
-    (app / "soorma.toml").write_text('[app]\nname = "flaky-app"\nmodules = ["flaky"]\n\n'
-                                     '[defaults]\nmax_deliveries = 2\ntimeout_seconds = 20\n')
+    app = flaky_app(tmp_path_factory)
     env = {"SOORMA_EVENT_TRANSPORT": "sqs", "SOORMA_MOTO_PORT": str(_e2e.free_port()),
            "SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT": "2"}  # a failed delivery is back after 2 s
     with local_stack("soorma-f11-sqs-", [app], env=env, up_args=("--transport", "sqs"),

@@ -140,16 +140,23 @@ def test_oversized_events_are_413(fx, call):
     assert reply.status == 413, reply.body
 
 
-def test_publish_failure_leaves_goal_pending_and_answers_503(fx, db):
+def test_publish_failure_leaves_goal_pending_and_answers_503(fx, db, pepper):
     broken = NatsPublisher(f"nats://127.0.0.1:{closed_port()}", connect_timeout_s=0.5, publish_timeout_s=0.5)
     try:
         app = Mangum(create_app(db, broken), lifespan="off")
         me = fx.new_identity()
-        reply = fx.invoke(app, fx.http_event("POST", "/v1/goals", identity=me, body={"goal_type": "g.down"}))
+        reply = fx.invoke(app, fx.http_event("POST", "/v1/goals", identity=me, body={"goal_type": "g.down"},
+                                             headers={"idempotency-key": f"k-{uuid.uuid4()}"}))
         assert reply.status == 503, reply.body
         assert "event bus unavailable" in reply.body["detail"] and reply.body["status"] == "pending"
         goal = fx.invoke(app, fx.http_event("GET", f"/v1/goals/{reply.body['goal_id']}", identity=me)).body
         assert goal["status"] == "pending" and goal["completed_at"] is None  # not failed: a retry can publish it
+
+        # Without an Idempotency-Key nothing can retry it: it ends failed with the reason, never pending forever.
+        reply = fx.invoke(app, fx.http_event("POST", "/v1/goals", identity=me, body={"goal_type": "g.down"}))
+        assert reply.status == 503 and reply.body["status"] == "failed", reply.body
+        goal = fx.invoke(app, fx.http_event("GET", f"/v1/goals/{reply.body['goal_id']}", identity=me)).body
+        assert goal["status"] == "failed" and "not published" in goal["error"], goal
 
         published = fx.invoke(app, fx.http_event("POST", "/v1/events/publish", identity=me, body={
             "event": {"type": "x.y", "topic": "business-facts"}}))
