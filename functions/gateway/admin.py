@@ -9,9 +9,10 @@ Who may do what (403 otherwise; a key or tenant the caller may not see is a 404)
 | ``GET /v1/tenants/{id}`` | platform admin; ``admin`` of that tenant |
 | ``GET /v1/policy`` | ``admin``, ``developer`` (own tenant) |
 | ``PUT /v1/policy`` | ``admin`` (own tenant) |
-| ``POST /v1/api-keys`` | ``admin`` (any role), ``developer`` (roles ``agent`` and ``user``); a named existing principal keeps its role (409 otherwise) |
+| ``POST /v1/api-keys`` | ``admin`` (any role, any principal/service tenant/user; a named existing principal keeps its role, 409 otherwise), ``developer`` (roles ``agent`` and ``user``, new principals only: naming a principal, service user or another service tenant is 403) |
 | ``GET /v1/api-keys``, ``GET /v1/api-keys/{key_id}`` | ``admin``, ``developer``: every key of the tenant; ``agent``, ``user``: their own principal's keys |
-| ``POST /v1/api-keys/{key_id}/rotate``, ``…/revoke`` | ``admin``: any key of the tenant; ``developer``: ``agent``/``user`` keys and its own; ``agent``, ``user``: their own principal's keys (of their own role) |
+| ``POST /v1/api-keys/{key_id}/revoke`` | ``admin``: any key of the tenant; ``developer``: ``agent``/``user`` keys and its own; ``agent``, ``user``: their own principal's keys (of their own role) |
+| ``POST /v1/api-keys/{key_id}/rotate`` | as revoke, except that a ``developer`` may not rotate another principal's ``user`` key (the new key would make it that user) |
 
 Rate limits and status are set by the platform admin only; a tenant's admin sets its policy.
 """
@@ -82,6 +83,14 @@ def _may_manage(identity: Identity, key: dict[str, Any]) -> bool:
     if key["principal_id"] == identity.principal_id and key["role"] == identity.role:
         return True
     return identity.role == "developer" and key["role"] in ("agent", "user")
+
+
+def _may_rotate(identity: Identity, key: dict[str, Any]) -> bool:
+    """:func:`_may_manage`, less a developer rotating another principal's ``user`` key: rotation hands the caller the
+    new key, and a key of a user's own identity acts as that user without any delivery grant."""
+    if identity.role == "developer" and key["role"] == "user" and key["principal_id"] != identity.principal_id:
+        return False
+    return _may_manage(identity, key)
 
 
 def _may_see(identity: Identity, key: dict[str, Any]) -> bool:
@@ -230,10 +239,22 @@ def create_router(db: Database) -> APIRouter:
     # -- API keys --------------------------------------------------------------------------------------------------
     @router.post("/v1/api-keys", status_code=201, response_model=ApiKeyCreated, tags=["api-keys"])
     def create_key(body: ApiKeyCreate, identity: Identity = Depends(current_identity)):
-        """Create an API key in the caller's platform tenant. The key is in this answer only; it is stored hashed."""
+        """Create an API key in the caller's platform tenant. The key is in this answer only; it is stored hashed.
+
+        An ``admin`` may name the key's principal, service tenant and user; a ``developer`` creates ``agent`` and
+        ``user`` keys for new principals only (its own service tenant, a fresh principal and user): 403 otherwise."""
         _require(identity, "admin", "developer")
-        if identity.role == "developer" and body.role not in ("agent", "user"):
-            raise HTTPException(403, "role 'developer' may create only 'agent' and 'user' keys")
+        if identity.role == "developer":
+            if body.role not in ("agent", "user"):
+                raise HTTPException(403, "role 'developer' may create only 'agent' and 'user' keys")
+            named = [f for f in ("principal_id", "service_user_id") if getattr(body, f)]
+            if body.service_tenant_id not in (None, identity.service_tenant_id):
+                named.append("service_tenant_id")
+            if named:
+                # A key naming an existing user would BE that user (no delivery grant needed): the same power
+                # act_for refuses a developer. A developer's keys are for new principals; an admin names identities.
+                raise HTTPException(403, f"role 'developer' creates keys for new principals only; {', '.join(named)}"
+                                         " may be named by an 'admin'")
         principal = body.principal_id or f"pr_{secrets.token_hex(8)}"
         expires = (
             datetime.now(timezone.utc) + timedelta(seconds=body.expires_in_seconds)
@@ -295,7 +316,7 @@ def create_router(db: Database) -> APIRouter:
         """Replace a key: a new key (shown once) with the same identity, role and expiry; the old one is revoked."""
         with db.transaction(identity) as conn:
             row = _visible_key(conn, identity, key_id)
-            if not _may_manage(identity, row):
+            if not _may_rotate(identity, row):
                 raise HTTPException(403, f"role {identity.role!r} may not rotate this key")
             if row["revoked_at"] is not None:
                 raise HTTPException(409, f"API key {key_id} is revoked")

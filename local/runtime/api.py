@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import secrets
 import socket
 from typing import Protocol
@@ -34,6 +35,8 @@ from soorma.local.runtime.types import MAX_RESPONSE_PAYLOAD
 PREFIX = "/2018-06-01/runtime/"
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 64 * 1024 * 1024
+#: A chunk size as RFC 9112 §7.1 allows it (hex digits only; at most 16 of them, far beyond _MAX_BODY).
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 _ACCEPTED = b'HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 16\r\n\r\n{"status":"OK"}\n'
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -149,14 +152,15 @@ class RuntimeApiServer:
 
     # --- request dispatch (called by _Connection) ---
 
-    def _handle(self, conn: _Connection, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+    def holds_capability(self, path: str) -> bool:
+        """Whether request path ``path`` starts with this environment's capability segment (``/<token>/``), compared
+        in constant time. Checked on the request head, before any body is read: a caller without the capability
+        makes the server buffer or parse nothing."""
         segment = self._token_segment
-        if not hmac.compare_digest(path[:len(segment)].encode("latin-1", "replace"), segment):
-            # not this environment's runtime: nothing about the server is revealed, nothing changes
-            conn.send(_json_response(403, {"errorMessage": "this Runtime API belongs to another execution environment",
-                                           "errorType": "Forbidden"}))
-            return
-        path = path[len(segment) - 1:]
+        return hmac.compare_digest(path[:len(segment)].encode("latin-1", "replace"), segment)
+
+    def _handle(self, conn: _Connection, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        path = path[len(self._token_segment) - 1:]  # the capability was checked on the head (_Connection)
         if not path.startswith(PREFIX):
             conn.send(_json_response(404, {"errorMessage": f"unknown path {path}", "errorType": "NotFound"}))
             return
@@ -272,6 +276,13 @@ class _Connection(asyncio.Protocol):
             except ValueError:
                 self._fail(400, "bad request line")
                 return
+            if not self.server.holds_capability(target):
+                # not this environment's runtime: refused on the head, nothing read or revealed, nothing changes
+                self.send(_json_response(403, {"errorMessage": "this Runtime API belongs to another execution "
+                                                               "environment", "errorType": "Forbidden"}))
+                self.closed = True
+                self.transport.close()
+                return
             headers: dict[str, str] = {}
             for line in lines[1:]:
                 name, sep, value = line.partition(":")
@@ -321,7 +332,11 @@ def _parse_chunked(buf: bytearray, pos: int) -> tuple[bytes, int] | None:
         eol = buf.find(b"\r\n", pos)
         if eol < 0:
             return None
-        size = int(bytes(buf[pos:eol]).split(b";", 1)[0].strip() or b"0", 16)
+        token = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
+        if not _CHUNK_SIZE.fullmatch(token):
+            # RFC 9112 §7.1: chunk-size = 1*HEXDIG. int(..., 16) would also take "-6" and walk backwards forever.
+            raise ValueError(f"bad chunk size {token[:20]!r}")
+        size = int(token, 16)
         pos = eol + 2
         if size == 0:
             # trailers until an empty line

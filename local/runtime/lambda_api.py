@@ -117,6 +117,10 @@ def create_lambda_api(runtime: LocalLambda, *, credentials: LocalAwsCredentials)
             if why is not None:
                 return _error(403, "AccessDeniedException",
                               f"browser-originated requests ({why}) are refused by the local Lambda API")
+            if "transfer-encoding" in request.headers:
+                # a body of unannounced length would be read whole before the signature is checked (boto3 and
+                # every AWS SDK send Content-Length)
+                return _error(411, "LengthRequiredException", "Content-Length is required; chunked bodies are refused")
             length = request.headers.get("content-length", "0")
             if not length.isdigit() or int(length) > MAX_SYNC_PAYLOAD:
                 # refused before the body is read: an unauthenticated client cannot make the stack buffer it

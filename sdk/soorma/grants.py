@@ -45,6 +45,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -101,6 +102,8 @@ def _unb64(text: str) -> bytes:
 
 
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+#: A compact JWS: three non-empty base64url parts (RFC 7515 §7.1).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _HEADER_B64 = _b64(json.dumps(_HEADER, separators=(",", ":"), sort_keys=True).encode())
 
 
@@ -175,7 +178,8 @@ def mint(
 def verify(token: str, key: bytes, *, now: float | None = None) -> Grant:
     """The :class:`Grant` of ``token``; raises :class:`GrantInvalid` (malformed, not signed with ``key``, another
     header, missing claims, or expired at ``now``)."""
-    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not _TOKEN.fullmatch(token):
+        # three base64url parts: anything else is malformed (and would make the ASCII signing input raise)
         raise GrantInvalid("the delivery grant is malformed")
     header_b64, claims_b64, signature = token.split(".")
     if not hmac.compare_digest(_sign(key, f"{header_b64}.{claims_b64}"), signature):

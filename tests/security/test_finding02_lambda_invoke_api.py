@@ -159,3 +159,21 @@ def test_the_signed_boto3_client_and_the_cli_still_invoke(stack):
     up = stack["up"].stdout
     assert stack["secrets"]["aws_access_key_id"] in up  # `up` says which key and where its secret is ...
     assert stack["secrets"]["aws_secret_access_key"] not in up  # ... never the secret itself
+
+
+def test_a_body_of_unannounced_length_is_refused_before_it_is_read(stack):
+    """A chunked body (no Content-Length) would be read whole before its signature is checked, however large: it is
+    refused with 411 up front, signed or not, and the function is not invoked; a signed request of announced length
+    still invokes."""
+    url = _invocations(stack, ECHO)
+    body = _forged_onboarding("pt_chunked")
+
+    def chunks():
+        yield body  # a generator body: httpx sends it with Transfer-Encoding: chunked
+
+    for headers in ({}, _signed(stack, "POST", url, body)):
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+        answer = httpx.post(url, content=chunks(), headers=headers, timeout=30)
+        assert answer.status_code == 411, answer.text
+    out = lambda_client(stack).invoke(FunctionName=ECHO, Payload=b'{"announced": 1}')
+    assert json.loads(out["Payload"].read())["event"] == {"announced": 1}

@@ -119,6 +119,40 @@ async def test_even_with_the_capability_one_poll_at_a_time_and_results_only_for_
         assert (await runtime.invoke("one", b'{"n": 2}')).json() == {"real": {"n": 2}}
 
 
+def _raw(port: int, request: bytes, timeout: float = 3.0) -> bytes:
+    """Send ``request`` as raw bytes on a fresh connection; the answer's bytes until the server closes."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+async def test_a_body_is_never_read_without_the_capability_and_a_bad_chunk_size_cannot_hang_the_stack(tmp_path):
+    """The head is checked first: a caller without the capability gets 403 before any body is buffered or parsed.
+    A chunk size that is not plain hex (``-6`` made the old decoder walk backwards forever, on the event loop every
+    function and API shares) is a 400, and the runtime keeps answering."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "fn.py").write_text("def handler(event, context):\n    return {'real': event}\n")
+    async with LocalLambda(logs_dir=tmp_path / "logs") as runtime:
+        runtime.register(FunctionConfig("one", "fn.handler", str(code), {}))
+        assert (await runtime.invoke("one", b'{"n": 1}')).json() == {"real": {"n": 1}}
+        env = next(iter(runtime._functions["one"].envs))
+        host_port, _, token = env.server.address.partition("/")
+        port = int(host_port.rsplit(":", 1)[1])
+        poison = b"-6\r\nabcdef\r\n0\r\n\r\n"
+        for prefix, status in (("", b"403"), (f"/{token}", b"400")):
+            head = (f"POST {prefix}/2018-06-01/runtime/init/error HTTP/1.1\r\nHost: x\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n").encode()
+            answer = await asyncio.wait_for(asyncio.to_thread(_raw, port, head + poison), timeout=10)
+            assert answer.split(b" ", 2)[1] == status, answer[:200]
+        assert (await runtime.invoke("one", b'{"n": 2}')).json() == {"real": {"n": 2}}
+
+
 async def _try_connect(url: str):
     return await nats.connect(url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=1,
                               reconnect_time_wait=0.1, error_cb=_quiet)

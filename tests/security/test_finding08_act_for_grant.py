@@ -116,6 +116,11 @@ def test_an_agent_key_cannot_act_for_a_user_without_that_users_event_grant(api, 
         wrote = api.put(diary, headers=acting(sx, agent, a.service_tenant, "alice", grant), json={"value": "pwned"})
         assert wrote.status_code == 403, (what, wrote.text)
     assert api.get(diary, headers=sx.bearer(a.keys["alice"])).json()["value"] == "alice's secret"
+    # a grant with a byte outside base64url (sent raw, as a client may) is malformed: 403, never a 500
+    for mangled in (world["alice_event"].delivery_grant[:-1].encode() + b"\xe9", b"\xe9" + b".x.y"):
+        headers = {**acting(sx, agent, a.service_tenant, "alice"), "x-soorma-grant": mangled}
+        reply = api.get(diary, headers=headers)
+        assert reply.status_code == 403 and "delivery grant" in reply.json()["detail"], reply.text
 
     # the legitimate use: with the grant of alice's event, the agent reads alice's goal and memory
     granted = acting(sx, agent, a.service_tenant, "alice", world["alice_event"].delivery_grant)
@@ -191,3 +196,36 @@ def test_a_dead_letter_replayed_after_its_grant_expired_is_regranted_by_a_replay
     renewed = grants.verify(replayed.delivery_grant, key)
     assert (renewed.service_user_id, renewed.event_id) == ("alice", world["alice_event"].id)
     assert replayed.model_dump(exclude={"delivery_grant"}) == expired.model_dump(exclude={"delivery_grant"})
+
+
+def test_a_developer_cannot_mint_itself_a_key_that_is_an_existing_user(api, world, sx):
+    """Found on the way (the same boundary): ``POST /v1/api-keys`` let a ``developer`` create a ``user`` (or
+    ``agent``) key naming any service tenant and user, and a key's own identity needs no grant, so the developer
+    became alice. Now a developer's keys are for new principals; naming an identity is an admin's."""
+    a = world["a"]
+    created = api.post("/v1/api-keys", headers=sx.bearer(a.keys["admin"]),
+                       json={"role": "developer", "name": "dev", "service_tenant_id": a.service_tenant,
+                             "service_user_id": "dev"})
+    assert created.status_code == 201, created.text
+    developer = sx.bearer(created.json()["api_key"])
+    for named in ({"service_tenant_id": a.service_tenant, "service_user_id": "alice"}, {"service_user_id": "alice"},
+                  {"principal_id": "alice"}, {"service_tenant_id": f"st_elsewhere_{uuid.uuid4().hex[:6]}"}):
+        for role in ("user", "agent"):
+            reply = api.post("/v1/api-keys", headers=developer, json={"role": role, "name": "x", **named})
+            assert reply.status_code == 403 and "new principals" in reply.json()["detail"], (named, role, reply.text)
+    # ... nor rotate alice's key into a new one it holds (revoking it stays a developer's right)
+    alice_key_id = next(k["key_id"] for k in api.get("/v1/api-keys", headers=developer).json()["keys"]
+                        if k["service_user_id"] == "alice" and k["role"] == "user")
+    assert api.post(f"/v1/api-keys/{alice_key_id}/rotate", headers=developer).status_code == 403
+    assert api.get("/v1/memory/working/default/diary", headers=sx.bearer(a.keys["alice"])).status_code == 200
+    # the legitimate use: a key for a new principal, which sees nothing of alice's
+    fresh = api.post("/v1/api-keys", headers=developer, json={"role": "user", "name": "tester"})
+    assert fresh.status_code == 201, fresh.text
+    assert fresh.json()["service_user_id"] != "alice"
+    diary = api.get("/v1/memory/working/default/diary", headers=sx.bearer(fresh.json()["api_key"]))
+    assert "alice's secret" not in diary.text
+    # an admin still names identities
+    named = api.post("/v1/api-keys", headers=sx.bearer(a.keys["admin"]),
+                     json={"role": "user", "name": "alice-2", "service_tenant_id": a.service_tenant,
+                           "service_user_id": "alice"})
+    assert named.status_code == 201, named.text
