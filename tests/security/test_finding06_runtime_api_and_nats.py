@@ -11,6 +11,7 @@ stack, ``soorma dlq`` and a client with the credentials keep working, and no lis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -98,18 +99,25 @@ def test_a_poller_without_the_capability_gets_nothing_and_cannot_post_a_result(s
     assert _environment_of(stack, ECHO)[0] == pid
 
 
-async def test_even_with_the_capability_one_poll_at_a_time_and_results_only_for_the_handed_request(tmp_path):
-    """On the local runtime itself (real awslambdaric): while the runtime is parked on next, a second poller is
-    409; a result for another request id is 400; the runtime's own result is the one the caller gets."""
+@contextlib.asynccontextmanager
+async def _warm_function(tmp_path):
+    """A local runtime with function ``one`` (answers ``{"real": event}``) invoked once, so its warm environment is
+    parked on ``next``; yields (runtime, that environment's Runtime API port, its capability token)."""
     code = tmp_path / "code"
     code.mkdir()
     (code / "fn.py").write_text("def handler(event, context):\n    return {'real': event}\n")
     async with LocalLambda(logs_dir=tmp_path / "logs") as runtime:
         runtime.register(FunctionConfig("one", "fn.handler", str(code), {}))
         assert (await runtime.invoke("one", b'{"n": 1}')).json() == {"real": {"n": 1}}
-        env = next(iter(runtime._functions["one"].envs))  # the warm environment, parked on next
+        env = next(iter(runtime._functions["one"].envs))
         host_port, _, token = env.server.address.partition("/")
-        port = int(host_port.rsplit(":", 1)[1])
+        yield runtime, int(host_port.rsplit(":", 1)[1]), token
+
+
+async def test_even_with_the_capability_one_poll_at_a_time_and_results_only_for_the_handed_request(tmp_path):
+    """On the local runtime itself (real awslambdaric): while the runtime is parked on next, a second poller is
+    409; a result for another request id is 400; the runtime's own result is the one the caller gets."""
+    async with _warm_function(tmp_path) as (runtime, port, token):
         await asyncio.sleep(0.2)
         status, body = await asyncio.to_thread(_request, port, "GET", f"/{token}/2018-06-01/runtime/invocation/next")
         assert status == 409, body
@@ -135,15 +143,7 @@ async def test_a_body_is_never_read_without_the_capability_and_a_bad_chunk_size_
     """The head is checked first: a caller without the capability gets 403 before any body is buffered or parsed.
     A chunk size that is not plain hex (``-6`` made the old decoder walk backwards forever, on the event loop every
     function and API shares) is a 400, and the runtime keeps answering."""
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "fn.py").write_text("def handler(event, context):\n    return {'real': event}\n")
-    async with LocalLambda(logs_dir=tmp_path / "logs") as runtime:
-        runtime.register(FunctionConfig("one", "fn.handler", str(code), {}))
-        assert (await runtime.invoke("one", b'{"n": 1}')).json() == {"real": {"n": 1}}
-        env = next(iter(runtime._functions["one"].envs))
-        host_port, _, token = env.server.address.partition("/")
-        port = int(host_port.rsplit(":", 1)[1])
+    async with _warm_function(tmp_path) as (runtime, port, token):
         poison = b"-6\r\nabcdef\r\n0\r\n\r\n"
         for prefix, status in (("", b"403"), (f"/{token}", b"400")):
             head = (f"POST {prefix}/2018-06-01/runtime/init/error HTTP/1.1\r\nHost: x\r\n"
