@@ -6,20 +6,15 @@ Integration tests use these, never mocks of our own services (README "Tests").
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
+from soorma.testing import free_port
+
 # aws-cdk-lib's jsii runtime prints a banner about untested Node.js versions on every start; the CDK tests pin the
 # CLI and check the synthesized templates, so the banner is noise in the test output.
 os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

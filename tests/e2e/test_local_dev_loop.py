@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+
+from soorma.testing import free_port
 from botocore.config import Config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -44,12 +45,6 @@ AGENT = """
         print(f"devloop handler v{{VERSION}} pid={{os.getpid()}} marker={{event.data.get('marker')}} "
               f"api={{os.environ.get('SOORMA_API_URL')}}", flush=True)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ping(marker: str, **extra) -> bytes:

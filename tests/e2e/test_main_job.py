@@ -14,20 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from soorma.testing import free_port
+
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "research-advisor"
 SOORMA = str(Path(sys.executable).with_name("soorma"))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _questions() -> list[dict]:

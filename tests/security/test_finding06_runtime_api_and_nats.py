@@ -83,7 +83,7 @@ def test_a_poller_without_the_capability_gets_nothing_and_cannot_post_a_result(s
 
     # the attack: poll the environment's next, guess a token, post a forged authorizer answer
     for path in ("/2018-06-01/runtime/invocation/next", "/x/2018-06-01/runtime/invocation/next",
-                 f"/{token[:-1]}A/2018-06-01/runtime/invocation/next"):
+                 f"/{token[:-1]}{'B' if token.endswith('A') else 'A'}/2018-06-01/runtime/invocation/next"):
         status, body = _request(port, "GET", path)
         assert status == 403, body
     forged = json.dumps({"isAuthorized": True, "context": {"role": "admin"}}).encode()

@@ -5,6 +5,7 @@
 * :func:`http_api_event` — an API Gateway HTTP API request (payload format 2.0), with the authorizer's identity at
   ``requestContext.authorizer.lambda``; :func:`authorizer_event` — the authorizer's REQUEST event for it.
 * :func:`new_identity` — an :class:`~soorma.identity.Identity` with fresh tenant values.
+* :func:`free_port` — a TCP port for a server started a moment later, outside the kernel's ephemeral range.
 * :func:`acting_headers`, :func:`grant`, :func:`granted` — delivery grants as the gateway mints them
   (:mod:`soorma.grants`), for tests that act as an agent handling a user's event.
 
@@ -44,6 +45,7 @@ Importing this package loads the SDK only (no FastAPI, no database driver).
 from .events import IDENTITY_HEADERS, authorizer_event, http_api_event, sqs_batch
 from .grants import acting_headers, grant, granted
 from .identities import new_identity
+from .ports import free_port
 
-__all__ = ["IDENTITY_HEADERS", "acting_headers", "authorizer_event", "grant", "granted", "http_api_event",
-           "new_identity", "sqs_batch"]
+__all__ = ["IDENTITY_HEADERS", "acting_headers", "authorizer_event", "free_port", "grant", "granted",
+           "http_api_event", "new_identity", "sqs_batch"]

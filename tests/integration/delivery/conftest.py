@@ -26,17 +26,10 @@ from soorma.events import EventEnvelope
 from soorma.functions.bridge import Bridge, ExponentialBackoff, InvokeResult, Route
 from soorma.jetstream import ensure_streams, publish_envelope
 from soorma.subjects import STREAM, filter_subject
+from soorma.testing import free_port
 
 FAST_BACKOFF = ExponentialBackoff(base_s=0.02, cap_s=0.1)
 BRIDGE_PROC = Path(__file__).with_name("bridge_proc.py")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def new_id(prefix: str = "d") -> str:

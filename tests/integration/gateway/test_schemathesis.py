@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,18 +20,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from soorma.testing import free_port
+
 pytestmark = [pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[3]
 SOORMA = str(Path(sys.executable).with_name("soorma"))
 EXAMPLES = int(os.environ.get("SOORMA_FUZZ_EXAMPLES", "5"))
 BUDGET_S = float(os.environ.get("SOORMA_FUZZ_BUDGET_S", "150"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

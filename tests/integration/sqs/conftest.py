@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from types import SimpleNamespace
@@ -22,14 +21,9 @@ from soorma.functions.bridge import ExponentialBackoff, FunctionThrottled, Invok
 from soorma.functions.gateway.publisher import SnsPublisher
 from soorma.local import sqs as sqs_resources
 from soorma.local.esm import EventSourceMapping, Mapping
+from soorma.testing import free_port
 
 FAST_PAUSE = ExponentialBackoff(base_s=0.02, cap_s=0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def new_id(prefix: str = "q") -> str:
