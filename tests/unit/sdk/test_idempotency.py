@@ -312,44 +312,9 @@ def test_release_is_retried_after_429_then_the_retry_runs(monkeypatch):
     assert agent(sqs_batch(e, receive_count=2), _LambdaContext()) == OK and runs == [e.id, e.id]
 
 
-def test_a_record_left_in_progress_is_waited_for_not_a_spent_delivery(monkeypatch):
-    """The release fails for good (the store refuses every DELETE): the record stays INPROGRESS until its owner
-    invocation's deadline (4 s left; its release attempts take about 1.4 s of them). The redelivery, with 30 s left, waits for that expiry inside its invocation
-    and then runs the event: no delivery is spent on "already in progress"."""
-    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "platform")
-    store, runs = FakeIdempotencyStore(), []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.method == "DELETE":
-            return httpx.Response(500, json={"detail": "down"})
-        return store.handle(request)
-
-    context = PlatformContext(settings=Settings(api_url="http://platform.test", api_key="sk_test_x"),
-                              transport=httpx.MockTransport(handle))
-    first, second = Agent("orders", context=context), Agent("orders", context=context)  # two environments
-    fail = [1]
-    for agent in (first, second):
-        @agent.on_event("order.placed", topic="business-facts")
-        async def placed(event, ctx):
-            runs.append(event.id)
-            if fail:
-                fail.pop()
-                raise RuntimeError("boom")
-
-    e = event()
-    assert first(sqs_batch(e), _LambdaContext(4000)) == FAILED
-    (record,) = store.records.values()
-    assert record["status"] == "INPROGRESS"
-    expiry_s = record["inProgressExpiryTimestamp"] / 1000
-    assert expiry_s - time.time() > 1.0  # still held by the ended invocation when the redelivery comes
-    assert second(sqs_batch(e, receive_count=2), _LambdaContext(30_000)) == OK
-    assert runs == [e.id, e.id] and time.time() >= expiry_s
-    assert next(iter(store.records.values()))["status"] == "COMPLETED"
-
-
-def test_a_live_owner_beyond_the_budget_still_fails_the_record_at_once(monkeypatch):
-    """An INPROGRESS record whose owner has more time left than this invocation could wait is not waited for."""
-    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "platform")
+def _two_environments_whose_release_fails():
+    """(store, runs, first, second): two execution environments of agent ``orders`` on one idempotency store whose
+    DELETE (the release after a failed handler) always fails; the handler fails its first run, then succeeds."""
     store, runs = FakeIdempotencyStore(), []
 
     def handle(request: httpx.Request) -> httpx.Response:
@@ -368,6 +333,31 @@ def test_a_live_owner_beyond_the_budget_still_fails_the_record_at_once(monkeypat
             if fail:
                 fail.pop()
                 raise RuntimeError("boom")
+    return store, runs, first, second
+
+
+def test_a_record_left_in_progress_is_waited_for_not_a_spent_delivery(monkeypatch):
+    """The release fails for good (the store refuses every DELETE): the record stays INPROGRESS until its owner
+    invocation's deadline (4 s left; its release attempts take about 1.4 s of them). The redelivery, with 30 s left, waits for that expiry inside its invocation
+    and then runs the event: no delivery is spent on "already in progress"."""
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "platform")
+    store, runs, first, second = _two_environments_whose_release_fails()
+
+    e = event()
+    assert first(sqs_batch(e), _LambdaContext(4000)) == FAILED
+    (record,) = store.records.values()
+    assert record["status"] == "INPROGRESS"
+    expiry_s = record["inProgressExpiryTimestamp"] / 1000
+    assert expiry_s - time.time() > 1.0  # still held by the ended invocation when the redelivery comes
+    assert second(sqs_batch(e, receive_count=2), _LambdaContext(30_000)) == OK
+    assert runs == [e.id, e.id] and time.time() >= expiry_s
+    assert next(iter(store.records.values()))["status"] == "COMPLETED"
+
+
+def test_a_live_owner_beyond_the_budget_still_fails_the_record_at_once(monkeypatch):
+    """An INPROGRESS record whose owner has more time left than this invocation could wait is not waited for."""
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "platform")
+    store, runs, first, second = _two_environments_whose_release_fails()
 
     e = event()
     assert first(sqs_batch(e), _LambdaContext(600_000)) == FAILED
