@@ -41,6 +41,8 @@ import time
 import uuid
 from pathlib import Path
 
+from soorma.testing import free_port  # below the ephemeral range (soorma.testing.ports)
+
 BATCH_SIZES = (1, 10, 100)
 WORKERS = 4
 
@@ -51,12 +53,6 @@ def percentile(values: list[float], q: float) -> float | None:
         return None
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return round(ordered[index], 2)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_envelope(tenant: str, i: int):

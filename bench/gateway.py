@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,15 +30,11 @@ from pathlib import Path
 
 import httpx
 
+from soorma.testing import free_port  # below the ephemeral range (soorma.testing.ports)
+
 ROOT = Path(__file__).resolve().parents[1]
 SOORMA = str(Path(sys.executable).with_name("soorma"))
 _AUTH = re.compile(r"authorizer;dur=([\d.]+)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float:
