@@ -85,7 +85,7 @@ def bench_ingest(owner_dsn: str, count: int, batch: int) -> dict:
     from mangum import Mangum
 
     from memory_ingest import _event
-    from soorma.db import Database
+    from soorma.functions.shared.db import Database
     from soorma.functions.memory.app import create_app
     from soorma.functions.memory.embeddings.local import LocalMiniLM
     from soorma.identity import Identity
@@ -286,7 +286,7 @@ def measure(db, who, vectors, mask, queries, include_public: bool, ef: int, k: i
 
 
 def bench_search(owner_dsn: str, size: int, queries_n: int, efs: list[int], kind: str, noise: float) -> dict:
-    from soorma.db import Database
+    from soorma.functions.shared.db import Database
     from soorma.identity import Identity
     from soorma.local.postgres import app_dsn
 

@@ -82,7 +82,7 @@ BRIDGE_IMAGE = f"public.ecr.aws/docker/library/python:{packaging.LAMBDA_PYTHON}-
 # Characters kept out of generated passwords: they would need quoting in a DSN or a shell.
 PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
 
-# Default reserved concurrency: each execution environment keeps at most 2 connections (soorma.db.Database), so these
+# Default reserved concurrency: each execution environment keeps at most 2 connections (soorma.functions.shared.db.Database), so these
 # bound the platform at (10+10+10+10+4+1+1)*2 = 92 connections, inside Aurora's limit at its smallest maximum
 # capacity. Set ``reserved_concurrency=None`` for an account whose concurrency quota is still 10 (new accounts).
 DEFAULT_RESERVED_CONCURRENCY = {
@@ -121,7 +121,7 @@ API_ROUTES: tuple[tuple[str, str, bool], ...] = (
 )
 
 # Settings passed through to the functions that read them, as the local stack passes them (local/stack.py
-# ``_platform_env``): prefix -> functions. ``SOORMA_RATE_*`` default rate limits (soorma.service.Admission, in every
+# ``_platform_env``): prefix -> functions. ``SOORMA_RATE_*`` default rate limits (soorma.functions.shared.service.Admission, in every
 # HTTP function); ``SOORMA_A2A_*`` the gateway's A2A options; ``SOORMA_JWT_*`` the authorizer's token checks.
 SETTING_PREFIXES: dict[str, tuple[str, ...]] = {
     "SOORMA_RATE_": ("registry", "memory", "gateway", "tracker"),
@@ -129,7 +129,7 @@ SETTING_PREFIXES: dict[str, tuple[str, ...]] = {
     "SOORMA_JWT_": ("authorizer",),
     # the delivery grants' lifetime (soorma.grants): the gateway mints them
     "SOORMA_GRANT_": ("gateway",),
-    # statement_timeout / idle_in_transaction_session_timeout of every function's connections (soorma.db)
+    # statement_timeout / idle_in_transaction_session_timeout of every function's connections (soorma.functions.shared.db)
     "SOORMA_DB_": ("registry", "memory", "gateway", "tracker", "authorizer"),
 }
 _SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")

@@ -44,7 +44,7 @@ def write_binding(app_dsn: str, platform_tenant_id: str, agent_id: str, deployme
     tenant's identity: row-level security confines the update to it). Returns False when the agent does not exist."""
     from psycopg.types.json import Jsonb
 
-    from soorma.db import Database
+    from soorma.functions.shared.db import Database
     from soorma.identity import Identity
 
     db = Database(app_dsn)

@@ -238,7 +238,7 @@ class LocalStack:
         """The developer's API key for the local platform tenant and the bootstrap platform admin's key
         (``admin_api_key``: onboards tenants, sets their limits), created once and kept in credentials.json. Both
         platform tenants are onboarded (rows in ``gateway.tenants``)."""
-        from soorma.db import Database
+        from soorma.functions.shared.db import Database
         from soorma.functions.gateway.keys import create_api_key, resolve_api_key
         from soorma.identity import platform_admin_tenant
 
@@ -282,7 +282,7 @@ class LocalStack:
         """The platform tenant of an agent function's own API key (``None`` if it has none or it is not valid)."""
         if not api_key:
             return None
-        from soorma.db import Database
+        from soorma.functions.shared.db import Database
         from soorma.functions.gateway.keys import resolve_api_key
 
         db = Database(self.app_dsn)
@@ -314,7 +314,7 @@ class LocalStack:
         otherwise a new key is issued and the previous one, if it still resolves, is revoked in the same step, so a
         function never leaves a valid key behind. Raises ``psycopg.Error`` when the database refuses.
         """
-        from soorma.db import Database
+        from soorma.functions.shared.db import Database
         from soorma.functions.gateway.keys import create_api_key, resolve_api_key, revoke_api_key
 
         identity = Identity(platform_tenant_id, platform_tenant_id, name, name, "agent")

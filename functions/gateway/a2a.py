@@ -31,9 +31,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 from soorma.identity import Identity
-from soorma.service import current_identity
+from soorma.functions.shared.service import current_identity
 from soorma.functions.gateway.goals import Goals
 from soorma.functions.gateway.policy import PolicyViolation
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 from soorma.identity import Identity, is_platform_admin, platform_admin_tenant
-from soorma.service import current_identity
+from soorma.functions.shared.service import current_identity
 from soorma.functions.gateway import keys as api_keys
 from soorma.functions.gateway.goals import decode_cursor, encode_cursor, iso
 from soorma.functions.gateway.models import (

@@ -47,11 +47,11 @@ from typing import Any
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from soorma.db import Database, database_from_env
+from soorma.functions.shared.db import Database, database_from_env
 from soorma.events import EventTopic
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
-from soorma.service import current_identity, function_app
+from soorma.functions.shared.service import current_identity, function_app
 from soorma.goal_notices import NOTICE_TYPES
 from soorma.subjects import check_event_type, check_identifier, subject
 from soorma.functions.gateway import a2a, admin
@@ -98,7 +98,7 @@ _EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 def create_app(db: Database | None = None, publisher: Publisher | None = None) -> FastAPI:
     """The gateway's FastAPI app.
 
-    ``db`` defaults to :func:`soorma.db.database_from_env`; ``publisher`` to the transport chosen by
+    ``db`` defaults to :func:`soorma.functions.shared.db.database_from_env`; ``publisher`` to the transport chosen by
     ``SOORMA_EVENT_TRANSPORT`` (:func:`~soorma.functions.gateway.publisher.publisher_from_env`: NATS JetStream by
     default, or SNS), one per app, i.e. per execution environment.
     """

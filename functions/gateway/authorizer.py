@@ -28,7 +28,7 @@ and API Gateway hands ``context`` to the functions at ``requestContext.authorize
   misleading 403.
 
 Caching: the answer may be cached keyed on the credential (``$request.header.Authorization``): revocation,
-suspension and expiry are checked again by the functions on every request (:class:`soorma.service.Admission`).
+suspension and expiry are checked again by the functions on every request (:class:`soorma.functions.shared.service.Admission`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from soorma.db import Database, database_from_env
+from soorma.functions.shared.db import Database, database_from_env
 from soorma.identity import Identity, event_headers
 from soorma.functions.gateway.keys import PREFIX as KEY_PREFIX, resolve_api_key
 from soorma.functions.gateway.tokens import JwtSettings, TokenRejected, looks_like_jwt, verify

@@ -20,7 +20,7 @@ import psycopg
 from fastapi import HTTPException
 from psycopg.types.json import Jsonb
 
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 from soorma.events import EventEnvelope, EventTopic
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import Identity

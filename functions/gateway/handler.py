@@ -8,7 +8,7 @@
 from fastapi import FastAPI
 
 from soorma.functions.gateway.app import create_app
-from soorma.service import lazy_mangum_handler
+from soorma.functions.shared.service import lazy_mangum_handler
 
 
 def warm(app: FastAPI) -> None:

@@ -1,12 +1,12 @@
 """The memory function: semantic memory (pgvector), working memory and task context, on soorma-core's routes.
 
 ``create_app(db=None, embedder=None)`` builds the FastAPI app; without arguments the database comes from
-``SOORMA_APP_DATABASE_URL`` (:func:`soorma.db.database_from_env`) and the embedding provider from
+``SOORMA_APP_DATABASE_URL`` (:func:`soorma.functions.shared.db.database_from_env`) and the embedding provider from
 ``SOORMA_EMBEDDING_PROVIDER`` (:func:`soorma.functions.memory.embeddings.provider_from_env`), both on first use, so
 importing the handler touches neither.
 
 Identity comes only from the API Gateway authorizer context (``requestContext.authorizer.lambda``); a ``/v1/``
-request without it is answered 401 before its body is read (:func:`soorma.service.function_app`, like every
+request without it is answered 401 before its body is read (:func:`soorma.functions.shared.service.function_app`, like every
 function). Row-level security (0004_memory.sql) scopes every row.
 
 Routes (prefix ``/v1/memory``; responses camelCase, bodies camelCase or snake_case; every create body may carry
@@ -38,7 +38,7 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, sta
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 from soorma.functions.memory import store
 from soorma.functions.memory.common import (
     CALLER,
@@ -64,7 +64,7 @@ from soorma.functions.memory.models import (
 )
 from soorma.functions.memory.routes import add_routes, ef_search_query
 from soorma.identity import Identity
-from soorma.service import function_app
+from soorma.functions.shared.service import function_app
 
 # Former private names, kept for code that imported them.
 _Resources = Resources

@@ -9,7 +9,7 @@ from typing import Sequence
 
 from fastapi import Depends, HTTPException, Path, status
 
-from soorma.db import Database, database_from_env
+from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.memory import store
 from soorma.functions.memory.embeddings import (
     DIMENSIONS_ENV,
@@ -23,13 +23,13 @@ from soorma.functions.memory.embeddings import (
 from soorma.functions.memory.models import MAX_CONTENT_BYTES, MAX_ID_CHARS
 from soorma.functions.memory.vectors import Vector, is_finite, is_zero, to_vector
 from soorma.identity import WRITER_ROLES, Identity
-from soorma.service import current_identity
+from soorma.functions.shared.service import current_identity
 
 #: Roles that may write public knowledge and public procedures (readable by every service tenant of the platform
 #: tenant). An end user (role ``user``) writes only private rows.
 PUBLIC_WRITERS = WRITER_ROLES
 
-#: The routes' ``caller`` parameter: the authorizer's identity (:func:`soorma.service.current_identity`).
+#: The routes' ``caller`` parameter: the authorizer's identity (:func:`soorma.functions.shared.service.current_identity`).
 CALLER = Depends(current_identity)
 
 

@@ -5,6 +5,6 @@ model are opened on the first request that needs them and then kept for the life
 """
 
 from soorma.functions.memory.app import create_app
-from soorma.service import lazy_mangum_handler
+from soorma.functions.shared.service import lazy_mangum_handler
 
 handler = lazy_mangum_handler(create_app)

@@ -34,10 +34,10 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
 from psycopg.types.json import Jsonb
 
-from soorma.db import Database, database_from_env
+from soorma.functions.shared.db import Database, database_from_env
 from soorma.events import EventTopic
 from soorma.identity import WRITER_ROLES, Identity
-from soorma.service import current_identity, function_app
+from soorma.functions.shared.service import current_identity, function_app
 from soorma.functions.registry.models import (
     AgentDefinition,
     AgentOut,
@@ -204,7 +204,7 @@ def query_agents(
 
 
 def create_app(db: Database | None = None) -> FastAPI:
-    """The registry's FastAPI app; ``db`` defaults to :func:`soorma.db.database_from_env` (role ``soorma_app``)."""
+    """The registry's FastAPI app; ``db`` defaults to :func:`soorma.functions.shared.db.database_from_env` (role ``soorma_app``)."""
     db = db if db is not None else database_from_env()
     app = function_app("Soorma registry")
     app.state.db = db

@@ -10,7 +10,7 @@ import uuid
 
 from fastapi import Depends, FastAPI, HTTPException
 
-from soorma.db import Database, database_from_env
+from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.tracker.recording import (
     DUPLICATE,
     IGNORED,
@@ -21,14 +21,14 @@ from soorma.functions.tracker.recording import (
     summarize,
 )
 from soorma.identity import Identity
-from soorma.service import current_identity, function_app, lazy_mangum_handler
+from soorma.functions.shared.service import current_identity, function_app, lazy_mangum_handler
 
 __all__ = ["DUPLICATE", "IGNORED", "RECORDED", "create_app", "http_handler", "is_failure", "process_batch",
            "record_envelope", "summarize"]
 
 
 def create_app(db: Database | None = None) -> FastAPI:
-    """The tracker's HTTP app; ``db`` defaults to :func:`soorma.db.database_from_env`."""
+    """The tracker's HTTP app; ``db`` defaults to :func:`soorma.functions.shared.db.database_from_env`."""
     db = db if db is not None else database_from_env()
     app = function_app("Soorma tracker")
     app.state.db = db

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from soorma.db import database_from_env
+from soorma.functions.shared.db import database_from_env
 from soorma.functions.tracker.recording import process_batch
 
 

@@ -44,7 +44,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 from soorma.events import EventEnvelope, EventTopic
 from soorma.goal_notices import DEAD_LETTERED, NOTICE_TYPES
 from soorma.goal_notices import SOURCE as NOTICE_SOURCE

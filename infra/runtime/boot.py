@@ -232,7 +232,7 @@ SNAP_START_INIT = "snap-start"  # AWS_LAMBDA_INITIALIZATION_TYPE during the init
 
 
 def prepare_snapshot(target: Callable[[Any, Any], Any]) -> bool:
-    """Before a SnapStart snapshot: call ``target.prewarm()`` if the handler has one (``soorma.service``'s lazy
+    """Before a SnapStart snapshot: call ``target.prewarm()`` if the handler has one (``soorma.functions.shared.service``'s lazy
     Mangum handlers do) and register the after-restore hook that reseeds ``random``. Returns whether it prewarmed.
 
     The hook uses ``snapshot_restore_py`` (`runtime hooks for Python

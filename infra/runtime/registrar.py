@@ -141,7 +141,7 @@ def unregister_agent(db, tenant: str, agent_id: str) -> None:
 
 
 def on_event(event: dict[str, Any], db=None, secrets=None) -> dict[str, Any]:
-    from soorma.db import database_from_env
+    from soorma.functions.shared.db import database_from_env
 
     db = db or database_from_env()
     kind = event.get("ResourceType", "")

@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time every name below lo
 __version__ = "0.1.0"
 
 # Every public name loads on first use: an agent module pays for what it names, and a platform function that only
-# needs a submodule (``soorma.db``, ``soorma.functions.registry``) does not load the agent runtime at all.
+# needs a submodule (``soorma.functions.shared.db``, ``soorma.functions.registry``) does not load the agent runtime at all.
 _LAZY = {
     "Agent": ".agents",
     "Planner": ".agents",

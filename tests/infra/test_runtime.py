@@ -223,7 +223,7 @@ class FakeSecrets:
 def test_registrar_onboards_the_platform_tenant_and_issues_the_admin_key_once(app_dsn, monkeypatch):
     """Against the real database: the bootstrap platform admin (AWS's counterpart of LocalStack._ensure_credentials)
     resolves to role admin of the platform-operator tenant, whose row exists; a second deploy issues nothing."""
-    from soorma.db import Database
+    from soorma.functions.shared.db import Database
     from soorma.functions.gateway.keys import resolve_api_key
     from soorma.identity import is_platform_admin
     from soorma.infra.runtime.registrar import on_event
@@ -289,7 +289,7 @@ def test_registrar_registers_an_agent_with_its_events_issues_its_key_once_and_un
     """``Custom::SoormaAgent`` against the real database: the event definitions (JSON text, so the schema's numbers
     and booleans survive CloudFormation) and the agent with its deployment binding are registered, an agent key is
     written to the secret once, a definition the registry refuses is skipped, and Delete unregisters the agent."""
-    from soorma.db import Database
+    from soorma.functions.shared.db import Database
     from soorma.functions.gateway.keys import resolve_api_key
     from soorma.functions.registry.app import query_agents
     from soorma.infra.runtime.registrar import _identity, on_event
@@ -412,7 +412,7 @@ def test_prepare_snapshot_prewarms_the_lazy_app_and_its_warm_hook():
     request then reuses that app."""
     from fastapi import FastAPI
 
-    from soorma.service import lazy_mangum_handler
+    from soorma.functions.shared.service import lazy_mangum_handler
 
     built, warmed = [], []
 

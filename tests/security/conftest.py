@@ -96,7 +96,7 @@ def memory_api(app_dsn, memory_helpers, gw_env):
     functions' environment (``gx.PEPPER``: the key of the delivery grants it verifies)."""
     from mangum import Mangum
 
-    from soorma.db import Database
+    from soorma.functions.shared.db import Database
     from soorma.functions.memory.app import create_app
 
     db = Database(app_dsn)

@@ -27,7 +27,7 @@ import pytest
 from mangum import Mangum
 
 from soorma import testing
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 from soorma.events import EventEnvelope
 
 pytestmark = pytest.mark.timeout(180)
@@ -119,7 +119,7 @@ def gateway(app_dsn, bus, gw_env):
 
 
 def call(handler, method: str, path: str, identity, body=None, headers=None) -> tuple[int, dict, dict]:
-    from soorma.service import ensure_event_loop
+    from soorma.functions.shared.service import ensure_event_loop
 
     ensure_event_loop()
     event = testing.http_api_event(method, path, identity=identity, body=body,

@@ -22,7 +22,7 @@ import pytest
 from mangum import Mangum
 
 from soorma import testing
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,7 +40,7 @@ def gateway(app_dsn, nats_url):
 
 
 def call(handler, identity, body: dict) -> tuple[int, dict]:
-    from soorma.service import ensure_event_loop
+    from soorma.functions.shared.service import ensure_event_loop
 
     ensure_event_loop()
     event = testing.http_api_event("POST", "/v1/events/publish", identity=identity, body=body,

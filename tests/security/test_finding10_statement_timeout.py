@@ -3,7 +3,7 @@
 provoke) held its connection and the function until Lambda killed it, and a session left idle inside a transaction
 held its locks for good.
 
-Performed against the real functions' :class:`soorma.db.Database` on the real embedded PostgreSQL: a statement that
+Performed against the real functions' :class:`soorma.functions.shared.db.Database` on the real embedded PostgreSQL: a statement that
 runs, or waits for a lock, longer than the limit is cancelled by the server with a clean error (and a function
 answers 503 with ``Retry-After``, not a hang or a 500), a transaction left idle is ended, and ordinary statements on
 the same pool keep working.
@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from mangum import Mangum
 
-from soorma.db import DEFAULT_STATEMENT_TIMEOUT_MS, Database
+from soorma.functions.shared.db import DEFAULT_STATEMENT_TIMEOUT_MS, Database
 from soorma.testing import http_api_event, new_identity
 
 
@@ -76,7 +76,7 @@ def test_a_function_blocked_by_a_lock_answers_503_instead_of_hanging(app_dsn, po
     """The registry function behind its Lambda handler: another session holds a lock on the table a request writes;
     the request's statement is cancelled at the limit and the function answers a clean 503 with Retry-After."""
     from soorma.functions.registry.app import create_app
-    from soorma.service import ensure_event_loop
+    from soorma.functions.shared.service import ensure_event_loop
 
     db = Database(app_dsn, statement_timeout_ms=500)
     handler = Mangum(create_app(db), lifespan="off")

@@ -15,7 +15,7 @@ import pytest
 from mangum import Mangum
 
 from soorma import testing
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 from soorma.identity import Identity
 
 PEPPER = "test-pepper"
@@ -59,7 +59,7 @@ class Reply:
 
 def invoke(handler, event: dict[str, Any]) -> Reply:
     """Call a Lambda handler with an HTTP event and decode its response."""
-    from soorma.service import ensure_event_loop
+    from soorma.functions.shared.service import ensure_event_loop
 
     ensure_event_loop()  # Mangum needs an open loop on this thread (what the Lambda runtime's main thread has)
     out = handler(event, None)

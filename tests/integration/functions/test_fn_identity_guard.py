@@ -1,4 +1,4 @@
-"""The identity guard every HTTP function shares (``soorma.service``): a ``/v1/`` request without the authorizer's
+"""The identity guard every HTTP function shares (``soorma.functions.shared.service``): a ``/v1/`` request without the authorizer's
 context is a 401 before its body is parsed, so an anonymous caller learns nothing about its body's validity."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from soorma.identity import Identity
-from soorma.service import UNAUTHORIZED
+from soorma.functions.shared.service import UNAUTHORIZED
 
 ROUTES = [
     ("registry", "POST", "/v1/agents"),

@@ -9,7 +9,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import pytest
 
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 from soorma.identity import Identity
 
 

@@ -10,7 +10,7 @@ import uuid
 import pytest
 from psycopg_pool import ConnectionPool
 
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 from soorma.events import EventEnvelope
 from soorma.functions.tracker.app import process_batch
 from soorma.testing import sqs_batch

@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from soorma.db import Database
+from soorma.functions.shared.db import Database
 
 PEPPER = "gateway-test-pepper"
 JWT_SECRET = "gateway-test-jwt-secret-0123456789abcdef"
@@ -45,7 +45,7 @@ class InProcessInvoker:
         self.calls: list[str] = []
 
     def _call(self, name: str, event: dict[str, Any]) -> Result:
-        from soorma.service import ensure_event_loop
+        from soorma.functions.shared.service import ensure_event_loop
 
         ensure_event_loop()
         try:

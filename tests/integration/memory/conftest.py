@@ -73,7 +73,7 @@ def memory_transport(api: "MemoryApi", who: Identity):
     import httpx
 
     from soorma.identity import GRANT_HEADER, SERVICE_TENANT_HEADER, SERVICE_USER_HEADER
-    from soorma.service import ensure_event_loop
+    from soorma.functions.shared.service import ensure_event_loop
 
     def call(request: httpx.Request) -> httpx.Response:
         ensure_event_loop()
@@ -149,7 +149,7 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def memory_db(app_dsn, pgvector_works):
-    from soorma.db import Database
+    from soorma.functions.shared.db import Database
 
     db = Database(app_dsn)
     yield db

@@ -19,7 +19,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from soorma import Agent, EventEnvelope, PlatformContext, testing
-from soorma.service import ensure_event_loop
+from soorma.functions.shared.service import ensure_event_loop
 from soorma.settings import Settings
 
 from .conftest import PEPPER, memory_transport
@@ -148,7 +148,7 @@ def test_concurrent_creates_have_exactly_one_winner(memory_db, counting_embedder
     that all name the winner's record."""
     from mangum import Mangum
 
-    from soorma.db import Database
+    from soorma.functions.shared.db import Database
     from soorma.functions.memory.app import create_app
     from tests.integration.memory.conftest import MemoryApi
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from soorma.service import ensure_event_loop
+from soorma.functions.shared.service import ensure_event_loop
 
 
 def _plan_context(api, who, plan_id="plan-1", **overrides):

@@ -7,7 +7,7 @@ out of the picture:
 * the catalog: every table in schema ``memory`` has RLS enabled AND forced and at least one policy, and the role the
   functions connect as (``soorma_app``) is neither superuser nor BYPASSRLS, nor a member of a role that is;
 * table-driven, per memory table: tenant A's rows are inserted through the app role with the identity set exactly as
-  :meth:`soorma.db.Database.transaction` sets it; then, as tenant B (same connection pool, same role),
+  :meth:`soorma.functions.shared.db.Database.transaction` sets it; then, as tenant B (same connection pool, same role),
   ``select count(*)``, ``update … set <col> = <col>`` and ``delete`` with NO ``WHERE`` clause see and touch 0 rows,
   an insert carrying A's identity is refused, and A's rows (read as the database owner, which bypasses RLS) are
   unchanged. A control shows the very same statements do reach A's rows when run as A.
@@ -162,7 +162,7 @@ def test_every_memory_table_has_forced_rls_and_a_policy_and_the_app_role_cannot_
     assert not not_forced, f"row-level security not forced on memory.{not_forced}"
     assert not no_policy, f"memory tables without any policy: {no_policy}"
 
-    # the role the functions really connect as (the pool of soorma.db.Database on SOORMA_APP_DATABASE_URL)
+    # the role the functions really connect as (the pool of soorma.functions.shared.db.Database on SOORMA_APP_DATABASE_URL)
     with memory_db.transaction() as conn:
         me = conn.execute(
             "select current_user as name, r.rolsuper, r.rolbypassrls from pg_roles r where r.rolname = current_user"

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from soorma.service import ensure_event_loop
+from soorma.functions.shared.service import ensure_event_loop
 
 
 def _create(api, who, task_id="task-1", **extra):
@@ -99,7 +99,7 @@ def race_api(api, app_dsn, embedder):
     holds a database connection at the same time and the statements really overlap in PostgreSQL."""
     from mangum import Mangum
 
-    from soorma.db import Database
+    from soorma.functions.shared.db import Database
     from soorma.functions.memory.app import create_app
 
     db = Database(app_dsn, max_size=WRITERS)

@@ -121,6 +121,6 @@ def test_imports_stay_light():
         "import sys, soorma, soorma.testing\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette', 'mangum', 'psycopg', 'nats'})\n"
         "assert not heavy, heavy\n"
-        "assert 'soorma.service' not in sys.modules\n"
+        "assert 'soorma.functions.shared.service' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

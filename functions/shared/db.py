@@ -9,7 +9,7 @@ The policies compare the rows' identity columns with ``current_setting('soorma.â
 Every connection also gets a ``statement_timeout`` and an ``idle_in_transaction_session_timeout``
 (https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-STATEMENT-TIMEOUT), set as libpq startup
 ``options`` so they cost no round trip and survive ``RESET ALL``: a statement that runs longer is cancelled by the
-server (``psycopg.errors.QueryCanceled``, SQLSTATE 57014, answered 503 by :mod:`soorma.service`) instead of holding
+server (``psycopg.errors.QueryCanceled``, SQLSTATE 57014, answered 503 by :mod:`soorma.functions.shared.service`) instead of holding
 a connection and the function until Lambda kills it, and a session left idle inside a transaction (an execution
 environment frozen mid-request) is ended so its locks are released. Settings (milliseconds; ``0`` turns a limit off,
 as in PostgreSQL): ``SOORMA_DB_STATEMENT_TIMEOUT_MS`` (default :data:`DEFAULT_STATEMENT_TIMEOUT_MS`, under API

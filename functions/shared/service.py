@@ -19,7 +19,7 @@
 * :func:`install_error_handlers` — maps what a client can cause to 4xx answers instead of a 500: no identity → 401,
   a value that cannot form a NATS subject → 422, a value PostgreSQL refuses (NUL characters, ...) → 422, a unique
   violation → 409, a value too large for an index → 422, a statement cancelled by ``statement_timeout``
-  (:mod:`soorma.db`) → 503 with ``Retry-After``, and an unreachable database → 503.
+  (:mod:`soorma.functions.shared.db`) → 503 with ``Retry-After``, and an unreachable database → 503.
 * :func:`lazy_mangum_handler` — a Lambda entry point that builds the app (and its Mangum adapter) on the first
   invocation, so importing a handler module needs no environment.
 
@@ -155,7 +155,7 @@ def _admission_db(app: Any) -> Any:
         resources = getattr(state, "resources", None)
         db = getattr(resources, "db", None) if resources is not None else None
     if db is None:
-        from soorma.db import database_from_env
+        from soorma.functions.shared.db import database_from_env
 
         db = database_from_env()
     return db
@@ -264,7 +264,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(psycopg.errors.QueryCanceled)
     async def _statement_timeout(request: Request, exc: psycopg.errors.QueryCanceled) -> JSONResponse:
-        # statement_timeout (soorma.db): the server cancelled a statement that ran too long. A clean, retryable
+        # statement_timeout (soorma.functions.shared.db): the server cancelled a statement that ran too long. A clean, retryable
         # answer instead of a hung function; the statement's text is not echoed.
         logger.error("database statement cancelled: %s", _first_line(exc))
         return JSONResponse({"detail": "the database statement took too long and was cancelled; retry later"},
@@ -272,7 +272,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(psycopg.errors.IdleInTransactionSessionTimeout)
     async def _idle_ended(request: Request, exc: psycopg.Error) -> JSONResponse:
-        # idle_in_transaction_session_timeout (soorma.db) ended the session (SQLSTATE 25P03, an InternalError, not
+        # idle_in_transaction_session_timeout (soorma.functions.shared.db) ended the session (SQLSTATE 25P03, an InternalError, not
         # an OperationalError); the pool replaces the connection, so a retry succeeds.
         logger.error("database session ended while idle in a transaction: %s", _first_line(exc))
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503,
