@@ -232,7 +232,7 @@ async def bench_bridge(events: int, steady_s: float, steady_rate: float) -> dict
             # drain: events stored first (consumer created beforehand so none is skipped), then delivered
             tenant = f"d{uuid.uuid4().hex[:8]}"
             route = route_for(tenant, batch)
-            from soorma.functions.bridge.consumer import ConsumerPolicy, ensure_consumer
+            from soorma.delivery.consumer import ConsumerPolicy, ensure_consumer
 
             await ensure_consumer(js, route, ConsumerPolicy())
             for start in range(0, events, 500):

@@ -102,7 +102,7 @@ class SoormaAgent(Construct):
         environment: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(scope, id)
-        from soorma.local.deploy import discover_agents, load_app
+        from soorma.app import discover_agents, load_app
 
         self.platform = platform or SoormaPlatform.of(self)
         entry_path = Path(entry).resolve()

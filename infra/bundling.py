@@ -110,7 +110,7 @@ def agent_code(entry: Path) -> lambda_.Code:
 
 def bridge_bundle(scope: Construct, id: str) -> s3_assets.Asset:
     """The NATS bridge's code for Fargate: the SDK, the bridge and its wheels (``python/``), as one zip in S3."""
-    parts = ("sdk", "functions", "runtime", "bridge-routes")
+    parts = ("sdk", "bridge")
     spec = packaging.LAYERS["bridge"]
     target = packaging.Target.lambda_arm64()
     bytecode = packaging.lambda_bytecode()  # the bridge's image is CPython LAMBDA_PYTHON too (platform.BRIDGE_IMAGE)

@@ -195,25 +195,70 @@ def _package_dir(module: str) -> Path:
     return Path(importlib.import_module(module).__file__).resolve().parent
 
 
+#: What of ``soorma.infra.runtime`` every function needs: the boot module, Lambda's entry point of every function
+#: (stdlib only). The registrar and the bridge's entry point are the platform's and ship only in its code bundles.
+RUNTIME_BOOT = ("__init__.py", "boot.py")
+
+
 def _sdk_sources() -> list[tuple[Path, list[Path]]]:
-    """The SDK (package ``soorma`` without the CLI and the nested parts) and ``soorma.infra.runtime``."""
+    """The SDK (package ``soorma`` without the CLI and the nested parts) and the boot module of
+    ``soorma.infra.runtime`` (:data:`RUNTIME_BOOT`)."""
     sdk = _package_dir("soorma")
     skip = {"cli", "functions", "local", "infra", "testing"}
     files = [p for p in _source_files(sdk) if not (set(p.relative_to(sdk).parts[:1]) & skip)]
     runtime = _package_dir("soorma.infra.runtime")
-    return [(sdk, files), (runtime, _source_files(runtime))]
+    return [(sdk, files), (runtime, [runtime / name for name in RUNTIME_BOOT])]
+
+
+def _runtime_files(parts: tuple[str, ...]) -> list[Path]:
+    """``soorma.infra.runtime`` beyond the boot module: all of it (part ``runtime``) or the bridge's entry point
+    (part ``bridge``)."""
+    runtime = _package_dir("soorma.infra.runtime")
+    if "runtime" in parts:
+        return [p for p in _source_files(runtime) if p.name not in RUNTIME_BOOT]
+    if "bridge" in parts:
+        return [runtime / "bridge_main.py"]
+    return []
+
+
+#: The platform functions' modules the NATS bridge runs (``soorma.infra.runtime.bridge_main``): the bridge, the
+#: database plumbing its route reader uses, and the registry's route read model. Nothing of the web-serving functions
+#: and nothing of the local stack (tests/unit/test_architecture.py lists the bundle's imports).
+BRIDGE_MODULES = (
+    "__init__.py",
+    "shared/__init__.py",
+    "shared/db.py",
+    "bridge",
+    "registry/__init__.py",
+    "registry/models.py",
+    "registry/routes.py",
+)
+
+
+def _function_files(parts: tuple[str, ...]) -> tuple[Path, list[Path]] | None:
+    """``soorma.functions``' files for a code bundle: all of them (part ``functions``), only the bridge's (part
+    ``bridge``, :data:`BRIDGE_MODULES`), or none."""
+    functions = _package_dir("soorma.functions")
+    if "functions" in parts:
+        return functions, _source_files(functions)
+    if "bridge" in parts:
+        files: list[Path] = []
+        for entry in BRIDGE_MODULES:
+            path = functions / entry
+            files += _source_files(path) if path.is_dir() else [path]
+        return functions, files
+    return None
 
 
 def _code_sources(parts: tuple[str, ...]) -> list[tuple[Path, list[Path]]]:
     out: list[tuple[Path, list[Path]]] = []
     if "sdk" in parts or "runtime" in parts:
         out += _sdk_sources()
-    if "functions" in parts:
-        functions = _package_dir("soorma.functions")
-        out.append((functions, _source_files(functions)))
-    if "bridge-routes" in parts:
-        local = _package_dir("soorma.local")
-        out.append((local, [local / "__init__.py", local / "routes.py"]))
+    if _runtime_files(parts):
+        out.append((_package_dir("soorma.infra.runtime"), _runtime_files(parts)))
+    functions = _function_files(parts)
+    if functions is not None:
+        out.append(functions)
     return out
 
 
@@ -223,7 +268,7 @@ def _copy_file(src: Path, dst: Path) -> None:
 
 
 def write_sdk(dest: Path) -> None:
-    """Lay the SDK out as ``dest/soorma/...`` with ``soorma.infra.runtime`` (the boot module every function uses).
+    """Lay the SDK out as ``dest/soorma/...`` with ``soorma.infra.runtime.boot`` (the entry point of every function).
 
     ``soorma/infra/__init__.py`` is written empty: the real one only re-exports the CDK constructs lazily, and a
     function has no use for them."""
@@ -236,18 +281,17 @@ def write_sdk(dest: Path) -> None:
 
 
 def write_code(dest: Path, parts: tuple[str, ...] = ("sdk", "functions", "runtime")) -> Path:
-    """The platform functions' code: the SDK, ``soorma.functions`` (and optionally the bridge's route reader)."""
+    """The platform functions' code: the SDK and ``soorma.functions`` (all of it, or only the bridge's modules)."""
     dest.mkdir(parents=True, exist_ok=True)
     write_sdk(dest)
-    if "functions" in parts:
-        functions = _package_dir("soorma.functions")
-        for path in _source_files(functions):
-            _copy_file(path, dest / "soorma" / "functions" / path.relative_to(functions))
-    if "bridge-routes" in parts:
-        local = _package_dir("soorma.local")
-        (dest / "soorma" / "local").mkdir(parents=True, exist_ok=True)
-        (dest / "soorma" / "local" / "__init__.py").write_text("")
-        _copy_file(local / "routes.py", dest / "soorma" / "local" / "routes.py")
+    runtime = _package_dir("soorma.infra.runtime")
+    for path in _runtime_files(parts):
+        _copy_file(path, dest / "soorma" / "infra" / "runtime" / path.relative_to(runtime))
+    functions = _function_files(parts)
+    if functions is not None:
+        root, files = functions
+        for path in files:
+            _copy_file(path, dest / "soorma" / "functions" / path.relative_to(root))
     return dest
 
 

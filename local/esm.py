@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from soorma.functions.bridge.backoff import ExponentialBackoff
+from soorma.delivery.backoff import ExponentialBackoff
 from soorma.functions.bridge.metrics import percentile
 from soorma.functions.bridge.payload import Outcome, clip, interpret
 from soorma.functions.bridge.types import FunctionThrottled, Invoker

@@ -17,7 +17,7 @@ tracker): its messages stay there and are listed and replayed as they are.
 
 Routes are re-read from the registry every ``refresh_interval_s``, like the bridge's: a ``soorma local deploy`` needs no
 restart. Each mapping is named by the consumer name of its (platform tenant, agent)
-(:func:`soorma.local.routes.consumer_name`), so ``soorma local status`` and the deployer find it under the same key as
+(:func:`soorma.functions.bridge.routes.consumer_name`), so ``soorma local status`` and the deployer find it under the same key as
 a bridge consumer.
 
 Settings: ``SOORMA_MOTO_PORT`` (moto's port, default 14566), ``AWS_ENDPOINT_URL`` (use that SNS/SQS endpoint — e.g.
@@ -42,7 +42,7 @@ from typing import Any
 from soorma.functions.tracker import dead_letters as dl
 from soorma.local import sqs as resources
 from soorma.local.esm import EventSourceMappings, Mapping
-from soorma.local.routes import consumer_name
+from soorma.functions.bridge.routes import consumer_name
 
 log = logging.getLogger("soorma.local.sqs_transport")
 

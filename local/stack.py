@@ -425,7 +425,7 @@ class LocalStack:
     async def _start_bridge(self) -> None:
         from soorma.functions.bridge import Bridge
 
-        from soorma.local.routes import RouteSource
+        from soorma.functions.bridge.routes import RouteSource
 
         source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
                              function_tenant=self.function_tenant)
@@ -433,7 +433,7 @@ class LocalStack:
         await self.bridge.start()
 
     async def _start_sqs(self) -> None:
-        from soorma.local.routes import RouteSource
+        from soorma.functions.bridge.routes import RouteSource
         from soorma.local.sqs_transport import SqsTransport, settings_from_env
 
         source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0],

@@ -5,13 +5,16 @@ NAK-with-backoff retries and dead letters in ``SOORMA_DLQ`` (listed and replayed
 metrics as CloudWatch EMF (:mod:`.metrics`). See :mod:`.bridge` for the semantics.
 """
 
-from .backoff import ExponentialBackoff
+from soorma.delivery.backoff import ExponentialBackoff
+from soorma.delivery.consumer import ConsumerPolicy, delete_consumer, desired_config, ensure_consumer, normalize_filters
+from soorma.delivery.dead_letters import dead_letter, dlq_headers
+from soorma.delivery.route import Route, consumer_name_for
+
 from .bridge import Bridge, RoutesSource
-from .consumer import ConsumerPolicy, delete_consumer, desired_config, ensure_consumer, normalize_filters
-from .dlq import DeadLetter, dead_letter, dlq_headers, list_dead_letters, replay
+from .dlq import DeadLetter, list_dead_letters, replay
 from .metrics import DeliveryMetrics
 from .payload import EVENT_SOURCE, Outcome, build_payload, build_record, interpret
-from .types import ConsumerStats, FunctionThrottled, InvokeResult, Invoker, Route, consumer_name_for
+from .types import ConsumerStats, FunctionThrottled, InvokeResult, Invoker
 
 __all__ = [
     "Bridge",

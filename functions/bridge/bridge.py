@@ -60,12 +60,13 @@ from nats.js import JetStreamContext
 from soorma.jetstream import ensure_streams
 from soorma.subjects import STREAM
 
-from .backoff import ExponentialBackoff
+from soorma.delivery.backoff import ExponentialBackoff
+from soorma.delivery.consumer import ConsumerPolicy, ensure_consumer
+from soorma.delivery.dead_letters import H_REPLAY_CONSUMER, clip, dead_letter
+
 from .fetch import fetch_ready
-from .consumer import ConsumerPolicy, ensure_consumer
-from .dlq import H_REPLAY_CONSUMER, dead_letter
 from .metrics import DeliveryMetrics
-from .payload import Outcome, build_payload, build_record, clip, interpret
+from .payload import Outcome, build_payload, build_record, interpret
 from .types import ConsumerStats, FunctionThrottled, Invoker, Route
 
 log = logging.getLogger("soorma.functions.bridge")

@@ -50,9 +50,9 @@ from soorma.payload import (  # noqa: F401 (re-exported)
     sqs_record,
 )
 
-from .types import InvokeResult
+from soorma.delivery.dead_letters import MAX_ERROR_CHARS, clip  # noqa: F401 (re-exported)
 
-MAX_ERROR_CHARS = 1000
+from .types import InvokeResult
 
 
 def build_record(msg: Msg, body: str, *, sender: str, region: str, now_ms: int | None = None) -> dict[str, Any]:
@@ -91,11 +91,6 @@ class Outcome:
 
 
 SUCCESS = Outcome(frozenset(), None)
-
-
-def clip(text: str, limit: int = MAX_ERROR_CHARS) -> str:
-    text = " ".join(str(text).split())  # header-safe: no CR/LF, collapsed whitespace
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def describe_function_error(result: InvokeResult) -> str:

@@ -2,7 +2,7 @@
 
 Runs on Fargate (one task; a second replica is safe, since a pull consumer hands each message to one fetcher).
 Routes come from the registry (``registry.list_routes()``, every deployed agent with ``transport=nats``) plus the
-tracker, exactly as on the local stack (:mod:`soorma.local.routes`); functions are invoked with Lambda's synchronous
+tracker, exactly as on the local stack (:mod:`soorma.functions.bridge.routes`); functions are invoked with Lambda's synchronous
 ``Invoke``. SIGTERM (ECS stopping the task) drains in-flight invocations and acknowledgements before exit.
 
 Environment: the secret ARNs of :mod:`.boot` (``SOORMA_APP_DB_SECRET_ARN``, ``SOORMA_NATS_SECRET_ARN``) and
@@ -110,7 +110,7 @@ def _retry_after(exc) -> float | None:
 
 
 async def run() -> None:
-    from soorma.local.routes import RouteSource
+    from soorma.functions.bridge.routes import RouteSource
 
     resolve_environment()
     source = RouteSource(os.environ["SOORMA_APP_DATABASE_URL"], tracker_function=os.environ["SOORMA_TRACKER_FUNCTION"])

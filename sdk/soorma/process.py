@@ -90,14 +90,9 @@ def resolve_platform_tenant(explicit: str | None = None, env: Any = None) -> str
 
 def consumer_name(platform_tenant_id: str, agent_name: str) -> str:
     """The durable consumer of (platform tenant, agent): the one the bridge uses for the deployed agent."""
-    try:
-        from soorma.local.routes import consumer_name as local_name
+    from soorma.delivery.route import consumer_name_for
 
-        return local_name(platform_tenant_id, agent_name)
-    except ImportError:  # pragma: no cover - without the local extra, the bridge's own naming
-        from soorma.functions.bridge import consumer_name_for
-
-        return consumer_name_for(platform_tenant_id, agent_name)
+    return consumer_name_for(platform_tenant_id, agent_name)
 
 
 @dataclass
@@ -141,7 +136,9 @@ class LocalRunner:
         import nats
         from nats.errors import TimeoutError as NatsTimeout
 
-        from soorma.functions.bridge import ConsumerPolicy, ExponentialBackoff, Route, ensure_consumer
+        from soorma.delivery.backoff import ExponentialBackoff
+        from soorma.delivery.consumer import ConsumerPolicy, ensure_consumer
+        from soorma.delivery.route import Route
         from soorma.jetstream import ensure_streams
         from soorma.subjects import STREAM, filter_subject
 
@@ -212,8 +209,7 @@ class LocalRunner:
                 await nc.close()
 
     async def _handle(self, js: Any, msg: Any, route: Any, backoff: Any) -> None:
-        from soorma.functions.bridge import dead_letter
-        from soorma.functions.bridge.dlq import H_REPLAY_CONSUMER
+        from soorma.delivery.dead_letters import H_REPLAY_CONSUMER, dead_letter
 
         target = msg.headers.get(H_REPLAY_CONSUMER) if msg.headers else None
         if target is not None and target != route.consumer_name:

@@ -60,18 +60,18 @@ import logging
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Mapping
 
+from .environment import environment_context, event_loop, existing_event_loop, refuse_running_loop, run, run_checked_once
 from .errors import ForeignTenantEventError, MalformedEventError
 from .events import EventEnvelope
 
 if TYPE_CHECKING:
     from .agents.base import Agent
-    from .context import PlatformContext
 
 log = logging.getLogger("soorma.runtime")
 
-T = TypeVar("T")
+__all__ = ["LambdaRuntime", "deployed_platform_tenant", "environment_context", "event_loop", "run"]
 
 # Stop starting handlers this long before Lambda's own timeout, so the partial response (which acknowledges the
 # records already processed) is returned instead of the whole batch being lost to a timeout and redelivered.
@@ -80,72 +80,7 @@ SAFETY_MARGIN_SECONDS = 1.0
 #: Environment variable naming the platform tenant the function was deployed for (see the module docstring).
 PLATFORM_TENANT_ENV = "SOORMA_PLATFORM_TENANT_ID"
 
-# One loop per thread: a loop can be run by one thread at a time (``run_until_complete`` on a loop another thread is
-# running raises "This event loop is already running"), so a process-wide loop breaks as soon as two threads call the
-# entry. Thread-local state is the standard answer (asyncio's own default policy keeps one loop per thread).
-_local = threading.local()
-_context: "PlatformContext | None" = None
-_context_lock = threading.Lock()
 _start_lock = threading.Lock()
-
-
-def event_loop() -> asyncio.AbstractEventLoop:
-    """The calling thread's event loop (created on first use in that thread, reused by every later invocation on it).
-
-    Not the loop asyncio may be running in this thread: see :func:`run` for how a running loop is refused."""
-    loop = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _local.loop = loop
-    return loop
-
-
-def _refuse_running_loop() -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError(
-        "the agent's Lambda entry is synchronous and cannot run inside a running event loop; "
-        "await agent.dispatch(envelope) instead"
-    )
-
-
-def run(awaitable: Awaitable[T]) -> T:
-    """Run ``awaitable`` to completion on the execution environment's loop.
-
-    Raises ``RuntimeError`` when called from inside a running event loop (there, ``await`` the coroutine instead,
-    e.g. ``await agent.dispatch(envelope)``).
-    """
-    try:
-        _refuse_running_loop()
-    except RuntimeError:
-        if asyncio.iscoroutine(awaitable):
-            awaitable.close()
-        raise
-    return event_loop().run_until_complete(awaitable)
-
-
-def _loop_run(awaitable: Awaitable[T]) -> T:
-    """:func:`run` without the running-loop check (the batch entry made it once for the whole batch)."""
-    return event_loop().run_until_complete(awaitable)
-
-
-def environment_context(
-    auth_token: str | None = None, auth_token_provider: Callable[[], Any] | None = None
-) -> "PlatformContext":
-    """The execution environment's :class:`PlatformContext`, built from ``SOORMA_*`` once. An agent with its own
-    ``auth_token``/``auth_token_provider`` gets a context of its own."""
-    global _context
-    from .context import PlatformContext
-
-    if auth_token is not None or auth_token_provider is not None:
-        return PlatformContext.from_env(auth_token=auth_token, auth_token_provider=auth_token_provider)
-    if _context is None:
-        with _context_lock:  # two threads' first batches must not build two contexts (and leak one's pools)
-            if _context is None:
-                _context = PlatformContext.from_env()
-    return _context
 
 
 def deployed_platform_tenant() -> str | None:
@@ -205,7 +140,7 @@ class LambdaRuntime:
         reported terminal). Anything else without ``Records`` raises ``ValueError``; a call from inside a
         running event loop raises ``RuntimeError``.
         """
-        _refuse_running_loop()
+        refuse_running_loop()
         self.mode  # noqa: B018 - resolve the idempotency setting (a bad value fails the invocation, visibly)
         if isinstance(event, Mapping) and "Records" not in event and "type" in event and "topic" in event:
             envelope = EventEnvelope.model_validate(dict(event))
@@ -292,14 +227,14 @@ class LambdaRuntime:
         another invocation's record is taken out of it."""
         guard = self.idempotency
         if guard is None:
-            return _loop_run(self._dispatch(envelope, budget))
+            return run_checked_once(self._dispatch(envelope, budget))
         deadline = None if budget is None else time.monotonic() + budget
 
         def dispatch() -> int:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise TimeoutError("no time left in this invocation; left for redelivery")
-            return _loop_run(self._dispatch(envelope, left))
+            return run_checked_once(self._dispatch(envelope, left))
 
         ran, replayed = guard.handle(envelope, dispatch, lambda_context)
         if replayed:
@@ -372,8 +307,8 @@ class LambdaRuntime:
 
     def _shutdown(self) -> None:
         # atexit runs on the main thread: stop on its loop (where Lambda's runtime ran every invocation).
-        loop = getattr(_local, "loop", None)
-        if loop is None or loop.is_closed() or loop.is_running():
+        loop = existing_event_loop()
+        if loop is None or loop.is_running():
             return
         try:
             loop.run_until_complete(self.agent.stop())

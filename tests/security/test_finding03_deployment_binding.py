@@ -152,7 +152,7 @@ def test_route_source_routes_a_binding_only_to_its_own_tenants_function(postgres
     import asyncio
     import uuid
 
-    from soorma.local.routes import RouteSource
+    from soorma.functions.bridge.routes import RouteSource
 
     a, b = f"f3a{uuid.uuid4().hex[:8]}", f"f3b{uuid.uuid4().hex[:8]}"
     binding = {"transport": "nats", "subscriptions": [{"topic": "business-facts", "event_type": "vault.open"}]}

@@ -169,7 +169,7 @@ class Agent:
     def context(self) -> "PlatformContext":
         """The platform clients (built from the environment once per execution environment unless set)."""
         if self._context is None:
-            from ..runtime import environment_context
+            from ..environment import environment_context
 
             self._context = environment_context(self._auth_token, self._auth_token_provider)
         return self._context

@@ -24,7 +24,7 @@ agent's credentials, acting for the service tenant and user of the event being h
 :meth:`PlatformPersistenceLayer.acting_for` (the agent runtime does), else the memory client's usual rules apply.
 
 The four operations are synchronous, as Powertools calls them; the memory client is asynchronous, so each call is run
-to completion on the execution environment's event loop (:func:`soorma.runtime.run`; another ``runner`` may be given).
+to completion on the execution environment's event loop (:func:`soorma.environment.run`; another ``runner`` may be given).
 Calling them from inside a running event loop therefore raises ``RuntimeError`` (which Powertools reports as
 ``IdempotencyPersistenceLayerError``).
 """
@@ -65,7 +65,7 @@ DELETE_BACKOFF_SECONDS = 0.2
 
 
 def _default_runner(awaitable: Awaitable[T]) -> T:
-    from soorma.runtime import run
+    from soorma.environment import run
 
     return run(awaitable)
 
@@ -77,8 +77,8 @@ class PlatformPersistenceLayer(BasePersistenceLayer):
 
     * ``memory``: a :class:`~soorma.clients.memory.MemoryClient`, a :class:`~soorma.context.PlatformContext` (its
       ``memory`` is used), or a zero-argument callable returning a client (read on every call, so an agent's context
-      set later is honoured). ``None``: the execution environment's context (:func:`soorma.runtime.environment_context`).
-    * ``runner``: runs one coroutine to completion from synchronous code (default :func:`soorma.runtime.run`, the
+      set later is honoured). ``None``: the execution environment's context (:func:`soorma.environment.environment_context`).
+    * ``runner``: runs one coroutine to completion from synchronous code (default :func:`soorma.environment.run`, the
       environment's event loop).
 
     Use it like any Powertools layer (source: :data:`DOCS_URL`)::
@@ -113,7 +113,7 @@ class PlatformPersistenceLayer(BasePersistenceLayer):
         """The memory client the records go through."""
         source = self._memory_source
         if source is None:
-            from soorma.runtime import environment_context
+            from soorma.environment import environment_context
 
             return environment_context().memory
         if callable(source) and not hasattr(source, "create_idempotency_record"):

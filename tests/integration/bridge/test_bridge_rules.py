@@ -19,7 +19,7 @@ from soorma.functions.bridge import (
     interpret,
     normalize_filters,
 )
-from soorma.functions.bridge.consumer import ConsumerPolicy, subject_covers
+from soorma.delivery.consumer import ConsumerPolicy, subject_covers
 
 IDS = ["11", "12", "13"]
 

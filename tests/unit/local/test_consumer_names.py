@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from soorma.functions.bridge import Route, consumer_name_for
-from soorma.local.routes import bridge_route, consumer_name
+from soorma.functions.bridge.routes import bridge_route, consumer_name
 from soorma.process import consumer_name as process_consumer_name
 
 

@@ -1,4 +1,5 @@
-"""The bridge's routes on the local stack: every deployed agent in the registry, plus the tracker."""
+"""The bridge's routes, read from the registry: every deployed agent, plus the tracker (the same on the local stack and
+on Fargate)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from datetime import datetime
 from typing import Any, Callable
 
 from soorma.functions.shared.db import Database
-from soorma.functions.bridge import Route, consumer_name_for
+from soorma.delivery.route import Route, consumer_name_for
 from soorma.subjects import STREAM_SUBJECTS, filter_subject
 
-log = logging.getLogger("soorma.local.routes")
+log = logging.getLogger("soorma.functions.bridge.routes")
 
 
 def consumer_name(platform_tenant_id: str, agent: str) -> str:

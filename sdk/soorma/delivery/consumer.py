@@ -35,7 +35,7 @@ from nats.js.errors import NotFoundError
 
 from soorma.subjects import STREAM
 
-from .types import Route
+from .route import Route
 
 log = logging.getLogger("soorma.functions.bridge")
 
