@@ -11,6 +11,8 @@ The pages are ``README.md``, ``SECURITY.md`` and ``docs/*.md``. What is checked,
   variable in the code must start with);
 * every ``soorma …`` command line (inline code or a shell block) names a real command of the CLI, and every
   ``--option`` it passes is an option of that command;
+* every HTTP route quoted with its method (``GET /v1/goals/{goal_id}``, ``GET|PUT /v1/policy``) is a route of a
+  platform function, with that method;
 * every relative link (``[text](path#anchor)``) reaches a file of the repository, and its anchor a heading there;
 * every repository path quoted in inline code (``infra/platform.py``, ``tests/infra/``) exists.
 
@@ -286,6 +288,42 @@ def test_quoted_repository_paths_exist() -> None:
                 problems.append(f"{page.name}: `{span}`")
     assert checked > 20
     assert not problems, "repository paths the docs quote that do not exist:\n" + "\n".join(problems)
+
+
+ROUTE = re.compile(r"^((?:GET|POST|PUT|PATCH|DELETE)(?:\|(?:GET|POST|PUT|PATCH|DELETE))*) (/\S+)$")
+FUNCTIONS_WITH_ROUTES = ("gateway", "registry", "memory", "tracker")
+
+
+@cache
+def published_routes() -> dict[str, set[str]]:
+    """Path (parameters as ``{}``) → methods, from the OpenAPI of each HTTP function's app (built without a
+    database: building one connects nowhere)."""
+    from unittest import mock
+
+    routes: dict[str, set[str]] = {}
+    for function in FUNCTIONS_WITH_ROUTES:
+        app = importlib.import_module(f"soorma.functions.{function}.app").create_app(db=mock.MagicMock())
+        for path, operations in app.openapi()["paths"].items():
+            routes.setdefault(re.sub(r"\{[^}]*\}", "{}", path), set()).update(m.upper() for m in operations)
+    return routes
+
+
+def test_every_quoted_route_exists() -> None:
+    routes = published_routes()
+    problems = []
+    checked = 0
+    for page in pages():
+        for span in page.inline_code():
+            match = ROUTE.match(span.strip())
+            if not match or not match[2].startswith(("/v1", "/.well-known")):
+                continue  # the Lambda and control APIs of the local stack are not functions' routes
+            checked += 1
+            path = re.sub(r"\{[^}]*\}", "{}", match[2].split("?")[0])
+            missing = set(match[1].split("|")) - routes.get(path, set())
+            if missing:
+                problems.append(f"{page.name}: `{span}` ({'|'.join(sorted(missing))} {path} is no route)")
+    assert checked > 40
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize(
