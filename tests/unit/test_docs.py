@@ -14,7 +14,8 @@ The pages are ``README.md``, ``SECURITY.md`` and ``docs/*.md``. What is checked,
 * every HTTP route quoted with its method (``GET /v1/goals/{goal_id}``, ``GET|PUT /v1/policy``) is a route of a
   platform function, with that method;
 * every relative link (``[text](path#anchor)``) reaches a file of the repository, and its anchor a heading there;
-* every repository path quoted in inline code (``infra/platform.py``, ``tests/infra/``) exists.
+* every repository path quoted in inline code (``infra/platform.py``, ``tests/infra/``) exists, and every test module
+  quoted by its name alone (``test_finding02_lambda_invoke_api.py``) is one of the tests.
 
 ``README.md``'s first code block holds exactly ``make demo`` and ``make test``, the two entry points.
 """
@@ -41,7 +42,7 @@ CODE_SUFFIXES = {".py", ".sql", ".yaml", ".yml", ".toml", ".json", ".txt"}
 REPO_FOLDERS = ("sdk", "functions", "local", "infra", "layers", "examples", "tests", "bench", "docs")
 
 FENCE = re.compile(r"^```(?P<lang>[\w+-]*)[^\n]*\n(?P<body>.*?)^```", re.MULTILINE | re.DOTALL)
-INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+INLINE_CODE = re.compile(r"(?<!`)`([^`]+)`(?!`)")  # a code span may continue on the next line
 DOTTED = re.compile(r"(?<![\w.<>/-])soorma(?:\.[A-Za-z_<>{}][\w<>{}-]*)+")
 SETTING = re.compile(r"\bSOORMA_[A-Z0-9_]*[A-Z0-9](?:_\*|_<[A-Z_]+>[A-Z0-9_]*)?")
 LINK = re.compile(r"(?<!!)\[[^\]\n]*\]\(([^)\s]+)\)")
@@ -68,7 +69,8 @@ class Page:
         return FENCE.sub("", self.text)
 
     def inline_code(self) -> list[str]:
-        return INLINE_CODE.findall(self.prose())
+        """The inline code spans outside code blocks, a line break inside one read as a space."""
+        return [re.sub(r"\s*\n\s*", " ", span) for span in INLINE_CODE.findall(self.prose())]
 
 
 @cache
@@ -288,6 +290,14 @@ def test_quoted_repository_paths_exist() -> None:
                 problems.append(f"{page.name}: `{span}`")
     assert checked > 20
     assert not problems, "repository paths the docs quote that do not exist:\n" + "\n".join(problems)
+
+
+def test_quoted_test_files_exist() -> None:
+    """A test module named without its folder (SECURITY.md's table names each boundary's test) is one of the tests."""
+    tests = {path.name for path in (ROOT / "tests").rglob("test_*.py")}
+    quoted = {span for page in pages() for span in page.inline_code() if re.fullmatch(r"test_\w+\.py", span)}
+    assert len(quoted) > 5
+    assert not quoted - tests, sorted(quoted - tests)
 
 
 ROUTE = re.compile(r"^((?:GET|POST|PUT|PATCH|DELETE)(?:\|(?:GET|POST|PUT|PATCH|DELETE))*) (/\S+)$")
