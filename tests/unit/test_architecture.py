@@ -129,3 +129,25 @@ def test_the_bridge_bundle_carries_the_bridge_alone(bundles):
     assert _third_party(imports) == BRIDGE_IMPORTS, {
         name: sorted(files) for name, files in imports.items()
         if name.split(".")[0] in _third_party(imports) ^ BRIDGE_IMPORTS}
+
+
+def _layer_modules() -> set[str]:
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO / ".importlinter")
+    lines = config["importlinter:contract:layers"]["layers"].split("\n")
+    return {name.strip() for line in lines for name in line.replace("|", ":").split(":") if name.strip()}
+
+
+def test_the_architecture_page_describes_the_layers_that_are_checked():
+    """docs/architecture.md's "Layers" table names every module of .importlinter's layers and no other."""
+    import re
+
+    page = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = page.split("## Layers", 1)[1].split("\n## ", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("| ") and "`soorma" in line]
+    documented = {name for line in table for name in re.findall(r"`(soorma[\w.]*)`", line.split("|")[2])}
+    checked = _layer_modules()
+    assert documented - checked == set(), "documented but not checked"
+    assert checked - documented == set(), "checked but not documented"
