@@ -3,17 +3,27 @@ direct invoke. Applies pending migrations with the owner connection in ``SOORMA_
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from soorma.functions.migrate.app import apply
+from soorma.functions.shared import settings
+
+
+
+def _required(setting: settings.Setting[str | None]) -> str:
+    """The setting's value; ``KeyError`` naming it when unset (the handler's failure when the CDK app did not set
+    it)."""
+    value = setting.get()
+    if value is None:
+        raise KeyError(setting.name)
+    return value
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Returns ``{"PhysicalResourceId": "soorma-migrations", "Data": {"Applied": "1,2"}}``; deletes are no-ops."""
     if event.get("RequestType") == "Delete":
         return {"PhysicalResourceId": event.get("PhysicalResourceId", "soorma-migrations")}
-    applied = apply(os.environ["SOORMA_DATABASE_URL"])
+    applied = apply(_required(settings.DATABASE_URL))
     return {
         "PhysicalResourceId": "soorma-migrations",
         "Data": {"Applied": ",".join(str(m.version) for m in applied)},

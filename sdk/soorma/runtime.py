@@ -62,6 +62,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, TypeVar
 
+from . import settings
 from .errors import ForeignTenantEventError, MalformedEventError
 from .events import EventEnvelope
 
@@ -78,7 +79,7 @@ T = TypeVar("T")
 SAFETY_MARGIN_SECONDS = 1.0
 
 #: Environment variable naming the platform tenant the function was deployed for (see the module docstring).
-PLATFORM_TENANT_ENV = "SOORMA_PLATFORM_TENANT_ID"
+PLATFORM_TENANT_ENV = settings.PLATFORM_TENANT_ID.name
 
 # One loop per thread: a loop can be run by one thread at a time (``run_until_complete`` on a loop another thread is
 # running raises "This event loop is already running"), so a process-wide loop breaks as soon as two threads call the
@@ -150,10 +151,7 @@ def environment_context(
 
 def deployed_platform_tenant() -> str | None:
     """The platform tenant this function was deployed for (``SOORMA_PLATFORM_TENANT_ID``), or ``None`` when unset."""
-    import os
-
-    value = (os.environ.get(PLATFORM_TENANT_ENV) or "").strip()
-    return value or None
+    return settings.PLATFORM_TENANT_ID.get() or None
 
 
 def _remaining_seconds(lambda_context: Any) -> float | None:
