@@ -65,8 +65,6 @@ def _render(sql: str, values: dict[str, str]) -> str:
 #: indexes a ``vector`` of at most 2,000 dimensions (``HNSW_MAX_DIM``); a wider column would make the
 #: ``create index ... using hnsw`` of 0004/0005 fail halfway through the migrations.
 MAX_EMBEDDING_DIMENSIONS = 2000
-#: The vector width without ``SOORMA_EMBEDDING_DIMENSIONS``: the local model's.
-DEFAULT_EMBEDDING_DIMENSIONS = 384
 
 
 def _settings() -> dict[str, str]:
@@ -77,7 +75,7 @@ def _settings() -> dict[str, str]:
         value = settings.EMBEDDING_DIMENSIONS.get()
     except ValueError as exc:
         raise ValueError(f"{exc}: must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}") from None
-    dims = DEFAULT_EMBEDDING_DIMENSIONS if value is None else value
+    dims = settings.DEFAULT_EMBEDDING_DIMENSIONS if value is None else value
     if not 1 <= dims <= MAX_EMBEDDING_DIMENSIONS:
         hint = (
             f"; pgvector's HNSW index supports `vector` columns of at most {MAX_EMBEDDING_DIMENSIONS} dimensions"

@@ -10,20 +10,11 @@ from soorma.functions.shared import settings
 
 
 
-def _required(setting: settings.Setting[str | None]) -> str:
-    """The setting's value; ``KeyError`` naming it when unset (the handler's failure when the CDK app did not set
-    it)."""
-    value = setting.get()
-    if value is None:
-        raise KeyError(setting.name)
-    return value
-
-
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Returns ``{"PhysicalResourceId": "soorma-migrations", "Data": {"Applied": "1,2"}}``; deletes are no-ops."""
     if event.get("RequestType") == "Delete":
         return {"PhysicalResourceId": event.get("PhysicalResourceId", "soorma-migrations")}
-    applied = apply(_required(settings.DATABASE_URL))
+    applied = apply(settings.DATABASE_URL.required())
     return {
         "PhysicalResourceId": "soorma-migrations",
         "Data": {"Applied": ",".join(str(m.version) for m in applied)},

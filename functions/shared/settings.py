@@ -10,6 +10,10 @@ from __future__ import annotations
 from soorma.settings import (  # noqa: F401  (re-exported: the functions read these shared settings from here)
     API_KEY_PEPPER,
     API_URL,
+    APP_DATABASE_URL,
+    APP_DB_PASSWORD,
+    DATABASE_URL,
+    JWT_SECRET,
     NATS_URL,
     PLATFORM_ADMIN_TENANT,
     Setting,
@@ -46,18 +50,15 @@ def _audience(raw: str) -> tuple[str, ...]:
     return tuple(a.strip() for a in raw.split(",") if a.strip())
 
 
+#: The vector width without ``SOORMA_EMBEDDING_DIMENSIONS`` for the migrations and the ``local`` model
+#: (all-MiniLM-L6-v2); the ``bedrock`` and ``openai`` providers default to their models' own widths.
+DEFAULT_EMBEDDING_DIMENSIONS = 384
+
+LOG_LEVEL: Setting[str] = Setting(
+    "SOORMA_LOG_LEVEL", "log level of the local stack and of the NATS bridge on Fargate", text, "INFO")
+
 # ---------------------------------------------------------------------------------------------------- databases
 
-DATABASE_URL: Setting[str | None] = Setting(
-    "SOORMA_DATABASE_URL", "the owner connection (migrations); `soorma local up`: use this PostgreSQL (with "
-    "pgvector) instead of the embedded one", text, None, default_doc="embedded")
-APP_DATABASE_URL: Setting[str | None] = Setting(
-    "SOORMA_APP_DATABASE_URL", "the functions' connection (role `soorma_app`, row-level security applies)", text,
-    None, default_doc="derived")
-APP_DB_PASSWORD: Setting[str | None] = Setting(
-    "SOORMA_APP_DB_PASSWORD", "the migrator sets `soorma_app`'s password to this on every run (in AWS: from the app "
-    "secret; `soorma local` generates one per stack, `app_db_password` in `.soorma/secrets.json`); unset: a new role "
-    "gets a random password and an existing one is left alone", text, None)
 DB_STATEMENT_TIMEOUT_MS: Setting[int] = Setting(
     "SOORMA_DB_STATEMENT_TIMEOUT_MS", "the functions' database connections: PostgreSQL `statement_timeout` (a "
     "longer statement, or lock wait, is cancelled: 503 with `Retry-After`); `0` = no limit", _milliseconds, 15_000)
@@ -93,9 +94,6 @@ RATE_LIMITS: Setting[bool] = Setting(
 
 # -------------------------------------------------------------------------------------------------------- JWTs
 
-JWT_SECRET: Setting[str | None] = Setting(
-    "SOORMA_JWT_SECRET", "HS256 secret: the authorizer accepts HS256 JWTs signed with it", text, None,
-    default_doc="unset (HS256 refused)")
 JWT_JWKS_URL: Setting[str | None] = Setting(
     "SOORMA_JWT_JWKS_URL", "JWKS of an OIDC issuer (Cognito: "
     "`https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json`): RS256/ES256 JWTs", text, None,

@@ -68,6 +68,13 @@ class Setting(Generic[T]):
             raise ValueError(f"{self.name}={raw!r} {exc}") from None
         return self.default if value is None else value
 
+    def required(self, environ: Mapping[str, str] | None = None) -> T:
+        """:meth:`get` for a variable the caller cannot do without: ``KeyError`` naming it when unset (as
+        ``os.environ[name]`` raised)."""
+        if not self.is_set(environ):
+            raise KeyError(self.name)
+        return self.get(environ)
+
     @property
     def documented_default(self) -> str:
         """The default as the configuration table shows it."""
@@ -256,6 +263,23 @@ LLM_REGION: Setting[str | None] = Setting(
     "SOORMA_LLM_REGION", "Bedrock region", text, None, default_doc="`AWS_REGION`")
 LLM_TIMEOUT: Setting[float] = Setting("SOORMA_LLM_TIMEOUT", "seconds per LLM call", number, 60.0,
                                       default_doc="`60`")
+
+
+# The platform's connections and secrets: the functions read them, and so does the boot module every AWS bundle (an
+# agent's too) carries, which fills them from Secrets Manager; so they are declared here, in the lowest layer.
+DATABASE_URL: Setting[str | None] = Setting(
+    "SOORMA_DATABASE_URL", "the owner connection (migrations); `soorma local up`: use this PostgreSQL (with "
+    "pgvector) instead of the embedded one", text, None, default_doc="embedded")
+APP_DATABASE_URL: Setting[str | None] = Setting(
+    "SOORMA_APP_DATABASE_URL", "the functions' connection (role `soorma_app`, row-level security applies)", text,
+    None, default_doc="derived")
+APP_DB_PASSWORD: Setting[str | None] = Setting(
+    "SOORMA_APP_DB_PASSWORD", "the migrator sets `soorma_app`'s password to this on every run (in AWS: from the app "
+    "secret; `soorma local` generates one per stack, `app_db_password` in `.soorma/secrets.json`); unset: a new role "
+    "gets a random password and an existing one is left alone", text, None)
+JWT_SECRET: Setting[str | None] = Setting(
+    "SOORMA_JWT_SECRET", "HS256 secret: the authorizer accepts HS256 JWTs signed with it", text, None,
+    default_doc="unset (HS256 refused)")
 
 
 def _credentials(env: Mapping[str, str]) -> dict[str, str]:

@@ -28,7 +28,7 @@ from soorma.functions.shared import settings
 PROVIDER_ENV = settings.EMBEDDING_PROVIDER.name
 DIMENSIONS_ENV = settings.EMBEDDING_DIMENSIONS.name
 DEFAULT_PROVIDER = settings.EMBEDDING_PROVIDER.default
-DEFAULT_DIMENSIONS = 384
+DEFAULT_DIMENSIONS = settings.DEFAULT_EMBEDDING_DIMENSIONS
 
 
 class EmbeddingError(RuntimeError):
