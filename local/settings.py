@@ -15,7 +15,7 @@ from soorma.functions.shared.settings import (  # noqa: F401  (re-exported: the 
     EVENT_TRANSPORT,
     LOG_LEVEL,
 )
-from soorma.settings import API_KEY, HOME, NATS_URL, Setting, integer, number, text  # noqa: F401
+from soorma.settings import API_KEY, API_URL, HOME, NATS_URL, Setting, integer, number, text  # noqa: F401
 
 
 def _port_or_none(raw: str) -> int | None:

@@ -168,8 +168,8 @@ class LocalStack:
             if config:
                 # deployed under an earlier start: the endpoint may have moved (SOORMA_LOCAL_PORT)
                 env = dict(config.get("env") or {})
-                if "SOORMA_API_URL" in env:
-                    env["SOORMA_API_URL"] = self.settings.api_url
+                if settings.API_URL.raw(env) is not None:
+                    env[settings.API_URL.name] = self.settings.api_url
                 if not config.get("platform_tenant_id"):  # deployed before functions recorded their tenant
                     config["platform_tenant_id"] = await asyncio.to_thread(self._key_tenant, settings.API_KEY.get(env))
                 self.runtime.register(FunctionConfig(**{**config, "env": env}))

@@ -213,7 +213,7 @@ HOME: Setting[str | None] = Setting(
 NATS_URL: Setting[str | None] = Setting(
     "SOORMA_NATS_URL", "the NATS (with JetStream) to use: the gateway's `nats` transport and the bridge; "
     "`soorma local up`: use it instead of the embedded one; `agent.run()`: else the local stack's", text, None,
-    default_doc="embedded (local stack), `nats://127.0.0.1:4222` (gateway)")
+    default_doc="embedded (local stack); the gateway: `nats://127.0.0.1:14222`")
 PLATFORM_TENANT_ID: Setting[str | None] = Setting(
     "SOORMA_PLATFORM_TENANT_ID", "platform tenant of the events an agent consumes as a local process "
     "(`agent.run()`); in an agent function (set by `soorma local deploy` and `SoormaAgent`) the tenant whose events "
