@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
 from soorma.settings import Setting
 
@@ -29,11 +30,11 @@ END = "<!-- settings-table:end -->"
 REGENERATE = "python -m soorma.settings_doc"
 
 
-def module_settings(module_name: str) -> list[Setting]:
+def module_settings(module_name: str) -> list[Setting[Any]]:
     """Every :class:`Setting` that ``module_name`` holds as a module attribute (or in a dict attribute), in
     declaration order, re-exports included."""
     module = importlib.import_module(module_name)
-    found: list[Setting] = []
+    found: list[Setting[Any]] = []
     for value in vars(module).values():
         if isinstance(value, Setting):
             found.append(value)
@@ -42,11 +43,11 @@ def module_settings(module_name: str) -> list[Setting]:
     return found
 
 
-def grouped_settings() -> list[tuple[str, list[Setting]]]:
+def grouped_settings() -> list[tuple[str, list[Setting[Any]]]]:
     """``(heading, settings)`` per deployable, each setting under the lowest module that holds it (where it is
     declared)."""
     seen: set[int] = set()
-    out: list[tuple[str, list[Setting]]] = []
+    out: list[tuple[str, list[Setting[Any]]]] = []
     for heading, module_name in DEPLOYABLES:
         own = [s for s in module_settings(module_name) if id(s) not in seen]
         seen.update(id(s) for s in own)
@@ -54,7 +55,7 @@ def grouped_settings() -> list[tuple[str, list[Setting]]]:
     return out
 
 
-def all_settings() -> list[Setting]:
+def all_settings() -> list[Setting[Any]]:
     """Every declared setting, once."""
     return [s for _, group in grouped_settings() for s in group]
 
