@@ -37,8 +37,9 @@ DEFAULT_TIMEOUT = 30.0
 class Setting(Generic[T]):
     """One environment variable: ``name``; ``parse`` turns its text into the typed value (raising ``ValueError``
     with the rest of a sentence, e.g. ``"must be positive"``; returning ``None`` for "no value"); ``default`` when it
-    is unset, has no value, or is blank (unless ``blank_is_unset`` is false); ``description`` and ``default_doc`` (the default as the README shows it, when it
-    is computed or differs from ``default``) for the configuration table."""
+    is unset, has no value, or is blank (unless ``blank_is_unset`` is false); ``description`` and ``default_doc``
+    (the default as the README shows it, when it is computed or differs from ``default``) for the configuration
+    table."""
 
     name: str
     description: str
