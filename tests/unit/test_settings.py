@@ -26,6 +26,8 @@ NOT_SCANNED = (Path("sdk/soorma/cli"),)
 # Runs as `python -c` on a bare container before the soorma package is there, so it cannot import a settings module;
 # test_fetch_reads_only_declared_settings checks its names instead.
 FETCH = Path("infra/runtime/fetch.py")
+# Not our code: the pinned CDK CLI's packages (infra/node_modules), build output, caches.
+FOREIGN_DIRS = {"node_modules", "cdk.out", "__pycache__", ".soorma"}
 
 
 def _env_key(node: ast.AST, constants: dict[str, str]) -> str | None:
@@ -73,6 +75,8 @@ def _scanned_files() -> list[Path]:
     for top in SCANNED:
         for path in sorted((REPO / top).rglob("*.py")):
             rel = path.relative_to(REPO)
+            if FOREIGN_DIRS & set(rel.parts):
+                continue
             if rel in SETTINGS_MODULES or rel == FETCH or any(rel.is_relative_to(p) for p in NOT_SCANNED):
                 continue
             files.append(rel)
