@@ -122,11 +122,11 @@ def number(raw: str) -> float:
 
 
 def integer(raw: str) -> int:
-    """A whole number."""
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ValueError("is not an integer") from None
+    """A whole number in decimal digits, optionally negative (not ``int()``'s ``+5`` or ``1_000``)."""
+    digits = raw.strip()
+    if not digits.lstrip("-").isdigit() or digits.count("-") > 1:
+        raise ValueError("is not an integer")
+    return int(digits)
 
 
 def positive_integer(raw: str) -> int:
