@@ -33,12 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from soorma.infra import settings
+
 LAYERS_DIR = Path(__file__).resolve().parent.parent / "layers"
 # The Lambda runtime's Python version: the one setting behind pip's --python-version, the functions' and layers'
 # runtime (soorma.infra.bundling.LAMBDA_RUNTIME), the bridge's image and the interpreter that compiles the bytecode.
 LAMBDA_PYTHON = "3.12"
 # An interpreter path for compiling the bundles (else python<LAMBDA_PYTHON> on PATH); see find_bytecode_python().
-LAMBDA_PYTHON_ENV = "SOORMA_LAMBDA_PYTHON"
+LAMBDA_PYTHON_ENV = settings.LAMBDA_PYTHON.name
 LAMBDA_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 # Build-code version: bump when the pruning or layout rules change so cached bundles are rebuilt.
 BUNDLE_FORMAT = "5"
@@ -64,7 +66,7 @@ _PRUNE_GLOBS = ("onnxruntime/capi/libonnxruntime.so*",)
 
 def default_cache_dir() -> Path:
     """``$SOORMA_CDK_CACHE``, else ``<repo or cwd>/.soorma/cdk-cache``."""
-    override = os.environ.get("SOORMA_CDK_CACHE")
+    override = settings.CDK_CACHE.get()
     if override:
         return Path(override)
     repo = LAYERS_DIR.parent
@@ -197,7 +199,7 @@ def _package_dir(module: str) -> Path:
 
 #: What of ``soorma.infra.runtime`` every function needs: the boot module, Lambda's entry point of every function
 #: (stdlib only). The registrar and the bridge's entry point are the platform's and ship only in its code bundles.
-RUNTIME_BOOT = ("__init__.py", "boot.py")
+RUNTIME_BOOT = ("__init__.py", "boot.py", "settings.py")
 
 
 def _sdk_sources() -> list[tuple[Path, list[Path]]]:
@@ -228,6 +230,7 @@ BRIDGE_MODULES = (
     "__init__.py",
     "shared/__init__.py",
     "shared/db.py",
+    "shared/settings.py",
     "bridge",
     "registry/__init__.py",
     "registry/models.py",
@@ -425,7 +428,7 @@ def find_bytecode_python(version: str = LAMBDA_PYTHON, *, log=None) -> Bytecode 
     was refused. ``version`` is the target ``major.minor`` (the tests pass the host's; deploys use
     :data:`LAMBDA_PYTHON`)."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    explicit = os.environ.get(LAMBDA_PYTHON_ENV)
+    explicit = settings.LAMBDA_PYTHON.get()
     if explicit:
         found, why = probe_python(explicit, version)
         if found is None:
@@ -456,8 +459,8 @@ _resolved: dict[tuple[str | None, ...], Bytecode | None] = {}
 def lambda_bytecode(*, log=None) -> Bytecode | None:
     """:func:`find_bytecode_python` for :data:`LAMBDA_PYTHON`, resolved (and logged) once per process and setting:
     what every Lambda bundle of this process is compiled with (``None``: shipped as source)."""
-    key = (LAMBDA_PYTHON, *(os.environ.get(name) for name in (LAMBDA_PYTHON_ENV, "PATH", "HOME", "PYENV_ROOT",
-                                                               "UV_PYTHON_INSTALL_DIR")))
+    key = (LAMBDA_PYTHON, settings.LAMBDA_PYTHON.raw(),
+           *(os.environ.get(name) for name in ("PATH", "HOME", "PYENV_ROOT", "UV_PYTHON_INSTALL_DIR")))
     if key not in _resolved:
         _resolved[key] = find_bytecode_python(LAMBDA_PYTHON, log=log)
     return _resolved[key]

@@ -67,6 +67,7 @@ from constructs import Construct
 
 from soorma.functions.tracker.dead_letters import (TAG_AGENT, TAG_MAX_DELIVERIES, TAG_NOTICES, TAG_PARKED, TAG_ROLE,
                                                    TAG_TENANT)
+from soorma.functions.shared.settings import JWT_AUDIENCE, JWT_JWKS_URL
 from soorma.infra import bundling, packaging
 
 Transport = Literal["sqs", "nats"]
@@ -347,14 +348,14 @@ class SoormaPlatform(Construct):
             if value:
                 jwt_env[name] = value if isinstance(value, str) else ",".join(value)
         function_settings.setdefault("authorizer", {}).update(jwt_env)
-        if (jwt_secret is not None or function_settings["authorizer"].get("SOORMA_JWT_JWKS_URL")) and not \
-                function_settings["authorizer"].get("SOORMA_JWT_AUDIENCE"):
+        authorizer_env = function_settings["authorizer"]
+        if (jwt_secret is not None or JWT_JWKS_URL.get(authorizer_env)) and not JWT_AUDIENCE.get(authorizer_env):
             # The authorizer refuses to verify tokens without an audience (soorma.functions.gateway.tokens): fail at
             # synth rather than with 500s after the deploy.
             raise ValueError("JWTs are enabled (jwt_secret / jwt_jwks_url) but jwt_audience is not set: name the "
                              "audience (app client id) your tokens are issued for")
         function_settings.setdefault("gateway", {}).setdefault("SOORMA_A2A_CARD_TENANT", platform_tenant_id)
-        jwks = bool(function_settings["authorizer"].get("SOORMA_JWT_JWKS_URL"))
+        jwks = bool(JWT_JWKS_URL.get(authorizer_env))
         self.log_retention = log_retention
         self.reserved_concurrency = (
             dict(DEFAULT_RESERVED_CONCURRENCY) if reserved_concurrency == "default" else reserved_concurrency

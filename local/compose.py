@@ -7,27 +7,26 @@ LocalStack. Nothing here is needed by the default, Docker-free stack (``soorma l
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from soorma.local import settings
+
 COMPOSE_FILE = Path(__file__).resolve().with_name("compose.yaml")
 PROJECT = "soorma"
 
 #: Host ports of the Compose services (each overridable with the variable named in compose.yaml).
-NATS_PORT = ("SOORMA_DOCKER_NATS_PORT", 14222)
-POSTGRES_PORT = ("SOORMA_DOCKER_PG_PORT", 15432)
-LOCALSTACK_PORT = ("SOORMA_DOCKER_LOCALSTACK_PORT", 4566)
+NATS_PORT = (settings.DOCKER_NATS_PORT.name, settings.DOCKER_NATS_PORT.default)
+POSTGRES_PORT = (settings.DOCKER_PG_PORT.name, settings.DOCKER_PG_PORT.default)
+LOCALSTACK_PORT = (settings.DOCKER_LOCALSTACK_PORT.name, settings.DOCKER_LOCALSTACK_PORT.default)
 #: Platform function → (port variable, default host port) of its Runtime Interface Emulator.
 FUNCTION_PORTS: dict[str, tuple[str, int]] = {
-    "registry": ("SOORMA_DOCKER_REGISTRY_PORT", 9001),
-    "memory": ("SOORMA_DOCKER_MEMORY_PORT", 9002),
-    "gateway": ("SOORMA_DOCKER_GATEWAY_PORT", 9003),
-    "authorizer": ("SOORMA_DOCKER_AUTHORIZER_PORT", 9004),
-    "tracker": ("SOORMA_DOCKER_TRACKER_PORT", 9005),
+    logical: (setting.name, setting.default) for logical, setting in settings.DOCKER_FUNCTION_PORTS.items()
 }
+_PORT_SETTINGS = {s.name: s for s in (settings.DOCKER_NATS_PORT, settings.DOCKER_PG_PORT,
+                                      settings.DOCKER_LOCALSTACK_PORT, *settings.DOCKER_FUNCTION_PORTS.values())}
 
 Runner = Callable[..., subprocess.CompletedProcess]
 
@@ -37,11 +36,7 @@ class DockerUnavailable(RuntimeError):
 
 
 def _port(setting: tuple[str, int]) -> int:
-    name, default = setting
-    try:
-        return int(os.environ.get(name) or default)
-    except ValueError:
-        return default
+    return _PORT_SETTINGS[setting[0]].get()
 
 
 def compose_command(*args: str, localstack: bool | None = None) -> list[str]:
@@ -50,7 +45,7 @@ def compose_command(*args: str, localstack: bool | None = None) -> list[str]:
     LocalStack's profile is enabled when ``LOCALSTACK_AUTH_TOKEN`` is set (``localstack=None``) or when asked.
     """
     if localstack is None:
-        localstack = bool(os.environ.get("LOCALSTACK_AUTH_TOKEN"))
+        localstack = bool(settings.LOCALSTACK_AUTH_TOKEN.get())
     command = ["docker", "compose", "-p", PROJECT, "-f", str(COMPOSE_FILE)]
     if localstack:
         command += ["--profile", "localstack"]
@@ -109,6 +104,6 @@ def endpoints() -> dict[str, str]:
     }
     for name, setting in FUNCTION_PORTS.items():
         out[f"function:{name}"] = (f"http://127.0.0.1:{_port(setting)}/2015-03-31/functions/function/invocations")
-    if os.environ.get("LOCALSTACK_AUTH_TOKEN"):
+    if settings.LOCALSTACK_AUTH_TOKEN.get():
         out["aws_endpoint_url"] = f"http://127.0.0.1:{_port(LOCALSTACK_PORT)}"
     return out

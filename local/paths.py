@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from soorma.settings import HOME
 from soorma.urls import redact_url  # noqa: F401 - re-exported: the stack and the CLI redact with it
 
 
 def default_home() -> Path:
     """``$SOORMA_HOME`` or ``./.soorma`` (relative to the current directory, like ``.git``)."""
-    return Path(os.environ.get("SOORMA_HOME") or Path.cwd() / ".soorma").resolve()
+    return Path(HOME.get() or Path.cwd() / ".soorma").resolve()
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from soorma.local.apigw import LocalApiGateway
+from soorma.local.settings import API_KEY
 from soorma.local.bindings import binding_route
 from soorma.local.paths import write_json
 from soorma.local.sigv4 import browser_origin
@@ -108,7 +109,7 @@ def build_app(stack: "LocalStack") -> Starlette:
         from soorma.local.runtime import FunctionConfig, FunctionNotFound
 
         try:  # a redeploy keeps the function's valid key (or revokes it when it issues another)
-            previous_key = stack.runtime.function(name).env.get("SOORMA_API_KEY")
+            previous_key = API_KEY.get(stack.runtime.function(name).env)
         except FunctionNotFound:
             previous_key = None
         key = await asyncio.to_thread(stack.issue_agent_key, spec.platform_tenant_id, spec.agent_name, previous_key)

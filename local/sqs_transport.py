@@ -263,11 +263,12 @@ class SqsTransport:
 
 def settings_from_env() -> dict[str, Any]:
     """``moto_port``, ``endpoint_url`` (external endpoint or ``None``), ``visibility_timeout_s`` from the environment."""
-    vis = os.environ.get("SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT")
+    from soorma.local import settings
+
     return {
-        "moto_port": int(os.environ.get("SOORMA_MOTO_PORT", "14566")),
+        "moto_port": settings.MOTO_PORT.get(),
         "endpoint_url": os.environ.get("AWS_ENDPOINT_URL") or None,
-        "visibility_timeout_s": int(vis) if vis else None,
+        "visibility_timeout_s": settings.LOCAL_SQS_VISIBILITY_TIMEOUT.get(),
     }
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from soorma.identity import Identity
+from soorma.local import settings
 from soorma.local.paths import NATS_USER, StackPaths, load_or_create_secrets, read_json, redact_url, write_json
 
 log = logging.getLogger("soorma.local")
@@ -49,26 +50,25 @@ class StackSettings:
     ``SOORMA_MOTO_PORT``, ``AWS_ENDPOINT_URL`` and ``SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT``)."""
 
     home: Path
-    host: str = "127.0.0.1"
-    port: int = 8787
-    nats_port: int = 14222
+    host: str = settings.LOCAL_HOST.default
+    port: int = settings.LOCAL_PORT.default
+    nats_port: int = settings.NATS_PORT.default
     database_url: str | None = None
     nats_url: str | None = None
-    authorizer_ttl_s: float = 30.0
+    authorizer_ttl_s: float = settings.LOCAL_AUTHORIZER_TTL.default
     transport: str = "nats"
 
     @classmethod
     def from_env(cls, home: Path) -> "StackSettings":
-        env = os.environ
         return cls(
             home=home,
-            host=env.get("SOORMA_LOCAL_HOST", "127.0.0.1"),
-            port=int(env.get("SOORMA_LOCAL_PORT", "8787")),
-            nats_port=int(env.get("SOORMA_NATS_PORT", "14222")),
-            database_url=env.get("SOORMA_DATABASE_URL") or None,
-            nats_url=env.get("SOORMA_NATS_URL") or None,
-            authorizer_ttl_s=float(env.get("SOORMA_LOCAL_AUTHORIZER_TTL", "30")),
-            transport=transport_from_env(env.get("SOORMA_EVENT_TRANSPORT")),
+            host=settings.LOCAL_HOST.get(),
+            port=settings.LOCAL_PORT.get(),
+            nats_port=settings.NATS_PORT.get(),
+            database_url=settings.DATABASE_URL.get(),
+            nats_url=settings.NATS_URL.get(),
+            authorizer_ttl_s=settings.LOCAL_AUTHORIZER_TTL.get(),
+            transport=transport_from_env(settings.EVENT_TRANSPORT.raw()),
         )
 
     @property
@@ -137,7 +137,7 @@ class LocalStack:
 
         # The stack's own soorma_app password, set on every start (an external SOORMA_APP_DATABASE_URL is the
         # operator's: its role's password is theirs to manage).
-        app_password = None if os.environ.get("SOORMA_APP_DATABASE_URL") else self.secrets["app_db_password"]
+        app_password = None if settings.APP_DATABASE_URL.get() else self.secrets["app_db_password"]
         applied = await asyncio.to_thread(lambda: apply(self.owner_dsn, app_password=app_password))
         self.state["migrations_applied"] = [m.version for m in applied]
         await asyncio.to_thread(self._ensure_credentials)
@@ -168,10 +168,10 @@ class LocalStack:
             if config:
                 # deployed under an earlier start: the endpoint may have moved (SOORMA_LOCAL_PORT)
                 env = dict(config.get("env") or {})
-                if "SOORMA_API_URL" in env:
-                    env["SOORMA_API_URL"] = self.settings.api_url
+                if settings.API_URL.raw(env) is not None:
+                    env[settings.API_URL.name] = self.settings.api_url
                 if not config.get("platform_tenant_id"):  # deployed before functions recorded their tenant
-                    config["platform_tenant_id"] = await asyncio.to_thread(self._key_tenant, env.get("SOORMA_API_KEY"))
+                    config["platform_tenant_id"] = await asyncio.to_thread(self._key_tenant, settings.API_KEY.get(env))
                 self.runtime.register(FunctionConfig(**{**config, "env": env}))
 
         self._phase("api")
@@ -204,7 +204,7 @@ class LocalStack:
         else:
             self._postgres = EmbeddedPostgres(self.paths.postgres, cleanup="stop")
             self.owner_dsn = self._postgres.start()
-        self.app_dsn = (os.environ.get("SOORMA_APP_DATABASE_URL")
+        self.app_dsn = (settings.APP_DATABASE_URL.get()
                         or app_dsn(self.owner_dsn, self.secrets["app_db_password"]))
 
     def _start_nats(self) -> None:
@@ -354,7 +354,7 @@ class LocalStack:
             "SOORMA_API_KEY_PEPPER": self.secrets["api_key_pepper"],
             "SOORMA_API_URL": self.settings.api_url,
             "POWERTOOLS_SERVICE_NAME": f"soorma-{logical}",
-            "SOORMA_EMBEDDING_PROVIDER": os.environ.get("SOORMA_EMBEDDING_PROVIDER", "local"),
+            "SOORMA_EMBEDDING_PROVIDER": settings.EMBEDDING_PROVIDER.get(),
             "HF_HUB_OFFLINE": "1",
         }
         if logical == "memory":
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args[0]).resolve() if args else default_home()
     StackPaths(home).ensure()
     logging.basicConfig(
-        level=os.environ.get("SOORMA_LOG_LEVEL", "INFO"),
+        level=settings.LOG_LEVEL.get(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return asyncio.run(LocalStack(StackSettings.from_env(home)).run())

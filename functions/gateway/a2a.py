@@ -23,7 +23,6 @@ Policy and rate limits apply as to ``POST /v1/goals`` (a policy refusal is JSON-
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime, timezone
 from typing import Any
 
@@ -31,6 +30,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from soorma.functions.shared import settings
 from soorma.functions.shared.db import Database
 from soorma.identity import Identity
 from soorma.functions.shared.service import current_identity
@@ -48,9 +48,9 @@ def _types():
 
 
 def _base_url(request: Request) -> str:
-    configured = os.environ.get("SOORMA_API_URL")
+    configured = settings.API_URL.get()
     if configured:
-        return configured.rstrip("/")
+        return configured
     return str(request.base_url).rstrip("/")
 
 
@@ -151,7 +151,7 @@ def _goal_input(params: Any) -> tuple[str, dict[str, Any]]:
     if message.task_id:
         raise _RpcError(t.UnsupportedOperationError(data="continuing a task is not supported: send a new message"))
     meta = {**(message.metadata or {}), **(params.metadata or {})}
-    goal_type = meta.get("goal_type") or os.environ.get("SOORMA_A2A_DEFAULT_GOAL_TYPE")
+    goal_type = meta.get("goal_type") or settings.A2A_DEFAULT_GOAL_TYPE.get()
     if not isinstance(goal_type, str) or not goal_type:
         raise _RpcError(t.InvalidParamsError(data="metadata.goal_type is required"))
     data: dict[str, Any] = {}
@@ -175,7 +175,7 @@ def create_router(db: Database, goals: Goals) -> APIRouter:
     @router.get("/.well-known/agent-card.json", tags=["a2a"])
     def public_agent_card(request: Request):
         """The platform's public A2A agent card (skills from the registry of ``SOORMA_A2A_CARD_TENANT``)."""
-        return JSONResponse(agent_card(db, request, os.environ.get("SOORMA_A2A_CARD_TENANT") or None))
+        return JSONResponse(agent_card(db, request, settings.A2A_CARD_TENANT.get()))
 
     @router.get("/v1/a2a/agent-card", tags=["a2a"])
     def extended_agent_card(request: Request, identity: Identity = Depends(current_identity)):
@@ -208,7 +208,7 @@ def create_router(db: Database, goals: Goals) -> APIRouter:
                     raise _RpcError(t.InternalError(data=submitted.error))
                 wait = 0.0
                 if params.configuration and params.configuration.blocking:
-                    wait = min(float(os.environ.get("SOORMA_A2A_BLOCKING_SECONDS") or 20), 25.0)
+                    wait = min(settings.A2A_BLOCKING_SECONDS.get(), 25.0)
                 return task_from_goal(goals.get(identity, submitted.goal_id, wait_s=wait))
             if method == "tasks/get":
                 return task_from_goal(goals.get(identity, params.id))

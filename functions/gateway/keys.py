@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 
 import psycopg
@@ -24,10 +23,11 @@ import psycopg
 from datetime import datetime
 from typing import Any
 
+from soorma.functions.shared import settings
 from soorma.identity import CREDENTIAL_API_KEY, ROLES, Identity
 from soorma.subjects import check_identifier
 
-PEPPER_ENV = "SOORMA_API_KEY_PEPPER"
+PEPPER_ENV = settings.API_KEY_PEPPER.name
 PREFIX = "sk_"
 
 
@@ -36,7 +36,7 @@ class PepperMissing(RuntimeError):
 
 
 def _pepper(pepper: str | None) -> bytes:
-    value = pepper if pepper is not None else os.environ.get(PEPPER_ENV)
+    value = pepper if pepper is not None else settings.API_KEY_PEPPER.get()
     if not value:
         raise PepperMissing(f"{PEPPER_ENV} is not set: API keys cannot be hashed")
     return value.encode()

@@ -26,22 +26,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from soorma.functions.shared import settings
 from soorma.events import EventEnvelope
 from soorma.subjects import InvalidSubjectToken
 
 logger = logging.getLogger("soorma.functions.gateway.publisher")
 
-NATS_URL_ENV = "SOORMA_NATS_URL"
+NATS_URL_ENV = settings.NATS_URL.name
 DEFAULT_NATS_URL = "nats://127.0.0.1:14222"
-TRANSPORT_ENV = "SOORMA_EVENT_TRANSPORT"
-SNS_TOPIC_ARN_ENV = "SOORMA_SNS_TOPIC_ARN"
-CDK_TOPIC_ARN_ENV = "SOORMA_EVENTS_TOPIC_ARN"
+TRANSPORT_ENV = settings.EVENT_TRANSPORT.name
+SNS_TOPIC_ARN_ENV = settings.SNS_TOPIC_ARN.name
+CDK_TOPIC_ARN_ENV = settings.EVENTS_TOPIC_ARN.name
 #: SNS's limit on one message: body plus attribute names, types and values.
 SNS_MAX_MESSAGE_BYTES = 256 * 1024
 #: nats-server's default ``max_payload`` (1 MiB, https://docs.nats.io/running-a-nats-service/configuration#limits),
@@ -98,7 +98,7 @@ class NatsPublisher:
 
     @classmethod
     def from_env(cls) -> "NatsPublisher":
-        return cls(os.environ.get(NATS_URL_ENV) or DEFAULT_NATS_URL)
+        return cls(settings.NATS_URL.get() or DEFAULT_NATS_URL)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._start_lock:
@@ -276,7 +276,7 @@ class SnsPublisher:
 
     @classmethod
     def from_env(cls) -> "SnsPublisher":
-        arn = os.environ.get(SNS_TOPIC_ARN_ENV) or os.environ.get(CDK_TOPIC_ARN_ENV)
+        arn = settings.SNS_TOPIC_ARN.get() or settings.EVENTS_TOPIC_ARN.get()
         if not arn:
             raise RuntimeError(f"{SNS_TOPIC_ARN_ENV} is not set: the SNS transport has no topic to publish to")
         return cls(arn)
@@ -336,7 +336,7 @@ class SnsPublisher:
 def publisher_from_env() -> Publisher:
     """The publisher ``SOORMA_EVENT_TRANSPORT`` asks for: ``nats`` (default) → :class:`NatsPublisher` on
     ``SOORMA_NATS_URL``; ``sns`` (or ``sqs``) → :class:`SnsPublisher` on ``SOORMA_SNS_TOPIC_ARN``."""
-    transport = (os.environ.get(TRANSPORT_ENV) or "nats").strip().lower()
+    transport = settings.EVENT_TRANSPORT.get()
     if transport == "nats":
         return NatsPublisher.from_env()
     if transport in ("sns", "sqs"):

@@ -39,7 +39,6 @@ subjects).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from typing import Any, Mapping
 
 import jwt
 
+from soorma.functions.shared import settings
 from soorma.identity import CREDENTIAL_JWT, ROLE_RANK, ROLES, Identity
 from soorma.subjects import InvalidSubjectToken, check_identifier
 
@@ -105,18 +105,16 @@ class JwtSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "JwtSettings":
-        env = os.environ if env is None else env
-        audience = tuple(a.strip() for a in (env.get("SOORMA_JWT_AUDIENCE") or "").split(",") if a.strip())
-        default_role = env.get("SOORMA_JWT_DEFAULT_ROLE") or "user"
+        default_role = settings.JWT_DEFAULT_ROLE.get(env)
         if default_role not in ROLES:
-            raise ValueError(f"SOORMA_JWT_DEFAULT_ROLE={default_role!r} must be one of {', '.join(ROLES)}")
+            raise ValueError(f"{settings.JWT_DEFAULT_ROLE.name}={default_role!r} must be one of {', '.join(ROLES)}")
         return cls(
-            secret=env.get("SOORMA_JWT_SECRET") or None,
-            jwks_url=env.get("SOORMA_JWT_JWKS_URL") or None,
-            issuer=env.get("SOORMA_JWT_ISSUER") or None,
-            audience=audience,
-            leeway_s=float(env.get("SOORMA_JWT_LEEWAY_SECONDS") or 0),
-            jwks_cache_s=float(env.get("SOORMA_JWT_JWKS_CACHE_SECONDS") or 300),
+            secret=settings.JWT_SECRET.get(env),
+            jwks_url=settings.JWT_JWKS_URL.get(env),
+            issuer=settings.JWT_ISSUER.get(env),
+            audience=settings.JWT_AUDIENCE.get(env),
+            leeway_s=settings.JWT_LEEWAY_SECONDS.get(env),
+            jwks_cache_s=settings.JWT_JWKS_CACHE_SECONDS.get(env),
             default_role=default_role,
         )
 

@@ -19,7 +19,6 @@ with a random password nobody knows (there is no default password) and an existi
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from soorma.functions.shared import settings
 
 SQL_DIR = Path(__file__).with_name("sql")
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -69,23 +70,26 @@ MAX_EMBEDDING_DIMENSIONS = 2000
 def _settings() -> dict[str, str]:
     """The placeholder values, from the environment; raises ``ValueError`` naming the variable when
     ``SOORMA_EMBEDDING_DIMENSIONS`` is not an integer from 1 to :data:`MAX_EMBEDDING_DIMENSIONS`."""
-    dims = os.environ.get("SOORMA_EMBEDDING_DIMENSIONS", "384").strip()
-    if not dims.isdigit() or not 1 <= int(dims) <= MAX_EMBEDDING_DIMENSIONS:
+    name = settings.EMBEDDING_DIMENSIONS.name
+    try:
+        value = settings.EMBEDDING_DIMENSIONS.get()
+    except ValueError as exc:
+        raise ValueError(f"{exc}: must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}") from None
+    dims = settings.DEFAULT_EMBEDDING_DIMENSIONS if value is None else value
+    if not 1 <= dims <= MAX_EMBEDDING_DIMENSIONS:
         hint = (
             f"; pgvector's HNSW index supports `vector` columns of at most {MAX_EMBEDDING_DIMENSIONS} dimensions"
             " (choose a model or setting with fewer, e.g. Titan v2 at 1024 or OpenAI text-embedding-3-large with"
             " dimensions=1536)"
-            if dims.isdigit() and int(dims) > MAX_EMBEDDING_DIMENSIONS
+            if dims > MAX_EMBEDDING_DIMENSIONS
             else ""
         )
-        raise ValueError(
-            f"SOORMA_EMBEDDING_DIMENSIONS={dims!r} must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}{hint}"
-        )
-    return {"embedding_dimensions": dims}
+        raise ValueError(f"{name}={str(dims)!r} must be an integer from 1 to {MAX_EMBEDDING_DIMENSIONS}{hint}")
+    return {"embedding_dimensions": str(dims)}
 
 
 APP_ROLE = "soorma_app"
-APP_PASSWORD_ENV = "SOORMA_APP_DB_PASSWORD"
+APP_PASSWORD_ENV = settings.APP_DB_PASSWORD.name
 
 
 def app_role_verifier(conn: psycopg.Connection, password: str) -> str:
@@ -128,7 +132,7 @@ def apply(owner_dsn: str, *, app_password: str | None = None) -> list[Migration]
     failing file; that file's transaction is rolled back and later files are not run.
     """
     values = _settings()
-    password = app_password if app_password is not None else os.environ.get(APP_PASSWORD_ENV) or None
+    password = app_password if app_password is not None else settings.APP_DB_PASSWORD.get() or None
     applied: list[Migration] = []
     with psycopg.connect(owner_dsn, autocommit=True) as conn:
         _ensure_table(conn)

@@ -3,17 +3,18 @@ direct invoke. Applies pending migrations with the owner connection in ``SOORMA_
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from soorma.functions.migrate.app import apply
+from soorma.functions.shared import settings
+
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Returns ``{"PhysicalResourceId": "soorma-migrations", "Data": {"Applied": "1,2"}}``; deletes are no-ops."""
     if event.get("RequestType") == "Delete":
         return {"PhysicalResourceId": event.get("PhysicalResourceId", "soorma-migrations")}
-    applied = apply(os.environ["SOORMA_DATABASE_URL"])
+    applied = apply(settings.DATABASE_URL.required())
     return {
         "PhysicalResourceId": "soorma-migrations",
         "Data": {"Applied": ",".join(str(m.version) for m in applied)},

@@ -30,29 +30,17 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from soorma.functions.shared import settings
 from soorma.identity import Identity
 
-APP_DATABASE_URL = "SOORMA_APP_DATABASE_URL"
-STATEMENT_TIMEOUT_ENV = "SOORMA_DB_STATEMENT_TIMEOUT_MS"
-IDLE_IN_TRANSACTION_TIMEOUT_ENV = "SOORMA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"
+APP_DATABASE_URL = settings.APP_DATABASE_URL.name
+STATEMENT_TIMEOUT_ENV = settings.DB_STATEMENT_TIMEOUT_MS.name
+IDLE_IN_TRANSACTION_TIMEOUT_ENV = settings.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS.name
 #: Default ``statement_timeout``: 15 s, well under the HTTP API's 30 s integration timeout (and the functions' 29 s),
 #: so a runaway statement ends with a clean 503 while the function can still answer.
-DEFAULT_STATEMENT_TIMEOUT_MS = 15_000
+DEFAULT_STATEMENT_TIMEOUT_MS = settings.DB_STATEMENT_TIMEOUT_MS.default
 #: Default ``idle_in_transaction_session_timeout``: 60 s.
-DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
-
-
-def _timeout_ms(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} must be a whole number of milliseconds (0 = no limit)") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} must not be negative")
-    return value
+DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = settings.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS.default
 
 
 def _with_timeouts(dsn: str, statement_timeout_ms: int, idle_ms: int) -> dict[str, str]:
@@ -85,10 +73,10 @@ class Database:
                  idle_in_transaction_timeout_ms: int | None = None) -> None:
         self.dsn = dsn
         self._max_size = max_size
-        self.statement_timeout_ms = (_timeout_ms(STATEMENT_TIMEOUT_ENV, DEFAULT_STATEMENT_TIMEOUT_MS)
+        self.statement_timeout_ms = (settings.DB_STATEMENT_TIMEOUT_MS.get()
                                      if statement_timeout_ms is None else int(statement_timeout_ms))
         self.idle_in_transaction_timeout_ms = (
-            _timeout_ms(IDLE_IN_TRANSACTION_TIMEOUT_ENV, DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS)
+            settings.DB_IDLE_IN_TRANSACTION_TIMEOUT_MS.get()
             if idle_in_transaction_timeout_ms is None else int(idle_in_transaction_timeout_ms))
         self._pool: ConnectionPool | None = None
         self._lock = threading.Lock()
@@ -145,7 +133,7 @@ def database_from_env() -> Database:
     if _shared is None:
         with _shared_lock:
             if _shared is None:
-                dsn = os.environ.get(APP_DATABASE_URL)
+                dsn = settings.APP_DATABASE_URL.get()
                 if not dsn:
                     raise RuntimeError(f"{APP_DATABASE_URL} is not set: the function cannot reach its database")
                 _shared = Database(dsn)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from soorma.functions.shared import settings
 from soorma.identity import Identity, MissingIdentity, OverrideRefused, from_request
 from soorma.subjects import InvalidSubjectToken
 
@@ -62,16 +62,6 @@ UNAUTHORIZED = {"detail": "Unauthorized: no authorizer identity on the request"}
 
 def _unauthorized() -> JSONResponse:
     return JSONResponse(UNAUTHORIZED, status_code=401)
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    value = float(raw)
-    if not value > 0:
-        raise ValueError(f"{name}={raw!r} must be a positive number")
-    return value
 
 
 @dataclass(frozen=True)
@@ -93,24 +83,24 @@ class Admission:
     comes from claims another tenant's issuer may choose too (``sub``, ``jti``), so two tenants' tokens naming the
     same subject must not share (and drain) one bucket (issue 12, finding 10)."""
 
-    key_rps: float = 50.0
-    key_burst: float = 100.0
-    tenant_rps: float = 200.0
-    tenant_burst: float = 400.0
-    agent_rps: float = 1000.0
-    agent_burst: float = 2000.0
-    limits: bool = True
+    key_rps: float = settings.RATE_KEY_RPS.default
+    key_burst: float = settings.RATE_KEY_BURST.default
+    tenant_rps: float = settings.RATE_TENANT_RPS.default
+    tenant_burst: float = settings.RATE_TENANT_BURST.default
+    agent_rps: float = settings.RATE_AGENT_RPS.default
+    agent_burst: float = settings.RATE_AGENT_BURST.default
+    limits: bool = settings.RATE_LIMITS.default
 
     @classmethod
     def from_env(cls) -> "Admission":
         return cls(
-            key_rps=_env_float("SOORMA_RATE_KEY_RPS", cls.key_rps),
-            key_burst=max(1.0, _env_float("SOORMA_RATE_KEY_BURST", cls.key_burst)),
-            tenant_rps=_env_float("SOORMA_RATE_TENANT_RPS", cls.tenant_rps),
-            tenant_burst=max(1.0, _env_float("SOORMA_RATE_TENANT_BURST", cls.tenant_burst)),
-            agent_rps=_env_float("SOORMA_RATE_AGENT_RPS", cls.agent_rps),
-            agent_burst=max(1.0, _env_float("SOORMA_RATE_AGENT_BURST", cls.agent_burst)),
-            limits=(os.environ.get("SOORMA_RATE_LIMITS") or "on").lower() not in ("off", "0", "false", "no"),
+            key_rps=settings.RATE_KEY_RPS.get(),
+            key_burst=max(1.0, settings.RATE_KEY_BURST.get()),
+            tenant_rps=settings.RATE_TENANT_RPS.get(),
+            tenant_burst=max(1.0, settings.RATE_TENANT_BURST.get()),
+            agent_rps=settings.RATE_AGENT_RPS.get(),
+            agent_burst=max(1.0, settings.RATE_AGENT_BURST.get()),
+            limits=settings.RATE_LIMITS.get(),
         )
 
     @staticmethod

@@ -41,10 +41,12 @@ import threading
 from typing import Any, Callable
 from urllib.parse import quote
 
+from soorma.infra.runtime import settings
+
 log = logging.getLogger("soorma.infra.boot")
 
-HANDLER_ENV = "SOORMA_HANDLER"
-DEFAULT_DB_NAME = "soorma"
+HANDLER_ENV = settings.HANDLER.name
+DEFAULT_DB_NAME = settings.DB_NAME.default
 
 
 class SecretNotReady(RuntimeError):
@@ -120,40 +122,40 @@ def dsn_from_secret(secret: dict[str, Any], *, default_db: str = DEFAULT_DB_NAME
 def resolve_environment(environ: dict[str, str] | None = None, read: Callable[[str], str] = _read_secret) -> None:
     """Fill ``environ`` (default ``os.environ``) from the secrets named in it; values already set are kept."""
     env = os.environ if environ is None else environ
-    db_name = env.get("SOORMA_DB_NAME", DEFAULT_DB_NAME)
-    app_arn = env.get("SOORMA_APP_DB_SECRET_ARN")
-    owner_arn = env.get("SOORMA_OWNER_DB_SECRET_ARN")
-    if app_arn and not env.get("SOORMA_APP_DATABASE_URL"):
+    db_name = settings.DB_NAME.get(env)
+    app_arn = settings.APP_DB_SECRET_ARN.get(env)
+    owner_arn = settings.OWNER_DB_SECRET_ARN.get(env)
+    if app_arn and not settings.APP_DATABASE_URL.get(env):
         app = _json(read(app_arn))
-        env["SOORMA_APP_DATABASE_URL"] = dsn_from_secret(app, default_db=db_name)
-        if owner_arn and not env.get("SOORMA_APP_DB_PASSWORD"):
-            env["SOORMA_APP_DB_PASSWORD"] = str(app["password"])
-    if owner_arn and not env.get("SOORMA_DATABASE_URL"):
-        env["SOORMA_DATABASE_URL"] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name)
-    pepper_arn = env.get("SOORMA_API_KEY_PEPPER_SECRET_ARN")
-    if pepper_arn and not env.get("SOORMA_API_KEY_PEPPER"):
-        env["SOORMA_API_KEY_PEPPER"] = read(pepper_arn).strip()
-    nats_arn = env.get("SOORMA_NATS_SECRET_ARN")
-    if nats_arn and not env.get("SOORMA_NATS_URL"):
+        env[settings.APP_DATABASE_URL.name] = dsn_from_secret(app, default_db=db_name)
+        if owner_arn and not settings.APP_DB_PASSWORD.get(env):
+            env[settings.APP_DB_PASSWORD.name] = str(app["password"])
+    if owner_arn and not settings.DATABASE_URL.get(env):
+        env[settings.DATABASE_URL.name] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name)
+    pepper_arn = settings.API_KEY_PEPPER_SECRET_ARN.get(env)
+    if pepper_arn and not settings.API_KEY_PEPPER.get(env):
+        env[settings.API_KEY_PEPPER.name] = read(pepper_arn).strip()
+    nats_arn = settings.NATS_SECRET_ARN.get(env)
+    if nats_arn and not settings.NATS_URL.get(env):
         raw = read(nats_arn).strip()
         url = _json(raw).get("url") if raw.startswith("{") else raw
         if not url:
             raise SecretNotReady(f"secret {nats_arn} has no NATS url")
-        env["SOORMA_NATS_URL"] = str(url)
-    jwt_arn = env.get("SOORMA_JWT_SECRET_ARN")
-    if jwt_arn and not env.get("SOORMA_JWT_SECRET"):
+        env[settings.NATS_URL.name] = str(url)
+    jwt_arn = settings.JWT_SECRET_ARN.get(env)
+    if jwt_arn and not settings.JWT_SECRET.get(env):
         raw = read(jwt_arn).strip()
         value = _json(raw).get("secret") if raw.startswith("{") else raw
         if not value:
             raise SecretNotReady(f"secret {jwt_arn} holds no JWT secret")
-        env["SOORMA_JWT_SECRET"] = str(value)
-    key_arn = env.get("SOORMA_API_KEY_SECRET_ARN")
-    if key_arn and not env.get("SOORMA_API_KEY"):
+        env[settings.JWT_SECRET.name] = str(value)
+    key_arn = settings.API_KEY_SECRET_ARN.get(env)
+    if key_arn and not settings.API_KEY.get(env):
         raw = read(key_arn).strip()
         key = _json(raw).get("api_key") if raw.startswith("{") else raw
         if not key or not str(key).startswith("sk_"):
             raise SecretNotReady(f"secret {key_arn} holds no API key yet (the registrar writes it on deploy)")
-        env["SOORMA_API_KEY"] = str(key)
+        env[settings.API_KEY.name] = str(key)
 
 
 def _read_secret_fresh(arn: str) -> str:
@@ -178,18 +180,18 @@ def refresh_database_secrets(environ: dict[str, str] | None = None,
     ``soorma_app`` role back to the old password (``soorma.functions.migrate`` sets the role's password from
     ``SOORMA_APP_DB_PASSWORD`` on every run). Returns whether it refreshed (False without the owner ARN)."""
     env = os.environ if environ is None else environ
-    owner_arn = env.get("SOORMA_OWNER_DB_SECRET_ARN")
+    owner_arn = settings.OWNER_DB_SECRET_ARN.get(env)
     if not owner_arn:
         return False
-    db_name = env.get("SOORMA_DB_NAME", DEFAULT_DB_NAME)
-    env["SOORMA_DATABASE_URL"] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name)
-    app_arn = env.get("SOORMA_APP_DB_SECRET_ARN")
+    db_name = settings.DB_NAME.get(env)
+    env[settings.DATABASE_URL.name] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name)
+    app_arn = settings.APP_DB_SECRET_ARN.get(env)
     if app_arn:
         app = _json(read(app_arn))
         if not app.get("password"):
             raise SecretNotReady(f"secret {app_arn} has no password")
-        env["SOORMA_APP_DB_PASSWORD"] = str(app["password"])
-        env["SOORMA_APP_DATABASE_URL"] = dsn_from_secret(app, default_db=db_name)
+        env[settings.APP_DB_PASSWORD.name] = str(app["password"])
+        env[settings.APP_DATABASE_URL.name] = dsn_from_secret(app, default_db=db_name)
     return True
 
 
@@ -211,7 +213,7 @@ def _ensure_target() -> Callable[[Any, Any], Any]:
         with _lock:
             if _target is None:
                 resolve_environment()
-                _target = load_handler(os.environ[HANDLER_ENV])
+                _target = load_handler(settings.HANDLER.required())
     return _target
 
 
@@ -221,7 +223,7 @@ _first_call = True
 def handler(event: Any, context: Any) -> Any:
     global _first_call
     target = _ensure_target()
-    if not _first_call and os.environ.get("SOORMA_OWNER_DB_SECRET_ARN"):
+    if not _first_call and settings.OWNER_DB_SECRET_ARN.get():
         # the migrator: the database secrets as they are now, not as at this environment's cold start
         refresh_database_secrets()
     _first_call = False
@@ -253,7 +255,7 @@ def prepare_snapshot(target: Callable[[Any, Any], Any]) -> bool:
 
 
 # Lambda's init phase: resolve and import now, so the first request only runs the handler.
-if os.environ.get(HANDLER_ENV) and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+if settings.HANDLER.get() and os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
     try:
         _ensure_target()
     except SecretNotReady as exc:  # retried on the first invocation

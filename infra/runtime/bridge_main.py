@@ -18,6 +18,8 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 
 from soorma.functions.bridge import Bridge, FunctionThrottled, InvokeResult
+from soorma.functions.shared.settings import LOG_LEVEL
+from soorma.infra.runtime import settings
 from soorma.infra.runtime.boot import resolve_environment
 
 log = logging.getLogger("soorma.infra.bridge")
@@ -113,7 +115,7 @@ async def run() -> None:
     from soorma.functions.bridge.routes import RouteSource
 
     resolve_environment()
-    source = RouteSource(os.environ["SOORMA_APP_DATABASE_URL"], tracker_function=os.environ["SOORMA_TRACKER_FUNCTION"])
+    source = RouteSource(settings.APP_DATABASE_URL.required(), tracker_function=settings.TRACKER_FUNCTION.required())
     invoker = LambdaInvoker()
 
     async def routes():
@@ -122,9 +124,9 @@ async def run() -> None:
         return current
 
     bridge = Bridge(
-        os.environ["SOORMA_NATS_URL"], routes, invoker,
-        refresh_interval_s=float(os.environ.get("SOORMA_BRIDGE_REFRESH_SECONDS", "5")),
-        name=os.environ.get("SOORMA_BRIDGE_NAME", "aws"),
+        settings.NATS_URL.required(), routes, invoker,
+        refresh_interval_s=settings.BRIDGE_REFRESH_SECONDS.get(),
+        name=settings.BRIDGE_NAME.get(),
         region=os.environ.get("AWS_REGION", "aws"),
     )
     stop = asyncio.Event()
@@ -140,7 +142,7 @@ async def run() -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("SOORMA_LOG_LEVEL", "INFO"),
+    logging.basicConfig(level=LOG_LEVEL.get(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run())
 

@@ -44,23 +44,24 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from soorma import settings
+
 #: The HTTP header with which the SDK presents the grant of the event being handled.
 GRANT_HEADER = "X-Soorma-Grant"
 #: The envelope field (an extension attribute, JSON snake_case like the others) that carries the grant.
 GRANT_FIELD = "delivery_grant"
 #: The setting of the grant lifetime, in seconds.
-GRANT_TTL_ENV = "SOORMA_GRANT_TTL_SECONDS"
+GRANT_TTL_ENV = settings.GRANT_TTL_SECONDS.name
 #: Default grant lifetime: one hour.
-DEFAULT_GRANT_TTL_S = 3600
+DEFAULT_GRANT_TTL_S = settings.GRANT_TTL_SECONDS.default
 #: The secret the grant key is derived from.
-KEY_SOURCE_ENV = "SOORMA_API_KEY_PEPPER"
+KEY_SOURCE_ENV = settings.API_KEY_PEPPER.name
 #: HKDF ``info``: names this key's purpose (RFC 5869 §3.2).
 KEY_LABEL = b"soorma/delivery-grant/v1"
 #: Longest token accepted (a real grant is about 300 characters): bounds the work an attacker can cause.
@@ -124,7 +125,7 @@ _key_lock = threading.Lock()
 
 def grant_key_from_env(env: Mapping[str, str] | None = None) -> bytes:
     """The grant key derived from ``SOORMA_API_KEY_PEPPER`` (cached per value). Raises :class:`GrantKeyMissing`."""
-    secret = (os.environ if env is None else env).get(KEY_SOURCE_ENV) or ""
+    secret = settings.API_KEY_PEPPER.get(env) or ""
     if not secret:
         raise GrantKeyMissing(f"{KEY_SOURCE_ENV} is not set: delivery grants cannot be minted or verified")
     with _key_lock:
@@ -137,16 +138,7 @@ def grant_key_from_env(env: Mapping[str, str] | None = None) -> bytes:
 def grant_ttl_from_env(env: Mapping[str, str] | None = None) -> int:
     """``SOORMA_GRANT_TTL_SECONDS`` as a positive integer (default :data:`DEFAULT_GRANT_TTL_S`); ``ValueError``
     naming the variable for anything else."""
-    raw = (os.environ if env is None else env).get(GRANT_TTL_ENV)
-    if not raw:
-        return DEFAULT_GRANT_TTL_S
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{GRANT_TTL_ENV}={raw!r} must be a whole number of seconds") from None
-    if value <= 0:
-        raise ValueError(f"{GRANT_TTL_ENV}={raw!r} must be positive")
-    return value
+    return settings.GRANT_TTL_SECONDS.get(env)
 
 
 def _sign(key: bytes, signing_input: str) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
+from soorma.settings import PLATFORM_ADMIN_TENANT as _ADMIN_TENANT_SETTING
+
 ROLES = ("admin", "developer", "agent", "user")
 
 #: Privilege order of the roles (higher may do what lower may): ``user`` < ``agent`` < ``developer`` < ``admin``.
@@ -18,7 +20,7 @@ ROLE_RANK = {"user": 0, "agent": 1, "developer": 2, "admin": 3}
 
 #: The platform tenant whose ``admin`` principals operate the platform (onboard and suspend tenants, set their
 #: limits). ``SOORMA_PLATFORM_ADMIN_TENANT`` overrides it.
-PLATFORM_ADMIN_TENANT = "platform"
+PLATFORM_ADMIN_TENANT = _ADMIN_TENANT_SETTING.default
 
 #: Credential kinds in the authorizer context.
 CREDENTIAL_API_KEY = "api_key"
@@ -98,9 +100,7 @@ _OPTIONAL = ("credential_type", "credential_id", "expires_at")
 
 def platform_admin_tenant() -> str:
     """The platform-operator tenant (``SOORMA_PLATFORM_ADMIN_TENANT``, default :data:`PLATFORM_ADMIN_TENANT`)."""
-    import os
-
-    return os.environ.get("SOORMA_PLATFORM_ADMIN_TENANT") or PLATFORM_ADMIN_TENANT
+    return _ADMIN_TENANT_SETTING.get()
 
 
 def is_platform_admin(identity: "Identity") -> bool:

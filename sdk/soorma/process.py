@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import settings
 from .events import EventEnvelope
 from .urls import redact_url
 
@@ -48,7 +49,7 @@ DEFAULT_TIMEOUT_S = 30.0
 
 
 def _home(env: dict[str, str] | os._Environ) -> Path:
-    return Path(env.get("SOORMA_HOME") or ".soorma")
+    return Path(settings.HOME.get(env) or ".soorma")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def resolve_nats_url(explicit: str | None = None, env: Any = None) -> str:
     none."""
     env = os.environ if env is None else env
     home = _home(env)
-    url = (explicit or env.get("SOORMA_NATS_URL") or _read_json(home / "secrets.json").get("nats_url")
+    url = (explicit or settings.NATS_URL.get(env) or _read_json(home / "secrets.json").get("nats_url")
            or _read_json(home / "state.json").get("nats_url"))
     if not url:
         raise RuntimeError(
@@ -78,7 +79,7 @@ def resolve_nats_url(explicit: str | None = None, env: Any = None) -> str:
 def resolve_platform_tenant(explicit: str | None = None, env: Any = None) -> str:
     """``explicit``, ``SOORMA_PLATFORM_TENANT_ID``, or ``platform_tenant_id`` of ``credentials.json``."""
     env = os.environ if env is None else env
-    tenant = (explicit or env.get("SOORMA_PLATFORM_TENANT_ID")
+    tenant = (explicit or settings.PLATFORM_TENANT_ID.get(env)
               or _read_json(_home(env) / "credentials.json").get("platform_tenant_id"))
     if not tenant:
         raise RuntimeError(

@@ -62,6 +62,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
+from . import settings
 from .environment import environment_context, event_loop, existing_event_loop, refuse_running_loop, run, run_checked_once
 from .errors import ForeignTenantEventError, MalformedEventError
 from .events import EventEnvelope
@@ -78,17 +79,14 @@ __all__ = ["LambdaRuntime", "deployed_platform_tenant", "environment_context", "
 SAFETY_MARGIN_SECONDS = 1.0
 
 #: Environment variable naming the platform tenant the function was deployed for (see the module docstring).
-PLATFORM_TENANT_ENV = "SOORMA_PLATFORM_TENANT_ID"
+PLATFORM_TENANT_ENV = settings.PLATFORM_TENANT_ID.name
 
 _start_lock = threading.Lock()
 
 
 def deployed_platform_tenant() -> str | None:
     """The platform tenant this function was deployed for (``SOORMA_PLATFORM_TENANT_ID``), or ``None`` when unset."""
-    import os
-
-    value = (os.environ.get(PLATFORM_TENANT_ENV) or "").strip()
-    return value or None
+    return settings.PLATFORM_TENANT_ID.get() or None
 
 
 def _remaining_seconds(lambda_context: Any) -> float | None:

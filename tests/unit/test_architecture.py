@@ -107,7 +107,7 @@ def test_the_sdk_layer_carries_no_platform_and_no_local_code(bundles):
     sdk = bundles["sdk"] / "soorma"
     carried = {p.relative_to(sdk).parts[0] for p in sdk.rglob("*.py")}
     assert not carried & {"functions", "local", "cli", "testing"}
-    assert sorted(p.name for p in (sdk / "infra" / "runtime").glob("*.py")) == ["__init__.py", "boot.py"]
+    assert sorted(p.name for p in (sdk / "infra" / "runtime").glob("*.py")) == ["__init__.py", "boot.py", "settings.py"]
 
 
 def test_the_sdk_layer_imports_only_what_it_lists(bundles):

@@ -20,14 +20,15 @@ the provider's ``dimensions`` (checked by :func:`check_dimensions` when the memo
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Callable, Protocol, runtime_checkable
 
-PROVIDER_ENV = "SOORMA_EMBEDDING_PROVIDER"
-DIMENSIONS_ENV = "SOORMA_EMBEDDING_DIMENSIONS"
-DEFAULT_PROVIDER = "local"
-DEFAULT_DIMENSIONS = 384
+from soorma.functions.shared import settings
+
+PROVIDER_ENV = settings.EMBEDDING_PROVIDER.name
+DIMENSIONS_ENV = settings.EMBEDDING_DIMENSIONS.name
+DEFAULT_PROVIDER = settings.EMBEDDING_PROVIDER.default
+DEFAULT_DIMENSIONS = settings.DEFAULT_EMBEDDING_DIMENSIONS
 
 
 class EmbeddingError(RuntimeError):
@@ -54,10 +55,12 @@ def model_id(provider: EmbeddingProvider) -> str:
 
 def expected_dimensions() -> int:
     """``SOORMA_EMBEDDING_DIMENSIONS`` (default 384): the width of the vector columns the migrations created."""
-    raw = os.environ.get(DIMENSIONS_ENV, str(DEFAULT_DIMENSIONS)).strip()
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{DIMENSIONS_ENV}={raw!r} is not a positive integer")
-    return int(raw)
+    dims = settings.EMBEDDING_DIMENSIONS.get()
+    if dims is None:
+        return DEFAULT_DIMENSIONS
+    if dims < 1:
+        raise ValueError(f"{DIMENSIONS_ENV}={str(dims)!r} is not a positive integer")
+    return dims
 
 
 def _local() -> EmbeddingProvider:
@@ -95,7 +98,7 @@ def provider_from_env() -> EmbeddingProvider:
     if _provider is None:
         with _lock:
             if _provider is None:
-                name = (os.environ.get(PROVIDER_ENV) or DEFAULT_PROVIDER).strip().lower()
+                name = settings.EMBEDDING_PROVIDER.get()
                 factory = PROVIDERS.get(name)
                 if factory is None:
                     raise UnknownProvider(

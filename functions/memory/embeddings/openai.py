@@ -19,10 +19,13 @@ import time
 import httpx
 
 from soorma.functions.memory.embeddings import DIMENSIONS_ENV, EmbeddingError
+from soorma.functions.shared import settings
 from soorma.functions.memory.vectors import Vector, normalise
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-DEFAULT_MODEL = "text-embedding-3-small"
+DEFAULT_MODEL = settings.OPENAI_EMBEDDING_MODEL.default
+#: The width without ``SOORMA_EMBEDDING_DIMENSIONS``: text-embedding-3-small's.
+DEFAULT_DIMENSIONS = 1536
 _RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
 
@@ -57,18 +60,14 @@ class OpenAICompatible:
     @classmethod
     def from_env(cls) -> "OpenAICompatible":
         env = os.environ
-        raw = env.get(DIMENSIONS_ENV, "1536").strip()
-        if not raw.isdigit():
-            raise ValueError(f"{DIMENSIONS_ENV}={raw!r} is not an integer")
-        batch = env.get("SOORMA_OPENAI_BATCH_SIZE", "128").strip()
+        dims = settings.EMBEDDING_DIMENSIONS.get()
         return cls(
-            env.get("SOORMA_OPENAI_BASE_URL") or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
-            dimensions=int(raw),
-            model=env.get("SOORMA_OPENAI_EMBEDDING_MODEL") or DEFAULT_MODEL,
-            api_key=env.get("SOORMA_OPENAI_API_KEY") or env.get("OPENAI_API_KEY") or None,
-            send_dimensions=env.get("SOORMA_OPENAI_SEND_DIMENSIONS", "true").strip().lower()
-            not in ("0", "false", "no"),
-            batch_size=int(batch) if batch.isdigit() and int(batch) > 0 else 128,
+            settings.OPENAI_BASE_URL.get() or env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL,
+            dimensions=DEFAULT_DIMENSIONS if dims is None else dims,
+            model=settings.OPENAI_EMBEDDING_MODEL.get(),
+            api_key=settings.OPENAI_API_KEY.get() or env.get("OPENAI_API_KEY") or None,
+            send_dimensions=settings.OPENAI_SEND_DIMENSIONS.get(),
+            batch_size=settings.OPENAI_BATCH_SIZE.get(),
         )
 
     def _post(self, texts: list[str]) -> list[list[float]]:

@@ -24,10 +24,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
+from .. import settings
+
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_BEDROCK_MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = settings.LLM_TIMEOUT.default
 
 Message = Mapping[str, str]
 
@@ -220,22 +222,22 @@ def provider_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
     """The provider the ``SOORMA_LLM_*`` settings describe (see the module docstring). ``overrides``: ``provider``,
     ``model``, ``base_url``, ``api_key``, ``region``, ``timeout``, ``transport``/``client`` (tests)."""
     env = os.environ if env is None else env
-    kind = str(overrides.pop("provider", None) or env.get("SOORMA_LLM_PROVIDER") or "openai").lower()
-    model = overrides.pop("model", None) or env.get("SOORMA_LLM_MODEL")
-    timeout = float(overrides.pop("timeout", None) or env.get("SOORMA_LLM_TIMEOUT") or DEFAULT_TIMEOUT_S)
+    kind = str(overrides.pop("provider", None) or settings.LLM_PROVIDER.get(env)).lower()
+    model = overrides.pop("model", None) or settings.LLM_MODEL.get(env)
+    timeout = float(overrides.pop("timeout", None) or settings.LLM_TIMEOUT.get(env))
     if kind in ("bedrock", "aws", "bedrock-converse"):
         return BedrockConverseProvider(
             model or DEFAULT_BEDROCK_MODEL,
-            overrides.pop("region", None) or env.get("SOORMA_LLM_REGION") or env.get("AWS_REGION"),
+            overrides.pop("region", None) or settings.LLM_REGION.get(env) or env.get("AWS_REGION"),
             client=overrides.pop("client", None),
-            endpoint_url=overrides.pop("endpoint_url", None) or env.get("SOORMA_LLM_BASE_URL") or None,
+            endpoint_url=overrides.pop("endpoint_url", None) or settings.LLM_BASE_URL.get(env) or None,
         )
     if kind not in ("openai", "openai-compatible", "openai_compatible"):
-        raise ValueError(f"SOORMA_LLM_PROVIDER must be openai or bedrock, not {kind!r}")
+        raise ValueError(f"{settings.LLM_PROVIDER.name} must be openai or bedrock, not {kind!r}")
     return OpenAICompatibleProvider(
         model or DEFAULT_OPENAI_MODEL,
-        overrides.pop("base_url", None) or env.get("SOORMA_LLM_BASE_URL") or DEFAULT_OPENAI_BASE_URL,
-        overrides.pop("api_key", None) or env.get("SOORMA_LLM_API_KEY") or None,
+        overrides.pop("base_url", None) or settings.LLM_BASE_URL.get(env) or DEFAULT_OPENAI_BASE_URL,
+        overrides.pop("api_key", None) or settings.LLM_API_KEY.get(env) or None,
         timeout=timeout,
         transport=overrides.pop("transport", None),
     )
@@ -244,8 +246,8 @@ def provider_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
 def llm_configured(env: Mapping[str, str] | None = None) -> bool:
     """True when ``SOORMA_LLM_*`` names a provider to use (a base URL, an API key, or ``bedrock``)."""
     env = os.environ if env is None else env
-    return bool(env.get("SOORMA_LLM_BASE_URL") or env.get("SOORMA_LLM_API_KEY")
-                or str(env.get("SOORMA_LLM_PROVIDER", "")).lower() == "bedrock")
+    return bool(settings.LLM_BASE_URL.get(env) or settings.LLM_API_KEY.get(env)
+                or settings.LLM_PROVIDER.get(env) == "bedrock")
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)

@@ -29,29 +29,28 @@ import os
 from typing import TYPE_CHECKING, Mapping
 
 from soorma._lazy import lazy_exports
+from soorma import settings
 
 if TYPE_CHECKING:
     from soorma.idempotency.agent import AgentIdempotency, expiry_from_env
     from soorma.idempotency.persistence import PlatformPersistenceLayer
 
-MODE_ENV = "SOORMA_IDEMPOTENCY"
-MODES = ("platform", "local", "off")
+MODE_ENV = settings.IDEMPOTENCY.name
+MODES = settings.IDEMPOTENCY_MODES
 DOCS_URL = "https://docs.powertools.aws.dev/lambda/python/latest/utilities/idempotency/"
 
-_URL_VARIABLES = ("SOORMA_API_URL", "SOORMA_MEMORY_URL", "SOORMA_MEMORY_SERVICE_URL")
+_URL_SETTINGS = (settings.API_URL, settings.MEMORY_URL, settings.MEMORY_SERVICE_URL)
 
 
 def idempotency_mode(environ: Mapping[str, str] | None = None) -> str:
     """``"platform"``, ``"local"`` or ``"off"`` from ``SOORMA_IDEMPOTENCY`` (case-insensitive), else the default
     described in the module docstring. Raises ``ValueError`` for any other value."""
     env = os.environ if environ is None else environ
-    value = (env.get(MODE_ENV) or "").strip().lower()
+    value = settings.IDEMPOTENCY.get(env)
     if value:
-        if value not in MODES:
-            raise ValueError(f"{MODE_ENV}={value!r}: use one of {', '.join(MODES)}")
         return value
     in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
-    has_platform = any((env.get(name) or "").strip() for name in _URL_VARIABLES)
+    has_platform = any(setting.get(env) for setting in _URL_SETTINGS)
     return "platform" if in_lambda and has_platform else "local"
 
 

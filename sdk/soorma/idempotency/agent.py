@@ -33,13 +33,13 @@ service tenant and user.
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from soorma.idempotency.persistence import DOCS_URL, PlatformPersistenceLayer
+from soorma import settings
 
 from aws_lambda_powertools.utilities.idempotency.config import IdempotencyConfig  # noqa: E402  (after the lazy load)
 from aws_lambda_powertools.utilities.idempotency.idempotency import idempotent_function  # noqa: E402
@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 
 #: Seconds a COMPLETED record keeps an event from running again (Powertools' default, one hour);
 #: ``SOORMA_IDEMPOTENCY_EXPIRES_SECONDS`` overrides it.
-DEFAULT_EXPIRES_SECONDS = 3600
-EXPIRES_ENV = "SOORMA_IDEMPOTENCY_EXPIRES_SECONDS"
+DEFAULT_EXPIRES_SECONDS = settings.IDEMPOTENCY_EXPIRES_SECONDS.default
+EXPIRES_ENV = settings.IDEMPOTENCY_EXPIRES_SECONDS.name
 
 #: Seconds :meth:`AgentIdempotency.handle` keeps in reserve when deciding how long it may wait for another
 #: invocation's INPROGRESS record, and how often it polls that record meanwhile.
@@ -94,13 +94,7 @@ def _remaining_millis(lambda_context: Any) -> int:
 def expiry_from_env(environ: Mapping[str, str] | None = None) -> int:
     """``SOORMA_IDEMPOTENCY_EXPIRES_SECONDS`` (default :data:`DEFAULT_EXPIRES_SECONDS`). Raises ``ValueError`` for
     anything but a positive integer."""
-    env = os.environ if environ is None else environ
-    raw = (env.get(EXPIRES_ENV) or "").strip()
-    if not raw:
-        return DEFAULT_EXPIRES_SECONDS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{EXPIRES_ENV}={raw!r} must be a positive number of seconds")
-    return int(raw)
+    return settings.IDEMPOTENCY_EXPIRES_SECONDS.get(environ)
 
 
 class AgentIdempotency:

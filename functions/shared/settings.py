@@ -1,0 +1,188 @@
+"""The platform functions' settings: every ``SOORMA_*`` variable the registry, memory, gateway, authorizer, tracker
+and migrate functions read, declared once (see :mod:`soorma.settings` for :class:`~soorma.settings.Setting` and the
+variables shared with the SDK, which are imported here, not declared twice).
+
+Plain Python (no pydantic): the authorizer and the migrator import this module and ship without pydantic.
+"""
+
+from __future__ import annotations
+
+from soorma.settings import (  # noqa: F401  (re-exported: the functions read these shared settings from here)
+    API_KEY_PEPPER,
+    API_URL,
+    APP_DATABASE_URL,
+    APP_DB_PASSWORD,
+    DATABASE_URL,
+    JWT_SECRET,
+    NATS_URL,
+    PLATFORM_ADMIN_TENANT,
+    Setting,
+    integer,
+    lowered,
+    number,
+    on_unless_off,
+    positive_integer_or_none,
+    text,
+)
+
+
+def _positive_number(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a positive number") from None
+    if not value > 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _milliseconds(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError("must be a whole number of milliseconds (0 = no limit)") from None
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _audience(raw: str) -> tuple[str, ...]:
+    return tuple(a.strip() for a in raw.split(",") if a.strip())
+
+
+#: The vector width without ``SOORMA_EMBEDDING_DIMENSIONS`` for the migrations and the ``local`` model
+#: (all-MiniLM-L6-v2); the ``bedrock`` and ``openai`` providers default to their models' own widths.
+DEFAULT_EMBEDDING_DIMENSIONS = 384
+
+LOG_LEVEL: Setting[str] = Setting(
+    "SOORMA_LOG_LEVEL", "log level of the local stack and of the NATS bridge on Fargate", text, "INFO")
+
+# ---------------------------------------------------------------------------------------------------- databases
+
+DB_STATEMENT_TIMEOUT_MS: Setting[int] = Setting(
+    "SOORMA_DB_STATEMENT_TIMEOUT_MS", "the functions' database connections: PostgreSQL `statement_timeout` (a "
+    "longer statement, or lock wait, is cancelled: 503 with `Retry-After`); `0` = no limit", _milliseconds, 15_000)
+DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: Setting[int] = Setting(
+    "SOORMA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "the functions' database connections: PostgreSQL "
+    "`idle_in_transaction_session_timeout`; `0` = no limit", _milliseconds, 60_000)
+
+# ------------------------------------------------------------------------------------------------ rate limits
+
+RATE_KEY_RPS: Setting[float] = Setting(
+    "SOORMA_RATE_KEY_RPS", "default token bucket per API key (or JWT principal): requests per second; a tenant's own "
+    "settings override (`PATCH /v1/tenants/{id}`)", _positive_number, 50.0, default_doc="`50`")
+RATE_KEY_BURST: Setting[float] = Setting(
+    "SOORMA_RATE_KEY_BURST", "default token bucket per API key (or JWT principal): burst (at least 1)",
+    _positive_number, 100.0, default_doc="`100`")
+RATE_TENANT_RPS: Setting[float] = Setting(
+    "SOORMA_RATE_TENANT_RPS", "default token bucket per platform tenant: requests per second", _positive_number,
+    200.0, default_doc="`200`")
+RATE_TENANT_BURST: Setting[float] = Setting(
+    "SOORMA_RATE_TENANT_BURST", "default token bucket per platform tenant: burst (at least 1)", _positive_number,
+    400.0, default_doc="`400`")
+RATE_AGENT_RPS: Setting[float] = Setting(
+    "SOORMA_RATE_AGENT_RPS", "token bucket per agent credential (role `agent`, issued at deploy), requests per "
+    "second: the platform's own agents do the work of goals already admitted at the edge, so they have their own, "
+    "larger bucket and do not draw from the tenant's; buckets are keyed by platform tenant and credential",
+    _positive_number, 1000.0, default_doc="`1000`")
+RATE_AGENT_BURST: Setting[float] = Setting(
+    "SOORMA_RATE_AGENT_BURST", "token bucket per agent credential: burst (at least 1)", _positive_number, 2000.0,
+    default_doc="`2000`")
+RATE_LIMITS: Setting[bool] = Setting(
+    "SOORMA_RATE_LIMITS", "`off` (or `0`, `false`, `no`) disables the token buckets (revocation and suspension are "
+    "still checked per request)", on_unless_off, True)
+
+# -------------------------------------------------------------------------------------------------------- JWTs
+
+JWT_JWKS_URL: Setting[str | None] = Setting(
+    "SOORMA_JWT_JWKS_URL", "JWKS of an OIDC issuer (Cognito: "
+    "`https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json`): RS256/ES256 JWTs", text, None,
+    default_doc="unset (RS256 refused)")
+JWT_JWKS_CACHE_SECONDS: Setting[float] = Setting(
+    "SOORMA_JWT_JWKS_CACHE_SECONDS", "seconds the JWKS keys are cached", number, 300.0, default_doc="`300`")
+JWT_AUDIENCE: Setting[tuple[str, ...]] = Setting(
+    "SOORMA_JWT_AUDIENCE", "accepted `aud` values (comma-separated); **required** whenever JWTs are on "
+    "(`SOORMA_JWT_SECRET` or `SOORMA_JWT_JWKS_URL`): without it the authorizer fails with a configuration error (and "
+    "`cdk synth` refuses `jwt_secret`/`jwt_jwks_url` without `jwt_audience`)", _audience, (), default_doc="unset")
+JWT_ISSUER: Setting[str | None] = Setting(
+    "SOORMA_JWT_ISSUER", "required `iss` (checked when set)", text, None)
+JWT_LEEWAY_SECONDS: Setting[float] = Setting(
+    "SOORMA_JWT_LEEWAY_SECONDS", "clock skew allowed on `exp`/`nbf`/`iat`", number, 0.0, default_doc="`0`")
+JWT_DEFAULT_ROLE: Setting[str] = Setting(
+    "SOORMA_JWT_DEFAULT_ROLE", "role of a token naming none. A JWT's tenant and role come only from issuer-set "
+    "claims (`tenant_id` / `platform_tenant_id`, `role` / `roles` / `principal_type`, `cognito:groups`), **never** "
+    "from Cognito's user-writable `custom:` attributes: with Cognito, add them with a pre-token-generation Lambda "
+    "trigger, and roles as groups", text, "user")
+
+# ---------------------------------------------------------------------------------------------------- gateway
+
+EVENT_TRANSPORT: Setting[str] = Setting(
+    "SOORMA_EVENT_TRANSPORT", "how the gateway publishes events "
+    "(`soorma.functions.gateway.publisher.publisher_from_env`): `nats` (JetStream) or `sns` (the SNS topic; `sqs` "
+    "means the same); for `soorma local up` (same as `--transport`): `nats` (the bridge) or `sqs`/`sns` (moto, "
+    "queues, local event source mappings)", lowered, "nats")
+SNS_TOPIC_ARN: Setting[str | None] = Setting(
+    "SOORMA_SNS_TOPIC_ARN", "the event topic of the `sns` transport; boto3 takes the endpoint from "
+    "`AWS_ENDPOINT_URL` (moto, LocalStack)", text, None, default_doc="`SOORMA_EVENTS_TOPIC_ARN`")
+EVENTS_TOPIC_ARN: Setting[str | None] = Setting(
+    "SOORMA_EVENTS_TOPIC_ARN", "the event topic as the CDK app sets it (used when `SOORMA_SNS_TOPIC_ARN` is unset)",
+    text, None)
+A2A_CARD_TENANT: Setting[str | None] = Setting(
+    "SOORMA_A2A_CARD_TENANT", "the tenant whose registry gives the skills of the public agent card "
+    "`/.well-known/agent-card.json`", text, None,
+    default_doc="`local` in the local stack, else unset (no skills)")
+A2A_DEFAULT_GOAL_TYPE: Setting[str | None] = Setting(
+    "SOORMA_A2A_DEFAULT_GOAL_TYPE", "goal type of an A2A `message/send` whose metadata names none", text, None)
+A2A_BLOCKING_SECONDS: Setting[float] = Setting(
+    "SOORMA_A2A_BLOCKING_SECONDS", "how long a blocking A2A send waits (at most 25)", number, 20.0,
+    default_doc="`20`")
+
+# ----------------------------------------------------------------------------------------- memory: embeddings
+
+EMBEDDING_PROVIDER: Setting[str] = Setting(
+    "SOORMA_EMBEDDING_PROVIDER", "embedding model of the memory service: `local` (all-MiniLM-L6-v2 on ONNX Runtime, "
+    "384 dims, offline), `bedrock` (Amazon Titan Text Embeddings v2, 256/512/1024 dims), `openai` (any "
+    "OpenAI-compatible `POST /embeddings`)", lowered, "local")
+EMBEDDING_DIMENSIONS: Setting[int | None] = Setting(
+    "SOORMA_EMBEDDING_DIMENSIONS", "vector size the migrations create and the provider must give (HNSW indexes at "
+    "most 2,000)", integer, None, blank_is_unset=False,
+    default_doc="`384` (`local`, the migrations), `1024` (`bedrock`), `1536` (`openai`)")
+EMBEDDING_MODEL_PATH: Setting[str | None] = Setting(
+    "SOORMA_EMBEDDING_MODEL_PATH", "`local`: another ONNX file (e.g. the int8 build of `python -m "
+    "soorma.functions.memory.embeddings.quantize OUT`)", text, None, default_doc="packaged")
+EMBEDDING_TOKENIZER_PATH: Setting[str | None] = Setting(
+    "SOORMA_EMBEDDING_TOKENIZER_PATH", "`local`: another `tokenizer.json`", text, None, default_doc="packaged")
+EMBEDDING_THREADS: Setting[int | None] = Setting(
+    "SOORMA_EMBEDDING_THREADS", "`local`: ONNX Runtime threads", positive_integer_or_none, None,
+    default_doc="physical cores (≤4)")
+EMBEDDING_BATCH_SIZE: Setting[int] = Setting(
+    "SOORMA_EMBEDDING_BATCH_SIZE", "`local`: texts per batch (float graph; the int8 graph runs one text at a time)",
+    positive_integer_or_none, 32)
+EMBEDDING_MAX_TOKENS: Setting[int] = Setting(
+    "SOORMA_EMBEDDING_MAX_TOKENS", "`local`: truncation in word pieces", positive_integer_or_none, 256)
+EMBEDDING_INT8: Setting[bool] = Setting(
+    "SOORMA_EMBEDDING_INT8", "`local`: `0` (or `false`, `no`, `off`) keeps the float graph; otherwise the int8 graph "
+    "is used, built once (needs the `onnx` package, in the `local` extra) and cached", on_unless_off, True)
+EMBEDDING_CACHE_DIR: Setting[str | None] = Setting(
+    "SOORMA_EMBEDDING_CACHE_DIR", "`local`: where the int8 build is cached", text, None,
+    default_doc="`$XDG_CACHE_HOME/soorma`, else `~/.cache/soorma`")
+BEDROCK_EMBEDDING_MODEL: Setting[str] = Setting(
+    "SOORMA_BEDROCK_EMBEDDING_MODEL", "`bedrock`: model id", text, "amazon.titan-embed-text-v2:0")
+BEDROCK_REGION: Setting[str | None] = Setting(
+    "SOORMA_BEDROCK_REGION", "`bedrock`: region", text, None, default_doc="boto3's")
+BEDROCK_CONCURRENCY: Setting[int] = Setting(
+    "SOORMA_BEDROCK_CONCURRENCY", "`bedrock`: parallel `InvokeModel` calls per batch", positive_integer_or_none, 8)
+OPENAI_BASE_URL: Setting[str | None] = Setting(
+    "SOORMA_OPENAI_BASE_URL", "`openai`: the embeddings endpoint", text, None,
+    default_doc="`OPENAI_BASE_URL`, else `https://api.openai.com/v1`")
+OPENAI_API_KEY: Setting[str | None] = Setting(
+    "SOORMA_OPENAI_API_KEY", "`openai`: the endpoint's key (may be empty for local servers)", text, None,
+    default_doc="`OPENAI_API_KEY`")
+OPENAI_EMBEDDING_MODEL: Setting[str] = Setting(
+    "SOORMA_OPENAI_EMBEDDING_MODEL", "`openai`: model", text, "text-embedding-3-small")
+OPENAI_SEND_DIMENSIONS: Setting[bool] = Setting(
+    "SOORMA_OPENAI_SEND_DIMENSIONS", "`openai`: whether to send `dimensions` (`0`, `false`, `no`: not)",
+    lambda raw: raw.strip().lower() not in ("0", "false", "no"), True, blank_is_unset=False,
+    default_doc="`true`")
+OPENAI_BATCH_SIZE: Setting[int] = Setting(
+    "SOORMA_OPENAI_BATCH_SIZE", "`openai`: texts per request", positive_integer_or_none, 128)
