@@ -241,4 +241,6 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
 
     app.include_router(admin.create_router(db))
     app.include_router(a2a.create_router(db, goals))
+    document = app.openapi
+    app.openapi = lambda: a2a.document_answers(document())  # type: ignore[method-assign]
     return app
