@@ -6,8 +6,9 @@ http-api-develop-routes.html): a method (or ``ANY``), a path that is exact or en
 function that serves it (its integration) and whether the Lambda authorizer runs first. :func:`select_route` picks
 a request's route with API Gateway's precedence, for the local API Gateway and for the tests.
 
-tests/infra/test_routes.py checks this table against the functions' FastAPI apps: every endpoint an app serves is
-routed to that app, every route serves at least one endpoint, and only endpoints outside ``/v1/`` are public.
+tests/unit/functions/test_routes.py checks this table against the functions' FastAPI apps (every endpoint an app
+serves is routed to that app, every route serves at least one endpoint, only endpoints outside ``/v1/`` are public),
+and tests/infra/test_routes.py checks that the synthesized HTTP API has exactly these routes.
 """
 
 from __future__ import annotations
