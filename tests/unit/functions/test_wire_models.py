@@ -141,7 +141,8 @@ def test_every_sdk_wire_model_is_compared():
         return {sub for direct in cls.__subclasses__() for sub in {direct, *subclasses(direct)}}
 
     # only the SDK's own (a test may define a WireModel of its own)
-    models = {f"{cls.__module__}:{cls.__name__}" for cls in subclasses(WireModel) if cls.__module__.startswith("soorma.")}
+    models = {f"{cls.__module__}:{cls.__name__}" for cls in subclasses(WireModel)
+              if cls.__module__.startswith("soorma.")}
     compared = {(entry.values if hasattr(entry, "values") else entry)[0] for entry in WIRE_MODELS}
     unmapped = models - compared - set(NOT_AN_ANSWER)
     assert not unmapped, f"SDK wire models compared with no published schema (add them to WIRE_MODELS): {unmapped}"
