@@ -25,8 +25,8 @@ What it creates (README "Deploy to AWS"):
   and two bootstrap credentials that the registrar custom resource issues once into Secrets Manager: the first
   ``developer`` key of ``platform_tenant_id`` and the platform-admin key of ``platform_admin_tenant`` (which onboards
   tenants), with both tenants onboarded. The stack outputs the secrets' ARNs, never a key.
-* **HTTP API** — the routes of :data:`API_ROUTES` (the same as the local API Gateway's, checked by
-  tests/infra/test_routes.py) behind the Lambda authorizer (payload 2.0, simple responses); the OpenAPI documents and
+* **HTTP API** — the routes of :data:`soorma.functions.http_api.ROUTES` (the table the local API Gateway reads too)
+  behind the Lambda authorizer (payload 2.0, simple responses); the OpenAPI documents and
   the A2A agent card are public. Access logs and throttling on the stage.
 * **Events** — ``transport="sqs"``: an SNS topic that the gateway publishes to, and per consumer (the tracker, each
   agent) an SQS queue with a dead-letter queue, an alarm on the dead-letter queue's depth and an event source
@@ -67,6 +67,7 @@ from constructs import Construct
 
 from soorma.functions.tracker.dead_letters import (TAG_AGENT, TAG_MAX_DELIVERIES, TAG_NOTICES, TAG_PARKED, TAG_ROLE,
                                                    TAG_TENANT)
+from soorma.functions.http_api import HTTP_FUNCTIONS, ROUTES
 from soorma.functions.shared.settings import JWT_AUDIENCE, JWT_JWKS_URL
 from soorma.infra import bundling, packaging
 
@@ -89,37 +90,6 @@ PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
 DEFAULT_RESERVED_CONCURRENCY = {
     "registry": 10, "memory": 10, "gateway": 10, "authorizer": 10, "tracker": 4, "migrate": 1, "registrar": 1,
 }
-
-# The HTTP API's routes: (route key, function, public). Each function's endpoints must reach it here exactly as they do
-# through the local API Gateway (soorma.local.apigw.PLATFORM_ROUTES, which routes by path prefix): a prefix becomes
-# the exact path when a function serves it and ``{proxy+}`` when it serves paths below it. tests/infra/test_routes.py
-# compares both tables against the functions' FastAPI routes. Public routes carry no authorizer.
-API_ROUTES: tuple[tuple[str, str, bool], ...] = (
-    ("ANY /v1/agents", "registry", False),
-    ("ANY /v1/agents/{proxy+}", "registry", False),
-    ("ANY /v1/events", "registry", False),
-    ("ANY /v1/schemas", "registry", False),
-    ("ANY /v1/schemas/{proxy+}", "registry", False),
-    ("POST /v1/events/publish", "gateway", False),
-    ("ANY /v1/memory/{proxy+}", "memory", False),
-    ("ANY /v1/tracker/{proxy+}", "tracker", False),
-    ("ANY /v1/goals", "gateway", False),
-    ("ANY /v1/goals/{proxy+}", "gateway", False),
-    ("ANY /v1/sessions", "gateway", False),
-    ("ANY /v1/sessions/{proxy+}", "gateway", False),
-    ("ANY /v1/tenants", "gateway", False),
-    ("ANY /v1/tenants/{proxy+}", "gateway", False),
-    ("ANY /v1/api-keys", "gateway", False),
-    ("ANY /v1/api-keys/{proxy+}", "gateway", False),
-    ("ANY /v1/policy", "gateway", False),
-    ("ANY /v1/a2a", "gateway", False),
-    ("ANY /v1/a2a/{proxy+}", "gateway", False),
-    ("GET /openapi/gateway.json", "gateway", True),
-    ("GET /openapi/registry.json", "registry", True),
-    ("GET /openapi/memory.json", "memory", True),
-    ("GET /openapi/tracker.json", "tracker", True),
-    ("GET /.well-known/agent-card.json", "gateway", True),
-)
 
 # Settings passed through to the functions that read them, as the local stack passes them (local/stack.py
 # ``_platform_env``): prefix -> functions. ``SOORMA_RATE_*`` default rate limits (soorma.functions.shared.service.Admission, in every
@@ -812,16 +782,15 @@ class SoormaPlatform(Construct):
         self.api_stage = stage
         integration = {name: integrations.HttpLambdaIntegration(f"{name.capitalize()}Integration",
                                                                 self.entrypoints[name])
-                       for name in ("registry", "memory", "gateway", "tracker")}
-        for route_key, name, public in API_ROUTES:
-            method, path = route_key.split(" ", 1)
-            options: dict[str, Any] = {"authorizer": apigw.HttpNoneAuthorizer()} if public else {}
-            added = self.api.add_routes(path=path, methods=[apigw.HttpMethod(method)], integration=integration[name],
-                                        **options)
-            if public:
+                       for name in HTTP_FUNCTIONS}
+        for api_route in ROUTES:
+            options: dict[str, Any] = {"authorizer": apigw.HttpNoneAuthorizer()} if api_route.public else {}
+            added = self.api.add_routes(path=api_route.path, methods=[apigw.HttpMethod(api_route.method)],
+                                        integration=integration[api_route.function], **options)
+            if api_route.public:
                 for route in added:
                     suppress(route, ("AwsSolutions-APIG4",
-                        f"{path} is public by design (an OpenAPI document or the A2A agent card: discovery documents "
+                        f"{api_route.path} is public by design (an OpenAPI document or the A2A agent card: discovery documents "
                         "a client reads before it has a key); every other route needs the authorizer."))
 
     def _sqs_transport(self) -> None:

@@ -1,16 +1,19 @@
 """The local API Gateway: an HTTP API front that turns requests into API Gateway v2 events for the same handlers
 that run on AWS.
 
-It reproduces what the cloud HTTP API does for Soorma (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html):
-route by path prefix to a function, call the Lambda authorizer first (payload format 2.0, simple responses, results
-cached for ``authorizer_ttl_s`` keyed on the ``Authorization`` header, which is then required as on AWS; with the
-cache off ``X-API-Key`` works too). The cache key is exactly the credential the authorizer reads
-(:func:`soorma.functions.gateway.authorizer.presented_key` reads only ``Authorization`` when it is present and refuses
-a request that also carries ``X-API-Key``), so no answer can be stored under a value it was not computed from. Then pass the authorizer's context to the integration at
-``requestContext.authorizer.lambda``, and map the function's response (``statusCode``, ``headers``, ``body``,
-``isBase64Encoded``, ``cookies``) back to HTTP. A function error becomes 500 ``{"message": "Internal Server Error"}``
-as on AWS; a missing identity source 401 and a refusal 403, with AWS's bodies. The events are built by
-:mod:`soorma.testing.events`, the same builders the tests use.
+It reproduces what the cloud HTTP API does for Soorma
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html): pick a
+request's route from the platform's route table (:data:`soorma.functions.http_api.ROUTES`, which the CDK HTTP API is
+built from) with API Gateway's precedence, call the Lambda authorizer first unless the route is public (payload
+format 2.0, simple responses, results cached for ``authorizer_ttl_s`` keyed on the ``Authorization`` header, which is
+then required as on AWS; with the cache off ``X-API-Key`` works too). The cache key is exactly the credential the
+authorizer reads (:func:`soorma.functions.gateway.authorizer.presented_key` reads only ``Authorization`` when it is
+present and refuses a request that also carries ``X-API-Key``), so no answer can be stored under a value it was not
+computed from. Then pass the authorizer's context to the integration at ``requestContext.authorizer.lambda``, and map
+the function's response (``statusCode``, ``headers``, ``body``, ``isBase64Encoded``, ``cookies``) back to HTTP. A
+function error becomes 500 ``{"message": "Internal Server Error"}`` as on AWS; a request no route matches 404, a
+missing identity source 401 and a refusal 403, with AWS's bodies. The events are built by
+:mod:`soorma.lambda_events`, the same builders the tests use (through :mod:`soorma.testing`).
 
 Every answer carries a ``Server-Timing`` header (``authorizer;dur=<ms>`` with ``desc="cached"`` on a cache hit, and
 ``integration;dur=<ms>``), so a client or a benchmark can see the authorizer's share of a request's time.
@@ -21,13 +24,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from soorma.testing.events import IDENTITY_HEADERS, authorizer_event, http_api_event
+from soorma.functions.http_api import ROUTES, ApiRoute, select_route
+from soorma.lambda_events import IDENTITY_HEADERS, authorizer_event, http_api_event
 from soorma.local.lru import LruCache
 
 #: Most authorizer answers the local API Gateway keeps (least recently used ones are dropped first).
@@ -37,44 +40,6 @@ AUTHORIZER_CACHE_MAX_ENTRIES = 10_000
 class Invoker(Protocol):
     async def invoke(self, function_name: str, payload: bytes) -> Any:  # returns an object with payload, function_error
         ...
-
-
-@dataclass(frozen=True)
-class ApiRoute:
-    """``prefix`` (path prefix, longest match wins), ``function`` (the integration) and ``methods`` (None: any)."""
-
-    prefix: str
-    function: str
-    methods: tuple[str, ...] | None = None
-    public: bool = False
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.methods is not None and method not in self.methods:
-            return False
-        return path == self.prefix or path.startswith(self.prefix.rstrip("/") + "/")
-
-
-# The routes of DESIGN.md "Routes". Order matters only through prefix length (longest first).
-PLATFORM_ROUTES = (
-    ApiRoute("/v1/events/publish", "gateway", ("POST",)),
-    ApiRoute("/v1/goals", "gateway"),
-    ApiRoute("/v1/sessions", "gateway"),
-    ApiRoute("/v1/tenants", "gateway"),
-    ApiRoute("/v1/api-keys", "gateway"),
-    ApiRoute("/v1/policy", "gateway"),
-    ApiRoute("/v1/a2a", "gateway"),
-    # Each function's OpenAPI document (public, like the agent card).
-    ApiRoute("/openapi/gateway.json", "gateway", ("GET",), public=True),
-    ApiRoute("/openapi/registry.json", "registry", ("GET",), public=True),
-    ApiRoute("/openapi/memory.json", "memory", ("GET",), public=True),
-    ApiRoute("/openapi/tracker.json", "tracker", ("GET",), public=True),
-    ApiRoute("/v1/agents", "registry"),
-    ApiRoute("/v1/events", "registry"),
-    ApiRoute("/v1/schemas", "registry"),
-    ApiRoute("/v1/memory", "memory"),
-    ApiRoute("/v1/tracker", "tracker"),
-    ApiRoute("/.well-known", "gateway", public=True),
-)
 
 
 def http_event(
@@ -88,7 +53,7 @@ def http_event(
     source_ip: str = "127.0.0.1",
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload format 2.0) event, as Lambda receives it, for a request as it arrived:
-    :func:`soorma.testing.http_api_event` with the raw query string and body, and ``authorizer`` as the context."""
+    :func:`soorma.lambda_events.http_api_event` with the raw query string and body, and ``authorizer`` as the context."""
     return http_api_event(
         request_method, path, query=query, headers=headers, raw_body=body, identity=authorizer, source_ip=source_ip
     )
@@ -125,14 +90,14 @@ class LocalApiGateway:
         self,
         invoker: Invoker,
         *,
-        routes: tuple[ApiRoute, ...] = PLATFORM_ROUTES,
+        routes: tuple[ApiRoute, ...] = ROUTES,
         authorizer: str = "authorizer",
         authorizer_ttl_s: float = 30.0,
         function_names: Callable[[str], str] = lambda name: name,
         cache_max_entries: int = AUTHORIZER_CACHE_MAX_ENTRIES,
     ) -> None:
         self.invoker = invoker
-        self.routes = tuple(sorted(routes, key=lambda r: len(r.prefix), reverse=True))
+        self.routes = routes
         self.authorizer = authorizer
         self.authorizer_ttl_s = authorizer_ttl_s
         self.function_names = function_names
@@ -140,7 +105,8 @@ class LocalApiGateway:
         self._cache: LruCache = LruCache(cache_max_entries)  # key → (expiry, context or None)
 
     def route_for(self, method: str, path: str) -> ApiRoute | None:
-        return next((r for r in self.routes if r.matches(method, path)), None)
+        """The route API Gateway would pick for ``method path``, or None (a 404)."""
+        return select_route(self.routes, method, path)
 
     async def authorize(self, event: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
         """Returns (status, context): 200 with the context, 401 without identity source, 403 when refused."""

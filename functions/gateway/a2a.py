@@ -18,6 +18,10 @@
     once it ended); an unknown id is ``TaskNotFoundError``.
 
 Policy and rate limits apply as to ``POST /v1/goals`` (a policy refusal is JSON-RPC error -32003 with the rule).
+
+The answers' schemas in the gateway's OpenAPI document are the a2a SDK's own models (``AgentCard``,
+``JSONRPCResponse``), added by :func:`document_answers` when the document is built: the SDK's types are imported
+only when needed (about 0.2 s), never on a cold start that serves no A2A request.
 """
 
 from __future__ import annotations
@@ -45,6 +49,29 @@ def _types():
     from a2a.compat.v0_3 import types
 
     return types
+
+
+#: Where the gateway's OpenAPI document keeps the a2a SDK's schemas (a prefix keeps them apart from the gateway's own).
+A2A_SCHEMA_PREFIX = "a2a."
+
+
+def document_answers(document: dict[str, Any]) -> dict[str, Any]:
+    """Set the 200 answers' schemas of the A2A operations in the gateway's OpenAPI ``document`` (modified in place
+    and returned) to the a2a SDK's models they are serialised from: the agent card for both card routes,
+    ``JSONRPCResponse`` (a result or an error object) for ``POST /v1/a2a``. Idempotent."""
+    from pydantic.json_schema import models_json_schema
+
+    t = _types()
+    models = [(t.AgentCard, "serialization"), (t.JSONRPCResponse, "serialization")]
+    refs, definitions = models_json_schema(models, ref_template=f"#/components/schemas/{A2A_SCHEMA_PREFIX}{{model}}")
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    components.update({A2A_SCHEMA_PREFIX + name: schema for name, schema in definitions["$defs"].items()})
+    card, rpc = (refs[model] for model in models)
+    for path, method, schema in (("/.well-known/agent-card.json", "get", card), ("/v1/a2a/agent-card", "get", card),
+                                 ("/v1/a2a", "post", rpc)):
+        answer = document["paths"][path][method]["responses"]["200"]
+        answer.setdefault("content", {}).setdefault("application/json", {})["schema"] = schema
+    return document
 
 
 def _base_url(request: Request) -> str:

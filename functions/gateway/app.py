@@ -241,4 +241,14 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
 
     app.include_router(admin.create_router(db))
     app.include_router(a2a.create_router(db, goals))
+    generate_document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # The A2A answers' schemas are added when the document is first built, not here: they need the a2a SDK's
+        # types, which a cold start serving no A2A request should not import.
+        if app.openapi_schema is None:
+            app.openapi_schema = a2a.document_answers(generate_document())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -40,14 +40,20 @@ from soorma.identity import WRITER_ROLES, Identity
 from soorma.functions.shared.service import current_identity, function_app
 from soorma.functions.registry.models import (
     AgentDefinition,
+    AgentList,
     AgentOut,
     AgentRegistrationRequest,
+    AgentWriteResult,
     Deployment,
     EventDefinition,
+    EventList,
     EventOut,
     EventRegistrationRequest,
+    EventWriteResult,
+    PayloadSchemaList,
     PayloadSchemaOut,
     PayloadSchemaRegistrationRequest,
+    PayloadSchemaWriteResult,
 )
 
 _SCHEMA_COLUMNS = "schema_name, version, json_schema, description, owner_agent_id, created_at, updated_at"
@@ -209,7 +215,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app = function_app("Soorma registry")
     app.state.db = db
 
-    @app.post("/v1/agents")
+    @app.post("/v1/agents", response_model=AgentWriteResult)
     def register_agent(body: AgentRegistrationRequest, identity: Identity = Depends(current_identity)):
         _require_writer(identity)
         with db.transaction(identity) as conn:
@@ -224,7 +230,7 @@ def create_app(db: Database | None = None) -> FastAPI:
             "message": "Agent registered" if changed else "Agent unchanged",
         }
 
-    @app.get("/v1/agents")
+    @app.get("/v1/agents", response_model=AgentList)
     def list_agents(
         agent_id: str | None = Query(None, max_length=255),
         name: str | None = Query(None, max_length=255),
@@ -240,7 +246,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         agents = [_agent_out(r) for r in rows]
         return {"agents": agents, "count": len(agents)}
 
-    @app.get("/v1/agents/discover")
+    @app.get("/v1/agents/discover", response_model=AgentList)
     def discover_agents(
         consumed_event: str | None = Query(None, max_length=200),
         identity: Identity = Depends(current_identity),
@@ -250,7 +256,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         agents = [_agent_out(r) for r in rows]
         return {"agents": agents, "count": len(agents)}
 
-    @app.get("/v1/agents/{agent_id}")
+    @app.get("/v1/agents/{agent_id}", response_model=AgentOut)
     def get_agent(agent_id: str, identity: Identity = Depends(current_identity)):
         with db.transaction(identity) as conn:
             rows = query_agents(conn, agent_id=agent_id)
@@ -269,7 +275,7 @@ def create_app(db: Database | None = None) -> FastAPI:
             raise HTTPException(404, f"agent {agent_id!r} not found")
         return Response(status_code=204)
 
-    @app.put("/v1/agents/{agent_id}/heartbeat", operation_id="heartbeat_put")
+    @app.put("/v1/agents/{agent_id}/heartbeat", operation_id="heartbeat_put", response_model=AgentWriteResult)
     def heartbeat(agent_id: str, identity: Identity = Depends(current_identity)):
         """soorma-core compatibility: serverless agents need no heartbeat; this only touches ``updated_at``."""
         _require_writer(identity)
@@ -282,16 +288,17 @@ def create_app(db: Database | None = None) -> FastAPI:
         return {"agentId": agent_id, "success": True, "message": "Heartbeat recorded"}
 
     # the same handler for POST, under its own operation id (one id per operation keeps the OpenAPI document valid)
-    app.add_api_route("/v1/agents/{agent_id}/heartbeat", heartbeat, methods=["POST"], operation_id="heartbeat_post")
+    app.add_api_route("/v1/agents/{agent_id}/heartbeat", heartbeat, methods=["POST"], operation_id="heartbeat_post",
+                      response_model=AgentWriteResult)
 
-    @app.post("/v1/events")
+    @app.post("/v1/events", response_model=EventWriteResult)
     def register_event(body: EventRegistrationRequest, identity: Identity = Depends(current_identity)):
         _require_writer(identity)
         with db.transaction(identity) as conn:
             upsert_event(conn, identity, body.event)
         return {"eventName": body.event.event_name, "success": True, "message": "Event registered"}
 
-    @app.get("/v1/events")
+    @app.get("/v1/events", response_model=EventList)
     def list_events(
         event_name: str | None = Query(None, max_length=200),
         topic: EventTopic | None = None,
@@ -314,7 +321,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         events = [_event_out(r) for r in rows]
         return {"events": events, "count": len(events)}
 
-    @app.post("/v1/schemas", status_code=201)
+    @app.post("/v1/schemas", status_code=201, response_model=PayloadSchemaWriteResult)
     def register_schema(body: PayloadSchemaRegistrationRequest, identity: Identity = Depends(current_identity)):
         """Register one immutable version of a payload schema; the same (name, version) again is a 409."""
         _require_writer(identity)
@@ -335,7 +342,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         return {"schemaName": schema.schema_name, "version": schema.version, "success": True,
                 "message": "Schema registered"}
 
-    @app.get("/v1/schemas")
+    @app.get("/v1/schemas", response_model=PayloadSchemaList)
     def list_schemas(
         owner_agent_id: str | None = Query(None, max_length=255),
         identity: Identity = Depends(current_identity),
@@ -353,7 +360,7 @@ def create_app(db: Database | None = None) -> FastAPI:
         schemas = [PayloadSchemaOut.model_validate(r).wire() for r in rows]
         return {"schemas": schemas, "count": len(schemas)}
 
-    @app.get("/v1/schemas/{schema_name}")
+    @app.get("/v1/schemas/{schema_name}", response_model=PayloadSchemaOut)
     def get_latest_schema(schema_name: str = Path(..., max_length=255),
                           identity: Identity = Depends(current_identity)):
         with db.transaction(identity) as conn:
@@ -366,7 +373,7 @@ def create_app(db: Database | None = None) -> FastAPI:
             raise HTTPException(404, f"schema {schema_name!r} not found")
         return PayloadSchemaOut.model_validate(row).wire()
 
-    @app.get("/v1/schemas/{schema_name}/versions/{version}")
+    @app.get("/v1/schemas/{schema_name}/versions/{version}", response_model=PayloadSchemaOut)
     def get_schema_version(schema_name: str = Path(..., max_length=255), version: str = Path(..., max_length=64),
                            identity: Identity = Depends(current_identity)):
         with db.transaction(identity) as conn:

@@ -207,3 +207,50 @@ class PayloadSchemaRegistrationRequest(Wire):
 class PayloadSchemaOut(PayloadSchema):
     created_at: datetime
     updated_at: datetime
+
+
+# -- answers ---------------------------------------------------------------------------------------------------------
+class AgentList(Wire):
+    """``GET /v1/agents`` and ``GET /v1/agents/discover``."""
+
+    agents: list[AgentOut]
+    count: int
+
+
+class AgentWriteResult(Wire):
+    """``POST /v1/agents`` (``message``: "Agent registered" or "Agent unchanged") and the heartbeat."""
+
+    agent_id: str
+    success: bool
+    message: str
+
+
+class EventList(Wire):
+    """``GET /v1/events``."""
+
+    events: list[EventOut]
+    count: int
+
+
+class EventWriteResult(Wire):
+    """``POST /v1/events``."""
+
+    event_name: str
+    success: bool
+    message: str
+
+
+class PayloadSchemaList(Wire):
+    """``GET /v1/schemas``."""
+
+    schemas: list[PayloadSchemaOut]
+    count: int
+
+
+class PayloadSchemaWriteResult(Wire):
+    """``POST /v1/schemas``."""
+
+    schema_name: str
+    version: str
+    success: bool
+    message: str

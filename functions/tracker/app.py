@@ -9,7 +9,9 @@ from __future__ import annotations
 import uuid
 
 from fastapi import Depends, FastAPI, HTTPException
+from pydantic import BaseModel
 
+from soorma.functions.gateway.models import GoalEvent
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.tracker.recording import (
     DUPLICATE,
@@ -27,13 +29,22 @@ __all__ = ["DUPLICATE", "IGNORED", "RECORDED", "create_app", "http_handler", "is
            "record_envelope", "summarize"]
 
 
+class TrackedEvents(BaseModel):
+    """``GET /v1/tracker/goals/{goal_id}/events``: every recorded event of the goal, in event time order (the
+    events are those of the gateway's goal trace, ``GET /v1/goals/{goal_id}/events``, unpaged)."""
+
+    goal_id: str
+    events: list[GoalEvent]
+    count: int
+
+
 def create_app(db: Database | None = None) -> FastAPI:
     """The tracker's HTTP app; ``db`` defaults to :func:`soorma.functions.shared.db.database_from_env`."""
     db = db if db is not None else database_from_env()
     app = function_app("Soorma tracker")
     app.state.db = db
 
-    @app.get("/v1/tracker/goals/{goal_id}/events")
+    @app.get("/v1/tracker/goals/{goal_id}/events", response_model=TrackedEvents)
     def goal_events(goal_id: str, identity: Identity = Depends(current_identity)):
         if len(goal_id) > 255:
             raise HTTPException(404, "goal not found")

@@ -92,3 +92,17 @@ def test_plain_json_result_is_a_200():
     response = response_from_result(b'{"hello": "world"}')
     assert response.status_code == 200 and json.loads(response.body) == {"hello": "world"}
     assert response_from_result(b"not json").status_code == 500
+
+
+def test_routes_as_api_gateway_selects_them():
+    """The local API Gateway routes by the same table and precedence as the cloud one: a path no route of
+    soorma.functions.http_api.ROUTES matches is API Gateway's own 404, before the authorizer runs."""
+    invoker = FakeInvoker()
+    client = _client(invoker)
+    good = {"Authorization": "Bearer good"}
+    assert client.get("/v1/events/publish", headers=good).status_code == 404  # only POST is routed (to the gateway)
+    assert client.get("/v1/memory", headers=good).json() == {"message": "Not Found"}  # memory routes are below it
+    assert invoker.calls == []
+    public = client.get("/.well-known/agent-card.json")
+    assert public.status_code == 201 and public.headers["x-seen"] == "gateway"
+    assert [name for name, _ in invoker.calls] == ["gateway"]  # a public route skips the authorizer
