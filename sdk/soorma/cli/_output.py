@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
-from typing import Any, Iterator, NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console

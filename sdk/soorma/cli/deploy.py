@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -80,14 +79,14 @@ def build_command(
 
 
 def deploy(
-    path: Optional[Path] = typer.Argument(None, help="an agent file or folder to deploy with the platform"),
+    path: Path | None = typer.Argument(None, help="an agent file or folder to deploy with the platform"),
     transport: Transport = typer.Option(
         Transport.sqs, help="event transport: sqs (SNS/SQS) or nats (NATS JetStream + bridge)"),
     stack_name: str = typer.Option("Soorma", help="CloudFormation stack name"),
-    platform_tenant: Optional[str] = typer.Option(None, help="platform tenant of the agents (default: default)"),
-    region: Optional[str] = typer.Option(None, help="AWS region (default: your AWS configuration's)"),
-    profile: Optional[str] = typer.Option(None, help="AWS profile"),
-    alarm_email: Optional[str] = typer.Option(None, help="e-mail address for dead-letter queue alarms"),
+    platform_tenant: str | None = typer.Option(None, help="platform tenant of the agents (default: default)"),
+    region: str | None = typer.Option(None, help="AWS region (default: your AWS configuration's)"),
+    profile: str | None = typer.Option(None, help="AWS profile"),
+    alarm_email: str | None = typer.Option(None, help="e-mail address for dead-letter queue alarms"),
     deletion_protection: bool = typer.Option(True, help="protect the database from deletion"),
     require_approval: RequireApproval = typer.Option(
         RequireApproval.broadening, help="which changes wait for a yes (cdk deploy --require-approval)"),

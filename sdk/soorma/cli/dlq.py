@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -186,15 +187,15 @@ def _print_table(entries: list[dict[str, Any]]) -> None:
 
 @app.command("list")
 def list_(
-    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this platform tenant's"),
-    event_id: Optional[str] = typer.Option(None, "--id", help="Only the entry of this event id"),
+    agent: str | None = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this platform tenant's"),
+    event_id: str | None = typer.Option(None, "--id", help="Only the entry of this event id"),
     limit: int = typer.Option(100, "--limit", "-n", min=1, help="At most this many entries (oldest first)"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line"),
-    url: Optional[str] = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
-    via: Optional[Transport] = typer.Option(None, "--transport", help="How the bus carries events (default: the "
+    url: str | None = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
+    via: Transport | None = typer.Option(None, "--transport", help="How the bus carries events (default: the "
                                                                      "local stack's)"),
-    aws_url: Optional[str] = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
+    aws_url: str | None = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
 ) -> None:
     """List dead letters, oldest first: event, agent, delivery count and the last error."""
     entries: list[dict[str, Any]]
@@ -228,22 +229,23 @@ def list_(
 
 @app.command()
 def replay(
-    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this platform tenant's"),
-    event_id: Optional[str] = typer.Option(None, "--id", help="Replay the entry of this event id"),
+    agent: str | None = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this platform tenant's"),
+    event_id: str | None = typer.Option(None, "--id", help="Replay the entry of this event id"),
     all_: bool = typer.Option(False, "--all", help="Replay every entry that matches --agent/--tenant"),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per replayed entry"),
-    url: Optional[str] = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
-    via: Optional[Transport] = typer.Option(None, "--transport", help="How the bus carries events (default: the "
+    url: str | None = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
+    via: Transport | None = typer.Option(None, "--transport", help="How the bus carries events (default: the "
                                                                      "local stack's)"),
-    aws_url: Optional[str] = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
+    aws_url: str | None = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
 ) -> None:
     """Deliver dead letters again to the agent that failed them, then remove them from the dead-letter stream.
 
     Needs --id EVENT_ID or --all (with --agent/--tenant to narrow it). Fix the function first."""
     if not event_id and not all_:
         fail("say which: --id EVENT_ID, or --all (narrowed by --agent/--tenant)", code=EXIT_USAGE)
-    from soorma.functions.bridge.dlq import list_dead_letters, replay as replay_entry
+    from soorma.functions.bridge.dlq import list_dead_letters
+    from soorma.functions.bridge.dlq import replay as replay_entry
 
     via_sqs = transport(via) is Transport.sqs
     # the bus is the local stack's unless an endpoint was named (flag or environment, as nats_url/sqs_client read them)

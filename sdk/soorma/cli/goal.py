@@ -9,11 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import typer
 
-from soorma.cli._output import EXIT_USAGE, fail, print_json, progress, stderr_console, warn
+from soorma.cli._output import (
+    EXIT_USAGE,
+    fail,
+    print_json,
+    progress,
+    stderr_console,
+    warn,
+)
 from soorma.clients.gateway import GatewayClient
 from soorma.errors import PlatformConnectionError, PlatformError
 from soorma.models import GoalStatus
@@ -86,7 +94,7 @@ def submit(
     ),
     wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the goal to end and print it as JSON"),
     timeout: float = typer.Option(120.0, "--timeout", min=0, help="Seconds to wait with --wait"),
-    session_id: Optional[str] = typer.Option(None, "--session", help="Session the goal belongs to"),
+    session_id: str | None = typer.Option(None, "--session", help="Session the goal belongs to"),
     as_json: bool = typer.Option(
         False, "--json", help="Print the submitted goal ({goal_id, status, goal_type}) as JSON, not only its id"
     ),

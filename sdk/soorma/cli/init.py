@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from string import Template
-from typing import Optional
 
 import typer
 
@@ -418,7 +417,7 @@ def init(
     name: str = typer.Argument(..., help="project and agent name: lower-case letters, digits, hyphens"),
     agent_type: AgentType = typer.Option(AgentType.worker, "--type", "-t", case_sensitive=False,
                                          help="the kind of agent"),
-    directory: Optional[Path] = typer.Option(
+    directory: Path | None = typer.Option(
         None, "--dir", "--output", "-o", help="create NAME/ inside this folder (default: the current folder)"
     ),
 ) -> None:
@@ -435,5 +434,14 @@ def init(
     typer.echo(f"next: (cd {target} && pytest) && soorma local deploy {target}")
 
 
-__all__ = ["InitError", "MAX_NAME_LENGTH", "NAME_PATTERN", "TYPES", "check_name", "check_type", "init", "render",
-           "scaffold"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "NAME_PATTERN",
+    "TYPES",
+    "InitError",
+    "check_name",
+    "check_type",
+    "init",
+    "render",
+    "scaffold",
+]

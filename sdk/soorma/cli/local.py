@@ -11,12 +11,19 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import typer
 
-from soorma.cli._output import EXIT_USAGE, fail, print_json, progress, stdout_to_stderr, warn
+from soorma.cli._output import (
+    EXIT_USAGE,
+    fail,
+    print_json,
+    progress,
+    stdout_to_stderr,
+    warn,
+)
 from soorma.cli.choices import Transport
 
 if TYPE_CHECKING:
@@ -112,7 +119,7 @@ def up(
     timeout: float = typer.Option(180.0, help="Seconds to wait for the stack to be ready"),
     foreground: bool = typer.Option(False, "--foreground", help="Run in this terminal (Ctrl-C stops it)"),
     docker: bool = typer.Option(False, "--docker", help="Use Docker Compose (local/compose.yaml) instead"),
-    transport: Optional[Transport] = typer.Option(
+    transport: Transport | None = typer.Option(
         None, "--transport",
         help="How events reach agents: nats (JetStream bridge) or sqs (SNS/SQS on moto + local event source "
              "mapping). Default: $SOORMA_EVENT_TRANSPORT, else nats"),

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
-
 from soorma.cli import goal as goal_cli
 from soorma.cli.main import app
 from soorma.clients import _http
 from soorma.clients.gateway import GatewayClient
+from typer.testing import CliRunner
 
 KEY = "sk_test_secret"
 URL = "http://gateway.test"
@@ -40,16 +39,20 @@ def api(monkeypatch, tmp_path):
     (a status code and body, or an exception to raise); ``api.requests`` lists what was sent."""
 
     class Api:
-        requests: list[httpx.Request] = []
-        goals: dict[str, tuple[int, dict] | Exception] = {}
-        submit: tuple[int, dict] | Exception = (202, {"goal_id": "g-1", "status": "running", "goal_type": "demo.goal"})
+        def __init__(self) -> None:
+            self.requests: list[httpx.Request] = []
+            self.goals: dict[str, tuple[int, dict] | Exception] = {}
+            self.submit: tuple[int, dict] | Exception = (
+                202, {"goal_id": "g-1", "status": "running", "goal_type": "demo.goal"})
+
+    api = Api()
 
     def handle(request: httpx.Request) -> httpx.Response:
-        Api.requests.append(request)
+        api.requests.append(request)
         if request.method == "POST" and request.url.path == "/v1/goals":
-            answer = Api.submit
+            answer = api.submit
         else:
-            answer = Api.goals.get(request.url.path.rsplit("/", 1)[-1], (404, {"detail": "goal not found"}))
+            answer = api.goals.get(request.url.path.rsplit("/", 1)[-1], (404, {"detail": "goal not found"}))
         if isinstance(answer, Exception):
             raise answer
         return httpx.Response(answer[0], json=answer[1])
@@ -60,7 +63,7 @@ def api(monkeypatch, tmp_path):
     monkeypatch.setenv("SOORMA_API_URL", URL)
     monkeypatch.setenv("SOORMA_API_KEY", KEY)
     monkeypatch.setenv("SOORMA_HOME", str(tmp_path / "no-stack"))
-    return Api
+    return api
 
 
 def _goal(status: str, **fields) -> dict:
