@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -79,18 +80,19 @@ def build_command(
 
 
 def deploy(
-    path: Path | None = typer.Argument(None, help="an agent file or folder to deploy with the platform"),
-    transport: Transport = typer.Option(
-        Transport.sqs, help="event transport: sqs (SNS/SQS) or nats (NATS JetStream + bridge)"),
-    stack_name: str = typer.Option("Soorma", help="CloudFormation stack name"),
-    platform_tenant: str | None = typer.Option(None, help="platform tenant of the agents (default: default)"),
-    region: str | None = typer.Option(None, help="AWS region (default: your AWS configuration's)"),
-    profile: str | None = typer.Option(None, help="AWS profile"),
-    alarm_email: str | None = typer.Option(None, help="e-mail address for dead-letter queue alarms"),
-    deletion_protection: bool = typer.Option(True, help="protect the database from deletion"),
-    require_approval: RequireApproval = typer.Option(
-        RequireApproval.broadening, help="which changes wait for a yes (cdk deploy --require-approval)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the command instead of running it"),
+    path: Annotated[Path | None, typer.Argument(help="an agent file or folder to deploy with the platform")] = None,
+    transport: Annotated[Transport, typer.Option(
+        help="event transport: sqs (SNS/SQS) or nats (NATS JetStream + bridge)")] = Transport.sqs,
+    stack_name: Annotated[str, typer.Option(help="CloudFormation stack name")] = "Soorma",
+    platform_tenant: Annotated[str | None, typer.Option(
+        help="platform tenant of the agents (default: default)")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region (default: your AWS configuration's)")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile")] = None,
+    alarm_email: Annotated[str | None, typer.Option(help="e-mail address for dead-letter queue alarms")] = None,
+    deletion_protection: Annotated[bool, typer.Option(help="protect the database from deletion")] = True,
+    require_approval: Annotated[RequireApproval, typer.Option(
+        help="which changes wait for a yes (cdk deploy --require-approval)")] = RequireApproval.broadening,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the command instead of running it")] = False,
 ) -> None:
     """Deploy the platform (and the agents in PATH) to AWS with `cdk deploy`."""
     try:

@@ -24,7 +24,7 @@ import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -187,15 +187,18 @@ def _print_table(entries: list[dict[str, Any]]) -> None:
 
 @app.command("list")
 def list_(
-    agent: str | None = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
-    tenant: str | None = typer.Option(None, "--tenant", help="Only this platform tenant's"),
-    event_id: str | None = typer.Option(None, "--id", help="Only the entry of this event id"),
-    limit: int = typer.Option(100, "--limit", "-n", min=1, help="At most this many entries (oldest first)"),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line"),
-    url: str | None = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
-    via: Transport | None = typer.Option(None, "--transport", help="How the bus carries events (default: the "
-                                                                     "local stack's)"),
-    aws_url: str | None = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's dead letters")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this platform tenant's")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Only the entry of this event id")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many entries (oldest first)")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    url: Annotated[str | None, typer.Option(
+        "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)")] = None,
+    via: Annotated[Transport | None, typer.Option(
+        "--transport",
+        help="How the bus carries events (default: the "
+                                                                     "local stack's)")] = None,
+    aws_url: Annotated[str | None, typer.Option("--aws-endpoint-url", help="SQS endpoint for --transport sqs")] = None,
 ) -> None:
     """List dead letters, oldest first: event, agent, delivery count and the last error."""
     entries: list[dict[str, Any]]
@@ -229,15 +232,18 @@ def list_(
 
 @app.command()
 def replay(
-    agent: str | None = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
-    tenant: str | None = typer.Option(None, "--tenant", help="Only this platform tenant's"),
-    event_id: str | None = typer.Option(None, "--id", help="Replay the entry of this event id"),
-    all_: bool = typer.Option(False, "--all", help="Replay every entry that matches --agent/--tenant"),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per replayed entry"),
-    url: str | None = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
-    via: Transport | None = typer.Option(None, "--transport", help="How the bus carries events (default: the "
-                                                                     "local stack's)"),
-    aws_url: str | None = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's dead letters")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this platform tenant's")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Replay the entry of this event id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every entry that matches --agent/--tenant")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per replayed entry")] = False,
+    url: Annotated[str | None, typer.Option(
+        "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)")] = None,
+    via: Annotated[Transport | None, typer.Option(
+        "--transport",
+        help="How the bus carries events (default: the "
+                                                                     "local stack's)")] = None,
+    aws_url: Annotated[str | None, typer.Option("--aws-endpoint-url", help="SQS endpoint for --transport sqs")] = None,
 ) -> None:
     """Deliver dead letters again to the agent that failed them, then remove them from the dead-letter stream.
 

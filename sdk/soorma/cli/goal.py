@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -32,15 +32,18 @@ app = typer.Typer(help="Submit goals and read their status.", no_args_is_help=Tr
 T = TypeVar("T")
 
 
-def json_object(text: str) -> dict[str, Any]:
-    """``--data``: the text as a JSON object. Raises :class:`typer.BadParameter` (a usage error, exit 2) otherwise."""
+def json_object(value: str | dict[str, Any]) -> dict[str, Any]:
+    """``--data``: the text as a JSON object (a dict, the default, is one already). Raises
+    :class:`typer.BadParameter`, a usage error (exit 2) before the command runs, for anything else."""
+    if isinstance(value, dict):
+        return value
     try:
-        value = json.loads(text)
+        parsed = json.loads(value)
     except ValueError as exc:
         raise typer.BadParameter(f"not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
+    if not isinstance(parsed, dict):
         raise typer.BadParameter("must be a JSON object")
-    return value
+    return parsed
 
 
 def _settings() -> Settings:
@@ -88,16 +91,15 @@ async def _final_goal(client: GatewayClient, goal_id: str, timeout: float) -> Go
 
 @app.command()
 def submit(
-    goal_type: str = typer.Argument(..., help="The goal's event type, e.g. research.goal"),
-    data: dict[str, Any] = typer.Option(
-        "{}", "--data", "-d", parser=json_object, metavar="JSON", help="The goal's data as a JSON object"
-    ),
-    wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the goal to end and print it as JSON"),
-    timeout: float = typer.Option(120.0, "--timeout", min=0, help="Seconds to wait with --wait"),
-    session_id: str | None = typer.Option(None, "--session", help="Session the goal belongs to"),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the submitted goal ({goal_id, status, goal_type}) as JSON, not only its id"
-    ),
+    goal_type: Annotated[str, typer.Argument(help="The goal's event type, e.g. research.goal")],
+    data: Annotated[dict[str, Any], typer.Option(
+        "--data", "-d", parser=json_object, metavar="JSON", default_factory=dict, show_default="{}",
+        help="The goal's data as a JSON object")],
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait for the goal to end and print it as JSON")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait with --wait")] = 120.0,
+    session_id: Annotated[str | None, typer.Option("--session", help="Session the goal belongs to")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the submitted goal ({goal_id, status, goal_type}) as JSON, not only its id")] = False,
 ) -> None:
     """Submit a goal; prints its id, and with --wait the final goal as JSON (exit 1 if it failed or timed out)."""
     settings = _settings()
@@ -126,7 +128,7 @@ def submit(
 
 
 @app.command()
-def status(goal_id: str = typer.Argument(..., help="The goal id printed by `soorma goal submit`")) -> None:
+def status(goal_id: Annotated[str, typer.Argument(help="The goal id printed by `soorma goal submit`")]) -> None:
     """Print a goal (status, result, the tasks seen) as JSON."""
     goal = _call(_settings(), lambda client: client.get_goal(goal_id))
     if goal is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from string import Template
+from typing import Annotated
 
 import typer
 
@@ -414,12 +415,11 @@ def scaffold(name: str, agent_type: str = "worker", parent: Path | str = ".") ->
 
 
 def init(
-    name: str = typer.Argument(..., help="project and agent name: lower-case letters, digits, hyphens"),
-    agent_type: AgentType = typer.Option(AgentType.worker, "--type", "-t", case_sensitive=False,
-                                         help="the kind of agent"),
-    directory: Path | None = typer.Option(
-        None, "--dir", "--output", "-o", help="create NAME/ inside this folder (default: the current folder)"
-    ),
+    name: Annotated[str, typer.Argument(help="project and agent name: lower-case letters, digits, hyphens")],
+    agent_type: Annotated[AgentType, typer.Option(
+        "--type", "-t", case_sensitive=False, help="the kind of agent")] = AgentType.worker,
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", "--output", "-o", help="create NAME/ inside this folder (default: the current folder)")] = None,
 ) -> None:
     """Create NAME/: a deployable agent (agent.py), its README, soorma.toml and a passing test."""
     try:

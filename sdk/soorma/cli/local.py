@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -116,15 +116,15 @@ def _report_ready(ready: dict[str, Any], as_json: bool) -> None:
 
 @app.command()
 def up(
-    timeout: float = typer.Option(180.0, help="Seconds to wait for the stack to be ready"),
-    foreground: bool = typer.Option(False, "--foreground", help="Run in this terminal (Ctrl-C stops it)"),
-    docker: bool = typer.Option(False, "--docker", help="Use Docker Compose (local/compose.yaml) instead"),
-    transport: Transport | None = typer.Option(
-        None, "--transport",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the stack to be ready")] = 180.0,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Run in this terminal (Ctrl-C stops it)")] = False,
+    docker: Annotated[bool, typer.Option("--docker", help="Use Docker Compose (local/compose.yaml) instead")] = False,
+    transport: Annotated[Transport | None, typer.Option(
+        "--transport",
         help="How events reach agents: nats (JetStream bridge) or sqs (SNS/SQS on moto + local event source "
-             "mapping). Default: $SOORMA_EVENT_TRANSPORT, else nats"),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the endpoints and key as one JSON object on stdout (progress on stderr)"),
+             "mapping). Default: $SOORMA_EVENT_TRANSPORT, else nats")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the endpoints and key as one JSON object on stdout (progress on stderr)")] = False,
 ) -> None:
     """Start the local stack in the background and print its endpoint and API key."""
     if as_json and foreground:
@@ -227,8 +227,9 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 @app.command()
 def down(
-    timeout: float = typer.Option(60.0, help="Seconds to wait for a clean stop before killing"),
-    docker: bool = typer.Option(False, "--docker", help="Stop the Compose stack (local/compose.yaml) instead"),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a clean stop before killing")] = 60.0,
+    docker: Annotated[bool, typer.Option(
+        "--docker", help="Stop the Compose stack (local/compose.yaml) instead")] = False,
 ) -> None:
     """Stop the local stack (in-flight events are drained first); data stays in .soorma/."""
     if docker:
@@ -256,7 +257,7 @@ def down(
 
 
 @app.command()
-def status(as_json: bool = typer.Option(False, "--json", help="Print the raw status as JSON")) -> None:
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print the raw status as JSON")] = False) -> None:
     """Show whether the stack runs, its functions and the bridge's delivery figures."""
     state = _read_state()
     if not _alive(state.get("pid")):
@@ -311,14 +312,18 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the raw sta
 
 @app.command()
 def deploy(
-    path: Path = typer.Argument(..., exists=True, help="A Python file or a folder of agents"),
-    setup: bool = typer.Option(True, "--setup/--no-setup", help="Run the folder's setup step (once)"),
-    force_setup: bool = typer.Option(False, "--force-setup", help="Run the setup step even if it ran before"),
-    watch: bool = typer.Option(False, "--watch", "-w", help="Keep watching the files and redeploy on change"),
-    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between two looks at the files (--watch)"),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print {path, deployed: [{agent, function_name, consumer}]} as JSON on stdout "
-                              "(progress and the setup step's output on stderr)"),
+    path: Annotated[Path, typer.Argument(exists=True, help="A Python file or a folder of agents")],
+    setup: Annotated[bool, typer.Option("--setup/--no-setup", help="Run the folder's setup step (once)")] = True,
+    force_setup: Annotated[bool, typer.Option(
+        "--force-setup", help="Run the setup step even if it ran before")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Keep watching the files and redeploy on change")] = False,
+    interval: Annotated[float, typer.Option(
+        "--interval", min=0.1, help="Seconds between two looks at the files (--watch)")] = 1.0,
+    as_json: Annotated[bool, typer.Option(
+        "--json",
+        help="Print {path, deployed: [{agent, function_name, consumer}]} as JSON on stdout "
+             "(progress and the setup step's output on stderr)")] = False,
 ) -> None:
     """Deploy the module-level agents of a file or folder as functions, register them, run the setup step.
 
@@ -418,11 +423,14 @@ def _show_payload(body: bytes) -> str:
 
 @app.command()
 def invoke(
-    function: str = typer.Argument(..., help="Function name or ARN (see `soorma local status`)"),
-    payload: str = typer.Option("{}", "--payload", "-p", help="The event: JSON, @file.json, or @- for stdin"),
-    event: bool = typer.Option(False, "--event", help="Invoke asynchronously (Lambda's Event type): do not wait"),
-    log: bool = typer.Option(False, "--log", help="Also print the invocation's log tail (last 4 KB) to stderr"),
-    timeout: float = typer.Option(960.0, help="Seconds to wait for the response"),
+    function: Annotated[str, typer.Argument(help="Function name or ARN (see `soorma local status`)")],
+    payload: Annotated[str, typer.Option(
+        "--payload", "-p", help="The event: JSON, @file.json, or @- for stdin")] = "{}",
+    event: Annotated[bool, typer.Option(
+        "--event", help="Invoke asynchronously (Lambda's Event type): do not wait")] = False,
+    log: Annotated[bool, typer.Option(
+        "--log", help="Also print the invocation's log tail (last 4 KB) to stderr")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the response")] = 960.0,
 ) -> None:
     """Invoke a function and print its response payload (a function error also exits 1).
 
@@ -497,9 +505,9 @@ def _log_path(function: str) -> Path:
 
 @app.command()
 def logs(
-    function: str = typer.Argument(..., help="Function name (see `soorma local status`)"),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines"),
-    lines: int = typer.Option(50, "--lines", "-n", help="Lines to show first"),
+    function: Annotated[str, typer.Argument(help="Function name (see `soorma local status`)")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Lines to show first")] = 50,
 ) -> None:
     """Print a function's log (its execution environments' output and REPORT lines)."""
     path = _log_path(function)

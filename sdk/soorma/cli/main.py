@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
+from typing import Annotated
 
 import typer
 
@@ -41,9 +42,8 @@ def _print_version(requested: bool) -> None:
 
 @app.callback()
 def _root(
-    _version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the installed version and exit."
-    ),
+    _version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the installed version and exit.")] = False,
 ) -> None:
     """Soorma Serverless: event-driven agents (Planners, Workers, Tools) as functions."""
 

@@ -140,6 +140,7 @@ def test_submit_json_prints_the_submitted_goal(api):
     result = soorma("goal", "submit", "demo.goal", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"goal_id": "g-1", "status": "running", "goal_type": "demo.goal"}
+    assert json.loads(api.requests[0].content) == {"goal_type": "demo.goal", "data": {}}  # --data's default
 
 
 def test_submit_wait_prints_the_final_goal_as_json_and_progress_on_stderr(api):
