@@ -14,9 +14,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
+
+from soorma.cli._output import EXIT_USAGE, fail
+from soorma.cli.choices import RequireApproval, Transport
 
 CDK_CLI = "aws-cdk@2.1148.1"
 
@@ -28,23 +31,27 @@ class DeployCommandError(ValueError):
 def build_command(
     path: Path | str | None,
     *,
-    transport: str = "sqs",
+    transport: str = Transport.sqs.value,
     stack_name: str = "Soorma",
     platform_tenant: str | None = None,
     region: str | None = None,
     profile: str | None = None,
     alarm_email: str | None = None,
     deletion_protection: bool = True,
-    require_approval: str = "broadening",
+    require_approval: str = RequireApproval.broadening.value,
     output: Path | str | None = None,
     python: str | None = None,
     extra_context: dict[str, str] | None = None,
 ) -> list[str]:
-    """The ``npx aws-cdk deploy`` command line (a list, never passed through a shell)."""
-    if transport not in ("sqs", "nats"):
-        raise DeployCommandError(f"--transport must be sqs or nats, not {transport!r}")
-    if require_approval not in ("never", "any-change", "broadening"):
-        raise DeployCommandError("--require-approval must be never, any-change or broadening")
+    """The ``npx aws-cdk deploy`` command line (a list, never passed through a shell).
+
+    ``transport`` is a :class:`Transport` value and ``require_approval`` a :class:`RequireApproval` value; raises
+    :class:`DeployCommandError` for another value or a ``path`` that does not exist."""
+    if transport not in {t.value for t in Transport}:
+        raise DeployCommandError(f"--transport must be one of {', '.join(t.value for t in Transport)}, "
+                                 f"not {transport!r}")
+    if require_approval not in {r.value for r in RequireApproval}:
+        raise DeployCommandError(f"--require-approval must be one of {', '.join(r.value for r in RequireApproval)}")
     python = python or sys.executable
     cmd = ["npx", "--yes", CDK_CLI, "deploy", stack_name, "--app", f"{shlex.quote(python)} -m soorma.infra.app",
            "--require-approval", require_approval]
@@ -73,32 +80,33 @@ def build_command(
 
 
 def deploy(
-    path: Optional[Path] = typer.Argument(None, help="an agent file or folder to deploy with the platform"),
-    transport: str = typer.Option("sqs", help="event transport: sqs (SNS/SQS) or nats (NATS JetStream + bridge)"),
-    stack_name: str = typer.Option("Soorma", help="CloudFormation stack name"),
-    platform_tenant: Optional[str] = typer.Option(None, help="platform tenant of the agents (default: default)"),
-    region: Optional[str] = typer.Option(None, help="AWS region (default: your AWS configuration's)"),
-    profile: Optional[str] = typer.Option(None, help="AWS profile"),
-    alarm_email: Optional[str] = typer.Option(None, help="e-mail address for dead-letter queue alarms"),
-    deletion_protection: bool = typer.Option(True, help="protect the database from deletion"),
-    require_approval: str = typer.Option("broadening", help="never | any-change | broadening"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="print the command instead of running it"),
+    path: Annotated[Path | None, typer.Argument(help="an agent file or folder to deploy with the platform")] = None,
+    transport: Annotated[Transport, typer.Option(
+        help="event transport: sqs (SNS/SQS) or nats (NATS JetStream + bridge)")] = Transport.sqs,
+    stack_name: Annotated[str, typer.Option(help="CloudFormation stack name")] = "Soorma",
+    platform_tenant: Annotated[str | None, typer.Option(
+        help="platform tenant of the agents (default: default)")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region (default: your AWS configuration's)")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile")] = None,
+    alarm_email: Annotated[str | None, typer.Option(help="e-mail address for dead-letter queue alarms")] = None,
+    deletion_protection: Annotated[bool, typer.Option(help="protect the database from deletion")] = True,
+    require_approval: Annotated[RequireApproval, typer.Option(
+        help="which changes wait for a yes (cdk deploy --require-approval)")] = RequireApproval.broadening,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the command instead of running it")] = False,
 ) -> None:
     """Deploy the platform (and the agents in PATH) to AWS with `cdk deploy`."""
     try:
         cmd = build_command(
-            path, transport=transport, stack_name=stack_name, platform_tenant=platform_tenant, region=region,
+            path, transport=transport.value, stack_name=stack_name, platform_tenant=platform_tenant, region=region,
             profile=profile, alarm_email=alarm_email, deletion_protection=deletion_protection,
-            require_approval=require_approval,
+            require_approval=require_approval.value,
         )
     except DeployCommandError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"error: {exc}", code=EXIT_USAGE)
     if dry_run:
         typer.echo(shlex.join(cmd))
         return
     if shutil.which("npx") is None:
-        typer.echo("error: npx (Node.js) is needed to run the AWS CDK CLI", err=True)
-        raise typer.Exit(2)
+        fail("error: npx (Node.js) is needed to run the AWS CDK CLI")
     env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
     raise typer.Exit(subprocess.call(cmd, env=env))

@@ -23,57 +23,71 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from typing import Any, Optional
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from soorma.cli.config import home
+from soorma.cli._output import EXIT_RUNTIME, EXIT_USAGE, error, fail
+from soorma.cli.choices import Transport
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+    from soorma.local.paths import StackPaths
 
 app = typer.Typer(help="Dead letters: list the events that failed every delivery, replay them.", no_args_is_help=True)
 
 NATS_URL_ENV = "SOORMA_NATS_URL"
+T = TypeVar("T")
+
+
+def _stack_paths() -> StackPaths:
+    from soorma.local.paths import StackPaths, default_home
+
+    return StackPaths(default_home())
 
 
 def _stack_state() -> dict[str, Any]:
-    from soorma.local.paths import StackPaths, read_json
+    from soorma.local.paths import read_json
 
-    return read_json(StackPaths(home()).state) or {}
+    return read_json(_stack_paths().state) or {}
 
 
-def transport(explicit: str | None = None) -> str:
+def transport(explicit: Transport | None = None) -> Transport:
     """``explicit``, else the running local stack's transport, else ``SOORMA_EVENT_TRANSPORT``, else ``nats``;
     ``sns`` means ``sqs``. Exits with a message for anything else."""
-    value = explicit or _stack_state().get("transport") or os.environ.get("SOORMA_EVENT_TRANSPORT") or "nats"
+    if explicit is not None:
+        return explicit
+    value = str(_stack_state().get("transport") or os.environ.get("SOORMA_EVENT_TRANSPORT") or "nats")
     value = value.strip().lower()
     if value in ("sqs", "sns"):
-        return "sqs"
+        return Transport.sqs
     if value != "nats":
-        typer.secho(f"unknown transport {value!r}: use --transport nats or --transport sqs", fg="red", err=True)
-        raise typer.Exit(2)
-    return "nats"
+        fail(f"unknown transport {value!r}: use --transport nats or --transport sqs", code=EXIT_USAGE)
+    return Transport.nats
 
 
-def sqs_client(explicit: str | None = None):
+def sqs_client(explicit: str | None = None) -> Any:
     """A boto3 SQS client on ``explicit``, ``AWS_ENDPOINT_URL`` or the local stack's moto; exits when there is none."""
     from soorma.local import sqs as resources
 
     endpoint = explicit or os.environ.get("AWS_ENDPOINT_URL") or _stack_state().get("aws_endpoint_url")
     if not endpoint:
-        typer.secho("no SQS endpoint: pass --aws-endpoint-url, set AWS_ENDPOINT_URL, or start the local stack with "
-                    "`soorma local up --transport sqs`", fg="red", err=True)
-        raise typer.Exit(2)
+        fail("no SQS endpoint: pass --aws-endpoint-url, set AWS_ENDPOINT_URL, or start the local stack with "
+             "`soorma local up --transport sqs`", code=EXIT_USAGE)
     return resources.clients(endpoint)[1]
 
 
-def _sqs(work):
+def _sqs(work: Callable[[], T]) -> T:
     """Run ``work()`` (SQS calls), turning an unreachable endpoint into a clear error."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    # botocore ships no type hints; the ignore stays harmless where a stubs package or a mypy override provides them
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped, unused-ignore]
 
     try:
         return work()
     except (BotoCoreError, ClientError) as exc:
-        typer.secho(f"SQS request failed: {type(exc).__name__}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"SQS request failed: {type(exc).__name__}: {exc}")
 
 
 def nats_url(explicit: str | None = None) -> str:
@@ -83,15 +97,14 @@ def nats_url(explicit: str | None = None) -> str:
         return explicit
     if os.environ.get(NATS_URL_ENV):
         return os.environ[NATS_URL_ENV]
-    from soorma.local.paths import StackPaths, read_json
+    from soorma.local.paths import read_json
 
-    paths = StackPaths(home())
+    paths = _stack_paths()
     url = (read_json(paths.secrets) or {}).get("nats_url") or (read_json(paths.state) or {}).get("nats_url")
     if url:
-        return url
-    typer.secho(f"no NATS to connect to: set {NATS_URL_ENV}, pass --nats-url, or start the local stack "
-                "(`soorma local up`)", fg="red", err=True)
-    raise typer.Exit(2)
+        return str(url)
+    fail(f"no NATS to connect to: set {NATS_URL_ENV}, pass --nats-url, or start the local stack "
+         "(`soorma local up`)", code=EXIT_USAGE)
 
 
 def _grant_key(local_stack: bool) -> bytes | None:
@@ -103,10 +116,10 @@ def _grant_key(local_stack: bool) -> bytes | None:
     from soorma.grants import KEY_SOURCE_ENV, derive_key
 
     if local_stack:
-        from soorma.local.paths import StackPaths, read_json
+        from soorma.local.paths import read_json
 
         try:
-            pepper = (read_json(StackPaths(home()).secrets) or {}).get("api_key_pepper")
+            pepper = (read_json(_stack_paths().secrets) or {}).get("api_key_pepper")
         except OSError:
             pepper = None
         source = "the local stack's secrets.json"
@@ -128,7 +141,7 @@ async def _quiet(_exc: Exception) -> None:
     """nats-py's error callback: the failure is reported once, by :func:`_with_js`, not logged per attempt."""
 
 
-async def _with_js(url: str, work):
+async def _with_js(url: str, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
     """Connect to NATS at ``url``, run ``work(jetstream)``, close. A server that is unreachable or refuses the
     credentials exits 1 with one message, within :data:`CONNECT_DEADLINE_S` seconds.
 
@@ -139,7 +152,7 @@ async def _with_js(url: str, work):
     """
     import nats
 
-    from soorma.local.paths import redact_url
+    from soorma.urls import redact_url
 
     try:
         nc = await asyncio.wait_for(
@@ -148,9 +161,8 @@ async def _with_js(url: str, work):
             CONNECT_DEADLINE_S)
     except Exception as exc:  # noqa: BLE001 - any connection failure is reported the same way
         reason = "no answer" if isinstance(exc, asyncio.TimeoutError) else f"{type(exc).__name__}: {exc}"
-        typer.secho(f"cannot connect to NATS at {redact_url(url)}: {reason} (is the local stack running? "
-                    "`soorma local status`)", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"cannot connect to NATS at {redact_url(url)}: {reason} (is the local stack running? "
+             "`soorma local status`)")
     try:
         return await work(nc.jetstream())
     finally:
@@ -175,17 +187,22 @@ def _print_table(entries: list[dict[str, Any]]) -> None:
 
 @app.command("list")
 def list_(
-    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this platform tenant's"),
-    event_id: Optional[str] = typer.Option(None, "--id", help="Only the entry of this event id"),
-    limit: int = typer.Option(100, "--limit", "-n", min=1, help="At most this many entries (oldest first)"),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per line"),
-    url: Optional[str] = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
-    via: Optional[str] = typer.Option(None, "--transport", help="nats or sqs (default: the local stack's)"),
-    aws_url: Optional[str] = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's dead letters")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this platform tenant's")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Only the entry of this event id")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many entries (oldest first)")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    url: Annotated[str | None, typer.Option(
+        "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)")] = None,
+    via: Annotated[Transport | None, typer.Option(
+        "--transport",
+        help="How the bus carries events (default: the "
+                                                                     "local stack's)")] = None,
+    aws_url: Annotated[str | None, typer.Option("--aws-endpoint-url", help="SQS endpoint for --transport sqs")] = None,
 ) -> None:
     """List dead letters, oldest first: event, agent, delivery count and the last error."""
-    if transport(via) == "sqs":
+    entries: list[dict[str, Any]]
+    if transport(via) is Transport.sqs:
         from soorma.local.sqs_transport import list_sqs_dead_letters
 
         client = sqs_client(aws_url)
@@ -194,14 +211,15 @@ def list_(
     else:
         from soorma.functions.bridge.dlq import list_dead_letters
 
-        async def work(js):
-            return await list_dead_letters(js, platform_tenant_id=tenant, agent=agent, event_id=event_id, limit=limit)
+        async def work(js: JetStreamContext) -> list[dict[str, Any]]:
+            found = await list_dead_letters(js, platform_tenant_id=tenant, agent=agent, event_id=event_id,
+                                            limit=limit)
+            return [e.summary() for e in found]
 
         try:
-            entries = [e.summary() for e in asyncio.run(_with_js(nats_url(url), work))]
+            entries = asyncio.run(_with_js(nats_url(url), work))
         except ValueError as exc:
-            typer.secho(str(exc), fg="red", err=True)
-            raise typer.Exit(2) from None
+            fail(str(exc), code=EXIT_USAGE)
     if as_json:
         for entry in entries:
             typer.echo(json.dumps(entry, sort_keys=True))
@@ -214,31 +232,38 @@ def list_(
 
 @app.command()
 def replay(
-    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="Only this agent's dead letters"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", help="Only this platform tenant's"),
-    event_id: Optional[str] = typer.Option(None, "--id", help="Replay the entry of this event id"),
-    all_: bool = typer.Option(False, "--all", help="Replay every entry that matches --agent/--tenant"),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per replayed entry"),
-    url: Optional[str] = typer.Option(None, "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)"),
-    via: Optional[str] = typer.Option(None, "--transport", help="nats or sqs (default: the local stack's)"),
-    aws_url: Optional[str] = typer.Option(None, "--aws-endpoint-url", help="SQS endpoint for --transport sqs"),
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's dead letters")] = None,
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this platform tenant's")] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Replay the entry of this event id")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Replay every entry that matches --agent/--tenant")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per replayed entry")] = False,
+    url: Annotated[str | None, typer.Option(
+        "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)")] = None,
+    via: Annotated[Transport | None, typer.Option(
+        "--transport",
+        help="How the bus carries events (default: the "
+                                                                     "local stack's)")] = None,
+    aws_url: Annotated[str | None, typer.Option("--aws-endpoint-url", help="SQS endpoint for --transport sqs")] = None,
 ) -> None:
     """Deliver dead letters again to the agent that failed them, then remove them from the dead-letter stream.
 
     Needs --id EVENT_ID or --all (with --agent/--tenant to narrow it). Fix the function first."""
     if not event_id and not all_:
-        typer.secho("say which: --id EVENT_ID, or --all (narrowed by --agent/--tenant)", fg="red", err=True)
-        raise typer.Exit(2)
-    from soorma.functions.bridge.dlq import list_dead_letters, replay as replay_entry
+        fail("say which: --id EVENT_ID, or --all (narrowed by --agent/--tenant)", code=EXIT_USAGE)
+    from soorma.functions.bridge.dlq import list_dead_letters
+    from soorma.functions.bridge.dlq import replay as replay_entry
 
-    via_sqs = transport(via) == "sqs"
+    via_sqs = transport(via) is Transport.sqs
     # the bus is the local stack's unless an endpoint was named (flag or environment, as nats_url/sqs_client read them)
     named = (aws_url or os.environ.get("AWS_ENDPOINT_URL")) if via_sqs else (url or os.environ.get(NATS_URL_ENV))
     key = _grant_key(local_stack=not named)
 
-    async def work(js):
+    Outcome = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+    async def work(js: JetStreamContext) -> Outcome:
         entries = await list_dead_letters(js, platform_tenant_id=tenant, agent=agent, event_id=event_id, limit=None)
-        done, failed = [], []
+        done: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
         for entry in entries:
             try:
                 await replay_entry(js, entry, grant_key=key)
@@ -252,14 +277,14 @@ def replay(
         from soorma.local.sqs_transport import replay_sqs_dead_letters
 
         client = sqs_client(aws_url)
-        done, failed = _sqs(lambda: replay_sqs_dead_letters(client, platform_tenant_id=tenant, agent=agent,
+        outcome: Outcome = _sqs(lambda: replay_sqs_dead_letters(client, platform_tenant_id=tenant, agent=agent,
                                                              event_id=event_id, grant_key=key))
     else:
         try:
-            done, failed = asyncio.run(_with_js(nats_url(url), work))
+            outcome = asyncio.run(_with_js(nats_url(url), work))
         except ValueError as exc:
-            typer.secho(str(exc), fg="red", err=True)
-            raise typer.Exit(2) from None
+            fail(str(exc), code=EXIT_USAGE)
+    done, failed = outcome
     if as_json:
         for entry in done:
             typer.echo(json.dumps({**entry, "replayed": True}, sort_keys=True))
@@ -270,11 +295,10 @@ def replay(
             typer.echo(f"replayed {entry['event_id']} ({entry['event_type']}) to {entry['agent']} "
                        f"[tenant {entry['platform_tenant_id']}, dead letter {entry['seq']}]")
         for entry in failed:
-            typer.secho(f"could not replay dead letter {entry['seq']}: {entry['replay_error']}", fg="red", err=True)
+            error(f"could not replay dead letter {entry['seq']}: {entry['replay_error']}")
     if event_id and not done and not failed:
-        typer.secho(f"no dead letter with event id {event_id}", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"no dead letter with event id {event_id}")
     if not as_json and not done and not failed:
         typer.echo("nothing to replay")
     if failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_RUNTIME)

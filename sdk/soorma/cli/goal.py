@@ -1,100 +1,136 @@
-"""``soorma goal submit|status``: submit a goal over HTTP and read it back."""
+"""``soorma goal submit|status``: submit a goal and read it back, through the SDK's :class:`GatewayClient`.
+
+The endpoint and key are the SDK's :class:`~soorma.settings.Settings` (``SOORMA_API_URL`` / ``SOORMA_API_KEY``, else
+the local stack's ``.soorma/credentials.json``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
-from typing import Any, Optional
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
-import httpx
 import typer
 
-from soorma.cli.config import api_config
+from soorma.cli._output import (
+    EXIT_USAGE,
+    fail,
+    print_json,
+    progress,
+    stderr_console,
+    warn,
+)
+from soorma.clients.gateway import GatewayClient
+from soorma.errors import PlatformConnectionError, PlatformError
+from soorma.models import GoalStatus
+from soorma.settings import Settings
 
 app = typer.Typer(help="Submit goals and read their status.", no_args_is_help=True)
 
-
-def _client() -> httpx.Client:
-    config = api_config()
-    return httpx.Client(base_url=config.url, headers={"authorization": f"Bearer {config.key}"}, timeout=30)
+T = TypeVar("T")
 
 
-def _fail(response: httpx.Response) -> None:
+def json_object(value: str | dict[str, Any]) -> dict[str, Any]:
+    """``--data``: the text as a JSON object (a dict, the default, is one already). Raises
+    :class:`typer.BadParameter`, a usage error (exit 2) before the command runs, for anything else."""
+    if isinstance(value, dict):
+        return value
     try:
-        detail = response.json()
-        detail = detail.get("detail", detail) if isinstance(detail, dict) else detail
-    except ValueError:
-        detail = response.text
-    typer.secho(f"HTTP {response.status_code}: {detail}", fg="red", err=True)
-    raise typer.Exit(1)
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise typer.BadParameter("must be a JSON object")
+    return parsed
 
 
-def _request(call, *args: Any, **kwargs: Any) -> httpx.Response:
+def _settings() -> Settings:
+    """The SDK's settings; exits 2 naming what to set when there is no API key."""
+    settings = Settings.from_env()
+    if not settings.api_key:
+        fail("no API key: set SOORMA_API_URL and SOORMA_API_KEY, or start the local stack with `soorma local up`",
+             code=EXIT_USAGE)
+    return settings
+
+
+def _call(settings: Settings, work: Callable[[GatewayClient], Awaitable[T]]) -> T:
+    """Run ``work`` with a gateway client on ``settings``; an unreachable API or an error answer exits 1."""
+
+    async def run() -> T:
+        client = GatewayClient(settings.base_url, settings.api_key, timeout=settings.timeout)
+        try:
+            return await work(client)
+        finally:
+            await client.close()
+
     try:
-        return call(*args, **kwargs)
-    except httpx.TransportError as exc:
-        typer.secho(f"cannot reach the API ({exc}); is the stack up? (`soorma local status`)", fg="red", err=True)
-        raise typer.Exit(1) from None
+        return asyncio.run(run())
+    except PlatformConnectionError as exc:
+        fail(f"cannot reach the API at {settings.base_url} ({exc.detail}); is the stack up? (`soorma local status`)")
+    except PlatformError as exc:
+        fail(f"HTTP {exc.status}: {exc.detail}")
 
 
-def wait_for_goal(client: httpx.Client, goal_id: str, timeout_s: float) -> dict[str, Any]:
-    """Poll ``GET /v1/goals/{id}`` until the goal is no longer running or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        response = _request(client.get, f"/v1/goals/{goal_id}")
-        if response.status_code != 200:
-            _fail(response)
-        goal = response.json()
-        if goal.get("status") != "running" or time.monotonic() >= deadline:
-            return goal
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.5)
+def _goal_json(goal: GoalStatus) -> dict[str, Any]:
+    """The goal as the gateway sent it (its own keys; nothing the answer left out)."""
+    return goal.model_dump(mode="json", exclude_unset=True)
+
+
+async def _final_goal(client: GatewayClient, goal_id: str, timeout: float) -> GoalStatus:
+    """The goal once it ended, or as it is after ``timeout`` seconds (then still ``running``)."""
+    try:
+        return await client.wait_for_goal(goal_id, timeout=timeout)
+    except TimeoutError:
+        goal = await client.get_goal(goal_id)
+    if goal is None:
+        fail(f"goal {goal_id} not found")
+    return goal
 
 
 @app.command()
 def submit(
-    goal_type: str = typer.Argument(..., help="The goal's event type, e.g. research.goal"),
-    data: str = typer.Option("{}", "--data", "-d", help="The goal's data as a JSON object"),
-    wait: bool = typer.Option(False, "--wait", "-w", help="Wait for the goal to end and print it as JSON"),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait with --wait"),
-    session_id: Optional[str] = typer.Option(None, "--session", help="Session the goal belongs to"),
+    goal_type: Annotated[str, typer.Argument(help="The goal's event type, e.g. research.goal")],
+    data: Annotated[dict[str, Any], typer.Option(
+        "--data", "-d", parser=json_object, metavar="JSON", default_factory=dict, show_default="{}",
+        help="The goal's data as a JSON object")],
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait for the goal to end and print it as JSON")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait with --wait")] = 120.0,
+    session_id: Annotated[str | None, typer.Option("--session", help="Session the goal belongs to")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the submitted goal ({goal_id, status, goal_type}) as JSON, not only its id")] = False,
 ) -> None:
     """Submit a goal; prints its id, and with --wait the final goal as JSON (exit 1 if it failed or timed out)."""
-    try:
-        payload = json.loads(data)
-    except ValueError as exc:
-        typer.secho(f"--data is not valid JSON: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    if not isinstance(payload, dict):
-        typer.secho("--data must be a JSON object", fg="red", err=True)
-        raise typer.Exit(2)
-    body: dict[str, Any] = {"goal_type": goal_type, "data": payload}
-    if session_id:
-        body["session_id"] = session_id
-    with _client() as client:
-        response = _request(client.post, "/v1/goals", json=body)
-        if response.status_code >= 300:
-            _fail(response)
-        goal_id = response.json()["goal_id"]
-        if not wait:
+    settings = _settings()
+    submitted = _call(settings, lambda client: client.submit_goal(goal_type, data, session_id))
+    goal_id = str(submitted["goal_id"])
+    if not wait:
+        if as_json:
+            print_json(submitted)
+        else:
             typer.echo(goal_id)
-            return
-        typer.secho(f"goal {goal_id} submitted; waiting up to {timeout:.0f} s", err=True)
-        goal = wait_for_goal(client, goal_id, timeout)
-    typer.echo(json.dumps(goal, indent=2))
-    if goal.get("status") == "running":
-        typer.secho(f"goal {goal_id} still running after {timeout:.0f} s", fg="yellow", err=True)
+        return
+    message = f"goal {goal_id} submitted; waiting up to {timeout:.0f} s"
+    if sys.stderr.isatty():
+        with stderr_console().status(message):
+            goal = _call(settings, lambda client: _final_goal(client, goal_id, timeout))
+    else:
+        progress(message)
+        goal = _call(settings, lambda client: _final_goal(client, goal_id, timeout))
+    print_json(_goal_json(goal))
+    if goal.status == "completed":
+        return
+    if goal.status in ("running", "pending"):
+        warn(f"goal {goal_id} still {goal.status} after {timeout:.0f} s")
         raise typer.Exit(1)
-    if goal.get("status") != "completed":
-        raise typer.Exit(1)
+    fail(f"goal {goal_id} {goal.status}" + (f": {goal.error}" if goal.error else ""))
 
 
 @app.command()
-def status(goal_id: str = typer.Argument(..., help="The goal id printed by `soorma goal submit`")) -> None:
+def status(goal_id: Annotated[str, typer.Argument(help="The goal id printed by `soorma goal submit`")]) -> None:
     """Print a goal (status, result, the tasks seen) as JSON."""
-    with _client() as client:
-        response = _request(client.get, f"/v1/goals/{goal_id}")
-        if response.status_code != 200:
-            _fail(response)
-    typer.echo(json.dumps(response.json(), indent=2))
+    goal = _call(_settings(), lambda client: client.get_goal(goal_id))
+    if goal is None:
+        fail(f"HTTP 404: goal {goal_id} not found")
+    print_json(_goal_json(goal))

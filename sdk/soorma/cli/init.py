@@ -19,14 +19,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from string import Template
-from typing import Optional
+from typing import Annotated
 
 import typer
+
+from soorma.cli._output import EXIT_RUNTIME, EXIT_USAGE, fail
+from soorma.cli.choices import AgentType
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9-]*")
 #: Longest accepted name: function names are ``<app>-<agent>`` (both NAME) and Lambda allows 64 characters.
 MAX_NAME_LENGTH = 31
-TYPES = ("worker", "tool", "planner")
+TYPES = tuple(t.value for t in AgentType)
 
 
 class InitError(ValueError):
@@ -370,7 +373,10 @@ def render(name: str, agent_type: str) -> dict[str, str]:
         "result": details["result"].format(),
         "dir": name,
     }
-    fill = lambda text: Template(text).substitute(values)  # noqa: E731
+
+    def fill(text: str) -> str:
+        return Template(text).substitute(values)
+
     return {
         "agent.py": fill(details["code"]),
         "tests/test_agent.py": fill(_TEST_COMMON) + fill(details["test"]),
@@ -409,27 +415,33 @@ def scaffold(name: str, agent_type: str = "worker", parent: Path | str = ".") ->
 
 
 def init(
-    name: str = typer.Argument(..., help="project and agent name: lower-case letters, digits, hyphens"),
-    agent_type: str = typer.Option("worker", "--type", "-t", help="worker | tool | planner"),
-    directory: Optional[Path] = typer.Option(
-        None, "--dir", "--output", "-o", help="create NAME/ inside this folder (default: the current folder)"
-    ),
+    name: Annotated[str, typer.Argument(help="project and agent name: lower-case letters, digits, hyphens")],
+    agent_type: Annotated[AgentType, typer.Option(
+        "--type", "-t", case_sensitive=False, help="the kind of agent")] = AgentType.worker,
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", "--output", "-o", help="create NAME/ inside this folder (default: the current folder)")] = None,
 ) -> None:
     """Create NAME/: a deployable agent (agent.py), its README, soorma.toml and a passing test."""
     try:
-        agent_type = (agent_type or "").lower()
-        target = scaffold(name, agent_type, directory or Path("."))
+        target = scaffold(name, agent_type.value, directory or Path("."))
     except InitError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail(f"error: {exc}", code=EXIT_USAGE)
     except OSError as exc:
-        typer.secho(f"error: cannot create the project: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    typer.secho(f"created {agent_type} project {target}/", fg="green")
+        fail(f"error: cannot create the project: {exc}", code=EXIT_RUNTIME)
+    typer.secho(f"created {agent_type.value} project {target}/", fg="green")
     for relative in ("agent.py", "tests/test_agent.py", "README.md", "soorma.toml", "pyproject.toml"):
         typer.echo(f"  {target / relative}")
     typer.echo(f"next: (cd {target} && pytest) && soorma local deploy {target}")
 
 
-__all__ = ["InitError", "MAX_NAME_LENGTH", "NAME_PATTERN", "TYPES", "check_name", "check_type", "init", "render",
-           "scaffold"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "NAME_PATTERN",
+    "TYPES",
+    "InitError",
+    "check_name",
+    "check_type",
+    "init",
+    "render",
+    "scaffold",
+]

@@ -11,20 +11,31 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
 
-from soorma.cli.config import home
+from soorma.cli._output import (
+    EXIT_USAGE,
+    fail,
+    print_json,
+    progress,
+    stdout_to_stderr,
+    warn,
+)
+from soorma.cli.choices import Transport
+
+if TYPE_CHECKING:
+    from soorma.local.paths import StackPaths
 
 app = typer.Typer(help="Run the platform locally: embedded PostgreSQL and NATS, functions, API.", no_args_is_help=True)
 
 
-def _paths():
-    from soorma.local.paths import StackPaths
+def _paths() -> StackPaths:
+    from soorma.local.paths import StackPaths, default_home
 
-    return StackPaths(home())
+    return StackPaths(default_home())
 
 
 def _read_state() -> dict[str, Any]:
@@ -57,57 +68,95 @@ def _credentials() -> dict[str, Any]:
     return read_json(_paths().credentials) or {}
 
 
-def _print_ready(state: dict[str, Any]) -> None:
-    creds = _credentials()
-    typer.secho(f"soorma local stack ready in {state.get('ready_seconds', '?')} s", fg="green", bold=True)
-    typer.echo(f"  API endpoint : {state.get('api_url')}")
-    typer.echo(f"  API key      : {creds.get('api_key')}")
-    secrets_file = _paths().secrets
-    if state.get("transport") == "sqs":
-        typer.echo(f"  transport    : sqs (SNS/SQS at {state.get('aws_endpoint_url')}, topic {state.get('sns_topic_arn')})")
+def _ready(state: dict[str, Any], *, already_running: bool = False) -> dict[str, Any]:
+    """What ``soorma local up`` reports about a ready stack (``--json`` prints it as is). Never a password: the NATS
+    URL with credentials and the Lambda API's secret key stay in ``secrets_file`` (owner-only)."""
+    ready: dict[str, Any] = {
+        "status": "ready",
+        "already_running": already_running,
+        "ready_seconds": state.get("ready_seconds"),
+        "api_url": state.get("api_url"),
+        "api_key": _credentials().get("api_key"),
+        "transport": state.get("transport", Transport.nats.value),
+        "home": state.get("home"),
+        "secrets_file": str(_paths().secrets),
+        "lambda_api_url": f"{state.get('api_url')}/2015-03-31/functions/",
+        "lambda_access_key_id": state.get("lambda_access_key_id"),
+    }
+    if ready["transport"] == Transport.sqs.value:
+        ready |= {"aws_endpoint_url": state.get("aws_endpoint_url"), "sns_topic_arn": state.get("sns_topic_arn")}
     else:
-        # never the password: the URL with credentials is `nats_url` in secrets.json (owner-only)
-        typer.echo(f"  NATS         : {state.get('nats_url')} (user and password: nats_url in {secrets_file})")
-    typer.echo(f"  state        : {state.get('home')}")
-    typer.echo(f"  Lambda API   : {state.get('api_url')}/2015-03-31/functions/ (AWS SigV4, region us-east-1, "
-               f"access key {state.get('lambda_access_key_id')}; secret: aws_secret_access_key in {secrets_file})")
+        ready["nats_url"] = state.get("nats_url")
+    return ready
+
+
+def _print_ready(ready: dict[str, Any]) -> None:
+    seconds = "?" if ready["ready_seconds"] is None else ready["ready_seconds"]
+    typer.secho(f"soorma local stack ready in {seconds} s", fg="green", bold=True)
+    typer.echo(f"  API endpoint : {ready['api_url']}")
+    typer.echo(f"  API key      : {ready['api_key']}")
+    secrets_file = ready["secrets_file"]
+    if ready["transport"] == Transport.sqs.value:
+        typer.echo(f"  transport    : sqs (SNS/SQS at {ready['aws_endpoint_url']}, topic {ready['sns_topic_arn']})")
+    else:
+        typer.echo(f"  NATS         : {ready['nats_url']} (user and password: nats_url in {secrets_file})")
+    typer.echo(f"  state        : {ready['home']}")
+    typer.echo(f"  Lambda API   : {ready['lambda_api_url']} (AWS SigV4, region us-east-1, "
+               f"access key {ready['lambda_access_key_id']}; secret: aws_secret_access_key in {secrets_file})")
     typer.echo("  use it from a shell:")
-    typer.echo(f"    export SOORMA_API_URL={state.get('api_url')} SOORMA_API_KEY={creds.get('api_key')}")
+    typer.echo(f"    export SOORMA_API_URL={ready['api_url']} SOORMA_API_KEY={ready['api_key']}")
+
+
+def _report_ready(ready: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(ready)
+    else:
+        _print_ready(ready)
 
 
 @app.command()
 def up(
-    timeout: float = typer.Option(180.0, help="Seconds to wait for the stack to be ready"),
-    foreground: bool = typer.Option(False, "--foreground", help="Run in this terminal (Ctrl-C stops it)"),
-    docker: bool = typer.Option(False, "--docker", help="Use Docker Compose (local/compose.yaml) instead"),
-    transport: Optional[str] = typer.Option(
-        None, "--transport",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the stack to be ready")] = 180.0,
+    foreground: Annotated[bool, typer.Option("--foreground", help="Run in this terminal (Ctrl-C stops it)")] = False,
+    docker: Annotated[bool, typer.Option("--docker", help="Use Docker Compose (local/compose.yaml) instead")] = False,
+    transport: Annotated[Transport | None, typer.Option(
+        "--transport",
         help="How events reach agents: nats (JetStream bridge) or sqs (SNS/SQS on moto + local event source "
-             "mapping). Default: $SOORMA_EVENT_TRANSPORT, else nats"),
+             "mapping). Default: $SOORMA_EVENT_TRANSPORT, else nats")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the endpoints and key as one JSON object on stdout (progress on stderr)")] = False,
 ) -> None:
     """Start the local stack in the background and print its endpoint and API key."""
+    if as_json and foreground:
+        fail("--json and --foreground do not go together: a foreground stack runs until Ctrl-C", code=EXIT_USAGE)
     if docker:
-        _up_docker()
+        if as_json:
+            with stdout_to_stderr():
+                endpoints = _up_docker()
+            print_json(endpoints)
+        else:
+            _print_docker(_up_docker())
         return
     from soorma.local.stack import transport_from_env
 
     try:
-        chosen = transport_from_env(transport if transport is not None else os.environ.get("SOORMA_EVENT_TRANSPORT"))
+        chosen = transport_from_env(transport.value if transport is not None
+                                    else os.environ.get("SOORMA_EVENT_TRANSPORT"))
     except ValueError as exc:
-        typer.secho(f"{exc} (--transport nats|sqs)", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail(f"{exc} (--transport nats|sqs)", code=EXIT_USAGE)
+    # progress goes where the result does not: stdout for people, stderr when stdout is JSON
+    say = progress if as_json else typer.echo
     paths = _paths()
     paths.ensure()
     state = _read_state()
     if _alive(state.get("pid")) and state.get("status") in ("ready", "starting"):
         running = state.get("transport", "nats")
         if running != chosen:
-            typer.secho(f"the local stack is already running with transport {running}; stop it first "
-                        f"(`soorma local down`) to start it with {chosen}", fg="red", err=True)
-            raise typer.Exit(1)
+            fail(f"the local stack is already running with transport {running}; stop it first "
+                 f"(`soorma local down`) to start it with {chosen}")
         if state.get("status") == "ready":
-            typer.echo("already running")
-            _print_ready(state)
+            say("already running")
+            _report_ready(_ready(state, already_running=True), as_json)
             return
     os.environ["SOORMA_EVENT_TRANSPORT"] = chosen  # the daemon (and --foreground) read it from the environment
     if foreground:
@@ -125,38 +174,38 @@ def up(
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    typer.echo(f"starting the local stack (pid {process.pid}, log {log_path})")
+    say(f"starting the local stack (pid {process.pid}, log {log_path})")
     last_phase = None
     while time.monotonic() - started < timeout:
         state = _read_state()
         phase = state.get("phase")
         if state.get("pid") == process.pid and phase != last_phase and phase:
-            typer.echo(f"  [{time.monotonic() - started:5.1f}s] {phase}")
+            say(f"  [{time.monotonic() - started:5.1f}s] {phase}")
             last_phase = phase
         if state.get("pid") == process.pid and state.get("status") == "ready":
-            _print_ready(state)
+            _report_ready(_ready(state), as_json)
             return
         if state.get("status") == "failed" or process.poll() is not None:
-            typer.secho(f"the local stack failed to start: {state.get('error', 'see the log')}", fg="red", err=True)
             typer.echo(_tail(log_path), err=True)
-            raise typer.Exit(1)
+            fail(f"the local stack failed to start: {state.get('error', 'see the log')}")
         time.sleep(0.1)
-    typer.secho(f"the local stack was not ready after {timeout:.0f} s; see {log_path}", fg="red", err=True)
-    raise typer.Exit(1)
+    fail(f"the local stack was not ready after {timeout:.0f} s; see {log_path}")
 
 
-def _up_docker() -> None:
+def _up_docker() -> dict[str, str]:
+    """``docker compose up`` of local/compose.yaml; returns the servers' endpoints (``compose.endpoints()``)."""
     from soorma.local import compose
 
     try:
         code = compose.up()
     except compose.DockerUnavailable as exc:
-        typer.secho(str(exc), fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc))
     if code != 0:
-        typer.secho(f"`docker compose up` failed (exit {code})", fg="red", err=True)
-        raise typer.Exit(code)
-    ends = compose.endpoints()
+        fail(f"`docker compose up` failed (exit {code})", code=code)
+    return compose.endpoints()
+
+
+def _print_docker(ends: dict[str, str]) -> None:
     typer.secho("the Compose stack is up (docker compose -p soorma ps)", fg="green", bold=True)
     typer.echo(f"  NATS        : {ends['nats_url']}")
     typer.echo(f"  PostgreSQL  : {ends['database_url']}")
@@ -178,8 +227,9 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 @app.command()
 def down(
-    timeout: float = typer.Option(60.0, help="Seconds to wait for a clean stop before killing"),
-    docker: bool = typer.Option(False, "--docker", help="Stop the Compose stack (local/compose.yaml) instead"),
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a clean stop before killing")] = 60.0,
+    docker: Annotated[bool, typer.Option(
+        "--docker", help="Stop the Compose stack (local/compose.yaml) instead")] = False,
 ) -> None:
     """Stop the local stack (in-flight events are drained first); data stays in .soorma/."""
     if docker:
@@ -188,12 +238,11 @@ def down(
         try:
             code = compose.down()
         except compose.DockerUnavailable as exc:
-            typer.secho(str(exc), fg="red", err=True)
-            raise typer.Exit(1) from None
+            fail(str(exc))
         raise typer.Exit(code)
     state = _read_state()
     pid = state.get("pid")
-    if not _alive(pid):
+    if not isinstance(pid, int) or not _alive(pid):
         typer.echo("the local stack is not running")
         return
     os.kill(pid, signal.SIGTERM)
@@ -202,18 +251,17 @@ def down(
         time.sleep(0.1)
     if _alive(pid):
         os.killpg(pid, signal.SIGKILL)
-        typer.secho("the local stack did not stop in time and was killed", fg="yellow")
+        warn("the local stack did not stop in time and was killed")
     else:
         typer.echo("the local stack stopped")
 
 
 @app.command()
-def status(as_json: bool = typer.Option(False, "--json", help="Print the raw status as JSON")) -> None:
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print the raw status as JSON")] = False) -> None:
     """Show whether the stack runs, its functions and the bridge's delivery figures."""
     state = _read_state()
     if not _alive(state.get("pid")):
-        typer.echo("the local stack is not running (start it with `soorma local up`)")
-        raise typer.Exit(1)
+        fail("the local stack is not running (start it with `soorma local up`)")
     try:
         response = httpx.get(
             f"{state['api_url']}/_local/status",
@@ -222,8 +270,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the raw sta
         )
         details = response.json()
     except (httpx.TransportError, ValueError) as exc:
-        typer.echo(f"status: {state.get('status')} (API not answering: {exc})")
-        raise typer.Exit(1) from None
+        fail(f"status: {state.get('status')} (API not answering: {exc})")
     if as_json:
         typer.echo(json.dumps(details, indent=2, default=str))
         return
@@ -265,11 +312,18 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print the raw sta
 
 @app.command()
 def deploy(
-    path: Path = typer.Argument(..., help="A Python file or a folder of agents"),
-    setup: bool = typer.Option(True, "--setup/--no-setup", help="Run the folder's setup step (once)"),
-    force_setup: bool = typer.Option(False, "--force-setup", help="Run the setup step even if it ran before"),
-    watch: bool = typer.Option(False, "--watch", "-w", help="Keep watching the files and redeploy on change"),
-    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between two looks at the files (--watch)"),
+    path: Annotated[Path, typer.Argument(exists=True, help="A Python file or a folder of agents")],
+    setup: Annotated[bool, typer.Option("--setup/--no-setup", help="Run the folder's setup step (once)")] = True,
+    force_setup: Annotated[bool, typer.Option(
+        "--force-setup", help="Run the setup step even if it ran before")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", "-w", help="Keep watching the files and redeploy on change")] = False,
+    interval: Annotated[float, typer.Option(
+        "--interval", min=0.1, help="Seconds between two looks at the files (--watch)")] = 1.0,
+    as_json: Annotated[bool, typer.Option(
+        "--json",
+        help="Print {path, deployed: [{agent, function_name, consumer}]} as JSON on stdout "
+             "(progress and the setup step's output on stderr)")] = False,
 ) -> None:
     """Deploy the module-level agents of a file or folder as functions, register them, run the setup step.
 
@@ -277,6 +331,8 @@ def deploy(
     so the next invocation runs the new code. Ctrl-C stops watching (the functions stay deployed)."""
     from soorma.local.deploy import Deployer, DeployError
 
+    if as_json and watch:
+        fail("--json and --watch do not go together: --json prints the result of one deploy", code=EXIT_USAGE)
     state = _require_stack()
     creds = _credentials()
     paths = _paths()
@@ -301,12 +357,20 @@ def deploy(
         except httpx.HTTPError as exc:
             raise DeployError(f"the local stack did not answer at {state['api_url']}: {exc}") from None
 
+    if as_json:
+        try:
+            with stdout_to_stderr():
+                deployed = deploy_once()
+        except DeployError as exc:
+            fail(f"deploy failed: {exc}")
+        print_json({"path": str(path.resolve()), "deployed": deployed})
+        return
     try:
         deployed = deploy_once()
     except DeployError as exc:
-        typer.secho(f"deploy failed: {exc}", fg="red", err=True)
         if not watch:
-            raise typer.Exit(1) from None
+            fail(f"deploy failed: {exc}")
+        warn(f"deploy failed: {exc}")
     else:
         typer.secho(f"{len(deployed)} agent(s) deployed", fg="green")
     if watch:
@@ -327,8 +391,7 @@ def _require_stack() -> dict[str, Any]:
     """The state of the running, ready stack; exits with a message otherwise."""
     state = _read_state()
     if not (_alive(state.get("pid")) and state.get("status") == "ready"):
-        typer.secho("the local stack is not running: start it with `soorma local up`", fg="red", err=True)
-        raise typer.Exit(1)
+        fail("the local stack is not running: start it with `soorma local up`")
     return state
 
 
@@ -339,8 +402,7 @@ def _read_payload(payload: str) -> bytes:
         try:
             data = sys.stdin.buffer.read() if source == "-" else Path(source).expanduser().read_bytes()
         except OSError as exc:
-            typer.secho(f"cannot read the payload file {source}: {exc.strerror or exc}", fg="red", err=True)
-            raise typer.Exit(2) from None
+            fail(f"cannot read the payload file {source}: {exc.strerror or exc}", code=EXIT_USAGE)
     else:
         data = payload.encode()
     if not data.strip():
@@ -348,8 +410,7 @@ def _read_payload(payload: str) -> bytes:
     try:
         json.loads(data)
     except ValueError as exc:
-        typer.secho(f"the payload is not valid JSON: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail(f"the payload is not valid JSON: {exc}", code=EXIT_USAGE)
     return data
 
 
@@ -362,11 +423,14 @@ def _show_payload(body: bytes) -> str:
 
 @app.command()
 def invoke(
-    function: str = typer.Argument(..., help="Function name or ARN (see `soorma local status`)"),
-    payload: str = typer.Option("{}", "--payload", "-p", help="The event: JSON, @file.json, or @- for stdin"),
-    event: bool = typer.Option(False, "--event", help="Invoke asynchronously (Lambda's Event type): do not wait"),
-    log: bool = typer.Option(False, "--log", help="Also print the invocation's log tail (last 4 KB) to stderr"),
-    timeout: float = typer.Option(960.0, help="Seconds to wait for the response"),
+    function: Annotated[str, typer.Argument(help="Function name or ARN (see `soorma local status`)")],
+    payload: Annotated[str, typer.Option(
+        "--payload", "-p", help="The event: JSON, @file.json, or @- for stdin")] = "{}",
+    event: Annotated[bool, typer.Option(
+        "--event", help="Invoke asynchronously (Lambda's Event type): do not wait")] = False,
+    log: Annotated[bool, typer.Option(
+        "--log", help="Also print the invocation's log tail (last 4 KB) to stderr")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the response")] = 960.0,
 ) -> None:
     """Invoke a function and print its response payload (a function error also exits 1).
 
@@ -376,33 +440,30 @@ def invoke(
 
     from soorma.local.sigv4 import LocalAwsCredentials, sign
 
-    state = _require_stack()
     body = _read_payload(payload)
+    state = _require_stack()
     headers = {"X-Amz-Invocation-Type": "Event" if event else "RequestResponse", "Content-Type": "application/json"}
     if log and not event:
         headers["X-Amz-Log-Type"] = "Tail"
     url = f"{state['api_url']}/2015-03-31/functions/{quote(function, safe=':$')}/invocations"
     secrets = _secrets()
     if not secrets.get("aws_access_key_id") or not secrets.get("aws_secret_access_key"):
-        typer.secho(f"no Lambda API credentials in {_paths().secrets}: restart the stack (`soorma local down`, "
-                    "`soorma local up`) to create them", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"no Lambda API credentials in {_paths().secrets}: restart the stack (`soorma local down`, "
+                    "`soorma local up`) to create them")
     # the Invoke API takes only requests signed with the stack's access key (AWS Signature Version 4)
     headers = sign("POST", url, headers, body,
                    LocalAwsCredentials(secrets["aws_access_key_id"], secrets["aws_secret_access_key"]))
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=timeout)
     except httpx.TransportError as exc:
-        typer.secho(f"the local stack did not answer at {state['api_url']}: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(f"the local stack did not answer at {state['api_url']}: {exc}")
     if response.status_code >= 300:
         try:
             detail = response.json()
             message = f"{detail.get('__type') or detail.get('Type', 'Error')}: {detail.get('message', detail)}"
         except ValueError:
             message = response.text
-        typer.secho(f"invoke failed (HTTP {response.status_code}): {message}", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"invoke failed (HTTP {response.status_code}): {message}")
     request_id = response.headers.get("x-amzn-requestid", "")
     if event:
         typer.echo(f"queued (asynchronous invocation {request_id}); its output goes to `soorma local logs {function}`",
@@ -418,8 +479,7 @@ def invoke(
             summary = f"{error.get('errorType', 'Error')}: {error.get('errorMessage', '')}"
         except (ValueError, AttributeError):
             summary = response.text[:500]
-        typer.secho(f"function error ({function_error}, request {request_id}): {summary}", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"function error ({function_error}, request {request_id}): {summary}")
 
 
 def _log_path(function: str) -> Path:
@@ -430,27 +490,24 @@ def _log_path(function: str) -> Path:
     """
     logs_dir = _paths().logs
     if not function or "/" in function or function.startswith("."):
-        typer.secho(f"{function!r} is not a function name", fg="red", err=True)
-        raise typer.Exit(2)
+        fail(f"{function!r} is not a function name", code=EXIT_USAGE)
     exact = logs_dir / f"{function}.log"
     if exact.is_file():
         return exact
     candidates = sorted(logs_dir.glob(f"{glob.escape(function)}*.log"))
     if not candidates:
-        typer.secho(f"no log for function {function!r} in {logs_dir}", fg="red", err=True)
-        raise typer.Exit(1)
+        fail(f"no log for function {function!r} in {logs_dir}")
     if len(candidates) > 1:
         names = ", ".join(p.stem for p in candidates)
-        typer.secho(f"{function!r} matches several functions ({names}); give the whole name", fg="red", err=True)
-        raise typer.Exit(2)
+        fail(f"{function!r} matches several functions ({names}); give the whole name", code=EXIT_USAGE)
     return candidates[0]
 
 
 @app.command()
 def logs(
-    function: str = typer.Argument(..., help="Function name (see `soorma local status`)"),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines"),
-    lines: int = typer.Option(50, "--lines", "-n", help="Lines to show first"),
+    function: Annotated[str, typer.Argument(help="Function name (see `soorma local status`)")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines")] = False,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="Lines to show first")] = 50,
 ) -> None:
     """Print a function's log (its execution environments' output and REPORT lines)."""
     path = _log_path(function)
