@@ -20,9 +20,7 @@ SETTINGS_MODULES = {
     Path("infra/runtime/settings.py"),
     Path("infra/settings.py"),
 }
-# Not scanned: the CLI reads settings through soorma.settings once the CLI engineer's rewrite lands (issue 13); the
-# lead removes this entry at the merge.
-NOT_SCANNED = (Path("sdk/soorma/cli"),)
+NOT_SCANNED: tuple[Path, ...] = ()
 # Runs as `python -c` on a bare container before the soorma package is there, so it cannot import a settings module;
 # test_fetch_reads_only_declared_settings checks its names instead.
 FETCH = Path("infra/runtime/fetch.py")

@@ -30,6 +30,7 @@ import typer
 
 from soorma.cli._output import EXIT_RUNTIME, EXIT_USAGE, error, fail
 from soorma.cli.choices import Transport
+from soorma.settings import NATS_URL
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Dead letters: list the events that failed every delivery, replay them.", no_args_is_help=True)
 
-NATS_URL_ENV = "SOORMA_NATS_URL"
+NATS_URL_ENV = NATS_URL.name
 T = TypeVar("T")
 
 
@@ -59,7 +60,9 @@ def transport(explicit: Transport | None = None) -> Transport:
     ``sns`` means ``sqs``. Exits with a message for anything else."""
     if explicit is not None:
         return explicit
-    value = str(_stack_state().get("transport") or os.environ.get("SOORMA_EVENT_TRANSPORT") or "nats")
+    from soorma.local.settings import EVENT_TRANSPORT
+
+    value = str(_stack_state().get("transport") or EVENT_TRANSPORT.get())
     value = value.strip().lower()
     if value in ("sqs", "sns"):
         return Transport.sqs
@@ -95,8 +98,8 @@ def nats_url(explicit: str | None = None) -> str:
     exits with a message when there is none."""
     if explicit:
         return explicit
-    if os.environ.get(NATS_URL_ENV):
-        return os.environ[NATS_URL_ENV]
+    if NATS_URL.get():
+        return str(NATS_URL.get())
     from soorma.local.paths import read_json
 
     paths = _stack_paths()
@@ -114,6 +117,7 @@ def _grant_key(local_stack: bool) -> bytes | None:
     platform in the environment would stamp grants the local agents refuse. ``None`` (events replayed as they were:
     one whose grant expired cannot act for its user) when the key is not available."""
     from soorma.grants import KEY_SOURCE_ENV, derive_key
+    from soorma.settings import API_KEY_PEPPER
 
     if local_stack:
         from soorma.local.paths import read_json
@@ -124,7 +128,7 @@ def _grant_key(local_stack: bool) -> bytes | None:
             pepper = None
         source = "the local stack's secrets.json"
     else:
-        pepper = os.environ.get(KEY_SOURCE_ENV)
+        pepper = API_KEY_PEPPER.get()
         source = KEY_SOURCE_ENV
     if not pepper:
         typer.secho(f"note: {source} is not available, so replayed events keep their delivery grants; an expired "
@@ -255,7 +259,7 @@ def replay(
 
     via_sqs = transport(via) is Transport.sqs
     # the bus is the local stack's unless an endpoint was named (flag or environment, as nats_url/sqs_client read them)
-    named = (aws_url or os.environ.get("AWS_ENDPOINT_URL")) if via_sqs else (url or os.environ.get(NATS_URL_ENV))
+    named = (aws_url or os.environ.get("AWS_ENDPOINT_URL")) if via_sqs else (url or NATS_URL.get())
     key = _grant_key(local_stack=not named)
 
     Outcome = tuple[list[dict[str, Any]], list[dict[str, Any]]]

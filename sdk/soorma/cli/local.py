@@ -137,11 +137,12 @@ def up(
         else:
             _print_docker(_up_docker())
         return
+    from soorma.local.settings import EVENT_TRANSPORT
     from soorma.local.stack import transport_from_env
 
     try:
         chosen = transport_from_env(transport.value if transport is not None
-                                    else os.environ.get("SOORMA_EVENT_TRANSPORT"))
+                                    else EVENT_TRANSPORT.raw())
     except ValueError as exc:
         fail(f"{exc} (--transport nats|sqs)", code=EXIT_USAGE)
     # progress goes where the result does not: stdout for people, stderr when stdout is JSON
@@ -158,7 +159,7 @@ def up(
             say("already running")
             _report_ready(_ready(state, already_running=True), as_json)
             return
-    os.environ["SOORMA_EVENT_TRANSPORT"] = chosen  # the daemon (and --foreground) read it from the environment
+    os.environ[EVENT_TRANSPORT.name] = chosen  # the daemon (and --foreground) read it from the environment
     if foreground:
         from soorma.local.stack import main as stack_main
 
