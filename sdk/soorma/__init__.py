@@ -20,7 +20,7 @@ loads the agent runtime and pydantic, while HTTP, the AI helpers, A2A and the wo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from ._lazy import lazy_exports
 
@@ -91,12 +91,15 @@ def hello() -> str:
     return f"Hello from Soorma Serverless {__version__}"
 
 
-def event_handler(event_type: str):
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def event_handler(event_type: str) -> Callable[[_Function], _Function]:
     """soorma-core's legacy decorator: marks a function with ``_soorma_event_type`` (nothing consumes it there
     either); use ``agent.on_event(event_type, topic=...)``."""
 
-    def mark(func):
-        func._soorma_event_type = event_type
+    def mark(func: _Function) -> _Function:
+        func._soorma_event_type = event_type  # type: ignore[attr-defined]  # a marker on the function object
         return func
 
     return mark

@@ -33,7 +33,7 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .events import EventEnvelope
 from .urls import redact_url
@@ -47,7 +47,7 @@ DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_TIMEOUT_S = 30.0
 
 
-def _home(env: dict[str, str] | os._Environ) -> Path:
+def _home(env: Mapping[str, str]) -> Path:
     return Path(env.get("SOORMA_HOME") or ".soorma")
 
 
@@ -230,6 +230,7 @@ class LocalRunner:
             if envelope is not None:
                 await self.agent.dispatch(envelope)
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried by redelivery
+            assert envelope is not None  # only dispatch raises in this block
             log.exception("agent %s: event %s (%s) failed", self.agent.name, envelope.id, envelope.type)
             error = f"{type(exc).__name__}: {exc}"
         finally:
