@@ -27,8 +27,8 @@ from typing import Any, Awaitable, Callable, Protocol
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from soorma.testing.events import IDENTITY_HEADERS, authorizer_event, http_api_event
 from soorma.local.lru import LruCache
+from soorma.testing.events import IDENTITY_HEADERS, authorizer_event, http_api_event
 
 #: Most authorizer answers the local API Gateway keeps (least recently used ones are dropped first).
 AUTHORIZER_CACHE_MAX_ENTRIES = 10_000

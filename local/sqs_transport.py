@@ -36,6 +36,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -327,7 +328,7 @@ class SqsDeadLetter:
 
     def summary(self) -> dict:
         """The same keys as a NATS dead letter's summary (``seq`` is the SQS message id)."""
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         attrs = self.message.get("Attributes") or {}
         meta = self.meta
@@ -341,7 +342,7 @@ class SqsDeadLetter:
             "agent": self.agent,
             "deliveries": int(count) if count and str(count).isdigit() else None,
             "dead_lettered_at": meta.get("dead_lettered_at") or (
-                datetime.fromtimestamp(int(sent) / 1000, timezone.utc).isoformat(timespec="seconds")
+                datetime.fromtimestamp(int(sent) / 1000, UTC).isoformat(timespec="seconds")
                 if sent and str(sent).isdigit() else None),
             "error": meta.get("error") or "received maxReceiveCount times without success (SQS redrive policy)",
             "transport": "sqs",

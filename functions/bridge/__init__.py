@@ -11,7 +11,7 @@ from .consumer import ConsumerPolicy, delete_consumer, desired_config, ensure_co
 from .dlq import DeadLetter, dead_letter, dlq_headers, list_dead_letters, replay
 from .metrics import DeliveryMetrics
 from .payload import EVENT_SOURCE, Outcome, build_payload, build_record, interpret
-from .types import ConsumerStats, FunctionThrottled, InvokeResult, Invoker, Route, consumer_name_for
+from .types import ConsumerStats, FunctionThrottled, Invoker, InvokeResult, Route, consumer_name_for
 
 __all__ = [
     "Bridge",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from soorma.subjects import check_identifier
@@ -87,7 +87,7 @@ class Route:
         if not self.timeout_s > 0:
             raise ValueError("timeout_s must be > 0")
         if self.deliver_from is not None and self.deliver_from.tzinfo is None:
-            object.__setattr__(self, "deliver_from", self.deliver_from.replace(tzinfo=timezone.utc))
+            object.__setattr__(self, "deliver_from", self.deliver_from.replace(tzinfo=UTC))
 
 
 def consumer_name_for(platform_tenant_id: str, agent: str) -> str:

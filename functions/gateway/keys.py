@@ -18,11 +18,10 @@ import hashlib
 import hmac
 import os
 import secrets
-
-import psycopg
-
 from datetime import datetime
 from typing import Any
+
+import psycopg
 
 from soorma.identity import CREDENTIAL_API_KEY, ROLES, Identity
 from soorma.subjects import check_identifier

@@ -25,17 +25,23 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from ._lazy import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time every name below loads on first use
-    from .agents import Agent, Planner, Tool, Worker
-    from .context import PlatformContext
-    from .errors import ConflictError, PlatformError, SoormaError, TaskNotFoundError
-    from .events import EventDefinition, EventEnvelope, EventTopic
+    # ``X as X``: the explicit re-export form (PEP 484), as __all__ is built from _LAZY at run time
+    from .agents import Agent as Agent, Planner as Planner, Tool as Tool, Worker as Worker
+    from .context import PlatformContext as PlatformContext
+    from .errors import (
+        ConflictError as ConflictError,
+        PlatformError as PlatformError,
+        SoormaError as SoormaError,
+        TaskNotFoundError as TaskNotFoundError,
+    )
+    from .events import EventDefinition as EventDefinition, EventEnvelope as EventEnvelope, EventTopic as EventTopic
     from .task_context import (
-        DelegationSpec,
-        GoalContext,
-        InvocationContext,
-        ResultContext,
-        SubTaskInfo,
-        TaskContext,
+        DelegationSpec as DelegationSpec,
+        GoalContext as GoalContext,
+        InvocationContext as InvocationContext,
+        ResultContext as ResultContext,
+        SubTaskInfo as SubTaskInfo,
+        TaskContext as TaskContext,
     )
 
 __version__ = "0.1.0"

@@ -9,8 +9,8 @@ from .settings import Settings
 if TYPE_CHECKING:
     import httpx
 
-    from .clients import BusClient, GatewayClient, MemoryClient, RegistryClient, TrackerClient
     from .ai.event_toolkit import EventToolkit
+    from .clients import BusClient, GatewayClient, MemoryClient, RegistryClient, TrackerClient
     from .clients._http import HttpClient, TokenProvider
 
 

@@ -32,6 +32,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -182,9 +183,9 @@ class LocalRunner:
                                 "agent owns it); consuming with the existing filters", self.consumer,
                                 sorted(current), sorted(route.filter_subjects))
             except NotFoundError:
-                from datetime import datetime, timezone
+                from datetime import datetime
 
-                route = Route(**{**route.__dict__, "deliver_from": datetime.now(timezone.utc)})
+                route = Route(**{**route.__dict__, "deliver_from": datetime.now(UTC)})
                 await ensure_consumer(js, route, policy)
             psub = await js.pull_subscribe_bind(durable=self.consumer, stream=STREAM)
             await agent.start()

@@ -11,8 +11,8 @@ import uuid
 from typing import Any, Mapping
 
 from .._current import current_event, current_source, derived_id
-from ..events import EventEnvelope, EventTopic
 from ..errors import PlatformError
+from ..events import EventEnvelope, EventTopic
 from ..subjects import check_event_type
 from ._http import HttpClient
 

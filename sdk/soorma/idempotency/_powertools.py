@@ -73,5 +73,5 @@ def _register() -> Any:
     module.__getattr__ = __getattr__  # type: ignore[method-assign]
     module.__all__ = tuple(_EXPORTS)  # type: ignore[attr-defined]  # ModuleType declares no __all__
     sys.modules[PACKAGE] = module
-    setattr(parent, "idempotency", module)
+    setattr(parent, "idempotency", module)  # noqa: B010 - the submodule attribute, unknown to mypy before the import
     return module

@@ -12,7 +12,7 @@ import base64
 import json
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Mapping
 from urllib.parse import unquote_plus, urlencode
 
@@ -82,7 +82,7 @@ def http_api_event(
             text = raw_body.decode("utf-8")
         except UnicodeDecodeError:
             text, is_b64 = base64.b64encode(raw_body).decode(), True
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
