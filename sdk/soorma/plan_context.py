@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("soorma.plans")
 
-ACTION_REQUESTS = EventTopic.ACTION_REQUESTS.value
 ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
 FINAL_STATUSES = ("completed", "failed")
 #: Action correlation ids kept in ``correlation_ids`` besides the plan id and the goal's correlation id.

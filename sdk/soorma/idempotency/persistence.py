@@ -107,7 +107,8 @@ class PlatformPersistenceLayer(BasePersistenceLayer):
     """
 
     def __init__(self, memory: MemorySource = None, *, runner: Callable[[Awaitable[Any]], Any] | None = None) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # Powertools leaves BasePersistenceLayer.__init__ unannotated
+        # Powertools leaves BasePersistenceLayer.__init__ unannotated
+        super().__init__()  # type: ignore[no-untyped-call]
         self._memory_source = memory
         self._run = runner or _default_runner
         self._scope: ContextVar[tuple[str | None, str | None]] = ContextVar(
