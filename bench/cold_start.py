@@ -283,13 +283,14 @@ def main() -> None:
                    for n in sorted({layer for name in timed for layer in packages[name].layers})}
     dims = str(packaging.EMBEDDING_PROVIDERS[args.embeddings]["dimensions"])
     os.environ["SOORMA_EMBEDDING_DIMENSIONS"] = dims  # the migrations size the vector columns with it
+    import socket
+
+    import psycopg
+
     from soorma.functions.gateway.keys import create_api_key
     from soorma.functions.migrate import apply
     from soorma.local.nats import EmbeddedNats
     from soorma.local.postgres import EmbeddedPostgres, app_dsn
-
-    import psycopg
-    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -362,7 +363,7 @@ def main() -> None:
             spec = {"path": path, "handler": package.handler, "event": events[name], "name": name,
                     "secret_arns": FUNCTION_SECRETS.get(name, {}), "snapstart": variant == "snapstart"}
 
-            def child(*flags: str) -> subprocess.CompletedProcess:
+            def child(*flags: str, spec: dict = spec) -> subprocess.CompletedProcess:
                 return subprocess.run([sys.executable, "-S", "-B", *flags, "-c", CHILD], input=json.dumps(spec),
                                       env=env, capture_output=True, text=True, timeout=120)
 

@@ -170,7 +170,7 @@ async def wait_done(fn: NoopFunction, timeout_s: float) -> bool:
     """
     try:
         await asyncio.wait_for(fn.done.wait(), timeout_s)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         fn.timed_out = True
         print(f"delivery bench: timed out after {timeout_s:g} s with {fn.handled} of {fn.expect} events handled",
               file=sys.stderr, flush=True)
@@ -299,7 +299,7 @@ async def bench_sqs(events: int, steady_s: float, steady_rate: float) -> dict:
                 break
             except OSError:
                 if time.time() > deadline:
-                    raise RuntimeError("moto server did not start")
+                    raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
         sns, sqs = clients(endpoint, max_pool_connections=64)
         topic_arn = ensure_topic(sns, "bench-events")

@@ -64,8 +64,9 @@ def uniform(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def passages_128(count: int, seed: int, tokenizer) -> list[str]:
     """Synthetic English-like passages of 40-128 word pieces ([CLS]/[SEP] included), unique by their prefix."""
-    from memory_ingest import WORDS
     import random
+
+    from memory_ingest import WORDS
 
     rnd = random.Random(seed)
     out = []
@@ -85,9 +86,9 @@ def bench_ingest(owner_dsn: str, count: int, batch: int) -> dict:
     from mangum import Mangum
 
     from memory_ingest import _event
-    from soorma.functions.shared.db import Database
     from soorma.functions.memory.app import create_app
     from soorma.functions.memory.embeddings.local import LocalMiniLM
+    from soorma.functions.shared.db import Database
     from soorma.identity import Identity
     from soorma.local.postgres import app_dsn
 

@@ -86,8 +86,8 @@ def _event(path: str, body: dict, identity) -> dict:
 def bench_ingest(model, owner_dsn: str, total: int, batch: int) -> dict:
     from mangum import Mangum
 
-    from soorma.functions.shared.db import Database
     from soorma.functions.memory.app import create_app
+    from soorma.functions.shared.db import Database
     from soorma.identity import Identity
     from soorma.local.postgres import app_dsn
 

@@ -22,16 +22,13 @@ like any other client, and may need the internet for their own work (an LLM endp
 from __future__ import annotations
 
 import json
-
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping
 
 import aws_cdk as cdk
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_lambda as lambda_, aws_logs as logs, aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from soorma.infra import bundling, packaging

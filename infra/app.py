@@ -89,9 +89,8 @@ def _settings(value) -> dict[str, str]:
 
 
 def build_app(app: cdk.App | None = None) -> cdk.App:
-    from cdk_nag import AwsSolutionsChecks
-
     from aws_cdk import aws_secretsmanager as secretsmanager
+    from cdk_nag import AwsSolutionsChecks
 
     from soorma.infra.agent import SoormaAgent
     from soorma.infra.platform import SoormaPlatform

@@ -15,8 +15,7 @@ from typing import Callable
 
 import aws_cdk as cdk
 import jsii
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_lambda as lambda_, aws_s3_assets as s3_assets
 from constructs import Construct
 
 from soorma.infra import packaging

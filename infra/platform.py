@@ -44,31 +44,39 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import aws_cdk as cdk
-from aws_cdk import aws_apigatewayv2 as apigw
-from aws_cdk import aws_apigatewayv2_authorizers as authorizers
-from aws_cdk import aws_apigatewayv2_integrations as integrations
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cw_actions
-from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecs as ecs
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_logs as logs
-from aws_cdk import aws_rds as rds
-from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sns as sns
-from aws_cdk import aws_sns_subscriptions as subscriptions
-from aws_cdk import aws_sqs as sqs
-from aws_cdk import custom_resources as cr
+from aws_cdk import (
+    aws_apigatewayv2 as apigw,
+    aws_apigatewayv2_authorizers as authorizers,
+    aws_apigatewayv2_integrations as integrations,
+    aws_cloudwatch as cloudwatch,
+    aws_cloudwatch_actions as cw_actions,
+    aws_ec2 as ec2,
+    aws_ecs as ecs,
+    aws_iam as iam,
+    aws_kms as kms,
+    aws_lambda as lambda_,
+    aws_lambda_event_sources as event_sources,
+    aws_logs as logs,
+    aws_rds as rds,
+    aws_secretsmanager as secretsmanager,
+    aws_sns as sns,
+    aws_sns_subscriptions as subscriptions,
+    aws_sqs as sqs,
+    custom_resources as cr,
+)
 from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
-from soorma.functions.tracker.dead_letters import (TAG_AGENT, TAG_MAX_DELIVERIES, TAG_NOTICES, TAG_PARKED, TAG_ROLE,
-                                                   TAG_TENANT)
 from soorma.functions.http_api import HTTP_FUNCTIONS, ROUTES
 from soorma.functions.shared.settings import JWT_AUDIENCE, JWT_JWKS_URL
+from soorma.functions.tracker.dead_letters import (
+    TAG_AGENT,
+    TAG_MAX_DELIVERIES,
+    TAG_NOTICES,
+    TAG_PARKED,
+    TAG_ROLE,
+    TAG_TENANT,
+)
 from soorma.infra import bundling, packaging
 
 Transport = Literal["sqs", "nats"]

@@ -249,7 +249,7 @@ class EventSourceMapping:
                         return
                     await asyncio.sleep(pause)
                     continue
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     outcome = Outcome(None, "invocation outlasted the queue's visibility timeout")
                 except Exception as exc:  # noqa: BLE001 - a failed invocation fails the batch
                     outcome = Outcome(None, clip(f"invocation failed: {type(exc).__name__}: {exc}"))

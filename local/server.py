@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from soorma.local.apigw import LocalApiGateway
-from soorma.local.settings import API_KEY
 from soorma.local.bindings import binding_route
 from soorma.local.paths import write_json
+from soorma.local.settings import API_KEY
 from soorma.local.sigv4 import browser_origin
 
 if TYPE_CHECKING:

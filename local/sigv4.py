@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Iterable, Mapping
 
 from botocore.auth import SigV4Auth
@@ -93,14 +93,14 @@ def verify(method: str, raw_path: str, raw_query: str, headers: Iterable[tuple[s
                              f"{scope_region}/{scope_service}/{terminator}")
     amz_date = (received.get("x-amz-date") or [""])[0]
     try:
-        signed_at = datetime.strptime(amz_date, _AMZ_DATE).replace(tzinfo=timezone.utc)
+        signed_at = datetime.strptime(amz_date, _AMZ_DATE).replace(tzinfo=UTC)
     except ValueError:
         raise SignatureError("IncompleteSignatureException",
                              "X-Amz-Date is required, in the form YYYYMMDDTHHMMSSZ") from None
     if scope_date != amz_date[:8]:
         raise SignatureError("InvalidSignatureException",
                              f"Credential should be scoped to a valid date: {amz_date[:8]}, not {scope_date}")
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if abs((now - signed_at).total_seconds()) > MAX_SKEW_S:
         raise SignatureError("InvalidSignatureException",
                              f"Signature expired: {amz_date} is more than {MAX_SKEW_S // 60} minutes from the "

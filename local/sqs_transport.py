@@ -36,13 +36,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
+from soorma.functions.bridge.routes import consumer_name
 from soorma.functions.tracker import dead_letters as dl
 from soorma.local import sqs as resources
 from soorma.local.esm import EventSourceMappings, Mapping
-from soorma.functions.bridge.routes import consumer_name
 
 log = logging.getLogger("soorma.local.sqs_transport")
 
@@ -328,7 +329,7 @@ class SqsDeadLetter:
 
     def summary(self) -> dict:
         """The same keys as a NATS dead letter's summary (``seq`` is the SQS message id)."""
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         attrs = self.message.get("Attributes") or {}
         meta = self.meta
@@ -342,7 +343,7 @@ class SqsDeadLetter:
             "agent": self.agent,
             "deliveries": int(count) if count and str(count).isdigit() else None,
             "dead_lettered_at": meta.get("dead_lettered_at") or (
-                datetime.fromtimestamp(int(sent) / 1000, timezone.utc).isoformat(timespec="seconds")
+                datetime.fromtimestamp(int(sent) / 1000, UTC).isoformat(timespec="seconds")
                 if sent and str(sent).isdigit() else None),
             "error": meta.get("error") or "received maxReceiveCount times without success (SQS redrive policy)",
             "transport": "sqs",

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +238,8 @@ class LocalStack:
         """The developer's API key for the local platform tenant and the bootstrap platform admin's key
         (``admin_api_key``: onboards tenants, sets their limits), created once and kept in credentials.json. Both
         platform tenants are onboarded (rows in ``gateway.tenants``)."""
-        from soorma.functions.shared.db import Database
         from soorma.functions.gateway.keys import create_api_key, resolve_api_key
+        from soorma.functions.shared.db import Database
         from soorma.identity import platform_admin_tenant
 
         current = read_json(self.paths.credentials) or {}
@@ -282,8 +282,8 @@ class LocalStack:
         """The platform tenant of an agent function's own API key (``None`` if it has none or it is not valid)."""
         if not api_key:
             return None
-        from soorma.functions.shared.db import Database
         from soorma.functions.gateway.keys import resolve_api_key
+        from soorma.functions.shared.db import Database
 
         db = Database(self.app_dsn)
         try:
@@ -314,8 +314,8 @@ class LocalStack:
         otherwise a new key is issued and the previous one, if it still resolves, is revoked in the same step, so a
         function never leaves a valid key behind. Raises ``psycopg.Error`` when the database refuses.
         """
-        from soorma.functions.shared.db import Database
         from soorma.functions.gateway.keys import create_api_key, resolve_api_key, revoke_api_key
+        from soorma.functions.shared.db import Database
 
         identity = Identity(platform_tenant_id, platform_tenant_id, name, name, "agent")
         db = Database(self.app_dsn)
@@ -424,7 +424,6 @@ class LocalStack:
 
     async def _start_bridge(self) -> None:
         from soorma.functions.bridge import Bridge
-
         from soorma.functions.bridge.routes import RouteSource
 
         source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
@@ -487,7 +486,7 @@ class LocalStack:
 
 
 def _utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,11 +20,11 @@ os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory) -> str:
     """Owner DSN of a fresh embedded PostgreSQL with every migration applied."""
-    from soorma.functions.migrate import apply
-    from soorma.local.postgres import EmbeddedPostgres
-
     # pgserver needs a short path for its Unix socket (108-byte limit), so not pytest's long tmp path.
     import tempfile
+
+    from soorma.functions.migrate import apply
+    from soorma.local.postgres import EmbeddedPostgres
 
     data = Path(tempfile.mkdtemp(prefix="soorma-pg-")) / "pg"
     server = EmbeddedPostgres(data, cleanup="delete")

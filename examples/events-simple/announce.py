@@ -44,7 +44,7 @@ async def place(order_id: str, timeout_s: float = 30.0) -> dict:
 def main() -> int:
     try:
         data = asyncio.run(place((sys.argv[1:] or ["o-1"])[0]))
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         print("no order.shipped: is the stack up and examples/events-simple deployed?", file=sys.stderr)
         return 1
     print(json.dumps(data))

@@ -16,9 +16,6 @@ import fnmatch
 import json
 import logging
 
-from soorma import TaskNotFoundError, Worker
-from soorma.ai.llm import LLMError, llm_configured, provider_from_env
-
 from events import (
     ACCOUNT_REQUESTED,
     BILLING_REQUESTED,
@@ -27,6 +24,8 @@ from events import (
     TICKET_HANDLED,
     TICKET_SUBMITTED,
 )
+from soorma import TaskNotFoundError, Worker
+from soorma.ai.llm import LLMError, llm_configured, provider_from_env
 
 log = logging.getLogger("events-structured")
 

@@ -52,7 +52,7 @@ def main() -> int:
     name = " ".join(sys.argv[1:]) or "World"
     try:
         data = asyncio.run(greet(name))
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         print("no answer: is the stack up and examples/hello-world deployed?", file=sys.stderr)
         return 1
     print(json.dumps(data))

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import logging
 
-from soorma import Planner, TaskNotFoundError, Tool, Worker
-
 from answers import (
     check_citations,
     compose_answer,
@@ -29,6 +27,7 @@ from answers import (
     passages_from_hits,
     reword_with_llm,
 )
+from soorma import Planner, TaskNotFoundError, Tool, Worker
 
 log = logging.getLogger("research-advisor")
 

@@ -14,7 +14,7 @@ from .bridge import Bridge, RoutesSource
 from .dlq import DeadLetter, list_dead_letters, replay
 from .metrics import DeliveryMetrics
 from .payload import EVENT_SOURCE, Outcome, build_payload, build_record, interpret
-from .types import ConsumerStats, FunctionThrottled, InvokeResult, Invoker
+from .types import ConsumerStats, FunctionThrottled, Invoker, InvokeResult
 
 __all__ = [
     "Bridge",

@@ -57,12 +57,11 @@ import nats
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from soorma.jetstream import ensure_streams
-from soorma.subjects import STREAM
-
 from soorma.delivery.backoff import ExponentialBackoff
 from soorma.delivery.consumer import ConsumerPolicy, ensure_consumer
 from soorma.delivery.dead_letters import H_REPLAY_CONSUMER, clip, dead_letter
+from soorma.jetstream import ensure_streams
+from soorma.subjects import STREAM
 
 from .fetch import fetch_ready
 from .metrics import DeliveryMetrics
@@ -292,7 +291,7 @@ class Bridge:
                 for worker in runner.workers:
                     worker.retire.set()
                 self._stats[name].active = False
-            for name, route in desired.items():
+            for route in desired.values():
                 if self._stopping.is_set():
                     return
                 await self._apply(js, route)
@@ -373,7 +372,7 @@ class Bridge:
                 fetch_started = time.monotonic()
                 try:
                     msgs = await fetch_ready(sub, route.batch_size, timeout_s=self.fetch_timeout_s)
-                except asyncio.TimeoutError:  # nats.errors.TimeoutError / FetchTimeoutError: nothing to do
+                except TimeoutError:  # nats.errors.TimeoutError / FetchTimeoutError: nothing to do
                     # A pull answered at once with a status (409 max ack pending / consumer deleted, 404 with
                     # batch=1) surfaces as a timeout too: do not spin on it.
                     if time.monotonic() - fetch_started < self.fetch_timeout_s / 2:
@@ -461,7 +460,7 @@ class Bridge:
                 outcome = interpret(result, list(batch))
             except FunctionThrottled as exc:
                 throttled = exc
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 outcome = Outcome(None, f"invocation timed out after {route.timeout_s + self.invoke_grace_s:g}s")
             except Exception as exc:
                 outcome = Outcome(None, clip(f"invocation failed: {type(exc).__name__}: {exc}"))

@@ -34,10 +34,6 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 
-from soorma.goal_notices import replay_notice
-from soorma.jetstream import publish_envelope
-from soorma.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, check_identifier, message_id
-
 # The dead-letter headers and the storing of a dead letter are the delivery contract's (shared with agent.run());
 # this module, which lists and replays dead letters, names them too.
 from soorma.delivery.dead_letters import (
@@ -57,6 +53,9 @@ from soorma.delivery.dead_letters import (
     dead_letter,
     dlq_headers,
 )
+from soorma.goal_notices import replay_notice
+from soorma.jetstream import publish_envelope
+from soorma.subjects import DLQ_STREAM, DLQ_SUBJECTS, STREAM, check_identifier, message_id
 
 __all__ = [
     "DeadLetter", "dlq_filter", "list_dead_letters", "replay", "dead_letter", "dlq_headers",

@@ -23,7 +23,6 @@ next fetch takes it from there first (nats-py drains that queue before it asks t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 
@@ -51,7 +50,7 @@ async def probe(sub, count: int, *, timeout_s: float = PROBE_S) -> list[Msg]:
     if inner is None or not subject or not inbox or nc is None or not hasattr(inner, "_pending_queue"):
         try:
             return await sub.fetch(count, timeout=timeout_s)
-        except (asyncio.TimeoutError, nats.errors.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             return []
     msgs: list[Msg] = []
     queue = inner._pending_queue
@@ -70,7 +69,7 @@ async def probe(sub, count: int, *, timeout_s: float = PROBE_S) -> list[Msg]:
             break
         try:
             msg = await inner.next_msg(timeout=remaining)
-        except (asyncio.TimeoutError, nats.errors.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             break
         status = JetStreamContext.is_status_msg(msg)
         if status:

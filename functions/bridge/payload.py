@@ -42,6 +42,7 @@ from typing import Any, Mapping, Sequence
 
 from nats.aio.msg import Msg
 
+from soorma.delivery.dead_letters import MAX_ERROR_CHARS, clip  # noqa: F401 (re-exported)
 from soorma.payload import (  # noqa: F401 (re-exported)
     EVENT_SOURCE,
     TERMINAL_FAILURES_FIELD,
@@ -49,8 +50,6 @@ from soorma.payload import (  # noqa: F401 (re-exported)
     event_source_arn,
     sqs_record,
 )
-
-from soorma.delivery.dead_letters import MAX_ERROR_CHARS, clip  # noqa: F401 (re-exported)
 
 from .types import InvokeResult
 

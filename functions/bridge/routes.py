@@ -8,8 +8,8 @@ import logging
 from datetime import datetime
 from typing import Any, Callable
 
-from soorma.functions.shared.db import Database
 from soorma.delivery.route import Route, consumer_name_for
+from soorma.functions.shared.db import Database
 from soorma.subjects import STREAM_SUBJECTS, filter_subject
 
 log = logging.getLogger("soorma.functions.bridge.routes")

@@ -27,19 +27,19 @@ only when needed (about 0.2 s), never on a cold start that serves no A2A request
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from soorma.functions.shared import settings
-from soorma.functions.shared.db import Database
-from soorma.identity import Identity
-from soorma.functions.shared.service import current_identity
 from soorma.functions.gateway.goals import Goals
 from soorma.functions.gateway.policy import PolicyViolation
+from soorma.functions.shared import settings
+from soorma.functions.shared.db import Database
+from soorma.functions.shared.service import current_identity
+from soorma.identity import Identity
 
 PROTOCOL_VERSION = "0.3.0"
 POLICY_ERROR = -32003
@@ -150,7 +150,7 @@ def task_from_goal(goal: dict[str, Any]) -> dict[str, Any]:
         result = goal["result"] if isinstance(goal["result"], dict) else {"result": goal["result"]}
         artifacts = [t.Artifact(artifact_id=f"{goal['goal_id']}-result", name="result",
                                 parts=[t.Part(root=t.DataPart(data=result))])]
-    timestamp = goal.get("completed_at") or goal.get("created_at") or datetime.now(timezone.utc).isoformat()
+    timestamp = goal.get("completed_at") or goal.get("created_at") or datetime.now(UTC).isoformat()
     task = t.Task(
         id=goal["goal_id"],
         context_id=goal.get("session_id") or goal["goal_id"],

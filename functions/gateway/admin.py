@@ -20,14 +20,11 @@ Rate limits and status are set by the platform admin only; a tenant's admin sets
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
-from soorma.functions.shared.db import Database
-from soorma.identity import Identity, is_platform_admin, platform_admin_tenant
-from soorma.functions.shared.service import current_identity
 from soorma.functions.gateway import keys as api_keys
 from soorma.functions.gateway.goals import decode_cursor, encode_cursor, iso
 from soorma.functions.gateway.models import (
@@ -45,6 +42,9 @@ from soorma.functions.gateway.models import (
     TenantPatch,
 )
 from soorma.functions.gateway.policy import RULES
+from soorma.functions.shared.db import Database
+from soorma.functions.shared.service import current_identity
+from soorma.identity import Identity, is_platform_admin, platform_admin_tenant
 
 _TENANT_COLUMNS = (
     "platform_tenant_id, name, status, key_rps, key_burst, tenant_rps, tenant_burst, allowed_goal_types,"
@@ -106,7 +106,6 @@ def create_router(db: Database) -> APIRouter:
         """Onboard a platform tenant and create its first admin API key (shown only in this answer)."""
         _require_platform_admin(identity)
         tenant_id = body.platform_tenant_id or f"pt_{secrets.token_hex(8)}"
-        admin = Identity(tenant_id, tenant_id, body.admin_user_id, body.admin_user_id, "admin")
         with db.transaction(identity) as conn:
             conn.execute(_PLATFORM_ADMIN_ON)
             conn.execute(
@@ -257,7 +256,7 @@ def create_router(db: Database) -> APIRouter:
                                          " may be named by an 'admin'")
         principal = body.principal_id or f"pr_{secrets.token_hex(8)}"
         expires = (
-            datetime.now(timezone.utc) + timedelta(seconds=body.expires_in_seconds)
+            datetime.now(UTC) + timedelta(seconds=body.expires_in_seconds)
             if body.expires_in_seconds else None
         )
         with db.transaction(identity) as conn:

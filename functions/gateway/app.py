@@ -47,15 +47,8 @@ from typing import Any
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from soorma.functions.shared.db import Database, database_from_env
 from soorma.events import EventTopic
-from soorma.grants import stamp as stamp_grant
-from soorma.identity import OVERRIDE_ROLES, Identity
-from soorma.functions.shared.service import current_identity, function_app
-from soorma.goal_notices import NOTICE_TYPES
-from soorma.subjects import check_event_type, check_identifier, subject
-from soorma.functions.gateway import a2a, admin
-from soorma.functions.gateway import policy as policies
+from soorma.functions.gateway import a2a, admin, policy as policies
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
     MAX_WAIT_S,
@@ -72,8 +65,8 @@ from soorma.functions.gateway.models import (
     GoalEvents,
     GoalList,
     GoalRequest,
-    PublishRequest,
     Published,
+    PublishRequest,
     Session,
     SessionList,
     SessionRequest,
@@ -81,11 +74,17 @@ from soorma.functions.gateway.models import (
 from soorma.functions.gateway.policy import PolicyViolation
 from soorma.functions.gateway.publisher import (
     PayloadTooLarge,
-    PublishError,
     Publisher,
+    PublishError,
     is_duplicate,
     publisher_from_env,
 )
+from soorma.functions.shared.db import Database, database_from_env
+from soorma.functions.shared.service import current_identity, function_app
+from soorma.goal_notices import NOTICE_TYPES
+from soorma.grants import stamp as stamp_grant
+from soorma.identity import OVERRIDE_ROLES, Identity
+from soorma.subjects import check_event_type, check_identifier, subject
 
 logger = logging.getLogger("soorma.functions.gateway")
 

@@ -36,10 +36,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from soorma.functions.shared.db import Database, database_from_env
-from soorma.identity import Identity, event_headers
 from soorma.functions.gateway.keys import PREFIX as KEY_PREFIX, resolve_api_key
 from soorma.functions.gateway.tokens import JwtSettings, TokenRejected, looks_like_jwt, verify
+from soorma.functions.shared.db import Database, database_from_env
+from soorma.identity import Identity, event_headers
 
 logger = logging.getLogger("soorma.functions.gateway.authorizer")
 

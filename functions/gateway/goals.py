@@ -20,13 +20,13 @@ import psycopg
 from fastapi import HTTPException
 from psycopg.types.json import Jsonb
 
-from soorma.functions.shared.db import Database
 from soorma.events import EventEnvelope, EventTopic
+from soorma.functions.gateway import policy as policies
+from soorma.functions.gateway.publisher import PayloadTooLarge, Publisher, PublishError
+from soorma.functions.shared.db import Database
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import Identity
 from soorma.subjects import subject
-from soorma.functions.gateway import policy as policies
-from soorma.functions.gateway.publisher import PayloadTooLarge, PublishError, Publisher
 
 logger = logging.getLogger("soorma.functions.gateway")
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-
-import psycopg
-
 from datetime import datetime
 from typing import Any
+
+import psycopg
 
 from soorma.functions.shared import settings
 from soorma.identity import CREDENTIAL_API_KEY, ROLES, Identity

@@ -31,8 +31,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from soorma.functions.shared import settings
 from soorma.events import EventEnvelope
+from soorma.functions.shared import settings
 from soorma.subjects import InvalidSubjectToken
 
 logger = logging.getLogger("soorma.functions.gateway.publisher")

@@ -38,7 +38,6 @@ from fastapi import APIRouter, Body, FastAPI, HTTPException, Query, Request, sta
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from soorma.functions.shared.db import Database
 from soorma.functions.memory import store
 from soorma.functions.memory.common import (
     CALLER,
@@ -63,8 +62,9 @@ from soorma.functions.memory.models import (
     WorkingSet,
 )
 from soorma.functions.memory.routes import add_routes, ef_search_query
-from soorma.identity import Identity
+from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import function_app
+from soorma.identity import Identity
 
 # Former private names, kept for code that imported them.
 _Resources = Resources

@@ -9,7 +9,6 @@ from typing import Sequence
 
 from fastapi import Depends, HTTPException, Path, status
 
-from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.memory import store
 from soorma.functions.memory.embeddings import (
     DIMENSIONS_ENV,
@@ -22,8 +21,9 @@ from soorma.functions.memory.embeddings import (
 )
 from soorma.functions.memory.models import MAX_CONTENT_BYTES, MAX_ID_CHARS
 from soorma.functions.memory.vectors import Vector, is_finite, is_zero, to_vector
-from soorma.identity import WRITER_ROLES, Identity
+from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity
+from soorma.identity import WRITER_ROLES, Identity
 
 #: Roles that may write public knowledge and public procedures (readable by every service tenant of the platform
 #: tenant). An end user (role ``user``) writes only private rows.

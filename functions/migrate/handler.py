@@ -9,7 +9,6 @@ from soorma.functions.migrate.app import apply
 from soorma.functions.shared import settings
 
 
-
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Returns ``{"PhysicalResourceId": "soorma-migrations", "Data": {"Applied": "1,2"}}``; deletes are no-ops."""
     if event.get("RequestType") == "Delete":

@@ -34,10 +34,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response
 from psycopg.types.json import Jsonb
 
-from soorma.functions.shared.db import Database, database_from_env
 from soorma.events import EventTopic
-from soorma.identity import WRITER_ROLES, Identity
-from soorma.functions.shared.service import current_identity, function_app
 from soorma.functions.registry.models import (
     AgentDefinition,
     AgentList,
@@ -55,6 +52,9 @@ from soorma.functions.registry.models import (
     PayloadSchemaRegistrationRequest,
     PayloadSchemaWriteResult,
 )
+from soorma.functions.shared.db import Database, database_from_env
+from soorma.functions.shared.service import current_identity, function_app
+from soorma.identity import WRITER_ROLES, Identity
 
 _SCHEMA_COLUMNS = "schema_name, version, json_schema, description, owner_agent_id, created_at, updated_at"
 _AGENT_COLUMNS = (

@@ -21,7 +21,6 @@ Requires the ``functions`` extra (psycopg, psycopg-pool).
 
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from soorma.functions.gateway.models import GoalEvent
 from soorma.functions.shared.db import Database, database_from_env
+from soorma.functions.shared.service import current_identity, function_app, lazy_mangum_handler
 from soorma.functions.tracker.recording import (
     DUPLICATE,
     IGNORED,
@@ -23,7 +24,6 @@ from soorma.functions.tracker.recording import (
     summarize,
 )
 from soorma.identity import Identity
-from soorma.functions.shared.service import current_identity, function_app, lazy_mangum_handler
 
 __all__ = ["DUPLICATE", "IGNORED", "RECORDED", "create_app", "http_handler", "is_failure", "process_batch",
            "record_envelope", "summarize"]

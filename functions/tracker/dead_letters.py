@@ -38,7 +38,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from soorma.goal_notices import dead_letter_notice
@@ -148,7 +148,7 @@ def park(sqs, router: DeadLetterRouter, record: dict[str, Any]) -> dict[str, Any
     meta = {
         "agent": dlq.agent, "platform_tenant_id": dlq.platform_tenant_id, "dead_letter_id": dead_letter_id,
         "source_queue_url": dlq.source_url, "notice_queue_url": dlq.notice_url, "deliveries": deliveries,
-        "error": error, "dead_lettered_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "error": error, "dead_lettered_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "goal_noticed": notice is not None,
     }
     attributes = _send_attributes(record.get("messageAttributes") or {})

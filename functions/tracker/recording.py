@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -44,11 +44,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from soorma.functions.shared.db import Database
 from soorma.events import EventEnvelope, EventTopic
-from soorma.goal_notices import DEAD_LETTERED, NOTICE_TYPES
-from soorma.goal_notices import SOURCE as NOTICE_SOURCE
-from soorma.goal_notices import describe as describe_dead_letter
+from soorma.functions.shared.db import Database
+from soorma.goal_notices import DEAD_LETTERED, NOTICE_TYPES, SOURCE as NOTICE_SOURCE, describe as describe_dead_letter
 from soorma.identity import Identity
 from soorma.task_context import PROGRESS_EVENT
 
@@ -84,8 +82,8 @@ def _time(value: str | None) -> datetime:
     except ValueError:
         parsed = None
     if parsed is None:
-        return datetime.now(timezone.utc)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return datetime.now(UTC)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def is_failure(data: dict[str, Any]) -> bool:

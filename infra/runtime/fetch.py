@@ -30,7 +30,7 @@ def _sign(key, msg):
 
 def signed_get_headers(host, path, region, creds, now=None, service="s3"):
     """Headers of a SigV4-signed GET ``https://host/path`` with an empty body (AWS Signature Version 4)."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     amz_date = now.strftime("%Y%m%dT%H%M%SZ")
     day = amz_date[:8]
     payload_hash = hashlib.sha256(b"").hexdigest()

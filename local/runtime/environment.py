@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soorma.local.runtime.api import Invocation, RuntimeApiServer
-from soorma.local.runtime.logs import FunctionLogs, clean
-from soorma.local.runtime.logs import timestamp as _ts
+from soorma.local.runtime.logs import FunctionLogs, clean, timestamp as _ts
 from soorma.local.runtime.types import FunctionConfig, error_payload
 
 # OS-level variables an execution environment inherits from this process; everything else comes from the
@@ -412,7 +411,7 @@ class Environment:
             self._killpg(signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.shield(self._exit_task), grace_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self._killpg(signal.SIGKILL)
                 await asyncio.shield(self._exit_task)
         elif self._exit_task is not None and not self._exit_task.done():

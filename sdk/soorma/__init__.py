@@ -20,22 +20,28 @@ loads the agent runtime and pydantic, while HTTP, the AI helpers, A2A and the wo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from ._lazy import lazy_exports
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time every name below loads on first use
-    from .agents import Agent, Planner, Tool, Worker
-    from .context import PlatformContext
-    from .errors import ConflictError, PlatformError, SoormaError, TaskNotFoundError
-    from .events import EventDefinition, EventEnvelope, EventTopic
+    # ``X as X``: the explicit re-export form (PEP 484), as __all__ is built from _LAZY at run time
+    from .agents import Agent as Agent, Planner as Planner, Tool as Tool, Worker as Worker
+    from .context import PlatformContext as PlatformContext
+    from .errors import (
+        ConflictError as ConflictError,
+        PlatformError as PlatformError,
+        SoormaError as SoormaError,
+        TaskNotFoundError as TaskNotFoundError,
+    )
+    from .events import EventDefinition as EventDefinition, EventEnvelope as EventEnvelope, EventTopic as EventTopic
     from .task_context import (
-        DelegationSpec,
-        GoalContext,
-        InvocationContext,
-        ResultContext,
-        SubTaskInfo,
-        TaskContext,
+        DelegationSpec as DelegationSpec,
+        GoalContext as GoalContext,
+        InvocationContext as InvocationContext,
+        ResultContext as ResultContext,
+        SubTaskInfo as SubTaskInfo,
+        TaskContext as TaskContext,
     )
 
 __version__ = "0.1.0"
@@ -91,12 +97,15 @@ def hello() -> str:
     return f"Hello from Soorma Serverless {__version__}"
 
 
-def event_handler(event_type: str):
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+
+
+def event_handler(event_type: str) -> Callable[[_Function], _Function]:
     """soorma-core's legacy decorator: marks a function with ``_soorma_event_type`` (nothing consumes it there
     either); use ``agent.on_event(event_type, topic=...)``."""
 
-    def mark(func):
-        func._soorma_event_type = event_type
+    def mark(func: _Function) -> _Function:
+        func._soorma_event_type = event_type  # type: ignore[attr-defined]  # a marker on the function object
         return func
 
     return mark

@@ -136,7 +136,9 @@ def identity_headers(tenant_id: str | None = None, user_id: str | None = None) -
     if user:
         headers[USER_HEADER] = user
     for source in (event, _delivering.get()):
-        grant = getattr(source, "delivery_grant", None) if source is not None else None
+        if source is None:
+            continue
+        grant = getattr(source, "delivery_grant", None)
         if grant and (tenant, user) == (source.tenant_id, source.user_id):
             headers[GRANT_HEADER] = grant
             break

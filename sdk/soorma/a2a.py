@@ -167,7 +167,7 @@ class A2AGatewayHelper:
         return EventEnvelope(
             source="a2a-gateway",
             type=event_type,
-            topic=topic,
+            topic=EventTopic(topic),
             data=data,
             correlation_id=task.id,
             response_event=response_event,

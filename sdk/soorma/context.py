@@ -9,6 +9,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     import httpx
 
+    from .ai.event_toolkit import EventToolkit
     from .clients import BusClient, GatewayClient, MemoryClient, RegistryClient, TrackerClient
     from .clients._http import HttpClient, TokenProvider
 
@@ -55,10 +56,10 @@ class PlatformContext:
         self.gateway = gateway or GatewayClient(self.settings.base_url, key, **common)
         self.tracker = tracker
         self.identity = identity
-        self._toolkit = toolkit
+        self._toolkit: EventToolkit | None = toolkit
 
     @property
-    def toolkit(self) -> Any:
+    def toolkit(self) -> EventToolkit:
         """An :class:`~soorma.ai.event_toolkit.EventToolkit` over this context's registry client (built on first
         use)."""
         if self._toolkit is None:

@@ -73,7 +73,7 @@ class EventClient:
         self._nc: Any = None
         self._subs: list[Any] = []
         self._queue: asyncio.Queue[EventEnvelope] | None = None
-        self._worker: asyncio.Task | None = None
+        self._worker: asyncio.Task[None] | None = None
 
     # --- handlers ----------------------------------------------------------------------------------------------
     def on_event(self, event_type: str, *, topic: str | EventTopic | None = None) -> Callable[[Handler], Handler]:
@@ -107,11 +107,12 @@ class EventClient:
         self._nc = await nats.connect(resolve_nats_url(self._nats_url), name=f"soorma-client-{self.agent_id}",
                                       max_reconnect_attempts=self.max_reconnect_attempts)
         js = self._nc.jetstream()
-        self._queue = asyncio.Queue()
+        queue: asyncio.Queue[EventEnvelope] = asyncio.Queue()
+        self._queue = queue
 
         async def received(msg: Any) -> None:
             try:
-                self._queue.put_nowait(EventEnvelope.from_json(msg.data))
+                queue.put_nowait(EventEnvelope.from_json(msg.data))
             except Exception as exc:  # noqa: BLE001 - not an envelope: nothing to hand to handlers
                 log.warning("ignored a message that is not an event: %s", exc)
 

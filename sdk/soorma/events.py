@@ -8,7 +8,7 @@ identity extensions. Unknown fields are kept, so an envelope from a newer produc
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -32,7 +32,7 @@ class EventTopic(str, Enum):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 def _new_id() -> str:

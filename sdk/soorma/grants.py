@@ -205,7 +205,7 @@ def _text(value: Any) -> str:
     return value
 
 
-def _int(value: Any) -> int:
+def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError("not an integer")
     return value

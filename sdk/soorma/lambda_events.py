@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Mapping
 from urllib.parse import unquote_plus, urlencode
 
@@ -78,7 +78,7 @@ def http_api_event(
             text = raw_body.decode("utf-8")
         except UnicodeDecodeError:
             text, is_b64 = base64.b64encode(raw_body).decode(), True
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("soorma.plans")
 
-ACTION_REQUESTS = EventTopic.ACTION_REQUESTS.value
 ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
 FINAL_STATUSES = ("completed", "failed")
 #: Action correlation ids kept in ``correlation_ids`` besides the plan id and the goal's correlation id.
@@ -210,7 +209,7 @@ class PlanContext:
             goal_data=dict(getattr(goal, "data", None) or {}),
             response_event=getattr(goal, "response_event", None),
             status=status,
-            state_machine=dict(state_machine),
+            state_machine={name: _state_config(config) for name, config in state_machine.items()},
             current_state=current_state,
             results=dict(results or {}),
             correlation_id=correlation,
@@ -432,6 +431,7 @@ class PlanContext:
             request = self._action_request(config.action, target)
             self.dispatched_state = target
             self.last_action = request.model_dump(mode="json", exclude_none=True)
+            assert request.correlation_id is not None  # _action_request always derives one
             self.correlation_ids = [*self.correlation_ids, request.correlation_id][-MAX_ACTION_CORRELATIONS:]
         await self.save()
         if request is not None:
@@ -444,7 +444,7 @@ class PlanContext:
         return EventEnvelope(
             id=derived_id(f"plan:{self.plan_id}:{state}"),
             type=action.event_type,
-            topic=ACTION_REQUESTS,
+            topic=EventTopic.ACTION_REQUESTS,
             data=self._interpolate(action.data or {}),
             correlation_id=derived_id(f"plan-action:{self.plan_id}:{state}"),
             response_event=action.response_event,

@@ -31,7 +31,9 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +50,7 @@ DEFAULT_MAX_DELIVERIES = 5
 DEFAULT_TIMEOUT_S = 30.0
 
 
-def _home(env: dict[str, str] | os._Environ) -> Path:
+def _home(env: Mapping[str, str]) -> Path:
     return Path(settings.HOME.get(env) or ".soorma")
 
 
@@ -180,9 +182,9 @@ class LocalRunner:
                                 "agent owns it); consuming with the existing filters", self.consumer,
                                 sorted(current), sorted(route.filter_subjects))
             except NotFoundError:
-                from datetime import datetime, timezone
+                from datetime import datetime
 
-                route = Route(**{**route.__dict__, "deliver_from": datetime.now(timezone.utc)})
+                route = Route(**{**route.__dict__, "deliver_from": datetime.now(UTC)})
                 await ensure_consumer(js, route, policy)
             psub = await js.pull_subscribe_bind(durable=self.consumer, stream=STREAM)
             await agent.start()
@@ -227,6 +229,7 @@ class LocalRunner:
             if envelope is not None:
                 await self.agent.dispatch(envelope)
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried by redelivery
+            assert envelope is not None  # only dispatch raises in this block
             log.exception("agent %s: event %s (%s) failed", self.agent.name, envelope.id, envelope.type)
             error = f"{type(exc).__name__}: {exc}"
         finally:

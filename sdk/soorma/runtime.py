@@ -63,12 +63,20 @@ import time
 from typing import TYPE_CHECKING, Any, Mapping
 
 from . import settings
-from .environment import environment_context, event_loop, existing_event_loop, refuse_running_loop, run, run_checked_once
+from .environment import (
+    environment_context,
+    event_loop,
+    existing_event_loop,
+    refuse_running_loop,
+    run,
+    run_checked_once,
+)
 from .errors import ForeignTenantEventError, MalformedEventError
 from .events import EventEnvelope
 
 if TYPE_CHECKING:
     from .agents.base import Agent
+    from .idempotency.agent import AgentIdempotency
 
 log = logging.getLogger("soorma.runtime")
 
@@ -109,7 +117,7 @@ class LambdaRuntime:
         #: ``SOORMA_PLATFORM_TENANT_ID`` as it was when the runtime was built (``None``: every tenant accepted).
         self._platform_tenant = deployed_platform_tenant()
         #: :class:`soorma.idempotency.AgentIdempotency` in ``platform`` mode, else ``None``.
-        self.idempotency: Any = None
+        self.idempotency: AgentIdempotency | None = None
 
     @property
     def mode(self) -> str:
@@ -188,7 +196,7 @@ class LambdaRuntime:
         # beside batchItemFailures, soorma.payload.TERMINAL_FAILURES_FIELD) so the bridge dead-letters it at once.
         from .payload import with_terminal_failures
 
-        return with_terminal_failures(response, terminal)
+        return with_terminal_failures(dict(response), terminal)
 
     def _start(self) -> None:
         """Run the agent's startup handlers once per environment, even when several threads' first batches arrive

@@ -594,9 +594,10 @@ async def store_task_record(memory: Any, *, version: int | None, **fields: Any) 
             _VERSIONED_STORE[kind] = False
     if _VERSIONED_STORE[kind] or version is None or not hasattr(memory, "_request"):
         extra = {"version": version} if _VERSIONED_STORE[kind] else {}
-        return await memory.store_task_context(
+        record: TaskContextRecord = await memory.store_task_context(
             fields.pop("task_id"), fields.pop("plan_id"), fields.pop("event_type"), **fields, **extra
         )
+        return record
     tenant_id, user_id = fields.pop("tenant_id", None), fields.pop("user_id", None)
     body = {**fields, "version": version}
     result = await memory._request("POST", "/v1/memory/task-context", json=body, tenant_id=tenant_id, user_id=user_id)

@@ -21,10 +21,13 @@ each answering ``{"planId", "key", "value"}`` with the new value. If the memory 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote
 
 from .errors import PlatformError
+
+if TYPE_CHECKING:
+    from .clients.memory import MemoryClient
 
 log = logging.getLogger("soorma.workflow")
 
@@ -41,7 +44,7 @@ class WorkflowState:
 
     _warned = False
 
-    def __init__(self, memory_client: Any, plan_id: str, tenant_id: str | None = None,
+    def __init__(self, memory_client: MemoryClient, plan_id: str, tenant_id: str | None = None,
                  user_id: str | None = None) -> None:
         self.memory = memory_client
         self.plan_id = plan_id
@@ -74,21 +77,21 @@ class WorkflowState:
     # --- atomic helpers ------------------------------------------------------------------------------------------
     async def increment(self, key: str, delta: int | float = 1) -> int | float:
         """Add ``delta`` to the number at ``key`` (atomically); returns the new value."""
-        return await self._op(key, "increment", {"delta": delta}, lambda cur: _number(cur) + delta)
+        return _number(await self._op(key, "increment", {"delta": delta}, lambda cur: _number(cur) + delta))
 
     async def append(self, key: str, item: Any) -> list[Any]:
         """Append ``item`` to the list at ``key`` (atomically); returns the new list."""
-        return await self._op(key, "append", {"items": [item]}, lambda cur: [*_list(cur), item])
+        return _list(await self._op(key, "append", {"items": [item]}, lambda cur: [*_list(cur), item]))
 
     async def extend(self, key: str, items: list[Any]) -> list[Any]:
         """Append ``items`` to the list at ``key`` (atomically); returns the new list."""
         items = list(items)
-        return await self._op(key, "append", {"items": items}, lambda cur: [*_list(cur), *items])
+        return _list(await self._op(key, "append", {"items": items}, lambda cur: [*_list(cur), *items]))
 
     async def update_dict(self, key: str, updates: dict[str, Any]) -> dict[str, Any]:
         """Merge ``updates`` into the object at ``key`` (shallow, atomically); returns the new object."""
         updates = dict(updates)
-        return await self._op(key, "merge", {"updates": updates}, lambda cur: {**_dict(cur), **updates})
+        return _dict(await self._op(key, "merge", {"updates": updates}, lambda cur: {**_dict(cur), **updates}))
 
     async def record_action(self, event_name: str) -> None:
         """Append ``event_name`` to the plan's action history (atomically)."""
@@ -101,7 +104,10 @@ class WorkflowState:
             history = history.get("actions")
         return list(history) if isinstance(history, list) else []
 
-    async def _op(self, key: str, op: str, body: dict[str, Any], fallback: Any) -> Any:
+    async def _op(self, key: str, op: str, body: dict[str, Any], fallback: Callable[[Any], Any]) -> Any:
+        """The new value at ``key`` after the server applied ``op``, or after ``fallback(current value)`` was written
+        where the server has no such route; the callers coerce it as the server does (``_number``, ``_list``,
+        ``_dict``), so a value of the wrong kind reads as its kind's empty value."""
         path = f"{_PREFIX}/{_seg(self.plan_id)}/{_seg(key)}/{op}"
         try:
             result = await self.memory._request("POST", path, json=body, **self._ids())

@@ -22,8 +22,7 @@ import pytest
 
 from soorma.testing.llm import FakeLLMServer
 
-from .conftest import EXAMPLES, local_stack, submit
-from .conftest import wait as wait_for_goals
+from .conftest import EXAMPLES, local_stack, submit, wait as wait_for_goals
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 

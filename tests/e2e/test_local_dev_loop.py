@@ -19,9 +19,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from soorma.testing import free_port
-from botocore.config import Config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

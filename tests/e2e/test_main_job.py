@@ -16,7 +16,6 @@ import pytest
 
 from soorma.testing import free_port
 
-
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -45,7 +45,7 @@ def cdk_cli() -> Path:
     if _installed_version() != CDK_VERSION or not _cdk_bin().exists():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.fail("npm is needed to install the CDK CLI (aws-cdk@%s)" % CDK_VERSION)
+            pytest.fail(f"npm is needed to install the CDK CLI (aws-cdk@{CDK_VERSION})")
         result = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefix", str(INFRA)],
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout + result.stderr

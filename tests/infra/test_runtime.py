@@ -11,8 +11,8 @@ import sys
 import pytest
 
 from soorma.events import EventEnvelope
-from soorma.infra.runtime import boot, fetch
 from soorma.functions.gateway.publisher import SnsPublisher
+from soorma.infra.runtime import boot, fetch
 
 
 def test_boot_resolves_secrets_into_the_variables_handlers_read():
@@ -101,7 +101,7 @@ def test_bridge_fetch_signature_matches_botocore(monkeypatch):
 
     creds = {"AccessKeyId": "AKIDEXAMPLE", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
              "Token": "session-token"}
-    now = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     host = "cdk-assets-123456789012-eu-west-1.s3.eu-west-1.amazonaws.com"
     path = "/abc123.zip"
     ours = fetch.signed_get_headers(host, path, "eu-west-1", creds, now=now)
@@ -223,8 +223,8 @@ class FakeSecrets:
 def test_registrar_onboards_the_platform_tenant_and_issues_the_admin_key_once(app_dsn, monkeypatch):
     """Against the real database: the bootstrap platform admin (AWS's counterpart of LocalStack._ensure_credentials)
     resolves to role admin of the platform-operator tenant, whose row exists; a second deploy issues nothing."""
-    from soorma.functions.shared.db import Database
     from soorma.functions.gateway.keys import resolve_api_key
+    from soorma.functions.shared.db import Database
     from soorma.identity import is_platform_admin
     from soorma.infra.runtime.registrar import on_event
 
@@ -289,9 +289,9 @@ def test_registrar_registers_an_agent_with_its_events_issues_its_key_once_and_un
     """``Custom::SoormaAgent`` against the real database: the event definitions (JSON text, so the schema's numbers
     and booleans survive CloudFormation) and the agent with its deployment binding are registered, an agent key is
     written to the secret once, a definition the registry refuses is skipped, and Delete unregisters the agent."""
-    from soorma.functions.shared.db import Database
     from soorma.functions.gateway.keys import resolve_api_key
     from soorma.functions.registry.app import query_agents
+    from soorma.functions.shared.db import Database
     from soorma.infra.runtime.registrar import _identity, on_event
 
     monkeypatch.setenv("SOORMA_API_KEY_PEPPER", "test-pepper")

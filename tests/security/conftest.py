@@ -96,8 +96,8 @@ def memory_api(app_dsn, memory_helpers, gw_env):
     functions' environment (``gx.PEPPER``: the key of the delivery grants it verifies)."""
     from mangum import Mangum
 
-    from soorma.functions.shared.db import Database
     from soorma.functions.memory.app import create_app
+    from soorma.functions.shared.db import Database
 
     db = Database(app_dsn)
     yield memory_helpers.MemoryApi(Mangum(create_app(db=db), lifespan="off"))

@@ -10,7 +10,7 @@ working and listings holding no secret value.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -102,7 +102,7 @@ def test_wrong_key_wrong_secret_and_a_replayed_signature_are_refused(stack):
     assert info.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
     # a correctly signed request from 10 minutes ago (a captured one, replayed) is refused
-    old = _signed(stack, "POST", url, body, at=datetime.now(timezone.utc) - timedelta(minutes=10))
+    old = _signed(stack, "POST", url, body, at=datetime.now(UTC) - timedelta(minutes=10))
     answer = httpx.post(url, content=body, headers=old, timeout=30)
     assert answer.status_code == 403 and "Signature expired" in answer.text
     # a valid signature over another body: the body is part of what is signed

@@ -23,7 +23,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 

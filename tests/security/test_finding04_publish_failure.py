@@ -27,8 +27,8 @@ import pytest
 from mangum import Mangum
 
 from soorma import testing
-from soorma.functions.shared.db import Database
 from soorma.events import EventEnvelope
+from soorma.functions.shared.db import Database
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 

@@ -215,6 +215,7 @@ async def test_async_invocations_beyond_the_queue_depth_are_throttled(tmp_path):
 
     from soorma.local.runtime import FunctionConfig, LocalLambda, create_lambda_api
     from soorma.local.sigv4 import LocalAwsCredentials
+
     from .conftest import lambda_client as client_for
 
     code = tmp_path / "code"

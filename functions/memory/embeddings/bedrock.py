@@ -18,9 +18,9 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from soorma.functions.memory.embeddings import DIMENSIONS_ENV, EmbeddingError
-from soorma.functions.shared import settings
+from soorma.functions.memory.embeddings import EmbeddingError
 from soorma.functions.memory.vectors import Vector, normalise
+from soorma.functions.shared import settings
 
 DEFAULT_MODEL = settings.BEDROCK_EMBEDDING_MODEL.default
 #: The width without ``SOORMA_EMBEDDING_DIMENSIONS``: Titan v2's largest.

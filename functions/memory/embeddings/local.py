@@ -53,8 +53,8 @@ from typing import Sequence
 
 import numpy as np
 
-from soorma.functions.shared import settings
 from soorma.functions.memory.vectors import Vector, to_vector
+from soorma.functions.shared import settings
 
 MODEL_PATH_ENV = settings.EMBEDDING_MODEL_PATH.name
 TOKENIZER_PATH_ENV = settings.EMBEDDING_TOKENIZER_PATH.name

@@ -19,8 +19,8 @@ import time
 import httpx
 
 from soorma.functions.memory.embeddings import DIMENSIONS_ENV, EmbeddingError
-from soorma.functions.shared import settings
 from soorma.functions.memory.vectors import Vector, normalise
+from soorma.functions.shared import settings
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = settings.OPENAI_EMBEDDING_MODEL.default

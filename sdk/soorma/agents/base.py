@@ -23,6 +23,7 @@ from ..subjects import check_event_type
 
 if TYPE_CHECKING:
     from ..context import PlatformContext
+    from ..runtime import LambdaRuntime
 
 log = logging.getLogger("soorma.agent")
 
@@ -158,7 +159,7 @@ class Agent:
         self._handled: OrderedDict[str, set[int]] = OrderedDict()
         self._handled_lock = threading.Lock()
         self._cache_size = idempotency_cache_size
-        self._runtime: Any = None
+        self._runtime: LambdaRuntime | None = None
 
     # --- identity ----------------------------------------------------------------------------------------------
     @property
@@ -214,7 +215,9 @@ class Agent:
             check_event_type(event_type)
         return topic
 
-    def _add_handler(self, topic: str | EventTopic, event_type: str, call: EventHandler, func: Callable) -> None:
+    def _add_handler(
+        self, topic: str | EventTopic, event_type: str, call: EventHandler, func: Callable[..., Any]
+    ) -> None:
         topic = self._checked(topic, event_type)
         name = getattr(func, "__qualname__", repr(func))
         self._handlers.append(_Handler(topic, event_type, call, name))

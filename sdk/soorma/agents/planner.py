@@ -84,7 +84,7 @@ class Planner(Worker):
                     event, context, agent_id=self.agent_id, register_produced_event=self._register_produced_event
                 )
                 if self.store_goal_metadata and goal.correlation_id:
-                    await self._store_goal_metadata(goal, context)
+                    await self._store_goal_metadata(goal, goal.correlation_id, context)
                 await _maybe_await(func(goal, context))
 
             self._add_handler(ACTION_REQUESTS, goal_type, call, func)
@@ -93,7 +93,7 @@ class Planner(Worker):
 
         return decorate
 
-    async def _store_goal_metadata(self, goal: GoalContext, context: "PlatformContext") -> None:
+    async def _store_goal_metadata(self, goal: GoalContext, correlation_id: str, context: "PlatformContext") -> None:
         metadata = {
             "event_type": goal.event_type,
             "response_event": goal.response_event,
@@ -106,7 +106,7 @@ class Planner(Worker):
             "response_schema_name": goal.response_schema_name,
         }
         try:
-            await context.memory.store(goal_metadata_key(goal.correlation_id), metadata, plan_id=goal.correlation_id,
+            await context.memory.store(goal_metadata_key(correlation_id), metadata, plan_id=correlation_id,
                                        tenant_id=goal.tenant_id, user_id=goal.user_id)
         except PlatformError as exc:  # routing metadata is a convenience; the goal itself must not fail on it
             log.warning("goal %s: routing metadata not stored: %s", goal.correlation_id, exc)

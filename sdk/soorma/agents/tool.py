@@ -96,7 +96,9 @@ class Tool(Agent):
         if event_type not in self._invokers:
             raise KeyError(f"tool {self.name!r} has no on_invoke handler for {event_type!r}")
         func, schema = self._invokers[event_type]
-        event = EventEnvelope(type=event_type, topic=ACTION_REQUESTS, data=dict(data), response_event=response_event)
+        event = EventEnvelope(
+            type=event_type, topic=EventTopic.ACTION_REQUESTS, data=dict(data), response_event=response_event
+        )
         return await self._answer(func, schema, InvocationContext.from_event(event), self.context)
 
 

@@ -132,7 +132,7 @@ class Worker(Agent):
         Returns how many handlers ran; raises ``KeyError`` if none handles ``task_name``."""
         event = EventEnvelope(
             type=task_name,
-            topic=ACTION_REQUESTS,
+            topic=EventTopic.ACTION_REQUESTS,
             data=dict(data),
             correlation_id=str(uuid.uuid4()),
             plan_id=plan_id,

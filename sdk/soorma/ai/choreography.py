@@ -377,7 +377,7 @@ class ChoreographyPlanner(Planner):
         envelope = EventEnvelope(
             id=derived_id(f"event:{event_type}"),
             type=event_type,
-            topic=ACTION_REQUESTS,
+            topic=EventTopic.ACTION_REQUESTS,
             data=payload,
             correlation_id=correlation_id,
             response_event=response_event,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 log = logging.getLogger("soorma.ai")
 
@@ -45,8 +45,9 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(exclude_none=True)
+    if hasattr(obj, "model_dump"):  # a pydantic model, or anything shaped like one
+        dumped: dict[str, Any] = obj.model_dump(exclude_none=True)
+        return dumped
     return dict(obj)
 
 
@@ -66,7 +67,8 @@ def _example(schema: Mapping[str, Any] | None) -> dict[str, Any]:
             out[name] = prop["enum"][0]
         else:
             kind = prop.get("type")
-            out[name] = examples.get(kind[0] if isinstance(kind, list) else kind, None)
+            kind = kind[0] if isinstance(kind, list) else kind
+            out[name] = examples.get(kind) if isinstance(kind, str) else None
     return out
 
 
@@ -191,7 +193,7 @@ class EventToolkit:
         return out
 
     @staticmethod
-    def format_as_prompt_text(events: list[Mapping[str, Any]], include_metadata: bool = True,
+    def format_as_prompt_text(events: Sequence[Mapping[str, Any]], include_metadata: bool = True,
                               numbered: bool = True) -> str:
         """One block of text per event: name and description, then (``include_metadata``) topic, fields and an
         example payload."""

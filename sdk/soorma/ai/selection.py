@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from .decisions import EventDecision
 from .llm import LLMProvider, provider_from_env
+
+if TYPE_CHECKING:
+    from ..context import PlatformContext
 
 log = logging.getLogger("soorma.ai")
 
@@ -54,7 +57,7 @@ def _llm_from(model: str | None, api_key: str | None, api_base: str | None) -> L
 class EventSelector:
     def __init__(
         self,
-        context: Any,
+        context: PlatformContext,
         topic: str = "action-requests",
         prompt_template: str | None = None,
         model: str | None = None,

@@ -254,8 +254,7 @@ def replay(
     Needs --id EVENT_ID or --all (with --agent/--tenant to narrow it). Fix the function first."""
     if not event_id and not all_:
         fail("say which: --id EVENT_ID, or --all (narrowed by --agent/--tenant)", code=EXIT_USAGE)
-    from soorma.functions.bridge.dlq import list_dead_letters
-    from soorma.functions.bridge.dlq import replay as replay_entry
+    from soorma.functions.bridge.dlq import list_dead_letters, replay as replay_entry
 
     via_sqs = transport(via) is Transport.sqs
     # the bus is the local stack's unless an endpoint was named (flag or environment, as nats_url/sqs_client read them)

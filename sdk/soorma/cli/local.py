@@ -203,7 +203,8 @@ def _up_docker() -> dict[str, str]:
         fail(str(exc))
     if code != 0:
         fail(f"`docker compose up` failed (exit {code})", code=code)
-    return compose.endpoints()
+    endpoints: dict[str, str] = compose.endpoints()
+    return endpoints
 
 
 def _print_docker(ends: dict[str, str]) -> None:
@@ -354,7 +355,8 @@ def deploy(
             pass
     def deploy_once() -> list[dict[str, Any]]:
         try:
-            return deployer.deploy(path, run_setup=setup)
+            deployed: list[dict[str, Any]] = deployer.deploy(path, run_setup=setup)
+            return deployed
         except httpx.HTTPError as exc:
             raise DeployError(f"the local stack did not answer at {state['api_url']}: {exc}") from None
 
@@ -489,7 +491,7 @@ def _log_path(function: str) -> Path:
     Exits with a message naming the problem for a name that is not a plain function name, no match, or an ambiguous
     prefix (``research`` when both ``research-advisor-planner`` and ``research-advisor-researcher`` exist).
     """
-    logs_dir = _paths().logs
+    logs_dir: Path = _paths().logs
     if not function or "/" in function or function.startswith("."):
         fail(f"{function!r} is not a function name", code=EXIT_USAGE)
     exact = logs_dir / f"{function}.log"

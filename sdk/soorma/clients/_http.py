@@ -175,6 +175,16 @@ def _detail(response: "httpx.Response") -> Any:
     return body
 
 
+def json_object(body: Any) -> dict[str, Any]:
+    """``body``, a decoded answer of a route whose response model is a JSON object, typed as one.
+
+    Raises ``TypeError`` when it is not an object (a platform answering outside its contract).
+    """
+    if not isinstance(body, dict):
+        raise TypeError(f"expected a JSON object from the platform, got {type(body).__name__}")
+    return body
+
+
 def snake_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Top-level keys camelCase → snake_case (nested values, e.g. user data, are left alone)."""
     return {_snake(k): v for k, v in obj.items()}

@@ -11,8 +11,8 @@ import uuid
 from typing import Any, Mapping
 
 from .._current import current_event, current_source, derived_id
-from ..events import EventEnvelope, EventTopic
 from ..errors import PlatformError
+from ..events import EventEnvelope, EventTopic
 from ..subjects import check_event_type
 from ._http import HttpClient
 
@@ -89,7 +89,7 @@ class BusClient(HttpClient):
         """Publish one event on ``topic``; returns its id."""
         envelope = EventEnvelope(
             type=event_type,
-            topic=str(topic),
+            topic=EventTopic(topic),
             data=dict(data or {}),
             correlation_id=correlation_id,
             response_event=response_event,
@@ -158,7 +158,7 @@ class BusClient(HttpClient):
         return ChildRequest(
             source=current_source() or self.source,
             type=event_type,
-            topic=ACTION_REQUESTS,
+            topic=EventTopic.ACTION_REQUESTS,
             data=dict(data or {}),
             correlation_id=new_correlation_id or str(uuid.uuid4()),
             response_event=response_event,
@@ -178,7 +178,7 @@ class BusClient(HttpClient):
         return Response(
             source=current_source() or self.source,
             type=request_event.response_event,
-            topic=request_event.response_topic or ACTION_RESULTS,
+            topic=EventTopic(request_event.response_topic or ACTION_RESULTS),
             data=dict(data or {}),
             correlation_id=request_event.correlation_id or request_event.id,
             payload_schema_name=payload_schema_name,

@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator, Mapping
 from urllib.parse import quote
 
 from ..models import GoalStatus
-from ._http import HttpClient, snake_keys
+from ._http import HttpClient, json_object, snake_keys
 
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 #: The gateway long-polls at most this long per request (``GET /v1/goals/{id}?wait=``).
@@ -85,7 +85,7 @@ class GatewayClient(HttpClient):
         """One page of the caller's goals, newest first: ``{"goals", "count", "next_cursor"}``."""
         params = {"status": status, "session_id": session_id, "goal_type": goal_type, "limit": limit,
                   "cursor": cursor}
-        return await self._request("GET", "/v1/goals", params=params)
+        return json_object(await self._request("GET", "/v1/goals", params=params))
 
     async def iter_goals(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Every goal matching ``filters`` (those of :meth:`list_goals`), following the cursors."""
@@ -116,22 +116,25 @@ class GatewayClient(HttpClient):
                 return events
 
     # -- sessions ------------------------------------------------------------------------------------------------------
-    async def create_session(self, session_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> dict:
+    async def create_session(
+        self, session_id: str | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Create a session (``session_id`` of your own or generated); returns it."""
         body = {"session_id": session_id, "metadata": dict(metadata or {})}
-        return await self._request("POST", "/v1/sessions", json=body)
+        return json_object(await self._request("POST", "/v1/sessions", json=body))
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
-        return await self._request("GET", f"/v1/sessions/{_id(session_id)}", not_found=None)
+        session = await self._request("GET", f"/v1/sessions/{_id(session_id)}", not_found=None)
+        return None if session is None else json_object(session)
 
     async def list_sessions(self, *, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
-        return await self._request("GET", "/v1/sessions", params={"limit": limit, "cursor": cursor})
+        return json_object(await self._request("GET", "/v1/sessions", params={"limit": limit, "cursor": cursor}))
 
     # -- API keys ------------------------------------------------------------------------------------------------------
     async def create_api_key(self, role: str, name: str = "", **fields: Any) -> dict[str, Any]:
         """Create an API key (``service_tenant_id``, ``service_user_id``, ``principal_id``, ``expires_in_seconds``
         optional); the answer's ``api_key`` is the only time the key is visible."""
-        return await self._request("POST", "/v1/api-keys", json={"role": role, "name": name, **fields})
+        return json_object(await self._request("POST", "/v1/api-keys", json={"role": role, "name": name, **fields}))
 
     async def list_api_keys(self, *, include_revoked: bool = False) -> list[dict[str, Any]]:
         keys: list[dict[str, Any]] = []
@@ -146,7 +149,7 @@ class GatewayClient(HttpClient):
 
     async def rotate_api_key(self, key_id: str) -> dict[str, Any]:
         """A new key with the same identity and role (its ``api_key`` shown once); the old one is revoked."""
-        return await self._request("POST", f"/v1/api-keys/{_id(key_id)}/rotate")
+        return json_object(await self._request("POST", f"/v1/api-keys/{_id(key_id)}/rotate"))
 
     async def revoke_api_key(self, key_id: str) -> dict[str, Any]:
-        return await self._request("POST", f"/v1/api-keys/{_id(key_id)}/revoke")
+        return json_object(await self._request("POST", f"/v1/api-keys/{_id(key_id)}/revoke"))

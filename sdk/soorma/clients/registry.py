@@ -11,8 +11,9 @@ from ._http import HttpClient, snake_keys
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump(exclude_none=True)
+    if hasattr(obj, "model_dump"):  # a pydantic model, or anything shaped like one
+        dumped: dict[str, Any] = obj.model_dump(exclude_none=True)
+        return dumped
     if isinstance(obj, Mapping):
         return dict(obj)
     raise TypeError(f"expected a pydantic model or a dict, got {type(obj).__name__}")

@@ -98,7 +98,7 @@ def desired_config(route: Route, policy: ConsumerPolicy) -> ConsumerConfig:
     return config
 
 
-def _editable(config: ConsumerConfig) -> tuple:
+def _editable(config: ConsumerConfig) -> tuple[object, ...]:
     filters = list(config.filter_subjects or ([config.filter_subject] if config.filter_subject else []))
     ack_wait = round(config.ack_wait or 0.0, 6)
     return (sorted(filters), ack_wait, config.max_deliver, config.max_ack_pending, config.description)
@@ -112,10 +112,11 @@ async def ensure_consumer(js: JetStreamContext, route: Route, policy: ConsumerPo
     """
     wanted = desired_config(route, policy)
     try:
-        info = await js.consumer_info(STREAM, route.consumer_name)
+        info: ConsumerInfo = await js.consumer_info(STREAM, route.consumer_name)
     except NotFoundError:
         log.info("creating consumer %s on %s (filters %s)", route.consumer_name, STREAM, wanted.filter_subjects)
-        return await js.add_consumer(STREAM, config=wanted)
+        created: ConsumerInfo = await js.add_consumer(STREAM, config=wanted)
+        return created
     current = info.config
     if _editable(current) == _editable(wanted):
         return info
@@ -130,7 +131,8 @@ async def ensure_consumer(js: JetStreamContext, route: Route, policy: ConsumerPo
         max_ack_pending=wanted.max_ack_pending,
     )
     log.info("updating consumer %s (filters %s)", route.consumer_name, wanted.filter_subjects)
-    return await js.add_consumer(STREAM, config=updated)
+    replaced: ConsumerInfo = await js.add_consumer(STREAM, config=updated)
+    return replaced
 
 
 async def delete_consumer(js: JetStreamContext, consumer_name: str) -> bool:

@@ -8,7 +8,7 @@ dead letters is the bridge's (:mod:`soorma.functions.bridge.dlq`, which document
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -56,7 +56,7 @@ def dlq_headers(msg: Msg, route: Route, error: str) -> dict[str, str]:
         H_STREAM: meta.stream,
         H_STREAM_SEQ: str(meta.sequence.stream),
         H_CONSUMER: meta.consumer,
-        H_TIME: datetime.now(timezone.utc).isoformat(),
+        H_TIME: datetime.now(UTC).isoformat(),
     }
     event_id = event_id_of((msg.headers or {}).get("Nats-Msg-Id"), route.platform_tenant_id)
     if event_id:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from soorma.subjects import check_identifier
 
@@ -69,7 +69,8 @@ class Route:
             raise ValueError(f"consumer_name {self.consumer_name!r} must match [A-Za-z0-9_-]{{1,255}}")
         if not self.function_name or not isinstance(self.function_name, str):
             raise ValueError("function_name is required")
-        subjects = (self.filter_subjects,) if isinstance(self.filter_subjects, str) else tuple(self.filter_subjects)
+        given: object = self.filter_subjects  # a caller may pass one subject as a plain string
+        subjects = (given,) if isinstance(given, str) else tuple(self.filter_subjects)
         if not subjects:
             raise ValueError("a route needs at least one filter subject")
         object.__setattr__(self, "filter_subjects", tuple(_check_filter(s) for s in subjects))
@@ -82,7 +83,7 @@ class Route:
         if not self.timeout_s > 0:
             raise ValueError("timeout_s must be > 0")
         if self.deliver_from is not None and self.deliver_from.tzinfo is None:
-            object.__setattr__(self, "deliver_from", self.deliver_from.replace(tzinfo=timezone.utc))
+            object.__setattr__(self, "deliver_from", self.deliver_from.replace(tzinfo=UTC))
 
 
 def consumer_name_for(platform_tenant_id: str, agent: str) -> str:

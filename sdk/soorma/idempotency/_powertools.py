@@ -49,6 +49,7 @@ def _register() -> Any:
     spec = importlib.machinery.PathFinder.find_spec(PACKAGE, list(parent.__path__))
     if spec is None or spec.loader is None or not spec.submodule_search_locations:
         raise ImportError(PACKAGE)
+    loader = spec.loader
     module = importlib.util.module_from_spec(spec)
     state = {"full": False}
 
@@ -60,7 +61,7 @@ def _register() -> Any:
             if state["full"] or name.startswith("__"):
                 raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}")
             state["full"] = True
-            spec.loader.exec_module(module)  # the real __init__ (imports boto3 through the DynamoDB layer)
+            loader.exec_module(module)  # the real __init__ (imports boto3 through the DynamoDB layer)
             try:
                 value = module.__dict__[name]
             except KeyError:
@@ -68,8 +69,9 @@ def _register() -> Any:
         setattr(module, name, value)
         return value
 
-    module.__getattr__ = __getattr__  # type: ignore[attr-defined]
-    module.__all__ = tuple(_EXPORTS)  # type: ignore[attr-defined]
+    # PEP 562's module __getattr__; typeshed declares ModuleType.__getattr__, so mypy sees a method assignment
+    module.__getattr__ = __getattr__  # type: ignore[method-assign]
+    module.__all__ = tuple(_EXPORTS)  # type: ignore[attr-defined]  # ModuleType declares no __all__
     sys.modules[PACKAGE] = module
-    setattr(parent, "idempotency", module)
+    setattr(parent, "idempotency", module)  # noqa: B010 - the submodule attribute, unknown to mypy before the import
     return module

@@ -133,10 +133,11 @@ class AgentIdempotency:
         self._function = self._wrap(self.config)
 
     def _wrap(self, config: IdempotencyConfig) -> Callable[..., Any]:
-        return idempotent_function(
+        wrapped: Callable[..., Any] = idempotent_function(  # Powertools declares it as returning Any
             self._dispatch, data_keyword_argument="event", persistence_store=self.persistence_store,
             config=config, key_prefix=self.key_prefix,
         )
+        return wrapped
 
     def _thread_function(self) -> tuple[IdempotencyConfig, Callable[..., Any]]:
         found = getattr(self._per_thread, "pair", None)
@@ -154,7 +155,7 @@ class AgentIdempotency:
         return {"handlers": dispatch()}
 
     @staticmethod
-    def _replayed(response: Any, data_record: Any) -> dict[str, Any]:
+    def _replayed(response: Any, idempotent_data: Any) -> dict[str, Any]:
         out = dict(response) if isinstance(response, Mapping) else {}
         out["replayed"] = True
         return out

@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, TypedDict, TypeVar, Union, cast
 
 from soorma.idempotency._powertools import load as _load_powertools
 
@@ -53,6 +53,13 @@ if TYPE_CHECKING:
     from soorma.context import PlatformContext
 
 T = TypeVar("T")
+
+class _Identity(TypedDict):
+    """The identity arguments of the memory client's calls."""
+
+    tenant_id: str | None
+    user_id: str | None
+
 
 MemorySource = Union["MemoryClient", "PlatformContext", Callable[[], "MemoryClient"], None]
 
@@ -100,7 +107,8 @@ class PlatformPersistenceLayer(BasePersistenceLayer):
     """
 
     def __init__(self, memory: MemorySource = None, *, runner: Callable[[Awaitable[Any]], Any] | None = None) -> None:
-        super().__init__()
+        # Powertools leaves BasePersistenceLayer.__init__ unannotated
+        super().__init__()  # type: ignore[no-untyped-call]
         self._memory_source = memory
         self._run = runner or _default_runner
         self._scope: ContextVar[tuple[str | None, str | None]] = ContextVar(
@@ -118,7 +126,7 @@ class PlatformPersistenceLayer(BasePersistenceLayer):
             return environment_context().memory
         if callable(source) and not hasattr(source, "create_idempotency_record"):
             return source()
-        return getattr(source, "memory", source)  # a PlatformContext, or the client itself
+        return cast("MemoryClient", getattr(source, "memory", source))  # a PlatformContext, or the client itself
 
     @contextmanager
     def acting_for(self, tenant_id: str | None, user_id: str | None) -> Iterator[None]:
@@ -130,7 +138,7 @@ class PlatformPersistenceLayer(BasePersistenceLayer):
         finally:
             self._scope.reset(token)
 
-    def _scoped(self) -> dict[str, str | None]:
+    def _scoped(self) -> _Identity:
         tenant_id, user_id = self._scope.get()
         return {"tenant_id": tenant_id, "user_id": user_id}
 

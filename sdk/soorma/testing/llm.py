@@ -94,7 +94,9 @@ class FakeLLMServer:
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>/v1`` (what ``SOORMA_LLM_BASE_URL`` takes)."""
-        return f"http://{self._httpd.server_address[0]}:{self.port}/v1"
+        host = self._httpd.server_address[0]
+        # typeshed allows a bytes host (AF_UNIX); an AF_INET server's is always str
+        return f"http://{host.decode() if isinstance(host, bytes) else host}:{self.port}/v1"
 
     def start(self) -> "FakeLLMServer":
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-llm", daemon=True)

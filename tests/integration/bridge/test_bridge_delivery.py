@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from aws_lambda_powertools.utilities.parser.models import SqsModel
@@ -147,7 +147,7 @@ async def test_deliver_from_skips_older_events(publish, make_bridge, kit):
     tenant = kit.new_id()
     (old,) = await publish(kit.envelope(tenant, "goal.submitted", when="before"))
     await asyncio.sleep(0.1)
-    deployed_at = datetime.now(timezone.utc)
+    deployed_at = datetime.now(UTC)
     await asyncio.sleep(0.05)
     (new,) = await publish(kit.envelope(tenant, "goal.submitted", when="after"))
 
@@ -170,7 +170,7 @@ async def test_existing_consumer_keeps_its_start_position(publish, make_bridge, 
     bridge = await make_bridge([first], invoker)
     await bridge.stop()
     (missed,) = await publish(kit.envelope(tenant, "evt"))  # stored while no bridge runs
-    later = kit.make_route(tenant, "agent", "evt", deliver_from=datetime.now(timezone.utc))
+    later = kit.make_route(tenant, "agent", "evt", deliver_from=datetime.now(UTC))
     await make_bridge([later], invoker)
     await kit.wait_until(lambda: invoker.event_ids() == [missed.id], timeout_s=5)
     info = await js.consumer_info(STREAM, later.consumer_name)

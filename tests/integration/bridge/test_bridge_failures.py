@@ -9,8 +9,7 @@ import time
 import pytest
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from soorma.functions.bridge import FunctionThrottled, InvokeResult
-from soorma.functions.bridge import dlq
+from soorma.functions.bridge import FunctionThrottled, InvokeResult, dlq
 from soorma.subjects import DLQ_STREAM, STREAM, dlq_subject
 
 pytestmark = pytest.mark.timeout(30)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
 
+from soorma.delivery.consumer import ConsumerPolicy, subject_covers
 from soorma.functions.bridge import (
     ExponentialBackoff,
     InvokeResult,
@@ -19,7 +20,6 @@ from soorma.functions.bridge import (
     interpret,
     normalize_filters,
 )
-from soorma.delivery.consumer import ConsumerPolicy, subject_covers
 
 IDS = ["11", "12", "13"]
 
@@ -77,9 +77,9 @@ def test_filters_covered_by_another_are_dropped():
 def test_route_validation_and_normalisation():
     route = Route("c1", "fn", ["soorma.t.a.x"], "t", "agent", deliver_from=datetime(2026, 1, 1))
     assert route.filter_subjects == ("soorma.t.a.x",)
-    assert route.deliver_from.tzinfo is timezone.utc
+    assert route.deliver_from.tzinfo is UTC
     assert hash(route) == hash(Route("c1", "fn", ("soorma.t.a.x",), "t", "agent",
-                                     deliver_from=datetime(2026, 1, 1, tzinfo=timezone.utc)))
+                                     deliver_from=datetime(2026, 1, 1, tzinfo=UTC)))
     bad = [
         dict(consumer_name="a.b"), dict(consumer_name=""), dict(function_name=""), dict(filter_subjects=()),
         dict(filter_subjects=("other.t.a.x",)), dict(filter_subjects=("soorma.t..x",)),
@@ -101,7 +101,7 @@ def test_consumer_names_are_unambiguous():
 
 
 def test_consumer_config_for_a_route():
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     route = Route("c1", "fn", ("soorma.t.a.x", "soorma.t.a.>"), "t", "agent", batch_size=50,
                   max_concurrency=40, timeout_s=20, deliver_from=start)
     config = desired_config(route, ConsumerPolicy(ack_margin_s=5))

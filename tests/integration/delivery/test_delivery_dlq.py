@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from soorma.functions.bridge import list_dead_letters, replay
-from soorma.functions.bridge import dlq
+from soorma.functions.bridge import dlq, list_dead_letters, replay
 from soorma.subjects import DLQ_STREAM
 
 pytestmark = pytest.mark.timeout(60)

@@ -7,9 +7,6 @@ import psycopg
 import pytest
 
 from soorma.functions.gateway import authorizer
-from soorma.grants import derive_key
-from soorma.identity import OverrideRefused, act_for
-from soorma.testing import acting_headers, grant
 from soorma.functions.gateway.keys import (
     PepperMissing,
     create_api_key,
@@ -18,6 +15,9 @@ from soorma.functions.gateway.keys import (
     resolve_api_key,
     revoke_api_key,
 )
+from soorma.grants import derive_key
+from soorma.identity import OverrideRefused, act_for
+from soorma.testing import acting_headers, grant
 
 
 def make_key(owner, fx, role: str):

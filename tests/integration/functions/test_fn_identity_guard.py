@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from soorma.identity import Identity
 from soorma.functions.shared.service import UNAUTHORIZED
+from soorma.identity import Identity
 
 ROUTES = [
     ("registry", "POST", "/v1/agents"),

@@ -5,9 +5,10 @@ migrations give the owner its own policy. Runs every migration as a non-superuse
 from __future__ import annotations
 
 import uuid
+
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from soorma.functions.shared.db import Database
 from soorma.identity import Identity

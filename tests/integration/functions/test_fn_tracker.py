@@ -10,8 +10,8 @@ import uuid
 import pytest
 from psycopg_pool import ConnectionPool
 
-from soorma.functions.shared.db import Database
 from soorma.events import EventEnvelope
+from soorma.functions.shared.db import Database
 from soorma.functions.tracker.app import process_batch
 from soorma.testing import sqs_batch
 

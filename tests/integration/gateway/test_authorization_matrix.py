@@ -212,7 +212,7 @@ def test_every_route_refuses_bad_callers_and_changes_nothing(apps, matrix_client
     ]
     before, messages = _snapshot(owner_conn), _messages(nats_url)
     failures, checked, weak_checked = [], 0, 0
-    for function, method, path in routes:
+    for _function, method, path in routes:
         concrete, query, body = _sample(method, path, victim)
         for name, client, headers, expected in cases:
             reply = _call(client, method, concrete, query, body, headers)
@@ -252,7 +252,7 @@ def test_another_tenants_admin_cannot_touch_the_victim(apps, matrix_client, vict
         reply = _call(matrix_client, method, concrete, query, body, headers)
         assert reply.status_code in (403, 404), (method, concrete, reply.status_code, reply.text)
     # then every route (B may create rows of its own: only the victim's rows matter)
-    for function, method, path in _routes(apps):
+    for _function, method, path in _routes(apps):
         concrete, query, body = _sample(method, path, victim)
         reply = _call(matrix_client, method, concrete, query, body, headers)
         assert reply.status_code < 500, (method, concrete, reply.text)

@@ -72,8 +72,8 @@ def memory_transport(api: "MemoryApi", who: Identity):
 
     import httpx
 
-    from soorma.identity import GRANT_HEADER, SERVICE_TENANT_HEADER, SERVICE_USER_HEADER
     from soorma.functions.shared.service import ensure_event_loop
+    from soorma.identity import GRANT_HEADER, SERVICE_TENANT_HEADER, SERVICE_USER_HEADER
 
     def call(request: httpx.Request) -> httpx.Response:
         ensure_event_loop()

@@ -148,8 +148,8 @@ def test_concurrent_creates_have_exactly_one_winner(memory_db, counting_embedder
     that all name the winner's record."""
     from mangum import Mangum
 
-    from soorma.functions.shared.db import Database
     from soorma.functions.memory.app import create_app
+    from soorma.functions.shared.db import Database
     from tests.integration.memory.conftest import MemoryApi
 
     db = Database(app_dsn, max_size=8)
@@ -160,7 +160,7 @@ def test_concurrent_creates_have_exactly_one_winner(memory_db, counting_embedder
             k = key()
             barrier = threading.Barrier(8)
 
-            def create(i: int):
+            def create(i: int, k: str = k, barrier: threading.Barrier = barrier):
                 ensure_event_loop()
                 barrier.wait()
                 return api.call("PUT", path(k), who, body={

@@ -82,7 +82,7 @@ def _snapshot(postgres: str, who) -> dict[str, list[dict]]:
                 " and service_user_id = %s",
                 (who.platform_tenant_id, who.service_tenant_id, who.service_user_id),
             ).fetchall()
-            out[table] = sorted((json.dumps(r, default=str, sort_keys=True) for r in rows))
+            out[table] = sorted(json.dumps(r, default=str, sort_keys=True) for r in rows)
         return out
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import psycopg
-
 PASSAGES = [
     ("paris", "Paris is the capital and most populous city of France, on the river Seine."),
     ("photosynthesis", "Photosynthesis lets plants turn sunlight, water and carbon dioxide into glucose and oxygen."),

@@ -99,8 +99,8 @@ def race_api(api, app_dsn, embedder):
     holds a database connection at the same time and the statements really overlap in PostgreSQL."""
     from mangum import Mangum
 
-    from soorma.functions.shared.db import Database
     from soorma.functions.memory.app import create_app
+    from soorma.functions.shared.db import Database
 
     db = Database(app_dsn, max_size=WRITERS)
     yield type(api)(Mangum(create_app(db=db, embedder=embedder), lifespan="off"))  # conftest's MemoryApi

@@ -251,8 +251,13 @@ async def test_poller_killed_mid_batch_loses_nothing(aws, make_esm, sq):
 
 
 async def test_publisher_errors_and_transport_setting(aws, monkeypatch):
-    from soorma.functions.gateway.publisher import (NatsPublisher, PayloadTooLarge, PublishError, SnsPublisher,
-                                                    publisher_from_env)
+    from soorma.functions.gateway.publisher import (
+        NatsPublisher,
+        PayloadTooLarge,
+        PublishError,
+        SnsPublisher,
+        publisher_from_env,
+    )
     from soorma.subjects import InvalidSubjectToken
 
     with pytest.raises(InvalidSubjectToken):

@@ -10,9 +10,9 @@ from soorma.functions.memory.embeddings import (
     EmbeddingProvider,
     UnknownProvider,
     check_dimensions,
+    local as local_module,
     provider_from_env,
 )
-from soorma.functions.memory.embeddings import local as local_module
 from soorma.functions.memory.embeddings.local import LocalMiniLM, _mean_pool_normalise
 
 

@@ -20,7 +20,6 @@ from soorma.functions.memory.embeddings import EmbeddingError, EmbeddingProvider
 from soorma.functions.memory.embeddings.bedrock import BedrockTitan
 from soorma.functions.memory.embeddings.openai import OpenAICompatible
 
-
 # -- Bedrock Titan Text Embeddings v2 --------------------------------------------------------------------------------
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
+
 from soorma.cli import goal as goal_cli
 from soorma.cli.main import app
 from soorma.clients import _http
 from soorma.clients.gateway import GatewayClient
-from typer.testing import CliRunner
 
 KEY = "sk_test_secret"
 URL = "http://gateway.test"

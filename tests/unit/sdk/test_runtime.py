@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from soorma import Agent, EventEnvelope, Worker
-from soorma import runtime
+from soorma import Agent, EventEnvelope, Worker, runtime
 
 from .fakes import FakePlatform, sqs_batch
 

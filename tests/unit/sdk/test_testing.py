@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
@@ -46,7 +46,7 @@ def test_sqs_batch_has_the_bridges_record_shape():
     from soorma.functions.bridge.payload import build_record
 
     meta = SimpleNamespace(sequence=SimpleNamespace(stream=7), stream=STREAM, consumer="c", num_delivered=2,
-                           timestamp=datetime(2025, 1, 1, tzinfo=timezone.utc))
+                           timestamp=datetime(2025, 1, 1, tzinfo=UTC))
     bridge = build_record(SimpleNamespace(metadata=meta), "{}", sender="bridge", region="local", now_ms=1)
     ours = sqs_batch("{}")["Records"][0]
 
