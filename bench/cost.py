@@ -60,44 +60,41 @@ class Price:
     note: str = ""
 
 
-# Every price the script uses, and nothing else. "confirmed" notes name the page the search tool found the figure
-# on in 2026-12; the others are the pricing page's figure as known to the author and could not be re-read here.
+AWS = "https://aws.amazon.com"
+# Every price the script uses, and nothing else. "confirmed" notes: the search tool found the figure (on the page or
+# in a 2026 guide quoting it) in 2026-12; the others are the page's figure as known to the author, not re-read here.
 PRICES: dict[str, Price] = {
-    "interface_endpoint_hour": Price(0.01, "endpoint-AZ-hour", "https://aws.amazon.com/privatelink/pricing/",
+    "interface_endpoint_hour": Price(0.01, "endpoint-AZ-hour", f"{AWS}/privatelink/pricing/",
                                      "confirmed: billed per endpoint per zone per hour, whatever its traffic"),
-    "nat_gateway_hour": Price(0.045, "NAT gateway-hour", "https://aws.amazon.com/vpc/pricing/",
-                              "confirmed by third-party 2026 guides quoting the page"),
-    "nat_gateway_gb": Price(0.045, "GB processed", "https://aws.amazon.com/vpc/pricing/"),
-    "public_ipv4_hour": Price(0.005, "public IPv4 address-hour", "https://aws.amazon.com/vpc/pricing/",
-                              "in-use and idle Elastic IPs alike, since 2024-02"),
-    "kms_key_month": Price(1.00, "customer managed key-month", "https://aws.amazon.com/kms/pricing/",
+    "nat_gateway_hour": Price(0.045, "NAT gateway-hour", f"{AWS}/vpc/pricing/", "confirmed"),
+    "nat_gateway_gb": Price(0.045, "GB processed", f"{AWS}/vpc/pricing/", "confirmed"),
+    "public_ipv4_hour": Price(0.005, "public IPv4 address-hour", f"{AWS}/vpc/pricing/",
+                              "confirmed; in-use and idle addresses alike, since 2024-02"),
+    "kms_key_month": Price(1.00, "customer managed key-month", f"{AWS}/kms/pricing/",
                            "each yearly rotation adds $1/month for the first two rotations (capped at $3/month)"),
-    "secret_month": Price(0.40, "secret-month", "https://aws.amazon.com/secrets-manager/pricing/"),
-    "alarm_metric_month": Price(0.10, "standard-resolution alarm metric-month", "https://aws.amazon.com/cloudwatch/pricing/"),
-    "custom_metric_month": Price(0.30, "metric-month (first 10,000)", "https://aws.amazon.com/cloudwatch/pricing/",
+    "secret_month": Price(0.40, "secret-month", f"{AWS}/secrets-manager/pricing/"),
+    "alarm_metric_month": Price(0.10, "standard-resolution alarm metric-month", f"{AWS}/cloudwatch/pricing/"),
+    "custom_metric_month": Price(0.30, "metric-month (first 10,000)", f"{AWS}/cloudwatch/pricing/",
                                  "Container Insights (standard) metrics are billed as custom metrics"),
-    "aurora_acu_hour": Price(0.12, "ACU-hour (Aurora Serverless v2, Standard)", "https://aws.amazon.com/rds/aurora/pricing/",
-                             "confirmed by 2026 guides quoting the page; 0 ACU (paused) bills nothing"),
-    "aurora_storage_gb_month": Price(0.10, "GB-month (Aurora Standard)", "https://aws.amazon.com/rds/aurora/pricing/",
-                                     "backup storage up to 100% of the cluster volume is free"),
-    "fargate_arm_vcpu_hour": Price(0.03238, "vCPU-hour (Linux/ARM)", "https://aws.amazon.com/fargate/pricing/",
-                                   "confirmed (vantage.sh quoting the page)"),
-    "fargate_arm_gb_hour": Price(0.00356, "GB-hour (Linux/ARM)", "https://aws.amazon.com/fargate/pricing/",
-                                 "confirmed (vantage.sh quoting the page)"),
-    "fargate_x86_vcpu_hour": Price(0.04048, "vCPU-hour (Linux/x86)", "https://aws.amazon.com/fargate/pricing/"),
-    "fargate_x86_gb_hour": Price(0.004445, "GB-hour (Linux/x86)", "https://aws.amazon.com/fargate/pricing/"),
-    "lambda_arm_gb_second": Price(0.0000133334, "GB-second (arm64, first 7.5 billion)", "https://aws.amazon.com/lambda/pricing/"),
-    "lambda_x86_gb_second": Price(0.0000166667, "GB-second (x86_64, first 6 billion)", "https://aws.amazon.com/lambda/pricing/"),
-    "lambda_request_million": Price(0.20, "1 million requests", "https://aws.amazon.com/lambda/pricing/"),
-    "snapstart_cache_gb_second": Price(0.0000015046, "GB-second cached (SnapStart, Python)",
-                                       "https://aws.amazon.com/lambda/pricing/",
+    "aurora_acu_hour": Price(0.12, "ACU-hour (Aurora Serverless v2, Standard)", f"{AWS}/rds/aurora/pricing/",
+                             "confirmed; 0 ACU (paused) bills nothing"),
+    "aurora_storage_gb_month": Price(0.10, "GB-month (Aurora Standard)", f"{AWS}/rds/aurora/pricing/",
+                                     "confirmed; backup storage up to 100% of the cluster volume is free"),
+    "fargate_arm_vcpu_hour": Price(0.03238, "vCPU-hour (Linux/ARM)", f"{AWS}/fargate/pricing/", "confirmed"),
+    "fargate_arm_gb_hour": Price(0.00356, "GB-hour (Linux/ARM)", f"{AWS}/fargate/pricing/", "confirmed"),
+    "fargate_x86_vcpu_hour": Price(0.04048, "vCPU-hour (Linux/x86)", f"{AWS}/fargate/pricing/", "confirmed"),
+    "fargate_x86_gb_hour": Price(0.004445, "GB-hour (Linux/x86)", f"{AWS}/fargate/pricing/", "confirmed"),
+    "lambda_arm_gb_second": Price(0.0000133334, "GB-second (arm64, first 7.5 billion)", f"{AWS}/lambda/pricing/"),
+    "lambda_x86_gb_second": Price(0.0000166667, "GB-second (x86_64, first 6 billion)", f"{AWS}/lambda/pricing/"),
+    "lambda_request_million": Price(0.20, "1 million requests", f"{AWS}/lambda/pricing/"),
+    "snapstart_cache_gb_second": Price(0.0000015046, "GB-second cached (SnapStart, Python)", f"{AWS}/lambda/pricing/",
                                        "for as long as a published version with SnapStart exists"),
-    "http_api_million": Price(1.00, "1 million HTTP API requests (first 300 million)", "https://aws.amazon.com/api-gateway/pricing/"),
-    "sns_publish_million": Price(0.50, "1 million publishes (64 KB chunks)", "https://aws.amazon.com/sns/pricing/",
+    "http_api_million": Price(1.00, "1 million HTTP API requests (first 300 million)", f"{AWS}/api-gateway/pricing/"),
+    "sns_publish_million": Price(0.50, "1 million publishes (64 KB chunks)", f"{AWS}/sns/pricing/",
                                  "deliveries to SQS queues are free on the SNS side"),
-    "sqs_request_million": Price(0.40, "1 million standard-queue requests (64 KB chunks)", "https://aws.amazon.com/sqs/pricing/"),
+    "sqs_request_million": Price(0.40, "1 million standard-queue requests (64 KB chunks)", f"{AWS}/sqs/pricing/"),
     "bedrock_titan_embed_1k_tokens": Price(0.00002, "1,000 input tokens (Titan Text Embeddings v2)",
-                                           "https://aws.amazon.com/bedrock/pricing/"),
+                                           f"{AWS}/bedrock/pricing/"),
 }
 
 
@@ -115,8 +112,8 @@ SQS_POLLERS_LOW_TRAFFIC = 2
 SQS_LONG_POLL_SECONDS = 20
 
 # Container Insights (standard) on an ECS cluster publishes metrics per dimension set: cluster, each service and
-# each task definition family (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-metrics-ECS.html).
-# The counts are the author's reading of that list (not confirmed with the search tool).
+# each task definition family; the counts are the author's reading of the metrics list (not confirmed with the
+# search tool): https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-metrics-ECS.html
 CONTAINER_INSIGHTS_METRICS = {"cluster": 11, "service": 13, "task_family": 8}
 
 # Resource types that bill nothing while idle (only by use, or never), with why. Anything neither here nor in
@@ -270,7 +267,8 @@ def _price_ecs_cluster(lid: str, res: dict, resources: dict) -> list[Line]:
         return []
     if "enhanced" in insights:
         raise Unpriced(f"{lid}: Container Insights with enhanced observability is not priced here")
-    services = [r for r in resources.values() if r["Type"] == "AWS::ECS::Service" and _ref(r["Properties"].get("Cluster")) == lid]
+    services = [r for r in resources.values()
+                if r["Type"] == "AWS::ECS::Service" and _ref(r["Properties"].get("Cluster")) == lid]
     families = {_ref(s["Properties"]["TaskDefinition"]) for s in services}
     metrics = (CONTAINER_INSIGHTS_METRICS["cluster"] + CONTAINER_INSIGHTS_METRICS["service"] * len(services)
                + CONTAINER_INSIGHTS_METRICS["task_family"] * len(families))

@@ -89,12 +89,13 @@ def test_workload_counts_derive_from_the_invocations(cost):
 
 
 def test_durations_from_report_lines_leave_out_init(cost, tmp_path):
-    (tmp_path / "soorma-gateway.log").write_text(
-        "START RequestId: a\nREPORT RequestId: a\tDuration: 10.00 ms\tBilled Duration: 510 ms\tMemory Size: 512 MB"
-        "\tMax Memory Used: 60 MB\tInit Duration: 500.00 ms\t\n"
-        "REPORT RequestId: b\tDuration: 29.50 ms\tBilled Duration: 30 ms\tMemory Size: 512 MB\tMax Memory Used: 60 MB\t\n")
-    (tmp_path / "stack.log").write_text("12:00 INFO soorma-gateway REPORT RequestId: c\tDuration: 1.00 ms\t"
-                                        "Billed Duration: 1 ms\t\n")
+    from soorma.local.runtime.logs import report_line  # what the local stack writes
+
+    cold = report_line("a", 10.0, 512, 60, init_duration_ms=500.0)  # billed 510 ms, 500 of them INIT
+    warm = report_line("b", 29.5, 512, 60, init_duration_ms=None)  # billed 30 ms
+    (tmp_path / "soorma-gateway.log").write_text(f"START RequestId: a\n{cold}\n{warm}\n")
+    # the stack's own log repeats every function's lines after a timestamp: not a function's log
+    (tmp_path / "stack.log").write_text(f"12:00 INFO soorma-gateway {warm}\n")
     assert cost.durations_from_logs(tmp_path) == {"soorma-gateway": cost.Invocation(2, 20.0)}
 
 
