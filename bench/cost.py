@@ -9,8 +9,9 @@ template that ``cdk synth`` writes. Prints one JSON line and a table per transpo
   be priced or named free while idle in :data:`FREE_WHILE_IDLE`, never silently skipped.
 * **Marginal cost** per 1,000 goals of the research-advisor example and per 1 million events delivered: Lambda
   requests and GB-seconds (each function's configured MemorySize from the template times the billed durations of
-  :data:`WORKLOAD`), HTTP API requests, SNS publishes, SQS requests (send, receive, delete), Aurora capacity while
-  the work runs, and Bedrock embeddings.
+  :data:`WORKLOAD`), HTTP API requests, SNS publishes and SQS requests (send, receive, delete) under sqs, NAT
+  gateway data under nats, Aurora capacity while the work runs, Bedrock embeddings; and the price of one Aurora
+  resume after a pause. The NATS server of ``transport=nats`` is outside the template and not priced.
 
 Prices are list prices of us-east-1 without free tiers, in one table (:data:`PRICES`), each with its pricing page
 and the date it was read. A month is 730 hours.
@@ -19,7 +20,7 @@ Usage::
 
     python bench/cost.py                      # synthesizes both transports (pinned CDK CLI, offline, no Docker)
     python bench/cost.py --template T.json    # prices one template (transport read from its resources)
-    python bench/cost.py --durations-from .soorma/logs   # billed durations measured from REPORT lines
+    python bench/cost.py --durations-from .soorma/logs --goals N   # the workload from a local stack's REPORT lines
 
 The issue's target (an idle floor of at most $5 a month for the default deployment) is printed, not enforced.
 """
@@ -33,7 +34,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -117,7 +118,7 @@ SQS_LONG_POLL_SECONDS = 20
 CONTAINER_INSIGHTS_METRICS = {"cluster": 11, "service": 13, "task_family": 8}
 
 # Resource types that bill nothing while idle (only by use, or never), with why. Anything neither here nor in
-# PRICERS is unclassified, and the run fails.
+# pricers() is unclassified, and the run fails.
 FREE_WHILE_IDLE: dict[str, str] = {
     "AWS::ApiGatewayV2::Api": "HTTP API: per request",
     "AWS::ApiGatewayV2::Authorizer": "per invocation of its function",
