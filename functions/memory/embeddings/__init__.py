@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 PROVIDER_ENV = "SOORMA_EMBEDDING_PROVIDER"
 DIMENSIONS_ENV = "SOORMA_EMBEDDING_DIMENSIONS"
 DEFAULT_PROVIDER = "local"
 DEFAULT_DIMENSIONS = 384
+#: all-MiniLM-L6-v2's ``tokenizer.json`` (466 kB, Apache-2.0: see ``NOTICE`` beside it), package data of this package:
+#: the local model reads it, and the CDK app copies it into the ``embeddings`` layer (soorma.infra.packaging).
+PACKAGED_TOKENIZER = Path(__file__).with_name("all-MiniLM-L6-v2") / "tokenizer.json"
 
 
 class EmbeddingError(RuntimeError):
