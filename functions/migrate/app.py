@@ -41,10 +41,19 @@ class Migration:
     path: Path
 
 
-def migrations() -> list[Migration]:
-    """Every migration file in version order. Raises ``ValueError`` on a misnamed file or a duplicate version."""
+class MigrationsNotFound(FileNotFoundError):
+    """The migrations folder holds no ``NNNN_name.sql`` file: the installed package is incomplete, and running on
+    would leave an empty database (no ``soorma_app`` role, no tables) for every function to fail against later."""
+
+
+def migrations(sql_dir: Path | None = None) -> list[Migration]:
+    """Every migration file of ``sql_dir`` (default :data:`SQL_DIR`) in version order.
+
+    Raises ``ValueError`` on a misnamed file or a duplicate version, and :class:`MigrationsNotFound` when there is
+    none at all (there are always some: their absence means the package was built or installed without them)."""
+    sql_dir = SQL_DIR if sql_dir is None else sql_dir
     found: dict[int, Migration] = {}
-    for path in sorted(SQL_DIR.glob("*.sql")):
+    for path in sorted(sql_dir.glob("*.sql")):
         match = _NAME.match(path.name)
         if not match:
             raise ValueError(f"migration file {path.name!r} is not named NNNN_name.sql")
@@ -52,6 +61,12 @@ def migrations() -> list[Migration]:
         if version in found:
             raise ValueError(f"two migrations have version {version}: {found[version].path.name}, {path.name}")
         found[version] = Migration(version, match.group(2), path)
+    if not found:
+        raise MigrationsNotFound(
+            f"no migration files (NNNN_name.sql) in {sql_dir}: this installation of soorma is incomplete, so the "
+            "database would stay empty (no soorma_app role, no tables). Reinstall soorma from a wheel that contains "
+            "soorma/functions/migrate/sql/ (pip install --force-reinstall 'soorma[local]')."
+        )
     return [found[v] for v in sorted(found)]
 
 
@@ -116,11 +131,13 @@ def _ensure_table(conn: psycopg.Connection) -> None:
 
 
 def pending(owner_dsn: str) -> list[Migration]:
-    """The migrations not yet applied to the database at ``owner_dsn``."""
+    """The migrations not yet applied to the database at ``owner_dsn``; raises :class:`MigrationsNotFound` (before
+    connecting) when the package has none."""
+    available = migrations()
     with psycopg.connect(owner_dsn, autocommit=True) as conn:
         _ensure_table(conn)
         done = {row[0] for row in conn.execute("select version from public.soorma_migrations")}
-    return [m for m in migrations() if m.version not in done]
+    return [m for m in available if m.version not in done]
 
 
 def apply(owner_dsn: str, *, app_password: str | None = None) -> list[Migration]:
@@ -129,16 +146,19 @@ def apply(owner_dsn: str, *, app_password: str | None = None) -> list[Migration]
 
     ``app_password``: the role's password (default ``SOORMA_APP_DB_PASSWORD``); when neither is set the role is
     created with a random password and an existing role's password is not touched. Raises ``psycopg.Error`` from a
-    failing file; that file's transaction is rolled back and later files are not run.
+    failing file; that file's transaction is rolled back and later files are not run. Raises
+    :class:`MigrationsNotFound` before connecting when the package has no migration file (an empty result then would
+    hide that the database was never set up).
     """
     values = _settings()
+    available = migrations()
     password = app_password if app_password is not None else settings.APP_DB_PASSWORD.get() or None
     applied: list[Migration] = []
     with psycopg.connect(owner_dsn, autocommit=True) as conn:
         _ensure_table(conn)
         # 0001 creates the role: with the wanted password's verifier, else a random one (never a known default).
         values["app_role_password"] = app_role_verifier(conn, password or secrets.token_urlsafe(32)).replace("'", "''")
-        for migration in migrations():
+        for migration in available:
             with conn.transaction():
                 conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
                 seen = conn.execute(

@@ -21,6 +21,7 @@ the provider's ``dimensions`` (checked by :func:`check_dimensions` when the memo
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 from soorma.functions.shared import settings
@@ -29,6 +30,9 @@ PROVIDER_ENV = settings.EMBEDDING_PROVIDER.name
 DIMENSIONS_ENV = settings.EMBEDDING_DIMENSIONS.name
 DEFAULT_PROVIDER = settings.EMBEDDING_PROVIDER.default
 DEFAULT_DIMENSIONS = settings.DEFAULT_EMBEDDING_DIMENSIONS
+#: all-MiniLM-L6-v2's ``tokenizer.json`` (466 kB, Apache-2.0: see ``NOTICE`` beside it), package data of this package:
+#: the local model reads it, and the CDK app copies it into the ``embeddings`` layer (soorma.infra.packaging).
+PACKAGED_TOKENIZER = Path(__file__).with_name("all-MiniLM-L6-v2") / "tokenizer.json"
 
 
 class EmbeddingError(RuntimeError):

