@@ -1,0 +1,217 @@
+"""The one helper every memory resource stores its rows with: a table of rows owned by one identity (platform tenant,
+service tenant, user), keyed by a few more columns, optionally versioned.
+
+Every method takes a connection inside ``Database.transaction(identity)`` (so row-level security sees the caller)
+and the caller's :class:`~soorma.identity.Identity`. Statements also name the identity columns explicitly: RLS is
+the guarantee, the explicit predicates make the intended index obvious to the reader and the planner. Values of the
+table's JSON columns are sent as ``jsonb``. The route-side helpers (:func:`found`, :func:`deleted`,
+:meth:`OwnedTable.conflict`) turn "no row" into the HTTP answers every resource gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import psycopg
+from fastapi import HTTPException, status
+from psycopg.types.json import Jsonb
+
+from soorma.identity import Identity
+
+Row = dict[str, Any]
+
+#: The caller's rows: the predicate every statement carries (parameters of :func:`owner_params`).
+OWNED = "platform_tenant_id = %(pt)s and service_tenant_id = %(st)s and service_user_id = %(su)s"
+OWNER_COLUMNS = "platform_tenant_id, service_tenant_id, service_user_id"
+_OWNER_VALUES = "%(pt)s, %(st)s, %(su)s"
+
+
+def owner_params(identity: Identity, **more: Any) -> dict[str, Any]:
+    """The statement parameters ``pt``, ``st``, ``su`` of :data:`OWNED` for ``identity``, and ``more``."""
+    return {
+        "pt": identity.platform_tenant_id,
+        "st": identity.service_tenant_id,
+        "su": identity.service_user_id,
+        **more,
+    }
+
+
+def visible_owner(row: Row, identity: Identity) -> Row:
+    """``row`` as the caller may see it: another identity's (public) row without its author's service tenant and
+    user (public rows are shared, their authors' ids are not)."""
+    if row["service_tenant_id"] == identity.service_tenant_id and row["service_user_id"] == identity.service_user_id:
+        return row
+    return {**row, "service_tenant_id": None, "service_user_id": None}
+
+
+def found(row: Row | None, message: str) -> Row:
+    """``row``, or a 404 with ``message`` when there is none."""
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, message)
+    return row
+
+
+def deleted(count: int, message: str) -> None:
+    """Nothing when ``count`` rows were deleted, a 404 with ``message`` when none were."""
+    if not count:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, message)
+
+
+@dataclass(frozen=True)
+class OwnedTable:
+    """``memory.<name>``: rows of one identity, one row per ``key`` (columns besides the identity's).
+
+    ``json_columns`` are sent as ``jsonb``; ``versioned`` tables bump ``version`` on every write and take an expected
+    version (optimistic concurrency: a write whose expected version is not the stored one changes nothing);
+    ``touch`` is the assignment every write adds (the table's "last changed" column)."""
+
+    name: str
+    key: tuple[str, ...]
+    json_columns: frozenset[str] = field(default_factory=frozenset)
+    versioned: bool = False
+    touch: str = "updated_at = now()"
+
+    def _params(self, identity: Identity, values: Mapping[str, Any]) -> dict[str, Any]:
+        return owner_params(
+            identity,
+            **{c: Jsonb(v) if c in self.json_columns and v is not None else v for c, v in values.items()},
+        )
+
+    def _match(self, columns: Sequence[str]) -> str:
+        return OWNED + "".join(f" and {c} = %({c})s" for c in columns)
+
+    def _expected(self, alias: str) -> str:
+        return f"(%(expected)s::integer is null or {alias}version = %(expected)s::integer)"
+
+    def get(self, conn: psycopg.Connection, identity: Identity, **key: Any) -> Row | None:
+        """The caller's row with this key, or ``None``."""
+        return conn.execute(
+            f"select * from memory.{self.name} where {self._match(list(key))}", self._params(identity, key)
+        ).fetchone()
+
+    def select(
+        self,
+        conn: psycopg.Connection,
+        identity: Identity,
+        *,
+        order_by: str,
+        limit: int,
+        columns: str = "*",
+        where: str = "",
+        params: Mapping[str, Any] | None = None,
+        **equal: Any,
+    ) -> list[Row]:
+        """The caller's rows whose columns equal ``equal`` (a ``None`` value is no filter) and that meet ``where``
+        (SQL over ``params``), in ``order_by`` order, at most ``limit``."""
+        given = {c: v for c, v in equal.items() if v is not None}
+        return conn.execute(
+            f"select {columns} from memory.{self.name} where {self._match(list(given))}{where}"
+            f" order by {order_by} limit %(limit)s",
+            {**self._params(identity, given), **(params or {}), "limit": limit},
+        ).fetchall()
+
+    def delete(self, conn: psycopg.Connection, identity: Identity, **key: Any) -> int:
+        """Delete the caller's rows with these column values (the whole key, or a prefix of it); returns how many."""
+        return conn.execute(
+            f"delete from memory.{self.name} where {self._match(list(key))}", self._params(identity, key)
+        ).rowcount
+
+    def insert(
+        self,
+        conn: psycopg.Connection,
+        identity: Identity,
+        values: Mapping[str, Any],
+        *,
+        if_absent: bool = False,
+        returning: str = "*",
+    ) -> Row | None:
+        """Insert one row of the caller; with ``if_absent``, ``None`` (and nothing written) when the caller already
+        has a row with this key."""
+        columns = ", ".join(values)
+        placeholders = ", ".join(f"%({c})s" for c in values)
+        conflict = f" on conflict ({OWNER_COLUMNS}, {', '.join(self.key)}) do nothing" if if_absent else ""
+        return conn.execute(
+            f"insert into memory.{self.name} ({OWNER_COLUMNS}, {columns}) values ({_OWNER_VALUES}, {placeholders})"
+            f"{conflict} returning {returning}",
+            self._params(identity, values),
+        ).fetchone()
+
+    def upsert(
+        self,
+        conn: psycopg.Connection,
+        identity: Identity,
+        values: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+        conflict: str | None = None,
+        update: Sequence[str] | None = None,
+        insert_sql: Mapping[str, str] | None = None,
+        update_sql: Mapping[str, str] | None = None,
+        where: str | None = None,
+        returning: str = "*",
+        params: Mapping[str, Any] | None = None,
+    ) -> Row | None:
+        """Insert the caller's row, or change the one it has with this key, in one statement (so concurrent
+        writers never lose each other's change); the stored row, or ``None`` when the existing row was left alone
+        (``expected_version`` given and another version stored, or ``where`` false).
+
+        ``values``: every column written (key included). ``update``: the columns an existing row takes from
+        ``values`` (default: all but the key). ``insert_sql``/``update_sql``: SQL expressions that replace a value
+        (the existing row is ``r``; ``update_sql`` may add columns). ``conflict``: the ON CONFLICT arbiter when it is
+        not the identity and key (a partial unique index). ``params``: more statement parameters."""
+        insert_sql, update_sql = insert_sql or {}, update_sql or {}
+        columns = ", ".join(values)
+        placeholders = ", ".join(insert_sql.get(c, f"%({c})s") for c in values)
+        changed = [c for c in values if c not in self.key] if update is None else list(update)
+        assignments = [f"{c} = {update_sql.get(c, f'excluded.{c}')}" for c in changed]
+        assignments += [f"{c} = {expression}" for c, expression in update_sql.items() if c not in changed]
+        if self.versioned:
+            assignments.append("version = r.version + 1")
+        assignments.append(self.touch)
+        condition = where if where is not None else self._expected("r.") if self.versioned else None
+        arbiter = conflict or f"({OWNER_COLUMNS}, {', '.join(self.key)})"
+        return conn.execute(
+            f"insert into memory.{self.name} as r ({OWNER_COLUMNS}, {columns})"
+            f" values ({_OWNER_VALUES}, {placeholders})"
+            f" on conflict {arbiter} do update set {', '.join(assignments)}"
+            + (f" where {condition}" if condition else "")
+            + f" returning {returning}",
+            {**self._params(identity, values), "expected": expected_version, **(params or {})},
+        ).fetchone()
+
+    def update(
+        self,
+        conn: psycopg.Connection,
+        identity: Identity,
+        key: Mapping[str, Any],
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> Row | None:
+        """Set ``changes`` on the caller's row with ``key`` (and bump its version); ``None`` when no row matched
+        (none, or another version than ``expected_version``)."""
+        assignments = [f"{c} = %({c})s" for c in changes]
+        if self.versioned:
+            assignments.append("version = version + 1")
+        assignments.append(self.touch)
+        condition = f" and {self._expected('')}" if self.versioned else ""
+        return conn.execute(
+            f"update memory.{self.name} set {', '.join(assignments)} where {self._match(list(key))}{condition}"
+            " returning *",
+            {**self._params(identity, {**changes, **key}), "expected": expected_version},
+        ).fetchone()
+
+    def conflict(
+        self, conn: psycopg.Connection, identity: Identity, noun: str, expected_version: int | None, **key: Any
+    ) -> HTTPException:
+        """Why a versioned write changed nothing: 404 when the caller has no row with ``key``, else 409 naming the
+        stored version. ``noun`` names the kind of row in the messages (``"task context"``)."""
+        label = "/".join(str(v) for v in key.values())
+        current = self.get(conn, identity, **key)
+        if current is None:
+            return HTTPException(status.HTTP_404_NOT_FOUND, f"{noun} not found: {label}")
+        return HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"{noun} {label} is at version {current['version']}, not {expected_version}: read it again and retry",
+        )

@@ -1,0 +1,157 @@
+"""Plans: summaries of a user's plans with their status (``memory.plans``, 0005_memory_agents.sql).
+
+``POST /plans`` → 201 (409 when the caller already has the plan id), ``GET /plans?status=&session_id=&limit=``
+(newest first), ``GET|PUT|DELETE /plans/{plan_id}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, get_args
+
+from fastapi import APIRouter, Body as BodyParam, HTTPException, Query, status
+from fastapi.responses import Response
+from pydantic import Field, field_validator, model_validator
+
+from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, id_path
+from soorma.functions.memory.owned import OwnedTable, deleted, found
+from soorma.functions.memory.wire import MAX_ID_CHARS, Body, OwnedReply, RowId, Timestamp, check_id, check_json
+from soorma.identity import Identity
+
+PlanStatus = Literal["pending", "running", "completed", "failed", "paused", "cancelled"]
+PLAN_STATUSES: tuple[str, ...] = get_args(PlanStatus)
+
+# -- wire models -----------------------------------------------------------------------------------------------------
+
+
+class PlanCreate(Body):
+    plan_id: str
+    session_id: Optional[str] = None
+    goal_event: str
+    goal_data: dict[str, Any] = Field(default_factory=dict)
+    response_event: Optional[str] = None
+    parent_plan_id: Optional[str] = None
+    status: PlanStatus = "running"
+
+    @field_validator("goal_data", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("plan_id", "goal_event", "session_id", "response_event", "parent_plan_id")
+    @classmethod
+    def _id(cls, value: Optional[str], info: Any) -> Optional[str]:
+        return check_id(value, info.field_name)
+
+    @field_validator("goal_data")
+    @classmethod
+    def _json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_json(value, "goal_data")
+
+
+class PlanUpdate(Body):
+    """soorma-core's body is ``{status}``; ``goal_data`` and ``session_id`` may be changed too."""
+
+    status: Optional[PlanStatus] = None
+    goal_data: Optional[dict[str, Any]] = None
+    session_id: Optional[str] = None
+
+    @field_validator("session_id")
+    @classmethod
+    def _optional_id(cls, value: Optional[str]) -> Optional[str]:
+        return check_id(value, "session_id")
+
+    @field_validator("goal_data")
+    @classmethod
+    def _json(cls, value: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+        return check_json(value, "goal_data")
+
+    @model_validator(mode="after")
+    def _something(self) -> "PlanUpdate":
+        if not self.changes():
+            raise ValueError("nothing to update: give status, goal_data or session_id")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the caller sent with a value (``null`` changes nothing)."""
+        return {name: getattr(self, name) for name in self.model_fields_set if getattr(self, name) is not None}
+
+
+class Plan(OwnedReply):
+    id: RowId
+    plan_id: str
+    session_id: Optional[str]
+    goal_event: str
+    goal_data: dict[str, Any]
+    response_event: Optional[str]
+    status: str
+    parent_plan_id: Optional[str]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+# -- SQL -------------------------------------------------------------------------------------------------------------
+
+TABLE = OwnedTable(
+    "plans", key=("plan_id",), json_columns=frozenset({"goal_data"}), touch="updated_at = clock_timestamp()"
+)
+
+# -- routes ----------------------------------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.post("/plans", status_code=status.HTTP_201_CREATED)
+def create_plan(body: PlanCreate, caller: Identity = CALLER, res: Resources = RESOURCES) -> Plan:
+    with res.db.transaction(caller) as conn:
+        row = TABLE.insert(conn, caller, body.model_dump(), if_absent=True)
+    if row is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"plan {body.plan_id} already exists")
+    return Plan.model_validate(row)
+
+
+@router.get("/plans")
+def list_plans(
+    status_filter: Optional[str] = Query(None, alias="status"),
+    session_id: Optional[str] = Query(None, min_length=1, max_length=MAX_ID_CHARS),
+    limit: int = Query(20, ge=1, le=100),
+    caller: Identity = CALLER,
+    res: Resources = RESOURCES,
+) -> list[Plan]:
+    """The caller's plans, newest first (indexes ``plans_recent_idx`` / ``plans_status_idx``)."""
+    if status_filter is not None and status_filter not in PLAN_STATUSES:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"status must be one of {', '.join(PLAN_STATUSES)}")
+    if session_id is not None:
+        check_path(session_id, "session_id")
+    with res.db.transaction(caller) as conn:
+        rows = TABLE.select(
+            conn, caller, order_by="created_at desc, id desc", limit=limit, status=status_filter,
+            session_id=session_id,
+        )
+    return [Plan.model_validate(row) for row in rows]
+
+
+@router.get("/plans/{plan_id}")
+def get_plan(plan_id: str = id_path("plan id"), caller: Identity = CALLER, res: Resources = RESOURCES) -> Plan:
+    check_path(plan_id, "plan_id")
+    with res.db.transaction(caller) as conn:
+        row = TABLE.get(conn, caller, plan_id=plan_id)
+    return Plan.model_validate(found(row, f"plan not found: {plan_id}"))
+
+
+@router.put("/plans/{plan_id}")
+def update_plan(
+    body: PlanUpdate = BodyParam(...), plan_id: str = id_path("plan id"), caller: Identity = CALLER,
+    res: Resources = RESOURCES,
+) -> Plan:
+    check_path(plan_id, "plan_id")
+    with res.db.transaction(caller) as conn:
+        row = TABLE.update(conn, caller, {"plan_id": plan_id}, body.changes())
+    return Plan.model_validate(found(row, f"plan not found: {plan_id}"))
+
+
+@router.delete("/plans/{plan_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def delete_plan(plan_id: str = id_path("plan id"), caller: Identity = CALLER, res: Resources = RESOURCES) -> None:
+    check_path(plan_id, "plan_id")
+    with res.db.transaction(caller) as conn:
+        count = TABLE.delete(conn, caller, plan_id=plan_id)
+    deleted(count, f"plan not found: {plan_id}")

@@ -1,0 +1,251 @@
+"""Task context: a worker's state across delegations (``memory.task_context``, with ``memory.task_subtasks`` to find
+a task by one of its sub-tasks; 0004_memory.sql).
+
+``POST /task-context`` (upsert), ``GET|PUT|DELETE /task-context/{task_id}``,
+``GET /task-context/by-subtask/{sub_task_id}``. Every write bumps ``version``; a ``version`` in the body is the one
+the caller expects to overwrite (409 when the stored row has another).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Optional
+
+import psycopg
+from fastapi import APIRouter, Body as BodyParam, status
+from fastapi.responses import Response
+from pydantic import Field, field_validator
+
+from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, id_path
+from soorma.functions.memory.owned import OWNED, OwnedTable, Row, deleted, found, owner_params
+from soorma.functions.memory.wire import (
+    MAX_SUB_TASKS,
+    Body,
+    OwnedReply,
+    PartialUpdate,
+    Timestamp,
+    check_id,
+    check_id_list,
+    check_json,
+)
+from soorma.identity import Identity
+
+# -- wire models -----------------------------------------------------------------------------------------------------
+
+
+class TaskContextCreate(Body):
+    task_id: str
+    plan_id: Optional[str] = None
+    event_type: str
+    response_event: Optional[str] = None
+    response_topic: str = "action-results"
+    data: dict[str, Any] = Field(default_factory=dict)
+    sub_tasks: list[str] = Field(default_factory=list)
+    state: dict[str, Any] = Field(default_factory=dict)
+    correlation_id: Optional[str] = None
+    session_id: Optional[str] = None
+    goal_id: Optional[str] = None
+    trace_id: Optional[str] = None
+    # Optimistic concurrency: when given, an existing row is only overwritten if it still has this version.
+    version: Optional[int] = Field(default=None, ge=0)
+
+    @field_validator("response_topic", "data", "sub_tasks", "state", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info: Any) -> Any:
+        """An explicit null means the default (clients that serialise every field send them)."""
+        if value is None:
+            return {"response_topic": "action-results", "sub_tasks": []}.get(info.field_name, {})
+        return value
+
+    @field_validator(
+        "task_id", "event_type", "response_topic", "plan_id", "response_event", "correlation_id", "session_id",
+        "goal_id", "trace_id",
+    )
+    @classmethod
+    def _id(cls, value: Optional[str], info: Any) -> Optional[str]:
+        return check_id(value, info.field_name)
+
+    @field_validator("data", "state")
+    @classmethod
+    def _json(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        return check_json(value, info.field_name)
+
+    @field_validator("sub_tasks")
+    @classmethod
+    def _sub_tasks(cls, value: list[str]) -> Optional[list[str]]:
+        return check_id_list(value, "sub_tasks", MAX_SUB_TASKS)
+
+
+class TaskContextUpdate(PartialUpdate):
+    """Fields left out are unchanged. ``version``: the version the caller read; 409 when the row has moved on."""
+
+    NOT_NULLABLE: ClassVar[frozenset[str]] = frozenset({"event_type", "response_topic", "data", "sub_tasks", "state"})
+
+    plan_id: Optional[str] = None
+    event_type: Optional[str] = None
+    response_event: Optional[str] = None
+    response_topic: Optional[str] = None
+    data: Optional[dict[str, Any]] = None
+    sub_tasks: Optional[list[str]] = None
+    state: Optional[dict[str, Any]] = None
+    correlation_id: Optional[str] = None
+    session_id: Optional[str] = None
+    goal_id: Optional[str] = None
+    trace_id: Optional[str] = None
+
+    @field_validator(
+        "plan_id", "event_type", "response_event", "response_topic", "correlation_id", "session_id", "goal_id",
+        "trace_id",
+    )
+    @classmethod
+    def _optional_id(cls, value: Optional[str], info: Any) -> Optional[str]:
+        return check_id(value, info.field_name)
+
+    @field_validator("data", "state")
+    @classmethod
+    def _json(cls, value: Optional[dict[str, Any]], info: Any) -> Optional[dict[str, Any]]:
+        return check_json(value, info.field_name)
+
+    @field_validator("sub_tasks")
+    @classmethod
+    def _sub_tasks(cls, value: Optional[list[str]]) -> Optional[list[str]]:
+        return check_id_list(value, "sub_tasks", MAX_SUB_TASKS)
+
+
+class TaskContext(OwnedReply):
+    task_id: str
+    plan_id: Optional[str]
+    event_type: str
+    response_event: Optional[str]
+    response_topic: str
+    data: dict[str, Any]
+    sub_tasks: list[str]
+    state: dict[str, Any]
+    correlation_id: Optional[str]
+    session_id: Optional[str]
+    goal_id: Optional[str]
+    trace_id: Optional[str]
+    version: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+# -- SQL -------------------------------------------------------------------------------------------------------------
+
+TABLE = OwnedTable(
+    "task_context", key=("task_id",), json_columns=frozenset({"data", "sub_tasks", "state"}), versioned=True
+)
+
+
+def upsert_task(
+    conn: psycopg.Connection, identity: Identity, fields: dict[str, Any], expected_version: int | None
+) -> Row | None:
+    """Insert or overwrite the task context; ``None`` when ``expected_version`` is given and the stored row has
+    another version (the caller answers 409)."""
+    row = TABLE.upsert(conn, identity, fields, expected_version=expected_version)
+    if row is not None:
+        _sync_sub_tasks(conn, identity, row["task_id"], row["sub_tasks"])
+    return row
+
+
+def update_task(
+    conn: psycopg.Connection, identity: Identity, task_id: str, changes: dict[str, Any], expected_version: int | None
+) -> Row | None:
+    """Apply ``changes`` and bump the version; ``None`` when no row matched (missing, or another version)."""
+    row = TABLE.update(conn, identity, {"task_id": task_id}, changes, expected_version=expected_version)
+    if row is not None and "sub_tasks" in changes:
+        _sync_sub_tasks(conn, identity, task_id, row["sub_tasks"])
+    return row
+
+
+def by_subtask_sql() -> str:
+    """A primary-key probe of memory.task_subtasks, then a unique-key probe of memory.task_context (parameters
+    ``pt, st, su, sub``)."""
+    return (
+        "select t.* from memory.task_subtasks s join memory.task_context t"
+        " on t.platform_tenant_id = s.platform_tenant_id and t.service_tenant_id = s.service_tenant_id"
+        " and t.service_user_id = s.service_user_id and t.task_id = s.task_id"
+        " where s.platform_tenant_id = %(pt)s and s.service_tenant_id = %(st)s and s.service_user_id = %(su)s"
+        " and s.sub_task_id = %(sub)s"
+    )
+
+
+def task_by_subtask(conn: psycopg.Connection, identity: Identity, sub_task_id: str) -> Row | None:
+    """The task that lists ``sub_task_id`` (soorma-core scanned every task of the user in Python)."""
+    return conn.execute(by_subtask_sql(), owner_params(identity, sub=sub_task_id)).fetchone()
+
+
+def _sync_sub_tasks(conn: psycopg.Connection, identity: Identity, task_id: str, sub_tasks: list[str]) -> None:
+    """Make memory.task_subtasks list exactly ``sub_tasks`` for this task (a sub-task id listed by another task of
+    the same identity moves to this one: the latest delegation wins)."""
+    params = owner_params(identity, task=task_id, subs=list(sub_tasks))
+    conn.execute(
+        f"delete from memory.task_subtasks where {OWNED} and task_id = %(task)s"
+        " and not (sub_task_id = any(%(subs)s::text[]))",
+        params,
+    )
+    if sub_tasks:
+        conn.execute(
+            "insert into memory.task_subtasks (platform_tenant_id, service_tenant_id, service_user_id, sub_task_id,"
+            " task_id) select %(pt)s, %(st)s, %(su)s, s, %(task)s from unnest(%(subs)s::text[]) as s"
+            " on conflict (platform_tenant_id, service_tenant_id, service_user_id, sub_task_id)"
+            " do update set task_id = excluded.task_id where task_subtasks.task_id <> excluded.task_id",
+            params,
+        )
+
+
+# -- routes ----------------------------------------------------------------------------------------------------------
+
+router = APIRouter()
+NOUN = "task context"
+
+
+@router.post("/task-context")
+def store_task_context(body: TaskContextCreate, caller: Identity = CALLER, res: Resources = RESOURCES) -> TaskContext:
+    with res.db.transaction(caller) as conn:
+        row = upsert_task(conn, caller, body.model_dump(exclude={"version"}), body.version)
+        if row is None:
+            raise TABLE.conflict(conn, caller, NOUN, body.version, task_id=body.task_id)
+    return TaskContext.model_validate(row)
+
+
+@router.get("/task-context/by-subtask/{sub_task_id}")
+def get_task_by_subtask(
+    sub_task_id: str = id_path("sub-task id"), caller: Identity = CALLER, res: Resources = RESOURCES
+) -> TaskContext:
+    check_path(sub_task_id, "sub_task_id")
+    with res.db.transaction(caller) as conn:
+        row = task_by_subtask(conn, caller, sub_task_id)
+    return TaskContext.model_validate(found(row, f"no task context lists sub-task {sub_task_id}"))
+
+
+@router.get("/task-context/{task_id}")
+def get_task_context(
+    task_id: str = id_path("task id"), caller: Identity = CALLER, res: Resources = RESOURCES
+) -> TaskContext:
+    check_path(task_id, "task_id")
+    with res.db.transaction(caller) as conn:
+        row = TABLE.get(conn, caller, task_id=task_id)
+    return TaskContext.model_validate(found(row, f"{NOUN} not found: {task_id}"))
+
+
+@router.put("/task-context/{task_id}")
+def update_task_context(
+    body: TaskContextUpdate = BodyParam(...),
+    task_id: str = id_path("task id"),
+    caller: Identity = CALLER,
+    res: Resources = RESOURCES,
+) -> TaskContext:
+    check_path(task_id, "task_id")
+    with res.db.transaction(caller) as conn:
+        row = update_task(conn, caller, task_id, body.changes(), body.version)
+        if row is None:
+            raise TABLE.conflict(conn, caller, NOUN, body.version, task_id=task_id)
+    return TaskContext.model_validate(row)
+
+
+@router.delete("/task-context/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+def delete_task_context(task_id: str = id_path("task id"), caller: Identity = CALLER, res: Resources = RESOURCES) -> None:
+    check_path(task_id, "task_id")
+    with res.db.transaction(caller) as conn:
+        count = TABLE.delete(conn, caller, task_id=task_id)  # memory.task_subtasks rows go with it (cascade)
+    deleted(count, f"{NOUN} not found: {task_id}")
