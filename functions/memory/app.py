@@ -16,7 +16,7 @@ computed, checked against ``SOORMA_EMBEDDING_DIMENSIONS``. ``GET /health`` answe
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -52,10 +52,8 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
     async def _embedding_failed(request: Request, exc: EmbeddingError) -> JSONResponse:
         return JSONResponse({"detail": f"embedding failed: {exc}"}, status_code=502)
 
-    api = APIRouter(prefix="/v1/memory")
     for router in ROUTERS:
-        api.include_router(router)
-    app.include_router(api)
+        app.include_router(router)
 
     @app.get("/health")
     def health() -> Health:

@@ -30,6 +30,9 @@ from soorma.functions.shared.service import current_identity
 #: tenant). An end user (role ``user``) writes only private rows.
 PUBLIC_WRITERS = WRITER_ROLES
 
+#: The path prefix of every memory route.
+PREFIX = "/v1/memory"
+
 #: The routes' ``caller`` parameter: the authorizer's identity (:func:`soorma.functions.shared.service.current_identity`).
 CALLER = Depends(current_identity)
 

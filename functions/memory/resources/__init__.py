@@ -1,5 +1,5 @@
 """The memory function's resources, one module each (its wire models, SQL and ``router``), all on
-:class:`soorma.functions.memory.owned.OwnedTable`. :data:`ROUTERS` is the order they are served in (prefix
+:class:`soorma.functions.memory.owned.OwnedTable`. :data:`ROUTERS` is the order they are served in (each prefixed
 ``/v1/memory``)."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import psycopg
 from fastapi import APIRouter, HTTPException, status
 from psycopg import sql
 
-from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, id_path
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.wire import Reply
 from soorma.identity import Identity
 
@@ -66,7 +66,7 @@ def erase(
     return counts
 
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 
 
 def _erase(

@@ -13,7 +13,7 @@ import psycopg
 from fastapi import APIRouter, Query, status
 from pydantic import Field, field_validator
 
-from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, query_text
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, query_text
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
 from soorma.functions.memory.search import content_hash, ef_search_query, nearest, nearest_sql, use_vectors
 from soorma.functions.memory.vectors import Vector
@@ -126,7 +126,7 @@ def search_episodic(
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 
 
 @router.post("/episodic", status_code=status.HTTP_201_CREATED)

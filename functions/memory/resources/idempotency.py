@@ -37,7 +37,7 @@ from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field, field_validator
 
-from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, id_path
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, deleted, found, owner_params
 from soorma.functions.memory.wire import Body, Reply, Timestamp, check_text
 from soorma.identity import Identity
@@ -181,7 +181,7 @@ def update_record(conn: psycopg.Connection, identity: Identity, key: str, body: 
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 
 
 @router.put(

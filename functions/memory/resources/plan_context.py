@@ -14,7 +14,7 @@ from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import Response
 from pydantic import Field, field_validator
 
-from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, id_path
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, deleted, found, owner_params
 from soorma.functions.memory.wire import (
     MAX_CORRELATION_IDS,
@@ -177,7 +177,7 @@ def _sync_correlations(conn: psycopg.Connection, identity: Identity, plan_id: st
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 NOUN = "plan context"
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body as BodyParam, HTTPException, Query, status
 from fastapi.responses import Response
 from pydantic import Field, field_validator, model_validator
 
-from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, id_path
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable, deleted, found
 from soorma.functions.memory.wire import MAX_ID_CHARS, Body, OwnedReply, RowId, Timestamp, check_id, check_json
 from soorma.identity import Identity
@@ -97,7 +97,7 @@ TABLE = OwnedTable(
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 
 
 @router.post("/plans", status_code=status.HTTP_201_CREATED)

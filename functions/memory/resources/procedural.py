@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from soorma.functions.memory.common import (
     CALLER,
+    PREFIX,
     RESOURCES,
     Resources,
     check_path,
@@ -191,7 +192,7 @@ def search_procedural(
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 
 
 @router.post("/procedural", status_code=status.HTTP_201_CREATED)

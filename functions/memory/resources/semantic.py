@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 
 from soorma.functions.memory.common import (
     CALLER,
+    PREFIX,
     RESOURCES,
     Resources,
     check_uuid,
@@ -293,7 +294,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 
 
 def _upsert(res: Resources, caller: Identity, bodies: list[SemanticCreate]) -> list[Row]:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 from pydantic import Field, field_validator
 
-from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, id_path
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable, deleted, found
 from soorma.functions.memory.wire import Body, OwnedReply, RowId, Timestamp, check_id, check_json, check_text
 from soorma.identity import Identity
@@ -70,7 +70,7 @@ TABLE = OwnedTable(
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 
 
 @router.post(

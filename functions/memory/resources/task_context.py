@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import Response
 from pydantic import Field, field_validator
 
-from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, id_path
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, deleted, found, owner_params
 from soorma.functions.memory.wire import (
     MAX_SUB_TASKS,
@@ -195,7 +195,7 @@ def _sync_sub_tasks(conn: psycopg.Connection, identity: Identity, task_id: str, 
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 NOUN = "task context"
 
 

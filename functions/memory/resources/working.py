@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator
 
-from soorma.functions.memory.common import CALLER, RESOURCES, Resources, check_path, id_path
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable, Row, found
 from soorma.functions.memory.wire import Body, Deleted, OwnedReply, RowId, Timestamp, check_json
 from soorma.identity import Identity
@@ -110,7 +110,7 @@ def update_working(
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
-router = APIRouter()
+router = APIRouter(prefix=PREFIX)
 
 
 def _checked(plan_id: str, key: str) -> dict[str, str]:
