@@ -62,7 +62,7 @@ def deleted(count: int, message: str) -> None:
 class OwnedTable:
     """``memory.<name>``: rows of one identity, one row per ``key`` (columns besides the identity's).
 
-    ``json_columns`` are sent as ``jsonb``; ``versioned`` tables bump ``version`` on every write and take an expected
+    ``json_columns`` are sent as ``jsonb`` (``None`` as JSON ``null``); ``versioned`` tables bump ``version`` on every write and take an expected
     version (optimistic concurrency: a write whose expected version is not the stored one changes nothing);
     ``touch`` is the assignment every write adds (the table's "last changed" column)."""
 
@@ -75,7 +75,7 @@ class OwnedTable:
     def _params(self, identity: Identity, values: Mapping[str, Any]) -> dict[str, Any]:
         return owner_params(
             identity,
-            **{c: Jsonb(v) if c in self.json_columns and v is not None else v for c, v in values.items()},
+            **{c: Jsonb(v) if c in self.json_columns else v for c, v in values.items()},
         )
 
     def _match(self, columns: Sequence[str]) -> str:

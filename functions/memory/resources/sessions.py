@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
+from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
@@ -63,10 +64,8 @@ class Session(OwnedReply):
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
-TABLE = OwnedTable(
-    "sessions", key=("session_id",), json_columns=frozenset({"metadata"}),
-    touch="last_interaction = clock_timestamp()",
-)
+# ``metadata`` is not a JSON column here: ``None`` (SQL null) means "keep the stored metadata", see create_session.
+TABLE = OwnedTable("sessions", key=("session_id",), touch="last_interaction = clock_timestamp()")
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
@@ -82,7 +81,7 @@ def create_session(
     body: SessionCreate, response: Response, caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> Session:
     """Create a session (201), or touch an existing one (200; ``name``/``metadata`` replaced when sent)."""
-    metadata = body.metadata if "metadata" in body.model_fields_set else None
+    metadata = Jsonb(body.metadata) if "metadata" in body.model_fields_set else None
     with res.db.transaction(caller) as conn:
         row = TABLE.upsert(
             conn, caller, {"session_id": body.session_id, "name": body.name, "metadata": metadata},
