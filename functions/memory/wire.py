@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Optional
+from typing import Annotated, Any, Callable, ClassVar, Optional
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 from pydantic.alias_generators import to_camel
 
 MAX_CONTENT_BYTES = 32 * 1024  # one passage (UTF-8); a longer text should be chunked by the caller
@@ -92,6 +92,42 @@ def check_id_list(value: Optional[list[str]], what: str, most: int) -> Optional[
     for item in value:
         check_id(item, f"{what} item")
     return list(dict.fromkeys(value))
+
+
+# -- checked field types of request bodies (a check's message names the field) ----------------------------------------
+
+
+def by_field(check: Callable[[Any, str], Any]) -> AfterValidator:
+    """A validator that runs ``check(value, field name)``."""
+
+    def run(value: Any, info: ValidationInfo) -> Any:
+        return check(value, info.field_name or "value")
+
+    return AfterValidator(run)
+
+
+def null_as(make_default: Callable[[], Any]) -> BeforeValidator:
+    """An explicit ``null`` means the field's default (clients that serialise every field send them)."""
+    return BeforeValidator(lambda value: make_default() if value is None else value)
+
+
+def id_list(most: int) -> AfterValidator:
+    """At most ``most`` ids (:func:`check_id_list`)."""
+    return by_field(lambda value, what: check_id_list(value, what, most))
+
+
+#: An id: 1 to ``MAX_ID_CHARS`` characters, no NUL.
+Id = Annotated[str, by_field(check_id)]
+#: Text PostgreSQL can store (no NUL).
+Text = Annotated[str, by_field(check_text)]
+#: A passage: not blank, at most ``MAX_CONTENT_BYTES`` (UTF-8), no NUL.
+Content = Annotated[str, by_field(check_content)]
+#: A JSON object ``jsonb`` can store.
+JsonObject = Annotated[dict[str, Any], by_field(check_json)]
+#: A JSON object, ``{}`` when absent or ``null``.
+JsonObjectOrEmpty = Annotated[JsonObject, null_as(dict)]
+#: A caller-computed embedding (:func:`check_embedding`).
+Embedding = Annotated[list[float], AfterValidator(check_embedding)]
 
 
 class PartialUpdate(Body):

@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional
 
 import psycopg
 from fastapi import APIRouter, Query, status
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, query_text
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
@@ -20,13 +20,13 @@ from soorma.functions.memory.vectors import Vector
 from soorma.functions.memory.wire import (
     MAX_ID_CHARS,
     Body,
+    Content,
+    Embedding,
+    Id,
+    JsonObject,
     OwnedReply,
     RowId,
     Timestamp,
-    check_content,
-    check_embedding,
-    check_id,
-    check_json,
 )
 from soorma.identity import Identity
 
@@ -34,31 +34,11 @@ from soorma.identity import Identity
 
 
 class EpisodicCreate(Body):
-    agent_id: str
+    agent_id: Id
     role: Literal["user", "assistant", "system", "tool"]
-    content: str
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    embedding: Optional[list[float]] = None
-
-    @field_validator("agent_id")
-    @classmethod
-    def _agent(cls, value: str) -> Optional[str]:
-        return check_id(value, "agent_id")
-
-    @field_validator("content")
-    @classmethod
-    def _content(cls, value: str) -> str:
-        return check_content(value)
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json(value, "metadata")
-
-    @field_validator("embedding")
-    @classmethod
-    def _embedding(cls, value: Optional[list[float]]) -> Optional[list[float]]:
-        return check_embedding(value)
+    content: Content
+    metadata: JsonObject = Field(default_factory=dict)
+    embedding: Optional[Embedding] = None
 
 
 class Interaction(OwnedReply):

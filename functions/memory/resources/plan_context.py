@@ -7,64 +7,47 @@ one of its correlation ids; 0005_memory_agents.sql).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Optional
+from typing import Annotated, Any, ClassVar, Iterable, Optional
 
 import psycopg
 from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import Response
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, deleted, found, owner_params
 from soorma.functions.memory.wire import (
     MAX_CORRELATION_IDS,
     Body,
+    Id,
+    JsonObject,
+    JsonObjectOrEmpty,
     OwnedReply,
     PartialUpdate,
     RowId,
     Timestamp,
-    check_id,
-    check_id_list,
-    check_json,
+    id_list,
+    null_as,
 )
 from soorma.identity import Identity
 
 # -- wire models -----------------------------------------------------------------------------------------------------
 
 
+CorrelationIds = Annotated[list[str], id_list(MAX_CORRELATION_IDS)]
+
+
 class PlanContextCreate(Body):
-    plan_id: str
-    session_id: Optional[str] = None
-    goal_event: str
-    goal_data: dict[str, Any] = Field(default_factory=dict)
-    response_event: Optional[str] = None
-    state: dict[str, Any] = Field(default_factory=dict)
-    current_state: Optional[str] = None
-    correlation_ids: list[str] = Field(default_factory=list)
+    plan_id: Id
+    session_id: Optional[Id] = None
+    goal_event: Id
+    goal_data: JsonObjectOrEmpty = Field(default_factory=dict)
+    response_event: Optional[Id] = None
+    state: JsonObjectOrEmpty = Field(default_factory=dict)
+    current_state: Optional[Id] = None
+    correlation_ids: Annotated[CorrelationIds, null_as(list)] = Field(default_factory=list)
     # Optimistic concurrency: when given, an existing row is only overwritten if it still has this version.
     version: Optional[int] = Field(default=None, ge=0)
-
-    @field_validator("goal_data", "state", "correlation_ids", mode="before")
-    @classmethod
-    def _null_is_default(cls, value: Any, info: Any) -> Any:
-        if value is None:
-            return [] if info.field_name == "correlation_ids" else {}
-        return value
-
-    @field_validator("plan_id", "goal_event", "session_id", "response_event", "current_state")
-    @classmethod
-    def _id(cls, value: Optional[str], info: Any) -> Optional[str]:
-        return check_id(value, info.field_name)
-
-    @field_validator("goal_data", "state")
-    @classmethod
-    def _json(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
-        return check_json(value, info.field_name)
-
-    @field_validator("correlation_ids")
-    @classmethod
-    def _correlations(cls, value: list[str]) -> Optional[list[str]]:
-        return check_id_list(value, "correlation_ids", MAX_CORRELATION_IDS)
 
 
 class PlanContextUpdate(PartialUpdate):
@@ -72,27 +55,12 @@ class PlanContextUpdate(PartialUpdate):
 
     NOT_NULLABLE: ClassVar[frozenset[str]] = frozenset({"goal_data", "state", "correlation_ids"})
 
-    session_id: Optional[str] = None
-    goal_data: Optional[dict[str, Any]] = None
-    response_event: Optional[str] = None
-    state: Optional[dict[str, Any]] = None
-    current_state: Optional[str] = None
-    correlation_ids: Optional[list[str]] = None
-
-    @field_validator("session_id", "response_event", "current_state")
-    @classmethod
-    def _optional_id(cls, value: Optional[str], info: Any) -> Optional[str]:
-        return check_id(value, info.field_name)
-
-    @field_validator("goal_data", "state")
-    @classmethod
-    def _json(cls, value: Optional[dict[str, Any]], info: Any) -> Optional[dict[str, Any]]:
-        return check_json(value, info.field_name)
-
-    @field_validator("correlation_ids")
-    @classmethod
-    def _correlations(cls, value: Optional[list[str]]) -> Optional[list[str]]:
-        return check_id_list(value, "correlation_ids", MAX_CORRELATION_IDS)
+    session_id: Optional[Id] = None
+    goal_data: Optional[JsonObject] = None
+    response_event: Optional[Id] = None
+    state: Optional[JsonObject] = None
+    current_state: Optional[Id] = None
+    correlation_ids: Optional[CorrelationIds] = None
 
 
 class PlanContext(OwnedReply):

@@ -10,11 +10,20 @@ from typing import Any, Literal, Optional, get_args
 
 from fastapi import APIRouter, Body as BodyParam, HTTPException, Query, status
 from fastapi.responses import Response
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable, deleted, found
-from soorma.functions.memory.wire import MAX_ID_CHARS, Body, OwnedReply, RowId, Timestamp, check_id, check_json
+from soorma.functions.memory.wire import (
+    MAX_ID_CHARS,
+    Body,
+    Id,
+    JsonObject,
+    JsonObjectOrEmpty,
+    OwnedReply,
+    RowId,
+    Timestamp,
+)
 from soorma.identity import Identity
 
 PlanStatus = Literal["pending", "running", "completed", "failed", "paused", "cancelled"]
@@ -24,46 +33,21 @@ PLAN_STATUSES: tuple[str, ...] = get_args(PlanStatus)
 
 
 class PlanCreate(Body):
-    plan_id: str
-    session_id: Optional[str] = None
-    goal_event: str
-    goal_data: dict[str, Any] = Field(default_factory=dict)
-    response_event: Optional[str] = None
-    parent_plan_id: Optional[str] = None
+    plan_id: Id
+    session_id: Optional[Id] = None
+    goal_event: Id
+    goal_data: JsonObjectOrEmpty = Field(default_factory=dict)
+    response_event: Optional[Id] = None
+    parent_plan_id: Optional[Id] = None
     status: PlanStatus = "running"
-
-    @field_validator("goal_data", mode="before")
-    @classmethod
-    def _null_is_default(cls, value: Any) -> Any:
-        return {} if value is None else value
-
-    @field_validator("plan_id", "goal_event", "session_id", "response_event", "parent_plan_id")
-    @classmethod
-    def _id(cls, value: Optional[str], info: Any) -> Optional[str]:
-        return check_id(value, info.field_name)
-
-    @field_validator("goal_data")
-    @classmethod
-    def _json(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json(value, "goal_data")
 
 
 class PlanUpdate(Body):
     """soorma-core's body is ``{status}``; ``goal_data`` and ``session_id`` may be changed too."""
 
     status: Optional[PlanStatus] = None
-    goal_data: Optional[dict[str, Any]] = None
-    session_id: Optional[str] = None
-
-    @field_validator("session_id")
-    @classmethod
-    def _optional_id(cls, value: Optional[str]) -> Optional[str]:
-        return check_id(value, "session_id")
-
-    @field_validator("goal_data")
-    @classmethod
-    def _json(cls, value: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
-        return check_json(value, "goal_data")
+    goal_data: Optional[JsonObject] = None
+    session_id: Optional[Id] = None
 
     @model_validator(mode="after")
     def _something(self) -> "PlanUpdate":

@@ -35,13 +35,14 @@ from soorma.functions.memory.vectors import Vector
 from soorma.functions.memory.wire import (
     MAX_ID_CHARS,
     Body,
+    Content,
+    Embedding,
+    Id,
+    JsonObject,
     OwnedReply,
     RowId,
     Timestamp,
     check_content,
-    check_embedding,
-    check_id,
-    check_json,
 )
 from soorma.identity import Identity
 
@@ -54,24 +55,14 @@ class ProceduralCreate(Body):
     """A skill, prompt or rule of an agent. ``trigger_condition`` describes when it applies and is what searches
     match (``content`` when there is none); upsert by ``external_id``, else by (type, trigger, content)."""
 
-    agent_id: str
-    content: str
+    agent_id: Id
+    content: Content
     trigger_condition: Optional[str] = None
     procedure_type: str = "system_prompt"
-    external_id: Optional[str] = None
+    external_id: Optional[Id] = None
     is_public: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    embedding: Optional[list[float]] = None
-
-    @field_validator("agent_id", "external_id")
-    @classmethod
-    def _id(cls, value: Optional[str], info: Any) -> Optional[str]:
-        return check_id(value, info.field_name)
-
-    @field_validator("content")
-    @classmethod
-    def _content(cls, value: str) -> str:
-        return check_content(value)
+    metadata: JsonObject = Field(default_factory=dict)
+    embedding: Optional[Embedding] = None
 
     @field_validator("trigger_condition")
     @classmethod
@@ -86,16 +77,6 @@ class ProceduralCreate(Body):
         if not _TYPE_NAME.match(value):
             raise ValueError("procedure_type must be 1 to 64 letters, digits or _.:- (e.g. system_prompt)")
         return value
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json(value, "metadata")
-
-    @field_validator("embedding")
-    @classmethod
-    def _embedding(cls, value: Optional[list[float]]) -> Optional[list[float]]:
-        return check_embedding(value)
 
     @property
     def search_text(self) -> str:

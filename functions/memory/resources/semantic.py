@@ -13,14 +13,14 @@ import base64
 import json
 import uuid
 from datetime import datetime
-from typing import Any, Optional, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
 import psycopg
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from soorma.functions.memory.common import (
     CALLER,
@@ -45,15 +45,17 @@ from soorma.functions.memory.vectors import Vector
 from soorma.functions.memory.wire import (
     MAX_BATCH_ITEMS,
     Body,
+    Content,
+    Embedding,
+    Id,
+    JsonObject,
     OwnedReply,
     Reply,
     RowId,
+    Text,
     Timestamp,
-    check_content,
-    check_embedding,
-    check_id,
+    by_field,
     check_json,
-    check_text,
 )
 from soorma.identity import Identity
 
@@ -61,39 +63,15 @@ from soorma.identity import Identity
 
 
 class SemanticCreate(Body):
-    content: str
-    external_id: Optional[str] = None
+    content: Content
+    external_id: Optional[Id] = None
     is_public: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    tags: Optional[list[str]] = None  # soorma-core accepts these two; kept inside metadata
-    source: Optional[str] = None
+    metadata: JsonObject = Field(default_factory=dict)
+    # soorma-core accepts tags and source; they are kept inside metadata (full_metadata)
+    tags: Optional[Annotated[list[str], by_field(check_json)]] = None
+    source: Optional[Text] = None
     # A vector computed by the caller (same model and width as this deployment's); else the provider computes it.
-    embedding: Optional[list[float]] = None
-
-    @field_validator("content")
-    @classmethod
-    def _content(cls, value: str) -> str:
-        return check_content(value)
-
-    @field_validator("embedding")
-    @classmethod
-    def _embedding(cls, value: Optional[list[float]]) -> Optional[list[float]]:
-        return check_embedding(value)
-
-    @field_validator("external_id")
-    @classmethod
-    def _external_id(cls, value: Optional[str]) -> Optional[str]:
-        return check_id(value, "external_id")
-
-    @field_validator("metadata", "tags")
-    @classmethod
-    def _json(cls, value: Any, info: Any) -> Any:
-        return check_json(value, info.field_name)
-
-    @field_validator("source")
-    @classmethod
-    def _source(cls, value: Optional[str]) -> Optional[str]:
-        return None if value is None else check_text(value, "source")
+    embedding: Optional[Embedding] = None
 
     def full_metadata(self) -> dict[str, Any]:
         """``metadata`` with ``tags`` and ``source`` added when given (keys already in ``metadata`` win)."""

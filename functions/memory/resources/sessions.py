@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable, deleted, found
-from soorma.functions.memory.wire import Body, OwnedReply, RowId, Timestamp, check_id, check_json, check_text
+from soorma.functions.memory.wire import Body, Id, JsonObjectOrEmpty, OwnedReply, RowId, Timestamp, check_text
 from soorma.identity import Identity
 
 MAX_NAME_CHARS = 1000
@@ -24,19 +24,9 @@ MAX_NAME_CHARS = 1000
 
 
 class SessionCreate(Body):
-    session_id: str
+    session_id: Id
     name: Optional[str] = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("metadata", mode="before")
-    @classmethod
-    def _null_is_default(cls, value: Any) -> Any:
-        return {} if value is None else value
-
-    @field_validator("session_id")
-    @classmethod
-    def _id(cls, value: str) -> Optional[str]:
-        return check_id(value, "session_id")
+    metadata: JsonObjectOrEmpty = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -46,11 +36,6 @@ class SessionCreate(Body):
         if len(value) > MAX_NAME_CHARS:
             raise ValueError(f"name is longer than {MAX_NAME_CHARS} characters")
         return check_text(value, "name")
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json(value, "metadata")
 
 
 class Session(OwnedReply):

@@ -8,71 +8,51 @@ the caller expects to overwrite (409 when the stored row has another).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Optional
+from typing import Annotated, Any, ClassVar, Optional
 
 import psycopg
 from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import Response
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, deleted, found, owner_params
 from soorma.functions.memory.wire import (
     MAX_SUB_TASKS,
     Body,
+    Id,
+    JsonObject,
+    JsonObjectOrEmpty,
     OwnedReply,
     PartialUpdate,
     Timestamp,
-    check_id,
-    check_id_list,
-    check_json,
+    id_list,
+    null_as,
 )
 from soorma.identity import Identity
 
 # -- wire models -----------------------------------------------------------------------------------------------------
 
 
+SubTasks = Annotated[list[str], id_list(MAX_SUB_TASKS)]
+DEFAULT_RESPONSE_TOPIC = "action-results"
+
+
 class TaskContextCreate(Body):
-    task_id: str
-    plan_id: Optional[str] = None
-    event_type: str
-    response_event: Optional[str] = None
-    response_topic: str = "action-results"
-    data: dict[str, Any] = Field(default_factory=dict)
-    sub_tasks: list[str] = Field(default_factory=list)
-    state: dict[str, Any] = Field(default_factory=dict)
-    correlation_id: Optional[str] = None
-    session_id: Optional[str] = None
-    goal_id: Optional[str] = None
-    trace_id: Optional[str] = None
+    task_id: Id
+    plan_id: Optional[Id] = None
+    event_type: Id
+    response_event: Optional[Id] = None
+    response_topic: Annotated[Id, null_as(lambda: DEFAULT_RESPONSE_TOPIC)] = DEFAULT_RESPONSE_TOPIC
+    data: JsonObjectOrEmpty = Field(default_factory=dict)
+    sub_tasks: Annotated[SubTasks, null_as(list)] = Field(default_factory=list)
+    state: JsonObjectOrEmpty = Field(default_factory=dict)
+    correlation_id: Optional[Id] = None
+    session_id: Optional[Id] = None
+    goal_id: Optional[Id] = None
+    trace_id: Optional[Id] = None
     # Optimistic concurrency: when given, an existing row is only overwritten if it still has this version.
     version: Optional[int] = Field(default=None, ge=0)
-
-    @field_validator("response_topic", "data", "sub_tasks", "state", mode="before")
-    @classmethod
-    def _null_is_default(cls, value: Any, info: Any) -> Any:
-        """An explicit null means the default (clients that serialise every field send them)."""
-        if value is None:
-            return {"response_topic": "action-results", "sub_tasks": []}.get(info.field_name, {})
-        return value
-
-    @field_validator(
-        "task_id", "event_type", "response_topic", "plan_id", "response_event", "correlation_id", "session_id",
-        "goal_id", "trace_id",
-    )
-    @classmethod
-    def _id(cls, value: Optional[str], info: Any) -> Optional[str]:
-        return check_id(value, info.field_name)
-
-    @field_validator("data", "state")
-    @classmethod
-    def _json(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
-        return check_json(value, info.field_name)
-
-    @field_validator("sub_tasks")
-    @classmethod
-    def _sub_tasks(cls, value: list[str]) -> Optional[list[str]]:
-        return check_id_list(value, "sub_tasks", MAX_SUB_TASKS)
 
 
 class TaskContextUpdate(PartialUpdate):
@@ -80,35 +60,17 @@ class TaskContextUpdate(PartialUpdate):
 
     NOT_NULLABLE: ClassVar[frozenset[str]] = frozenset({"event_type", "response_topic", "data", "sub_tasks", "state"})
 
-    plan_id: Optional[str] = None
-    event_type: Optional[str] = None
-    response_event: Optional[str] = None
-    response_topic: Optional[str] = None
-    data: Optional[dict[str, Any]] = None
-    sub_tasks: Optional[list[str]] = None
-    state: Optional[dict[str, Any]] = None
-    correlation_id: Optional[str] = None
-    session_id: Optional[str] = None
-    goal_id: Optional[str] = None
-    trace_id: Optional[str] = None
-
-    @field_validator(
-        "plan_id", "event_type", "response_event", "response_topic", "correlation_id", "session_id", "goal_id",
-        "trace_id",
-    )
-    @classmethod
-    def _optional_id(cls, value: Optional[str], info: Any) -> Optional[str]:
-        return check_id(value, info.field_name)
-
-    @field_validator("data", "state")
-    @classmethod
-    def _json(cls, value: Optional[dict[str, Any]], info: Any) -> Optional[dict[str, Any]]:
-        return check_json(value, info.field_name)
-
-    @field_validator("sub_tasks")
-    @classmethod
-    def _sub_tasks(cls, value: Optional[list[str]]) -> Optional[list[str]]:
-        return check_id_list(value, "sub_tasks", MAX_SUB_TASKS)
+    plan_id: Optional[Id] = None
+    event_type: Optional[Id] = None
+    response_event: Optional[Id] = None
+    response_topic: Optional[Id] = None
+    data: Optional[JsonObject] = None
+    sub_tasks: Optional[SubTasks] = None
+    state: Optional[JsonObject] = None
+    correlation_id: Optional[Id] = None
+    session_id: Optional[Id] = None
+    goal_id: Optional[Id] = None
+    trace_id: Optional[Id] = None
 
 
 class TaskContext(OwnedReply):

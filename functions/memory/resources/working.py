@@ -6,28 +6,23 @@ changes), ``DELETE /working/{plan_id}`` (every key of a plan).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter
 from psycopg.types.json import Jsonb
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable, Row, found
-from soorma.functions.memory.wire import Body, Deleted, OwnedReply, RowId, Timestamp, check_json
+from soorma.functions.memory.wire import Body, Deleted, JsonObject, OwnedReply, RowId, Timestamp, by_field, check_json
 from soorma.identity import Identity
 
 # -- wire models -----------------------------------------------------------------------------------------------------
 
 
 class WorkingSet(Body):
-    value: Any = Field(...)
-
-    @field_validator("value")
-    @classmethod
-    def _value(cls, value: Any) -> Any:
-        return check_json(value, "value")
+    value: Annotated[Any, by_field(check_json)] = Field(...)
 
 
 class WorkingIncrement(Body):
@@ -35,21 +30,11 @@ class WorkingIncrement(Body):
 
 
 class WorkingAppend(Body):
-    items: list[Any] = Field(..., max_length=1000)
-
-    @field_validator("items")
-    @classmethod
-    def _items(cls, value: list[Any]) -> list[Any]:
-        return check_json(value, "items")
+    items: Annotated[list[Any], by_field(check_json)] = Field(..., max_length=1000)
 
 
 class WorkingMerge(Body):
-    updates: dict[str, Any]
-
-    @field_validator("updates")
-    @classmethod
-    def _updates(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_json(value, "updates")
+    updates: JsonObject
 
 
 class WorkingValue(OwnedReply):
