@@ -4,8 +4,9 @@ service tenant, user), keyed by a few more columns, optionally versioned.
 Every method takes a connection inside ``Database.transaction(identity)`` (so row-level security sees the caller)
 and the caller's :class:`~soorma.identity.Identity`. Statements also name the identity columns explicitly: RLS is
 the guarantee, the explicit predicates make the intended index obvious to the reader and the planner. Values of the
-table's JSON columns are sent as ``jsonb``. The route-side helpers (:func:`found`, :func:`deleted`,
-:meth:`OwnedTable.conflict`) turn "no row" into the HTTP answers every resource gives.
+table's JSON columns are sent as ``jsonb``. The route-side helpers (:meth:`OwnedTable.fetch`,
+:meth:`OwnedTable.remove`, :meth:`OwnedTable.conflict`, :func:`found`) turn "no row" into the HTTP answers every
+resource gives; :class:`Lookup` finds a row by any one of the ids it lists.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import psycopg
 from fastapi import HTTPException, status
 from psycopg.types.json import Jsonb
 
+from soorma.functions.memory.common import check_path
+from soorma.functions.shared.db import Database
 from soorma.identity import Identity
 
 Row = dict[str, Any]
@@ -52,21 +55,17 @@ def found(row: Row | None, message: str) -> Row:
     return row
 
 
-def deleted(count: int, message: str) -> None:
-    """Nothing when ``count`` rows were deleted, a 404 with ``message`` when none were."""
-    if not count:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, message)
-
-
 @dataclass(frozen=True)
 class OwnedTable:
-    """``memory.<name>``: rows of one identity, one row per ``key`` (columns besides the identity's).
+    """``memory.<name>``: rows of one identity, one row per ``key`` (columns besides the identity's); ``noun``
+    names a row in error messages (``"task context"``).
 
     ``json_columns`` are sent as ``jsonb`` (``None`` as JSON ``null``); ``versioned`` tables bump ``version`` on every write and take an expected
     version (optimistic concurrency: a write whose expected version is not the stored one changes nothing);
     ``touch`` is the assignment every write adds (the table's "last changed" column)."""
 
     name: str
+    noun: str
     key: tuple[str, ...]
     json_columns: frozenset[str] = field(default_factory=frozenset)
     versioned: bool = False
@@ -202,16 +201,95 @@ class OwnedTable:
             {**self._params(identity, {**changes, **key}), "expected": expected_version},
         ).fetchone()
 
+    # -- route side: HTTP answers --------------------------------------------------------------------------------
+
+    def not_found(self, key: Mapping[str, Any]) -> HTTPException:
+        """The 404 for the row with ``key``: ``"<noun> not found: <key values joined by />"``."""
+        return HTTPException(status.HTTP_404_NOT_FOUND, f"{self.noun} not found: {_label(key)}")
+
+    def fetch(self, db: Database, identity: Identity, **key: Any) -> Row:
+        """The caller's row with ``key`` in a transaction of its own; 422 when a key value holds NUL, 404 when there
+        is no such row."""
+        _check_key(key)
+        with db.transaction(identity) as conn:
+            row = self.get(conn, identity, **key)
+        if row is None:
+            raise self.not_found(key)
+        return row
+
+    def remove(self, db: Database, identity: Identity, **key: Any) -> None:
+        """Delete the caller's row with ``key`` in a transaction of its own; 422 when a key value holds NUL, 404 when
+        there was no such row."""
+        _check_key(key)
+        with db.transaction(identity) as conn:
+            count = self.delete(conn, identity, **key)
+        if not count:
+            raise self.not_found(key)
+
     def conflict(
-        self, conn: psycopg.Connection, identity: Identity, noun: str, expected_version: int | None, **key: Any
+        self, conn: psycopg.Connection, identity: Identity, expected_version: int | None, **key: Any
     ) -> HTTPException:
         """Why a versioned write changed nothing: 404 when the caller has no row with ``key``, else 409 naming the
-        stored version. ``noun`` names the kind of row in the messages (``"task context"``)."""
-        label = "/".join(str(v) for v in key.values())
+        stored version."""
         current = self.get(conn, identity, **key)
         if current is None:
-            return HTTPException(status.HTTP_404_NOT_FOUND, f"{noun} not found: {label}")
+            return self.not_found(key)
         return HTTPException(
             status.HTTP_409_CONFLICT,
-            f"{noun} {label} is at version {current['version']}, not {expected_version}: read it again and retry",
+            f"{self.noun} {_label(key)} is at version {current['version']}, not {expected_version}:"
+            " read it again and retry",
         )
+
+
+def _label(key: Mapping[str, Any]) -> str:
+    return "/".join(str(value) for value in key.values())
+
+
+def _check_key(key: Mapping[str, Any]) -> None:
+    for column, value in key.items():
+        check_path(str(value), column)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """A side table that finds a row of ``parent`` by any one of the ids the row lists (one side row per id, primary
+    key identity + ``id_column``, so a lookup is a primary-key probe and then a unique-key probe of ``parent``).
+
+    ``param`` is the statement parameter of the id looked up (besides ``pt, st, su``)."""
+
+    table: str
+    id_column: str
+    parent: OwnedTable
+    param: str
+
+    def sql(self) -> str:
+        """The lookup statement (parameters ``pt, st, su`` and :attr:`param`)."""
+        joined = " and ".join(f"p.{c} = s.{c}" for c in (*OWNER_COLUMNS.split(", "), self.parent.key[0]))
+        return (
+            f"select p.* from memory.{self.table} s join memory.{self.parent.name} p on {joined}"
+            " where s.platform_tenant_id = %(pt)s and s.service_tenant_id = %(st)s and s.service_user_id = %(su)s"
+            f" and s.{self.id_column} = %({self.param})s"
+        )
+
+    def find(self, conn: psycopg.Connection, identity: Identity, value: str) -> Row | None:
+        """The caller's ``parent`` row that lists ``value``, or ``None``."""
+        return conn.execute(self.sql(), owner_params(identity, **{self.param: value})).fetchone()
+
+    def sync(self, conn: psycopg.Connection, identity: Identity, key_value: str, ids: Sequence[str]) -> None:
+        """Make the side table list exactly ``ids`` for the parent row ``key_value`` (an id listed by another row of
+        the same identity moves to this one: the latest write wins)."""
+        key = self.parent.key[0]
+        params = owner_params(identity, key=key_value, ids=list(ids))
+        conn.execute(
+            f"delete from memory.{self.table} where {OWNED} and {key} = %(key)s"
+            f" and not ({self.id_column} = any(%(ids)s::text[]))",
+            params,
+        )
+        if ids:
+            conn.execute(
+                f"insert into memory.{self.table} ({OWNER_COLUMNS}, {self.id_column}, {key})"
+                f" select {_OWNER_VALUES}, i, %(key)s from unnest(%(ids)s::text[]) as i"
+                f" on conflict ({OWNER_COLUMNS}, {self.id_column})"
+                f" do update set {key} = excluded.{key} where {self.table}.{key} <> excluded.{key}",
+                params,
+            )

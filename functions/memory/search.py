@@ -13,7 +13,6 @@ from fastapi import Query
 from psycopg.types import TypeInfo
 
 from soorma.functions.memory import vectors
-from soorma.functions.memory.owned import Row
 from soorma.functions.memory.vectors import Vector
 
 # HNSW search settings (pgvector >= 0.8): ef_search is the candidate list size (more = better recall, slower);
@@ -126,7 +125,7 @@ def nearest_sql(table: str, columns: str, where: str) -> str:
 
 def nearest(
     conn: psycopg.Connection, statement: str, params: dict[str, Any], limit: int, ef_search: int | None
-) -> list[tuple[Row, float]]:
+) -> list[tuple[dict[str, Any], float]]:
     """Run a :func:`nearest_sql` statement with the HNSW settings for ``limit``; ``(row, score)`` pairs, best first,
     where score is ``1 - cosine distance``."""
     use_vectors(conn)

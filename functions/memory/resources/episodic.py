@@ -55,7 +55,7 @@ class Interaction(OwnedReply):
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
-TABLE = OwnedTable("episodic_memory", key=("id",), json_columns=frozenset({"metadata"}))
+TABLE = OwnedTable("episodic_memory", "interaction", key=("id",), json_columns=frozenset({"metadata"}))
 EPISODIC_COLUMNS = "id, service_tenant_id, service_user_id, agent_id, role, content, metadata, created_at"
 
 

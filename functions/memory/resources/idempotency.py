@@ -38,7 +38,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field, field_validator
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
-from soorma.functions.memory.owned import OWNED, OwnedTable, Row, deleted, found, owner_params
+from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
 from soorma.functions.memory.wire import Body, Reply, Timestamp, check_text
 from soorma.identity import Identity
 
@@ -128,7 +128,7 @@ class RecordExists(Reply):
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
-TABLE = OwnedTable("idempotency_records", key=("key",))
+TABLE = OwnedTable("idempotency_records", "idempotency record", key=("key",))
 
 #: Expired records of the caller deleted by each create.
 PURGE_BATCH = 16
@@ -215,10 +215,7 @@ def get_idempotency_record(
     key: str = id_path("idempotency key"), caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> IdempotencyRecord:
     """The record (expired ones too) or 404."""
-    key = check_path(key, "key")
-    with res.db.transaction(caller) as conn:
-        row = TABLE.get(conn, caller, key=key)
-    return IdempotencyRecord.model_validate(found(row, f"idempotency record not found: {key}"))
+    return IdempotencyRecord.model_validate(TABLE.fetch(res.db, caller, key=key))
 
 
 @router.patch("/idempotency/{key}")
@@ -239,7 +236,4 @@ def delete_idempotency_record(
     key: str = id_path("idempotency key"), caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> None:
     """Delete the record; 404 when there was none."""
-    key = check_path(key, "key")
-    with res.db.transaction(caller) as conn:
-        count = TABLE.delete(conn, caller, key=key)
-    deleted(count, f"idempotency record not found: {key}")
+    TABLE.remove(res.db, caller, key=key)

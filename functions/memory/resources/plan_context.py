@@ -7,7 +7,7 @@ one of its correlation ids; 0005_memory_agents.sql).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Iterable, Optional
+from typing import Annotated, Any, ClassVar, Optional
 
 import psycopg
 from fastapi import APIRouter, Body as BodyParam, status
@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
-from soorma.functions.memory.owned import OWNED, OwnedTable, Row, deleted, found, owner_params
+from soorma.functions.memory.owned import Lookup, OwnedTable, Row, found
 from soorma.functions.memory.wire import (
     MAX_CORRELATION_IDS,
     Body,
@@ -81,9 +81,11 @@ class PlanContext(OwnedReply):
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
 TABLE = OwnedTable(
-    "plan_context", key=("plan_id",), json_columns=frozenset({"goal_data", "state", "correlation_ids"}),
+    "plan_context", "plan context", key=("plan_id",), json_columns=frozenset({"goal_data", "state", "correlation_ids"}),
     versioned=True,
 )
+#: The plan that lists a correlation id.
+BY_CORRELATION = Lookup("plan_correlations", "correlation_id", TABLE, param="cid")
 
 
 def upsert_plan_context(
@@ -93,7 +95,7 @@ def upsert_plan_context(
     version (the route answers 409). The correlation side table follows in the same transaction."""
     row = TABLE.upsert(conn, identity, fields, expected_version=expected_version)
     if row is not None:
-        _sync_correlations(conn, identity, row["plan_id"], row["correlation_ids"])
+        BY_CORRELATION.sync(conn, identity, row["plan_id"], row["correlation_ids"])
     return row
 
 
@@ -103,50 +105,23 @@ def update_plan_context(
     """Apply ``changes`` and bump the version; ``None`` when no row matched (missing, or another version)."""
     row = TABLE.update(conn, identity, {"plan_id": plan_id}, changes, expected_version=expected_version)
     if row is not None and "correlation_ids" in changes:
-        _sync_correlations(conn, identity, plan_id, row["correlation_ids"])
+        BY_CORRELATION.sync(conn, identity, plan_id, row["correlation_ids"])
     return row
 
 
 def by_correlation_sql() -> str:
-    """A primary-key probe of memory.plan_correlations, then a unique-key probe of memory.plan_context (parameters
-    ``pt, st, su, cid``)."""
-    return (
-        "select p.* from memory.plan_correlations c join memory.plan_context p"
-        " on p.platform_tenant_id = c.platform_tenant_id and p.service_tenant_id = c.service_tenant_id"
-        " and p.service_user_id = c.service_user_id and p.plan_id = c.plan_id"
-        " where c.platform_tenant_id = %(pt)s and c.service_tenant_id = %(st)s and c.service_user_id = %(su)s"
-        " and c.correlation_id = %(cid)s"
-    )
+    """:data:`BY_CORRELATION`'s statement (parameters ``pt, st, su, cid``)."""
+    return BY_CORRELATION.sql()
 
 
 def plan_by_correlation(conn: psycopg.Connection, identity: Identity, correlation_id: str) -> Row | None:
-    """The plan context that lists ``correlation_id``, or ``None``."""
-    return conn.execute(by_correlation_sql(), owner_params(identity, cid=correlation_id)).fetchone()
-
-
-def _sync_correlations(conn: psycopg.Connection, identity: Identity, plan_id: str, ids: Iterable[str]) -> None:
-    """Make memory.plan_correlations list exactly ``ids`` for this plan (an id claimed by another plan of the same
-    identity moves to this one: the latest write wins)."""
-    params = owner_params(identity, plan=plan_id, ids=list(ids))
-    conn.execute(
-        f"delete from memory.plan_correlations where {OWNED} and plan_id = %(plan)s"
-        " and not (correlation_id = any(%(ids)s::text[]))",
-        params,
-    )
-    if params["ids"]:
-        conn.execute(
-            "insert into memory.plan_correlations (platform_tenant_id, service_tenant_id, service_user_id,"
-            " correlation_id, plan_id) select %(pt)s, %(st)s, %(su)s, c, %(plan)s from unnest(%(ids)s::text[]) as c"
-            " on conflict (platform_tenant_id, service_tenant_id, service_user_id, correlation_id)"
-            " do update set plan_id = excluded.plan_id where plan_correlations.plan_id <> excluded.plan_id",
-            params,
-        )
+    """The caller's plan context that lists ``correlation_id``, or ``None``."""
+    return BY_CORRELATION.find(conn, identity, correlation_id)
 
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
 router = APIRouter(prefix=PREFIX)
-NOUN = "plan context"
 
 
 @router.post("/plan-context")
@@ -154,7 +129,7 @@ def store_plan_context(body: PlanContextCreate, caller: Identity = CALLER, res: 
     with res.db.transaction(caller) as conn:
         row = upsert_plan_context(conn, caller, body.model_dump(exclude={"version"}), body.version)
         if row is None:
-            raise TABLE.conflict(conn, caller, NOUN, body.version, plan_id=body.plan_id)
+            raise TABLE.conflict(conn, caller, body.version, plan_id=body.plan_id)
     return PlanContext.model_validate(row)
 
 
@@ -172,10 +147,7 @@ def get_plan_by_correlation(
 def get_plan_context(
     plan_id: str = id_path("plan id"), caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> PlanContext:
-    check_path(plan_id, "plan_id")
-    with res.db.transaction(caller) as conn:
-        row = TABLE.get(conn, caller, plan_id=plan_id)
-    return PlanContext.model_validate(found(row, f"{NOUN} not found: {plan_id}"))
+    return PlanContext.model_validate(TABLE.fetch(res.db, caller, plan_id=plan_id))
 
 
 @router.put("/plan-context/{plan_id}", name="update_plan_context")
@@ -189,13 +161,10 @@ def update_plan_context_route(
     with res.db.transaction(caller) as conn:
         row = update_plan_context(conn, caller, plan_id, body.changes(), body.version)
         if row is None:
-            raise TABLE.conflict(conn, caller, NOUN, body.version, plan_id=plan_id)
+            raise TABLE.conflict(conn, caller, body.version, plan_id=plan_id)
     return PlanContext.model_validate(row)
 
 
 @router.delete("/plan-context/{plan_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 def delete_plan_context(plan_id: str = id_path("plan id"), caller: Identity = CALLER, res: Resources = RESOURCES) -> None:
-    check_path(plan_id, "plan_id")
-    with res.db.transaction(caller) as conn:
-        count = TABLE.delete(conn, caller, plan_id=plan_id)  # memory.plan_correlations rows go with it (cascade)
-    deleted(count, f"{NOUN} not found: {plan_id}")
+    TABLE.remove(res.db, caller, plan_id=plan_id)  # its memory.plan_correlations rows go with it (on delete cascade)

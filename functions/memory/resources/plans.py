@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from pydantic import Field, model_validator
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
-from soorma.functions.memory.owned import OwnedTable, deleted, found
+from soorma.functions.memory.owned import OwnedTable
 from soorma.functions.memory.wire import (
     MAX_ID_CHARS,
     Body,
@@ -76,7 +76,7 @@ class Plan(OwnedReply):
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
 TABLE = OwnedTable(
-    "plans", key=("plan_id",), json_columns=frozenset({"goal_data"}), touch="updated_at = clock_timestamp()"
+    "plans", "plan", key=("plan_id",), json_columns=frozenset({"goal_data"}), touch="updated_at = clock_timestamp()"
 )
 
 # -- routes ----------------------------------------------------------------------------------------------------------
@@ -116,10 +116,7 @@ def list_plans(
 
 @router.get("/plans/{plan_id}")
 def get_plan(plan_id: str = id_path("plan id"), caller: Identity = CALLER, res: Resources = RESOURCES) -> Plan:
-    check_path(plan_id, "plan_id")
-    with res.db.transaction(caller) as conn:
-        row = TABLE.get(conn, caller, plan_id=plan_id)
-    return Plan.model_validate(found(row, f"plan not found: {plan_id}"))
+    return Plan.model_validate(TABLE.fetch(res.db, caller, plan_id=plan_id))
 
 
 @router.put("/plans/{plan_id}")
@@ -130,12 +127,11 @@ def update_plan(
     check_path(plan_id, "plan_id")
     with res.db.transaction(caller) as conn:
         row = TABLE.update(conn, caller, {"plan_id": plan_id}, body.changes())
-    return Plan.model_validate(found(row, f"plan not found: {plan_id}"))
+    if row is None:
+        raise TABLE.not_found({"plan_id": plan_id})
+    return Plan.model_validate(row)
 
 
 @router.delete("/plans/{plan_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 def delete_plan(plan_id: str = id_path("plan id"), caller: Identity = CALLER, res: Resources = RESOURCES) -> None:
-    check_path(plan_id, "plan_id")
-    with res.db.transaction(caller) as conn:
-        count = TABLE.delete(conn, caller, plan_id=plan_id)
-    deleted(count, f"plan not found: {plan_id}")
+    TABLE.remove(res.db, caller, plan_id=plan_id)

@@ -29,7 +29,7 @@ from soorma.functions.memory.common import (
     query_text,
     require_public_writer,
 )
-from soorma.functions.memory.owned import OWNER_COLUMNS, OwnedTable, Row, deleted, visible_owner
+from soorma.functions.memory.owned import OWNER_COLUMNS, OwnedTable, Row, visible_owner
 from soorma.functions.memory.search import content_hash, ef_search_query, nearest, nearest_sql, use_vectors
 from soorma.functions.memory.vectors import Vector
 from soorma.functions.memory.wire import (
@@ -102,7 +102,7 @@ class Procedure(OwnedReply):
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
-TABLE = OwnedTable("procedural_memory", key=("agent_id", "upsert_key"), json_columns=frozenset({"metadata"}))
+TABLE = OwnedTable("procedural_memory", "procedure", key=("agent_id", "upsert_key"), json_columns=frozenset({"metadata"}))
 PROCEDURAL_COLUMNS = (
     "id, service_tenant_id, service_user_id, agent_id, procedure_type, trigger_condition, content, external_id,"
     " is_public, metadata, created_at, updated_at"
@@ -205,7 +205,4 @@ def relevant_skills(
 def delete_procedure(
     procedure_id: str = id_path("procedure id"), caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> None:
-    procedure_id = check_uuid(procedure_id, "procedure id")
-    with res.db.transaction(caller) as conn:
-        count = TABLE.delete(conn, caller, id=uuid.UUID(procedure_id))
-    deleted(count, f"procedure not found: {procedure_id}")
+    TABLE.remove(res.db, caller, id=uuid.UUID(check_uuid(procedure_id, "procedure id")))

@@ -32,7 +32,7 @@ from soorma.functions.memory.common import (
     query_text,
     require_public_writer,
 )
-from soorma.functions.memory.owned import OWNER_COLUMNS, OwnedTable, Row, deleted, owner_params, visible_owner
+from soorma.functions.memory.owned import OWNER_COLUMNS, OwnedTable, Row, owner_params, visible_owner
 from soorma.functions.memory.search import (
     LOCAL_MODEL_ID,
     content_hash,
@@ -116,7 +116,7 @@ class KnowledgePage(Reply):
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
-TABLE = OwnedTable("semantic_memory", key=("id",))
+TABLE = OwnedTable("semantic_memory", "knowledge", key=("id",))
 
 SEMANTIC_COLUMNS = (
     "id, platform_tenant_id, service_tenant_id, service_user_id, content, external_id, is_public, metadata,"
@@ -357,7 +357,4 @@ def delete_knowledge(
 ) -> None:
     """Delete one of the caller's own passages (RLS: another identity's rows, public ones included, are not its to
     delete)."""
-    memory_id = check_uuid(memory_id, "knowledge id")
-    with res.db.transaction(caller) as conn:
-        count = TABLE.delete(conn, caller, id=uuid.UUID(memory_id))
-    deleted(count, f"knowledge not found: {memory_id}")
+    TABLE.remove(res.db, caller, id=uuid.UUID(check_uuid(memory_id, "knowledge id")))

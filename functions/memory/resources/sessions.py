@@ -13,8 +13,8 @@ from fastapi.responses import Response
 from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator
 
-from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
-from soorma.functions.memory.owned import OwnedTable, deleted, found
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
+from soorma.functions.memory.owned import OwnedTable
 from soorma.functions.memory.wire import Body, Id, JsonObjectOrEmpty, OwnedReply, RowId, Timestamp, check_text
 from soorma.identity import Identity
 
@@ -50,7 +50,7 @@ class Session(OwnedReply):
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
 # ``metadata`` is not a JSON column here: ``None`` (SQL null) means "keep the stored metadata", see create_session.
-TABLE = OwnedTable("sessions", key=("session_id",), touch="last_interaction = clock_timestamp()")
+TABLE = OwnedTable("sessions", "session", key=("session_id",), touch="last_interaction = clock_timestamp()")
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
@@ -96,17 +96,11 @@ def list_sessions(
 def get_session(
     session_id: str = id_path("session id"), caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> Session:
-    check_path(session_id, "session_id")
-    with res.db.transaction(caller) as conn:
-        row = TABLE.get(conn, caller, session_id=session_id)
-    return Session.model_validate(found(row, f"session not found: {session_id}"))
+    return Session.model_validate(TABLE.fetch(res.db, caller, session_id=session_id))
 
 
 @router.delete("/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 def delete_session(
     session_id: str = id_path("session id"), caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> None:
-    check_path(session_id, "session_id")
-    with res.db.transaction(caller) as conn:
-        count = TABLE.delete(conn, caller, session_id=session_id)
-    deleted(count, f"session not found: {session_id}")
+    TABLE.remove(res.db, caller, session_id=session_id)

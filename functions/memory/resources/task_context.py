@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
-from soorma.functions.memory.owned import OWNED, OwnedTable, Row, deleted, found, owner_params
+from soorma.functions.memory.owned import Lookup, OwnedTable, Row, found
 from soorma.functions.memory.wire import (
     MAX_SUB_TASKS,
     Body,
@@ -94,8 +94,11 @@ class TaskContext(OwnedReply):
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
 TABLE = OwnedTable(
-    "task_context", key=("task_id",), json_columns=frozenset({"data", "sub_tasks", "state"}), versioned=True
+    "task_context", "task context", key=("task_id",), json_columns=frozenset({"data", "sub_tasks", "state"}),
+    versioned=True,
 )
+#: The task that lists a sub-task (soorma-core scanned every task of the user in Python).
+BY_SUBTASK = Lookup("task_subtasks", "sub_task_id", TABLE, param="sub")
 
 
 def upsert_task(
@@ -105,7 +108,7 @@ def upsert_task(
     another version (the caller answers 409)."""
     row = TABLE.upsert(conn, identity, fields, expected_version=expected_version)
     if row is not None:
-        _sync_sub_tasks(conn, identity, row["task_id"], row["sub_tasks"])
+        BY_SUBTASK.sync(conn, identity, row["task_id"], row["sub_tasks"])
     return row
 
 
@@ -115,50 +118,23 @@ def update_task(
     """Apply ``changes`` and bump the version; ``None`` when no row matched (missing, or another version)."""
     row = TABLE.update(conn, identity, {"task_id": task_id}, changes, expected_version=expected_version)
     if row is not None and "sub_tasks" in changes:
-        _sync_sub_tasks(conn, identity, task_id, row["sub_tasks"])
+        BY_SUBTASK.sync(conn, identity, task_id, row["sub_tasks"])
     return row
 
 
 def by_subtask_sql() -> str:
-    """A primary-key probe of memory.task_subtasks, then a unique-key probe of memory.task_context (parameters
-    ``pt, st, su, sub``)."""
-    return (
-        "select t.* from memory.task_subtasks s join memory.task_context t"
-        " on t.platform_tenant_id = s.platform_tenant_id and t.service_tenant_id = s.service_tenant_id"
-        " and t.service_user_id = s.service_user_id and t.task_id = s.task_id"
-        " where s.platform_tenant_id = %(pt)s and s.service_tenant_id = %(st)s and s.service_user_id = %(su)s"
-        " and s.sub_task_id = %(sub)s"
-    )
+    """:data:`BY_SUBTASK`'s statement (parameters ``pt, st, su, sub``)."""
+    return BY_SUBTASK.sql()
 
 
 def task_by_subtask(conn: psycopg.Connection, identity: Identity, sub_task_id: str) -> Row | None:
-    """The task that lists ``sub_task_id`` (soorma-core scanned every task of the user in Python)."""
-    return conn.execute(by_subtask_sql(), owner_params(identity, sub=sub_task_id)).fetchone()
-
-
-def _sync_sub_tasks(conn: psycopg.Connection, identity: Identity, task_id: str, sub_tasks: list[str]) -> None:
-    """Make memory.task_subtasks list exactly ``sub_tasks`` for this task (a sub-task id listed by another task of
-    the same identity moves to this one: the latest delegation wins)."""
-    params = owner_params(identity, task=task_id, subs=list(sub_tasks))
-    conn.execute(
-        f"delete from memory.task_subtasks where {OWNED} and task_id = %(task)s"
-        " and not (sub_task_id = any(%(subs)s::text[]))",
-        params,
-    )
-    if sub_tasks:
-        conn.execute(
-            "insert into memory.task_subtasks (platform_tenant_id, service_tenant_id, service_user_id, sub_task_id,"
-            " task_id) select %(pt)s, %(st)s, %(su)s, s, %(task)s from unnest(%(subs)s::text[]) as s"
-            " on conflict (platform_tenant_id, service_tenant_id, service_user_id, sub_task_id)"
-            " do update set task_id = excluded.task_id where task_subtasks.task_id <> excluded.task_id",
-            params,
-        )
+    """The caller's task that lists ``sub_task_id``, or ``None``."""
+    return BY_SUBTASK.find(conn, identity, sub_task_id)
 
 
 # -- routes ----------------------------------------------------------------------------------------------------------
 
 router = APIRouter(prefix=PREFIX)
-NOUN = "task context"
 
 
 @router.post("/task-context")
@@ -166,7 +142,7 @@ def store_task_context(body: TaskContextCreate, caller: Identity = CALLER, res: 
     with res.db.transaction(caller) as conn:
         row = upsert_task(conn, caller, body.model_dump(exclude={"version"}), body.version)
         if row is None:
-            raise TABLE.conflict(conn, caller, NOUN, body.version, task_id=body.task_id)
+            raise TABLE.conflict(conn, caller, body.version, task_id=body.task_id)
     return TaskContext.model_validate(row)
 
 
@@ -184,10 +160,7 @@ def get_task_by_subtask(
 def get_task_context(
     task_id: str = id_path("task id"), caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> TaskContext:
-    check_path(task_id, "task_id")
-    with res.db.transaction(caller) as conn:
-        row = TABLE.get(conn, caller, task_id=task_id)
-    return TaskContext.model_validate(found(row, f"{NOUN} not found: {task_id}"))
+    return TaskContext.model_validate(TABLE.fetch(res.db, caller, task_id=task_id))
 
 
 @router.put("/task-context/{task_id}")
@@ -201,13 +174,10 @@ def update_task_context(
     with res.db.transaction(caller) as conn:
         row = update_task(conn, caller, task_id, body.changes(), body.version)
         if row is None:
-            raise TABLE.conflict(conn, caller, NOUN, body.version, task_id=task_id)
+            raise TABLE.conflict(conn, caller, body.version, task_id=task_id)
     return TaskContext.model_validate(row)
 
 
 @router.delete("/task-context/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
 def delete_task_context(task_id: str = id_path("task id"), caller: Identity = CALLER, res: Resources = RESOURCES) -> None:
-    check_path(task_id, "task_id")
-    with res.db.transaction(caller) as conn:
-        count = TABLE.delete(conn, caller, task_id=task_id)  # memory.task_subtasks rows go with it (cascade)
-    deleted(count, f"{NOUN} not found: {task_id}")
+    TABLE.remove(res.db, caller, task_id=task_id)  # its memory.task_subtasks rows go with it (on delete cascade)

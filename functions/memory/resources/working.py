@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
-from soorma.functions.memory.owned import OwnedTable, Row, found
+from soorma.functions.memory.owned import OwnedTable, Row
 from soorma.functions.memory.wire import Body, Deleted, JsonObject, OwnedReply, RowId, Timestamp, by_field, check_json
 from soorma.identity import Identity
 
@@ -56,7 +56,7 @@ class PlanKeysDeleted(Deleted):
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
-TABLE = OwnedTable("working_memory", key=("plan_id", "key"), json_columns=frozenset({"value"}))
+TABLE = OwnedTable("working_memory", "working memory", key=("plan_id", "key"), json_columns=frozenset({"value"}))
 
 Operation = Literal["increment", "append", "merge"]
 
@@ -164,9 +164,7 @@ def get_working(
     plan_id: str = id_path("plan id"), key: str = id_path("state key"), caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> WorkingValue:
-    with res.db.transaction(caller) as conn:
-        row = TABLE.get(conn, caller, **_checked(plan_id, key))
-    return WorkingValue.model_validate(found(row, f"working memory not found: {plan_id}/{key}"))
+    return WorkingValue.model_validate(TABLE.fetch(res.db, caller, plan_id=plan_id, key=key))
 
 
 @router.delete("/working/{plan_id}/{key}")
