@@ -60,9 +60,10 @@ class OwnedTable:
     """``memory.<name>``: rows of one identity, one row per ``key`` (columns besides the identity's); ``noun``
     names a row in error messages (``"task context"``).
 
-    ``json_columns`` are sent as ``jsonb`` (``None`` as JSON ``null``); ``versioned`` tables bump ``version`` on every write and take an expected
-    version (optimistic concurrency: a write whose expected version is not the stored one changes nothing);
-    ``touch`` is the assignment every write adds (the table's "last changed" column)."""
+    ``json_columns`` are sent as ``jsonb`` (``None`` as JSON ``null``); ``versioned`` tables bump ``version`` on
+    every write and take an expected version (optimistic concurrency: a write whose expected version is not the
+    stored one changes nothing); ``touch`` is the assignment every write adds (the table's "last changed" column);
+    ``lookup`` is kept listing the ids of the row's list column by every write."""
 
     name: str
     noun: str
@@ -70,6 +71,7 @@ class OwnedTable:
     json_columns: frozenset[str] = field(default_factory=frozenset)
     versioned: bool = False
     touch: str = "updated_at = now()"
+    lookup: Lookup | None = None
 
     def _params(self, identity: Identity, values: Mapping[str, Any]) -> dict[str, Any]:
         return owner_params(
@@ -170,7 +172,7 @@ class OwnedTable:
         assignments.append(self.touch)
         condition = where if where is not None else self._expected("r.") if self.versioned else None
         arbiter = conflict or f"({OWNER_COLUMNS}, {', '.join(self.key)})"
-        return conn.execute(
+        row: Row | None = conn.execute(
             f"insert into memory.{self.name} as r ({OWNER_COLUMNS}, {columns})"
             f" values ({_OWNER_VALUES}, {placeholders})"
             f" on conflict {arbiter} do update set {', '.join(assignments)}"
@@ -178,6 +180,9 @@ class OwnedTable:
             + f" returning {returning}",
             {**self._params(identity, values), "expected": expected_version, **(params or {})},
         ).fetchone()
+        if row is not None and self.lookup is not None:
+            self.lookup.sync(conn, identity, self, row)
+        return row
 
     def update(
         self,
@@ -195,11 +200,19 @@ class OwnedTable:
             assignments.append("version = version + 1")
         assignments.append(self.touch)
         condition = f" and {self._expected('')}" if self.versioned else ""
-        return conn.execute(
+        row: Row | None = conn.execute(
             f"update memory.{self.name} set {', '.join(assignments)} where {self._match(list(key))}{condition}"
             " returning *",
             {**self._params(identity, {**changes, **key}), "expected": expected_version},
         ).fetchone()
+        if row is not None and self.lookup is not None and self.lookup.list_column in changes:
+            self.lookup.sync(conn, identity, self, row)
+        return row
+
+    def find(self, conn: psycopg.Connection, identity: Identity, listed: str) -> Row | None:
+        """The caller's row whose :attr:`lookup` lists ``listed``, or ``None``."""
+        assert self.lookup is not None, f"memory.{self.name} has no lookup"
+        return conn.execute(self.lookup.sql(self), owner_params(identity, **{self.lookup.param: listed})).fetchone()
 
     # -- route side: HTTP answers --------------------------------------------------------------------------------
 
@@ -225,6 +238,41 @@ class OwnedTable:
             count = self.delete(conn, identity, **key)
         if not count:
             raise self.not_found(key)
+
+    def fetch_listed(self, db: Database, identity: Identity, listed: str) -> Row:
+        """:meth:`find` in a transaction of its own; 422 when ``listed`` holds NUL, 404 when no row lists it."""
+        assert self.lookup is not None, f"memory.{self.name} has no lookup"
+        check_path(listed, self.lookup.id_column)
+        with db.transaction(identity) as conn:
+            row = self.find(conn, identity, listed)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {self.noun} lists {self.lookup.what} {listed}")
+        return row
+
+    def store(self, db: Database, identity: Identity, values: Mapping[str, Any], expected_version: int | None) -> Row:
+        """:meth:`upsert` in a transaction of its own; 409 (or 404) from :meth:`conflict` when it changed nothing."""
+        with db.transaction(identity) as conn:
+            row = self.upsert(conn, identity, values, expected_version=expected_version)
+            if row is None:
+                raise self.conflict(conn, identity, expected_version, **{c: values[c] for c in self.key})
+        return row
+
+    def change(
+        self,
+        db: Database,
+        identity: Identity,
+        key: Mapping[str, Any],
+        changes: Mapping[str, Any],
+        expected_version: int | None = None,
+    ) -> Row:
+        """:meth:`update` in a transaction of its own; 422 when a key value holds NUL, 404 when there is no such
+        row, 409 when it has another version than ``expected_version``."""
+        _check_key(key)
+        with db.transaction(identity) as conn:
+            row = self.update(conn, identity, key, changes, expected_version=expected_version)
+            if row is None:
+                raise self.conflict(conn, identity, expected_version, **key) if self.versioned else self.not_found(key)
+        return row
 
     def conflict(
         self, conn: psycopg.Connection, identity: Identity, expected_version: int | None, **key: Any
@@ -252,34 +300,33 @@ def _check_key(key: Mapping[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class Lookup:
-    """A side table that finds a row of ``parent`` by any one of the ids the row lists (one side row per id, primary
-    key identity + ``id_column``, so a lookup is a primary-key probe and then a unique-key probe of ``parent``).
+    """A side table that finds a row by any one of the ids in its ``list_column``: one side row per id, primary key
+    identity + ``id_column``, so a lookup is a primary-key probe and then a unique-key probe of the parent table.
 
-    ``param`` is the statement parameter of the id looked up (besides ``pt, st, su``)."""
+    ``param`` is the statement parameter of the id looked up (besides ``pt, st, su``); ``what`` names such an id in
+    messages (``"sub-task"``)."""
 
     table: str
     id_column: str
-    parent: OwnedTable
+    list_column: str
     param: str
+    what: str
 
-    def sql(self) -> str:
+    def sql(self, parent: OwnedTable) -> str:
         """The lookup statement (parameters ``pt, st, su`` and :attr:`param`)."""
-        joined = " and ".join(f"p.{c} = s.{c}" for c in (*OWNER_COLUMNS.split(", "), self.parent.key[0]))
+        joined = " and ".join(f"p.{c} = s.{c}" for c in (*OWNER_COLUMNS.split(", "), parent.key[0]))
         return (
-            f"select p.* from memory.{self.table} s join memory.{self.parent.name} p on {joined}"
+            f"select p.* from memory.{self.table} s join memory.{parent.name} p on {joined}"
             " where s.platform_tenant_id = %(pt)s and s.service_tenant_id = %(st)s and s.service_user_id = %(su)s"
             f" and s.{self.id_column} = %({self.param})s"
         )
 
-    def find(self, conn: psycopg.Connection, identity: Identity, value: str) -> Row | None:
-        """The caller's ``parent`` row that lists ``value``, or ``None``."""
-        return conn.execute(self.sql(), owner_params(identity, **{self.param: value})).fetchone()
-
-    def sync(self, conn: psycopg.Connection, identity: Identity, key_value: str, ids: Sequence[str]) -> None:
-        """Make the side table list exactly ``ids`` for the parent row ``key_value`` (an id listed by another row of
-        the same identity moves to this one: the latest write wins)."""
-        key = self.parent.key[0]
-        params = owner_params(identity, key=key_value, ids=list(ids))
+    def sync(self, conn: psycopg.Connection, identity: Identity, parent: OwnedTable, row: Row) -> None:
+        """Make the side table list exactly ``row[list_column]`` for ``row`` (an id listed by another row of the same
+        identity moves to this one: the latest write wins)."""
+        key = parent.key[0]
+        ids = list(row[self.list_column])
+        params = owner_params(identity, key=row[key], ids=ids)
         conn.execute(
             f"delete from memory.{self.table} where {OWNED} and {key} = %(key)s"
             f" and not ({self.id_column} = any(%(ids)s::text[]))",

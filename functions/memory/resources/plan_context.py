@@ -14,8 +14,8 @@ from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import Response
 from pydantic import Field
 
-from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
-from soorma.functions.memory.owned import Lookup, OwnedTable, Row, found
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
+from soorma.functions.memory.owned import Lookup, OwnedTable, Row
 from soorma.functions.memory.wire import (
     MAX_CORRELATION_IDS,
     Body,
@@ -80,43 +80,24 @@ class PlanContext(OwnedReply):
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
+#: The plan that lists a correlation id.
+BY_CORRELATION = Lookup(
+    "plan_correlations", "correlation_id", list_column="correlation_ids", param="cid", what="correlation id"
+)
 TABLE = OwnedTable(
     "plan_context", "plan context", key=("plan_id",), json_columns=frozenset({"goal_data", "state", "correlation_ids"}),
-    versioned=True,
+    versioned=True, lookup=BY_CORRELATION,
 )
-#: The plan that lists a correlation id.
-BY_CORRELATION = Lookup("plan_correlations", "correlation_id", TABLE, param="cid")
-
-
-def upsert_plan_context(
-    conn: psycopg.Connection, identity: Identity, fields: dict[str, Any], expected_version: int | None
-) -> Row | None:
-    """Insert or overwrite a plan context; ``None`` when ``expected_version`` is given and the stored row has another
-    version (the route answers 409). The correlation side table follows in the same transaction."""
-    row = TABLE.upsert(conn, identity, fields, expected_version=expected_version)
-    if row is not None:
-        BY_CORRELATION.sync(conn, identity, row["plan_id"], row["correlation_ids"])
-    return row
-
-
-def update_plan_context(
-    conn: psycopg.Connection, identity: Identity, plan_id: str, changes: dict[str, Any], expected_version: int | None
-) -> Row | None:
-    """Apply ``changes`` and bump the version; ``None`` when no row matched (missing, or another version)."""
-    row = TABLE.update(conn, identity, {"plan_id": plan_id}, changes, expected_version=expected_version)
-    if row is not None and "correlation_ids" in changes:
-        BY_CORRELATION.sync(conn, identity, plan_id, row["correlation_ids"])
-    return row
 
 
 def by_correlation_sql() -> str:
-    """:data:`BY_CORRELATION`'s statement (parameters ``pt, st, su, cid``)."""
-    return BY_CORRELATION.sql()
+    """The by-correlation lookup statement (parameters ``pt, st, su, cid``)."""
+    return BY_CORRELATION.sql(TABLE)
 
 
 def plan_by_correlation(conn: psycopg.Connection, identity: Identity, correlation_id: str) -> Row | None:
     """The caller's plan context that lists ``correlation_id``, or ``None``."""
-    return BY_CORRELATION.find(conn, identity, correlation_id)
+    return TABLE.find(conn, identity, correlation_id)
 
 
 # -- routes ----------------------------------------------------------------------------------------------------------
@@ -126,21 +107,14 @@ router = APIRouter(prefix=PREFIX)
 
 @router.post("/plan-context")
 def store_plan_context(body: PlanContextCreate, caller: Identity = CALLER, res: Resources = RESOURCES) -> PlanContext:
-    with res.db.transaction(caller) as conn:
-        row = upsert_plan_context(conn, caller, body.model_dump(exclude={"version"}), body.version)
-        if row is None:
-            raise TABLE.conflict(conn, caller, body.version, plan_id=body.plan_id)
-    return PlanContext.model_validate(row)
+    return PlanContext.model_validate(TABLE.store(res.db, caller, body.model_dump(exclude={"version"}), body.version))
 
 
 @router.get("/plan-context/by-correlation/{correlation_id}", name="plan_by_correlation")
 def get_plan_by_correlation(
     correlation_id: str = id_path("correlation id"), caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> PlanContext:
-    check_path(correlation_id, "correlation_id")
-    with res.db.transaction(caller) as conn:
-        row = plan_by_correlation(conn, caller, correlation_id)
-    return PlanContext.model_validate(found(row, f"no plan context lists correlation id {correlation_id}"))
+    return PlanContext.model_validate(TABLE.fetch_listed(res.db, caller, correlation_id))
 
 
 @router.get("/plan-context/{plan_id}")
@@ -150,19 +124,12 @@ def get_plan_context(
     return PlanContext.model_validate(TABLE.fetch(res.db, caller, plan_id=plan_id))
 
 
-@router.put("/plan-context/{plan_id}", name="update_plan_context")
-def update_plan_context_route(
-    body: PlanContextUpdate = BodyParam(...),
-    plan_id: str = id_path("plan id"),
-    caller: Identity = CALLER,
+@router.put("/plan-context/{plan_id}")
+def update_plan_context(
+    body: PlanContextUpdate = BodyParam(...), plan_id: str = id_path("plan id"), caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> PlanContext:
-    check_path(plan_id, "plan_id")
-    with res.db.transaction(caller) as conn:
-        row = update_plan_context(conn, caller, plan_id, body.changes(), body.version)
-        if row is None:
-            raise TABLE.conflict(conn, caller, body.version, plan_id=plan_id)
-    return PlanContext.model_validate(row)
+    return PlanContext.model_validate(TABLE.change(res.db, caller, {"plan_id": plan_id}, body.changes(), body.version))
 
 
 @router.delete("/plan-context/{plan_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

@@ -124,12 +124,7 @@ def update_plan(
     body: PlanUpdate = BodyParam(...), plan_id: str = id_path("plan id"), caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> Plan:
-    check_path(plan_id, "plan_id")
-    with res.db.transaction(caller) as conn:
-        row = TABLE.update(conn, caller, {"plan_id": plan_id}, body.changes())
-    if row is None:
-        raise TABLE.not_found({"plan_id": plan_id})
-    return Plan.model_validate(row)
+    return Plan.model_validate(TABLE.change(res.db, caller, {"plan_id": plan_id}, body.changes()))
 
 
 @router.delete("/plans/{plan_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)

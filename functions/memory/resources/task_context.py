@@ -15,8 +15,8 @@ from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import Response
 from pydantic import Field
 
-from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
-from soorma.functions.memory.owned import Lookup, OwnedTable, Row, found
+from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
+from soorma.functions.memory.owned import Lookup, OwnedTable, Row
 from soorma.functions.memory.wire import (
     MAX_SUB_TASKS,
     Body,
@@ -93,43 +93,22 @@ class TaskContext(OwnedReply):
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
 
+#: The task that lists a sub-task (soorma-core scanned every task of the user in Python).
+BY_SUBTASK = Lookup("task_subtasks", "sub_task_id", list_column="sub_tasks", param="sub", what="sub-task")
 TABLE = OwnedTable(
     "task_context", "task context", key=("task_id",), json_columns=frozenset({"data", "sub_tasks", "state"}),
-    versioned=True,
+    versioned=True, lookup=BY_SUBTASK,
 )
-#: The task that lists a sub-task (soorma-core scanned every task of the user in Python).
-BY_SUBTASK = Lookup("task_subtasks", "sub_task_id", TABLE, param="sub")
-
-
-def upsert_task(
-    conn: psycopg.Connection, identity: Identity, fields: dict[str, Any], expected_version: int | None
-) -> Row | None:
-    """Insert or overwrite the task context; ``None`` when ``expected_version`` is given and the stored row has
-    another version (the caller answers 409)."""
-    row = TABLE.upsert(conn, identity, fields, expected_version=expected_version)
-    if row is not None:
-        BY_SUBTASK.sync(conn, identity, row["task_id"], row["sub_tasks"])
-    return row
-
-
-def update_task(
-    conn: psycopg.Connection, identity: Identity, task_id: str, changes: dict[str, Any], expected_version: int | None
-) -> Row | None:
-    """Apply ``changes`` and bump the version; ``None`` when no row matched (missing, or another version)."""
-    row = TABLE.update(conn, identity, {"task_id": task_id}, changes, expected_version=expected_version)
-    if row is not None and "sub_tasks" in changes:
-        BY_SUBTASK.sync(conn, identity, task_id, row["sub_tasks"])
-    return row
 
 
 def by_subtask_sql() -> str:
-    """:data:`BY_SUBTASK`'s statement (parameters ``pt, st, su, sub``)."""
-    return BY_SUBTASK.sql()
+    """The by-sub-task lookup statement (parameters ``pt, st, su, sub``)."""
+    return BY_SUBTASK.sql(TABLE)
 
 
 def task_by_subtask(conn: psycopg.Connection, identity: Identity, sub_task_id: str) -> Row | None:
     """The caller's task that lists ``sub_task_id``, or ``None``."""
-    return BY_SUBTASK.find(conn, identity, sub_task_id)
+    return TABLE.find(conn, identity, sub_task_id)
 
 
 # -- routes ----------------------------------------------------------------------------------------------------------
@@ -139,21 +118,14 @@ router = APIRouter(prefix=PREFIX)
 
 @router.post("/task-context")
 def store_task_context(body: TaskContextCreate, caller: Identity = CALLER, res: Resources = RESOURCES) -> TaskContext:
-    with res.db.transaction(caller) as conn:
-        row = upsert_task(conn, caller, body.model_dump(exclude={"version"}), body.version)
-        if row is None:
-            raise TABLE.conflict(conn, caller, body.version, task_id=body.task_id)
-    return TaskContext.model_validate(row)
+    return TaskContext.model_validate(TABLE.store(res.db, caller, body.model_dump(exclude={"version"}), body.version))
 
 
 @router.get("/task-context/by-subtask/{sub_task_id}")
 def get_task_by_subtask(
     sub_task_id: str = id_path("sub-task id"), caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> TaskContext:
-    check_path(sub_task_id, "sub_task_id")
-    with res.db.transaction(caller) as conn:
-        row = task_by_subtask(conn, caller, sub_task_id)
-    return TaskContext.model_validate(found(row, f"no task context lists sub-task {sub_task_id}"))
+    return TaskContext.model_validate(TABLE.fetch_listed(res.db, caller, sub_task_id))
 
 
 @router.get("/task-context/{task_id}")
@@ -170,12 +142,7 @@ def update_task_context(
     caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> TaskContext:
-    check_path(task_id, "task_id")
-    with res.db.transaction(caller) as conn:
-        row = update_task(conn, caller, task_id, body.changes(), body.version)
-        if row is None:
-            raise TABLE.conflict(conn, caller, body.version, task_id=task_id)
-    return TaskContext.model_validate(row)
+    return TaskContext.model_validate(TABLE.change(res.db, caller, {"task_id": task_id}, body.changes(), body.version))
 
 
 @router.delete("/task-context/{task_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
