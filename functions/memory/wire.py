@@ -175,6 +175,26 @@ class OwnedReply(Reply):
     user_id: Optional[str] = Field(validation_alias=AliasChoices("service_user_id", "userId", "user_id"))
 
 
+class EmbeddedReply(OwnedReply):
+    """A row of an embedded resource (semantic, episodic, procedural memory): its text and metadata, and on search
+    results its ``score`` (1 - cosine distance)."""
+
+    id: RowId
+    content: str
+    metadata: dict[str, Any]
+    created_at: Timestamp
+    score: Optional[float] = None
+
+
+class SharedReply(EmbeddedReply):
+    """An embedded row that may be public to the platform tenant (``tenantId``/``userId`` are ``null`` on another
+    identity's public row), upserted by its ``externalId`` when it has one."""
+
+    external_id: Optional[str]
+    is_public: bool
+    updated_at: Timestamp
+
+
 class Deleted(Reply):
     """A delete that answers 200 with what it did."""
 

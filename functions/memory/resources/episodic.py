@@ -17,17 +17,7 @@ from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources,
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
 from soorma.functions.memory.search import content_hash, ef_search_query, nearest, nearest_sql, use_vectors
 from soorma.functions.memory.vectors import Vector
-from soorma.functions.memory.wire import (
-    MAX_ID_CHARS,
-    Body,
-    Content,
-    Embedding,
-    Id,
-    JsonObject,
-    OwnedReply,
-    RowId,
-    Timestamp,
-)
+from soorma.functions.memory.wire import MAX_ID_CHARS, Body, Content, Embedding, EmbeddedReply, Id, JsonObject
 from soorma.identity import Identity
 
 # -- wire models -----------------------------------------------------------------------------------------------------
@@ -41,16 +31,11 @@ class EpisodicCreate(Body):
     embedding: Optional[Embedding] = None
 
 
-class Interaction(OwnedReply):
-    """One turn; ``score`` (1 - cosine distance) on search results."""
+class Interaction(EmbeddedReply):
+    """One turn of a conversation."""
 
-    id: RowId
     agent_id: str
     role: str
-    content: str
-    metadata: dict[str, Any]
-    created_at: Timestamp
-    score: Optional[float] = None
 
 
 # -- SQL -------------------------------------------------------------------------------------------------------------

@@ -30,16 +30,16 @@ as no record.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, get_args
+from typing import Annotated, Any, Literal, Optional, get_args
 
 import psycopg
 from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import JSONResponse, Response
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
-from soorma.functions.memory.wire import Body, Reply, Timestamp, check_text
+from soorma.functions.memory.wire import Body, Reply, Timestamp, by_field, check_text
 from soorma.identity import Identity
 
 # -- wire models -----------------------------------------------------------------------------------------------------
@@ -54,20 +54,16 @@ MAX_EPOCH_SECONDS = 10**12
 MAX_EPOCH_MILLIS = 10**15
 
 
-def _check_response_data(value: Optional[str]) -> Optional[str]:
-    if value is None:
-        return value
+def _check_response_data(value: str, what: str) -> str:
     if len(value.encode("utf-8")) > MAX_RESPONSE_DATA_BYTES:
-        raise ValueError(f"response_data is longer than {MAX_RESPONSE_DATA_BYTES} bytes (UTF-8)")
-    return check_text(value, "response_data")
+        raise ValueError(f"{what} is longer than {MAX_RESPONSE_DATA_BYTES} bytes (UTF-8)")
+    return check_text(value, what)
 
 
-def _check_hash(value: Optional[str]) -> Optional[str]:
-    if value is None:
-        return value
+def _check_hash(value: str, what: str) -> str:
     if len(value) > MAX_HASH_CHARS:
-        raise ValueError(f"payload_hash must be at most {MAX_HASH_CHARS} characters")
-    return check_text(value, "payload_hash")
+        raise ValueError(f"{what} must be at most {MAX_HASH_CHARS} characters")
+    return check_text(value, what)
 
 
 class _IdempotencyRecordBody(Body):
@@ -75,18 +71,8 @@ class _IdempotencyRecordBody(Body):
 
     status: RecordStatus
     expiry_timestamp: int = Field(..., ge=0, le=MAX_EPOCH_SECONDS, description="epoch seconds")
-    response_data: Optional[str] = None
-    payload_hash: Optional[str] = None
-
-    @field_validator("response_data")
-    @classmethod
-    def _response_data(cls, value: Optional[str]) -> Optional[str]:
-        return _check_response_data(value)
-
-    @field_validator("payload_hash")
-    @classmethod
-    def _payload_hash(cls, value: Optional[str]) -> Optional[str]:
-        return _check_hash(value)
+    response_data: Optional[Annotated[str, by_field(_check_response_data)]] = None
+    payload_hash: Optional[Annotated[str, by_field(_check_hash)]] = None
 
 
 class IdempotencyCreate(_IdempotencyRecordBody):

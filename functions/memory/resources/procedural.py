@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from typing import Any, Optional
+from typing import Optional
 
 import psycopg
 from fastapi import APIRouter, Query, status
@@ -33,16 +33,7 @@ from soorma.functions.memory.owned import OWNER_COLUMNS, OwnedTable, Row, visibl
 from soorma.functions.memory.search import content_hash, ef_search_query, nearest, nearest_sql, use_vectors
 from soorma.functions.memory.vectors import Vector
 from soorma.functions.memory.wire import (
-    MAX_ID_CHARS,
-    Body,
-    Content,
-    Embedding,
-    Id,
-    JsonObject,
-    OwnedReply,
-    RowId,
-    Timestamp,
-    check_content,
+    MAX_ID_CHARS, Body, Content, Embedding, Id, JsonObject, SharedReply, check_content,
 )
 from soorma.identity import Identity
 
@@ -84,20 +75,12 @@ class ProceduralCreate(Body):
         return self.trigger_condition or self.content
 
 
-class Procedure(OwnedReply):
-    """A procedure; ``tenantId``/``userId`` are ``null`` on another identity's public one; ``score`` on searches."""
+class Procedure(SharedReply):
+    """A skill, prompt or rule of an agent."""
 
-    id: RowId
     agent_id: str
     procedure_type: str
     trigger_condition: Optional[str]
-    content: str
-    external_id: Optional[str]
-    is_public: bool
-    metadata: dict[str, Any]
-    created_at: Timestamp
-    updated_at: Timestamp
-    score: Optional[float] = None
 
 
 # -- SQL -------------------------------------------------------------------------------------------------------------

@@ -43,19 +43,7 @@ from soorma.functions.memory.search import (
 )
 from soorma.functions.memory.vectors import Vector
 from soorma.functions.memory.wire import (
-    MAX_BATCH_ITEMS,
-    Body,
-    Content,
-    Embedding,
-    Id,
-    JsonObject,
-    OwnedReply,
-    Reply,
-    RowId,
-    Text,
-    Timestamp,
-    by_field,
-    check_json,
+    MAX_BATCH_ITEMS, Body, Content, Embedding, Id, JsonObject, Reply, SharedReply, Text, by_field, check_json,
 )
 from soorma.identity import Identity
 
@@ -87,18 +75,8 @@ class SemanticBatch(Body):
     items: list[SemanticCreate] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
 
 
-class Knowledge(OwnedReply):
-    """A passage; ``tenantId``/``userId`` are ``null`` on another identity's public passage; ``score`` (1 - cosine
-    distance) on search results."""
-
-    id: RowId
-    content: str
-    external_id: Optional[str]
-    is_public: bool
-    metadata: dict[str, Any]
-    created_at: Timestamp
-    updated_at: Timestamp
-    score: Optional[float] = None
+class Knowledge(SharedReply):
+    """A passage."""
 
 
 class StoredBatch(Reply):
