@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
-
-from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.memory import search
 from soorma.functions.memory.embeddings import (
     DIMENSIONS_ENV,
@@ -21,10 +20,11 @@ from soorma.functions.memory.embeddings import (
     model_id,
     provider_from_env,
 )
-from soorma.functions.memory.wire import MAX_CONTENT_BYTES, MAX_ID_CHARS
 from soorma.functions.memory.vectors import Vector, is_finite, is_zero, to_vector
-from soorma.identity import WRITER_ROLES, Identity
+from soorma.functions.memory.wire import MAX_CONTENT_BYTES, MAX_ID_CHARS
+from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity
+from soorma.identity import WRITER_ROLES, Identity
 
 #: Roles that may write public knowledge and public procedures (readable by every service tenant of the platform
 #: tenant). An end user (role ``user``) writes only private rows.

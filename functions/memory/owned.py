@@ -11,13 +11,13 @@ resource gives; :class:`Lookup` finds a row by any one of the ids it lists.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import psycopg
 from fastapi import HTTPException, status
 from psycopg.types.json import Jsonb
-
 from soorma.functions.memory.common import check_path
 from soorma.functions.shared.db import Database
 from soorma.identity import Identity

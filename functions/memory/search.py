@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import threading
 import weakref
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import psycopg
 from fastapi import Query
 from psycopg.types import TypeInfo
-
 from soorma.functions.memory import vectors
 from soorma.functions.memory.vectors import Vector
 
@@ -51,7 +51,7 @@ def search_settings(conn: psycopg.Connection, limit: int, ef_search: int | None 
 
 _vector_info: TypeInfo | None = None
 _vector_lock = threading.Lock()
-_registered: "weakref.WeakSet[psycopg.Connection]" = weakref.WeakSet()
+_registered: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
 
 
 def use_vectors(conn: psycopg.Connection) -> None:

@@ -6,8 +6,9 @@ docs/architecture.md "HTTP routes"). Each resource's own models are in :mod:`soo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Callable, ClassVar, Optional
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 from pydantic.alias_generators import to_camel
@@ -47,7 +48,7 @@ def check_json(value: Any, what: str, depth: int = 0) -> Any:
     return value
 
 
-def check_id(value: Optional[str], what: str) -> Optional[str]:
+def check_id(value: str | None, what: str) -> str | None:
     if value is None:
         return value
     if not value or len(value) > MAX_ID_CHARS:
@@ -55,7 +56,7 @@ def check_id(value: Optional[str], what: str) -> Optional[str]:
     return check_text(value, what)
 
 
-def check_embedding(value: Optional[list[float]]) -> Optional[list[float]]:
+def check_embedding(value: list[float] | None) -> list[float] | None:
     """A caller-supplied vector: finite numbers, not all zero (cosine distance is undefined for the zero vector). Its
     width is checked against ``SOORMA_EMBEDDING_DIMENSIONS`` by the route, which knows the setting."""
     if value is None:
@@ -83,7 +84,7 @@ class Body(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-def check_id_list(value: Optional[list[str]], what: str, most: int) -> Optional[list[str]]:
+def check_id_list(value: list[str] | None, what: str, most: int) -> list[str] | None:
     """At most ``most`` ids, each checked by :func:`check_id`; repeats dropped, order kept."""
     if value is None:
         return value
@@ -136,7 +137,7 @@ class PartialUpdate(Body):
 
     NOT_NULLABLE: ClassVar[frozenset[str]] = frozenset()
 
-    version: Optional[int] = Field(default=None, ge=0)
+    version: int | None = Field(default=None, ge=0)
 
     def changes(self) -> dict[str, Any]:
         """The columns to set: fields the caller sent, except ``version``; ``None`` clears only nullable ones."""
@@ -155,7 +156,7 @@ def _iso(value: Any) -> Any:
 
 
 #: A timestamp column on the wire: ISO 8601 as Python writes it (``2026-01-01T00:00:00.123456+00:00``).
-Timestamp = Annotated[Optional[str], BeforeValidator(_iso)]
+Timestamp = Annotated[str | None, BeforeValidator(_iso)]
 #: A ``uuid`` column on the wire: its text form.
 RowId = Annotated[str, BeforeValidator(str)]
 
@@ -171,8 +172,8 @@ class OwnedReply(Reply):
     """A row with its owner: ``tenantId``/``userId`` are its service tenant and user (columns ``service_tenant_id``,
     ``service_user_id``)."""
 
-    tenant_id: Optional[str] = Field(validation_alias=AliasChoices("service_tenant_id", "tenantId", "tenant_id"))
-    user_id: Optional[str] = Field(validation_alias=AliasChoices("service_user_id", "userId", "user_id"))
+    tenant_id: str | None = Field(validation_alias=AliasChoices("service_tenant_id", "tenantId", "tenant_id"))
+    user_id: str | None = Field(validation_alias=AliasChoices("service_user_id", "userId", "user_id"))
 
 
 class EmbeddedReply(OwnedReply):
@@ -183,14 +184,14 @@ class EmbeddedReply(OwnedReply):
     content: str
     metadata: dict[str, Any]
     created_at: Timestamp
-    score: Optional[float] = None
+    score: float | None = None
 
 
 class SharedReply(EmbeddedReply):
     """An embedded row that may be public to the platform tenant (``tenantId``/``userId`` are ``null`` on another
     identity's public row), upserted by its ``externalId`` when it has one."""
 
-    external_id: Optional[str]
+    external_id: str | None
     is_public: bool
     updated_at: Timestamp
 

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-
 from soorma.functions.memory.resources import (
     admin,
     episodic,

@@ -5,12 +5,11 @@ own platform tenant only)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal, Optional, get_args
+from typing import Literal, get_args
 
 import psycopg
 from fastapi import APIRouter, HTTPException, status
 from psycopg import sql
-
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.wire import Reply
 from soorma.identity import Identity
@@ -30,8 +29,8 @@ class Erased(Reply):
     success: bool = True
     scope: Scope
     platform_tenant_id: str
-    service_tenant_id: Optional[str]
-    service_user_id: Optional[str]
+    service_tenant_id: str | None
+    service_user_id: str | None
     deleted: dict[str, int]
     total: int
 

@@ -7,17 +7,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Query, status
 from pydantic import Field
-
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, query_text
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
 from soorma.functions.memory.search import content_hash, ef_search_query, nearest, nearest_sql, use_vectors
 from soorma.functions.memory.vectors import Vector
-from soorma.functions.memory.wire import MAX_ID_CHARS, Body, Content, Embedding, EmbeddedReply, Id, JsonObject
+from soorma.functions.memory.wire import MAX_ID_CHARS, Body, Content, EmbeddedReply, Embedding, Id, JsonObject
 from soorma.identity import Identity
 
 # -- wire models -----------------------------------------------------------------------------------------------------
@@ -28,7 +27,7 @@ class EpisodicCreate(Body):
     role: Literal["user", "assistant", "system", "tool"]
     content: Content
     metadata: JsonObject = Field(default_factory=dict)
-    embedding: Optional[Embedding] = None
+    embedding: Embedding | None = None
 
 
 class Interaction(EmbeddedReply):
@@ -120,7 +119,7 @@ def search_interactions(
     agent_id: str = Query(..., min_length=1, max_length=MAX_ID_CHARS),
     q: str = Query(..., description="search text"),
     limit: int = Query(5, ge=1, le=50),
-    ef_search: Optional[int] = ef_search_query(),
+    ef_search: int | None = ef_search_query(),
     caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> list[Interaction]:

@@ -30,13 +30,13 @@ as no record.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import psycopg
-from fastapi import APIRouter, Body as BodyParam, status
+from fastapi import APIRouter, status
+from fastapi import Body as BodyParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
-
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
 from soorma.functions.memory.wire import Body, Reply, Timestamp, by_field, check_text
@@ -71,15 +71,15 @@ class _IdempotencyRecordBody(Body):
 
     status: RecordStatus
     expiry_timestamp: int = Field(..., ge=0, le=MAX_EPOCH_SECONDS, description="epoch seconds")
-    response_data: Optional[Annotated[str, by_field(_check_response_data)]] = None
-    payload_hash: Optional[Annotated[str, by_field(_check_hash)]] = None
+    response_data: Annotated[str, by_field(_check_response_data)] | None = None
+    payload_hash: Annotated[str, by_field(_check_hash)] | None = None
 
 
 class IdempotencyCreate(_IdempotencyRecordBody):
     """``PUT /idempotency/{key}``: create the record unless a live one exists (Powertools' ``_put_record``)."""
 
     status: RecordStatus = "INPROGRESS"
-    in_progress_expiry_timestamp: Optional[int] = Field(None, ge=0, le=MAX_EPOCH_MILLIS,
+    in_progress_expiry_timestamp: int | None = Field(None, ge=0, le=MAX_EPOCH_MILLIS,
                                                         description="epoch milliseconds")
 
 
@@ -94,7 +94,7 @@ class IdempotencyRecord(Reply):
     key: str
     status: RecordStatus
     expiry_timestamp: int
-    in_progress_expiry_timestamp: Optional[int]
+    in_progress_expiry_timestamp: int | None
     response_data: str
     payload_hash: str
     created_at: Timestamp
@@ -103,7 +103,7 @@ class IdempotencyRecord(Reply):
 
 class LiveRecord(Reply):
     message: str
-    record: Optional[IdempotencyRecord] = None
+    record: IdempotencyRecord | None = None
 
 
 class RecordExists(Reply):

@@ -7,13 +7,13 @@ one of its correlation ids; 0005_memory_agents.sql).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Optional
+from typing import Annotated, Any, ClassVar
 
 import psycopg
-from fastapi import APIRouter, Body as BodyParam, status
+from fastapi import APIRouter, status
+from fastapi import Body as BodyParam
 from fastapi.responses import Response
 from pydantic import Field
-
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
 from soorma.functions.memory.owned import Lookup, OwnedTable, Row
 from soorma.functions.memory.wire import (
@@ -39,15 +39,15 @@ CorrelationIds = Annotated[list[str], id_list(MAX_CORRELATION_IDS)]
 
 class PlanContextCreate(Body):
     plan_id: Id
-    session_id: Optional[Id] = None
+    session_id: Id | None = None
     goal_event: Id
     goal_data: JsonObjectOrEmpty = Field(default_factory=dict)
-    response_event: Optional[Id] = None
+    response_event: Id | None = None
     state: JsonObjectOrEmpty = Field(default_factory=dict)
-    current_state: Optional[Id] = None
+    current_state: Id | None = None
     correlation_ids: Annotated[CorrelationIds, null_as(list)] = Field(default_factory=list)
     # Optimistic concurrency: when given, an existing row is only overwritten if it still has this version.
-    version: Optional[int] = Field(default=None, ge=0)
+    version: int | None = Field(default=None, ge=0)
 
 
 class PlanContextUpdate(PartialUpdate):
@@ -55,23 +55,23 @@ class PlanContextUpdate(PartialUpdate):
 
     NOT_NULLABLE: ClassVar[frozenset[str]] = frozenset({"goal_data", "state", "correlation_ids"})
 
-    session_id: Optional[Id] = None
-    goal_data: Optional[JsonObject] = None
-    response_event: Optional[Id] = None
-    state: Optional[JsonObject] = None
-    current_state: Optional[Id] = None
-    correlation_ids: Optional[CorrelationIds] = None
+    session_id: Id | None = None
+    goal_data: JsonObject | None = None
+    response_event: Id | None = None
+    state: JsonObject | None = None
+    current_state: Id | None = None
+    correlation_ids: CorrelationIds | None = None
 
 
 class PlanContext(OwnedReply):
     id: RowId
     plan_id: str
-    session_id: Optional[str]
+    session_id: str | None
     goal_event: str
     goal_data: dict[str, Any]
-    response_event: Optional[str]
+    response_event: str | None
     state: dict[str, Any]
-    current_state: Optional[str]
+    current_state: str | None
     correlation_ids: list[str]
     version: int
     created_at: Timestamp

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, get_args
+from typing import Any, Literal, get_args
 
-from fastapi import APIRouter, Body as BodyParam, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import Body as BodyParam
 from fastapi.responses import Response
 from pydantic import Field, model_validator
-
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable
 from soorma.functions.memory.wire import (
@@ -34,23 +34,23 @@ PLAN_STATUSES: tuple[str, ...] = get_args(PlanStatus)
 
 class PlanCreate(Body):
     plan_id: Id
-    session_id: Optional[Id] = None
+    session_id: Id | None = None
     goal_event: Id
     goal_data: JsonObjectOrEmpty = Field(default_factory=dict)
-    response_event: Optional[Id] = None
-    parent_plan_id: Optional[Id] = None
+    response_event: Id | None = None
+    parent_plan_id: Id | None = None
     status: PlanStatus = "running"
 
 
 class PlanUpdate(Body):
     """soorma-core's body is ``{status}``; ``goal_data`` and ``session_id`` may be changed too."""
 
-    status: Optional[PlanStatus] = None
-    goal_data: Optional[JsonObject] = None
-    session_id: Optional[Id] = None
+    status: PlanStatus | None = None
+    goal_data: JsonObject | None = None
+    session_id: Id | None = None
 
     @model_validator(mode="after")
-    def _something(self) -> "PlanUpdate":
+    def _something(self) -> PlanUpdate:
         if not self.changes():
             raise ValueError("nothing to update: give status, goal_data or session_id")
         return self
@@ -63,12 +63,12 @@ class PlanUpdate(Body):
 class Plan(OwnedReply):
     id: RowId
     plan_id: str
-    session_id: Optional[str]
+    session_id: str | None
     goal_event: str
     goal_data: dict[str, Any]
-    response_event: Optional[str]
+    response_event: str | None
     status: str
-    parent_plan_id: Optional[str]
+    parent_plan_id: str | None
     created_at: Timestamp
     updated_at: Timestamp
 
@@ -95,8 +95,8 @@ def create_plan(body: PlanCreate, caller: Identity = CALLER, res: Resources = RE
 
 @router.get("/plans")
 def list_plans(
-    status_filter: Optional[str] = Query(None, alias="status"),
-    session_id: Optional[str] = Query(None, min_length=1, max_length=MAX_ID_CHARS),
+    status_filter: str | None = Query(None, alias="status"),
+    session_id: str | None = Query(None, min_length=1, max_length=MAX_ID_CHARS),
     limit: int = Query(20, ge=1, le=100),
     caller: Identity = CALLER,
     res: Resources = RESOURCES,

@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from typing import Optional
 
 import psycopg
 from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 from pydantic import Field, field_validator
-
 from soorma.functions.memory.common import (
     CALLER,
     PREFIX,
@@ -33,7 +31,14 @@ from soorma.functions.memory.owned import OWNER_COLUMNS, OwnedTable, Row, visibl
 from soorma.functions.memory.search import content_hash, ef_search_query, nearest, nearest_sql, use_vectors
 from soorma.functions.memory.vectors import Vector
 from soorma.functions.memory.wire import (
-    MAX_ID_CHARS, Body, Content, Embedding, Id, JsonObject, SharedReply, check_content,
+    MAX_ID_CHARS,
+    Body,
+    Content,
+    Embedding,
+    Id,
+    JsonObject,
+    SharedReply,
+    check_content,
 )
 from soorma.identity import Identity
 
@@ -48,16 +53,16 @@ class ProceduralCreate(Body):
 
     agent_id: Id
     content: Content
-    trigger_condition: Optional[str] = None
+    trigger_condition: str | None = None
     procedure_type: str = "system_prompt"
-    external_id: Optional[Id] = None
+    external_id: Id | None = None
     is_public: bool = False
     metadata: JsonObject = Field(default_factory=dict)
-    embedding: Optional[Embedding] = None
+    embedding: Embedding | None = None
 
     @field_validator("trigger_condition")
     @classmethod
-    def _trigger(cls, value: Optional[str]) -> Optional[str]:
+    def _trigger(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         return check_content(value, "trigger_condition")
@@ -80,7 +85,7 @@ class Procedure(SharedReply):
 
     agent_id: str
     procedure_type: str
-    trigger_condition: Optional[str]
+    trigger_condition: str | None
 
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
@@ -173,7 +178,7 @@ def relevant_skills(
     agent_id: str = Query(..., min_length=1, max_length=MAX_ID_CHARS),
     q: str = Query(..., description="the task or situation"),
     limit: int = Query(3, ge=1, le=20),
-    ef_search: Optional[int] = ef_search_query(),
+    ef_search: int | None = ef_search_query(),
     caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> list[Procedure]:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Optional, Sequence
+from typing import Annotated, Any
 
 import psycopg
 from fastapi import APIRouter, HTTPException, Query, status
@@ -21,7 +22,6 @@ from fastapi.responses import Response
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import Field
-
 from soorma.functions.memory.common import (
     CALLER,
     PREFIX,
@@ -43,7 +43,17 @@ from soorma.functions.memory.search import (
 )
 from soorma.functions.memory.vectors import Vector
 from soorma.functions.memory.wire import (
-    MAX_BATCH_ITEMS, Body, Content, Embedding, Id, JsonObject, Reply, SharedReply, Text, by_field, check_json,
+    MAX_BATCH_ITEMS,
+    Body,
+    Content,
+    Embedding,
+    Id,
+    JsonObject,
+    Reply,
+    SharedReply,
+    Text,
+    by_field,
+    check_json,
 )
 from soorma.identity import Identity
 
@@ -52,14 +62,14 @@ from soorma.identity import Identity
 
 class SemanticCreate(Body):
     content: Content
-    external_id: Optional[Id] = None
+    external_id: Id | None = None
     is_public: bool = False
     metadata: JsonObject = Field(default_factory=dict)
     # soorma-core accepts tags and source; they are kept inside metadata (full_metadata)
-    tags: Optional[Annotated[list[str], by_field(check_json)]] = None
-    source: Optional[Text] = None
+    tags: Annotated[list[str], by_field(check_json)] | None = None
+    source: Text | None = None
     # A vector computed by the caller (same model and width as this deployment's); else the provider computes it.
-    embedding: Optional[Embedding] = None
+    embedding: Embedding | None = None
 
     def full_metadata(self) -> dict[str, Any]:
         """``metadata`` with ``tags`` and ``source`` added when given (keys already in ``metadata`` win)."""
@@ -89,7 +99,7 @@ class KnowledgePage(Reply):
 
     items: list[Knowledge]
     count: int
-    next_cursor: Optional[str]
+    next_cursor: str | None
 
 
 # -- SQL -------------------------------------------------------------------------------------------------------------
@@ -123,7 +133,7 @@ class SemanticItem:
     """One passage ready to upsert (content hashed, metadata merged). ``vector``/``model``: its embedding and the
     model that computed it (``CLIENT_MODEL_ID`` for a caller-supplied vector), filled before the upsert."""
 
-    __slots__ = ("content", "hash", "external_id", "is_public", "metadata", "vector", "model")
+    __slots__ = ("content", "external_id", "hash", "is_public", "metadata", "model", "vector")
 
     def __init__(
         self,
@@ -290,7 +300,7 @@ def query_knowledge(
     query: str = Query(..., description="search text"),
     limit: int = Query(5, ge=1, le=50),
     include_public: bool = Query(True),
-    ef_search: Optional[int] = ef_search_query(),
+    ef_search: int | None = ef_search_query(),
     caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> list[Knowledge]:
@@ -301,7 +311,7 @@ def query_knowledge(
 def search_knowledge(
     q: str = Query(..., description="search text"),
     limit: int = Query(5, ge=1, le=50),
-    ef_search: Optional[int] = ef_search_query(),
+    ef_search: int | None = ef_search_query(),
     caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> list[Knowledge]:
@@ -312,7 +322,7 @@ def search_knowledge(
 @router.get("/semantic")
 def list_knowledge(
     limit: int = Query(50, ge=1, le=200),
-    cursor: Optional[str] = Query(None, max_length=512),
+    cursor: str | None = Query(None, max_length=512),
     caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> KnowledgePage:

@@ -6,13 +6,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator
-
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
 from soorma.functions.memory.owned import OwnedTable
 from soorma.functions.memory.wire import Body, Id, JsonObjectOrEmpty, OwnedReply, RowId, Timestamp, check_text
@@ -25,12 +24,12 @@ MAX_NAME_CHARS = 1000
 
 class SessionCreate(Body):
     session_id: Id
-    name: Optional[str] = None
+    name: str | None = None
     metadata: JsonObjectOrEmpty = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
-    def _name(cls, value: Optional[str]) -> Optional[str]:
+    def _name(cls, value: str | None) -> str | None:
         if value is None:
             return value
         if len(value) > MAX_NAME_CHARS:
@@ -41,7 +40,7 @@ class SessionCreate(Body):
 class Session(OwnedReply):
     id: RowId
     session_id: str
-    name: Optional[str]
+    name: str | None
     metadata: dict[str, Any]
     created_at: Timestamp
     last_interaction: Timestamp

@@ -8,13 +8,13 @@ the caller expects to overwrite (409 when the stored row has another).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Optional
+from typing import Annotated, Any, ClassVar
 
 import psycopg
-from fastapi import APIRouter, Body as BodyParam, status
+from fastapi import APIRouter, status
+from fastapi import Body as BodyParam
 from fastapi.responses import Response
 from pydantic import Field
-
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
 from soorma.functions.memory.owned import Lookup, OwnedTable, Row
 from soorma.functions.memory.wire import (
@@ -40,19 +40,19 @@ DEFAULT_RESPONSE_TOPIC = "action-results"
 
 class TaskContextCreate(Body):
     task_id: Id
-    plan_id: Optional[Id] = None
+    plan_id: Id | None = None
     event_type: Id
-    response_event: Optional[Id] = None
+    response_event: Id | None = None
     response_topic: Annotated[Id, null_as(lambda: DEFAULT_RESPONSE_TOPIC)] = DEFAULT_RESPONSE_TOPIC
     data: JsonObjectOrEmpty = Field(default_factory=dict)
     sub_tasks: Annotated[SubTasks, null_as(list)] = Field(default_factory=list)
     state: JsonObjectOrEmpty = Field(default_factory=dict)
-    correlation_id: Optional[Id] = None
-    session_id: Optional[Id] = None
-    goal_id: Optional[Id] = None
-    trace_id: Optional[Id] = None
+    correlation_id: Id | None = None
+    session_id: Id | None = None
+    goal_id: Id | None = None
+    trace_id: Id | None = None
     # Optimistic concurrency: when given, an existing row is only overwritten if it still has this version.
-    version: Optional[int] = Field(default=None, ge=0)
+    version: int | None = Field(default=None, ge=0)
 
 
 class TaskContextUpdate(PartialUpdate):
@@ -60,32 +60,32 @@ class TaskContextUpdate(PartialUpdate):
 
     NOT_NULLABLE: ClassVar[frozenset[str]] = frozenset({"event_type", "response_topic", "data", "sub_tasks", "state"})
 
-    plan_id: Optional[Id] = None
-    event_type: Optional[Id] = None
-    response_event: Optional[Id] = None
-    response_topic: Optional[Id] = None
-    data: Optional[JsonObject] = None
-    sub_tasks: Optional[SubTasks] = None
-    state: Optional[JsonObject] = None
-    correlation_id: Optional[Id] = None
-    session_id: Optional[Id] = None
-    goal_id: Optional[Id] = None
-    trace_id: Optional[Id] = None
+    plan_id: Id | None = None
+    event_type: Id | None = None
+    response_event: Id | None = None
+    response_topic: Id | None = None
+    data: JsonObject | None = None
+    sub_tasks: SubTasks | None = None
+    state: JsonObject | None = None
+    correlation_id: Id | None = None
+    session_id: Id | None = None
+    goal_id: Id | None = None
+    trace_id: Id | None = None
 
 
 class TaskContext(OwnedReply):
     task_id: str
-    plan_id: Optional[str]
+    plan_id: str | None
     event_type: str
-    response_event: Optional[str]
+    response_event: str | None
     response_topic: str
     data: dict[str, Any]
     sub_tasks: list[str]
     state: dict[str, Any]
-    correlation_id: Optional[str]
-    session_id: Optional[str]
-    goal_id: Optional[str]
-    trace_id: Optional[str]
+    correlation_id: str | None
+    session_id: str | None
+    goal_id: str | None
+    trace_id: str | None
     version: int
     created_at: Timestamp
     updated_at: Timestamp

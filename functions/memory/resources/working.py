@@ -12,7 +12,6 @@ import psycopg
 from fastapi import APIRouter
 from psycopg.types.json import Jsonb
 from pydantic import Field
-
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable, Row
 from soorma.functions.memory.wire import Body, Deleted, JsonObject, OwnedReply, RowId, Timestamp, by_field, check_json
@@ -66,8 +65,10 @@ Operation = Literal["increment", "append", "merge"]
 _OPERATIONS: dict[str, tuple[str, str]] = {
     "increment": (
         "to_jsonb(%(operand)s::numeric)",
-        "to_jsonb((case when jsonb_typeof(r.value) = 'number' then r.value::numeric else 0 end)"
-        " + %(operand)s::numeric)",
+        (
+            "to_jsonb((case when jsonb_typeof(r.value) = 'number' then r.value::numeric else 0 end)"
+            " + %(operand)s::numeric)"
+        ),
     ),
     "append": (
         "%(operand)s::jsonb",

@@ -8,8 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-# The key format lives with the memory client (which reads it); re-exported here, where soorma-core had it.
-from ..clients.memory import GOAL_METADATA_KEY as GOAL_METADATA_KEY, goal_metadata_key
+from ..clients.memory import goal_metadata_key  # the key format lives with the client that reads it
 from ..errors import PlatformError
 from ..events import EventEnvelope, EventTopic
 from ..task_context import GoalContext

@@ -11,7 +11,8 @@ and outside handlers the API key's own identity applies. Method names and argume
 
 from __future__ import annotations
 
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import Field
@@ -139,7 +140,7 @@ class IdempotencyRecordExists(ConflictError):
     """409 from ``create_idempotency_record``: a live record holds the key. ``record`` is that record
     (:class:`IdempotencyRecord`), or ``None`` if it vanished before the service could read it."""
 
-    def __init__(self, error: ConflictError, record: "IdempotencyRecord | None") -> None:
+    def __init__(self, error: ConflictError, record: IdempotencyRecord | None) -> None:
         super().__init__(error.status, error.detail, method=error.method, url=error.url)
         self.record = record
 
