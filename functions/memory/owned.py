@@ -5,8 +5,8 @@ Every method takes a connection inside ``Database.transaction(identity)`` (so ro
 and the caller's :class:`~soorma.identity.Identity`. Statements also name the identity columns explicitly: RLS is
 the guarantee, the explicit predicates make the intended index obvious to the reader and the planner. Values of the
 table's JSON columns are sent as ``jsonb``. The route-side helpers (:meth:`OwnedTable.fetch`,
-:meth:`OwnedTable.remove`, :meth:`OwnedTable.conflict`, :func:`found`) turn "no row" into the HTTP answers every
-resource gives; :class:`Lookup` finds a row by any one of the ids it lists.
+:meth:`OwnedTable.remove`, :meth:`OwnedTable.store`, :meth:`OwnedTable.change`, ...) turn "no row" into the HTTP
+answers every resource gives; :class:`Lookup` finds a row by any one of the ids it lists.
 """
 
 from __future__ import annotations
@@ -46,13 +46,6 @@ def visible_owner(row: Row, identity: Identity) -> Row:
     if row["service_tenant_id"] == identity.service_tenant_id and row["service_user_id"] == identity.service_user_id:
         return row
     return {**row, "service_tenant_id": None, "service_user_id": None}
-
-
-def found(row: Row | None, message: str) -> Row:
-    """``row``, or a 404 with ``message`` when there is none."""
-    if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, message)
-    return row
 
 
 @dataclass(frozen=True)

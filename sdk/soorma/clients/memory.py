@@ -56,20 +56,14 @@ class InteractionRecord(WireModel):
     score: float | None = None
 
 
-class ProcedureRecord(WireModel):
-    """A procedural-memory entry (skill, prompt, rule); ``score`` on ``get_relevant_skills`` results."""
+class ProcedureRecord(KnowledgeItem):
+    """A procedural-memory entry (skill, prompt, rule): a :class:`~soorma.models.KnowledgeItem` of one agent (the
+    server answers both from the same embedded, optionally public row shape); ``score`` on ``get_relevant_skills``
+    results."""
 
-    id: str
     agent_id: str
     procedure_type: str = "system_prompt"
     trigger_condition: str | None = None
-    content: str
-    external_id: str | None = None
-    is_public: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    created_at: str | None = None
-    updated_at: str | None = None
-    score: float | None = None
 
 
 class PlanContextRecord(WireModel):
