@@ -19,6 +19,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
 from soorma.functions.memory.common import PUBLIC_WRITERS, Resources
 from soorma.functions.memory.embeddings import EmbeddingError, EmbeddingProvider
 from soorma.functions.memory.resources import ROUTERS

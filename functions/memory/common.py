@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Depends, HTTPException, Path, Request, status
+
 from soorma.functions.memory import search
 from soorma.functions.memory.embeddings import (
     DIMENSIONS_ENV,

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from fastapi import HTTPException, status
 from psycopg.types.json import Jsonb
+
 from soorma.functions.memory.common import check_path
 from soorma.functions.shared.db import Database
 from soorma.identity import Identity

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from fastapi import Query
 from psycopg.types import TypeInfo
+
 from soorma.functions.memory import vectors
 from soorma.functions.memory.vectors import Vector
 

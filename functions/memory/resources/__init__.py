@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+
 from soorma.functions.memory.resources import (
     admin,
     episodic,

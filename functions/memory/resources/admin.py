@@ -10,6 +10,7 @@ from typing import Literal, get_args
 import psycopg
 from fastapi import APIRouter, HTTPException, status
 from psycopg import sql
+
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.wire import Reply
 from soorma.identity import Identity

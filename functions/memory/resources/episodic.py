@@ -12,6 +12,7 @@ from typing import Any, Literal
 import psycopg
 from fastapi import APIRouter, Query, status
 from pydantic import Field
+
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, query_text
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
 from soorma.functions.memory.search import content_hash, ef_search_query, nearest, nearest_sql, use_vectors

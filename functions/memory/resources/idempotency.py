@@ -37,6 +37,7 @@ from fastapi import APIRouter, status
 from fastapi import Body as BodyParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
+
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
 from soorma.functions.memory.wire import Body, Reply, Timestamp, by_field, check_text

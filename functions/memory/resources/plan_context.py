@@ -14,6 +14,7 @@ from fastapi import APIRouter, status
 from fastapi import Body as BodyParam
 from fastapi.responses import Response
 from pydantic import Field
+
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
 from soorma.functions.memory.owned import Lookup, OwnedTable, Row
 from soorma.functions.memory.wire import (

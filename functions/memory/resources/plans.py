@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Body as BodyParam
 from fastapi.responses import Response
 from pydantic import Field, model_validator
+
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable
 from soorma.functions.memory.wire import (

@@ -16,6 +16,7 @@ import psycopg
 from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 from pydantic import Field, field_validator
+
 from soorma.functions.memory.common import (
     CALLER,
     PREFIX,

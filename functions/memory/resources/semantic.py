@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import Field
+
 from soorma.functions.memory.common import (
     CALLER,
     PREFIX,

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, status
 from fastapi.responses import Response
 from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator
+
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
 from soorma.functions.memory.owned import OwnedTable
 from soorma.functions.memory.wire import Body, Id, JsonObjectOrEmpty, OwnedReply, RowId, Timestamp, check_text

@@ -12,6 +12,7 @@ import psycopg
 from fastapi import APIRouter
 from psycopg.types.json import Jsonb
 from pydantic import Field
+
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, id_path
 from soorma.functions.memory.owned import OwnedTable, Row
 from soorma.functions.memory.wire import Body, Deleted, JsonObject, OwnedReply, RowId, Timestamp, by_field, check_json
