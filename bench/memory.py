@@ -4,7 +4,7 @@
   ``POST /v1/memory/semantic/batch`` (the Lambda handler, API Gateway v2 events): embedding + insert + HNSW
   maintenance, ``ingest_passages_per_s`` (median of batches); ``embed_passages_per_s`` is the model alone.
 * **Vector search** at 10,000 and 100,000 vectors of 384 dimensions, in ``memory.semantic_memory`` with the
-  migration's HNSW index, searched through ``store.search_semantic`` (the route's SQL, as role ``soorma_app`` under
+  migration's HNSW index, searched through ``semantic.search_semantic`` (the route's SQL, as role ``soorma_app`` under
   row-level security, minus the HTTP layer and the query's embedding): latency p50/p99 and recall@10 against exact
   search (numpy brute force over the rows the caller may see).
 
@@ -257,22 +257,23 @@ def exact_top(vectors: np.ndarray, mask: np.ndarray, query: np.ndarray, k: int) 
 
 
 def measure(db, who, vectors, mask, queries, include_public: bool, ef: int, k: int = 10) -> dict:
-    from soorma.functions.memory import store
+    from soorma.functions.memory import search
+    from soorma.functions.memory.resources import semantic
 
     latencies, recalls, plans = [], [], set()
     with db.transaction(who) as conn:  # warm the connection and the index pages
-        store.use_vectors(conn)
+        search.use_vectors(conn)
         for q in queries[:20]:
-            store.search_semantic(conn, who, q, k, include_public, ef)
-        store.search_settings(conn, k, ef)
+            semantic.search_semantic(conn, who, q, k, include_public, ef)
+        search.search_settings(conn, k, ef)
         plan = "\n".join(r["QUERY PLAN"] for r in conn.execute(
-            "explain " + store.search_sql(include_public), {"q": queries[0], "limit": k}).fetchall())
+            "explain " + semantic.search_sql(include_public), {"q": queries[0], "limit": k}).fetchall())
         plans.add("hnsw" if "semantic_memory_embedding_hnsw" in plan else
                   "seq" if "Seq Scan" in plan else "btree+sort")
     for q in queries:
         with db.transaction(who) as conn:
             start = time.perf_counter()
-            found = store.search_semantic(conn, who, q, k, include_public, ef)
+            found = semantic.search_semantic(conn, who, q, k, include_public, ef)
             latencies.append((time.perf_counter() - start) * 1000)
         got = {int(row["content"].split()[1]) for row, _ in found}
         recalls.append(len(got & exact_top(vectors, mask, q, k)) / k)
@@ -361,7 +362,7 @@ def main() -> None:
             result["search"] = [bench_search(owner_dsn, n, args.queries, efs, "clustered", args.noise) for n in sizes]
             if args.random:
                 result["search"].append(bench_search(owner_dsn, max(sizes), args.queries, efs, "random", args.noise))
-            from soorma.functions.memory.store import EF_SEARCH_DEFAULT
+            from soorma.functions.memory.search import EF_SEARCH_DEFAULT
 
             # the figures at the function's default ef_search (64 for limit 10), per size and data set
             result["at_default_ef_search"] = {

@@ -1,15 +1,17 @@
-"""What the memory function's route modules share: the app's resources (database, embedding provider), path and
-query checks, and the embedding step (caller-supplied vectors checked, stored vectors reused by content hash, the
-rest computed in one batch)."""
+"""What the memory function's resource modules share: the app's resources (database, embedding provider) and the
+route dependencies that give them (``RESOURCES``, ``CALLER``), path and query checks, and the embedding step
+(caller-supplied vectors checked, stored vectors reused by content hash, the rest computed in one batch)."""
 
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+import uuid
+from collections.abc import Sequence
+from typing import Any
 
-from fastapi import Depends, HTTPException, Path, status
+from fastapi import Depends, HTTPException, Path, Request, status
 
-from soorma.functions.memory import store
+from soorma.functions.memory import search
 from soorma.functions.memory.embeddings import (
     DIMENSIONS_ENV,
     EmbeddingError,
@@ -19,8 +21,8 @@ from soorma.functions.memory.embeddings import (
     model_id,
     provider_from_env,
 )
-from soorma.functions.memory.models import MAX_CONTENT_BYTES, MAX_ID_CHARS
 from soorma.functions.memory.vectors import Vector, is_finite, is_zero, to_vector
+from soorma.functions.memory.wire import MAX_CONTENT_BYTES, MAX_ID_CHARS
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity
 from soorma.identity import WRITER_ROLES, Identity
@@ -28,6 +30,9 @@ from soorma.identity import WRITER_ROLES, Identity
 #: Roles that may write public knowledge and public procedures (readable by every service tenant of the platform
 #: tenant). An end user (role ``user``) writes only private rows.
 PUBLIC_WRITERS = WRITER_ROLES
+
+#: The path prefix of every memory route.
+PREFIX = "/v1/memory"
 
 #: The routes' ``caller`` parameter: the authorizer's identity (:func:`soorma.functions.shared.service.current_identity`).
 CALLER = Depends(current_identity)
@@ -126,13 +131,13 @@ class Resources:
                         status.HTTP_422_UNPROCESSABLE_CONTENT,
                         "embedding is the zero vector once stored as float32 (its values are all below about 1e-45)",
                     )
-                out[i] = (stored, store.CLIENT_MODEL_ID)
+                out[i] = (stored, search.CLIENT_MODEL_ID)
         need = [i for i in range(len(texts)) if out[i] is None]
         if need:
             model = self.model
-            hashes = {i: store.content_hash(texts[i]) for i in need}
+            hashes = {i: search.content_hash(texts[i]) for i in need}
             with self.db.transaction(caller) as conn:
-                known = store.existing_embeddings(conn, hashes.values(), model)
+                known = search.existing_embeddings(conn, hashes.values(), model)
             missing: dict[str, str] = {}
             for i in need:
                 if hashes[i] not in known:
@@ -149,19 +154,30 @@ class Resources:
         return vector
 
 
-def id_path(what: str):
+def app_resources(request: Request) -> Resources:
+    """FastAPI dependency: the memory app's :class:`Resources` (set by ``create_app``)."""
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+#: The routes' ``res`` parameter: the app's :class:`Resources`.
+RESOURCES = Depends(app_resources)
+
+
+def id_path(what: str) -> Any:
+    """A path parameter that is an id: 1 to ``MAX_ID_CHARS`` characters."""
     return Path(..., min_length=1, max_length=MAX_ID_CHARS, description=what)
 
 
 def check_path(value: str, what: str) -> str:
+    """``value`` unless it holds NUL (422: PostgreSQL text cannot store it)."""
     if "\x00" in value:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} must not contain NUL characters")
     return value
 
 
 def check_uuid(value: str, what: str) -> str:
-    import uuid
-
+    """``value`` in the canonical text form of a UUID (422 when it is not one)."""
     try:
         return str(uuid.UUID(value))
     except ValueError:
@@ -169,6 +185,7 @@ def check_uuid(value: str, what: str) -> str:
 
 
 def query_text(value: str, what: str) -> str:
+    """A search text: not blank, at most ``MAX_CONTENT_BYTES`` (UTF-8), no NUL (422 otherwise)."""
     if not value.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} must not be empty")
     if len(value.encode("utf-8")) > MAX_CONTENT_BYTES:
@@ -177,5 +194,6 @@ def query_text(value: str, what: str) -> str:
 
 
 def require_public_writer(caller: Identity, is_public: bool, what: str) -> None:
+    """403 when a caller whose role may not write public rows writes one."""
     if is_public and caller.role not in PUBLIC_WRITERS:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {caller.role!r} may not write public {what} (is_public=true)")

@@ -20,7 +20,8 @@ import math
 import struct
 import sys
 from array import array
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format

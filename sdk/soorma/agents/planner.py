@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..clients.memory import goal_metadata_key  # the key format lives with the client that reads it
 from ..errors import PlatformError
 from ..events import EventEnvelope, EventTopic
 from ..task_context import GoalContext
@@ -25,13 +26,6 @@ TransitionHandler = Callable[[EventEnvelope, "PlatformContext", "PlanContext", "
 
 ACTION_REQUESTS = EventTopic.ACTION_REQUESTS.value
 ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
-
-#: Working-memory key (in plan ``correlation_id``) of a goal's routing metadata, as soorma-core stores it.
-GOAL_METADATA_KEY = "_soorma:goal:{correlation_id}"
-
-
-def goal_metadata_key(correlation_id: str) -> str:
-    return GOAL_METADATA_KEY.format(correlation_id=correlation_id)
 
 
 async def get_goal_metadata(

@@ -11,7 +11,8 @@ and outside handlers the API key's own identity applies. Method names and argume
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import Field
@@ -23,9 +24,24 @@ from ._http import HttpClient
 DEFAULT_PLAN_ID = "default"
 _PREFIX = "/v1/memory"
 
+#: Working-memory key (in plan ``correlation_id``) of a goal's routing metadata, as soorma-core stores it (written by
+#: :class:`soorma.agents.planner.Planner`, read by :meth:`MemoryClient.get_goal_metadata`).
+GOAL_METADATA_KEY = "_soorma:goal:{correlation_id}"
 
-def _seg(value: str) -> str:
-    return quote(str(value), safe="")
+
+def goal_metadata_key(correlation_id: str) -> str:
+    """The working-memory key of the goal ``correlation_id``'s routing metadata (:data:`GOAL_METADATA_KEY`)."""
+    return GOAL_METADATA_KEY.format(correlation_id=correlation_id)
+
+
+def _path(*segments: str) -> str:
+    """``/v1/memory/<segment>/...``, each segment made path-safe (``/`` and ``%`` in an id are escaped)."""
+    return _PREFIX + "".join("/" + quote(str(segment), safe="") for segment in segments)
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields that are not ``None`` (what an optional part of a request body sends)."""
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 class InteractionRecord(WireModel):
@@ -40,20 +56,14 @@ class InteractionRecord(WireModel):
     score: float | None = None
 
 
-class ProcedureRecord(WireModel):
-    """A procedural-memory entry (skill, prompt, rule); ``score`` on ``get_relevant_skills`` results."""
+class ProcedureRecord(KnowledgeItem):
+    """A procedural-memory entry (skill, prompt, rule): a :class:`~soorma.models.KnowledgeItem` of one agent (the
+    server answers both from the same embedded, optionally public row shape); ``score`` on ``get_relevant_skills``
+    results."""
 
-    id: str
     agent_id: str
     procedure_type: str = "system_prompt"
     trigger_condition: str | None = None
-    content: str
-    external_id: str | None = None
-    is_public: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    created_at: str | None = None
-    updated_at: str | None = None
-    score: float | None = None
 
 
 class PlanContextRecord(WireModel):
@@ -124,9 +134,12 @@ class IdempotencyRecordExists(ConflictError):
     """409 from ``create_idempotency_record``: a live record holds the key. ``record`` is that record
     (:class:`IdempotencyRecord`), or ``None`` if it vanished before the service could read it."""
 
-    def __init__(self, error: ConflictError, record: "IdempotencyRecord | None") -> None:
+    def __init__(self, error: ConflictError, record: IdempotencyRecord | None) -> None:
         super().__init__(error.status, error.detail, method=error.method, url=error.url)
         self.record = record
+
+
+_Model = TypeVar("_Model", bound=WireModel)
 
 
 class MemoryClient(HttpClient):
@@ -136,12 +149,49 @@ class MemoryClient(HttpClient):
     Raises :class:`soorma.errors.PlatformError` on error statuses other than the documented 404 cases.
     """
 
+    # --- one helper per shape of answer ----------------------------------------------------------------------------
+    async def _one(
+        self,
+        model: type[_Model],
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        tenant_id: str | None,
+        user_id: str | None,
+    ) -> _Model:
+        """The answer as ``model`` (an empty answer as ``{}``); every error status raises (404 included)."""
+        result = await self._request(method, path, json=json, params=params, tenant_id=tenant_id, user_id=user_id)
+        return model.model_validate(result or {})
+
+    async def _optional(
+        self, model: type[_Model], method: str, path: str, *, json: Any = None, tenant_id: str | None,
+        user_id: str | None,
+    ) -> _Model | None:
+        """The answer as ``model``, or ``None`` on 404 (or an empty answer)."""
+        result = await self._request(method, path, json=json, tenant_id=tenant_id, user_id=user_id, not_found=None)
+        return model.model_validate(result) if result else None
+
+    async def _list(
+        self, model: type[_Model], method: str, path: str, params: Mapping[str, Any], *, tenant_id: str | None,
+        user_id: str | None,
+    ) -> list[_Model]:
+        """The answer, a JSON array, as a list of ``model`` (``params`` that are ``None`` are not sent)."""
+        rows = await self._request(method, path, params=params, tenant_id=tenant_id, user_id=user_id)
+        return [model.model_validate(row) for row in rows or []]
+
+    async def _delete(self, path: str, *, tenant_id: str | None, user_id: str | None) -> bool:
+        """``DELETE path``: ``True`` when something was deleted, ``False`` on 404."""
+        result = await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False)
+        return result is not False
+
     # --- working memory (plan-scoped key/value) ------------------------------------------------------------------
     async def store(
         self, key: str, value: Any, plan_id: str | None = None, tenant_id: str | None = None, user_id: str | None = None
     ) -> bool:
         """Set ``key`` in plan ``plan_id`` (default ``"default"``) to a JSON value. Returns ``True``."""
-        path = f"{_PREFIX}/working/{_seg(plan_id or DEFAULT_PLAN_ID)}/{_seg(key)}"
+        path = _path("working", plan_id or DEFAULT_PLAN_ID, key)
         await self._request("PUT", path, json={"value": value}, tenant_id=tenant_id, user_id=user_id)
         return True
 
@@ -149,7 +199,7 @@ class MemoryClient(HttpClient):
         self, key: str, plan_id: str | None = None, tenant_id: str | None = None, user_id: str | None = None
     ) -> Any:
         """The stored value, or ``None`` when the key is not set."""
-        path = f"{_PREFIX}/working/{_seg(plan_id or DEFAULT_PLAN_ID)}/{_seg(key)}"
+        path = _path("working", plan_id or DEFAULT_PLAN_ID, key)
         body = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
         return body.get("value") if isinstance(body, dict) else None
 
@@ -159,13 +209,11 @@ class MemoryClient(HttpClient):
         """Delete one key (soorma-core's argument order); ``False`` if it was not set."""
         if key is None:
             raise ValueError("delete_key needs key=...; use cleanup_plan(plan_id) to drop a whole plan")
-        path = f"{_PREFIX}/working/{_seg(plan_id)}/{_seg(key)}"
-        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+        return await self._delete(_path("working", plan_id, key), tenant_id=tenant_id, user_id=user_id)
 
     async def cleanup_plan(self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
         """Delete every key of a plan (``DELETE /working/{plan_id}``); ``False`` if the plan had none."""
-        path = f"{_PREFIX}/working/{_seg(plan_id)}"
-        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+        return await self._delete(_path("working", plan_id), tenant_id=tenant_id, user_id=user_id)
 
     # --- semantic memory -----------------------------------------------------------------------------------------
     async def store_knowledge(
@@ -179,11 +227,10 @@ class MemoryClient(HttpClient):
         is_public: bool = False,
     ) -> str:
         """Upsert one fact (embedded server side); returns its id."""
-        body = {"content": content, "metadata": dict(metadata or {}), "is_public": is_public}
-        if external_id is not None:
-            body["external_id"] = external_id
-        result = await self._request("POST", f"{_PREFIX}/semantic", json=body, tenant_id=tenant_id, user_id=user_id)
-        return str(result["id"])
+        body = {"content": content, "metadata": dict(metadata or {}), "is_public": is_public,
+                **_given(external_id=external_id)}
+        stored = await self._request("POST", _path("semantic"), json=body, tenant_id=tenant_id, user_id=user_id)
+        return str(stored["id"])
 
     async def store_knowledge_batch(
         self,
@@ -194,10 +241,9 @@ class MemoryClient(HttpClient):
         """Upsert many facts in one call (``POST /semantic/batch``). Each item is a string or a dict
         ``{content, external_id?, is_public?, metadata?}``. Returns the ids in input order."""
         payload = [{"content": i} if isinstance(i, str) else dict(i) for i in items]
-        result = await self._request(
-            "POST", f"{_PREFIX}/semantic/batch", json={"items": payload}, tenant_id=tenant_id, user_id=user_id
-        )
-        return [str(i) for i in (result or {}).get("ids", [])]
+        stored = await self._request("POST", _path("semantic", "batch"), json={"items": payload}, tenant_id=tenant_id,
+                                     user_id=user_id)
+        return [str(i) for i in (stored or {}).get("ids", [])]
 
     async def search_knowledge(
         self,
@@ -211,10 +257,27 @@ class MemoryClient(HttpClient):
         """Nearest facts to ``query``, best first: dicts ``{id, content, external_id, is_public, metadata,
         created_at, updated_at, score}`` (score = 1 - cosine distance)."""
         params = {"query": query, "limit": limit, "include_public": str(include_public).lower()}
-        rows = await self._request(
-            "POST", f"{_PREFIX}/semantic/query", params=params, tenant_id=tenant_id, user_id=user_id
-        )
-        return [KnowledgeItem.model_validate(r).model_dump() for r in rows or []]
+        found = await self._list(KnowledgeItem, "POST", _path("semantic", "query"), params, tenant_id=tenant_id,
+                                 user_id=user_id)
+        return [item.model_dump() for item in found]
+
+    async def list_knowledge(
+        self,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> KnowledgePage:
+        """One page of the caller's own knowledge, oldest first (``GET /semantic``); pass ``page.next_cursor``
+        back as ``cursor`` for the next page."""
+        return await self._one(KnowledgePage, "GET", _path("semantic"), params={"limit": limit, "cursor": cursor},
+                               tenant_id=tenant_id, user_id=user_id)
+
+    async def delete_knowledge(
+        self, memory_id: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> bool:
+        """Delete one of the caller's own facts; ``False`` if there was none (or it is not the caller's)."""
+        return await self._delete(_path("semantic", memory_id), tenant_id=tenant_id, user_id=user_id)
 
     # --- task context (worker state across delegations) --------------------------------------------------------
     async def store_task_context(
@@ -240,33 +303,20 @@ class MemoryClient(HttpClient):
         ``version`` (the one last read) an existing record is overwritten only if unchanged since, else
         :class:`~soorma.errors.ConflictError`."""
         body = {
-            "task_id": task_id,
-            "plan_id": plan_id,
-            "event_type": event_type,
-            "response_event": response_event,
-            "response_topic": response_topic,
-            "data": dict(data or {}),
-            "sub_tasks": list(sub_tasks or []),
-            "state": dict(state or {}),
-            "correlation_id": correlation_id,
-            "session_id": session_id,
-            "goal_id": goal_id,
-            "trace_id": trace_id,
+            "task_id": task_id, "plan_id": plan_id, "event_type": event_type, "response_event": response_event,
+            "response_topic": response_topic, "data": dict(data or {}), "sub_tasks": list(sub_tasks or []),
+            "state": dict(state or {}), "correlation_id": correlation_id, "session_id": session_id,
+            "goal_id": goal_id, "trace_id": trace_id, **_given(version=version),
         }
-        if version is not None:
-            body["version"] = version
-        result = await self._request(
-            "POST", f"{_PREFIX}/task-context", json=body, tenant_id=tenant_id, user_id=user_id
-        )
-        return TaskContextRecord.model_validate(result or body)
+        stored = await self._request("POST", _path("task-context"), json=body, tenant_id=tenant_id, user_id=user_id)
+        return TaskContextRecord.model_validate(stored or body)
 
     async def get_task_context(
         self, task_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> TaskContextRecord | None:
         """The saved context of ``task_id``, or ``None``."""
-        path = f"{_PREFIX}/task-context/{_seg(task_id)}"
-        result = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
-        return TaskContextRecord.model_validate(result) if result else None
+        return await self._optional(TaskContextRecord, "GET", _path("task-context", task_id), tenant_id=tenant_id,
+                                    user_id=user_id)
 
     async def update_task_context(
         self,
@@ -280,52 +330,24 @@ class MemoryClient(HttpClient):
     ) -> TaskContextRecord | None:
         """Replace ``sub_tasks`` and/or ``state`` of a saved context; ``None`` if there is none. With ``version``:
         only if unchanged since (else :class:`~soorma.errors.ConflictError`)."""
-        body: dict[str, Any] = {}
-        if version is not None:
-            body["version"] = version
-        if sub_tasks is not None:
-            body["sub_tasks"] = list(sub_tasks)
-        if state is not None:
-            body["state"] = dict(state)
-        path = f"{_PREFIX}/task-context/{_seg(task_id)}"
-        result = await self._request("PUT", path, json=body, tenant_id=tenant_id, user_id=user_id, not_found=None)
-        return TaskContextRecord.model_validate(result) if result else None
+        body = _given(
+            version=version,
+            sub_tasks=list(sub_tasks) if sub_tasks is not None else None,
+            state=dict(state) if state is not None else None,
+        )
+        return await self._optional(TaskContextRecord, "PUT", _path("task-context", task_id), json=body,
+                                    tenant_id=tenant_id, user_id=user_id)
 
     async def delete_task_context(self, task_id: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
         """Delete a saved context; ``False`` if there was none."""
-        path = f"{_PREFIX}/task-context/{_seg(task_id)}"
-        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+        return await self._delete(_path("task-context", task_id), tenant_id=tenant_id, user_id=user_id)
 
     async def get_task_by_subtask(
         self, sub_task_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> TaskContextRecord | None:
         """The saved context that delegated ``sub_task_id``, or ``None``."""
-        path = f"{_PREFIX}/task-context/by-subtask/{_seg(sub_task_id)}"
-        result = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
-        return TaskContextRecord.model_validate(result) if result else None
-
-    # --- semantic memory: listing and deletion ------------------------------------------------------------------
-    async def list_knowledge(
-        self,
-        tenant_id: str | None = None,
-        user_id: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> KnowledgePage:
-        """One page of the caller's own knowledge, oldest first (``GET /semantic``); pass ``page.next_cursor``
-        back as ``cursor`` for the next page."""
-        body = await self._request(
-            "GET", f"{_PREFIX}/semantic", params={"limit": limit, "cursor": cursor}, tenant_id=tenant_id,
-            user_id=user_id,
-        )
-        return KnowledgePage.model_validate(body or {})
-
-    async def delete_knowledge(
-        self, memory_id: str, tenant_id: str | None = None, user_id: str | None = None
-    ) -> bool:
-        """Delete one of the caller's own facts; ``False`` if there was none (or it is not the caller's)."""
-        path = f"{_PREFIX}/semantic/{_seg(memory_id)}"
-        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+        return await self._optional(TaskContextRecord, "GET", _path("task-context", "by-subtask", sub_task_id),
+                                    tenant_id=tenant_id, user_id=user_id)
 
     # --- episodic memory (interaction history) -------------------------------------------------------------------
     async def log_interaction(
@@ -340,18 +362,15 @@ class MemoryClient(HttpClient):
         """Record one turn (``role``: user, assistant, system or tool) of ``agent_id``'s conversation with the
         user (``POST /episodic``); it is embedded server side for :meth:`search_interactions`."""
         body = {"agent_id": agent_id, "role": role, "content": content, "metadata": dict(metadata or {})}
-        result = await self._request("POST", f"{_PREFIX}/episodic", json=body, tenant_id=tenant_id, user_id=user_id)
-        return InteractionRecord.model_validate(result)
+        return await self._one(InteractionRecord, "POST", _path("episodic"), json=body, tenant_id=tenant_id,
+                               user_id=user_id)
 
     async def get_recent_history(
         self, agent_id: str, tenant_id: str | None = None, user_id: str | None = None, limit: int = 10
     ) -> list[InteractionRecord]:
         """The ``limit`` (1-100) most recent turns with ``agent_id``, newest first."""
-        rows = await self._request(
-            "GET", f"{_PREFIX}/episodic/recent", params={"agent_id": agent_id, "limit": limit}, tenant_id=tenant_id,
-            user_id=user_id,
-        )
-        return [InteractionRecord.model_validate(r) for r in rows or []]
+        return await self._list(InteractionRecord, "GET", _path("episodic", "recent"),
+                                {"agent_id": agent_id, "limit": limit}, tenant_id=tenant_id, user_id=user_id)
 
     async def search_interactions(
         self,
@@ -365,10 +384,8 @@ class MemoryClient(HttpClient):
     ) -> list[InteractionRecord]:
         """The turns with ``agent_id`` nearest to ``query`` (1-50), best first, with ``score``."""
         params = {"agent_id": agent_id, "q": query, "limit": limit, "ef_search": ef_search}
-        rows = await self._request(
-            "GET", f"{_PREFIX}/episodic/search", params=params, tenant_id=tenant_id, user_id=user_id
-        )
-        return [InteractionRecord.model_validate(r) for r in rows or []]
+        return await self._list(InteractionRecord, "GET", _path("episodic", "search"), params, tenant_id=tenant_id,
+                                user_id=user_id)
 
     # --- procedural memory (skills, prompts, rules) --------------------------------------------------------------
     async def store_procedure(
@@ -387,14 +404,13 @@ class MemoryClient(HttpClient):
         """Upsert a skill of ``agent_id`` (``POST /procedural``): ``trigger_condition`` describes when it applies
         and is what :meth:`get_relevant_skills` matches. Upserts by ``external_id``, else by (type, trigger,
         content). ``is_public`` shares it with the whole platform tenant (roles admin, developer, agent)."""
-        body: dict[str, Any] = {
+        body = {
             "agent_id": agent_id, "content": content, "trigger_condition": trigger_condition,
             "procedure_type": procedure_type, "is_public": is_public, "metadata": dict(metadata or {}),
+            **_given(external_id=external_id),
         }
-        if external_id is not None:
-            body["external_id"] = external_id
-        result = await self._request("POST", f"{_PREFIX}/procedural", json=body, tenant_id=tenant_id, user_id=user_id)
-        return ProcedureRecord.model_validate(result)
+        return await self._one(ProcedureRecord, "POST", _path("procedural"), json=body, tenant_id=tenant_id,
+                               user_id=user_id)
 
     #: A shorter name for :meth:`store_procedure`.
     store_skill = store_procedure
@@ -411,17 +427,14 @@ class MemoryClient(HttpClient):
     ) -> list[ProcedureRecord]:
         """The procedures of ``agent_id`` whose trigger best matches ``context`` (1-20), best first."""
         params = {"agent_id": agent_id, "q": context, "limit": limit, "ef_search": ef_search}
-        rows = await self._request(
-            "GET", f"{_PREFIX}/procedural/context", params=params, tenant_id=tenant_id, user_id=user_id
-        )
-        return [ProcedureRecord.model_validate(r) for r in rows or []]
+        return await self._list(ProcedureRecord, "GET", _path("procedural", "context"), params, tenant_id=tenant_id,
+                                user_id=user_id)
 
     async def delete_procedure(
         self, procedure_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> bool:
         """Delete one of the caller's procedures; ``False`` if there was none."""
-        path = f"{_PREFIX}/procedural/{_seg(procedure_id)}"
-        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+        return await self._delete(_path("procedural", procedure_id), tenant_id=tenant_id, user_id=user_id)
 
     # --- plan context (planner state) ---------------------------------------------------------------------------
     async def store_plan_context(
@@ -442,25 +455,21 @@ class MemoryClient(HttpClient):
         """Upsert a plan context (``POST /plan-context``); each of ``correlation_ids`` then finds it through
         :meth:`get_plan_by_correlation`. With ``version`` (the one last read) an existing context is overwritten only
         if unchanged since, else :class:`~soorma.errors.ConflictError`."""
-        body: dict[str, Any] = {
+        body = {
             "plan_id": plan_id, "session_id": session_id, "goal_event": goal_event,
             "goal_data": dict(goal_data or {}), "response_event": response_event, "state": dict(state or {}),
             "current_state": current_state, "correlation_ids": list(correlation_ids or []),
+            **_given(version=version),
         }
-        if version is not None:
-            body["version"] = version
-        result = await self._request(
-            "POST", f"{_PREFIX}/plan-context", json=body, tenant_id=tenant_id, user_id=user_id
-        )
-        return PlanContextRecord.model_validate(result)
+        return await self._one(PlanContextRecord, "POST", _path("plan-context"), json=body, tenant_id=tenant_id,
+                               user_id=user_id)
 
     async def get_plan_context(
         self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> PlanContextRecord | None:
         """The saved context of ``plan_id``, or ``None``."""
-        path = f"{_PREFIX}/plan-context/{_seg(plan_id)}"
-        result = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
-        return PlanContextRecord.model_validate(result) if result else None
+        return await self._optional(PlanContextRecord, "GET", _path("plan-context", plan_id), tenant_id=tenant_id,
+                                    user_id=user_id)
 
     async def update_plan_context(
         self,
@@ -474,40 +483,33 @@ class MemoryClient(HttpClient):
         version: int | None = None,
     ) -> PlanContextRecord | None:
         """Change some fields of a saved plan context (``PUT``); ``None`` if there is none."""
-        body: dict[str, Any] = {}
-        if state is not None:
-            body["state"] = dict(state)
-        if current_state is not None:
-            body["current_state"] = current_state
-        if correlation_ids is not None:
-            body["correlation_ids"] = list(correlation_ids)
-        if version is not None:
-            body["version"] = version
-        path = f"{_PREFIX}/plan-context/{_seg(plan_id)}"
-        result = await self._request("PUT", path, json=body, tenant_id=tenant_id, user_id=user_id, not_found=None)
-        return PlanContextRecord.model_validate(result) if result else None
+        body = _given(
+            state=dict(state) if state is not None else None,
+            current_state=current_state,
+            correlation_ids=list(correlation_ids) if correlation_ids is not None else None,
+            version=version,
+        )
+        return await self._optional(PlanContextRecord, "PUT", _path("plan-context", plan_id), json=body,
+                                    tenant_id=tenant_id, user_id=user_id)
 
     async def delete_plan_context(
         self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> bool:
-        path = f"{_PREFIX}/plan-context/{_seg(plan_id)}"
-        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+        """Delete a saved plan context; ``False`` if there was none."""
+        return await self._delete(_path("plan-context", plan_id), tenant_id=tenant_id, user_id=user_id)
 
     async def get_plan_by_correlation(
         self, correlation_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> PlanContextRecord | None:
         """The plan context that lists ``correlation_id``, or ``None`` (an indexed lookup)."""
-        path = f"{_PREFIX}/plan-context/by-correlation/{_seg(correlation_id)}"
-        result = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
-        return PlanContextRecord.model_validate(result) if result else None
+        return await self._optional(PlanContextRecord, "GET", _path("plan-context", "by-correlation", correlation_id),
+                                    tenant_id=tenant_id, user_id=user_id)
 
     async def get_goal_metadata(
         self, correlation_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> dict[str, Any] | None:
         """The routing metadata a planner's ``on_goal`` stored for the goal ``correlation_id`` (working memory key
-        ``_soorma:goal:{correlation_id}`` of plan ``correlation_id``), or ``None``."""
-        from ..agents.planner import goal_metadata_key
-
+        :func:`goal_metadata_key` of plan ``correlation_id``), or ``None``."""
         value = await self.retrieve(goal_metadata_key(correlation_id), plan_id=correlation_id, tenant_id=tenant_id,
                                     user_id=user_id)
         return value if isinstance(value, dict) else None
@@ -528,20 +530,16 @@ class MemoryClient(HttpClient):
     ) -> PlanSummary:
         """Create a plan summary (``POST /plans``, 201). A plan id the caller already has raises
         :class:`~soorma.errors.ConflictError`."""
-        body: dict[str, Any] = {
+        body = {
             "plan_id": plan_id, "goal_event": goal_event, "goal_data": dict(goal_data or {}),
             "session_id": session_id, "parent_plan_id": parent_plan_id, "response_event": response_event,
+            **_given(status=status),
         }
-        if status is not None:
-            body["status"] = status
-        result = await self._request("POST", f"{_PREFIX}/plans", json=body, tenant_id=tenant_id, user_id=user_id)
-        return PlanSummary.model_validate(result)
+        return await self._one(PlanSummary, "POST", _path("plans"), json=body, tenant_id=tenant_id, user_id=user_id)
 
     async def get_plan(self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None) -> PlanSummary | None:
-        result = await self._request(
-            "GET", f"{_PREFIX}/plans/{_seg(plan_id)}", tenant_id=tenant_id, user_id=user_id, not_found=None
-        )
-        return PlanSummary.model_validate(result) if result else None
+        """The plan summary ``plan_id``, or ``None``."""
+        return await self._optional(PlanSummary, "GET", _path("plans", plan_id), tenant_id=tenant_id, user_id=user_id)
 
     async def list_plans(
         self,
@@ -553,11 +551,8 @@ class MemoryClient(HttpClient):
         session_id: str | None = None,
     ) -> list[PlanSummary]:
         """The caller's plans, newest first, optionally of one ``status`` or ``session_id`` (``limit`` 1-100)."""
-        rows = await self._request(
-            "GET", f"{_PREFIX}/plans", params={"status": status, "session_id": session_id, "limit": limit},
-            tenant_id=tenant_id, user_id=user_id,
-        )
-        return [PlanSummary.model_validate(r) for r in rows or []]
+        params = {"status": status, "session_id": session_id, "limit": limit}
+        return await self._list(PlanSummary, "GET", _path("plans"), params, tenant_id=tenant_id, user_id=user_id)
 
     async def update_plan(
         self,
@@ -570,22 +565,14 @@ class MemoryClient(HttpClient):
         session_id: str | None = None,
     ) -> PlanSummary | None:
         """Change a plan's ``status`` (and/or ``goal_data``, ``session_id``); ``None`` if there is no such plan."""
-        body: dict[str, Any] = {}
-        if status is not None:
-            body["status"] = status
-        if goal_data is not None:
-            body["goal_data"] = dict(goal_data)
-        if session_id is not None:
-            body["session_id"] = session_id
-        result = await self._request(
-            "PUT", f"{_PREFIX}/plans/{_seg(plan_id)}", json=body, tenant_id=tenant_id, user_id=user_id,
-            not_found=None,
-        )
-        return PlanSummary.model_validate(result) if result else None
+        body = _given(status=status, goal_data=dict(goal_data) if goal_data is not None else None,
+                      session_id=session_id)
+        return await self._optional(PlanSummary, "PUT", _path("plans", plan_id), json=body, tenant_id=tenant_id,
+                                    user_id=user_id)
 
     async def delete_plan(self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
-        path = f"{_PREFIX}/plans/{_seg(plan_id)}"
-        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+        """Delete a plan summary; ``False`` if there was none."""
+        return await self._delete(_path("plans", plan_id), tenant_id=tenant_id, user_id=user_id)
 
     async def create_session(
         self,
@@ -597,34 +584,28 @@ class MemoryClient(HttpClient):
     ) -> SessionSummary:
         """Create a session, or touch an existing one (its ``last_interaction``; ``name``/``metadata`` replaced when
         given)."""
-        body: dict[str, Any] = {"session_id": session_id}
-        if name is not None:
-            body["name"] = name
-        if metadata is not None:
-            body["metadata"] = dict(metadata)
-        result = await self._request("POST", f"{_PREFIX}/sessions", json=body, tenant_id=tenant_id, user_id=user_id)
-        return SessionSummary.model_validate(result)
+        body = {"session_id": session_id,
+                **_given(name=name, metadata=dict(metadata) if metadata is not None else None)}
+        return await self._one(SessionSummary, "POST", _path("sessions"), json=body, tenant_id=tenant_id,
+                               user_id=user_id)
 
     async def get_session(
         self, session_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> SessionSummary | None:
-        result = await self._request(
-            "GET", f"{_PREFIX}/sessions/{_seg(session_id)}", tenant_id=tenant_id, user_id=user_id, not_found=None
-        )
-        return SessionSummary.model_validate(result) if result else None
+        """The session ``session_id``, or ``None``."""
+        return await self._optional(SessionSummary, "GET", _path("sessions", session_id), tenant_id=tenant_id,
+                                    user_id=user_id)
 
     async def list_sessions(
         self, tenant_id: str | None = None, user_id: str | None = None, limit: int = 20
     ) -> list[SessionSummary]:
         """The caller's sessions, most recent interaction first."""
-        rows = await self._request(
-            "GET", f"{_PREFIX}/sessions", params={"limit": limit}, tenant_id=tenant_id, user_id=user_id
-        )
-        return [SessionSummary.model_validate(r) for r in rows or []]
+        return await self._list(SessionSummary, "GET", _path("sessions"), {"limit": limit}, tenant_id=tenant_id,
+                                user_id=user_id)
 
     async def delete_session(self, session_id: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
-        path = f"{_PREFIX}/sessions/{_seg(session_id)}"
-        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+        """Delete a session; ``False`` if there was none."""
+        return await self._delete(_path("sessions", session_id), tenant_id=tenant_id, user_id=user_id)
 
     # --- idempotency records (Powertools' persistence layer; soorma.idempotency) --------------------------------
     async def create_idempotency_record(
@@ -644,27 +625,24 @@ class MemoryClient(HttpClient):
 
         Raises :class:`IdempotencyRecordExists` (a :class:`~soorma.errors.ConflictError`, ``.record`` = the live
         record) on 409, :class:`~soorma.errors.PlatformError` on other errors."""
-        body: dict[str, Any] = {"status": status, "expiry_timestamp": expiry_timestamp,
-                                "in_progress_expiry_timestamp": in_progress_expiry_timestamp}
-        if payload_hash:
-            body["payload_hash"] = payload_hash
-        if response_data:
-            body["response_data"] = response_data
-        path = f"{_PREFIX}/idempotency/{_seg(key)}"
+        body = {
+            "status": status, "expiry_timestamp": expiry_timestamp,
+            "in_progress_expiry_timestamp": in_progress_expiry_timestamp,
+            **_given(payload_hash=payload_hash or None, response_data=response_data or None),
+        }
         try:
-            result = await self._request("PUT", path, json=body, tenant_id=tenant_id, user_id=user_id)
+            return await self._one(IdempotencyRecord, "PUT", _path("idempotency", key), json=body,
+                                   tenant_id=tenant_id, user_id=user_id)
         except ConflictError as exc:
             found = exc.detail.get("record") if isinstance(exc.detail, dict) else None
             raise IdempotencyRecordExists(exc, IdempotencyRecord.model_validate(found) if found else None) from None
-        return IdempotencyRecord.model_validate(result)
 
     async def get_idempotency_record(
         self, key: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> IdempotencyRecord | None:
         """``GET /idempotency/{key}``: the record (expired ones too), or ``None``."""
-        path = f"{_PREFIX}/idempotency/{_seg(key)}"
-        result = await self._request("GET", path, tenant_id=tenant_id, user_id=user_id, not_found=None)
-        return IdempotencyRecord.model_validate(result) if result else None
+        return await self._optional(IdempotencyRecord, "GET", _path("idempotency", key), tenant_id=tenant_id,
+                                    user_id=user_id)
 
     async def update_idempotency_record(
         self,
@@ -679,14 +657,11 @@ class MemoryClient(HttpClient):
     ) -> IdempotencyRecord:
         """``PATCH /idempotency/{key}``: set status, expiry, response data (and the payload hash when given); creates
         the record when absent (like DynamoDB's ``UpdateItem``). Returns the stored record."""
-        body: dict[str, Any] = {"status": status, "expiry_timestamp": expiry_timestamp, "response_data": response_data}
-        if payload_hash is not None:
-            body["payload_hash"] = payload_hash
-        path = f"{_PREFIX}/idempotency/{_seg(key)}"
-        result = await self._request("PATCH", path, json=body, tenant_id=tenant_id, user_id=user_id)
-        return IdempotencyRecord.model_validate(result)
+        body = {"status": status, "expiry_timestamp": expiry_timestamp, "response_data": response_data,
+                **_given(payload_hash=payload_hash)}
+        return await self._one(IdempotencyRecord, "PATCH", _path("idempotency", key), json=body, tenant_id=tenant_id,
+                               user_id=user_id)
 
     async def delete_idempotency_record(self, key: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
         """``DELETE /idempotency/{key}``; ``False`` when there was no record."""
-        path = f"{_PREFIX}/idempotency/{_seg(key)}"
-        return await self._request("DELETE", path, tenant_id=tenant_id, user_id=user_id, not_found=False) is not False
+        return await self._delete(_path("idempotency", key), tenant_id=tenant_id, user_id=user_id)

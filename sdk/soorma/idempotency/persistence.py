@@ -4,7 +4,7 @@ over the memory client (HTTP, ``/v1/memory/idempotency/{key}``).
 Powertools' persistence layers implement four storage operations of ``BasePersistenceLayer``
 (https://docs.powertools.aws.dev/lambda/python/latest/utilities/idempotency/#bring-your-own-persistent-store;
 source: ``aws_lambda_powertools/utilities/idempotency/persistence/base.py``); this one maps them to the memory routes
-(:mod:`soorma.functions.memory.idempotency`):
+(:mod:`soorma.functions.memory.resources.idempotency`):
 
 =================  ===========================================  ===================================================
 Powertools         route                                        semantics

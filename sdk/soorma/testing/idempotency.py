@@ -1,7 +1,7 @@
 """An in-memory stand-in for the memory function's idempotency routes (``/v1/memory/idempotency/{key}``), for unit
 tests and benchmarks of code that uses :class:`soorma.idempotency.PlatformPersistenceLayer` without a platform.
 
-Same semantics as :mod:`soorma.functions.memory.idempotency` (which the integration tests check on PostgreSQL): a
+Same semantics as :mod:`soorma.functions.memory.resources.idempotency` (which the integration tests check on PostgreSQL): a
 create succeeds when there is no record, or it is expired (``expiry_timestamp`` < now, seconds), or it is INPROGRESS
 with an ``in_progress_expiry_timestamp`` < now (milliseconds); otherwise 409 with the live record. Records are scoped
 by the identity headers (``X-Soorma-Service-Tenant`` / ``X-Soorma-Service-User``), as an agent principal's are.

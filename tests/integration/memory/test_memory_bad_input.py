@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from soorma.functions.memory.models import MAX_CONTENT_BYTES
+from soorma.functions.memory.wire import MAX_CONTENT_BYTES
 
 BIG = "x" * (MAX_CONTENT_BYTES + 1)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import psycopg
 
-from soorma.functions.memory import store
+from soorma.functions.memory import search
+from soorma.functions.memory.resources import episodic, plan_context, procedural, semantic, task_context
 
 ROWS = 3000  # vectors for the HNSW test
 TASKS = 2000  # task contexts for the by-subtask test (planned without touching enable_seqscan)
@@ -27,7 +28,7 @@ def test_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
     vectors = rng.normal(size=(ROWS, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with memory_db.transaction(who) as conn:
-        store.use_vectors(conn)
+        search.use_vectors(conn)
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into memory.semantic_memory (platform_tenant_id, service_tenant_id, service_user_id, content,"
@@ -42,22 +43,22 @@ def test_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
 
     query = vectors[123]
     with memory_db.transaction(who) as conn:
-        store.use_vectors(conn)
+        search.use_vectors(conn)
         # the settings the route sets; planner defaults otherwise
         conn.execute(
             "select set_config('hnsw.ef_search', '64', true), set_config('hnsw.iterative_scan', 'relaxed_order', true)"
         )
         for include_public in (True, False):
-            plan = _plan(conn, store.search_sql(include_public), {"q": query, "limit": 5})
+            plan = _plan(conn, semantic.search_sql(include_public), {"q": query, "limit": 5})
             assert "Index Scan using semantic_memory_embedding_hnsw" in plan, plan
             assert "Seq Scan" not in plan, plan
-        found = store.search_semantic(conn, who, query, 5, True)
+        found = semantic.search_semantic(conn, who, query, 5, True)
     assert found[0][0]["content"] == "row 123" and abs(found[0][1] - 1.0) < 1e-4
     assert len(found) == 5
 
     # soorma-core's form, ORDER BY 1 - distance, cannot use the index even so (the defect this design avoids)
     with memory_db.transaction(who) as conn:
-        store.use_vectors(conn)
+        search.use_vectors(conn)
         conn.execute("select set_config('enable_seqscan', 'off', true)")
         plan = _plan(
             conn,
@@ -88,11 +89,11 @@ def test_by_subtask_lookup_is_an_index_probe(memory_db, postgres, make_identity)
         owner.execute("analyze memory.task_subtasks")
 
     with memory_db.transaction(who) as conn:
-        plan = _plan(conn, store.by_subtask_sql(), {**params, "sub": "sub-x777"})
+        plan = _plan(conn, task_context.by_subtask_sql(), {**params, "sub": "sub-x777"})
         assert "Index Scan using task_subtasks_pkey" in plan, plan
         assert "Index Scan using task_context_key" in plan, plan
         assert "Seq Scan" not in plan, plan
-        row = store.task_by_subtask(conn, who, "sub-x777")
+        row = task_context.task_by_subtask(conn, who, "sub-x777")
     assert row["task_id"] == "task-777"
 
 
@@ -105,12 +106,11 @@ def _random_vectors(n: int, seed: int) -> np.ndarray:
 def test_episodic_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
     """The caller's history with one agent is large (3,000 turns): HNSW serves the search (iterative scan for the
     identity/agent filter), no sequential scan."""
-    from soorma.functions.memory import records
 
     who = make_identity()
     vectors = _random_vectors(ROWS, 11)
     with memory_db.transaction(who) as conn:
-        store.use_vectors(conn)
+        search.use_vectors(conn)
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
@@ -125,19 +125,18 @@ def test_episodic_search_uses_the_hnsw_index(memory_db, postgres, make_identity)
     params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id,
               "agent": "agent-1", "q": vectors[42], "limit": 5}
     with memory_db.transaction(who) as conn:
-        store.use_vectors(conn)
-        store.search_settings(conn, 5)
-        plan = _plan(conn, records.episodic_search_sql(), params)
+        search.use_vectors(conn)
+        search.search_settings(conn, 5)
+        plan = _plan(conn, episodic.episodic_search_sql(), params)
         assert "Index Scan using episodic_memory_embedding_hnsw" in plan, plan
         assert "Seq Scan" not in plan, plan
-        found = records.search_episodic(conn, who, "agent-1", vectors[42], 5)
+        found = episodic.search_episodic(conn, who, "agent-1", vectors[42], 5)
     assert found[0][0]["content"] == "turn 42" and len(found) == 5
 
 
 def test_episodic_search_of_a_small_history_is_exact_and_never_a_seq_scan(memory_db, postgres, make_identity):
     """A user with a handful of turns among many: whatever the planner picks (HNSW with an iterative scan, or the
     identity btree plus a sort, which is exact), it is not a sequential scan, and the nearest turn comes first."""
-    from soorma.functions.memory import records
 
     crowd = make_identity()
     me = make_identity(platform=crowd.platform_tenant_id)
@@ -146,7 +145,7 @@ def test_episodic_search_of_a_small_history_is_exact_and_never_a_seq_scan(memory
     rows += [(me, "agent-1", f"mine {i}", v) for i, v in enumerate(mine)]
     for who in (crowd, me):
         with memory_db.transaction(who) as conn:
-            store.use_vectors(conn)
+            search.use_vectors(conn)
             with conn.cursor() as cur:
                 cur.executemany(
                     "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
@@ -160,22 +159,21 @@ def test_episodic_search_of_a_small_history_is_exact_and_never_a_seq_scan(memory
     params = {"pt": me.platform_tenant_id, "st": me.service_tenant_id, "su": me.service_user_id,
               "agent": "agent-1", "q": mine[7], "limit": 5}
     with memory_db.transaction(me) as conn:
-        store.use_vectors(conn)
-        store.search_settings(conn, 5)
-        plan = _plan(conn, records.episodic_search_sql(), params)
+        search.use_vectors(conn)
+        search.search_settings(conn, 5)
+        plan = _plan(conn, episodic.episodic_search_sql(), params)
         assert "Seq Scan" not in plan, plan
-        found = records.search_episodic(conn, me, "agent-1", mine[7], 5)
+        found = episodic.search_episodic(conn, me, "agent-1", mine[7], 5)
     assert [r["content"] for r, _ in found][0] == "mine 7" and len(found) == 5
     assert all(r["content"].startswith("mine") for r, _ in found)
 
 
 def test_procedural_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
-    from soorma.functions.memory import records
 
     who = make_identity()
     vectors = _random_vectors(ROWS, 14)
     with memory_db.transaction(who) as conn:
-        store.use_vectors(conn)
+        search.use_vectors(conn)
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into memory.procedural_memory (platform_tenant_id, service_tenant_id, service_user_id,"
@@ -187,17 +185,16 @@ def test_procedural_search_uses_the_hnsw_index(memory_db, postgres, make_identit
     with psycopg.connect(postgres, autocommit=True) as owner:
         owner.execute("analyze memory.procedural_memory")
     with memory_db.transaction(who) as conn:
-        store.use_vectors(conn)
-        store.search_settings(conn, 3)
-        plan = _plan(conn, records.procedural_search_sql(), {"agent": "agent-1", "q": vectors[9], "limit": 3})
+        search.use_vectors(conn)
+        search.search_settings(conn, 3)
+        plan = _plan(conn, procedural.procedural_search_sql(), {"agent": "agent-1", "q": vectors[9], "limit": 3})
         assert "Index Scan using procedural_memory_embedding_hnsw" in plan, plan
         assert "Seq Scan" not in plan, plan
-        found = records.search_procedural(conn, who, "agent-1", vectors[9], 3)
+        found = procedural.search_procedural(conn, who, "agent-1", vectors[9], 3)
     assert found[0][0]["content"] == "skill 9" and len(found) == 3
 
 
 def test_by_correlation_lookup_is_an_index_probe(memory_db, postgres, make_identity):
-    from soorma.functions.memory import records
 
     who = make_identity()
     params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id, "n": TASKS}
@@ -218,9 +215,9 @@ def test_by_correlation_lookup_is_an_index_probe(memory_db, postgres, make_ident
         owner.execute("analyze memory.plan_context")
         owner.execute("analyze memory.plan_correlations")
     with memory_db.transaction(who) as conn:
-        plan = _plan(conn, records.by_correlation_sql(), {**params, "cid": "corr-1234"})
+        plan = _plan(conn, plan_context.by_correlation_sql(), {**params, "cid": "corr-1234"})
         assert "Index Scan using plan_correlations_pkey" in plan, plan
         assert "Index Scan using plan_context_key" in plan, plan
         assert "Seq Scan" not in plan, plan
-        row = records.plan_by_correlation(conn, who, "corr-1234")
+        row = plan_context.plan_by_correlation(conn, who, "corr-1234")
     assert row["plan_id"] == "plan-1234"

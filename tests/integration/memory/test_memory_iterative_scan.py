@@ -20,7 +20,8 @@ import psycopg
 import pytest
 from pgvector.psycopg import register_vector
 
-from soorma.functions.memory import store
+from soorma.functions.memory import search
+from soorma.functions.memory.resources import semantic
 
 CROWD = 3600  # the other user's passages in the loner's platform tenant, around QUERIES[0]
 LONER = 400  # the searching user's own passages, random (10%: enough for the planner to pick the HNSW index)
@@ -68,7 +69,7 @@ def loaded(postgres, memory_db, embedder):
                     copy.set_types(["text", "text", "text", "text", "text", "vector", "text"])
                     for who, text, vector in rows:
                         copy.write_row((who.platform_tenant_id, who.service_tenant_id, who.service_user_id, text,
-                                        store.content_hash(text), vector, "test"))
+                                        search.content_hash(text), vector, "test"))
             conn.execute("set maintenance_work_mem = '256MB'")
             conn.execute("set max_parallel_maintenance_workers = 1")
         finally:
@@ -88,10 +89,10 @@ def test_filtered_search_uses_hnsw_and_iterative_scan_returns_limit_rows(api, me
     for text in QUERIES[:1]:
         q = np.asarray(embedder.embed([text])[0], dtype=np.float32)  # the crowd was built around this one
         with memory_db.transaction(loner) as conn:
-            store.use_vectors(conn)
-            ef = store.search_settings(conn, LIMIT)  # what the route sets: ef_search 64, iterative scan on
+            search.use_vectors(conn)
+            ef = search.search_settings(conn, LIMIT)  # what the route sets: ef_search 64, iterative scan on
             assert conn.execute("show hnsw.iterative_scan").fetchone()["hnsw.iterative_scan"] == "relaxed_order"
-            plan = _plan(conn, store.search_sql(True), {"q": q, "limit": LIMIT})
+            plan = _plan(conn, semantic.search_sql(True), {"q": q, "limit": LIMIT})
             assert "Index Scan using semantic_memory_embedding_hnsw" in plan, plan
             assert "Seq Scan" not in plan, plan
 
@@ -101,8 +102,8 @@ def test_filtered_search_uses_hnsw_and_iterative_scan_returns_limit_rows(api, me
             # approximate and its graph depends on pgvector's random levels (which crowd rows, not whether).
             conn.execute("select set_config('hnsw.iterative_scan', 'off', true)")
             assert "Index Scan using semantic_memory_embedding_hnsw" in _plan(
-                conn, store.search_sql(True), {"q": q, "limit": LIMIT})
-            plain = conn.execute(store.search_sql(True), {"q": q, "limit": LIMIT}).fetchall()
+                conn, semantic.search_sql(True), {"q": q, "limit": LIMIT})
+            plain = conn.execute(semantic.search_sql(True), {"q": q, "limit": LIMIT}).fetchall()
         assert float((loner_vectors @ q).max()) < 0.4 < 0.5 - 1e-3 < float((crowd_vectors @ q).min())
         assert len(plain) == 0 < LIMIT, (text, ef, [r["content"] for r in plain])
         assert all(r["content"].startswith("loner") for r in plain)  # RLS, not the scan, filters

@@ -59,7 +59,7 @@ def test_ef_search_is_accepted_and_bounded(api, make_identity, memory_db, embedd
     # ?ef_search= through to the database is shown by its effect on recall in test_memory_iterative_scan.py.
     import numpy as np
 
-    from soorma.functions.memory import store
+    from soorma.functions.memory.resources import semantic
 
     def setting(conn, name: str):
         return conn.execute("select current_setting(%s, true) as v", (name,)).fetchone()["v"]
@@ -67,7 +67,7 @@ def test_ef_search_is_accepted_and_bounded(api, make_identity, memory_db, embedd
     vector = np.asarray(embedder.embed(["river in Austria"])[0], dtype=np.float32)
     for limit, ef, applied in ((5, 1, 5), (5, 41, 41), (5, 1000, 1000), (5, None, 64), (50, None, 100)):
         with memory_db.transaction(who) as conn:
-            found = store.search_semantic(conn, who, vector, limit, True, ef)
+            found = semantic.search_semantic(conn, who, vector, limit, True, ef)
             assert setting(conn, "hnsw.ef_search") == str(applied), (limit, ef)
             assert setting(conn, "hnsw.iterative_scan") == "relaxed_order"
             assert found and found[0][0]["content"].startswith("The Danube")

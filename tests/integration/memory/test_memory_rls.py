@@ -1,6 +1,6 @@
 """The DATABASE isolates tenants, not the SQL the routes happen to send.
 
-Every query of the memory function also filters by the caller's identity (``store._OWNED``), so the route-level
+Every query of the memory function also filters by the caller's identity (``owned.OWNED``), so the route-level
 isolation test (``test_memory_isolation.py``) would pass even with row-level security off. These tests take the app
 out of the picture:
 

@@ -7,10 +7,6 @@ import pytest
 
 from soorma.functions.http_api import HTTP_FUNCTIONS
 
-# The memory function's routes get their response models in the memory refactor (issue 13, item 3).
-MEMORY_REFACTOR = pytest.mark.xfail(reason="memory's response models come with the memory function refactor "
-                                           "(issue 13, item 3)", strict=False)
-
 
 def operations_without_response_schema(document: dict) -> list[str]:
     """``"METHOD path status"`` of each 2xx answer (other than 204) whose JSON content has no schema."""
@@ -26,8 +22,7 @@ def operations_without_response_schema(document: dict) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize("function", [pytest.param(name, marks=MEMORY_REFACTOR) if name == "memory" else name
-                                      for name in HTTP_FUNCTIONS])
+@pytest.mark.parametrize("function", HTTP_FUNCTIONS)
 def test_every_2xx_answer_has_a_schema(openapi_documents, function):
     document = openapi_documents[function]
     assert document["paths"], f"{function} documents no operation"

@@ -16,9 +16,6 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, TypeAdapter
 
-MEMORY_REFACTOR = pytest.mark.xfail(reason="memory's response models come with the memory function refactor "
-                                           "(issue 13, item 3)", strict=False)
-
 # (SDK model, function, method, path, where in the answer: "" the body, "[]" each item of it, "name[]" each item of
 # the body's ``name``)
 WIRE_MODELS = [
@@ -28,17 +25,15 @@ WIRE_MODELS = [
     ("soorma.events:EventDefinition", "registry", "get", "/v1/events", "events[]"),
     ("soorma.models:GoalStatus", "gateway", "get", "/v1/goals/{goal_id}", ""),
     ("soorma.models:GoalStatus", "gateway", "post", "/v1/goals/{goal_id}/cancel", ""),
-    *(pytest.param(*entry, marks=MEMORY_REFACTOR) for entry in [
-        ("soorma.models:TaskContextRecord", "memory", "get", "/v1/memory/task-context/{task_id}", ""),
-        ("soorma.models:KnowledgeItem", "memory", "post", "/v1/memory/semantic/query", "[]"),
-        ("soorma.clients.memory:KnowledgePage", "memory", "get", "/v1/memory/semantic", ""),
-        ("soorma.clients.memory:InteractionRecord", "memory", "get", "/v1/memory/episodic/recent", "[]"),
-        ("soorma.clients.memory:ProcedureRecord", "memory", "get", "/v1/memory/procedural/context", "[]"),
-        ("soorma.clients.memory:PlanContextRecord", "memory", "get", "/v1/memory/plan-context/{plan_id}", ""),
-        ("soorma.clients.memory:PlanSummary", "memory", "get", "/v1/memory/plans/{plan_id}", ""),
-        ("soorma.clients.memory:SessionSummary", "memory", "get", "/v1/memory/sessions/{session_id}", ""),
-        ("soorma.clients.memory:IdempotencyRecord", "memory", "get", "/v1/memory/idempotency/{key}", ""),
-    ]),
+    ("soorma.models:TaskContextRecord", "memory", "get", "/v1/memory/task-context/{task_id}", ""),
+    ("soorma.models:KnowledgeItem", "memory", "post", "/v1/memory/semantic/query", "[]"),
+    ("soorma.clients.memory:KnowledgePage", "memory", "get", "/v1/memory/semantic", ""),
+    ("soorma.clients.memory:InteractionRecord", "memory", "get", "/v1/memory/episodic/recent", "[]"),
+    ("soorma.clients.memory:ProcedureRecord", "memory", "get", "/v1/memory/procedural/context", "[]"),
+    ("soorma.clients.memory:PlanContextRecord", "memory", "get", "/v1/memory/plan-context/{plan_id}", ""),
+    ("soorma.clients.memory:PlanSummary", "memory", "get", "/v1/memory/plans/{plan_id}", ""),
+    ("soorma.clients.memory:SessionSummary", "memory", "get", "/v1/memory/sessions/{session_id}", ""),
+    ("soorma.clients.memory:IdempotencyRecord", "memory", "get", "/v1/memory/idempotency/{key}", ""),
 ]
 
 # SDK wire models that parse no answer of a function as it is (so there is no published schema to compare with).

@@ -5,16 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from soorma.functions.memory.models import (
-    MAX_BATCH_ITEMS,
-    MAX_CONTENT_BYTES,
-    SemanticBatch,
-    SemanticCreate,
-    TaskContextCreate,
-    TaskContextUpdate,
-    WorkingSet,
-)
-from soorma.functions.memory.store import SemanticItem, _conflict_target, content_hash
+from soorma.functions.memory.resources.semantic import SemanticBatch, SemanticCreate, SemanticItem, _conflict_target
+from soorma.functions.memory.resources.task_context import TaskContextCreate, TaskContextUpdate
+from soorma.functions.memory.resources.working import WorkingSet
+from soorma.functions.memory.search import content_hash
+from soorma.functions.memory.wire import MAX_BATCH_ITEMS, MAX_CONTENT_BYTES
 
 
 def test_semantic_accepts_both_casings():
