@@ -3,20 +3,8 @@ runtime, register them in the registry, bind each to its function (the deploymen
 stack's control route ``PUT /_local/functions/{name}/binding``: the registry API refuses bindings, see
 :mod:`soorma.local.bindings`), and run the folder's setup step once.
 
-A folder may hold ``soorma.toml``::
-
-    [app]
-    name = "research-advisor"          # default: the folder name
-    modules = ["agents"]                # default: agents.py if present, else every top-level *.py
-
-    [setup]
-    command = ["python", "setup_corpus.py"]   # run once; again only when soorma.toml or the script changes
-
-    [defaults]
-    batch_size = 10
-    max_concurrency = 2
-    max_deliveries = 5
-    timeout_seconds = 30
+The app itself (its modules, setup step and defaults, from an optional ``soorma.toml``) is :mod:`soorma.app`'s,
+which the CDK construct ``SoormaAgent`` reads too.
 
 ``soorma local deploy PATH --watch`` deploys, then polls the app's files (:func:`watch`) and deploys again when one
 changes: the stack replaces each function's execution environments, so the next invocation runs the new code.
