@@ -37,7 +37,8 @@ def test_up_reports_the_sqs_transport(stack):
     assert state["transport"] == "sqs" and state["aws_endpoint_url"].startswith("http://127.0.0.1:")
     assert state["sns_topic_arn"].endswith(":soorma-events")
     bad = stack["run"]("local", "up", "--transport", "carrier-pigeon")
-    assert bad.returncode == 2 and "must be 'nats' or 'sqs'" in bad.stderr
+    message = " ".join(bad.stderr.replace("│", " ").split())  # rich wraps the usage error in a box
+    assert bad.returncode == 2 and "'carrier-pigeon' is not one of 'nats', 'sqs'" in message, bad.stderr
 
 
 def wait_goal(client: httpx.Client, goal_id: str, timeout_s: float = 90) -> dict:
