@@ -179,6 +179,10 @@ class RequireIdentity:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path", "").startswith(self.prefix):
+            refusal = await self._resolve_deferred(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
             try:
                 identity = from_request(HTTPConnection(scope))
             except MissingIdentity:
@@ -193,6 +197,29 @@ class RequireIdentity:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _resolve_deferred(self, scope: Scope) -> JSONResponse | None:
+        """A request the authorizer let through while the database was unavailable
+        (:mod:`soorma.functions.gateway.authorizer`, "deferred"): check its credential now and put the identity in
+        the event's authorizer context, as if the authorizer had answered; 401 for a bad credential, 503 with
+        ``Retry-After`` while the database is still unavailable. ``None``: go on."""
+        event = scope.get("aws.event")
+        authorizer = ((event or {}).get("requestContext") or {}).get("authorizer") or {}
+        context = authorizer.get("lambda") if isinstance(authorizer, dict) else None
+        if not isinstance(context, dict) or not context.get("deferred"):
+            return None
+        from soorma.functions.gateway.authorizer import resolve_deferred
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        try:
+            db = _admission_db(scope.get("app"))
+            identity = await run_in_threadpool(resolve_deferred, headers, context, db)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            return database_unavailable(exc)
+        if identity is None:
+            return _unauthorized()
+        authorizer["lambda"] = identity.as_context()
+        return None
 
     async def _admit(self, scope: Scope, identity: Identity) -> JSONResponse | None:
         if not identity.credential_type:

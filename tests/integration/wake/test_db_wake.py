@@ -5,6 +5,7 @@ stack's pausable proxy (:mod:`soorma.local.dbpause`)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -120,5 +121,90 @@ def test_an_http_function_answers_503_with_retry_after_during_a_pause(proxied: P
         time.sleep(2.5)
         answer = handler(event, None)
         assert answer["statusCode"] == 200, answer
+    finally:
+        db.close()
+
+
+PEPPER = "wake-pepper"
+
+
+def _api_key(owner_dsn: str) -> tuple[str, Any]:
+    import psycopg
+
+    from soorma import testing
+    from soorma.functions.gateway.keys import create_api_key
+
+    me = testing.new_identity("developer")
+    with psycopg.connect(owner_dsn, autocommit=True) as conn:
+        key = create_api_key(conn, platform_tenant_id=me.platform_tenant_id, service_tenant_id=me.service_tenant_id,
+                             service_user_id=me.service_user_id, role="developer", name="wake", pepper=PEPPER)
+    return key, me
+
+
+def test_the_authorizer_defers_instead_of_failing_while_the_database_is_unavailable(
+        proxied: ProxyThread, postgres: str) -> None:
+    from soorma import testing
+    from soorma.functions.gateway import authorizer
+
+    key, me = _api_key(postgres)
+    db = Database(proxied.dsn, connect_wait_s=10)
+
+    def ask(headers: dict[str, str]) -> dict[str, Any]:
+        event = testing.authorizer_event(testing.http_api_event("GET", "/v1/ping", headers=headers))
+        return authorizer.authorize(event, db, pepper=PEPPER, wait_s=0.5)
+
+    try:
+        assert ask({"authorization": f"Bearer {key}"})["context"]["platform_tenant_id"] == me.platform_tenant_id
+        proxied.pause(3)
+        started = time.monotonic()
+        deferred = ask({"authorization": f"Bearer {key}"})
+        assert time.monotonic() - started < 2
+        assert deferred == {"isAuthorized": True, "context": {authorizer.DEFERRED: authorizer.DEFER_CREDENTIAL}}
+        assert ask({"authorization": "Basic abc"}) == authorizer.DENY  # refused without the database, as always
+    finally:
+        db.close()
+
+
+def test_a_function_checks_a_deferred_credential_itself(
+        proxied: ProxyThread, postgres: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mangum import Mangum
+
+    from soorma import testing
+    from soorma.functions.gateway.authorizer import DEFER_CREDENTIAL, DEFERRED
+    from soorma.functions.shared.service import current_identity, ensure_event_loop, function_app
+    from soorma.identity import Identity
+
+    monkeypatch.setenv("SOORMA_API_KEY_PEPPER", PEPPER)
+    key, me = _api_key(postgres)
+    db = Database(proxied.dsn, connect_wait_s=1)
+    app = function_app("Soorma wake")
+    app.state.db = db
+
+    from fastapi import Depends
+
+    @app.get("/v1/whoami")
+    def whoami(identity: Identity = Depends(current_identity)) -> dict[str, str]:
+        return {"tenant": identity.platform_tenant_id, "user": identity.service_user_id}
+
+    handler = Mangum(app, lifespan="off")
+
+    def call(credential: str) -> dict[str, Any]:
+        event = testing.http_api_event("GET", "/v1/whoami", headers={"host": "api.local",
+                                                                     "authorization": f"Bearer {credential}"})
+        event["requestContext"]["authorizer"] = {"lambda": {DEFERRED: DEFER_CREDENTIAL}}
+        return dict(handler(event, None))
+
+    ensure_event_loop()
+    try:
+        proxied.pause(3)
+        answer = call(key)
+        assert answer["statusCode"] == 503, answer
+        assert int({k.lower(): v for k, v in answer["headers"].items()}["retry-after"]) >= 1
+        time.sleep(2.5)
+        answer = call(key)
+        assert answer["statusCode"] == 200, answer
+        assert json.loads(answer["body"]) == {"tenant": me.platform_tenant_id, "user": me.service_user_id}
+        assert call(key + "x")["statusCode"] == 401
+        assert call("not-a-key")["statusCode"] == 401
     finally:
         db.close()
