@@ -76,9 +76,12 @@ class PausableDatabase:
         self.pauses = 0
 
     async def start(self) -> None:
+        """Listen. Raises ``ValueError`` when ``socket_dir`` is the server's own socket folder."""
         if self.upstream.path is not None:
-            self.socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             path = self._socket_path()
+            if str(path) == self.upstream.path:
+                raise ValueError(f"the proxy's socket folder {self.socket_dir} is the database server's own")
+            self.socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             self._server = await asyncio.start_unix_server(self._accept, path=str(path))

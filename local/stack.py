@@ -215,7 +215,7 @@ class LocalStack:
     async def _start_db_proxy(self) -> None:
         from soorma.local.dbpause import PausableDatabase, Upstream
 
-        self.db_proxy = PausableDatabase(Upstream.from_dsn(self.app_dsn), self.paths.home / "pg")
+        self.db_proxy = PausableDatabase(Upstream.from_dsn(self.app_dsn), self.paths.home / "dbproxy")
         await self.db_proxy.start()
         self.function_dsn = self.db_proxy.dsn(self.app_dsn)
 
