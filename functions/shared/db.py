@@ -93,9 +93,17 @@ def is_unavailable(exc: BaseException) -> bool:
         exc, psycopg.errors.QueryCanceled)
 
 
+def _worth_retrying(exc: psycopg.OperationalError) -> bool:
+    """A refused, dropped or unanswered connection (no SQLSTATE), a server starting up or shutting down (class 57P),
+    or too many connections (53300); not a wrong password or an unknown database, which no wait fixes."""
+    state = exc.sqlstate
+    return state is None or state.startswith("57P") or state == "53300"
+
+
 class WakingConnection(psycopg.Connection[Any]):
     """A ``psycopg.Connection`` whose :meth:`connect` retries a refused attempt for up to :data:`CONNECT_RETRY_S`
-    (see the module docstring); the pool opens its connections with it (``connection_class``)."""
+    (see the module docstring; a wrong password or database is raised at once); the pool opens its connections with
+    it (``connection_class``)."""
 
     @classmethod
     def connect(cls, conninfo: str = "", **kwargs: Any) -> "WakingConnection":  # type: ignore[override]
@@ -105,7 +113,7 @@ class WakingConnection(psycopg.Connection[Any]):
             try:
                 return super().connect(conninfo, **kwargs)  # type: ignore[return-value]
             except psycopg.OperationalError as exc:
-                if time.monotonic() + pause >= give_up_at:
+                if not _worth_retrying(exc) or time.monotonic() + pause >= give_up_at:
                     raise
                 logger.info("database not accepting connections (%s); retrying in %.1f s",
                             str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, pause)

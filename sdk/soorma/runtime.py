@@ -174,11 +174,17 @@ class LambdaRuntime:
 
         try:
             self._start()
-        except Exception:
+        except Exception as exc:
             # Nothing can be handled without a started agent: fail every record (redelivered later), and retry the
-            # startup handlers on the next invocation.
+            # startup handlers on the next invocation; "retry later" when the platform was what was missing.
             log.exception("agent %s: startup failed; failing the batch of %d", self.agent.name, len(records))
-            return {"batchItemFailures": [{"itemIdentifier": r.get("messageId", "")} for r in records]}
+            failed = {"batchItemFailures": [{"itemIdentifier": r.get("messageId", "")} for r in records]}
+            seconds = retry_later_seconds(exc)
+            if seconds is None:
+                return failed
+            from .payload import with_retry_later
+
+            return with_retry_later(failed, {r.get("messageId", ""): seconds for r in records})
         self._install_exit_hooks()
 
         from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response

@@ -48,6 +48,27 @@ def test_the_runtime_reports_platform_unavailable_records_as_retry_later_and_ski
     assert "unavailable" in (outcome.error or "")
 
 
+def test_a_startup_that_needed_the_platform_is_retry_later():
+    agent = Agent("drowsy")
+    calls: list[int] = []
+
+    @agent.on_startup
+    async def warm() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise PlatformUnavailableError("database unavailable, retry later", retry_after_s=3)
+
+    @agent.on_event("ok.event", topic="business-facts")
+    async def ok(event, context):
+        pass
+
+    event = sqs_batch(EventEnvelope(type="ok.event", topic="business-facts").model_dump_json())
+    response = agent(event, None)
+    ident = event["Records"][0]["messageId"]
+    assert response[RETRY_LATER_FIELD] == [{"itemIdentifier": ident, "retryAfterSeconds": 3.0}]
+    assert agent(event, None) == {"batchItemFailures": []}  # started on the next invocation
+
+
 def test_an_ordinary_failure_is_not_retry_later():
     agent = Agent("grumpy")
 
