@@ -208,3 +208,27 @@ def test_a_function_checks_a_deferred_credential_itself(
         assert call("not-a-key")["statusCode"] == 401
     finally:
         db.close()
+
+
+def test_the_tracker_reports_a_batch_retry_later_after_one_wait(proxied: ProxyThread) -> None:
+    from soorma import EventEnvelope
+    from soorma.functions.bridge import InvokeResult, interpret
+    from soorma.functions.tracker.recording import process_batch
+    from soorma.payload import RETRY_LATER_FIELD
+    from soorma.testing import sqs_batch
+
+    db = Database(proxied.dsn, connect_wait_s=1)
+    envelopes = [EventEnvelope(type="x.happened", topic="business-facts", goal_id=f"g{i}", platform_tenant_id="t",
+                               tenant_id="t", user_id="u").model_dump_json() for i in range(3)]
+    event = sqs_batch(*envelopes)
+    ids = [r["messageId"] for r in event["Records"]]
+    try:
+        proxied.pause(5)
+        started = time.monotonic()
+        response = process_batch(db, event)
+        assert time.monotonic() - started < 2.5  # one wait for the database, not one per record
+        assert [item["itemIdentifier"] for item in response[RETRY_LATER_FIELD]] == ids
+        outcome = interpret(InvokeResult(json.dumps(response).encode()), ids)
+        assert outcome.failed == frozenset(ids) and set(outcome.retry_later) == set(ids)
+    finally:
+        db.close()
