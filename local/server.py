@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from soorma.local.apigw import LocalApiGateway
 from soorma.local.bindings import binding_route
+from soorma.local.dbpause import MAX_PAUSE_S
 from soorma.local.paths import write_json
 from soorma.local.settings import API_KEY
 from soorma.local.sigv4 import browser_origin
@@ -67,6 +68,14 @@ class FunctionSpec(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0, le=900)
     memory_mb: int = Field(default=512, ge=128, le=10240)
     max_concurrency: int = Field(default=2, ge=1, le=100)
+
+
+class DbPause(BaseModel):
+    """Body of ``POST /_local/db/pause``: how long the database is unavailable (``0``: resume now) and whether new
+    connections are refused or held until it resumes (:mod:`soorma.local.dbpause`)."""
+
+    seconds: float = Field(ge=0, le=MAX_PAUSE_S)
+    mode: Literal["refuse", "hold"] = "refuse"
 
 
 def build_app(stack: "LocalStack") -> Starlette:
@@ -127,6 +136,25 @@ def build_app(stack: "LocalStack") -> Starlette:
         stack.runtime.register(FunctionConfig(**config))
         return JSONResponse({"function_name": name, "handler": spec.handler})
 
+    async def db_pause(request: Request) -> JSONResponse:
+        """``POST /_local/db/pause`` ``{"seconds": 20, "mode": "refuse"|"hold"}``: the database is unavailable to the
+        functions for that long (:mod:`soorma.local.dbpause`); ``{"seconds": 0}`` resumes it now. ``GET
+        /_local/db``: the proxy's status."""
+        if not authorized(request):
+            return JSONResponse({"detail": "control token required"}, status_code=401)
+        proxy = stack.db_proxy
+        if proxy is None:
+            return JSONResponse({"detail": "the stack has no database proxy"}, status_code=409)
+        if request.method == "GET":
+            return JSONResponse(proxy.status())
+        try:
+            body = DbPause.model_validate_json(await request.body() or b"{}")
+        except ValidationError as exc:
+            return JSONResponse({"detail": exc.errors(include_url=False, include_context=False)}, status_code=422)
+        if body.seconds == 0:
+            return JSONResponse(proxy.resume())
+        return JSONResponse(proxy.pause(body.seconds, body.mode))
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": stack.state.get("status", "starting")})
 
@@ -137,6 +165,8 @@ def build_app(stack: "LocalStack") -> Starlette:
         Route("/health", health),
         Route("/_local/status", status),
         Route("/_local/functions/{name}", put_function, methods=["PUT"]),
+        Route("/_local/db", db_pause, methods=["GET"]),
+        Route("/_local/db/pause", db_pause, methods=["POST"]),
         binding_route(stack, authorized),  # deployment bindings: only the deploy path writes them (finding 3)
     ]
     try:

@@ -106,6 +106,10 @@ class LocalStack:
         self._server = None
         self.owner_dsn = ""
         self.app_dsn = ""
+        # What the functions and the route source connect with: app_dsn through the pausable proxy
+        # (soorma.local.dbpause), so `soorma local db pause` can make the database unavailable to them.
+        self.function_dsn = ""
+        self.db_proxy: Any = None
         self.nats_url = ""
         self.secrets: dict[str, str] = {}
         self.state: dict[str, Any] = {}
@@ -127,6 +131,7 @@ class LocalStack:
 
         self._phase("postgres")
         await asyncio.to_thread(self._start_postgres)
+        await self._start_db_proxy()
         self._phase("nats")
         await asyncio.to_thread(self._start_nats)
         if self.settings.transport == "sqs":
@@ -206,6 +211,13 @@ class LocalStack:
             self.owner_dsn = self._postgres.start()
         self.app_dsn = (settings.APP_DATABASE_URL.get()
                         or app_dsn(self.owner_dsn, self.secrets["app_db_password"]))
+
+    async def _start_db_proxy(self) -> None:
+        from soorma.local.dbpause import PausableDatabase, Upstream
+
+        self.db_proxy = PausableDatabase(Upstream.from_dsn(self.app_dsn), self.paths.home / "dbproxy")
+        await self.db_proxy.start()
+        self.function_dsn = self.db_proxy.dsn(self.app_dsn)
 
     def _start_nats(self) -> None:
         from soorma.local.nats import EmbeddedNats
@@ -349,7 +361,7 @@ class LocalStack:
 
     def _platform_env(self, logical: str) -> dict[str, str]:
         env = {
-            "SOORMA_APP_DATABASE_URL": self.app_dsn,
+            "SOORMA_APP_DATABASE_URL": self.function_dsn or self.app_dsn,
             "SOORMA_NATS_URL": self.nats_url,
             "SOORMA_API_KEY_PEPPER": self.secrets["api_key_pepper"],
             "SOORMA_API_URL": self.settings.api_url,
@@ -426,7 +438,7 @@ class LocalStack:
         from soorma.functions.bridge import Bridge
         from soorma.functions.bridge.routes import RouteSource
 
-        source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
+        source = RouteSource(self.function_dsn or self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
                              function_tenant=self.function_tenant)
         self.bridge = Bridge(self.nats_url, source.routes, self.runtime, refresh_interval_s=1.0, name="local")
         await self.bridge.start()
@@ -435,7 +447,7 @@ class LocalStack:
         from soorma.functions.bridge.routes import RouteSource
         from soorma.local.sqs_transport import SqsTransport, settings_from_env
 
-        source = RouteSource(self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
+        source = RouteSource(self.function_dsn or self.app_dsn, tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
                              function_tenant=self.function_tenant)
         self.sqs = SqsTransport(self.aws_endpoint_url, lambda: asyncio.to_thread(source.read_checked), self.runtime,
                                 tracker_function=PLATFORM_FUNCTIONS["tracker"][0],
@@ -456,6 +468,8 @@ class LocalStack:
             await asyncio.wait([self._server_task], timeout=5)
         if self.runtime is not None:
             await self.runtime.close()
+        if self.db_proxy is not None:
+            await self.db_proxy.stop()
         if self._moto is not None:
             await asyncio.to_thread(self._moto.stop)
         if self._nats is not None:

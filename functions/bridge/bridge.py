@@ -17,6 +17,15 @@ stream sequence and stored time come from the ack reply subject (ADR-15):
 * the function is throttled (:class:`~.types.FunctionThrottled`) → every message NAKed with a delay and the route's
   workers pause (exponential, equal jitter; reset by the next invocation that is not throttled). Throttling never
   dead-letters, but the redeliveries it causes do raise ``num_delivered`` (as SQS's receive count does);
+* failed and named in the response's ``soormaRetryLater`` extension (the platform could not serve it now: its
+  database resuming from a pause, issue 16) → ``-NAK`` with a delay of at least the function's ``retryAfterSeconds``
+  and at least the "unavailable" backoff (equal jitter, 2 s doubling to 30 s), and the delivery is **not counted**
+  toward ``max_deliveries``: the bridge remembers how many deliveries of each message were excused that way and
+  takes them off ``num_delivered`` when it decides on dead-lettering. Why not count with a longer backoff: an Aurora
+  resume takes 15-30 s, a handful of redeliveries would have to be spread over minutes for every ordinary failure
+  too. The excuse is bounded: a message older than ``unavailable_max_age_s`` (default 15 minutes, an outage rather
+  than a resume) is counted as usual, so nothing is retried for ever. The memory is per replica and bounded
+  (:data:`EXCUSED_MAX_ENTRIES`); forgetting it only means counting as before;
 * a message whose data is not UTF-8 cannot become a ``body`` string: it is dead-lettered at once, uninvoked;
 * failed and named in the response's ``soormaTerminalFailures`` extension (``payload.py``; the SDK's entry point
   reports a malformed envelope there) → dead-lettered at once with the function's reason, then ``+TERM``, whatever
@@ -50,6 +59,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable
 
@@ -71,6 +81,9 @@ from .types import ConsumerStats, FunctionThrottled, Invoker, Route
 log = logging.getLogger("soorma.functions.bridge")
 
 RoutesSource = Callable[[], Awaitable[list[Route]]]
+
+#: Messages whose "platform unavailable" deliveries the bridge remembers (least recently excused dropped first).
+EXCUSED_MAX_ENTRIES = 100_000
 
 
 @dataclass
@@ -103,7 +116,9 @@ class Bridge:
     own invocation limit = ``timeout_s`` + this), ``info_interval_s`` (how often an unchanged route's consumer is
     re-checked: recreated if deleted, lag refreshed), ``region`` (the records' ``awsRegion``),
     ``metrics_interval_s`` (EMF flush period; ``None`` turns the periodic flush off), ``metrics_sink`` (where EMF lines
-    go; default standard output), ``metrics_service`` (an optional ``service`` dimension).
+    go; default standard output), ``metrics_service`` (an optional ``service`` dimension), ``unavailable_backoff``
+    (its ``pause(n)`` paces the ``n``-th "retry later" redelivery of a message; default 2 s doubling to 30 s),
+    ``unavailable_max_age_s`` (how old a message may be and still have such deliveries not counted).
     """
 
     def __init__(
@@ -123,6 +138,8 @@ class Bridge:
         metrics_interval_s: float | None = 60.0,
         metrics_sink: Callable[[str], None] | None = None,
         metrics_service: str | None = None,
+        unavailable_backoff: ExponentialBackoff | None = None,
+        unavailable_max_age_s: float = 900.0,
     ) -> None:
         self.nats_url = nats_url
         self.name = name
@@ -134,6 +151,10 @@ class Bridge:
         self.policy = ConsumerPolicy(ack_margin_s=ack_margin_s)
         self.backoff: Callable[[int], float] = backoff or ExponentialBackoff()
         self._pause: Callable[[int], float] = getattr(self.backoff, "pause", self.backoff)
+        self.unavailable_backoff = unavailable_backoff or ExponentialBackoff(base_s=2.0, cap_s=30.0)
+        self.unavailable_max_age_s = unavailable_max_age_s
+        # (consumer, stream sequence) -> deliveries excused because the platform was unavailable
+        self._excused: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._routes = routes
         self._invoker = invoker
         self._nc: nats.NATS | None = None
@@ -481,10 +502,14 @@ class Bridge:
                 if outcome.failed is not None and message_id not in outcome.failed:
                     try:
                         await msg.ack()
+                        if self._excused:
+                            self._excused.pop((name, msg.metadata.sequence.stream), None)
                         stats.succeeded += 1
                         record_latency(name, (time.time() - msg.metadata.timestamp.timestamp()) * 1000)
                     except Exception as exc:
                         stats.last_error = clip(f"ack: {exc}")
+                elif message_id in outcome.retry_later:  # the platform could not serve it now
+                    await self._retry_later(msg, route, outcome.retry_later[message_id], outcome.error or "", stats)
                 elif message_id in outcome.terminal:  # the function says no redelivery can fix it
                     await self._fail(msg, route, outcome.terminal[message_id], stats, dead_letter_now=True)
                     stats.extra["terminal_failures"] = stats.extra.get("terminal_failures", 0) + 1
@@ -495,11 +520,31 @@ class Bridge:
         finally:
             stats.in_flight -= count
 
+    async def _retry_later(self, msg: Msg, route: Route, seconds: float, error: str, stats: ConsumerStats) -> None:
+        """Redeliver a message the platform could not serve now, without counting the delivery (module docstring)."""
+        key = (route.consumer_name, msg.metadata.sequence.stream)
+        age = time.time() - msg.metadata.timestamp.timestamp()
+        if age > self.unavailable_max_age_s:
+            await self._fail(msg, route, f"{error} (still unavailable after {age:.0f} s)", stats)
+            return
+        excused = self._excused.pop(key, 0) + 1
+        self._excused[key] = excused
+        while len(self._excused) > EXCUSED_MAX_ENTRIES:
+            self._excused.popitem(last=False)
+        stats.last_error = error
+        try:
+            await msg.nak(delay=max(seconds, self.unavailable_backoff.pause(excused)))
+            stats.extra["retried_unavailable"] = stats.extra.get("retried_unavailable", 0) + 1
+        except Exception as exc:  # connection trouble: the ack wait will bring the message back
+            stats.last_error = clip(f"settle: {exc}")
+
     async def _fail(self, msg: Msg, route: Route, error: str, stats: ConsumerStats, *,
                     dead_letter_now: bool = False) -> None:
-        """Retry a failed message later, or dead-letter it once it has used up its deliveries."""
+        """Retry a failed message later, or dead-letter it once it has used up its deliveries (deliveries excused
+        by :meth:`_retry_later` not counted)."""
         stats.last_error = error
-        attempt = msg.metadata.num_delivered
+        key = (route.consumer_name, msg.metadata.sequence.stream)
+        attempt = max(1, msg.metadata.num_delivered - self._excused.get(key, 0))
         try:
             if dead_letter_now or attempt >= route.max_deliveries:
                 js = self._js
@@ -515,6 +560,7 @@ class Bridge:
                     stats.retried += 1
                     return
                 await msg.term()
+                self._excused.pop(key, None)
                 stats.dead_lettered += 1
                 log.warning("%s: %s seq %s dead-lettered after %d deliveries: %s", self.name, route.consumer_name,
                             msg.metadata.sequence.stream, attempt, error)

@@ -31,6 +31,11 @@ Extension (ours; ignored by Lambda's SQS event source mapping, which reads only 
 :attr:`Outcome.terminal` and count as failed even if ``batchItemFailures`` left them out; the bridge dead-letters them
 at once. A malformed extension (not a list, an entry without a string ``itemIdentifier``, an id not in the batch) is
 ignored as a whole — the items are then merely retried, never lost.
+
+Extension (ours, likewise ignored by Lambda): ``soormaRetryLater`` (:data:`soorma.payload.RETRY_LATER_FIELD`), a list
+of ``{"itemIdentifier": id, "retryAfterSeconds": s}`` naming failed items the platform could not serve now (its
+database resuming). They land in :attr:`Outcome.retry_later`; the bridge redelivers them after at least ``s`` without
+counting the delivery toward dead-lettering. A malformed entry is skipped (its item is then an ordinary failure).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from nats.aio.msg import Msg
 from soorma.delivery.dead_letters import MAX_ERROR_CHARS, clip  # noqa: F401 (re-exported)
 from soorma.payload import (  # noqa: F401 (re-exported)
     EVENT_SOURCE,
+    RETRY_LATER_FIELD,
     TERMINAL_FAILURES_FIELD,
     batch,
     event_source_arn,
@@ -78,11 +84,14 @@ def build_payload(records: Sequence[dict[str, Any]]) -> bytes:
 @dataclass(frozen=True)
 class Outcome:
     """Which message ids failed (``None`` = all of them) and why (``None`` when nothing failed); ``terminal``: the
-    failed ids the function reported as terminal (``soormaTerminalFailures``) with their reasons."""
+    failed ids the function reported as terminal (``soormaTerminalFailures``) with their reasons; ``retry_later``:
+    the failed ids the function could not serve because the platform was unavailable (``soormaRetryLater``), with
+    the least delay in seconds before the next delivery."""
 
     failed: frozenset[str] | None
     error: str | None
     terminal: Mapping[str, str] = field(default_factory=dict)
+    retry_later: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def all_failed(self) -> bool:
@@ -135,7 +144,24 @@ def interpret(result: InvokeResult, batch_ids: Sequence[str]) -> Outcome:
             return Outcome(None, clip(f"batchItemFailures names an unknown itemIdentifier {ident!r}"))
         failed.add(ident)
     failed.update(terminal)
-    return Outcome(frozenset(failed), "function reported the item in batchItemFailures", terminal)
+    retry_later = {ident: seconds for ident, seconds in _retry_later(data.get(RETRY_LATER_FIELD), known).items()
+                   if ident in failed and ident not in terminal}
+    error = ("the platform was unavailable (retry later)" if retry_later and set(retry_later) == failed
+             else "function reported the item in batchItemFailures")
+    return Outcome(frozenset(failed), error, terminal, retry_later)
+
+
+def _retry_later(entries: Any, known: set[str]) -> dict[str, float]:
+    """``{id: seconds}`` of the well-formed entries of a ``soormaRetryLater`` list (see the module docstring)."""
+    if not entries or not isinstance(entries, list):
+        return {}
+    out: dict[str, float] = {}
+    for item in entries:
+        ident = item.get("itemIdentifier") if isinstance(item, dict) else None
+        seconds = item.get("retryAfterSeconds", 0) if isinstance(item, dict) else None
+        if isinstance(ident, str) and ident in known and isinstance(seconds, (int, float)) and seconds >= 0:
+            out[ident] = float(seconds)
+    return out
 
 
 def _terminal(entries: Any, known: set[str]) -> dict[str, str]:

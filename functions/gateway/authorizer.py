@@ -24,8 +24,21 @@ and API Gateway hands ``context`` to the functions at ``requestContext.authorize
   (:func:`soorma.identity.act_for`), so API Gateway can cache this answer keyed on ``Authorization`` alone.
 * Malformed, unknown, wrong, revoked and expired keys, keys of a suspended tenant, and bad or expired tokens are all
   simply unauthorized (403 from API Gateway; a missing identity
-  source gives 401). A missing pepper or an unreachable database raises, so API Gateway answers 500 instead of a
-  misleading 403.
+  source gives 401). A missing pepper raises, so API Gateway answers 500 instead of a misleading 403.
+* **The database resuming** (Aurora Serverless v2 waking from 0 ACU takes ~15 s, longer than this function's 10 s
+  timeout): an HTTP API Lambda authorizer can only allow, deny (403, which the client cannot tell from a bad key) or
+  fail (an error or a timeout: 500, ``AUTHORIZER_APIGW_TIMEOUT``/``AUTHORIZER_FAILURE``); HTTP APIs have no gateway
+  responses to turn that into a 503. So the authorizer waits for the database at most :data:`DB_WAIT_S`, and then
+  **defers** instead of failing: it allows the request with the context ``{"deferred": ...}`` (:data:`DEFERRED`) and
+  no identity, and the function re-does the check itself (:func:`resolve_deferred`, called by
+  :class:`soorma.functions.shared.service.RequireIdentity` before routing): a bad credential is answered 401 there, a
+  database still unavailable 503 with ``Retry-After``, a good one goes on as if the authorizer had allowed it. A
+  JWT needs no database to verify, so a deferred token carries its identity and only the tenant status is left to
+  the function (``"deferred": "tenant"``); an API key needs the database, so nothing is known yet
+  (``"deferred": "credential"``). Trade-off: while the database is unavailable, requests with any credential reach
+  a function (which refuses the bad ones before routing or reading the body), and a deferred answer stays in API
+  Gateway's cache for the authorizer's TTL (each such request then costs the function one more key lookup); in
+  exchange a valid client gets its answer, or a 503 it knows to retry, never a 403 or a 500.
 
 Caching: the answer may be cached keyed on the credential (``$request.header.Authorization``): revocation,
 suspension and expiry are checked again by the functions on every request (:class:`soorma.functions.shared.service.Admission`).
@@ -38,12 +51,20 @@ from typing import Any, Mapping
 
 from soorma.functions.gateway.keys import PREFIX as KEY_PREFIX, resolve_api_key
 from soorma.functions.gateway.tokens import JwtSettings, TokenRejected, looks_like_jwt, verify
-from soorma.functions.shared.db import Database, database_from_env
+from soorma.functions.shared.db import Database, DatabaseUnavailable, database_from_env
 from soorma.identity import Identity, event_headers
 
 logger = logging.getLogger("soorma.functions.gateway.authorizer")
 
 DENY: dict[str, Any] = {"isAuthorized": False}
+
+#: The authorizer context key of a deferred answer (see the module docstring); its value says what is left to check.
+DEFERRED = "deferred"
+DEFER_CREDENTIAL = "credential"
+DEFER_TENANT = "tenant"
+#: Seconds the authorizer waits for a database connection before deferring: well inside its 10 s timeout, and it
+#: leaves the function 20 s (``SOORMA_DB_CONNECT_WAIT_S``) of API Gateway's 30 s to wait for the database itself.
+DB_WAIT_S = 5.0
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -72,35 +93,73 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
     return api_key or None
 
 
-def _jwt_identity(token: str, db: Database, settings: JwtSettings) -> Identity | None:
+def _tenant_active(identity: Identity, db: Database, wait_s: float | None = None) -> bool:
+    with db.transaction(wait_s=wait_s) as conn:
+        row = conn.execute("select gateway.tenant_status(%s) as status", (identity.platform_tenant_id,)).fetchone()
+    status = row["status"] if isinstance(row, dict) else row[0]
+    if status != "active":
+        logger.info("refused token: platform tenant %s is %s", identity.platform_tenant_id, status or "not onboarded")
+        return False
+    return True
+
+
+def _jwt_identity(token: str, db: Database, settings: JwtSettings, wait_s: float | None = None) -> Identity | None:
+    """The verified token's identity if its tenant is active; ``None`` otherwise. Raises
+    :class:`DatabaseUnavailable` (carrying the verified identity as ``identity``) when the tenant cannot be read."""
     try:
         identity = verify(token, settings)
     except TokenRejected as exc:
         logger.info("refused token: %s", exc)
         return None
+    try:
+        return identity if _tenant_active(identity, db, wait_s) else None
+    except DatabaseUnavailable as exc:
+        exc.identity = identity  # type: ignore[attr-defined]  # what the deferred answer carries
+        raise
+
+
+def resolve_deferred(headers: Mapping[str, str], context: Mapping[str, Any], db: Database, *,
+                     pepper: str | None = None) -> Identity | None:
+    """The principal of a request the authorizer deferred (``context[DEFERRED]`` set; ``headers`` lower-cased):
+    the API key resolved now, or the deferred token's identity if its tenant is active; ``None`` when the credential
+    is not valid (answer 401). Raises :class:`DatabaseUnavailable` when the database is still unavailable (after the
+    database's own wait, ``SOORMA_DB_CONNECT_WAIT_S``)."""
+    if context.get(DEFERRED) == DEFER_TENANT:
+        identity = Identity.from_context(context)
+        return identity if _tenant_active(identity, db) else None
+    key = presented_key(headers)
+    if key is None or not key.startswith(KEY_PREFIX):
+        return None  # a deferred token always carries its identity: anything else here is not a credential
     with db.transaction() as conn:
-        row = conn.execute("select gateway.tenant_status(%s) as status", (identity.platform_tenant_id,)).fetchone()
-    status = row["status"] if isinstance(row, dict) else row[0]
-    if status != "active":
-        logger.info("refused token: platform tenant %s is %s", identity.platform_tenant_id, status or "not onboarded")
-        return None
-    return identity
+        return resolve_api_key(conn, key, pepper=pepper)
 
 
 def authorize(
-    event: Mapping[str, Any], db: Database, *, pepper: str | None = None, jwt_settings: JwtSettings | None = None
+    event: Mapping[str, Any], db: Database, *, pepper: str | None = None, jwt_settings: JwtSettings | None = None,
+    wait_s: float = DB_WAIT_S,
 ) -> dict[str, Any]:
-    """The simple authorizer response for one v2 authorizer event (``jwt_settings`` default: from the environment)."""
+    """The simple authorizer response for one v2 authorizer event (``jwt_settings`` default: from the environment).
+
+    Waits up to ``wait_s`` for the database; then answers a deferred allow (see the module docstring)."""
     headers = event_headers(event)
     key = presented_key(headers)
     if key is None:
         return dict(DENY)
     if key.startswith(KEY_PREFIX):
-        with db.transaction() as conn:
-            identity = resolve_api_key(conn, key, pepper=pepper)
+        try:
+            with db.transaction(wait_s=wait_s) as conn:
+                identity = resolve_api_key(conn, key, pepper=pepper)
+        except DatabaseUnavailable as exc:
+            logger.warning("database unavailable (%s): API key check deferred to the function", exc)
+            return {"isAuthorized": True, "context": {DEFERRED: DEFER_CREDENTIAL}}
     elif looks_like_jwt(key):
         settings = jwt_settings if jwt_settings is not None else JwtSettings.from_env()
-        identity = _jwt_identity(key, db, settings) if settings.enabled else None
+        try:
+            identity = _jwt_identity(key, db, settings, wait_s) if settings.enabled else None
+        except DatabaseUnavailable as exc:
+            logger.warning("database unavailable (%s): tenant check of a valid token deferred to the function", exc)
+            return {"isAuthorized": True, "context": {**exc.identity.as_context(),  # type: ignore[attr-defined]
+                                                      DEFERRED: DEFER_TENANT}}
     else:
         identity = None
     if identity is None:

@@ -16,18 +16,33 @@ as in PostgreSQL): ``SOORMA_DB_STATEMENT_TIMEOUT_MS`` (default :data:`DEFAULT_ST
 Gateway's 30 s integration limit) and ``SOORMA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`` (default
 :data:`DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS`).
 
+**Waking up.** Aurora Serverless v2 paused at 0 ACU takes about 15 s (longer after a day) to accept its first
+connection, and a database restarting refuses connections for a while. Two things make a function outlast that:
+
+* connecting retries (:class:`WakingConnection`): a refused or dropped connection attempt is tried again after a short
+  pause (0.1 s doubling to 1 s) for up to :data:`CONNECT_RETRY_S`, instead of psycopg-pool's own reconnection schedule
+  (1 s doubling: 1, 3, 7, 15, 31 s), which would find a database that came back after 16 s only at 31 s;
+* a caller waits at most ``SOORMA_DB_CONNECT_WAIT_S`` (default 20 s, under the HTTP functions' 29 s) for a
+  connection, then gets :class:`DatabaseUnavailable` (an ``OperationalError``), which
+  :mod:`soorma.functions.shared.service` answers 503 with ``Retry-After: SOORMA_DB_RETRY_AFTER_S`` and the event
+  consumers report as "retry later" instead of burning a delivery attempt.
+
+A connection the pause killed is found by the pool's check on checkout and replaced.
+
 Requires the ``functions`` extra (psycopg, psycopg-pool).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from soorma.functions.shared import settings
 from soorma.identity import Identity
@@ -50,6 +65,62 @@ def _with_timeouts(dsn: str, statement_timeout_ms: int, idle_ms: int) -> dict[st
     ours = f"-c statement_timeout={int(statement_timeout_ms)} -c idle_in_transaction_session_timeout={int(idle_ms)}"
     return {"options": f"{existing} {ours}".strip()}
 
+logger = logging.getLogger("soorma.functions.db")
+
+#: How long one connection attempt of the pool keeps retrying a refused connection (seconds): longer than an Aurora
+#: resume, so the attempt that started while the database slept is the one that gets the first connection.
+CONNECT_RETRY_S = 60.0
+_FIRST_PAUSE_S = 0.1
+_MAX_PAUSE_S = 1.0
+
+
+class DatabaseUnavailable(psycopg.OperationalError):
+    """No database connection could be had within the wait (``SOORMA_DB_CONNECT_WAIT_S``): the database is paused,
+    resuming, restarting or unreachable. ``retry_after_s``: whole seconds a caller should wait before trying again.
+
+    A subclass of ``psycopg.OperationalError``, so code that already treats that as "database down" keeps doing so."""
+
+    def __init__(self, message: str, *, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s if retry_after_s is not None else settings.DB_RETRY_AFTER_S.get()
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the database cannot be reached now" (retry later) rather than a fault of the request:
+    :class:`DatabaseUnavailable`, a pool timeout, or a connection-level ``OperationalError``. A statement cancelled by
+    ``statement_timeout`` (``QueryCanceled``) is not: it is the request's own doing."""
+    return isinstance(exc, (PoolTimeout, psycopg.OperationalError)) and not isinstance(
+        exc, psycopg.errors.QueryCanceled)
+
+
+def _worth_retrying(exc: psycopg.OperationalError) -> bool:
+    """A refused, dropped or unanswered connection (no SQLSTATE), a server starting up or shutting down (class 57P),
+    or too many connections (53300); not a wrong password or an unknown database, which no wait fixes."""
+    state = exc.sqlstate
+    return state is None or state.startswith("57P") or state == "53300"
+
+
+class WakingConnection(psycopg.Connection[Any]):
+    """A ``psycopg.Connection`` whose :meth:`connect` retries a refused attempt for up to :data:`CONNECT_RETRY_S`
+    (see the module docstring; a wrong password or database is raised at once); the pool opens its connections with
+    it (``connection_class``)."""
+
+    @classmethod
+    def connect(cls, conninfo: str = "", **kwargs: Any) -> "WakingConnection":  # type: ignore[override]
+        give_up_at = time.monotonic() + CONNECT_RETRY_S
+        pause = _FIRST_PAUSE_S
+        while True:
+            try:
+                return super().connect(conninfo, **kwargs)  # type: ignore[return-value]
+            except psycopg.OperationalError as exc:
+                if not _worth_retrying(exc) or time.monotonic() + pause >= give_up_at:
+                    raise
+                logger.info("database not accepting connections (%s); retrying in %.1f s",
+                            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, _MAX_PAUSE_S)
+
+
 _SET_IDENTITY = (
     "select set_config('soorma.platform_tenant_id', %s, true),"
     " set_config('soorma.service_tenant_id', %s, true),"
@@ -65,13 +136,15 @@ class Database:
 
     ``statement_timeout_ms`` / ``idle_in_transaction_timeout_ms`` (milliseconds, ``0`` = no limit; default from
     ``SOORMA_DB_STATEMENT_TIMEOUT_MS`` / ``SOORMA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS``, see the module docstring) are
-    set on every connection. Raises ``ValueError`` for a malformed setting.
+    set on every connection. ``connect_wait_s``: how long :meth:`transaction` waits for a connection (default
+    ``SOORMA_DB_CONNECT_WAIT_S``). Raises ``ValueError`` for a malformed setting.
     """
 
     def __init__(self, dsn: str, *, max_size: int = 2, statement_timeout_ms: int | None = None,
-                 idle_in_transaction_timeout_ms: int | None = None) -> None:
+                 idle_in_transaction_timeout_ms: int | None = None, connect_wait_s: float | None = None) -> None:
         self.dsn = dsn
         self._max_size = max_size
+        self.connect_wait_s = settings.DB_CONNECT_WAIT_S.get() if connect_wait_s is None else float(connect_wait_s)
         self.statement_timeout_ms = (settings.DB_STATEMENT_TIMEOUT_MS.get()
                                      if statement_timeout_ms is None else int(statement_timeout_ms))
         self.idle_in_transaction_timeout_ms = (
@@ -93,18 +166,28 @@ class Database:
                                 **_with_timeouts(self.dsn, self.statement_timeout_ms,
                                                  self.idle_in_transaction_timeout_ms)},
                         check=ConnectionPool.check_connection,
+                        connection_class=WakingConnection,
+                        timeout=self.connect_wait_s,
                         open=True,
                     )
         return self._pool
 
     @contextmanager
-    def transaction(self, identity: Identity | None = None) -> Iterator[psycopg.Connection]:
+    def transaction(self, identity: Identity | None = None, *,
+                    wait_s: float | None = None) -> Iterator[psycopg.Connection]:
         """One transaction, committed on success and rolled back on an exception.
 
         With ``identity`` the three tenancy settings are set first, so RLS policies see the caller; without it no
-        tenant-owned row is visible (the policies compare with an unset setting).
+        tenant-owned row is visible (the policies compare with an unset setting). Waits up to ``wait_s`` (default
+        :attr:`connect_wait_s`) for a connection, then raises :class:`DatabaseUnavailable`.
         """
-        with self.pool.connection() as conn:
+        wait = self.connect_wait_s if wait_s is None else max(0.0, wait_s)
+        pool = self.pool
+        try:
+            conn = pool.getconn(timeout=wait)
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(f"no database connection within {wait:g} s: {exc}") from exc
+        try:
             with conn.transaction():
                 if identity is not None:
                     conn.execute(
@@ -112,6 +195,8 @@ class Database:
                         (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id),
                     )
                 yield conn
+        finally:
+            pool.putconn(conn)  # a connection that broke meanwhile is discarded and replaced by the pool
 
     def close(self) -> None:
         if self._pool is not None:

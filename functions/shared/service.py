@@ -19,7 +19,9 @@
 * :func:`install_error_handlers` — maps what a client can cause to 4xx answers instead of a 500: no identity → 401,
   a value that cannot form a NATS subject → 422, a value PostgreSQL refuses (NUL characters, ...) → 422, a unique
   violation → 409, a value too large for an index → 422, a statement cancelled by ``statement_timeout``
-  (:mod:`soorma.functions.shared.db`) → 503 with ``Retry-After``, and an unreachable database → 503.
+  (:mod:`soorma.functions.shared.db`) → 503 with ``Retry-After``, and an unavailable database (paused and resuming,
+  restarting, unreachable: no connection within ``SOORMA_DB_CONNECT_WAIT_S``) → 503 with ``Retry-After``
+  (:func:`database_unavailable`), never a 500.
 * :func:`lazy_mangum_handler` — a Lambda entry point that builds the app (and its Mangum adapter) on the first
   invocation, so importing a handler module needs no environment.
 
@@ -62,6 +64,17 @@ UNAUTHORIZED = {"detail": "Unauthorized: no authorizer identity on the request"}
 
 def _unauthorized() -> JSONResponse:
     return JSONResponse(UNAUTHORIZED, status_code=401)
+
+
+def database_unavailable(exc: BaseException) -> JSONResponse:
+    """The answer to a request the database could not serve now: 503 ``{"detail": ...}`` with ``Retry-After``
+    (whole seconds: the exception's ``retry_after_s`` when it has one, else ``SOORMA_DB_RETRY_AFTER_S``). Clients
+    (the SDK included) retry after it; the event consumers treat it as "platform unavailable" (not a failure of the
+    event)."""
+    seconds = getattr(exc, "retry_after_s", None) or settings.DB_RETRY_AFTER_S.get()
+    logger.error("database unavailable: %s", _first_line(exc))
+    return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503,
+                        headers={"Retry-After": str(int(seconds))})
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,10 @@ class RequireIdentity:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path", "").startswith(self.prefix):
+            refusal = await self._resolve_deferred(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
             try:
                 identity = from_request(HTTPConnection(scope))
             except MissingIdentity:
@@ -180,6 +197,29 @@ class RequireIdentity:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _resolve_deferred(self, scope: Scope) -> JSONResponse | None:
+        """A request the authorizer let through while the database was unavailable
+        (:mod:`soorma.functions.gateway.authorizer`, "deferred"): check its credential now and put the identity in
+        the event's authorizer context, as if the authorizer had answered; 401 for a bad credential, 503 with
+        ``Retry-After`` while the database is still unavailable. ``None``: go on."""
+        event = scope.get("aws.event")
+        authorizer = ((event or {}).get("requestContext") or {}).get("authorizer") or {}
+        context = authorizer.get("lambda") if isinstance(authorizer, dict) else None
+        if not isinstance(context, dict) or not context.get("deferred"):
+            return None
+        from soorma.functions.gateway.authorizer import resolve_deferred
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        try:
+            db = _admission_db(scope.get("app"))
+            identity = await run_in_threadpool(resolve_deferred, headers, context, db)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            return database_unavailable(exc)
+        if identity is None:
+            return _unauthorized()
+        authorizer["lambda"] = identity.as_context()
+        return None
 
     async def _admit(self, scope: Scope, identity: Identity) -> JSONResponse | None:
         if not identity.credential_type:
@@ -197,8 +237,7 @@ class RequireIdentity:
             db = _admission_db(scope.get("app"))
             verdict, retry_after = await run_in_threadpool(self.admission.check, db, identity)
         except (psycopg.OperationalError, PoolTimeout) as exc:
-            logger.error("admission: database unavailable: %s", exc)
-            return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+            return database_unavailable(exc)
         if verdict == "ok":
             return None
         if verdict == "revoked":
@@ -270,13 +309,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(psycopg.OperationalError)
     async def _db_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-        logger.error("database unavailable: %s", exc)
-        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+        return database_unavailable(exc)
 
     @app.exception_handler(PoolTimeout)
     async def _pool_timeout(request: Request, exc: PoolTimeout) -> JSONResponse:
-        logger.error("database pool timeout: %s", exc)
-        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+        return database_unavailable(exc)
 
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -296,7 +333,7 @@ ERROR_ANSWERS = {
     "413": "Too large for the event bus",
     "422": "Invalid request",
     "429": "Rate limit exceeded; ``Retry-After`` says when to retry",
-    "503": "A platform dependency is unavailable; retry later",
+    "503": "A platform dependency is unavailable (e.g. the database resuming); ``Retry-After`` says when to retry",
 }
 
 SECURITY_SCHEMES = {
@@ -321,7 +358,7 @@ def document_errors(schema: dict[str, Any], prefix: str = PROTECTED_PREFIX) -> d
             responses = operation.setdefault("responses", {})
             for code, text in ERROR_ANSWERS.items():
                 answer = {"description": text, "content": {"application/json": {"schema": ref}}}
-                if code == "429":
+                if code in ("429", "503"):
                     answer["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
                 if code == "422" or code not in responses:
                     responses[code] = answer
@@ -415,6 +452,7 @@ __all__ = [
     "document_errors",
     "RequireIdentity",
     "current_identity",
+    "database_unavailable",
     "ensure_event_loop",
     "function_app",
     "install_error_handlers",

@@ -66,6 +66,14 @@ DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: Setting[int] = Setting(
     "SOORMA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", "the functions' database connections: PostgreSQL "
     "`idle_in_transaction_session_timeout`; `0` = no limit", _milliseconds, 60_000)
 
+DB_CONNECT_WAIT_S: Setting[float] = Setting(
+    "SOORMA_DB_CONNECT_WAIT_S", "seconds a function waits for a database connection before answering 503 with "
+    "`Retry-After` (Aurora Serverless v2 resuming from 0 ACU takes about 15 s); the HTTP functions' 29 s timeout "
+    "leaves the rest for the request's own work", _positive_number, 20.0, default_doc="`20`")
+DB_RETRY_AFTER_S: Setting[int] = Setting(
+    "SOORMA_DB_RETRY_AFTER_S", "the `Retry-After` (seconds) of a 503 answered because the database is unavailable",
+    positive_integer_or_none, 5)
+
 # ------------------------------------------------------------------------------------------------ rate limits
 
 RATE_KEY_RPS: Setting[float] = Setting(

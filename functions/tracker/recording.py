@@ -24,7 +24,11 @@ tenant's rows):
   forgets it, and a goal that a dead letter failed is ``running`` again once none is left.
 
 A malformed envelope, or one PostgreSQL cannot store, is logged and reported processed (retrying cannot help);
-database outages raise, so the record is reported in ``batchItemFailures`` and redelivered.
+database outages raise, so the record is reported in ``batchItemFailures`` and redelivered; when the database is
+unavailable (paused and resuming: :func:`soorma.functions.shared.db.is_unavailable`) the record and the rest of the
+batch are reported "retry later" too (``soormaRetryLater``, :data:`soorma.payload.RETRY_LATER_FIELD`), so the bridge
+redelivers them without counting toward dead-lettering, and the rest of the batch does not wait for the database
+again.
 
 This module does not import FastAPI: a cold start of the tracker for an event batch (its usual work) loads only
 what recording needs; the HTTP app is :mod:`soorma.functions.tracker.app`.
@@ -45,9 +49,11 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from soorma.events import EventEnvelope, EventTopic
-from soorma.functions.shared.db import Database
+from soorma.functions.shared.db import Database, DatabaseUnavailable, is_unavailable
+from soorma.functions.shared.settings import DB_RETRY_AFTER_S
 from soorma.goal_notices import DEAD_LETTERED, NOTICE_TYPES, SOURCE as NOTICE_SOURCE, describe as describe_dead_letter
 from soorma.identity import Identity
+from soorma.payload import with_retry_later
 from soorma.task_context import PROGRESS_EVENT
 
 logger = logging.getLogger("soorma.functions.tracker")
@@ -253,10 +259,23 @@ def _apply_notice(conn, goal_id: str, etype: str, data: dict[str, Any], when: da
 
 
 def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    """Record every event of a function payload; returns ``{"batchItemFailures": [...]}`` (Powertools)."""
+    """Record every event of a function payload; returns ``{"batchItemFailures": [...]}`` (Powertools), plus
+    ``soormaRetryLater`` for the records the database was unavailable for (see the module docstring)."""
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    retry_later: dict[str, float] = {}
 
     def record_handler(record: SQSRecord) -> str:
+        if retry_later:
+            retry_later[record.message_id] = max(retry_later.values())
+            raise DatabaseUnavailable("not started: the database was unavailable for an earlier record of the batch")
+        try:
+            return _record(record)
+        except Exception as exc:
+            if is_unavailable(exc):
+                retry_later[record.message_id] = float(getattr(exc, "retry_after_s", 0) or DB_RETRY_AFTER_S.get())
+            raise
+
+    def _record(record: SQSRecord) -> str:
         body = record.raw_event.get("body")
         try:
             if isinstance(body, dict):
@@ -269,4 +288,6 @@ def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> d
             return IGNORED
         return record_envelope(db, envelope)
 
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+    return with_retry_later(dict(response), retry_later)

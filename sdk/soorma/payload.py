@@ -88,3 +88,28 @@ def with_terminal_failures(response: dict[str, Any], terminal: dict[str, str]) -
     out["batchItemFailures"] = failures
     out[TERMINAL_FAILURES_FIELD] = [{"itemIdentifier": ident, "reason": reason} for ident, reason in terminal.items()]
     return out
+
+
+#: The partial batch response's extension field for items that failed because the platform is unavailable now (its
+#: database resuming from a pause): ``"soormaRetryLater": [{"itemIdentifier": id, "retryAfterSeconds": s}, ...]``,
+#: each item *also* in ``batchItemFailures``. The NATS bridge redelivers them after at least ``s`` seconds without
+#: counting the delivery toward the route's ``max_deliveries`` (:mod:`soorma.functions.bridge`); Lambda's SQS event
+#: source mapping ignores the field and redelivers after the queue's visibility timeout (6 × the function's timeout
+#: in the CDK app, 35 s or more locally), so ``maxReceiveCount`` deliveries span minutes, longer than a resume.
+RETRY_LATER_FIELD = "soormaRetryLater"
+
+
+def with_retry_later(response: dict[str, Any], retry_later: dict[str, float]) -> dict[str, Any]:
+    """``response`` (a partial batch response) with ``retry_later`` (``{message id: seconds}``) added as
+    :data:`RETRY_LATER_FIELD`; each id is added to ``batchItemFailures`` too if it is missing there. Returns
+    ``response`` unchanged when ``retry_later`` is empty."""
+    if not retry_later:
+        return response
+    out = dict(response)
+    failures = list(out.get("batchItemFailures") or [])
+    listed = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
+    failures.extend({"itemIdentifier": ident} for ident in retry_later if ident not in listed)
+    out["batchItemFailures"] = failures
+    out[RETRY_LATER_FIELD] = [{"itemIdentifier": ident, "retryAfterSeconds": round(float(seconds), 3)}
+                              for ident, seconds in retry_later.items()]
+    return out

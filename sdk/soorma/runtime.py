@@ -45,6 +45,13 @@ handler may call the entry from ``asyncio.to_thread``: each thread runs its own 
 is *running* (inside ``async def`` code) is refused with a clear ``RuntimeError``: the synchronous entry cannot block
 the loop it would need. Records of a batch run one after another, in order.
 
+Platform unavailable (issue 16, "waking up"): a record whose handler failed because the platform could not serve it
+now (a 503 with ``Retry-After`` while its database resumes from a pause, or the platform unreachable:
+:func:`soorma.errors.retry_later_seconds`) is reported in the ``soormaRetryLater`` extension of the response
+(:data:`soorma.payload.RETRY_LATER_FIELD`) as well as in ``batchItemFailures``; the NATS bridge redelivers it later
+without counting the delivery toward dead-lettering. The records after it in the batch are not started (they would
+wait on the same platform and eat the invocation's time) and are reported the same way.
+
 Platform tenant (defence in depth, docs/architecture.md "Identity"): the function knows the platform tenant it was
 deployed for (``SOORMA_PLATFORM_TENANT_ID``, set by ``soorma local deploy`` and the CDK ``SoormaAgent``); a record
 whose envelope names another platform tenant is never handled and is reported a terminal failure (the bridge
@@ -71,7 +78,7 @@ from .environment import (
     run,
     run_checked_once,
 )
-from .errors import ForeignTenantEventError, MalformedEventError
+from .errors import ForeignTenantEventError, MalformedEventError, PlatformUnavailableError, retry_later_seconds
 from .events import EventEnvelope
 
 if TYPE_CHECKING:
@@ -167,11 +174,17 @@ class LambdaRuntime:
 
         try:
             self._start()
-        except Exception:
+        except Exception as exc:
             # Nothing can be handled without a started agent: fail every record (redelivered later), and retry the
-            # startup handlers on the next invocation.
+            # startup handlers on the next invocation; "retry later" when the platform was what was missing.
             log.exception("agent %s: startup failed; failing the batch of %d", self.agent.name, len(records))
-            return {"batchItemFailures": [{"itemIdentifier": r.get("messageId", "")} for r in records]}
+            failed = {"batchItemFailures": [{"itemIdentifier": r.get("messageId", "")} for r in records]}
+            seconds = retry_later_seconds(exc)
+            if seconds is None:
+                return failed
+            from .payload import with_retry_later
+
+            return with_retry_later(failed, {r.get("messageId", ""): seconds for r in records})
         self._install_exit_hooks()
 
         from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -181,12 +194,22 @@ class LambdaRuntime:
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
         terminal: dict[str, str] = {}  # message id -> reason: failures no redelivery can fix
+        retry_later: dict[str, float] = {}  # message id -> seconds: the platform could not serve it now
 
         def record_handler(record: Any) -> None:
+            if retry_later:
+                retry_later[record.message_id] = max(retry_later.values())
+                raise PlatformUnavailableError("not started: the platform was unavailable for an earlier record of "
+                                               "this batch")
             try:
                 self._process_record(record, lambda_context)
             except (MalformedEventError, ForeignTenantEventError) as exc:
                 terminal[record.message_id] = f"{type(exc).__name__}: {exc}"
+                raise
+            except Exception as exc:
+                seconds = retry_later_seconds(exc)
+                if seconds is not None:
+                    retry_later[record.message_id] = seconds
                 raise
 
         response = process_partial_response(
@@ -194,9 +217,9 @@ class LambdaRuntime:
         )
         # A malformed envelope fails the same way on every delivery: report it terminal (an extension field
         # beside batchItemFailures, soorma.payload.TERMINAL_FAILURES_FIELD) so the bridge dead-letters it at once.
-        from .payload import with_terminal_failures
+        from .payload import with_retry_later, with_terminal_failures
 
-        return with_terminal_failures(dict(response), terminal)
+        return with_retry_later(with_terminal_failures(dict(response), terminal), retry_later)
 
     def _start(self) -> None:
         """Run the agent's startup handlers once per environment, even when several threads' first batches arrive

@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # httpx is imported on the first request, not with the SDK (c
     import httpx
 
 from .._current import identity_headers
-from ..errors import ConflictError, PlatformConnectionError, PlatformError
+from ..errors import ConflictError, PlatformConnectionError, PlatformError, PlatformUnavailableError
 from ..settings import DEFAULT_TIMEOUT
 
 log = logging.getLogger("soorma.clients")
@@ -131,6 +131,11 @@ class HttpClient:
                 await asyncio.sleep(wait)
                 throttled += 1
                 continue
+            if response.status_code == 503 and "retry-after" in response.headers:
+                # The platform already waited what it could for its database (SOORMA_DB_CONNECT_WAIT_S) and says
+                # when to come back: a retry now would wait as long again and eat the caller's time (an agent's
+                # invocation); the caller decides (the agent runtime reports the event "retry later").
+                break
             if response.status_code in _RETRY_STATUSES and attempt < _RETRIES:
                 log.debug("%s %s -> %s, retrying", method, url, response.status_code)
                 await asyncio.sleep(_BACKOFF * 2**attempt)
@@ -141,6 +146,10 @@ class HttpClient:
             return not_found
         if response.status_code == 409:
             raise ConflictError(409, _detail(response), method=method, url=url)
+        if response.status_code == 503:
+            retry_after = response.headers.get("retry-after")
+            seconds = retry_after_seconds(retry_after, 0.0) if retry_after is not None else 0.0
+            raise PlatformUnavailableError(_detail(response), method=method, url=url, retry_after_s=seconds or None)
         if response.status_code >= 400:
             raise PlatformError(response.status_code, _detail(response), method=method, url=url)
         if not response.content:
