@@ -181,7 +181,7 @@ async def bench_event_client(logs: Path, rounds: int, warmup: int) -> dict[str, 
                              response_event=ANSWER_EVENT, response_topic=EventTopic.ACTION_RESULTS.value)
         try:
             await asyncio.wait_for(answered[cid].wait(), 120)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return cid, time.monotonic() - started
         return cid, arrived[cid] - started
 
