@@ -92,9 +92,9 @@ BRIDGE_IMAGE = f"public.ecr.aws/docker/library/python:{packaging.LAMBDA_PYTHON}-
 # Characters kept out of generated passwords: they would need quoting in a DSN or a shell.
 PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
 
-# Default reserved concurrency: each execution environment keeps at most 2 connections (soorma.functions.shared.db.Database), so these
-# bound the platform at (10+10+10+10+4+1+1)*2 = 92 connections, inside Aurora's limit at its smallest maximum
-# capacity. Set ``reserved_concurrency=None`` for an account whose concurrency quota is still 10 (new accounts).
+# Default reserved concurrency: each execution environment keeps at most 2 connections (soorma.functions.shared.db.Database), and
+# a gateway environment one more while it long-polls a goal (Database.listen), so these bound the platform at
+# (10+10+10+10+4+1+1)*2 + 10 = 102 connections, inside Aurora's limit at its smallest maximum capacity. Set ``reserved_concurrency=None`` for an account whose concurrency quota is still 10 (new accounts).
 DEFAULT_RESERVED_CONCURRENCY = {
     "registry": 10, "memory": 10, "gateway": 10, "authorizer": 10, "tracker": 4, "migrate": 1, "registrar": 1,
 }

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,11 @@ GOAL_CANCEL_EVENT = "soorma.goal.cancel"
 SOURCE = "soorma-gateway"
 MAX_WAIT_S = 25.0
 FINAL = ("completed", "failed", "cancelled")
+#: The channel a goal's end is announced on: ``NOTIFY`` with the goal id as the only payload, sent by a trigger when
+#: a goal reaches a state of :data:`FINAL` (migration ``0019_goal_done_notify.sql``).
+GOAL_DONE_CHANNEL = "soorma_goal_done"
+#: Seconds between re-reads of a waited-on goal when no notification came: only a safety net for a missed one.
+RECHECK_S = 1.0
 
 _GOAL_COLUMNS = (
     "goal_id::text as goal_id, goal_type, status, data, result, error, session_id, response_event, created_at,"
@@ -131,11 +137,15 @@ def goal_envelope(identity: Identity, *, goal_id: str, goal_type: str, data: dic
 
 
 class Goals:
-    """The goal API over one database and one publisher."""
+    """The goal API over one database and one publisher.
 
-    def __init__(self, db: Database, publisher: Publisher) -> None:
+    ``recheck_s``: seconds between re-reads of a goal a long-poll waits on when no completion notification came
+    (:meth:`wait_until_final`)."""
+
+    def __init__(self, db: Database, publisher: Publisher, *, recheck_s: float = RECHECK_S) -> None:
         self.db = db
         self.publisher = publisher
+        self.recheck_s = recheck_s
 
     # -- submit ----------------------------------------------------------------------------------------------------
     def submit(
@@ -302,26 +312,65 @@ class Goals:
 
     # -- read ------------------------------------------------------------------------------------------------------
     def status(self, identity: Identity, goal_id: str) -> str | None:
+        """The goal's status as the caller sees it (row-level security), ``None`` when it cannot see it."""
         with self.db.transaction(identity) as conn:
             row = conn.execute("select status from gateway.goals where goal_id = %s", (goal_id,)).fetchone()
         return row["status"] if row else None
 
+    def _final(self, identity: Identity, goal_id: str, *, shown: str) -> bool:
+        """Whether the goal (canonical id) has ended; 404 naming ``shown`` when the caller cannot see it."""
+        state = self.status(identity, goal_id)
+        if state is None:
+            raise HTTPException(404, f"goal {shown!r} not found")
+        return state in FINAL
+
+    def wait_until_final(self, identity: Identity, goal_id: str, wait_s: float) -> None:
+        """Return once goal ``goal_id`` has ended, or after ``wait_s`` seconds (at most :data:`MAX_WAIT_S`),
+        whichever comes first; 404 when the caller cannot see it.
+
+        Woken by the completion itself: a goal that reaches a final state sends ``NOTIFY`` on
+        :data:`GOAL_DONE_CHANNEL` with its id when its transaction commits (migration 0019), and the waiter, which
+        listens on a dedicated connection (:meth:`Database.listen`, closed on every path), then re-reads the goal
+        under the caller's identity; notifications of other goals (any tenant's: the payload is a bare id, nothing
+        is read from it) are skipped without a query. The subscription is made before the goal is read again, so a
+        completion committed in between is seen either by that read or as a notification. A notification can still
+        be missed (the listener connection lost, a final state written with triggers disabled), so the goal is also
+        re-read every :attr:`recheck_s` seconds; without a listener (it could not connect) that re-check is all
+        there is. A goal already final is answered without opening the listener."""
+        deadline = time.monotonic() + min(wait_s, MAX_WAIT_S)
+        gid = goal_uuid(goal_id)  # the notifications carry the canonical text
+        if self._final(identity, gid, shown=goal_id):
+            return
+        with ExitStack() as stack:
+            try:
+                listener: psycopg.Connection | None = stack.enter_context(self.db.listen(GOAL_DONE_CHANNEL))
+            except psycopg.Error as exc:
+                logger.warning("goal %s: cannot listen for its completion (%s); re-checking every %s s", goal_id,
+                               exc, self.recheck_s)
+                listener = None
+            while not self._final(identity, gid, shown=goal_id):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                pause = min(self.recheck_s, left)
+                if listener is None:
+                    time.sleep(pause)
+                    continue
+                try:
+                    for notice in listener.notifies(timeout=pause):
+                        if notice.payload == gid:
+                            break
+                except psycopg.Error as exc:
+                    logger.warning("goal %s: lost the completion listener (%s); re-checking every %s s", goal_id,
+                                   exc, self.recheck_s)
+                    listener = None
+
     def get(self, identity: Identity, goal_id: str, *, wait_s: float = 0.0) -> dict[str, Any]:
-        """The goal with its tasks and event count; with ``wait_s`` > 0, first wait (polling the status, at most
-        :data:`MAX_WAIT_S`) until it is no longer running. 404 when the caller cannot see it."""
+        """The goal with its tasks and event count; with ``wait_s`` > 0, first wait until it has ended (at most
+        :data:`MAX_WAIT_S`, :meth:`wait_until_final`). 404 when the caller cannot see it."""
         gid = goal_uuid(goal_id)
         if wait_s > 0:
-            deadline = time.monotonic() + min(wait_s, MAX_WAIT_S)
-            interval = 0.05
-            while True:
-                state = self.status(identity, gid)
-                if state is None:
-                    raise HTTPException(404, f"goal {goal_id!r} not found")
-                left = deadline - time.monotonic()
-                if state in FINAL or left <= 0:
-                    break
-                time.sleep(min(interval, left))
-                interval = min(interval * 1.5, 0.5)
+            self.wait_until_final(identity, goal_id, wait_s)
         with self.db.transaction(identity) as conn:
             goal = conn.execute(f"select {_GOAL_COLUMNS} from gateway.goals where goal_id = %s", (gid,)).fetchone()
             if goal is None:

@@ -41,6 +41,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -197,6 +198,26 @@ class Database:
                 yield conn
         finally:
             pool.putconn(conn)  # a connection that broke meanwhile is discarded and replaced by the pool
+
+    @contextmanager
+    def listen(self, channel: str) -> Iterator[psycopg.Connection]:
+        """A new connection subscribed (``LISTEN``) to ``channel``, for ``conn.notifies(timeout=...)``
+        (https://www.psycopg.org/psycopg3/docs/advanced/async.html#asynchronous-notifications); closed on exit,
+        however the block ends.
+
+        Outside the pool, with the same timeouts: a listener holds its connection for as long as it waits, which
+        would leave the pool's other users (``max_size`` 2 in a function) one connection or none. So an execution
+        environment that waits holds up to ``max_size`` + 1 connections. Autocommit: a notification is delivered
+        between transactions only. Raises ``psycopg.Error`` when it cannot connect or subscribe.
+        """
+        conn = psycopg.connect(self.dsn, autocommit=True,
+                               **_with_timeouts(self.dsn, self.statement_timeout_ms,
+                                                self.idle_in_transaction_timeout_ms))
+        try:  # not ``with conn``: its exit would first try to commit on a connection that may be broken
+            conn.execute(sql.SQL("listen {}").format(sql.Identifier(channel)))
+            yield conn
+        finally:
+            conn.close()
 
     def close(self) -> None:
         if self._pool is not None:
