@@ -208,7 +208,7 @@ class RequireIdentity:
         context = authorizer.get("lambda") if isinstance(authorizer, dict) else None
         if not isinstance(context, dict) or not context.get("deferred"):
             return None
-        from soorma.functions.gateway.authorizer import resolve_deferred
+        from soorma.functions.gateway.credentials import resolve_deferred
 
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         try:
