@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import psycopg
+import pytest
 
 from soorma.functions.memory import search
 from soorma.functions.memory.resources import episodic, plan_context, procedural, semantic, task_context
 
 ROWS = 3000  # vectors for the HNSW test
-TASKS = 2000  # task contexts for the by-subtask test (planned without touching enable_seqscan)
+TASKS = 2000  # parent rows (each listing 2 ids) for the lookup tests (planned without touching enable_seqscan)
 
 
 def _plan(conn, query, params) -> str:
@@ -66,35 +67,6 @@ def test_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
             {"q": query},
         )
     assert "semantic_memory_embedding_hnsw" not in plan
-
-
-def test_by_subtask_lookup_is_an_index_probe(memory_db, postgres, make_identity):
-    who = make_identity()
-    params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id, "n": TASKS}
-    with memory_db.transaction(who) as conn:
-        conn.execute(
-            "insert into memory.task_context (platform_tenant_id, service_tenant_id, service_user_id, task_id,"
-            " event_type, sub_tasks) select %(pt)s, %(st)s, %(su)s, 'task-' || g, 'e',"
-            " jsonb_build_array('sub-' || g, 'sub-x' || g) from generate_series(1, %(n)s) g",
-            params,
-        )
-        conn.execute(
-            "insert into memory.task_subtasks (platform_tenant_id, service_tenant_id, service_user_id, sub_task_id,"
-            " task_id) select %(pt)s, %(st)s, %(su)s, s.sub, 'task-' || g from generate_series(1, %(n)s) g,"
-            " lateral (values ('sub-' || g), ('sub-x' || g)) as s(sub)",
-            params,
-        )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.task_context")
-        owner.execute("analyze memory.task_subtasks")
-
-    with memory_db.transaction(who) as conn:
-        plan = _plan(conn, task_context.by_subtask_sql(), {**params, "sub": "sub-x777"})
-        assert "Index Scan using task_subtasks_pkey" in plan, plan
-        assert "Index Scan using task_context_key" in plan, plan
-        assert "Seq Scan" not in plan, plan
-        row = task_context.task_by_subtask(conn, who, "sub-x777")
-    assert row["task_id"] == "task-777"
 
 
 def _random_vectors(n: int, seed: int) -> np.ndarray:
@@ -194,30 +166,55 @@ def test_procedural_search_uses_the_hnsw_index(memory_db, postgres, make_identit
     assert found[0][0]["content"] == "skill 9" and len(found) == 3
 
 
-def test_by_correlation_lookup_is_an_index_probe(memory_db, postgres, make_identity):
+# Each parent table with a lookup table of the ids its list column holds: (resource module, parent insert, lookup
+# insert, an id to find, the parent's key column and the row that lists it). Parameters ``pt, st, su, n``.
+LOOKUPS = [
+    pytest.param(
+        task_context,
+        "insert into memory.task_context (platform_tenant_id, service_tenant_id, service_user_id, task_id,"
+        " event_type, sub_tasks) select %(pt)s, %(st)s, %(su)s, 'task-' || g, 'e',"
+        " jsonb_build_array('sub-' || g, 'sub-x' || g) from generate_series(1, %(n)s) g",
+        "insert into memory.task_subtasks (platform_tenant_id, service_tenant_id, service_user_id, sub_task_id,"
+        " task_id) select %(pt)s, %(st)s, %(su)s, s.sub, 'task-' || g from generate_series(1, %(n)s) g,"
+        " lateral (values ('sub-' || g), ('sub-x' || g)) as s(sub)",
+        "sub-x777", "task_id", "task-777",
+        id="task-by-subtask",
+    ),
+    pytest.param(
+        plan_context,
+        "insert into memory.plan_context (platform_tenant_id, service_tenant_id, service_user_id, plan_id,"
+        " goal_event, correlation_ids) select %(pt)s, %(st)s, %(su)s, 'plan-' || g, 'g',"
+        " jsonb_build_array('plan-' || g, 'corr-' || g) from generate_series(1, %(n)s) g",
+        "insert into memory.plan_correlations (platform_tenant_id, service_tenant_id, service_user_id,"
+        " correlation_id, plan_id) select %(pt)s, %(st)s, %(su)s, c.cid, 'plan-' || g"
+        " from generate_series(1, %(n)s) g, lateral (values ('plan-' || g), ('corr-' || g)) as c(cid)",
+        "corr-1234", "plan_id", "plan-1234",
+        id="plan-by-correlation",
+    ),
+]
 
+
+@pytest.mark.parametrize(("resource", "insert_parents", "insert_lookups", "listed", "key", "expected"), LOOKUPS)
+def test_lookup_is_an_index_probe(
+    memory_db, postgres, make_identity, resource, insert_parents, insert_lookups, listed, key, expected
+):
+    """Finding the row that lists an id (the task of a sub-task, the plan of a correlation id) among 2,000 probes
+    the lookup table's primary key and then the parent's unique key: no sequential scan."""
+    table = resource.TABLE
+    lookup_table = table.lookup.table
     who = make_identity()
     params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id, "n": TASKS}
     with memory_db.transaction(who) as conn:
-        conn.execute(
-            "insert into memory.plan_context (platform_tenant_id, service_tenant_id, service_user_id, plan_id,"
-            " goal_event, correlation_ids) select %(pt)s, %(st)s, %(su)s, 'plan-' || g, 'g',"
-            " jsonb_build_array('plan-' || g, 'corr-' || g) from generate_series(1, %(n)s) g",
-            params,
-        )
-        conn.execute(
-            "insert into memory.plan_correlations (platform_tenant_id, service_tenant_id, service_user_id,"
-            " correlation_id, plan_id) select %(pt)s, %(st)s, %(su)s, c.cid, 'plan-' || g"
-            " from generate_series(1, %(n)s) g, lateral (values ('plan-' || g), ('corr-' || g)) as c(cid)",
-            params,
-        )
+        conn.execute(insert_parents, params)
+        conn.execute(insert_lookups, params)
     with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.plan_context")
-        owner.execute("analyze memory.plan_correlations")
+        owner.execute(f"analyze memory.{table.name}")
+        owner.execute(f"analyze memory.{lookup_table}")
+
     with memory_db.transaction(who) as conn:
-        plan = _plan(conn, plan_context.by_correlation_sql(), {**params, "cid": "corr-1234"})
-        assert "Index Scan using plan_correlations_pkey" in plan, plan
-        assert "Index Scan using plan_context_key" in plan, plan
+        plan = _plan(conn, table.lookup.sql(table), {**params, table.lookup.param: listed})
+        assert f"Index Scan using {lookup_table}_pkey" in plan, plan
+        assert f"Index Scan using {table.name}_key" in plan, plan
         assert "Seq Scan" not in plan, plan
-        row = plan_context.plan_by_correlation(conn, who, "corr-1234")
-    assert row["plan_id"] == "plan-1234"
+        row = table.find(conn, who, listed)
+    assert row[key] == expected
