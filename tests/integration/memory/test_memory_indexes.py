@@ -23,24 +23,36 @@ def _plan(conn, query, params) -> str:
     return "\n".join(row["QUERY PLAN"] for row in conn.execute("explain " + query, params).fetchall())
 
 
+def _random_vectors(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, 384)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _store(memory_db, postgres, table: str, insert: str, rows_by_owner) -> None:
+    """For each ``(identity, rows)`` of ``rows_by_owner``: ``insert`` every row, after the identity's three owner
+    columns, in a transaction of that identity (row-level security applies); then ANALYZE ``memory.<table>`` as the
+    database owner, so the planner knows the table's real size."""
+    for who, rows in rows_by_owner:
+        with memory_db.transaction(who) as conn:
+            search.use_vectors(conn)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    insert, [(who.platform_tenant_id, who.service_tenant_id, who.service_user_id, *row) for row in rows]
+                )
+    with psycopg.connect(postgres, autocommit=True) as owner:
+        owner.execute(f"analyze memory.{table}")
+
+
 def test_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
     who = make_identity()
-    rng = np.random.default_rng(7)
-    vectors = rng.normal(size=(ROWS, 384)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    with memory_db.transaction(who) as conn:
-        search.use_vectors(conn)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into memory.semantic_memory (platform_tenant_id, service_tenant_id, service_user_id, content,"
-                " content_hash, embedding, embedding_model) values (%s, %s, %s, %s, %s, %s, 'test')",
-                [
-                    (who.platform_tenant_id, who.service_tenant_id, who.service_user_id, f"row {i}", f"h{i}", v)
-                    for i, v in enumerate(vectors)
-                ],
-            )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.semantic_memory")
+    vectors = _random_vectors(ROWS, 7)
+    _store(
+        memory_db, postgres, "semantic_memory",
+        "insert into memory.semantic_memory (platform_tenant_id, service_tenant_id, service_user_id, content,"
+        " content_hash, embedding, embedding_model) values (%s, %s, %s, %s, %s, %s, 'test')",
+        [(who, [(f"row {i}", f"h{i}", v) for i, v in enumerate(vectors)])],
+    )
 
     query = vectors[123]
     with memory_db.transaction(who) as conn:
@@ -69,30 +81,19 @@ def test_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
     assert "semantic_memory_embedding_hnsw" not in plan
 
 
-def _random_vectors(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(n, 384)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
 def test_episodic_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
     """The caller's history with one agent is large (3,000 turns): HNSW serves the search (iterative scan for the
     identity/agent filter), no sequential scan."""
 
     who = make_identity()
     vectors = _random_vectors(ROWS, 11)
-    with memory_db.transaction(who) as conn:
-        search.use_vectors(conn)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
-                " agent_id, role, content, content_hash, embedding, embedding_model)"
-                " values (%s, %s, %s, 'agent-1', 'user', %s, %s, %s, 'test')",
-                [(who.platform_tenant_id, who.service_tenant_id, who.service_user_id, f"turn {i}", f"h{i}", v)
-                 for i, v in enumerate(vectors)],
-            )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.episodic_memory")
+    _store(
+        memory_db, postgres, "episodic_memory",
+        "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
+        " agent_id, role, content, content_hash, embedding, embedding_model)"
+        " values (%s, %s, %s, 'agent-1', 'user', %s, %s, %s, 'test')",
+        [(who, [(f"turn {i}", f"h{i}", v) for i, v in enumerate(vectors)])],
+    )
 
     params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id,
               "agent": "agent-1", "q": vectors[42], "limit": 5}
@@ -112,22 +113,17 @@ def test_episodic_search_of_a_small_history_is_exact_and_never_a_seq_scan(memory
 
     crowd = make_identity()
     me = make_identity(platform=crowd.platform_tenant_id)
-    rows = [(crowd, "agent-1", f"crowd {i}", v) for i, v in enumerate(_random_vectors(ROWS, 12))]
     mine = _random_vectors(20, 13)
-    rows += [(me, "agent-1", f"mine {i}", v) for i, v in enumerate(mine)]
-    for who in (crowd, me):
-        with memory_db.transaction(who) as conn:
-            search.use_vectors(conn)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
-                    " agent_id, role, content, content_hash, embedding, embedding_model)"
-                    " values (%s, %s, %s, %s, 'user', %s, md5(%s), %s, 'test')",
-                    [(w.platform_tenant_id, w.service_tenant_id, w.service_user_id, agent, text, text, v)
-                     for w, agent, text, v in rows if w is who],
-                )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.episodic_memory")
+    _store(
+        memory_db, postgres, "episodic_memory",
+        "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
+        " agent_id, role, content, content_hash, embedding, embedding_model)"
+        " values (%s, %s, %s, 'agent-1', 'user', %s, md5(%s), %s, 'test')",
+        [
+            (crowd, [(f"crowd {i}", f"crowd {i}", v) for i, v in enumerate(_random_vectors(ROWS, 12))]),
+            (me, [(f"mine {i}", f"mine {i}", v) for i, v in enumerate(mine)]),
+        ],
+    )
     params = {"pt": me.platform_tenant_id, "st": me.service_tenant_id, "su": me.service_user_id,
               "agent": "agent-1", "q": mine[7], "limit": 5}
     with memory_db.transaction(me) as conn:
@@ -144,18 +140,13 @@ def test_procedural_search_uses_the_hnsw_index(memory_db, postgres, make_identit
 
     who = make_identity()
     vectors = _random_vectors(ROWS, 14)
-    with memory_db.transaction(who) as conn:
-        search.use_vectors(conn)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into memory.procedural_memory (platform_tenant_id, service_tenant_id, service_user_id,"
-                " agent_id, procedure_type, content, content_hash, upsert_key, embedding, embedding_model)"
-                " values (%s, %s, %s, 'agent-1', 'system_prompt', %s, %s, %s, %s, 'test')",
-                [(who.platform_tenant_id, who.service_tenant_id, who.service_user_id, f"skill {i}", f"h{i}", f"k{i}", v)
-                 for i, v in enumerate(vectors)],
-            )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.procedural_memory")
+    _store(
+        memory_db, postgres, "procedural_memory",
+        "insert into memory.procedural_memory (platform_tenant_id, service_tenant_id, service_user_id,"
+        " agent_id, procedure_type, content, content_hash, upsert_key, embedding, embedding_model)"
+        " values (%s, %s, %s, 'agent-1', 'system_prompt', %s, %s, %s, %s, 'test')",
+        [(who, [(f"skill {i}", f"h{i}", f"k{i}", v) for i, v in enumerate(vectors)])],
+    )
     with memory_db.transaction(who) as conn:
         search.use_vectors(conn)
         search.search_settings(conn, 3)
