@@ -19,7 +19,7 @@ import nats
 import pytest
 
 from soorma.events import EventEnvelope
-from soorma.functions.bridge import Bridge, ExponentialBackoff, InvokeResult, Route
+from soorma.functions.bridge import Bridge, ExponentialBackoff, FunctionThrottled, InvokeResult, Route
 from soorma.jetstream import ensure_streams
 from soorma.subjects import filter_subject
 from soorma.testing import free_port
@@ -109,12 +109,33 @@ class RecordingFunction:
         return {event_id for event_id, _ in self.handled}
 
 
+class ThrottledFunction:
+    """A function with a reserved concurrency of ``limit`` in front of ``inner``: a call beyond it is refused the way
+    Lambda refuses it (429, :class:`FunctionThrottled`); each admitted call takes ``seconds`` more."""
+
+    def __init__(self, inner, limit: int = 1, seconds: float = 0.02) -> None:
+        self.inner, self.limit, self.seconds = inner, limit, seconds
+        self.running = 0
+        self.throttles = 0
+
+    async def invoke(self, function_name: str, payload: bytes) -> InvokeResult:
+        if self.running >= self.limit:
+            self.throttles += 1
+            raise FunctionThrottled("Rate Exceeded. (TooManyRequestsException)")
+        self.running += 1
+        try:
+            await asyncio.sleep(self.seconds)
+            return await self.inner.invoke(function_name, payload)
+        finally:
+            self.running -= 1
+
+
 @pytest.fixture
 def bus_kit() -> SimpleNamespace:
     """The helpers above, for each folder's own namespace fixture."""
     return SimpleNamespace(new_id=new_id, envelope=envelope, make_route=make_route, Routes=Routes,
-                           wait_until=wait_until, RecordingFunction=RecordingFunction, FAST_BACKOFF=FAST_BACKOFF,
-                           free_port=free_port)
+                           wait_until=wait_until, RecordingFunction=RecordingFunction,
+                           ThrottledFunction=ThrottledFunction, FAST_BACKOFF=FAST_BACKOFF, free_port=free_port)
 
 
 @pytest.fixture

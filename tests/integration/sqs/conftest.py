@@ -8,38 +8,17 @@ Helpers reach the tests through the ``sq`` fixture (``--import-mode=importlib``)
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 
 import pytest
 
-from soorma.functions.bridge import ExponentialBackoff, FunctionThrottled
+from soorma.functions.bridge import ExponentialBackoff
 from soorma.functions.gateway.publisher import SnsPublisher
 from soorma.local import sqs as sqs_resources
 from soorma.local.esm import EventSourceMapping, Mapping
 from soorma.testing import free_port
 
 FAST_PAUSE = ExponentialBackoff(base_s=0.02, cap_s=0.1)
-
-
-class ThrottledFunction:
-    """Reserved concurrency ``limit``: a call beyond it raises FunctionThrottled (Lambda's 429)."""
-
-    def __init__(self, inner, limit: int = 1) -> None:
-        self.inner, self.limit = inner, limit
-        self.running = 0
-        self.throttles = 0
-
-    async def invoke(self, function_name: str, payload: bytes):
-        if self.running >= self.limit:
-            self.throttles += 1
-            raise FunctionThrottled("Rate Exceeded.")
-        self.running += 1
-        try:
-            await asyncio.sleep(0.02)
-            return await self.inner.invoke(function_name, payload)
-        finally:
-            self.running -= 1
 
 
 def drain_queue(sqs, url: str) -> list[dict]:
@@ -111,5 +90,4 @@ async def make_esm(aws):
 @pytest.fixture
 def sq(bus_kit) -> SimpleNamespace:
     """The shared helpers (``tests/integration/conftest.py``) and the ones above."""
-    return SimpleNamespace(**vars(bus_kit), ThrottledFunction=ThrottledFunction, drain_queue=drain_queue,
-                           queue_depth=queue_depth)
+    return SimpleNamespace(**vars(bus_kit), drain_queue=drain_queue, queue_depth=queue_depth)
