@@ -201,7 +201,9 @@ def query_text(value: str, what: str) -> str:
 
 #: A per-agent nearest-neighbour search of one resource: ``(conn, caller, agent_id, vector, limit, ef_search)`` →
 #: ``[(row, score)]``, best first.
-AgentSearch = Callable[[psycopg.Connection, Identity, str, Vector, int, "int | None"], list[tuple[dict[str, Any], float]]]
+AgentSearch = Callable[
+    [psycopg.Connection, Identity, str, Vector, int, int | None], list[tuple[dict[str, Any], float]]
+]
 
 
 def search_by_agent(

@@ -100,67 +100,66 @@ def update_working(
 router = APIRouter(prefix=PREFIX)
 
 
-def _checked_key(plan_id: str = id_path("plan id"), key: str = id_path("state key")) -> dict[str, str]:
-    """The ``{plan_id}/{key}`` of a route that writes, as ``{"plan_id", "key"}`` (422 when either holds NUL)."""
+def _checked_plan_key(plan_id: str = id_path("plan id"), key: str = id_path("state key")) -> dict[str, str]:
+    """The ``{plan_id}/{key}`` of a route on one key, as ``{"plan_id", "key"}`` (422 when either holds NUL)."""
     return {"plan_id": check_path(plan_id, "plan_id"), "key": check_path(key, "key")}
 
 
-#: The checked ``{plan_id}/{key}`` path of the routes that write (:func:`_checked_key`).
-KEY = Depends(_checked_key)
+#: The checked ``{plan_id}/{key}`` path of the routes on one key (:func:`_checked_plan_key`).
+PLAN_KEY = Depends(_checked_plan_key)
 
 
 @router.put("/working/{plan_id}/{key}")
 def set_working(
-    body: WorkingSet, key: dict[str, str] = KEY, caller: Identity = CALLER, res: Resources = RESOURCES
+    body: WorkingSet, plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> WorkingValue:
     with res.db.transaction(caller) as conn:
-        row = TABLE.upsert(conn, caller, {**key, "value": body.value})
+        row = TABLE.upsert(conn, caller, {**plan_key, "value": body.value})
     return WorkingValue.model_validate(row)
 
 
-def _update(res: Resources, caller: Identity, key: dict[str, str], op: Operation, operand: Any) -> WorkingValue:
+def _update(
+    res: Resources, caller: Identity, plan_key: dict[str, str], op: Operation, operand: Any
+) -> WorkingValue:
     with res.db.transaction(caller) as conn:
-        row = update_working(conn, caller, key["plan_id"], key["key"], op, operand)
+        row = update_working(conn, caller, plan_key["plan_id"], plan_key["key"], op, operand)
     return WorkingValue.model_validate(row)
 
 
 @router.post("/working/{plan_id}/{key}/increment")
 def increment_working(
-    body: WorkingIncrement, key: dict[str, str] = KEY, caller: Identity = CALLER, res: Resources = RESOURCES
+    body: WorkingIncrement, plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> WorkingValue:
     """Add ``delta`` to the number at the key, atomically (a missing key or a non-number counts as 0)."""
-    return _update(res, caller, key, "increment", body.delta)
+    return _update(res, caller, plan_key, "increment", body.delta)
 
 
 @router.post("/working/{plan_id}/{key}/append")
 def append_working(
-    body: WorkingAppend, key: dict[str, str] = KEY, caller: Identity = CALLER, res: Resources = RESOURCES
+    body: WorkingAppend, plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> WorkingValue:
     """Append ``items`` to the list at the key, atomically (a missing key or a non-list counts as [])."""
-    return _update(res, caller, key, "append", body.items)
+    return _update(res, caller, plan_key, "append", body.items)
 
 
 @router.post("/working/{plan_id}/{key}/merge")
 def merge_working(
-    body: WorkingMerge, key: dict[str, str] = KEY, caller: Identity = CALLER, res: Resources = RESOURCES
+    body: WorkingMerge, plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> WorkingValue:
     """Shallow-merge ``updates`` into the object at the key, atomically (a missing key or a non-object counts
     as {})."""
-    return _update(res, caller, key, "merge", body.updates)
+    return _update(res, caller, plan_key, "merge", body.updates)
 
 
 @router.get("/working/{plan_id}/{key}")
-def get_working(
-    plan_id: str = id_path("plan id"), key: str = id_path("state key"), caller: Identity = CALLER,
-    res: Resources = RESOURCES,
-) -> WorkingValue:
-    return WorkingValue.model_validate(TABLE.fetch(res.db, caller, plan_id=plan_id, key=key))
+def get_working(plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES) -> WorkingValue:
+    return WorkingValue.model_validate(TABLE.fetch(res.db, caller, **plan_key))
 
 
 @router.delete("/working/{plan_id}/{key}")
-def delete_working(key: dict[str, str] = KEY, caller: Identity = CALLER, res: Resources = RESOURCES) -> KeyDeleted:
+def delete_working(plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES) -> KeyDeleted:
     with res.db.transaction(caller) as conn:
-        gone = TABLE.delete(conn, caller, **key) > 0
+        gone = TABLE.delete(conn, caller, **plan_key) > 0
     return KeyDeleted(
         deleted=gone, message="working memory key deleted" if gone else "working memory key not found"
     )
