@@ -30,12 +30,8 @@ DSN in ``SOORMA_DATABASE_URL``. The machine is shared and noisy: compare ratios 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -85,7 +81,7 @@ def passages_128(count: int, seed: int, tokenizer) -> list[str]:
 def bench_ingest(owner_dsn: str, count: int, batch: int) -> dict:
     from mangum import Mangum
 
-    from memory_ingest import _event
+    from memory_ingest import batch_rates
     from soorma.functions.memory.app import create_app
     from soorma.functions.memory.embeddings.local import LocalMiniLM
     from soorma.functions.shared.db import Database
@@ -108,18 +104,9 @@ def bench_ingest(owner_dsn: str, count: int, batch: int) -> dict:
     db = Database(app_dsn(owner_dsn))
     handler = Mangum(create_app(db=db, embedder=model), lifespan="off")
     who = Identity("pt_ingest", "st_ingest", "su_" + uuid.uuid4().hex[:8], "pr_bench", "agent")
-    rates = []
     total_start = time.perf_counter()
     try:
-        for i in range(0, count, batch):
-            chunk = texts[i : i + batch]
-            event = _event("/v1/memory/semantic/batch", {"items": [{"content": t} for t in chunk]}, who)
-            start = time.perf_counter()
-            reply = handler(event, None)
-            elapsed = time.perf_counter() - start
-            if reply["statusCode"] != 201:
-                raise RuntimeError(f"batch route answered {reply['statusCode']}: {reply.get('body')}")
-            rates.append(len(chunk) / elapsed)
+        rates = batch_rates(handler, [texts[i : i + batch] for i in range(0, count, batch)], who)
     finally:
         db.close()
     overall = count / (time.perf_counter() - total_start)
@@ -333,19 +320,10 @@ def main() -> None:
     parser.add_argument("--skip-search", action="store_true")
     args = parser.parse_args()
 
-    owner_dsn = os.environ.get("SOORMA_DATABASE_URL")
-    server = None
-    if not owner_dsn:
-        from soorma.local.postgres import EmbeddedPostgres
+    from memory_ingest import migrated_database, print_result
 
-        data = Path(tempfile.mkdtemp(prefix="soorma-bench-")) / "pg"  # short path: Unix socket length limit
-        server = EmbeddedPostgres(data, cleanup="delete")
-        owner_dsn = server.start()
     result: dict = {"bench": "memory"}
-    try:
-        from soorma.functions.migrate import apply
-
-        apply(owner_dsn)
+    with migrated_database() as (owner_dsn, where):
         import psycopg
 
         with psycopg.connect(owner_dsn) as conn:
@@ -372,13 +350,8 @@ def main() -> None:
                 }
                 for entry in result["search"]
             }
-        result["database"] = "embedded" if server else "SOORMA_DATABASE_URL"
-    finally:
-        if server is not None:
-            server.stop()
-    result["cpus"] = os.cpu_count()
-    result["python"] = platform.python_version()
-    print(json.dumps(result))
+        result["database"] = where
+    print_result(result)
 
 
 if __name__ == "__main__":

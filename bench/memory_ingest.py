@@ -25,6 +25,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 WORDS = (
@@ -83,6 +85,50 @@ def _event(path: str, body: dict, identity) -> dict:
     }
 
 
+def batch_rates(handler: Callable[[dict, None], dict], batches: list[list[str]], identity) -> list[float]:
+    """Passages stored per second, one figure per batch, each batch one ``POST /v1/memory/semantic/batch`` through
+    the Lambda ``handler`` as ``identity``. Raises ``RuntimeError`` when the route does not answer 201."""
+    rates = []
+    for chunk in batches:
+        event = _event("/v1/memory/semantic/batch", {"items": [{"content": t} for t in chunk]}, identity)
+        start = time.perf_counter()
+        reply = handler(event, None)
+        elapsed = time.perf_counter() - start
+        if reply["statusCode"] != 201:
+            raise RuntimeError(f"batch route answered {reply['statusCode']}: {reply.get('body')}")
+        rates.append(len(chunk) / elapsed)
+    return rates
+
+
+@contextmanager
+def migrated_database() -> Iterator[tuple[str, str]]:
+    """``(owner DSN, where)`` of a migrated database: ``SOORMA_DATABASE_URL`` when set (``where`` is that name),
+    else an embedded PostgreSQL started here and stopped on exit (``where`` is ``"embedded"``)."""
+    owner_dsn = os.environ.get("SOORMA_DATABASE_URL")
+    server = None
+    if not owner_dsn:
+        from soorma.local.postgres import EmbeddedPostgres
+
+        data = Path(tempfile.mkdtemp(prefix="soorma-bench-")) / "pg"  # short path: Unix socket length limit
+        server = EmbeddedPostgres(data, cleanup="delete")
+        owner_dsn = server.start()
+    try:
+        from soorma.functions.migrate import apply
+
+        apply(owner_dsn)
+        yield owner_dsn, "embedded" if server else "SOORMA_DATABASE_URL"
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def print_result(result: dict) -> None:
+    """Print ``result`` as the benchmark's one JSON line, with the machine's CPU count and Python version."""
+    result["cpus"] = os.cpu_count()
+    result["python"] = platform.python_version()
+    print(json.dumps(result))
+
+
 def bench_ingest(model, owner_dsn: str, total: int, batch: int) -> dict:
     from mangum import Mangum
 
@@ -97,21 +143,9 @@ def bench_ingest(model, owner_dsn: str, total: int, batch: int) -> dict:
     texts = passages(total, seed=7)
     batches = [texts[i : i + batch] for i in range(0, total, batch)]
 
-    def run() -> list[float]:
-        rates = []
-        for chunk in batches:
-            event = _event("/v1/memory/semantic/batch", {"items": [{"content": t} for t in chunk]}, who)
-            start = time.perf_counter()
-            reply = handler(event, None)
-            elapsed = time.perf_counter() - start
-            if reply["statusCode"] != 201:
-                raise RuntimeError(f"batch route answered {reply['statusCode']}: {reply.get('body')}")
-            rates.append(len(chunk) / elapsed)
-        return rates
-
     try:
-        fresh = run()
-        again = run()
+        fresh = batch_rates(handler, batches, who)
+        again = batch_rates(handler, batches, who)
         with db.transaction(who) as conn:
             rows = conn.execute("select count(*) as n from memory.semantic_memory").fetchone()["n"]
     finally:
@@ -152,27 +186,11 @@ def main() -> None:
         "passages_words": "30-90",
     }
 
-    owner_dsn = os.environ.get("SOORMA_DATABASE_URL")
-    server = None
-    if not owner_dsn:
-        from soorma.local.postgres import EmbeddedPostgres
-
-        data = Path(tempfile.mkdtemp(prefix="soorma-bench-")) / "pg"  # short path: Unix socket length limit
-        server = EmbeddedPostgres(data, cleanup="delete")
-        owner_dsn = server.start()
-    try:
-        from soorma.functions.migrate import apply
-
-        apply(owner_dsn)
+    with migrated_database() as (owner_dsn, where):
         result.update(bench_ingest(model, owner_dsn, args.passages, args.batch))
         result["batch_size"] = args.batch
-        result["database"] = "embedded" if server else "SOORMA_DATABASE_URL"
-    finally:
-        if server is not None:
-            server.stop()
-    result["cpus"] = os.cpu_count()
-    result["python"] = platform.python_version()
-    print(json.dumps(result))
+        result["database"] = where
+    print_result(result)
 
 
 if __name__ == "__main__":

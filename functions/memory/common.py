@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastapi import Depends, HTTPException, Path, Request, status
+import psycopg
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 
 from soorma.functions.memory import search
 from soorma.functions.memory.embeddings import (
@@ -169,6 +170,11 @@ def id_path(what: str) -> Any:
     return Path(..., min_length=1, max_length=MAX_ID_CHARS, description=what)
 
 
+def agent_query() -> Any:
+    """The ``agent_id`` query parameter of the per-agent routes: 1 to ``MAX_ID_CHARS`` characters."""
+    return Query(..., min_length=1, max_length=MAX_ID_CHARS)
+
+
 def check_path(value: str, what: str) -> str:
     """``value`` unless it holds NUL (422: PostgreSQL text cannot store it)."""
     if "\x00" in value:
@@ -191,6 +197,25 @@ def query_text(value: str, what: str) -> str:
     if len(value.encode("utf-8")) > MAX_CONTENT_BYTES:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{what} is longer than {MAX_CONTENT_BYTES} bytes")
     return check_path(value, what)
+
+
+#: A per-agent nearest-neighbour search of one resource: ``(conn, caller, agent_id, vector, limit, ef_search)`` →
+#: ``[(row, score)]``, best first.
+AgentSearch = Callable[
+    [psycopg.Connection, Identity, str, Vector, int, int | None], list[tuple[dict[str, Any], float]]
+]
+
+
+def search_by_agent(
+    res: Resources, caller: Identity, search_rows: AgentSearch, agent_id: str, q: str, limit: int, ef_search: int | None
+) -> list[tuple[dict[str, Any], float]]:
+    """``search_rows`` for ``agent_id``'s rows nearest to the search text ``q`` (embedded by the app's provider), as
+    ``caller``: ``[(row, score)]``, best first. 422 when ``agent_id`` holds NUL or ``q`` is blank, too long or holds
+    NUL."""
+    check_path(agent_id, "agent_id")
+    vector = res.query_vector(query_text(q, "q"))
+    with res.db.transaction(caller) as conn:
+        return search_rows(conn, caller, agent_id, vector, limit, ef_search)
 
 
 def require_public_writer(caller: Identity, is_public: bool, what: str) -> None:

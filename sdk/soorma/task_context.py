@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Self
 
 from ._current import current_event, defer, derived_id
 from .errors import PlatformError, TaskNotFoundError
@@ -36,6 +36,15 @@ _SUB_TASKS_KEY = "_sub_tasks"
 _META_KEY = "_soorma"
 _META_FIELDS = ("correlation_id", "session_id", "goal_id", "trace_id", "tenant_id", "user_id", "task_name",
                 "timeout", "priority")
+
+# The identity and workflow ids every context carries and every event it sends passes on.
+_PROPAGATED_IDS = ("tenant_id", "user_id", "session_id", "goal_id", "plan_id", "trace_id")
+
+
+def _propagated_ids(source: object, **overrides: Any) -> dict[str, Any]:
+    """``{name: source.<name>}`` for each of :data:`_PROPAGATED_IDS` (``source`` an event or a context), with
+    ``overrides`` replacing some of them."""
+    return {**{name: getattr(source, name) for name in _PROPAGATED_IDS}, **overrides}
 
 
 def _int(value: Any) -> int:
@@ -60,15 +69,7 @@ class SubTaskInfo:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "sub_task_id": self.sub_task_id,
-            "event_type": self.event_type,
-            "response_event": self.response_event,
-            "status": self.status,
-            "parallel_group_id": self.parallel_group_id,
-            "result": self.result,
-            "error": self.error,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "SubTaskInfo":
@@ -137,7 +138,7 @@ class TaskContext:
         context: "PlatformContext",
         agent_id: str | None = None,
         register_produced_event: Callable[[str], None] | None = None,
-    ) -> "TaskContext":
+    ) -> Self:
         """The context of an incoming action request. ``task_id`` defaults to the event id (not a random id), so a
         retried delivery saves over the same record instead of leaving an orphan."""
         data = dict(event.data or {})
@@ -160,11 +161,17 @@ class TaskContext:
             trace_id=event.trace_id or event.id,
             _context=context,
             _register_produced_event=register_produced_event,
+            **cls._own_fields_from_event(event),
         )
 
     @classmethod
     def _default_task_id(cls, event: EventEnvelope) -> str:
         return event.id
+
+    @classmethod
+    def _own_fields_from_event(cls, event: EventEnvelope) -> dict[str, Any]:
+        """What a subclass adds to :meth:`from_event` from its own fields (none here)."""
+        return {}
 
     @classmethod
     def from_record(
@@ -323,14 +330,7 @@ class TaskContext:
             await send()
 
     def _propagation(self) -> dict[str, Any]:
-        return {
-            "tenant_id": self.tenant_id,
-            "user_id": self.user_id,
-            "session_id": self.session_id,
-            "goal_id": self.goal_id,
-            "plan_id": self.plan_id,
-            "trace_id": self.trace_id,
-        }
+        return _propagated_ids(self)
 
     def update_sub_task_result(
         self, sub_task_id: str, result: Any, *, success: bool = True, error: str | None = None
@@ -423,21 +423,12 @@ class GoalContext(TaskContext):
         return self.event_type
 
     @classmethod
-    def from_event(
-        cls,
-        event: EventEnvelope,
-        context: "PlatformContext",
-        agent_id: str | None = None,
-        register_produced_event: Callable[[str], None] | None = None,
-    ) -> "GoalContext":
-        goal = super().from_event(event, context, agent_id, register_produced_event)
-        assert isinstance(goal, GoalContext)
-        goal.response_schema_name = event.response_schema_name
-        return goal
-
-    @classmethod
     def _default_task_id(cls, event: EventEnvelope) -> str:
         return event.goal_id or event.correlation_id or event.id
+
+    @classmethod
+    def _own_fields_from_event(cls, event: EventEnvelope) -> dict[str, Any]:
+        return {"response_schema_name": event.response_schema_name}
 
     async def dispatch(
         self,
@@ -504,13 +495,8 @@ class ResultContext:
             data=data,
             success=success,
             error=str(error) if error is not None else None,
-            tenant_id=event.tenant_id,
-            user_id=event.user_id,
-            session_id=event.session_id,
-            goal_id=event.goal_id,
-            plan_id=event.plan_id,
-            trace_id=event.trace_id,
             event_id=event.id,
+            **_propagated_ids(event),
             _context=context,
             _agent_id=agent_id,
             _register_produced_event=register_produced_event,
@@ -568,12 +554,7 @@ class InvocationContext:
             data=dict(event.data or {}),
             response_event=event.response_event,
             response_topic=event.response_topic,
-            tenant_id=event.tenant_id,
-            user_id=event.user_id,
-            session_id=event.session_id,
-            goal_id=event.goal_id,
-            plan_id=event.plan_id,
-            trace_id=event.trace_id or event.id,
+            **_propagated_ids(event, trace_id=event.trace_id or event.id),
         )
 
 

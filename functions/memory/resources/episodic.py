@@ -13,11 +13,19 @@ import psycopg
 from fastapi import APIRouter, Query, status
 from pydantic import Field
 
-from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, check_path, query_text
+from soorma.functions.memory.common import (
+    CALLER,
+    PREFIX,
+    RESOURCES,
+    Resources,
+    agent_query,
+    check_path,
+    search_by_agent,
+)
 from soorma.functions.memory.owned import OWNED, OwnedTable, Row, owner_params
 from soorma.functions.memory.search import content_hash, ef_search_query, nearest, nearest_sql, use_vectors
 from soorma.functions.memory.vectors import Vector
-from soorma.functions.memory.wire import MAX_ID_CHARS, Body, Content, EmbeddedReply, Embedding, Id, JsonObject
+from soorma.functions.memory.wire import Body, Content, EmbeddedReply, Embedding, Id, JsonObject
 from soorma.identity import Identity
 
 # -- wire models -----------------------------------------------------------------------------------------------------
@@ -104,7 +112,7 @@ def log_interaction(body: EpisodicCreate, caller: Identity = CALLER, res: Resour
 
 @router.get("/episodic/recent")
 def recent_history(
-    agent_id: str = Query(..., min_length=1, max_length=MAX_ID_CHARS),
+    agent_id: str = agent_query(),
     limit: int = Query(10, ge=1, le=100),
     caller: Identity = CALLER,
     res: Resources = RESOURCES,
@@ -117,15 +125,12 @@ def recent_history(
 
 @router.get("/episodic/search")
 def search_interactions(
-    agent_id: str = Query(..., min_length=1, max_length=MAX_ID_CHARS),
+    agent_id: str = agent_query(),
     q: str = Query(..., description="search text"),
     limit: int = Query(5, ge=1, le=50),
     ef_search: int | None = ef_search_query(),
     caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> list[Interaction]:
-    check_path(agent_id, "agent_id")
-    vector = res.query_vector(query_text(q, "q"))
-    with res.db.transaction(caller) as conn:
-        found = search_episodic(conn, caller, agent_id, vector, limit, ef_search)
+    found = search_by_agent(res, caller, search_episodic, agent_id, q, limit, ef_search)
     return [Interaction.model_validate({**row, "score": score}) for row, score in found]

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-import psycopg
 from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import Response
 from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
-from soorma.functions.memory.owned import Lookup, OwnedTable, Row
+from soorma.functions.memory.owned import Lookup, OwnedTable
 from soorma.functions.memory.wire import (
     MAX_CORRELATION_IDS,
     Body,
@@ -88,16 +87,6 @@ TABLE = OwnedTable(
     "plan_context", "plan context", key=("plan_id",), json_columns=frozenset({"goal_data", "state", "correlation_ids"}),
     versioned=True, lookup=BY_CORRELATION,
 )
-
-
-def by_correlation_sql() -> str:
-    """The by-correlation lookup statement (parameters ``pt, st, su, cid``)."""
-    return BY_CORRELATION.sql(TABLE)
-
-
-def plan_by_correlation(conn: psycopg.Connection, identity: Identity, correlation_id: str) -> Row | None:
-    """The caller's plan context that lists ``correlation_id``, or ``None``."""
-    return TABLE.find(conn, identity, correlation_id)
 
 
 # -- routes ----------------------------------------------------------------------------------------------------------

@@ -22,17 +22,16 @@ from soorma.functions.memory.common import (
     PREFIX,
     RESOURCES,
     Resources,
-    check_path,
+    agent_query,
     check_uuid,
     id_path,
-    query_text,
     require_public_writer,
+    search_by_agent,
 )
 from soorma.functions.memory.owned import OWNER_COLUMNS, OwnedTable, Row, visible_owner
 from soorma.functions.memory.search import content_hash, ef_search_query, nearest, nearest_sql, use_vectors
 from soorma.functions.memory.vectors import Vector
 from soorma.functions.memory.wire import (
-    MAX_ID_CHARS,
     Body,
     Content,
     Embedding,
@@ -176,17 +175,14 @@ def store_procedure(body: ProceduralCreate, caller: Identity = CALLER, res: Reso
 
 @router.get("/procedural/context")
 def relevant_skills(
-    agent_id: str = Query(..., min_length=1, max_length=MAX_ID_CHARS),
+    agent_id: str = agent_query(),
     q: str = Query(..., description="the task or situation"),
     limit: int = Query(3, ge=1, le=20),
     ef_search: int | None = ef_search_query(),
     caller: Identity = CALLER,
     res: Resources = RESOURCES,
 ) -> list[Procedure]:
-    check_path(agent_id, "agent_id")
-    vector = res.query_vector(query_text(q, "q"))
-    with res.db.transaction(caller) as conn:
-        found = search_procedural(conn, caller, agent_id, vector, limit, ef_search)
+    found = search_by_agent(res, caller, search_procedural, agent_id, q, limit, ef_search)
     return [procedure(row, caller, score) for row, score in found]
 
 

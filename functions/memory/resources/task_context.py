@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-import psycopg
 from fastapi import APIRouter, Body as BodyParam, status
 from fastapi.responses import Response
 from pydantic import Field
 
 from soorma.functions.memory.common import CALLER, PREFIX, RESOURCES, Resources, id_path
-from soorma.functions.memory.owned import Lookup, OwnedTable, Row
+from soorma.functions.memory.owned import Lookup, OwnedTable
 from soorma.functions.memory.wire import (
     MAX_SUB_TASKS,
     Body,
@@ -99,16 +98,6 @@ TABLE = OwnedTable(
     "task_context", "task context", key=("task_id",), json_columns=frozenset({"data", "sub_tasks", "state"}),
     versioned=True, lookup=BY_SUBTASK,
 )
-
-
-def by_subtask_sql() -> str:
-    """The by-sub-task lookup statement (parameters ``pt, st, su, sub``)."""
-    return BY_SUBTASK.sql(TABLE)
-
-
-def task_by_subtask(conn: psycopg.Connection, identity: Identity, sub_task_id: str) -> Row | None:
-    """The caller's task that lists ``sub_task_id``, or ``None``."""
-    return TABLE.find(conn, identity, sub_task_id)
 
 
 # -- routes ----------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from psycopg.types.json import Jsonb
 from pydantic import Field
 
@@ -100,82 +100,66 @@ def update_working(
 router = APIRouter(prefix=PREFIX)
 
 
-def _checked(plan_id: str, key: str) -> dict[str, str]:
+def _checked_plan_key(plan_id: str = id_path("plan id"), key: str = id_path("state key")) -> dict[str, str]:
+    """The ``{plan_id}/{key}`` of a route on one key, as ``{"plan_id", "key"}`` (422 when either holds NUL)."""
     return {"plan_id": check_path(plan_id, "plan_id"), "key": check_path(key, "key")}
+
+
+#: The checked ``{plan_id}/{key}`` path of the routes on one key (:func:`_checked_plan_key`).
+PLAN_KEY = Depends(_checked_plan_key)
 
 
 @router.put("/working/{plan_id}/{key}")
 def set_working(
-    body: WorkingSet,
-    plan_id: str = id_path("plan id"),
-    key: str = id_path("state key"),
-    caller: Identity = CALLER,
-    res: Resources = RESOURCES,
+    body: WorkingSet, plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> WorkingValue:
     with res.db.transaction(caller) as conn:
-        row = TABLE.upsert(conn, caller, {**_checked(plan_id, key), "value": body.value})
+        row = TABLE.upsert(conn, caller, {**plan_key, "value": body.value})
     return WorkingValue.model_validate(row)
 
 
-def _update(res: Resources, caller: Identity, plan_id: str, key: str, op: Operation, operand: Any) -> WorkingValue:
-    checked = _checked(plan_id, key)
+def _update(
+    res: Resources, caller: Identity, plan_key: dict[str, str], op: Operation, operand: Any
+) -> WorkingValue:
     with res.db.transaction(caller) as conn:
-        row = update_working(conn, caller, checked["plan_id"], checked["key"], op, operand)
+        row = update_working(conn, caller, plan_key["plan_id"], plan_key["key"], op, operand)
     return WorkingValue.model_validate(row)
 
 
 @router.post("/working/{plan_id}/{key}/increment")
 def increment_working(
-    body: WorkingIncrement,
-    plan_id: str = id_path("plan id"),
-    key: str = id_path("state key"),
-    caller: Identity = CALLER,
-    res: Resources = RESOURCES,
+    body: WorkingIncrement, plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> WorkingValue:
     """Add ``delta`` to the number at the key, atomically (a missing key or a non-number counts as 0)."""
-    return _update(res, caller, plan_id, key, "increment", body.delta)
+    return _update(res, caller, plan_key, "increment", body.delta)
 
 
 @router.post("/working/{plan_id}/{key}/append")
 def append_working(
-    body: WorkingAppend,
-    plan_id: str = id_path("plan id"),
-    key: str = id_path("state key"),
-    caller: Identity = CALLER,
-    res: Resources = RESOURCES,
+    body: WorkingAppend, plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> WorkingValue:
     """Append ``items`` to the list at the key, atomically (a missing key or a non-list counts as [])."""
-    return _update(res, caller, plan_id, key, "append", body.items)
+    return _update(res, caller, plan_key, "append", body.items)
 
 
 @router.post("/working/{plan_id}/{key}/merge")
 def merge_working(
-    body: WorkingMerge,
-    plan_id: str = id_path("plan id"),
-    key: str = id_path("state key"),
-    caller: Identity = CALLER,
-    res: Resources = RESOURCES,
+    body: WorkingMerge, plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES
 ) -> WorkingValue:
     """Shallow-merge ``updates`` into the object at the key, atomically (a missing key or a non-object counts
     as {})."""
-    return _update(res, caller, plan_id, key, "merge", body.updates)
+    return _update(res, caller, plan_key, "merge", body.updates)
 
 
 @router.get("/working/{plan_id}/{key}")
-def get_working(
-    plan_id: str = id_path("plan id"), key: str = id_path("state key"), caller: Identity = CALLER,
-    res: Resources = RESOURCES,
-) -> WorkingValue:
-    return WorkingValue.model_validate(TABLE.fetch(res.db, caller, plan_id=plan_id, key=key))
+def get_working(plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES) -> WorkingValue:
+    return WorkingValue.model_validate(TABLE.fetch(res.db, caller, **plan_key))
 
 
 @router.delete("/working/{plan_id}/{key}")
-def delete_working(
-    plan_id: str = id_path("plan id"), key: str = id_path("state key"), caller: Identity = CALLER,
-    res: Resources = RESOURCES,
-) -> KeyDeleted:
+def delete_working(plan_key: dict[str, str] = PLAN_KEY, caller: Identity = CALLER, res: Resources = RESOURCES) -> KeyDeleted:
     with res.db.transaction(caller) as conn:
-        gone = TABLE.delete(conn, caller, **_checked(plan_id, key)) > 0
+        gone = TABLE.delete(conn, caller, **plan_key) > 0
     return KeyDeleted(
         deleted=gone, message="working memory key deleted" if gone else "working memory key not found"
     )

@@ -42,6 +42,15 @@ app = typer.Typer(help="Dead letters: list the events that failed every delivery
 NATS_URL_ENV = NATS_URL.name
 T = TypeVar("T")
 
+# The options both commands take: which dead letters (agent, tenant) and where the bus is (transport, endpoints)
+AgentOption = Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's dead letters")]
+TenantOption = Annotated[str | None, typer.Option("--tenant", help="Only this platform tenant's")]
+NatsUrlOption = Annotated[str | None, typer.Option(
+    "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)")]
+TransportOption = Annotated[Transport | None, typer.Option(
+    "--transport", help="How the bus carries events (default: the local stack's)")]
+AwsEndpointOption = Annotated[str | None, typer.Option("--aws-endpoint-url", help="SQS endpoint for --transport sqs")]
+
 
 def _stack_paths() -> StackPaths:
     from soorma.local.paths import StackPaths, default_home
@@ -173,6 +182,15 @@ async def _with_js(url: str, work: Callable[[JetStreamContext], Awaitable[T]]) -
         await nc.close()
 
 
+def _run_on_nats(url: str | None, work: Callable[[JetStreamContext], Awaitable[T]]) -> T:
+    """``work(jetstream)`` on the NATS of ``url`` (as :func:`nats_url` finds it); a ``ValueError`` of the dead-letter
+    functions (an option they refuse) exits as a usage error."""
+    try:
+        return asyncio.run(_with_js(nats_url(url), work))
+    except ValueError as exc:
+        fail(str(exc), code=EXIT_USAGE)
+
+
 def _print_table(entries: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -191,18 +209,14 @@ def _print_table(entries: list[dict[str, Any]]) -> None:
 
 @app.command("list")
 def list_(
-    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's dead letters")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this platform tenant's")] = None,
+    agent: AgentOption = None,
+    tenant: TenantOption = None,
     event_id: Annotated[str | None, typer.Option("--id", help="Only the entry of this event id")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many entries (oldest first)")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
-    url: Annotated[str | None, typer.Option(
-        "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)")] = None,
-    via: Annotated[Transport | None, typer.Option(
-        "--transport",
-        help="How the bus carries events (default: the "
-                                                                     "local stack's)")] = None,
-    aws_url: Annotated[str | None, typer.Option("--aws-endpoint-url", help="SQS endpoint for --transport sqs")] = None,
+    url: NatsUrlOption = None,
+    via: TransportOption = None,
+    aws_url: AwsEndpointOption = None,
 ) -> None:
     """List dead letters, oldest first: event, agent, delivery count and the last error."""
     entries: list[dict[str, Any]]
@@ -220,10 +234,7 @@ def list_(
                                             limit=limit)
             return [e.summary() for e in found]
 
-        try:
-            entries = asyncio.run(_with_js(nats_url(url), work))
-        except ValueError as exc:
-            fail(str(exc), code=EXIT_USAGE)
+        entries = _run_on_nats(url, work)
     if as_json:
         for entry in entries:
             typer.echo(json.dumps(entry, sort_keys=True))
@@ -236,18 +247,14 @@ def list_(
 
 @app.command()
 def replay(
-    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Only this agent's dead letters")] = None,
-    tenant: Annotated[str | None, typer.Option("--tenant", help="Only this platform tenant's")] = None,
+    agent: AgentOption = None,
+    tenant: TenantOption = None,
     event_id: Annotated[str | None, typer.Option("--id", help="Replay the entry of this event id")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Replay every entry that matches --agent/--tenant")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per replayed entry")] = False,
-    url: Annotated[str | None, typer.Option(
-        "--nats-url", help=f"NATS URL (default ${NATS_URL_ENV} or the local stack)")] = None,
-    via: Annotated[Transport | None, typer.Option(
-        "--transport",
-        help="How the bus carries events (default: the "
-                                                                     "local stack's)")] = None,
-    aws_url: Annotated[str | None, typer.Option("--aws-endpoint-url", help="SQS endpoint for --transport sqs")] = None,
+    url: NatsUrlOption = None,
+    via: TransportOption = None,
+    aws_url: AwsEndpointOption = None,
 ) -> None:
     """Deliver dead letters again to the agent that failed them, then remove them from the dead-letter stream.
 
@@ -283,10 +290,7 @@ def replay(
         outcome: Outcome = _sqs(lambda: replay_sqs_dead_letters(client, platform_tenant_id=tenant, agent=agent,
                                                              event_id=event_id, grant_key=key))
     else:
-        try:
-            outcome = asyncio.run(_with_js(nats_url(url), work))
-        except ValueError as exc:
-            fail(str(exc), code=EXIT_USAGE)
+        outcome = _run_on_nats(url, work)
     done, failed = outcome
     if as_json:
         for entry in done:

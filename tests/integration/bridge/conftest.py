@@ -3,32 +3,22 @@
 Functions are in-process Python handlers behind :class:`HandlerInvoker` (the real local Lambda runtime is tested in
 ``tests/integration/runtime``). Every test uses fresh platform tenant ids and consumer names, so tests sharing the
 session's server and streams never see each other's events. The suite runs with ``--import-mode=importlib``, so the
-helpers reach the tests through the ``kit`` fixture rather than an import.
+helpers reach the tests through the ``kit`` fixture rather than an import; ``js`` and ``make_bridge`` are the shared
+ones of ``tests/integration/conftest.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
-import time
-import uuid
 from types import SimpleNamespace
 from typing import Any, Callable
 
-import nats
 import pytest
 
 from soorma.events import EventEnvelope
-from soorma.functions.bridge import Bridge, ExponentialBackoff, FunctionThrottled, InvokeResult, Route
-from soorma.jetstream import ensure_streams, publish_envelope
-from soorma.subjects import filter_subject
-
-FAST_BACKOFF = ExponentialBackoff(base_s=0.02, cap_s=0.1)
-
-
-def new_id(prefix: str = "t") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
+from soorma.functions.bridge import FunctionThrottled, InvokeResult
+from soorma.jetstream import publish_envelope
 
 
 class HandlerInvoker:
@@ -66,54 +56,11 @@ class HandlerInvoker:
         return [json.loads(r["body"])["id"] for r in self.records(function_name)]
 
 
-async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0, interval_s: float = 0.02) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s}s")
-        await asyncio.sleep(interval_s)
-
-
-def make_route(tenant: str, agent: str, *event_types: str, topic: str = "action-requests", **kw) -> Route:
-    return Route(
-        consumer_name=kw.pop("consumer_name", f"{tenant}__{agent}"),
-        function_name=kw.pop("function_name", f"fn-{tenant}-{agent}"),
-        filter_subjects=tuple(filter_subject(tenant, topic, t) for t in event_types),
-        platform_tenant_id=tenant,
-        agent=agent,
-        **kw,
-    )
-
-
-def envelope(tenant: str, event_type: str, topic: str = "action-requests", **data) -> EventEnvelope:
-    return EventEnvelope(type=event_type, topic=topic, platform_tenant_id=tenant, data=data)
-
-
-class Routes:
-    """A mutable route table: ``await routes()`` returns the current list (what the registry adapter does)."""
-
-    def __init__(self, *routes: Route) -> None:
-        self.items = list(routes)
-
-    async def __call__(self) -> list[Route]:
-        return list(self.items)
-
-
 @pytest.fixture
-def kit() -> SimpleNamespace:
-    """The helpers above: ``kit.HandlerInvoker``, ``kit.Routes``, ``kit.make_route``, ``kit.envelope``,
-    ``kit.new_id``, ``kit.wait_until``, ``kit.FAST_BACKOFF``."""
-    return SimpleNamespace(HandlerInvoker=HandlerInvoker, Routes=Routes, make_route=make_route, envelope=envelope,
-                           new_id=new_id, wait_until=wait_until, FAST_BACKOFF=FAST_BACKOFF)
-
-
-@pytest.fixture
-async def js(nats_url):
-    nc = await nats.connect(nats_url)
-    jsc = nc.jetstream()
-    await ensure_streams(jsc)
-    yield jsc
-    await nc.close()
+def kit(bus_kit) -> SimpleNamespace:
+    """The shared helpers (``tests/integration/conftest.py``: ``kit.Routes``, ``kit.make_route``, ``kit.envelope``,
+    ``kit.new_id``, ``kit.wait_until``, ``kit.FAST_BACKOFF``) and ``kit.HandlerInvoker``."""
+    return SimpleNamespace(**vars(bus_kit), HandlerInvoker=HandlerInvoker)
 
 
 @pytest.fixture
@@ -124,23 +71,3 @@ async def publish(js):
         return list(envelopes)
 
     return publish_
-
-
-@pytest.fixture
-async def make_bridge(nats_url):
-    """``await make_bridge(routes, invoker, **kw)`` starts a bridge with fast test settings; all are stopped after."""
-    bridges: list[Bridge] = []
-
-    async def make(routes, invoker, **kw) -> Bridge:
-        kw.setdefault("refresh_interval_s", 0.2)
-        kw.setdefault("backoff", FAST_BACKOFF)
-        kw.setdefault("fetch_timeout_s", 0.5)
-        kw.setdefault("name", f"bridge-{len(bridges)}")
-        bridge = Bridge(nats_url, routes if callable(routes) else Routes(*routes), invoker, **kw)
-        await bridge.start()
-        bridges.append(bridge)
-        return bridge
-
-    yield make
-    for bridge in bridges:
-        await bridge.stop(drain_timeout_s=5)

@@ -10,7 +10,6 @@ from collections import Counter
 import nats
 import pytest
 
-from soorma.functions.bridge import FunctionThrottled
 from soorma.jetstream import ensure_streams, publish_envelope
 from soorma.local.nats import EmbeddedNats
 from soorma.local.runtime import FunctionConfig, LocalLambda
@@ -72,33 +71,13 @@ async def test_function_timeout_is_retried_and_nothing_lost(js, make_bridge, dk,
         await runtime.close()
 
 
-class ThrottledFunction:
-    """Lambda with a reserved concurrency of ``limit``: a call beyond it is refused with 429 (TooManyRequests)."""
-
-    def __init__(self, inner, limit: int = 1, seconds: float = 0.02) -> None:
-        self.inner, self.limit, self.seconds = inner, limit, seconds
-        self.running = 0
-        self.throttles = 0
-
-    async def invoke(self, function_name: str, payload: bytes):
-        if self.running >= self.limit:
-            self.throttles += 1
-            raise FunctionThrottled("Rate Exceeded. (TooManyRequestsException)")
-        self.running += 1
-        try:
-            await asyncio.sleep(self.seconds)
-            return await self.inner.invoke(function_name, payload)
-        finally:
-            self.running -= 1
-
-
 async def test_throttled_function_loses_nothing_and_never_dead_letters(js, make_bridge, dk):
     tenant = dk.new_id("r")
     # Four fetch workers against a function that runs one invocation at a time; max_deliveries 2 would
     # dead-letter at once if throttling counted as a failure.
     route = dk.make_route(tenant, "busy", "job", batch_size=10, max_concurrency=4, max_deliveries=2)
     recording = dk.RecordingInvoker()
-    function = ThrottledFunction(recording, limit=1)
+    function = dk.ThrottledFunction(recording, limit=1)
     bridge = await make_bridge([route], function)
     events = [dk.envelope(tenant, "job", n=i) for i in range(200)]
     await dk.publish_all(js, events)

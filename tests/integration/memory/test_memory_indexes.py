@@ -10,36 +10,49 @@ from __future__ import annotations
 
 import numpy as np
 import psycopg
+import pytest
 
 from soorma.functions.memory import search
 from soorma.functions.memory.resources import episodic, plan_context, procedural, semantic, task_context
 
 ROWS = 3000  # vectors for the HNSW test
-TASKS = 2000  # task contexts for the by-subtask test (planned without touching enable_seqscan)
+TASKS = 2000  # parent rows (each listing 2 ids) for the lookup tests (planned without touching enable_seqscan)
 
 
 def _plan(conn, query, params) -> str:
     return "\n".join(row["QUERY PLAN"] for row in conn.execute("explain " + query, params).fetchall())
 
 
+def _random_vectors(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, 384)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _store(memory_db, postgres, table: str, insert: str, rows_by_owner) -> None:
+    """For each ``(identity, rows)`` of ``rows_by_owner``: ``insert`` every row, after the identity's three owner
+    columns, in a transaction of that identity (row-level security applies); then ANALYZE ``memory.<table>`` as the
+    database owner, so the planner knows the table's real size."""
+    for who, rows in rows_by_owner:
+        with memory_db.transaction(who) as conn:
+            search.use_vectors(conn)
+            with conn.cursor() as cur:
+                cur.executemany(
+                    insert, [(who.platform_tenant_id, who.service_tenant_id, who.service_user_id, *row) for row in rows]
+                )
+    with psycopg.connect(postgres, autocommit=True) as owner:
+        owner.execute(f"analyze memory.{table}")
+
+
 def test_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
     who = make_identity()
-    rng = np.random.default_rng(7)
-    vectors = rng.normal(size=(ROWS, 384)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    with memory_db.transaction(who) as conn:
-        search.use_vectors(conn)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into memory.semantic_memory (platform_tenant_id, service_tenant_id, service_user_id, content,"
-                " content_hash, embedding, embedding_model) values (%s, %s, %s, %s, %s, %s, 'test')",
-                [
-                    (who.platform_tenant_id, who.service_tenant_id, who.service_user_id, f"row {i}", f"h{i}", v)
-                    for i, v in enumerate(vectors)
-                ],
-            )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.semantic_memory")
+    vectors = _random_vectors(ROWS, 7)
+    _store(
+        memory_db, postgres, "semantic_memory",
+        "insert into memory.semantic_memory (platform_tenant_id, service_tenant_id, service_user_id, content,"
+        " content_hash, embedding, embedding_model) values (%s, %s, %s, %s, %s, %s, 'test')",
+        [(who, [(f"row {i}", f"h{i}", v) for i, v in enumerate(vectors)])],
+    )
 
     query = vectors[123]
     with memory_db.transaction(who) as conn:
@@ -68,59 +81,19 @@ def test_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
     assert "semantic_memory_embedding_hnsw" not in plan
 
 
-def test_by_subtask_lookup_is_an_index_probe(memory_db, postgres, make_identity):
-    who = make_identity()
-    params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id, "n": TASKS}
-    with memory_db.transaction(who) as conn:
-        conn.execute(
-            "insert into memory.task_context (platform_tenant_id, service_tenant_id, service_user_id, task_id,"
-            " event_type, sub_tasks) select %(pt)s, %(st)s, %(su)s, 'task-' || g, 'e',"
-            " jsonb_build_array('sub-' || g, 'sub-x' || g) from generate_series(1, %(n)s) g",
-            params,
-        )
-        conn.execute(
-            "insert into memory.task_subtasks (platform_tenant_id, service_tenant_id, service_user_id, sub_task_id,"
-            " task_id) select %(pt)s, %(st)s, %(su)s, s.sub, 'task-' || g from generate_series(1, %(n)s) g,"
-            " lateral (values ('sub-' || g), ('sub-x' || g)) as s(sub)",
-            params,
-        )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.task_context")
-        owner.execute("analyze memory.task_subtasks")
-
-    with memory_db.transaction(who) as conn:
-        plan = _plan(conn, task_context.by_subtask_sql(), {**params, "sub": "sub-x777"})
-        assert "Index Scan using task_subtasks_pkey" in plan, plan
-        assert "Index Scan using task_context_key" in plan, plan
-        assert "Seq Scan" not in plan, plan
-        row = task_context.task_by_subtask(conn, who, "sub-x777")
-    assert row["task_id"] == "task-777"
-
-
-def _random_vectors(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(n, 384)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
 def test_episodic_search_uses_the_hnsw_index(memory_db, postgres, make_identity):
     """The caller's history with one agent is large (3,000 turns): HNSW serves the search (iterative scan for the
     identity/agent filter), no sequential scan."""
 
     who = make_identity()
     vectors = _random_vectors(ROWS, 11)
-    with memory_db.transaction(who) as conn:
-        search.use_vectors(conn)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
-                " agent_id, role, content, content_hash, embedding, embedding_model)"
-                " values (%s, %s, %s, 'agent-1', 'user', %s, %s, %s, 'test')",
-                [(who.platform_tenant_id, who.service_tenant_id, who.service_user_id, f"turn {i}", f"h{i}", v)
-                 for i, v in enumerate(vectors)],
-            )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.episodic_memory")
+    _store(
+        memory_db, postgres, "episodic_memory",
+        "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
+        " agent_id, role, content, content_hash, embedding, embedding_model)"
+        " values (%s, %s, %s, 'agent-1', 'user', %s, %s, %s, 'test')",
+        [(who, [(f"turn {i}", f"h{i}", v) for i, v in enumerate(vectors)])],
+    )
 
     params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id,
               "agent": "agent-1", "q": vectors[42], "limit": 5}
@@ -140,22 +113,17 @@ def test_episodic_search_of_a_small_history_is_exact_and_never_a_seq_scan(memory
 
     crowd = make_identity()
     me = make_identity(platform=crowd.platform_tenant_id)
-    rows = [(crowd, "agent-1", f"crowd {i}", v) for i, v in enumerate(_random_vectors(ROWS, 12))]
     mine = _random_vectors(20, 13)
-    rows += [(me, "agent-1", f"mine {i}", v) for i, v in enumerate(mine)]
-    for who in (crowd, me):
-        with memory_db.transaction(who) as conn:
-            search.use_vectors(conn)
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
-                    " agent_id, role, content, content_hash, embedding, embedding_model)"
-                    " values (%s, %s, %s, %s, 'user', %s, md5(%s), %s, 'test')",
-                    [(w.platform_tenant_id, w.service_tenant_id, w.service_user_id, agent, text, text, v)
-                     for w, agent, text, v in rows if w is who],
-                )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.episodic_memory")
+    _store(
+        memory_db, postgres, "episodic_memory",
+        "insert into memory.episodic_memory (platform_tenant_id, service_tenant_id, service_user_id,"
+        " agent_id, role, content, content_hash, embedding, embedding_model)"
+        " values (%s, %s, %s, 'agent-1', 'user', %s, md5(%s), %s, 'test')",
+        [
+            (crowd, [(f"crowd {i}", f"crowd {i}", v) for i, v in enumerate(_random_vectors(ROWS, 12))]),
+            (me, [(f"mine {i}", f"mine {i}", v) for i, v in enumerate(mine)]),
+        ],
+    )
     params = {"pt": me.platform_tenant_id, "st": me.service_tenant_id, "su": me.service_user_id,
               "agent": "agent-1", "q": mine[7], "limit": 5}
     with memory_db.transaction(me) as conn:
@@ -172,18 +140,13 @@ def test_procedural_search_uses_the_hnsw_index(memory_db, postgres, make_identit
 
     who = make_identity()
     vectors = _random_vectors(ROWS, 14)
-    with memory_db.transaction(who) as conn:
-        search.use_vectors(conn)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into memory.procedural_memory (platform_tenant_id, service_tenant_id, service_user_id,"
-                " agent_id, procedure_type, content, content_hash, upsert_key, embedding, embedding_model)"
-                " values (%s, %s, %s, 'agent-1', 'system_prompt', %s, %s, %s, %s, 'test')",
-                [(who.platform_tenant_id, who.service_tenant_id, who.service_user_id, f"skill {i}", f"h{i}", f"k{i}", v)
-                 for i, v in enumerate(vectors)],
-            )
-    with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.procedural_memory")
+    _store(
+        memory_db, postgres, "procedural_memory",
+        "insert into memory.procedural_memory (platform_tenant_id, service_tenant_id, service_user_id,"
+        " agent_id, procedure_type, content, content_hash, upsert_key, embedding, embedding_model)"
+        " values (%s, %s, %s, 'agent-1', 'system_prompt', %s, %s, %s, %s, 'test')",
+        [(who, [(f"skill {i}", f"h{i}", f"k{i}", v) for i, v in enumerate(vectors)])],
+    )
     with memory_db.transaction(who) as conn:
         search.use_vectors(conn)
         search.search_settings(conn, 3)
@@ -194,30 +157,55 @@ def test_procedural_search_uses_the_hnsw_index(memory_db, postgres, make_identit
     assert found[0][0]["content"] == "skill 9" and len(found) == 3
 
 
-def test_by_correlation_lookup_is_an_index_probe(memory_db, postgres, make_identity):
+# Each parent table with a lookup table of the ids its list column holds: (resource module, parent insert, lookup
+# insert, an id to find, the parent's key column and the row that lists it). Parameters ``pt, st, su, n``.
+LOOKUPS = [
+    pytest.param(
+        task_context,
+        "insert into memory.task_context (platform_tenant_id, service_tenant_id, service_user_id, task_id,"
+        " event_type, sub_tasks) select %(pt)s, %(st)s, %(su)s, 'task-' || g, 'e',"
+        " jsonb_build_array('sub-' || g, 'sub-x' || g) from generate_series(1, %(n)s) g",
+        "insert into memory.task_subtasks (platform_tenant_id, service_tenant_id, service_user_id, sub_task_id,"
+        " task_id) select %(pt)s, %(st)s, %(su)s, s.sub, 'task-' || g from generate_series(1, %(n)s) g,"
+        " lateral (values ('sub-' || g), ('sub-x' || g)) as s(sub)",
+        "sub-x777", "task_id", "task-777",
+        id="task-by-subtask",
+    ),
+    pytest.param(
+        plan_context,
+        "insert into memory.plan_context (platform_tenant_id, service_tenant_id, service_user_id, plan_id,"
+        " goal_event, correlation_ids) select %(pt)s, %(st)s, %(su)s, 'plan-' || g, 'g',"
+        " jsonb_build_array('plan-' || g, 'corr-' || g) from generate_series(1, %(n)s) g",
+        "insert into memory.plan_correlations (platform_tenant_id, service_tenant_id, service_user_id,"
+        " correlation_id, plan_id) select %(pt)s, %(st)s, %(su)s, c.cid, 'plan-' || g"
+        " from generate_series(1, %(n)s) g, lateral (values ('plan-' || g), ('corr-' || g)) as c(cid)",
+        "corr-1234", "plan_id", "plan-1234",
+        id="plan-by-correlation",
+    ),
+]
 
+
+@pytest.mark.parametrize(("resource", "insert_parents", "insert_lookups", "listed", "key", "expected"), LOOKUPS)
+def test_lookup_is_an_index_probe(
+    memory_db, postgres, make_identity, resource, insert_parents, insert_lookups, listed, key, expected
+):
+    """Finding the row that lists an id (the task of a sub-task, the plan of a correlation id) among 2,000 probes
+    the lookup table's primary key and then the parent's unique key: no sequential scan."""
+    table = resource.TABLE
+    lookup_table = table.lookup.table
     who = make_identity()
     params = {"pt": who.platform_tenant_id, "st": who.service_tenant_id, "su": who.service_user_id, "n": TASKS}
     with memory_db.transaction(who) as conn:
-        conn.execute(
-            "insert into memory.plan_context (platform_tenant_id, service_tenant_id, service_user_id, plan_id,"
-            " goal_event, correlation_ids) select %(pt)s, %(st)s, %(su)s, 'plan-' || g, 'g',"
-            " jsonb_build_array('plan-' || g, 'corr-' || g) from generate_series(1, %(n)s) g",
-            params,
-        )
-        conn.execute(
-            "insert into memory.plan_correlations (platform_tenant_id, service_tenant_id, service_user_id,"
-            " correlation_id, plan_id) select %(pt)s, %(st)s, %(su)s, c.cid, 'plan-' || g"
-            " from generate_series(1, %(n)s) g, lateral (values ('plan-' || g), ('corr-' || g)) as c(cid)",
-            params,
-        )
+        conn.execute(insert_parents, params)
+        conn.execute(insert_lookups, params)
     with psycopg.connect(postgres, autocommit=True) as owner:
-        owner.execute("analyze memory.plan_context")
-        owner.execute("analyze memory.plan_correlations")
+        owner.execute(f"analyze memory.{table.name}")
+        owner.execute(f"analyze memory.{lookup_table}")
+
     with memory_db.transaction(who) as conn:
-        plan = _plan(conn, plan_context.by_correlation_sql(), {**params, "cid": "corr-1234"})
-        assert "Index Scan using plan_correlations_pkey" in plan, plan
-        assert "Index Scan using plan_context_key" in plan, plan
+        plan = _plan(conn, table.lookup.sql(table), {**params, table.lookup.param: listed})
+        assert f"Index Scan using {lookup_table}_pkey" in plan, plan
+        assert f"Index Scan using {table.name}_key" in plan, plan
         assert "Seq Scan" not in plan, plan
-        row = plan_context.plan_by_correlation(conn, who, "corr-1234")
-    assert row["plan_id"] == "plan-1234"
+        row = table.find(conn, who, listed)
+    assert row[key] == expected
