@@ -14,4 +14,9 @@ packages += ["soorma_common", *(f"soorma_common.{p}" for p in find_packages("sdk
 for prefix, folder in PARTS.items():
     packages += [prefix, *(f"{prefix}.{p}" for p in find_packages(folder))]
 
-setup(packages=packages, package_dir={"soorma": "sdk/soorma", "soorma_common": "sdk/soorma_common", **PARTS})
+# The Lambda layers' requirement files (layers/*.txt): data of the CDK app, which builds the layers from them, so a
+# `soorma deploy` from an installed wheel finds them as a repository checkout does.
+LAYERS = {"soorma.infra.layers": "layers"}
+packages += list(LAYERS)
+
+setup(packages=packages, package_dir={"soorma": "sdk/soorma", "soorma_common": "sdk/soorma_common", **PARTS, **LAYERS})

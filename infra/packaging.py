@@ -35,7 +35,19 @@ from typing import Iterable
 
 from soorma.infra import settings
 
-LAYERS_DIR = Path(__file__).resolve().parent.parent / "layers"
+
+def _layers_dir() -> Path:
+    """Where the layers' requirement files are: package ``soorma.infra.layers``, which setup.py maps to the
+    repository's ``layers/`` (the same folder in an editable install, package data in a wheel)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("soorma.infra.layers")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("soorma.infra.layers is not installed: reinstall soorma (pip install 'soorma[infra]')")
+    return Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+LAYERS_DIR = _layers_dir()
 # The Lambda runtime's Python version: the one setting behind pip's --python-version, the functions' and layers'
 # runtime (soorma.infra.bundling.LAMBDA_RUNTIME), the bridge's image and the interpreter that compiles the bytecode.
 LAMBDA_PYTHON = "3.12"

@@ -54,6 +54,8 @@ def test_the_wheel_carries_what_the_code_reads(wheel):
     assert "soorma/functions/memory/embeddings/all-MiniLM-L6-v2/LICENSE" in names
     assert "soorma/py.typed" in names
     assert "soorma/local/compose.yaml" in names
+    layers = {p.name for p in (ROOT / "layers").glob("*.txt")}  # what `soorma deploy` builds the Lambda layers from
+    assert {n.rpartition("/")[2] for n in names if n.startswith("soorma/infra/layers/") and n.endswith(".txt")} == layers
 
 
 def _log_errors(home: Path) -> str:
