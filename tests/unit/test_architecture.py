@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
@@ -151,3 +152,67 @@ def test_the_architecture_page_describes_the_layers_that_are_checked():
     checked = _layer_modules()
     assert documented - checked == set(), "documented but not checked"
     assert checked - documented == set(), "checked but not documented"
+
+
+def test_no_import_cycle_among_the_sdks_modules(tmp_path):
+    """No SDK module imports, directly or through others, a module that imports it back (imports for annotations
+    under ``if TYPE_CHECKING:`` aside; a submodule importing its own package is not a cycle). The cycles import-linter's
+    layers allow inside one layer are refused too."""
+    script = (
+        "import grimp, json\n"
+        "g = grimp.build_graph('soorma', cache_dir=None, exclude_type_checking_imports=True)\n"
+        "top = {'functions', 'local', 'infra', 'cli'}\n"
+        "sdk = {m for m in g.modules if '.' in m and m.split('.')[1] not in top}\n"
+        "edges = {m: sorted(i for i in g.find_modules_directly_imported_by(m) if i in sdk and not m.startswith(i + '.'))"
+        " for m in sdk}\n"
+        "print(json.dumps(edges))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(_package_view(tmp_path))}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=240, check=True)
+    edges: dict[str, list[str]] = json.loads(result.stdout)
+    cycles = _strongly_connected(edges)
+    assert cycles == [], f"import cycles among the SDK's modules: {cycles}"
+
+
+def _strongly_connected(edges: dict[str, list[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm, iterative; R. Tarjan, "Depth-
+    first search and linear graph algorithms", SIAM J. Comput. 1(2), 1972)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(edges):
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, child = work.pop()
+            if child == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            targets = edges.get(node, [])
+            if child < len(targets):
+                work.append((node, child + 1))
+                target = targets[child]
+                if target not in index:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node] = min(low[node], index[target])
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
