@@ -2,7 +2,7 @@
 
 Each deployable has one settings module that declares its variables as :class:`Setting` objects (name, type through
 its parser, default, description); code reads a variable only through them, and the README's configuration table is
-generated from them (``python -m soorma.settings_doc``; a test fails when they differ):
+generated from them (``python -m soorma.cli.settings_doc``; a test fails when they differ):
 
 * the SDK and agent runtime: this module;
 * the platform functions: :mod:`soorma.functions.shared.settings`;

@@ -141,6 +141,18 @@ def _layer_modules() -> set[str]:
     return {name.strip() for line in lines for name in line.replace("|", ":").split(":") if name.strip()}
 
 
+def test_every_module_of_the_sdk_has_a_layer():
+    """A new module of ``sdk/soorma`` must be placed in a layer of .importlinter: a module no layer names would be
+    free to import anything."""
+    names = {f"soorma.{p.stem}" for p in (REPO / "sdk" / "soorma").iterdir()
+             if (p.suffix == ".py" or (p / "__init__.py").is_file()) and p.name != "__init__.py"}
+    layered = _layer_modules()
+    parts = set(PARTS) | {"cli"}
+    unplaced = {name for name in names - {f"soorma.{part}" for part in parts}
+                if not any(name == m or m.startswith(name + ".") for m in layered)}
+    assert unplaced == set(), "modules of sdk/soorma in no layer of .importlinter"
+
+
 def test_the_architecture_page_describes_the_layers_that_are_checked():
     """docs/architecture.md's "Layers" table names every module of .importlinter's layers and no other."""
     import re

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from soorma import settings_doc
+from soorma.cli import settings_doc
 from soorma.settings import Setting, integer
 
 REPO = Path(__file__).resolve().parents[2]

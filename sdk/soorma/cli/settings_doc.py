@@ -1,4 +1,4 @@
-"""The README's configuration table, generated from the settings modules: ``python -m soorma.settings_doc`` writes it
+"""The README's configuration table, generated from the settings modules: ``python -m soorma.cli.settings_doc`` writes it
 between the ``<!-- settings-table:begin -->`` and ``<!-- settings-table:end -->`` markers of ``README.md``;
 ``--check`` only compares (exit status 1 and a message when the README differs; the tests run it).
 
@@ -27,7 +27,7 @@ DEPLOYABLES = (
 )
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"
-REGENERATE = "python -m soorma.settings_doc"
+REGENERATE = "python -m soorma.cli.settings_doc"
 
 
 def module_settings(module_name: str) -> list[Setting[Any]]:
