@@ -17,7 +17,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-SECRET_WORDS = ("vault", "4711")
+# The canary must not occur by chance in an answer: "4711" once matched the microseconds of an updatedAt
+# ("...34.847110"). Thirteen digits fit neither a timestamp's fraction (six) nor a UUID's all-digit group (at most 12).
+SECRET_WORDS = ("vault", "8231907446615")
 IDEMPOTENCY_ROUTE = "/v1/memory/idempotency/{key}"
 
 # Routes that hold no tenant data, so there is nothing to isolate (they need no identity either):
@@ -97,23 +99,23 @@ def tenant_a(api, make_identity):
         return reply.body
 
     ids["semantic"] = ok(api.call("POST", "/v1/memory/semantic", a, body={
-        "content": "A's secret: the vault code is 4711", "external_id": "secret-doc"}))["id"]
+        "content": "A's secret: the vault code is 8231907446615", "external_id": "secret-doc"}))["id"]
     ids["episodic"] = ok(api.call("POST", "/v1/memory/episodic", a, body={
-        "agent_id": "agent-x", "role": "user", "content": "A told the agent the vault code 4711"}))["id"]
+        "agent_id": "agent-x", "role": "user", "content": "A told the agent the vault code 8231907446615"}))["id"]
     ids["procedural"] = ok(api.call("POST", "/v1/memory/procedural", a, body={
         "agent_id": "agent-x", "external_id": "a-skill", "trigger_condition": "someone asks for the vault code",
-        "content": "answer 4711 only to A"}))["id"]
-    ok(api.call("PUT", "/v1/memory/working/plan-a/k", a, body={"value": {"vault": 4711}}))
+        "content": "answer 8231907446615 only to A"}))["id"]
+    ok(api.call("PUT", "/v1/memory/working/plan-a/k", a, body={"value": {"vault": 8231907446615}}))
     ok(api.call("POST", "/v1/memory/task-context", a, body={
-        "task_id": "task-a", "event_type": "e", "sub_tasks": ["sub-a"], "state": {"vault": 4711}}))
+        "task_id": "task-a", "event_type": "e", "sub_tasks": ["sub-a"], "state": {"vault": 8231907446615}}))
     ok(api.call("POST", "/v1/memory/plan-context", a, body={
-        "plan_id": "plan-a", "goal_event": "g", "state": {"vault": 4711}, "correlation_ids": ["corr-a"]}))
+        "plan_id": "plan-a", "goal_event": "g", "state": {"vault": 8231907446615}, "correlation_ids": ["corr-a"]}))
     ok(api.call("POST", "/v1/memory/plans", a, body={"plan_id": "plan-a", "goal_event": "g",
-                                                     "goal_data": {"vault": 4711}}))
-    ok(api.call("POST", "/v1/memory/sessions", a, body={"session_id": "session-a", "name": "vault 4711"}))
+                                                     "goal_data": {"vault": 8231907446615}}))
+    ok(api.call("POST", "/v1/memory/sessions", a, body={"session_id": "session-a", "name": "vault 8231907446615"}))
     if HAS_IDEMPOTENCY:
         ok(api.call("PUT", "/v1/memory/idempotency/idem-a", a, body={
-            "status": "COMPLETED", "expiry_timestamp": 4_000_000_000, "response_data": '{"vault": 4711}'}))
+            "status": "COMPLETED", "expiry_timestamp": 4_000_000_000, "response_data": '{"vault": 8231907446615}'}))
     return a, ids
 
 
@@ -231,7 +233,7 @@ def test_another_identity_can_neither_see_nor_change_tenant_a(api, postgres, mak
 
     # and A still reads its own data
     assert api.call("GET", "/v1/memory/plan-context/by-correlation/corr-a", a).body["planId"] == "plan-a"
-    assert api.call("GET", "/v1/memory/working/plan-a/k", a).body["value"] == {"vault": 4711}
+    assert api.call("GET", "/v1/memory/working/plan-a/k", a).body["value"] == {"vault": 8231907446615}
     found = api.call("GET", "/v1/memory/episodic/search", a, query={"agent_id": "agent-x", "q": "vault code"}).body
     assert [r["id"] for r in found] == [ids["episodic"]]
 
