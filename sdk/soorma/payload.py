@@ -79,14 +79,21 @@ def with_terminal_failures(response: dict[str, Any], terminal: dict[str, str]) -
     """``response`` (a partial batch response) with ``terminal`` (``{message id: reason}``) added as
     :data:`TERMINAL_FAILURES_FIELD`; each terminal id is added to ``batchItemFailures`` too if it is missing there.
     Returns ``response`` unchanged when ``terminal`` is empty (the plain SQS shape)."""
-    if not terminal:
+    return _with_failure_extension(response, TERMINAL_FAILURES_FIELD,
+                                   [{"itemIdentifier": ident, "reason": reason} for ident, reason in terminal.items()])
+
+
+def _with_failure_extension(response: dict[str, Any], field: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """``response`` with ``entries`` (each with an ``itemIdentifier``) as extension ``field``, every such id also in
+    ``batchItemFailures``; ``response`` itself when there are no entries."""
+    if not entries:
         return response
     out = dict(response)
     failures = list(out.get("batchItemFailures") or [])
     listed = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
-    failures.extend({"itemIdentifier": ident} for ident in terminal if ident not in listed)
+    failures.extend({"itemIdentifier": e["itemIdentifier"]} for e in entries if e["itemIdentifier"] not in listed)
     out["batchItemFailures"] = failures
-    out[TERMINAL_FAILURES_FIELD] = [{"itemIdentifier": ident, "reason": reason} for ident, reason in terminal.items()]
+    out[field] = entries
     return out
 
 
@@ -103,13 +110,6 @@ def with_retry_later(response: dict[str, Any], retry_later: dict[str, float]) ->
     """``response`` (a partial batch response) with ``retry_later`` (``{message id: seconds}``) added as
     :data:`RETRY_LATER_FIELD`; each id is added to ``batchItemFailures`` too if it is missing there. Returns
     ``response`` unchanged when ``retry_later`` is empty."""
-    if not retry_later:
-        return response
-    out = dict(response)
-    failures = list(out.get("batchItemFailures") or [])
-    listed = {f.get("itemIdentifier") for f in failures if isinstance(f, dict)}
-    failures.extend({"itemIdentifier": ident} for ident in retry_later if ident not in listed)
-    out["batchItemFailures"] = failures
-    out[RETRY_LATER_FIELD] = [{"itemIdentifier": ident, "retryAfterSeconds": round(float(seconds), 3)}
-                              for ident, seconds in retry_later.items()]
-    return out
+    return _with_failure_extension(response, RETRY_LATER_FIELD,
+                                   [{"itemIdentifier": ident, "retryAfterSeconds": round(float(seconds), 3)}
+                                    for ident, seconds in retry_later.items()])
