@@ -5,6 +5,7 @@ Context (``-c key=value`` or ``cdk.json``):
 | key | meaning | default |
 | --- | --- | --- |
 | ``soorma:transport`` | ``sqs`` or ``nats`` | ``sqs`` |
+| ``soorma:network`` | how the functions reach AWS APIs: ``ipv6`` (dual-stack endpoints through an egress-only internet gateway, no hourly cost) or ``endpoints`` (interface VPC endpoints, about $7.30 a month each per zone) | ``ipv6`` |
 | ``soorma:stack-name`` | the stack's name | ``Soorma`` |
 | ``soorma:agents`` | agent files or folders, comma-separated (``soorma deploy PATH`` sets it) | none |
 | ``soorma:platform-tenant`` | the tenant of the bootstrap key and the agents | ``default`` |
@@ -113,6 +114,7 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
     platform = SoormaPlatform(
         stack, "Platform",
         transport=ctx("soorma:transport") or "sqs",
+        network=ctx("soorma:network") or "ipv6",
         platform_tenant_id=ctx("soorma:platform-tenant") or "default",
         availability_zones=zones,
         deletion_protection=_flag(ctx("soorma:deletion-protection"), True),

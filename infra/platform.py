@@ -2,15 +2,21 @@
 
 What it creates (README "Deploy to AWS"):
 
-* **Network** — a VPC whose private subnets are *isolated* (no route to the internet, no NAT gateway), with the VPC
-  endpoints the functions need (Secrets Manager, SNS, and an S3 gateway endpoint) and flow logs. With
+* **Network** — a VPC whose private subnets have no route to the IPv4 internet and no NAT gateway, an S3 gateway
+  endpoint and flow logs. The functions reach the AWS APIs they call (Secrets Manager, SNS, Bedrock) in one of two
+  ways (``network``): ``"ipv6"`` (default) — the VPC is dual-stack and the subnets route ``::/0`` to an egress-only
+  internet gateway, so the functions call the services' dual-stack endpoints over IPv6, outbound only, for no hourly
+  charge; ``"endpoints"`` — interface VPC endpoints (PrivateLink) for those services, about $7.30 a month per
+  endpoint and zone, for deployments that must keep every API call on AWS's private network. With
   ``transport="nats"`` it adds public subnets, ``nat_gateways`` NAT gateways (default 1) and private subnets with
   egress for the two parts that must reach the NATS server (the gateway function and the bridge); the database
   stays in the isolated subnets either way.
 * **Database** — Aurora Serverless v2 PostgreSQL (17.9 by default: pgvector 0.8 with HNSW) scaling to zero (minimum
   0 ACU, auto-pause after 5 minutes; both configurable), storage encrypted with a customer-managed KMS key, IAM
   authentication enabled, owner credentials generated into Secrets Manager (rotated every 30 days), the functions'
-  role ``soorma_app`` with its own generated secret; a custom resource runs ``soorma.functions.migrate`` on every
+  role ``soorma_app`` with its own generated secret (with ``network="ipv6"`` the owner password is managed by RDS
+  in Secrets Manager and rotated by RDS itself, as no rotation function could reach Secrets Manager over IPv4); a
+  custom resource runs ``soorma.functions.migrate`` on every
   deploy.
 * **Functions** — registry, memory, gateway, authorizer and tracker on Lambda (arm64, Python 3.12), their
   dependencies in layers built locally (``layers/*.txt``: each function gets only the layers it imports from), each
@@ -80,6 +86,12 @@ from soorma.functions.tracker.dead_letters import (
 from soorma.infra import bundling, packaging
 
 Transport = Literal["sqs", "nats"]
+#: How the functions in the VPC reach AWS APIs (Secrets Manager, SNS, Bedrock): ``"ipv6"`` over IPv6 through an
+#: egress-only internet gateway to the services' dual-stack endpoints (no hourly charge), or ``"endpoints"`` through
+#: interface VPC endpoints (AWS PrivateLink: traffic never leaves AWS's network, about $7.30 a month per endpoint and
+#: zone). See :class:`SoormaPlatform`.
+Network = Literal["ipv6", "endpoints"]
+NETWORKS: tuple[Network, ...] = ("ipv6", "endpoints")
 
 BOOT_HANDLER = "soorma.infra.runtime.boot.handler"
 SECRETS_EXTENSION_PORT = 2773  # the extension's default; written to PARAMETERS_SECRETS_EXTENSION_HTTP_PORT
@@ -235,7 +247,9 @@ class QueueWithDlq(Construct):
 class SoormaPlatform(Construct):
     """The Soorma platform. Keyword options:
 
-    ``transport`` ``"sqs"`` (default) or ``"nats"``; ``platform_tenant_id`` the tenant of the bootstrap developer key
+    ``transport`` ``"sqs"`` (default) or ``"nats"``; ``network`` ``"ipv6"`` (default) or ``"endpoints"`` (how the
+    functions reach AWS APIs, see the module docstring; ``"endpoints"`` adds about $14.60 a month per endpoint in two
+    zones, ``bench/cost.py`` prints it); ``platform_tenant_id`` the tenant of the bootstrap developer key
     and of agents deployed with :class:`~soorma.infra.SoormaAgent` (default ``"default"``);
     ``availability_zones`` (default: the stack's first two); ``nat_gateways`` (default 0 for sqs, 1 for nats);
     ``engine_version`` (an ``rds.AuroraPostgresEngineVersion``, default 17.9); ``min_capacity`` (ACU, default 0),
@@ -274,6 +288,7 @@ class SoormaPlatform(Construct):
         id: str,
         *,
         transport: Transport = "sqs",
+        network: Network = "ipv6",
         platform_tenant_id: str = "default",
         availability_zones: Sequence[str] | None = None,
         nat_gateways: int | None = None,
@@ -307,6 +322,10 @@ class SoormaPlatform(Construct):
         if transport not in ("sqs", "nats"):
             raise ValueError(f"transport must be 'sqs' or 'nats', not {transport!r}")
         self.transport: Transport = transport
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {', '.join(NETWORKS)}, not {network!r}")
+        self.network: Network = network
+        ipv6 = network == "ipv6"
         self.platform_tenant_id = platform_tenant_id
         self.platform_admin_tenant = platform_admin_tenant
         if embedding_provider not in packaging.EMBEDDING_PROVIDERS:
@@ -378,6 +397,7 @@ class SoormaPlatform(Construct):
         self.vpc = ec2.Vpc(
             self, "Vpc",
             ip_addresses=ec2.IpAddresses.cidr("10.40.0.0/16"),
+            ip_protocol=ec2.IpProtocol.DUAL_STACK if ipv6 else ec2.IpProtocol.IPV4_ONLY,
             availability_zones=azs,
             nat_gateways=nat_count,
             subnet_configuration=subnet_config,
@@ -394,37 +414,57 @@ class SoormaPlatform(Construct):
             for index, subnet in enumerate(group):
                 subnet.node.default_child.add_property_override(
                     "AvailabilityZone", cdk.Fn.select(index, cdk.Fn.get_azs()))
+        if ipv6:
+            # CDK creates the egress-only internet gateway of a dual-stack VPC but routes only subnets with egress
+            # to it; the functions' subnets get their IPv6 default route here. Outbound only: nothing on the
+            # internet can open a connection to an address behind an egress-only gateway.
+            # https://docs.aws.amazon.com/vpc/latest/userguide/egress-only-internet-gateway.html
+            eigw = self.vpc.node.find_child("EIGW6")
+            for subnet in self.vpc.isolated_subnets:
+                subnet.add_route("Ipv6Egress", router_id=eigw.ref,  # type: ignore[attr-defined]
+                                 router_type=ec2.RouterType.EGRESS_ONLY_INTERNET_GATEWAY,
+                                 destination_ipv6_cidr_block="::/0")
         self.isolated = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.egress = (ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if nat_count
                        else self.isolated)
         self.functions_sg = ec2.SecurityGroup(
             self, "FunctionsSg", vpc=self.vpc, allow_all_outbound=False,
-            description="Soorma platform functions: the database and the VPC endpoints only",
+            description=("Soorma platform functions: the database, and AWS APIs over IPv6" if ipv6 else
+                         "Soorma platform functions: the database and the VPC endpoints only"),
         )
-        self.endpoints_sg = ec2.SecurityGroup(
-            self, "EndpointsSg", vpc=self.vpc, allow_all_outbound=False,
-            description="Soorma VPC interface endpoints: HTTPS from the platform functions",
-        )
-        self.endpoints_sg.add_ingress_rule(self.functions_sg, ec2.Port.tcp(443), "functions to AWS APIs")
-        self.functions_sg.add_egress_rule(self.endpoints_sg, ec2.Port.tcp(443), "AWS APIs through endpoints")
-        endpoint_services = {"SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER}
-        if transport == "sqs":
-            endpoint_services["Sns"] = ec2.InterfaceVpcEndpointAwsService.SNS
-        if embedding_provider == "bedrock":
-            endpoint_services["BedrockRuntime"] = ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME
         self.endpoints: dict[str, ec2.InterfaceVpcEndpoint] = {}
-        for name, service in endpoint_services.items():
-            self.endpoints[name] = self.vpc.add_interface_endpoint(
-                name, service=service, subnets=self.isolated, security_groups=[self.endpoints_sg],
-                private_dns_enabled=True, open=False,
+        self.endpoints_sg: ec2.SecurityGroup | None = None
+        if ipv6:
+            # HTTPS to any IPv6 address: the dual-stack endpoints' addresses are not published as a prefix list for
+            # every service. The functions' roles still allow only their own resources, and nothing can reach the
+            # functions from outside.
+            self.functions_sg.add_egress_rule(ec2.Peer.any_ipv6(), ec2.Port.tcp(443),
+                                              "AWS APIs at their dual-stack endpoints, over IPv6")
+        else:
+            self.endpoints_sg = ec2.SecurityGroup(
+                self, "EndpointsSg", vpc=self.vpc, allow_all_outbound=False,
+                description="Soorma VPC interface endpoints: HTTPS from the platform functions",
             )
+            self.endpoints_sg.add_ingress_rule(self.functions_sg, ec2.Port.tcp(443), "functions to AWS APIs")
+            self.functions_sg.add_egress_rule(self.endpoints_sg, ec2.Port.tcp(443), "AWS APIs through endpoints")
+            endpoint_services = {"SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER}
+            if transport == "sqs":
+                endpoint_services["Sns"] = ec2.InterfaceVpcEndpointAwsService.SNS
+            if embedding_provider == "bedrock":
+                endpoint_services["BedrockRuntime"] = ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME
+            for name, service in endpoint_services.items():
+                self.endpoints[name] = self.vpc.add_interface_endpoint(
+                    name, service=service, subnets=self.isolated, security_groups=[self.endpoints_sg],
+                    private_dns_enabled=True, open=False,
+                )
         self.egress_sg: ec2.SecurityGroup | None = None
         if needs_egress:
             self.egress_sg = ec2.SecurityGroup(
                 self, "EgressSg", vpc=self.vpc, allow_all_outbound=True,
                 description="Soorma parts that reach outside AWS (NATS server, JWKS URL): outbound through NAT",
             )
-            self.endpoints_sg.add_ingress_rule(self.egress_sg, ec2.Port.tcp(443), "egress parts to AWS APIs")
+            if self.endpoints_sg is not None:
+                self.endpoints_sg.add_ingress_rule(self.egress_sg, ec2.Port.tcp(443), "egress parts to AWS APIs")
 
         # ---------------------------------------------------------------------------------------------- database
         version = engine_version or rds.AuroraPostgresEngineVersion.VER_17_9
@@ -447,9 +487,11 @@ class SoormaPlatform(Construct):
             serverless_v2_auto_pause_duration=auto_pause or cdk.Duration.minutes(5),
             vpc=self.vpc, vpc_subnets=self.isolated, security_groups=[self.db_sg],
             default_database_name=DB_NAME,
-            credentials=rds.Credentials.from_generated_secret(
-                OWNER_USER, encryption_key=self.key, exclude_characters=PASSWORD_EXCLUDE
-            ),
+            # With IPv6 egress RDS manages the owner password (see below); the placeholder is removed from the
+            # template there, so no password is ever in it.
+            credentials=(rds.Credentials.from_password(OWNER_USER, cdk.SecretValue.unsafe_plain_text("managed"))
+                         if ipv6 else rds.Credentials.from_generated_secret(
+                             OWNER_USER, encryption_key=self.key, exclude_characters=PASSWORD_EXCLUDE)),
             storage_encrypted=True, storage_encryption_key=self.key,
             iam_authentication=True,
             deletion_protection=deletion_protection,
@@ -462,12 +504,27 @@ class SoormaPlatform(Construct):
                 parameters={"rds.force_ssl": "1", "log_min_duration_statement": "1000"},
             ),
         )
-        self.owner_secret = self.cluster.secret
+        self.owner_secret: secretsmanager.ISecret
+        if ipv6:
+            # The owner password managed by RDS in Secrets Manager, rotated by RDS (every 7 days) without a
+            # rotation function: the hosted rotation function would sit in these subnets and reach Secrets Manager
+            # over IPv4 only. https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/rds-secrets-manager.html
+            db = self.cluster.node.default_child
+            db.add_property_deletion_override("MasterUserPassword")  # type: ignore[union-attr]
+            db.manage_master_user_password = True  # type: ignore[union-attr]
+            db.master_user_secret = rds.CfnDBCluster.MasterUserSecretProperty(  # type: ignore[union-attr]
+                kms_key_id=self.key.key_arn)
+            self.owner_secret = secretsmanager.Secret.from_secret_attributes(
+                self, "OwnerSecret", secret_complete_arn=db.attr_master_user_secret_secret_arn,  # type: ignore
+                encryption_key=self.key)
+        else:
+            assert self.cluster.secret is not None
+            self.owner_secret = self.cluster.secret
         app_secret = rds.DatabaseSecret(
             self, "AppSecret", username=APP_USER, encryption_key=self.key, exclude_characters=PASSWORD_EXCLUDE,
         )
         self.app_secret = app_secret.attach(self.cluster)
-        if rotate_owner_secret:
+        if rotate_owner_secret and not ipv6:
             self.cluster.add_rotation_single_user(
                 automatically_after=cdk.Duration.days(30), exclude_characters=PASSWORD_EXCLUDE,
                 vpc_subnets=self.isolated, security_group=self.functions_sg,
@@ -569,7 +626,10 @@ class SoormaPlatform(Construct):
             "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, *pepper, *jwt], egress=jwks),
             "tracker": dict(memory=512, timeout=60, secrets=[*db_secrets, *pepper]),
             "migrate": dict(memory=512, timeout=300, secrets=[self.owner_secret, self.app_secret],
-                            env={"SOORMA_EMBEDDING_DIMENSIONS": dims}),
+                            env={"SOORMA_EMBEDDING_DIMENSIONS": dims,
+                                 # the RDS-managed owner secret names no host (soorma.infra.runtime.boot)
+                                 "SOORMA_DB_HOST": self.cluster.cluster_endpoint.hostname,
+                                 "SOORMA_DB_PORT": cdk.Token.as_string(self.cluster.cluster_endpoint.port)}),
             "registrar": dict(memory=512, timeout=120, secrets=[*db_secrets, *pepper]),
         }
         for name, spec in specs.items():
@@ -681,6 +741,8 @@ class SoormaPlatform(Construct):
                                      arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME)
         statement = dict(actions=["bedrock:InvokeModel"], resources=[model_arn])
         self.functions["memory"].add_to_role_policy(iam.PolicyStatement(**statement))
+        if "BedrockRuntime" not in self.endpoints:
+            return
         self.endpoints["BedrockRuntime"].add_to_policy(iam.PolicyStatement(
             principals=[iam.AnyPrincipal()], **statement,
             conditions={"StringEquals": {"aws:PrincipalAccount": stack.account}},
@@ -697,6 +759,11 @@ class SoormaPlatform(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": "Soorma",
             "SOORMA_TRANSPORT": self.transport,
         }
+        if self.network == "ipv6":
+            # boto3 then calls the services' dual-stack endpoints (Bedrock's IPv4 name has no IPv6 address; SNS's
+            # and Secrets Manager's default names are dual-stack already).
+            # https://docs.aws.amazon.com/sdkref/latest/guide/feature-endpoints.html
+            environment["AWS_USE_DUALSTACK_ENDPOINT"] = "true"
         arn_vars = {
             id(self.app_secret): "SOORMA_APP_DB_SECRET_ARN",
             id(self.owner_secret): "SOORMA_OWNER_DB_SECRET_ARN",
@@ -723,6 +790,7 @@ class SoormaPlatform(Construct):
             vpc=self.vpc,
             vpc_subnets=self.egress if egress else self.isolated,
             security_groups=sgs,
+            ipv6_allowed_for_dual_stack=self.network == "ipv6",
             log_group=self._log_group(name),
             logging_format=lambda_.LoggingFormat.JSON,
             reserved_concurrent_executions=reserved,

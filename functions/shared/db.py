@@ -122,6 +122,15 @@ class WakingConnection(psycopg.Connection[Any]):
                 pause = min(pause * 2, _MAX_PAUSE_S)
 
 
+#: Connections one execution environment's pool opens at most: a Lambda execution environment serves one request at
+#: a time, and Aurora's connection limit is shared by every environment.
+POOL_MAX_SIZE = 2
+#: Connections one execution environment holds at most: its pool, plus the one a long-poll waits on
+#: (:meth:`Database.listen`). Reserved concurrency times this is what the platform can open (tests/infra/
+#: test_connections.py checks it against the cluster's ``max_connections`` at its maximum capacity).
+CONNECTIONS_PER_ENVIRONMENT = POOL_MAX_SIZE + 1
+
+
 _SET_IDENTITY = (
     "select set_config('soorma.platform_tenant_id', %s, true),"
     " set_config('soorma.service_tenant_id', %s, true),"
@@ -132,8 +141,8 @@ _SET_IDENTITY = (
 class Database:
     """A small connection pool (``psycopg_pool.ConnectionPool``), opened on first use.
 
-    ``max_size`` defaults to 2: a Lambda execution environment serves one request at a time, and Aurora's connection
-    limit is shared by every environment, so each keeps at most a couple of connections.
+    ``max_size`` defaults to :data:`POOL_MAX_SIZE` (2): a Lambda execution environment serves one request at a time,
+    and Aurora's connection limit is shared by every environment, so each keeps at most a couple of connections.
 
     ``statement_timeout_ms`` / ``idle_in_transaction_timeout_ms`` (milliseconds, ``0`` = no limit; default from
     ``SOORMA_DB_STATEMENT_TIMEOUT_MS`` / ``SOORMA_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS``, see the module docstring) are
@@ -141,7 +150,7 @@ class Database:
     ``SOORMA_DB_CONNECT_WAIT_S``). Raises ``ValueError`` for a malformed setting.
     """
 
-    def __init__(self, dsn: str, *, max_size: int = 2, statement_timeout_ms: int | None = None,
+    def __init__(self, dsn: str, *, max_size: int = POOL_MAX_SIZE, statement_timeout_ms: int | None = None,
                  idle_in_transaction_timeout_ms: int | None = None, connect_wait_s: float | None = None) -> None:
         self.dsn = dsn
         self._max_size = max_size

@@ -107,16 +107,28 @@ def _json(value: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def dsn_from_secret(secret: dict[str, Any], *, default_db: str = DEFAULT_DB_NAME) -> str:
-    """``postgresql://user:password@host:port/db?sslmode=require`` from an RDS secret's JSON."""
-    missing = [k for k in ("username", "password", "host") if not secret.get(k)]
+def dsn_from_secret(secret: dict[str, Any], *, default_db: str = DEFAULT_DB_NAME, default_host: str | None = None,
+                    default_port: int = 5432) -> str:
+    """``postgresql://user:password@host:port/db?sslmode=require`` from an RDS secret's JSON.
+
+    ``host``/``port``/``dbname`` fall back to ``default_host``/``default_port``/``default_db``: a secret attached to a
+    cluster names them, the master-user secret that RDS manages holds only ``username`` and ``password``
+    (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/rds-secrets-manager.html). Raises
+    :class:`SecretNotReady` when the user, the password or any host is missing."""
+    merged = {**secret, "host": secret.get("host") or default_host}
+    missing = [k for k in ("username", "password", "host") if not merged.get(k)]
     if missing:
         raise SecretNotReady(f"database secret lacks {', '.join(missing)}")
     return (
         f"postgresql://{quote(str(secret['username']), safe='')}:{quote(str(secret['password']), safe='')}"
-        f"@{secret['host']}:{int(secret.get('port') or 5432)}/{quote(str(secret.get('dbname') or default_db))}"
+        f"@{merged['host']}:{int(secret.get('port') or default_port)}/{quote(str(secret.get('dbname') or default_db))}"
         "?sslmode=require&connect_timeout=10"
     )
+
+
+def _endpoint(env: Any) -> dict[str, Any]:
+    """The ``default_host``/``default_port`` keywords of :func:`dsn_from_secret` from ``SOORMA_DB_HOST``/``_PORT``."""
+    return {"default_host": settings.DB_HOST.get(env), "default_port": int(settings.DB_PORT.get(env))}
 
 
 def resolve_environment(environ: dict[str, str] | None = None, read: Callable[[str], str] = _read_secret) -> None:
@@ -127,11 +139,11 @@ def resolve_environment(environ: dict[str, str] | None = None, read: Callable[[s
     owner_arn = settings.OWNER_DB_SECRET_ARN.get(env)
     if app_arn and not settings.APP_DATABASE_URL.get(env):
         app = _json(read(app_arn))
-        env[settings.APP_DATABASE_URL.name] = dsn_from_secret(app, default_db=db_name)
+        env[settings.APP_DATABASE_URL.name] = dsn_from_secret(app, default_db=db_name, **_endpoint(env))
         if owner_arn and not settings.APP_DB_PASSWORD.get(env):
             env[settings.APP_DB_PASSWORD.name] = str(app["password"])
     if owner_arn and not settings.DATABASE_URL.get(env):
-        env[settings.DATABASE_URL.name] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name)
+        env[settings.DATABASE_URL.name] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name, **_endpoint(env))
     pepper_arn = settings.API_KEY_PEPPER_SECRET_ARN.get(env)
     if pepper_arn and not settings.API_KEY_PEPPER.get(env):
         env[settings.API_KEY_PEPPER.name] = read(pepper_arn).strip()
@@ -184,14 +196,14 @@ def refresh_database_secrets(environ: dict[str, str] | None = None,
     if not owner_arn:
         return False
     db_name = settings.DB_NAME.get(env)
-    env[settings.DATABASE_URL.name] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name)
+    env[settings.DATABASE_URL.name] = dsn_from_secret(_json(read(owner_arn)), default_db=db_name, **_endpoint(env))
     app_arn = settings.APP_DB_SECRET_ARN.get(env)
     if app_arn:
         app = _json(read(app_arn))
         if not app.get("password"):
             raise SecretNotReady(f"secret {app_arn} has no password")
         env[settings.APP_DB_PASSWORD.name] = str(app["password"])
-        env[settings.APP_DATABASE_URL.name] = dsn_from_secret(app, default_db=db_name)
+        env[settings.APP_DATABASE_URL.name] = dsn_from_secret(app, default_db=db_name, **_endpoint(env))
     return True
 
 

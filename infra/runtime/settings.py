@@ -28,6 +28,12 @@ HANDLER: Setting[str | None] = Setting(
     "after filling the secrets below", text, None, default_doc="set by the CDK app")
 DB_NAME: Setting[str] = Setting(
     "SOORMA_DB_NAME", "AWS: the database name when a database secret names none", text, "soorma")
+DB_HOST: Setting[str | None] = Setting(
+    "SOORMA_DB_HOST", "AWS: the cluster's writer endpoint, for a database secret that names no host (the owner "
+    "secret RDS manages holds only `username` and `password`)", text, None, default_doc="set by the CDK app")
+DB_PORT: Setting[float] = Setting(
+    "SOORMA_DB_PORT", "AWS: the cluster's port, for a database secret that names none", number, 5432.0,
+    default_doc="`5432`")
 APP_DB_SECRET_ARN: Setting[str | None] = Setting(
     "SOORMA_APP_DB_SECRET_ARN", "AWS: the secret of `soorma_app`'s credentials; fills `SOORMA_APP_DATABASE_URL`",
     text, None, default_doc="set by the CDK app")

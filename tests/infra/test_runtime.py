@@ -452,3 +452,20 @@ def test_boot_reads_the_migrators_database_secrets_again_on_every_run():
     assert boot.refresh_database_secrets(env, read=secrets.__getitem__)
     assert env["SOORMA_APP_DB_PASSWORD"] == "new" and ":o2@" in env["SOORMA_DATABASE_URL"]
     assert not boot.refresh_database_secrets({"SOORMA_APP_DB_SECRET_ARN": "app"}, read=secrets.__getitem__)
+
+
+def test_boot_takes_the_host_of_an_rds_managed_owner_secret_from_the_environment():
+    """The master-user secret RDS manages (``network=ipv6``) holds only ``username`` and ``password``: the host and
+    port come from ``SOORMA_DB_HOST``/``SOORMA_DB_PORT`` (set by the CDK app), a secret's own host still wins, and
+    without any host the read is refused as not ready rather than producing a DSN that points nowhere."""
+    secrets = {
+        "owner": json.dumps({"username": "soorma_owner", "password": "p/w"}),
+        "app": json.dumps({"username": "soorma_app", "password": "a", "host": "attached.example", "port": 5433}),
+    }
+    env = {"SOORMA_OWNER_DB_SECRET_ARN": "owner", "SOORMA_APP_DB_SECRET_ARN": "app",
+           "SOORMA_DB_HOST": "cluster.example", "SOORMA_DB_PORT": "6543"}
+    boot.resolve_environment(env, read=secrets.__getitem__)
+    assert env["SOORMA_DATABASE_URL"].startswith("postgresql://soorma_owner:p%2Fw@cluster.example:6543/soorma?")
+    assert "@attached.example:5433/" in env["SOORMA_APP_DATABASE_URL"]
+    with pytest.raises(boot.SecretNotReady, match="host"):
+        boot.resolve_environment({"SOORMA_OWNER_DB_SECRET_ARN": "owner"}, read=secrets.__getitem__)

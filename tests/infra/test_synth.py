@@ -136,30 +136,53 @@ def test_database_is_serverless_v2_encrypted_iam_auth_in_isolated_subnets(synth)
         "KmsKeyId": Match.any_value(),
         "EnableIAMDatabaseAuthentication": True,
         "ServerlessV2ScalingConfiguration": {"MinCapacity": 0, "MaxCapacity": 4, "SecondsUntilAutoPause": 300},
-        "MasterUserPassword": Match.any_value(),
         "DeletionProtection": True,
     })
+    ipv6 = network_of(synth) == "ipv6"
     template.has_resource_properties("AWS::RDS::DBInstance", {
         "DBInstanceClass": "db.serverless", "PubliclyAccessible": False,
     })
     (group,) = synth.of_type("AWS::RDS::DBSubnetGroup").values()
     subnet_ids = _refs(group["Properties"]["SubnetIds"])
     assert subnet_ids and all("isolated" in s for s in subnet_ids), subnet_ids
-    # Isolated: the subnets' route tables have no route to the internet at all.
+    # No route to the IPv4 internet; with IPv6 egress, only ::/0 to the egress-only internet gateway (outbound only).
     tables = {a["Properties"]["RouteTableId"]["Ref"] for a in synth.of_type("AWS::EC2::SubnetRouteTableAssociation")
               .values() if a["Properties"]["SubnetId"]["Ref"] in subnet_ids}
-    routes = [r for r in synth.of_type("AWS::EC2::Route").values() if r["Properties"]["RouteTableId"]["Ref"] in tables]
-    assert tables and not routes
+    routes = [r["Properties"] for r in synth.of_type("AWS::EC2::Route").values()
+              if r["Properties"]["RouteTableId"]["Ref"] in tables]
+    assert tables
+    if ipv6:
+        (eigw,) = synth.of_type("AWS::EC2::EgressOnlyInternetGateway")
+        assert len(routes) == len(tables)
+        assert all(set(r) == {"RouteTableId", "DestinationIpv6CidrBlock", "EgressOnlyInternetGatewayId"}
+                   and r["DestinationIpv6CidrBlock"] == "::/0" and r["EgressOnlyInternetGatewayId"] == {"Ref": eigw}
+                   for r in routes), routes
+    else:
+        assert not routes
     # Only the platform's security groups reach PostgreSQL.
     for rule in synth.of_type("AWS::EC2::SecurityGroupIngress").values():
         props = rule["Properties"]
         assert "CidrIp" not in props and "CidrIpv6" not in props, props
-    # The owner's credentials are generated into Secrets Manager, encrypted with the platform key.
+    (cluster,) = synth.of_type("AWS::RDS::DBCluster").values()
     owner = [s for s in synth.of_type("AWS::SecretsManager::Secret").values()
              if '"username":"soorma_owner"' in json.dumps(s["Properties"].get("GenerateSecretString", {}))
              .replace(" ", "").replace('\\"', '"')]
-    assert owner and "KmsKeyId" in owner[0]["Properties"]
-    template.resource_count_is("AWS::SecretsManager::RotationSchedule", 1)
+    if ipv6:
+        # RDS manages and rotates the owner password, encrypted with the platform key; none is in the template
+        # (a hosted rotation function would have no IPv4 route to Secrets Manager).
+        assert cluster["Properties"]["ManageMasterUserPassword"] is True
+        assert "KmsKeyId" in cluster["Properties"]["MasterUserSecret"]
+        assert "MasterUserPassword" not in cluster["Properties"] and not owner
+        template.resource_count_is("AWS::SecretsManager::RotationSchedule", 0)
+    else:
+        # The owner's credentials are generated into Secrets Manager, encrypted with the platform key, rotated.
+        assert "MasterUserPassword" in cluster["Properties"]
+        assert owner and "KmsKeyId" in owner[0]["Properties"]
+        template.resource_count_is("AWS::SecretsManager::RotationSchedule", 1)
+
+
+def network_of(synth) -> str:
+    return synth.context.get("soorma:network", "ipv6")
 
 
 def test_nat_gateway_only_with_nats(synth):
@@ -168,12 +191,43 @@ def test_nat_gateway_only_with_nats(synth):
     if synth.transport == "sqs":
         assert not synth.of_type("AWS::EC2::InternetGateway")
     endpoints = {json.dumps(e["Properties"]["ServiceName"]) for e in synth.of_type("AWS::EC2::VPCEndpoint").values()}
-    assert any("secretsmanager" in e for e in endpoints)
-    assert any(".s3" in e for e in endpoints)
-    assert any(".sns" in e for e in endpoints) == (synth.transport == "sqs")
+    assert any(".s3" in e for e in endpoints)  # the free gateway endpoint, in both networks
+    interface = network_of(synth) == "endpoints"
+    assert any("secretsmanager" in e for e in endpoints) == interface
+    assert any(".sns" in e for e in endpoints) == (interface and synth.transport == "sqs")
     for subnet in synth.of_type("AWS::EC2::Subnet").values():
         assert "Fn::Select" in subnet["Properties"]["AvailabilityZone"]  # no zone names baked in
     assert synth.of_type("AWS::EC2::FlowLog")
+
+
+def test_functions_reach_aws_apis_over_ipv6_only_outbound_or_through_endpoints(synth):
+    """``soorma:network`` (ipv6 by default, endpoints in the nats app): with ipv6 every platform function in the VPC
+    may send IPv6 (``Ipv6AllowedForDualStack``) and calls dual-stack endpoints (``AWS_USE_DUALSTACK_ENDPOINT``), and
+    its security group lets out only PostgreSQL to the database and HTTPS over IPv6; nothing lets anything in but
+    the database's port from the functions. With endpoints, neither setting appears and HTTPS goes only to the
+    endpoints' security group."""
+    ipv6 = network_of(synth) == "ipv6"
+    vpc_functions = {fid: fn for fid, fn in synth.of_type("AWS::Lambda::Function").items()
+                     if "VpcConfig" in fn["Properties"] and fid.startswith("Platform")}
+    assert len(vpc_functions) >= 7
+    for fid, fn in vpc_functions.items():
+        props = fn["Properties"]
+        assert bool(props["VpcConfig"].get("Ipv6AllowedForDualStack")) == ipv6, fid
+        assert (props["Environment"]["Variables"].get("AWS_USE_DUALSTACK_ENDPOINT") == "true") == ipv6, fid
+    (sg_id,) = [k for k in synth.of_type("AWS::EC2::SecurityGroup") if k.startswith("PlatformFunctionsSg")]
+    inline = synth.resources[sg_id]["Properties"].get("SecurityGroupEgress", [])
+    separate = [r["Properties"] for r in synth.of_type("AWS::EC2::SecurityGroupEgress").values()
+                if _refs(r["Properties"]["GroupId"]) == {sg_id}]
+    def destination(rule: dict) -> str:
+        return rule.get("CidrIpv6") or rule.get("CidrIp") or next(iter(_refs(rule["DestinationSecurityGroupId"])))
+
+    rules = {destination(r): (r["FromPort"], r["ToPort"]) for r in [*inline, *separate]}
+    (database,) = [g for g in synth.of_type("AWS::EC2::SecurityGroup") if g.startswith("PlatformDatabaseSg")]
+    if ipv6:
+        assert set(rules) == {database, "::/0"} and rules["::/0"] == (443, 443), rules
+    else:
+        (endpoints,) = [g for g in synth.of_type("AWS::EC2::SecurityGroup") if g.startswith("PlatformEndpointsSg")]
+        assert set(rules) == {database, endpoints} and rules[endpoints] == (443, 443), rules
 
 
 def test_migrations_custom_resource_runs_migrate_on_every_deploy(synth):
@@ -224,7 +278,10 @@ def test_platform_functions_arm64_python312_with_local_layers(synth):
 def test_every_function_role_reaches_only_its_own_resources(synth):
     roles = function_roles(synth)
     app = secret_ids(synth, r"^PlatformAppSecretAttachment")
-    owner = secret_ids(synth, r"^PlatformDatabaseSecretAttachment")
+    # the owner secret: generated by the template, or (IPv6 egress) managed by RDS and named by its cluster
+    owner = secret_ids(synth, r"^PlatformDatabaseSecretAttachment") or {
+        lid for lid, res in synth.of_type("AWS::RDS::DBCluster").items()
+        if res["Properties"].get("ManageMasterUserPassword")}
     pepper = secret_ids(synth, r"^PlatformApiKeyPepper")
     nats = secret_ids(synth, r"^PlatformNatsSecret")
     developer = secret_ids(synth, r"^PlatformDeveloperKey")
@@ -384,11 +441,15 @@ def test_memory_embeds_with_bedrock_by_default_and_the_local_model_on_request(sy
         assert memory["SOORMA_EMBEDDING_DIMENSIONS"] == "1024"
         assert memory["SOORMA_BEDROCK_EMBEDDING_MODEL"] == "amazon.titan-embed-text-v2:0"
         assert "SOORMA_EMBEDDING_TOKENIZER_PATH" not in memory
-        # Isolated subnets: Bedrock is reached through an interface endpoint whose policy allows only that model.
-        (endpoint,) = bedrock_endpoints
-        statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
-        assert [st["Action"] for st in statements] == ["bedrock:InvokeModel"]
-        assert "foundation-model/amazon.titan-embed-text-v2:0" in json.dumps(statements)
+        if network_of(synth) == "endpoints":
+            # Bedrock through an interface endpoint whose policy allows only that model.
+            (endpoint,) = bedrock_endpoints
+            statements = endpoint["Properties"]["PolicyDocument"]["Statement"]
+            assert [st["Action"] for st in statements] == ["bedrock:InvokeModel"]
+            assert "foundation-model/amazon.titan-embed-text-v2:0" in json.dumps(statements)
+        else:
+            # Bedrock at its dual-stack endpoint over IPv6 (its IPv4-only default name would not connect).
+            assert not bedrock_endpoints and memory["AWS_USE_DUALSTACK_ENDPOINT"] == "true"
     else:
         assert memory["SOORMA_EMBEDDING_PROVIDER"] == "local"
         assert memory["SOORMA_EMBEDDING_DIMENSIONS"] == "384"
