@@ -74,6 +74,7 @@ from cdk_nag import NagPackSuppression, NagSuppressions, RegexAppliesTo
 from constructs import Construct
 
 from soorma.functions.http_api import HTTP_FUNCTIONS, ROUTES
+from soorma.functions.shared.capacity import RESERVED_CONCURRENCY
 from soorma.functions.shared.settings import JWT_AUDIENCE, JWT_JWKS_URL
 from soorma.functions.tracker.dead_letters import (
     TAG_AGENT,
@@ -107,9 +108,7 @@ PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
 # Default reserved concurrency: each execution environment keeps at most 2 connections (soorma.functions.shared.db.Database), and
 # a gateway environment one more while it long-polls a goal (Database.listen), so these bound the platform at
 # (10+10+10+10+4+1+1)*2 + 10 = 102 connections, inside Aurora's limit at its smallest maximum capacity. Set ``reserved_concurrency=None`` for an account whose concurrency quota is still 10 (new accounts).
-DEFAULT_RESERVED_CONCURRENCY = {
-    "registry": 10, "memory": 10, "gateway": 10, "authorizer": 10, "tracker": 4, "migrate": 1, "registrar": 1,
-}
+DEFAULT_RESERVED_CONCURRENCY = dict(RESERVED_CONCURRENCY)
 
 # Settings passed through to the functions that read them, as the local stack passes them (local/stack.py
 # ``_platform_env``): prefix -> functions. ``SOORMA_RATE_*`` default rate limits (soorma.functions.shared.service.Admission, in every

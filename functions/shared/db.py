@@ -46,6 +46,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from soorma.functions.shared import settings
+from soorma.functions.shared.capacity import POOL_MAX_SIZE
 from soorma.identity import Identity
 
 APP_DATABASE_URL = settings.APP_DATABASE_URL.name
@@ -120,15 +121,6 @@ class WakingConnection(psycopg.Connection[Any]):
                             str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, pause)
                 time.sleep(pause)
                 pause = min(pause * 2, _MAX_PAUSE_S)
-
-
-#: Connections one execution environment's pool opens at most: a Lambda execution environment serves one request at
-#: a time, and Aurora's connection limit is shared by every environment.
-POOL_MAX_SIZE = 2
-#: Connections one execution environment holds at most: its pool, plus the one a long-poll waits on
-#: (:meth:`Database.listen`). Reserved concurrency times this is what the platform can open (tests/infra/
-#: test_connections.py checks it against the cluster's ``max_connections`` at its maximum capacity).
-CONNECTIONS_PER_ENVIRONMENT = POOL_MAX_SIZE + 1
 
 
 _SET_IDENTITY = (

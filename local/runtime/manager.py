@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -159,6 +160,11 @@ class LocalLambda:
         init: InitOutcome | None = None
         if env.process is None:
             init = await self._cold_start(fn, env, request_id)
+            if init.status == "timeout":
+                # Lambda: "If all three tasks do not complete within 10 seconds, Lambda retries the Init phase at
+                # the time of the first function invocation with the configured function timeout."
+                # https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html#runtimes-lifecycle-ib
+                env, init = await self._retry_init(fn, env, request_id, init, timeout)
             if init.status != "ok":
                 return self._init_failed(fn, env, request_id, init)
         fn.logs.platform(f"START RequestId: {request_id} Version: $LATEST")
@@ -217,6 +223,19 @@ class LocalLambda:
         except BaseException:
             self._release(fn, env)
             raise
+
+    async def _retry_init(self, fn: _Function, env: Environment, request_id: str, first: InitOutcome,
+                          timeout_s: float) -> tuple[Environment, InitOutcome]:
+        """The INIT of ``env`` timed out: run it again in a new environment that takes ``env``'s place (so the
+        function never has more than ``max_concurrency``), bounded by the invocation's timeout instead of the
+        10 s INIT limit, as Lambda does for on-demand functions. Returns the new environment and its outcome."""
+        fn.logs.platform(f"INIT_REPORT Init Duration: {first.duration_ms:.2f} ms\tPhase: init\tStatus: timeout")
+        retry = Environment(replace(fn.config, init_timeout_s=timeout_s), self.settings, fn.logs,
+                            on_dead=lambda e, f=fn: self._on_dead(f, e))
+        fn.envs.add(retry)
+        self._all_envs.add(retry)
+        self._discard(fn, env)  # the timed-out one was killed: its slot is the retry's, no waiter takes it
+        return retry, await self._cold_start(fn, retry, request_id)
 
     def _init_failed(self, fn: _Function, env: Environment, request_id: str, init: InitOutcome) -> InvokeResult:
         """An invocation whose environment failed INIT returns the init error, as Lambda does."""

@@ -31,7 +31,8 @@ GOAL_TIMEOUT_S = 90
 def local_stack(prefix: str, deploy: Iterable[Path] = (), *, env: dict[str, str] | None = None,
                 up_args: Iterable[str] = (), unset: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
     """``soorma local up [up_args]`` in a fresh ``SOORMA_HOME`` on free ports, ``soorma local deploy`` of each path,
-    and ``soorma local down`` at the end (the temporary folder is removed when ``down`` succeeded).
+    and ``soorma local down`` at the end (the temporary folder is removed when ``down`` succeeded, unless
+    ``SOORMA_E2E_KEEP`` is set: then its path is printed, with the stack's logs under ``s/logs``).
 
     ``env`` adds variables to the stack's environment (e.g. ``SOORMA_LLM_*``); ``unset`` removes more of the caller's
     than the defaults (``SOORMA_API_URL``, ``SOORMA_API_KEY``, ``SOORMA_NATS_URL``, ``SOORMA_PLATFORM_TENANT_ID``).
@@ -75,8 +76,23 @@ def local_stack(prefix: str, deploy: Iterable[Path] = (), *, env: dict[str, str]
     finally:
         down = run("local", "down", timeout=120)
         print(down.stdout, down.stderr)
-        if down.returncode == 0:
+        if down.returncode == 0 and not os.environ.get("SOORMA_E2E_KEEP"):
             shutil.rmtree(base, ignore_errors=True)
+        else:
+            print(f"stack home kept: {home}")
+
+
+@contextmanager
+def logs_kept_on_failure(stack: dict[str, Any], name: str) -> Iterator[None]:
+    """Copy the stack's logs to ``.soorma/failed-tests/<name>-<time>/`` (and print where) when the block raises, so
+    an intermittent failure can be diagnosed from the run that showed it; the stack's own folder is removed with it."""
+    try:
+        yield
+    except BaseException:
+        target = ROOT / ".soorma" / "failed-tests" / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}"
+        shutil.copytree(stack["home"] / "logs", target, dirs_exist_ok=True)
+        print(f"stack logs kept: {target}")
+        raise
 
 
 def submit(client: httpx.Client, goal_type: str, data: dict, session_id: str | None = None) -> str:

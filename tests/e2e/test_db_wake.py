@@ -16,7 +16,7 @@ import pytest
 
 from soorma.testing import free_port
 
-from .conftest import EXAMPLES, local_stack, wait
+from .conftest import EXAMPLES, local_stack, logs_kept_on_failure, wait
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -108,8 +108,9 @@ def test_goals_and_events_survive_a_20_second_database_pause(stack):
             accepted.append(reply.json()["goal_id"])
     assert len(accepted) >= 4, answers  # at least the goals submitted before the pause
 
-    goals = wait(client, *accepted, timeout=240)
-    assert all(goal["status"] == "completed" for goal in goals.values()), goals
+    with logs_kept_on_failure(stack, f"db-wake-{stack['transport']}"):
+        goals = wait(client, *accepted, timeout=240)
+        assert all(goal["status"] == "completed" for goal in goals.values()), goals
 
     # nothing dead-lettered: the delivery layer's counters and the dead letters `soorma dlq` finds
     details = control.get("/_local/status").json()

@@ -1,6 +1,6 @@
 """Connections at scale, by design (issue 16 item 4): every platform function that connects to the database has a
 reserved concurrency, and all of them at once, each execution environment holding its most
-(:data:`soorma.functions.shared.db.CONNECTIONS_PER_ENVIRONMENT`), stay under the cluster's ``max_connections`` at its
+(:data:`soorma.functions.shared.capacity.CONNECTIONS_PER_ENVIRONMENT`), stay under the cluster's ``max_connections`` at its
 configured maximum capacity, with room left for the superuser slots and an operator's session.
 
 Aurora PostgreSQL's default ``max_connections`` is ``LEAST({DBInstanceClassMemory/9531392}, 5000)``
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from soorma.functions.shared.db import CONNECTIONS_PER_ENVIRONMENT
+from soorma.functions.shared.capacity import CONNECTIONS_PER_ENVIRONMENT, connections_needed
 
 GIB = 1024 ** 3
 #: Room kept for superuser_reserved_connections, rds_superuser sessions and an operator's psql.
@@ -48,6 +48,7 @@ def test_all_environments_at_once_fit_in_max_connections_at_maximum_capacity(syn
     functions = database_functions(synth)
     environments = sum(int(props["ReservedConcurrentExecutions"]) for props in functions.values())
     needed = environments * CONNECTIONS_PER_ENVIRONMENT
+    assert needed == connections_needed()  # the default deployment runs at the shared table's concurrency
     budget = int(max_connections(max_acu) * USABLE) - RESERVED_FOR_OPERATORS
     print(f"{environments} execution environments x {CONNECTIONS_PER_ENVIRONMENT} connections = {needed} "
           f"<= {budget} (max_connections ~{max_connections(max_acu)} at {max_acu:g} ACU)")

@@ -190,15 +190,34 @@ async def test_init_errors(runtime, write_module, code_dir):
 
 @pytest.mark.timeout(60)
 async def test_init_timeout(runtime, write_module, code_dir):
+    """An INIT longer than its limit is retried once within the invocation, bounded by the function's timeout (as
+    Lambda does); when the retry runs out too, the invocation fails with Sandbox.Timedout and no environment stays."""
     write_module("slow_import", "import time\ntime.sleep(30)\n\ndef handler(e, c):\n    return 1\n")
-    runtime.register(FunctionConfig("slowinit", "slow_import.handler", str(code_dir), {}, init_timeout_s=0.5))
+    runtime.register(FunctionConfig("slowinit", "slow_import.handler", str(code_dir), {}, init_timeout_s=0.5,
+                                    timeout_s=1.0))
     started = time.perf_counter()
     result = await runtime.invoke("slowinit", b"{}")
-    assert time.perf_counter() - started < 3
+    assert time.perf_counter() - started < 5
     assert result.error_type == "Sandbox.Timedout"
     assert result.json()["errorMessage"] == (
-        f"RequestId: {result.request_id} Error: INIT phase timed out after 0.50 seconds")
+        f"RequestId: {result.request_id} Error: INIT phase timed out after 1.00 seconds")
     assert runtime.stats()["slowinit"]["environments"] == 0
+
+
+@pytest.mark.timeout(60)
+async def test_an_init_past_the_limit_is_retried_with_the_function_timeout(runtime, write_module, code_dir):
+    """Lambda retries a timed-out INIT at the first invocation with the function's timeout
+    (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html): an INIT of 1 s under a 0.5 s
+    limit costs the invocation a second try, not an error, and the function keeps one environment."""
+    write_module("slowish", "import time\ntime.sleep(1.0)\n\ndef handler(e, c):\n    return 7\n")
+    runtime.register(FunctionConfig("slowish", "slowish.handler", str(code_dir), {}, init_timeout_s=0.5,
+                                    timeout_s=10.0, max_concurrency=1))
+    result = await runtime.invoke("slowish", b"{}")
+    assert result.function_error is None and result.json() == 7
+    stats = runtime.stats()["slowish"]
+    assert stats["environments"] == 1 and stats["cold_starts"] == 2 and stats["errors"] == 0
+    assert (await runtime.invoke("slowish", b"{}")).json() == 7  # the retried environment stays warm
+    assert runtime.stats()["slowish"]["cold_starts"] == 2
 
 
 @pytest.mark.timeout(60)
