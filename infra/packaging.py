@@ -244,6 +244,7 @@ def _runtime_files(parts: tuple[str, ...]) -> list[Path]:
 BRIDGE_MODULES = (
     "__init__.py",
     "shared/__init__.py",
+    "shared/capacity.py",
     "shared/db.py",
     "shared/settings.py",
     "bridge",
