@@ -55,9 +55,9 @@ from soorma.functions.gateway.chat_models import (
     Choice,
     ChunkChoice,
     Delta,
-    ErrorResponse,
     Model,
     ModelList,
+    OpenAIErrorResponse,
     Usage,
     dump,
 )
@@ -88,17 +88,21 @@ _ERROR_TYPES = {
     504: "timeout_error",
 }
 
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
 _ERROR_DOCS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": text}
-    for status, text in (
-        (400, "Invalid request (``invalid_request_error``, ``param`` names the field)"),
-        (401, "No valid credential"),
-        (403, "Refused (suspended tenant, policy rule)"),
-        (404, "Unknown model (``model_not_found``)"),
-        (429, "Rate limit exceeded; ``Retry-After`` says when to retry"),
-        (502, "The goal failed or was cancelled (``goal_id`` in the error)"),
-        (503, "A platform dependency is unavailable; ``Retry-After`` says when to retry"),
-        (504, "The goal did not end within the wait (``goal_id`` in the error: poll ``GET /v1/goals/{goal_id}``)"),
+    status: {"model": OpenAIErrorResponse, "description": text, **({"headers": _RETRY_AFTER} if retry else {})}
+    for status, text, retry in (
+        (400, "Invalid request (``invalid_request_error``, ``param`` names the field)", False),
+        (401, "No valid credential", False),
+        (403, "Refused (suspended tenant, policy rule: ``code`` names it)", False),
+        (404, "Unknown model (``model_not_found``)", False),
+        (409, "The Idempotency-Key was used with another request", False),
+        (413, "The goal is too large for the event bus", False),
+        (429, "Rate limit exceeded; ``Retry-After`` says when to retry", True),
+        (502, "The goal failed or was cancelled (``goal_id`` in the error)", False),
+        (503, "A platform dependency is unavailable; ``Retry-After`` says when to retry", True),
+        (504, "The goal did not end within the wait (``goal_id`` in the error: poll ``GET /v1/goals/{goal_id}``)",
+         False),
     )
 }
 

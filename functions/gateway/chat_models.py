@@ -156,10 +156,13 @@ class ModelList(BaseModel):
     data: list[Model]
 
 
-class ErrorDetail(BaseModel):
+class OpenAIError(BaseModel):
     """OpenAI's error object: ``message`` for people, ``type`` (``invalid_request_error``, ``authentication_error``,
     ``permission_error``, ``not_found_error``, ``rate_limit_error``, ``server_error``, ``timeout_error``), ``param``
-    the request field at fault (or null) and ``code`` a machine-readable reason (or null)."""
+    the request field at fault (or null) and ``code`` a machine-readable reason (or null); a goal's errors add
+    ``goal_id``."""
+
+    model_config = ConfigDict(extra="allow")
 
     message: str
     type: str
@@ -167,13 +170,11 @@ class ErrorDetail(BaseModel):
     code: str | None = None
 
 
-class ErrorResponse(BaseModel):
+class OpenAIErrorResponse(BaseModel):
     """Every error answer of the chat routes: ``{"error": {"message", "type", "param", "code"}}``; extra keys (such
     as ``goal_id``) may sit inside ``error``."""
 
-    model_config = ConfigDict(extra="allow")
-
-    error: ErrorDetail
+    error: OpenAIError
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
