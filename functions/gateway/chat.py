@@ -52,12 +52,12 @@ from soorma.functions.gateway.chat_models import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    ChatErrorAnswer,
     Choice,
     ChunkChoice,
     Delta,
     Model,
     ModelList,
-    OpenAIErrorResponse,
     Usage,
     dump,
 )
@@ -90,7 +90,7 @@ _ERROR_TYPES = {
 
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
 _ERROR_DOCS: dict[int | str, dict[str, Any]] = {
-    status: {"model": OpenAIErrorResponse, "description": text, **({"headers": _RETRY_AFTER} if retry else {})}
+    status: {"model": ChatErrorAnswer, "description": text, **({"headers": _RETRY_AFTER} if retry else {})}
     for status, text, retry in (
         (400, "Invalid request (``invalid_request_error``, ``param`` names the field)", False),
         (401, "No valid credential", False),

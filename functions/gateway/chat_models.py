@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 #: Roles a request's message may have (OpenAI's ``ChatCompletionMessageParam`` union).
 MessageRole = Literal["system", "developer", "user", "assistant", "tool", "function"]
@@ -66,9 +66,9 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=200)
     messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
-    stream: bool = False
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1, le=1, description="only one choice is produced")
+    n: int | None = Field(1, ge=1, le=1, description="only one choice is produced")
 
 
 class AssistantMessage(BaseModel):
@@ -175,6 +175,19 @@ class OpenAIErrorResponse(BaseModel):
     as ``goal_id``) may sit inside ``error``."""
 
     error: OpenAIError
+
+
+class ApiGatewayMessage(BaseModel):
+    """An answer API Gateway gives itself, before the gateway function runs: ``{"message": "Not Found"}`` (no route),
+    ``"Unauthorized"``/``"Forbidden"`` (the authorizer), ``"Too Many Requests"`` (stage throttling). An HTTP API
+    cannot reshape them; the ``openai`` client still raises its error class for the status."""
+
+    message: str
+
+
+class ChatErrorAnswer(RootModel[OpenAIErrorResponse | ApiGatewayMessage]):
+    """What an error status of the chat routes can carry: OpenAI's error shape from the gateway function, or API
+    Gateway's own :class:`ApiGatewayMessage`."""
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

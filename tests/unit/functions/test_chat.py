@@ -59,6 +59,7 @@ def test_requests_the_gateway_cannot_answer_are_refused(body):
 def test_sampling_options_are_accepted_and_ignored():
     body = request(messages=[{"role": "user", "content": "x"}], temperature=0.2, max_tokens=5, tools=[])
     assert body.model == "m" and not body.stream
+    assert not request(messages=[{"role": "user", "content": "x"}], stream=None, n=None).stream  # null: the default
 
 
 @pytest.mark.parametrize("result, text", [
