@@ -1,7 +1,7 @@
 """Wire models of the OpenAI-compatible chat API (:mod:`soorma.functions.gateway.chat`), written after the OpenAI API
 reference (https://platform.openai.com/docs/api-reference/chat, ``POST /v1/chat/completions``, and
-https://platform.openai.com/docs/api-reference/models, ``GET /v1/models``; the shapes of openai-python 2.x's
-``openai.types``).
+https://platform.openai.com/docs/api-reference/models, ``GET /v1/models``); the tests parse every answer with the
+``openai.types`` of openai-python 3.60.
 
 Why not the ``openai`` package's own types: they are pydantic models, but importing them imports the whole client
 (httpx, anyio, distro, jiter, tqdm, sniffio), which the gateway's Lambda bundle does not otherwise carry. These small
