@@ -92,6 +92,9 @@ ROUTES: tuple[ApiRoute, ...] = (
     *_routes("gateway", "/v1/goals", "/v1/goals/{proxy+}", "/v1/sessions", "/v1/sessions/{proxy+}", "/v1/tenants",
              "/v1/tenants/{proxy+}", "/v1/api-keys", "/v1/api-keys/{proxy+}", "/v1/policy", "/v1/a2a",
              "/v1/a2a/{proxy+}"),
+    # The OpenAI-compatible chat API (soorma.functions.gateway.chat).
+    *_routes("gateway", "/v1/chat/completions", method="POST"),
+    *_routes("gateway", "/v1/models", "/v1/models/{model}", method="GET"),
     # Each function's OpenAPI document and the A2A agent card: discovery documents, public.
     *(ApiRoute("GET", f"/openapi/{name}.json", name, _PUBLIC) for name in HTTP_FUNCTIONS),
     *_routes("gateway", "/.well-known/agent-card.json", method="GET", authorization=_PUBLIC),

@@ -53,11 +53,13 @@ async def _restore(result):
         return None
 
 
-@planner.on_goal("research.goal")
+@planner.on_goal("research.goal", chat="research-advisor")
 async def plan(goal, context):
-    question = str((goal.data or {}).get("question") or "").strip()
+    # "text" is the last user message when the goal comes from the OpenAI-compatible chat API (chat= above).
+    data = goal.data or {}
+    question = str(data.get("question") or data.get("text") or "").strip()
     if not question:
-        await goal.fail('research.goal needs {"question": "..."}')
+        await goal.fail('research.goal needs {"question": "..."} (or a chat message)')
         return
     goal.state["question"] = question
     await goal.delegate("research.retrieve", {"question": question}, response_event="research.retrieved")

@@ -48,7 +48,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse
 
 from soorma.events import EventTopic
-from soorma.functions.gateway import a2a, admin, policy as policies
+from soorma.functions.gateway import a2a, admin, chat, policy as policies
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
     MAX_WAIT_S,
@@ -240,6 +240,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
 
     app.include_router(admin.create_router(db))
     app.include_router(a2a.create_router(db, goals))
+    chat.install(app, db, goals)
     generate_document = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -104,7 +104,9 @@ def _event_name(value: Any) -> Any:
 
 
 class Capability(Wire):
-    """soorma-core ``AgentCapability``; a bare string is accepted as ``task_name``."""
+    """soorma-core ``AgentCapability``; a bare string is accepted as ``task_name``. ``chat_model`` (Soorma's own) makes
+    the capability a chat entry: ``GET /v1/models`` lists it and ``POST /v1/chat/completions`` answers it with a goal
+    of ``consumed_event``."""
 
     model_config = ConfigDict(extra="ignore")  # merged with Wire's camelCase settings
 
@@ -112,6 +114,17 @@ class Capability(Wire):
     description: str = Field("", max_length=10_000)
     consumed_event: EventDefinition | None = None
     produced_events: list[EventDefinition] = Field(default_factory=list, max_length=100)
+    chat_model: str | None = Field(
+        None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="a chat entry: the OpenAI-compatible chat API (soorma.functions.gateway.chat) serves the model of "
+        "this id with goals of consumed_event, which it then needs",
+    )
+
+    @model_validator(mode="after")
+    def _chat_needs_event(self) -> "Capability":
+        if self.chat_model is not None and self.consumed_event is None:
+            raise ValueError(f"chat_model {self.chat_model!r} needs the consumed_event its goals have")
+        return self
 
     @model_validator(mode="before")
     @classmethod

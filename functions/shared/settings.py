@@ -135,6 +135,9 @@ SNS_TOPIC_ARN: Setting[str | None] = Setting(
 EVENTS_TOPIC_ARN: Setting[str | None] = Setting(
     "SOORMA_EVENTS_TOPIC_ARN", "the event topic as the CDK app sets it (used when `SOORMA_SNS_TOPIC_ARN` is unset)",
     text, None)
+CHAT_WAIT_SECONDS: Setting[float] = Setting(
+    "SOORMA_CHAT_WAIT_SECONDS", "how long `POST /v1/chat/completions` waits for its goal before answering 504 with "
+    "the goal id (at most 25)", number, 20.0, default_doc="`20`")
 A2A_CARD_TENANT: Setting[str | None] = Setting(
     "SOORMA_A2A_CARD_TENANT", "the tenant whose registry gives the skills of the public agent card "
     "`/.well-known/agent-card.json`", text, None,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import random
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -101,6 +102,30 @@ def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+#: What a chat model id may be (the registry's ``Capability.chat_model``): one URL path segment.
+_CHAT_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
+
+
+def chat_model_id(event_type: str, chat: bool | str) -> str | None:
+    """The model id a handler's ``chat=`` option declares for ``event_type``: ``None`` for ``False``, the event type
+    for ``True``, else the given id. Raises ``ValueError`` for an id the registry would refuse (1-200 characters of
+    ``[A-Za-z0-9._:-]``, starting with a letter or digit)."""
+    if chat is False:
+        return None
+    model = event_type if chat is True else chat
+    if not isinstance(model, str) or not _CHAT_MODEL.match(model):
+        raise ValueError(f"chat model id {model!r} must be 1-200 characters of [A-Za-z0-9._:-], starting with a "
+                         "letter or digit")
+    return model
+
+
+def _consumed_name(capability: Mapping[str, Any]) -> str | None:
+    consumed = capability.get("consumed_event") or capability.get("consumedEvent")
+    if isinstance(consumed, Mapping):
+        consumed = consumed.get("event_name") or consumed.get("eventName")
+    return consumed if isinstance(consumed, str) else None
+
+
 class Agent:
     """An event-driven agent (reference §1.2).
 
@@ -143,6 +168,8 @@ class Agent:
         self.events_consumed: list[str] = [_event_name(e) for e in events_consumed or []]
         self.events_produced: list[str] = [_event_name(e) for e in events_produced or []]
         self._definitions: dict[str, dict[str, Any]] = {}
+        #: Chat entries (``chat=`` of ``on_goal``/``on_task``): event type → model id.
+        self._chat_models: dict[str, str] = {}
         for entry in [*(events_consumed or []), *(events_produced or [])]:
             definition = _event_definition(entry)
             if definition:
@@ -241,7 +268,9 @@ class Agent:
 
     def definition(self, deployment: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The ``AgentDefinition`` for ``POST /v1/agents`` (``{"agent": <this>}``): ``agent_id, name, description,
-        version, capabilities, consumed_events, produced_events`` and ``deployment`` when given."""
+        version, capabilities, consumed_events, produced_events`` and ``deployment`` when given. The capability of an
+        event handled with ``chat=`` carries ``chat_model``: the registry keeps it, and the gateway's
+        OpenAI-compatible chat API serves that model with goals of the event."""
         consumed = _unique([*self.events_consumed, *(h.event_type for h in self._handlers if h.event_type != CATCH_ALL)])
         capabilities = [self._capability(c) for c in self.capabilities]
         # Every request this agent answers is described with its topic (and registered definition, if any), so
@@ -260,6 +289,10 @@ class Agent:
                     ),
                     "produced_events": [],
                 })
+        for capability in capabilities:
+            name = _consumed_name(capability) if isinstance(capability, Mapping) else None
+            if name in self._chat_models:
+                capability["chat_model"] = self._chat_models[name]
         body: dict[str, Any] = {
             "agent_id": self.agent_id,
             "name": self.name,

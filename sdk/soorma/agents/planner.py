@@ -68,9 +68,16 @@ class Planner(Worker):
         super().__init__(name, description, version, capabilities=capabilities or ["planning"], **agent_kwargs)
         self.store_goal_metadata = store_goal_metadata
 
-    def on_goal(self, goal_type: str) -> Callable[[GoalHandler], GoalHandler]:
-        """Handle goals of ``goal_type`` (action requests of that type)."""
+    def on_goal(self, goal_type: str, *, chat: bool | str = False) -> Callable[[GoalHandler], GoalHandler]:
+        """Handle goals of ``goal_type`` (action requests of that type).
+
+        ``chat``: make the goal type a chat entry of the OpenAI-compatible chat API (``POST /v1/chat/completions`` on
+        the gateway): ``True`` for the model id ``goal_type``, a string for another id (1-200 characters of
+        ``[A-Za-z0-9._:-]``). A chat request becomes a goal with data ``{"messages": [{"role", "content"}, ...],
+        "text": <the last user message>}``, and the goal's result's ``text``, ``answer`` or ``content`` (else its
+        JSON) the assistant's message. Raises ``ValueError`` for a model id the registry would refuse."""
         self._checked(ACTION_REQUESTS, goal_type)
+        self._declare_chat(goal_type, chat)
 
         def decorate(func: GoalHandler) -> GoalHandler:
             async def call(event: EventEnvelope, context: "PlatformContext") -> None:

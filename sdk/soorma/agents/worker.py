@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..events import EventEnvelope, EventTopic
 from ..task_context import ResultContext, TaskContext
-from .base import Agent, _maybe_await
+from .base import Agent, _maybe_await, chat_model_id
 
 if TYPE_CHECKING:
     from ..context import PlatformContext
@@ -54,9 +54,16 @@ class Worker(Agent):
             **agent_kwargs,
         )
 
-    def on_task(self, event_type: str) -> Callable[[TaskHandler], TaskHandler]:
-        """Handle ``event_type`` on ``action-requests`` as a task; ``event_type`` also becomes a capability."""
+    def on_task(self, event_type: str, *, chat: bool | str = False) -> Callable[[TaskHandler], TaskHandler]:
+        """Handle ``event_type`` on ``action-requests`` as a task; ``event_type`` also becomes a capability.
+
+        ``chat``: make the task a chat entry of the OpenAI-compatible chat API (``POST /v1/chat/completions`` on the
+        gateway): ``True`` for the model id ``event_type``, a string for another id (1-200 characters of
+        ``[A-Za-z0-9._:-]``). A chat request becomes a task with data ``{"messages": [{"role", "content"}, ...],
+        "text": <the last user message>}``, and the task's result's ``text``, ``answer`` or ``content`` (else its
+        JSON) the assistant's message. Raises ``ValueError`` for a model id the registry would refuse."""
         self._checked(ACTION_REQUESTS, event_type)
+        self._declare_chat(event_type, chat)
 
         def decorate(func: TaskHandler) -> TaskHandler:
             async def call(event: EventEnvelope, context: "PlatformContext") -> None:
@@ -91,6 +98,11 @@ class Worker(Agent):
         return TaskContext.from_event(
             event, context, agent_id=self.agent_id, register_produced_event=self._register_produced_event
         )
+
+    def _declare_chat(self, event_type: str, chat: bool | str) -> None:
+        model = chat_model_id(event_type, chat)
+        if model is not None:
+            self._chat_models[event_type] = model
 
     def _add_capability(self, name: str) -> None:
         # An AgentCapability whose consumed_event is this event already covers it (soorma-core does the same).
