@@ -149,7 +149,10 @@ def create_router(db: Database, goals: Goals) -> APIRouter:
         endpoint.__doc__ = summary
         return endpoint
 
+    # `tasks/{id}:cancel` with an empty id is `tasks/:cancel`, which only `GET tasks/{id}` matches: 405.
+    custom_method = {405: {"description": "Method Not Allowed: the task id is empty"}}
     for method, path, operation in REST_OPERATIONS:
         router.add_api_route(f"/v1/a2a{path}", rest_endpoint(operation, path, f"A2A HTTP+JSON: {method} {path}"),
-                             methods=[method], tags=["a2a"], name=f"a2a {method} {path}")
+                             methods=[method], tags=["a2a"], name=f"a2a {method} {path}",
+                             responses=custom_method if "}:" in path else None)
     return router
