@@ -35,13 +35,14 @@ HTTP API's 30 s limit; a goal still running then is answered ``TASK_STATE_WORKIN
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from a2a.auth.user import User
 from a2a.server.context import ServerCallContext
 from a2a.server.events import Event
-from a2a.server.request_handlers import RequestHandler
+from a2a.server.request_handlers import RequestHandler, validate_request_params
 from a2a.server.request_handlers.response_helpers import agent_card_to_dict
 from a2a.server.routes.common import DefaultServerCallContextBuilder
 from a2a.server.routes.jsonrpc_dispatcher import JsonRpcDispatcher
@@ -261,15 +262,15 @@ class GoalTaskStore(TaskStore):
             values.append(_GOAL_STATUS_OF_STATE.get(params.status, "(no goal has this state)"))
         if params.HasField("status_timestamp_after"):
             where.append("coalesce(completed_at, created_at) > %s")
-            values.append(params.status_timestamp_after.ToDatetime().astimezone())
+            values.append(params.status_timestamp_after.ToDatetime(tzinfo=UTC))
         page, page_values = list(where), list(values)
         if params.page_token:
             try:
                 created, gid = decode_cursor(params.page_token, 2)
-                page_values += [datetime.fromisoformat(created), gid]
+                page_values += [datetime.fromisoformat(created), str(uuid.UUID(gid))]
             except (HTTPException, ValueError):
                 raise InvalidParamsError(message="invalid pageToken") from None
-            page.append("(created_at, goal_id::text) < (%s, %s)")
+            page.append("(created_at, goal_id) < (%s, %s)")
         rows, total = await run_in_threadpool(self._query, identity, where, values, page, page_values, size)
         more = len(rows) > size
         rows = rows[:size]
@@ -308,6 +309,8 @@ def goal_input(params: pb.SendMessageRequest) -> tuple[str, dict[str, Any]]:
     for a message that continues a task, ``InvalidParamsError`` without a goal type or for a data part that is not
     an object, ``ContentTypeNotSupportedError`` for file parts (``raw``/``url``)."""
     message = params.message
+    if not message.message_id:  # it is the goal's idempotency key: without one, unrelated messages would collide
+        raise InvalidParamsError(message="message.messageId is required")
     if message.task_id:
         raise UnsupportedOperationError(message="continuing a task is not supported: send a new message")
     metadata = {**MessageToDict(message.metadata), **MessageToDict(params.metadata)}
@@ -340,6 +343,7 @@ class GoalRequestHandler(RequestHandler):
         self.goals = goals
         self.store = GoalTaskStore(db, goals)
 
+    @validate_request_params  # the fields a2a.proto marks REQUIRED: InvalidParamsError when missing
     async def on_get_task(self, params: pb.GetTaskRequest, context: ServerCallContext) -> pb.Task | None:
         """``GetTask``: the task of the caller's goal ``params.id``; ``TaskNotFoundError`` for any other id."""
         task = await self.store.get(params.id, context)
@@ -347,6 +351,7 @@ class GoalRequestHandler(RequestHandler):
             raise TaskNotFoundError(message=f"task {params.id[:100]!r} not found")
         return task
 
+    @validate_request_params
     async def on_list_tasks(self, params: pb.ListTasksRequest, context: ServerCallContext) -> pb.ListTasksResponse:
         """``ListTasks``: :meth:`GoalTaskStore.list`, artifacts only with ``includeArtifacts``."""
         page = await self.store.list(params, context)
@@ -355,6 +360,7 @@ class GoalRequestHandler(RequestHandler):
                 task.ClearField("artifacts")
         return page
 
+    @validate_request_params
     async def on_cancel_task(self, params: pb.CancelTaskRequest, context: ServerCallContext) -> pb.Task | None:
         """``CancelTask``: cancels the caller's goal (``soorma.goal.cancel`` is published to its agents) and answers
         the canceled task; ``TaskNotCancelableError`` once it ended, ``TaskNotFoundError`` for any other id."""
@@ -365,6 +371,7 @@ class GoalRequestHandler(RequestHandler):
             _refused(exc, cancelling=True)
         return task_from_goal(goal)
 
+    @validate_request_params
     async def on_message_send(self, params: pb.SendMessageRequest, context: ServerCallContext) -> pb.Task:
         """``SendMessage``: submits the goal (:func:`goal_input`) and, unless ``returnImmediately``, waits for it to
         end (≤ ``SOORMA_A2A_BLOCKING_SECONDS``, ≤ 25 s). Policy and rate limits apply as to ``POST /v1/goals``: a

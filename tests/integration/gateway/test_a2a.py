@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -165,9 +166,17 @@ def test_list_filters_and_pages(api, platform_admin, gx):
         canceled = await client.list_tasks(pb.ListTasksRequest(status=pb.TASK_STATE_CANCELED))
         with pytest.raises(InvalidParamsError):
             await client.list_tasks(pb.ListTasksRequest(page_size=101))
-        return sent, page1, page2, canceled
+        with pytest.raises(InvalidParamsError):
+            await client.list_tasks(pb.ListTasksRequest(page_token="not-a-token"))
+        later = pb.ListTasksRequest()
+        later.status_timestamp_after.FromDatetime(datetime.now(UTC) + timedelta(minutes=1))
+        earlier = pb.ListTasksRequest()
+        earlier.status_timestamp_after.FromDatetime(datetime.now(UTC) - timedelta(minutes=5))
+        changed = [len((await client.list_tasks(r)).tasks) for r in (later, earlier)]
+        return sent, page1, page2, canceled, changed
 
-    sent, page1, page2, canceled = with_client(api, t.keys["user"], run)
+    sent, page1, page2, canceled, changed = with_client(api, t.keys["user"], run)
+    assert changed == [0, 3]  # statusTimestampAfter: none changed after now, all three in the last minutes
     newest_first = [s.id for s in reversed(sent)]
     assert [x.id for x in page1.tasks] + [x.id for x in page2.tasks] == newest_first
     assert page1.total_size == 3 and page1.next_page_token and not page2.next_page_token
@@ -272,6 +281,9 @@ def test_protocol_0_3_and_errors(api, tenant, gx):
     # a 1.0 method without A2A-Version is a 0.3 request: VersionNotSupportedError
     assert rpc("GetTask", {"id": sent.id})["error"]["code"] == -32009
     assert rpc("GetTask", {"id": sent.id}, {"A2A-Version": "1.0"})["result"]["id"] == sent.id
+    # a message without its REQUIRED messageId (the goal's idempotency key) is invalid params
+    no_id = {"message": {"role": "ROLE_USER", "parts": [{"text": "x"}], "metadata": {"goal_type": "research.goal"}}}
+    assert rpc("SendMessage", no_id, {"A2A-Version": "1.0"})["error"]["code"] == -32602
     # the server's own answer to streaming, which the SDK's client does not even send (the card says no streaming)
     for method, params in (("SubscribeToTask", {"id": sent.id}),
                            ("SendStreamingMessage", {"message": {"messageId": str(uuid.uuid4()), "role": "ROLE_USER",
