@@ -34,8 +34,8 @@ HTTP API's 30 s limit; a goal still running then is answered ``TASK_STATE_WORKIN
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
 import uuid
+from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
