@@ -61,7 +61,9 @@ A2A_SCHEMA_PREFIX = "a2a."
 def document_answers(document: dict[str, Any]) -> dict[str, Any]:
     """Set the request and answer schemas of the A2A operations in the gateway's OpenAPI ``document`` (modified in
     place and returned) from the A2A 1.0 protobuf messages they are (the SDK's proto → JSON Schema conversion):
-    the agent card, ``SendMessageRequest`` bodies, ``Task``/``ListTasksResponse`` answers. Idempotent."""
+    the agent card, the JSON-RPC request envelope and ``SendMessageRequest`` bodies, ``Task``/``ListTasksResponse``
+    answers. Idempotent."""
+    from a2a.server.routes._jsonrpc_schema import envelope_schema
     from a2a.server.routes._proto_schema import message_schema
     from a2a.types import a2a_pb2 as pb
 
@@ -78,7 +80,8 @@ def document_answers(document: dict[str, Any]) -> dict[str, Any]:
         ("/v1/a2a/tasks/{id}:cancel", "post"): ref(pb.Task),
         ("/v1/a2a/tasks", "get"): ref(pb.ListTasksResponse),
     }
-    bodies = {("/v1/a2a/message:send", "post"): ref(pb.SendMessageRequest)}
+    bodies = {("/v1/a2a/message:send", "post"): ref(pb.SendMessageRequest),
+              ("/v1/a2a", "post"): envelope_schema(definitions)}
     prefix = "#/components/schemas/"
 
     def prefixed(value: Any) -> Any:
