@@ -37,22 +37,38 @@ from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import current_identity
 from soorma.identity import Identity
 
-#: The HTTP+JSON binding's operations: ``(method, path below /v1/a2a, RestDispatcher method)``. A ``:subscribe``
-#: route comes before ``tasks/{id}``, which would otherwise take ``GET tasks/x:subscribe``.
-REST_OPERATIONS: tuple[tuple[str, str, str], ...] = (
-    ("POST", "/message:send", "on_message_send"),
-    ("POST", "/message:stream", "on_message_send_stream"),
-    ("POST", "/tasks/{id}:cancel", "on_cancel_task"),
-    ("GET", "/tasks/{id}:subscribe", "on_subscribe_to_task"),
-    ("POST", "/tasks/{id}:subscribe", "on_subscribe_to_task"),
-    ("GET", "/tasks/{id}/pushNotificationConfigs/{push_id}", "get_push_notification"),
-    ("DELETE", "/tasks/{id}/pushNotificationConfigs/{push_id}", "delete_push_notification"),
-    ("POST", "/tasks/{id}/pushNotificationConfigs", "set_push_notification"),
-    ("GET", "/tasks/{id}/pushNotificationConfigs", "list_push_notifications"),
-    ("GET", "/tasks/{id}", "on_get_task"),
-    ("GET", "/tasks", "list_tasks"),
-    ("GET", "/extendedAgentCard", "handle_authenticated_agent_card"),
+#: The HTTP+JSON binding's operations: ``(method, path below /v1/a2a, RestDispatcher method, supported)``. A
+#: ``:subscribe`` route comes before ``tasks/{id}``, which would otherwise take ``GET tasks/x:subscribe``. The
+#: unsupported ones (streaming, push notifications) are served, to answer the protocol's own error, but left out of
+#: the OpenAPI document: they have no successful answer to describe.
+REST_OPERATIONS: tuple[tuple[str, str, str, bool], ...] = (
+    ("POST", "/message:send", "on_message_send", True),
+    ("POST", "/message:stream", "on_message_send_stream", False),
+    ("POST", "/tasks/{id}:cancel", "on_cancel_task", True),
+    ("GET", "/tasks/{id}:subscribe", "on_subscribe_to_task", False),
+    ("POST", "/tasks/{id}:subscribe", "on_subscribe_to_task", False),
+    ("GET", "/tasks/{id}/pushNotificationConfigs/{push_id}", "get_push_notification", False),
+    ("DELETE", "/tasks/{id}/pushNotificationConfigs/{push_id}", "delete_push_notification", False),
+    ("POST", "/tasks/{id}/pushNotificationConfigs", "set_push_notification", False),
+    ("GET", "/tasks/{id}/pushNotificationConfigs", "list_push_notifications", False),
+    ("GET", "/tasks/{id}", "on_get_task", True),
+    ("GET", "/tasks", "list_tasks", True),
+    ("GET", "/extendedAgentCard", "handle_authenticated_agent_card", True),
 )
+
+#: A JSON-RPC 2.0 response (https://www.jsonrpc.org/specification#response_object): the method's result (the A2A
+#: 1.0 or 0.3 answer of the method called) or an error object.
+JSONRPC_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["jsonrpc", "id"],
+    "properties": {
+        "jsonrpc": {"type": "string", "enum": ["2.0"]},
+        "id": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+        "result": {"description": "the method's result"},
+        "error": {"type": "object", "required": ["code", "message"],
+                  "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "data": {}}},
+    },
+}
 
 #: Where the gateway's OpenAPI document keeps the A2A schemas (a prefix keeps them apart from the gateway's own).
 A2A_SCHEMA_PREFIX = "a2a."
@@ -95,6 +111,7 @@ def document_answers(document: dict[str, Any]) -> dict[str, Any]:
     components = document.setdefault("components", {}).setdefault("schemas", {})
     components.update({A2A_SCHEMA_PREFIX + name: prefixed(schema) for name, schema in definitions.items()})
     paths = document["paths"]
+    answers[("/v1/a2a", "post")] = JSONRPC_RESPONSE_SCHEMA
     for (path, method), schema in answers.items():
         answer = paths[path][method]["responses"]["200"]
         answer.setdefault("content", {}).setdefault("application/json", {})["schema"] = prefixed(schema)
@@ -154,8 +171,8 @@ def create_router(db: Database, goals: Goals) -> APIRouter:
 
     # `tasks/{id}:cancel` with an empty id is `tasks/:cancel`, which only `GET tasks/{id}` matches: 405.
     custom_method = {405: {"description": "Method Not Allowed: the task id is empty"}}
-    for method, path, operation in REST_OPERATIONS:
+    for method, path, operation, supported in REST_OPERATIONS:
         router.add_api_route(f"/v1/a2a{path}", rest_endpoint(operation, path, f"A2A HTTP+JSON: {method} {path}"),
                              methods=[method], tags=["a2a"], name=f"a2a {method} {path}",
-                             responses=custom_method if "}:" in path else None)
+                             responses=custom_method if "}:" in path else None, include_in_schema=supported)
     return router
