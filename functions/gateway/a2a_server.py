@@ -39,6 +39,7 @@ from collections.abc import AsyncGenerator
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+import psycopg
 from a2a.auth.user import User
 from a2a.server.context import ServerCallContext
 from a2a.server.events import Event
@@ -396,6 +397,10 @@ class GoalRequestHandler(RequestHandler):
             goal = await run_in_threadpool(submit_and_wait)
         except (HTTPException, PolicyViolation) as exc:
             _refused(exc)
+        except (psycopg.DataError, psycopg.errors.ProgramLimitExceeded) as exc:
+            # what PostgreSQL cannot store (a NUL character, an oversized value): the request's fault, as for
+            # POST /v1/goals (422 there)
+            raise InvalidParamsError(message=f"invalid value: {str(exc).splitlines()[0][:300]}") from None
         return task_from_goal(goal)
 
     async def on_message_send_stream(self, params: pb.SendMessageRequest,

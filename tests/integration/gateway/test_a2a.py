@@ -284,6 +284,11 @@ def test_protocol_0_3_and_errors(api, tenant, gx):
     # a message without its REQUIRED messageId (the goal's idempotency key) is invalid params
     no_id = {"message": {"role": "ROLE_USER", "parts": [{"text": "x"}], "metadata": {"goal_type": "research.goal"}}}
     assert rpc("SendMessage", no_id, {"A2A-Version": "1.0"})["error"]["code"] == -32602
+    # what PostgreSQL cannot store is the request's fault too
+    nul = {"message": {"messageId": str(uuid.uuid4()), "role": "ROLE_USER", "parts": [{"text": "a\u0000b"}],
+                       "metadata": {"goal_type": "research.goal"}}, "configuration": {"returnImmediately": True}}
+    refused = rpc("SendMessage", nul, {"A2A-Version": "1.0"})["error"]
+    assert refused["code"] == -32602 and "invalid value" in refused["message"], refused
     # the server's own answer to streaming, which the SDK's client does not even send (the card says no streaming)
     for method, params in (("SubscribeToTask", {"id": sent.id}),
                            ("SendStreamingMessage", {"message": {"messageId": str(uuid.uuid4()), "role": "ROLE_USER",
