@@ -272,7 +272,10 @@ class GoalTaskStore(TaskStore):
             except (HTTPException, ValueError):
                 raise InvalidParamsError(message="invalid pageToken") from None
             page.append("(created_at, goal_id) < (%s, %s)")
-        rows, total = await run_in_threadpool(self._query, identity, where, values, page, page_values, size)
+        try:
+            rows, total = await run_in_threadpool(self._query, identity, where, values, page, page_values, size)
+        except psycopg.DataError as exc:  # e.g. a NUL character in contextId
+            raise InvalidParamsError(message=f"invalid value: {str(exc).splitlines()[0][:300]}") from None
         more = len(rows) > size
         rows = rows[:size]
         token = encode_cursor(rows[-1]["created_at"], rows[-1]["goal_id"]) if more else ""

@@ -289,6 +289,7 @@ def test_protocol_0_3_and_errors(api, tenant, gx):
                        "metadata": {"goal_type": "research.goal"}}, "configuration": {"returnImmediately": True}}
     refused = rpc("SendMessage", nul, {"A2A-Version": "1.0"})["error"]
     assert refused["code"] == -32602 and "invalid value" in refused["message"], refused
+    assert rpc("ListTasks", {"contextId": "a\u0000b"}, {"A2A-Version": "1.0"})["error"]["code"] == -32602
     # the server's own answer to streaming, which the SDK's client does not even send (the card says no streaming)
     for method, params in (("SubscribeToTask", {"id": sent.id}),
                            ("SendStreamingMessage", {"message": {"messageId": str(uuid.uuid4()), "role": "ROLE_USER",
