@@ -141,11 +141,13 @@ CHAT_WAIT_SECONDS: Setting[float] = Setting(
 A2A_CARD_TENANT: Setting[str | None] = Setting(
     "SOORMA_A2A_CARD_TENANT", "the tenant whose registry gives the skills of the public agent card "
     "`/.well-known/agent-card.json`", text, None,
-    default_doc="`local` in the local stack, else unset (no skills)")
+    default_doc="`local` in the local stack, else unset (the card has only the generic `goal` skill)")
 A2A_DEFAULT_GOAL_TYPE: Setting[str | None] = Setting(
-    "SOORMA_A2A_DEFAULT_GOAL_TYPE", "goal type of an A2A `message/send` whose metadata names none", text, None)
+    "SOORMA_A2A_DEFAULT_GOAL_TYPE", "goal type of an A2A `SendMessage` (0.3: `message/send`) whose metadata names "
+    "none", text, None)
 A2A_BLOCKING_SECONDS: Setting[float] = Setting(
-    "SOORMA_A2A_BLOCKING_SECONDS", "how long a blocking A2A send waits (at most 25)", number, 20.0,
+    "SOORMA_A2A_BLOCKING_SECONDS", "how long an A2A `SendMessage` without `returnImmediately` waits for the goal to end "
+    "(at most 25)", number, 20.0,
     default_doc="`20`")
 
 # ----------------------------------------------------------------------------------------- memory: embeddings
