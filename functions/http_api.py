@@ -91,7 +91,7 @@ ROUTES: tuple[ApiRoute, ...] = (
     *_routes("tracker", "/v1/tracker/{proxy+}"),
     *_routes("gateway", "/v1/goals", "/v1/goals/{proxy+}", "/v1/sessions", "/v1/sessions/{proxy+}", "/v1/tenants",
              "/v1/tenants/{proxy+}", "/v1/api-keys", "/v1/api-keys/{proxy+}", "/v1/policy", "/v1/a2a",
-             "/v1/a2a/{proxy+}"),
+             "/v1/a2a/{proxy+}", "/v1/mcp"),
     # Each function's OpenAPI document and the A2A agent card: discovery documents, public.
     *(ApiRoute("GET", f"/openapi/{name}.json", name, _PUBLIC) for name in HTTP_FUNCTIONS),
     *_routes("gateway", "/.well-known/agent-card.json", method="GET", authorization=_PUBLIC),
