@@ -24,8 +24,8 @@ on the first connection, so agents that never use MCP do not pay for it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ class McpClient:
             raise RuntimeError("McpClient is already connected")
         stack = AsyncExitStack()
         try:
-            self._client = await self._connect(stack)
+            async with _single_errors():
+                self._client = await self._connect(stack)
         except BaseException:
             await stack.aclose()
             raise
@@ -86,7 +87,7 @@ class McpClient:
     async def list_tools(self) -> list[Tool]:
         """Every tool the server lists (all pages), as the SDK's ``mcp_types.Tool`` (``name``, ``description``,
         ``input_schema``: a JSON Schema object)."""
-        async with AsyncExitStack() as stack:
+        async with _single_errors(), AsyncExitStack() as stack:
             client = self._client or await self._connect(stack)
             tools: list[Tool] = []
             cursor: str | None = None
@@ -100,9 +101,29 @@ class McpClient:
     async def call_tool(self, name: str, arguments: Mapping[str, Any] | None = None) -> CallToolResult:
         """Call tool ``name`` with ``arguments`` (a JSON object); returns the SDK's ``CallToolResult``
         (``content``, ``structured_content``, ``is_error``)."""
-        async with AsyncExitStack() as stack:
+        async with _single_errors(), AsyncExitStack() as stack:
             client = self._client or await self._connect(stack)
             return await client.call_tool(name, dict(arguments or {}))
+
+
+@asynccontextmanager
+async def _single_errors() -> AsyncIterator[None]:
+    """Raise the one error inside the task groups' exception groups the SDK's transport raises (an ``MCPError`` for
+    a 401, say) rather than the groups, so callers can catch what went wrong."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if len(leaves) == 1 and isinstance(leaves[0], Exception):
+            raise leaves[0] from group
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return found
 
 
 def result_text(result: CallToolResult) -> str:
