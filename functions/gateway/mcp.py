@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from soorma.events import EventTopic
@@ -247,8 +247,6 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"description": "The JSON-RPC response", "content": _JSON_RPC},
     202: {"description": "A notification or response accepted (no body)"},
     400: {"description": "Not a valid MCP message, or an unsupported protocol version", "content": _JSON_RPC},
-    404: {"description": "An unknown MCP session id (this server never issues one)", "content": _JSON_RPC},
-    405: {"description": "Method not allowed (the stateless server opens no server-sent event stream)"},
     406: {"description": "Not acceptable: the Accept header must allow application/json", "content": _JSON_RPC},
     413: {"description": "Request body too large", "content": _JSON_RPC},
     415: {"description": "Unsupported media type: send application/json", "content": _JSON_RPC},
@@ -256,22 +254,28 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
 
 
 def create_router(db: Database, goals: Goals) -> APIRouter:
-    """The ``/v1/mcp`` routes (``POST`` carries every MCP message; ``GET`` and ``DELETE`` are answered by the SDK as
-    a stateless server answers them)."""
+    """The ``/v1/mcp`` routes: ``POST`` carries every MCP message; ``GET`` and ``DELETE`` answer 405, as the
+    transport lets a server that offers no server-sent event stream and no session to end (Streamable HTTP,
+    "Listening for Messages from the Server" and "Session Management"): a GET stream would hold a Lambda invocation
+    open until its timeout."""
     router = APIRouter()
 
     def exchange(identity: Identity = Depends(current_identity)) -> Response:
         return _McpExchange(_server(db, goals, identity))
 
-    extra = {"requestBody": {"required": True, "content": _JSON_RPC}}
+    def not_offered(identity: Identity = Depends(current_identity)) -> Response:
+        return JSONResponse({"detail": "this MCP server is stateless: send every message with POST"},
+                            status_code=405, headers={"Allow": "POST"})
+
     router.add_api_route("/v1/mcp", exchange, methods=["POST"], operation_id="mcp_post", tags=["mcp"],
-                         responses=_ANSWERS, openapi_extra=extra, response_class=Response,
-                         summary="MCP Streamable HTTP (stateless): tools/list, tools/call",
+                         responses=_ANSWERS, openapi_extra={"requestBody": {"required": True, "content": _JSON_RPC}},
+                         response_class=Response, summary="MCP Streamable HTTP (stateless): tools/list, tools/call",
                          description=__doc__.split("\n\n")[0] if __doc__ else None)
     for method in ("GET", "DELETE"):
-        router.add_api_route("/v1/mcp", exchange, methods=[method], operation_id=f"mcp_{method.lower()}",
-                             tags=["mcp"], responses=_ANSWERS, response_class=Response,
-                             summary="MCP Streamable HTTP: answered as a stateless server answers it")
+        router.add_api_route("/v1/mcp", not_offered, methods=[method], operation_id=f"mcp_{method.lower()}",
+                             tags=["mcp"], status_code=405, response_class=JSONResponse,
+                             responses={405: {"description": "No server-sent event stream, no session: use POST"}},
+                             summary="Not offered by a stateless MCP server (405)")
     return router
 
 

@@ -117,3 +117,10 @@ def test_schema_problems_name_each_path_and_an_invalid_schema():
     assert schema_problems({"a": "1", "b": ["x", 2]}, schema) == ["a: '1' is not of type 'integer'",
                                                                   "b/1: 2 is not of type 'string'"]
     assert schema_problems({}, {"type": "no-such-type"})[0].startswith("the tool's registered input schema is invalid")
+
+
+def test_get_and_delete_answer_405_rather_than_holding_a_stream_open(tenant, api, gx):
+    for method in ("GET", "DELETE"):
+        reply = api.request(method, "/v1/mcp", headers={**gx.bearer(tenant.keys["user"]), "accept": "text/event-stream"})
+        assert reply.status_code == 405 and reply.headers["allow"] == "POST", reply.text
+    assert api.get("/v1/mcp").status_code == 401  # the authorizer first, as on every /v1 route
