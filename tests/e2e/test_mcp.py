@@ -61,14 +61,15 @@ def stack():
 
 
 @asynccontextmanager
-async def session(stack, api_key: str):
-    """An initialized ``ClientSession`` on ``/v1/mcp`` with ``api_key`` as its bearer credential."""
+async def session(stack, api_key: str, *, initialize: bool = True):
+    """A ``ClientSession`` on ``/v1/mcp`` with ``api_key`` as its bearer credential, initialized unless told not to."""
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {api_key}"}, timeout=60) as http,
         streamable_http_client(stack["mcp_url"], http_client=http) as (read, write),
         ClientSession(read, write) as mcp_session,
     ):
-        await mcp_session.initialize()
+        if initialize:
+            await mcp_session.initialize()
         yield mcp_session
 
 
@@ -125,6 +126,29 @@ def test_the_current_protocol_version_is_negotiated_by_the_sdks_client(stack):
     assert version == "2026-07-28"
     assert "calculate.multiply" in {tool.name for tool in tools.tools}
     assert result.is_error is False and result.structured_content["result"]["value"] == 42
+
+
+@pytest.mark.parametrize(("offered", "agreed"), [("2024-11-05", "2024-11-05"), ("2025-03-26", "2025-03-26"),
+                                                 ("2025-06-18", "2025-06-18"), ("2099-01-01", "2025-11-25")])
+def test_an_older_clients_handshake_version_is_kept_and_an_unknown_one_countered(stack, offered, agreed):
+    """What an older client sends: ``initialize`` with its own version, then requests carrying that version."""
+    import mcp_types as types
+
+    async def scenario():
+        async with session(stack, stack["credentials"]["api_key"], initialize=False) as mcp_session:
+            answer = await mcp_session.send_request(types.InitializeRequest(params=types.InitializeRequestParams(
+                protocol_version=offered, capabilities=types.ClientCapabilities(),
+                client_info=types.Implementation(name="older-client", version="1"))), types.InitializeResult)
+            mcp_session.adopt(answer)
+            await mcp_session.send_notification(types.InitializedNotification())
+            tools = await tool_names(mcp_session)
+            result = await mcp_session.call_tool("calculate.add", {"numbers": [2, 2]})
+            return answer.protocol_version, tools, result
+
+    version, tools, result = asyncio.run(scenario())
+    assert version == agreed
+    assert "calculate.add" in tools
+    assert result.is_error is False and json.loads(text_of(result))["result"]["value"] == 4
 
 
 def test_without_a_credential_the_gateway_refuses(stack):
