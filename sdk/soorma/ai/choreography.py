@@ -377,7 +377,12 @@ class ChoreographyPlanner(Planner):
         found: list[dict[str, Any]] = []
         owners: dict[str, McpToolset] = {}
         for toolset in self.mcp_tools:
-            for entry in await toolset.discover():
+            try:
+                entries = await toolset.discover()
+            except Exception as exc:  # noqa: BLE001 - an unreachable MCP server takes its tools away, not the plan
+                log.warning("MCP server %s: tools not listed (%s: %s)", toolset.client.url, type(exc).__name__, exc)
+                continue
+            for entry in entries:
                 if entry["name"] not in taken and entry["name"] not in owners:
                     owners[entry["name"]] = toolset
                     found.append(entry)

@@ -113,7 +113,9 @@ def test_the_planner_calls_an_mcp_tool_and_moves_on_its_result(mcp_url):
     with FakeLLMServer(answer) as llm:
         planner = ChoreographyPlanner("glossary-planner", reasoning_model="fake", api_base=llm.base_url,
                                       api_key="llm-key", context=context,
-                                      mcp_tools=[McpToolset(context.mcp(mcp_url, headers=_headers()), "docs.")])
+                                      mcp_tools=[McpToolset(context.mcp(mcp_url, headers=_headers()), "docs."),
+                                                 # no credential: its tools are left out, the plan goes on
+                                                 McpToolset(context.mcp(mcp_url), "locked.")])
 
         @planner.on_goal("explain.term")
         async def goal(goal, ctx):
@@ -146,4 +148,5 @@ def test_the_planner_calls_an_mcp_tool_and_moves_on_its_result(mcp_url):
         assert answered["correlation_id"] == GOAL_ID and answered["data"]["result"] == {"answer": "done"}
         first_prompt = "\n".join(llm.prompts())
         assert "docs.lookup" in first_prompt and "Look a term up in the glossary" in first_prompt
+        assert "locked." not in first_prompt
         assert TOKEN not in json.dumps(llm.requests)  # the MCP server's credential never reaches the LLM
