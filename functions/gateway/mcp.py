@@ -245,7 +245,6 @@ class _McpExchange(Response):
 _JSON_RPC = {"application/json": {"schema": {"type": "object", "description": "a JSON-RPC 2.0 message"}}}
 _ANSWERS: dict[int | str, dict[str, Any]] = {
     200: {"description": "The JSON-RPC response", "content": _JSON_RPC},
-    202: {"description": "A notification or response accepted (no body)"},
     400: {"description": "Not a valid MCP message, or an unsupported protocol version", "content": _JSON_RPC},
     406: {"description": "Not acceptable: the Accept header must allow application/json", "content": _JSON_RPC},
     413: {"description": "Request body too large", "content": _JSON_RPC},
@@ -270,7 +269,8 @@ def create_router(db: Database, goals: Goals) -> APIRouter:
     router.add_api_route("/v1/mcp", exchange, methods=["POST"], operation_id="mcp_post", tags=["mcp"],
                          responses=_ANSWERS, openapi_extra={"requestBody": {"required": True, "content": _JSON_RPC}},
                          response_class=Response, summary="MCP Streamable HTTP (stateless): tools/list, tools/call",
-                         description=__doc__.split("\n\n")[0] if __doc__ else None)
+                         description="One JSON-RPC message of the Model Context Protocol (Streamable HTTP, stateless,"
+                                     " JSON answers). A notification is answered 202 with no body.")
     for method in ("GET", "DELETE"):
         router.add_api_route("/v1/mcp", not_offered, methods=[method], operation_id=f"mcp_{method.lower()}",
                              tags=["mcp"], status_code=405, response_class=JSONResponse,
