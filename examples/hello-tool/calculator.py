@@ -5,20 +5,43 @@
 tool's default) with ``{"request_id", "success": true, "result": <dict>}``, checked against the handler's
 ``response_schema``. A handler that raises (division by zero, bad input) is answered with
 ``{"request_id", "success": false, "error": "..."}``: a failed result, not a retry.
+
+Each request is described (``events_consumed``: its description and payload schema), so the registry can tell
+callers what to send: the LLM planners' discovery and the gateway's MCP server (``/v1/mcp``: each request becomes
+an MCP tool whose ``inputSchema`` is the payload schema) read it.
 """
 
 from __future__ import annotations
 
 import math
 
-from soorma import Tool
+from soorma import EventDefinition, Tool
 from soorma.agents.tool import InvocationContext
 from soorma.context import PlatformContext
+
+NUMBERS = {
+    "type": "object",
+    "properties": {"numbers": {"type": "array", "items": {"type": "number"}, "minItems": 1}},
+    "required": ["numbers"],
+}
+REQUESTS = [
+    EventDefinition(event_name="calculate.add", description="Add numbers", payload_schema=NUMBERS),
+    EventDefinition(event_name="calculate.multiply", description="Multiply numbers", payload_schema=NUMBERS),
+    EventDefinition(event_name="calculate.divide", description="Divide a dividend by a divisor", payload_schema={
+        "type": "object",
+        "properties": {"dividend": {"type": "number"}, "divisor": {"type": "number"}},
+        "required": ["dividend", "divisor"],
+    }),
+    EventDefinition(event_name="calculate.sqrt", description="Take the square root of a number", payload_schema={
+        "type": "object", "properties": {"value": {"type": "number"}}, "required": ["value"],
+    }),
+]
 
 tool = Tool(
     name="calculator",
     description="Adds, multiplies, divides numbers and takes square roots",
     default_response_event="calculate.result",
+    events_consumed=REQUESTS,
 )
 
 NUMBER_RESULT = {

@@ -35,7 +35,7 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
   ``tenant_id``/``user_id`` must equal the identity's when present (else 403) and are filled in when absent.
   A bad topic, type or id is a 422 with the reason; an oversized event a 413; an unavailable event bus a 503.
   The tenant's policy (allowed event types, payload size, actions per plan) is checked first (403 naming the rule).
-* A2A (:mod:`soorma.functions.gateway.a2a`) and identity administration (:mod:`soorma.functions.gateway.admin`).
+* A2A (:mod:`soorma.functions.gateway.a2a`), MCP (:mod:`soorma.functions.gateway.mcp`) and identity administration (:mod:`soorma.functions.gateway.admin`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse
 
 from soorma.events import EventTopic
-from soorma.functions.gateway import a2a, admin, chat, policy as policies
+from soorma.functions.gateway import a2a, admin, chat, mcp, policy as policies
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
     MAX_WAIT_S,
@@ -241,6 +241,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     app.include_router(admin.create_router(db))
     app.include_router(a2a.create_router(db, goals))
     chat.install(app, db, goals)
+    app.include_router(mcp.create_router(db, goals))
     generate_document = app.openapi
 
     def openapi() -> dict[str, Any]:

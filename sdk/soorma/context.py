@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .settings import Settings
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from .ai.event_toolkit import EventToolkit
     from .clients import BusClient, GatewayClient, MemoryClient, RegistryClient, TrackerClient
     from .clients._http import HttpClient, TokenProvider
+    from .mcp import McpClient
 
 
 class PlatformContext:
@@ -71,6 +73,15 @@ class PlatformContext:
     @toolkit.setter
     def toolkit(self, value: Any) -> None:
         self._toolkit = value
+
+    def mcp(self, url: str, headers: Mapping[str, str] | None = None, *, timeout: float | None = None) -> McpClient:
+        """A client of the MCP server at ``url`` (:class:`soorma.mcp.McpClient`: ``list_tools()``,
+        ``call_tool(name, arguments)``, ``async with`` for one connection), sending ``headers`` (its credentials:
+        the platform's API key is not sent unless given here). ``timeout``: seconds per request (default 60).
+        Needs the ``mcp`` extra; connects on first use."""
+        from .mcp import DEFAULT_TIMEOUT_S, McpClient
+
+        return McpClient(url, headers, timeout=timeout if timeout is not None else DEFAULT_TIMEOUT_S)
 
     @classmethod
     def from_env(

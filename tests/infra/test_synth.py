@@ -415,7 +415,8 @@ def test_snap_start_publishes_the_http_functions_and_the_api_invokes_their_live_
 def test_each_function_gets_only_the_layers_it_imports(synth):
     bedrock = synth.embedding_provider == "bedrock"
     expected = {
-        "PlatformRegistryFunction": {"db", "platform"}, "PlatformGatewayFunction": {"db", "platform"},
+        "PlatformRegistryFunction": {"db", "platform"},
+        "PlatformGatewayFunction": {"db", "platform", "mcp"},  # the MCP SDK (and its cryptography) for /v1/mcp alone
         "PlatformTrackerFunction": {"db", "platform"},
         "PlatformMigrateFunction": {"db"},  # psycopg alone: no web framework where no request is served
         "PlatformRegistrarFunction": {"db", "platform"},

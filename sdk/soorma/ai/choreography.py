@@ -33,6 +33,11 @@ async def step(event, context, plan, next_state):
   LLM gets the prompt and its own key only (``SOORMA_LLM_API_KEY`` or ``api_key``). soorma-core passed them into
   the LLM call's keyword arguments.
 
+* **MCP tools**: ``mcp_tools=[McpToolset(context.mcp(url, headers=...))]`` (:mod:`soorma.mcp`) adds an MCP server's
+  tools to the available events (listed again at every decision). A ``PUBLISH`` of one calls the tool instead of
+  publishing a request, and its outcome (``{"success", "result" | "error"}``) comes back to ``on_transition`` as the
+  result event ``<tool>.completed`` on ``action-results`` with the action's correlation id, like any agent's answer.
+
 * **Payloads**: :meth:`ChoreographyPlanner.generate_payload` asks the LLM for a payload conforming to a registered
   schema (checked with ``jsonschema``; one retry with the problems).
 
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._current import current_event, defer, derived_id
@@ -62,6 +68,7 @@ from .llm import FORBIDDEN_OPTIONS, LLMProvider, provider_from_env
 
 if TYPE_CHECKING:
     from ..context import PlatformContext
+    from ..mcp import McpToolset
     from ..plan_context import PlanContext
 
 log = logging.getLogger("soorma.ai")
@@ -126,7 +133,8 @@ class UndiscoveredEventError(ValueError):
 class ChoreographyPlanner(Planner):
     """``ChoreographyPlanner(name, reasoning_model=None, api_key=None, api_base=None, temperature=0.7,
     max_actions=20, system_instructions=None, planning_strategy="balanced", *, llm=None, description=None,
-    auth_token=None, auth_token_provider=None, **llm_kwargs)``; see the module docstring."""
+    auth_token=None, auth_token_provider=None, mcp_tools=(), **llm_kwargs)``; see the module docstring.
+    ``mcp_tools``: :class:`~soorma.mcp.McpToolset` objects whose tools the LLM may choose as actions."""
 
     transitions_need_state = False
 
@@ -150,6 +158,7 @@ class ChoreographyPlanner(Planner):
         events_consumed: list[Any] | None = None,
         events_produced: list[Any] | None = None,
         context: Any = None,
+        mcp_tools: Sequence[McpToolset] = (),
         **llm_kwargs: Any,
     ) -> None:
         super().__init__(
@@ -178,6 +187,8 @@ class ChoreographyPlanner(Planner):
         self._llm = llm
         self._llm_args = (reasoning_model, api_key, api_base)
         self._local_counts: dict[str, int] = {}
+        self.mcp_tools = list(mcp_tools)
+        self._mcp_owner: dict[str, McpToolset] = {}  # tool name as offered -> its toolset (from the last listing)
 
     @property
     def llm(self) -> LLMProvider:
@@ -250,6 +261,7 @@ class ChoreographyPlanner(Planner):
 
         toolkit = getattr(context, "toolkit", None) or EventToolkit(registry_client=context.registry)
         events = await toolkit.discover_actionable_events(topic=ACTION_REQUESTS, exclude_agents={self.name})
+        events += await self._discover_mcp_tools({e["name"] for e in events})
         available = {e["name"] for e in events}
         messages = [
             {"role": "system", "content": self._system_prompt()},
@@ -360,7 +372,47 @@ class ChoreographyPlanner(Planner):
                                        f"{action.goal_event}.result", ACTION_RESULTS)
         raise ValueError(f"unknown action {getattr(action, 'action', action)!r}")
 
+    async def _discover_mcp_tools(self, taken: set[str]) -> list[dict[str, Any]]:
+        """The MCP toolsets' tools as action entries (a name an event already has is left out: the event wins)."""
+        found: list[dict[str, Any]] = []
+        owners: dict[str, McpToolset] = {}
+        for toolset in self.mcp_tools:
+            try:
+                entries = await toolset.discover()
+            except Exception as exc:  # noqa: BLE001 - an unreachable MCP server takes its tools away, not the plan
+                log.warning("MCP server %s: tools not listed (%s: %s)", toolset.client.url, type(exc).__name__, exc)
+                continue
+            for entry in entries:
+                if entry["name"] not in taken and entry["name"] not in owners:
+                    owners[entry["name"]] = toolset
+                    found.append(entry)
+        self._mcp_owner = owners
+        return found
+
+    async def _mcp_toolset(self, name: str) -> McpToolset | None:
+        """The toolset serving tool ``name``, listing the toolsets again when this process has not seen it."""
+        if self.mcp_tools and name not in self._mcp_owner:
+            await self._discover_mcp_tools(set())
+        return self._mcp_owner.get(name)
+
+    async def _call_mcp(self, toolset: McpToolset, action: PublishAction, context: "PlatformContext",
+                        plan: "PlanContext | None") -> str:
+        """Call an MCP tool for a PUBLISH decision and publish its outcome as the action's result event."""
+        correlation_id = action.correlation_id or derived_id(f"mcp:{action.event_type}")
+        outcome = await toolset.call(action.event_type, action.data)
+        envelope = EventEnvelope(
+            id=derived_id(f"mcp-result:{action.event_type}"),
+            type=action.response_event or f"{action.event_type}.completed",
+            topic=EventTopic.ACTION_RESULTS,
+            data={**outcome, "tool": action.event_type},
+            correlation_id=correlation_id,
+        )
+        return await self._send(context, plan, envelope, correlation_id)
+
     async def _publish(self, action: PublishAction, context: "PlatformContext", plan: "PlanContext | None") -> str:
+        toolset = await self._mcp_toolset(action.event_type) if action.topic == ACTION_REQUESTS else None
+        if toolset is not None:
+            return await self._call_mcp(toolset, action, context, plan)
         if action.topic != ACTION_REQUESTS:
             return await context.bus.publish(action.topic, action.event_type, action.data,
                                              correlation_id=action.correlation_id,
@@ -383,6 +435,13 @@ class ChoreographyPlanner(Planner):
             response_event=response_event,
             response_topic=response_topic or ACTION_RESULTS,
         )
+        self._register_produced_event(event_type)
+        return await self._send(context, plan, envelope, correlation_id)
+
+    async def _send(self, context: "PlatformContext", plan: "PlanContext | None", envelope: EventEnvelope,
+                    correlation_id: str) -> str:
+        """Publish ``envelope`` (an action's request, or an MCP tool's result) for ``plan``: the plan, which then
+        waits for ``correlation_id``, is saved first."""
         if plan is not None:
             envelope = envelope.model_copy(update={
                 "plan_id": plan.plan_id, "goal_id": plan.goal_id, "session_id": plan.session_id,
@@ -396,7 +455,6 @@ class ChoreographyPlanner(Planner):
             if plan.status not in ("completed", "failed"):
                 plan.status = "running"
             await plan.save()  # before the request, so its result finds the plan with this correlation id
-        self._register_produced_event(event_type)
         bus = context.bus
 
         async def send() -> None:
