@@ -138,7 +138,8 @@ LAYERS: dict[str, LayerSpec] = {
     "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography for the authorizer's JWTs"),
     # The gateway's alone (its MCP server); what layers "platform" and "db" carry is theirs.
     "mcp": LayerSpec("mcp", "mcp.txt", provided_by_other_layers=(
-        "annotated_types", "anyio", "h11", "idna", "opentelemetry_api", "pydantic", "pydantic_core", "starlette",
+        "annotated_types", "anyio", "h11", "idna", "opentelemetry_api", "pydantic", "pydantic_core",
+        "sse_starlette", "starlette",
         "typing_extensions", "typing_inspection"), description="the MCP SDK for the gateway's MCP server"),
     "embeddings": LayerSpec(
         "embeddings", "embeddings.txt", no_deps=True, tokenizer=True,
