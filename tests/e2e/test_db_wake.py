@@ -23,15 +23,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 PAUSE_S = 20
 
 
-# SQS: open bug (issue 16, not resolved). In one of four full runs on 2026-12-04 (fresh-check of d0830b3, machine
-# shared), one goal accepted around the pause was still running 240 s after it; the nats transport and the other
-# three sqs runs passed. The stack's logs were gone with its temporary home, so the cause is not found yet: the test
-# keeps running on sqs and reports XPASS/XFAIL until it is.
-SQS_STUCK_GOAL = pytest.mark.xfail(reason="sqs: a goal accepted around the pause once stayed running (issue 16)",
-                                   strict=False)
-
-
-@pytest.fixture(scope="module", params=["nats", pytest.param("sqs", marks=SQS_STUCK_GOAL)])
+# SQS once left a goal running 240 s after the pause (1 of 4 runs of a fresh-check on a loaded machine, 2026-12-04).
+# The cause found since: under CPU contention the local Lambda failed every invocation whose environment's INIT passed
+# 10 s (Sandbox.Timedout, a 500 to the caller, a failed receive for a batch), where Lambda retries that INIT within
+# the invocation with the function's timeout; ten concurrent cold starts of the memory function took 8.3-9.0 s each
+# on this machine. soorma.local.runtime.manager now retries as Lambda does (tests/integration/runtime), and 8 runs on
+# sqs since passed. If it ever recurs, logs_kept_on_failure copies the stack's logs to .soorma/failed-tests/.
+@pytest.fixture(scope="module", params=["nats", "sqs"])
 def stack(request):
     """A stack per transport: the NATS bridge (which redelivers "retry later" records without counting them) and
     SNS/SQS with the local event source mapping (which, as Lambda's, redelivers after the queue's visibility timeout:
