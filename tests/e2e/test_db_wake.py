@@ -27,8 +27,8 @@ PAUSE_S = 20
 # The cause found since: under CPU contention the local Lambda failed every invocation whose environment's INIT passed
 # 10 s (Sandbox.Timedout, a 500 to the caller, a failed receive for a batch), where Lambda retries that INIT within
 # the invocation with the function's timeout; ten concurrent cold starts of the memory function took 8.3-9.0 s each
-# on this machine. soorma.local.runtime.manager now retries as Lambda does (tests/integration/runtime), and 8 runs on
-# sqs since passed. If it ever recurs, logs_kept_on_failure copies the stack's logs to .soorma/failed-tests/.
+# on this machine. soorma.local.runtime.manager now retries as Lambda does (tests/integration/runtime); 7 runs on
+# sqs passed on 2026-12-04 (4 of them after that change). If it ever recurs, logs_kept_on_failure copies the stack's logs to .soorma/failed-tests/.
 @pytest.fixture(scope="module", params=["nats", "sqs"])
 def stack(request):
     """A stack per transport: the NATS bridge (which redelivers "retry later" records without counting them) and
