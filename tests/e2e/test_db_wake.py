@@ -24,7 +24,7 @@ PAUSE_S = 20
 
 
 # SQS once left a goal running 240 s after the pause (1 of 4 runs of a fresh-check on a loaded machine, 2026-12-04).
-# The cause found since: under CPU contention the local Lambda failed every invocation whose environment's INIT passed
+# The likely cause (the logs of that run were gone): under CPU contention the local Lambda failed every invocation whose environment's INIT passed
 # 10 s (Sandbox.Timedout, a 500 to the caller, a failed receive for a batch), where Lambda retries that INIT within
 # the invocation with the function's timeout; ten concurrent cold starts of the memory function took 8.3-9.0 s each
 # on this machine. soorma.local.runtime.manager now retries as Lambda does (tests/integration/runtime); 7 runs on
