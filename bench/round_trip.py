@@ -19,7 +19,9 @@ noticing the end and its answer — the part the long-poll decides, and less sen
 function, per round trip; the per-function split is in ``invocations_by_function``) and ``platform_calls_per_round_trip``
 (invocations of the functions agents call over the HTTP API — gateway, memory, registry — minus the client's own
 requests: the calls the agents made to the platform; the tracker is left out, as in this flow it is invoked by the
-bridge with the events it records, not called by the agents). ``lost`` and ``duplicated`` check every answer once: a goal must be ``completed`` with its own
+bridge with the events it records, not called by the agents), ``conflict_reruns_per_round_trip`` (handler runs that
+lost an optimistic-concurrency race and ran again: the agents' ``ConflictReruns`` metric lines in their logs, written
+by :func:`soorma.agents.base.record_conflict_rerun`). ``lost`` and ``duplicated`` check every answer once: a goal must be ``completed`` with its own
 order in the result and exactly one recorded ``soorma.goal.result`` event and one task per sub-request; an EventClient
 request must get exactly one answer (duplicates are looked for one second after the last answer).
 
@@ -60,6 +62,8 @@ PLATFORM_HTTP_FUNCTIONS = ("soorma-gateway", "soorma-memory", "soorma-registry")
 SUB_REQUESTS = ("inventory.reserve.requested", "payment.process.requested")
 FINAL = ("completed", "failed", "cancelled")
 REPORT = re.compile(r"^REPORT RequestId: ", re.MULTILINE)
+# soorma.agents.base.record_conflict_rerun's embedded-metric line: one per handler run that lost a race
+CONFLICT = re.compile(r'"ConflictReruns":\[1(?:\.0)?\]')
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -69,9 +73,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def invocations(logs: Path) -> Counter[str]:
-    """REPORT lines per function log (``<function>.log``) of a local stack's ``logs`` folder."""
-    return Counter({path.stem: len(REPORT.findall(path.read_text(errors="replace")))
-                    for path in logs.glob("*.log") if path.stem != "stack"})
+    """REPORT lines per function log (``<function>.log``) of a local stack's ``logs`` folder, and under the key
+    :data:`CONFLICTS` the conflict re-runs the agents counted (their ``ConflictReruns`` metric lines)."""
+    counts: Counter[str] = Counter()
+    for path in logs.glob("*.log"):
+        if path.stem == "stack":
+            continue
+        text = path.read_text(errors="replace")
+        counts[path.stem] = len(REPORT.findall(text))
+        counts[CONFLICTS] += len(CONFLICT.findall(text))
+    return counts
+
+
+CONFLICTS = "(conflict re-runs)"
 
 
 def settled_invocations(logs: Path, quiet_s: float = 1.0, limit_s: float = 30.0) -> Counter[str]:
@@ -93,6 +107,8 @@ def order(index: int, run: str) -> dict[str, Any]:
 def summary(latencies_s: list[float], used: Counter[str], client_requests: int) -> dict[str, Any]:
     """Percentiles (ms) and calls per round trip of one path."""
     n = len(latencies_s)
+    used = Counter(used)
+    conflicts = used.pop(CONFLICTS, 0)
     platform = sum(used[name] for name in PLATFORM_HTTP_FUNCTIONS) - client_requests
     return {
         "round_trips": n,
@@ -102,6 +118,7 @@ def summary(latencies_s: list[float], used: Counter[str], client_requests: int) 
         "invocations_per_round_trip": round(sum(used.values()) / n, 2),
         "platform_calls_per_round_trip": round(platform / n, 2),
         "client_requests_per_round_trip": round(client_requests / n, 2),
+        "conflict_reruns_per_round_trip": round(conflicts / n, 2),
         "invocations_by_function": {name: round(count / n, 2) for name, count in sorted(used.items()) if count},
     }
 

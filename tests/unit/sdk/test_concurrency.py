@@ -134,3 +134,28 @@ async def test_a_conflict_that_never_clears_fails_the_event_for_redelivery():
     else:
         raise AssertionError("expected the conflict to propagate")
     assert len(runs) == 6  # the first run and five re-runs
+
+
+async def test_every_conflict_rerun_is_counted_in_an_embedded_metric(capsys):
+    """Each run that lost the race writes one ConflictReruns datapoint in CloudWatch's embedded metric format
+    (dimensions agent and outcome): five re-runs, then the sixth conflict marked given_up."""
+    import json
+
+    from soorma.errors import ConflictError
+
+    platform = FakePlatform()
+    worker = Worker("stubborn", context=platform.context())
+
+    @worker.on_task("always.conflicts")
+    async def conflicted(task, context):
+        raise ConflictError(409, "moved on")
+
+    event = EventEnvelope(type="always.conflicts", topic="action-requests", response_event="x")
+    try:
+        await worker.dispatch(event)
+    except ConflictError:
+        pass
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"ConflictReruns"' in line]
+    assert [m["outcome"] for m in metrics] == ["rerun"] * 5 + ["given_up"]
+    assert all(m["agent"] == "stubborn" and m["ConflictReruns"] == [1.0] and "conflicted" in m["handler"]
+               and m["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Soorma" for m in metrics)
