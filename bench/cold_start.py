@@ -7,7 +7,7 @@ Embeddings v2, 1024 dimensions; layers ``platform`` + ``vector``, no model layer
 Bedrock's ``InvokeModel`` and SNS's ``Publish`` (boto3 reaches it through ``AWS_ENDPOINT_URL_*``), so the times
 include importing boto3 and building its clients, as in Lambda, but not the network round trip to AWS.
 
-For each platform function (registry, memory, gateway, authorizer, tracker, migrate; the registrar custom resource
+For each platform function (registry, memory, gateway, protocols, authorizer, tracker, migrate; the registrar custom resource
 only has its size measured):
 
 * ``zipped_mb`` — the deflate-zipped size of what Lambda gets: the function code plus its layers, as the CDK app
@@ -192,7 +192,7 @@ _ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:"
 _APP = {"SOORMA_APP_DB_SECRET_ARN": _ARN + "soorma-app"}
 _PEPPER = {"SOORMA_API_KEY_PEPPER_SECRET_ARN": _ARN + "soorma-pepper"}
 FUNCTION_SECRETS = {
-    "registry": _APP, "memory": _APP, "tracker": _APP, "gateway": {**_APP, **_PEPPER},
+    "registry": _APP, "memory": _APP, "tracker": _APP, "gateway": {**_APP, **_PEPPER}, "protocols": {**_APP, **_PEPPER},
     "authorizer": {**_APP, **_PEPPER}, "migrate": {**_APP, "SOORMA_OWNER_DB_SECRET_ARN": _ARN + "soorma-owner"},
 }
 
@@ -212,6 +212,9 @@ def _events(identity: dict, key: str, goal_type: str) -> dict[str, dict]:
                              body=json.dumps({"content": "Use gzip.open to read a gzip-compressed file."}).encode()),
         "gateway": http_event("POST", "/v1/goals", authorizer=identity, headers={"content-type": "application/json"},
                               body=json.dumps({"goal_type": goal_type, "data": {"q": 1}}).encode()),
+        # the chat API's model list: the protocols app built and one database read; the A2A and MCP SDKs are imported
+        # by the first request of their own protocol, not here
+        "protocols": http_event("GET", "/v1/models", authorizer=identity),
         "authorizer": {"version": "2.0", "type": "REQUEST", "routeKey": "GET /v1/agents", "rawPath": "/v1/agents",
                        "headers": {"authorization": f"Bearer {key}"}, "requestContext": {"http": {"method": "GET"}}},
         "tracker": {"Records": [{"messageId": "m1", "receiptHandle": "r1", "body": json.dumps(envelope),

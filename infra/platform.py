@@ -18,7 +18,7 @@ What it creates (README "Deploy to AWS"):
   in Secrets Manager and rotated by RDS itself, as no rotation function could reach Secrets Manager over IPv4); a
   custom resource runs ``soorma.functions.migrate`` on every
   deploy.
-* **Functions** — registry, memory, gateway, authorizer and tracker on Lambda (arm64, Python 3.12), their
+* **Functions** — registry, memory, gateway, protocols (A2A, MCP, chat), authorizer and tracker on Lambda (arm64, Python 3.12), their
   dependencies in layers built locally (``layers/*.txt``: each function gets only the layers it imports from), each
   with its own role that reads only its own secrets, a log group with a retention, Powertools settings and a
   reserved concurrency that bounds database connections. The memory function embeds with Amazon Bedrock (Titan Text
@@ -109,18 +109,22 @@ PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
 # a gateway environment one more while it long-polls a goal (Database.listen), so these bound the platform at
 # (10+10+10+10+4+1+1)*2 + 10 = 102 connections, inside Aurora's limit at its smallest maximum capacity. Set ``reserved_concurrency=None`` for an account whose concurrency quota is still 10 (new accounts).
 DEFAULT_RESERVED_CONCURRENCY = dict(RESERVED_CONCURRENCY)
+#: The functions that publish events onto the stream: the gateway (goals, POST /v1/events/publish) and the protocols
+#: function (goals from A2A, MCP and chat requests).
+PUBLISHERS = ("gateway", "protocols")
 
 # Settings passed through to the functions that read them, as the local stack passes them (local/stack.py
 # ``_platform_env``): prefix -> functions. ``SOORMA_RATE_*`` default rate limits (soorma.functions.shared.service.Admission, in every
 # HTTP function); ``SOORMA_A2A_*`` the gateway's A2A options; ``SOORMA_JWT_*`` the authorizer's token checks.
 SETTING_PREFIXES: dict[str, tuple[str, ...]] = {
-    "SOORMA_RATE_": ("registry", "memory", "gateway", "tracker"),
-    "SOORMA_A2A_": ("gateway",),
+    "SOORMA_RATE_": ("registry", "memory", "gateway", "protocols", "tracker"),
+    "SOORMA_A2A_": ("protocols",),
+    "SOORMA_CHAT_": ("protocols",),
     "SOORMA_JWT_": ("authorizer",),
     # the delivery grants' lifetime (soorma.grants): the gateway mints them
-    "SOORMA_GRANT_": ("gateway",),
+    "SOORMA_GRANT_": ("gateway", "protocols"),
     # statement_timeout / idle_in_transaction_session_timeout of every function's connections (soorma.functions.shared.db)
-    "SOORMA_DB_": ("registry", "memory", "gateway", "tracker", "authorizer"),
+    "SOORMA_DB_": ("registry", "memory", "gateway", "protocols", "tracker", "authorizer"),
 }
 _SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -260,7 +264,7 @@ class SoormaPlatform(Construct):
     ``log_retention`` (default one month); ``throttle_rate``/``throttle_burst`` of the API stage.
 
     Cold starts: ``snap_start`` (default False; context ``soorma:snap-start``) publishes the HTTP functions
-    (:data:`~soorma.infra.packaging.SNAP_START_FUNCTIONS`: registry, memory, gateway) with Lambda SnapStart: each
+    (:data:`~soorma.infra.packaging.SNAP_START_FUNCTIONS`: registry, memory, gateway, protocols) with Lambda SnapStart: each
     deploy publishes a version, Lambda runs its init (secrets read, FastAPI imported, the app built: see
     ``soorma.infra.runtime.boot.prepare_snapshot``) and snapshots it, and the HTTP API invokes the alias ``live`` of
     that version, so a new execution environment resumes from the snapshot instead of importing FastAPI. Off by
@@ -350,7 +354,7 @@ class SoormaPlatform(Construct):
             # synth rather than with 500s after the deploy.
             raise ValueError("JWTs are enabled (jwt_secret / jwt_jwks_url) but jwt_audience is not set: name the "
                              "audience (app client id) your tokens are issued for")
-        function_settings.setdefault("gateway", {}).setdefault("SOORMA_A2A_CARD_TENANT", platform_tenant_id)
+        function_settings.setdefault("protocols", {}).setdefault("SOORMA_A2A_CARD_TENANT", platform_tenant_id)
         jwks = bool(JWT_JWKS_URL.get(authorizer_env))
         self.log_retention = log_retention
         self.reserved_concurrency = (
@@ -622,6 +626,8 @@ class SoormaPlatform(Construct):
                            secrets=[*db_secrets, *pepper], env=memory_env),
             # API key create/rotate (POST /v1/api-keys, /v1/tenants) hash the new key with the pepper.
             "gateway": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper], egress=nats),
+            # A2A, MCP and the chat API submit goals as the gateway does (the same publisher and grants)
+            "protocols": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper], egress=nats),
             "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, *pepper, *jwt], egress=jwks),
             "tracker": dict(memory=512, timeout=60, secrets=[*db_secrets, *pepper]),
             "migrate": dict(memory=512, timeout=300, secrets=[self.owner_secret, self.app_secret],
@@ -835,7 +841,7 @@ class SoormaPlatform(Construct):
         self.api = apigw.HttpApi(
             self, "Api", api_name=f"{cdk.Stack.of(self).stack_name}-soorma", create_default_stage=False,
             default_authorizer=self.authorizer,
-            description="Soorma Serverless API: registry, memory, gateway and tracker routes",
+            description="Soorma Serverless API: registry, memory, gateway, protocols and tracker routes",
         )
         access_logs = self._log_group("apiAccess")
         stage = apigw.HttpStage(
@@ -871,14 +877,15 @@ class SoormaPlatform(Construct):
     def _sqs_transport(self) -> None:
         self.event_topic = sns.Topic(self, "Events", master_key=self.key, enforce_ssl=True,
                                      display_name="Soorma events")
-        gateway = self.functions["gateway"]
-        # The gateway's own publisher_from_env() picks the SNS publisher (soorma.functions.gateway.publisher).
-        gateway.add_environment("SOORMA_EVENT_TRANSPORT", "sns")
-        gateway.add_environment("SOORMA_EVENTS_TOPIC_ARN", self.event_topic.topic_arn)
-        self.event_topic.grant_publish(gateway)
-        suppress(gateway, ("AwsSolutions-IAM5", "Publishing to the KMS-encrypted topic needs kms:GenerateDataKey* "
-                           "on the platform key (granted by the topic, on that key only).",
-                           ["Action::kms:GenerateDataKey*"]))
+        for name in PUBLISHERS:
+            publisher = self.functions[name]
+            # publisher_from_env() picks the SNS publisher (soorma.functions.gateway.publisher).
+            publisher.add_environment("SOORMA_EVENT_TRANSPORT", "sns")
+            publisher.add_environment("SOORMA_EVENTS_TOPIC_ARN", self.event_topic.topic_arn)
+            self.event_topic.grant_publish(publisher)
+            suppress(publisher, ("AwsSolutions-IAM5", "Publishing to the KMS-encrypted topic needs "
+                                 "kms:GenerateDataKey* on the platform key (granted by the topic, on that key only).",
+                                 ["Action::kms:GenerateDataKey*"]))
         tracker = self.functions["tracker"]
         self.tracker_queue = self.subscribe(
             "Tracker", tracker, filter_policy=None, batch_size=50, max_concurrency=2, max_deliveries=10,
@@ -966,9 +973,9 @@ class SoormaPlatform(Construct):
 
     def _nats_transport(self) -> None:
         assert self.nats_secret is not None and self.egress_sg is not None
-        gateway = self.functions["gateway"]
-        gateway.add_environment("SOORMA_NATS_SECRET_ARN", self.nats_secret.secret_arn)
-        self.nats_secret.grant_read(gateway)
+        for name in PUBLISHERS:
+            self.functions[name].add_environment("SOORMA_NATS_SECRET_ARN", self.nats_secret.secret_arn)
+            self.nats_secret.grant_read(self.functions[name])
 
         cluster = ecs.Cluster(self, "BridgeCluster", vpc=self.vpc,
                               container_insights_v2=ecs.ContainerInsights.ENABLED)

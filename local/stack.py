@@ -33,6 +33,7 @@ PLATFORM_FUNCTIONS: dict[str, tuple[str, str]] = {
     "registry": ("soorma-registry", "soorma.functions.registry.handler.handler"),
     "memory": ("soorma-memory", "soorma.functions.memory.handler.handler"),
     "gateway": ("soorma-gateway", "soorma.functions.gateway.handler.handler"),
+    "protocols": ("soorma-protocols", "soorma.functions.protocols.handler.handler"),
     "authorizer": ("soorma-authorizer", "soorma.functions.gateway.authorizer.handler"),
     "tracker": ("soorma-tracker", "soorma.functions.tracker.handler.handler"),
 }
@@ -378,9 +379,10 @@ class LocalStack:
         }
         if logical == "memory":
             env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "2")
-        if logical == "gateway":
+        if logical == "protocols":
             env["SOORMA_A2A_CARD_TENANT"] = LOCAL_TENANT
-            if self.settings.transport == "sqs":  # the gateway's publisher_from_env() picks its SnsPublisher
+        if logical in ("gateway", "protocols"):
+            if self.settings.transport == "sqs":  # publisher_from_env() picks the SnsPublisher
                 env.update({
                     "SOORMA_EVENT_TRANSPORT": "sns",
                     "SOORMA_SNS_TOPIC_ARN": self.sns_topic_arn,
@@ -400,8 +402,8 @@ class LocalStack:
             return env
         # Gateway settings (JWT verification, rate limits, the platform-admin tenant, A2A, delivery grant lifetime)
         # and the database timeouts pass through.
-        passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_", "SOORMA_GRANT_",
-                  "SOORMA_DB_")
+        passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_", "SOORMA_CHAT_",
+                  "SOORMA_GRANT_", "SOORMA_DB_")
         env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
         return env
 

@@ -1,4 +1,4 @@
-"""The gateway function: the platform's front door behind the authorizer — goals, sessions, event publishing, A2A,
+"""The gateway function: the platform's front door behind the authorizer — goals, sessions, event publishing,
 and identity administration (tenants, API keys, policy; :mod:`soorma.functions.gateway.admin`).
 
 Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route is in the OpenAPI document served at
@@ -35,7 +35,8 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
   ``tenant_id``/``user_id`` must equal the identity's when present (else 403) and are filled in when absent.
   A bad topic, type or id is a 422 with the reason; an oversized event a 413; an unavailable event bus a 503.
   The tenant's policy (allowed event types, payload size, actions per plan) is checked first (403 naming the rule).
-* A2A (:mod:`soorma.functions.gateway.a2a`), MCP (:mod:`soorma.functions.gateway.mcp`) and identity administration (:mod:`soorma.functions.gateway.admin`).
+* Identity administration (:mod:`soorma.functions.gateway.admin`). The agent protocols (A2A, the OpenAI-compatible
+  chat API, MCP) are served by their own function over the same goals, :mod:`soorma.functions.protocols`.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse
 
 from soorma.events import EventTopic
-from soorma.functions.gateway import a2a, admin, chat, mcp, policy as policies
+from soorma.functions.gateway import admin, policy as policies
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
     MAX_WAIT_S,
@@ -239,17 +240,4 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         return {"success": True, "event_id": envelope.id, "duplicate": False, "message": "Event published"}
 
     app.include_router(admin.create_router(db))
-    app.include_router(a2a.create_router(db, goals))
-    chat.install(app, db, goals)
-    app.include_router(mcp.create_router(db, goals))
-    generate_document = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        # The A2A answers' schemas are added when the document is first built, not here: they need the a2a SDK's
-        # types, which a cold start serving no A2A request should not import.
-        if app.openapi_schema is None:
-            app.openapi_schema = a2a.document_answers(generate_document())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
     return app

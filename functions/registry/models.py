@@ -116,7 +116,7 @@ class Capability(Wire):
     produced_events: list[EventDefinition] = Field(default_factory=list, max_length=100)
     chat_model: str | None = Field(
         None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
-        description="a chat entry: the OpenAI-compatible chat API (soorma.functions.gateway.chat) serves the model of "
+        description="a chat entry: the OpenAI-compatible chat API (soorma.functions.protocols.chat) serves the model of "
         "this id with goals of consumed_event, which it then needs",
     )
 

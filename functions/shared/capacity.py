@@ -24,7 +24,8 @@ CONNECTIONS_PER_ENVIRONMENT = POOL_MAX_SIZE + 1
 #: function → reserved concurrency (execution environments at once). The HTTP functions get the most; the tracker
 #: consumes the event stream in batches; the migrator and the registrar run at deploy only.
 RESERVED_CONCURRENCY: Mapping[str, int] = {
-    "registry": 10, "memory": 10, "gateway": 10, "authorizer": 10, "tracker": 4, "migrate": 1, "registrar": 1,
+    "registry": 10, "memory": 10, "gateway": 10, "protocols": 10, "authorizer": 10, "tracker": 4, "migrate": 1,
+    "registrar": 1,
 }
 
 

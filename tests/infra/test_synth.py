@@ -255,7 +255,8 @@ PLATFORM_HANDLERS = {
 def test_platform_functions_arm64_python312_with_local_layers(synth):
     template = Template.from_json(synth.template)
     for prefix, target in {**PLATFORM_HANDLERS,
-                           "PlatformGatewayFunction": "soorma.functions.gateway.handler.handler"}.items():
+                           "PlatformGatewayFunction": "soorma.functions.gateway.handler.handler",
+                           "PlatformProtocolsFunction": "soorma.functions.protocols.handler.handler"}.items():
         props = synth.resources[one(synth, prefix)]["Properties"]
         assert props["Runtime"] == "python3.12"
         assert props["Architectures"] == ["arm64"]
@@ -296,6 +297,8 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
         "PlatformTrackerFunction": app | pepper,
         # the gateway hashes the keys it creates and rotates (POST /v1/api-keys, /v1/tenants) with the pepper
         "PlatformGatewayFunction": app | pepper | (nats if synth.transport == "nats" else set()),
+        # A2A, MCP and chat submit goals as the gateway does: the same publisher and delivery grants
+        "PlatformProtocolsFunction": app | pepper | (nats if synth.transport == "nats" else set()),
         "PlatformAuthorizerFunction": app | pepper | jwt, "PlatformMigrateFunction": app | owner,
         "PlatformRegistrarFunction": app | pepper,
     }
@@ -328,7 +331,7 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
                 assert fid.startswith("PlatformMemoryFunction") and bedrock == ["bedrock:InvokeModel"], (fid, st)
                 assert "foundation-model/amazon.titan-embed-text-v2:0" in json.dumps(st["Resource"]), st
         publishes = secrets_with(statements, "sns:Publish")
-        assert not publishes or fid.startswith("PlatformGatewayFunction"), fid
+        assert not publishes or fid.startswith(("PlatformGatewayFunction", "PlatformProtocolsFunction")), fid
         # SQS: a function consumes only the queue of its own event source mapping.
         consumed = secrets_with(statements, "sqs:ReceiveMessage")
         mapped = {_refs(m["Properties"]["EventSourceArn"]).pop() for m in synth.of_type(
@@ -394,7 +397,7 @@ def test_snap_start_publishes_the_http_functions_and_the_api_invokes_their_live_
     aliases = synth.of_type("AWS::Lambda::Alias")
     versions = synth.of_type("AWS::Lambda::Version")
     integrations = list(synth.of_type("AWS::ApiGatewayV2::Integration").values())
-    for name in ("Registry", "Memory", "Gateway", "Tracker", "Authorizer", "Migrate"):
+    for name in ("Registry", "Memory", "Gateway", "Protocols", "Tracker", "Authorizer", "Migrate"):
         fn = one(synth, f"Platform{name}Function")
         snap = synth.resources[fn]["Properties"].get("SnapStart")
         expected = on and name.lower() in packaging.SNAP_START_FUNCTIONS
@@ -409,7 +412,7 @@ def test_snap_start_publishes_the_http_functions_and_the_api_invokes_their_live_
             assert alias_id in targets and fn not in targets, name
         else:
             assert not mine, name
-            if name in ("Registry", "Memory", "Gateway", "Tracker"):
+            if name in ("Registry", "Memory", "Gateway", "Protocols", "Tracker"):
                 assert fn in targets, name
 
 
@@ -417,7 +420,8 @@ def test_each_function_gets_only_the_layers_it_imports(synth):
     bedrock = synth.embedding_provider == "bedrock"
     expected = {
         "PlatformRegistryFunction": {"db", "platform"},
-        "PlatformGatewayFunction": {"db", "platform", "protocols"},  # a2a-sdk's server and the MCP SDK: its alone
+        "PlatformGatewayFunction": {"db", "platform"},
+        "PlatformProtocolsFunction": {"db", "platform", "protocols"},  # a2a-sdk's server and the MCP SDK: its alone
         "PlatformTrackerFunction": {"db", "platform"},
         "PlatformMigrateFunction": {"db"},  # psycopg alone: no web framework where no request is served
         "PlatformRegistrarFunction": {"db", "platform"},
@@ -462,7 +466,7 @@ def test_memory_embeds_with_bedrock_by_default_and_the_local_model_on_request(sy
 
 def test_gateway_settings_reach_the_functions_that_read_them(synth):
     envs = {name: env_of(synth, f"Platform{name.capitalize()}Function")
-            for name in ("registry", "memory", "gateway", "authorizer", "tracker", "migrate", "registrar")}
+            for name in ("registry", "memory", "gateway", "protocols", "authorizer", "tracker", "migrate", "registrar")}
     admin_tenant = synth.context.get("soorma:platform-admin-tenant", "platform")
     for name, env in envs.items():
         assert env["SOORMA_PLATFORM_ADMIN_TENANT"] == admin_tenant, name
@@ -470,20 +474,20 @@ def test_gateway_settings_reach_the_functions_that_read_them(synth):
         for var in env:  # each setting only where it is read
             if var.startswith("SOORMA_JWT_"):
                 assert name == "authorizer", (name, var)
-            if var.startswith("SOORMA_A2A_"):
-                assert name == "gateway", (name, var)
+            if var.startswith(("SOORMA_A2A_", "SOORMA_CHAT_")):
+                assert name == "protocols", (name, var)
             if var.startswith("SOORMA_RATE_"):
-                assert name in ("registry", "memory", "gateway", "tracker"), (name, var)
-    assert envs["gateway"]["SOORMA_A2A_CARD_TENANT"] == "default"  # the public card lists the deployed agents
+                assert name in ("registry", "memory", "gateway", "protocols", "tracker"), (name, var)
+    assert envs["protocols"]["SOORMA_A2A_CARD_TENANT"] == "default"  # the public card lists the deployed agents
     assert "SOORMA_API_KEY_PEPPER_SECRET_ARN" in envs["gateway"]  # key create/rotate
     authorizer = envs["authorizer"]
     props = synth.resources[one(synth, "PlatformAuthorizerFunction")]["Properties"]
     if synth.transport == "sqs":
         assert authorizer["SOORMA_JWT_SECRET_ARN"] == {"Ref": next(iter(secret_ids(synth, r"^PlatformJwtSecret")))}
         assert "SOORMA_JWT_JWKS_URL" not in authorizer
-        for name in ("registry", "memory", "gateway", "tracker"):
+        for name in ("registry", "memory", "gateway", "protocols", "tracker"):
             assert envs[name]["SOORMA_RATE_KEY_RPS"] == "20" and envs[name]["SOORMA_RATE_TENANT_RPS"] == "80"
-        assert envs["gateway"]["SOORMA_A2A_DEFAULT_GOAL_TYPE"] == "research.goal"
+        assert envs["protocols"]["SOORMA_A2A_DEFAULT_GOAL_TYPE"] == "research.goal"
         # no JWKS URL: the authorizer stays in the isolated subnets
         assert all("isolated" in s["Ref"] for s in props["VpcConfig"]["SubnetIds"])
     else:

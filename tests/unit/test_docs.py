@@ -33,6 +33,8 @@ from typing import Any
 import pytest
 import typer
 
+from soorma.functions.http_api import HTTP_FUNCTIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted([ROOT / "README.md", ROOT / "SECURITY.md", *(ROOT / "docs").glob("**/*.md")])
 # Where the code lives (what "exists in the code" means); tests and benchmarks do not define names.
@@ -301,7 +303,7 @@ def test_quoted_test_files_exist() -> None:
 
 
 ROUTE = re.compile(r"^((?:GET|POST|PUT|PATCH|DELETE)(?:\|(?:GET|POST|PUT|PATCH|DELETE))*) (/\S+)$")
-FUNCTIONS_WITH_ROUTES = ("gateway", "registry", "memory", "tracker")
+FUNCTIONS_WITH_ROUTES = HTTP_FUNCTIONS
 
 
 @cache

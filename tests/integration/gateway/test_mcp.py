@@ -1,4 +1,4 @@
-"""The MCP server's logic (:mod:`soorma.functions.gateway.mcp`) on the real database, bus and tracker: which registry
+"""The MCP server's logic (:mod:`soorma.functions.protocols.mcp`) on the real database, bus and tracker: which registry
 entries become tools (and whose), and what a ``tools/call`` answers for a completed goal, a goal still running at the
 deadline, a refusal by the tenant's policy and arguments that break the tool's schema. The protocol itself, through
 the ``mcp`` SDK's clients, is tests/e2e/test_mcp.py."""
@@ -11,7 +11,7 @@ import time
 import pytest
 
 from soorma.events import EventEnvelope
-from soorma.functions.gateway.mcp import GOAL_ID_META, call_tool, schema_problems, tool_catalog
+from soorma.functions.protocols.mcp import GOAL_ID_META, call_tool, schema_problems, tool_catalog
 from soorma.identity import Identity
 from soorma.testing import sqs_batch
 

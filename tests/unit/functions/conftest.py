@@ -25,12 +25,14 @@ def function_apps() -> dict[str, FastAPI]:
     """``{function: app}`` for every function of :data:`soorma.functions.http_api.HTTP_FUNCTIONS`."""
     from soorma.functions.gateway.app import create_app as gateway
     from soorma.functions.memory.app import create_app as memory
+    from soorma.functions.protocols.app import create_app as protocols
     from soorma.functions.registry.app import create_app as registry
     from soorma.functions.tracker.app import create_app as tracker
 
     db: Any = object()  # the apps only keep it; nothing here opens a connection
     return {"gateway": gateway(db=db, publisher=_Publisher()), "registry": registry(db=db),
-            "memory": memory(db=db, embedder=_Embedder()), "tracker": tracker(db=db)}
+            "memory": memory(db=db, embedder=_Embedder()), "tracker": tracker(db=db),
+            "protocols": protocols(db=db, publisher=_Publisher())}
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible chat API's pure parts (soorma.functions.gateway.chat): the goal data of a request, the answer
+"""The OpenAI-compatible chat API's pure parts (soorma.functions.protocols.chat): the goal data of a request, the answer
 of a goal, the event stream, the error shape and its middleware, the chat entries of registry rows; and the chat
 declaration of the SDK and the registry. The routes on a real stack: tests/e2e/test_openai_chat.py."""
 
@@ -14,8 +14,8 @@ from openai.types.chat import ChatCompletion as OpenAIChatCompletion, ChatComple
 from pydantic import ValidationError
 
 from soorma import Planner, Worker
-from soorma.functions.gateway import chat
-from soorma.functions.gateway.chat_models import ChatCompletionRequest, dump
+from soorma.functions.protocols import chat
+from soorma.functions.protocols.chat_models import ChatCompletionRequest, dump
 from soorma.functions.registry.models import AgentDefinition, Capability
 
 CREATED = "2026-12-04T10:00:00+00:00"

@@ -37,7 +37,7 @@ def endpoints(function_apps) -> set[tuple[str, str, str]]:
 def test_every_endpoint_is_routed_to_its_function(function_apps):
     found = endpoints(function_apps)
     assert {function for function, _, _ in found} == set(HTTP_FUNCTIONS)
-    assert ("gateway", "POST", "/v1/a2a") in found and ("gateway", "GET", "/.well-known/agent-card.json") in found
+    assert ("protocols", "POST", "/v1/a2a") in found and ("protocols", "GET", "/.well-known/agent-card.json") in found
     wrong = []
     for function, method, path in sorted(found):
         route = select_route(ROUTES, method, path)

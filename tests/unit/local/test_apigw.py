@@ -103,5 +103,5 @@ def test_routes_as_api_gateway_selects_them():
     assert client.get("/v1/memory", headers=good).json() == {"message": "Not Found"}  # memory routes are below it
     assert invoker.calls == []
     public = client.get("/.well-known/agent-card.json")
-    assert public.status_code == 201 and public.headers["x-seen"] == "gateway"
-    assert [name for name, _ in invoker.calls] == ["gateway"]  # a public route skips the authorizer
+    assert public.status_code == 201 and public.headers["x-seen"] == "protocols"
+    assert [name for name, _ in invoker.calls] == ["protocols"]  # a public route skips the authorizer

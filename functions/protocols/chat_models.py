@@ -1,4 +1,4 @@
-"""Wire models of the OpenAI-compatible chat API (:mod:`soorma.functions.gateway.chat`), written after the OpenAI API
+"""Wire models of the OpenAI-compatible chat API (:mod:`soorma.functions.protocols.chat`), written after the OpenAI API
 reference (https://platform.openai.com/docs/api-reference/chat, ``POST /v1/chat/completions``, and
 https://platform.openai.com/docs/api-reference/models, ``GET /v1/models``); the tests parse every answer with the
 ``openai.types`` of openai-python 3.60.

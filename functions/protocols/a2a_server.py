@@ -1,5 +1,5 @@
 """A2A 1.0 on goals through the ``a2a-sdk`` 1.x server components: the agent card, a task store and a request handler
-whose tasks are the caller's goals in PostgreSQL. Imported by :mod:`soorma.functions.gateway.a2a` on the first A2A
+whose tasks are the caller's goals in PostgreSQL. Imported by :mod:`soorma.functions.protocols.a2a` on the first A2A
 request only (the SDK brings protobuf; a cold start that serves no A2A request does not pay for it).
 
 Specification: A2A 1.0 (https://a2a-protocol.org/v1.0.0/specification/; the normative source is its

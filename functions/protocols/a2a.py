@@ -1,7 +1,7 @@
 """A2A (Agent2Agent protocol 1.0, https://a2a-protocol.org/v1.0.0/specification/) on goals: the gateway's routes.
 
 The protocol itself — the agent card, the request handler on goals, the task store — is
-:mod:`soorma.functions.gateway.a2a_server`, served through the ``a2a-sdk`` 1.x transports; this module only routes
+:mod:`soorma.functions.protocols.a2a_server`, served through the ``a2a-sdk`` 1.x transports; this module only routes
 to them, behind the authorizer, and imports them on the first A2A request (the SDK brings protobuf, about 0.3 s,
 which a cold start that serves no A2A request should not pay).
 
@@ -123,7 +123,7 @@ def document_answers(document: dict[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def _server(db: Database, goals: Goals) -> Any:
-    from soorma.functions.gateway.a2a_server import A2AServer
+    from soorma.functions.protocols.a2a_server import A2AServer
 
     return A2AServer(db, goals)
 
@@ -135,7 +135,7 @@ def create_router(db: Database, goals: Goals) -> APIRouter:
     @router.get("/.well-known/agent-card.json", tags=["a2a"])
     async def public_agent_card(request: Request) -> JSONResponse:
         """The platform's public A2A 1.0 agent card (skills from the registry of ``SOORMA_A2A_CARD_TENANT``)."""
-        from soorma.functions.gateway.a2a_server import agent_card, base_url, card_json
+        from soorma.functions.protocols.a2a_server import agent_card, base_url, card_json
 
         card = await run_in_threadpool(agent_card, db, base_url(request), settings.A2A_CARD_TENANT.get())
         return JSONResponse(card_json(card))

@@ -1,6 +1,6 @@
 """The OpenAI-compatible chat API on the gateway, mapped onto goals (OpenAI API reference,
 https://platform.openai.com/docs/api-reference/chat and https://platform.openai.com/docs/api-reference/models; the
-wire shapes are in :mod:`soorma.functions.gateway.chat_models`).
+wire shapes are in :mod:`soorma.functions.protocols.chat_models`).
 
 * ``GET /v1/models`` → ``{"object": "list", "data": [{"id", "object": "model", "created", "owned_by"}]}``: the chat
   entries of the caller's platform tenant. A chat entry is an agent capability with a ``chat_model`` (declared with
@@ -47,7 +47,8 @@ from fastapi.responses import JSONResponse, Response
 from psycopg.types.json import Jsonb
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from soorma.functions.gateway.chat_models import (
+from soorma.functions.gateway.goals import MAX_WAIT_S, Goals
+from soorma.functions.protocols.chat_models import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -61,7 +62,6 @@ from soorma.functions.gateway.chat_models import (
     Usage,
     dump,
 )
-from soorma.functions.gateway.goals import MAX_WAIT_S, Goals
 from soorma.functions.shared import settings
 from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import current_identity
