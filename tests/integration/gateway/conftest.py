@@ -91,6 +91,7 @@ def gw_publisher(nats_url):
 def apps(gw_env, gw_db, gw_publisher):
     from soorma.functions.gateway.app import create_app as gateway_app
     from soorma.functions.memory.app import create_app as memory_app
+    from soorma.functions.protocols.app import create_app as protocols_app
     from soorma.functions.registry.app import create_app as registry_app
     from soorma.functions.tracker.app import create_app as tracker_app
 
@@ -99,6 +100,7 @@ def apps(gw_env, gw_db, gw_publisher):
         "registry": registry_app(gw_db),
         "memory": memory_app(gw_db),
         "tracker": tracker_app(gw_db),
+        "protocols": protocols_app(gw_db, gw_publisher),
     }
 
 
