@@ -91,7 +91,7 @@ ROUTES: tuple[ApiRoute, ...] = (
     *_routes("tracker", "/v1/tracker/{proxy+}"),
     *_routes("gateway", "/v1/goals", "/v1/goals/{proxy+}", "/v1/sessions", "/v1/sessions/{proxy+}", "/v1/tenants",
              "/v1/tenants/{proxy+}", "/v1/api-keys", "/v1/api-keys/{proxy+}", "/v1/policy", "/v1/a2a",
-             "/v1/a2a/{proxy+}", "/v1/mcp"),
+             "/v1/a2a/{proxy+}", "/v1/mcp", "/v1/webhooks", "/v1/webhooks/{proxy+}"),
     # The OpenAI-compatible chat API (soorma.functions.gateway.chat).
     *_routes("gateway", "/v1/chat/completions", method="POST"),
     *_routes("gateway", "/v1/models", "/v1/models/{model}", method="GET"),
