@@ -82,6 +82,7 @@ from soorma.functions.gateway.publisher import (
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity, function_app
 from soorma.functions.webhooks import api as webhooks
+from soorma.functions.webhooks.aws import notify_sender
 from soorma.goal_notices import NOTICE_TYPES
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
@@ -163,7 +164,9 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     def cancel_goal(goal_id: str, body: CancelRequest | None = Body(None),
                     identity: Identity = Depends(current_identity)):
         """Cancel a running goal and tell its agents (``soorma.goal.cancel`` on ``system-events``)."""
-        return goals.cancel(identity, goal_id, body.reason if body else None)
+        cancelled = goals.cancel(identity, goal_id, body.reason if body else None)
+        notify_sender(db)  # AWS: the cancelled goal's webhook deliveries
+        return cancelled
 
     @app.get("/v1/goals/{goal_id}/events", response_model=GoalEvents, tags=["goals"])
     def goal_events(

@@ -217,9 +217,10 @@ def _retry_schedule(raw: str) -> tuple[float, ...]:
 #: The Standard Webhooks specification's suggested schedule (https://www.standardwebhooks.com/, "Retry schedule"):
 #: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 WEBHOOK_RETRY_SCHEDULE: Setting[tuple[float, ...]] = Setting(
-    "SOORMA_WEBHOOK_RETRY_SCHEDULE", "webhooks: seconds before each attempt of a delivery, counted from the previous "
-    "one (comma-separated; one entry per attempt, each but the first with ±20 % jitter); after the last failed "
-    "attempt the delivery is dead-lettered (`soorma webhooks deliveries --failed`, `soorma webhooks replay`)",
+    "SOORMA_WEBHOOK_RETRY_SCHEDULE", "webhooks: the attempts of a delivery, comma-separated, one entry per attempt: "
+    "the first is made at once (its entry counts the attempt, its value is not used), each later one its entry's "
+    "seconds after the previous (±20 % jitter); after the last failed attempt the delivery is dead-lettered "
+    "(`soorma webhooks deliveries --failed`, `soorma webhooks replay`)",
     _retry_schedule, (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
     default_doc="`0,5,300,1800,7200,18000,36000,36000` (the specification's)")
 WEBHOOK_TIMEOUT_S: Setting[float] = Setting(
@@ -230,3 +231,10 @@ WEBHOOK_ALLOW_LOOPBACK: Setting[bool] = Setting(
     "`localhost`, `::1`); the local stack sets it, a cloud deployment never does (there only `https` URLs to public "
     "addresses are accepted: no SSRF into the VPC or the metadata service)", off_unless_on, False,
     default_doc="`off` (`on` in the local stack)")
+WEBHOOK_SEND_QUEUE_URL: Setting[str | None] = Setting(
+    "SOORMA_WEBHOOK_SEND_QUEUE_URL", "webhooks in AWS (set by the CDK app): the SQS queue of attempts, read by the "
+    "sender function outside the VPC", text, None)
+WEBHOOK_CONTROL_QUEUE_URL: Setting[str | None] = Setting(
+    "SOORMA_WEBHOOK_CONTROL_QUEUE_URL", "webhooks in AWS (set by the CDK app): the SQS queue of attempt outcomes and "
+    "wake-ups, read by the webhooks function in the VPC; unset (the local stack) the sender is woken by `NOTIFY`",
+    text, None)

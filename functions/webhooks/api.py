@@ -26,6 +26,7 @@ from psycopg import Connection
 from soorma.functions.shared import settings
 from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import current_identity
+from soorma.functions.webhooks.aws import notify_sender
 from soorma.functions.webhooks.models import (
     Delivery,
     DeliveryList,
@@ -100,7 +101,9 @@ def attach_goal_webhook(db: Database, identity: Identity, goal_id: str, spec: We
     transaction, and its trigger then sees the subscription. Either way the terminal event is delivered once."""
     with db.transaction(identity) as conn:
         row = _insert_subscription(conn, identity, spec, goal_id=goal_id)
-        conn.execute("select webhooks.catch_up(%s)", (row["subscription_id"],))
+        caught_up = conn.execute("select webhooks.catch_up(%s) as n", (row["subscription_id"],)).fetchone()
+    if caught_up and caught_up["n"]:
+        notify_sender(db)
     subscription_id = str(row["subscription_id"])
     return GoalWebhook(id=subscription_id, secret=subscription_secret(subscription_id))
 
@@ -187,6 +190,7 @@ def create_router(db: Database) -> APIRouter:
                 f" last_error = null, updated_at = now() where delivery_id = %s returning {_DELIVERY_COLUMNS}",
                 (did,)).fetchone()
             conn.execute("select pg_notify('soorma_webhook_due', '')")
+        notify_sender(db)
         assert row is not None
         return _delivery(row)
 

@@ -91,6 +91,27 @@ def next_delay(schedule: tuple[float, ...], attempts: int, rng: random.Random | 
     return max(0.0, base * (1 + (rng or random).uniform(-JITTER, JITTER)))
 
 
+def record_outcome(db: Database, delivery_id: str, attempts: int, outcome: Outcome,
+                   schedule: tuple[float, ...]) -> str:
+    """Record the outcome of attempt number ``attempts`` of a delivery: ``delivered``, ``pending`` again (due after
+    the schedule's next delay) or ``dead``. Returns the state recorded."""
+    next_at: datetime | None = None
+    if outcome.delivered:
+        state = "delivered"
+    else:
+        delay = next_delay(schedule, attempts) if outcome.retry else None
+        state = "pending" if delay is not None else "dead"
+        if delay is not None:
+            next_at = datetime.now(UTC) + timedelta(seconds=delay)
+    # Logs name the delivery and the outcome, never the payload or anything derived from the secret.
+    logger.info("webhook delivery %s attempt %s: %s (%s)", delivery_id, attempts, state,
+                outcome.error or outcome.status)
+    with db.transaction() as conn:
+        conn.execute("select webhooks.finish_attempt(%s, %s, %s, %s, %s)",
+                     (delivery_id, state, outcome.status, outcome.error, next_at))
+    return state
+
+
 class Sender:
     """Sends every due delivery of every tenant (through the ``SECURITY DEFINER`` functions ``webhooks.claim_due``
     and ``webhooks.finish_attempt``: the sender is the one part that serves all tenants, and it can do only that).
@@ -131,20 +152,7 @@ class Sender:
         delivery_id = str(row["delivery_id"])
         outcome = attempt(self.client, delivery_id=delivery_id, subscription_id=str(row["subscription_id"]),
                           url=row["url"], payload=row["payload"], allow_loopback=self.allow_loopback, env=self.env)
-        next_at: datetime | None = None
-        if outcome.delivered:
-            state = "delivered"
-        else:
-            delay = next_delay(self.schedule, int(row["attempts"])) if outcome.retry else None
-            state = "pending" if delay is not None else "dead"
-            if delay is not None:
-                next_at = datetime.now(UTC) + timedelta(seconds=delay)
-        # The URL is the tenant's own, but logs never get the payload or anything derived from the secret.
-        logger.info("webhook delivery %s attempt %s: %s (%s)", delivery_id, row["attempts"], state,
-                    outcome.error or outcome.status)
-        with self.db.transaction() as conn:
-            conn.execute("select webhooks.finish_attempt(%s, %s, %s, %s, %s)",
-                         (delivery_id, state, outcome.status, outcome.error, next_at))
+        record_outcome(self.db, delivery_id, int(row["attempts"]), outcome, self.schedule)
 
     def next_due(self) -> datetime | None:
         """When the earliest pending delivery is due (None: nothing pending)."""

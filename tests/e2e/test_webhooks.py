@@ -46,7 +46,7 @@ class Receiver:
                     queued = receiver.statuses[name]
                     status = queued.pop(0) if queued else 200
                     receiver.requests[name].append({"headers": dict(self.headers.items()), "body": body,
-                                                    "status": status})
+                                                    "status": status, "received_at": time.time()})
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -89,7 +89,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def stack():
     env = {"SOORMA_WEBHOOK_RETRY_SCHEDULE": "0,1,1", "SOORMA_WEBHOOK_TIMEOUT_S": "5"}
-    with local_stack("soorma-e2e-webhooks-", (EXAMPLES / "hello-tool",), env=env) as stack_:
+    with local_stack("soorma-e2e-webhooks-", (EXAMPLES / "hello-tool", EXAMPLES / "worker-basic"), env=env) as stack_:
         yield stack_
 
 
@@ -281,3 +281,53 @@ def test_secret_never_listed_or_logged(stack, receiver):
                 assert secret not in text and raw not in text, log
     finally:
         client.delete(f"/v1/webhooks/{created.json()['id']}")
+
+
+def test_progress_is_sent_when_asked(stack, receiver):
+    """A webhook asking for ``progress`` gets the goal's task progress reports (goal.progress) and its end; one
+    asking only for ``terminal`` (the default) gets no progress."""
+    order = {"order_id": "o-hook", "items": ["widget"], "total": 10}
+    both = submit_with_webhook(stack["client"], "order.process.requested", order, receiver.url("progress"),
+                               events=["terminal", "progress"])
+    terminal_only = submit_with_webhook(stack["client"], "order.process.requested", {**order, "order_id": "o-2"},
+                                        receiver.url("terminal-only"))
+    wait(stack["client"], both["goal_id"], terminal_only["goal_id"])
+
+    def kinds(name: str, secret: str) -> list[str] | None:
+        got = [verified(secret, r)["type"] for r in receiver.requests[name]]
+        return got if "goal.completed" in got else None
+
+    got = wait_until(lambda: kinds("progress", both["webhook"]["secret"]), "the terminal event of /progress")
+    assert "goal.progress" in got, got
+    progress = [verified(both["webhook"]["secret"], r) for r in receiver.requests["progress"]
+                if b"goal.progress" in r["body"]]
+    assert progress[0]["data"]["goal_id"] == both["goal_id"] and isinstance(progress[0]["data"]["progress"], float)
+    assert wait_until(lambda: kinds("terminal-only", terminal_only["webhook"]["secret"]),
+                      "the terminal event of /terminal-only") == ["goal.completed"]
+
+
+def test_a_pending_delivery_survives_local_down_and_up(receiver):
+    """A delivery waiting for its retry when the stack stops is sent by the stack started again (the rows are the
+    state; the new stack's sender picks them up)."""
+    env = {"SOORMA_WEBHOOK_RETRY_SCHEDULE": "0,12"}
+    with local_stack("soorma-e2e-webhooks-restart-", env=env) as stack_:
+        client = stack_["client"]
+        receiver.answer("restart", 500)
+        sub = client.post("/v1/webhooks", json={"url": receiver.url("restart")})
+        assert sub.status_code == 201, sub.text
+        # No agent is deployed: the goal ends by cancellation, its terminal event the delivery.
+        goal_id = submit(client, "calculate.add", {"numbers": [1]})
+        assert client.post(f"/v1/goals/{goal_id}/cancel", json={}).status_code == 200
+        receiver.got("restart")  # the first attempt, answered 500: the retry is due in about 12 s
+        down = stack_["run"]("local", "down", timeout=120)
+        assert down.returncode == 0, down.stdout + down.stderr
+        stopped_at = time.time()
+        assert len(receiver.requests["restart"]) == 1
+        up = stack_["run"]("local", "up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        retried = receiver.got("restart", 2)[1]
+        assert retried["status"] == 200 and retried["received_at"] > stopped_at
+        payload = verified(sub.json()["secret"], retried)
+        assert payload["type"] == "goal.cancelled" and payload["data"]["goal_id"] == goal_id
+        delivered = wait_until(lambda: deliveries(client, goal_id=goal_id, state="delivered"), "recorded delivered")
+        assert delivered[0]["attempts"] == 2

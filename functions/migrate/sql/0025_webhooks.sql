@@ -248,3 +248,37 @@ create function webhooks.next_due() returns timestamptz
 $$;
 revoke all on function webhooks.next_due() from public;
 grant execute on function webhooks.next_due() to soorma_app;
+
+-- ---------------------------------------------------------------------------------------------------------------
+-- AWS: one armed wake-up of the sender at a time (soorma.functions.webhooks.aws). The in-VPC part wakes itself with a
+-- delayed SQS message when the next delivery falls due; arm_wake(at) says whether to send one: only when no wake is
+-- armed for a time at or before ``at`` that is still to come, so concurrent invocations do not multiply the chain.
+-- ---------------------------------------------------------------------------------------------------------------
+create table webhooks.sender_wake (
+  id      integer primary key check (id = 1),
+  wake_at timestamptz
+);
+alter table webhooks.sender_wake enable row level security;
+alter table webhooks.sender_wake force row level security;
+do $$
+begin
+  execute format('create policy sender_wake_owner_all on webhooks.sender_wake to %I using (true) with check (true)',
+                 current_user);
+end
+$$;
+revoke all on webhooks.sender_wake from soorma_app;
+insert into webhooks.sender_wake (id, wake_at) values (1, null);
+
+create function webhooks.arm_wake(p_at timestamptz) returns boolean
+  language plpgsql volatile security definer set search_path = pg_catalog, pg_temp as $$
+declare
+  armed boolean;
+begin
+  update webhooks.sender_wake set wake_at = p_at
+   where id = 1 and (wake_at is null or wake_at <= clock_timestamp() or wake_at > p_at)
+  returning true into armed;
+  return coalesce(armed, false);
+end
+$$;
+revoke all on function webhooks.arm_wake(timestamptz) from public;
+grant execute on function webhooks.arm_wake(timestamptz) to soorma_app;
