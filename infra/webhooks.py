@@ -54,7 +54,7 @@ def add_webhooks(platform: "SoormaPlatform") -> None:
         "webhooks", handler=package.handler, layers=package.layers, memory=256, timeout=CONTROL_TIMEOUT_S,
         secrets=[platform.app_secret], env={**own, **queues})
     control_fn.add_event_source(event_sources.SqsEventSource(
-        control.queue, batch_size=10, max_concurrency=2, report_batch_item_failures=True))
+        control.queue, batch_size=10, report_batch_item_failures=True))
     send.queue.grant_send_messages(control_fn)
     control.queue.grant_send_messages(control_fn)
     platform.functions["webhooks"] = control_fn
@@ -85,7 +85,7 @@ def add_webhooks(platform: "SoormaPlatform") -> None:
     platform.pepper_secret.grant_read(sender)
     control.queue.grant_send_messages(sender)
     sender.add_event_source(event_sources.SqsEventSource(
-        send.queue, batch_size=10, max_concurrency=2, report_batch_item_failures=True))
+        send.queue, batch_size=10, report_batch_item_failures=True))
     suppress(sender,
         ("AwsSolutions-L1", f"Python {packaging.LAMBDA_PYTHON} is the runtime the platform's layers are built for "
          f"(CPython {packaging.LAMBDA_PYTHON} wheels for arm64)."),
