@@ -25,7 +25,8 @@ class WebhookSpec(BaseModel):
 class SubscriptionRequest(WebhookSpec):
     """``POST /v1/webhooks``: ``{url, events?, description?}``: every goal of the caller's identity."""
 
-    description: str = Field("", max_length=500)
+    # no NUL (PostgreSQL text cannot hold it): a 422, not a failed insert
+    description: str = Field("", max_length=500, pattern=r"^[^\x00]*$")
 
 
 class Subscription(BaseModel):

@@ -45,6 +45,8 @@ def check_url(url: str, *, allow_loopback: bool) -> str:
     Returns the URL unchanged. Raises :class:`UrlRefused` naming the reason."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_CHARS:
         raise UrlRefused(f"url must be 1-{MAX_URL_CHARS} characters")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise UrlRefused("url must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
