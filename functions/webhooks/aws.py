@@ -36,6 +36,8 @@ logger = logging.getLogger("soorma.functions.webhooks")
 
 #: SQS's longest ``DelaySeconds``.
 MAX_DELAY_S = 900
+#: SQS's largest message (256 KiB), with room to spare.
+MAX_MESSAGE_BYTES = 250_000
 #: How long a delivery sent to the sender stays claimed: the send queue's visibility timeout times its receives,
 #: with room; an outcome that never comes back (the sender died) lets the delivery be claimed again after it.
 LEASE_S = 900.0
@@ -76,15 +78,23 @@ def dispatch(db: Database, sqs: Any, *, send_queue: str, control_queue: str) -> 
             rows = conn.execute("select * from webhooks.claim_due(%s, %s)", (BATCH, LEASE_S)).fetchall()
         if not rows:
             break
-        for start in range(0, len(rows), 10):  # SendMessageBatch takes at most 10 entries
-            entries = [{"Id": str(i), "MessageBody": json.dumps({
-                "delivery_id": str(r["delivery_id"]), "subscription_id": str(r["subscription_id"]), "url": r["url"],
-                "payload": r["payload"], "attempts": r["attempts"]}, separators=(",", ":"))}
-                for i, r in enumerate(rows[start:start + 10])]
-            answer = sqs.send_message_batch(QueueUrl=send_queue, Entries=entries)
-            if answer.get("Failed"):  # the lease runs out and those are claimed again
-                logger.warning("webhooks: %d attempt(s) not queued: %s", len(answer["Failed"]), answer["Failed"])
-            sent += len(entries) - len(answer.get("Failed") or [])
+        bodies = []
+        for r in rows:
+            body = json.dumps({"delivery_id": str(r["delivery_id"]), "subscription_id": str(r["subscription_id"]),
+                               "url": r["url"], "payload": r["payload"], "attempts": r["attempts"]},
+                              separators=(",", ":"))
+            if len(body.encode()) > MAX_MESSAGE_BYTES:  # it would fail on every claim: dead-letter it now
+                record_outcome(db, str(r["delivery_id"]), int(r["attempts"]), Outcome(
+                    None, f"payload over {MAX_MESSAGE_BYTES} bytes, SQS's message limit", retry=False), ())
+                continue
+            bodies.append(body)
+        # One SendMessage each: a batch's 256 KiB limit is on the sum of its messages, and a payload may be large.
+        for body in bodies:
+            try:
+                sqs.send_message(QueueUrl=send_queue, MessageBody=body)
+                sent += 1
+            except Exception:  # noqa: BLE001 - the lease runs out and the delivery is claimed again
+                logger.exception("webhooks: an attempt was not queued")
     with db.transaction() as conn:
         due = conn.execute("select webhooks.next_due() as due").fetchone()["due"]
         if due is None:
