@@ -90,7 +90,8 @@ ROUTES: tuple[ApiRoute, ...] = (
     *_routes("memory", "/v1/memory/{proxy+}"),
     *_routes("tracker", "/v1/tracker/{proxy+}"),
     *_routes("gateway", "/v1/goals", "/v1/goals/{proxy+}", "/v1/sessions", "/v1/sessions/{proxy+}", "/v1/tenants",
-             "/v1/tenants/{proxy+}", "/v1/api-keys", "/v1/api-keys/{proxy+}", "/v1/policy"),
+             "/v1/tenants/{proxy+}", "/v1/api-keys", "/v1/api-keys/{proxy+}", "/v1/policy",
+             "/v1/webhooks", "/v1/webhooks/{proxy+}"),
     # The agent protocols (soorma.functions.protocols): A2A, MCP, the OpenAI-compatible chat API.
     *_routes("protocols", "/v1/a2a", "/v1/a2a/{proxy+}", "/v1/mcp"),
     *_routes("protocols", "/v1/chat/completions", method="POST"),

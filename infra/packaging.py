@@ -745,6 +745,10 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
         "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["db", "platform"]),
         "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["db"]),
         "registrar": FunctionPackage("registrar", "soorma.infra.runtime.registrar.handler", ["db", "platform"]),
+        # webhooks (soorma.functions.webhooks.aws): the bookkeeping in the VPC, the sender outside it
+        "webhooks": FunctionPackage("webhooks", "soorma.functions.webhooks.aws.control_handler", ["db", "platform"]),
+        "webhook-sender": FunctionPackage("webhook-sender", "soorma.functions.webhooks.aws.sender_handler",
+                                          ["db", "platform"]),
     }
 
 

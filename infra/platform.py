@@ -85,6 +85,7 @@ from soorma.functions.tracker.dead_letters import (
     TAG_TENANT,
 )
 from soorma.infra import bundling, packaging
+from soorma.infra.webhooks import add_webhooks
 
 Transport = Literal["sqs", "nats"]
 #: How the functions in the VPC reach AWS APIs (Secrets Manager, SNS, Bedrock): ``"ipv6"`` over IPv6 through an
@@ -125,6 +126,8 @@ SETTING_PREFIXES: dict[str, tuple[str, ...]] = {
     "SOORMA_GRANT_": ("gateway", "protocols"),
     # statement_timeout / idle_in_transaction_session_timeout of every function's connections (soorma.functions.shared.db)
     "SOORMA_DB_": ("registry", "memory", "gateway", "protocols", "tracker", "authorizer"),
+    # webhooks: the retry schedule and attempt timeout (soorma.infra.webhooks)
+    "SOORMA_WEBHOOK_": ("webhooks",),
 }
 _SETTING_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -342,6 +345,7 @@ class SoormaPlatform(Construct):
                              f"{provider['allowed_dimensions']}, not {self.embedding_dimensions}")
         self.packages = packaging.platform_packages(embedding_provider, transport)
         function_settings = split_settings(settings)
+        self.function_settings = function_settings
         jwt_env: dict[str, str] = {}
         for name, value in (("SOORMA_JWT_JWKS_URL", jwt_jwks_url), ("SOORMA_JWT_ISSUER", jwt_issuer),
                             ("SOORMA_JWT_AUDIENCE", jwt_audience)):
@@ -453,6 +457,8 @@ class SoormaPlatform(Construct):
             endpoint_services = {"SecretsManager": ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER}
             if transport == "sqs":
                 endpoint_services["Sns"] = ec2.InterfaceVpcEndpointAwsService.SNS
+            # the webhooks' wake-ups (soorma.infra.webhooks)
+            endpoint_services["Sqs"] = ec2.InterfaceVpcEndpointAwsService.SQS
             if embedding_provider == "bedrock":
                 endpoint_services["BedrockRuntime"] = ec2.InterfaceVpcEndpointAwsService.BEDROCK_RUNTIME
             for name, service in endpoint_services.items():
@@ -700,6 +706,10 @@ class SoormaPlatform(Construct):
 
         # ---------------------------------------------------------------------------------------------- HTTP API
         self._api(authorizer_cache_ttl, throttle_rate, throttle_burst)
+
+        # ---------------------------------------------------------------------------------------------- webhooks
+        self.webhook_sender: lambda_.Function | None = None
+        add_webhooks(self)
 
         # ---------------------------------------------------------------------------------------------- events
         self.event_topic: sns.Topic | None = None

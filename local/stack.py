@@ -105,6 +105,7 @@ class LocalStack:
         self.runtime = None
         self.bridge = None
         self.sqs = None  # the SQS transport (soorma.local.sqs_transport.SqsTransport) when transport == "sqs"
+        self.webhooks: Any = None  # the webhook sender (soorma.local.webhooks.LocalWebhookSender)
         self._moto = None
         self.aws_endpoint_url = ""
         self.sns_topic_arn = ""
@@ -193,6 +194,8 @@ class LocalStack:
         else:
             self._phase("bridge")
             await self._start_bridge()
+        self._phase("webhooks")
+        await self._start_webhooks()
         # state.json holds nothing secret: URLs without their passwords (those are in secrets.json, 0600).
         self.state.update(
             status="ready",
@@ -402,8 +405,10 @@ class LocalStack:
             return env
         # Gateway settings (JWT verification, rate limits, the platform-admin tenant, A2A, delivery grant lifetime)
         # and the database timeouts pass through.
+        # Webhooks: a receiver on 127.0.0.1 over http is what local development and the tests have.
+        env["SOORMA_WEBHOOK_ALLOW_LOOPBACK"] = "on"
         passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_", "SOORMA_CHAT_",
-                  "SOORMA_GRANT_", "SOORMA_DB_")
+                  "SOORMA_GRANT_", "SOORMA_DB_", "SOORMA_WEBHOOK_")
         env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
         return env
 
@@ -465,9 +470,17 @@ class LocalStack:
         self.sqs.topic_arn = self.sns_topic_arn
         await self.sqs.start()
 
+    async def _start_webhooks(self) -> None:
+        from soorma.local.webhooks import LocalWebhookSender
+
+        self.webhooks = LocalWebhookSender(self.function_dsn or self.app_dsn, self._platform_env("webhooks"))
+        await self.webhooks.start()
+
     # -- stop ----------------------------------------------------------------------------------------------------
     async def stop(self) -> None:
         self._phase("stopping", status="stopping")
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.bridge is not None:
             await self.bridge.stop()
         if self.sqs is not None:

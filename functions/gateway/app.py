@@ -82,6 +82,8 @@ from soorma.functions.gateway.publisher import (
 )
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity, function_app
+from soorma.functions.webhooks import api as webhooks
+from soorma.functions.webhooks.aws import notify_sender
 from soorma.goal_notices import NOTICE_TYPES
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
@@ -121,14 +123,21 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=255),
     ):
         """Submit a goal: it is recorded ``pending``, its action request is published, and it is ``running`` once the
-        event bus acknowledged it; otherwise 503 with ``Retry-After`` (retry with the same Idempotency-Key)."""
+        event bus acknowledged it; otherwise 503 with ``Retry-After`` (retry with the same Idempotency-Key).
+        ``webhook``: the goal's own webhook, attached when the goal is first created (the answer holds its secret)."""
+        if body.webhook is not None:
+            webhooks.checked_url(body.webhook.url)  # 422 before the goal exists
         submitted = goals.submit(identity, body.goal_type, body.data, body.session_id, idempotency_key)
+        hook = (webhooks.attach_goal_webhook(db, identity, submitted.goal_id, body.webhook)
+                if body.webhook is not None and not submitted.replayed else None)
         if submitted.error_status is not None:
             headers = {"Retry-After": str(submitted.retry_after_s)} if submitted.retry_after_s else {}
-            return JSONResponse({"detail": submitted.error, "goal_id": submitted.goal_id, "status": submitted.status},
+            return JSONResponse({"detail": submitted.error, "goal_id": submitted.goal_id, "status": submitted.status}
+                                | ({"webhook": hook.model_dump()} if hook else {}),
                                 status_code=submitted.error_status, headers=headers)
         headers = {"Idempotent-Replayed": "true"} if submitted.replayed else {}
-        return JSONResponse(submitted.body(), status_code=202, headers=headers)
+        answer = submitted.body() | ({"webhook": hook.model_dump()} if hook else {})
+        return JSONResponse(answer, status_code=202, headers=headers)
 
     @app.get("/v1/goals", response_model=GoalList, tags=["goals"])
     def list_goals(
@@ -156,7 +165,9 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     def cancel_goal(goal_id: str, body: CancelRequest | None = Body(None),
                     identity: Identity = Depends(current_identity)):
         """Cancel a running goal and tell its agents (``soorma.goal.cancel`` on ``system-events``)."""
-        return goals.cancel(identity, goal_id, body.reason if body else None)
+        cancelled = goals.cancel(identity, goal_id, body.reason if body else None)
+        notify_sender(db)  # AWS: the cancelled goal's webhook deliveries
+        return cancelled
 
     @app.get("/v1/goals/{goal_id}/events", response_model=GoalEvents, tags=["goals"])
     def goal_events(
@@ -240,4 +251,5 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         return {"success": True, "event_id": envelope.id, "duplicate": False, "message": "Event published"}
 
     app.include_router(admin.create_router(db))
+    app.include_router(webhooks.create_router(db))
     return app

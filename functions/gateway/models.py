@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from soorma.events import EventEnvelope
+from soorma.functions.webhooks.models import GoalWebhook, WebhookSpec
 from soorma.subjects import check_event_type
 
 IDENTIFIER = r"^[A-Za-z0-9_-]{1,64}$"
@@ -29,11 +30,12 @@ def _event_type(value: str) -> str:
 
 # -- goals -----------------------------------------------------------------------------------------------------------
 class GoalRequest(_Body):
-    """``{goal_type, data, session_id?}``."""
+    """``{goal_type, data, session_id?, webhook?}`` (``webhook``: :mod:`soorma.functions.webhooks`)."""
 
     goal_type: str = Field(min_length=1, max_length=200)
     data: dict[str, Any] = Field(default_factory=dict)
     session_id: str | None = Field(None, min_length=1, max_length=255)
+    webhook: WebhookSpec | None = None
 
     @field_validator("goal_type")
     @classmethod
@@ -50,6 +52,7 @@ class GoalAccepted(BaseModel):
     goal_id: str
     status: GoalState
     goal_type: str
+    webhook: GoalWebhook | None = None
 
 
 class GoalTask(BaseModel):

@@ -25,7 +25,7 @@ CONNECTIONS_PER_ENVIRONMENT = POOL_MAX_SIZE + 1
 #: consumes the event stream in batches; the migrator and the registrar run at deploy only.
 RESERVED_CONCURRENCY: Mapping[str, int] = {
     "registry": 10, "memory": 10, "gateway": 10, "protocols": 10, "authorizer": 10, "tracker": 4, "migrate": 1,
-    "registrar": 1,
+    "registrar": 1, "webhooks": 1,
 }
 
 

@@ -20,6 +20,7 @@ from soorma.settings import (  # noqa: F401  (re-exported: the functions read th
     integer,
     lowered,
     number,
+    off_unless_on,
     on_unless_off,
     positive_integer_or_none,
     text,
@@ -199,3 +200,41 @@ OPENAI_SEND_DIMENSIONS: Setting[bool] = Setting(
     default_doc="`true`")
 OPENAI_BATCH_SIZE: Setting[int] = Setting(
     "SOORMA_OPENAI_BATCH_SIZE", "`openai`: texts per request", positive_integer_or_none, 128)
+
+# --------------------------------------------------------------------------------------------------- webhooks
+
+
+def _retry_schedule(raw: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise ValueError("must be comma-separated seconds, e.g. 0,5,300") from None
+    if not delays or any(d < 0 for d in delays):
+        raise ValueError("must name at least one attempt, with no negative delay")
+    return delays
+
+
+#: The Standard Webhooks specification's suggested schedule (https://www.standardwebhooks.com/, "Retry schedule"):
+#: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+WEBHOOK_RETRY_SCHEDULE: Setting[tuple[float, ...]] = Setting(
+    "SOORMA_WEBHOOK_RETRY_SCHEDULE", "webhooks: the attempts of a delivery, comma-separated, one entry per attempt: "
+    "the first is made at once (its entry counts the attempt, its value is not used), each later one its entry's "
+    "seconds after the previous (±20 % jitter); after the last failed attempt the delivery is dead-lettered "
+    "(`soorma webhooks deliveries --failed`, `soorma webhooks replay`)",
+    _retry_schedule, (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
+    default_doc="`0,5,300,1800,7200,18000,36000,36000` (the specification's)")
+WEBHOOK_TIMEOUT_S: Setting[float] = Setting(
+    "SOORMA_WEBHOOK_TIMEOUT_S", "webhooks: seconds one delivery attempt waits for the receiver's answer (then it "
+    "counts as failed and is retried)", _positive_number, 10.0, default_doc="`10`")
+WEBHOOK_ALLOW_LOOPBACK: Setting[bool] = Setting(
+    "SOORMA_WEBHOOK_ALLOW_LOOPBACK", "webhooks: `on` accepts `http://` URLs and loopback addresses (`127.0.0.1`, "
+    "`localhost`, `::1`); the local stack sets it, a cloud deployment never does (there only `https` URLs to public "
+    "addresses are accepted: no SSRF into the VPC or the metadata service)", off_unless_on, False,
+    default_doc="`off` (`on` in the local stack)")
+WEBHOOK_SEND_QUEUE_URL: Setting[str | None] = Setting(
+    "SOORMA_WEBHOOK_SEND_QUEUE_URL", "webhooks in AWS (set by the CDK app): the SQS queue of attempts, read by the "
+    "sender function outside the VPC", text, None)
+WEBHOOK_CONTROL_QUEUE_URL: Setting[str | None] = Setting(
+    "SOORMA_WEBHOOK_CONTROL_QUEUE_URL", "webhooks in AWS (set by the CDK app): the SQS queue of attempt outcomes and "
+    "wake-ups, read by the webhooks function in the VPC; unset (the local stack) the sender is woken by `NOTIFY`",
+    text, None)

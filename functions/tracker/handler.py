@@ -16,11 +16,15 @@ from typing import Any
 
 from soorma.functions.shared.db import database_from_env
 from soorma.functions.tracker.recording import process_batch
+from soorma.functions.webhooks.aws import notify_sender
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if isinstance(event, dict) and "Records" in event:
-        return process_batch(database_from_env(), event, context)
+        db = database_from_env()
+        answer = process_batch(db, event, context)
+        notify_sender(db)  # AWS: a goal that ended or progressed may have webhook deliveries due
+        return answer
     # Imported here, not above: the import system runs soorma.functions.tracker.app once (under its lock) and
     # caches it, so the first HTTP request builds the lazy Mangum handler and later ones reuse it.
     from soorma.functions.tracker.app import http_handler

@@ -5,5 +5,6 @@ from .gateway import GatewayClient
 from .memory import MemoryClient
 from .registry import RegistryClient
 from .tracker import TrackerClient
+from .webhooks import WebhooksClient
 
-__all__ = ["BusClient", "GatewayClient", "MemoryClient", "RegistryClient", "TrackerClient"]
+__all__ = ["BusClient", "GatewayClient", "MemoryClient", "RegistryClient", "TrackerClient", "WebhooksClient"]

@@ -37,8 +37,12 @@ class GatewayClient(HttpClient):
         session_id: str | None = None,
         *,
         idempotency_key: str | None = None,
+        webhook: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Start a goal; returns ``{"goal_id", "status": "running", "goal_type"}``.
+
+        ``webhook``: ``{"url", "events"?: ["terminal", "progress"]}``, the goal's own webhook; the answer then has
+        ``webhook: {"id", "secret"}`` (the secret shown this once; :mod:`soorma.clients.webhooks`).
 
         Every submit carries an ``Idempotency-Key`` (a fresh one unless given), so the client's own retries after a
         timeout or a 503 never start the goal twice; pass your own key to make a repeated submit (e.g. after a
@@ -46,6 +50,8 @@ class GatewayClient(HttpClient):
         body: dict[str, Any] = {"goal_type": goal_type, "data": dict(data or {})}
         if session_id:
             body["session_id"] = session_id
+        if webhook:
+            body["webhook"] = dict(webhook)
         headers = {"Idempotency-Key": idempotency_key or f"sdk-{uuid.uuid4()}"}
         return snake_keys(await self._request("POST", "/v1/goals", json=body, headers=headers) or {})
 
