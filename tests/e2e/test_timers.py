@@ -9,7 +9,7 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import httpx
 import pytest
