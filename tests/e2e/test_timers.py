@@ -155,10 +155,13 @@ def test_a_schedule_runs_three_times_each_run_a_goal_linked_to_it(stack):
 
 
 def test_another_tenant_cannot_list_or_touch_a_schedule(stack):
-    client, creds = stack["client"], stack["credentials"]
-    mine = client.post("/v1/schedules", json={"expression": "cron(0 9 ? * MON *)", "timezone": "Europe/Paris",
-                                              "goal_type": "report.weekly"}).json()
-    sid = mine["schedule_id"]
+    client, creds, run = stack["client"], stack["credentials"], stack["run"]
+    created = run("schedule", "create", "cron(0 9 ? * MON *)", "report.weekly", "--tz", "Europe/Paris",
+                  "--data", '{"scope": "mine"}')
+    assert created.returncode == 0, created.stdout + created.stderr
+    sid = json.loads(created.stdout)["schedule_id"]
+    listed = run("schedule", "list")
+    assert sid in {s["schedule_id"] for s in json.loads(listed.stdout)}
     onboarded = client.post("/v1/tenants", headers={"Authorization": f"Bearer {creds['admin_api_key']}"},
                             json={"platform_tenant_id": f"timers-b{uuid.uuid4().hex[:6]}", "name": "tenant B"})
     assert onboarded.status_code == 201, onboarded.text
@@ -173,7 +176,9 @@ def test_another_tenant_cannot_list_or_touch_a_schedule(stack):
     still = client.get(f"/v1/schedules/{sid}")
     assert still.status_code == 200 and still.json()["state"] == "enabled"
     assert len(still.json()["upcoming"]) == 3
-    assert client.delete(f"/v1/schedules/{sid}").status_code == 204
+    deleted = run("schedule", "delete", sid)
+    assert deleted.returncode == 0, deleted.stdout + deleted.stderr
+    assert client.get(f"/v1/schedules/{sid}").status_code == 404
 
 
 @pytest.mark.parametrize("expression, timezone", [
