@@ -138,8 +138,9 @@ EVENTS_TOPIC_ARN: Setting[str | None] = Setting(
 # ------------------------------------------------------------------------------------------ timers and schedules
 
 SCHEDULER_TARGET_ARN: Setting[str | None] = Setting(
-    "SOORMA_SCHEDULER_TARGET_ARN", "AWS: the scheduler function that EventBridge Scheduler invokes when a timer or a "
-    "schedule's run is due (set by the CDK app); unset locally, where the stack's own scheduler fires them",
+    "SOORMA_SCHEDULER_TARGET_ARN", "AWS: the function EventBridge Scheduler invokes when a timer or a schedule's run "
+    "is due (set by the CDK app; a value ending in `:function:` is completed with the running function's name); "
+    "unset locally, where the stack's own scheduler fires them",
     text, None)
 SCHEDULER_ROLE_ARN: Setting[str | None] = Setting(
     "SOORMA_SCHEDULER_ROLE_ARN", "AWS: the role EventBridge Scheduler assumes to invoke the scheduler function (set "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -333,6 +334,10 @@ def arm(due_at: datetime, timer_id: str, *, client: Any = None) -> bool:
     target, role = settings.SCHEDULER_TARGET_ARN.get(), settings.SCHEDULER_ROLE_ARN.get()
     if not target or not role:
         return False
+    if target.endswith(":function:"):
+        # The CDK app cannot name the gateway's own ARN in its environment (a circular reference): it gives the prefix
+        # and Lambda gives the function's name.
+        target += os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     if client is None:
         client = _scheduler_client()
     when = due_at.astimezone(UTC).replace(tzinfo=None, microsecond=0)
