@@ -695,6 +695,11 @@ class SoormaPlatform(Construct):
         # ---------------------------------------------------------------------------------------------- HTTP API
         self._api(authorizer_cache_ttl, throttle_rate, throttle_burst)
 
+        # ---------------------------------------------------------------------------------------------- timers
+        from soorma.infra.timers import add_timer_scheduling
+
+        self.timer_schedule_group = add_timer_scheduling(self, self.functions["gateway"])
+
         # ---------------------------------------------------------------------------------------------- events
         self.event_topic: sns.Topic | None = None
         self.bridge_service: ecs.FargateService | None = None
