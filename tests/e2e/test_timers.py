@@ -14,7 +14,7 @@ from datetime import datetime
 import httpx
 import pytest
 
-from .conftest import local_stack, logs_kept_on_failure, submit, wait_until
+from .conftest import free_port, local_stack, logs_kept_on_failure, submit, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -122,6 +122,40 @@ def test_a_wait_is_satisfied_by_an_event_that_arrived_before_it(stack):
     assert resume["data"]["step"] == 2
 
 
+def test_the_sdk_publishes_later_and_waits_for_an_event(stack):
+    from soorma.clients.bus import BusClient
+
+    creds, client = stack["credentials"], stack["client"]
+    goal_id = submit(client, f"nobody.handles{uuid.uuid4().hex[:6]}", {})
+    correlation = str(uuid.uuid4())
+
+    async def scenario() -> tuple[str, dict]:
+        bus = BusClient(creds["api_url"], creds["api_key"])
+        try:
+            later = await bus.publish("business-facts", "sdk.later", {"x": 1}, goal_id=goal_id, delay=1)
+            wait = await bus.wait_for_event("sdk.approval", correlation_id=correlation, timeout=120,
+                                            resume_event="sdk.resume", data={"k": 1}, goal_id=goal_id)
+            await bus.publish("action-results", "sdk.approval", {"ok": True}, correlation_id=correlation,
+                              goal_id=goal_id)
+            return later, wait
+        finally:
+            await bus.close()
+
+    later, wait = asyncio.run(scenario())
+    assert wait["status"] == "waiting"
+
+    def recorded() -> dict[str, dict]:
+        events = client.get(f"/v1/goals/{goal_id}/events").json()["events"]
+        found = {e["type"]: e for e in events}
+        return found if {"sdk.later", "sdk.resume"} <= set(found) else {}
+
+    with logs_kept_on_failure(stack, "timers-sdk"):
+        found = wait_until(recorded, "the delayed event and the wait's outcome", timeout=30)
+    assert found["sdk.later"]["event_id"] == later
+    assert found["sdk.resume"]["data"]["k"] == 1
+    assert found["sdk.resume"]["data"]["wait"]["status"] == "satisfied"
+
+
 def test_a_schedule_runs_three_times_each_run_a_goal_linked_to_it(stack):
     client = stack["client"]
     created = client.post("/v1/schedules", json={"expression": "rate(2 seconds)", "goal_type": "report.weekly",
@@ -203,3 +237,21 @@ def test_bad_delivery_times_are_422(stack):
                   {"delay_seconds": 5, "deliver_at": "2030-01-01T09:00:00Z"}):
         reply = client.post("/v1/events/publish", json={"event": event, **extra})
         assert reply.status_code == 422, (extra, reply.text)
+
+
+def test_timers_fire_on_the_sqs_transport_too():
+    with local_stack("soorma-e2e-timers-sqs-", env={"SOORMA_MOTO_PORT": str(free_port())},
+                     up_args=("--transport", "sqs"),
+                     unset=("SOORMA_DATABASE_URL", "AWS_ENDPOINT_URL", "SOORMA_EVENT_TRANSPORT")) as stack:
+        client = stack["client"]
+        goal_id = submit(client, f"nobody.handles{uuid.uuid4().hex[:6]}", {})
+        reply = client.post("/v1/events/publish", json={
+            "event": {"type": "reminder.sqs", "topic": "business-facts", "goal_id": goal_id}, "delay_seconds": 1})
+        assert reply.status_code == 200, reply.text
+
+        def recorded() -> list[dict]:
+            events = client.get(f"/v1/goals/{goal_id}/events").json()["events"]
+            return [e for e in events if e["event_id"] == reply.json()["event_id"]]
+
+        with logs_kept_on_failure(stack, "timers-sqs"):
+            wait_until(recorded, "the timer's event through SNS and the tracker's queue", timeout=60)

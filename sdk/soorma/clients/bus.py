@@ -227,6 +227,7 @@ class BusClient(HttpClient):
         resume_topic: str | EventTopic = BUSINESS_FACTS,
         data: Mapping[str, Any] | None = None,
         wait_id: str | None = None,
+        goal_id: str | None = None,
     ) -> dict[str, Any]:
         """Wait for an event of ``event_type`` carrying ``correlation_id``, at most ``timeout`` seconds, without
         holding this handler: the platform publishes ``resume_event`` on ``resume_topic`` (with ``data`` plus
@@ -235,15 +236,16 @@ class BusClient(HttpClient):
         too (``status`` is then ``"satisfied"`` in the answer). The awaited event must belong to a goal (carry
         ``goal_id``; events published while handling a goal's events do). The resume event inherits the handled
         event's trace, goal, session and identity like any publish. ``wait_id`` (a UUID) makes a retried call the
-        same wait. Returns ``{wait_id, status, timer_id}`` (``POST /v1/waits``)."""
+        same wait. ``goal_id``: the resume event's goal when no handled event gives one. Returns ``{wait_id, status,
+        timer_id}`` (``POST /v1/waits``)."""
         check_event_type(event_type)
         resume = EventEnvelope(type=resume_event, topic=EventTopic(resume_topic), data=dict(data or {}),
-                               correlation_id=correlation_id)
+                               correlation_id=correlation_id, goal_id=goal_id)
         event = current_event()
         update: dict[str, Any] = {"source": current_source() or self.source}
         if event is not None:
             inherited = event.propagation()
-            update.update({k: inherited[k] for k in _PROPAGATED if inherited[k]})
+            update.update({k: inherited[k] for k in _PROPAGATED if inherited[k] and getattr(resume, k) is None})
         resume = resume.model_copy(update=update)
         check_event_type(resume.type)
         payload: dict[str, Any] = {"correlation_id": correlation_id, "event_type": event_type,
