@@ -698,7 +698,7 @@ class SoormaPlatform(Construct):
         # ---------------------------------------------------------------------------------------------- timers
         from soorma.infra.timers import add_timer_scheduling
 
-        self.timer_schedule_group = add_timer_scheduling(self, self.functions["gateway"])
+        self.timer_schedule_group = add_timer_scheduling(self, self.functions["gateway"], self.functions["tracker"])
 
         # ---------------------------------------------------------------------------------------------- events
         self.event_topic: sns.Topic | None = None

@@ -30,9 +30,12 @@ if TYPE_CHECKING:
     from soorma.infra.platform import SoormaPlatform
 
 
-def add_timer_scheduling(platform: "SoormaPlatform", gateway: lambda_.Function) -> scheduler.CfnScheduleGroup:
+def add_timer_scheduling(platform: "SoormaPlatform", gateway: lambda_.Function,
+                         tracker: lambda_.Function) -> scheduler.CfnScheduleGroup:
     """Create the schedule group and the invoke role, and give ``gateway`` what it needs to arm and fire timers
-    (its ``SOORMA_SCHEDULER_*`` settings and the two permissions above). Returns the schedule group."""
+    (its ``SOORMA_SCHEDULER_*`` settings and the two permissions above) and ``tracker`` what it needs to arm the timer
+    of a wait that an event it records satisfies (the same permissions, targeting the gateway). Returns the schedule
+    group."""
     from soorma.infra.platform import suppress
 
     stack = cdk.Stack.of(platform)
@@ -49,20 +52,24 @@ def add_timer_scheduling(platform: "SoormaPlatform", gateway: lambda_.Function) 
         actions=["lambda:InvokeFunction"], resources=[gateway.function_arn])])
     schedules_in_group = cdk.Arn.format(cdk.ArnComponents(
         service="scheduler", resource="schedule", resource_name=f"{group.ref}/*"), stack)
-    gateway.add_to_role_policy(iam.PolicyStatement(actions=["scheduler:CreateSchedule"],
-                                                   resources=[schedules_in_group]))
-    gateway.add_to_role_policy(iam.PolicyStatement(
-        actions=["iam:PassRole"], resources=[role.role_arn],
-        conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}))
-    gateway.add_environment(settings.SCHEDULER_TARGET_ARN.name, cdk.Fn.sub(
-        "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"))
-    gateway.add_environment(settings.SCHEDULER_ROLE_ARN.name, role.role_arn)
-    gateway.add_environment(settings.SCHEDULER_GROUP.name, group.ref)
-    suppress(gateway, ("AwsSolutions-IAM5", "scheduler:CreateSchedule is limited to the timers' own schedule group "
-                       "(schedule/<group>/*): each timer is a one-time schedule named after its id, created at run "
-                       "time, so no fixed name can be listed.",
-                       [r"/^Resource::arn:<AWS::Partition>:scheduler:[^:]+:[^:]+:schedule/"
-                        r"<[A-Za-z0-9]*TimerScheduleGroup[A-Za-z0-9]*>\/\*$/"]))
+    # The gateway cannot name its own ARN in its environment (a circular reference): it gets the prefix, completed
+    # at run time with its name (soorma.functions.shared.timers.arm); the tracker gets the gateway's ARN.
+    targets = {gateway: cdk.Fn.sub("arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"),
+               tracker: gateway.function_arn}
+    for fn, target in targets.items():
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["scheduler:CreateSchedule"],
+                                                  resources=[schedules_in_group]))
+        fn.add_to_role_policy(iam.PolicyStatement(
+            actions=["iam:PassRole"], resources=[role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}))
+        fn.add_environment(settings.SCHEDULER_TARGET_ARN.name, target)
+        fn.add_environment(settings.SCHEDULER_ROLE_ARN.name, role.role_arn)
+        fn.add_environment(settings.SCHEDULER_GROUP.name, group.ref)
+        suppress(fn, ("AwsSolutions-IAM5", "scheduler:CreateSchedule is limited to the timers' own schedule group "
+                      "(schedule/<group>/*): each timer is a one-time schedule named after its id, created at run "
+                      "time, so no fixed name can be listed.",
+                      [r"/^Resource::arn:<AWS::Partition>:scheduler:[^:]+:[^:]+:schedule/"
+                       r"<[A-Za-z0-9]*TimerScheduleGroup[A-Za-z0-9]*>\/\*$/"]))
     return group
 
 

@@ -32,7 +32,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Callable
 
 import psycopg
@@ -197,7 +197,7 @@ def register_wait(conn: psycopg.Connection, *, identity: Identity, correlation_i
     outcome: dict[str, Any] = {"wait_id": wid, "status": "timed_out", "correlation_id": correlation_id,
                                "awaited_event_type": event_type}
     now = datetime.now(UTC)
-    due = now + _seconds(timeout_s)
+    due = now + timedelta(seconds=timeout_s)
     status = "waiting"
     if seen is not None:
         outcome.update(status="satisfied", event_id=_get(seen, "event_id"), event_type=_get(seen, "type"),
@@ -214,12 +214,6 @@ def register_wait(conn: psycopg.Connection, *, identity: Identity, correlation_i
          outcome.get("event_id"), now if status == "satisfied" else None),
     )
     return Wait(wid, status, timer_id)
-
-
-def _seconds(value: float):
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
 
 
 def _get(row: Any, name: str) -> Any:
@@ -325,32 +319,63 @@ def next_due(db: Any) -> datetime | None:
 # ------------------------------------------------------------------------------------- EventBridge Scheduler (AWS)
 
 
-def arm(due_at: datetime, timer_id: str, *, client: Any = None) -> bool:
-    """In AWS, create the one-time EventBridge Scheduler schedule that invokes the scheduler function at ``due_at``
-    (https://docs.aws.amazon.com/scheduler/latest/APIReference/API_CreateSchedule.html: ``ScheduleExpression
-    at(yyyy-mm-ddThh:mm:ss)`` in UTC, ``FlexibleTimeWindow OFF``, ``ActionAfterCompletion DELETE``). Returns False
-    (nothing to do) unless ``SOORMA_SCHEDULER_TARGET_ARN`` and ``SOORMA_SCHEDULER_ROLE_ARN`` are set, i.e. locally,
-    where the stack's scheduler is woken by NOTIFY instead. Raises botocore's errors."""
-    target, role = settings.SCHEDULER_TARGET_ARN.get(), settings.SCHEDULER_ROLE_ARN.get()
-    if not target or not role:
+#: How far ahead of now a one-time schedule is set at the least: a timer already due (a wait satisfied at once, a
+#: past ``deliver_at``) gets a schedule a moment ahead rather than one in the past.
+ARM_LEAD_S = 2
+
+
+def arming() -> bool:
+    """Whether timers are armed in EventBridge Scheduler (``SOORMA_SCHEDULER_TARGET_ARN`` and
+    ``SOORMA_SCHEDULER_ROLE_ARN`` set: in AWS) rather than fired by the local stack's scheduler."""
+    return bool(settings.SCHEDULER_TARGET_ARN.get() and settings.SCHEDULER_ROLE_ARN.get())
+
+
+def arm(due_at: datetime, name: str, *, client: Any = None) -> bool:
+    """In AWS, create the one-time EventBridge Scheduler schedule ``soorma-timer-<name>`` that invokes the firing
+    function at ``due_at`` (https://docs.aws.amazon.com/scheduler/latest/APIReference/API_CreateSchedule.html:
+    ``ScheduleExpression at(yyyy-mm-ddThh:mm:ss)`` in UTC, ``FlexibleTimeWindow OFF``, ``ActionAfterCompletion
+    DELETE``; EventBridge Scheduler invokes with 60-second precision,
+    https://docs.aws.amazon.com/scheduler/latest/UserGuide/schedule-types.html). A time less than
+    :data:`ARM_LEAD_S` ahead is moved to that. Returns False (nothing to do) unless :func:`arming`, i.e. locally,
+    where the stack's scheduler is woken by NOTIFY instead. Raises botocore's errors (``ConflictException`` when the
+    name exists)."""
+    if not arming():
         return False
+    target, role = settings.SCHEDULER_TARGET_ARN.get() or "", settings.SCHEDULER_ROLE_ARN.get() or ""
     if target.endswith(":function:"):
         # The CDK app cannot name the gateway's own ARN in its environment (a circular reference): it gives the prefix
         # and Lambda gives the function's name.
         target += os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
     if client is None:
         client = _scheduler_client()
-    when = due_at.astimezone(UTC).replace(tzinfo=None, microsecond=0)
+    earliest = datetime.now(UTC) + timedelta(seconds=ARM_LEAD_S)
+    when = max(due_at.astimezone(UTC), earliest)
+    if when.microsecond:
+        when = when.replace(microsecond=0) + timedelta(seconds=1)  # never before the due time
     client.create_schedule(
-        Name=f"soorma-timer-{timer_id}",
+        Name=f"soorma-timer-{name}",
         GroupName=settings.SCHEDULER_GROUP.get(),
-        ScheduleExpression=f"at({when.isoformat()})",
+        ScheduleExpression=f"at({when.replace(tzinfo=None).isoformat()})",
         ScheduleExpressionTimezone="UTC",
         FlexibleTimeWindow={"Mode": "OFF"},
         ActionAfterCompletion="DELETE",
         Target={"Arn": target, "RoleArn": role, "Input": json.dumps({"soorma_fire_timers": True})},
     )
     return True
+
+
+def arm_satisfied_waits(conn: psycopg.Connection, event_id: str) -> int:
+    """In AWS, after the tracker recorded event ``event_id`` (in its transaction): arm the timers of the waits that
+    event satisfied (the ``goal_events`` trigger moved them to now, but their schedule is still at the timeout).
+    Returns how many; locally 0 without a query (the trigger's NOTIFY wakes the stack's scheduler). Raises botocore's
+    errors: the tracker's transaction then rolls back and the event is delivered again."""
+    if not arming():
+        return 0
+    rows = conn.execute("select timer_id::text as timer_id from scheduler.waits where matched_event_id = %s"
+                        " and status = 'satisfied'", (event_id,)).fetchall()
+    for row in rows:
+        arm(datetime.now(UTC), f"{_get(row, 'timer_id')}-satisfied")
+    return len(rows)
 
 
 def _scheduler_client() -> Any:
@@ -361,6 +386,8 @@ def _scheduler_client() -> Any:
     return boto3.client("scheduler", config=Config(use_dualstack_endpoint=True))
 
 
-__all__ = ["FIRE_BATCH", "TIMER_DUE_CHANNEL", "WAIT_RESULT_EVENT", "DueTimer", "FireReport", "RunSchedule", "Wait",
-           "arm", "cancel_schedule_runs", "cancel_timer", "fire_due", "next_due", "register_wait", "schedule_event",
-           "schedule_run"]
+__all__ = [
+    "ARM_LEAD_S", "FIRE_BATCH", "TIMER_DUE_CHANNEL", "WAIT_RESULT_EVENT", "DueTimer", "FireReport", "RunSchedule",
+    "Wait", "arm", "arm_satisfied_waits", "arming", "cancel_schedule_runs", "cancel_timer", "fire_due", "next_due",
+    "register_wait", "schedule_event", "schedule_run",
+]

@@ -35,11 +35,16 @@ def test_the_scheduler_role_may_only_invoke_the_gateway(synth):
     env = gateway["Properties"]["Environment"]["Variables"]
     assert env["SOORMA_SCHEDULER_GROUP"] == {"Ref": group_id}
     assert env["SOORMA_SCHEDULER_ROLE_ARN"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    _, tracker = _only({k: v for k, v in synth.of_type("AWS::Lambda::Function").items() if "TrackerFunction" in k})
+    # the tracker arms a satisfied wait's timer: its schedule invokes the gateway, which fires it
+    assert tracker["Properties"]["Environment"]["Variables"]["SOORMA_SCHEDULER_TARGET_ARN"] == {
+        "Fn::GetAtt": [gateway_id, "Arn"]}
 
 
-def test_the_gateway_may_only_create_schedules_in_its_group_and_pass_only_that_role(synth):
-    gateway_id, _ = _gateway(synth)
-    statements = role_statements(synth, function_roles(synth)[gateway_id])
+@pytest.mark.parametrize("function", ["GatewayFunction", "TrackerFunction"])
+def test_gateway_and_tracker_may_only_create_schedules_in_the_group_and_pass_only_that_role(synth, function):
+    fid = _only({k: v for k, v in synth.of_type("AWS::Lambda::Function").items() if function in k})[0]
+    statements = role_statements(synth, function_roles(synth)[fid])
     scheduler = [s for s in statements if "scheduler" in str(s["Action"])]
     assert [s["Action"] for s in scheduler] == ["scheduler:CreateSchedule"]
     assert "TimerScheduleGroup" in str(scheduler[0]["Resource"])

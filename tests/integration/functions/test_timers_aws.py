@@ -82,3 +82,23 @@ def test_the_gateway_fires_due_timers_when_the_scheduler_invokes_it(db, app_env,
     assert answer["fired"] >= 1 and answer["failed"] == 0
     stored = last_message(nats_url, f"soorma.{me.platform_tenant_id}.business-facts.{event_type}")
     assert json.loads(stored.data)["id"] == event_id
+
+
+def test_an_event_that_satisfies_a_wait_arms_its_timer_now(db, scheduler):
+    from soorma.events import EventEnvelope
+    from soorma.functions.tracker.recording import record_envelope
+
+    me = new_identity()
+    correlation = str(uuid.uuid4())
+    with db.transaction(me) as conn:
+        wait = timers.register_wait(conn, identity=me, correlation_id=correlation, event_type="approval.given",
+                                    timeout_s=3600, resume={"type": "approval.resume", "topic": "business-facts"})
+    timeout = scheduler.get_schedule(Name=f"soorma-timer-{wait.timer_id}", GroupName="soorma-timers")
+    assert timeout["ScheduleExpression"] > f"at({(datetime.now(UTC) + timedelta(minutes=59)):%Y-%m-%dT%H:%M}"
+    before = datetime.now(UTC)
+    record_envelope(db, EventEnvelope(type="approval.given", topic="action-results", correlation_id=correlation,
+                                      goal_id=str(uuid.uuid4()), platform_tenant_id=me.platform_tenant_id,
+                                      tenant_id=me.service_tenant_id, user_id=me.service_user_id))
+    now = scheduler.get_schedule(Name=f"soorma-timer-{wait.timer_id}-satisfied", GroupName="soorma-timers")
+    at = datetime.fromisoformat(now["ScheduleExpression"][3:-1]).replace(tzinfo=UTC)
+    assert before < at <= before + timedelta(seconds=timers.ARM_LEAD_S + 2)
