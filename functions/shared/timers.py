@@ -23,6 +23,9 @@ Who fires:
   egress-only internet gateway: https://docs.aws.amazon.com/eventbridge/latest/userguide/dual-stack.html). Nothing
   polls: the database is queried only when a timer is due. Enabled when ``SOORMA_SCHEDULER_TARGET_ARN`` and
   ``SOORMA_SCHEDULER_ROLE_ARN`` are set.
+
+Retention: each firing also removes a bounded batch of timers that ended and waits that resolved more than 30 days
+ago (``scheduler.mark_fired``), so a timer key is idempotent for 30 days; no sweeper runs on a schedule of its own.
 """
 
 from __future__ import annotations

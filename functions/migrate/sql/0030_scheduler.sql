@@ -31,6 +31,7 @@ create table scheduler.timers (
   primary key (platform_tenant_id, service_tenant_id, service_user_id, timer_key)
 );
 create index timers_due on scheduler.timers (due_at) where status = 'pending';
+create index timers_ended on scheduler.timers (created_at) where status <> 'pending';
 
 -- A wait for an event: (correlation_id, event_type) within one identity. Its outcome is delivered by its timer
 -- (timer_id): scheduled at the timeout with the "timed_out" envelope, or moved to now with the "satisfied" envelope by
@@ -52,6 +53,7 @@ create table scheduler.waits (
 );
 create index waits_pending on scheduler.waits (correlation_id, event_type) where status = 'waiting';
 create index waits_timer on scheduler.waits (timer_id);
+create index waits_resolved on scheduler.waits (resolved_at) where status <> 'waiting';
 
 -- A recurring goal: an EventBridge Scheduler expression (cron(...) / rate(...)) in a time zone.
 create table scheduler.schedules (
@@ -141,6 +143,15 @@ begin
   get diagnostics n = row_count;
   update scheduler.waits set status = 'timed_out', resolved_at = clock_timestamp()
    where timer_id = any(p_timer_ids) and status = 'waiting';
+  -- Retention without a sweeper (nothing may wake the database on a schedule of its own): every firing removes a
+  -- bounded batch of timers that ended (fired or cancelled) and waits that resolved more than 30 days ago. A timer
+  -- key is therefore idempotent for 30 days after its timer was written.
+  delete from scheduler.timers where ctid in (
+    select ctid from scheduler.timers
+     where status <> 'pending' and created_at < clock_timestamp() - interval '30 days' limit 500);
+  delete from scheduler.waits where ctid in (
+    select ctid from scheduler.waits
+     where status <> 'waiting' and resolved_at < clock_timestamp() - interval '30 days' limit 500);
   return n;
 end
 $$;

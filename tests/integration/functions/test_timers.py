@@ -176,3 +176,22 @@ def test_a_wait_times_out_and_a_late_event_changes_nothing(db):
     with db.transaction(me) as conn:
         assert conn.execute("select status from scheduler.waits where wait_id = %s",
                             (wait.wait_id,)).fetchone()["status"] == "timed_out"
+
+
+def test_ended_timers_and_waits_are_removed_after_30_days(db, owner):
+    me = new_identity()
+    with db.transaction(me) as conn:
+        old = timers.schedule_event(conn, identity=me, due_at=datetime.now(UTC), envelope=_envelope(), key="old")
+        recent = timers.schedule_event(conn, identity=me, due_at=datetime.now(UTC), envelope=_envelope(),
+                                       key="recent")
+        pending = timers.schedule_event(conn, identity=me, due_at=datetime.now(UTC) + timedelta(days=60),
+                                        envelope=_envelope(), key="pending")
+    _fire_all(db, Recorder())
+    owner.execute("update scheduler.timers set created_at = now() - interval '31 days' where timer_id in (%s, %s)",
+                  (old, pending))
+    with db.transaction(me) as conn:  # another firing runs the retention
+        timers.schedule_event(conn, identity=me, due_at=datetime.now(UTC), envelope=_envelope(), key="trigger")
+    _fire_all(db, Recorder())
+    with db.transaction(me) as conn:
+        left = {r["timer_id"] for r in conn.execute("select timer_id::text as timer_id from scheduler.timers")}
+    assert old not in left and {recent, pending} <= left
