@@ -35,13 +35,15 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from soorma.events import EventEnvelope
+from soorma.functions.gateway import policy as policies
 from soorma.functions.gateway.policy import PolicyViolation
 from soorma.functions.scheduler import expressions
 from soorma.functions.shared import settings, timers
 from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import current_identity
+from soorma.goal_notices import NOTICE_TYPES
 from soorma.identity import Identity
-from soorma.subjects import check_event_type
+from soorma.subjects import check_event_type, subject
 
 logger = logging.getLogger("soorma.functions.scheduler")
 
@@ -233,11 +235,16 @@ def create_router(db: Database) -> APIRouter:
         try:
             check_event_type(body.event_type)
             resume = EventEnvelope.model_validate({k: v for k, v in body.resume.items() if k != "delivery_grant"})
-            check_event_type(resume.type)
+            topic = resume.topic.value if hasattr(resume.topic, "value") else str(resume.topic)
+            subject(identity.platform_tenant_id, topic, resume.type)
         except ValueError as exc:
             raise HTTPException(422, f"invalid wait: {exc}") from None
+        if resume.type in NOTICE_TYPES:  # as on POST /v1/events/publish: only the delivery layer sends these
+            raise HTTPException(403, f"event type {resume.type!r} is reserved for the platform")
         try:
             with db.transaction(identity) as conn:
+                # the resume event is published later under the caller's identity: the same policy as a publish now
+                policies.check_event(policies.load(conn, identity.platform_tenant_id), resume.type, resume)
                 wait = timers.register_wait(
                     conn, identity=identity, correlation_id=body.correlation_id, event_type=body.event_type,
                     timeout_s=body.timeout_seconds, resume=json.loads(resume.to_json()),

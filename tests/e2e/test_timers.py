@@ -230,6 +230,20 @@ def test_bad_expressions_are_422(stack, expression, timezone):
     assert reply.status_code == 422, reply.text
 
 
+def test_a_wait_cannot_resume_with_a_platform_event_or_another_tenants_identity(stack):
+    client = stack["client"]
+    base = {"correlation_id": str(uuid.uuid4()), "event_type": "approval.given", "timeout_seconds": 60}
+    reserved = client.post("/v1/waits", json={**base, "resume": {"type": "soorma.event.dead-lettered",
+                                                                 "topic": "system-events"}})
+    assert reserved.status_code == 403, reserved.text
+    other = client.post("/v1/waits", json={**base, "resume": {"type": "approval.resume", "topic": "business-facts",
+                                                              "platform_tenant_id": "someone-else"}})
+    assert other.status_code == 422, other.text
+    bad = client.post("/v1/waits", json={**base, "timeout_seconds": 0, "resume": {"type": "approval.resume",
+                                                                                   "topic": "business-facts"}})
+    assert bad.status_code == 422, bad.text
+
+
 def test_bad_delivery_times_are_422(stack):
     client = stack["client"]
     event = {"type": "reminder.due", "topic": "business-facts"}
