@@ -5,7 +5,7 @@ Routes (snake_case bodies; every query runs under the caller's identity, so row-
 caller's schedules — another tenant's schedule is a 404, never a 403 that would confirm it exists):
 
 * ``POST /v1/schedules`` ``{expression, timezone?, goal_type, data?, session_id?}`` → 201 the schedule with its
-  ``next_run_at``. ``expression`` is EventBridge Scheduler's ``cron(...)``/``rate(...)``
+  ``next_run_at``; 403 when the tenant's policy refuses the goal (checked again at every run). ``expression`` is EventBridge Scheduler's ``cron(...)``/``rate(...)``
   (:mod:`soorma.functions.scheduler.expressions`); a bad expression or time zone is a 422 saying why.
 * ``GET /v1/schedules`` → ``{schedules, count}``; ``GET /v1/schedules/{id}`` → one schedule with ``upcoming`` runs.
 * ``POST /v1/schedules/{id}/pause`` / ``…/resume`` → the schedule; ``DELETE /v1/schedules/{id}`` → 204.
@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from soorma.events import EventEnvelope
 from soorma.functions.gateway import policy as policies
+from soorma.functions.gateway.goals import goal_envelope
 from soorma.functions.gateway.policy import PolicyViolation
 from soorma.functions.scheduler import expressions
 from soorma.functions.shared import settings, timers
@@ -159,7 +160,15 @@ def create_router(db: Database) -> APIRouter:
         """Create a schedule that submits ``goal_type`` with ``data`` on every run of ``expression``."""
         _parse(body.expression, body.timezone)
         sid = str(uuid.uuid4())
+        try:
+            subject(identity.platform_tenant_id, "action-requests", body.goal_type)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        # every run is checked again when it is submitted (the policy may change); refused now, it is never created
+        request = goal_envelope(identity, goal_id=sid, goal_type=body.goal_type, data=body.data,
+                                session_id=body.session_id)
         with db.transaction(identity) as conn:
+            policies.check_goal(policies.load(conn, identity.platform_tenant_id), body.goal_type, request)
             row = conn.execute(
                 "insert into scheduler.schedules (platform_tenant_id, service_tenant_id, service_user_id,"
                 " principal_id, schedule_id, expression, timezone, goal_type, data, session_id)"

@@ -269,3 +269,19 @@ def test_timers_fire_on_the_sqs_transport_too():
 
         with logs_kept_on_failure(stack, "timers-sqs"):
             wait_until(recorded, "the timer's event through SNS and the tracker's queue", timeout=60)
+
+
+def test_a_schedule_of_a_goal_the_tenants_policy_refuses_is_403(stack):
+    client, creds = stack["client"], stack["credentials"]
+    onboarded = client.post("/v1/tenants", headers={"Authorization": f"Bearer {creds['admin_api_key']}"},
+                            json={"platform_tenant_id": f"timers-p{uuid.uuid4().hex[:6]}", "name": "strict"})
+    assert onboarded.status_code == 201, onboarded.text
+    with httpx.Client(base_url=creds["api_url"], timeout=30,
+                      headers={"Authorization": f"Bearer {onboarded.json()['admin_api_key']}"}) as strict:
+        policy = strict.put("/v1/policy", json={"allowed_goal_types": ["report.*"]})
+        assert policy.status_code == 200, policy.text
+        refused = strict.post("/v1/schedules", json={"expression": "rate(1 hour)", "goal_type": "payment.send"})
+        assert refused.status_code == 403 and refused.json()["rule"] == "allowed_goal_types", refused.text
+        allowed = strict.post("/v1/schedules", json={"expression": "rate(1 hour)", "goal_type": "report.daily"})
+        assert allowed.status_code == 201, allowed.text
+        assert [s["goal_type"] for s in strict.get("/v1/schedules").json()["schedules"]] == ["report.daily"]
