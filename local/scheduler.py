@@ -110,10 +110,10 @@ class LocalScheduler:
         """Fire what is due; returns how long to sleep (0: more is due now)."""
         report = timers.fire_due(self.db, self.publisher, run_schedule=self.run_schedule)
         self.fired += len(report.fired)
+        if report.failed:  # first: a full batch that failed is the bus down, not more work to do at once
+            return RETRY_S
         if report.more:
             return 0.0
-        if report.failed:
-            return RETRY_S
         due = timers.next_due(self.db)
         if due is None:
             return MAX_SLEEP_S

@@ -22,8 +22,10 @@ logger = logging.getLogger("soorma.functions.scheduler")
 
 #: The top-level field of the scheduler's input that marks a firing.
 FIRE_FIELD = "soorma_fire_timers"
-#: Batches per invocation at most (200 timers each), well inside the gateway's 29 s timeout.
+#: Batches per invocation at most (200 timers each).
 MAX_BATCHES = 20
+#: Another batch starts only with this much of the invocation's time left (milliseconds; the gateway has 29 s).
+RESERVE_MS = 10_000
 
 _state: dict[str, Any] = {}
 
@@ -35,7 +37,8 @@ def is_firing(event: Any) -> bool:
 
 def fire_timers(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """Fire the due timers (:func:`soorma.functions.shared.timers.fire_due`) until none is due or
-    :data:`MAX_BATCHES` batches were fired; returns ``{"fired": n, "failed": n}``. A publish that fails leaves its
+    :data:`MAX_BATCHES` batches were fired or less than :data:`RESERVE_MS` of the invocation is left (then a
+    one-time schedule now continues); returns ``{"fired": n, "failed": n}``. A publish that fails leaves its
     timer pending; the one-time schedule is gone by then (``ActionAfterCompletion: DELETE``), so a failed timer is
     armed again one minute later."""
     from datetime import UTC, datetime, timedelta
@@ -51,12 +54,20 @@ def fire_timers(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         _state["publisher"] = publisher_from_env()
         _state["run"] = schedule_runner(Goals(_state["db"], _state["publisher"]).submit)
     fired = failed = 0
+    more = False
     for _ in range(MAX_BATCHES):
         report = timers.fire_due(_state["db"], _state["publisher"], run_schedule=_state["run"])
         fired += len(report.fired)
         failed = len(report.failed)
-        if not report.more:
+        more = report.more
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", lambda: 60_000)()
+        if not more or failed or remaining_ms < RESERVE_MS:
             break
+    if more and not failed:  # out of time with more due: the next firing continues at once
+        try:
+            timers.arm(datetime.now(UTC), f"more-{datetime.now(UTC):%Y%m%d%H%M%S}")
+        except Exception as exc:  # noqa: BLE001 - a later timer's firing catches up
+            logger.warning("could not arm the continuation: %s", exc)
     if failed:
         try:  # one retry schedule per minute: a second firing in the same minute finds it exists (ConflictException)
             timers.arm(datetime.now(UTC) + timedelta(minutes=1), f"retry-{datetime.now(UTC):%Y%m%d%H%M}")

@@ -259,7 +259,8 @@ def fire_due(db: Any, publisher: Any, *, run_schedule: RunSchedule | None = None
 
     ``db``: a :class:`~soorma.functions.shared.db.Database`; ``publisher``: anything with ``publish(EventEnvelope)``
     (:mod:`soorma.functions.gateway.publisher`); ``run_schedule``: runs ``schedule_run`` timers (without it they are
-    left pending). A timer whose publish fails stays pending and is reported in ``failed``; one whose envelope can no
+    left pending). A timer whose publish fails stays pending and is reported in ``failed``, and so do the rest of
+    the batch (the bus is down: none waits out a publish timeout of its own while the claim holds its rows); one whose envelope can no
     longer be parsed is marked fired and logged (retrying cannot help). Raises ``psycopg.Error`` when the database
     fails (nothing is marked fired then; the envelopes published are published again by the next call, as the same
     events)."""
@@ -268,7 +269,11 @@ def fire_due(db: Any, publisher: Any, *, run_schedule: RunSchedule | None = None
     with db.transaction() as conn:
         rows = conn.execute("select * from scheduler.claim_due_timers(%s)", (limit,)).fetchall()
         done: list[str] = []
+        bus_down = False
         for row in rows:
+            if bus_down:  # the rest waits for the next firing instead of each waiting out its own publish timeout
+                failed.append(str(row["timer_id"]))
+                continue
             timer = DueTimer(
                 timer_id=str(row["timer_id"]),
                 identity=Identity(row["platform_tenant_id"], row["service_tenant_id"], row["service_user_id"],
@@ -282,6 +287,7 @@ def fire_due(db: Any, publisher: Any, *, run_schedule: RunSchedule | None = None
                 fired.append((timer.timer_id, timer.due_at, datetime.now(UTC)))
             else:
                 failed.append(timer.timer_id)
+                bus_down = timer.kind == "event"
         if done:
             conn.execute("select scheduler.mark_fired(%s::uuid[])", (done,))
     return FireReport(fired, failed, more=len(rows) >= limit)
