@@ -159,6 +159,8 @@ FREE_WHILE_IDLE: dict[str, str] = {
     "AWS::SNS::TopicPolicy": "no charge",
     "AWS::SQS::Queue": "per request (idle polling is priced on its event source mapping)",
     "AWS::SQS::QueuePolicy": "no charge",
+    "AWS::Scheduler::ScheduleGroup": "no charge (EventBridge Scheduler bills per invocation of a due timer: 14 "
+                                     "million a month free)",
     "AWS::SecretsManager::RotationSchedule": "runs the rotation function monthly",
     "AWS::SecretsManager::SecretTargetAttachment": "no charge",
     "AWS::SecretsManager::ResourcePolicy": "no charge",

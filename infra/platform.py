@@ -710,6 +710,10 @@ class SoormaPlatform(Construct):
         # ---------------------------------------------------------------------------------------------- webhooks
         self.webhook_sender: lambda_.Function | None = None
         add_webhooks(self)
+        # ---------------------------------------------------------------------------------------------- timers
+        from soorma.infra.timers import add_timer_scheduling
+
+        self.timer_schedule_group = add_timer_scheduling(self, self.functions["gateway"], self.functions["tracker"])
 
         # ---------------------------------------------------------------------------------------------- events
         self.event_topic: sns.Topic | None = None

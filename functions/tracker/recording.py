@@ -49,6 +49,7 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from soorma.events import EventEnvelope, EventTopic
+from soorma.functions.shared import timers
 from soorma.functions.shared.db import Database, DatabaseUnavailable, is_unavailable
 from soorma.functions.shared.settings import DB_RETRY_AFTER_S
 from soorma.goal_notices import DEAD_LETTERED, NOTICE_TYPES, SOURCE as NOTICE_SOURCE, describe as describe_dead_letter
@@ -137,6 +138,9 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
             ).fetchone()
             if inserted is None:
                 return DUPLICATE
+            if correlation_id:
+                # the waits this event satisfied (migration 0030's trigger): in AWS their timers are armed now
+                timers.arm_satisfied_waits(conn, event_id)
             if correlation_id and topic == EventTopic.ACTION_REQUESTS.value:
                 if correlation_id == goal_id:
                     _mark_published(conn, goal_id, event_id)

@@ -4,7 +4,9 @@ from .bus import BusClient
 from .gateway import GatewayClient
 from .memory import MemoryClient
 from .registry import RegistryClient
+from .schedules import ScheduleClient
 from .tracker import TrackerClient
 from .webhooks import WebhooksClient
 
-__all__ = ["BusClient", "GatewayClient", "MemoryClient", "RegistryClient", "TrackerClient", "WebhooksClient"]
+__all__ = ["BusClient", "GatewayClient", "MemoryClient", "RegistryClient", "ScheduleClient", "TrackerClient",
+           "WebhooksClient"]
