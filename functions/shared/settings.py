@@ -23,6 +23,7 @@ from soorma.settings import (  # noqa: F401  (re-exported: the functions read th
     on_unless_off,
     positive_integer_or_none,
     text,
+    url,
 )
 
 
@@ -199,3 +200,9 @@ OPENAI_SEND_DIMENSIONS: Setting[bool] = Setting(
     default_doc="`true`")
 OPENAI_BATCH_SIZE: Setting[int] = Setting(
     "SOORMA_OPENAI_BATCH_SIZE", "`openai`: texts per request", positive_integer_or_none, 128)
+
+# ---------------------------------------------------------------------------------------------------- goal streams
+STREAM_CONNECTIONS_URL: Setting[str | None] = Setting(
+    "SOORMA_STREAM_CONNECTIONS_URL", "gateway, tracker: the WebSocket API's connection management endpoint "
+    "(`https://<api id>.execute-api.<region>.amazonaws.com/<stage>`; `soorma local` sets its own) the live goal "
+    "streams are pushed to; unset: nothing is pushed", url, None)
