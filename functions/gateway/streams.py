@@ -143,6 +143,10 @@ def push(db: Database, identity: Identity, goal_id: str, api: ConnectionsApi, *,
     gid = str(uuid.UUID(goal_id))
     sent = 0
     with db.transaction(identity) as conn:
+        if follow_after is None and connection_id is None and conn.execute(
+            "select 1 from gateway.stream_connections where goal_id = %s limit 1", (gid,)
+        ).fetchone() is None:
+            return 0  # the usual case for the tracker: nobody follows this goal (one indexed read)
         goal = conn.execute(
             "select status, result, error, event_seq from gateway.goals where goal_id = %s", (gid,)
         ).fetchone()

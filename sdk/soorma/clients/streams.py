@@ -26,8 +26,10 @@ log = logging.getLogger("soorma.clients.streams")
 #: The local stack's WebSocket path (functions/http_api.py STREAM_PATH; the SDK does not import the functions).
 LOCAL_STREAM_PATH = "/v1/stream"
 #: Seconds without a frame after which the client asks again (``follow`` with its cursor): it picks up anything a
-#: failed push left behind, and keeps the connection inside API Gateway's 10-minute idle timeout.
-IDLE_RESYNC_S = 120.0
+#: failed push left behind, and keeps the connection inside API Gateway's 10-minute idle timeout
+#: (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html). Not shorter: each resync reads the
+#: database, and Aurora pauses only after 5 idle minutes, so a follower of a quiet goal must not keep it awake.
+IDLE_RESYNC_S = 540.0
 #: Reconnect backoff: first pause and cap (seconds).
 BACKOFF_S, BACKOFF_MAX_S = 0.2, 10.0
 
