@@ -210,3 +210,33 @@ def test_a_handshake_without_a_valid_credential_is_refused(stack):
     with pytest.raises(PlatformError) as refused:
         asyncio.run(sdk_refused())
     assert refused.value.status == 403
+
+
+def test_the_connections_api_takes_only_the_stacks_signature(stack):
+    """Nobody but the platform functions (signing with the stack's access key) can push frames or close sockets."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    import httpx
+
+    with httpx.Client(base_url=stack["credentials"]["api_url"]) as api:
+        unsigned = api.post("/_ws/@connections/abc", content=b'{"type": "event"}')
+        assert unsigned.status_code == 403
+        assert unsigned.headers["x-amzn-errortype"] == "MissingAuthenticationTokenException"
+        with_api_key = api.post("/_ws/@connections/abc", content=b"x",
+                                headers={"Authorization": f"Bearer {stack['credentials']['api_key']}"})
+        assert with_api_key.status_code == 403  # an API key is not the stack's signature
+        browser = api.post("/_ws/@connections/abc", content=b"x", headers={"Origin": "https://evil.example"})
+        assert browser.status_code == 403
+    secrets = json.loads((stack["home"] / "secrets.json").read_text())
+
+    def management(key_id: str, secret: str):
+        return boto3.client("apigatewaymanagementapi", endpoint_url=stack["credentials"]["api_url"] + "/_ws",
+                            region_name="us-east-1", aws_access_key_id=key_id, aws_secret_access_key=secret)
+
+    with pytest.raises(ClientError) as forged:
+        management(secrets["aws_access_key_id"], "not-the-secret").post_to_connection(ConnectionId="abc", Data=b"x")
+    assert forged.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    signed = management(secrets["aws_access_key_id"], secrets["aws_secret_access_key"])
+    with pytest.raises(signed.exceptions.GoneException):
+        signed.post_to_connection(ConnectionId="no-such-connection", Data=b"x")
