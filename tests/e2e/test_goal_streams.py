@@ -215,9 +215,8 @@ def test_a_handshake_without_a_valid_credential_is_refused(stack):
 def test_the_connections_api_takes_only_the_stacks_signature(stack):
     """Nobody but the platform functions (signing with the stack's access key) can push frames or close sockets."""
     import boto3
-    from botocore.exceptions import ClientError
-
     import httpx
+    from botocore.exceptions import ClientError
 
     with httpx.Client(base_url=stack["credentials"]["api_url"]) as api:
         unsigned = api.post("/_ws/@connections/abc", content=b'{"type": "event"}')

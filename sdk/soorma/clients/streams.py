@@ -90,7 +90,7 @@ async def follow_goal(url: str, headers: Mapping[str, str], goal_id: str, *, aft
     request = {"action": "follow", "goal_id": goal_id}
     while True:
         try:
-            async with connect(url, additional_headers=dict(headers), open_timeout=10, max_size=2**20) as socket:
+            async with connect(url, additional_headers=dict(headers), open_timeout=30, max_size=2**20) as socket:
                 await socket.send(json.dumps({**request, "after": last}))
                 while True:
                     try:
