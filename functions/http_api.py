@@ -103,4 +103,16 @@ ROUTES: tuple[ApiRoute, ...] = (
     *_routes("protocols", "/.well-known/agent-card.json", method="GET", authorization=_PUBLIC),
 )
 
-__all__ = ["HTTP_FUNCTIONS", "ROUTES", "ApiRoute", "Authorization", "select_route"]
+
+#: The live goal streams' WebSocket API (docs/architecture.md "Goal streams"), read by the CDK WebSocket API
+#: (:mod:`soorma.infra.streams`) and the local API Gateway (:mod:`soorma.local.websocket`): API Gateway's route keys,
+#: picked by :data:`STREAM_ROUTE_SELECTION` (https://docs.aws.amazon.com/apigateway/latest/developerguide/
+#: websocket-api-develop-routes.html), every one served by :data:`STREAM_FUNCTION`; ``$connect`` runs the
+#: authorizer. Locally the API's own port serves it at :data:`STREAM_PATH`.
+STREAM_ROUTES: tuple[str, ...] = ("$connect", "$disconnect", "follow", "$default")
+STREAM_ROUTE_SELECTION = "$request.body.action"
+STREAM_FUNCTION = "gateway"
+STREAM_PATH = "/v1/stream"
+
+__all__ = ["HTTP_FUNCTIONS", "ROUTES", "STREAM_FUNCTION", "STREAM_PATH", "STREAM_ROUTES", "STREAM_ROUTE_SELECTION",
+           "ApiRoute", "Authorization", "select_route"]

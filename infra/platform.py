@@ -706,6 +706,13 @@ class SoormaPlatform(Construct):
 
         # ---------------------------------------------------------------------------------------------- HTTP API
         self._api(authorizer_cache_ttl, throttle_rate, throttle_burst)
+        # ---------------------------------------------------------------------------------------------- goal streams
+        # Only where the functions can reach the API's dual-stack @connections endpoint (soorma.infra.streams).
+        self.stream_stage: apigw.WebSocketStage | None = None
+        if ipv6:
+            from soorma.infra.streams import add_goal_streams
+
+            self.stream_stage = add_goal_streams(self, rate=throttle_rate, burst=throttle_burst)
 
         # ---------------------------------------------------------------------------------------------- webhooks
         self.webhook_sender: lambda_.Function | None = None

@@ -176,6 +176,11 @@ def build_app(stack: "LocalStack") -> Starlette:
         # Lambda's Invoke API (boto3 `lambda.invoke` with endpoint_url = the stack's URL and the stack's access key).
         credentials = LocalAwsCredentials(stack.secrets["aws_access_key_id"], stack.secrets["aws_secret_access_key"])
         routes.extend(create_lambda_api(stack.runtime, credentials=credentials).routes)
+        # The live goal streams' WebSocket API and its @connections API (soorma.local.websocket).
+        from soorma.local.websocket import LocalWebSocketApi
+
+        routes.extend(LocalWebSocketApi(stack.runtime, credentials=credentials, region=stack.runtime.settings.region,
+                                        function_names=lambda logical: function_names.get(logical, logical)).routes())
     except ImportError:  # the Invoke API is optional for the stack itself (it needs botocore)
         pass
     routes.append(Route("/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))

@@ -384,6 +384,14 @@ class LocalStack:
             "SOORMA_EMBEDDING_PROVIDER": settings.EMBEDDING_PROVIDER.get(),
             "HF_HUB_OFFLINE": "1",
         }
+        if logical in ("gateway", "tracker"):
+            # The live goal streams: they push frames through the local WebSocket API's @connections API, signed
+            # with the stack's access key (soorma.local.websocket), as the functions' role signs in AWS.
+            env.update({
+                "SOORMA_STREAM_CONNECTIONS_URL": f"{self.settings.api_url}/_ws",
+                "AWS_ACCESS_KEY_ID": self.secrets["aws_access_key_id"],
+                "AWS_SECRET_ACCESS_KEY": self.secrets["aws_secret_access_key"],
+            })
         if logical == "memory":
             env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "2")
         if logical == "protocols":
@@ -395,8 +403,6 @@ class LocalStack:
                     "SOORMA_SNS_TOPIC_ARN": self.sns_topic_arn,
                     "AWS_ENDPOINT_URL": self.aws_endpoint_url,
                     "AWS_DEFAULT_REGION": "us-east-1",
-                    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
-                    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
                 })
         if logical == "dead-letters":  # it reads and writes the queues on moto, and nothing else
             env = {k: v for k, v in env.items() if k in ("POWERTOOLS_SERVICE_NAME",)}

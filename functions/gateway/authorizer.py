@@ -119,6 +119,28 @@ def authorize(
     return {"isAuthorized": True, "context": identity.as_context()}
 
 
+def websocket_answer(event: Mapping[str, Any], simple: Mapping[str, Any]) -> dict[str, Any]:
+    """The WebSocket API's form of a simple answer: a REQUEST authorizer on ``$connect`` must return an IAM policy
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html and
+    .../api-gateway-lambda-authorizer-output.html): ``Allow`` or ``Deny`` of ``execute-api:Invoke`` on the event's
+    ``methodArn``, the principal, and the same ``context``, which API Gateway then passes to every route of the
+    connection at ``requestContext.authorizer``. A denied handshake is answered 403."""
+    allowed = simple.get("isAuthorized") is True
+    context = dict(simple.get("context") or {})
+    statement = {"Action": "execute-api:Invoke", "Effect": "Allow" if allowed else "Deny",
+                 "Resource": event.get("methodArn", "*")}
+    answer: dict[str, Any] = {"principalId": context.get("principal_id") or "anonymous",
+                              "policyDocument": {"Version": "2012-10-17", "Statement": [statement]}}
+    if allowed:
+        answer["context"] = context
+    return answer
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point (connects as ``soorma_app`` from ``SOORMA_APP_DATABASE_URL``)."""
-    return authorize(event, database_from_env())
+    """Lambda entry point (connects as ``soorma_app`` from ``SOORMA_APP_DATABASE_URL``): the HTTP API's simple
+    answer, or for the live goal streams' WebSocket ``$connect`` (an event with ``methodArn``) its IAM policy
+    answer (:func:`websocket_answer`)."""
+    answer = authorize(event, database_from_env())
+    if "methodArn" in event:
+        return websocket_answer(event, answer)
+    return answer

@@ -6,14 +6,18 @@
 
 EventBridge Scheduler's firing input (``{"soorma_fire_timers": true}``) goes to
 :func:`soorma.functions.scheduler.handler.fire_timers` instead of the HTTP app.
+The same entry point serves the live goal streams' WebSocket API events (:mod:`soorma.functions.gateway.streams`),
+which carry no HTTP request for the FastAPI app.
 """
 
 from typing import Any
 
 from fastapi import FastAPI
 
+from soorma.functions.gateway import streams
 from soorma.functions.gateway.app import create_app
 from soorma.functions.scheduler.handler import fire_timers, is_firing
+from soorma.functions.shared.db import database_from_env
 from soorma.functions.shared.service import lazy_mangum_handler
 
 
@@ -24,14 +28,18 @@ def warm(app: FastAPI) -> None:
         prewarm()
 
 
-_api = lazy_mangum_handler(create_app, warm=warm)
+http_handler = lazy_mangum_handler(create_app, warm=warm)
 
 
-def handler(event: Any, context: Any) -> dict[str, Any]:
-    """Lambda entry point: an HTTP API request (payload format 2.0) to the FastAPI app, or the scheduler's firing."""
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point: EventBridge Scheduler's firing input to the scheduler, a WebSocket API event to
+    :func:`soorma.functions.gateway.streams.handle_event`, anything else (an HTTP API request, payload format 2.0) to
+    the FastAPI app."""
     if is_firing(event):
         return fire_timers(event, context)
-    return _api(event, context)
+    if streams.is_websocket_event(event):
+        return streams.handle_event(event, database_from_env())
+    return http_handler(event, context)
 
 
-handler.prewarm = _api.prewarm  # type: ignore[attr-defined]  # soorma.infra.runtime.boot.prepare_snapshot calls it
+handler.prewarm = http_handler.prewarm  # type: ignore[attr-defined]  # SnapStart (soorma.infra.runtime.boot)

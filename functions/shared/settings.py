@@ -24,6 +24,7 @@ from soorma.settings import (  # noqa: F401  (re-exported: the functions read th
     on_unless_off,
     positive_integer_or_none,
     text,
+    url,
 )
 
 
@@ -256,3 +257,10 @@ WEBHOOK_CONTROL_QUEUE_URL: Setting[str | None] = Setting(
     "SOORMA_WEBHOOK_CONTROL_QUEUE_URL", "webhooks in AWS (set by the CDK app): the SQS queue of attempt outcomes and "
     "wake-ups, read by the webhooks function in the VPC; unset (the local stack) the sender is woken by `NOTIFY`",
     text, None)
+
+
+# ---------------------------------------------------------------------------------------------------- goal streams
+STREAM_CONNECTIONS_URL: Setting[str | None] = Setting(
+    "SOORMA_STREAM_CONNECTIONS_URL", "gateway, tracker: the WebSocket API's connection management endpoint "
+    "(`https://<api id>.execute-api.<region>.amazonaws.com/<stage>`; `soorma local` sets its own) the live goal "
+    "streams are pushed to; unset: nothing is pushed", url, None)

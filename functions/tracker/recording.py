@@ -21,7 +21,9 @@ tenant's rows):
   acknowledgement never came and the client sent no Idempotency-Key (``failed_by_platform``; issue 12, finding 4);
 * a goal notice (:mod:`soorma.goal_notices`): :data:`~soorma.goal_notices.DEAD_LETTERED` ends a running goal
   ``failed`` with the dead letter's reason and remembers the dead letter; :data:`~soorma.goal_notices.REPLAYED`
-  forgets it, and a goal that a dead letter failed is ``running`` again once none is left.
+  forgets it, and a goal that a dead letter failed is ``running`` again once none is left;
+* each recorded event of a goal takes the next number of that goal's stream (``seq``), and after the batch the
+  goal's live stream followers are sent what they have not seen (:func:`soorma.functions.gateway.streams.push`).
 
 A malformed envelope, or one PostgreSQL cannot store, is logged and reported processed (retrying cannot help);
 database outages raise, so the record is reported in ``batchItemFailures`` and redelivered; when the database is
@@ -105,6 +107,24 @@ def _error_text(data: dict[str, Any]) -> str | None:
     return error if isinstance(error, str) else json.dumps(error, default=str)
 
 
+def _identity(envelope: EventEnvelope) -> Identity:
+    """The identity the tracker records an event under: the envelope's own."""
+    return Identity(
+        platform_tenant_id=str(envelope.platform_tenant_id),
+        service_tenant_id=str(envelope.tenant_id),
+        service_user_id=str(envelope.user_id),
+        principal_id="soorma-tracker",
+        role="agent",
+    )
+
+
+def _goal_uuid(goal_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(goal_id)
+    except ValueError:
+        return None
+
+
 def record_envelope(db: Database, envelope: EventEnvelope) -> str:
     """Record one event; returns ``"recorded"``, ``"duplicate"`` or ``"ignored"`` (see the module docstring)."""
     if not envelope.goal_id:
@@ -112,13 +132,7 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
     if not (envelope.platform_tenant_id and envelope.tenant_id and envelope.user_id):
         logger.warning("event %s of goal %s lacks tenant identity; not recorded", envelope.id, envelope.goal_id)
         return IGNORED
-    identity = Identity(
-        platform_tenant_id=envelope.platform_tenant_id,
-        service_tenant_id=envelope.tenant_id,
-        service_user_id=envelope.user_id,
-        principal_id="soorma-tracker",
-        role="agent",
-    )
+    identity = _identity(envelope)
     data = _clean(envelope.data or {})
     topic = envelope.topic.value if hasattr(envelope.topic, "value") else str(envelope.topic)
     when = _time(envelope.time)
@@ -127,14 +141,18 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
     source = _clean(envelope.source)
     try:
         with db.transaction(identity) as conn:
+            # The event's number in its goal's stream (migration 0020): taking it locks the goal's row until this
+            # transaction commits, so one goal's events commit in the order of their numbers.
             inserted = conn.execute(
-                "insert into gateway.goal_events (platform_tenant_id, service_tenant_id, service_user_id, event_id,"
-                " goal_id, type, topic, correlation_id, parent_event_id, source, time, data_summary)"
-                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                "with numbered as (update gateway.goals set event_seq = event_seq + 1 where goal_id = %s"
+                " returning event_seq)"
+                " insert into gateway.goal_events (platform_tenant_id, service_tenant_id, service_user_id, event_id,"
+                " goal_id, type, topic, correlation_id, parent_event_id, source, time, data_summary, seq)"
+                " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, (select event_seq from numbered))"
                 " on conflict do nothing returning event_id",
-                (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, event_id,
-                 goal_id, etype, topic, correlation_id, _clean(envelope.parent_event_id), source, when,
-                 Jsonb(summarize(data))),
+                (_goal_uuid(goal_id), identity.platform_tenant_id, identity.service_tenant_id,
+                 identity.service_user_id, event_id, goal_id, etype, topic, correlation_id,
+                 _clean(envelope.parent_event_id), source, when, Jsonb(summarize(data))),
             ).fetchone()
             if inserted is None:
                 return DUPLICATE
@@ -290,8 +308,17 @@ def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> d
             logger.warning("message %s is not an event envelope, skipped: %s", record.message_id,
                            str(exc).splitlines()[0])
             return IGNORED
-        return record_envelope(db, envelope)
+        outcome = record_envelope(db, envelope)
+        if outcome == RECORDED:
+            recorded.append((_identity(envelope), str(envelope.goal_id)))
+        return outcome
 
+    recorded: list[tuple[Identity, str]] = []
     response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                         context=context)
+    if recorded:
+        # The live goal streams: imported only when a batch recorded something (boto3 is loaded on first push).
+        from soorma.functions.gateway.streams import push_recorded
+
+        push_recorded(db, recorded)
     return with_retry_later(dict(response), retry_later)

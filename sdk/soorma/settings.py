@@ -206,6 +206,10 @@ TRACKER_URL: Setting[str | None] = Setting(
 TRACKER_SERVICE_URL: Setting[str | None] = Setting(
     "SOORMA_TRACKER_SERVICE_URL", "soorma-core's older name for `SOORMA_TRACKER_URL` (used when that is unset)", url,
     None)
+STREAM_URL: Setting[str | None] = Setting(
+    "SOORMA_STREAM_URL", "the live goal streams' WebSocket URL (`wss://<api id>.execute-api.<region>.amazonaws.com/"
+    "<stage>` on AWS: the stack's output `StreamUrl`)", url, None,
+    default_doc="`SOORMA_API_URL` as `ws(s)://…/v1/stream` (the local stack's)")
 HTTP_TIMEOUT: Setting[float] = Setting(
     "SOORMA_HTTP_TIMEOUT", "seconds per HTTP request of the SDK's platform clients", number, DEFAULT_TIMEOUT)
 HOME: Setting[str | None] = Setting(

@@ -535,10 +535,17 @@ def test_http_api_routes_and_authorizer(synth):
         "EnableSimpleResponses": True,
         "AuthorizerResultTtlInSeconds": 300,
     })
-    (authorizer,) = synth.of_type("AWS::ApiGatewayV2::Authorizer").values()
+    # the HTTP API's (the live goal streams' WebSocket API is checked in tests/infra/test_streams.py)
+    (http_api,) = [k for k, v in synth.of_type("AWS::ApiGatewayV2::Api").items()
+                   if v["Properties"].get("ProtocolType") == "HTTP"]
+
+    def of_http_api(kind: str) -> list[dict]:
+        return [v for v in synth.of_type(kind).values() if v["Properties"]["ApiId"] == {"Ref": http_api}]
+
+    (authorizer,) = of_http_api("AWS::ApiGatewayV2::Authorizer")
     # cached keyed on the credential alone: the service tenant/user headers are applied by the functions
     assert authorizer["Properties"]["IdentitySource"] == ["$request.header.Authorization"]
-    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()}
+    routes = {r["Properties"]["RouteKey"]: r["Properties"] for r in of_http_api("AWS::ApiGatewayV2::Route")}
     # the route table is the one source (soorma.functions.http_api; test_routes.py checks the integrations)
     assert {route.key for route in ROUTES} == set(routes)
     public = {route.key for route in ROUTES if route.public}
@@ -548,7 +555,7 @@ def test_http_api_routes_and_authorizer(synth):
         assert props.get("AuthorizationType", "NONE") == expected, key
         if expected == "CUSTOM":
             assert props["AuthorizerId"], key
-    (stage,) = synth.of_type("AWS::ApiGatewayV2::Stage").values()
+    (stage,) = of_http_api("AWS::ApiGatewayV2::Stage")
     assert stage["Properties"]["AccessLogSettings"]["DestinationArn"]
     assert stage["Properties"]["DefaultRouteSettings"]["ThrottlingRateLimit"] > 0
 

@@ -90,9 +90,10 @@ def _dangling(root: Path, imports: dict[str, set[str]]) -> dict[str, set[str]]:
 #: What the agents' ``sdk`` layer may import from outside the standard library. Each is in layer "sdk"
 #: (layers/sdk.txt) or the Lambda runtime (boto3), or optional: nats (``agent.run()``), jsonschema
 #: (``Tool.on_invoke(response_schema=...)``), snapshot_restore_py (Lambda SnapStart's runtime hooks), mcp with its
-#: mcp_types and httpx2 (``context.mcp(url)``, the ``mcp`` extra).
+#: mcp_types and httpx2 (``context.mcp(url)``, the ``mcp`` extra), websockets (``GatewayClient.follow_goal``, the
+#: ``stream`` extra).
 SDK_LAYER_IMPORTS = {"aws_lambda_powertools", "boto3", "httpx", "httpx2", "jsonschema", "mcp", "mcp_types", "nats",
-                     "pydantic", "snapshot_restore_py"}
+                     "pydantic", "snapshot_restore_py", "websockets"}
 
 #: What the NATS bridge's bundle may import: the SDK's, psycopg for its route reader, botocore for its Lambda client.
 BRIDGE_IMPORTS = SDK_LAYER_IMPORTS | {"botocore", "psycopg", "psycopg_pool"}

@@ -1,4 +1,5 @@
-"""``soorma goal submit|status``: submit a goal and read it back, through the SDK's :class:`GatewayClient`.
+"""``soorma goal submit|status|follow``: submit a goal, read it back and follow it live, through the SDK's
+:class:`GatewayClient` (``follow`` and ``submit --follow``: its live goal stream, :meth:`GatewayClient.follow_goal`).
 
 The endpoint and key are the SDK's :class:`~soorma.settings.Settings` (``SOORMA_API_URL`` / ``SOORMA_API_KEY``, else
 the local stack's ``.soorma/credentials.json``).
@@ -13,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
 from soorma.cli._output import (
     EXIT_USAGE,
@@ -23,6 +26,7 @@ from soorma.cli._output import (
     warn,
 )
 from soorma.clients.gateway import GatewayClient
+from soorma.clients.streams import GoalStreamEnd, GoalStreamEvent
 from soorma.errors import PlatformConnectionError, PlatformError
 from soorma.models import GoalStatus
 from soorma.settings import Settings
@@ -100,11 +104,18 @@ def submit(
     session_id: Annotated[str | None, typer.Option("--session", help="Session the goal belongs to")] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the submitted goal ({goal_id, status, goal_type}) as JSON, not only its id")] = False,
+    follow_: Annotated[bool, typer.Option(
+        "--follow", "-f", help="Print the goal's events live until it ends (exit 1 if it did not complete)")] = False,
 ) -> None:
-    """Submit a goal; prints its id, and with --wait the final goal as JSON (exit 1 if it failed or timed out)."""
+    """Submit a goal; prints its id, with --follow its events as they happen, and with --wait the final goal as JSON
+    (exit 1 if it failed or timed out)."""
     settings = _settings()
     submitted = _call(settings, lambda client: client.submit_goal(goal_type, data, session_id))
     goal_id = str(submitted["goal_id"])
+    if follow_:
+        progress(f"goal {goal_id} submitted; following it")
+        _follow(settings, goal_id, after=0, as_json=as_json)
+        return
     if not wait:
         if as_json:
             print_json(submitted)
@@ -134,3 +145,57 @@ def status(goal_id: Annotated[str, typer.Argument(help="The goal id printed by `
     if goal is None:
         fail(f"HTTP 404: goal {goal_id} not found")
     print_json(_goal_json(goal))
+
+
+def _show(item: GoalStreamEvent | GoalStreamEnd) -> None:
+    """One streamed item as a line on stdout: the seq, time, event type, source and a short data summary."""
+    console = Console(highlight=False, soft_wrap=True)
+    if isinstance(item, GoalStreamEnd):
+        style = "green" if item.status == "completed" else "red"
+        text = Text(f"goal {item.status}", style=f"bold {style}")
+        if item.error:
+            text.append(f": {item.error}")
+        console.print(text)
+        return
+    event = item.event
+    data = json.dumps(event.get("data"), default=str, separators=(",", ":"))
+    line = Text(f"{item.seq:>4} ", style="dim")
+    line.append(str(event.get("time", ""))[11:23] + " ", style="dim")
+    line.append(str(event.get("type")), style="bold cyan")
+    line.append(f"  {event.get('source') or ''}  ", style="magenta")
+    line.append(data if len(data) <= 160 else data[:157] + "...")
+    console.print(line)
+
+
+def _follow(settings: Settings, goal_id: str, *, after: int, as_json: bool) -> None:
+    """Print the goal's stream until its end; exit 1 unless it completed."""
+
+    async def stream(client: GatewayClient) -> GoalStreamEnd | None:
+        end = None
+        # Read to the generator's own end (it returns right after the end frame), so its socket closes there.
+        async for item in client.follow_goal(goal_id, after=after, max_reconnects=10):
+            if as_json:
+                typer.echo(json.dumps({"type": item.kind, **item.model_dump(mode="json", exclude={"kind"})}))
+            else:
+                _show(item)
+            if isinstance(item, GoalStreamEnd):
+                end = item
+        return end
+
+    try:
+        end = _call(settings, stream)
+    except ImportError:
+        fail("following a goal needs the websockets package: pip install 'soorma[stream]'", code=EXIT_USAGE)
+    if end is None or end.status != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def follow(
+    goal_id: Annotated[str, typer.Argument(help="The goal id printed by `soorma goal submit`")],
+    after: Annotated[int, typer.Option("--after", min=0, help="Start after this event number (seq)")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print each frame as a JSON line")] = False,
+) -> None:
+    """Print the goal's events live, from the first (or after --after) until it ends, reconnecting by itself
+    (exit 1 if it did not complete)."""
+    _follow(_settings(), goal_id, after=after, as_json=as_json)

@@ -1,7 +1,7 @@
 """Gateway client: goals (submit, list, follow, cancel, trace), sessions, and API keys.
 
 ``POST /v1/goals``, ``GET /v1/goals``, ``GET /v1/goals/{goal_id}[?wait=]``, ``POST /v1/goals/{goal_id}/cancel``,
-``GET /v1/goals/{goal_id}/events``, ``/v1/sessions…``, ``/v1/api-keys…`` (docs/architecture.md "Gateway").
+``GET /v1/goals/{goal_id}/events``, the live goal stream (WebSocket, :mod:`soorma.clients.streams`), ``/v1/sessions…``, ``/v1/api-keys…`` (docs/architecture.md "Gateway").
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Any, AsyncIterator, Mapping
 from urllib.parse import quote
 
 from ..models import GoalStatus
+from . import streams
 from ._http import HttpClient, json_object, snake_keys
+from .streams import GoalStreamEnd, GoalStreamEvent
 
 FINAL_STATUSES = ("completed", "failed", "cancelled")
 #: The gateway long-polls at most this long per request (``GET /v1/goals/{id}?wait=``).
@@ -120,6 +122,21 @@ class GatewayClient(HttpClient):
             cursor = page.get("next_cursor")
             if not cursor:
                 return events
+
+    async def follow_goal(
+        self, goal_id: str, *, after: int = 0, stream_url: str | None = None, max_reconnects: int | None = None,
+    ) -> AsyncIterator[GoalStreamEvent | GoalStreamEnd]:
+        """Follow the goal live: ``async for item in client.follow_goal(goal_id)`` yields each recorded event
+        (:class:`~soorma.clients.streams.GoalStreamEvent`, in order, once) as the tracker records it, then a
+        :class:`~soorma.clients.streams.GoalStreamEnd` with the goal's status and result. Reconnects and resumes
+        from the last event by itself (:func:`soorma.clients.streams.follow_goal`); ``after``: start after that
+        ``seq``; ``stream_url``: the WebSocket URL (default ``SOORMA_STREAM_URL``, else this client's URL as
+        ``ws(s)://…/v1/stream``). Raises :class:`~soorma.errors.PlatformError` 404 for a goal the caller cannot
+        see, 400 for a bad cursor, 401/403 for a refused credential. Needs ``soorma[stream]``."""
+        url = streams.stream_url(self.base_url, stream_url)
+        async for item in streams.follow_goal(url, await self._auth_headers(), goal_id, after=after,
+                                              max_reconnects=max_reconnects):
+            yield item
 
     # -- sessions ------------------------------------------------------------------------------------------------------
     async def create_session(

@@ -1,0 +1,130 @@
+"""The live goal stream client: :func:`follow_goal` (``GatewayClient.follow_goal``) follows a goal over the platform's
+WebSocket API and yields its events as they are recorded, reconnecting and resuming from the last event by itself.
+
+The protocol is docs/architecture.md "Goal streams": after the handshake (``Authorization: Bearer <key>``) the
+client sends ``{"action": "follow", "goal_id": ..., "after": <last seq seen>}`` and receives a ``following`` frame,
+then ``event`` frames in ``seq`` order, then an ``end`` frame once the goal has ended; ``error`` frames answer a bad
+request. Needs the ``websockets`` package (extra ``soorma[stream]``; https://websockets.readthedocs.io).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel
+
+from ..errors import PlatformError
+from ..settings import STREAM_URL
+
+log = logging.getLogger("soorma.clients.streams")
+
+#: The local stack's WebSocket path (functions/http_api.py STREAM_PATH; the SDK does not import the functions).
+LOCAL_STREAM_PATH = "/v1/stream"
+#: Seconds without a frame after which the client asks again (``follow`` with its cursor): it picks up anything a
+#: failed push left behind, and keeps the connection inside API Gateway's 10-minute idle timeout
+#: (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html). Not shorter: each resync reads the
+#: database, and Aurora pauses only after 5 idle minutes, so a follower of a quiet goal must not keep it awake.
+IDLE_RESYNC_S = 540.0
+#: Reconnect backoff: first pause and cap (seconds).
+BACKOFF_S, BACKOFF_MAX_S = 0.2, 10.0
+
+
+class GoalStreamEvent(BaseModel):
+    """One recorded event of the goal: ``seq`` its number in the goal's stream (the resume cursor), ``event`` the
+    recorded event (``event_id``, ``type``, ``topic``, ``correlation_id``, ``parent_event_id``, ``source``,
+    ``time``, ``data``), ``recorded_at`` when the tracker recorded it (ISO 8601)."""
+
+    kind: Literal["event"] = "event"
+    goal_id: str
+    seq: int
+    recorded_at: str | None = None
+    event: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(self.event.get("type", ""))
+
+
+class GoalStreamEnd(BaseModel):
+    """The goal has ended and every event was sent: its ``status`` (``completed``, ``failed``, ``cancelled``),
+    ``result`` and ``error``; the last item a follow yields."""
+
+    kind: Literal["end"] = "end"
+    goal_id: str
+    status: str
+    result: Any = None
+    error: str | None = None
+    last_seq: int = 0
+
+
+def stream_url(api_url: str, explicit: str | None = None) -> str:
+    """The WebSocket URL: ``explicit``, else ``SOORMA_STREAM_URL``, else the API URL as ``ws(s)://…/v1/stream``
+    (the local stack serves it on its own port)."""
+    chosen = explicit or STREAM_URL.get()
+    if chosen:
+        return chosen
+    parts = urlsplit(api_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + LOCAL_STREAM_PATH, "", ""))
+
+
+async def follow_goal(url: str, headers: Mapping[str, str], goal_id: str, *, after: int = 0,
+                      idle_resync_s: float = IDLE_RESYNC_S, max_reconnects: int | None = None,
+                      ) -> AsyncIterator[GoalStreamEvent | GoalStreamEnd]:
+    """Yield the goal's events after ``after`` (0: all), each once and in order, then its :class:`GoalStreamEnd`.
+
+    A lost connection (network, server restart, API Gateway's 2-hour connection limit) is reopened with growing
+    pauses and the follow resumed from the last ``seq`` yielded, so a follow has no time limit; ``max_reconnects``
+    bounds consecutive failed attempts (``None``: no bound). Raises :class:`~soorma.errors.PlatformError` for a
+    refused handshake (401/403) or an ``error`` frame (404 unknown goal, 400 bad cursor; ``status`` as on the HTTP
+    API)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus, WebSocketException
+
+    last, failures = after, 0
+    request = {"action": "follow", "goal_id": goal_id}
+    while True:
+        try:
+            async with connect(url, additional_headers=dict(headers), open_timeout=30, max_size=2**20) as socket:
+                await socket.send(json.dumps({**request, "after": last}))
+                while True:
+                    try:
+                        raw = await asyncio.wait_for(socket.recv(), idle_resync_s)
+                    except TimeoutError:
+                        await socket.send(json.dumps({**request, "after": last}))
+                        continue
+                    frame = json.loads(raw)
+                    kind = frame.get("type")
+                    if kind == "following":
+                        failures = 0
+                    elif kind == "event":
+                        if int(frame["seq"]) <= last:
+                            continue  # sent again after a resync: already yielded
+                        item = GoalStreamEvent.model_validate(frame)
+                        last = item.seq
+                        yield item
+                    elif kind == "end":
+                        yield GoalStreamEnd.model_validate(frame)
+                        return
+                    elif kind == "error":
+                        raise PlatformError(int(frame.get("status") or 400), frame.get("message"), method="WS",
+                                            url=url)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status < 500 and status != 429:
+                raise PlatformError(status, "the stream's handshake was refused", method="WS", url=url) from None
+            failures += 1
+            reason: str = f"handshake answered {status}"
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            failures += 1
+            reason = f"{type(exc).__name__}: {exc}"
+        if max_reconnects is not None and failures > max_reconnects:
+            raise PlatformError(0, f"the goal stream could not be resumed: {reason}", method="WS", url=url)
+        pause = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** max(0, failures - 1))
+        log.info("goal %s: stream lost (%s); resuming after seq %s in %.1f s", goal_id, reason, last, pause)
+        await asyncio.sleep(pause)
