@@ -23,7 +23,14 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
 * ``POST /v1/goals/{goal_id}/cancel`` ``{reason?}`` → the cancelled goal; publishes ``soorma.goal.cancel`` on
   ``system-events``. 409 when the goal already ended.
 * ``GET /v1/goals/{goal_id}/events?limit=&cursor=`` → every recorded event of the goal's trace, in order.
-* ``POST /v1/sessions``, ``GET /v1/sessions``, ``GET /v1/sessions/{session_id}`` — sessions group goals.
+* ``GET /v1/goals/{goal_id}/input?status=`` → ``{goal_id, input_requests}``; ``POST
+  /v1/goals/{goal_id}/input/{request_id}`` ``{answer}`` → the answered request: 422 naming the schema error, 409 when
+  no longer pending (:mod:`soorma.functions.gateway.inputs`). A goal whose agents wait for answers is
+  ``input-required``.
+* ``POST /v1/sessions`` ``{session_id?, metadata?, multitask_strategy?}``, ``GET /v1/sessions``, ``GET
+  /v1/sessions/{session_id}`` — sessions group goals; a goal for a session with an active goal meets the session's
+  double-texting policy (``reject`` 409, ``enqueue`` → ``queued``, ``interrupt``, ``rollback``;
+  ``POST /v1/goals`` ``multitask_strategy`` overrides it; :mod:`soorma.functions.gateway.sessions`).
 * ``POST /v1/events/publish`` ``{"event": envelope}`` → ``{success, event_id, message, duplicate}``; ``duplicate:
   true`` (message "Duplicate event: ...") when JetStream already held this platform tenant's event id inside its
   duplicate window and stored nothing new (the message id is ``<platform tenant>:<event id>``, so another tenant's
@@ -48,7 +55,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse
 
 from soorma.events import EventTopic
-from soorma.functions.gateway import a2a, admin, chat, mcp, policy as policies
+from soorma.functions.gateway import a2a, admin, chat, inputs, mcp, policy as policies
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
     MAX_WAIT_S,
@@ -56,6 +63,7 @@ from soorma.functions.gateway.goals import (
     Goals,
     create_session,
     get_session,
+    goal_uuid,
     list_sessions,
 )
 from soorma.functions.gateway.models import (
@@ -65,6 +73,9 @@ from soorma.functions.gateway.models import (
     GoalEvents,
     GoalList,
     GoalRequest,
+    InputAnswerBody,
+    InputRequest,
+    InputRequests,
     Published,
     PublishRequest,
     Session,
@@ -121,7 +132,8 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     ):
         """Submit a goal: it is recorded ``pending``, its action request is published, and it is ``running`` once the
         event bus acknowledged it; otherwise 503 with ``Retry-After`` (retry with the same Idempotency-Key)."""
-        submitted = goals.submit(identity, body.goal_type, body.data, body.session_id, idempotency_key)
+        submitted = goals.submit(identity, body.goal_type, body.data, body.session_id, idempotency_key,
+                                 multitask_strategy=body.multitask_strategy)
         if submitted.error_status is not None:
             headers = {"Retry-After": str(submitted.retry_after_s)} if submitted.retry_after_s else {}
             return JSONResponse({"detail": submitted.error, "goal_id": submitted.goal_id, "status": submitted.status},
@@ -131,7 +143,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
 
     @app.get("/v1/goals", response_model=GoalList, tags=["goals"])
     def list_goals(
-        status: str | None = Query(None, pattern="^(pending|running|completed|failed|cancelled)$"),
+        status: str | None = Query(None, pattern="^(queued|pending|running|input-required|completed|failed|cancelled)$"),
         session_id: str | None = Query(None, min_length=1, max_length=255),
         goal_type: str | None = Query(None, min_length=1, max_length=200),
         limit: int = Query(20, ge=1, le=100),
@@ -157,6 +169,23 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         """Cancel a running goal and tell its agents (``soorma.goal.cancel`` on ``system-events``)."""
         return goals.cancel(identity, goal_id, body.reason if body else None)
 
+    @app.get("/v1/goals/{goal_id}/input", response_model=InputRequests, tags=["goals"])
+    def goal_input_requests(
+        goal_id: str,
+        status: str | None = Query(None, pattern="^(pending|answered|timed-out|cancelled)$"),
+        identity: Identity = Depends(current_identity),
+    ):
+        """The goal's input requests (human in the loop), oldest first; ``status=pending`` for those awaiting an
+        answer."""
+        return inputs.goal_requests(db, identity, goal_uuid(goal_id), status)
+
+    @app.post("/v1/goals/{goal_id}/input/{request_id}", response_model=InputRequest, tags=["goals"])
+    def answer_input_request(goal_id: str, request_id: str, body: InputAnswerBody,
+                             identity: Identity = Depends(current_identity)):
+        """Answer one input request: the answer is checked against the request's JSON Schema (422 naming the
+        error), recorded, and delivered to the agent that asked, which resumes; 409 when it is no longer pending."""
+        return inputs.answer_request(db, publisher, identity, goal_uuid(goal_id), request_id, body.answer)
+
     @app.get("/v1/goals/{goal_id}/events", response_model=GoalEvents, tags=["goals"])
     def goal_events(
         goal_id: str,
@@ -171,7 +200,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     def new_session(body: SessionRequest | None = Body(None), identity: Identity = Depends(current_identity)):
         """Create a session (an id of your own, or a generated one); 409 when the id exists."""
         body = body or SessionRequest()
-        return create_session(db, identity, body.session_id, body.metadata)
+        return create_session(db, identity, body.session_id, body.metadata, body.multitask_strategy)
 
     @app.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
     def sessions(

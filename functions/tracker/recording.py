@@ -49,6 +49,7 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from soorma.events import EventEnvelope, EventTopic
+from soorma.functions.shared import inputs, sessions
 from soorma.functions.shared.db import Database, DatabaseUnavailable, is_unavailable
 from soorma.functions.shared.settings import DB_RETRY_AFTER_S
 from soorma.goal_notices import DEAD_LETTERED, NOTICE_TYPES, SOURCE as NOTICE_SOURCE, describe as describe_dead_letter
@@ -104,8 +105,24 @@ def _error_text(data: dict[str, Any]) -> str | None:
     return error if isinstance(error, str) else json.dumps(error, default=str)
 
 
-def record_envelope(db: Database, envelope: EventEnvelope) -> str:
-    """Record one event; returns ``"recorded"``, ``"duplicate"`` or ``"ignored"`` (see the module docstring)."""
+_publisher: Any = None
+
+
+def default_publisher() -> Any:
+    """The event publisher the tracker starts a session's queued goals with (the transport
+    ``SOORMA_EVENT_TRANSPORT`` names, as the gateway's), made on first use: most batches never need it."""
+    global _publisher
+    if _publisher is None:
+        from soorma.functions.gateway.publisher import publisher_from_env
+
+        _publisher = publisher_from_env()
+    return _publisher
+
+
+def record_envelope(db: Database, envelope: EventEnvelope, publisher: Any = None) -> str:
+    """Record one event; returns ``"recorded"``, ``"duplicate"`` or ``"ignored"`` (see the module docstring).
+    ``publisher``: what publishes a session's next queued goal when this event ends the running one (default
+    :func:`default_publisher`)."""
     if not envelope.goal_id:
         return IGNORED
     if not (envelope.platform_tenant_id and envelope.tenant_id and envelope.user_id):
@@ -137,6 +154,13 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
             ).fetchone()
             if inserted is None:
                 return DUPLICATE
+            if etype in inputs.INPUT_EVENTS:
+                # The input protocol's events are no tasks of their own (they share the asking task's correlation id).
+                if etype == inputs.INPUT_REQUESTED_EVENT and topic == EventTopic.TASK_EVENTS.value:
+                    inputs.record_request(conn, identity, envelope, data, when)
+                elif etype == inputs.INPUT_TIMEOUT_EVENT:
+                    inputs.record_timeout(conn, data, goal_id, when)
+                return RECORDED
             if correlation_id and topic == EventTopic.ACTION_REQUESTS.value:
                 if correlation_id == goal_id:
                     _mark_published(conn, goal_id, event_id)
@@ -170,7 +194,8 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
                 _apply_notice(conn, goal_id, etype, data, when)
                 return RECORDED
             if correlation_id:
-                _maybe_complete_goal(conn, correlation_id, etype, data, when)
+                _maybe_complete_goal(conn, identity, correlation_id, etype, data, when,
+                                     lambda queued: (publisher or default_publisher()).publish(queued))
     except psycopg.DataError as exc:
         logger.error("event %s cannot be stored, skipped: %s", envelope.id, exc)
         return IGNORED
@@ -210,20 +235,39 @@ def _mark_published(conn, goal_id: str, event_id: str) -> None:
     )
 
 
-def _maybe_complete_goal(conn, correlation_id: str, etype: str, data: dict[str, Any], when: datetime) -> None:
+def _maybe_complete_goal(conn, identity: Identity, correlation_id: str, etype: str, data: dict[str, Any],
+                         when: datetime, publish: Any) -> None:
+    """End the goal ``correlation_id`` names when ``etype`` is its response event (see the module docstring); then
+    its pending input requests are cancelled and its session's next queued goal is started
+    (:func:`soorma.functions.shared.sessions.start_next_queued`, which calls ``publish(envelope)``).
+    The session is locked before the goal, the order every session path takes."""
     try:
         goal_uuid = uuid.UUID(correlation_id)
     except ValueError:
         return
+    found = conn.execute(
+        "select session_id from gateway.goals where goal_id = %s and response_event = %s", (goal_uuid, etype)
+    ).fetchone()
+    if found is None:
+        return
+    session_id = found["session_id"]
+    if session_id:
+        sessions.lock_session(conn, session_id)
     failed = is_failure(data)
-    conn.execute(
+    ended = conn.execute(
         "update gateway.goals set status = %s, result = %s, error = %s, completed_at = %s,"
         " failed_by_platform = false"
         " where goal_id = %s and response_event = %s"
-        "   and (status in ('running', 'pending') or (status = 'failed' and failed_by_platform))",
+        "   and (status in ('running', 'pending', 'input-required') or (status = 'failed' and failed_by_platform))"
+        " returning goal_id",
         ("failed" if failed else "completed", Jsonb(data), _error_text(data) if failed else None,
          when, goal_uuid, etype),
-    )
+    ).fetchone()
+    if ended is None:
+        return
+    inputs.cancel_pending(conn, identity, str(goal_uuid))
+    if session_id:
+        sessions.start_next_queued(conn, identity, session_id, publish)
 
 
 def _apply_notice(conn, goal_id: str, etype: str, data: dict[str, Any], when: datetime) -> None:
