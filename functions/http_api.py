@@ -92,6 +92,8 @@ ROUTES: tuple[ApiRoute, ...] = (
     *_routes("gateway", "/v1/goals", "/v1/goals/{proxy+}", "/v1/sessions", "/v1/sessions/{proxy+}", "/v1/tenants",
              "/v1/tenants/{proxy+}", "/v1/api-keys", "/v1/api-keys/{proxy+}", "/v1/policy", "/v1/a2a",
              "/v1/a2a/{proxy+}", "/v1/mcp"),
+    # Scheduled goals and waits for an event (soorma.functions.scheduler.schedules).
+    *_routes("gateway", "/v1/schedules", "/v1/schedules/{proxy+}", "/v1/waits"),
     # The OpenAI-compatible chat API (soorma.functions.gateway.chat).
     *_routes("gateway", "/v1/chat/completions", method="POST"),
     *_routes("gateway", "/v1/models", "/v1/models/{model}", method="GET"),

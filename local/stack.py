@@ -103,6 +103,8 @@ class LocalStack:
         self._nats = None
         self.runtime = None
         self.bridge = None
+        self.scheduler: Any = None  # soorma.local.scheduler.LocalScheduler, once started
+        self._scheduler_publisher: Any = None
         self.sqs = None  # the SQS transport (soorma.local.sqs_transport.SqsTransport) when transport == "sqs"
         self._moto = None
         self.aws_endpoint_url = ""
@@ -192,6 +194,8 @@ class LocalStack:
         else:
             self._phase("bridge")
             await self._start_bridge()
+        self._phase("scheduler")
+        await asyncio.to_thread(self._start_scheduler)
         # state.json holds nothing secret: URLs without their passwords (those are in secrets.json, 0600).
         self.state.update(
             status="ready",
@@ -401,7 +405,7 @@ class LocalStack:
         # Gateway settings (JWT verification, rate limits, the platform-admin tenant, A2A, delivery grant lifetime)
         # and the database timeouts pass through.
         passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_", "SOORMA_GRANT_",
-                  "SOORMA_DB_")
+                  "SOORMA_DB_", "SOORMA_SCHEDULE_MIN_INTERVAL_S")
         env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
         return env
 
@@ -463,9 +467,38 @@ class LocalStack:
         self.sqs.topic_arn = self.sns_topic_arn
         await self.sqs.start()
 
+    def _start_scheduler(self) -> None:
+        """The stack's timer and schedule firer (:mod:`soorma.local.scheduler`), publishing with the gateway's
+        publisher of this transport."""
+        from soorma.functions.gateway.goals import Goals
+        from soorma.functions.gateway.publisher import NatsPublisher, SnsPublisher
+        from soorma.functions.scheduler.schedules import schedule_runner
+        from soorma.functions.shared.db import Database
+        from soorma.local.scheduler import LocalScheduler
+
+        if self.settings.transport == "sqs":
+            import boto3
+
+            client = boto3.client("sns", endpoint_url=self.aws_endpoint_url, region_name="us-east-1",
+                                  aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+                                  aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"))
+            publisher: Any = SnsPublisher(self.sns_topic_arn, client=client)
+        else:
+            publisher = NatsPublisher(self.nats_url)
+        # Not through the pausable proxy: `soorma local db pause` simulates the functions' database outage, and the
+        # scheduler stands for EventBridge Scheduler, which keeps time while the database sleeps.
+        db = Database(self.app_dsn, max_size=3)
+        self._scheduler_publisher = publisher
+        self.scheduler = LocalScheduler(db, self.app_dsn, publisher, schedule_runner(Goals(db, publisher).submit))
+        self.scheduler.start()
+
     # -- stop ----------------------------------------------------------------------------------------------------
     async def stop(self) -> None:
         self._phase("stopping", status="stopping")
+        if self.scheduler is not None:
+            await asyncio.to_thread(self.scheduler.stop)
+            self.scheduler.db.close()
+            await asyncio.to_thread(self._scheduler_publisher.close)
         if self.bridge is not None:
             await self.bridge.stop()
         if self.sqs is not None:

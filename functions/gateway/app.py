@@ -31,7 +31,10 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
   /v1/sessions/{session_id}`` — sessions group goals; a goal for a session with an active goal meets the session's
   double-texting policy (``reject`` 409, ``enqueue`` → ``queued``, ``interrupt``, ``rollback``;
   ``POST /v1/goals`` ``multitask_strategy`` overrides it; :mod:`soorma.functions.gateway.sessions`).
-* ``POST /v1/events/publish`` ``{"event": envelope}`` → ``{success, event_id, message, duplicate}``; ``duplicate:
+* ``POST /v1/events/publish`` ``{"event": envelope, "deliver_at"?: time, "delay_seconds"?: s}`` → ``{success,
+  event_id, message, duplicate}``; with ``deliver_at``/``delay_seconds`` the checked, stamped event is stored as a
+  durable timer (:mod:`soorma.functions.shared.timers`, key = its event id) and published once when due: answer
+  ``{..., timer_id, deliver_at}``; ``duplicate:
   true`` (message "Duplicate event: ...") when JetStream already held this platform tenant's event id inside its
   duplicate window and stored nothing new (the message id is ``<platform tenant>:<event id>``, so another tenant's
   id never makes an event a duplicate). ``platform_tenant_id`` is always the caller's, and ``delivery_grant`` is
@@ -47,8 +50,10 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
 
 from __future__ import annotations
 
+import json
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
@@ -90,6 +95,8 @@ from soorma.functions.gateway.publisher import (
     is_duplicate,
     publisher_from_env,
 )
+from soorma.functions.scheduler import schedules
+from soorma.functions.shared import timers
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity, function_app
 from soorma.goal_notices import NOTICE_TYPES
@@ -103,6 +110,25 @@ __all__ = ["GOAL_RESULT_EVENT", "SOURCE", "GoalRequest", "create_app"]
 
 # The envelope id becomes the Nats-Msg-Id header: no whitespace or control characters.
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def _due_time(body: PublishRequest) -> datetime | None:
+    """When a delayed publish is due (UTC), or None for a publish now."""
+    if body.deliver_at is not None:
+        return body.deliver_at.astimezone(UTC)
+    if body.delay_seconds is not None:
+        return datetime.now(UTC) + timedelta(seconds=body.delay_seconds)
+    return None
+
+
+def _check_size(publisher: Publisher, envelope: Any) -> None:
+    """413 before a delayed event is stored when it could never be published (the publisher's ``check_size``)."""
+    check = getattr(publisher, "check_size", None)
+    if check is not None:
+        try:
+            check(envelope)
+        except PayloadTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
 
 
 def create_app(db: Database | None = None, publisher: Publisher | None = None) -> FastAPI:
@@ -148,11 +174,12 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         goal_type: str | None = Query(None, min_length=1, max_length=200),
         limit: int = Query(20, ge=1, le=100),
         cursor: str | None = Query(None, max_length=500),
+        schedule_id: str | None = Query(None, max_length=64, description="only the runs of this schedule"),
         identity: Identity = Depends(current_identity),
     ):
         """The caller's goals, newest first; ``next_cursor`` fetches the next page."""
         return goals.list(identity, status=status, session_id=session_id, goal_type=goal_type, limit=limit,
-                          cursor=cursor)
+                          cursor=cursor, schedule_id=schedule_id)
 
     @app.get("/v1/goals/{goal_id}", response_model=Goal, tags=["goals"])
     def get_goal(
@@ -248,11 +275,21 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         # A fresh delivery grant for the identity just stamped (soorma.grants): any grant the publisher sent is
         # replaced, and an agent publishing under a grant gives the receivers one of their own.
         envelope = stamp_grant(envelope)
+        due = _due_time(body)
+        if due is not None:
+            _check_size(publisher, envelope)
         with db.transaction(identity) as conn:
             policy = policies.load(conn, identity.platform_tenant_id)
             policies.check_event(policy, envelope.type, envelope)  # the whole envelope, as it will be published
             if topic == EventTopic.ACTION_REQUESTS.value:
                 policies.count_action(conn, policy, identity.platform_tenant_id, envelope.plan_id or envelope.goal_id)
+            if due is not None:
+                # A durable timer in this same transaction, keyed by the event id: a retried request is one timer.
+                timer_id = timers.schedule_event(conn, identity=identity, due_at=due,
+                                                 envelope=json.loads(envelope.to_json()), key=f"event:{envelope.id}")
+        if due is not None:
+            return {"success": True, "event_id": envelope.id, "duplicate": False, "timer_id": timer_id,
+                    "deliver_at": due.isoformat(), "message": "Event scheduled"}
         try:
             result = publisher.publish(envelope)
         except PayloadTooLarge as exc:
@@ -268,6 +305,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         return {"success": True, "event_id": envelope.id, "duplicate": False, "message": "Event published"}
 
     app.include_router(admin.create_router(db))
+    app.include_router(schedules.create_router(db))
     app.include_router(a2a.create_router(db, goals))
     chat.install(app, db, goals)
     app.include_router(mcp.create_router(db, goals))

@@ -53,8 +53,8 @@ GOAL_DONE_CHANNEL = "soorma_goal_done"
 RECHECK_S = 1.0
 
 _GOAL_COLUMNS = (
-    "goal_id::text as goal_id, goal_type, status, data, result, error, session_id, response_event, created_at,"
-    " completed_at"
+    "goal_id::text as goal_id, goal_type, status, data, result, error, session_id, schedule_id::text as schedule_id,"
+    " response_event, created_at, completed_at"
 )
 
 
@@ -134,6 +134,7 @@ class Goals:
         session_id: str | None = None,
         idempotency_key: str | None = None,
         multitask_strategy: str | None = None,
+        schedule_id: str | None = None,
     ) -> Submitted:
         """Check the request, record the goal ``pending`` (once per idempotency key), publish its action request, and
         mark it ``running`` once the event bus acknowledged the publish.
@@ -160,7 +161,8 @@ class Goals:
         request reached the bus after all) and returns ``error_status=503`` with ``status="failed"``. Before anything is stored, raises ``HTTPException`` 413 when
         the envelope exceeds the bus's maximum payload, :class:`~soorma.functions.gateway.policy.PolicyViolation`
         (403) for the tenant's policy (goal types, ``max_payload_bytes``), ``HTTPException`` 422 for a goal type that
-        cannot form a subject; 409 when the key was used with another request.
+        cannot form a subject; 409 when the key was used with another request. ``schedule_id``: the schedule this goal is a
+        run of (:mod:`soorma.functions.scheduler.schedules`), listed by ``GET /v1/goals?schedule_id=``.
 
         Sessions (double-texting, :mod:`soorma.functions.gateway.sessions`): a goal naming a session takes the
         session's row lock first; when the session already has an active goal, ``multitask_strategy`` (else the
@@ -188,12 +190,12 @@ class Goals:
             inserted = conn.execute(
                 "insert into gateway.goals (goal_id, platform_tenant_id, service_tenant_id, service_user_id,"
                 " principal_id, goal_type, data, session_id, status, response_event, event_id, idempotency_key,"
-                " request_hash) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " request_hash, schedule_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " on conflict (platform_tenant_id, service_tenant_id, service_user_id, idempotency_key)"
                 " where idempotency_key is not null do nothing returning goal_id",
                 (goal_id, identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
                  identity.principal_id, goal_type, Jsonb(data), session_id, status, GOAL_RESULT_EVENT, envelope.id,
-                 idempotency_key, digest),
+                 idempotency_key, digest, schedule_id),
             ).fetchone()
             if inserted is None:
                 existing = conn.execute(
@@ -401,8 +403,10 @@ class Goals:
         goal_type: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        schedule_id: str | None = None,
     ) -> dict[str, Any]:
-        """The caller's goals, newest first, ``limit`` per page; ``next_cursor`` continues."""
+        """The caller's goals, newest first, ``limit`` per page; ``next_cursor`` continues. ``schedule_id``: only the
+        runs of that schedule (422 when it is not a UUID)."""
         where, params = ["true"], []
         if status is not None:
             where.append("status = %s")
@@ -413,6 +417,12 @@ class Goals:
         if goal_type is not None:
             where.append("goal_type = %s")
             params.append(goal_type)
+        if schedule_id is not None:
+            try:
+                params.append(str(uuid.UUID(schedule_id)))
+            except ValueError:
+                raise HTTPException(422, "schedule_id must be a UUID") from None
+            where.append("schedule_id = %s")
         if cursor:
             created, gid = decode_cursor(cursor, 2)
             try:
@@ -425,8 +435,8 @@ class Goals:
         params.append(limit + 1)
         with self.db.transaction(identity) as conn:
             rows = conn.execute(
-                "select goal_id::text as goal_id, goal_type, status, session_id, error, created_at, completed_at"
-                f" from gateway.goals where {' and '.join(where)} order by created_at desc, goal_id desc limit %s",
+                "select goal_id::text as goal_id, goal_type, status, session_id, schedule_id::text as schedule_id,"
+                f" error, created_at, completed_at from gateway.goals where {' and '.join(where)} order by created_at desc, goal_id desc limit %s",
                 params,
             ).fetchall()
         more = len(rows) > limit

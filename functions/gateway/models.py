@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from soorma.events import EventEnvelope
@@ -114,6 +114,7 @@ class Goal(BaseModel):
     result: Any = None
     error: str | None = None
     session_id: str | None = None
+    schedule_id: str | None = None
     response_event: str
     created_at: str
     completed_at: str | None = None
@@ -127,6 +128,7 @@ class GoalSummary(BaseModel):
     goal_type: str
     status: GoalState
     session_id: str | None = None
+    schedule_id: str | None = None
     error: str | None = None
     created_at: str
     completed_at: str | None = None
@@ -187,9 +189,21 @@ class SessionList(BaseModel):
 
 # -- events ----------------------------------------------------------------------------------------------------------
 class PublishRequest(BaseModel):
+    """``{event, deliver_at?, delay_seconds?}``: without either the event is published now; with one it is stored as
+    a durable timer and published once at that time (:mod:`soorma.functions.shared.timers`). ``deliver_at``: an
+    ISO 8601 time with its offset; ``delay_seconds``: > 0, at most a year. Not both."""
+
     model_config = ConfigDict(extra="ignore")
 
     event: EventEnvelope
+    deliver_at: AwareDatetime | None = None
+    delay_seconds: float | None = Field(None, gt=0, le=366 * 86400)
+
+    @model_validator(mode="after")
+    def _one_time(self) -> "PublishRequest":
+        if self.deliver_at is not None and self.delay_seconds is not None:
+            raise ValueError("give deliver_at or delay_seconds, not both")
+        return self
 
 
 class Published(BaseModel):
@@ -201,6 +215,9 @@ class Published(BaseModel):
     event_id: str
     message: str
     duplicate: bool = False
+    #: a delayed publish: the durable timer's id and when it publishes the event (ISO 8601)
+    timer_id: str | None = None
+    deliver_at: str | None = None
 
 
 # -- tenants, keys, policy -------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from soorma.events import EventEnvelope, EventTopic
+from soorma.functions.shared import timers
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import Identity
 from soorma.task_context import INPUT_ANSWERED_EVENT, INPUT_REQUESTED_EVENT, INPUT_TIMEOUT_EVENT
@@ -127,15 +128,11 @@ def _schedule_timeout(conn: Any, identity: Identity, request: dict[str, Any], du
     """A durable timer that publishes the request's ``soorma.input.timeout`` at ``due`` (part C's
     :func:`soorma.functions.shared.timers.schedule_event`, in this transaction: the request and its timer are stored
     together or not at all)."""
-    timers = _timers()
-    if timers is None:
-        logger.error("input request %s: no durable timers in this deployment; its timeout is not enforced",
-                     request["request_id"])
-        return
     envelope = answer_envelope(identity, request, event_type=INPUT_TIMEOUT_EVENT, status="timed-out",
                                answer=request["default_answer"] if request["has_default"] else None,
                                session_id=session_id)
-    timers.schedule_event(conn, identity=identity, due_at=due, envelope=envelope,
+    # The stored envelope's grant is dropped; the timer stamps a fresh one when it fires.
+    timers.schedule_event(conn, identity=identity, due_at=due, envelope=envelope.model_dump(mode="json"),
                           key=timeout_key(request["request_id"]))
 
 
@@ -184,17 +181,5 @@ def cancel_pending(conn: Any, identity: Identity, goal_id: str) -> None:
 
 def cancel_timeout(conn: Any, identity: Identity, request_id: str) -> bool:
     """Cancel request ``request_id``'s timeout timer; ``False`` when it already fired (or never existed)."""
-    timers = _timers()
-    if timers is None:
-        return True  # nothing was scheduled (see _schedule_timeout), so nothing can have fired
     return bool(timers.cancel_timer(conn, identity=identity, key=timeout_key(request_id)))
 
-
-def _timers() -> Any:
-    """:mod:`soorma.functions.shared.timers` (issue 14 item 4, built on its own branch), or ``None`` until it is
-    merged: then timeouts are stored and shown but not enforced."""
-    try:
-        from soorma.functions.shared import timers  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return timers

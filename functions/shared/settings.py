@@ -135,6 +135,23 @@ SNS_TOPIC_ARN: Setting[str | None] = Setting(
 EVENTS_TOPIC_ARN: Setting[str | None] = Setting(
     "SOORMA_EVENTS_TOPIC_ARN", "the event topic as the CDK app sets it (used when `SOORMA_SNS_TOPIC_ARN` is unset)",
     text, None)
+# ------------------------------------------------------------------------------------------ timers and schedules
+
+SCHEDULER_TARGET_ARN: Setting[str | None] = Setting(
+    "SOORMA_SCHEDULER_TARGET_ARN", "AWS: the scheduler function that EventBridge Scheduler invokes when a timer or a "
+    "schedule's run is due (set by the CDK app); unset locally, where the stack's own scheduler fires them",
+    text, None)
+SCHEDULER_ROLE_ARN: Setting[str | None] = Setting(
+    "SOORMA_SCHEDULER_ROLE_ARN", "AWS: the role EventBridge Scheduler assumes to invoke the scheduler function (set "
+    "by the CDK app)", text, None)
+SCHEDULER_GROUP: Setting[str] = Setting(
+    "SOORMA_SCHEDULER_GROUP", "AWS: the EventBridge Scheduler schedule group of the timers' one-time schedules",
+    text, "default")
+SCHEDULE_MIN_INTERVAL_S: Setting[float] = Setting(
+    "SOORMA_SCHEDULE_MIN_INTERVAL_S", "the shortest interval (seconds) a schedule's `rate(...)` may ask for; below "
+    "60 the local extension `rate(N seconds)` is accepted (tests, the local stack; EventBridge's own minimum is one "
+    "minute)", _positive_number, 60.0, default_doc="`60`")
+
 CHAT_WAIT_SECONDS: Setting[float] = Setting(
     "SOORMA_CHAT_WAIT_SECONDS", "how long `POST /v1/chat/completions` waits for its goal before answering 504 with "
     "the goal id (at most 25)", number, 20.0, default_doc="`20`")

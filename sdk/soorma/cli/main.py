@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from soorma.cli import dlq, goal, local
+from soorma.cli import dlq, goal, local, schedule
 from soorma.cli.deploy import deploy
 from soorma.cli.init import init
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.add_typer(local.app, name="local")
 app.add_typer(goal.app, name="goal")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(schedule.app, name="schedule")
 app.command("init")(init)
 app.command("deploy")(deploy)
 

@@ -3,11 +3,17 @@
 Events published while a handler runs inherit the handled event's ``trace_id``, ``goal_id``, ``plan_id``,
 ``session_id``, ``tenant_id`` and ``user_id``, and get ``parent_event_id`` = its id (explicit arguments win).
 Publishing is idempotent: the envelope ``id`` is the JetStream message id, so a retried publish is stored once.
+
+Later delivery (durable timers, :mod:`soorma.functions.shared.timers`): every publish path takes ``deliver_at`` (an
+aware ``datetime``) or ``delay`` (seconds); the gateway stores the event and publishes it once at that time, with the
+id it has now (so the event is the same if a firing is repeated). :meth:`BusClient.wait_for_event` waits for an
+event without holding the handler: its outcome arrives later as an event of its own.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, Mapping
 
 from .._current import current_event, current_source, derived_id
@@ -85,8 +91,11 @@ class BusClient(HttpClient):
         session_id: str | None = None,
         goal_id: str | None = None,
         plan_id: str | None = None,
+        deliver_at: datetime | None = None,
+        delay: float | None = None,
     ) -> str:
-        """Publish one event on ``topic``; returns its id."""
+        """Publish one event on ``topic``; returns its id. ``deliver_at`` (timezone-aware) or ``delay`` (seconds > 0):
+        publish it once at that time instead of now (a durable timer: it survives restarts)."""
         envelope = EventEnvelope(
             type=event_type,
             topic=EventTopic(topic),
@@ -107,7 +116,7 @@ class BusClient(HttpClient):
         )
         if current_source() is None:
             envelope.source = self.source
-        return await self.publish_envelope(envelope)
+        return await self.publish_envelope(envelope, deliver_at=deliver_at, delay=delay)
 
     async def request(
         self,
@@ -185,8 +194,12 @@ class BusClient(HttpClient):
             **request_event.propagation(),
         )
 
-    async def publish_envelope(self, envelope: EventEnvelope) -> str:
-        """Publish a ready envelope; fields it leaves empty are filled from the event being handled."""
+    async def publish_envelope(self, envelope: EventEnvelope, *, deliver_at: datetime | None = None,
+                               delay: float | None = None) -> str:
+        """Publish a ready envelope; fields it leaves empty are filled from the event being handled. ``deliver_at``
+        (timezone-aware) or ``delay`` (seconds > 0): publish it once at that time (see the module docstring). Raises
+        ``ValueError`` for both, a naive ``deliver_at`` or a ``delay`` that is not positive."""
+        timing = _timing(deliver_at, delay)
         check_event_type(envelope.type)
         event = current_event()
         if event is not None:
@@ -199,10 +212,49 @@ class BusClient(HttpClient):
                 update["id"] = derived_id(f"event:{envelope.type}")
             envelope = envelope.model_copy(update=update)
         payload = envelope.model_dump(mode="json", exclude_none=True)
-        body = await self._request("POST", "/v1/events/publish", json={"event": payload})
+        body = await self._request("POST", "/v1/events/publish", json={"event": payload, **timing})
         if isinstance(body, dict) and body.get("success") is False:
             raise PlatformError(200, body.get("message") or body, method="POST", url=f"{self.base_url}/v1/events/publish")
         return str((body or {}).get("event_id") or (body or {}).get("eventId") or envelope.id)
+
+    async def wait_for_event(
+        self,
+        event_type: str,
+        *,
+        correlation_id: str,
+        timeout: float,
+        resume_event: str,
+        resume_topic: str | EventTopic = BUSINESS_FACTS,
+        data: Mapping[str, Any] | None = None,
+        wait_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Wait for an event of ``event_type`` carrying ``correlation_id``, at most ``timeout`` seconds, without
+        holding this handler: the platform publishes ``resume_event`` on ``resume_topic`` (with ``data`` plus
+        ``data["wait"]`` = ``{wait_id, status: "satisfied" | "timed_out", event_id?, event_type?, event_data?}``)
+        once the event is recorded, or at the timeout. Race-free: an event recorded *before* this call satisfies it
+        too (``status`` is then ``"satisfied"`` in the answer). The awaited event must belong to a goal (carry
+        ``goal_id``; events published while handling a goal's events do). The resume event inherits the handled
+        event's trace, goal, session and identity like any publish. ``wait_id`` (a UUID) makes a retried call the
+        same wait. Returns ``{wait_id, status, timer_id}`` (``POST /v1/waits``)."""
+        check_event_type(event_type)
+        resume = EventEnvelope(type=resume_event, topic=EventTopic(resume_topic), data=dict(data or {}),
+                               correlation_id=correlation_id)
+        event = current_event()
+        update: dict[str, Any] = {"source": current_source() or self.source}
+        if event is not None:
+            inherited = event.propagation()
+            update.update({k: inherited[k] for k in _PROPAGATED if inherited[k]})
+        resume = resume.model_copy(update=update)
+        check_event_type(resume.type)
+        payload: dict[str, Any] = {"correlation_id": correlation_id, "event_type": event_type,
+                                   "timeout_seconds": timeout,
+                                   "resume": resume.model_dump(mode="json", exclude_none=True, exclude={"id"})}
+        if wait_id is not None:
+            payload["wait_id"] = wait_id
+        elif event is not None:  # a retried handler registers the same wait
+            payload["wait_id"] = derived_id(f"wait:{event_type}:{correlation_id}")
+        body = await self._request("POST", "/v1/waits", json=payload)
+        return dict(body or {})
 
     async def subscribe(self, topics: list[str]) -> None:
         """Not available: serverless agents receive events by deployment (``subscriptions()``), not by streaming."""
@@ -210,3 +262,18 @@ class BusClient(HttpClient):
             "BusClient.subscribe: events reach serverless agents through their deployment; "
             "declare handlers and deploy the agent (agent.subscriptions())"
         )
+
+
+def _timing(deliver_at: datetime | None, delay: float | None) -> dict[str, Any]:
+    """The publish body's ``deliver_at`` / ``delay_seconds`` (empty: publish now)."""
+    if deliver_at is not None and delay is not None:
+        raise ValueError("give deliver_at or delay, not both")
+    if deliver_at is not None:
+        if deliver_at.tzinfo is None or deliver_at.utcoffset() is None:
+            raise ValueError("deliver_at must be timezone-aware (e.g. datetime.now(UTC) + timedelta(minutes=5))")
+        return {"deliver_at": deliver_at.isoformat()}
+    if delay is not None:
+        if not delay > 0:
+            raise ValueError("delay must be a positive number of seconds")
+        return {"delay_seconds": float(delay)}
+    return {}
