@@ -623,7 +623,9 @@ class SoormaPlatform(Construct):
             # API key create/rotate (POST /v1/api-keys, /v1/tenants) hash the new key with the pepper.
             "gateway": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper], egress=nats),
             "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, *pepper, *jwt], egress=jwks),
-            "tracker": dict(memory=512, timeout=60, secrets=[*db_secrets, *pepper]),
+            # The tracker publishes too: a session's next queued goal when the running one ends (double-texting
+            # 'enqueue', soorma.functions.shared.sessions), so on NATS it needs the NATS server like the gateway.
+            "tracker": dict(memory=512, timeout=60, secrets=[*db_secrets, *pepper], egress=nats),
             "migrate": dict(memory=512, timeout=300, secrets=[self.owner_secret, self.app_secret],
                             env={"SOORMA_EMBEDDING_DIMENSIONS": dims,
                                  # the RDS-managed owner secret names no host (soorma.infra.runtime.boot)
@@ -871,14 +873,15 @@ class SoormaPlatform(Construct):
     def _sqs_transport(self) -> None:
         self.event_topic = sns.Topic(self, "Events", master_key=self.key, enforce_ssl=True,
                                      display_name="Soorma events")
-        gateway = self.functions["gateway"]
-        # The gateway's own publisher_from_env() picks the SNS publisher (soorma.functions.gateway.publisher).
-        gateway.add_environment("SOORMA_EVENT_TRANSPORT", "sns")
-        gateway.add_environment("SOORMA_EVENTS_TOPIC_ARN", self.event_topic.topic_arn)
-        self.event_topic.grant_publish(gateway)
-        suppress(gateway, ("AwsSolutions-IAM5", "Publishing to the KMS-encrypted topic needs kms:GenerateDataKey* "
-                           "on the platform key (granted by the topic, on that key only).",
-                           ["Action::kms:GenerateDataKey*"]))
+        # The gateway's and the tracker's publisher_from_env() pick the SNS publisher
+        # (soorma.functions.gateway.publisher); the tracker publishes a session's next queued goal.
+        for publisher in (self.functions["gateway"], self.functions["tracker"]):
+            publisher.add_environment("SOORMA_EVENT_TRANSPORT", "sns")
+            publisher.add_environment("SOORMA_EVENTS_TOPIC_ARN", self.event_topic.topic_arn)
+            self.event_topic.grant_publish(publisher)
+            suppress(publisher, ("AwsSolutions-IAM5", "Publishing to the KMS-encrypted topic needs "
+                                 "kms:GenerateDataKey* on the platform key (granted by the topic, on that key only).",
+                                 ["Action::kms:GenerateDataKey*"]))
         tracker = self.functions["tracker"]
         self.tracker_queue = self.subscribe(
             "Tracker", tracker, filter_policy=None, batch_size=50, max_concurrency=2, max_deliveries=10,
@@ -966,9 +969,9 @@ class SoormaPlatform(Construct):
 
     def _nats_transport(self) -> None:
         assert self.nats_secret is not None and self.egress_sg is not None
-        gateway = self.functions["gateway"]
-        gateway.add_environment("SOORMA_NATS_SECRET_ARN", self.nats_secret.secret_arn)
-        self.nats_secret.grant_read(gateway)
+        for publisher in (self.functions["gateway"], self.functions["tracker"]):
+            publisher.add_environment("SOORMA_NATS_SECRET_ARN", self.nats_secret.secret_arn)
+            self.nats_secret.grant_read(publisher)
 
         cluster = ecs.Cluster(self, "BridgeCluster", vpc=self.vpc,
                               container_insights_v2=ecs.ContainerInsights.ENABLED)

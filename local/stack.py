@@ -384,15 +384,17 @@ class LocalStack:
             env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "2")
         if logical == "gateway":
             env["SOORMA_A2A_CARD_TENANT"] = LOCAL_TENANT
-            if self.settings.transport == "sqs":  # the gateway's publisher_from_env() picks its SnsPublisher
-                env.update({
-                    "SOORMA_EVENT_TRANSPORT": "sns",
-                    "SOORMA_SNS_TOPIC_ARN": self.sns_topic_arn,
-                    "AWS_ENDPOINT_URL": self.aws_endpoint_url,
-                    "AWS_DEFAULT_REGION": "us-east-1",
-                    "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
-                    "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
-                })
+        # The gateway's and the tracker's publisher_from_env() (the tracker starts a session's queued goals) pick
+        # their SnsPublisher.
+        if logical in ("gateway", "tracker") and self.settings.transport == "sqs":
+            env.update({
+                "SOORMA_EVENT_TRANSPORT": "sns",
+                "SOORMA_SNS_TOPIC_ARN": self.sns_topic_arn,
+                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+                "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            })
         if logical == "dead-letters":  # it reads and writes the queues on moto, and nothing else
             env = {k: v for k, v in env.items() if k in ("POWERTOOLS_SERVICE_NAME",)}
             env.update({
