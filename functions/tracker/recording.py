@@ -141,6 +141,10 @@ def record_envelope(db: Database, envelope: EventEnvelope, publisher: Any = None
     event_id, goal_id, etype = _clean(envelope.id), _clean(envelope.goal_id), _clean(envelope.type)
     correlation_id = _clean(envelope.correlation_id)
     source = _clean(envelope.source)
+
+    def publish_queued(queued: EventEnvelope) -> Any:
+        return (publisher or default_publisher()).publish(queued)
+
     try:
         with db.transaction(identity) as conn:
             inserted = conn.execute(
@@ -191,11 +195,10 @@ def record_envelope(db: Database, envelope: EventEnvelope, publisher: Any = None
             elif correlation_id and topic == EventTopic.TASK_EVENTS.value and etype == PROGRESS_EVENT:
                 _record_progress(conn, identity, correlation_id, data, when)
             if topic == EventTopic.SYSTEM_EVENTS.value and etype in NOTICE_TYPES and source == NOTICE_SOURCE:
-                _apply_notice(conn, goal_id, etype, data, when)
+                _apply_notice(conn, identity, goal_id, etype, data, when, publish_queued)
                 return RECORDED
             if correlation_id:
-                _maybe_complete_goal(conn, identity, correlation_id, etype, data, when,
-                                     lambda queued: (publisher or default_publisher()).publish(queued))
+                _maybe_complete_goal(conn, identity, correlation_id, etype, data, when, publish_queued)
     except psycopg.DataError as exc:
         logger.error("event %s cannot be stored, skipped: %s", envelope.id, exc)
         return IGNORED
@@ -270,25 +273,35 @@ def _maybe_complete_goal(conn, identity: Identity, correlation_id: str, etype: s
         sessions.start_next_queued(conn, identity, session_id, publish)
 
 
-def _apply_notice(conn, goal_id: str, etype: str, data: dict[str, Any], when: datetime) -> None:
+def _apply_notice(conn, identity: Identity, goal_id: str, etype: str, data: dict[str, Any], when: datetime,
+                  publish: Any) -> None:
     """Apply a goal notice (see the module docstring) to goal ``goal_id`` (a goal of another identity, or no goal
-    at all, is not visible under row-level security and is left alone)."""
+    at all, is not visible under row-level security and is left alone). A goal a dead letter ends leaves its
+    session to the next queued goal (``publish(envelope)`` publishes it), as a goal's result does."""
     try:
         goal_uuid = uuid.UUID(goal_id)
     except ValueError:
         return
     key = str(data.get("dead_letter_id") or data.get("event_id") or "")[:500]
     if etype == DEAD_LETTERED:
-        conn.execute(
-            "update gateway.goals set"
-            " dead_letters = case when %s = any(dead_letters) then dead_letters else dead_letters || %s end,"
-            " error = case when status = 'running' then %s else error end,"
-            " failed_by_platform = failed_by_platform or status = 'running',"
-            " completed_at = case when status = 'running' then %s else completed_at end,"
-            " status = case when status = 'running' then 'failed' else status end"
-            " where goal_id = %s",
+        session_id = sessions.session_of(conn, str(goal_uuid))
+        if session_id:
+            sessions.lock_session(conn, session_id)  # before the goal: the order every session path takes
+        ended = conn.execute(
+            "update gateway.goals g set"
+            " dead_letters = case when %s = any(g.dead_letters) then g.dead_letters else g.dead_letters || %s end,"
+            " error = case when old.status in ('running', 'input-required') then %s else g.error end,"
+            " failed_by_platform = g.failed_by_platform or old.status in ('running', 'input-required'),"
+            " completed_at = case when old.status in ('running', 'input-required') then %s else g.completed_at end,"
+            " status = case when old.status in ('running', 'input-required') then 'failed' else g.status end"
+            " from (select goal_id, status from gateway.goals where goal_id = %s for update) old"
+            " where g.goal_id = old.goal_id returning old.status in ('running', 'input-required') as ended",
             (key, [key], describe_dead_letter(data)[:4000], when, goal_uuid),
-        )
+        ).fetchone()
+        if ended is not None and ended["ended"]:
+            inputs.cancel_pending(conn, identity, str(goal_uuid))
+            if session_id:
+                sessions.start_next_queued(conn, identity, session_id, publish)
     else:
         conn.execute(
             "update gateway.goals set dead_letters = array_remove(dead_letters, %s) where goal_id = %s",
