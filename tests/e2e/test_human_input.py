@@ -9,6 +9,7 @@ two goals arriving at once for an idle session do not both start."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import get_goal, local_stack, logs_kept_on_failure, submit, wait_until
+from .conftest import free_port, get_goal, local_stack, logs_kept_on_failure, submit, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -237,3 +238,33 @@ def test_two_goals_at_once_for_an_idle_session_do_not_both_start(stack, client):
             assert sorted(g["status"] for g in started) in (["pending", "queued"], ["queued", "running"])
         for goal in started:  # leave nothing waiting
             client.post(f"/v1/goals/{goal['goal_id']}/cancel")
+
+
+def test_the_cli_lists_and_answers_input_requests(stack, client):
+    goal_id = submit(client, "purchase.approve", {"item": "a desk"})
+    [request] = pending_requests(client, goal_id, 1)
+    listed = stack["run"]("goal", "inputs", goal_id, "--pending")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["request_id"] for r in json.loads(listed.stdout)] == [request["request_id"]]
+    bad = stack["run"]("goal", "answer", goal_id, request["request_id"], "--data", '{"approved": 1}')
+    assert bad.returncode == 1 and "422" in bad.stderr and "boolean" in bad.stderr, bad.stderr
+    good = stack["run"]("goal", "answer", goal_id, request["request_id"], "--data", '{"approved": true}')
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["status"] == "answered"
+    assert status_of(client, goal_id, *FINAL)["result"]["result"]["answers"] == {"approval": {"approved": True}}
+
+
+def test_enqueue_on_the_sqs_transport_the_tracker_starts_the_queued_goal():
+    """On the SQS transport the tracker publishes through SNS (moto) the queued goal it starts."""
+    with local_stack("soorma-e2e-input-sqs-", [APP], env={"SOORMA_MOTO_PORT": str(free_port())},
+                     up_args=("--transport", "sqs"),
+                     unset=("SOORMA_DATABASE_URL", "AWS_ENDPOINT_URL", "SOORMA_EVENT_TRANSPORT")) as sqs_stack:
+        with logs_kept_on_failure(sqs_stack, "input-sqs-enqueue"):
+            api = sqs_stack["client"]
+            sid = session(api)
+            first, request_id = busy_goal(api, sid)
+            queued = post_goal(api, sid)
+            assert queued.status_code == 202 and queued.json()["status"] == "queued", queued.text
+            assert answer(api, first, request_id, {"approved": True}).status_code == 200
+            second = status_of(api, queued.json()["goal_id"], *FINAL)
+            assert second["status"] == "completed" and second["result"]["result"] == {"echo": {"n": 1}}

@@ -5,6 +5,9 @@ from soorma import Worker
 from soorma.task_context import NO_DEFAULT
 
 worker = Worker("approver", description="Asks a person before it acts")
+# A second agent, so that neither subscribes to more event types than moto's SNS accepts in one filter policy on the
+# SQS transport (moto over-counts an $or policy's complexity).
+profiler = Worker("profiler", description="Asks two questions at once")
 
 APPROVAL = {"type": "object", "properties": {"approved": {"type": "boolean"}, "note": {"type": "string"}},
             "required": ["approved"], "additionalProperties": False}
@@ -17,7 +20,7 @@ async def ask_approval(task, context):
                              timeout=task.data.get("timeout"), default=task.data.get("default", NO_DEFAULT))
 
 
-@worker.on_task("profile.collect")
+@profiler.on_task("profile.collect")
 async def ask_two(task, context):
     """Two questions pending at once, answered independently."""
     await task.request_input("name", schema={"type": "string", "minLength": 1})
@@ -30,6 +33,7 @@ async def echo(task, context):
 
 
 @worker.on_input()
+@profiler.on_input()
 async def answered(task, answer, context):
     answers = task.state.setdefault("answers", {})
     answers[answer.prompt if task.event_type == "profile.collect" else "approval"] = answer.value
