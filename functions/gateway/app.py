@@ -96,13 +96,14 @@ from soorma.functions.gateway.publisher import (
     publisher_from_env,
 )
 from soorma.functions.scheduler import schedules
-from soorma.functions.shared import timers
+from soorma.functions.shared import inputs as shared_inputs, timers
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity, function_app
 from soorma.goal_notices import NOTICE_TYPES
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
 from soorma.subjects import check_event_type, check_identifier, subject
+from soorma.task_context import INPUT_REQUESTED_EVENT
 
 logger = logging.getLogger("soorma.functions.gateway")
 
@@ -283,6 +284,11 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
             policies.check_event(policy, envelope.type, envelope)  # the whole envelope, as it will be published
             if topic == EventTopic.ACTION_REQUESTS.value:
                 policies.count_action(conn, policy, identity.platform_tenant_id, envelope.plan_id or envelope.goal_id)
+            if envelope.type == INPUT_REQUESTED_EVENT and topic == EventTopic.TASK_EVENTS.value and due is None:
+                # Recorded here, before the request is on the bus (the tracker records it again: a no-op), so the
+                # request and its timeout timer exist once the agent's handler has returned, and the timer is armed
+                # by the function that holds the scheduler's rights in AWS.
+                shared_inputs.record_request(conn, identity, envelope, dict(envelope.data or {}), datetime.now(UTC))
             if due is not None:
                 # A durable timer in this same transaction, keyed by the event id: a retried request is one timer.
                 timer_id = timers.schedule_event(conn, identity=identity, due_at=due,

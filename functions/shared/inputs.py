@@ -4,9 +4,12 @@ The life of one request, whose id the agent chose (:meth:`soorma.task_context.Ta
 
 1. the agent saves its task context with the request pending and publishes ``soorma.input.requested`` on
    ``task-events`` (``data = {request_id, task_id, agent, prompt, schema, timeout_seconds, has_default,
-   default}``); the tracker records it (:func:`record_request`): one ``gateway.goal_input_requests`` row, the goal
-   ``running`` → ``input-required``, and — when it has a timeout — a durable timer (:mod:`soorma.functions.shared.
-   timers`, key :func:`timeout_key`) that publishes ``soorma.input.timeout`` when it is due;
+   default}``); the gateway records it in the publish's transaction, before it is on the bus, and the tracker again
+   when it records the event (a no-op then; it covers an event that reached the bus another way)
+   (:func:`record_request`): one ``gateway.goal_input_requests`` row, the goal ``running`` → ``input-required``,
+   and — when it has a timeout — a durable timer (:mod:`soorma.functions.shared.timers`, key :func:`timeout_key`)
+   that publishes ``soorma.input.timeout`` when it is due (armed in AWS by the gateway, which holds the scheduler's
+   rights);
 2. either a person answers (``POST /v1/goals/{id}/input/{request_id}``, :mod:`soorma.functions.gateway.inputs`):
    the answer is checked against the request's JSON Schema, the row becomes ``answered``, the timer is cancelled and
    ``soorma.input.answered`` goes to the agent — or the timer fires first: the tracker records ``soorma.input.timeout``
