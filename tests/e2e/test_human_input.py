@@ -268,3 +268,21 @@ def test_enqueue_on_the_sqs_transport_the_tracker_starts_the_queued_goal():
             assert answer(api, first, request_id, {"approved": True}).status_code == 200
             second = status_of(api, queued.json()["goal_id"], *FINAL)
             assert second["status"] == "completed" and second["result"]["result"] == {"echo": {"n": 1}}
+
+
+def test_another_tenant_cannot_interrupt_or_roll_back_a_session_of_the_same_name(stack, client, tenant_b):
+    sid = session(client)
+    first, request_id = busy_goal(client, sid)
+    # B's session of that name is B's own: its first goal starts (nothing of A's is rolled back), the second
+    # interrupts only B's first, and a reject names B's running goal, never A's.
+    attacks = [post_goal(tenant_b, sid, strategy=s, goal_type="nobody.handles.this")
+               for s in ("rollback", "interrupt", "reject")]
+    assert [a.status_code for a in attacks] == [202, 202, 409], [a.text for a in attacks]
+    assert attacks[1].json()["goal_id"] in attacks[2].json()["detail"] and first not in attacks[2].json()["detail"]
+    goal = get_goal(client, first)
+    assert goal["status"] == "input-required" and goal["input_requests"][0]["status"] == "pending"
+    own = {g["goal_id"]: g["status"] for g in tenant_b.get("/v1/goals", params={"session_id": sid}).json()["goals"]}
+    assert own == {attacks[0].json()["goal_id"]: "cancelled", attacks[1].json()["goal_id"]: "running"}
+    assert client.get("/v1/goals", params={"session_id": sid}).json()["goals"][0]["goal_id"] == first
+    assert answer(client, first, request_id, {"approved": True}).status_code == 200
+    assert status_of(client, first, *FINAL)["status"] == "completed"
