@@ -252,6 +252,8 @@ class Goals:
                     " where goal_id = %s and status = 'pending'",
                     (f"publish failed: {reason}", goal_id),
                 )
+            if envelope.session_id:
+                self._start_queued(identity, envelope.session_id)
             return Submitted(goal_id, "failed", goal_type, replayed=replayed, error_status=413,
                              error=f"goal {goal_id} could not be submitted: {reason}")
         except Exception as exc:  # noqa: BLE001 - not acknowledged: the goal stays pending for a retry
@@ -300,6 +302,18 @@ class Goals:
             return Submitted(goal_id, status, goal_type)
         return Submitted(goal_id, "failed", goal_type, error_status=503, retry_after_s=PUBLISH_RETRY_AFTER_S,
                          error=f"goal {goal_id} failed: {error}")
+
+    def _start_queued(self, identity: Identity, session_id: str) -> None:
+        """After a goal of ``session_id`` failed at submit, start the session's next queued goal
+        (:func:`~soorma.functions.shared.sessions.start_next_queued`). Best effort: when it cannot be published
+        it stays queued, and the session's next submit starts it (:func:`soorma.functions.gateway.sessions.admit`)."""
+        try:
+            with self.db.transaction(identity) as conn:
+                lock_session(conn, session_id)
+                start_next_queued(conn, identity, session_id, self.publisher.publish)
+        except (PublishError, psycopg.Error) as exc:
+            logger.warning("session %s: its next queued goal was not started (%s); the next submit starts it",
+                           session_id, exc)
 
     @staticmethod
     def _not_accepted(goal_id: str, goal_type: str, replayed: bool, why: str) -> Submitted:

@@ -14,7 +14,7 @@ from fastapi import HTTPException
 
 from soorma.functions.gateway.publisher import Publisher, PublishError
 from soorma.functions.shared import inputs
-from soorma.functions.shared.sessions import ACTIVE, cancel_envelope, delete_goal_records
+from soorma.functions.shared.sessions import ACTIVE, cancel_envelope, delete_goal_records, start_next_queued
 from soorma.identity import Identity
 
 
@@ -23,7 +23,8 @@ def admit(conn: Any, identity: Identity, session_id: str, strategy: str, publish
     returns the status the new goal is stored with: ``pending`` (it starts now) or ``queued`` (``enqueue``: it starts
     when the active goal ends).
 
-    * no active or queued goal in the session: ``pending``, whatever the policy;
+    * no active or queued goal in the session: ``pending``, whatever the policy (queued goals but no active one —
+      left by a goal that ended while the event bus was down — the oldest is started first);
     * ``reject``: ``HTTPException`` 409 naming the active (or oldest queued) goal;
     * ``enqueue``: ``queued``;
     * ``interrupt``: every active goal is cancelled as ``POST /v1/goals/{id}/cancel`` does (status ``cancelled``,
@@ -33,16 +34,21 @@ def admit(conn: Any, identity: Identity, session_id: str, strategy: str, publish
 
     The cancel events are published inside the transaction: one the event bus does not acknowledge raises
     ``HTTPException`` 503 and nothing of the submit is kept."""
-    active = conn.execute(
-        "select goal_id::text as goal_id, goal_type, status from gateway.goals where session_id = %s"
-        " and status = any(%s) order by created_at, goal_id for update",
-        (session_id, list(ACTIVE)),
-    ).fetchall()
+    active = _active(conn, session_id)
     queued = conn.execute(
         "select goal_id::text as goal_id from gateway.goals where session_id = %s and status = 'queued'"
         " order by created_at, goal_id limit 1",
         (session_id,),
     ).fetchone()
+    if not active and queued is not None:
+        # Queued goals but none active: the goal that should have started them ended on a path that could not
+        # publish (the event bus was down). Start the oldest now, so a session never stays blocked.
+        try:
+            start_next_queued(conn, identity, session_id, publisher.publish)
+        except PublishError as exc:
+            raise HTTPException(503, f"session {session_id!r} has a queued goal that could not be started ({exc})",
+                                headers={"Retry-After": "1"}) from None
+        active = _active(conn, session_id)
     if not active and queued is None:
         return "pending"
     if strategy == "reject":
@@ -68,3 +74,13 @@ def admit(conn: Any, identity: Identity, session_id: str, strategy: str, publish
         if strategy == "rollback":
             delete_goal_records(conn, goal["goal_id"])
     return "pending"
+
+
+def _active(conn: Any, session_id: str) -> list[dict[str, Any]]:
+    """The session's :data:`~soorma.functions.shared.sessions.ACTIVE` goals, oldest first, row-locked."""
+    rows: list[dict[str, Any]] = conn.execute(
+        "select goal_id::text as goal_id, goal_type, status from gateway.goals where session_id = %s"
+        " and status = any(%s) order by created_at, goal_id for update",
+        (session_id, list(ACTIVE)),
+    ).fetchall()
+    return rows
