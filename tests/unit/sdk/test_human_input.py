@@ -123,3 +123,29 @@ def test_bad_requests_are_refused_before_anything_is_saved():
     deliver(worker, request() | {"type": "x.y"})
     assert "not a valid JSON Schema" in problems[0] and "positive" in problems[1]
     assert platform.published_of("soorma.input.requested") == []
+
+
+def test_a_planner_asks_for_its_goal_and_resumes_it():
+    from soorma import Planner
+    from soorma.task_context import GoalContext
+
+    platform = FakePlatform()
+    planner = Planner("asker", context=platform.context())
+    resumed: list[Any] = []
+
+    @planner.on_goal("purchase.approve")
+    async def goal(goal, context):
+        await goal.request_input("approve?", schema={"type": "boolean"})
+
+    @planner.on_input("purchase.approve")
+    async def answered(goal, answer, context):
+        resumed.append(goal)
+        await goal.complete({"approved": answer.value})
+
+    deliver(planner, request())
+    [asked] = platform.published_of("soorma.input.requested")
+    assert asked["data"]["task_id"] == GOAL_ID and asked["data"]["agent"] == "asker"
+    deliver(planner, reply("soorma.input.answered", asked, status="answered", answer=False, has_default=False))
+    assert isinstance(resumed[0], GoalContext)
+    [result] = platform.published_of("soorma.goal.result")
+    assert result["correlation_id"] == GOAL_ID and result["data"]["result"] == {"approved": False}
