@@ -110,9 +110,9 @@ PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
 # a gateway environment one more while it long-polls a goal (Database.listen), so these bound the platform at
 # (10+10+10+10+4+1+1)*2 + 10 = 102 connections, inside Aurora's limit at its smallest maximum capacity. Set ``reserved_concurrency=None`` for an account whose concurrency quota is still 10 (new accounts).
 DEFAULT_RESERVED_CONCURRENCY = dict(RESERVED_CONCURRENCY)
-#: The functions that publish events onto the stream: the gateway (goals, POST /v1/events/publish) and the protocols
-#: function (goals from A2A, MCP and chat requests).
-PUBLISHERS = ("gateway", "protocols")
+#: The functions that publish events onto the stream: the gateway (goals, POST /v1/events/publish), the protocols
+#: function (goals from A2A, MCP and chat requests) and the tracker (a session's next queued goal, double-texting).
+PUBLISHERS = ("gateway", "protocols", "tracker")
 
 # Settings passed through to the functions that read them, as the local stack passes them (local/stack.py
 # ``_platform_env``): prefix -> functions. ``SOORMA_RATE_*`` default rate limits (soorma.functions.shared.service.Admission, in every
@@ -635,7 +635,9 @@ class SoormaPlatform(Construct):
             # A2A, MCP and the chat API submit goals as the gateway does (the same publisher and grants)
             "protocols": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper], egress=nats),
             "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, *pepper, *jwt], egress=jwks),
-            "tracker": dict(memory=512, timeout=60, secrets=[*db_secrets, *pepper]),
+            # The tracker publishes too: a session's next queued goal when the running one ends (double-texting
+            # 'enqueue', soorma.functions.shared.sessions), so on NATS it needs the NATS server like the gateway.
+            "tracker": dict(memory=512, timeout=60, secrets=[*db_secrets, *pepper], egress=nats),
             "migrate": dict(memory=512, timeout=300, secrets=[self.owner_secret, self.app_secret],
                             env={"SOORMA_EMBEDDING_DIMENSIONS": dims,
                                  # the RDS-managed owner secret names no host (soorma.infra.runtime.boot)

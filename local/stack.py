@@ -396,14 +396,17 @@ class LocalStack:
             env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "2")
         if logical == "protocols":
             env["SOORMA_A2A_CARD_TENANT"] = LOCAL_TENANT
-        if logical in ("gateway", "protocols"):
-            if self.settings.transport == "sqs":  # publisher_from_env() picks the SnsPublisher
-                env.update({
-                    "SOORMA_EVENT_TRANSPORT": "sns",
-                    "SOORMA_SNS_TOPIC_ARN": self.sns_topic_arn,
-                    "AWS_ENDPOINT_URL": self.aws_endpoint_url,
-                    "AWS_DEFAULT_REGION": "us-east-1",
-                })
+        # publisher_from_env() of the functions that publish (the tracker starts a session's queued goals) picks
+        # their SnsPublisher; the gateway and the tracker have the stack's access key already (the streams' push).
+        if logical in ("gateway", "protocols", "tracker") and self.settings.transport == "sqs":
+            env.update({
+                "SOORMA_EVENT_TRANSPORT": "sns",
+                "SOORMA_SNS_TOPIC_ARN": self.sns_topic_arn,
+                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+                "AWS_DEFAULT_REGION": "us-east-1",
+            })
+            env.setdefault("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID", "local"))
+            env.setdefault("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY", "local"))
         if logical == "dead-letters":  # it reads and writes the queues on moto, and nothing else
             env = {k: v for k, v in env.items() if k in ("POWERTOOLS_SERVICE_NAME",)}
             env.update({

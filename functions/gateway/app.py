@@ -23,7 +23,14 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
 * ``POST /v1/goals/{goal_id}/cancel`` ``{reason?}`` → the cancelled goal; publishes ``soorma.goal.cancel`` on
   ``system-events``. 409 when the goal already ended.
 * ``GET /v1/goals/{goal_id}/events?limit=&cursor=`` → every recorded event of the goal's trace, in order.
-* ``POST /v1/sessions``, ``GET /v1/sessions``, ``GET /v1/sessions/{session_id}`` — sessions group goals.
+* ``GET /v1/goals/{goal_id}/input?status=`` → ``{goal_id, input_requests}``; ``POST
+  /v1/goals/{goal_id}/input/{request_id}`` ``{answer}`` → the answered request: 422 naming the schema error, 409 when
+  no longer pending (:mod:`soorma.functions.gateway.inputs`). A goal whose agents wait for answers is
+  ``input-required``.
+* ``POST /v1/sessions`` ``{session_id?, metadata?, multitask_strategy?}``, ``GET /v1/sessions``, ``GET
+  /v1/sessions/{session_id}`` — sessions group goals; a goal for a session with an active goal meets the session's
+  double-texting policy (``reject`` 409, ``enqueue`` → ``queued``, ``interrupt``, ``rollback``;
+  ``POST /v1/goals`` ``multitask_strategy`` overrides it; :mod:`soorma.functions.gateway.sessions`).
 * ``POST /v1/events/publish`` ``{"event": envelope, "deliver_at"?: time, "delay_seconds"?: s}`` → ``{success,
   event_id, message, duplicate}``; with ``deliver_at``/``delay_seconds`` the checked, stamped event is stored as a
   durable timer (:mod:`soorma.functions.shared.timers`, key = its event id) and published once when due: answer
@@ -54,7 +61,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse
 
 from soorma.events import EventTopic
-from soorma.functions.gateway import admin, policy as policies
+from soorma.functions.gateway import admin, inputs, policy as policies
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
     MAX_WAIT_S,
@@ -62,6 +69,7 @@ from soorma.functions.gateway.goals import (
     Goals,
     create_session,
     get_session,
+    goal_uuid,
     list_sessions,
 )
 from soorma.functions.gateway.models import (
@@ -71,6 +79,9 @@ from soorma.functions.gateway.models import (
     GoalEvents,
     GoalList,
     GoalRequest,
+    InputAnswerBody,
+    InputRequest,
+    InputRequests,
     Published,
     PublishRequest,
     Session,
@@ -86,7 +97,7 @@ from soorma.functions.gateway.publisher import (
     publisher_from_env,
 )
 from soorma.functions.scheduler import schedules
-from soorma.functions.shared import timers
+from soorma.functions.shared import inputs as shared_inputs, timers
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity, function_app
 from soorma.functions.webhooks import api as webhooks
@@ -95,6 +106,7 @@ from soorma.goal_notices import NOTICE_TYPES
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
 from soorma.subjects import check_event_type, check_identifier, subject
+from soorma.task_context import INPUT_REQUESTED_EVENT
 
 logger = logging.getLogger("soorma.functions.gateway")
 
@@ -150,10 +162,11 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     ):
         """Submit a goal: it is recorded ``pending``, its action request is published, and it is ``running`` once the
         event bus acknowledged it; otherwise 503 with ``Retry-After`` (retry with the same Idempotency-Key).
-        ``webhook``: the goal's own webhook, attached when the goal is first created (the answer holds its secret)."""
+        ``multitask_strategy`` overrides the session's double-texting policy for this goal. ``webhook``: the goal's own webhook, attached when the goal is first created (the answer holds its secret)."""
         if body.webhook is not None:
             webhooks.checked_url(body.webhook.url)  # 422 before the goal exists
-        submitted = goals.submit(identity, body.goal_type, body.data, body.session_id, idempotency_key)
+        submitted = goals.submit(identity, body.goal_type, body.data, body.session_id, idempotency_key,
+                                 multitask_strategy=body.multitask_strategy)
         hook = (webhooks.attach_goal_webhook(db, identity, submitted.goal_id, body.webhook)
                 if body.webhook is not None and not submitted.replayed else None)
         if submitted.error_status is not None:
@@ -167,7 +180,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
 
     @app.get("/v1/goals", response_model=GoalList, tags=["goals"])
     def list_goals(
-        status: str | None = Query(None, pattern="^(pending|running|completed|failed|cancelled)$"),
+        status: str | None = Query(None, pattern="^(queued|pending|running|input-required|completed|failed|cancelled)$"),
         session_id: str | None = Query(None, min_length=1, max_length=255),
         goal_type: str | None = Query(None, min_length=1, max_length=200),
         limit: int = Query(20, ge=1, le=100),
@@ -196,6 +209,23 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         notify_sender(db)  # AWS: the cancelled goal's webhook deliveries
         return cancelled
 
+    @app.get("/v1/goals/{goal_id}/input", response_model=InputRequests, tags=["goals"])
+    def goal_input_requests(
+        goal_id: str,
+        status: str | None = Query(None, pattern="^(pending|answered|timed-out|cancelled)$"),
+        identity: Identity = Depends(current_identity),
+    ):
+        """The goal's input requests (human in the loop), oldest first; ``status=pending`` for those awaiting an
+        answer."""
+        return inputs.goal_requests(db, identity, goal_uuid(goal_id), status)
+
+    @app.post("/v1/goals/{goal_id}/input/{request_id}", response_model=InputRequest, tags=["goals"])
+    def answer_input_request(goal_id: str, request_id: str, body: InputAnswerBody,
+                             identity: Identity = Depends(current_identity)):
+        """Answer one input request: the answer is checked against the request's JSON Schema (422 naming the
+        error), recorded, and delivered to the agent that asked, which resumes; 409 when it is no longer pending."""
+        return inputs.answer_request(db, publisher, identity, goal_uuid(goal_id), request_id, body.answer)
+
     @app.get("/v1/goals/{goal_id}/events", response_model=GoalEvents, tags=["goals"])
     def goal_events(
         goal_id: str,
@@ -210,7 +240,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     def new_session(body: SessionRequest | None = Body(None), identity: Identity = Depends(current_identity)):
         """Create a session (an id of your own, or a generated one); 409 when the id exists."""
         body = body or SessionRequest()
-        return create_session(db, identity, body.session_id, body.metadata)
+        return create_session(db, identity, body.session_id, body.metadata, body.multitask_strategy)
 
     @app.get("/v1/sessions", response_model=SessionList, tags=["sessions"])
     def sessions(
@@ -266,6 +296,11 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
             policies.check_event(policy, envelope.type, envelope)  # the whole envelope, as it will be published
             if topic == EventTopic.ACTION_REQUESTS.value:
                 policies.count_action(conn, policy, identity.platform_tenant_id, envelope.plan_id or envelope.goal_id)
+            if envelope.type == INPUT_REQUESTED_EVENT and topic == EventTopic.TASK_EVENTS.value and due is None:
+                # Recorded here, before the request is on the bus (the tracker records it again: a no-op), so the
+                # request and its timeout timer exist once the agent's handler has returned, and the timer is armed
+                # by the function that holds the scheduler's rights in AWS.
+                shared_inputs.record_request(conn, identity, envelope, dict(envelope.data or {}), datetime.now(UTC))
             if due is not None:
                 # A durable timer in this same transaction, keyed by the event id: a retried request is one timer.
                 timer_id = timers.schedule_event(conn, identity=identity, due_at=due,

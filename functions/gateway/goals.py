@@ -22,18 +22,28 @@ from fastapi import HTTPException
 from psycopg.types.json import Jsonb
 
 from soorma.events import EventEnvelope, EventTopic
-from soorma.functions.gateway import policy as policies
+from soorma.functions.gateway import inputs as goal_inputs, policy as policies, sessions as double_texting
 from soorma.functions.gateway.publisher import PayloadTooLarge, Publisher, PublishError
+from soorma.functions.shared import inputs
 from soorma.functions.shared.db import Database
-from soorma.grants import stamp as stamp_grant
+from soorma.functions.shared.sessions import (
+    DEFAULT_MULTITASK_STRATEGY,
+    GOAL_CANCEL_EVENT,
+    GOAL_RESULT_EVENT,
+    SOURCE,
+    cancel_envelope,
+    goal_envelope,
+    lock_session,
+    session_of,
+    start_next_queued,
+)
 from soorma.identity import Identity
 from soorma.subjects import subject
 
 logger = logging.getLogger("soorma.functions.gateway")
 
-GOAL_RESULT_EVENT = "soorma.goal.result"
-GOAL_CANCEL_EVENT = "soorma.goal.cancel"
-SOURCE = "soorma-gateway"
+__all__ = ["GOAL_CANCEL_EVENT", "GOAL_RESULT_EVENT", "SOURCE", "Goals", "goal_envelope"]
+
 MAX_WAIT_S = 25.0
 FINAL = ("completed", "failed", "cancelled")
 #: The channel a goal's end is announced on: ``NOTIFY`` with the goal id as the only payload, sent by a trigger when
@@ -104,38 +114,6 @@ class Submitted:
 PUBLISH_RETRY_AFTER_S = 1
 
 
-def goal_envelope(identity: Identity, *, goal_id: str, goal_type: str, data: dict[str, Any],
-                  session_id: str | None, event_id: str | None = None, time: str | None = None) -> EventEnvelope:
-    """The action request a goal publishes (``type=goal_type`` on ``action-requests``, ``correlation_id = goal_id =
-    trace_id``, answered by ``soorma.goal.result`` on ``action-results``), stamped with the caller's identity.
-
-    ``event_id``/``time``: those of the first attempt when a pending goal is published again, so the republished
-    envelope has the same id — and the same ``Nats-Msg-Id`` — as one whose acknowledgement was lost. One place builds
-    it for the first publish and the retry, so whatever is added to a goal's envelope is added to both."""
-    fields: dict[str, Any] = {}
-    if event_id:
-        fields["id"] = event_id
-    if time:
-        fields["time"] = time
-    # Stamped on the first publish and on every retry: a republished request carries a grant that is fresh then.
-    return stamp_grant(EventEnvelope(
-        source=SOURCE,
-        type=goal_type,
-        topic=EventTopic.ACTION_REQUESTS,
-        data=data,
-        correlation_id=goal_id,
-        goal_id=goal_id,
-        trace_id=goal_id,
-        response_event=GOAL_RESULT_EVENT,
-        response_topic=EventTopic.ACTION_RESULTS.value,
-        platform_tenant_id=identity.platform_tenant_id,
-        tenant_id=identity.service_tenant_id,
-        user_id=identity.service_user_id,
-        session_id=session_id,
-        **fields,
-    ))
-
-
 class Goals:
     """The goal API over one database and one publisher.
 
@@ -155,6 +133,7 @@ class Goals:
         data: dict[str, Any],
         session_id: str | None = None,
         idempotency_key: str | None = None,
+        multitask_strategy: str | None = None,
         schedule_id: str | None = None,
     ) -> Submitted:
         """Check the request, record the goal ``pending`` (once per idempotency key), publish its action request, and
@@ -183,23 +162,39 @@ class Goals:
         the envelope exceeds the bus's maximum payload, :class:`~soorma.functions.gateway.policy.PolicyViolation`
         (403) for the tenant's policy (goal types, ``max_payload_bytes``), ``HTTPException`` 422 for a goal type that
         cannot form a subject; 409 when the key was used with another request. ``schedule_id``: the schedule this goal is a
-        run of (:mod:`soorma.functions.scheduler.schedules`), listed by ``GET /v1/goals?schedule_id=``."""
+        run of (:mod:`soorma.functions.scheduler.schedules`), listed by ``GET /v1/goals?schedule_id=``.
+
+        Sessions (double-texting, :mod:`soorma.functions.gateway.sessions`): a goal naming a session takes the
+        session's row lock first; when the session already has an active goal, ``multitask_strategy`` (else the
+        session's own, else ``enqueue``) decides: 409 (``reject``), stored ``queued`` and answered
+        ``Submitted(status="queued")`` without publishing (``enqueue``: published when the active goal ends), or the
+        active goal is cancelled (``interrupt``) and deleted (``rollback``) before this one is published. A retry
+        with an Idempotency-Key already used is a replay and never meets the policy again."""
         goal_id = str(uuid.uuid4())
         subject(identity.platform_tenant_id, EventTopic.ACTION_REQUESTS.value, goal_type)  # 422 if unusable
         digest = request_hash(goal_type, data, session_id) if idempotency_key else None
         envelope = goal_envelope(identity, goal_id=goal_id, goal_type=goal_type, data=data, session_id=session_id)
         self._check_size(envelope)  # 413 before the goal (and its data) is stored
         replayed = False
+        status = "pending"
         with self.db.transaction(identity) as conn:
             policies.check_goal(policies.load(conn, identity.platform_tenant_id), goal_type, envelope)
+            if session_id:
+                session_strategy = touch_session(conn, identity, session_id)  # the session's row lock, held
+                replay = idempotency_key and conn.execute(
+                    "select 1 from gateway.goals where idempotency_key = %s", (idempotency_key,)
+                ).fetchone()
+                if not replay:
+                    status = double_texting.admit(conn, identity, session_id,
+                                                  multitask_strategy or session_strategy, self.publisher)
             inserted = conn.execute(
                 "insert into gateway.goals (goal_id, platform_tenant_id, service_tenant_id, service_user_id,"
                 " principal_id, goal_type, data, session_id, status, response_event, event_id, idempotency_key,"
-                " request_hash, schedule_id) values (%s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s)"
+                " request_hash, schedule_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " on conflict (platform_tenant_id, service_tenant_id, service_user_id, idempotency_key)"
                 " where idempotency_key is not null do nothing returning goal_id",
                 (goal_id, identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
-                 identity.principal_id, goal_type, Jsonb(data), session_id, GOAL_RESULT_EVENT, envelope.id,
+                 identity.principal_id, goal_type, Jsonb(data), session_id, status, GOAL_RESULT_EVENT, envelope.id,
                  idempotency_key, digest, schedule_id),
             ).fetchone()
             if inserted is None:
@@ -221,8 +216,9 @@ class Goals:
                 envelope = goal_envelope(identity, goal_id=goal_id, goal_type=existing["goal_type"],
                                          data=existing["data"], session_id=existing["session_id"],
                                          event_id=existing["event_id"], time=iso(existing["created_at"]))
-            elif session_id:
-                touch_session(conn, identity, session_id)
+                status = "pending"
+        if status == "queued":
+            return Submitted(goal_id, "queued", goal_type)
         return self._publish_pending(identity, envelope, replayed=replayed, retryable=idempotency_key is not None)
 
     def _check_size(self, envelope: EventEnvelope) -> None:
@@ -256,6 +252,8 @@ class Goals:
                     " where goal_id = %s and status = 'pending'",
                     (f"publish failed: {reason}", goal_id),
                 )
+            if envelope.session_id:
+                self._start_queued(identity, envelope.session_id)
             return Submitted(goal_id, "failed", goal_type, replayed=replayed, error_status=413,
                              error=f"goal {goal_id} could not be submitted: {reason}")
         except Exception as exc:  # noqa: BLE001 - not acknowledged: the goal stays pending for a retry
@@ -304,6 +302,18 @@ class Goals:
             return Submitted(goal_id, status, goal_type)
         return Submitted(goal_id, "failed", goal_type, error_status=503, retry_after_s=PUBLISH_RETRY_AFTER_S,
                          error=f"goal {goal_id} failed: {error}")
+
+    def _start_queued(self, identity: Identity, session_id: str) -> None:
+        """After a goal of ``session_id`` failed at submit, start the session's next queued goal
+        (:func:`~soorma.functions.shared.sessions.start_next_queued`). Best effort: when it cannot be published
+        it stays queued, and the session's next submit starts it (:func:`soorma.functions.gateway.sessions.admit`)."""
+        try:
+            with self.db.transaction(identity) as conn:
+                lock_session(conn, session_id)
+                start_next_queued(conn, identity, session_id, self.publisher.publish)
+        except (PublishError, psycopg.Error) as exc:
+            logger.warning("session %s: its next queued goal was not started (%s); the next submit starts it",
+                           session_id, exc)
 
     @staticmethod
     def _not_accepted(goal_id: str, goal_type: str, replayed: bool, why: str) -> Submitted:
@@ -368,7 +378,7 @@ class Goals:
                     listener = None
 
     def get(self, identity: Identity, goal_id: str, *, wait_s: float = 0.0) -> dict[str, Any]:
-        """The goal with its tasks and event count; with ``wait_s`` > 0, first wait until it has ended (at most
+        """The goal with its tasks, event count and input requests; with ``wait_s`` > 0, first wait until it has ended (at most
         :data:`MAX_WAIT_S`, :meth:`wait_until_final`). 404 when the caller cannot see it."""
         gid = goal_uuid(goal_id)
         if wait_s > 0:
@@ -386,6 +396,7 @@ class Goals:
             events = conn.execute(
                 "select count(*) as n from gateway.goal_events where goal_id = %s", (gid,)
             ).fetchone()["n"]
+            requests = goal_inputs.list_requests(conn, gid)
         return {
             **goal,
             "created_at": iso(goal["created_at"]),
@@ -394,6 +405,7 @@ class Goals:
                 {**t, "started_at": iso(t["started_at"]), "completed_at": iso(t["completed_at"])} for t in tasks
             ],
             "events": events,
+            "input_requests": requests,
         }
 
     def list(
@@ -479,16 +491,23 @@ class Goals:
 
     # -- cancel ----------------------------------------------------------------------------------------------------
     def cancel(self, identity: Identity, goal_id: str, reason: str | None = None) -> dict[str, Any]:
-        """Mark a running (or pending) goal cancelled and publish ``soorma.goal.cancel`` on ``system-events`` (in that
-        order, inside one transaction: a failed publish leaves the goal as it was and answers 503). 404 unknown goal,
-        409 a goal that already ended. A cancelled pending goal is never published: a retry of its submit answers
-        ``cancelled``."""
+        """Mark a goal that has not ended (``queued``, ``pending``, ``running``, ``input-required``) cancelled and
+        publish ``soorma.goal.cancel`` on ``system-events`` (in that order, inside one transaction: a failed publish
+        leaves the goal as it was and answers 503). Its pending input requests are cancelled, and its session's next
+        queued goal starts (:func:`~soorma.functions.shared.sessions.start_next_queued`, same transaction). 404
+        unknown goal, 409 a goal that already ended. A cancelled pending goal is never published: a retry of its
+        submit answers ``cancelled``; a cancelled queued goal was never published, so no cancel event is sent."""
         gid = goal_uuid(goal_id)
         text = reason or f"cancelled by {identity.principal_id}"
         with self.db.transaction(identity) as conn:
+            session_id = session_of(conn, gid)
+            if session_id:
+                lock_session(conn, session_id)  # before the goal: the order every session path takes
             row = conn.execute(
-                "update gateway.goals set status = 'cancelled', error = %s, completed_at = now()"
-                " where goal_id = %s and status in ('running', 'pending') returning goal_type, session_id",
+                "update gateway.goals g set status = 'cancelled', error = %s, completed_at = now()"
+                " from (select goal_id, status from gateway.goals where goal_id = %s for update) old"
+                " where g.goal_id = old.goal_id and old.status in ('queued', 'pending', 'running', 'input-required')"
+                " returning g.goal_type, g.session_id, old.status as was",
                 (text, gid),
             ).fetchone()
             if row is None:
@@ -496,36 +515,29 @@ class Goals:
                 if current is None:
                     raise HTTPException(404, f"goal {goal_id!r} not found")
                 raise HTTPException(409, f"goal {gid} is {current['status']}, not running or pending")
-            envelope = EventEnvelope(
-                id=f"cancel-{gid}",
-                source=SOURCE,
-                type=GOAL_CANCEL_EVENT,
-                topic=EventTopic.SYSTEM_EVENTS,
-                data={"goal_id": gid, "goal_type": row["goal_type"], "reason": text},
-                correlation_id=gid,
-                goal_id=gid,
-                trace_id=gid,
-                platform_tenant_id=identity.platform_tenant_id,
-                tenant_id=identity.service_tenant_id,
-                user_id=identity.service_user_id,
-                session_id=row["session_id"],
-            )
-            envelope = stamp_grant(envelope)  # the agents' right to act for this user (soorma.grants)
+            inputs.cancel_pending(conn, identity, gid)
             try:
-                self.publisher.publish(envelope)
+                if row["was"] != "queued":
+                    self.publisher.publish(cancel_envelope(identity, goal_id=gid, goal_type=row["goal_type"],
+                                                           session_id=row["session_id"], reason=text))
+                if session_id:
+                    start_next_queued(conn, identity, session_id, self.publisher.publish)
             except PublishError as exc:
                 raise HTTPException(503, f"cancel event could not be published: {exc}") from None
         return self.get(identity, gid)
 
 
 # -- sessions ----------------------------------------------------------------------------------------------------------
-def touch_session(conn, identity: Identity, session_id: str) -> None:
-    conn.execute(
+def touch_session(conn, identity: Identity, session_id: str) -> str:
+    """Create session ``session_id`` if the caller has none of that id, else mark it used; returns its
+    ``multitask_strategy``. The upsert holds the session's row lock until the transaction ends."""
+    row = conn.execute(
         "insert into gateway.sessions as s (platform_tenant_id, service_tenant_id, service_user_id, session_id)"
         " values (%s, %s, %s, %s) on conflict (platform_tenant_id, service_tenant_id, service_user_id, session_id)"
-        " do update set updated_at = now()",
+        " do update set updated_at = now() returning s.multitask_strategy",
         (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, session_id),
-    )
+    ).fetchone()
+    return str(row["multitask_strategy"]) if row else DEFAULT_MULTITASK_STRATEGY
 
 
 def _session_out(row: dict[str, Any]) -> dict[str, Any]:
@@ -533,21 +545,24 @@ def _session_out(row: dict[str, Any]) -> dict[str, Any]:
 
 
 _SESSION_SELECT = (
-    "select s.session_id, s.metadata, s.created_at, s.updated_at,"
+    "select s.session_id, s.metadata, s.multitask_strategy, s.created_at, s.updated_at,"
     " (select count(*) from gateway.goals g where g.session_id = s.session_id) as goal_count"
     " from gateway.sessions s"
 )
 
 
-def create_session(db: Database, identity: Identity, session_id: str | None, metadata: dict[str, Any]) -> dict:
+def create_session(db: Database, identity: Identity, session_id: str | None, metadata: dict[str, Any],
+                   multitask_strategy: str | None = None) -> dict:
+    """Create a session (``session_id`` or a generated UUID) with its double-texting policy ``multitask_strategy``
+    (default ``enqueue``, :mod:`soorma.functions.shared.sessions`). An existing id is a unique violation: 409."""
     sid = session_id or str(uuid.uuid4())
     with db.transaction(identity) as conn:
         conn.execute(
             "insert into gateway.sessions (platform_tenant_id, service_tenant_id, service_user_id, session_id,"
-            " metadata) values (%s, %s, %s, %s, %s)",
+            " metadata, multitask_strategy) values (%s, %s, %s, %s, %s, %s)",
             (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, sid,
-             Jsonb(metadata)),
-        )  # an existing id is a unique violation: 409
+             Jsonb(metadata), multitask_strategy or DEFAULT_MULTITASK_STRATEGY),
+        )
         row = conn.execute(f"{_SESSION_SELECT} where s.session_id = %s", (sid,)).fetchone()
     return _session_out(row)
 

@@ -13,7 +13,12 @@ from soorma.subjects import check_event_type
 
 IDENTIFIER = r"^[A-Za-z0-9_-]{1,64}$"
 KEY_ID = r"^[A-Za-z0-9]{8,64}$"
-GoalState = Literal["pending", "running", "completed", "failed", "cancelled"]
+#: A goal's states: ``queued`` (waits for its session's active goal to end: double-texting ``enqueue``), ``pending``
+#: (recorded, its request not yet acknowledged by the event bus), ``running``, ``input-required`` (an agent waits for
+#: answers to its input requests), and the final ``completed``, ``failed``, ``cancelled``.
+GoalState = Literal["queued", "pending", "running", "input-required", "completed", "failed", "cancelled"]
+#: Double-texting policies (LangGraph's names; soorma.functions.shared.sessions explains them and the default).
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
 Role = Literal["admin", "developer", "agent", "user"]
 
 
@@ -30,12 +35,14 @@ def _event_type(value: str) -> str:
 
 # -- goals -----------------------------------------------------------------------------------------------------------
 class GoalRequest(_Body):
-    """``{goal_type, data, session_id?, webhook?}`` (``webhook``: :mod:`soorma.functions.webhooks`)."""
+    """``{goal_type, data, session_id?, multitask_strategy?, webhook?}`` (``multitask_strategy`` overrides the
+    session's double-texting policy for this goal; ``webhook``: :mod:`soorma.functions.webhooks`)."""
 
     goal_type: str = Field(min_length=1, max_length=200)
     data: dict[str, Any] = Field(default_factory=dict)
     session_id: str | None = Field(None, min_length=1, max_length=255)
     webhook: WebhookSpec | None = None
+    multitask_strategy: MultitaskStrategy | None = None
 
     @field_validator("goal_type")
     @classmethod
@@ -66,6 +73,42 @@ class GoalTask(BaseModel):
     progress_message: str | None = None
 
 
+class InputRequest(BaseModel):
+    """One input request of a goal: ``status`` ``pending | answered | timed-out | cancelled``; ``schema`` the JSON
+    Schema an answer must satisfy (``null``: any JSON value); ``default`` what a timeout answers when the agent
+    declared one (``has_default``); ``timeout_at`` when it times out (``null``: never)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    request_id: str
+    goal_id: str
+    task_id: str
+    agent: str | None = None
+    prompt: str = ""
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    has_default: bool = False
+    default: Any = None
+    status: Literal["pending", "answered", "timed-out", "cancelled"]
+    timeout_at: str | None = None
+    created_at: str
+    answer: Any = None
+    answered_by: str | None = None
+    answered_at: str | None = None
+
+
+class InputRequests(BaseModel):
+    goal_id: str
+    input_requests: list[InputRequest]
+
+
+class InputAnswerBody(BaseModel):
+    """``{answer}``: any JSON value (``null`` included), checked against the request's schema."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: Any = Field(..., description="the answer, checked against the request's JSON Schema")
+
+
 class Goal(BaseModel):
     goal_id: str
     goal_type: str
@@ -80,6 +123,7 @@ class Goal(BaseModel):
     completed_at: str | None = None
     tasks: list[GoalTask] = Field(default_factory=list)
     events: int = 0
+    input_requests: list[InputRequest] = Field(default_factory=list)
 
 
 class GoalSummary(BaseModel):
@@ -123,13 +167,18 @@ class GoalEvents(BaseModel):
 
 # -- sessions --------------------------------------------------------------------------------------------------------
 class SessionRequest(_Body):
+    """``{session_id?, metadata?, multitask_strategy?}``: what a goal arriving while another of the session is active
+    does (default ``enqueue``)."""
+
     session_id: str | None = Field(None, min_length=1, max_length=255)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    multitask_strategy: MultitaskStrategy | None = None
 
 
 class Session(BaseModel):
     session_id: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+    multitask_strategy: MultitaskStrategy = "enqueue"
     created_at: str
     updated_at: str
     goal_count: int = 0

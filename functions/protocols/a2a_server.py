@@ -78,13 +78,18 @@ A2A_PATH = "/v1/a2a"
 
 #: Goal status → A2A 1.0 task state.
 GOAL_TASK_STATES: dict[str, int] = {
+    "queued": pb.TASK_STATE_SUBMITTED,  # waits for its session's active goal (double-texting 'enqueue')
     "pending": pb.TASK_STATE_SUBMITTED,
     "running": pb.TASK_STATE_WORKING,
+    "input-required": pb.TASK_STATE_INPUT_REQUIRED,
     "completed": pb.TASK_STATE_COMPLETED,
     "failed": pb.TASK_STATE_FAILED,
     "cancelled": pb.TASK_STATE_CANCELED,
 }
-_GOAL_STATUS_OF_STATE = {state: status for status, state in GOAL_TASK_STATES.items()}
+#: A2A task state → the goal statuses shown as it (SUBMITTED is both ``queued`` and ``pending``).
+_GOAL_STATUSES_OF_STATE: dict[int, list[str]] = {}
+for _status, _state in GOAL_TASK_STATES.items():
+    _GOAL_STATUSES_OF_STATE.setdefault(_state, []).append(_status)
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -259,8 +264,8 @@ class GoalTaskStore(TaskStore):
             where.append("session_id = %s")
             values.append(params.context_id)
         if params.status != pb.TASK_STATE_UNSPECIFIED:
-            where.append("status = %s")
-            values.append(_GOAL_STATUS_OF_STATE.get(params.status, "(no goal has this state)"))
+            where.append("status = any(%s)")
+            values.append(_GOAL_STATUSES_OF_STATE.get(params.status, ["(no goal has this state)"]))
         if params.HasField("status_timestamp_after"):
             where.append("coalesce(completed_at, created_at) > %s")
             values.append(params.status_timestamp_after.ToDatetime(tzinfo=UTC))

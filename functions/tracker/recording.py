@@ -51,7 +51,7 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from soorma.events import EventEnvelope, EventTopic
-from soorma.functions.shared import timers
+from soorma.functions.shared import inputs, sessions, timers
 from soorma.functions.shared.db import Database, DatabaseUnavailable, is_unavailable
 from soorma.functions.shared.settings import DB_RETRY_AFTER_S
 from soorma.goal_notices import DEAD_LETTERED, NOTICE_TYPES, SOURCE as NOTICE_SOURCE, describe as describe_dead_letter
@@ -125,8 +125,24 @@ def _goal_uuid(goal_id: str) -> uuid.UUID | None:
         return None
 
 
-def record_envelope(db: Database, envelope: EventEnvelope) -> str:
-    """Record one event; returns ``"recorded"``, ``"duplicate"`` or ``"ignored"`` (see the module docstring)."""
+_publisher: Any = None
+
+
+def default_publisher() -> Any:
+    """The event publisher the tracker starts a session's queued goals with (the transport
+    ``SOORMA_EVENT_TRANSPORT`` names, as the gateway's), made on first use: most batches never need it."""
+    global _publisher
+    if _publisher is None:
+        from soorma.functions.gateway.publisher import publisher_from_env
+
+        _publisher = publisher_from_env()
+    return _publisher
+
+
+def record_envelope(db: Database, envelope: EventEnvelope, publisher: Any = None) -> str:
+    """Record one event; returns ``"recorded"``, ``"duplicate"`` or ``"ignored"`` (see the module docstring).
+    ``publisher``: what publishes a session's next queued goal when this event ends the running one (default
+    :func:`default_publisher`)."""
     if not envelope.goal_id:
         return IGNORED
     if not (envelope.platform_tenant_id and envelope.tenant_id and envelope.user_id):
@@ -139,6 +155,10 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
     event_id, goal_id, etype = _clean(envelope.id), _clean(envelope.goal_id), _clean(envelope.type)
     correlation_id = _clean(envelope.correlation_id)
     source = _clean(envelope.source)
+
+    def publish_queued(queued: EventEnvelope) -> Any:
+        return (publisher or default_publisher()).publish(queued)
+
     try:
         with db.transaction(identity) as conn:
             # The event's number in its goal's stream (migration 0020): taking it locks the goal's row until this
@@ -159,6 +179,13 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
             if correlation_id:
                 # the waits this event satisfied (migration 0030's trigger): in AWS their timers are armed now
                 timers.arm_satisfied_waits(conn, event_id)
+            if etype in inputs.INPUT_EVENTS:
+                # The input protocol's events are no tasks of their own (they share the asking task's correlation id).
+                if etype == inputs.INPUT_REQUESTED_EVENT and topic == EventTopic.TASK_EVENTS.value:
+                    inputs.record_request(conn, identity, envelope, data, when)
+                elif etype == inputs.INPUT_TIMEOUT_EVENT:
+                    inputs.record_timeout(conn, data, goal_id, when)
+                return RECORDED
             if correlation_id and topic == EventTopic.ACTION_REQUESTS.value:
                 if correlation_id == goal_id:
                     _mark_published(conn, goal_id, event_id)
@@ -189,10 +216,10 @@ def record_envelope(db: Database, envelope: EventEnvelope) -> str:
             elif correlation_id and topic == EventTopic.TASK_EVENTS.value and etype == PROGRESS_EVENT:
                 _record_progress(conn, identity, correlation_id, data, when)
             if topic == EventTopic.SYSTEM_EVENTS.value and etype in NOTICE_TYPES and source == NOTICE_SOURCE:
-                _apply_notice(conn, goal_id, etype, data, when)
+                _apply_notice(conn, identity, goal_id, etype, data, when, publish_queued)
                 return RECORDED
             if correlation_id:
-                _maybe_complete_goal(conn, correlation_id, etype, data, when)
+                _maybe_complete_goal(conn, identity, correlation_id, etype, data, when, publish_queued)
     except psycopg.DataError as exc:
         logger.error("event %s cannot be stored, skipped: %s", envelope.id, exc)
         return IGNORED
@@ -232,41 +259,70 @@ def _mark_published(conn, goal_id: str, event_id: str) -> None:
     )
 
 
-def _maybe_complete_goal(conn, correlation_id: str, etype: str, data: dict[str, Any], when: datetime) -> None:
+def _maybe_complete_goal(conn, identity: Identity, correlation_id: str, etype: str, data: dict[str, Any],
+                         when: datetime, publish: Any) -> None:
+    """End the goal ``correlation_id`` names when ``etype`` is its response event (see the module docstring); then
+    its pending input requests are cancelled and its session's next queued goal is started
+    (:func:`soorma.functions.shared.sessions.start_next_queued`, which calls ``publish(envelope)``).
+    The session is locked before the goal, the order every session path takes."""
     try:
         goal_uuid = uuid.UUID(correlation_id)
     except ValueError:
         return
+    found = conn.execute(
+        "select session_id from gateway.goals where goal_id = %s and response_event = %s", (goal_uuid, etype)
+    ).fetchone()
+    if found is None:
+        return
+    session_id = found["session_id"]
+    if session_id:
+        sessions.lock_session(conn, session_id)
     failed = is_failure(data)
-    conn.execute(
+    ended = conn.execute(
         "update gateway.goals set status = %s, result = %s, error = %s, completed_at = %s,"
         " failed_by_platform = false"
         " where goal_id = %s and response_event = %s"
-        "   and (status in ('running', 'pending') or (status = 'failed' and failed_by_platform))",
+        "   and (status in ('running', 'pending', 'input-required') or (status = 'failed' and failed_by_platform))"
+        " returning goal_id",
         ("failed" if failed else "completed", Jsonb(data), _error_text(data) if failed else None,
          when, goal_uuid, etype),
-    )
+    ).fetchone()
+    if ended is None:
+        return
+    inputs.cancel_pending(conn, identity, str(goal_uuid))
+    if session_id:
+        sessions.start_next_queued(conn, identity, session_id, publish)
 
 
-def _apply_notice(conn, goal_id: str, etype: str, data: dict[str, Any], when: datetime) -> None:
+def _apply_notice(conn, identity: Identity, goal_id: str, etype: str, data: dict[str, Any], when: datetime,
+                  publish: Any) -> None:
     """Apply a goal notice (see the module docstring) to goal ``goal_id`` (a goal of another identity, or no goal
-    at all, is not visible under row-level security and is left alone)."""
+    at all, is not visible under row-level security and is left alone). A goal a dead letter ends leaves its
+    session to the next queued goal (``publish(envelope)`` publishes it), as a goal's result does."""
     try:
         goal_uuid = uuid.UUID(goal_id)
     except ValueError:
         return
     key = str(data.get("dead_letter_id") or data.get("event_id") or "")[:500]
     if etype == DEAD_LETTERED:
-        conn.execute(
-            "update gateway.goals set"
-            " dead_letters = case when %s = any(dead_letters) then dead_letters else dead_letters || %s end,"
-            " error = case when status = 'running' then %s else error end,"
-            " failed_by_platform = failed_by_platform or status = 'running',"
-            " completed_at = case when status = 'running' then %s else completed_at end,"
-            " status = case when status = 'running' then 'failed' else status end"
-            " where goal_id = %s",
+        session_id = sessions.session_of(conn, str(goal_uuid))
+        if session_id:
+            sessions.lock_session(conn, session_id)  # before the goal: the order every session path takes
+        ended = conn.execute(
+            "update gateway.goals g set"
+            " dead_letters = case when %s = any(g.dead_letters) then g.dead_letters else g.dead_letters || %s end,"
+            " error = case when old.status in ('running', 'input-required') then %s else g.error end,"
+            " failed_by_platform = g.failed_by_platform or old.status in ('running', 'input-required'),"
+            " completed_at = case when old.status in ('running', 'input-required') then %s else g.completed_at end,"
+            " status = case when old.status in ('running', 'input-required') then 'failed' else g.status end"
+            " from (select goal_id, status from gateway.goals where goal_id = %s for update) old"
+            " where g.goal_id = old.goal_id returning old.status in ('running', 'input-required') as ended",
             (key, [key], describe_dead_letter(data)[:4000], when, goal_uuid),
-        )
+        ).fetchone()
+        if ended is not None and ended["ended"]:
+            inputs.cancel_pending(conn, identity, str(goal_uuid))
+            if session_id:
+                sessions.start_next_queued(conn, identity, session_id, publish)
     else:
         conn.execute(
             "update gateway.goals set dead_letters = array_remove(dead_letters, %s) where goal_id = %s",

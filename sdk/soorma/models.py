@@ -82,7 +82,9 @@ class KnowledgeItem(WireModel):
 
 
 class GoalStatus(WireModel):
-    """``GET /v1/goals/{goal_id}``: ``status`` is ``running | completed | failed``."""
+    """``GET /v1/goals/{goal_id}``: ``status`` is ``queued | pending | running | input-required | completed | failed |
+    cancelled``; ``input_requests`` the goal's input requests (``status`` ``pending`` for those awaiting an answer:
+    ``POST /v1/goals/{goal_id}/input/{request_id}``)."""
 
     goal_id: str
     goal_type: str | None = None
@@ -94,3 +96,4 @@ class GoalStatus(WireModel):
     completed_at: str | None = None
     tasks: list[dict[str, Any]] = Field(default_factory=list)
     events: int | None = None
+    input_requests: list[dict[str, Any]] = Field(default_factory=list)

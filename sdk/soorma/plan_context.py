@@ -33,6 +33,7 @@ from ._current import current_event, defer, derived_id
 from .errors import ConflictError
 from .events import EventEnvelope, EventTopic
 from .state import StateAction, StateConfig, StateTransition
+from .task_context import INPUT_REQUESTED_EVENT, NO_DEFAULT, _check_schema
 
 if TYPE_CHECKING:
     from .context import PlatformContext
@@ -176,6 +177,7 @@ class PlanContext:
     last_action: dict[str, Any] | None = None
     dispatched_state: str | None = None
     pause_reason: str | None = None
+    input_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
     _version: int | None = field(default=None, repr=False, compare=False)
     _persisted: bool = field(default=False, repr=False, compare=False)
 
@@ -339,6 +341,7 @@ class PlanContext:
             "last_action": self.last_action,
             "dispatched_state": self.dispatched_state,
             "pause_reason": self.pause_reason,
+            "input_requests": self.input_requests,
         }
 
     @classmethod
@@ -366,6 +369,7 @@ class PlanContext:
             last_action=data.get("last_action"),
             dispatched_state=data.get("dispatched_state"),
             pause_reason=data.get("pause_reason"),
+            input_requests=dict(data.get("input_requests") or {}),
         )
 
     # --- the state machine -------------------------------------------------------------------------------------
@@ -551,6 +555,44 @@ class PlanContext:
         self.status = "paused"
         self.pause_reason = reason
         await self.save()
+
+    async def request_input(self, prompt: str, *, schema: Mapping[str, Any] | None = None,
+                            timeout: float | None = None, default: Any = NO_DEFAULT) -> str:
+        """The planner's :meth:`~soorma.task_context.TaskContext.request_input`: pause the plan (``paused``, reason
+        ``prompt``), save it with the request pending, and publish ``soorma.input.requested`` for the plan (its
+        ``task_id`` is the plan id). The answer comes back to ``Planner.on_transition`` as ``soorma.input.answered``
+        (``results["user_input"]`` holds it; the plan is ``running`` again once nothing is pending); a timeout
+        without ``default`` fails the plan and its goal. Returns the request id. Same parameters and errors as
+        :meth:`TaskContext.request_input <soorma.task_context.TaskContext.request_input>`."""
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if schema is not None:
+            _check_schema(schema)
+        request_id = derived_id(f"input:{self.plan_id}")
+        has_default = default is not NO_DEFAULT
+        self.input_requests[request_id] = {"prompt": prompt, "schema": dict(schema) if schema is not None else None,
+                                           "timeout_seconds": timeout, "has_default": has_default,
+                                           "default": default if has_default else None}
+        await self.pause(prompt)
+        event = current_event()
+        propagated = event.propagation() if event is not None else {}
+        request = EventEnvelope(
+            id=derived_id(f"input-request:{self.plan_id}"),
+            type=INPUT_REQUESTED_EVENT,
+            topic=EventTopic.TASK_EVENTS,
+            data={"request_id": request_id, "task_id": self.plan_id, "agent": f"plan:{self.plan_id}",
+                  "event_type": self.goal_event, **self.input_requests[request_id]},
+            correlation_id=self.correlation_id or self.plan_id,
+            trace_id=self.trace_id or propagated.get("trace_id"),
+            parent_event_id=propagated.get("parent_event_id"),
+            tenant_id=self._tenant() or propagated.get("tenant_id"),
+            user_id=self._user() or propagated.get("user_id"),
+            session_id=self.session_id or propagated.get("session_id"),
+            goal_id=self.goal_id or propagated.get("goal_id"),
+            plan_id=self.plan_id,
+        )
+        await self._send(request)
+        return request_id
 
     async def resume(self, input_data: dict[str, Any]) -> str | None:
         """Store ``input_data`` as ``results["user_input"]``, mark the plan ``running`` and :meth:`execute_next`."""

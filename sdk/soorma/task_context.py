@@ -29,10 +29,17 @@ log = logging.getLogger("soorma.tasks")
 
 ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
 PROGRESS_EVENT = "task.progress"
+#: Human input (docs/architecture.md "Human input"): an agent asks (``task-events``), the platform answers the task
+#: (``action-results``, the task's correlation id) with the person's answer or, when the request timed out, with
+#: the declared default (``data.has_default``) or nothing (the task is then failed).
+INPUT_REQUESTED_EVENT = "soorma.input.requested"
+INPUT_ANSWERED_EVENT = "soorma.input.answered"
+INPUT_TIMEOUT_EVENT = "soorma.input.timeout"
 
 # Keys inside the saved ``state`` for what the record has no column of its own for. They are stripped again on
 # restore, so handlers only ever see their own state.
 _SUB_TASKS_KEY = "_sub_tasks"
+_INPUTS_KEY = "_input_requests"
 _META_KEY = "_soorma"
 _META_FIELDS = ("correlation_id", "session_id", "goal_id", "trace_id", "tenant_id", "user_id", "task_name",
                 "timeout", "priority")
@@ -53,6 +60,46 @@ def _int(value: Any) -> int:
         return int(value or 0)
     except (TypeError, ValueError):
         return 0
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+#: ``request_input(default=...)`` left out: a timeout fails the task (``None`` is a default like any other).
+NO_DEFAULT: Any = _NoDefault()
+
+
+def _check_schema(schema: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` when ``schema`` is no valid JSON Schema (checked with ``jsonschema`` when installed; the
+    platform checks answers against it either way)."""
+    if not isinstance(schema, Mapping):
+        raise ValueError(f"schema must be a JSON Schema object, not {type(schema).__name__}")
+    try:
+        from jsonschema import exceptions, validators
+    except ImportError:
+        return
+    try:
+        validators.validator_for(dict(schema)).check_schema(dict(schema))
+    except exceptions.SchemaError as exc:
+        raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+
+
+@dataclass
+class InputAnswer:
+    """The outcome of an input request at ``on_input``: ``request_id``, ``value`` (the answer; the declared default
+    when the request timed out), ``status`` (``answered`` or ``timed-out``), ``prompt`` and ``schema`` as asked."""
+
+    request_id: str
+    value: Any
+    status: str = "answered"
+    prompt: str = ""
+    schema: dict[str, Any] | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        return self.status == "timed-out"
 
 
 @dataclass
@@ -122,6 +169,7 @@ class TaskContext:
     timeout: float | None = None
     priority: int = 0
     trace_id: str | None = None
+    input_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     _context: "PlatformContext | None" = field(default=None, repr=False, compare=False)
     _register_produced_event: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
@@ -185,6 +233,7 @@ class TaskContext:
         when the saved task was a goal. Columns win over the copies kept in ``state``."""
         state = dict(record.state or {})
         raw_subs = state.pop(_SUB_TASKS_KEY, None) or {}
+        inputs = state.pop(_INPUTS_KEY, None) or {}
         meta = state.pop(_META_KEY, None) or {}
         target = GoalContext if meta.get("kind") == "goal" and cls is TaskContext else cls
         event = current_event()
@@ -207,6 +256,7 @@ class TaskContext:
             timeout=meta.get("timeout"),
             priority=_int(meta.get("priority")),
             trace_id=record.trace_id or meta.get("trace_id"),
+            input_requests=dict(inputs),
             _context=context,
             _register_produced_event=register_produced_event,
             _persisted=True,
@@ -232,6 +282,8 @@ class TaskContext:
         """
         state = dict(self.state)
         state[_SUB_TASKS_KEY] = {k: v.to_dict() for k, v in self.sub_tasks.items()}
+        if self.input_requests:
+            state[_INPUTS_KEY] = self.input_requests
         meta = {name: getattr(self, name) for name in _META_FIELDS}
         meta["kind"] = self._kind
         state[_META_KEY] = meta
@@ -406,6 +458,56 @@ class TaskContext:
             correlation_id=self.correlation_id or self.task_id,
             **self._propagation(),
         )
+
+    # --- human input -------------------------------------------------------------------------------------------
+    async def request_input(
+        self,
+        prompt: str,
+        *,
+        schema: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        default: Any = NO_DEFAULT,
+    ) -> str:
+        """Ask a person for input and wait for it without holding the function: save this context with the request
+        pending, then publish :data:`INPUT_REQUESTED_EVENT` on ``task-events`` (sent when the handler returns, after
+        the save). Returns the request id. The goal shows the request (``GET /v1/goals/{id}``, ``input_requests``)
+        and is ``input-required`` until every pending request is answered; the answer
+        (``POST /v1/goals/{id}/input/{request_id}``, checked against ``schema``) arrives at the agent's ``on_input``
+        handler with this context restored. Several requests may be pending at once; each is answered on its own.
+
+        Parameters: ``prompt`` (what to ask, at most 4,000 characters shown), ``schema`` (a JSON Schema the answer
+        must satisfy, https://json-schema.org/draft/2020-12; ``None``: any JSON value), ``timeout`` (seconds until
+        the request times out; ``None``: never), ``default`` (the answer a timeout gives; without one a timeout fails
+        the task with an error naming the request). Raises ``ValueError`` for a schema that is not a valid JSON
+        Schema (when ``jsonschema`` is installed) or a timeout that is not positive."""
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if schema is not None:
+            _check_schema(schema)
+        request_id = derived_id(f"input:{self.task_id}")
+        has_default = default is not NO_DEFAULT
+        self.input_requests[request_id] = {"prompt": prompt, "schema": dict(schema) if schema is not None else None,
+                                           "timeout_seconds": timeout, "has_default": has_default,
+                                           "default": default if has_default else None}
+        await self.save()
+        data = {"request_id": request_id, "task_id": self.task_id, "agent": self.agent_id,
+                "event_type": self.event_type, **self.input_requests[request_id]}
+        bus = self._ctx().bus
+        propagation = self._propagation()
+        correlation_id = self.correlation_id or self.task_id
+
+        async def send() -> None:
+            await bus.publish(EventTopic.TASK_EVENTS.value, INPUT_REQUESTED_EVENT, data,
+                              correlation_id=correlation_id, **propagation)
+
+        if not defer(send):
+            await send()
+        return request_id
+
+    @property
+    def pending_inputs(self) -> list[str]:
+        """The ids of this task's input requests that are not answered yet."""
+        return list(self.input_requests)
 
 
 @dataclass

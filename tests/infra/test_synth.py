@@ -294,7 +294,8 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
     expected_reads = {
         # every HTTP function verifies delivery grants, whose key is derived from the pepper (soorma.grants)
         "PlatformRegistryFunction": app | pepper, "PlatformMemoryFunction": app | pepper,
-        "PlatformTrackerFunction": app | pepper,
+        # the tracker publishes a session's next queued goal (double-texting 'enqueue')
+        "PlatformTrackerFunction": app | pepper | (nats if synth.transport == "nats" else set()),
         # the gateway hashes the keys it creates and rotates (POST /v1/api-keys, /v1/tenants) with the pepper
         "PlatformGatewayFunction": app | pepper | (nats if synth.transport == "nats" else set()),
         # A2A, MCP and chat submit goals as the gateway does: the same publisher and delivery grants
@@ -334,7 +335,7 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
                 assert fid.startswith("PlatformMemoryFunction") and bedrock == ["bedrock:InvokeModel"], (fid, st)
                 assert "foundation-model/amazon.titan-embed-text-v2:0" in json.dumps(st["Resource"]), st
         publishes = secrets_with(statements, "sns:Publish")
-        assert not publishes or fid.startswith(("PlatformGatewayFunction", "PlatformProtocolsFunction")), fid
+        assert not publishes or fid.startswith(("PlatformGatewayFunction", "PlatformProtocolsFunction", "PlatformTrackerFunction")), fid
         # SQS: a function consumes only the queue of its own event source mapping.
         consumed = secrets_with(statements, "sqs:ReceiveMessage")
         mapped = {_refs(m["Properties"]["EventSourceArn"]).pop() for m in synth.of_type(

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..clients.memory import goal_metadata_key  # the key format lives with the client that reads it
 from ..errors import PlatformError
 from ..events import EventEnvelope, EventTopic
-from ..task_context import GoalContext
+from ..task_context import INPUT_ANSWERED_EVENT, INPUT_TIMEOUT_EVENT, GoalContext
 from .base import CATCH_ALL, _maybe_await
 from .worker import Worker
 
@@ -136,7 +136,14 @@ class Planner(Worker):
                     # Delivered again after it already moved the plan: make sure its action went out, once.
                     await plan.resend_last_action()
                     return
+                if event.type in (INPUT_ANSWERED_EVENT, INPUT_TIMEOUT_EVENT):
+                    if not await self._take_input(plan, event):
+                        return
                 next_state = self._next_state(plan, event)
+                if next_state is None and self.transitions_need_state and event.type in (INPUT_ANSWERED_EVENT,
+                                                                                         INPUT_TIMEOUT_EVENT):
+                    await plan.save()  # the answer is taken (results["user_input"]) even when nothing moves
+                    return
                 if next_state is None and self.transitions_need_state:
                     log.debug("plan %s in %s has no transition on %s", plan.plan_id, plan.current_state, event.type)
                     return
@@ -149,6 +156,27 @@ class Planner(Worker):
 
     def _next_state(self, plan: "PlanContext", event: EventEnvelope) -> str | None:
         return plan.get_next_state(event)
+
+    @staticmethod
+    async def _take_input(plan: "PlanContext", event: EventEnvelope) -> bool:
+        """Apply an answer (or timeout) of one of the plan's own input requests (``PlanContext.request_input``):
+        the request is no longer pending, ``results["user_input"]`` holds the answer (the default after a timeout
+        that declared one) and the plan runs again once nothing is pending. A timeout without a default fails the
+        plan (and answers its goal ``failed``). Returns whether the plan's transition handler should run; answers to
+        other tasks' requests (a worker's task sharing the correlation id) and redeliveries are skipped."""
+        data = event.data or {}
+        request_id = str(data.get("request_id") or "")
+        if data.get("task_id") != plan.plan_id or request_id not in plan.input_requests:
+            return False
+        asked = plan.input_requests.pop(request_id)
+        if event.type == INPUT_TIMEOUT_EVENT and not data.get("has_default"):
+            await plan.fail(f"input request {request_id} timed out after {asked.get('timeout_seconds')} s without "
+                            "an answer")
+            return False
+        plan.results["user_input"] = data.get("answer")
+        if not plan.input_requests and plan.status == "paused":
+            plan.status, plan.pause_reason = "running", None
+        return True
 
 
 # --- soorma-core's legacy planning data classes (kept so its code imports; no platform behaviour attached) --------

@@ -7,8 +7,14 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..events import EventEnvelope, EventTopic
-from ..task_context import ResultContext, TaskContext
-from .base import Agent, _maybe_await, chat_model_id
+from ..task_context import (
+    INPUT_ANSWERED_EVENT,
+    INPUT_TIMEOUT_EVENT,
+    InputAnswer,
+    ResultContext,
+    TaskContext,
+)
+from .base import CATCH_ALL, Agent, _maybe_await, chat_model_id
 
 if TYPE_CHECKING:
     from ..context import PlatformContext
@@ -17,6 +23,7 @@ log = logging.getLogger("soorma.agent")
 
 TaskHandler = Callable[[TaskContext, "PlatformContext"], Any]
 ResultHandler = Callable[[ResultContext, "PlatformContext"], Any]
+InputHandler = Callable[[TaskContext, InputAnswer, "PlatformContext"], Any]
 
 ACTION_REQUESTS = EventTopic.ACTION_REQUESTS.value
 ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
@@ -53,6 +60,8 @@ class Worker(Agent):
             events_produced=events_produced,
             **agent_kwargs,
         )
+        #: ``on_input`` handlers by the event type of the tasks whose requests they answer (``"*"``: any).
+        self._input_handlers: dict[str, InputHandler] = {}
 
     def on_task(self, event_type: str, *, chat: bool | str = False) -> Callable[[TaskHandler], TaskHandler]:
         """Handle ``event_type`` on ``action-requests`` as a task; ``event_type`` also becomes a capability.
@@ -93,6 +102,54 @@ class Worker(Agent):
             return func
 
         return decorate
+
+    def on_input(self, event_type: str = CATCH_ALL) -> Callable[[InputHandler], InputHandler]:
+        """Handle the answers to input requests (:meth:`TaskContext.request_input`) made by this agent's tasks of
+        ``event_type`` (default: of any type): ``async handler(task: TaskContext, answer: InputAnswer, context)``,
+        with the requesting task restored from memory (a planner's goal comes back as a ``GoalContext``) and the
+        request no longer in ``task.pending_inputs``; the handler goes on as after a delegation (``complete``,
+        ``request_input`` again, ``delegate``, or ``save`` to wait for the other pending requests).
+
+        A request that timed out arrives here too when it declared a default (``answer.timed_out``, ``answer.value``
+        the default); without one the task is failed (its caller gets ``status: failed`` naming the request) and no
+        handler runs. The platform delivers either the answer or the timeout of a request, never both; a redelivered
+        answer finds the request no longer pending and is skipped."""
+        if not self._input_handlers:
+            for kind in (INPUT_ANSWERED_EVENT, INPUT_TIMEOUT_EVENT):
+                self._add_handler(ACTION_RESULTS, kind, self._dispatch_input, self._dispatch_input)
+
+        def decorate(func: InputHandler) -> InputHandler:
+            self._input_handlers[event_type] = func
+            return func
+
+        return decorate
+
+    async def _dispatch_input(self, event: EventEnvelope, context: "PlatformContext") -> None:
+        """Route an answer (or a timeout) to the task that asked, if this agent asked (see :meth:`on_input`)."""
+        data = event.data or {}
+        request_id, task_id = data.get("request_id"), data.get("task_id")
+        if data.get("agent") not in (None, self.agent_id, self.name) or not request_id or not task_id:
+            return
+        task = await TaskContext.restore(str(task_id), context, tenant_id=event.tenant_id, user_id=event.user_id,
+                                         agent_id=self.agent_id, register_produced_event=self._register_produced_event)
+        if task is None or request_id not in task.input_requests:
+            log.debug("worker %s: input %s for task %s is no longer pending; skipped", self.name, request_id, task_id)
+            return
+        asked = task.input_requests.pop(str(request_id))
+        timed_out = event.type == INPUT_TIMEOUT_EVENT
+        if timed_out and not data.get("has_default"):
+            await task.fail(f"input request {request_id} timed out after {asked.get('timeout_seconds')} s without "
+                            "an answer")
+            return
+        handler = self._input_handlers.get(task.event_type) or self._input_handlers.get(CATCH_ALL)
+        if handler is None:
+            log.warning("worker %s: no on_input handler for tasks of %s; input %s not handled", self.name,
+                        task.event_type, request_id)
+            return
+        answer = InputAnswer(request_id=str(request_id), value=data.get("answer"),
+                             status="timed-out" if timed_out else "answered", prompt=asked.get("prompt") or "",
+                             schema=asked.get("schema"))
+        await _maybe_await(handler(task, answer, context))
 
     def _task_context(self, event: EventEnvelope, context: "PlatformContext") -> TaskContext:
         return TaskContext.from_event(

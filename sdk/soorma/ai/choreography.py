@@ -23,7 +23,7 @@ async def step(event, context, plan, next_state):
 * **Discovery**: the events on ``action-requests`` that some registered agent consumes
   (:meth:`EventToolkit.discover_actionable_events`), except the planner's own goals.
 * **Decision**: ``PUBLISH`` (request one of those events), ``COMPLETE`` (answer the goal), ``WAIT`` (pause the plan
-  for input) or ``DELEGATE`` (hand a goal to another planner), as JSON from the LLM. A ``PUBLISH`` of an event that
+  for a person's input: an input request of the goal, answered through the goal API, its timeout enforced) or ``DELEGATE`` (hand a goal to another planner), as JSON from the LLM. A ``PUBLISH`` of an event that
   was not discovered is rejected: the LLM is told so and asked once more, then :class:`UndiscoveredEventError` is
   raised (nothing is published).
 * **Circuit breaker**: at most ``max_actions`` decisions per plan, counted in the plan's working memory with an
@@ -348,7 +348,9 @@ class ChoreographyPlanner(Planner):
           envelope, ``response_event`` = the action's or ``<event_type>.completed``; the plan is saved first.
         * COMPLETE: ``plan.finalize(result)`` (answers the goal with the goal's correlation id), or, without a plan,
           a response to ``goal_event``; then ``plan.completed`` on ``plan-events``.
-        * WAIT: ``plan.pause(reason)`` and ``plan.waiting_for_input`` on ``plan-events``.
+        * WAIT: ``plan.request_input(reason, timeout=timeout_seconds)`` (the plan pauses; its goal is
+          ``input-required`` until answered with ``POST /v1/goals/{id}/input/{request_id}``, and fails when the
+          timeout fires first) and ``plan.waiting_for_input`` (with the ``request_id``) on ``plan-events``.
         * DELEGATE: a request of ``goal_event`` to whichever planner handles it, answered back to this plan.
         """
         action = decision.next_action
@@ -361,10 +363,13 @@ class ChoreographyPlanner(Planner):
                 raise ValueError("a WAIT decision needs the plan (execute_decision(..., plan=plan))")
             plan.results["_waiting_for"] = {"expected_event": action.expected_event,
                                             "timeout_seconds": action.timeout_seconds, "reason": action.reason}
-            await plan.pause(action.reason)
+            # An input request of the plan: the goal is input-required until a person answers through the goal API
+            # (the answer comes back to on_transition), and its timeout is enforced by a durable timer (the plan
+            # and its goal fail when it fires unanswered).
+            request_id = await plan.request_input(action.reason, timeout=action.timeout_seconds or None)
             await context.bus.publish(PLAN_EVENTS, "plan.waiting_for_input", {
                 "plan_id": plan.plan_id, "reason": action.reason, "expected_event": action.expected_event,
-                "timeout_seconds": action.timeout_seconds,
+                "timeout_seconds": action.timeout_seconds, "request_id": request_id,
             }, correlation_id=plan.correlation_id or plan.plan_id, plan_id=plan.plan_id, goal_id=plan.goal_id)
             return None
         if isinstance(action, DelegateAction):

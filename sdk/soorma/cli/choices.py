@@ -28,3 +28,13 @@ class RequireApproval(str, Enum):
     never = "never"
     any_change = "any-change"
     broadening = "broadening"
+
+
+class MultitaskStrategy(str, Enum):
+    """A session's double-texting policy (LangGraph's names): what a goal arriving while another goal of the session
+    is active does."""
+
+    reject = "reject"
+    enqueue = "enqueue"
+    interrupt = "interrupt"
+    rollback = "rollback"

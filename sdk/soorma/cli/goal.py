@@ -1,5 +1,6 @@
-"""``soorma goal submit|status|follow``: submit a goal, read it back and follow it live, through the SDK's
-:class:`GatewayClient` (``follow`` and ``submit --follow``: its live goal stream, :meth:`GatewayClient.follow_goal`).
+"""``soorma goal submit|status|follow|inputs|answer``: submit a goal, read it back, follow it live, list its input
+requests and answer them, through the SDK's :class:`GatewayClient` (``follow`` and ``submit --follow``: its live goal
+stream, :meth:`GatewayClient.follow_goal`).
 
 The endpoint and key are the SDK's :class:`~soorma.settings.Settings` (``SOORMA_API_URL`` / ``SOORMA_API_KEY``, else
 the local stack's ``.soorma/credentials.json``).
@@ -25,6 +26,7 @@ from soorma.cli._output import (
     stderr_console,
     warn,
 )
+from soorma.cli.choices import MultitaskStrategy
 from soorma.clients.gateway import GatewayClient
 from soorma.clients.streams import GoalStreamEnd, GoalStreamEvent
 from soorma.errors import PlatformConnectionError, PlatformError
@@ -102,6 +104,9 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait for the goal to end and print it as JSON")] = False,
     timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait with --wait")] = 120.0,
     session_id: Annotated[str | None, typer.Option("--session", help="Session the goal belongs to")] = None,
+    strategy: Annotated[MultitaskStrategy | None, typer.Option(
+        "--strategy", help="What to do when the session already has an active goal (overrides the session's policy)")
+    ] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the submitted goal ({goal_id, status, goal_type}) as JSON, not only its id")] = False,
     follow_: Annotated[bool, typer.Option(
@@ -110,7 +115,8 @@ def submit(
     """Submit a goal; prints its id, with --follow its events as they happen, and with --wait the final goal as JSON
     (exit 1 if it failed or timed out)."""
     settings = _settings()
-    submitted = _call(settings, lambda client: client.submit_goal(goal_type, data, session_id))
+    submitted = _call(settings, lambda client: client.submit_goal(goal_type, data, session_id,
+                                                                  multitask_strategy=strategy.value if strategy else None))
     goal_id = str(submitted["goal_id"])
     if follow_:
         progress(f"goal {goal_id} submitted; following it")
@@ -132,7 +138,7 @@ def submit(
     print_json(_goal_json(goal))
     if goal.status == "completed":
         return
-    if goal.status in ("running", "pending"):
+    if goal.status in ("queued", "pending", "running", "input-required"):
         warn(f"goal {goal_id} still {goal.status} after {timeout:.0f} s")
         raise typer.Exit(1)
     fail(f"goal {goal_id} {goal.status}" + (f": {goal.error}" if goal.error else ""))
@@ -199,3 +205,36 @@ def follow(
     """Print the goal's events live, from the first (or after --after) until it ends, reconnecting by itself
     (exit 1 if it did not complete)."""
     _follow(_settings(), goal_id, after=after, as_json=as_json)
+
+
+def json_value(value: str) -> Any:
+    """``--data`` of ``answer``: any JSON value. Raises :class:`typer.BadParameter` (exit 2) for text that is no
+    JSON."""
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not valid JSON: {exc}") from None
+
+
+@app.command()
+def inputs(
+    goal_id: Annotated[str, typer.Argument(help="The goal id")],
+    pending: Annotated[bool, typer.Option("--pending", help="Only the requests awaiting an answer")] = False,
+) -> None:
+    """Print the goal's input requests (id, prompt, JSON Schema, status, answer) as JSON."""
+    requests = _call(_settings(), lambda client: client.input_requests(goal_id,
+                                                                        status="pending" if pending else None))
+    print_json(requests)
+
+
+@app.command()
+def answer(
+    goal_id: Annotated[str, typer.Argument(help="The goal id")],
+    request_id: Annotated[str, typer.Argument(help="The input request's id (`soorma goal inputs GOAL_ID`)")],
+    data: Annotated[str, typer.Option("--data", "-d", metavar="JSON",
+                                      help="The answer: any JSON value, checked against the request's schema")],
+) -> None:
+    """Answer one input request of a goal; prints the answered request as JSON (exit 1 with the reason when the
+    answer does not satisfy the request's schema, or the request is no longer pending)."""
+    value = json_value(data)
+    print_json(_call(_settings(), lambda client: client.answer_input(goal_id, request_id, value)))

@@ -1,7 +1,7 @@
 """Gateway client: goals (submit, list, follow, cancel, trace), sessions, and API keys.
 
 ``POST /v1/goals``, ``GET /v1/goals``, ``GET /v1/goals/{goal_id}[?wait=]``, ``POST /v1/goals/{goal_id}/cancel``,
-``GET /v1/goals/{goal_id}/events``, the live goal stream (WebSocket, :mod:`soorma.clients.streams`), ``/v1/sessions…``, ``/v1/api-keys…`` (docs/architecture.md "Gateway").
+``GET /v1/goals/{goal_id}/events``, ``GET /v1/goals/{goal_id}/input``, ``POST /v1/goals/{goal_id}/input/{request_id}``, the live goal stream (WebSocket, :mod:`soorma.clients.streams`), ``/v1/sessions…``, ``/v1/api-keys…`` (docs/architecture.md "Gateway").
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ class GatewayClient(HttpClient):
         *,
         idempotency_key: str | None = None,
         webhook: Mapping[str, Any] | None = None,
+        multitask_strategy: str | None = None,
     ) -> dict[str, Any]:
-        """Start a goal; returns ``{"goal_id", "status": "running", "goal_type"}``.
+        """Start a goal; returns ``{"goal_id", "status": "running", "goal_type"}`` (``"queued"`` when its session
+        has an active goal and queues new ones). ``multitask_strategy`` (``reject | enqueue | interrupt |
+        rollback``) overrides the session's double-texting policy for this goal.
 
         ``webhook``: ``{"url", "events"?: ["terminal", "progress"]}``, the goal's own webhook; the answer then has
         ``webhook: {"id", "secret"}`` (the secret shown this once; :mod:`soorma.clients.webhooks`).
@@ -54,6 +57,8 @@ class GatewayClient(HttpClient):
             body["session_id"] = session_id
         if webhook:
             body["webhook"] = dict(webhook)
+        if multitask_strategy:
+            body["multitask_strategy"] = multitask_strategy
         headers = {"Idempotency-Key": idempotency_key or f"sdk-{uuid.uuid4()}"}
         return snake_keys(await self._request("POST", "/v1/goals", json=body, headers=headers) or {})
 
@@ -137,13 +142,35 @@ class GatewayClient(HttpClient):
         async for item in streams.follow_goal(url, await self._auth_headers(), goal_id, after=after,
                                               max_reconnects=max_reconnects):
             yield item
+    # -- human input ---------------------------------------------------------------------------------------------------
+    async def input_requests(self, goal_id: str, *, status: str | None = None) -> list[dict[str, Any]]:
+        """The goal's input requests, oldest first (``GET /v1/goals/{goal_id}/input``); ``status="pending"`` for
+        those awaiting an answer. Raises :class:`~soorma.errors.PlatformError` (status 404) for a goal the caller
+        cannot see."""
+        body = await self._request("GET", f"/v1/goals/{_id(goal_id)}/input", params={"status": status})
+        requests: list[dict[str, Any]] = json_object(body)["input_requests"]
+        return requests
+
+    async def answer_input(self, goal_id: str, request_id: str, answer: Any) -> dict[str, Any]:
+        """Answer one input request (``POST /v1/goals/{goal_id}/input/{request_id}``); returns the answered request.
+        The platform checks ``answer`` against the request's JSON Schema (:class:`~soorma.errors.PlatformError`
+        with status 422, naming the error) and refuses a request that is no longer pending
+        (:class:`~soorma.errors.ConflictError`, status 409)."""
+        body = await self._request("POST", f"/v1/goals/{_id(goal_id)}/input/{_id(request_id)}",
+                                   json={"answer": answer})
+        return json_object(body)
 
     # -- sessions ------------------------------------------------------------------------------------------------------
     async def create_session(
-        self, session_id: str | None = None, metadata: Mapping[str, Any] | None = None
+        self, session_id: str | None = None, metadata: Mapping[str, Any] | None = None, *,
+        multitask_strategy: str | None = None,
     ) -> dict[str, Any]:
-        """Create a session (``session_id`` of your own or generated); returns it."""
-        body = {"session_id": session_id, "metadata": dict(metadata or {})}
+        """Create a session (``session_id`` of your own or generated); returns it. ``multitask_strategy``: what a
+        goal arriving while another of the session is active does (``reject | enqueue | interrupt | rollback``;
+        default ``enqueue``)."""
+        body: dict[str, Any] = {"session_id": session_id, "metadata": dict(metadata or {})}
+        if multitask_strategy:
+            body["multitask_strategy"] = multitask_strategy
         return json_object(await self._request("POST", "/v1/sessions", json=body))
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:

@@ -310,6 +310,58 @@ def test_choreography_wait_pauses_the_plan():
     assert plan["state"]["status"] == "paused" and plan["state"]["pause_reason"] == "need approval"
     [waiting] = platform.published_of("plan.waiting_for_input")
     assert waiting["data"]["expected_event"] == "approval.given"
+    # WAIT is an input request of the goal, with the stored timeout (the platform's durable timer enforces it)
+    [request] = platform.published_of("soorma.input.requested")
+    assert request["topic"] == "task-events" and request["goal_id"] == GOAL_ID
+    assert request["data"]["request_id"] == waiting["data"]["request_id"]
+    assert request["data"]["task_id"] == plan["state"]["plan_id"] and request["data"]["timeout_seconds"] == 3600
+    assert request["data"]["prompt"] == "need approval" and request["data"]["has_default"] is False
+
+
+def input_event(kind: str, request: dict, **data) -> dict:
+    """What the platform sends back for an input request: its answer, or its timeout."""
+    return EventEnvelope(
+        type=kind, topic="action-results", correlation_id=request["correlation_id"], goal_id=GOAL_ID,
+        tenant_id=TENANT, user_id=USER,
+        data={"request_id": request["data"]["request_id"], "task_id": request["data"]["task_id"],
+              "agent": request["data"]["agent"], **data},
+    ).model_dump(mode="json", exclude_none=True)
+
+
+def test_choreography_wait_resumes_with_the_answer():
+    platform = FakePlatform()
+    register_workers(platform)
+    wait = {"next_action": {"action": "wait", "reason": "approve?", "timeout_seconds": 60}}
+    done = {"next_action": {"action": "complete", "result": {"report": "approved"}}}
+    with FakeLLMServer(scripted([wait, done])) as llm:
+        planner = build_planner(platform, llm.base_url)
+        deliver(planner, goal_event())
+        [request] = platform.published_of("soorma.input.requested")
+        answered = input_event("soorma.input.answered", request, status="answered", answer={"ok": True},
+                               has_default=False)
+        deliver(planner, answered)
+        deliver(planner, answered)  # redelivered: the request is no longer pending, nothing happens twice
+        assert "soorma.input.answered" in llm.requests[1]["body"]["messages"][1]["content"]
+        assert len(llm.requests) == 2
+    [result] = platform.published_of("soorma.goal.result")
+    assert result["data"]["result"] == {"report": "approved"}
+    [plan] = platform.plan_contexts.values()
+    assert plan["state"]["results"]["user_input"] == {"ok": True} and plan["state"]["input_requests"] == {}
+
+
+def test_choreography_wait_times_out_and_fails_the_goal():
+    platform = FakePlatform()
+    register_workers(platform)
+    wait = {"next_action": {"action": "wait", "reason": "approve?", "timeout_seconds": 5}}
+    with FakeLLMServer(scripted([wait])) as llm:
+        planner = build_planner(platform, llm.base_url)
+        deliver(planner, goal_event())
+        [request] = platform.published_of("soorma.input.requested")
+        deliver(planner, input_event("soorma.input.timeout", request, status="timed-out", answer=None,
+                                     has_default=False))
+        assert len(llm.requests) == 1  # no decision after the timeout: the plan failed
+    [result] = platform.published_of("soorma.goal.result")
+    assert result["data"]["status"] == "failed" and "timed out after 5 s" in result["data"]["error"]
 
 
 def test_credentials_passed_as_llm_kwargs_are_dropped():
