@@ -55,7 +55,7 @@ LAMBDA_PYTHON = "3.12"
 LAMBDA_PYTHON_ENV = settings.LAMBDA_PYTHON.name
 LAMBDA_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 # Build-code version: bump when the pruning or layout rules change so cached bundles are rebuilt.
-BUNDLE_FORMAT = "5"
+BUNDLE_FORMAT = "6"
 
 # Removed from every bundle: never imported at run time.
 _PRUNE_DIRS = {"__pycache__", "tests", "test"}
@@ -136,10 +136,13 @@ LAYERS: dict[str, LayerSpec] = {
                           provided_by_other_layers=("typing_extensions",),  # layer "db" (psycopg needs it)
                           description="FastAPI, Mangum, pydantic, nats-py, Powertools"),
     "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography for the authorizer's JWTs"),
+    "schemas": LayerSpec("schemas", "schemas.txt", provided_by_other_layers=("typing_extensions",),
+                         description="jsonschema: JSON Schema validation of input answers and MCP tool arguments"),
     # The protocols function's alone (its A2A and MCP servers); what layers "platform" and "db" carry is theirs.
     "protocols": LayerSpec("protocols", "protocols.txt", extra_no_deps="protocols-nodeps.txt", provided_by_other_layers=(
-        "annotated_types", "anyio", "h11", "idna", "opentelemetry_api", "pydantic", "pydantic_core", "starlette",
-        "typing_extensions", "typing_inspection"),
+        "annotated_types", "anyio", "attrs", "h11", "idna", "jsonschema", "jsonschema_specifications",
+        "opentelemetry_api", "pydantic", "pydantic_core", "referencing", "rpds_py", "starlette", "typing_extensions",
+        "typing_inspection"),
         description="a2a-sdk's server and the MCP SDK: the protocols function's A2A and MCP endpoints"),
     "embeddings": LayerSpec(
         "embeddings", "embeddings.txt", no_deps=True, tokenizer=True,
@@ -642,8 +645,12 @@ def remove_distribution(site: Path, name: str) -> list[Path]:
                 path.unlink()
                 removed.append(path)
         shutil.rmtree(info, ignore_errors=True)
-    for folder in sorted({p.parent for p in removed}, key=lambda p: -len(p.parts)):  # now-empty package folders
-        if folder != site.resolve() and folder.is_dir() and not any(folder.iterdir()):
+    # now-empty package folders, deepest first, up to the site: a folder that held only folders (data files in
+    # nested directories) is empty once those are gone
+    root = site.resolve()
+    folders = {parent for p in removed for parent in p.parents if root in parent.parents}
+    for folder in sorted(folders, key=lambda p: -len(p.parts)):
+        if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     return removed
 
@@ -738,9 +745,9 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
         "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["db", "platform"]),
         "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler",
                                   list(EMBEDDING_PROVIDERS[embedding_provider]["layers"])),
-        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform"]),
+        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform", "schemas"]),
         "protocols": FunctionPackage("protocols", "soorma.functions.protocols.handler.handler",
-                                     ["db", "platform", "protocols"]),
+                                     ["db", "platform", "schemas", "protocols"]),
         "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["db", "auth"]),
         "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["db", "platform"]),
         "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["db"]),
