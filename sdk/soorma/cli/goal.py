@@ -8,7 +8,6 @@ the local stack's ``.soorma/credentials.json``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from soorma.cli._api import api_settings, call_api
 from soorma.cli._output import (
     EXIT_USAGE,
     fail,
@@ -29,7 +29,6 @@ from soorma.cli._output import (
 from soorma.cli.choices import MultitaskStrategy
 from soorma.clients.gateway import GatewayClient
 from soorma.clients.streams import GoalStreamEnd, GoalStreamEvent
-from soorma.errors import PlatformConnectionError, PlatformError
 from soorma.models import GoalStatus
 from soorma.settings import Settings
 
@@ -52,31 +51,9 @@ def json_object(value: str | dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
-def _settings() -> Settings:
-    """The SDK's settings; exits 2 naming what to set when there is no API key."""
-    settings = Settings.from_env()
-    if not settings.api_key:
-        fail("no API key: set SOORMA_API_URL and SOORMA_API_KEY, or start the local stack with `soorma local up`",
-             code=EXIT_USAGE)
-    return settings
-
-
 def _call(settings: Settings, work: Callable[[GatewayClient], Awaitable[T]]) -> T:
-    """Run ``work`` with a gateway client on ``settings``; an unreachable API or an error answer exits 1."""
-
-    async def run() -> T:
-        client = GatewayClient(settings.base_url, settings.api_key, timeout=settings.timeout)
-        try:
-            return await work(client)
-        finally:
-            await client.close()
-
-    try:
-        return asyncio.run(run())
-    except PlatformConnectionError as exc:
-        fail(f"cannot reach the API at {settings.base_url} ({exc.detail}); is the stack up? (`soorma local status`)")
-    except PlatformError as exc:
-        fail(f"HTTP {exc.status}: {exc.detail}")
+    """Run ``work`` with a gateway client on ``settings`` (:func:`soorma.cli._api.call_api`)."""
+    return call_api(GatewayClient, work, settings)
 
 
 def _goal_json(goal: GoalStatus) -> dict[str, Any]:
@@ -114,7 +91,7 @@ def submit(
 ) -> None:
     """Submit a goal; prints its id, with --follow its events as they happen, and with --wait the final goal as JSON
     (exit 1 if it failed or timed out)."""
-    settings = _settings()
+    settings = api_settings()
     submitted = _call(settings, lambda client: client.submit_goal(goal_type, data, session_id,
                                                                   multitask_strategy=strategy.value if strategy else None))
     goal_id = str(submitted["goal_id"])
@@ -147,7 +124,7 @@ def submit(
 @app.command()
 def status(goal_id: Annotated[str, typer.Argument(help="The goal id printed by `soorma goal submit`")]) -> None:
     """Print a goal (status, result, the tasks seen) as JSON."""
-    goal = _call(_settings(), lambda client: client.get_goal(goal_id))
+    goal = _call(api_settings(), lambda client: client.get_goal(goal_id))
     if goal is None:
         fail(f"HTTP 404: goal {goal_id} not found")
     print_json(_goal_json(goal))
@@ -204,7 +181,7 @@ def follow(
 ) -> None:
     """Print the goal's events live, from the first (or after --after) until it ends, reconnecting by itself
     (exit 1 if it did not complete)."""
-    _follow(_settings(), goal_id, after=after, as_json=as_json)
+    _follow(api_settings(), goal_id, after=after, as_json=as_json)
 
 
 def json_value(value: str) -> Any:
@@ -222,7 +199,7 @@ def inputs(
     pending: Annotated[bool, typer.Option("--pending", help="Only the requests awaiting an answer")] = False,
 ) -> None:
     """Print the goal's input requests (id, prompt, JSON Schema, status, answer) as JSON."""
-    requests = _call(_settings(), lambda client: client.input_requests(goal_id,
+    requests = _call(api_settings(), lambda client: client.input_requests(goal_id,
                                                                         status="pending" if pending else None))
     print_json(requests)
 
@@ -237,4 +214,4 @@ def answer(
     """Answer one input request of a goal; prints the answered request as JSON (exit 1 with the reason when the
     answer does not satisfy the request's schema, or the request is no longer pending)."""
     value = json_value(data)
-    print_json(_call(_settings(), lambda client: client.answer_input(goal_id, request_id, value)))
+    print_json(_call(api_settings(), lambda client: client.answer_input(goal_id, request_id, value)))

@@ -7,16 +7,15 @@ the local stack's ``.soorma/credentials.json``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
 
+from soorma.cli._api import call_api
 from soorma.cli._output import print_json
-from soorma.cli.goal import _settings, json_object
+from soorma.cli.goal import json_object
 from soorma.clients.schedules import ScheduleClient
-from soorma.errors import PlatformConnectionError, PlatformError
 
 app = typer.Typer(help="Run goals on a schedule (EventBridge cron/rate expressions).", no_args_is_help=True)
 
@@ -24,23 +23,7 @@ T = TypeVar("T")
 
 
 def _call(work: Callable[[ScheduleClient], Awaitable[T]]) -> T:
-    from soorma.cli._output import fail
-
-    settings = _settings()
-
-    async def run() -> T:
-        client = ScheduleClient(settings.base_url, settings.api_key, timeout=settings.timeout)
-        try:
-            return await work(client)
-        finally:
-            await client.close()
-
-    try:
-        return asyncio.run(run())
-    except PlatformConnectionError as exc:
-        fail(f"cannot reach the API at {settings.base_url} ({exc.detail}); is the stack up? (`soorma local status`)")
-    except PlatformError as exc:
-        fail(f"HTTP {exc.status}: {exc.detail}")
+    return call_api(ScheduleClient, work)
 
 
 @app.command()

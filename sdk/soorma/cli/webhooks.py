@@ -7,7 +7,6 @@ the local stack's ``.soorma/credentials.json``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
@@ -15,10 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from soorma.cli._api import call_api
 from soorma.cli._output import EXIT_USAGE, fail, print_json, progress
 from soorma.clients.webhooks import WebhooksClient
-from soorma.errors import PlatformConnectionError, PlatformError
-from soorma.settings import Settings
 
 app = typer.Typer(help="Webhook subscriptions, deliveries and replay.", no_args_is_help=True)
 
@@ -27,25 +25,8 @@ EVENT_KINDS = ("terminal", "progress")
 
 
 def _call(work: Callable[[WebhooksClient], Awaitable[T]]) -> T:
-    """Run ``work`` with a client on the SDK's settings; no key exits 2, an unreachable API or an error answer 1."""
-    settings = Settings.from_env()
-    if not settings.api_key:
-        fail("no API key: set SOORMA_API_URL and SOORMA_API_KEY, or start the local stack with `soorma local up`",
-             code=EXIT_USAGE)
-
-    async def run() -> T:
-        client = WebhooksClient(settings.base_url, settings.api_key, timeout=settings.timeout)
-        try:
-            return await work(client)
-        finally:
-            await client.close()
-
-    try:
-        return asyncio.run(run())
-    except PlatformConnectionError as exc:
-        fail(f"cannot reach the API at {settings.base_url} ({exc.detail}); is the stack up? (`soorma local status`)")
-    except PlatformError as exc:
-        fail(f"HTTP {exc.status}: {exc.detail}")
+    """Run ``work`` with a client on the SDK's settings (:func:`soorma.cli._api.call_api`)."""
+    return call_api(WebhooksClient, work)
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
