@@ -74,6 +74,7 @@ class EventClient:
         self._subs: list[Any] = []
         self._queue: asyncio.Queue[EventEnvelope] | None = None
         self._worker: asyncio.Task[None] | None = None
+        self._events_registered = False
 
     # --- handlers ----------------------------------------------------------------------------------------------
     def on_event(self, event_type: str, *, topic: str | EventTopic | None = None) -> Callable[[Handler], Handler]:
@@ -93,7 +94,9 @@ class EventClient:
 
     # --- connection --------------------------------------------------------------------------------------------
     async def connect(self, topics: list[str | EventTopic] | None = None) -> None:
-        """Listen to ``topics`` of the platform tenant (see the module docstring)."""
+        """Register ``events_consumed`` (:meth:`register_events_consumed`, once), then listen to ``topics`` of the
+        platform tenant (see the module docstring)."""
+        await self.register_events_consumed()
         topics = [str(t.value if isinstance(t, EventTopic) else t) for t in topics or []]
         if not topics or self._nc is not None:
             return
@@ -155,6 +158,48 @@ class EventClient:
             finally:
                 self._nc = None
         await self.bus.close()
+
+    async def register_events_consumed(self) -> int:
+        """Register the event definitions given as ``events_consumed`` with the registry, as soorma-core's
+        ``connect`` does: each :class:`~soorma.events.EventDefinition` (or dict, or model with ``event_name``) is
+        upserted (``POST /v1/events``), and one that carries an inline ``payload_schema`` with a
+        ``payload_schema_name`` also registers that schema (``POST /v1/schemas``, version ``1.0.0``; an existing
+        version is left as it is). Bare event names register nothing. Runs once per client; returns how many
+        definitions were registered (0 on later calls). The registry is reached at ``SOORMA_REGISTRY_URL``, else at
+        this client's gateway, with this client's credentials.
+
+        Raises
+        ------
+        soorma.errors.PlatformError
+            The registry refused a definition (e.g. 403 for a key that may not register events).
+        """
+        if self._events_registered:
+            return 0
+        from .agents.base import _event_definition
+        from .clients.registry import RegistryClient
+        from .settings import Settings
+
+        definitions = [d for d in (_event_definition(entry) for entry in self.events_consumed) if d]
+        if definitions:
+            registry = RegistryClient(Settings.from_env().registry_url or self.bus.base_url, self.bus.api_key,
+                                      auth_token_provider=self.bus.auth_token_provider, timeout=self.bus.timeout,
+                                      transport=self.bus._transport)
+            async with registry:
+                for definition in definitions:
+                    await registry.register_event(definition)
+                    if definition.get("payload_schema_name") and definition.get("payload_schema"):
+                        await registry.register_schema({"schema_name": definition["payload_schema_name"],
+                                                        "version": "1.0.0",
+                                                        "json_schema": definition["payload_schema"]})
+        self._events_registered = True
+        return len(definitions)
+
+    async def __aenter__(self) -> "EventClient":
+        """``async with EventClient(...) as client:`` (soorma-core): :meth:`disconnect` on exit."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.disconnect()
 
     # --- publishing --------------------------------------------------------------------------------------------
     async def publish(

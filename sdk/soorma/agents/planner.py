@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from ..clients.memory import goal_metadata_key  # the key format lives with the client that reads it
 from ..errors import PlatformError
@@ -94,6 +94,44 @@ class Planner(Worker):
 
         return decorate
 
+    async def create_plan(
+        self, goal_type: str, goal_data: Mapping[str, Any], correlation_id: str | None = None
+    ) -> "Plan":
+        """soorma-core's way to start a goal without the bus: run this planner's ``on_goal(goal_type)`` handler
+        in-process on a synthetic goal request (as :meth:`Worker.execute_task` does for tasks), with the platform
+        context of the agent. What the handler does (save a plan, delegate, publish) goes to the platform as in any
+        handler; an answer goes to the request's ``response_event``, which a synthetic goal does not have, so the
+        handler's ``goal.complete`` raises unless it dispatches work instead.
+
+        Parameters
+        ----------
+        goal_type:
+            The goal's event type.
+        goal_data:
+            Its data.
+        correlation_id:
+            The goal's correlation id (default: a new UUID); also the returned plan's id.
+
+        Returns
+        -------
+        Plan
+            soorma-core's record of the goal (``plan.goal``: the :class:`Goal` with ``goal_id`` = the request's
+            event id), ``status="running"`` and ``metadata["handlers_run"]``.
+
+        Raises
+        ------
+        ValueError
+            No ``on_goal`` handler for ``goal_type`` (soorma-core's error).
+        """
+        correlation = correlation_id or str(uuid.uuid4())
+        event = EventEnvelope(type=goal_type, topic=EventTopic.ACTION_REQUESTS, data=dict(goal_data),
+                              correlation_id=correlation)
+        if not self.handlers_for(event):
+            raise ValueError(f"No handler for goal type: {goal_type}")
+        handlers_run = await self.dispatch(event)
+        goal = Goal(goal_type=goal_type, data=dict(goal_data), goal_id=event.id, correlation_id=correlation)
+        return Plan(goal=goal, plan_id=correlation, status="running", metadata={"handlers_run": handlers_run})
+
     async def _store_goal_metadata(self, goal: GoalContext, correlation_id: str, context: "PlatformContext") -> None:
         metadata = {
             "event_type": goal.event_type,
@@ -179,7 +217,7 @@ class Planner(Worker):
         return True
 
 
-# --- soorma-core's legacy planning data classes (kept so its code imports; no platform behaviour attached) --------
+# --- soorma-core's legacy planning data classes (Planner.create_plan returns a Plan; no other platform behaviour) ---
 
 
 @dataclass

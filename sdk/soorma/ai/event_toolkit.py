@@ -86,6 +86,8 @@ class EventToolkit:
     environment's API key)."""
 
     def __init__(self, registry_url: str | None = None, registry_client: Any = None) -> None:
+        # A client built here is the toolkit's own, closed by close() / ``async with``; a given one is the caller's.
+        self._owns_registry = registry_client is None
         if registry_client is None:
             from ..clients.registry import RegistryClient
             from ..settings import Settings
@@ -94,6 +96,18 @@ class EventToolkit:
             registry_client = RegistryClient(registry_url or settings.registry_base, settings.api_key,
                                              timeout=settings.timeout)
         self.registry = registry_client
+
+    async def close(self) -> None:
+        """Close the registry client if this toolkit built it (one passed as ``registry_client`` stays open)."""
+        if self._owns_registry:
+            await self.registry.close()
+
+    async def __aenter__(self) -> "EventToolkit":
+        """soorma-core's ``async with EventToolkit(url) as toolkit:``; :meth:`close` on exit."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     # --- discovery -----------------------------------------------------------------------------------------------
     async def discover_events(self, topic: str | None = None, event_name_pattern: str | None = None) -> list[dict[str, Any]]:

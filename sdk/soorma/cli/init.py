@@ -1,4 +1,5 @@
-"""``soorma init NAME --type worker|tool|planner [--dir PATH]``: scaffold a deployable agent project.
+"""``soorma init NAME --type worker|tool|planner [--dir PATH] [--description TEXT]``: scaffold a deployable agent
+project (``--description``/``-d``: the agent's description, as soorma-core's ``soorma init`` takes it).
 
 ``NAME/`` gets:
 
@@ -16,6 +17,7 @@ part of event types and function names), an unknown ``--type``, and a target fol
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from string import Template
@@ -58,7 +60,8 @@ def check_type(agent_type: str) -> str:
 
 
 # --- templates ---------------------------------------------------------------------------------------------------
-# ``$name`` is the project/agent name, ``$title`` a readable form of it, ``$event`` the event the agent handles,
+# ``$name`` is the project/agent name, ``$title`` a readable form of it, ``$description`` the agent's description as
+# a Python string literal, ``$event`` the event the agent handles,
 # ``$response`` the event the test asks for as the answer.
 
 _WORKER = '''\
@@ -77,7 +80,7 @@ from soorma.task_context import TaskContext
 
 EVENT = "$event"
 
-worker = Worker(name="$name", description="$title: greets whoever is named in the request")
+worker = Worker(name="$name", description=$description)
 
 
 @worker.on_task(EVENT)
@@ -117,7 +120,7 @@ RESULT_SCHEMA = {
     "required": ["text", "words", "upper"],
 }
 
-tool = Tool(name="$name", description="$title: counts the words of a text", default_response_event="$name.result")
+tool = Tool(name="$name", description=$description, default_response_event="$name.result")
 
 
 @tool.on_invoke(EVENT, response_schema=RESULT_SCHEMA)
@@ -153,7 +156,7 @@ from soorma.context import PlatformContext
 
 EVENT = "$event"
 
-planner = Planner(name="$name", description="$title: plans how to write about a topic")
+planner = Planner(name="$name", description=$description)
 
 
 @planner.on_goal(EVENT)
@@ -332,21 +335,24 @@ soorma deploy $dir             # cdk deploy of the platform with this agent as a
 
 _DETAILS = {
     "worker": {
-        "var": "worker", "event": "{name}.requested", "handler": "@worker.on_task",
+        "var": "worker", "description": "greets whoever is named in the request",
+        "event": "{name}.requested", "handler": "@worker.on_task",
         "handles": " as a task and answers the caller with a greeting",
         "example": '{{"name": "Ada"}}',
         "result": '{{"task_id": "…", "status": "completed", "result": {{"message": "Hello, Ada!"}}}}',
         "code": _WORKER, "test": _TEST_WORKER,
     },
     "tool": {
-        "var": "tool", "event": "{name}.invoke", "handler": "@tool.on_invoke",
+        "var": "tool", "description": "counts the words of a text",
+        "event": "{name}.invoke", "handler": "@tool.on_invoke",
         "handles": " and answers at once with the word count of a text",
         "example": '{{"text": "hello event world"}}',
         "result": '{{"request_id": "…", "success": true, "result": {{"text": "hello event world", "words": 3, …}}}}',
         "code": _TOOL, "test": _TEST_TOOL,
     },
     "planner": {
-        "var": "planner", "event": "{name}.goal", "handler": "@planner.on_goal",
+        "var": "planner", "description": "plans how to write about a topic",
+        "event": "{name}.goal", "handler": "@planner.on_goal",
         "handles": " goals and answers them with a plan",
         "example": '{{"topic": "agents"}}',
         "result": '{{"task_id": "…", "status": "completed", "result": {{"topic": "agents", "steps": […]}}}}',
@@ -355,14 +361,21 @@ _DETAILS = {
 }
 
 
-def render(name: str, agent_type: str) -> dict[str, str]:
-    """The project's files, ``{relative path: text}``, for agent ``name`` of ``agent_type``."""
+def render(name: str, agent_type: str, description: str | None = None) -> dict[str, str]:
+    """The project's files, ``{relative path: text}``, for agent ``name`` of ``agent_type``. ``description``: the
+    agent's description (its ``description=``, the registry's, and the pyproject's; soorma-core's ``--description``),
+    default one saying what the scaffolded handler does."""
     check_name(name)
     check_type(agent_type)
     details = _DETAILS[agent_type]
+    title = name.replace("-", " ").capitalize()
+    described = description if description is not None else f"{title}: {details['description']}"
     values = {
         "name": name,
-        "title": name.replace("-", " ").capitalize(),
+        "title": title,
+        # JSON string syntax is also a valid Python and TOML string literal: quotes, backslashes and control
+        # characters in a user's description stay inside the string
+        "description": json.dumps(described, ensure_ascii=False),
         "type": agent_type,
         "var": details["var"],
         "event": details["event"].format(name=name),
@@ -383,7 +396,7 @@ def render(name: str, agent_type: str) -> dict[str, str]:
         "README.md": fill(_README),
         "soorma.toml": f'[app]\nname = "{name}"\nmodules = ["agent"]\n',
         "pyproject.toml": (
-            f'[project]\nname = "{name}"\nversion = "0.1.0"\ndescription = "A Soorma {agent_type}"\n'
+            f'[project]\nname = "{name}"\nversion = "0.1.0"\ndescription = {values["description"]}\n'
             'requires-python = ">=3.11"\ndependencies = ["soorma"]\n\n'
             '[tool.pytest.ini_options]\npythonpath = ["."]\ntestpaths = ["tests"]\n'
         ),
@@ -391,7 +404,7 @@ def render(name: str, agent_type: str) -> dict[str, str]:
     }
 
 
-def scaffold(name: str, agent_type: str = "worker", parent: Path | str = ".") -> Path:
+def scaffold(name: str, agent_type: str = "worker", parent: Path | str = ".", description: str | None = None) -> Path:
     """Create the project ``parent/name/`` and return its path. Raises :class:`InitError` for a bad name or type,
     or when ``parent/name`` exists and is not an empty folder (nothing is written then)."""
     check_name(name)
@@ -406,7 +419,7 @@ def scaffold(name: str, agent_type: str = "worker", parent: Path | str = ".") ->
                             "(choose another name or --dir, or remove the folder)")
     if parent.exists() and not parent.is_dir():
         raise InitError(f"--dir {parent} is not a folder")
-    files = render(name, agent_type)
+    files = render(name, agent_type, description)
     for relative, text in files.items():
         path = target / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -420,10 +433,12 @@ def init(
         "--type", "-t", case_sensitive=False, help="the kind of agent")] = AgentType.worker,
     directory: Annotated[Path | None, typer.Option(
         "--dir", "--output", "-o", help="create NAME/ inside this folder (default: the current folder)")] = None,
+    description: Annotated[str | None, typer.Option(
+        "--description", "-d", help="the agent's description (default: what the scaffolded handler does)")] = None,
 ) -> None:
     """Create NAME/: a deployable agent (agent.py), its README, soorma.toml and a passing test."""
     try:
-        target = scaffold(name, agent_type.value, directory or Path("."))
+        target = scaffold(name, agent_type.value, directory or Path("."), description)
     except InitError as exc:
         fail(f"error: {exc}", code=EXIT_USAGE)
     except OSError as exc:

@@ -7,14 +7,16 @@ import inspect
 import logging
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Self
 
 if TYPE_CHECKING:  # httpx is imported on the first request, not with the SDK (cold starts)
     import httpx
 
-from .._current import identity_headers
+from .._current import delivering, identity_headers
 from ..errors import ConflictError, PlatformConnectionError, PlatformError, PlatformUnavailableError
-from ..settings import DEFAULT_TIMEOUT
+from ..events import EventEnvelope
+from ..settings import DEFAULT_TIMEOUT, Settings
 
 log = logging.getLogger("soorma.clients")
 
@@ -50,25 +52,106 @@ class HttpClient:
     bound to the loop it was created on, so each loop that uses this client gets its own (created on first use there,
     kept in a weak map that forgets it with its loop): threads with loops of their own (:mod:`soorma.runtime` keeps
     one per thread) share one ``HttpClient`` safely. In a Lambda environment there is one loop, so one pool.
+
+    soorma-core's client surface is here too, as adapters over the same fields: ``auth_token=`` and a positional
+    ``timeout`` (:meth:`__init__`), no base URL, :meth:`set_auth_token`, :meth:`set_auth_token_provider`,
+    :meth:`bind_event_metadata` / :meth:`reset_event_metadata`, and ``async with`` (closes the pools on exit).
     """
+
+    #: The :class:`~soorma.settings.Settings` property that gives this client's base URL when none is passed
+    #: (``MemoryClient()``, as soorma-core's clients default to their service's URL).
+    settings_base = "base_url"
 
     def __init__(
         self,
-        base_url: str,
-        api_key: str | None = None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        transport: "httpx.AsyncBaseTransport | None" = None,
+        base_url: str | None = None,
+        api_key: str | float | None = None,
+        auth_token: str | None = None,
         auth_token_provider: TokenProvider | None = None,
+        *,
+        timeout: float | None = None,
+        transport: "httpx.AsyncBaseTransport | None" = None,
     ) -> None:
+        """Two call styles are accepted, this SDK's and soorma-core's (a thin adapter: both set the same fields).
+
+        Parameters
+        ----------
+        base_url:
+            The platform's base URL. ``None``: read from the environment (:class:`soorma.settings.Settings`, the
+            property named by :attr:`settings_base`), and then the API key too when no token is given, so
+            ``MemoryClient()`` reaches the platform as ``PlatformContext.from_env()`` does.
+        api_key:
+            The bearer token (an API key ``sk_...`` or a JWT). A number here is soorma-core's positional
+            ``timeout`` (``RegistryClient(url, 30.0, token)``).
+        auth_token:
+            soorma-core's name for ``api_key``.
+        auth_token_provider:
+            ``() -> str | None`` or ``async () -> str | None``, called before every request; its token wins.
+        timeout:
+            Seconds per request (default ``SOORMA_HTTP_TIMEOUT``, 30).
+        transport:
+            Replaces the network (tests pass ``httpx.MockTransport``).
+
+        Raises
+        ------
+        TypeError
+            ``timeout`` given both positionally and by name.
+        ValueError
+            Two different tokens (``api_key`` and ``auth_token``).
+        """
+        if isinstance(api_key, (int, float)) and not isinstance(api_key, bool):
+            if timeout is not None:
+                raise TypeError("timeout given twice (positionally, soorma-core style, and by name)")
+            timeout, api_key = float(api_key), None
+        if api_key is not None and auth_token is not None and api_key != auth_token:
+            raise ValueError("give api_key or auth_token (soorma-core's name for it), not two different tokens")
+        token = api_key if api_key is not None else auth_token
+        if base_url is None:
+            settings = Settings.from_env()
+            base_url = getattr(settings, self.settings_base)
+            if token is None and auth_token_provider is None:
+                token = settings.api_key
+            if timeout is None:
+                timeout = settings.timeout
         self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
-        self.timeout = timeout
+        self.api_key = token
+        self.timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self.auth_token_provider = auth_token_provider
         self._transport = transport
         self._clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient]" = (
             weakref.WeakKeyDictionary())
         self._lock = threading.Lock()
+        # One variable per client, as soorma-core binds per wrapper: a handler's binding on ``context.memory`` leaves
+        # other clients alone, and concurrent tasks each see their own (contextvars copy per task).
+        self._bound_event: ContextVar[EventEnvelope | None] = ContextVar(
+            f"soorma_client_bound_event_{id(self)}", default=None)
+
+    # --- soorma-core's per-client credentials and identity binding -----------------------------------------------
+    def set_auth_token(self, token: str | None) -> None:
+        """Send ``token`` (API key or JWT) as ``Authorization: Bearer`` from now on (soorma-core's name)."""
+        self.api_key = token
+
+    def set_auth_token_provider(self, provider: TokenProvider | None) -> None:
+        """Call ``provider`` (sync or async) before every request for the bearer token; ``None`` stops it."""
+        self.auth_token_provider = provider
+
+    def bind_event_metadata(self, event: EventEnvelope) -> "Token[EventEnvelope | None]":
+        """Make this client's calls act for ``event`` in the current context (soorma-core's wrappers do this per
+        handled event): calls without ``tenant_id``/``user_id`` use the event's, and its delivery grant goes along
+        (as inside the event's handler, :func:`soorma._current.identity_headers`). Returns the token for
+        :meth:`reset_event_metadata`. Inside an agent's handlers this happens by itself; bind explicitly only for
+        work done outside them (e.g. a task spawned with its own context)."""
+        return self._bound_event.set(event)
+
+    def reset_event_metadata(self, token: "Token[EventEnvelope | None]") -> None:
+        """Undo :meth:`bind_event_metadata` (the binding before it applies again)."""
+        self._bound_event.reset(token)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     def _http(self) -> "httpx.AsyncClient":
         """The running loop's ``AsyncClient`` (created on first use on that loop, or after it was closed)."""
@@ -112,7 +195,13 @@ class HttpClient:
         """
         import httpx
 
-        headers = {**(headers or {}), **await self._auth_headers(), **identity_headers(tenant_id, user_id)}
+        bound = self._bound_event.get()
+        if bound is None:
+            acting_for = identity_headers(tenant_id, user_id)
+        else:
+            with delivering(bound):
+                acting_for = identity_headers(tenant_id or bound.tenant_id, user_id or bound.user_id)
+        headers = {**(headers or {}), **await self._auth_headers(), **acting_for}
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = f"{self.base_url}{path}"
         attempt = throttled = 0

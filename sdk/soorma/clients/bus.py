@@ -20,7 +20,7 @@ from .._current import current_event, current_source, derived_id
 from ..errors import PlatformError
 from ..events import EventEnvelope, EventTopic
 from ..subjects import check_event_type
-from ._http import HttpClient
+from ._http import HttpClient, TokenProvider
 
 ACTION_REQUESTS = EventTopic.ACTION_REQUESTS.value
 ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
@@ -64,14 +64,50 @@ class Response(_Unpackable):
 class BusClient(HttpClient):
     """soorma-core's ``context.bus`` (reference §1.9), publishing over HTTP.
 
-    ``BusClient(base_url, api_key=None, *, source="soorma-sdk", timeout=30, transport=None, auth_token_provider=None)``.
-    Every publish returns the event id and raises :class:`soorma.errors.PlatformError` if the gateway refused it,
-    ``InvalidSubjectToken`` (a ``ValueError``) for an event type that cannot be a subject.
+    ``BusClient(base_url=None, api_key=None, auth_token=None, auth_token_provider=None, *, source="soorma-sdk",
+    timeout=30, transport=None)``, or soorma-core's ``BusClient(event_client)`` (positional or ``event_client=``):
+    an adapter that publishes as that :class:`~soorma.event_client.EventClient` does (its gateway URL, token, token
+    provider, timeout, transport and ``source``) and keeps it as :attr:`event_client`. Every publish returns the event
+    id and raises :class:`soorma.errors.PlatformError` if the gateway refused it, ``InvalidSubjectToken`` (a
+    ``ValueError``) for an event type that cannot be a subject.
     """
 
-    def __init__(self, base_url: str, api_key: str | None = None, *, source: str = "soorma-sdk", **kwargs: Any) -> None:
-        super().__init__(base_url, api_key, **kwargs)
-        self.source = source
+    settings_base = "bus_base"
+    #: The ``source`` of the events this client publishes outside handlers (inside one, the agent's name).
+    source: str
+
+    def __init__(
+        self,
+        base_url: Any = None,
+        api_key: str | float | None = None,
+        auth_token: str | None = None,
+        auth_token_provider: TokenProvider | None = None,
+        *,
+        source: str | None = None,
+        event_client: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if base_url is not None and not isinstance(base_url, str):
+            if event_client is not None:
+                raise TypeError("event client given twice (positionally and as event_client=)")
+            base_url, event_client = None, base_url
+        #: soorma-core's ``bus.event_client``: the client this bus publishes as, when built from one.
+        self.event_client = event_client
+        if event_client is not None:
+            # Duck-typed (an object whose ``bus`` is a BusClient): the EventClient class sits in a layer above this one.
+            adopted = getattr(event_client, "bus", None)
+            if not isinstance(adopted, BusClient):
+                raise TypeError(f"BusClient(event_client): {type(event_client).__name__} is not an EventClient")
+            if base_url is not None or api_key is not None or auth_token is not None:
+                raise TypeError("BusClient(event_client) takes its URL and token from the event client")
+            kwargs.setdefault("timeout", adopted.timeout)
+            kwargs.setdefault("transport", adopted._transport)
+            super().__init__(adopted.base_url, adopted.api_key,
+                             auth_token_provider=auth_token_provider or adopted.auth_token_provider, **kwargs)
+            self.source = source or adopted.source
+            return
+        super().__init__(base_url, api_key, auth_token, auth_token_provider, **kwargs)
+        self.source = source or "soorma-sdk"
 
     async def publish(
         self,

@@ -26,7 +26,7 @@ def _id(value: str) -> str:
 
 
 class GatewayClient(HttpClient):
-    """``GatewayClient(base_url, api_key=None, *, timeout=30, transport=None, auth_token_provider=None)``.
+    """``GatewayClient(base_url=None, api_key=None, auth_token=None, auth_token_provider=None, *, timeout=30, transport=None)``.
 
     The gateway turns a goal into an action request (``type=goal_type``, ``correlation_id=goal_id``,
     ``response_event="soorma.goal.result"``); the tracker completes it when the response arrives.

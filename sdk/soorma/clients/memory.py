@@ -145,9 +145,11 @@ _Model = TypeVar("_Model", bound=WireModel)
 class MemoryClient(HttpClient):
     """soorma-core's ``context.memory`` over the memory routes of docs/architecture.md.
 
-    ``MemoryClient(base_url, api_key=None, *, timeout=30, transport=None, auth_token_provider=None)``.
+    ``MemoryClient(base_url=None, api_key=None, auth_token=None, auth_token_provider=None, *, timeout=30, transport=None)``.
     Raises :class:`soorma.errors.PlatformError` on error statuses other than the documented 404 cases.
     """
+
+    settings_base = "memory_base"
 
     # --- one helper per shape of answer ----------------------------------------------------------------------------
     async def _one(

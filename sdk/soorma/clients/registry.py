@@ -26,15 +26,17 @@ def _event(raw: Mapping[str, Any]) -> EventDefinition:
 class RegistryClient(HttpClient):
     """soorma-core's ``RegistryClient`` over the registry routes of docs/architecture.md.
 
-    ``RegistryClient(base_url, api_key=None, *, timeout=30, transport=None, auth_token_provider=None)``.
+    ``RegistryClient(base_url=None, api_key=None, auth_token=None, auth_token_provider=None, *, timeout=30, transport=None)``.
     Every method raises :class:`soorma.errors.PlatformError` on an error status. Registry data is scoped by the
     platform tenant of the API key.
     """
 
+    settings_base = "registry_base"
+
     # --- events ------------------------------------------------------------------------------------------------
-    async def register_event(self, event: EventDefinition | Mapping[str, Any]) -> dict[str, Any]:
+    async def register_event(self, event_definition: EventDefinition | Mapping[str, Any]) -> dict[str, Any]:
         """Upsert an event definition (``POST /v1/events``); returns the response with snake_case keys."""
-        body = await self._request("POST", "/v1/events", json={"event": _as_dict(event)})
+        body = await self._request("POST", "/v1/events", json={"event": _as_dict(event_definition)})
         return snake_keys(body or {})
 
     async def get_event(self, event_name: str) -> EventDefinition | None:
@@ -107,8 +109,10 @@ class RegistryClient(HttpClient):
             raise
         return snake_keys(body or {})
 
-    async def get_schema(self, name: str, version: str | None = None) -> dict[str, Any] | None:
-        path = f"/v1/schemas/{quote(name, safe='')}"
+    async def get_schema(self, schema_name: str, version: str | None = None) -> dict[str, Any] | None:
+        """The payload schema ``schema_name`` (its latest version, or ``version``), ``None`` if unknown
+        (``GET /v1/schemas/{schema_name}[/versions/{version}]``)."""
+        path = f"/v1/schemas/{quote(schema_name, safe='')}"
         if version:
             path += f"/versions/{quote(version, safe='')}"
         body = await self._request("GET", path, not_found=None)

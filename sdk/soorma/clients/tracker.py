@@ -33,8 +33,19 @@ class PlanProgress(WireModel):
 
 
 class TrackerClient(GatewayClient):
-    """soorma-core's ``context.tracker`` read methods, plus the goal view of :class:`GatewayClient`
-    (``get_goal``, ``wait_for_goal``)."""
+    """Progress reads shaped like soorma-core's ``context.tracker``, plus the goal view of :class:`GatewayClient`
+    (``get_goal``, ``wait_for_goal``).
+
+    ``TrackerClient(base_url=None, api_key=None, auth_token=None, auth_token_provider=None, *, timeout=30,
+    transport=None)``; with no base URL, ``SOORMA_TRACKER_URL`` or ``SOORMA_API_URL``. Here a plan is a goal (see
+    the module docstring): :meth:`get_plan_progress` and :meth:`get_plan_tasks` read the goal view, and
+    :meth:`get_plan_timeline` is :meth:`get_goal_events`; a plan id that is not a goal's id is unknown (``None``,
+    ``[]``). The shapes follow this platform, not soorma-core's ``PlanProgress`` field for field (no
+    ``started_at``/``current_state``; ``running_tasks``, ``tasks``, ``result`` and ``error`` besides). Like
+    soorma-core's, it has no write methods: the tracker records events itself.
+    """
+
+    settings_base = "tracker_base"
 
     async def get_plan_progress(
         self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None

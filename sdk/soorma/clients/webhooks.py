@@ -19,7 +19,7 @@ def _id(value: str) -> str:
 
 
 class WebhooksClient(HttpClient):
-    """``WebhooksClient(base_url, api_key=None, *, timeout=30, transport=None, auth_token_provider=None)``."""
+    """``WebhooksClient(base_url=None, api_key=None, auth_token=None, auth_token_provider=None, *, timeout=30, transport=None)``."""
 
     async def create_webhook(self, url: str, events: Sequence[str] = ("terminal",),
                              description: str = "") -> dict[str, Any]:

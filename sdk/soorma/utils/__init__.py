@@ -1,0 +1,1 @@
+"""soorma-core's ``soorma.utils`` package path (:mod:`.schema_utils`)."""
