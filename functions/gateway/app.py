@@ -204,7 +204,9 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     @app.post("/v1/goals/{goal_id}/cancel", response_model=Goal, tags=["goals"])
     def cancel_goal(goal_id: str, body: CancelRequest | None = Body(None),
                     identity: Identity = Depends(current_identity)):
-        """Cancel a running goal and tell its agents (``soorma.goal.cancel`` on ``system-events``)."""
+        """Cancel a goal that has not ended and publish ``soorma.goal.cancel`` on ``system-events``. Only agents
+        that subscribe to that event (``on_event("soorma.goal.cancel", topic="system-events")``) hear it; the others
+        keep working, and their later results leave the goal cancelled."""
         cancelled = goals.cancel(identity, goal_id, body.reason if body else None)
         notify_sender(db)  # AWS: the cancelled goal's webhook deliveries
         return cancelled

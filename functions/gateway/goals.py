@@ -496,7 +496,8 @@ class Goals:
         leaves the goal as it was and answers 503). Its pending input requests are cancelled, and its session's next
         queued goal starts (:func:`~soorma.functions.shared.sessions.start_next_queued`, same transaction). 404
         unknown goal, 409 a goal that already ended. A cancelled pending goal is never published: a retry of its
-        submit answers ``cancelled``; a cancelled queued goal was never published, so no cancel event is sent."""
+        submit answers ``cancelled``; a cancelled queued goal was never published, so no cancel event is sent.
+        Agents are not stopped: only those that subscribe to ``soorma.goal.cancel`` hear of it."""
         gid = goal_uuid(goal_id)
         text = reason or f"cancelled by {identity.principal_id}"
         with self.db.transaction(identity) as conn:

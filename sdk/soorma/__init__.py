@@ -13,7 +13,10 @@ An agent object is its function's handler::
 
     # Lambda handler: "app.worker"; local process: worker.run()
 
-The names soorma-core's SDK exports are here with the same signatures (see the reference, section 1). Importing
+The names soorma-core's SDK exports are here, and its call forms are accepted (MIGRATING.md: what runs unchanged,
+what differs and why; ``tests/unit/test_soorma_core_compat.py`` calls each the soorma-core way). Several take more
+options than soorma-core's, some behave differently by design (delivery is at-least-once, agents are functions with
+no event stream of their own), and a few soorma-core names are absent (MIGRATING.md lists them). Importing
 ``soorma`` itself loads nothing: each name loads its module on first use (PEP 562), so ``from soorma import Worker``
 loads the agent runtime and pydantic, while HTTP, the AI helpers, A2A and the workflow helpers wait until named.
 """

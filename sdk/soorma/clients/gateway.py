@@ -112,8 +112,9 @@ class GatewayClient(HttpClient):
                 return
 
     async def cancel_goal(self, goal_id: str, reason: str | None = None) -> GoalStatus:
-        """Cancel a running goal (its agents get ``soorma.goal.cancel`` on ``system-events``). Raises
-        :class:`~soorma.errors.ConflictError` when it already ended."""
+        """Cancel a goal that has not ended: the platform marks it cancelled and publishes ``soorma.goal.cancel``
+        on ``system-events``, which reaches only agents that subscribe to it (the others finish their work, and
+        its results leave the goal cancelled). Raises :class:`~soorma.errors.ConflictError` when it already ended."""
         body = await self._request("POST", f"/v1/goals/{_id(goal_id)}/cancel", json={"reason": reason})
         return GoalStatus.model_validate(body)
 
