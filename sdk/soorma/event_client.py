@@ -19,8 +19,9 @@ caller's API key, so the gateway sets the identity. Listening has no SSE stream 
 the platform tenant's subjects on NATS JetStream (``SOORMA_NATS_URL``, else the local stack's, as ``agent.run()``
 does) with an ephemeral ordered consumer that starts at new events. That needs access to NATS, which a developer
 has against ``soorma local``; in the cloud, submit goals (``POST /v1/goals``) and poll them, or deploy an agent.
-``connect`` with no topics only prepares publishing. Handlers run one at a time, in arrival order; exceptions are
-logged.
+``connect`` first registers the definitions given as ``events_consumed`` with the registry (once); with no
+topics it then only prepares publishing. ``async with EventClient(...) as client:`` disconnects on exit. Handlers
+run one at a time, in arrival order; exceptions are logged.
 """
 
 from __future__ import annotations

@@ -80,6 +80,54 @@ def test_every_soorma_core_name_imports(module, name):
     assert getattr(importlib.import_module(module), name) is not None
 
 
+# class -> soorma-core's public methods and properties of it (reference §1.2-§1.10)
+SOORMA_CORE_METHODS = {
+    "soorma.agents.base:Agent": "on_startup on_shutdown on_event emit register_event context agent_id config run start "
+                                "stop",
+    "soorma.agents.worker:Worker": "on_task on_result execute_task",
+    "soorma.agents.tool:Tool": "on_invoke invoke",
+    "soorma.agents.planner:Planner": "on_goal on_transition create_plan",
+    "soorma.task_context:TaskContext": "from_event save restore delegate delegate_parallel aggregate_parallel_results "
+                                       "update_sub_task_result is_complete complete report_progress",
+    "soorma.task_context:ResultContext": "restore_task",
+    "soorma.task_context:GoalContext": "dispatch",
+    "soorma.plan_context:PlanContext": "create_from_goal save restore restore_by_correlation get_next_state "
+                                       "execute_next is_complete finalize pause resume to_dict from_dict",
+    "soorma.context:PlatformContext": "from_env set_auth_token set_auth_token_provider close",
+    "soorma.clients.registry:RegistryClient": "register_event get_event get_events_by_topic get_all_events "
+                                              "register_agent get_agent query_agents deregister_agent "
+                                              "refresh_heartbeat register_schema get_schema list_schemas "
+                                              "discover_agents discover",
+    "soorma.clients.memory:MemoryClient": "store retrieve delete_key cleanup_plan store_knowledge search_knowledge "
+                                          "log_interaction get_recent_history search_interactions "
+                                          "get_relevant_skills store_task_context get_task_context "
+                                          "update_task_context delete_task_context get_task_by_subtask "
+                                          "store_plan_context get_plan_context get_plan_by_correlation create_plan "
+                                          "get_goal_metadata update_plan_context delete_plan create_session "
+                                          "list_plans list_sessions",
+    "soorma.clients.bus:BusClient": "publish request respond announce create_child_request create_response "
+                                    "publish_envelope subscribe",
+    "soorma.clients.tracker:TrackerClient": "get_plan_progress get_plan_tasks get_plan_timeline",
+    "soorma.clients._http:HttpClient": "close set_auth_token set_auth_token_provider bind_event_metadata "
+                                       "reset_event_metadata __aenter__ __aexit__",
+    "soorma.ai.event_toolkit:EventToolkit": "discover_events discover_actionable_events get_event_info format_for_llm "
+                                            "format_as_prompt_text create_payload validate_response __aenter__",
+    "soorma.event_client:EventClient": "on_event on_all_events connect publish disconnect __aenter__",
+    "soorma.workflow:WorkflowState": "record_action get_action_history set get has delete cleanup increment append "
+                                     "extend update_dict",
+    "soorma.ai.selection:EventSelector": "select_event publish_decision",
+    "soorma.a2a:A2AGatewayHelper": "agent_to_card task_to_event event_to_response",
+    "soorma.ai.choreography:ChoreographyPlanner": "reason_next_action execute_decision generate_payload",
+}
+
+
+@pytest.mark.parametrize("target", sorted(SOORMA_CORE_METHODS))
+def test_every_soorma_core_method_exists(target):
+    module, name = target.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    assert [m for m in SOORMA_CORE_METHODS[target].split() if not hasattr(cls, m)] == []
+
+
 def test_soorma_core_paths_are_aliases_of_the_projects_own_classes():
     from soorma.clients.memory import MemoryClient
     from soorma.clients.registry import RegistryClient

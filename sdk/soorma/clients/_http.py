@@ -148,6 +148,7 @@ class HttpClient:
         self._bound_event.reset(token)
 
     async def __aenter__(self) -> Self:
+        """``async with Client(...) as client:`` (soorma-core's clients): the client itself; :meth:`close` on exit."""
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
