@@ -31,6 +31,7 @@ import inspect
 import logging
 from typing import Any, Awaitable, Callable
 
+from .errors import PlatformError
 from .events import EventEnvelope, EventTopic
 
 log = logging.getLogger("soorma.event_client")
@@ -169,10 +170,9 @@ class EventClient:
         definitions were registered (0 on later calls). The registry is reached at ``SOORMA_REGISTRY_URL``, else at
         this client's gateway, with this client's credentials.
 
-        Raises
-        ------
-        soorma.errors.PlatformError
-            The registry refused a definition (e.g. 403 for a key that may not register events).
+        A refusal (e.g. 403 for a ``user`` key, which may not write the registry) or an unreachable registry is
+        logged as a warning and the client goes on, as soorma-core's registration does: registering is a
+        declaration for discovery, not a condition of publishing or listening; the next ``connect`` tries again.
         """
         if self._events_registered:
             return 0
@@ -185,13 +185,17 @@ class EventClient:
             registry = RegistryClient(Settings.from_env().registry_url or self.bus.base_url, self.bus.api_key,
                                       auth_token_provider=self.bus.auth_token_provider, timeout=self.bus.timeout,
                                       transport=self.bus._transport)
-            async with registry:
-                for definition in definitions:
-                    await registry.register_event(definition)
-                    if definition.get("payload_schema_name") and definition.get("payload_schema"):
-                        await registry.register_schema({"schema_name": definition["payload_schema_name"],
-                                                        "version": "1.0.0",
-                                                        "json_schema": definition["payload_schema"]})
+            try:
+                async with registry:
+                    for definition in definitions:
+                        await registry.register_event(definition)
+                        if definition.get("payload_schema_name") and definition.get("payload_schema"):
+                            await registry.register_schema({"schema_name": definition["payload_schema_name"],
+                                                            "version": "1.0.0",
+                                                            "json_schema": definition["payload_schema"]})
+            except PlatformError as exc:  # PlatformConnectionError too: the registry was not reached
+                log.warning("events_consumed not registered (%s); publishing and listening go on", exc)
+                return 0
         self._events_registered = True
         return len(definitions)
 

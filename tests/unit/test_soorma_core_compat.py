@@ -440,6 +440,27 @@ def test_event_client_registers_events_consumed_on_connect_and_works_in_async_wi
     assert all(r.headers["authorization"] == "Bearer jwt-script" for r in platform.requests)
 
 
+def test_an_event_client_whose_key_may_not_register_still_connects_and_tries_again_later(caplog):
+    from soorma.clients.bus import BusClient
+    from soorma.events import EventClient, EventDefinition
+
+    answers = iter([httpx.Response(403, json={"detail": "role user may not write the registry"}),
+                    httpx.Response(200, json={"success": True})])
+    platform = Recorder(lambda request: next(answers))
+    client = EventClient(event_service_url="http://gateway.test", auth_token="sk_user",
+                         events_consumed=[EventDefinition(event_name="research.done", topic="action-results")])
+    client.bus = BusClient("http://gateway.test", "sk_user", transport=platform.transport)
+
+    async def session() -> tuple[int, int]:
+        async with client:
+            await client.connect(topics=[])  # refused: logged, not raised
+            return await client.register_events_consumed(), await client.register_events_consumed()
+
+    assert asyncio.run(session()) == (1, 0)  # the next try registers; after that, nothing more
+    assert "events_consumed not registered" in caplog.text and "403" in caplog.text
+    assert [r.url.path for r in platform.requests] == ["/v1/events", "/v1/events"]
+
+
 def test_event_toolkit_async_with_closes_only_its_own_registry_client():
     from soorma.ai.event_toolkit import EventToolkit
     from soorma.clients.registry import RegistryClient
