@@ -103,6 +103,10 @@ class EventClient:
         names = [str(t.value if isinstance(t, EventTopic) else t) for t in topics or []]
         if not names or self.is_connected:
             return
+        try:
+            import websockets  # noqa: F401 - the stream's client library, an extra
+        except ImportError:
+            raise ImportError("EventClient.connect listens over a WebSocket: pip install 'soorma[stream]'") from None
         confirmed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         url = streams.stream_url(self.bus.base_url, self.stream_url)
         max_reconnects = None if self.max_reconnect_attempts < 0 else self.max_reconnect_attempts
