@@ -84,7 +84,9 @@ def stored_envelope(envelope: EventEnvelope) -> dict[str, Any]:
 
 
 def record(db: Database, identity: Identity, envelope: EventEnvelope) -> bool:
-    """Store ``envelope`` in ``identity``'s event stream; returns False when it was there already (a redelivery).
+    """Store ``envelope`` in ``identity``'s event stream; returns whether a push is due: True when it was stored
+    and a connection of the identity subscribes (False for a redelivery, or when nobody listens, the usual case:
+    the tracker then skips :func:`push`).
 
     An event PostgreSQL cannot store is logged and skipped (False); other database errors raise (the tracker
     reports the record failed and it is redelivered)."""
@@ -114,13 +116,15 @@ def _record(db: Database, identity: Identity, envelope: EventEnvelope) -> bool:
             " event_id, type, topic, envelope) values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict do nothing",
             (*ids, seq, event_id, event_type, topic, Jsonb(body)),
         )
+        listened = conn.execute(
+            "select 1 from gateway.stream_connections where event_cursor is not null limit 1").fetchone()
         if seq % PRUNE_EVERY == 0:
             conn.execute(
                 "delete from gateway.stream_events where platform_tenant_id = %s and service_tenant_id = %s"
                 " and service_user_id = %s and recorded_at < now() - %s", (
                     *ids, timedelta(seconds=settings.EVENT_STREAM_RETENTION_S.get())),
             )
-    return True
+    return listened is not None
 
 
 def subscribe_request(message: Mapping[str, Any]) -> tuple[list[str] | None, list[str] | None, int | None]:
@@ -172,7 +176,17 @@ def push(db: Database, identity: Identity, api: Any, *, connection_id: str | Non
             "select 1 from gateway.stream_connections where event_cursor is not null limit 1"
         ).fetchone() is None:
             return 0  # the usual case for the tracker: nobody of this identity subscribes (one indexed read)
-        head = conn.execute("select last_seq from gateway.stream_heads").fetchone()
+        if subscribe is not None:
+            # The head row, locked against recorders until this subscription is committed: an event recorded
+            # concurrently is then either at or before the cursor read here, or recorded after the subscription
+            # exists, so its recorder pushes it (:func:`record` looks for subscribers after taking its number).
+            conn.execute(
+                "insert into gateway.stream_heads (platform_tenant_id, service_tenant_id, service_user_id)"
+                " values (%s, %s, %s) on conflict do nothing",
+                (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id))
+            head = conn.execute("select last_seq from gateway.stream_heads for share").fetchone()
+        else:
+            head = conn.execute("select last_seq from gateway.stream_heads").fetchone()
         last_seq = head["last_seq"] if head else 0
         if subscribe is not None and connection_id is not None:
             topics, types, after = subscribe

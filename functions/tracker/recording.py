@@ -25,8 +25,8 @@ tenant's rows):
 * each recorded event of a goal takes the next number of that goal's stream (``seq``), and after the batch the
   goal's live stream followers are sent what they have not seen (:func:`soorma.functions.gateway.streams.push`);
 * every event with an identity, goal or not, is kept for event subscriptions (:func:`soorma.functions.gateway.
-  event_streams.record`, in a transaction of its own before the above) and pushed to its identity's subscribers
-  after the batch.
+  event_streams.record`, in a transaction of its own before the above) and, when its identity has subscribers,
+  pushed to them after the batch.
 
 A malformed envelope, or one PostgreSQL cannot store, is logged and reported processed (retrying cannot help);
 database outages raise, so the record is reported in ``batchItemFailures`` and redelivered; when the database is

@@ -160,3 +160,18 @@ def test_an_unknown_action_names_both(db, fx):
     streams.handle_event({"body": json.dumps({"action": "listen"}), "requestContext": {
         "eventType": "MESSAGE", "connectionId": connection_id, "authorizer": identity.as_context()}}, db, api)
     assert api.frames[connection_id][-1]["status"] == 400 and "subscribe" in api.frames[connection_id][-1]["message"]
+
+
+def test_a_push_is_due_only_when_the_identity_has_a_subscriber(db, fx):
+    identity, bystander = fx.new_identity(), fx.new_identity()
+    assert event_streams.record(db, identity, fact(identity, 1)) is False  # nobody listens: the tracker skips push
+    connection_id = connect(db, bystander)
+    subscribe(db, FakeConnections(), bystander, connection_id)
+    assert event_streams.record(db, identity, fact(identity, 2)) is False  # another identity's subscriber is none
+    mine = connect(db, identity)
+    api = FakeConnections()
+    subscribe(db, api, identity, mine, after=0)  # the backlog kept while nobody listened
+    assert [f["envelope"]["data"]["n"] for f in api.events(mine)] == [1, 2]
+    again = fact(identity, 3)
+    assert event_streams.record(db, identity, again) is True
+    assert event_streams.record(db, identity, again) is False  # a redelivery is stored once
