@@ -9,7 +9,8 @@ of them sequentially after ``--warmup`` unmeasured ones (the first use of each e
 * **the goal API** (``goal_api``): ``POST /v1/goals`` then ``GET /v1/goals/{id}?wait=25`` until the goal is final (the
   gateway's long-poll);
 * **the SDK's EventClient** (``event_client``, unless ``--no-event-client``): ``publish`` of the request (through
-  ``POST /v1/events/publish``) with a ``response_event``, the answer heard on NATS, matched by correlation id.
+  ``POST /v1/events/publish``) with a ``response_event``, the answer heard on the gateway's live stream (an event
+  subscription, docs/event-client.md), matched by correlation id.
 
 Per path: ``p50_ms``, ``p95_ms``, ``p99_ms`` (nearest rank), ``server_p50_ms`` (goal API only: the goal's
 ``completed_at - created_at`` as the platform recorded it, so the client's own HTTP time is excluded;
@@ -220,7 +221,8 @@ async def bench_event_client(logs: Path, rounds: int, warmup: int) -> dict[str, 
         await client.disconnect()
     cids = [cid for cid, _ in measured]
     return {
-        # the client's requests: one publish per round trip (it listens on NATS, not over HTTP)
+        # the client's requests: one publish per round trip (its subscription is one message at connect; the tracker
+        # pushes the answers)
         **summary([seconds for _, seconds in measured], used, len(measured)),
         "lost": sum(1 for cid in cids if answers[cid] == 0),
         "duplicated": sum(1 for cid in cids if answers[cid] > 1),
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
             out: dict[str, Any] = {"benchmark": "round_trip", "example": "worker-basic",
                                    "goal_api": bench_goal_api(client, logs, args.round_trips, args.warmup)}
         if not args.no_event_client:
-            os.environ["SOORMA_HOME"] = str(home)  # EventClient finds the local stack's NATS and API key there
+            os.environ["SOORMA_HOME"] = str(home)  # EventClient finds the local stack's API URL and key there
             for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL"):  # rather than another stack's
                 os.environ.pop(name, None)
             out["event_client"] = asyncio.run(bench_event_client(logs, args.round_trips, args.warmup))

@@ -109,7 +109,7 @@ ROUTES: tuple[ApiRoute, ...] = (
 #: picked by :data:`STREAM_ROUTE_SELECTION` (https://docs.aws.amazon.com/apigateway/latest/developerguide/
 #: websocket-api-develop-routes.html), every one served by :data:`STREAM_FUNCTION`; ``$connect`` runs the
 #: authorizer. Locally the API's own port serves it at :data:`STREAM_PATH`.
-STREAM_ROUTES: tuple[str, ...] = ("$connect", "$disconnect", "follow", "$default")
+STREAM_ROUTES: tuple[str, ...] = ("$connect", "$disconnect", "follow", "subscribe", "$default")
 STREAM_ROUTE_SELECTION = "$request.body.action"
 STREAM_FUNCTION = "gateway"
 STREAM_PATH = "/v1/stream"

@@ -4,8 +4,9 @@ session id, and listen for the ``order.shipped`` that ends the chain (same corre
     python examples/events-simple/announce.py o-42
     # → {"order_id": "o-42", "tracking": "TRK-o-42", "metadata": {"correlation_id": "…", "session_id": "…", ...}}
 
-Publishing goes through the gateway with your API key; listening reads the local stack's NATS, so run it where
-``soorma local up`` runs. Exit code 1 if the chain did not finish in time.
+Publishing and listening both go through the gateway with your API key (listening is the live stream's event
+subscription, docs/event-client.md), so the script runs on any machine that reaches the platform. Exit code 1 if
+the chain did not finish in time.
 """
 
 from __future__ import annotations

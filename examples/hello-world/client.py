@@ -6,8 +6,9 @@ It listens on ``action-results``, publishes one ``greeting.requested`` with its 
     python examples/hello-world/client.py Ada
     # → {"message": "Hello, Ada!", "greeted_by": "hello-worker"}
 
-Publishing goes through the gateway with your API key; listening reads the local stack's NATS (``SOORMA_NATS_URL``,
-else ``.soorma/secrets.json``, with the stack's NATS credentials), so run it where ``soorma local up`` runs. Exit code 1 if no answer came in time.
+Publishing and listening both go through the gateway with your API key (``SOORMA_API_URL`` and ``SOORMA_API_KEY``,
+else the local stack's ``credentials.json``): listening is the live stream's event subscription, so the script runs
+on any machine that reaches the platform (docs/event-client.md). Exit code 1 if no answer came in time.
 """
 
 from __future__ import annotations

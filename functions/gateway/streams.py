@@ -15,6 +15,9 @@ gateway function for WebSocket events):
   goal, another identity's goal (row-level security hides it) or a bad cursor is an ``error`` frame; the connection
   stays open for another ``follow``. Sending ``follow`` again with the last ``seq`` seen is how a client resumes
   (on a new connection after a disconnect, or on the same one as a cheap "anything new?").
+* ``subscribe`` ``{"action": "subscribe", "topics": [...], "event_types": [...], "after": <seq>}``: the connection
+  receives its identity's events of those topics and types (all of a kind left out), whatever their goal
+  (:mod:`soorma.functions.gateway.event_streams`, soorma-core's ``EventClient``).
 * ``$disconnect``: the row is deleted.
 
 Pushing: events are numbered per goal by the tracker (``seq``, migration 0020) and a connection's ``cursor`` is the
@@ -304,17 +307,26 @@ def _connect(db: Database, event: Mapping[str, Any], context: Mapping[str, Any],
     return _status(200)
 
 
-def _follow_request(body: Any) -> tuple[str, int]:
-    """(goal id, after) of a ``follow`` message; raises :class:`FollowRefused` 400 for anything else."""
+def _message_object(body: Any) -> dict[str, Any]:
+    """The message as a JSON object; raises :class:`FollowRefused` 400 for anything else."""
     try:
         message = json.loads(body or "")
     except ValueError:
         raise FollowRefused(400, "a message must be a JSON object") from None
     if not isinstance(message, dict):
         raise FollowRefused(400, "a message must be a JSON object")
+    return message
+
+
+def _follow_request(message: dict[str, Any] | str | bytes) -> tuple[str, int]:
+    """(goal id, after) of a ``follow`` message (the body, or its JSON object); raises :class:`FollowRefused` 400
+    for anything else."""
+    if not isinstance(message, dict):
+        message = _message_object(message)
     if message.get("action") != "follow":
         raise FollowRefused(400, f"unknown action {str(message.get('action'))[:64]!r}; send "
-                                 '{"action": "follow", "goal_id": "<goal id>", "after": <last seq seen or 0>}')
+                                 '{"action": "follow", "goal_id": "<goal id>", "after": <last seq seen or 0>}'
+                                 ' or {"action": "subscribe", "topics": [...], "event_types": [...], "after": <seq>}')
     goal_id, after = message.get("goal_id"), message.get("after", 0)
     try:
         goal_id = str(uuid.UUID(str(goal_id)))
@@ -336,10 +348,17 @@ def _message(db: Database, api: ConnectionsApi, event: Mapping[str, Any], princi
     if identity is None:
         api.post(connection_id, error_frame(410, "the connection is not registered; reconnect"))
         return _status(200)
+    from soorma.functions.gateway import event_streams
+
     try:
-        goal_id, after = _follow_request(body)
-        push(db, identity, goal_id, api, connection_id=connection_id, follow_after=after)
-    except FollowRefused as exc:
+        message = _message_object(body)
+        if message.get("action") == "subscribe":
+            event_streams.push(db, identity, api, connection_id=connection_id,
+                               subscribe=event_streams.subscribe_request(message))
+        else:
+            goal_id, after = _follow_request(message)
+            push(db, identity, goal_id, api, connection_id=connection_id, follow_after=after)
+    except (FollowRefused, event_streams.SubscribeRefused) as exc:
         api.post(connection_id, error_frame(exc.status, str(exc)))
     return _status(200)
 

@@ -11,7 +11,8 @@ Identity comes only from the API Gateway authorizer context (``requestContext.au
 request without it is answered 401 before its body is read (:func:`soorma.functions.shared.service.function_app`,
 like every function). Row-level security (0004_memory.sql) scopes every row. Responses are camelCase, bodies
 camelCase or snake_case; every create body of an embedded resource may carry ``embedding``, a vector the caller
-computed, checked against ``SOORMA_EMBEDDING_DIMENSIONS``. ``GET /health`` answers without identity.
+computed, checked against ``SOORMA_EMBEDDING_DIMENSIONS``. ``GET /health`` answers without identity (the function's
+own); ``GET /v1/memory/health``, the same through the gateway, with it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
     @app.get("/health", include_in_schema=False)
     def health() -> Health:
         """Liveness only (no identity, no database round trip)."""
+        return Health(status="ok", service="memory")
+
+    @app.get("/v1/memory/health", tags=["health"])
+    def authenticated_health() -> Health:
+        """soorma-core's ``MemoryServiceClient.health()`` through the gateway (``GET /v1/memory/health``, with the
+        caller's credential like every ``/v1/`` route): liveness only, as ``/health``."""
         return Health(status="ok", service="memory")
 
     return app

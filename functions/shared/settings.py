@@ -264,3 +264,7 @@ STREAM_CONNECTIONS_URL: Setting[str | None] = Setting(
     "SOORMA_STREAM_CONNECTIONS_URL", "gateway, tracker: the WebSocket API's connection management endpoint "
     "(`https://<api id>.execute-api.<region>.amazonaws.com/<stage>`; `soorma local` sets its own) the live goal "
     "streams are pushed to; unset: nothing is pushed", url, None)
+EVENT_STREAM_RETENTION_S: Setting[float] = Setting(
+    "SOORMA_EVENT_STREAM_RETENTION_S", "tracker: how long (seconds) the events an event subscription "
+    "(`subscribe` on the live stream, `EventClient`) can resume from are kept; older ones are pruned as new ones "
+    "are recorded", _positive_number, 86400.0, default_doc="`86400` (one day)")

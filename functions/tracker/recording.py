@@ -23,7 +23,10 @@ tenant's rows):
   ``failed`` with the dead letter's reason and remembers the dead letter; :data:`~soorma.goal_notices.REPLAYED`
   forgets it, and a goal that a dead letter failed is ``running`` again once none is left;
 * each recorded event of a goal takes the next number of that goal's stream (``seq``), and after the batch the
-  goal's live stream followers are sent what they have not seen (:func:`soorma.functions.gateway.streams.push`).
+  goal's live stream followers are sent what they have not seen (:func:`soorma.functions.gateway.streams.push`);
+* every event with an identity, goal or not, is kept for event subscriptions (:func:`soorma.functions.gateway.
+  event_streams.record`, in a transaction of its own before the above) and, when its identity has subscribers,
+  pushed to them after the batch.
 
 A malformed envelope, or one PostgreSQL cannot store, is logged and reported processed (retrying cannot help);
 database outages raise, so the record is reported in ``batchItemFailures`` and redelivered; when the database is
@@ -364,12 +367,19 @@ def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> d
             logger.warning("message %s is not an event envelope, skipped: %s", record.message_id,
                            str(exc).splitlines()[0])
             return IGNORED
+        if envelope.platform_tenant_id and envelope.tenant_id and envelope.user_id:
+            # every event, with or without a goal: what event subscriptions stream (the EventClient's listening)
+            from soorma.functions.gateway import event_streams
+
+            if event_streams.record(db, _identity(envelope), envelope):
+                streamed.append(_identity(envelope))
         outcome = record_envelope(db, envelope)
         if outcome == RECORDED:
             recorded.append((_identity(envelope), str(envelope.goal_id)))
         return outcome
 
     recorded: list[tuple[Identity, str]] = []
+    streamed: list[Identity] = []
     response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                         context=context)
     if recorded:
@@ -377,4 +387,8 @@ def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> d
         from soorma.functions.gateway.streams import push_recorded
 
         push_recorded(db, recorded)
+    if streamed:
+        from soorma.functions.gateway.event_streams import push_recorded as push_streamed
+
+        push_streamed(db, streamed)
     return with_retry_later(dict(response), retry_later)

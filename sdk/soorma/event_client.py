@@ -15,13 +15,16 @@
     await client.disconnect()
 
 Publishing goes through the gateway (``POST /v1/events/publish``, :class:`~soorma.clients.bus.BusClient`) with the
-caller's API key, so the gateway sets the identity. Listening has no SSE stream here: :meth:`connect` subscribes to
-the platform tenant's subjects on NATS JetStream (``SOORMA_NATS_URL``, else the local stack's, as ``agent.run()``
-does) with an ephemeral ordered consumer that starts at new events. That needs access to NATS, which a developer
-has against ``soorma local``; in the cloud, submit goals (``POST /v1/goals``) and poll them, or deploy an agent.
-``connect`` first registers the definitions given as ``events_consumed`` with the registry (once); with no
-topics it then only prepares publishing. ``async with EventClient(...) as client:`` disconnects on exit. Handlers
-run one at a time, in arrival order; exceptions are logged.
+caller's API key (``SOORMA_API_KEY``) or token (``auth_token``, ``auth_token_provider``), so the gateway sets the
+identity. Listening goes through the gateway too: :meth:`connect` opens the live stream (``/v1/stream``, the
+``subscribe`` message; :meth:`BusClient.stream_events`), which carries only the caller's own identity's events of
+the topics asked for, so it works from any process (a script on a laptop) and never touches NATS. ``connect``
+returns once the platform confirmed the subscription: an answer to a request published after it is never missed.
+A lost connection is reopened with exponential backoff (``reconnect_base_delay`` .. ``reconnect_max_delay``) and
+resumed after the last event received. ``connect`` first registers the definitions given as ``events_consumed``
+with the registry (once); with no topics it then only prepares publishing. ``async with EventClient(...) as
+client:`` disconnects on exit. Handlers run one at a time, in arrival order; exceptions are logged.
+docs/event-client.md; needs ``soorma[stream]``.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ class EventClient:
         reconnect_base_delay: float = 1.0,
         reconnect_max_delay: float = 60.0,
         *,
-        nats_url: str | None = None,
+        stream_url: str | None = None,
     ) -> None:
         from .clients.bus import BusClient
         from .settings import Settings
@@ -70,12 +73,11 @@ class EventClient:
         self.session_id = session_id
         self.events_consumed = list(events_consumed or [])
         self.max_reconnect_attempts = max_reconnect_attempts
-        self._nats_url = nats_url
+        self.reconnect_base_delay = reconnect_base_delay
+        self.reconnect_max_delay = reconnect_max_delay
+        self.stream_url = stream_url
         self._handlers: list[tuple[str | None, str | None, Handler]] = []  # (topic, event type or None=all, fn)
-        self._nc: Any = None
-        self._subs: list[Any] = []
-        self._queue: asyncio.Queue[EventEnvelope] | None = None
-        self._worker: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._events_registered = False
 
     # --- handlers ----------------------------------------------------------------------------------------------
@@ -92,73 +94,78 @@ class EventClient:
 
     @property
     def is_connected(self) -> bool:
-        return self._nc is not None
+        return self._listener is not None and not self._listener.done()
 
     # --- connection --------------------------------------------------------------------------------------------
-    async def connect(self, topics: list[str | EventTopic] | None = None) -> None:
-        """Register ``events_consumed`` (:meth:`register_events_consumed`, once), then listen to ``topics`` of the
-        platform tenant (see the module docstring)."""
+    async def connect(self, topics: list[str | EventTopic] | None = None, *, timeout_s: float = 30.0) -> None:
+        """Listen to ``topics`` (see the module docstring); returns once the platform confirmed the subscription.
+
+        Raises :class:`~soorma.errors.PlatformError` when the credential is refused (401/403) or the request is
+        bad (400), ``TimeoutError`` when no confirmation came within ``timeout_s``. First registers ``events_consumed``
+        (:meth:`register_events_consumed`, once)."""
         await self.register_events_consumed()
-        topics = [str(t.value if isinstance(t, EventTopic) else t) for t in topics or []]
-        if not topics or self._nc is not None:
+        from .clients import streams
+
+        names = [str(t.value if isinstance(t, EventTopic) else t) for t in topics or []]
+        if not names or self.is_connected:
             return
-        import nats
-        from nats.js.api import DeliverPolicy
+        try:
+            import websockets  # noqa: F401 - the stream's client library, an extra
+        except ImportError:
+            raise ImportError("EventClient.connect listens over a WebSocket: pip install 'soorma[stream]'") from None
+        confirmed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        url = streams.stream_url(self.bus.base_url, self.stream_url)
+        max_reconnects = None if self.max_reconnect_attempts < 0 else self.max_reconnect_attempts
 
-        from .process import resolve_nats_url, resolve_platform_tenant
-        from .subjects import filter_subject
-
-        tenant = resolve_platform_tenant(self.platform_tenant_id)
-        self._nc = await nats.connect(resolve_nats_url(self._nats_url), name=f"soorma-client-{self.agent_id}",
-                                      max_reconnect_attempts=self.max_reconnect_attempts)
-        js = self._nc.jetstream()
-        queue: asyncio.Queue[EventEnvelope] = asyncio.Queue()
-        self._queue = queue
-
-        async def received(msg: Any) -> None:
+        async def listen() -> None:
             try:
-                queue.put_nowait(EventEnvelope.from_json(msg.data))
-            except Exception as exc:  # noqa: BLE001 - not an envelope: nothing to hand to handlers
-                log.warning("ignored a message that is not an event: %s", exc)
+                async for item in streams.subscribe_events(
+                    url, self.bus._auth_headers, topics=list(dict.fromkeys(names)), max_reconnects=max_reconnects,
+                    on_subscribed=lambda after: None if confirmed.done() else confirmed.set_result(after),
+                    backoff_s=self.reconnect_base_delay, backoff_max_s=self.reconnect_max_delay,
+                ):
+                    await self._dispatch(EventEnvelope.model_validate(item.envelope))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - handed to connect() while it waits, logged after
+                if not confirmed.done():
+                    confirmed.set_exception(exc)
+                else:
+                    log.error("the event subscription ended: %s", exc)
 
-        for topic in dict.fromkeys(topics):
-            sub = await js.subscribe(filter_subject(tenant, topic, "*"), cb=received, ordered_consumer=True,
-                                     deliver_policy=DeliverPolicy.NEW)
-            self._subs.append(sub)
-        self._worker = asyncio.create_task(self._dispatch_loop())
+        self._listener = asyncio.create_task(listen())
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), timeout_s)
+        except BaseException:
+            await self._stop_listening()
+            raise
 
-    async def _dispatch_loop(self) -> None:
-        assert self._queue is not None
-        while True:
-            event = await self._queue.get()
-            topic = str(event.topic)
-            for want_topic, want_type, func in list(self._handlers):
-                if want_topic and want_topic != topic:
-                    continue
-                if want_type not in (None, "*", event.type):
-                    continue
-                try:
-                    result = func(event)
-                    if inspect.isawaitable(result):
-                        await result
-                except Exception:  # noqa: BLE001 - as soorma-core: a handler error is logged, the stream goes on
-                    log.exception("handler %s failed on %s", getattr(func, "__name__", func), event.type)
+    async def _dispatch(self, event: EventEnvelope) -> None:
+        topic = str(event.topic.value if isinstance(event.topic, EventTopic) else event.topic)
+        for want_topic, want_type, func in list(self._handlers):
+            if want_topic and want_topic != topic:
+                continue
+            if want_type not in (None, "*", event.type):
+                continue
+            try:
+                result = func(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # noqa: BLE001 - as soorma-core: a handler error is logged, the stream goes on
+                log.exception("handler %s failed on %s", getattr(func, "__name__", func), event.type)
+
+    async def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            try:
+                await listener
+            except BaseException:  # noqa: BLE001 - cancelled, or already failed and logged
+                pass
 
     async def disconnect(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            self._worker = None
-        for sub in self._subs:
-            try:
-                await sub.unsubscribe()
-            except Exception:  # noqa: BLE001
-                pass
-        self._subs = []
-        if self._nc is not None:
-            try:
-                await self._nc.close()
-            finally:
-                self._nc = None
+        """Stop listening and close the HTTP client."""
+        await self._stop_listening()
         await self.bus.close()
 
     async def register_events_consumed(self) -> int:

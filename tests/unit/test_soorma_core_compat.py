@@ -235,7 +235,7 @@ def test_memory_and_tracker_clients_without_a_base_url_reach_the_environments_pl
     assert tracker.base_url == "http://platform.test"
     goal_id = "5f0c3f7e-9a1d-4c55-8f4a-6b1e2f3a4b5c"
     assert asyncio.run(tracker.get_plan_progress(goal_id)) is None
-    assert str(platform.requests[-1].url) == f"http://platform.test/v1/goals/{goal_id}"
+    assert str(platform.requests[-1].url) == f"http://platform.test/v1/tracker/plans/{goal_id}"
     assert platform.auth() == "Bearer jwt-from-env"
 
     # a token provider given without a URL is not overridden by the environment's key

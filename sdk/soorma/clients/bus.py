@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping, Sequence
 
 from .._current import current_event, current_source, derived_id
 from ..errors import PlatformError
@@ -294,12 +294,34 @@ class BusClient(HttpClient):
         body = await self._request("POST", "/v1/waits", json=payload)
         return dict(body or {})
 
+    async def stream_events(
+        self, topics: Sequence[str | EventTopic] | None = None, event_types: Sequence[str] | None = None, *,
+        after: int | None = None, stream_url: str | None = None, max_reconnects: int | None = None,
+    ) -> AsyncIterator[EventEnvelope]:
+        """The caller's events of ``topics`` and ``event_types`` (``None``: all), as the platform receives them,
+        without end: ``async for event in bus.stream_events(["action-results"])``. Through the gateway's live
+        stream (``subscribe`` on ``/v1/stream``, :func:`soorma.clients.streams.subscribe_events`; never NATS), so it
+        works from any process holding an API key or token, and only ever yields events of the caller's own
+        identity. ``after``: resume after that stream number (``None``: from now on). Reconnects by itself; raises
+        :class:`~soorma.errors.PlatformError` for a refused credential (401/403) or a bad request (400). Needs
+        ``soorma[stream]``. docs/event-client.md."""
+        from . import streams
+
+        url = streams.stream_url(self.base_url, stream_url)
+        names = [t.value if isinstance(t, EventTopic) else str(t) for t in topics or []]
+        async for item in streams.subscribe_events(url, self._auth_headers, topics=names, event_types=event_types,
+                                                   after=after, max_reconnects=max_reconnects):
+            yield EventEnvelope.model_validate(item.envelope)
+
     async def subscribe(self, topics: list[str]) -> None:
-        """Not available: serverless agents receive events by deployment (``subscriptions()``), not by streaming."""
-        raise NotImplementedError(
-            "BusClient.subscribe: events reach serverless agents through their deployment; "
-            "declare handlers and deploy the agent (agent.subscriptions())"
-        )
+        """soorma-core's ``BusClient.subscribe(topics)``: start the bus's ``EventClient`` listening on ``topics``
+        (its ``on_event`` handlers run for them; :meth:`soorma.EventClient.connect`). A bus made without an event
+        client has no handlers to run: iterate :meth:`stream_events` instead. Raises ``RuntimeError`` then."""
+        event_client = getattr(self, "event_client", None)
+        if event_client is None:
+            raise RuntimeError("BusClient.subscribe needs the EventClient whose handlers receive the events "
+                               "(BusClient(event_client)); without one, iterate bus.stream_events(topics)")
+        await event_client.connect(topics)
 
 
 def _timing(deliver_at: datetime | None, delay: float | None) -> dict[str, Any]:

@@ -263,6 +263,21 @@ class MemoryClient(HttpClient):
                                  user_id=user_id)
         return [item.model_dump() for item in found]
 
+    async def query_knowledge(
+        self,
+        query: str,
+        tenant_id: str | None = None,
+        user_id: str | None = None,
+        limit: int = 5,
+        include_public: bool = True,
+    ) -> list[KnowledgeItem]:
+        """soorma-core's ``MemoryServiceClient.query_knowledge``: :meth:`search_knowledge` (the same route,
+        ``POST /semantic/query``) answering :class:`~soorma.models.KnowledgeItem` models, best first, instead of
+        dicts."""
+        params = {"query": query, "limit": limit, "include_public": str(include_public).lower()}
+        return await self._list(KnowledgeItem, "POST", _path("semantic", "query"), params, tenant_id=tenant_id,
+                                user_id=user_id)
+
     async def list_knowledge(
         self,
         tenant_id: str | None = None,
@@ -500,6 +515,29 @@ class MemoryClient(HttpClient):
         """Delete a saved plan context; ``False`` if there was none."""
         return await self._delete(_path("plan-context", plan_id), tenant_id=tenant_id, user_id=user_id)
 
+    # soorma-core's plan state: the ``state`` of the plan context (thin adapters over the three methods above)
+    async def get_plan_state(
+        self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None
+    ) -> dict[str, Any] | None:
+        """The ``state`` of plan ``plan_id``'s saved context, or ``None`` when there is no context."""
+        record = await self.get_plan_context(plan_id, tenant_id=tenant_id, user_id=user_id)
+        return dict(record.state) if record is not None else None
+
+    async def set_plan_state(
+        self, plan_id: str, state: Mapping[str, Any], tenant_id: str | None = None, user_id: str | None = None,
+        *, version: int | None = None,
+    ) -> PlanContextRecord | None:
+        """Replace the ``state`` of plan ``plan_id``'s saved context (:meth:`update_plan_context`); ``None`` when
+        there is no context (create one with :meth:`store_plan_context`). With ``version`` (the one last read) a
+        context changed since raises :class:`~soorma.errors.ConflictError`."""
+        return await self.update_plan_context(plan_id, state=state, tenant_id=tenant_id, user_id=user_id,
+                                              version=version)
+
+    async def delete_plan_state(self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
+        """Delete plan ``plan_id``'s saved context with its state (:meth:`delete_plan_context`); ``False`` if there
+        was none."""
+        return await self.delete_plan_context(plan_id, tenant_id=tenant_id, user_id=user_id)
+
     async def get_plan_by_correlation(
         self, correlation_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> PlanContextRecord | None:
@@ -610,6 +648,12 @@ class MemoryClient(HttpClient):
         return await self._delete(_path("sessions", session_id), tenant_id=tenant_id, user_id=user_id)
 
     # --- idempotency records (Powertools' persistence layer; soorma.idempotency) --------------------------------
+    async def health(self) -> dict[str, Any]:
+        """soorma-core's ``health()``: ``{"status": "ok", "service": "memory"}`` from ``GET /v1/memory/health``
+        (with this client's credential). Raises :class:`~soorma.errors.PlatformError` when the platform answers
+        otherwise."""
+        return dict(await self._request("GET", _path("health")) or {})
+
     async def create_idempotency_record(
         self,
         key: str,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -127,4 +127,84 @@ async def follow_goal(url: str, headers: Mapping[str, str], goal_id: str, *, aft
             raise PlatformError(0, f"the goal stream could not be resumed: {reason}", method="WS", url=url)
         pause = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** max(0, failures - 1))
         log.info("goal %s: stream lost (%s); resuming after seq %s in %.1f s", goal_id, reason, last, pause)
+        await asyncio.sleep(pause)
+
+
+class StreamedEvent(BaseModel):
+    """One event of an event subscription (:func:`subscribe_events`): ``seq`` its number in the subscriber's
+    stream (the resume cursor), ``envelope`` the event as published (an
+    :class:`~soorma.events.EventEnvelope`'s JSON object, without its delivery grant), ``recorded_at`` when the
+    tracker received it (ISO 8601)."""
+
+    seq: int
+    recorded_at: str | None = None
+    envelope: dict[str, Any]
+
+
+HeadersSource = Callable[[], Awaitable[Mapping[str, str]]]
+
+
+async def subscribe_events(url: str, headers: Mapping[str, str] | HeadersSource, *,
+                           topics: Sequence[str] | None = None, event_types: Sequence[str] | None = None,
+                           after: int | None = None, idle_resync_s: float = IDLE_RESYNC_S,
+                           max_reconnects: int | None = None, on_subscribed: Callable[[int], Any] | None = None,
+                           backoff_s: float = BACKOFF_S, backoff_max_s: float = BACKOFF_MAX_S,
+                           ) -> AsyncIterator[StreamedEvent]:
+    """Yield the caller's events of ``topics`` and ``event_types`` (``None``: all) as the platform receives them,
+    each once and in order, without end (docs/event-client.md; the ``subscribe`` message of docs/architecture.md
+    "Goal streams").
+
+    ``after``: start after that ``seq`` (0: every event still kept; ``None``: only events from now on).
+    ``headers``: the handshake's headers, or an async function returning them (called at every connect, so a token
+    provider's fresh token is used after a reconnect). A lost connection is reopened with growing pauses and the
+    subscription resumed after the last ``seq`` yielded; ``max_reconnects`` bounds consecutive failed attempts,
+    ``backoff_s`` .. ``backoff_max_s`` the pauses (seconds, doubling). ``on_subscribed(after)`` is called at every
+    ``subscribed`` frame (the platform registered the subscription; ``after``: its cursor). Raises :class:`~soorma.errors.PlatformError` for a refused handshake (401/403) or an ``error`` frame (400)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus, WebSocketException
+
+    last, failures = after, 0
+    request: dict[str, Any] = {"action": "subscribe", "topics": list(topics or []),
+                               "event_types": list(event_types or [])}
+    while True:
+        handshake = dict(headers) if isinstance(headers, Mapping) else dict(await headers())
+        try:
+            async with connect(url, additional_headers=handshake, open_timeout=30, max_size=2**20) as socket:
+                await socket.send(json.dumps({**request, "after": last}))
+                while True:
+                    try:
+                        raw = await asyncio.wait_for(socket.recv(), idle_resync_s)
+                    except TimeoutError:
+                        await socket.send(json.dumps({**request, "after": last}))
+                        continue
+                    frame = json.loads(raw)
+                    kind = frame.get("type")
+                    if kind == "subscribed":
+                        failures = 0
+                        if last is None:
+                            last = int(frame.get("after") or 0)
+                        if on_subscribed is not None:
+                            on_subscribed(last)
+                    elif kind == "event" and "envelope" in frame:
+                        item = StreamedEvent.model_validate(frame)
+                        if last is not None and item.seq <= last:
+                            continue  # sent again after a resync: already yielded
+                        last = item.seq
+                        yield item
+                    elif kind == "error":
+                        raise PlatformError(int(frame.get("status") or 400), frame.get("message"), method="WS",
+                                            url=url)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status < 500 and status != 429:
+                raise PlatformError(status, "the stream's handshake was refused", method="WS", url=url) from None
+            failures += 1
+            reason: str = f"handshake answered {status}"
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            failures += 1
+            reason = f"{type(exc).__name__}: {exc}"
+        if max_reconnects is not None and failures > max_reconnects:
+            raise PlatformError(0, f"the event subscription could not be resumed: {reason}", method="WS", url=url)
+        pause = min(backoff_max_s, backoff_s * 2 ** max(0, failures - 1))
+        log.info("event subscription lost (%s); resuming after seq %s in %.1f s", reason, last, pause)
         await asyncio.sleep(pause)

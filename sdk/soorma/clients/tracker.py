@@ -1,8 +1,12 @@
-"""Tracker client: progress of goals and plans (the gateway's goal view and ``/v1/tracker/...``).
+"""Tracker client: progress of goals and plans (``/v1/tracker/...`` and the gateway's goal view), soorma-core's
+``context.tracker`` (reference §1.9, §2.4) with its response models (``PlanProgress``, ``TaskExecution``,
+``AgentMetrics``, ``PlanExecution``, ``DelegationGroup``; ``soorma_common.tracker`` re-exports them).
 
 The tracker records every event that carries a ``goal_id``: requests start tasks, results finish them, and the
 goal's answer completes the goal. A plan created from a goal (``PlanContext.create_from_goal``) has the goal's id as
-its plan id, so plan progress is read from the goal view.
+its plan id, so a plan's progress is its goal's; sub-plans and session plans also come from the planners' plan
+records (``MemoryClient.create_plan``), delegation groups from the worker's task context (``delegate_parallel``).
+Every read sees only the caller's identity's rows.
 """
 
 from __future__ import annotations
@@ -16,33 +20,97 @@ from .gateway import GatewayClient
 
 
 class PlanProgress(WireModel):
-    """soorma-core's ``PlanProgress``: ``plan_id``, ``status``, ``task_count``, ``completed_tasks``,
-    ``failed_tasks``, ``running_tasks``, ``events`` (events recorded), ``tasks`` (as the goal view lists them),
-    ``result``/``error`` once finished."""
+    """soorma-core's ``PlanProgress`` (``soorma_common.tracker``; ``GET /v1/tracker/plans/{plan_id}``):
+    ``plan_id``, ``status`` (the goal's: ``pending``, ``running``, ``input-required``, ``completed``, ``failed``,
+    ``cancelled``), ``started_at``/``completed_at`` (ISO 8601), ``task_count``, ``completed_tasks``,
+    ``failed_tasks``, ``running_tasks``, ``current_state`` (soorma-core fills it with the error; here too), plus
+    this platform's ``events`` (events recorded), ``tasks`` (as the goal view lists them), ``result``/``error``."""
 
     plan_id: str
     status: str
+    started_at: str | None = None
+    completed_at: str | None = None
     task_count: int = 0
     completed_tasks: int = 0
     failed_tasks: int = 0
     running_tasks: int = 0
+    current_state: str | None = None
     events: int | None = None
     tasks: list[dict[str, Any]] = []
     result: Any = None
     error: Any = None
 
 
+class TaskExecution(WireModel):
+    """soorma-core's ``TaskExecution`` (``GET /v1/tracker/plans/{plan_id}/actions``): one request/response pair of
+    the plan: ``task_id`` (the request's correlation id), ``event_type`` (the request's), ``state`` (``running``,
+    ``completed``, ``failed``), ``started_at``/``completed_at`` (ISO 8601), ``duration_seconds``, ``progress``
+    (0..1 or the agent's number, the latest ``task.progress`` report), ``agent`` (who answered)."""
+
+    task_id: str
+    event_type: str | None = None
+    state: str
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_seconds: float | None = None
+    progress: float | None = None
+    agent: str | None = None
+
+
+class AgentMetrics(WireModel):
+    """soorma-core's ``AgentMetrics`` (``GET /v1/tracker/agents/{agent_id}/metrics?period=7d``): the tasks the
+    agent answered (``goal_tasks.agent``, the result's ``source``) in the period, of the caller's identity:
+    ``total_tasks``, ``completed_tasks``, ``failed_tasks``, ``success_rate`` (0..1, ``None`` without tasks),
+    ``avg_duration_seconds``."""
+
+    agent_id: str
+    period: str
+    total_tasks: int = 0
+    completed_tasks: int = 0
+    failed_tasks: int = 0
+    success_rate: float | None = None
+    avg_duration_seconds: float | None = None
+
+
+class PlanExecution(WireModel):
+    """soorma-core's ``PlanExecution`` (sub-plans, session plans): ``plan_id``, ``parent_plan_id``, ``session_id``,
+    ``goal_event`` (the goal's type), ``status``, ``created_at``/``updated_at`` (ISO 8601); from the planners'
+    plan records (memory) and the goals (gateway)."""
+
+    plan_id: str
+    parent_plan_id: str | None = None
+    session_id: str | None = None
+    goal_event: str | None = None
+    status: str
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class DelegationGroup(WireModel):
+    """soorma-core's ``DelegationGroup`` (``GET /v1/tracker/delegation-groups/{group_id}``): the sub-tasks of one
+    ``delegate_parallel`` call: ``group_id``, ``parent_task_id``, ``plan_id``, ``tasks`` (:class:`TaskExecution`,
+    ``state`` ``pending`` until the sub-request was recorded), ``total``, ``completed``, ``failed``, ``status``
+    (``completed`` when every sub-task finished, ``failed`` when one failed and none runs, else ``running``)."""
+
+    group_id: str
+    parent_task_id: str
+    plan_id: str | None = None
+    tasks: list[TaskExecution] = []
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    status: str
+
+
 class TrackerClient(GatewayClient):
-    """Progress reads shaped like soorma-core's ``context.tracker``, plus the goal view of :class:`GatewayClient`
-    (``get_goal``, ``wait_for_goal``).
+    """soorma-core's ``context.tracker`` read methods (``get_plan_progress``, ``get_plan_tasks``,
+    ``get_plan_timeline``, ``query_agent_metrics``, ``get_sub_plans``, ``get_session_plans``,
+    ``get_delegation_group``), plus the goal view of :class:`GatewayClient` (``get_goal``, ``wait_for_goal``).
 
     ``TrackerClient(base_url=None, api_key=None, auth_token=None, auth_token_provider=None, *, timeout=30,
     transport=None)``; with no base URL, ``SOORMA_TRACKER_URL`` or ``SOORMA_API_URL``. Here a plan is a goal (see
-    the module docstring): :meth:`get_plan_progress` and :meth:`get_plan_tasks` read the goal view, and
-    :meth:`get_plan_timeline` is :meth:`get_goal_events`; a plan id that is not a goal's id is unknown (``None``,
-    ``[]``). The shapes follow this platform, not soorma-core's ``PlanProgress`` field for field (no
-    ``started_at``/``current_state``; ``running_tasks``, ``tasks``, ``result`` and ``error`` besides). Like
-    soorma-core's, it has no write methods: the tracker records events itself.
+    the module docstring); a plan id that is not a goal's id is unknown (``None``, ``[]``). Like soorma-core's, it
+    has no write methods: the tracker records events itself.
     """
 
     settings_base = "tracker_base"
@@ -50,27 +118,13 @@ class TrackerClient(GatewayClient):
     async def get_plan_progress(
         self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> PlanProgress | None:
-        """Progress of the plan (= goal) ``plan_id``, or ``None`` when the tracker knows no such goal."""
+        """Progress of the plan (= goal) ``plan_id`` (``GET /v1/tracker/plans/{plan_id}``), or ``None`` when the
+        caller has no such goal."""
         body = await self._request(
-            "GET", f"/v1/goals/{quote(plan_id, safe='')}", tenant_id=tenant_id, user_id=user_id, not_found=None
-        ) if _looks_like_uuid(plan_id) else None
-        if not body:
-            return None
-        tasks = [snake_keys(t) for t in body.get("tasks") or []]
-        # the goal's own request is recorded as a task too (task id = goal id); count the work it caused
-        work = [t for t in tasks if t.get("task_id") != plan_id]
-        return PlanProgress(
-            plan_id=plan_id,
-            status=body.get("status", "unknown"),
-            task_count=len(work),
-            completed_tasks=sum(1 for t in work if t.get("status") == "completed"),
-            failed_tasks=sum(1 for t in work if t.get("status") == "failed"),
-            running_tasks=sum(1 for t in work if t.get("status") == "running"),
-            events=body.get("events"),
-            tasks=work,
-            result=body.get("result"),
-            error=body.get("error"),
+            "GET", f"/v1/tracker/plans/{quote(plan_id, safe='')}", tenant_id=tenant_id, user_id=user_id,
+            not_found=None,
         )
+        return PlanProgress.model_validate(body) if body else None
 
     async def get_plan_tasks(
         self, plan_id: str, tenant_id: str | None = None, user_id: str | None = None
@@ -93,12 +147,34 @@ class TrackerClient(GatewayClient):
 
     get_plan_timeline = get_goal_events
 
+    async def get_plan_actions(self, plan_id: str) -> list[TaskExecution]:
+        """soorma-core's plan actions (``GET /v1/tracker/plans/{plan_id}/actions``): the plan's tasks in start
+        order; ``[]`` for a plan the caller cannot see."""
+        body = await self._request("GET", f"/v1/tracker/plans/{quote(plan_id, safe='')}/actions", not_found=None)
+        return [TaskExecution.model_validate(t) for t in body or []]
 
-def _looks_like_uuid(value: str) -> bool:
-    import uuid
+    async def query_agent_metrics(self, agent_id: str, period: str = "7d") -> AgentMetrics:
+        """The agent's task counts over ``period`` (``<n>h`` or ``<n>d``, at most 90 days;
+        ``GET /v1/tracker/agents/{agent_id}/metrics``). Raises :class:`~soorma.errors.PlatformError` 400 for a bad
+        period."""
+        body = await self._request("GET", f"/v1/tracker/agents/{quote(agent_id, safe='')}/metrics",
+                                   params={"period": period})
+        return AgentMetrics.model_validate(body)
 
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
+    async def get_sub_plans(self, plan_id: str) -> list[PlanExecution]:
+        """The plans whose parent is ``plan_id`` (``GET /v1/tracker/plans/{plan_id}/sub-plans``), oldest first."""
+        body = await self._request("GET", f"/v1/tracker/plans/{quote(plan_id, safe='')}/sub-plans")
+        return [PlanExecution.model_validate(p) for p in body or []]
+
+    async def get_session_plans(self, session_id: str) -> list[PlanExecution]:
+        """The plans and goals of the session (``GET /v1/tracker/sessions/{session_id}/plans``), oldest first."""
+        body = await self._request("GET", f"/v1/tracker/sessions/{quote(session_id, safe='')}/plans")
+        return [PlanExecution.model_validate(p) for p in body or []]
+
+    async def get_delegation_group(self, group_id: str) -> DelegationGroup | None:
+        """The sub-tasks of one ``delegate_parallel`` (``GET /v1/tracker/delegation-groups/{group_id}``), or
+        ``None`` when the caller has no such group."""
+        body = await self._request("GET", f"/v1/tracker/delegation-groups/{quote(group_id, safe='')}",
+                                   not_found=None)
+        return DelegationGroup.model_validate(body) if body else None
+

@@ -61,3 +61,28 @@ async def test_planner_state_round_trip(client):
     assert [s.session_id for s in await client.list_sessions()] == ["s-1"]
     assert await client.delete_plan_context(plan_id) is True
     assert await client.get_plan_by_correlation("corr-9") is None
+
+
+async def test_soorma_core_query_knowledge_plan_state_and_health(client, api, make_identity):
+    """issue 17: MemoryServiceClient's query_knowledge (models, not dicts), plan state get/set/delete over the plan
+    context, and health through the /v1/ prefix."""
+    fact = await client.store_knowledge("The ferry leaves at 07:15.")
+    found = await client.query_knowledge("when does the ferry leave?", limit=3)
+    assert found[0].id == fact and "07:15" in found[0].content and found[0].score > 0
+
+    plan_id = f"plan-{uuid.uuid4()}"
+    assert await client.get_plan_state(plan_id) is None
+    assert await client.set_plan_state(plan_id, {"step": 1}) is None  # no context yet: nothing to set
+    saved = await client.store_plan_context(plan_id, goal_event="trip.plan", state={"step": 0})
+    updated = await client.set_plan_state(plan_id, {"step": 1, "stops": ["A"]}, version=saved.version)
+    assert updated is not None and updated.state == {"step": 1, "stops": ["A"]}
+    with pytest.raises(ConflictError):
+        await client.set_plan_state(plan_id, {"step": 9}, version=saved.version)  # stale version
+    assert await client.get_plan_state(plan_id) == {"step": 1, "stops": ["A"]}
+    # another identity sees no state and cannot delete it
+    other = MemoryClient("http://memory.test", "sk_unused", transport=memory_transport(api, make_identity()))
+    assert await other.get_plan_state(plan_id) is None and await other.delete_plan_state(plan_id) is False
+    assert await client.delete_plan_state(plan_id) is True
+    assert await client.get_plan_state(plan_id) is None
+
+    assert await client.health() == {"status": "ok", "service": "memory"}

@@ -155,15 +155,15 @@ def test_bus_helpers_build_unpackable_requests_and_responses():
     assert platform.published_of("fact.learned")[0]["topic"] == "business-facts"
 
 
-def test_tracker_plan_progress_from_the_goal_view():
+def test_tracker_plan_progress_from_the_tracker():
     goal_id = "0b7b6a3e-3f0e-4f0a-a7c1-2d9c0e3b7a55"
 
     def platform(req: httpx.Request) -> httpx.Response:
-        if req.url.path == f"/v1/goals/{goal_id}":
+        if req.url.path == f"/v1/tracker/plans/{goal_id}":
             return httpx.Response(200, json={
-                "goal_id": goal_id, "status": "running", "events": 5,
-                "tasks": [{"task_id": goal_id, "status": "running"},
-                          {"task_id": "a", "status": "completed"}, {"task_id": "b", "status": "running"}],
+                "plan_id": goal_id, "status": "running", "events": 5, "task_count": 2, "completed_tasks": 1,
+                "running_tasks": 1, "tasks": [{"task_id": "a", "state": "completed"},
+                                              {"task_id": "b", "state": "running"}],
             })
         if req.url.path == f"/v1/tracker/goals/{goal_id}/events":
             return httpx.Response(200, json={"goal_id": goal_id, "count": 1,
