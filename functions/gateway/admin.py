@@ -227,7 +227,8 @@ def create_router(db: Database) -> APIRouter:
         values = body.model_dump()
         with db.transaction(identity) as conn:
             row = conn.execute(
-                f"insert into gateway.tenants (platform_tenant_id, {', '.join(RULES)}) values (%s, %s, %s, %s, %s)"
+                f"insert into gateway.tenants (platform_tenant_id, {', '.join(RULES)})"
+                f" values (%s, {', '.join(['%s'] * len(RULES))})"
                 f" on conflict (platform_tenant_id) do update set"
                 f" {', '.join(f'{r} = excluded.{r}' for r in RULES)}, updated_at = now()"
                 f" returning {', '.join(RULES)}",
