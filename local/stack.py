@@ -161,7 +161,8 @@ class LocalStack:
         from soorma.local.usage import ReportUsage
 
         # usage per goal from each invocation's REPORT figures (docs/usage-and-llm.md)
-        self.usage = ReportUsage(self.app_dsn)
+        self.usage = ReportUsage(self.app_dsn, platform_functions=[
+            *(name for name, _ in PLATFORM_FUNCTIONS.values()), DEAD_LETTER_FUNCTION[0]])
         self.runtime = LocalLambda(logs_dir=self.paths.logs, on_report=self.usage)
         for logical, (name, handler) in PLATFORM_FUNCTIONS.items():
             self.runtime.register(

@@ -1,6 +1,7 @@
-"""The local stack's function usage per goal: every invocation's REPORT figures (``Billed Duration`` × ``Memory
-Size``, what Lambda bills) added to the usage of the goals whose events the invocation delivered
-(:mod:`soorma.functions.shared.usage`, ``gb_seconds`` and ``invocations``; docs/usage-and-llm.md).
+"""The local stack's function usage per goal: every agent function invocation's REPORT figures (``Billed Duration`` ×
+``Memory Size``, what Lambda bills) added to the usage of the goals whose events the invocation delivered
+(:mod:`soorma.functions.shared.usage`, ``gb_seconds`` and ``invocations``; docs/usage-and-llm.md). The platform's own
+functions (the tracker also receives every event) are the platform's cost, not attributed to goals.
 
 The local Lambda (:class:`soorma.local.runtime.LocalLambda`) calls :meth:`ReportUsage.__call__` after each invocation
 with its payload and figures. A payload is the SQS-shaped batch of docs/architecture.md (both transports); a batch
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from soorma.events import EventEnvelope
@@ -54,11 +56,13 @@ def gb_seconds(billed_ms: int, memory_mb: int) -> float:
 
 
 class ReportUsage:
-    """``ReportUsage(dsn)``: a REPORT callback of the local Lambda writing into ``gateway.goal_usage`` as
-    ``soorma_app`` (RLS: each goal's own identity). Writes run on a worker thread, never on the runtime's loop."""
+    """``ReportUsage(dsn, platform_functions=())``: a REPORT callback of the local Lambda writing into
+    ``gateway.goal_usage`` as ``soorma_app`` (RLS: each goal's own identity); invocations of the functions named in
+    ``platform_functions`` are not attributed. Writes run on a worker thread, never on the runtime's loop."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, platform_functions: Iterable[str] = ()) -> None:
         self.db = Database(dsn, max_size=2)
+        self.platform_functions = frozenset(platform_functions)
         self._pending: set[asyncio.Future[Any]] = set()
 
     def record(self, payload: bytes, billed_ms: int, memory_mb: int) -> int:
@@ -73,6 +77,8 @@ class ReportUsage:
         return len(goals)
 
     def __call__(self, function_name: str, payload: bytes, billed_ms: int, memory_mb: int) -> None:
+        if function_name in self.platform_functions:
+            return
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(None, self._safe_record, function_name, payload, billed_ms, memory_mb)
         self._pending.add(future)

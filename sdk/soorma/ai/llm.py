@@ -249,8 +249,9 @@ class PlatformProvider:
         json_mode: bool = False,
         **options: Any,
     ) -> LLMResponse:
-        from ..clients._http import HttpClient
-        from ..errors import PlatformError
+        import httpx
+
+        from .._current import identity_headers
 
         body: dict[str, Any] = {"messages": [dict(m) for m in messages]}
         if self.model:
@@ -262,14 +263,22 @@ class PlatformProvider:
         if json_mode:
             body["response_format"] = {"type": "json_object"}
         body.update(_clean_options(options))
-        client = HttpClient(self.settings.base_url, self.settings.api_key, timeout=self.timeout,
-                            transport=self._transport)
+        # the agent's platform credential and the handled event's identity, grant and goal (never sent to a model)
+        headers = {"Content-Type": "application/json", **identity_headers()}
+        if self.settings.api_key:
+            headers["Authorization"] = f"Bearer {self.settings.api_key}"
+        url = f"{self.settings.base_url}/v1/llm/chat"
         try:
-            raw = await client._request("POST", "/v1/llm/chat", json=body)
-        except PlatformError as exc:
-            raise LLMError(f"the platform's LLM gateway refused: {exc}") from exc
-        finally:
-            await client.close()
+            async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
+                response = await client.post(url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise LLMError(f"the platform's LLM gateway at {url} failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise LLMError(f"the platform's LLM gateway answered {response.status_code}: {response.text[:500]}")
+        try:
+            raw = response.json()
+        except ValueError as exc:
+            raise LLMError(f"unexpected LLM gateway answer: {response.text[:500]}") from exc
         try:
             text = raw["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:

@@ -9,14 +9,13 @@ PostgreSQL (RLS applies):
 * tenant B can neither read tenant A's usage nor meter into A's goal; roles without ``scope=tenant`` are refused;
 * a tenant over its ``monthly_budget_usd`` gets a 403 naming the budget, for new goals and for LLM calls;
 * the tenant's provider key goes to Secrets Manager (moto) and never comes back in an answer;
-* the SDK's ``SOORMA_LLM_PROVIDER=platform`` provider, and the event selector over it, work through the gateway.
+* the SDK's ``SOORMA_LLM_PROVIDER=platform`` provider works through the gateway, naming the handled event's goal
+  (the ChoreographyPlanner and EventSelector over it, on a running stack: tests/e2e/test_usage_llm.py).
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 import httpx
@@ -26,49 +25,25 @@ from moto import mock_aws
 
 from soorma.events import EventEnvelope
 from soorma.testing import sqs_batch
+from soorma.testing.llm import FakeLLMServer
 
 GOAL_HEADER = "X-Soorma-Goal-Id"
 
 
-class FakeOpenAI:
-    """A real HTTP server answering ``POST /v1/chat/completions`` like OpenAI, with fixed token counts; it keeps the
-    requests (body and Authorization header) it received."""
+def fake_provider(prompt_tokens: int = 11, completion_tokens: int = 7, text: str = "forty-two") -> FakeLLMServer:
+    """The project's fake OpenAI-compatible server (a real HTTP server) answering ``text`` with fixed token counts."""
 
-    def __init__(self, prompt_tokens: int = 11, completion_tokens: int = 7, text: str = "forty-two") -> None:
-        self.requests: list[dict] = []
-        fake = self
+    def answer(body: dict) -> dict:
+        return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                          "total_tokens": prompt_tokens + completion_tokens}}
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append({"path": self.path, "body": body,
-                                      "authorization": self.headers.get("Authorization")})
-                answer = json.dumps({
-                    "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                              "total_tokens": prompt_tokens + completion_tokens}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+    return FakeLLMServer(answer)
 
-            def log_message(self, *args):
-                pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FakeOpenAI":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def _authorization(request: dict) -> str | None:
+    return next((v for k, v in request["headers"].items() if k.lower() == "authorization"), None)
 
 
 @pytest.fixture()
@@ -106,9 +81,9 @@ def _events(gw_db, t, goal_id: str, count: int) -> None:
     assert process_batch(gw_db, sqs_batch(*envelopes)) == {"batchItemFailures": []}
 
 
-def _openai_settings(api, gx, t, fake: FakeOpenAI, key: str = "sk-provider-secret") -> None:
+def _openai_settings(api, gx, t, fake: FakeLLMServer, key: str = "sk-provider-secret") -> None:
     reply = api.put("/v1/llm/settings", headers=gx.bearer(t.keys["admin"]),
-                    json={"provider": "openai", "model": "gpt-4o-mini", "base_url": fake.url, "api_key": key})
+                    json={"provider": "openai", "model": "gpt-4o-mini", "base_url": fake.base_url, "api_key": key})
     assert reply.status_code == 200, reply.text
 
 
@@ -134,7 +109,7 @@ def test_goal_usage_adds_up_to_what_was_recorded(api, platform_admin, gx, gw_db,
     assert api.get(f"/v1/memory/working/{goal}/k", headers=memory).status_code == 200
     assert api.get(f"/v1/memory/working/{goal}/k", headers=gx.bearer(user)).status_code == 200
 
-    with FakeOpenAI(prompt_tokens=11, completion_tokens=7) as fake:
+    with fake_provider(prompt_tokens=11, completion_tokens=7) as fake:
         _openai_settings(api, gx, t, fake)
         first = _chat(api, gx, user, goal)
         second = _chat(api, gx, user, goal, stream=True)
@@ -148,7 +123,7 @@ def test_goal_usage_adds_up_to_what_was_recorded(api, platform_admin, gx, gw_db,
     assert json.loads(chunks[0])["choices"][0]["delta"]["content"] == "forty-two"
     assert json.loads(chunks[1])["usage"]["prompt_tokens"] == 11
     # the provider got the tenant's key from Secrets Manager
-    assert [r["authorization"] for r in fake.requests] == ["Bearer sk-provider-secret"] * 2
+    assert [_authorization(r) for r in fake.requests] == ["Bearer sk-provider-secret"] * 2
 
     # the runtime's REPORT figures of two invocations that delivered this goal's events (1 GB for 1500 + 500 ms)
     envelope = EventEnvelope(source="gw", type="usage.goal", topic="action-requests", goal_id=goal,
@@ -213,7 +188,7 @@ def test_tenant_b_cannot_read_or_meter_into_tenant_a_usage(api, platform_admin, 
     totals = api.get("/v1/usage", headers=gx.bearer(b.keys["admin"]))
     assert totals.status_code == 200 and totals.json()["days"] == [] and totals.json()["platform_tenant_id"] == b.id
     # B's LLM call naming A's goal is metered under B's identity only: A's figures do not move
-    with FakeOpenAI() as fake:
+    with fake_provider() as fake:
         _openai_settings(api, gx, b, fake)
         assert _chat(api, gx, b.keys["user"], goal).status_code == 200
     assert api.get(f"/v1/goals/{goal}/usage", headers=gx.bearer(a.keys["user"])).json() == before
@@ -232,7 +207,7 @@ def test_a_tenant_over_budget_gets_a_4xx_naming_the_budget(api, platform_admin, 
     assert api.get("/v1/policy", headers=admin).json()["monthly_budget_usd"] == 0.0001
     assert api.put("/v1/policy", headers=admin, json={"monthly_budget_usd": -1}).status_code == 422
     goal = _submit(api, gx, t.keys["user"])  # under budget: accepted
-    with FakeOpenAI(prompt_tokens=1000, completion_tokens=1000) as fake:  # gpt-4o-mini: $0.00075
+    with fake_provider(prompt_tokens=1000, completion_tokens=1000) as fake:  # gpt-4o-mini: $0.00075
         _openai_settings(api, gx, t, fake)
         assert _chat(api, gx, t.keys["agent"], goal).status_code == 200
         refused_chat = _chat(api, gx, t.keys["user"], goal)
@@ -293,7 +268,7 @@ def test_bedrock_converse_at_the_boto_boundary(api, platform_admin, gx, apps):
 def test_the_provider_key_is_kept_in_secrets_manager_and_never_listed(api, platform_admin, gx, loopback, secrets):
     t = gx.onboard(api, platform_admin)
     admin = gx.bearer(t.keys["admin"])
-    with FakeOpenAI() as fake:
+    with fake_provider() as fake:
         _openai_settings(api, gx, t, fake, key="sk-very-secret-123")
         secret = secrets.get_secret_value(SecretId=f"soorma/llm/{t.id}")
         assert secret["SecretString"] == "sk-very-secret-123"
@@ -309,9 +284,9 @@ def test_the_provider_key_is_kept_in_secrets_manager_and_never_listed(api, platf
             assert api.get("/v1/llm/settings", headers=gx.bearer(t.keys[role])).status_code == 403
         # changing only the model keeps the key
         assert api.put("/v1/llm/settings", headers=admin,
-                       json={"provider": "openai", "model": "other", "base_url": fake.url}).json()["has_api_key"]
+                       json={"provider": "openai", "model": "other", "base_url": fake.base_url}).json()["has_api_key"]
         assert _chat(api, gx, t.keys["user"]).status_code == 200
-        assert fake.requests[-1]["authorization"] == "Bearer sk-very-secret-123"
+        assert _authorization(fake.requests[-1]) == "Bearer sk-very-secret-123"
         assert fake.requests[-1]["body"]["model"] == "other"
     # the metadata service or the VPC is refused as a provider URL (SSRF), and so is a goal id that is no UUID
     for url in ("http://169.254.169.254/latest", "https://10.0.0.5/v1"):
@@ -325,8 +300,7 @@ def test_the_provider_key_is_kept_in_secrets_manager_and_never_listed(api, platf
         secrets.get_secret_value(SecretId=f"soorma/llm/{t.id}")
 
 
-def test_sdk_platform_provider_and_event_selector_go_through_the_gateway(api, platform_admin, gx, loopback,
-                                                                         secrets):
+def test_sdk_platform_provider_goes_through_the_gateway(api, platform_admin, gx, loopback, secrets):
     import asyncio
 
     from soorma._current import handling
@@ -338,7 +312,7 @@ def test_sdk_platform_provider_and_event_selector_go_through_the_gateway(api, pl
     transport = httpx.ASGITransport(app=api.asgi_app)
     event = EventEnvelope(source="gw", type="usage.goal", topic="action-requests", goal_id=goal,
                           platform_tenant_id=t.id, tenant_id=t.service_tenant, user_id=f"su_user_{t.id}")
-    with FakeOpenAI(prompt_tokens=5, completion_tokens=3, text='{"event_type": "a.b", "reasoning": "r"}') as fake:
+    with fake_provider(prompt_tokens=5, completion_tokens=3, text='{"event_type": "a.b", "reasoning": "r"}') as fake:
         _openai_settings(api, gx, t, fake)
         env = {"SOORMA_LLM_PROVIDER": "platform", "SOORMA_API_URL": "http://api.local",
                "SOORMA_API_KEY": t.keys["user"]}
