@@ -331,3 +331,20 @@ def test_sdk_platform_provider_goes_through_the_gateway(api, platform_admin, gx,
     figures = api.get(f"/v1/goals/{goal}/usage", headers=gx.bearer(t.keys["user"])).json()["usage"]
     assert (figures["input_tokens"], figures["output_tokens"]) == (5, 3)
     assert Settings.from_env(env).api_key == t.keys["user"]
+
+
+def test_llm_calls_are_rate_limited_per_tenant(api, platform_admin, gx, loopback, secrets):
+    limited, other = gx.onboard(api, platform_admin), gx.onboard(api, platform_admin)
+    with fake_provider() as fake:
+        _openai_settings(api, gx, limited, fake)
+        _openai_settings(api, gx, other, fake)
+        reply = api.patch(f"/v1/tenants/{limited.id}", headers=gx.bearer(platform_admin),
+                          json={"tenant_rps": 0.001, "tenant_burst": 1})
+        assert reply.status_code == 200, reply.text
+        answers = [_chat(api, gx, limited.keys[role]) for role in ("user", "agent", "developer", "user")]
+        statuses = [a.status_code for a in answers]
+        assert 429 in statuses and set(statuses) <= {200, 429}, statuses
+        refused = next(a for a in answers if a.status_code == 429)
+        assert int(refused.headers["retry-after"]) >= 1
+        assert len(fake.requests) == statuses.count(200)  # a refused call never reached the provider
+        assert _chat(api, gx, other.keys["user"]).status_code == 200  # another tenant's bucket is its own
