@@ -281,6 +281,7 @@ class Tenant(BaseModel):
     allowed_event_types: list[str] | None = None
     max_payload_bytes: int | None = None
     max_actions_per_plan: int | None = None
+    monthly_budget_usd: float | None = None
     created_at: str
     updated_at: str
 

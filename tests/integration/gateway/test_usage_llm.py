@@ -221,6 +221,7 @@ def test_a_tenant_over_budget_gets_a_4xx_naming_the_budget(api, platform_admin, 
     assert usage["monthly_budget_usd"] == 0.0001 and usage["month_cost_usd"] >= 0.0001
     # raising the budget lets goals in again
     assert api.put("/v1/policy", headers=admin, json={"monthly_budget_usd": 100}).status_code == 200
+    assert api.get(f"/v1/tenants/{t.id}", headers=admin).json()["monthly_budget_usd"] == 100
     assert api.post("/v1/goals", headers=gx.bearer(t.keys["user"]),
                     json={"goal_type": "usage.goal", "data": {}}).status_code == 202
 
