@@ -30,6 +30,7 @@ Agent functions carry no provider key: ``SOORMA_LLM_PROVIDER=platform`` in an ag
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -274,8 +275,6 @@ def create_router(db: Database) -> APIRouter:
     async def chat(body: ChatRequest, request: Request, identity: Identity = Depends(current_identity),
                    goal_id: str | None = Header(None, alias=GOAL_HEADER, max_length=100)):
         """An OpenAI-compatible chat completion through the tenant's provider, metered into the goal's usage."""
-        import asyncio
-
         goal = usage.goal_key(goal_id)
         if goal is None:
             raise HTTPException(422, f"{GOAL_HEADER} must be a goal id (a UUID)")
@@ -297,7 +296,8 @@ def create_router(db: Database) -> APIRouter:
         api_key: str | None = None
         if row["provider"] == "openai":
             try:
-                check_resolved(row["base_url"], allow_loopback=_allow_loopback())
+                # resolved again before each call (DNS may have changed since the URL was set)
+                await asyncio.to_thread(check_resolved, row["base_url"], allow_loopback=_allow_loopback())
             except UrlRefused as exc:
                 raise HTTPException(502, f"the tenant's LLM endpoint is refused: {exc}") from None
             if row["secret_name"]:
