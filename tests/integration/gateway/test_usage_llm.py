@@ -219,6 +219,15 @@ def test_a_tenant_over_budget_gets_a_4xx_naming_the_budget(api, platform_admin, 
         assert "monthly budget of $0.0001" in reply.json()["detail"]
     usage = api.get("/v1/usage", headers=admin).json()
     assert usage["monthly_budget_usd"] == 0.0001 and usage["month_cost_usd"] >= 0.0001
+    # an agent's SDK (SOORMA_LLM_PROVIDER=platform) sees the refusal as an LLMError naming the budget
+    import asyncio
+
+    from soorma.ai.llm import LLMError, provider_from_env
+
+    provider = provider_from_env({"SOORMA_LLM_PROVIDER": "platform", "SOORMA_API_URL": "http://api.local",
+                                  "SOORMA_API_KEY": t.keys["agent"]}, transport=httpx.ASGITransport(app=api.asgi_app))
+    with pytest.raises(LLMError, match="monthly_budget_usd"):
+        asyncio.run(provider.complete([{"role": "user", "content": "hi"}]))
     # raising the budget lets goals in again
     assert api.put("/v1/policy", headers=admin, json={"monthly_budget_usd": 100}).status_code == 200
     assert api.get(f"/v1/tenants/{t.id}", headers=admin).json()["monthly_budget_usd"] == 100
