@@ -13,8 +13,9 @@ template that ``cdk synth`` writes. Prints one JSON line and a table per transpo
   gateway data under nats, Aurora capacity while the work runs, Bedrock embeddings; and the price of one Aurora
   resume after a pause. The NATS server of ``transport=nats`` is outside the template and not priced.
 
-Prices are list prices of us-east-1 without free tiers, in one table (:data:`PRICES`), each with its pricing page
-and the date it was read. A month is 730 hours.
+Prices are list prices of us-east-1 without free tiers, in one table shared with the platform's usage metering
+(:data:`soorma.functions.shared.prices.PRICES`), each with its pricing page and the date it was read. A month is 730
+hours.
 
 Usage::
 
@@ -40,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from soorma.functions.shared.prices import PRICES_READ, price
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "research-advisor"
 CDK_CLI = ROOT / "infra" / "node_modules" / ".bin" / "cdk"
@@ -47,62 +50,6 @@ STACK = "Soorma"
 HOURS_PER_MONTH = 730
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 IDLE_TARGET_USD = 5.0  # issue 16: the default deployment's idle floor; printed, not asserted
-PRICES_READ = "2026-12"
-
-
-# ------------------------------------------------------------------------------------------------ prices
-
-
-@dataclass(frozen=True)
-class Price:
-    """One list price: ``usd`` per ``unit`` in us-east-1, from ``url``, read in :data:`PRICES_READ`."""
-
-    usd: float
-    unit: str
-    url: str
-    note: str = ""
-
-
-AWS = "https://aws.amazon.com"
-# Every price the script uses, and nothing else. "confirmed" notes: the search tool found the figure (on the page or
-# in a 2026 guide quoting it) in 2026-12; the others are the page's figure as known to the author, not re-read here.
-PRICES: dict[str, Price] = {
-    "interface_endpoint_hour": Price(0.01, "endpoint-AZ-hour", f"{AWS}/privatelink/pricing/",
-                                     "confirmed: billed per endpoint per zone per hour, whatever its traffic"),
-    "nat_gateway_hour": Price(0.045, "NAT gateway-hour", f"{AWS}/vpc/pricing/", "confirmed"),
-    "nat_gateway_gb": Price(0.045, "GB processed", f"{AWS}/vpc/pricing/", "confirmed"),
-    "public_ipv4_hour": Price(0.005, "public IPv4 address-hour", f"{AWS}/vpc/pricing/",
-                              "confirmed; in-use and idle addresses alike, since 2024-02"),
-    "kms_key_month": Price(1.00, "customer managed key-month", f"{AWS}/kms/pricing/",
-                           "each yearly rotation adds $1/month for the first two rotations (capped at $3/month)"),
-    "secret_month": Price(0.40, "secret-month", f"{AWS}/secrets-manager/pricing/"),
-    "alarm_metric_month": Price(0.10, "standard-resolution alarm metric-month", f"{AWS}/cloudwatch/pricing/"),
-    "custom_metric_month": Price(0.30, "metric-month (first 10,000)", f"{AWS}/cloudwatch/pricing/",
-                                 "Container Insights (standard) metrics are billed as custom metrics"),
-    "aurora_acu_hour": Price(0.12, "ACU-hour (Aurora Serverless v2, Standard)", f"{AWS}/rds/aurora/pricing/",
-                             "confirmed; 0 ACU (paused) bills nothing"),
-    "aurora_storage_gb_month": Price(0.10, "GB-month (Aurora Standard)", f"{AWS}/rds/aurora/pricing/",
-                                     "confirmed; backup storage up to 100% of the cluster volume is free"),
-    "fargate_arm_vcpu_hour": Price(0.03238, "vCPU-hour (Linux/ARM)", f"{AWS}/fargate/pricing/", "confirmed"),
-    "fargate_arm_gb_hour": Price(0.00356, "GB-hour (Linux/ARM)", f"{AWS}/fargate/pricing/", "confirmed"),
-    "fargate_x86_vcpu_hour": Price(0.04048, "vCPU-hour (Linux/x86)", f"{AWS}/fargate/pricing/", "confirmed"),
-    "fargate_x86_gb_hour": Price(0.004445, "GB-hour (Linux/x86)", f"{AWS}/fargate/pricing/", "confirmed"),
-    "lambda_arm_gb_second": Price(0.0000133334, "GB-second (arm64, first 7.5 billion)", f"{AWS}/lambda/pricing/"),
-    "lambda_x86_gb_second": Price(0.0000166667, "GB-second (x86_64, first 6 billion)", f"{AWS}/lambda/pricing/"),
-    "lambda_request_million": Price(0.20, "1 million requests", f"{AWS}/lambda/pricing/"),
-    "snapstart_cache_gb_second": Price(0.0000015046, "GB-second cached (SnapStart, Python)", f"{AWS}/lambda/pricing/",
-                                       "for as long as a published version with SnapStart exists"),
-    "http_api_million": Price(1.00, "1 million HTTP API requests (first 300 million)", f"{AWS}/api-gateway/pricing/"),
-    "sns_publish_million": Price(0.50, "1 million publishes (64 KB chunks)", f"{AWS}/sns/pricing/",
-                                 "deliveries to SQS queues are free on the SNS side"),
-    "sqs_request_million": Price(0.40, "1 million standard-queue requests (64 KB chunks)", f"{AWS}/sqs/pricing/"),
-    "bedrock_titan_embed_1k_tokens": Price(0.00002, "1,000 input tokens (Titan Text Embeddings v2)",
-                                           f"{AWS}/bedrock/pricing/"),
-}
-
-
-def price(key: str) -> float:
-    return PRICES[key].usd
 
 
 # ------------------------------------------------------------------------------------------------ idle floor

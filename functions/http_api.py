@@ -92,12 +92,17 @@ ROUTES: tuple[ApiRoute, ...] = (
     *_routes("gateway", "/v1/goals", "/v1/goals/{proxy+}", "/v1/sessions", "/v1/sessions/{proxy+}", "/v1/tenants",
              "/v1/tenants/{proxy+}", "/v1/api-keys", "/v1/api-keys/{proxy+}", "/v1/policy",
              "/v1/webhooks", "/v1/webhooks/{proxy+}"),
+    # Usage and cost per tenant and day (per goal: /v1/goals/{id}/usage above).
+    *_routes("gateway", "/v1/usage", method="GET"),
     # Scheduled goals and waits for an event (soorma.functions.scheduler.schedules).
     *_routes("gateway", "/v1/schedules", "/v1/schedules/{proxy+}", "/v1/waits"),
     # The agent protocols (soorma.functions.protocols): A2A, MCP, the OpenAI-compatible chat API.
     *_routes("protocols", "/v1/a2a", "/v1/a2a/{proxy+}", "/v1/mcp"),
     *_routes("protocols", "/v1/chat/completions", method="POST"),
     *_routes("protocols", "/v1/models", "/v1/models/{model}", method="GET"),
+    # The LLM gateway (soorma.functions.protocols.llm): models through the tenant's provider, metered per goal.
+    *_routes("protocols", "/v1/llm/chat", method="POST"),
+    *_routes("protocols", "/v1/llm/settings"),
     # Each function's OpenAPI document and the A2A agent card: discovery documents, public.
     *(ApiRoute("GET", f"/openapi/{name}.json", name, _PUBLIC) for name in HTTP_FUNCTIONS),
     *_routes("protocols", "/.well-known/agent-card.json", method="GET", authorization=_PUBLIC),

@@ -661,6 +661,7 @@ class SoormaPlatform(Construct):
         self.admin_key_secret.grant_write(self.functions["registrar"])
         if embedding_provider == "bedrock":
             self._allow_bedrock(bedrock_model)
+        self._allow_llm_gateway()
         self.allow_db()
 
         # ---------------------------------------------------------------------------------------------- migrations
@@ -775,6 +776,41 @@ class SoormaPlatform(Construct):
             principals=[iam.AnyPrincipal()], **statement,
             conditions={"StringEquals": {"aws:PrincipalAccount": stack.account}},
         ))
+
+    def _allow_llm_gateway(self) -> None:
+        """The LLM gateway (the protocols function, :mod:`soorma.functions.protocols.llm`) holds the tenants' model
+        credentials so agent functions hold none: Bedrock's Converse API with its own role (``bedrock:InvokeModel``
+        on foundation models and this account's inference profiles: which model a tenant uses is its admin's choice
+        at run time), and each tenant's OpenAI-compatible key in the secret ``soorma/llm/<tenant>``, created on the
+        first ``PUT /v1/llm/settings`` that sets a key (none exists by default: nothing bills while idle). Only that
+        function may create, read, replace or delete those secrets (default ``aws/secretsmanager`` key).
+        https://docs.aws.amazon.com/bedrock/latest/userguide/security_iam_id-based-policy-examples.html"""
+        stack = cdk.Stack.of(self)
+        protocols = self.functions["protocols"]
+        models = [stack.format_arn(service="bedrock", account="", region="*", resource="foundation-model",
+                                   resource_name="*", arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME),
+                  stack.format_arn(service="bedrock", resource="inference-profile", resource_name="*",
+                                   arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME)]
+        protocols.add_to_role_policy(iam.PolicyStatement(actions=["bedrock:InvokeModel"], resources=models))
+        if "BedrockRuntime" in self.endpoints:
+            self.endpoints["BedrockRuntime"].add_to_policy(iam.PolicyStatement(
+                principals=[iam.AnyPrincipal()], actions=["bedrock:InvokeModel"], resources=models,
+                conditions={"StringEquals": {"aws:PrincipalAccount": stack.account}},
+            ))
+        secrets = stack.format_arn(service="secretsmanager", resource="secret", resource_name="soorma/llm/*",
+                                   arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+        protocols.add_to_role_policy(iam.PolicyStatement(
+            actions=["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:GetSecretValue",
+                     "secretsmanager:DeleteSecret", "secretsmanager:TagResource"],
+            resources=[secrets]))
+        suppress(protocols, ("AwsSolutions-IAM5", "The LLM gateway calls the model each tenant's admin chose at run "
+                             "time (any foundation model or inference profile, bedrock:InvokeModel only), and keeps "
+                             "each tenant's provider key in its own secret under soorma/llm/, created on demand "
+                             "(names unknown at deploy time).",
+                             ["/^Resource::arn:<AWS::Partition>:bedrock:\\*::foundation-model\\/\\*$/",
+                              "/^Resource::arn:<AWS::Partition>:bedrock:[^:]+:[^:]+:inference-profile\\/\\*$/",
+                              "/^Resource::arn:<AWS::Partition>:secretsmanager:[^:]+:[^:]+:secret:soorma\\/llm\\/"
+                              "\\*$/"]))
 
     def _function(self, name: str, *, handler: str, layers: list[str], memory: int, timeout: int,
                   secrets: list[secretsmanager.ISecret], env: dict[str, str] | None = None,

@@ -103,6 +103,7 @@ class LocalStack:
         self._postgres = None
         self._nats = None
         self.runtime = None
+        self.usage: Any = None  # soorma.local.usage.ReportUsage, once started
         self.bridge = None
         self.scheduler: Any = None  # soorma.local.scheduler.LocalScheduler, once started
         self._scheduler_publisher: Any = None
@@ -157,8 +158,12 @@ class LocalStack:
 
         self._phase("functions")
         from soorma.local.runtime import FunctionConfig, LocalLambda
+        from soorma.local.usage import ReportUsage
 
-        self.runtime = LocalLambda(logs_dir=self.paths.logs)
+        # usage per goal from each invocation's REPORT figures (docs/usage-and-llm.md)
+        self.usage = ReportUsage(self.app_dsn, platform_functions=[
+            *(name for name, _ in PLATFORM_FUNCTIONS.values()), DEAD_LETTER_FUNCTION[0]])
+        self.runtime = LocalLambda(logs_dir=self.paths.logs, on_report=self.usage)
         for logical, (name, handler) in PLATFORM_FUNCTIONS.items():
             self.runtime.register(
                 FunctionConfig(
@@ -533,6 +538,8 @@ class LocalStack:
             await asyncio.wait([self._server_task], timeout=5)
         if self.runtime is not None:
             await self.runtime.close()
+        if self.usage is not None:
+            await asyncio.to_thread(self.usage.close)
         if self.db_proxy is not None:
             await self.db_proxy.stop()
         if self._moto is not None:

@@ -48,7 +48,7 @@ from soorma.identity import Identity, is_platform_admin, platform_admin_tenant
 
 _TENANT_COLUMNS = (
     "platform_tenant_id, name, status, key_rps, key_burst, tenant_rps, tenant_burst, allowed_goal_types,"
-    " allowed_event_types, max_payload_bytes, max_actions_per_plan, created_at, updated_at"
+    " allowed_event_types, max_payload_bytes, max_actions_per_plan, monthly_budget_usd, created_at, updated_at"
 )
 _PLATFORM_ADMIN_ON = "select set_config('soorma.platform_admin', 'on', true)"
 KEY_PATH = Path(..., pattern=KEY_ID)
@@ -227,7 +227,8 @@ def create_router(db: Database) -> APIRouter:
         values = body.model_dump()
         with db.transaction(identity) as conn:
             row = conn.execute(
-                f"insert into gateway.tenants (platform_tenant_id, {', '.join(RULES)}) values (%s, %s, %s, %s, %s)"
+                f"insert into gateway.tenants (platform_tenant_id, {', '.join(RULES)})"
+                f" values (%s, {', '.join(['%s'] * len(RULES))})"
                 f" on conflict (platform_tenant_id) do update set"
                 f" {', '.join(f'{r} = excluded.{r}' for r in RULES)}, updated_at = now()"
                 f" returning {', '.join(RULES)}",

@@ -178,7 +178,9 @@ class Goals:
         replayed = False
         status = "pending"
         with self.db.transaction(identity) as conn:
-            policies.check_goal(policies.load(conn, identity.platform_tenant_id), goal_type, envelope)
+            policy = policies.load(conn, identity.platform_tenant_id)
+            policies.check_goal(policy, goal_type, envelope)
+            policies.check_budget(conn, policy)
             if session_id:
                 session_strategy = touch_session(conn, identity, session_id)  # the session's row lock, held
                 replay = idempotency_key and conn.execute(

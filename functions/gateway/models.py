@@ -231,6 +231,8 @@ class PolicyBody(_Body):
     allowed_event_types: list[str] | None = Field(None, max_length=200)
     max_payload_bytes: int | None = Field(None, gt=0, le=64 * 1024 * 1024)
     max_actions_per_plan: int | None = Field(None, gt=0, le=1_000_000)
+    #: US dollars per UTC calendar month; new goals and LLM calls are refused (403) once the month's cost reaches it
+    monthly_budget_usd: float | None = Field(None, gt=0, le=1e9)
 
     @field_validator("allowed_goal_types", "allowed_event_types")
     @classmethod
@@ -249,6 +251,7 @@ class PolicyOut(BaseModel):
     allowed_event_types: list[str] | None = None
     max_payload_bytes: int | None = None
     max_actions_per_plan: int | None = None
+    monthly_budget_usd: float | None = None
 
 
 class TenantCreate(_Body):
@@ -278,6 +281,7 @@ class Tenant(BaseModel):
     allowed_event_types: list[str] | None = None
     max_payload_bytes: int | None = None
     max_actions_per_plan: int | None = None
+    monthly_budget_usd: float | None = None
     created_at: str
     updated_at: str
 

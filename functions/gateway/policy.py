@@ -8,7 +8,10 @@ actions"). The rules live in ``gateway.tenants`` (null = no restriction):
   950 KB envelope with a 10-byte ``data`` would otherwise pass a 100-byte rule (issue 12, finding 10). A goal is
   measured as the action request the gateway will publish for it, before anything of it is stored;
 * ``max_actions_per_plan`` — how many ``action-requests`` events may be published for one plan (the event's
-  ``plan_id``, else its ``goal_id``; events with neither are not counted), counted in ``gateway.plan_actions``.
+  ``plan_id``, else its ``goal_id``; events with neither are not counted), counted in ``gateway.plan_actions``;
+* ``monthly_budget_usd`` — the tenant's budget for the UTC calendar month, in US dollars: while the month's cost of
+  all its service tenants and users (:func:`soorma.functions.shared.usage.month_cost`, priced at list prices) is at
+  or over it, new goals and LLM gateway calls are refused (docs/usage-and-llm.md).
 
 A refusal is a 403 whose body names the rule: ``{"detail": "policy rule 'allowed_goal_types': ...", "rule":
 "allowed_goal_types"}``.
@@ -22,7 +25,8 @@ from typing import Any, Iterable
 
 from soorma.events import EventEnvelope
 
-RULES = ("allowed_goal_types", "allowed_event_types", "max_payload_bytes", "max_actions_per_plan")
+RULES = ("allowed_goal_types", "allowed_event_types", "max_payload_bytes", "max_actions_per_plan",
+         "monthly_budget_usd")
 
 
 class PolicyViolation(Exception):
@@ -41,6 +45,7 @@ class Policy:
     allowed_event_types: tuple[str, ...] | None = None
     max_payload_bytes: int | None = None
     max_actions_per_plan: int | None = None
+    monthly_budget_usd: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -60,14 +65,14 @@ class Policy:
             ),
             max_payload_bytes=row.get("max_payload_bytes"),
             max_actions_per_plan=row.get("max_actions_per_plan"),
+            monthly_budget_usd=row.get("monthly_budget_usd"),
         )
 
 
 def load(conn, platform_tenant_id: str) -> Policy:
     """The tenant's policy (RLS: the transaction's own platform tenant); no row means no restriction."""
     row = conn.execute(
-        "select allowed_goal_types, allowed_event_types, max_payload_bytes, max_actions_per_plan"
-        " from gateway.tenants where platform_tenant_id = %s",
+        f"select {', '.join(RULES)} from gateway.tenants where platform_tenant_id = %s",
         (platform_tenant_id,),
     ).fetchone()
     return Policy.from_row(row)
@@ -122,4 +127,20 @@ def count_action(conn, policy: Policy, platform_tenant_id: str, plan_key: str | 
     if row is None:
         raise PolicyViolation(
             "max_actions_per_plan", f"plan {plan_key!r} already has {policy.max_actions_per_plan} actions"
+        )
+
+
+def check_budget(conn, policy: Policy) -> None:
+    """Raise :class:`PolicyViolation` (rule ``monthly_budget_usd``) when the transaction's platform tenant has spent
+    its monthly budget: the UTC calendar month's cost so far (:func:`soorma.functions.shared.usage.month_cost`) is at
+    or over ``policy.monthly_budget_usd``. Reads nothing when no budget is set."""
+    if policy.monthly_budget_usd is None:
+        return
+    from soorma.functions.shared.usage import month_cost
+
+    spent = month_cost(conn)
+    if spent >= policy.monthly_budget_usd:
+        raise PolicyViolation(
+            "monthly_budget_usd",
+            f"the tenant's monthly budget of ${policy.monthly_budget_usd:g} is spent (${spent:.6f} this month)",
         )

@@ -17,21 +17,40 @@ own); ``GET /v1/memory/health``, the same through the gateway, with it.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from soorma._current import GOAL_HEADER
 from soorma.functions.memory.common import PUBLIC_WRITERS, Resources
 from soorma.functions.memory.embeddings import EmbeddingError, EmbeddingProvider
 from soorma.functions.memory.resources import ROUTERS
 from soorma.functions.memory.wire import Reply
+from soorma.functions.shared import usage
 from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import function_app
+
+logger = logging.getLogger(__name__)
 
 
 class Health(Reply):
     status: str
     service: str
+
+
+#: POST routes that only read (a query with a body).
+READ_POSTS = ("/semantic/query",)
+
+
+def _count(db: Database, identity, goal: str, read: bool) -> None:
+    try:
+        with db.transaction(identity) as conn:
+            usage.add(conn, identity, goal, memory_reads=int(read), memory_writes=int(not read))
+    except Exception:  # noqa: BLE001 - metering must not fail the caller's memory request
+        logger.warning("memory usage of goal %s not counted", goal[:64], exc_info=True)
 
 
 def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = None) -> FastAPI:
@@ -55,6 +74,19 @@ def create_app(db: Database | None = None, embedder: EmbeddingProvider | None = 
 
     for router in ROUTERS:
         app.include_router(router)
+
+    @app.middleware("http")
+    async def _meter(request: Request, call_next):
+        # A request that names its goal (the SDK does inside a handler) counts in that goal's usage: a read (GET, or a
+        # POST that only queries) or a write. Counted after the answer, only when it succeeded, under the caller's
+        # identity (RLS), in its own short transaction so a failed count never fails the request.
+        response = await call_next(request)
+        goal = request.headers.get(GOAL_HEADER)
+        identity = getattr(request.state, "identity", None)
+        if goal and identity is not None and response.status_code < 400:
+            read = request.method in ("GET", "HEAD") or request.url.path.endswith(READ_POSTS)
+            await run_in_threadpool(_count, app.state.resources.db, identity, goal, read)
+        return response
 
     # Private to the function (no gateway routes it: the local API Gateway answers its own /health), so not in the
     # published OpenAPI document, whose every operation schemathesis checks through the gateway.

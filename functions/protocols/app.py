@@ -5,7 +5,9 @@ so the gateway does not carry their SDKs (layer ``protocols``: a2a-sdk's server 
   ``/v1/a2a`` (JSON-RPC) and ``/v1/a2a/...`` (HTTP+JSON);
 * the OpenAI-compatible chat API (:mod:`soorma.functions.protocols.chat`): ``POST /v1/chat/completions``,
   ``GET /v1/models``, ``GET /v1/models/{model}``;
-* MCP (:mod:`soorma.functions.protocols.mcp`): ``POST /v1/mcp``, every Tool of the caller's tenant as an MCP tool.
+* MCP (:mod:`soorma.functions.protocols.mcp`): ``POST /v1/mcp``, every Tool of the caller's tenant as an MCP tool;
+* the LLM gateway (:mod:`soorma.functions.protocols.llm`): ``POST /v1/llm/chat`` (models, not goals: the tenant's
+  provider, metered into the goal's usage) and ``/v1/llm/settings``.
 
 Each one turns a request into a goal through :class:`soorma.functions.gateway.goals.Goals` (the goal API's own model:
 the same policy checks, idempotency, publish and long-poll), under the caller's identity (row-level security).
@@ -21,7 +23,7 @@ from fastapi.responses import JSONResponse
 from soorma.functions.gateway.goals import Goals
 from soorma.functions.gateway.policy import PolicyViolation
 from soorma.functions.gateway.publisher import Publisher, publisher_from_env
-from soorma.functions.protocols import a2a, chat, mcp
+from soorma.functions.protocols import a2a, chat, llm, mcp
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import function_app
 
@@ -49,6 +51,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     app.include_router(a2a.create_router(db, goals))
     chat.install(app, db, goals)
     app.include_router(mcp.create_router(db, goals))
+    app.include_router(llm.create_router(db))
     generate_document = app.openapi
 
     def openapi() -> dict[str, Any]:

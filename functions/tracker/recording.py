@@ -6,7 +6,8 @@ the envelope's ``platform_tenant_id`` / ``tenant_id`` / ``user_id`` (so row-leve
 tenant's rows):
 
 * events without ``goal_id`` are ignored (reported as processed);
-* the event is inserted into ``gateway.goal_events`` once per event id (a redelivery changes nothing);
+* the event is inserted into ``gateway.goal_events`` once per event id (a redelivery changes nothing), and counted
+  in the goal's usage (``events``, :mod:`soorma.functions.shared.usage`);
 * an ``action-requests`` event with a ``correlation_id`` starts a task (``task_id`` = that correlation id);
 * an ``action-results`` event completes (or fails) the task with its ``correlation_id``; a result that arrives
   before its request creates the finished task directly;
@@ -54,7 +55,7 @@ from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from soorma.events import EventEnvelope, EventTopic
-from soorma.functions.shared import inputs, sessions, timers
+from soorma.functions.shared import inputs, sessions, timers, usage
 from soorma.functions.shared.db import Database, DatabaseUnavailable, is_unavailable
 from soorma.functions.shared.settings import DB_RETRY_AFTER_S
 from soorma.goal_notices import DEAD_LETTERED, NOTICE_TYPES, SOURCE as NOTICE_SOURCE, describe as describe_dead_letter
@@ -179,6 +180,7 @@ def record_envelope(db: Database, envelope: EventEnvelope, publisher: Any = None
             ).fetchone()
             if inserted is None:
                 return DUPLICATE
+            usage.add(conn, identity, goal_id, events=1)  # once per event: a redelivery is a DUPLICATE above
             if correlation_id:
                 # the waits this event satisfied (migration 0030's trigger): in AWS their timers are armed now
                 timers.arm_satisfied_waits(conn, event_id)

@@ -18,14 +18,16 @@ logger = logging.getLogger("soorma.local.runtime")
 LogCallback = Callable[[str, str], None]
 
 
+def billed_ms(duration_ms: float, init_duration_ms: float | None) -> int:
+    """Lambda's Billed Duration in milliseconds: rounded up to the millisecond and, as Lambda has done for managed
+    runtimes since August 2025, including the INIT phase of a cold start."""
+    return math.ceil(duration_ms + (init_duration_ms or 0.0))
+
+
 def report_line(request_id: str, duration_ms: float, memory_mb: int, max_memory_mb: int,
                 init_duration_ms: float | None, status: str | None = None, error_type: str | None = None) -> str:
-    """Lambda's REPORT line (tab-separated fields, as CloudWatch shows them).
-
-    Billed Duration is rounded up to the millisecond and, as Lambda has done for managed runtimes since
-    August 2025, includes the INIT phase of a cold start.
-    """
-    billed = math.ceil(duration_ms + (init_duration_ms or 0.0))
+    """Lambda's REPORT line (tab-separated fields, as CloudWatch shows them); Billed Duration: :func:`billed_ms`."""
+    billed = billed_ms(duration_ms, init_duration_ms)
     parts = [
         f"REPORT RequestId: {request_id}",
         f"Duration: {duration_ms:.2f} ms",

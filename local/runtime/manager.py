@@ -15,14 +15,17 @@ import asyncio
 import sys
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
 from soorma.local.runtime.environment import Environment, InitOutcome, Outcome, RuntimeSettings
-from soorma.local.runtime.logs import FunctionLogs, LogCallback, logger, report_line, tail
+from soorma.local.runtime.logs import FunctionLogs, LogCallback, billed_ms, logger, report_line, tail
 from soorma.local.runtime.types import FunctionConfig, FunctionNotFound, InvokeResult
+
+#: Called with (function name, invocation payload, billed milliseconds, memory MB) after each invocation.
+ReportCallback = Callable[[str, bytes, int, int], None]
 
 try:
     _RIC_VERSION = metadata.version("awslambdaric")
@@ -60,17 +63,20 @@ class LocalLambda:
 
     ``logs_dir``: where ``<function>.log`` files go (``None``: no files). ``base_env``: variables every function
     gets under its own ``env`` (for the local stack: endpoints and credentials of the emulated AWS APIs).
-    ``on_log(function, text)`` receives every log line as it is written (for a console).
+    ``on_log(function, text)`` receives every log line as it is written (for a console). ``on_report(function,
+    payload, billed_ms, memory_mb)`` receives each completed invocation's payload and REPORT figures (for the usage
+    per goal, :class:`soorma.local.usage.ReportUsage`); it runs on the runtime's loop and must not block.
     """
 
     def __init__(self, logs_dir: str | Path | None = None, *, region: str = "us-east-1",
                  account_id: str = "000000000000", python: str = sys.executable,
                  base_env: Mapping[str, str] | None = None, on_log: LogCallback | None = None,
-                 max_event_queue: int = MAX_EVENT_QUEUE) -> None:
+                 max_event_queue: int = MAX_EVENT_QUEUE, on_report: ReportCallback | None = None) -> None:
         self.logs_dir = Path(logs_dir) if logs_dir is not None else None
         self.settings = RuntimeSettings(python=python, region=region, account_id=account_id,
                                         base_env=dict(base_env or {}))
         self._on_log = on_log
+        self.on_report = on_report
         self._functions: dict[str, _Function] = {}
         self._logs: dict[str, FunctionLogs] = {}
         self._all_envs: set[Environment] = set()
@@ -172,9 +178,9 @@ class LocalLambda:
         try:
             outcome = await asyncio.shield(future)
         except asyncio.CancelledError:
-            future.add_done_callback(lambda f: self._complete(fn, env, request_id, f.result(), init))
+            future.add_done_callback(lambda f: self._complete(fn, env, request_id, f.result(), init, payload))
             raise
-        return self._complete(fn, env, request_id, outcome, init)
+        return self._complete(fn, env, request_id, outcome, init, payload)
 
     def invoke_event(self, name: str, payload: bytes) -> str:
         """Queue an asynchronous invocation (Lambda's ``Event`` type); returns its request id at once.
@@ -255,7 +261,7 @@ class LocalLambda:
         return InvokeResult(init.payload, "Unhandled", request_id, 0.0, init.duration_ms, log_tail)
 
     def _complete(self, fn: _Function, env: Environment, request_id: str, outcome: Outcome,
-                  init: InitOutcome | None) -> InvokeResult:
+                  init: InitOutcome | None, payload: bytes = b"") -> InvokeResult:
         counters = fn.counters
         counters["invocations"] += 1
         status = error_type = None
@@ -272,6 +278,12 @@ class LocalLambda:
         closing = f"END RequestId: {request_id}\n{report}\n".encode()
         fn.logs.write(closing)
         logger.info("%s %s", fn.config.name, report)
+        if self.on_report is not None:
+            try:
+                self.on_report(fn.config.name, payload, billed_ms(outcome.duration_ms, init_ms),
+                               fn.config.memory_mb)
+            except Exception:  # noqa: BLE001 - a usage observer never fails the invocation
+                logger.warning("on_report failed for %s", fn.config.name, exc_info=True)
         self._release(fn, env)
         start = f"START RequestId: {request_id} Version: $LATEST\n".encode()
         log_tail = tail(init.log if init is not None else b"", start, outcome.log, closing)

@@ -27,6 +27,9 @@ from .events import EventEnvelope
 TENANT_HEADER = "X-Soorma-Service-Tenant"
 USER_HEADER = "X-Soorma-Service-User"
 GRANT_HEADER = "X-Soorma-Grant"
+#: The goal a call inside a handler works for: the platform counts the call in that goal's usage (memory reads and
+#: writes, LLM gateway tokens; docs/usage-and-llm.md).
+GOAL_HEADER = "X-Soorma-Goal-Id"
 
 _NAMESPACE = uuid.UUID("6f1c2f0e-7d1a-4c58-9a53-50a7d1e0b1c4")
 
@@ -124,8 +127,9 @@ def identity_headers(tenant_id: str | None = None, user_id: str | None = None) -
 
     Explicit values win; missing ones come from the current event. Inside a handler whose event carries a delivery
     grant (``delivery_grant``, stamped by the gateway) the grant goes along as ``X-Soorma-Grant`` when the call acts
-    for the event's own tenant and user (the only ones it is valid for). Returns ``{}`` outside handlers when
-    nothing is given, so a plain script acts as its key's own identity.
+    for the event's own tenant and user (the only ones it is valid for), and so does the event's goal as
+    ``X-Soorma-Goal-Id`` (:data:`GOAL_HEADER`: the call counts in that goal's usage). Returns ``{}`` outside handlers
+    when nothing is given, so a plain script acts as its key's own identity.
     """
     event = current_event()
     tenant = tenant_id or (event.tenant_id if event else None)
@@ -142,4 +146,6 @@ def identity_headers(tenant_id: str | None = None, user_id: str | None = None) -
         if grant and (tenant, user) == (source.tenant_id, source.user_id):
             headers[GRANT_HEADER] = grant
             break
+    if event is not None and event.goal_id and (tenant, user) == (event.tenant_id, event.user_id):
+        headers[GOAL_HEADER] = str(event.goal_id)
     return headers

@@ -254,7 +254,8 @@ IDEMPOTENCY_EXPIRES_SECONDS: Setting[int] = Setting(
     "again (Powertools' `expires_after_seconds`)", _positive_seconds_digits, 3600)
 LLM_PROVIDER: Setting[str] = Setting(
     "SOORMA_LLM_PROVIDER", "LLM provider of the SDK's AI helpers (`soorma.ai.llm`): `openai` (any OpenAI-compatible "
-    "API) or `bedrock` (Amazon Bedrock Converse, the function's AWS credentials)", lowered, "openai")
+    "API), `bedrock` (Amazon Bedrock Converse, the function's AWS credentials) or `platform` (the platform's LLM gateway "
+    "`POST /v1/llm/chat`: the tenant's provider, no key in the agent, tokens metered per goal)", lowered, "openai")
 LLM_BASE_URL: Setting[str | None] = Setting(
     "SOORMA_LLM_BASE_URL", "the OpenAI-compatible endpoint (`ChoreographyPlanner`, `EventSelector`, the "
     "research-advisor's wording); `bedrock`: the endpoint URL", text, None,

@@ -313,6 +313,11 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
             assert "*" not in actions and not any(a.endswith(":*") for a in actions), (fid, st)
             if st["Resource"] == "*":
                 pytest.fail(f"{fid}: {actions} on every resource")
+        # The LLM gateway (protocols function) keeps the tenants' provider keys in secrets soorma/llm/<tenant>,
+        # created on demand (tests/infra/test_llm_gateway.py); no other function touches them.
+        llm_keys = [st for st in statements if "secret:soorma/llm/*" in json.dumps(st["Resource"])]
+        assert not llm_keys or fid.startswith("PlatformProtocolsFunction"), fid
+        statements = [st for st in statements if st not in llm_keys]
         reads = secrets_with(statements, "secretsmanager:GetSecretValue")
         prefix = next((p for p in expected_reads if fid.startswith(p)), None)
         if prefix is not None:
@@ -328,10 +333,13 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
             assert all(w.startswith(("PlatformDeveloperKey", "PlatformAdminKey", "Agents")) for w in writes), writes
         else:
             assert not writes, (fid, writes)
-        # Bedrock: only the memory function, only InvokeModel, only the configured model.
+        # Bedrock: only InvokeModel; the memory function only the configured model, the LLM gateway (protocols) the
+        # models and inference profiles tenants choose at run time.
         for st in statements:
             bedrock = [a for a in _as_list(st["Action"]) if a.startswith("bedrock:")]
-            if bedrock:
+            if bedrock and fid.startswith("PlatformProtocolsFunction"):
+                assert bedrock == ["bedrock:InvokeModel"] and "foundation-model/*" in json.dumps(st["Resource"]), st
+            elif bedrock:
                 assert fid.startswith("PlatformMemoryFunction") and bedrock == ["bedrock:InvokeModel"], (fid, st)
                 assert "foundation-model/amazon.titan-embed-text-v2:0" in json.dumps(st["Resource"]), st
         publishes = secrets_with(statements, "sns:Publish")
@@ -465,7 +473,10 @@ def test_memory_embeds_with_bedrock_by_default_and_the_local_model_on_request(sy
         assert memory["SOORMA_EMBEDDING_DIMENSIONS"] == "384"
         assert memory["SOORMA_EMBEDDING_TOKENIZER_PATH"] == "/opt/soorma-model/tokenizer.json"
         assert not bedrock_endpoints
-        assert "bedrock:" not in json.dumps(synth.of_type("AWS::IAM::Policy"))
+        # no embedding model: only the LLM gateway's role may call Bedrock (tests/infra/test_llm_gateway.py)
+        protocols_role = function_roles(synth)[one(synth, "PlatformProtocolsFunction")]
+        assert not [lid for lid, policy in synth.of_type("AWS::IAM::Policy").items()
+                    if "bedrock:" in json.dumps(policy) and {"Ref": protocols_role} not in policy["Properties"]["Roles"]]
 
 
 def test_gateway_settings_reach_the_functions_that_read_them(synth):

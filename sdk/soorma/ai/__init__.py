@@ -27,6 +27,7 @@ _EXPORTS = {
     "LLMProvider": ".llm",
     "LLMResponse": ".llm",
     "OpenAICompatibleProvider": ".llm",
+    "PlatformProvider": ".llm",
     "provider_from_env": ".llm",
 }
 

@@ -6,7 +6,10 @@
   v1-compatible endpoint, Ollama, vLLM, LM Studio, LiteLLM proxy, ...).
 * :class:`BedrockConverseProvider` — Amazon Bedrock's Converse API through boto3 (``bedrock-runtime``), with the
   function's own AWS credentials (IAM role): no API key at all.
-* :func:`provider_from_env` — ``SOORMA_LLM_PROVIDER`` (``openai`` | ``bedrock``; default ``openai``),
+* :class:`PlatformProvider` — the platform's LLM gateway, ``POST {SOORMA_API_URL}/v1/llm/chat`` with the agent's
+  platform credential: the platform holds the model credentials (Bedrock by IAM or the tenant's key in Secrets
+  Manager) and meters the tokens into the goal of the event being handled, so the agent carries no provider key.
+* :func:`provider_from_env` — ``SOORMA_LLM_PROVIDER`` (``openai`` | ``bedrock`` | ``platform``; default ``openai``),
   ``SOORMA_LLM_MODEL``, ``SOORMA_LLM_BASE_URL`` (OpenAI-compatible; default ``https://api.openai.com/v1``),
   ``SOORMA_LLM_API_KEY`` (sent as ``Authorization: Bearer``), ``SOORMA_LLM_REGION`` (Bedrock; default
   ``AWS_REGION``), ``SOORMA_LLM_TIMEOUT`` (seconds, default 60).
@@ -218,6 +221,74 @@ class BedrockConverseProvider:
         return LLMResponse(text=text, model=self.model, usage=dict(usage), raw=raw)
 
 
+class PlatformProvider:
+    """``PlatformProvider(model=None, platform=None, timeout=60, transport=None)`` over the platform's LLM gateway
+    (``POST /v1/llm/chat``, an OpenAI-compatible chat completions request; docs/usage-and-llm.md). ``model``: None
+    uses the tenant's default model. ``platform``: where the platform is and the API key
+    (:class:`soorma.settings.Settings`, default from the environment). Inside a handler the call acts for the event's
+    service tenant and user (its delivery grant) and names its goal (``X-Soorma-Goal-Id``,
+    :func:`soorma._current.identity_headers`), so the tokens count in that goal's usage. Raises :class:`LLMError` (the gateway's refusal, e.g. 403 ``monthly_budget_usd``, or the
+    provider's failure)."""
+
+    def __init__(self, model: str | None = None, platform: settings.Settings | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT_S, transport: Any = None) -> None:
+        self.settings = platform or settings.Settings.from_env()
+        self.model = model or ""
+        self.timeout = timeout
+        self._transport = transport
+
+    def __repr__(self) -> str:  # never show the key
+        return f"PlatformProvider(model={self.model!r}, api_url={self.settings.base_url!r})"
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        json_mode: bool = False,
+        **options: Any,
+    ) -> LLMResponse:
+        import httpx
+
+        from .._current import identity_headers
+
+        body: dict[str, Any] = {"messages": [dict(m) for m in messages]}
+        if self.model:
+            body["model"] = self.model
+        if temperature is not None:
+            body["temperature"] = temperature
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if json_mode:
+            body["response_format"] = {"type": "json_object"}
+        body.update(_clean_options(options))
+        # the agent's platform credential and the handled event's identity, grant and goal (never sent to a model)
+        headers = {"Content-Type": "application/json", **identity_headers()}
+        if self.settings.api_key:
+            headers["Authorization"] = f"Bearer {self.settings.api_key}"
+        url = f"{self.settings.base_url}/v1/llm/chat"
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
+                response = await client.post(url, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise LLMError(f"the platform's LLM gateway at {url} failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            raise LLMError(f"the platform's LLM gateway answered {response.status_code}: {response.text[:500]}")
+        try:
+            raw = response.json()
+        except ValueError as exc:
+            raise LLMError(f"unexpected LLM gateway answer: {response.text[:500]}") from exc
+        try:
+            text = raw["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise LLMError(f"unexpected LLM gateway answer: {str(raw)[:500]}") from exc
+        if not isinstance(text, str):
+            raise LLMError("the LLM gateway's answer has no text content")
+        return LLMResponse(text=text, model=str(raw.get("model") or self.model), usage=raw.get("usage") or {},
+                           raw=raw)
+
+
 def provider_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> LLMProvider:
     """The provider the ``SOORMA_LLM_*`` settings describe (see the module docstring). ``overrides``: ``provider``,
     ``model``, ``base_url``, ``api_key``, ``region``, ``timeout``, ``transport``/``client`` (tests)."""
@@ -232,8 +303,11 @@ def provider_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
             client=overrides.pop("client", None),
             endpoint_url=overrides.pop("endpoint_url", None) or settings.LLM_BASE_URL.get(env) or None,
         )
+    if kind == "platform":
+        return PlatformProvider(model, settings.Settings.from_env(env), timeout=timeout,
+                                transport=overrides.pop("transport", None))
     if kind not in ("openai", "openai-compatible", "openai_compatible"):
-        raise ValueError(f"{settings.LLM_PROVIDER.name} must be openai or bedrock, not {kind!r}")
+        raise ValueError(f"{settings.LLM_PROVIDER.name} must be openai, bedrock or platform, not {kind!r}")
     return OpenAICompatibleProvider(
         model or DEFAULT_OPENAI_MODEL,
         overrides.pop("base_url", None) or settings.LLM_BASE_URL.get(env) or DEFAULT_OPENAI_BASE_URL,
@@ -244,10 +318,10 @@ def provider_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
 
 
 def llm_configured(env: Mapping[str, str] | None = None) -> bool:
-    """True when ``SOORMA_LLM_*`` names a provider to use (a base URL, an API key, or ``bedrock``)."""
+    """True when ``SOORMA_LLM_*`` names a provider to use (a base URL, an API key, ``bedrock`` or ``platform``)."""
     env = os.environ if env is None else env
     return bool(settings.LLM_BASE_URL.get(env) or settings.LLM_API_KEY.get(env)
-                or settings.LLM_PROVIDER.get(env) == "bedrock")
+                or settings.LLM_PROVIDER.get(env) in ("bedrock", "platform"))
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
@@ -277,6 +351,7 @@ __all__ = [
     "LLMProvider",
     "LLMResponse",
     "OpenAICompatibleProvider",
+    "PlatformProvider",
     "llm_configured",
     "parse_json",
     "provider_from_env",

@@ -109,6 +109,13 @@ def test_marginal_cost_uses_the_template_memory_size(cost):
 
 
 def test_every_price_names_its_page(cost):
-    for key, entry in cost.PRICES.items():
+    from soorma.functions.shared.prices import DEFAULT_MODEL_PRICE, MODEL_PRICES, PRICES
+
+    # one table, read by the benchmark and by the usage metering
+    assert cost.price("lambda_arm_gb_second") == PRICES["lambda_arm_gb_second"].usd
+    for key, entry in PRICES.items():
         assert entry.url.startswith("https://aws.amazon.com/"), key
         assert entry.usd > 0, key
+    for model, prices in MODEL_PRICES.items():
+        assert all(p.usd > 0 and p.url.startswith("https://") for p in prices), model
+    assert DEFAULT_MODEL_PRICE in MODEL_PRICES.values()
