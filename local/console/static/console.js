@@ -22,10 +22,19 @@ function el(tag, attrs, ...children) {
     else if (name === "style") Object.assign(node.style, value);
     else node.setAttribute(name, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
-    if (child === undefined || child === null || child === false) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
+  node.append(...nodes(children));
+  return node;
+}
+
+// Children as DOM nodes: nested lists flattened, null/undefined/false left out, anything else as a text node.
+function nodes(children) {
+  return children.flat(Infinity).filter((c) => c !== undefined && c !== null && c !== false)
+    .map((c) => (c instanceof Node ? c : document.createTextNode(String(c))));
+}
+
+// Replace a node's children (the DOM's replaceChildren would turn a list or a null into text).
+function fill(node, ...children) {
+  node.replaceChildren(...nodes(children));
   return node;
 }
 
@@ -117,7 +126,7 @@ function signOut(message) {
 
 function showLogin(message) {
   document.getElementById("nav").hidden = true;
-  document.getElementById("main").replaceChildren();
+  fill(document.getElementById("main"));
   document.getElementById("login").hidden = false;
   document.getElementById("login-error").textContent = message || "";
   document.getElementById("api-key").focus();
@@ -157,7 +166,7 @@ function route() {
     link.classList.toggle("active", link.dataset.view === (name === "goal" ? "goals" : name));
   }
   const main = document.getElementById("main");
-  main.replaceChildren();
+  fill(main);
   view(main, rest.map(decodeURIComponent));
 }
 
@@ -199,7 +208,7 @@ function goalsView(main) {
     if (answer.status !== 200) { listError.textContent = problem(answer); return; }
     listError.textContent = "";
     updated.textContent = `live · ${new Date().toLocaleTimeString()}`;
-    body.replaceChildren(...answer.data.goals.map((goal) => {
+    fill(body, ...answer.data.goals.map((goal) => {
       const took = goal.completed_at ? ms(goal.completed_at) - ms(goal.created_at) : Date.now() - ms(goal.created_at);
       return el("tr", { "data-goal-id": goal.goal_id },
         el("td", {}, el("a", { href: `#/goal/${encodeURIComponent(goal.goal_id)}`, class: "mono", text: goal.goal_id })),
@@ -217,10 +226,11 @@ function goalsView(main) {
 function goalView(main, [goalId]) {
   const header = el("div", { class: "panel", id: "goal-header" });
   const timeline = el("div", { class: "panel", id: "timeline" }, el("h2", { text: "Timeline" }));
+  const result = el("div", { class: "panel", id: "goal-outcome", hidden: true });
   const usage = el("div", { class: "panel", id: "usage", hidden: true });
   const inputs = el("div", { class: "panel", id: "goal-inputs", hidden: true });
   const error = el("p", { class: "error", role: "alert" });
-  main.append(el("p", {}, el("a", { href: "#/goals", text: "← all goals" })), error, header, inputs, timeline, usage);
+  main.append(el("p", {}, el("a", { href: "#/goals", text: "← all goals" })), error, header, inputs, timeline, usage, result);
   const opened = new Set(); // rows whose detail is open, kept across refreshes
   let optional = { trace: true, usage: true }; // stop asking once a route answered 404
 
@@ -235,6 +245,7 @@ function goalView(main, [goalId]) {
     if (trace && trace.status === 404) optional.trace = false;
     if (cost && cost.status === 404) optional.usage = false;
     renderGoalHeader(header, goal.data);
+    renderResult(result, goal.data);
     renderInputs(inputs, goal.data, refresh);
     renderWaterfall(timeline, goal.data, events.status === 200 ? events.data.events : [],
       trace && trace.status === 200 ? trace.data.spans || [] : null, opened);
@@ -248,12 +259,17 @@ function renderGoalHeader(panel, goal) {
   const took = goal.completed_at ? duration(ms(goal.completed_at) - ms(goal.created_at)) : "running";
   const facts = [["Goal", goal.goal_id], ["Type", goal.goal_type], ["Created", when(goal.created_at)],
     ["Completed", when(goal.completed_at)], ["Took", took], ["Events", goal.events], ["Session", goal.session_id]];
-  panel.replaceChildren(el("div", { class: "row" }, el("h2", { text: goal.goal_type, style: { flex: "1" } }),
+  fill(panel, el("div", { class: "row" }, el("h2", { text: goal.goal_type, style: { flex: "1" } }),
     statusBadge(goal.status)),
   el("dl", { class: "facts" }, facts.filter(([, v]) => v !== null && v !== undefined && v !== "")
     .map(([k, v]) => [el("dt", { text: k }), el("dd", { class: "mono", text: String(v) })])),
-  goal.error ? el("p", { class: "error", id: "goal-error", text: goal.error }) : null,
-  goal.result !== null && goal.result !== undefined ? [el("h3", { text: "Result" }), el("pre", { id: "goal-result", text: json(goal.result) })] : null);
+  goal.error ? el("p", { class: "error", id: "goal-error", text: goal.error }) : null);
+}
+
+function renderResult(panel, goal) {
+  const hasResult = goal.result !== null && goal.result !== undefined;
+  panel.hidden = !hasResult;
+  if (hasResult) fill(panel, el("h2", { text: "Result" }), el("pre", { id: "goal-result", text: json(goal.result) }));
 }
 
 function spanDepths(spans) {
@@ -323,13 +339,13 @@ function renderWaterfall(panel, goal, events, spans, opened) {
       onclick: () => { if (!row.detail) return; opened.has(row.key) ? opened.delete(row.key) : opened.add(row.key); renderWaterfall(panel, goal, events, spans, opened); },
     }, el("div", { class: "wf-label", style: { paddingLeft: `${(row.depth || 0) * 12}px` } },
       el("span", { class: "kind", text: row.kind }), label),
-    el("div", { class: "wf-track" }, mark,
-      el("span", { class: "wf-dur", style: { left: `${Math.min(left + width, 88)}%` },
-        text: row.instant ? "" : `${duration(took)}${row.running ? " …" : ""}${row.status && row.kind !== "goal" ? ` ${row.status}` : ""}` })));
+    el("div", { class: "wf-track" }, mark),
+    el("div", { class: "wf-dur", text: row.instant ? "" : `${duration(took)}${row.running ? " …" : ""}` }),
+    el("div", { class: "wf-status", text: row.kind === "goal" ? "" : row.status || "" }));
     list.append(line);
     if (row.detail && opened.has(row.key)) list.append(el("pre", { class: "wf-detail", text: json(row.detail) }));
   }
-  panel.replaceChildren(el("h2", { text: "Timeline" }), legend, axis, list);
+  fill(panel, el("h2", { text: "Timeline" }), legend, axis, list);
 }
 
 function renderUsage(panel, usage) {
@@ -340,7 +356,7 @@ function renderUsage(panel, usage) {
   const rows = Object.keys(figures).map((k) => el("tr", {}, el("td", { text: k }), el("td", { class: "mono", text: String(figures[k]) }),
     el("td", { class: "mono", text: cost[k] !== undefined ? `$${Number(cost[k]).toFixed(6)}` : "" })));
   if (cost.total !== undefined) rows.push(el("tr", {}, el("th", { text: "total" }), el("td"), el("th", { class: "mono", text: `$${Number(cost.total).toFixed(6)}` })));
-  panel.replaceChildren(el("h2", { text: "Usage and cost" }), table(["figure", "amount", "cost (USD)"], rows));
+  fill(panel, el("h2", { text: "Usage and cost" }), table(["figure", "amount", "cost (USD)"], rows));
 }
 
 // Input requests of a goal (the goal view) with a form for each pending one.
@@ -349,7 +365,7 @@ function renderInputs(panel, goal, refresh) {
   if (!requests.length) { panel.hidden = true; return; }
   if (panel.contains(document.activeElement)) return; // do not replace a form the person is typing in
   panel.hidden = false;
-  panel.replaceChildren(el("h2", { text: "Input requests" }), requests.map((r) => inputRequest(goal.goal_id, r, refresh)));
+  fill(panel, el("h2", { text: "Input requests" }), requests.map((r) => inputRequest(goal.goal_id, r, refresh)));
 }
 
 function inputRequest(goalId, request, onAnswered) {
@@ -402,7 +418,7 @@ function inputsView(main) {
       }
     }
     error.textContent = "";
-    list.replaceChildren(...(boxes.length ? boxes : [el("p", { class: "note", text: "no input request is waiting" })]));
+    fill(list, ...(boxes.length ? boxes : [el("p", { class: "note", text: "no input request is waiting" })]));
   };
   poll(refresh, GOALS_POLL_MS * 2);
 }
@@ -457,7 +473,7 @@ function deadLettersView(main) {
           refresh();
         },
       }))));
-    list.replaceChildren(rows.length ? table(["Event", "Type", "Agent", "Deliveries", "Dead-lettered", "Error", ""], rows)
+    fill(list, rows.length ? table(["Event", "Type", "Agent", "Deliveries", "Dead-lettered", "Error", ""], rows)
       : el("p", { class: "note", text: "no dead letters" }));
   };
   poll(refresh, GOALS_POLL_MS * 2);
@@ -483,9 +499,9 @@ function memoryView(main) {
         episodic: `/v1/memory/episodic/recent?limit=100&agent_id=${encodeURIComponent(agent.value.trim())}`,
       };
       const answer = await api(paths[kind.value], { headers });
-      if (answer.status !== 200) { out.replaceChildren(el("p", { class: "error", text: problem(answer) })); return; }
+      if (answer.status !== 200) { fill(out, el("p", { class: "error", text: problem(answer) })); return; }
       const items = Array.isArray(answer.data) ? answer.data : answer.data.items || [];
-      out.replaceChildren(el("p", { class: "note", text: `${items.length} item(s)` }), items.map((item) => el("pre", { text: json(item) })));
+      fill(out, el("p", { class: "note", text: `${items.length} item(s)` }), items.map((item) => el("pre", { text: json(item) })));
     },
   }, el("h2", { text: "Memory" }),
   el("div", { class: "row" }, el("label", {}, "Service tenant ", tenant), el("label", {}, "Service user ", user),
