@@ -50,6 +50,8 @@ STATIC_FILES = {
 DEAD_LETTER_ROLES = frozenset({"developer", "admin"})
 #: Most dead letters one listing returns (oldest first), as ``soorma dlq list`` defaults to.
 DEAD_LETTER_LIMIT = 100
+#: Seconds a dead-letter route waits for the stack's NATS before it answers 503.
+NATS_CONNECT_DEADLINE_S = 10.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
@@ -64,12 +66,14 @@ def _static(name: str) -> Response:
 
 
 async def index(request: Request) -> Response:
-    """``GET /console``: the page (the same file for every view: the views are the URL's fragment)."""
+    """``GET /console/``: the page, ``index.html`` (one file for every view: the view is the URL's fragment, e.g.
+    ``#/goal/<goal_id>``), with :data:`SECURITY_HEADERS`."""
     return _static("index.html")
 
 
 async def static_file(request: Request) -> Response:
-    """``GET /console/{name}``: one of :data:`STATIC_FILES`, else 404."""
+    """``GET /console/{name}``: one of :data:`STATIC_FILES` with its media type and :data:`SECURITY_HEADERS`; any
+    other name is 404 ``{"message": "Not Found"}`` (the name is looked up, never joined to a path)."""
     name = request.path_params["name"]
     if name not in STATIC_FILES:
         return JSONResponse({"message": "Not Found"}, status_code=404)
@@ -77,10 +81,18 @@ async def static_file(request: Request) -> Response:
 
 
 async def caller_tenant(gateway: LocalApiGateway, request: Request) -> tuple[str | None, Response | None]:
-    """The platform tenant of the request's credential, by the stack's authorizer function (the same call, event and
-    cache the local API Gateway uses): ``(tenant, None)``, or ``(None, response)`` with the answer to give: 401
-    without a credential, 403 when refused or not of a :data:`DEAD_LETTER_ROLES` role, 503 while the database cannot
-    check it."""
+    """Who calls a console data route, decided by the stack's authorizer function exactly as the local API Gateway
+    decides it for a platform route (:meth:`soorma.local.apigw.LocalApiGateway.authorize`: the same payload 2.0
+    authorizer event, identity source and cache, https://docs.aws.amazon.com/apigateway/latest/developerguide/
+    http-api-lambda-authorizer.html).
+
+    Parameters: ``gateway``, the stack's local API Gateway; ``request``, the incoming request (its ``Authorization``
+    header is the credential).
+
+    Returns ``(platform_tenant_id, None)`` for a credential of a :data:`DEAD_LETTER_ROLES` role, else ``(None,
+    response)`` with the answer to send: 401 without a credential, 403 when it is refused or of another role, 503
+    with ``Retry-After`` while the database cannot check it (the authorizer deferred), 500 when the authorizer
+    failed."""
     headers = {k.lower(): v for k, v in request.headers.items()}
     event = http_event(request.method, request.url.path, query=request.url.query, headers=headers,
                        source_ip=request.client.host if request.client else "127.0.0.1")
@@ -101,8 +113,12 @@ async def caller_tenant(gateway: LocalApiGateway, request: Request) -> tuple[str
 
 
 class DeadLetters:
-    """The stack's dead letters of one platform tenant, on the stack's transport: :meth:`list` and :meth:`replay`,
-    as ``soorma dlq`` does them (a replayed event gets a fresh delivery grant from the stack's own pepper)."""
+    """The stack's dead letters of one platform tenant, on the stack's transport: :meth:`listing` and :meth:`replay`,
+    as ``soorma dlq`` does them, with the same functions (:mod:`soorma.functions.bridge.dlq` on NATS JetStream's
+    ``SOORMA_DLQ`` stream; :mod:`soorma.local.sqs_transport` on the agents' SQS dead-letter queues, whose redrive
+    policy is https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html).
+    A replayed event gets a fresh delivery grant (:mod:`soorma.grants`) from the stack's own pepper. Raises whatever
+    the bus raises (the routes answer 503 with it)."""
 
     def __init__(self, stack: "LocalStack") -> None:
         self.stack = stack
@@ -120,16 +136,18 @@ class DeadLetters:
     async def _on_nats(self, work: Any) -> Any:
         import nats
 
-        connection = await nats.connect(self.stack.nats_url, connect_timeout=3, allow_reconnect=False,
-                                        max_reconnect_attempts=1)
+        # max_reconnect_attempts=1: nats-py retries the first connection forever with 0 (soorma.cli.dlq._with_js)
+        connection = await asyncio.wait_for(nats.connect(self.stack.nats_url, connect_timeout=3, allow_reconnect=False,
+                                                         max_reconnect_attempts=1), NATS_CONNECT_DEADLINE_S)
         try:
             return await work(connection.jetstream())
         finally:
             await connection.close()
 
-    async def list(self, platform_tenant_id: str) -> list[dict[str, Any]]:
-        """The tenant's dead letters, oldest first (at most :data:`DEAD_LETTER_LIMIT`): each as ``soorma dlq list
-        --json`` prints it."""
+    async def listing(self, platform_tenant_id: str) -> list[dict[str, Any]]:
+        """The dead letters of ``platform_tenant_id``, oldest first, at most :data:`DEAD_LETTER_LIMIT`: each the
+        summary ``soorma dlq list --json`` prints (``seq``, ``event_id``, ``event_type``, ``platform_tenant_id``,
+        ``agent``, ``deliveries``, ``error``, ``dead_lettered_at`` …)."""
         if self.stack.settings.transport == "sqs":
             from soorma.local.sqs_transport import list_sqs_dead_letters
 
@@ -147,8 +165,10 @@ class DeadLetters:
         return result
 
     async def replay(self, platform_tenant_id: str, event_id: str) -> list[dict[str, Any]]:
-        """Replay the tenant's dead letters of ``event_id`` to the agents that failed them; returns their summaries
-        (empty: the tenant has no dead letter of that event)."""
+        """Replay the dead letters of ``event_id`` in ``platform_tenant_id`` to the agents that failed them (never
+        another tenant's: both buses are read through the tenant's own filter). Returns the replayed entries'
+        summaries, empty when the tenant has no dead letter of that event; raises ``RuntimeError`` when the bus
+        refused a replay."""
         key = self._grant_key()
         if self.stack.settings.transport == "sqs":
             from soorma.local.sqs_transport import replay_sqs_dead_letters
@@ -173,8 +193,15 @@ class DeadLetters:
 
 
 def console_routes(stack: "LocalStack", gateway: LocalApiGateway) -> list[BaseRoute]:
-    """The console's routes on the local stack's server (:func:`soorma.local.server.build_app`): the page, its files
-    and the two dead-letter routes (see the module docstring)."""
+    """The console's routes on the local stack's server (:func:`soorma.local.server.build_app`), to be placed before
+    its catch-all API route: ``/console`` (a redirect to ``/console/``), the page and its files, and the two
+    dead-letter routes (see the module docstring). ``GET /console/api/dead-letters`` answers ``{"dead_letters": [...],
+    "count", "transport"}``; ``POST /console/api/dead-letters/replay`` ``{"event_id"}`` answers ``{"replayed": [...],
+    "count"}``, 404 when the caller's tenant has no such dead letter, 422 for a malformed body, 503 when the bus
+    fails.
+
+    Parameters: ``stack``, the running :class:`~soorma.local.stack.LocalStack` (its transport, NATS URL or SQS
+    endpoint, and pepper); ``gateway``, its :class:`~soorma.local.apigw.LocalApiGateway` (the authorizer)."""
     dead_letters = DeadLetters(stack)
 
     async def redirect(request: Request) -> Response:
@@ -186,7 +213,7 @@ def console_routes(stack: "LocalStack", gateway: LocalApiGateway) -> list[BaseRo
             return refused
         assert tenant is not None
         try:
-            entries = await dead_letters.list(tenant)
+            entries = await dead_letters.listing(tenant)
         except Exception as exc:  # noqa: BLE001 - the bus is unreachable: a clear answer, not a traceback
             return JSONResponse({"message": f"cannot read the dead letters: {type(exc).__name__}: {exc}"},
                                 status_code=503)
