@@ -517,14 +517,6 @@ function start() {
   });
   document.getElementById("sign-out").addEventListener("click", () => signOut(""));
   window.addEventListener("hashchange", () => { if (apiKey()) route(); });
-  // `soorma local console` opens /console/#key=<key>: the fragment never reaches a server; it is taken out of the
-  // address at once and kept in this tab's sessionStorage only.
-  const match = location.hash.match(/^#key=([^&]+)/);
-  if (match) {
-    history.replaceState(null, "", `${location.pathname}#/goals`);
-    signIn(decodeURIComponent(match[1]));
-    return;
-  }
   if (apiKey()) { signIn(apiKey()); } else { showLogin(""); }
 }
 
