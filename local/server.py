@@ -183,6 +183,10 @@ def build_app(stack: "LocalStack") -> Starlette:
                                         function_names=lambda logical: function_names.get(logical, logical)).routes())
     except ImportError:  # the Invoke API is optional for the stack itself (it needs botocore)
         pass
+    # The local console (soorma.local.console): its page, and the dead letters, which no platform route serves.
+    from soorma.local.console import console_routes
+
+    routes.extend(console_routes(stack, gateway))
     routes.append(Route("/{path:path}", api, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))
 
     async def not_found(request: Request, exc: Exception) -> JSONResponse:

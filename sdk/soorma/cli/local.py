@@ -312,6 +312,31 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print the raw s
         console.print(table)
 
 
+#: Where the local stack serves its console (:mod:`soorma.local.console`), below its API address.
+CONSOLE_PATH = "/console/"
+
+
+@app.command()
+def console(
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Only print the console's address")] = False,
+) -> None:
+    """Open the local console (goals, timelines, agents, dead letters, memory, input requests) in a browser.
+
+    The address carries no key (a browser's command line is visible to every user of the machine in the process
+    list): sign in on the page with the stack's API key, which ``soorma local up`` prints (``api_key`` in
+    ``credentials.json``)."""
+    state = _require_stack()
+    url = f"{state['api_url']}{CONSOLE_PATH}"
+    typer.echo(f"console: {url}")
+    typer.echo(f"  sign in with the stack's API key (api_key in {_paths().credentials})")
+    if no_browser:
+        return
+    import webbrowser
+
+    if not webbrowser.open(url):
+        warn("no browser could be started: open the address above")
+
+
 @app.command()
 def deploy(
     path: Annotated[Path, typer.Argument(exists=True, help="A Python file or a folder of agents")],
