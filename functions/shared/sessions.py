@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from soorma.events import EventEnvelope, EventTopic
+from soorma.functions.shared.traces import goal_traceparent
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import Identity
 
@@ -71,6 +72,7 @@ def goal_envelope(identity: Identity, *, goal_id: str, goal_type: str, data: dic
         tenant_id=identity.service_tenant_id,
         user_id=identity.service_user_id,
         session_id=session_id,
+        traceparent=goal_traceparent(goal_id),
         **fields,
     ))
 

@@ -1,5 +1,6 @@
 """The tracker's HTTP API: ``GET /v1/tracker/goals/{goal_id}/events`` → ``{goal_id, events: [...], count}`` in
-event time order (404 when the caller's identity has neither the goal nor any of its events).
+event time order (404 when the caller's identity has neither the goal nor any of its events), and
+``POST /v1/tracker/spans``, where agents send the spans of the events they handle (docs/observability.md).
 
 Recording the event stream is :mod:`soorma.functions.tracker.recording` (re-exported here).
 """
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from soorma.functions.gateway.models import GoalEvent
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity, function_app, lazy_mangum_handler
+from soorma.functions.shared.traces import SpansIn, insert_spans
 from soorma.functions.tracker.recording import (
     DUPLICATE,
     IGNORED,
@@ -36,6 +38,13 @@ class TrackedEvents(BaseModel):
     goal_id: str
     events: list[GoalEvent]
     count: int
+
+
+class SpansStored(BaseModel):
+    """``POST /v1/tracker/spans``: how many spans the request had and how many were new."""
+
+    accepted: int
+    stored: int
 
 
 def create_app(db: Database | None = None) -> FastAPI:
@@ -65,6 +74,15 @@ def create_app(db: Database | None = None) -> FastAPI:
                     raise HTTPException(404, f"goal {goal_id!r} not found")
         events = [{**r, "time": r["time"].isoformat()} for r in rows]
         return {"goal_id": goal_id, "events": events, "count": len(events)}
+
+    @app.post("/v1/tracker/spans", status_code=202, response_model=SpansStored)
+    def record_spans(body: SpansIn, identity: Identity = Depends(current_identity)):
+        """Store finished OpenTelemetry spans (an agent's spans of one delivery, :mod:`soorma.telemetry`) under the
+        caller's identity (an agent acting for an event's tenant and user with its delivery grant); read back with
+        ``GET /v1/goals/{id}/trace``. Answers ``{"accepted": n, "stored": new}``; a span already stored is kept."""
+        with db.transaction(identity) as conn:
+            stored = insert_spans(conn, identity, body.spans)
+        return {"accepted": len(body.spans), "stored": stored}
 
     return app
 
