@@ -50,6 +50,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
+from soorma import telemetry
 from soorma.events import EventEnvelope, EventTopic
 from soorma.functions.shared import inputs, sessions, timers
 from soorma.functions.shared.db import Database, DatabaseUnavailable, is_unavailable
@@ -364,7 +365,8 @@ def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> d
             logger.warning("message %s is not an event envelope, skipped: %s", record.message_id,
                            str(exc).splitlines()[0])
             return IGNORED
-        outcome = record_envelope(db, envelope)
+        with telemetry.event_log_keys("tracker", envelope):
+            outcome = record_envelope(db, envelope)
         if outcome == RECORDED:
             recorded.append((_identity(envelope), str(envelope.goal_id)))
         return outcome

@@ -136,13 +136,23 @@ def _log_keys_for(agent: str, envelope: "EventEnvelope") -> dict[str, str]:
     return keys
 
 
+@contextmanager
+def event_log_keys(agent: str, envelope: "EventEnvelope") -> Iterator[None]:
+    """Within the block, every ``soorma`` log record carries ``envelope``'s keys (``agent``, ``event_id``,
+    ``event_type``, ``goal_id``, ``trace_id``, ``tenant``, ``service_tenant``: see :func:`structured_logging`)."""
+    token = _log_keys.set(_log_keys_for(agent, envelope))
+    try:
+        yield
+    finally:
+        _log_keys.reset(token)
+
+
 async def traced_dispatch(agent: "Agent", envelope: "EventEnvelope", dispatch: Callable[[], Awaitable[int]]) -> int:
     """Run ``dispatch()`` (the handlers of one delivered event) as the span ``process <event type>`` (kind
     ``CONSUMER``, parent: the envelope's ``traceparent``, attributes: :func:`event_attributes`), with the event's
     log keys bound, then send the delivery's spans to the platform (:func:`export_spans`). Returns what ``dispatch``
     returns; its exception propagates (the span records it, status ``error``)."""
-    keys_token = _log_keys.set(_log_keys_for(agent.name, envelope))
-    try:
+    with event_log_keys(agent.name, envelope):
         if not tracing_enabled():
             return await dispatch()
         from opentelemetry.trace import SpanKind
@@ -158,8 +168,6 @@ async def traced_dispatch(agent: "Agent", envelope: "EventEnvelope", dispatch: C
         finally:
             _collected.reset(token)
             await export_spans(agent, envelope, spans)
-    finally:
-        _log_keys.reset(keys_token)
 
 
 async def traced_handler(agent: str, handler: str, envelope: "EventEnvelope", run: Awaitable[Any]) -> Any:
@@ -275,11 +283,12 @@ class _EventKeys(logging.Filter):
 _logging_installed = False
 
 
-def structured_logging(service: str) -> None:
+def structured_logging(service: str, level: int | str = logging.INFO) -> None:
     """Make the ``soorma`` loggers write one JSON object per record with Powertools' ``LambdaPowertoolsFormatter``
     (``level``, ``location``, ``message``, ``timestamp``, ``service``, plus ``goal_id``, ``trace_id``,
-    ``event_id``, ``event_type``, ``tenant``, ``service_tenant`` and ``agent`` while an event is handled), at INFO.
-    Called once per execution environment by the agent runtime in a Lambda function; idempotent."""
+    ``event_id``, ``event_type``, ``tenant``, ``service_tenant`` and ``agent`` while an event is handled, see
+    :func:`event_log_keys`), at ``level``. Called once per process by the agent runtime and the platform functions in
+    a Lambda function, and by the NATS bridge's container; idempotent."""
     global _logging_installed
     if _logging_installed:
         return
@@ -291,7 +300,7 @@ def structured_logging(service: str) -> None:
     handler.addFilter(_EventKeys())
     root = logging.getLogger("soorma")
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(level)
     root.propagate = False  # Lambda's own root handler would print every record a second time, as plain text
 
 
@@ -336,6 +345,6 @@ class InvocationMetrics:
             metrics.flush_metrics()
 
 
-__all__ = ["SPANS_PATH", "InvocationMetrics", "client_span", "current_traceparent", "event_attributes",
+__all__ = ["SPANS_PATH", "InvocationMetrics", "client_span", "current_traceparent", "event_attributes", "event_log_keys",
            "export_spans", "in_function", "llm_usage", "span_record", "structured_logging", "traceparent_context", "traced_dispatch",
            "traced_handler", "tracing_enabled"]

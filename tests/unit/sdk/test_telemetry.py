@@ -164,3 +164,41 @@ def test_in_a_function_each_batch_writes_emf_metrics_per_agent_and_event_type(mo
 def test_a_malformed_traceparent_is_refused_by_the_envelope():
     with pytest.raises(ValueError, match="traceparent"):
         _event().model_validate({**_event().model_dump(), "traceparent": f"00-{'0' * 32}-{PARENT}-01"})
+
+
+LOGGING_PROBE = """
+import logging, httpx
+from soorma import Agent, EventEnvelope, PlatformContext
+from soorma.settings import Settings
+from soorma.testing import sqs_batch
+
+context = PlatformContext(settings=Settings(api_url="http://platform.invalid", api_key="sk_t_x"),
+                          transport=httpx.MockTransport(lambda request: httpx.Response(202, json={})))
+agent = Agent("logger", context=context)
+
+@agent.on_event("order.placed", topic="business-facts")
+async def placed(event, context):
+    logging.getLogger("soorma.app").warning("placed %s", event.data["n"])
+
+agent(sqs_batch(EventEnvelope(type="order.placed", topic="business-facts", data={"n": 7}, goal_id="g-1",
+                              trace_id="g-1", platform_tenant_id="pt", tenant_id="st", id="e-1")))
+logging.getLogger("soorma.app").warning("after")
+"""
+
+
+def test_in_a_function_soorma_log_records_are_json_with_the_event_keys(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9", "SOORMA_IDEMPOTENCY": "local"}
+    done = subprocess.run([sys.executable, "-c", LOGGING_PROBE], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    inside, after = records
+    assert inside["message"] == "placed 7" and inside["level"] == "WARNING" and inside["service"] == "logger"
+    assert {k: inside[k] for k in ("agent", "event_id", "event_type", "goal_id", "trace_id", "tenant",
+                                   "service_tenant")} == {
+        "agent": "logger", "event_id": "e-1", "event_type": "order.placed", "goal_id": "g-1", "trace_id": "g-1",
+        "tenant": "pt", "service_tenant": "st"}
+    assert after["message"] == "after" and "goal_id" not in after  # the keys are the delivery's only
