@@ -28,6 +28,13 @@
   alone costs tens of milliseconds that a function, which sees only its layers, does not pay; ``source`` has no
   ``.pyc`` (every module compiled at import), ``bytecode`` is precompiled.
 
+- **traces, logs and metrics on and off** (``tracing_us_per_event_worker_{on,off,logs_metrics_only}``,
+  ``tracing_on_off_ratio``; issue 18): the Worker figure with ``SOORMA_TRACING=on`` in a Lambda function (per event a
+  ``process`` and a handler span, collected, and sent to ``POST /v1/tracker/spans`` in one request per invocation,
+  answered in process: the client side of that round trip is included, the network is not; JSON log formatter installed; one EMF record per batch and
+  event type), with traces off but logs and metrics on, and with all of it off (``SOORMA_TRACING=off`` outside a
+  function), rounds interleaved. The figures above are taken with traces off.
+
 Targets (issue 3): < 500 µs per event and < 150 ms import; ``targets_met`` says whether this run met them. Timings
 on shared machines are noisy: compare medians of one run (``load_avg`` is printed).
 
@@ -114,21 +121,31 @@ def per_event_us(agent: Agent, bodies: list[str], batch: int, rounds: int, reset
     return statistics.median(results), min(results)
 
 
-class _Mode:
-    """``SOORMA_IDEMPOTENCY`` set for a block (the Lambda entry reads it on an agent's first invocation)."""
+class _Env:
+    """Environment variables set (``None``: unset) for a block, restored after it."""
 
-    def __init__(self, mode: str) -> None:
-        self.mode, self.saved = mode, None
+    def __init__(self, **values: str | None) -> None:
+        self.values, self.saved = values, {name: os.environ.get(name) for name in values}
 
     def __enter__(self) -> None:
-        self.saved = os.environ.get("SOORMA_IDEMPOTENCY")
-        os.environ["SOORMA_IDEMPOTENCY"] = self.mode
+        for name, value in self.values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
     def __exit__(self, *exc) -> None:
-        if self.saved is None:
-            os.environ.pop("SOORMA_IDEMPOTENCY", None)
-        else:
-            os.environ["SOORMA_IDEMPOTENCY"] = self.saved
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _Mode(mode: str) -> _Env:
+    """``SOORMA_IDEMPOTENCY`` set for a block (the Lambda entry reads it on an agent's first invocation), traces off
+    (the figures of issue 3; :func:`tracing_overhead` measures them on and off)."""
+    return _Env(SOORMA_IDEMPOTENCY=mode, SOORMA_TRACING="off")
 
 
 def platform_idempotency(events: int, batch: int, rounds: int, handler_us: float) -> dict:
@@ -158,6 +175,71 @@ def platform_idempotency(events: int, batch: int, rounds: int, handler_us: float
         "sdk_us_per_event_worker_platform_idempotency_min": round(us_min - handler_us, 1),
         "platform_idempotency_round_trips_per_event": 2,
         "platform_idempotency_events": n,
+    }
+
+
+def tracing_overhead(events: int, batch: int, rounds: int, handler_us: float) -> dict:
+    """The Worker's per-event cost with traces, JSON logs and EMF metrics on (``SOORMA_TRACING=on`` in a Lambda
+    function: spans made, collected and sent, the send answered in process; one EMF record per batch, to a buffer)
+    and off (``SOORMA_TRACING=off`` outside a function: none of it), and logs and metrics alone (traces off in a
+    function), rounds of the three interleaved so that load on the machine hits them alike; envelopes carry a
+    ``traceparent``."""
+    import contextlib
+    import io
+
+    sent: list[int] = []
+
+    def platform(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/tracker/spans":
+            sent.append(1)
+            return httpx.Response(202, json={"accepted": 1, "stored": 1})
+        raise AssertionError(f"unexpected platform call {request.method} {request.url}")
+
+    modes = {"off": _Env(SOORMA_IDEMPOTENCY="local", SOORMA_TRACING="off", AWS_LAMBDA_RUNTIME_API=None),
+             "logs_metrics": _Env(SOORMA_IDEMPOTENCY="local", SOORMA_TRACING="off",
+                                  AWS_LAMBDA_RUNTIME_API="bench.invalid:9001"),
+             "on": _Env(SOORMA_IDEMPOTENCY="local", SOORMA_TRACING="on", AWS_LAMBDA_RUNTIME_API="bench.invalid:9001")}
+    parent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    bodies = [EventEnvelope.from_json(body).model_copy(update={"traceparent": parent}).to_json()
+              for body in _bodies(events, "bench.task", "action-requests")]
+    batches = [sqs_batch(*bodies[i:i + batch]) for i in range(0, len(bodies), batch)]
+    context = _LambdaContext()
+    workers = {}
+    for mode in modes:
+        worker = Worker(f"bench-tracing-{mode}", idempotency_cache_size=events * 2,
+                        context=PlatformContext(settings=Settings(api_url="http://bench.invalid", api_key="sk_b_x"),
+                                                transport=httpx.MockTransport(platform)))
+
+        @worker.on_task("bench.task")
+        async def task_handler(task, context):
+            return None
+
+        workers[mode] = worker
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    emf = io.StringIO()  # the EMF records (stdout in a function): kept out of this benchmark's one JSON line
+    with contextlib.redirect_stdout(emf):
+        for mode, env in modes.items():  # warm: startup, imports, caches
+            with env:
+                workers[mode](sqs_batch(bodies[0]), context)
+        for _ in range(rounds):
+            for mode, env in modes.items():
+                worker = workers[mode]
+                worker._handled.clear()
+                with env:
+                    started = time.perf_counter()
+                    for event in batches:
+                        response = worker(event, context)
+                        assert response == {"batchItemFailures": []}, response
+                    times[mode].append((time.perf_counter() - started) / len(bodies) * 1e6)
+    assert len(sent) == len(batches) * rounds + 1, len(sent)  # traces on: one span request per invocation
+    assert '"EventLatency"' in emf.getvalue()
+    figures = {mode: round(statistics.median(values) - handler_us, 1) for mode, values in times.items()}
+    return {
+        "tracing_us_per_event_worker_on": figures["on"],
+        "tracing_us_per_event_worker_off": figures["off"],
+        "tracing_us_per_event_worker_logs_metrics_only": figures["logs_metrics"],
+        "tracing_on_off_ratio": round(figures["on"] / figures["off"], 2),
+        "tracing_events": events,
     }
 
 
@@ -358,6 +440,7 @@ def main() -> None:
     figures = {"bench": "sdk"}
     figures.update(lambda_entry(args.events, args.batch, args.rounds))
     figures.update(platform_idempotency(args.events, args.batch, args.rounds, figures["handler_excluded_us"]))
+    figures.update(tracing_overhead(args.events, args.batch, args.rounds, figures["handler_excluded_us"]))
     figures.update(cold_import(args.cold))
     figures.update(layer_import(args.cold))
     figures["targets"] = {"us_per_event": TARGET_US, "worker_import_ms": TARGET_IMPORT_MS}

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Iterable, Literal, Mapping
 
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from soorma import settings
 from soorma.identity import Identity
@@ -66,8 +66,8 @@ class SpanIn(BaseModel):
     parent_span_id: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
     name: str = Field(min_length=1, max_length=256)
     kind: SpanKindName = "internal"
-    start_time: datetime
-    end_time: datetime
+    start_time: AwareDatetime
+    end_time: AwareDatetime
     status: SpanStatus = "unset"
     attributes: dict[str, AttributeValue] = Field(default_factory=dict, max_length=64)
     goal_id: str | None = Field(None, max_length=255)

@@ -218,11 +218,15 @@ class LambdaRuntime:
                     retry_later[record.message_id] = seconds
                 raise
 
+        spans = telemetry.SpanBatch.begin()  # the records' spans, sent together after the last one
         try:
             response = process_partial_response(
                 event=dict(event), record_handler=record_handler, processor=processor, context=lambda_context
             )
         finally:
+            if spans is not None:
+                spans.close()
+                run(spans.send(self.agent))
             if telemetry.in_function():
                 metrics.emit()
         # A malformed envelope fails the same way on every delivery: report it terminal (an extension field

@@ -59,6 +59,10 @@ _collected: ContextVar[list["ReadableSpan"] | None] = ContextVar("soorma_spans",
 # The keys every log record of the delivery being handled gets (see structured_logging).
 _log_keys: ContextVar[Mapping[str, str] | None] = ContextVar("soorma_log_keys", default=None)
 
+# The deliveries of the invocation in progress whose spans wait to be sent together (see SpanBatch).
+_pending: ContextVar[list[tuple["EventEnvelope", list["ReadableSpan"]]] | None] = ContextVar(
+    "soorma_pending_spans", default=None)
+
 _tracer: "Tracer | None" = None
 
 
@@ -167,7 +171,11 @@ async def traced_dispatch(agent: "Agent", envelope: "EventEnvelope", dispatch: C
                 return await dispatch()
         finally:
             _collected.reset(token)
-            await export_spans(agent, envelope, spans)
+            pending = _pending.get()
+            if pending is not None:
+                pending.append((envelope, spans))  # sent with the batch's (SpanBatch.send)
+            else:
+                await export_spans(agent, envelope, spans)
 
 
 async def traced_handler(agent: str, handler: str, envelope: "EventEnvelope", run: Awaitable[Any]) -> Any:
@@ -176,7 +184,8 @@ async def traced_handler(agent: str, handler: str, envelope: "EventEnvelope", ru
     if _collected.get() is None:
         return await run
     with _get_tracer().start_as_current_span(
-        f"handler {handler.rsplit('.', 1)[-1]}", attributes={**event_attributes(agent, envelope), "soorma.handler": handler},
+        # the event's attributes are on the delivery's span, its parent: only what is the handler's own here
+        f"handler {handler.rsplit('.', 1)[-1]}", attributes={"soorma.handler": handler},
     ):
         return await run
 
@@ -241,11 +250,43 @@ def span_record(span: "ReadableSpan", goal_id: str | None) -> dict[str, Any]:
     }
 
 
-async def export_spans(agent: "Agent", envelope: "EventEnvelope", spans: list["ReadableSpan"]) -> None:
-    """Send ``spans`` (one delivery's) to the platform: ``POST /v1/tracker/spans`` ``{"spans": [...]}`` through the
-    agent's tracker client, acting for the event's service tenant and user with its delivery grant, so they are stored
-    under the goal's identity. Best effort: a failure is logged, never raised (a trace must not fail an event)."""
-    if not spans:
+class SpanBatch:
+    """The spans of one invocation's deliveries, sent together when it ends: one request per (service tenant, user)
+    instead of one per event. ``SpanBatch.begin()`` (``None`` when traces are off) in the invocation's context,
+    ``close()`` in that same context when the records are done, then ``await send(agent)`` on its event loop."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[EventEnvelope, list[ReadableSpan]]] = []
+        self._token = _pending.set(self.deliveries)
+
+    @classmethod
+    def begin(cls) -> "SpanBatch | None":
+        """Start collecting this context's deliveries' spans; ``None`` when traces are off."""
+        return cls() if tracing_enabled() else None
+
+    def close(self) -> None:
+        """Stop collecting (deliveries after this send their spans at once)."""
+        _pending.reset(self._token)
+
+    async def send(self, agent: "Agent") -> None:
+        """Send the collected spans, one :func:`export_spans` per (service tenant, user) of their events."""
+        groups: dict[tuple[str | None, str | None], list[tuple[EventEnvelope, list[ReadableSpan]]]] = {}
+        for envelope, spans in self.deliveries:
+            if spans:
+                groups.setdefault((envelope.tenant_id, envelope.user_id), []).append((envelope, spans))
+        for deliveries in groups.values():
+            await export_spans(agent, deliveries[0][0], [], deliveries)
+
+
+async def export_spans(agent: "Agent", envelope: "EventEnvelope", spans: list["ReadableSpan"],
+                       deliveries: list[tuple["EventEnvelope", list["ReadableSpan"]]] | None = None) -> None:
+    """Send ``spans`` (one delivery's; or ``deliveries``: several deliveries of ``envelope``'s tenant and user) to the
+    platform: ``POST /v1/tracker/spans`` ``{"spans": [...]}`` through the agent's tracker client, acting for the
+    event's service tenant and user with its delivery grant, so they are stored under the goal's identity. Best
+    effort: a failure is logged, never raised (a trace must not fail an event)."""
+    deliveries = deliveries if deliveries is not None else [(envelope, spans)]
+    records = [span_record(span, event.goal_id) for event, spans_ in deliveries for span in spans_]
+    if not records:
         return
     try:
         # the tracker's client (its own URL when SOORMA_TRACKER_URL is set), else the platform's base URL
@@ -256,14 +297,14 @@ async def export_spans(agent: "Agent", envelope: "EventEnvelope", spans: list["R
         return
     from ._current import delivering
 
-    body = {"spans": [span_record(span, envelope.goal_id) for span in spans]}
+    body = {"spans": records}
     try:
         with delivering(envelope):
             await client._request("POST", SPANS_PATH, json=body, tenant_id=envelope.tenant_id,
                                   user_id=envelope.user_id)
     except Exception as exc:  # noqa: BLE001 - telemetry is best effort
-        log.warning("agent %s: the %d spans of event %s were not recorded: %s", agent.name, len(spans), envelope.id,
-                    exc)
+        log.warning("agent %s: the %d spans of event %s (and %d more) were not recorded: %s", agent.name,
+                    len(records), envelope.id, len(deliveries) - 1, exc)
 
 
 # ------------------------------------------------------------------------------------------------------ logs
@@ -345,6 +386,6 @@ class InvocationMetrics:
             metrics.flush_metrics()
 
 
-__all__ = ["SPANS_PATH", "InvocationMetrics", "client_span", "current_traceparent", "event_attributes", "event_log_keys",
+__all__ = ["SPANS_PATH", "InvocationMetrics", "SpanBatch", "client_span", "current_traceparent", "event_attributes", "event_log_keys",
            "export_spans", "in_function", "llm_usage", "span_record", "structured_logging", "traceparent_context", "traced_dispatch",
            "traced_handler", "tracing_enabled"]
