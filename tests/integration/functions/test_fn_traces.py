@@ -124,3 +124,27 @@ def test_a_malformed_traceparent_on_publish_is_a_422(fx, gateway):
     event = {"type": "research.topic", "topic": "action-requests", "data": {}, "traceparent": "00-abc-def-01"}
     reply = fx.invoke(gateway, fx.http_event("POST", "/v1/events/publish", identity=owner, body={"event": event}))
     assert reply.status == 422 and "traceparent" in str(reply.body), reply.body
+
+
+def test_a_rolled_back_goal_leaves_no_spans(fx, gateway, tracker_http, db):
+    owner = fx.new_identity("developer")
+    session = fx.invoke(gateway, fx.http_event("POST", "/v1/sessions", identity=owner, body={}))
+    assert session.status == 201, session.body
+    sid = session.body["session_id"]
+
+    def post(strategy=None):
+        body = {"goal_type": "research.topic", "data": {}, "session_id": sid,
+                **({"multitask_strategy": strategy} if strategy else {})}
+        reply = fx.invoke(gateway, fx.http_event("POST", "/v1/goals", identity=owner, body=body))
+        assert reply.status == 202, reply.body
+        return reply.body["goal_id"]
+
+    first = post()
+    agent_span = _span(goal_trace_id(first), parent=goal_root_span_id(first), goal_id=first)
+    fx.invoke(tracker_http, fx.http_event("POST", "/v1/tracker/spans", identity=owner, body={"spans": [agent_span]}))
+    assert len(_trace(fx, gateway, owner, first).body["spans"]) == 2
+    post("rollback")
+    assert _trace(fx, gateway, owner, first).status == 404
+    with db.transaction(owner) as conn:
+        left = conn.execute("select count(*) as n from gateway.goal_spans where goal_id = %s", (first,)).fetchone()
+    assert left["n"] == 0
