@@ -20,7 +20,8 @@
   Median of ``--cold`` interpreters; ``pydantic_import_*`` is pydantic alone (a core dependency) in the same kind of
   fresh interpreter, ``sdk_own_import_cpu_ms`` the difference; ``worker_import_cpu_ms`` is the CPU time of the import (less sensitive to other
   load on the machine than the wall time). ``first_event_ms`` is the first invocation in that fresh interpreter (it loads
-  what the import deferred: Powertools' batch utility, and asyncio's loop).
+  what the import deferred: Powertools' batch utility, and asyncio's loop), traces off; ``tracing_first_use_ms`` what
+  the first traced event adds to it (OpenTelemetry's SDK imported and a tracer built, in the same interpreter).
 
 - **the same import from the SDK layer** (``worker_import_layer_{source,bytecode}_ms``): a fresh ``python -S -B``
   with ``sys.path`` = the module's folder + the ``sdk`` layer as ``cdk deploy`` builds it (for this interpreter), as
@@ -312,7 +313,10 @@ PROBE = textwrap.dedent('''
     before = time.perf_counter()
     assert worker(sqs_batch(body), None) == {"batchItemFailures": []}
     first = time.perf_counter()
-    print(json.dumps({"import_ms": (imported - started) * 1000, "import_cpu_ms": (cpu_imported - cpu_started) * 1000,
+    import soorma.telemetry
+    soorma.telemetry._get_tracer()  # what the first traced event adds: OpenTelemetry's SDK imported, a tracer built
+    tracer = time.perf_counter()
+    print(json.dumps({"tracing_first_use_ms": (tracer - first) * 1000,"import_ms": (imported - started) * 1000, "import_cpu_ms": (cpu_imported - cpu_started) * 1000,
                       "first_event_ms": (first - before) * 1000,
                       "httpx_loaded": "httpx" in sys.modules, "pydantic_loaded": "pydantic" in sys.modules}))
 ''')
@@ -334,10 +338,12 @@ def cold_import(samples: int) -> dict:
         Path(folder, "bench_worker_module.py").write_text(WORKER_MODULE)
         probe = Path(folder, "probe.py")
         probe.write_text(PROBE)
+        # traces off: the first event would send its spans to bench.invalid (retries on a failing DNS lookup);
+        # what traces add to a cold start is tracing_first_use_ms, measured apart
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0", "SOORMA_API_URL": "http://bench.invalid",
-               "SOORMA_API_KEY": "sk_bench_x"}
+               "SOORMA_API_KEY": "sk_bench_x", "SOORMA_TRACING": "off"}
         subprocess.run([sys.executable, str(probe)], cwd=folder, env=env, capture_output=True, check=True)  # .pyc
-        imports, cpus, firsts, walls, bare, pyd_wall, pyd_cpu = [], [], [], [], [], [], []
+        imports, cpus, firsts, walls, bare, pyd_wall, pyd_cpu, tracers = [], [], [], [], [], [], [], []
         for _ in range(samples):  # the three probes interleaved, so machine load affects them alike
             started = time.perf_counter()
             out = subprocess.run([sys.executable, str(probe)], cwd=folder, env=env, capture_output=True, text=True,
@@ -347,6 +353,7 @@ def cold_import(samples: int) -> dict:
             imports.append(figures["import_ms"])
             cpus.append(figures["import_cpu_ms"])
             firsts.append(figures["first_event_ms"])
+            tracers.append(figures["tracing_first_use_ms"])
             # pydantic alone (a core dependency, as in soorma-core): what the import costs before any SDK code
             out = subprocess.run([sys.executable, "-c", PYDANTIC_PROBE], env=env, capture_output=True, text=True,
                                  check=True)
@@ -364,6 +371,7 @@ def cold_import(samples: int) -> dict:
         "pydantic_import_cpu_ms": round(statistics.median(pyd_cpu), 1),
         "sdk_own_import_cpu_ms": round(statistics.median(cpus) - statistics.median(pyd_cpu), 1),
         "first_event_ms": round(statistics.median(firsts), 1),
+        "tracing_first_use_ms": round(statistics.median(tracers), 1),
         "process_wall_ms": round(statistics.median(walls), 1),
         "interpreter_ms": round(statistics.median(bare), 1),
         "cold_samples": samples,
