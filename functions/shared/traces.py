@@ -19,7 +19,7 @@ from typing import Any, Iterable, Literal, Mapping
 from psycopg.types.json import Jsonb
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from soorma import settings
+from soorma import telemetry
 from soorma.identity import Identity
 
 #: Most spans one ``POST /v1/tracker/spans`` takes (an agent sends one delivery's: a handful).
@@ -30,8 +30,9 @@ AttributeValue = str | int | float | bool | list[str] | list[int] | list[float] 
 
 
 def tracing_enabled() -> bool:
-    """``SOORMA_TRACING`` (read now): whether the gateway stamps ``traceparent`` and records root spans."""
-    return settings.TRACING.get()
+    """Whether the gateway stamps ``traceparent`` and records root spans: ``SOORMA_TRACING`` (read now), by default on
+    in a Lambda function (:func:`soorma.telemetry.tracing_enabled`)."""
+    return telemetry.tracing_enabled()
 
 
 def goal_trace_id(goal_id: str) -> str:

@@ -11,7 +11,7 @@ hangs below the span that caused its event and the span tree follows the events'
 of one delivery are collected in memory while it runs and sent to the platform when it ends (``POST
 /v1/tracker/spans``, under the event's identity with its delivery grant); ``GET /v1/goals/{id}/trace`` reads them.
 
-Off (``SOORMA_TRACING=off``): no tracer is built and the hooks return at their first line (no span, no header, no
+On by default in a Lambda function and in ``agent.run()``; off elsewhere unless ``SOORMA_TRACING=on``. Off: no tracer is built and the hooks return at their first line (no span, no header, no
 ``traceparent``, no export call), so an agent pays one settings read per event.
 
 **Logs**: :func:`structured_logging` puts Powertools' JSON formatter
@@ -63,6 +63,8 @@ _log_keys: ContextVar[Mapping[str, str] | None] = ContextVar("soorma_log_keys", 
 _pending: ContextVar[list[tuple["EventEnvelope", list["ReadableSpan"]]] | None] = ContextVar(
     "soorma_pending_spans", default=None)
 
+_on_by_default: ContextVar[bool] = ContextVar("soorma_traced_by_default", default=False)
+
 _tracer: "Tracer | None" = None
 
 
@@ -73,8 +75,24 @@ def in_function() -> bool:
 
 
 def tracing_enabled() -> bool:
-    """Whether traces are on (``SOORMA_TRACING``, read now)."""
-    return settings.TRACING.get()
+    """Whether traces are on: ``SOORMA_TRACING`` (read now) when set, else on in a Lambda function
+    (:func:`in_function`) and in an agent's local process (:func:`traced_by_default`), off elsewhere (a script or a
+    test calling an agent directly sends no spans it did not ask for)."""
+    configured = settings.TRACING.get()
+    if configured is not None:
+        return configured
+    return _on_by_default.get() or in_function()
+
+
+@contextmanager
+def traced_by_default() -> Iterator[None]:
+    """Within the block (and the tasks it starts), traces are on unless ``SOORMA_TRACING=off``: ``agent.run()``,
+    an agent consuming its events as a local process, is a deployment of its own."""
+    token = _on_by_default.set(True)
+    try:
+        yield
+    finally:
+        _on_by_default.reset(token)
 
 
 def _get_tracer() -> "Tracer":
@@ -387,5 +405,5 @@ class InvocationMetrics:
 
 
 __all__ = ["SPANS_PATH", "InvocationMetrics", "SpanBatch", "client_span", "current_traceparent", "event_attributes", "event_log_keys",
-           "export_spans", "in_function", "llm_usage", "span_record", "structured_logging", "traceparent_context", "traced_dispatch",
+           "export_spans", "in_function", "llm_usage", "span_record", "structured_logging", "traceparent_context", "traced_by_default", "traced_dispatch",
            "traced_handler", "tracing_enabled"]

@@ -22,6 +22,11 @@ def _span(trace_id: str, *, parent: str | None, name: str = "process research.to
             "status": "ok", "attributes": {"soorma.agent": "researcher"}, "goal_id": goal_id, **extra}
 
 
+@pytest.fixture(autouse=True)
+def _tracing_on(monkeypatch):
+    monkeypatch.setenv("SOORMA_TRACING", "on")  # in process, not a Lambda function: off unless asked for
+
+
 @pytest.fixture
 def submit(fx, gateway, nats_url):
     def _submit(identity, goal_type="research.topic"):

@@ -69,7 +69,7 @@ def _event(**extra) -> EventEnvelope:
 @pytest.fixture(autouse=True)
 def _local_idempotency(monkeypatch):
     monkeypatch.setenv("SOORMA_IDEMPOTENCY", "local")
-    monkeypatch.delenv("SOORMA_TRACING", raising=False)
+    monkeypatch.setenv("SOORMA_TRACING", "on")
     monkeypatch.delenv("AWS_LAMBDA_RUNTIME_API", raising=False)
 
 
@@ -159,6 +159,23 @@ def test_in_a_function_each_batch_writes_emf_metrics_per_agent_and_event_type(mo
     assert len(record["EventLatency"]) == 2
     directive = record["_aws"]["CloudWatchMetrics"][0]
     assert directive["Namespace"] == "Soorma" and directive["Dimensions"] == [["agent", "event_type"]]
+
+
+def test_traces_are_on_by_default_in_a_function_only(monkeypatch):
+    monkeypatch.delenv("SOORMA_TRACING")
+    platform = Platform()
+    _agent(platform)(sqs_batch(_event()))  # a test calling the agent directly: nothing it did not ask for
+    assert platform.bodies("/v1/tracker/spans") == []
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+    monkeypatch.setattr(telemetry, "_logging_installed", True)
+    with redirect_stdout(io.StringIO()):
+        _agent(platform)(sqs_batch(_event()))
+    assert len(platform.bodies("/v1/tracker/spans")) == 1
+    with telemetry.traced_by_default():  # agent.run()
+        monkeypatch.delenv("AWS_LAMBDA_RUNTIME_API")
+        assert telemetry.tracing_enabled()
+        monkeypatch.setenv("SOORMA_TRACING", "off")
+        assert not telemetry.tracing_enabled()
 
 
 def test_a_malformed_traceparent_is_refused_by_the_envelope():
