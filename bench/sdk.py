@@ -20,13 +20,21 @@
   Median of ``--cold`` interpreters; ``pydantic_import_*`` is pydantic alone (a core dependency) in the same kind of
   fresh interpreter, ``sdk_own_import_cpu_ms`` the difference; ``worker_import_cpu_ms`` is the CPU time of the import (less sensitive to other
   load on the machine than the wall time). ``first_event_ms`` is the first invocation in that fresh interpreter (it loads
-  what the import deferred: Powertools' batch utility, and asyncio's loop).
+  what the import deferred: Powertools' batch utility, and asyncio's loop), traces off; ``tracing_first_use_ms`` what
+  the first traced event adds to it (OpenTelemetry's SDK imported and a tracer built, in the same interpreter).
 
 - **the same import from the SDK layer** (``worker_import_layer_{source,bytecode}_ms``): a fresh ``python -S -B``
   with ``sys.path`` = the module's folder + the ``sdk`` layer as ``cdk deploy`` builds it (for this interpreter), as
   in Lambda. In this venv pydantic's plugin discovery (``importlib.metadata`` over every installed distribution)
   alone costs tens of milliseconds that a function, which sees only its layers, does not pay; ``source`` has no
   ``.pyc`` (every module compiled at import), ``bytecode`` is precompiled.
+
+- **traces, logs and metrics on and off** (``tracing_us_per_event_worker_{on,off,logs_metrics_only}``,
+  ``tracing_on_off_ratio``; issue 18): the Worker figure with ``SOORMA_TRACING=on`` in a Lambda function (per event a
+  ``process`` and a handler span, collected, and sent to ``POST /v1/tracker/spans`` in one request per invocation,
+  answered in process: the client side of that round trip is included, the network is not; JSON log formatter installed; one EMF record per batch and
+  event type), with traces off but logs and metrics on, and with all of it off (``SOORMA_TRACING=off`` outside a
+  function), rounds interleaved. The figures above are taken with traces off.
 
 Targets (issue 3): < 500 µs per event and < 150 ms import; ``targets_met`` says whether this run met them. Timings
 on shared machines are noisy: compare medians of one run (``load_avg`` is printed).
@@ -114,21 +122,31 @@ def per_event_us(agent: Agent, bodies: list[str], batch: int, rounds: int, reset
     return statistics.median(results), min(results)
 
 
-class _Mode:
-    """``SOORMA_IDEMPOTENCY`` set for a block (the Lambda entry reads it on an agent's first invocation)."""
+class _Env:
+    """Environment variables set (``None``: unset) for a block, restored after it."""
 
-    def __init__(self, mode: str) -> None:
-        self.mode, self.saved = mode, None
+    def __init__(self, **values: str | None) -> None:
+        self.values, self.saved = values, {name: os.environ.get(name) for name in values}
 
     def __enter__(self) -> None:
-        self.saved = os.environ.get("SOORMA_IDEMPOTENCY")
-        os.environ["SOORMA_IDEMPOTENCY"] = self.mode
+        for name, value in self.values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
     def __exit__(self, *exc) -> None:
-        if self.saved is None:
-            os.environ.pop("SOORMA_IDEMPOTENCY", None)
-        else:
-            os.environ["SOORMA_IDEMPOTENCY"] = self.saved
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _Mode(mode: str) -> _Env:
+    """``SOORMA_IDEMPOTENCY`` set for a block (the Lambda entry reads it on an agent's first invocation), traces off
+    (the figures of issue 3; :func:`tracing_overhead` measures them on and off)."""
+    return _Env(SOORMA_IDEMPOTENCY=mode, SOORMA_TRACING="off")
 
 
 def platform_idempotency(events: int, batch: int, rounds: int, handler_us: float) -> dict:
@@ -158,6 +176,71 @@ def platform_idempotency(events: int, batch: int, rounds: int, handler_us: float
         "sdk_us_per_event_worker_platform_idempotency_min": round(us_min - handler_us, 1),
         "platform_idempotency_round_trips_per_event": 2,
         "platform_idempotency_events": n,
+    }
+
+
+def tracing_overhead(events: int, batch: int, rounds: int, handler_us: float) -> dict:
+    """The Worker's per-event cost with traces, JSON logs and EMF metrics on (``SOORMA_TRACING=on`` in a Lambda
+    function: spans made, collected and sent, the send answered in process; one EMF record per batch, to a buffer)
+    and off (``SOORMA_TRACING=off`` outside a function: none of it), and logs and metrics alone (traces off in a
+    function), rounds of the three interleaved so that load on the machine hits them alike; envelopes carry a
+    ``traceparent``."""
+    import contextlib
+    import io
+
+    sent: list[int] = []
+
+    def platform(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/tracker/spans":
+            sent.append(1)
+            return httpx.Response(202, json={"accepted": 1, "stored": 1})
+        raise AssertionError(f"unexpected platform call {request.method} {request.url}")
+
+    modes = {"off": _Env(SOORMA_IDEMPOTENCY="local", SOORMA_TRACING="off", AWS_LAMBDA_RUNTIME_API=None),
+             "logs_metrics": _Env(SOORMA_IDEMPOTENCY="local", SOORMA_TRACING="off",
+                                  AWS_LAMBDA_RUNTIME_API="bench.invalid:9001"),
+             "on": _Env(SOORMA_IDEMPOTENCY="local", SOORMA_TRACING="on", AWS_LAMBDA_RUNTIME_API="bench.invalid:9001")}
+    parent = f"00-{'ab' * 16}-{'cd' * 8}-01"
+    bodies = [EventEnvelope.from_json(body).model_copy(update={"traceparent": parent}).to_json()
+              for body in _bodies(events, "bench.task", "action-requests")]
+    batches = [sqs_batch(*bodies[i:i + batch]) for i in range(0, len(bodies), batch)]
+    context = _LambdaContext()
+    workers = {}
+    for mode in modes:
+        worker = Worker(f"bench-tracing-{mode}", idempotency_cache_size=events * 2,
+                        context=PlatformContext(settings=Settings(api_url="http://bench.invalid", api_key="sk_b_x"),
+                                                transport=httpx.MockTransport(platform)))
+
+        @worker.on_task("bench.task")
+        async def task_handler(task, context):
+            return None
+
+        workers[mode] = worker
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    emf = io.StringIO()  # the EMF records (stdout in a function): kept out of this benchmark's one JSON line
+    with contextlib.redirect_stdout(emf):
+        for mode, env in modes.items():  # warm: startup, imports, caches
+            with env:
+                workers[mode](sqs_batch(bodies[0]), context)
+        for _ in range(rounds):
+            for mode, env in modes.items():
+                worker = workers[mode]
+                worker._handled.clear()
+                with env:
+                    started = time.perf_counter()
+                    for event in batches:
+                        response = worker(event, context)
+                        assert response == {"batchItemFailures": []}, response
+                    times[mode].append((time.perf_counter() - started) / len(bodies) * 1e6)
+    assert len(sent) == len(batches) * rounds + 1, len(sent)  # traces on: one span request per invocation
+    assert '"EventLatency"' in emf.getvalue()
+    figures = {mode: round(statistics.median(values) - handler_us, 1) for mode, values in times.items()}
+    return {
+        "tracing_us_per_event_worker_on": figures["on"],
+        "tracing_us_per_event_worker_off": figures["off"],
+        "tracing_us_per_event_worker_logs_metrics_only": figures["logs_metrics"],
+        "tracing_on_off_ratio": round(figures["on"] / figures["off"], 2),
+        "tracing_events": events,
     }
 
 
@@ -230,7 +313,10 @@ PROBE = textwrap.dedent('''
     before = time.perf_counter()
     assert worker(sqs_batch(body), None) == {"batchItemFailures": []}
     first = time.perf_counter()
-    print(json.dumps({"import_ms": (imported - started) * 1000, "import_cpu_ms": (cpu_imported - cpu_started) * 1000,
+    import soorma.telemetry
+    soorma.telemetry._get_tracer()  # what the first traced event adds: OpenTelemetry's SDK imported, a tracer built
+    tracer = time.perf_counter()
+    print(json.dumps({"tracing_first_use_ms": (tracer - first) * 1000,"import_ms": (imported - started) * 1000, "import_cpu_ms": (cpu_imported - cpu_started) * 1000,
                       "first_event_ms": (first - before) * 1000,
                       "httpx_loaded": "httpx" in sys.modules, "pydantic_loaded": "pydantic" in sys.modules}))
 ''')
@@ -252,10 +338,12 @@ def cold_import(samples: int) -> dict:
         Path(folder, "bench_worker_module.py").write_text(WORKER_MODULE)
         probe = Path(folder, "probe.py")
         probe.write_text(PROBE)
+        # traces off: the first event would send its spans to bench.invalid (retries on a failing DNS lookup);
+        # what traces add to a cold start is tracing_first_use_ms, measured apart
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "0", "SOORMA_API_URL": "http://bench.invalid",
-               "SOORMA_API_KEY": "sk_bench_x"}
+               "SOORMA_API_KEY": "sk_bench_x", "SOORMA_TRACING": "off"}
         subprocess.run([sys.executable, str(probe)], cwd=folder, env=env, capture_output=True, check=True)  # .pyc
-        imports, cpus, firsts, walls, bare, pyd_wall, pyd_cpu = [], [], [], [], [], [], []
+        imports, cpus, firsts, walls, bare, pyd_wall, pyd_cpu, tracers = [], [], [], [], [], [], [], []
         for _ in range(samples):  # the three probes interleaved, so machine load affects them alike
             started = time.perf_counter()
             out = subprocess.run([sys.executable, str(probe)], cwd=folder, env=env, capture_output=True, text=True,
@@ -265,6 +353,7 @@ def cold_import(samples: int) -> dict:
             imports.append(figures["import_ms"])
             cpus.append(figures["import_cpu_ms"])
             firsts.append(figures["first_event_ms"])
+            tracers.append(figures["tracing_first_use_ms"])
             # pydantic alone (a core dependency, as in soorma-core): what the import costs before any SDK code
             out = subprocess.run([sys.executable, "-c", PYDANTIC_PROBE], env=env, capture_output=True, text=True,
                                  check=True)
@@ -282,6 +371,7 @@ def cold_import(samples: int) -> dict:
         "pydantic_import_cpu_ms": round(statistics.median(pyd_cpu), 1),
         "sdk_own_import_cpu_ms": round(statistics.median(cpus) - statistics.median(pyd_cpu), 1),
         "first_event_ms": round(statistics.median(firsts), 1),
+        "tracing_first_use_ms": round(statistics.median(tracers), 1),
         "process_wall_ms": round(statistics.median(walls), 1),
         "interpreter_ms": round(statistics.median(bare), 1),
         "cold_samples": samples,
@@ -358,6 +448,7 @@ def main() -> None:
     figures = {"bench": "sdk"}
     figures.update(lambda_entry(args.events, args.batch, args.rounds))
     figures.update(platform_idempotency(args.events, args.batch, args.rounds, figures["handler_excluded_us"]))
+    figures.update(tracing_overhead(args.events, args.batch, args.rounds, figures["handler_excluded_us"]))
     figures.update(cold_import(args.cold))
     figures.update(layer_import(args.cold))
     figures["targets"] = {"us_per_event": TARGET_US, "worker_import_ms": TARGET_IMPORT_MS}

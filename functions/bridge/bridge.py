@@ -57,11 +57,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import nats
 from nats.aio.msg import Msg
@@ -563,7 +564,7 @@ class Bridge:
                 self._excused.pop(key, None)
                 stats.dead_lettered += 1
                 log.warning("%s: %s seq %s dead-lettered after %d deliveries: %s", self.name, route.consumer_name,
-                            msg.metadata.sequence.stream, attempt, error)
+                            msg.metadata.sequence.stream, attempt, error, extra=_log_fields(route, msg))
             else:
                 await msg.nak(delay=self.backoff(attempt))
                 stats.retried += 1
@@ -594,3 +595,20 @@ class Bridge:
 
     async def _on_reconnected(self) -> None:
         log.info("%s: reconnected to NATS", self.name)
+
+
+def _log_fields(route: Route, msg: Msg) -> dict[str, Any]:
+    """The structured-log fields of a record about one message (:func:`soorma.telemetry.structured_logging`):
+    ``agent``, ``consumer``, ``tenant`` and, when the body is an envelope, ``event_id``, ``event_type``, ``goal_id``,
+    ``trace_id``. Only for the rare records (a dead letter): the body is parsed again for them."""
+    fields: dict[str, Any] = {"agent": route.agent, "consumer": route.consumer_name,
+                              "tenant": route.platform_tenant_id}
+    try:
+        body = json.loads(msg.data)
+    except (TypeError, ValueError):
+        return fields
+    if isinstance(body, dict):
+        for key, name in (("id", "event_id"), ("type", "event_type"), ("goal_id", "goal_id"), ("trace_id", "trace_id")):
+            if isinstance(body.get(key), str):
+                fields[name] = body[key]
+    return fields

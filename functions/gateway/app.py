@@ -102,6 +102,7 @@ from soorma.functions.scheduler import schedules
 from soorma.functions.shared import inputs as shared_inputs, timers
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity, function_app
+from soorma.functions.shared.traces import GoalTrace
 from soorma.functions.webhooks import api as webhooks
 from soorma.functions.webhooks.aws import notify_sender
 from soorma.goal_notices import NOTICE_TYPES
@@ -239,6 +240,13 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     ):
         """Every recorded event of the goal's trace, in order."""
         return goals.events(identity, goal_id, limit=limit, cursor=cursor)
+
+    @app.get("/v1/goals/{goal_id}/trace", response_model=GoalTrace, tags=["goals"])
+    def goal_trace(goal_id: str, identity: Identity = Depends(current_identity)):
+        """The goal's OpenTelemetry trace: ``{goal_id, trace_id, spans: [...]}``, spans in start order, each with
+        ``trace_id``, ``span_id``, ``parent_span_id``, ``name``, ``kind``, ``start_time``/``end_time`` (ISO 8601
+        UTC), ``duration_ms``, ``status`` and ``attributes`` (docs/observability.md)."""
+        return goals.trace(identity, goal_id)
 
     @app.post("/v1/sessions", status_code=201, response_model=Session, tags=["sessions"])
     def new_session(body: SessionRequest | None = Body(None), identity: Identity = Depends(current_identity)):

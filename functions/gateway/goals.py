@@ -14,7 +14,7 @@ import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 from soorma.events import EventEnvelope, EventTopic
 from soorma.functions.gateway import inputs as goal_inputs, policy as policies, sessions as double_texting
 from soorma.functions.gateway.publisher import PayloadTooLarge, Publisher, PublishError
-from soorma.functions.shared import inputs
+from soorma.functions.shared import inputs, traces
 from soorma.functions.shared.db import Database
 from soorma.functions.shared.sessions import (
     DEFAULT_MULTITASK_STRATEGY,
@@ -244,6 +244,7 @@ class Goals:
         in fact stored and only its acknowledgement was lost, the tracker revives it (``running``) when it records
         the goal's own request (:func:`soorma.functions.tracker.recording._mark_published`)."""
         goal_id, goal_type = str(envelope.goal_id), envelope.type
+        started = datetime.now(UTC)
         try:
             self.publisher.publish(envelope)
         except PayloadTooLarge as exc:  # the server's limit is lower than we knew: retrying cannot help
@@ -274,6 +275,11 @@ class Goals:
                     # already moved on: the tracker saw the request (or its result) first, or it was cancelled
                     "select status from gateway.goals where goal_id = %s", (goal_id,)
                 ).fetchone()
+                if envelope.traceparent and not replayed:  # the goal's trace starts here (soorma.functions.shared.traces)
+                    traces.insert_spans(conn, identity, [traces.root_span(
+                        goal_id, goal_type, started, datetime.now(UTC), ok=True,
+                        attributes={"soorma.event_id": envelope.id, "soorma.agent": "gateway",
+                                    "soorma.platform_tenant_id": identity.platform_tenant_id})])
         except psycopg.Error as exc:  # published, but not recorded as such: a retry republishes (de-duplicated)
             logger.error("goal %s: published but its status was not saved: %s", goal_id, exc)
             return self._not_accepted(goal_id, goal_type, replayed, "its status could not be saved")
@@ -460,6 +466,15 @@ class Goals:
         goals = [{**r, "created_at": iso(r["created_at"]), "completed_at": iso(r["completed_at"])} for r in rows]
         next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["goal_id"]) if more else None
         return {"goals": goals, "count": len(goals), "next_cursor": next_cursor}
+
+    def trace(self, identity: Identity, goal_id: str) -> traces.GoalTrace:
+        """``GET /v1/goals/{id}/trace``: the goal's spans (:func:`soorma.functions.shared.traces.read_trace`); 404
+        when the caller's identity cannot see the goal (row-level security), so no one reads another's trace."""
+        goal_id = goal_uuid(goal_id)
+        with self.db.transaction(identity) as conn:
+            if conn.execute("select 1 from gateway.goals where goal_id = %s", (goal_id,)).fetchone() is None:
+                raise HTTPException(404, f"goal {goal_id} not found")
+            return traces.read_trace(conn, goal_id)
 
     def events(self, identity: Identity, goal_id: str, *, limit: int = 1000, cursor: str | None = None) -> dict:
         """Every recorded event of the goal's trace in order (event time, then arrival), ``limit`` per page."""

@@ -50,6 +50,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from soorma import telemetry
 from soorma.functions.shared import settings
 from soorma.identity import Identity, MissingIdentity, OverrideRefused, from_request
 from soorma.subjects import InvalidSubjectToken
@@ -381,6 +382,8 @@ def function_app(
     # No trailing-slash redirects: behind API Gateway a 307 to another path of the same API only confuses clients.
     options: dict[str, Any] = {"docs_url": None, "redoc_url": None, "openapi_url": None, "redirect_slashes": False,
                                **fastapi_kwargs}
+    if telemetry.in_function():  # JSON log records (Powertools' formatter), as the agents write them
+        telemetry.structured_logging(f"soorma-{name or title.split()[-1].lower()}")
     app = FastAPI(title=title, **options)
     app.add_middleware(RequireIdentity, prefix=protected_prefix, admission=admission)
     install_error_handlers(app)

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from soorma.events import EventEnvelope, EventTopic
+from soorma.functions.shared.traces import goal_traceparent
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import Identity
 
@@ -71,6 +72,7 @@ def goal_envelope(identity: Identity, *, goal_id: str, goal_type: str, data: dic
         tenant_id=identity.service_tenant_id,
         user_id=identity.service_user_id,
         session_id=session_id,
+        traceparent=goal_traceparent(goal_id),
         **fields,
     ))
 
@@ -142,12 +144,13 @@ def start_next_queued(conn: Any, identity: Identity, session_id: str,
 
 def delete_goal_records(conn: Any, goal_id: str) -> None:
     """Delete what the platform recorded of goal ``goal_id`` (double-texting ``rollback``): its goal row, recorded
-    events, tasks and input requests, and the agents' task and plan contexts saved for it in memory (the plan of a
+    events, tasks, input requests and trace spans, and the agents' task and plan contexts saved for it in memory (the plan of a
     goal has the goal's id as its plan id). Row-level security confines every statement to the caller's rows."""
     gid = str(uuid.UUID(goal_id))
     conn.execute("delete from gateway.goal_events where goal_id = %s", (gid,))
     conn.execute("delete from gateway.goal_tasks where goal_id = %s", (gid,))
     conn.execute("delete from gateway.goal_input_requests where goal_id = %s", (gid,))
+    conn.execute("delete from gateway.goal_spans where goal_id = %s", (gid,))  # its trace (migration 0060)
     conn.execute("delete from memory.task_context where goal_id = %s", (gid,))
     conn.execute("delete from memory.plan_context where plan_id = %s", (gid,))
     conn.execute("delete from memory.plans where plan_id = %s", (gid,))

@@ -8,6 +8,7 @@
   → ``[PlanExecution]``, ``GET /v1/tracker/sessions/{session_id}/plans`` → ``[PlanExecution]``,
   ``GET /v1/tracker/agents/{agent_id}/metrics?period=7d`` → ``AgentMetrics`` (400 for a bad period),
   ``GET /v1/tracker/delegation-groups/{group_id}`` → ``DelegationGroup`` (404 unknown).
+* ``POST /v1/tracker/spans``, where agents send the spans of the events they handle (docs/observability.md).
 
 Recording the event stream is :mod:`soorma.functions.tracker.recording` (re-exported here).
 """
@@ -26,6 +27,7 @@ from soorma.clients.tracker import AgentMetrics, DelegationGroup, PlanExecution,
 from soorma.functions.gateway.models import GoalEvent
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity, function_app, lazy_mangum_handler
+from soorma.functions.shared.traces import SpansIn, insert_spans
 from soorma.functions.tracker.recording import (
     DUPLICATE,
     IGNORED,
@@ -48,6 +50,13 @@ class TrackedEvents(BaseModel):
     goal_id: str
     events: list[GoalEvent]
     count: int
+
+
+class SpansStored(BaseModel):
+    """``POST /v1/tracker/spans``: how many spans the request had and how many were new."""
+
+    accepted: int
+    stored: int
 
 
 def create_app(db: Database | None = None) -> FastAPI:
@@ -171,6 +180,15 @@ def create_app(db: Database | None = None) -> FastAPI:
                   "failed" if failed and done + failed == len(tasks) else "running")
         return DelegationGroup(group_id=group_id, parent_task_id=parent["task_id"], plan_id=parent["plan_id"],
                                tasks=tasks, total=len(tasks), completed=done, failed=failed, status=status)
+
+    @app.post("/v1/tracker/spans", status_code=202, response_model=SpansStored)
+    def record_spans(body: SpansIn, identity: Identity = Depends(current_identity)):
+        """Store finished OpenTelemetry spans (an agent's spans of one delivery, :mod:`soorma.telemetry`) under the
+        caller's identity (an agent acting for an event's tenant and user with its delivery grant); read back with
+        ``GET /v1/goals/{id}/trace``. Answers ``{"accepted": n, "stored": new}``; a span already stored is kept."""
+        with db.transaction(identity) as conn:
+            stored = insert_spans(conn, identity, body.spans)
+        return {"accepted": len(body.spans), "stored": stored}
 
     return app
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from soorma import telemetry
 from soorma.goal_notices import dead_letter_notice
 
 logger = logging.getLogger("soorma.functions.dead_letters")
@@ -161,6 +162,7 @@ def process_dead_letters(sqs, router: DeadLetterRouter, event: dict[str, Any]) -
     """Park every record of a dead-letter queue batch; ``{"batchItemFailures": [{"itemIdentifier"}]}`` names the
     ones to retry (Lambda's partial batch response)."""
     failures = []
+    parked: dict[str, int] = {}  # agent -> dead letters parked in this batch
     for record in event.get("Records") or []:
         try:
             meta = park(sqs, router, record)
@@ -169,9 +171,25 @@ def process_dead_letters(sqs, router: DeadLetterRouter, event: dict[str, Any]) -
                          type(exc).__name__, exc)
             failures.append({"itemIdentifier": record.get("messageId")})
         else:
+            parked[meta["agent"]] = parked.get(meta["agent"], 0) + 1
             logger.info("dead letter %s of agent %s parked (goal noticed: %s)", meta["dead_letter_id"],
-                        meta["agent"], meta["goal_noticed"])
+                        meta["agent"], meta["goal_noticed"],
+                        extra={"agent": meta["agent"], "tenant": meta["platform_tenant_id"]})
+    if telemetry.in_function():
+        emit_dead_letter_metrics(parked)
     return {"batchItemFailures": failures}
+
+
+def emit_dead_letter_metrics(parked: dict[str, int]) -> None:
+    """The SQS transport's ``DeadLettered`` metric (Count, namespace ``Soorma``, dimension ``agent``: the name the
+    NATS bridge uses for its dead letters, :mod:`soorma.functions.bridge.metrics`), one EMF record per agent on
+    stdout (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    for agent, count in parked.items():
+        with single_metric(name="DeadLettered", unit=MetricUnit.Count, value=count, namespace=telemetry.METRICS_NAMESPACE,
+                           default_dimensions={"agent": agent}):
+            pass
 
 
 _client_lock = threading.Lock()

@@ -54,6 +54,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
+from soorma import telemetry
 from soorma.events import EventEnvelope, EventTopic
 from soorma.functions.shared import inputs, sessions, timers, usage
 from soorma.functions.shared.db import Database, DatabaseUnavailable, is_unavailable
@@ -375,7 +376,8 @@ def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> d
 
             if event_streams.record(db, _identity(envelope), envelope):
                 streamed.append(_identity(envelope))
-        outcome = record_envelope(db, envelope)
+        with telemetry.event_log_keys("tracker", envelope):
+            outcome = record_envelope(db, envelope)
         if outcome == RECORDED:
             recorded.append((_identity(envelope), str(envelope.goal_id)))
         return outcome

@@ -17,6 +17,7 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
+from soorma import telemetry
 from soorma.functions.bridge import Bridge, FunctionThrottled, InvokeResult
 from soorma.functions.shared.settings import LOG_LEVEL
 from soorma.infra.runtime import settings
@@ -144,6 +145,9 @@ async def run() -> None:
 def main() -> None:
     logging.basicConfig(level=LOG_LEVEL.get(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the bridge's own records as JSON (Powertools' formatter): the awslogs driver ships them to CloudWatch Logs,
+    # where Logs Insights reads their fields (agent, consumer, tenant, event keys)
+    telemetry.structured_logging("soorma-bridge", LOG_LEVEL.get())
     asyncio.run(run())
 
 

@@ -7,6 +7,7 @@ identity extensions. Unknown fields are kept, so an envelope from a newer produc
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import Enum
@@ -31,6 +32,10 @@ class EventTopic(str, Enum):
         return self.value
 
 
+#: A W3C Trace Context ``traceparent``, version 00, lower-case hex, trace and span ids not all zeros.
+TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -46,7 +51,8 @@ class EventEnvelope(BaseModel):
     stored twice), ``source``, ``specversion`` ("1.0"), ``type`` (the event type, dots allowed), ``time`` (ISO 8601,
     UTC), ``data`` (a JSON object), ``topic`` (an :class:`EventTopic` value), request/response routing
     (``correlation_id``, ``response_event``, ``response_topic``, ``response_schema_name``), tracing
-    (``trace_id``, ``parent_event_id``), identity (``platform_tenant_id``, ``tenant_id`` = service tenant,
+    (``trace_id``, ``parent_event_id``, and ``traceparent``: the W3C Trace Context of the span that caused the event,
+    :mod:`soorma.telemetry`), identity (``platform_tenant_id``, ``tenant_id`` = service tenant,
     ``user_id`` = service user, ``session_id``) and workflow (``goal_id``, ``plan_id``, ``subject``).
 
     ``delivery_grant``: the short-lived token the gateway stamps on every event it accepts, with which an agent
@@ -70,6 +76,7 @@ class EventEnvelope(BaseModel):
     response_schema_name: str | None = None
     trace_id: str | None = None
     parent_event_id: str | None = None
+    traceparent: str | None = None
     payload_schema_name: str | None = None
     tenant_id: str | None = None
     user_id: str | None = None
@@ -79,6 +86,15 @@ class EventEnvelope(BaseModel):
     plan_id: str | None = None
     subject: str | None = None
     delivery_grant: str | None = Field(default=None, repr=False)
+
+    @field_validator("traceparent")
+    @classmethod
+    def _w3c_traceparent(cls, value: str | None) -> str | None:
+        if value is not None and not TRACEPARENT.fullmatch(value):
+            raise ValueError("traceparent must be a W3C Trace Context traceparent, version 00: "
+                             "'00-<32 hex trace id>-<16 hex span id>-<2 hex flags>', ids not all zero "
+                             "(https://www.w3.org/TR/trace-context/#traceparent-header-field-values)")
+        return value
 
     @field_validator("data", mode="before")
     @classmethod

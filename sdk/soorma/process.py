@@ -37,7 +37,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import settings
+from . import settings, telemetry
 from .events import EventEnvelope
 from .urls import redact_url
 
@@ -227,7 +227,8 @@ class LocalRunner:
             envelope = None
         try:
             if envelope is not None:
-                await self.agent.dispatch(envelope)
+                with telemetry.traced_by_default():  # a local process is a deployment of the agent
+                    await telemetry.traced_dispatch(self.agent, envelope, lambda: self.agent.dispatch(envelope))
         except Exception as exc:  # noqa: BLE001 - any handler failure is retried by redelivery
             assert envelope is not None  # only dispatch raises in this block
             log.exception("agent %s: event %s (%s) failed", self.agent.name, envelope.id, envelope.type)

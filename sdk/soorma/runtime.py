@@ -69,7 +69,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Mapping
 
-from . import settings
+from . import settings, telemetry
 from .environment import (
     environment_context,
     event_loop,
@@ -194,6 +194,7 @@ class LambdaRuntime:
         processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
         terminal: dict[str, str] = {}  # message id -> reason: failures no redelivery can fix
+        metrics = telemetry.InvocationMetrics(self.agent.name)
         retry_later: dict[str, float] = {}  # message id -> seconds: the platform could not serve it now
 
         def record_handler(record: Any) -> None:
@@ -201,20 +202,33 @@ class LambdaRuntime:
                 retry_later[record.message_id] = max(retry_later.values())
                 raise PlatformUnavailableError("not started: the platform was unavailable for an earlier record of "
                                                "this batch")
+            started = time.perf_counter()
+            receive_count = (record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount", 1)
             try:
-                self._process_record(record, lambda_context)
+                event_type = self._process_record(record, lambda_context)
+                metrics.record(event_type, started, failed=False, receive_count=receive_count)
             except (MalformedEventError, ForeignTenantEventError) as exc:
                 terminal[record.message_id] = f"{type(exc).__name__}: {exc}"
                 raise
             except Exception as exc:
+                metrics.record(getattr(exc, "soorma_event_type", "unknown"), started, failed=True,
+                               receive_count=receive_count)
                 seconds = retry_later_seconds(exc)
                 if seconds is not None:
                     retry_later[record.message_id] = seconds
                 raise
 
-        response = process_partial_response(
-            event=dict(event), record_handler=record_handler, processor=processor, context=lambda_context
-        )
+        spans = telemetry.SpanBatch.begin()  # the records' spans, sent together after the last one
+        try:
+            response = process_partial_response(
+                event=dict(event), record_handler=record_handler, processor=processor, context=lambda_context
+            )
+        finally:
+            if spans is not None:
+                spans.close()
+                run(spans.send(self.agent))
+            if telemetry.in_function():
+                metrics.emit()
         # A malformed envelope fails the same way on every delivery: report it terminal (an extension field
         # beside batchItemFailures, soorma.payload.TERMINAL_FAILURES_FIELD) so the bridge dead-letters it at once.
         from .payload import with_retry_later, with_terminal_failures
@@ -226,6 +240,8 @@ class LambdaRuntime:
         together (the lock makes the others wait for the first; a failed start is retried by the next batch)."""
         if self.agent._started:
             return
+        if telemetry.in_function():
+            telemetry.structured_logging(self.agent.name)
         with _start_lock:
             run(self.agent.start())
 
@@ -245,10 +261,14 @@ class LambdaRuntime:
         else:
             coro = self.agent.dispatch(envelope)
         if budget is None:
-            return await coro
-        # asyncio.timeout (not wait_for): no extra task per record
-        async with asyncio.timeout(budget):
-            return await coro
+            return await telemetry.traced_dispatch(self.agent, envelope, lambda: coro)
+
+        async def within_budget() -> int:
+            # asyncio.timeout (not wait_for): no extra task per record
+            async with asyncio.timeout(budget):
+                return await coro
+
+        return await telemetry.traced_dispatch(self.agent, envelope, within_budget)
 
     def _handle_envelope(self, envelope: EventEnvelope, budget: float | None, lambda_context: Any) -> int:
         """Dispatch one event (through the idempotency guard in ``platform`` mode); returns how many handlers ran.
@@ -271,7 +291,9 @@ class LambdaRuntime:
                      envelope.id, envelope.type)
         return ran
 
-    def _process_record(self, record: Any, lambda_context: Any) -> None:
+    def _process_record(self, record: Any, lambda_context: Any) -> str:
+        """Handle one record; returns its event type (for the metrics). An exception raised for a parsed envelope
+        carries its type as ``soorma_event_type``."""
         message_id = record.message_id
         # Read leniently: a missing attribute must not turn a good event into a failure.
         attempt = (record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount", "?")
@@ -301,7 +323,9 @@ class LambdaRuntime:
                 if budget <= 0:
                     raise TimeoutError("no time left in this invocation; left for redelivery")
             self._handle_envelope(envelope, budget, lambda_context)
+            return envelope.type
         except Exception as exc:
+            exc.soorma_event_type = envelope.type  # type: ignore[attr-defined]
             if type(exc).__name__ == "IdempotencyAlreadyInProgressError":
                 log.warning(
                     "agent %s: event %s (%s) is being handled by another invocation; message %s (delivery %s) left "

@@ -269,6 +269,14 @@ LLM_REGION: Setting[str | None] = Setting(
     "SOORMA_LLM_REGION", "Bedrock region", text, None, default_doc="`AWS_REGION`")
 LLM_TIMEOUT: Setting[float] = Setting("SOORMA_LLM_TIMEOUT", "seconds per LLM call", number, 60.0,
                                       default_doc="`60`")
+TRACING: Setting[bool | None] = Setting(
+    "SOORMA_TRACING", "OpenTelemetry traces across events (docs/observability.md): `on` — the gateway starts a trace "
+    "per goal, the W3C `traceparent` rides in every envelope, an agent function records a span per event it handles, "
+    "per handler and per platform or LLM call, and sends them to the platform (`POST /v1/tracker/spans`; read with "
+    "`GET /v1/goals/{id}/trace`); `off` — no spans are made or sent (OpenTelemetry's no-op tracer) and no "
+    "`traceparent` is stamped. Set per deployment, on the gateway and the agents", on_unless_off, None,
+    default_doc="`on` in a Lambda function (AWS or the local stack's runtime) and in `agent.run()`, else `off` "
+    "(scripts, tests that call an agent directly)")
 
 
 # The platform's connections and secrets: the functions read them, and so does the boot module every AWS bundle (an

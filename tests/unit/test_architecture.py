@@ -93,6 +93,7 @@ def _dangling(root: Path, imports: dict[str, set[str]]) -> dict[str, set[str]]:
 #: mcp_types and httpx2 (``context.mcp(url)``, the ``mcp`` extra), websockets (``GatewayClient.follow_goal``, the
 #: ``stream`` extra).
 SDK_LAYER_IMPORTS = {"aws_lambda_powertools", "boto3", "httpx", "httpx2", "jsonschema", "mcp", "mcp_types", "nats",
+                     "opentelemetry",
                      "pydantic", "snapshot_restore_py", "websockets"}
 
 #: What the NATS bridge's bundle may import: the SDK's, psycopg for its route reader, botocore for its Lambda client.

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from .. import telemetry
 from .._current import flush_outbox, handling
 from ..errors import ConflictError
 from ..events import EventDefinition, EventEnvelope, EventTopic
@@ -536,7 +537,7 @@ class Agent:
         for attempt in range(CONFLICT_RETRIES + 1):
             with handling(event, f"{self.agent_id}/{index}", source=self.name):
                 try:
-                    await handler.func(event, context)
+                    await telemetry.traced_handler(self.name, handler.name, event, handler.func(event, context))
                     await flush_outbox()
                     return
                 except ConflictError as exc:

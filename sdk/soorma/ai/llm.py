@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from .. import settings
+from .. import settings, telemetry
 
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -119,8 +119,11 @@ class OpenAICompatibleProvider:
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
-                response = await client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
+            with telemetry.client_span(f"chat {self.model}", {"gen_ai.system": "openai",
+                                                               "gen_ai.request.model": self.model}) as span:
+                async with httpx.AsyncClient(timeout=self.timeout, transport=self._transport) as client:
+                    response = await client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
+                telemetry.llm_usage(span, response)
         except httpx.HTTPError as exc:
             raise LLMError(f"LLM request to {self.base_url} failed: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 400:
@@ -209,7 +212,9 @@ class BedrockConverseProvider:
                               **options)
         client = self._bedrock()
         try:
-            raw = await asyncio.to_thread(client.converse, **params)
+            with telemetry.client_span(f"chat {self.model}", {"gen_ai.system": "aws.bedrock",
+                                                               "gen_ai.request.model": self.model}):
+                raw = await asyncio.to_thread(client.converse, **params)
         except Exception as exc:  # botocore ClientError, credentials, network
             raise LLMError(f"Bedrock converse with {self.model} failed: {type(exc).__name__}: {exc}") from exc
         try:

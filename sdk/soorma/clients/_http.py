@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Self
 if TYPE_CHECKING:  # httpx is imported on the first request, not with the SDK (cold starts)
     import httpx
 
+from .. import telemetry
 from .._current import delivering, identity_headers
 from ..errors import ConflictError, PlatformConnectionError, PlatformError, PlatformUnavailableError
 from ..events import EventEnvelope
@@ -208,7 +209,11 @@ class HttpClient:
         attempt = throttled = 0
         while True:
             try:
-                response = await self._http().request(method, path, json=json, params=query, headers=headers)
+                with telemetry.client_span(f"{method} {path}", {"http.request.method": method, "url.full": url},
+                                           headers) as span:
+                    response = await self._http().request(method, path, json=json, params=query, headers=headers)
+                    if span is not None:
+                        span.set_attribute("http.response.status_code", response.status_code)
             except httpx.TransportError as exc:
                 if attempt < _RETRIES:
                     await asyncio.sleep(_BACKOFF * 2**attempt)

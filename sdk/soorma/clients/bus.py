@@ -16,6 +16,7 @@ import uuid
 from datetime import datetime
 from typing import Any, AsyncIterator, Mapping, Sequence
 
+from .. import telemetry
 from .._current import current_event, current_source, derived_id
 from ..errors import PlatformError
 from ..events import EventEnvelope, EventTopic
@@ -246,6 +247,8 @@ class BusClient(HttpClient):
             if "id" not in envelope.model_fields_set:
                 # A generated id becomes deterministic, so a retried handler's publishes are de-duplicated.
                 update["id"] = derived_id(f"event:{envelope.type}")
+            if envelope.traceparent is None:
+                update["traceparent"] = telemetry.current_traceparent()
             envelope = envelope.model_copy(update=update)
         payload = envelope.model_dump(mode="json", exclude_none=True)
         body = await self._request("POST", "/v1/events/publish", json={"event": payload, **timing})
