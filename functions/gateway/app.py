@@ -45,7 +45,9 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
   ``tenant_id``/``user_id`` must equal the identity's when present (else 403) and are filled in when absent.
   A bad topic, type or id is a 422 with the reason; an oversized event a 413; an unavailable event bus a 503.
   The tenant's policy (allowed event types, payload size, actions per plan) is checked first (403 naming the rule).
-* Identity administration (:mod:`soorma.functions.gateway.admin`). The agent protocols (A2A, the OpenAI-compatible
+* Identity administration (:mod:`soorma.functions.gateway.admin`); the identity service ``/v1/identity/*``
+  (soorma-core's onboarding, principals, token issuance, JWKS, delegated issuers:
+  :mod:`soorma.functions.gateway.identity_service`). The agent protocols (A2A, the OpenAI-compatible
   chat API, MCP) are served by their own function over the same goals, :mod:`soorma.functions.protocols`.
 """
 
@@ -61,7 +63,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse
 
 from soorma.events import EventTopic
-from soorma.functions.gateway import admin, inputs, policy as policies
+from soorma.functions.gateway import admin, identity_service, inputs, policy as policies
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
     MAX_WAIT_S,
@@ -323,6 +325,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         return {"success": True, "event_id": envelope.id, "duplicate": False, "message": "Event published"}
 
     app.include_router(admin.create_router(db))
+    app.include_router(identity_service.create_router(db))
     app.include_router(webhooks.create_router(db))
     app.include_router(schedules.create_router(db))
     return app
