@@ -10,7 +10,7 @@
   instead of the long-lived key.
 
 Expiry is read from the issuer's answer (``expiresIn``), never by decoding the token, so the SDK needs no JWT
-library.
+library. ``transport`` (an ``httpx`` transport) replaces the network, for tests.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import asyncio
 import inspect
 import time
 from typing import Awaitable, Callable, TypeAlias
+
+import httpx
 
 from .identity.client import IdentityServiceClient
 from .identity.models import TokenIssuanceType, TokenIssueRequest, TokenIssueResponse
@@ -72,16 +74,19 @@ class IdentityTokenProvider(_CachingProvider):
     as :class:`~soorma.identity.client.IdentityServiceClient` finds it."""
 
     def __init__(self, principal_id: str, *, platform_tenant_id: str | None = None,
-                 tenant_admin_api_key: str | None = None, base_url: str | None = None) -> None:
+                 tenant_admin_api_key: str | None = None, base_url: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__()
         self.principal_id = principal_id
         self.platform_tenant_id = platform_tenant_id
         self.tenant_admin_api_key = tenant_admin_api_key
         self.base_url = base_url
+        self.transport = transport
 
     async def _issue(self) -> TokenIssueResponse:
         async with IdentityServiceClient(self.base_url, tenant_admin_api_key=self.tenant_admin_api_key,
-                                         platform_tenant_id=self.platform_tenant_id) as client:
+                                         platform_tenant_id=self.platform_tenant_id,
+                                         transport=self.transport) as client:
             return await client.issue_token(TokenIssueRequest(principal_id=self.principal_id,
                                                               issuance_type=TokenIssuanceType.PLATFORM))
 
@@ -89,13 +94,15 @@ class IdentityTokenProvider(_CachingProvider):
 class ApiKeyTokenProvider(_CachingProvider):
     """Tokens of ``api_key``'s own identity (the API key → token exchange)."""
 
-    def __init__(self, api_key: str, *, base_url: str | None = None) -> None:
+    def __init__(self, api_key: str, *, base_url: str | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         super().__init__()
         self.api_key = api_key
         self.base_url = base_url
+        self.transport = transport
 
     async def _issue(self) -> TokenIssueResponse:
-        async with IdentityServiceClient(self.base_url) as client:
+        async with IdentityServiceClient(self.base_url, transport=self.transport) as client:
             return await client.exchange_api_key(self.api_key)
 
 

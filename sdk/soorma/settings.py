@@ -222,7 +222,7 @@ IDENTITY_ADMIN_API_KEY: Setting[str | None] = Setting(
 IDENTITY_TENANT_ADMIN_API_KEY: Setting[str | None] = Setting(
     "IDENTITY_TENANT_ADMIN_API_KEY", "the tenant admin key the identity client sends (`X-Identity-Admin-Key`) for "
     "principals, tokens and delegated issuers: an `admin` API key of the tenant (onboarding returns one)", text,
-    None)
+    None, default_doc="`tenant_admin_api_key` of `$SOORMA_HOME/credentials.json` (the local tenant's)")
 HTTP_TIMEOUT: Setting[float] = Setting(
     "SOORMA_HTTP_TIMEOUT", "seconds per HTTP request of the SDK's platform clients", number, DEFAULT_TIMEOUT)
 HOME: Setting[str | None] = Setting(

@@ -10,8 +10,8 @@ Which credential goes in ``X-Identity-Admin-Key`` (soorma-core's header, referen
 :meth:`IdentityServiceClient.onboard_tenant` send the superuser key (argument ``superuser_api_key``, the client's
 ``admin_api_key``, ``IDENTITY_SUPERUSER_API_KEY``, its alias ``IDENTITY_ADMIN_API_KEY``, else the local stack's
 ``admin_api_key``): here an API key of a platform admin. Every other call sends the tenant admin key (argument
-``tenant_admin_api_key``, the client's, ``IDENTITY_TENANT_ADMIN_API_KEY``, else the key the same client got from
-onboarding): an ``admin`` API key of the tenant. Unlike soorma-core there is no default key (``dev-identity-admin``):
+``tenant_admin_api_key``, the client's (or the one it got from onboarding), ``IDENTITY_TENANT_ADMIN_API_KEY``, else
+the local stack's ``tenant_admin_api_key``): an ``admin`` API key of the tenant. Unlike soorma-core there is no default key (``dev-identity-admin``):
 without a key the call fails with :class:`IdentityCredentialMissing`. ``X-Tenant-ID`` carries ``platform_tenant_id``
 (argument, :meth:`IdentityServiceClient.set_platform_tenant_id`, else ``SOORMA_PLATFORM_TENANT_ID``); the platform
 refuses it when it is not the key's own tenant.
@@ -82,6 +82,11 @@ def superuser_api_key() -> str | None:
             or _credentials_env().get("admin_api_key"))
 
 
+def tenant_admin_api_key() -> str | None:
+    """``IDENTITY_TENANT_ADMIN_API_KEY``, else the local stack's ``tenant_admin_api_key`` (its ``local`` tenant)."""
+    return IDENTITY_TENANT_ADMIN_API_KEY.get() or _credentials_env().get("tenant_admin_api_key")
+
+
 class IdentityServiceClient:
     """soorma-core's low-level identity client (async, httpx).
 
@@ -129,7 +134,7 @@ class IdentityServiceClient:
         return headers
 
     def _tenant_headers(self, key: str | None, platform_tenant_id: str | None) -> dict[str, str]:
-        found = key or self.tenant_admin_api_key or IDENTITY_TENANT_ADMIN_API_KEY.get()
+        found = key or self.tenant_admin_api_key or tenant_admin_api_key()
         if not found:
             raise IdentityCredentialMissing(
                 "no tenant admin key: set IDENTITY_TENANT_ADMIN_API_KEY (onboarding returns tenantAdminApiKey) or "
@@ -323,4 +328,4 @@ class IdentityClient:
 
 
 __all__ = ["IdentityClient", "IdentityCredentialMissing", "IdentityServiceClient", "identity_base_url",
-           "superuser_api_key"]
+           "superuser_api_key", "tenant_admin_api_key"]

@@ -230,3 +230,51 @@ def test_bad_input_is_a_4xx(api, platform_admin, body):
     a = _onboard(api, platform_admin)
     reply = api.post("/v1/identity/tokens/issue", headers={ADMIN: a["tenantAdminApiKey"]}, json=body)
     assert 400 <= reply.status_code < 500
+
+
+async def test_the_sdk_identity_client_and_token_providers(api, platform_admin, gx, monkeypatch, tmp_path):
+    """soorma-core's client calls, the soorma way: ``IdentityServiceClient`` with the superuser key from
+    ``IDENTITY_SUPERUSER_API_KEY``, then the tenant admin key it got; the token providers refresh and work."""
+    import httpx
+
+    from soorma import IdentityClient
+    from soorma.auth import ApiKeyTokenProvider, IdentityTokenProvider, resolve_auth_token
+    from soorma.identity.client import IdentityCredentialMissing, IdentityServiceClient
+    from soorma.identity.models import OnboardingRequest, PrincipalRequest, TokenIssueRequest
+
+    transport = httpx.ASGITransport(app=api.asgi_app)
+    monkeypatch.setenv("SOORMA_HOME", str(tmp_path))  # no local stack credentials to fall back on
+    monkeypatch.delenv("IDENTITY_TENANT_ADMIN_API_KEY", raising=False)
+    monkeypatch.setenv("IDENTITY_ADMIN_API_KEY", platform_admin)  # soorma-core's alias
+    monkeypatch.setenv("SOORMA_IDENTITY_URL", "http://api.local")
+    async with IdentityServiceClient(transport=transport) as client:
+        onboarded = await client.onboard_tenant(OnboardingRequest(bootstrap_admin_external_ref="sdk"), "st", "su")
+        principal = await client.create_principal(PrincipalRequest(principal_type="planner"))
+        assert principal.role == "agent" and principal.tenant_domain_id == onboarded.platform_tenant_id
+        issued = await client.issue_token(TokenIssueRequest(principal_id=principal.principal_id))
+        assert issued.token_type == "Bearer" and issued.expires_in == 900
+        rotated = await client.rotate_tenant_admin_key()
+        assert rotated.tenant_admin_api_key != onboarded.tenant_admin_api_key
+        revoked = await client.revoke_principal(principal.principal_id)
+        assert revoked.lifecycle_state == "revoked"
+    with gx.make_client(api.gateway.invoker, ttl=0) as uncached:  # the revoked principal's token is refused
+        assert uncached.get("/v1/goals", headers=gx.bearer(issued.token)).status_code == 403
+    # a tenant admin call without a tenant admin key fails before any request
+    async with IdentityServiceClient(transport=transport) as bare:
+        with pytest.raises(IdentityCredentialMissing):
+            await bare.create_principal(PrincipalRequest())
+    # the wrapper wants a platform tenant for tenant admin calls, as soorma-core's does
+    wrapper = IdentityClient(transport=transport, tenant_admin_api_key=rotated.tenant_admin_api_key)
+    with pytest.raises(ValueError):
+        await wrapper.create_principal(PrincipalRequest())
+    user = await wrapper.create_principal(PrincipalRequest(principal_type="user"),
+                                          platform_tenant_id=onboarded.platform_tenant_id)
+    await wrapper.close()
+    # providers: a token per principal (or per API key), cached, renewed on demand
+    provider = IdentityTokenProvider(user.principal_id, platform_tenant_id=onboarded.platform_tenant_id,
+                                     tenant_admin_api_key=rotated.tenant_admin_api_key, transport=transport)
+    first = await resolve_auth_token(None, provider)
+    assert first == await provider() and first != await provider.get_token(force_refresh=True)
+    assert api.get("/v1/goals", headers=gx.bearer(first)).status_code == 200
+    exchanged = await ApiKeyTokenProvider(rotated.tenant_admin_api_key, transport=transport)()
+    assert api.get("/v1/goals", headers=gx.bearer(exchanged)).status_code == 200
