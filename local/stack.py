@@ -427,7 +427,7 @@ class LocalStack:
         # Webhooks: a receiver on 127.0.0.1 over http is what local development and the tests have.
         env["SOORMA_WEBHOOK_ALLOW_LOOPBACK"] = "on"
         passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_", "SOORMA_CHAT_",
-                  "SOORMA_GRANT_", "SOORMA_DB_", "SOORMA_WEBHOOK_",
+                  "SOORMA_GRANT_", "SOORMA_DB_", "SOORMA_WEBHOOK_", "SOORMA_IDENTITY_",
                   "SOORMA_SCHEDULE_MIN_INTERVAL_S")
         env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
         return env

@@ -424,7 +424,8 @@ def test_each_function_gets_only_the_layers_it_imports(synth):
     bedrock = synth.embedding_provider == "bedrock"
     expected = {
         "PlatformRegistryFunction": {"db", "platform"},
-        "PlatformGatewayFunction": {"db", "platform", "schemas"},  # jsonschema: input answers
+        # jsonschema: input answers; PyJWT + cryptography: the identity service signs the platform's tokens
+        "PlatformGatewayFunction": {"db", "platform", "schemas", "auth"},
         "PlatformProtocolsFunction": {"db", "platform", "schemas", "protocols"},  # a2a-sdk's server and the MCP SDK: its alone
         "PlatformTrackerFunction": {"db", "platform"},
         "PlatformMigrateFunction": {"db"},  # psycopg alone: no web framework where no request is served
