@@ -149,8 +149,86 @@ class SigningKeyRotation(_In):
     lead_seconds: float | None = Field(None, ge=0, le=30 * 86400)
 
 
-def _camel(values: dict[str, Any]) -> dict[str, Any]:
-    return {to_camel(k): v for k, v in values.items()}
+# -- answers (camelCase, as soorma-core's BaseDTO) ------------------------------------------------------------------
+class _Out(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class OpenIdConfiguration(BaseModel):
+    issuer: str
+    jwks_uri: str
+    token_endpoint: str
+    id_token_signing_alg_values_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    response_types_supported: list[str]
+    subject_types_supported: list[str]
+
+
+class JsonWebKeySet(BaseModel):
+    keys: list[dict[str, Any]]
+
+
+class Onboarded(_Out):
+    tenant_domain_id: str
+    platform_tenant_id: str
+    bootstrap_admin_principal_id: str
+    tenant_admin_api_key: str
+    credential_id: str
+    status: str
+
+
+class AdminCredential(_Out):
+    credential_id: str
+    tenant_admin_api_key: str
+    rotated_from: str
+    status: str
+
+
+class Principal(_Out):
+    principal_id: str
+    tenant_domain_id: str
+    platform_tenant_id: str
+    principal_type: str
+    role: str
+    lifecycle_state: str
+    external_ref: str | None
+    service_tenant_id: str
+    service_user_id: str
+    created_at: str
+    updated_at: str
+
+
+class IssuedToken(_Out):
+    token: str
+    token_type: str
+    expires_in: int
+    expires_at: str
+    kid: str
+
+
+class DelegatedIssuer(_Out):
+    delegated_issuer_id: str
+    tenant_domain_id: str
+    issuer_id: str
+    audiences: list[str]
+    claim_mapping: dict[str, Any]
+    key_count: int
+    status: str
+    created_at: str
+    updated_at: str
+
+
+class MappingDecision(_Out):
+    decision: Literal["allow", "deny"]
+    reason_code: str
+    principal_id: str | None = None
+    role: str | None = None
+
+
+class SigningKeyRotated(_Out):
+    kid: str
+    signs_from: str
+    previous_kid: str | None
 
 
 def _iso(value: Any) -> Any:
@@ -390,7 +468,7 @@ def create_router(db: Database) -> APIRouter:
     """The ``/v1/identity`` routes (the module docstring); every handler verifies its credential itself."""
     router = APIRouter(prefix=PREFIX, tags=["identity"])
 
-    @router.get("/.well-known/openid-configuration")
+    @router.get("/.well-known/openid-configuration", response_model=OpenIdConfiguration)
     def openid_configuration(request: Request):
         """OpenID Provider Metadata (https://openid.net/specs/openid-connect-discovery-1_0.html §3), as far as the
         platform's tokens go."""
@@ -405,14 +483,14 @@ def create_router(db: Database) -> APIRouter:
             "subject_types_supported": ["public"],
         }, headers={"Cache-Control": "public, max-age=300"})
 
-    @router.get("/.well-known/jwks.json")
+    @router.get("/.well-known/jwks.json", response_model=JsonWebKeySet)
     def jwks():
         """The platform's published signing keys (RFC 7517 §5); clients may cache it 5 minutes."""
         with db.transaction() as conn:
             document = signing.published_jwks(conn)
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
 
-    @router.post("/onboarding", status_code=201)
+    @router.post("/onboarding", status_code=201, response_model=Onboarded)
     def onboard(request: Request, body: OnboardingRequest | None = Body(None)):
         """Onboard a platform tenant (platform admin): the tenant, its bootstrap admin principal and that
         principal's admin API key (the tenant admin key, shown only in this answer)."""
@@ -438,7 +516,7 @@ def create_router(db: Database) -> APIRouter:
                 "bootstrapAdminPrincipalId": principal, "tenantAdminApiKey": key,
                 "credentialId": api_keys.parse_api_key(key)[0], "status": "active"}
 
-    @router.post("/tenant-admin-credentials/rotate", status_code=201)
+    @router.post("/tenant-admin-credentials/rotate", status_code=201, response_model=AdminCredential)
     def rotate_admin_credential(request: Request):
         """Replace the presented tenant admin API key by a new one (shown once); the presented key is revoked."""
         caller = verify_caller(request, db)
@@ -453,7 +531,7 @@ def create_router(db: Database) -> APIRouter:
         return {"credentialId": api_keys.parse_api_key(new_key)[0], "tenantAdminApiKey": new_key,
                 "rotatedFrom": caller.credential_id, "status": "active"}
 
-    @router.post("/principals", status_code=201)
+    @router.post("/principals", status_code=201, response_model=Principal)
     def create_principal(request: Request, body: PrincipalRequest):
         """Create a principal of the caller's tenant (``principal_type`` → role: service/agent/planner/worker/tool
         → ``agent``)."""
@@ -463,7 +541,7 @@ def create_router(db: Database) -> APIRouter:
         with db.transaction(caller) as conn:
             return _principal_out(_create_principal(conn, caller, body))
 
-    @router.put("/principals/{principal_id}")
+    @router.put("/principals/{principal_id}", response_model=Principal)
     def update_principal(request: Request, body: PrincipalUpdate,
                          principal_id: str = Path(..., pattern=IDENTIFIER)):
         """Change a principal's lifecycle state, external reference, or type (within the same role: 409 else)."""
@@ -486,7 +564,7 @@ def create_router(db: Database) -> APIRouter:
                 _revoke_keys(conn, principal_id)
             return _principal_out(_get_principal(conn, principal_id))
 
-    @router.post("/principals/{principal_id}/revoke")
+    @router.post("/principals/{principal_id}/revoke", response_model=Principal)
     def revoke_principal(request: Request, principal_id: str = Path(..., pattern=IDENTIFIER)):
         """Revoke a principal: its API keys are revoked and its tokens refused (by the authorizer on its next
         uncached check, by this service at once); revoking twice is harmless."""
@@ -499,7 +577,7 @@ def create_router(db: Database) -> APIRouter:
             _revoke_keys(conn, principal_id)
             return _principal_out(_get_principal(conn, principal_id))
 
-    @router.post("/tokens/issue")
+    @router.post("/tokens/issue", response_model=IssuedToken)
     def issue(request: Request, body: TokenIssueRequest):
         """Issue a 15-minute token for an active principal of the caller's tenant (``issuance_type=delegated``
         names an active delegated issuer of the tenant, recorded in the token's ``delegated_issuer_id``)."""
@@ -526,7 +604,7 @@ def create_router(db: Database) -> APIRouter:
         return issue_token(db, subject, principal_type=row["principal_type"], issuance_type=body.issuance_type,
                            extra=extra)
 
-    @router.post("/tokens/exchange")
+    @router.post("/tokens/exchange", response_model=IssuedToken)
     def exchange(request: Request):
         """Exchange the presented API key for a token of the same identity (principal, role, service tenant and
         user), e.g. for a client that should not hold the long-lived key in every request."""
@@ -541,7 +619,7 @@ def create_router(db: Database) -> APIRouter:
         return issue_token(db, caller, principal_type=row["principal_type"] if row else caller.role,
                            issuance_type="exchange")
 
-    @router.post("/delegated-issuers", status_code=201)
+    @router.post("/delegated-issuers", status_code=201, response_model=DelegatedIssuer)
     def register_issuer(request: Request, body: DelegatedIssuerRequest):
         """Register another issuer whose tokens the tenant trusts, with its JWKS, audiences and claim mapping."""
         caller = verify_caller(request, db)
@@ -558,7 +636,7 @@ def create_router(db: Database) -> APIRouter:
                  _json(_mapping(body.claim_mapping_policy_ref)), body.status, caller.principal_id))
             return _issuer_out(_get_issuer(conn, issuer_id))
 
-    @router.put("/delegated-issuers/{delegated_issuer_id}")
+    @router.put("/delegated-issuers/{delegated_issuer_id}", response_model=DelegatedIssuer)
     def update_issuer(request: Request, body: DelegatedIssuerRequest,
                       delegated_issuer_id: str = Path(..., pattern=IDENTIFIER)):
         """Replace a delegated issuer's settings (its id stays)."""
@@ -574,7 +652,7 @@ def create_router(db: Database) -> APIRouter:
                  _json(_mapping(body.claim_mapping_policy_ref)), body.status, delegated_issuer_id))
             return _issuer_out(_get_issuer(conn, delegated_issuer_id))
 
-    @router.post("/mappings/evaluate")
+    @router.post("/mappings/evaluate", response_model=MappingDecision, response_model_exclude_none=True)
     def evaluate(request: Request, body: MappingEvaluationRequest):
         """Evaluate the claim mapping of a delegated issuer for an external token (verified) or claims (dry run)."""
         caller = verify_caller(request, db)
@@ -601,7 +679,7 @@ def create_router(db: Database) -> APIRouter:
                     decision["role"] = principal["role"]
         return decision
 
-    @router.post("/signing-keys/rotate", status_code=201)
+    @router.post("/signing-keys/rotate", status_code=201, response_model=SigningKeyRotated)
     def rotate_signing_key(request: Request, body: SigningKeyRotation | None = Body(None)):
         """Start a signing key rotation (platform admin): the new key is published now and signs after
         ``lead_seconds`` (default ``SOORMA_IDENTITY_KEY_PUBLISH_LEAD_SECONDS``)."""

@@ -163,9 +163,11 @@ def current_key(conn: psycopg.Connection, *, pepper: str | None = None) -> Signi
         private_key = _decrypt(row["private_key_enc"], row["kid"], pepper)
     except SigningKeyUnavailable:
         _lock(conn)
-        conn.execute("update gateway.signing_keys set signs_until = %s where kid = %s", (now, row["kid"]))
-        _ensure_schedule(conn, now, pepper)
-        row = _signing_row(conn, now)
+        conn.execute("update gateway.signing_keys set signs_until = greatest(%s, signs_from + interval '1 microsecond')"
+                     " where kid = %s", (now, row["kid"]))
+        kid = _create(conn, now, now + rotation, now + rotation + _windows()[2], pepper)
+        row = conn.execute("select kid, private_key_enc, signs_from, signs_until from gateway.signing_keys"
+                           " where kid = %s", (kid,)).fetchone()
         private_key = _decrypt(row["private_key_enc"], row["kid"], pepper)
     return SigningKey(row["kid"], private_key, row["signs_from"], row["signs_until"])
 

@@ -278,3 +278,33 @@ async def test_the_sdk_identity_client_and_token_providers(api, platform_admin, 
     assert api.get("/v1/goals", headers=gx.bearer(first)).status_code == 200
     exchanged = await ApiKeyTokenProvider(rotated.tenant_admin_api_key, transport=transport)()
     assert api.get("/v1/goals", headers=gx.bearer(exchanged)).status_code == 200
+
+
+def test_an_api_key_keeps_a_principal_s_role_and_revocation(api, platform_admin, gx):
+    """One identity: an API key naming an identity-service principal neither changes its role nor revives it."""
+    a = _onboard(api, platform_admin)
+    admin = gx.bearer(a["tenantAdminApiKey"])
+    principal = _principal(api, a, "user")
+    assert api.post("/v1/api-keys", headers=admin, json={"role": "admin", "principal_id": principal}).status_code == 409
+    same = api.post("/v1/api-keys", headers=admin, json={"role": "user", "principal_id": principal})
+    assert same.status_code == 201, same.text
+    api.post(f"/v1/identity/principals/{principal}/revoke", headers={ADMIN: a["tenantAdminApiKey"]})
+    assert api.get("/v1/goals", headers=gx.bearer(same.json()["api_key"])).status_code == 403  # its key was revoked
+    assert api.post("/v1/api-keys", headers=admin, json={"role": "user", "principal_id": principal}).status_code == 409
+
+
+def test_signing_keys_follow_a_pepper_change(gw_db, gx):
+    """A key stored under another pepper cannot be read: it is ended and a new one signs; its public half stays
+    published for the tokens it signed."""
+    from soorma.functions.gateway import signing
+
+    class Undo(Exception):
+        """Rolls the transaction back: the session's other tests keep their keys."""
+
+    with pytest.raises(Undo):
+        with gw_db.transaction() as conn:
+            before = signing.current_key(conn, pepper=gx.PEPPER)
+            after = signing.current_key(conn, pepper="another-pepper-entirely")
+            assert after.kid != before.kid
+            assert before.kid in {k["kid"] for k in signing.published_jwks(conn)["keys"]}
+            raise Undo
