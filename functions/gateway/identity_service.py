@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import jwt
-from fastapi import APIRouter, Body, HTTPException, Path, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -55,7 +55,7 @@ from soorma.functions.gateway.models import IDENTIFIER
 from soorma.functions.gateway.tokens import NotOwnToken, looks_like_jwt, own_token_identity
 from soorma.functions.shared import settings
 from soorma.functions.shared.db import Database
-from soorma.identity import Identity, event_headers, is_platform_admin
+from soorma.identity import Identity, act_for, event_headers, is_platform_admin
 
 PREFIX = "/v1/identity"
 ADMIN_KEY_HEADER = "x-identity-admin-key"
@@ -245,8 +245,9 @@ def _credential(request: Request) -> str | None:
 
 
 def verify_caller(request: Request, db: Database) -> Identity:
-    """The identity of the request's credential (see the module docstring), verified now; 401 without a valid one,
-    403 when ``X-Tenant-ID`` names another tenant."""
+    """The identity of the request's credential (see the module docstring), verified now, acting for the service
+    tenant/user its ``X-Soorma-Service-*`` headers name (:func:`soorma.identity.act_for`); 401 without a valid
+    credential, 403 when ``X-Tenant-ID`` names another tenant or the headers may not be honoured."""
     credential = _credential(request)
     identity: Identity | None = None
     if credential and credential.startswith(api_keys.PREFIX):
@@ -263,7 +264,9 @@ def verify_caller(request: Request, db: Database) -> Identity:
     tenant = request.headers.get(TENANT_HEADER)
     if tenant is not None and tenant.strip() != identity.platform_tenant_id:
         raise HTTPException(403, "X-Tenant-ID names another platform tenant than the credential's")
-    return identity
+    # The service tenant/user headers mean what they mean on every route (soorma.identity.act_for): an admin acts
+    # for them, anyone else naming another one is refused (OverrideRefused → 403), never silently ignored.
+    return act_for(identity, {k.lower(): v for k, v in request.headers.items()})
 
 
 def _require_tenant_admin(identity: Identity) -> None:
@@ -468,6 +471,11 @@ def create_router(db: Database) -> APIRouter:
     """The ``/v1/identity`` routes (the module docstring); every handler verifies its credential itself."""
     router = APIRouter(prefix=PREFIX, tags=["identity"])
 
+    def authenticated(request: Request) -> Identity:
+        # A dependency: FastAPI resolves it before it validates the body, so an anonymous caller gets 401 and learns
+        # nothing about its body's validity (as RequireIdentity does for the other /v1 routes).
+        return verify_caller(request, db)
+
     @router.get("/.well-known/openid-configuration", response_model=OpenIdConfiguration)
     def openid_configuration(request: Request):
         """OpenID Provider Metadata (https://openid.net/specs/openid-connect-discovery-1_0.html §3), as far as the
@@ -491,10 +499,9 @@ def create_router(db: Database) -> APIRouter:
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
 
     @router.post("/onboarding", status_code=201, response_model=Onboarded)
-    def onboard(request: Request, body: OnboardingRequest | None = Body(None)):
+    def onboard(body: OnboardingRequest | None = Body(None), caller: Identity = Depends(authenticated)):
         """Onboard a platform tenant (platform admin): the tenant, its bootstrap admin principal and that
         principal's admin API key (the tenant admin key, shown only in this answer)."""
-        caller = verify_caller(request, db)
         _require_platform_admin(caller)
         body = body or OnboardingRequest()
         tenant_id = body.platform_tenant_id or f"pt_{secrets.token_hex(8)}"
@@ -517,9 +524,8 @@ def create_router(db: Database) -> APIRouter:
                 "credentialId": api_keys.parse_api_key(key)[0], "status": "active"}
 
     @router.post("/tenant-admin-credentials/rotate", status_code=201, response_model=AdminCredential)
-    def rotate_admin_credential(request: Request):
+    def rotate_admin_credential(caller: Identity = Depends(authenticated)):
         """Replace the presented tenant admin API key by a new one (shown once); the presented key is revoked."""
-        caller = verify_caller(request, db)
         _require_tenant_admin(caller)
         if caller.credential_type != "api_key":
             raise HTTPException(400, "present the tenant admin API key to rotate (not a token)")
@@ -532,20 +538,18 @@ def create_router(db: Database) -> APIRouter:
                 "rotatedFrom": caller.credential_id, "status": "active"}
 
     @router.post("/principals", status_code=201, response_model=Principal)
-    def create_principal(request: Request, body: PrincipalRequest):
+    def create_principal(body: PrincipalRequest, caller: Identity = Depends(authenticated)):
         """Create a principal of the caller's tenant (``principal_type`` → role: service/agent/planner/worker/tool
         → ``agent``)."""
-        caller = verify_caller(request, db)
         _require_tenant_admin(caller)
         _check_domain(caller, body.tenant_domain_id)
         with db.transaction(caller) as conn:
             return _principal_out(_create_principal(conn, caller, body))
 
     @router.put("/principals/{principal_id}", response_model=Principal)
-    def update_principal(request: Request, body: PrincipalUpdate,
-                         principal_id: str = Path(..., pattern=IDENTIFIER)):
+    def update_principal(body: PrincipalUpdate, principal_id: str = Path(..., pattern=IDENTIFIER),
+                         caller: Identity = Depends(authenticated)):
         """Change a principal's lifecycle state, external reference, or type (within the same role: 409 else)."""
-        caller = verify_caller(request, db)
         _require_tenant_admin(caller)
         _check_domain(caller, body.tenant_domain_id)
         with db.transaction(caller) as conn:
@@ -565,10 +569,9 @@ def create_router(db: Database) -> APIRouter:
             return _principal_out(_get_principal(conn, principal_id))
 
     @router.post("/principals/{principal_id}/revoke", response_model=Principal)
-    def revoke_principal(request: Request, principal_id: str = Path(..., pattern=IDENTIFIER)):
+    def revoke_principal(principal_id: str = Path(..., pattern=IDENTIFIER), caller: Identity = Depends(authenticated)):
         """Revoke a principal: its API keys are revoked and its tokens refused (by the authorizer on its next
         uncached check, by this service at once); revoking twice is harmless."""
-        caller = verify_caller(request, db)
         _require_tenant_admin(caller)
         with db.transaction(caller) as conn:
             _get_principal(conn, principal_id)
@@ -578,10 +581,9 @@ def create_router(db: Database) -> APIRouter:
             return _principal_out(_get_principal(conn, principal_id))
 
     @router.post("/tokens/issue", response_model=IssuedToken)
-    def issue(request: Request, body: TokenIssueRequest):
+    def issue(body: TokenIssueRequest, caller: Identity = Depends(authenticated)):
         """Issue a 15-minute token for an active principal of the caller's tenant (``issuance_type=delegated``
         names an active delegated issuer of the tenant, recorded in the token's ``delegated_issuer_id``)."""
-        caller = verify_caller(request, db)
         _require_tenant_admin(caller)
         _check_domain(caller, body.tenant_domain_id)
         extra: dict[str, Any] = {}
@@ -605,10 +607,9 @@ def create_router(db: Database) -> APIRouter:
                            extra=extra)
 
     @router.post("/tokens/exchange", response_model=IssuedToken)
-    def exchange(request: Request):
+    def exchange(caller: Identity = Depends(authenticated)):
         """Exchange the presented API key for a token of the same identity (principal, role, service tenant and
         user), e.g. for a client that should not hold the long-lived key in every request."""
-        caller = verify_caller(request, db)
         if caller.credential_type != "api_key":
             raise HTTPException(400, "only an API key is exchanged for a token")
         with db.transaction(caller) as conn:
@@ -620,9 +621,8 @@ def create_router(db: Database) -> APIRouter:
                            issuance_type="exchange")
 
     @router.post("/delegated-issuers", status_code=201, response_model=DelegatedIssuer)
-    def register_issuer(request: Request, body: DelegatedIssuerRequest):
+    def register_issuer(body: DelegatedIssuerRequest, caller: Identity = Depends(authenticated)):
         """Register another issuer whose tokens the tenant trusts, with its JWKS, audiences and claim mapping."""
-        caller = verify_caller(request, db)
         _require_tenant_admin(caller)
         _check_domain(caller, body.tenant_domain_id)
         issuer_id = body.delegated_issuer_id or f"di_{secrets.token_hex(8)}"
@@ -637,10 +637,9 @@ def create_router(db: Database) -> APIRouter:
             return _issuer_out(_get_issuer(conn, issuer_id))
 
     @router.put("/delegated-issuers/{delegated_issuer_id}", response_model=DelegatedIssuer)
-    def update_issuer(request: Request, body: DelegatedIssuerRequest,
-                      delegated_issuer_id: str = Path(..., pattern=IDENTIFIER)):
+    def update_issuer(body: DelegatedIssuerRequest, delegated_issuer_id: str = Path(..., pattern=IDENTIFIER),
+                      caller: Identity = Depends(authenticated)):
         """Replace a delegated issuer's settings (its id stays)."""
-        caller = verify_caller(request, db)
         _require_tenant_admin(caller)
         _check_domain(caller, body.tenant_domain_id)
         with db.transaction(caller) as conn:
@@ -653,9 +652,8 @@ def create_router(db: Database) -> APIRouter:
             return _issuer_out(_get_issuer(conn, delegated_issuer_id))
 
     @router.post("/mappings/evaluate", response_model=MappingDecision, response_model_exclude_none=True)
-    def evaluate(request: Request, body: MappingEvaluationRequest):
+    def evaluate(body: MappingEvaluationRequest, caller: Identity = Depends(authenticated)):
         """Evaluate the claim mapping of a delegated issuer for an external token (verified) or claims (dry run)."""
-        caller = verify_caller(request, db)
         _require_tenant_admin(caller)
         with db.transaction(caller) as conn:
             if body.delegated_issuer_id:
@@ -680,10 +678,9 @@ def create_router(db: Database) -> APIRouter:
         return decision
 
     @router.post("/signing-keys/rotate", status_code=201, response_model=SigningKeyRotated)
-    def rotate_signing_key(request: Request, body: SigningKeyRotation | None = Body(None)):
+    def rotate_signing_key(body: SigningKeyRotation | None = Body(None), caller: Identity = Depends(authenticated)):
         """Start a signing key rotation (platform admin): the new key is published now and signs after
         ``lead_seconds`` (default ``SOORMA_IDENTITY_KEY_PUBLISH_LEAD_SECONDS``)."""
-        caller = verify_caller(request, db)
         _require_platform_admin(caller)
         with db.transaction() as conn:
             rotated = signing.rotate(conn, lead_s=body.lead_seconds if body else None)
