@@ -32,6 +32,9 @@ tenant are refused with 401), and only on these routes: everywhere else ``X-Iden
 names nobody (never soorma-core's any-value bypass, reference §2.0). ``X-Tenant-ID``, when sent, must be the
 credential's own platform tenant (403 otherwise). A tenant admin reaches only its own tenant's principals and issuers
 (row-level security: another tenant's id is a 404).
+
+PyJWT and ``cryptography`` (layer ``auth``) are imported on the first identity request, not with the gateway: its
+other requests' cold starts do not pay for them.
 """
 
 from __future__ import annotations
@@ -43,16 +46,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import jwt
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from soorma.functions.gateway import keys as api_keys, signing
+from soorma.functions.gateway import keys as api_keys
 from soorma.functions.gateway.credentials import presented_key
 from soorma.functions.gateway.models import IDENTIFIER
-from soorma.functions.gateway.tokens import NotOwnToken, looks_like_jwt, own_token_identity
 from soorma.functions.shared import settings
 from soorma.functions.shared.db import Database
 from soorma.identity import Identity, act_for, event_headers, is_platform_admin
@@ -248,6 +249,8 @@ def verify_caller(request: Request, db: Database) -> Identity:
     """The identity of the request's credential (see the module docstring), verified now, acting for the service
     tenant/user its ``X-Soorma-Service-*`` headers name (:func:`soorma.identity.act_for`); 401 without a valid
     credential, 403 when ``X-Tenant-ID`` names another tenant or the headers may not be honoured."""
+    from soorma.functions.gateway.tokens import NotOwnToken, looks_like_jwt, own_token_identity
+
     credential = _credential(request)
     identity: Identity | None = None
     if credential and credential.startswith(api_keys.PREFIX):
@@ -288,6 +291,10 @@ def issue_token(db: Database, identity: Identity, *, principal_type: str, issuan
     ``service_user_id``, ``role``, ``roles``, ``principal_type``, ``tenant_domain_id``, ``issuance_type`` (soorma-core's
     claims plus the platform's service tenant/user and role, RFC 7519 https://www.rfc-editor.org/rfc/rfc7519), and the
     ``kid`` header. Returns ``{token, tokenType, expiresIn (seconds), expiresAt (ISO 8601), kid}``."""
+    import jwt
+
+    from soorma.functions.gateway import signing
+
     ttl = int(settings.IDENTITY_TOKEN_TTL_SECONDS.get())
     with db.transaction() as conn:
         key = signing.current_key(conn)
@@ -395,6 +402,8 @@ def _mapping(value: dict[str, Any] | str | None) -> dict[str, Any]:
 
 
 def _jwks(value: dict[str, Any] | str) -> dict[str, Any]:
+    import jwt
+
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -421,6 +430,8 @@ def evaluate_mapping(issuer: dict[str, Any] | None, claims: dict[str, Any] | Non
     """The decision for an external identity: ``{decision, reasonCode, principalId?}``. Reason codes:
     ``ISSUER_UNKNOWN``, ``ISSUER_DISABLED``, ``TOKEN_INVALID``, ``AUDIENCE_MISMATCH``, ``CLAIMS_MISSING``,
     ``REQUIRED_CLAIM_MISMATCH``, ``PRINCIPAL_UNMAPPED``, ``MAPPED``."""
+    import jwt
+
     if issuer is None:
         return {"decision": "deny", "reasonCode": "ISSUER_UNKNOWN"}
     if issuer["status"] != "active":
@@ -480,6 +491,8 @@ def create_router(db: Database) -> APIRouter:
     def openid_configuration(request: Request):
         """OpenID Provider Metadata (https://openid.net/specs/openid-connect-discovery-1_0.html §3), as far as the
         platform's tokens go."""
+        from soorma.functions.gateway import signing
+
         base = _public_base(request)
         return JSONResponse({
             "issuer": settings.IDENTITY_ISSUER.get(),
@@ -494,6 +507,8 @@ def create_router(db: Database) -> APIRouter:
     @router.get("/.well-known/jwks.json", response_model=JsonWebKeySet)
     def jwks():
         """The platform's published signing keys (RFC 7517 §5); clients may cache it 5 minutes."""
+        from soorma.functions.gateway import signing
+
         with db.transaction() as conn:
             document = signing.published_jwks(conn)
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
@@ -682,6 +697,8 @@ def create_router(db: Database) -> APIRouter:
         """Start a signing key rotation (platform admin): the new key is published now and signs after
         ``lead_seconds`` (default ``SOORMA_IDENTITY_KEY_PUBLISH_LEAD_SECONDS``)."""
         _require_platform_admin(caller)
+        from soorma.functions.gateway import signing
+
         with db.transaction() as conn:
             rotated = signing.rotate(conn, lead_s=body.lead_seconds if body else None)
         return {"kid": rotated["kid"], "signsFrom": _iso(rotated["signs_from"]),

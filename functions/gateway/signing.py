@@ -37,9 +37,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm
 
+from soorma.functions.gateway.tokens import OWN_ALGORITHM as ALGORITHM
 from soorma.functions.shared import settings
 
-ALGORITHM = "ES256"
 #: Every platform key's ``kid`` starts so: the authorizer tells the platform's tokens from other issuers' by it.
 KID_PREFIX = "soorma-"
 _HKDF_INFO = b"soorma identity signing keys v1"
