@@ -100,3 +100,16 @@ async def test_the_wrapper_needs_a_platform_tenant_and_uses_the_bound_event(clea
     wrapper.reset_event_metadata(token)
     await wrapper.close()
     assert seen[0].headers["x-tenant-id"] == "pt_event"
+
+
+async def test_platform_context_identity_is_the_identity_client(clean_env):
+    """soorma-core's ``context.identity``: the wrapper, on the context's base URL (``SOORMA_IDENTITY_URL`` wins),
+    building no connection until used."""
+    from soorma import PlatformContext
+
+    clean_env.setenv("SOORMA_API_URL", "http://platform.test")
+    context = PlatformContext()
+    assert isinstance(context.identity, IdentityClient) and context.identity.base_url == "http://platform.test"
+    clean_env.setenv("SOORMA_IDENTITY_URL", "http://identity.test")
+    assert PlatformContext().identity.base_url == "http://identity.test"
+    await context.close()
