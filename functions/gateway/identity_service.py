@@ -40,6 +40,7 @@ other requests' cold starts do not pay for them.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import uuid
@@ -264,12 +265,26 @@ def verify_caller(request: Request, db: Database) -> Identity:
     if identity is None:
         raise HTTPException(401, "Unauthorized: a valid admin credential is required (X-Identity-Admin-Key or "
                                  "Authorization: Bearer)")
+    _admit(db, identity)
     tenant = request.headers.get(TENANT_HEADER)
     if tenant is not None and tenant.strip() != identity.platform_tenant_id:
         raise HTTPException(403, "X-Tenant-ID names another platform tenant than the credential's")
     # The service tenant/user headers mean what they mean on every route (soorma.identity.act_for): an admin acts
     # for them, anyone else naming another one is refused (OverrideRefused → 403), never silently ignored.
     return act_for(identity, {k.lower(): v for k, v in request.headers.items()})
+
+
+def _admit(db: Database, identity: Identity) -> None:
+    """The rate limits of every other route (:class:`soorma.functions.shared.service.Admission`: the credential's
+    and the tenant's token buckets): 429 with ``Retry-After`` when either is empty."""
+    from soorma.functions.shared.service import Admission
+
+    verdict, retry_after = Admission.from_env().check(db, identity)
+    if verdict == "limited":
+        seconds = max(1, math.ceil(retry_after))
+        raise HTTPException(429, f"rate limit exceeded, retry after {seconds} s", headers={"Retry-After": str(seconds)})
+    if verdict != "ok":  # revoked or suspended since the lookup a moment ago
+        raise HTTPException(401, "Unauthorized: the credential was revoked or its tenant suspended")
 
 
 def _require_tenant_admin(identity: Identity) -> None:

@@ -308,3 +308,14 @@ def test_signing_keys_follow_a_pepper_change(gw_db, gx):
             assert after.kid != before.kid
             assert before.kid in {k["kid"] for k in signing.published_jwks(conn)["keys"]}
             raise Undo
+
+
+def test_identity_routes_are_rate_limited_like_every_route(api, platform_admin, gx):
+    a = _onboard(api, platform_admin)
+    limited = api.patch(f"/v1/tenants/{a['platformTenantId']}", headers=gx.bearer(platform_admin),
+                        json={"key_rps": 0.01, "key_burst": 1})
+    assert limited.status_code == 200, limited.text
+    admin = {ADMIN: a["tenantAdminApiKey"]}
+    assert api.post("/v1/identity/principals", headers=admin, json={}).status_code == 201
+    refused = api.post("/v1/identity/principals", headers=admin, json={})
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
