@@ -135,7 +135,7 @@ LAYERS: dict[str, LayerSpec] = {
     "platform": LayerSpec("platform", "platform.txt",
                           provided_by_other_layers=("typing_extensions",),  # layer "db" (psycopg needs it)
                           description="FastAPI, Mangum, pydantic, nats-py, Powertools"),
-    "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography for the authorizer's JWTs"),
+    "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography: the authorizer's and the gateway's JWTs"),
     "schemas": LayerSpec("schemas", "schemas.txt", provided_by_other_layers=("typing_extensions",),
                          description="jsonschema: JSON Schema validation of input answers and MCP tool arguments"),
     # The protocols function's alone (its A2A and MCP servers); what layers "platform" and "db" carry is theirs.
@@ -745,7 +745,7 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
         "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["db", "platform"]),
         "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler",
                                   list(EMBEDDING_PROVIDERS[embedding_provider]["layers"])),
-        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform", "schemas"]),
+        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform", "schemas", "auth"]),
         "protocols": FunctionPackage("protocols", "soorma.functions.protocols.handler.handler",
                                      ["db", "platform", "schemas", "protocols"]),
         "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["db", "auth"]),

@@ -122,6 +122,8 @@ SETTING_PREFIXES: dict[str, tuple[str, ...]] = {
     "SOORMA_A2A_": ("protocols",),
     "SOORMA_CHAT_": ("protocols",),
     "SOORMA_JWT_": ("authorizer",),
+    # the platform's own tokens (soorma.functions.gateway.identity_service signs, the authorizer verifies)
+    "SOORMA_IDENTITY_": ("gateway", "authorizer"),
     # the delivery grants' lifetime (soorma.grants): the gateway mints them
     "SOORMA_GRANT_": ("gateway", "protocols"),
     # statement_timeout / idle_in_transaction_session_timeout of every function's connections (soorma.functions.shared.db)

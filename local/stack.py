@@ -267,9 +267,10 @@ class LocalStack:
         self.sns_topic_arn = resources.ensure_topic(sns, TOPIC_NAME)
 
     def _ensure_credentials(self) -> dict[str, Any]:
-        """The developer's API key for the local platform tenant and the bootstrap platform admin's key
-        (``admin_api_key``: onboards tenants, sets their limits), created once and kept in credentials.json. Both
-        platform tenants are onboarded (rows in ``gateway.tenants``)."""
+        """The developer's API key for the local platform tenant, the bootstrap platform admin's key
+        (``admin_api_key``: onboards tenants, sets their limits; the identity client's superuser key) and the local
+        tenant's admin key (``tenant_admin_api_key``: the identity client's tenant admin key), created once and kept
+        in credentials.json. Both platform tenants are onboarded (rows in ``gateway.tenants``)."""
         from soorma.functions.gateway.keys import create_api_key, resolve_api_key
         from soorma.functions.shared.db import Database
         from soorma.identity import platform_admin_tenant
@@ -279,8 +280,13 @@ class LocalStack:
         wanted = {
             "api_key": Identity(LOCAL_TENANT, LOCAL_TENANT, LOCAL_USER, LOCAL_USER, "developer"),
             "admin_api_key": Identity(admin_tenant, admin_tenant, "admin", "admin", "admin"),
+            # The local tenant's admin (the identity service's tenant admin key, X-Identity-Admin-Key): the
+            # identity client and examples/shared/auth.py create principals and issue tokens in the tenant where
+            # `soorma local deploy` deploys the agents.
+            "tenant_admin_api_key": Identity(LOCAL_TENANT, LOCAL_TENANT, "admin", "admin", "admin"),
         }
-        names = {"api_key": "local developer", "admin_api_key": "bootstrap platform admin"}
+        names = {"api_key": "local developer", "admin_api_key": "bootstrap platform admin",
+                 "tenant_admin_api_key": "local tenant admin"}
         changed = False
         db = Database(self.app_dsn)
         try:
@@ -426,7 +432,7 @@ class LocalStack:
         # Webhooks: a receiver on 127.0.0.1 over http is what local development and the tests have.
         env["SOORMA_WEBHOOK_ALLOW_LOOPBACK"] = "on"
         passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_", "SOORMA_CHAT_",
-                  "SOORMA_GRANT_", "SOORMA_DB_", "SOORMA_WEBHOOK_",
+                  "SOORMA_GRANT_", "SOORMA_DB_", "SOORMA_WEBHOOK_", "SOORMA_IDENTITY_",
                   "SOORMA_SCHEDULE_MIN_INTERVAL_S")
         env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
         return env

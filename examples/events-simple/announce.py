@@ -4,7 +4,8 @@ session id, and listen for the ``order.shipped`` that ends the chain (same corre
     python examples/events-simple/announce.py o-42
     # → {"order_id": "o-42", "tracking": "TRK-o-42", "metadata": {"correlation_id": "…", "session_id": "…", ...}}
 
-Publishing and listening both go through the gateway with your API key (listening is the live stream's event
+It authenticates with a 15-minute token from the identity service (``examples/shared/auth.py``, as soorma-core's
+examples do). Publishing and listening both go through the gateway (listening is the live stream's event
 subscription, docs/event-client.md), so the script runs on any machine that reaches the platform. Exit code 1 if
 the chain did not finish in time.
 """
@@ -15,14 +16,25 @@ import asyncio
 import json
 import sys
 import uuid
+from pathlib import Path
 
-from soorma import EventClient, EventEnvelope, EventTopic
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from examples.shared.auth import build_example_token_provider  # noqa: E402 (after the path above)
+from soorma import EventClient, EventEnvelope, EventTopic  # noqa: E402
+
+EXAMPLE_NAME = "events-simple"
 
 
 async def place(order_id: str, timeout_s: float = 30.0) -> dict:
     """Announce one order and return the data of the ``order.shipped`` it leads to."""
     session_id = f"session-{uuid.uuid4().hex[:8]}"
-    client = EventClient(agent_id="events-simple-client", source="events-simple-client", session_id=session_id)
+    token_provider = build_example_token_provider(EXAMPLE_NAME, __file__)
+    await token_provider.get_token()  # bootstrap now: the client listens in the token's platform tenant
+    client = EventClient(agent_id="events-simple-client", source="events-simple-client", session_id=session_id,
+                         auth_token_provider=token_provider, platform_tenant_id=token_provider.platform_tenant_id)
     correlation_id = str(uuid.uuid4())
     shipped: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
 

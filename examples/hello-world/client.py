@@ -6,9 +6,11 @@ It listens on ``action-results``, publishes one ``greeting.requested`` with its 
     python examples/hello-world/client.py Ada
     # → {"message": "Hello, Ada!", "greeted_by": "hello-worker"}
 
-Publishing and listening both go through the gateway with your API key (``SOORMA_API_URL`` and ``SOORMA_API_KEY``,
-else the local stack's ``credentials.json``): listening is the live stream's event subscription, so the script runs
-on any machine that reaches the platform (docs/event-client.md). Exit code 1 if no answer came in time.
+It authenticates as soorma-core's examples do, with a 15-minute token from the identity service
+(``examples/shared/auth.py``: a principal of the local tenant, kept in ``.soorma/hello-world-identity.json``, tokens
+issued and refreshed), not with an API key. Publishing and listening both go through the gateway: listening is the
+live stream's event subscription, so the script runs on any machine that reaches the platform
+(docs/event-client.md). Exit code 1 if no answer came in time.
 """
 
 from __future__ import annotations
@@ -17,15 +19,26 @@ import asyncio
 import json
 import sys
 import uuid
+from pathlib import Path
 
-from soorma import EventClient, EventEnvelope, EventTopic
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from examples.shared.auth import build_example_token_provider  # noqa: E402 (after the path above)
+from soorma import EventClient, EventEnvelope, EventTopic  # noqa: E402
+
+EXAMPLE_NAME = "hello-world"
 
 RESPONSE_EVENT = "greeting.done"
 
 
 async def greet(name: str, timeout_s: float = 30.0) -> dict:
     """Send one greeting request and return the answer's data (raises ``TimeoutError`` without an answer)."""
-    client = EventClient(agent_id="hello-client", source="hello-client")
+    token_provider = build_example_token_provider(EXAMPLE_NAME, __file__)
+    await token_provider.get_token()  # bootstrap now: the client listens in the token's platform tenant
+    client = EventClient(agent_id="hello-client", source="hello-client", auth_token_provider=token_provider,
+                         platform_tenant_id=token_provider.platform_tenant_id)
     correlation_id = str(uuid.uuid4())
     answer: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
 

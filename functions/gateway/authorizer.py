@@ -13,8 +13,10 @@ and API Gateway hands ``context`` to the functions at ``requestContext.authorize
   ``Authorization`` identity source is missing). Reading a header the cache is not keyed on would let one request
   store a victim's identity under the attacker's ``Authorization`` value (issue 12, finding 1). v2 events carry
   lower-cased header names; other casings are accepted too. An API key (``sk_...``) is resolved in the database; a
-  JWT is verified by :mod:`soorma.functions.gateway.tokens` (HS256 with ``SOORMA_JWT_SECRET``, RS256 from
-  ``SOORMA_JWT_JWKS_URL``) and its platform tenant must be onboarded and active.
+  JWT the platform issued itself (ES256, ``kid`` of a platform key: :mod:`soorma.functions.gateway.identity_service`)
+  is verified against the platform's own keys read from the database (no HTTP fetch) and its principal must not be
+  revoked; any other JWT is verified by :mod:`soorma.functions.gateway.tokens` (HS256 with ``SOORMA_JWT_SECRET``,
+  RS256 from ``SOORMA_JWT_JWKS_URL``); either way its platform tenant must be onboarded and active.
 * Nothing else a caller sends names an identity: soorma-core's ``X-Identity-Admin-Key`` / ``X-Tenant-ID`` /
   ``X-Service-Tenant-ID`` / ``X-User-ID`` headers are ignored (without a credential the request is refused).
 * The answer depends on the credential alone: it names the *principal* (its platform tenant, own service tenant
@@ -58,7 +60,14 @@ from soorma.functions.gateway.credentials import (  # noqa: F401 (re-exported: t
     tenant_active,
 )
 from soorma.functions.gateway.keys import PREFIX as KEY_PREFIX, resolve_api_key
-from soorma.functions.gateway.tokens import JwtSettings, TokenRejected, looks_like_jwt, verify
+from soorma.functions.gateway.tokens import (
+    JwtSettings,
+    NotOwnToken,
+    TokenRejected,
+    looks_like_jwt,
+    own_token_identity,
+    verify,
+)
 from soorma.functions.shared.db import Database, DatabaseUnavailable, database_from_env
 from soorma.identity import Identity, event_headers
 
@@ -107,8 +116,15 @@ def authorize(
     elif looks_like_jwt(key):
         settings = jwt_settings if jwt_settings is not None else JwtSettings.from_env()
         try:
-            identity = _jwt_identity(key, db, settings, wait_s) if settings.enabled else None
+            try:
+                identity = own_token_identity(key, db, wait_s)
+            except NotOwnToken:
+                identity = _jwt_identity(key, db, settings, wait_s) if settings.enabled else None
         except DatabaseUnavailable as exc:
+            if getattr(exc, "identity", None) is None:
+                # A platform token whose key this process has not read yet: nothing verified, nothing to defer.
+                logger.warning("database unavailable (%s): a platform token's key cannot be read", exc)
+                raise
             logger.warning("database unavailable (%s): tenant check of a valid token deferred to the function", exc)
             return {"isAuthorized": True, "context": {**exc.identity.as_context(),  # type: ignore[attr-defined]
                                                       DEFERRED: DEFER_TENANT}}

@@ -123,6 +123,16 @@ def _check_principal_role(conn: psycopg.Connection, platform_tenant_id: str, pri
     ).fetchone()
     if held is not None:
         raise PrincipalRoleConflict(f"principal {principal!r} holds role {_row(held, 'role', 0)!r}, not {role!r}")
+    # A principal of the identity service (gateway.principals, migration 0040) has its role and lifecycle there: a
+    # new key neither gives it another role nor brings a revoked or suspended principal back.
+    named = conn.execute(
+        "select role, lifecycle_state from gateway.principals where platform_tenant_id = %s and principal_id = %s",
+        (platform_tenant_id, principal),
+    ).fetchone()
+    if named is not None and _row(named, "role", 0) != role:
+        raise PrincipalRoleConflict(f"principal {principal!r} holds role {_row(named, 'role', 0)!r}, not {role!r}")
+    if named is not None and _row(named, "lifecycle_state", 1) != "active":
+        raise PrincipalRoleConflict(f"principal {principal!r} is {_row(named, 'lifecycle_state', 1)}")
 
 
 def resolve_api_key(conn: psycopg.Connection, key: str, *, pepper: str | None = None) -> Identity | None:

@@ -39,6 +39,7 @@ subjects).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -50,7 +51,11 @@ from soorma.functions.shared import settings
 from soorma.identity import CREDENTIAL_JWT, ROLE_RANK, ROLES, Identity
 from soorma.subjects import InvalidSubjectToken, check_identifier
 
+logger = logging.getLogger("soorma.functions.gateway.authorizer")
+
 HMAC_ALGORITHMS = ("HS256",)
+#: The algorithm of the tokens the platform issues itself (:mod:`soorma.functions.gateway.signing`).
+OWN_ALGORITHM = "ES256"
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256")
 
 _ROLE_ALIASES = {
@@ -231,6 +236,72 @@ def verify(token: str, settings: JwtSettings) -> Identity:
     except jwt.InvalidTokenError as exc:
         raise TokenRejected(str(exc)) from None
     return identity_from_claims(claims, default_role=settings.default_role)
+
+
+class NotOwnToken(Exception):
+    """The token does not name a signing key of the platform (another issuer's token, or not a JWT at all)."""
+
+
+def _own_claims(token: str, key: Any) -> dict[str, Any]:
+    try:
+        return jwt.decode(token, key, algorithms=[OWN_ALGORITHM], audience=settings.IDENTITY_AUDIENCE.get(),
+                          issuer=settings.IDENTITY_ISSUER.get(),
+                          options={"require": ["exp", "iat", "aud", "iss", "sub", "jti"]})
+    except jwt.InvalidTokenError as exc:
+        raise TokenRejected(str(exc)) from None
+
+
+def own_token_identity(token: str, db: Any, wait_s: float | None = None) -> Identity | None:
+    """The identity of a token the platform issued (:mod:`soorma.functions.gateway.identity_service`), verified
+    against the platform's own published keys (:func:`soorma.functions.gateway.signing.public_key`, read from the
+    database by ``kid``, no HTTP fetch), if its platform tenant is active and its principal not revoked or
+    suspended (``gateway.principal_status``); ``None`` when the token is refused.
+
+    Raises :class:`NotOwnToken` when the token's ``kid`` is not one of the platform's keys (the caller then tries
+    the other issuers), :class:`soorma.functions.shared.db.DatabaseUnavailable` when the database cannot be read;
+    when the key was already known to this process the exception carries the verified identity as ``identity``
+    (the authorizer defers the status check to the function, as for other JWTs)."""
+    from soorma.functions.gateway import signing
+    from soorma.functions.shared.db import DatabaseUnavailable
+
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise NotOwnToken("malformed token") from None
+    kid = header.get("kid")
+    if header.get("alg") != OWN_ALGORITHM or not isinstance(kid, str) or not kid.startswith(signing.KID_PREFIX):
+        raise NotOwnToken("not signed by a platform key")
+    identity: Identity | None = None
+    cached = signing.cached_public_key(kid)
+    if cached is not None:
+        try:
+            identity = identity_from_claims(_own_claims(token, cached))
+        except TokenRejected as exc:
+            logger.info("refused platform token: %s", exc)
+            return None
+    try:
+        with db.transaction(wait_s=wait_s) as conn:
+            if identity is None:
+                key = signing.public_key(conn, kid)
+                if key is None:
+                    raise NotOwnToken(f"no published platform key {kid!r}")
+                try:
+                    identity = identity_from_claims(_own_claims(token, key))
+                except TokenRejected as exc:
+                    logger.info("refused platform token: %s", exc)
+                    return None
+            row = conn.execute("select gateway.principal_status(%s, %s) as status",
+                               (identity.platform_tenant_id, identity.principal_id)).fetchone()
+    except DatabaseUnavailable as exc:
+        if identity is not None:
+            exc.identity = identity  # type: ignore[attr-defined]
+        raise
+    status = row["status"] if isinstance(row, dict) else row[0]
+    if status != "active":
+        logger.info("refused platform token: principal %s of %s is %s", identity.principal_id,
+                    identity.platform_tenant_id, status)
+        return None
+    return identity
 
 
 def issue_hs256(claims: Mapping[str, Any], secret: str, *, ttl_s: float = 900) -> str:

@@ -60,7 +60,17 @@ logger = logging.getLogger("soorma.functions")
 #: Paths under this prefix need the authorizer's identity (everything else, e.g. ``/health``, does not).
 PROTECTED_PREFIX = "/v1/"
 
+#: Paths under :data:`PROTECTED_PREFIX` whose function verifies the credential itself, on every request, because it
+#: comes in a header the authorizer's cache is not keyed on (the identity service's ``X-Identity-Admin-Key``,
+#: :mod:`soorma.functions.gateway.identity_service`); their routes have no authorizer.
+SELF_AUTHENTICATED_PREFIXES = ("/v1/identity/",)
+
 UNAUTHORIZED = {"detail": "Unauthorized: no authorizer identity on the request"}
+
+
+def needs_authorizer(path: str, prefix: str = PROTECTED_PREFIX) -> bool:
+    """Whether a request for ``path`` must carry the authorizer's identity (see :data:`SELF_AUTHENTICATED_PREFIXES`)."""
+    return path.startswith(prefix) and not path.startswith(SELF_AUTHENTICATED_PREFIXES)
 
 
 def _unauthorized() -> JSONResponse:
@@ -179,7 +189,7 @@ class RequireIdentity:
         self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path", "").startswith(self.prefix):
+        if scope["type"] == "http" and needs_authorizer(scope.get("path", ""), self.prefix):
             refusal = await self._resolve_deferred(scope)
             if refusal is not None:
                 await refusal(scope, receive, send)

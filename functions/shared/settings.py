@@ -124,6 +124,25 @@ JWT_DEFAULT_ROLE: Setting[str] = Setting(
     "from Cognito's user-writable `custom:` attributes: with Cognito, add them with a pre-token-generation Lambda "
     "trigger, and roles as groups", text, "user")
 
+# ------------------------------------------------------------------------------------------- identity service
+
+IDENTITY_ISSUER: Setting[str] = Setting(
+    "SOORMA_IDENTITY_ISSUER", "`iss` of the JWTs the platform issues (`/v1/identity/tokens/issue`, "
+    "`/v1/identity/tokens/exchange`), checked by the authorizer; soorma-core's value by default", text,
+    "soorma-identity-service")
+IDENTITY_AUDIENCE: Setting[str] = Setting(
+    "SOORMA_IDENTITY_AUDIENCE", "`aud` of the JWTs the platform issues (soorma-core's value by default)", text,
+    "soorma-services")
+IDENTITY_TOKEN_TTL_SECONDS: Setting[float] = Setting(
+    "SOORMA_IDENTITY_TOKEN_TTL_SECONDS", "lifetime of the JWTs the platform issues", _positive_number, 900.0,
+    default_doc="`900` (15 min)")
+IDENTITY_KEY_ROTATION_SECONDS: Setting[float] = Setting(
+    "SOORMA_IDENTITY_KEY_ROTATION_SECONDS", "how long one signing key signs before the next one takes over",
+    _positive_number, 30 * 86400.0, default_doc="`2592000` (30 days)")
+IDENTITY_KEY_PUBLISH_LEAD_SECONDS: Setting[float] = Setting(
+    "SOORMA_IDENTITY_KEY_PUBLISH_LEAD_SECONDS", "how long a new signing key is in the JWKS before it signs (longer "
+    "than any verifier caches the JWKS: the JWKS answer says `max-age=300`)", number, 3600.0, default_doc="`3600`")
+
 # ---------------------------------------------------------------------------------------------------- gateway
 
 EVENT_TRANSPORT: Setting[str] = Setting(

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time every name below lo
         TaskNotFoundError as TaskNotFoundError,
     )
     from .events import EventDefinition as EventDefinition, EventEnvelope as EventEnvelope, EventTopic as EventTopic
+    from .identity.client import IdentityClient as IdentityClient
     from .task_context import (
         DelegationSpec as DelegationSpec,
         GoalContext as GoalContext,
@@ -75,6 +76,7 @@ _LAZY = {
     "MemoryClient": ".clients",
     "RegistryClient": ".clients",
     "TrackerClient": ".clients",
+    "IdentityClient": ".identity.client",
     "PlanContext": ".plan_context",
     "StateAction": ".state",
     "StateConfig": ".state",

@@ -23,7 +23,7 @@ class PlatformContext:
     Attributes ``registry`` (:class:`RegistryClient`), ``memory`` (:class:`MemoryClient`), ``bus``
     (:class:`BusClient`), ``tracker`` (:class:`TrackerClient` or ``None``), ``gateway`` (:class:`GatewayClient`),
     ``toolkit`` (:class:`~soorma.ai.event_toolkit.EventToolkit` over ``registry``, built on first use) and
-    ``identity`` (kept for soorma-core code; identity is the gateway's job here). Clients not given are built from
+    ``identity`` (:class:`~soorma.identity.client.IdentityClient`, soorma-core's identity service client). Clients not given are built from
     ``settings`` (default: from the environment); ``auth_token`` overrides the API key, ``transport`` replaces the
     network for every built client (tests). Building makes no network call.
     """
@@ -57,6 +57,13 @@ class PlatformContext:
         self.bus = bus or BusClient(self.settings.bus_base, key, **common)
         self.gateway = gateway or GatewayClient(self.settings.base_url, key, **common)
         self.tracker = tracker
+        if identity is None:
+            from .identity.client import IdentityClient
+            from .settings import IDENTITY_URL
+
+            # soorma-core's context.identity; its HTTP client is made on the first call (building costs nothing)
+            identity = IdentityClient(IDENTITY_URL.get() or self.settings.base_url, self.settings.timeout,
+                                      transport=transport)
         self.identity = identity
         self._toolkit: EventToolkit | None = toolkit
 
@@ -131,3 +138,6 @@ class PlatformContext:
         """Close every client's connection pool."""
         for client in self._clients():
             await client.close()
+        close_identity = getattr(self.identity, "close", None)
+        if close_identity is not None:
+            await close_identity()

@@ -210,6 +210,19 @@ STREAM_URL: Setting[str | None] = Setting(
     "SOORMA_STREAM_URL", "the live goal streams' WebSocket URL (`wss://<api id>.execute-api.<region>.amazonaws.com/"
     "<stage>` on AWS: the stack's output `StreamUrl`)", url, None,
     default_doc="`SOORMA_API_URL` as `ws(s)://…/v1/stream` (the local stack's)")
+IDENTITY_URL: Setting[str | None] = Setting(
+    "SOORMA_IDENTITY_URL", "soorma-core's identity service URL; overrides `SOORMA_API_URL` for the identity client",
+    url, None)
+IDENTITY_SUPERUSER_API_KEY: Setting[str | None] = Setting(
+    "IDENTITY_SUPERUSER_API_KEY", "soorma-core's superuser key of the identity client (`IdentityServiceClient`): here "
+    "an API key of a platform admin, sent as `X-Identity-Admin-Key` to onboard tenants", text, None,
+    default_doc="`IDENTITY_ADMIN_API_KEY`, else `admin_api_key` of `$SOORMA_HOME/credentials.json`")
+IDENTITY_ADMIN_API_KEY: Setting[str | None] = Setting(
+    "IDENTITY_ADMIN_API_KEY", "soorma-core's older name for `IDENTITY_SUPERUSER_API_KEY`", text, None)
+IDENTITY_TENANT_ADMIN_API_KEY: Setting[str | None] = Setting(
+    "IDENTITY_TENANT_ADMIN_API_KEY", "the tenant admin key the identity client sends (`X-Identity-Admin-Key`) for "
+    "principals, tokens and delegated issuers: an `admin` API key of the tenant (onboarding returns one)", text,
+    None, default_doc="`tenant_admin_api_key` of `$SOORMA_HOME/credentials.json` (the local tenant's)")
 HTTP_TIMEOUT: Setting[float] = Setting(
     "SOORMA_HTTP_TIMEOUT", "seconds per HTTP request of the SDK's platform clients", number, DEFAULT_TIMEOUT)
 HOME: Setting[str | None] = Setting(

@@ -144,7 +144,6 @@ def test_soorma_core_paths_are_aliases_of_the_projects_own_classes():
     assert importlib.import_module("soorma_common.events").EventEnvelope is EventEnvelope
 
 
-@pytest.mark.xfail(strict=True, reason="lands with the identity/compat-services branch")
 def test_names_built_by_the_identity_and_compat_services_parts():
     import soorma
     from soorma.clients.memory import MemoryClient

@@ -80,6 +80,7 @@ def _ready(state: dict[str, Any], *, already_running: bool = False) -> dict[str,
         "transport": state.get("transport", Transport.nats.value),
         "home": state.get("home"),
         "secrets_file": str(_paths().secrets),
+        "credentials_file": str(_paths().credentials),
         "lambda_api_url": f"{state.get('api_url')}/2015-03-31/functions/",
         "lambda_access_key_id": state.get("lambda_access_key_id"),
     }
@@ -103,6 +104,8 @@ def _print_ready(ready: dict[str, Any]) -> None:
     typer.echo(f"  state        : {ready['home']}")
     typer.echo(f"  Lambda API   : {ready['lambda_api_url']} (AWS SigV4, region us-east-1, "
                f"access key {ready['lambda_access_key_id']}; secret: aws_secret_access_key in {secrets_file})")
+    typer.echo(f"  identity     : {ready['api_url']}/v1/identity (the identity client reads its superuser key "
+               f"admin_api_key and tenant admin key tenant_admin_api_key from {ready['credentials_file']})")
     typer.echo("  use it from a shell:")
     typer.echo(f"    export SOORMA_API_URL={ready['api_url']} SOORMA_API_KEY={ready['api_key']}")
 

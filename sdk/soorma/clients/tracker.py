@@ -102,6 +102,38 @@ class DelegationGroup(WireModel):
     status: str
 
 
+class EventTimelineEntry(WireModel):
+    """soorma-core's ``EventTimelineEntry``: one recorded event of a plan's timeline (``GET
+    /v1/tracker/goals/{goal_id}/events``): ``event_id``, ``event_type`` (the envelope's ``type``), ``topic``,
+    ``timestamp`` (ISO 8601, the envelope's ``time``), ``source``, ``correlation_id``, ``parent_event_id``, ``data``."""
+
+    event_id: str
+    event_type: str
+    topic: str | None = None
+    timestamp: str | None = None
+    source: str | None = None
+    correlation_id: str | None = None
+    parent_event_id: str | None = None
+    data: Any = None
+
+    @classmethod
+    def from_recorded(cls, event: dict[str, Any]) -> "EventTimelineEntry":
+        """Build one from a recorded event as :meth:`TrackerClient.get_goal_events` returns it (snake_case keys
+        ``event_id``, ``type``, ``topic``, ``time``, ...)."""
+        return cls(event_id=str(event.get("event_id")), event_type=str(event.get("type")), topic=event.get("topic"),
+                   timestamp=event.get("time"), source=event.get("source"),
+                   correlation_id=event.get("correlation_id"), parent_event_id=event.get("parent_event_id"),
+                   data=event.get("data"))
+
+
+class EventTimeline(WireModel):
+    """soorma-core's ``EventTimeline``: ``plan_id`` and its ``events`` (:class:`EventTimelineEntry`) in time order
+    (:meth:`TrackerClient.get_event_timeline`)."""
+
+    plan_id: str
+    events: list[EventTimelineEntry] = []
+
+
 class TrackerClient(GatewayClient):
     """soorma-core's ``context.tracker`` read methods (``get_plan_progress``, ``get_plan_tasks``,
     ``get_plan_timeline``, ``query_agent_metrics``, ``get_sub_plans``, ``get_session_plans``,
@@ -146,6 +178,14 @@ class TrackerClient(GatewayClient):
         return [snake_keys(e) for e in (body or {}).get("events", [])]
 
     get_plan_timeline = get_goal_events
+
+    async def get_event_timeline(self, plan_id: str) -> EventTimeline | None:
+        """The plan's (= goal's) events as soorma-core's :class:`EventTimeline`, ``None`` when none are recorded
+        for the caller."""
+        events = await self.get_goal_events(plan_id)
+        if not events:
+            return None
+        return EventTimeline(plan_id=plan_id, events=[EventTimelineEntry.from_recorded(e) for e in events])
 
     async def get_plan_actions(self, plan_id: str) -> list[TaskExecution]:
         """soorma-core's plan actions (``GET /v1/tracker/plans/{plan_id}/actions``): the plan's tasks in start

@@ -58,6 +58,11 @@ def stack():
         print(down.stdout, down.stderr)
 
 
+#: Operations that would end the run: rotating the tenant admin credential revokes the key the fuzzer holds (the
+#: identity service's own tests cover it: tests/integration/gateway/test_identity_service.py).
+NOT_FUZZED = {"POST /v1/identity/tenant-admin-credentials/rotate"}
+
+
 def fuzz(url: str, document: str, key: str) -> tuple[int, list[str]]:
     """Run every operation of ``/openapi/<document>.json``; returns (requests made, failures)."""
     import schemathesis
@@ -78,6 +83,8 @@ def fuzz(url: str, document: str, key: str) -> tuple[int, list[str]]:
     calls, failures = 0, []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if operation.label in NOT_FUZZED:
+            continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             if time.monotonic() > deadline:
                 failures.append(f"time budget of {BUDGET_S:.0f} s spent before {operation.label} ({mode.value})")

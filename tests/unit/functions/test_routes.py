@@ -4,8 +4,9 @@ read) against the functions' own FastAPI routes, so a route added to an app but 
 * every endpoint an app serves under ``/v1/`` (and each function's OpenAPI document, and the agent card) is routed to
   that app, with API Gateway's route selection (:func:`~soorma.functions.http_api.select_route`);
 * every route of the table serves at least one endpoint of its function (no route leads nowhere);
-* a route is public exactly when its endpoints are outside ``/v1/`` (the functions answer 401 to any ``/v1/``
-  request without the authorizer's identity, so a public ``/v1/`` route could only fail).
+* a route is public exactly when its endpoints need no authorizer: outside ``/v1/``, or the identity service's,
+  which verify their credential themselves (the functions answer 401 to any other ``/v1/`` request without the
+  authorizer's identity, so another public ``/v1/`` route could only fail).
 
 Endpoints outside ``/v1/`` that no route selects (``/health``) are private to the function.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import re
 
 from soorma.functions.http_api import HTTP_FUNCTIONS, ROUTES, ApiRoute, Authorization, select_route
-from soorma.functions.shared.service import PROTECTED_PREFIX
+from soorma.functions.shared.service import PROTECTED_PREFIX, needs_authorizer
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -46,7 +47,7 @@ def test_every_endpoint_is_routed_to_its_function(function_apps):
                 wrong.append((method, path, f"served by {function}, not routed"))
         elif route.function != function:
             wrong.append((method, path, f"served by {function}, routed to {route.function} by {route.key}"))
-        elif route.public == path.startswith(PROTECTED_PREFIX):
+        elif route.public == needs_authorizer(path):
             wrong.append((method, path, f"{route.key} is {route.authorization.value}"))
     assert not wrong, "\n".join(map(str, wrong))
 

@@ -1,4 +1,7 @@
-"""The resolved identity of a caller, as the gateway's authorizer produced it.
+"""The resolved identity of a caller, as the gateway's authorizer produced it; and (loaded on first use, so the
+authorizer, which ships without httpx and pydantic, never loads them) soorma-core's identity clients
+:class:`~soorma.identity.client.IdentityServiceClient` and :class:`~soorma.identity.client.IdentityClient`
+(:mod:`soorma.identity.client`) and the identity service's DTOs (:mod:`soorma.identity.models`).
 
 DESIGN.md "Identity": callers authenticate at the gateway; it resolves them to three values (platform tenant,
 service tenant, service user) plus the principal and its role, and everything downstream trusts only that. In an
@@ -11,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
+from soorma._lazy import lazy_exports
 from soorma.settings import PLATFORM_ADMIN_TENANT as _ADMIN_TENANT_SETTING
 
 ROLES = ("admin", "developer", "agent", "user")
@@ -135,7 +139,7 @@ def act_for(identity: Identity, headers: Mapping[str, str], *, grant_key: bytes 
     user = headers.get(SERVICE_USER_HEADER)
     if tenant is None and user is None:
         return identity
-    from .subjects import InvalidSubjectToken, check_identifier
+    from ..subjects import InvalidSubjectToken, check_identifier
 
     try:
         if tenant is not None:
@@ -151,7 +155,7 @@ def act_for(identity: Identity, headers: Mapping[str, str], *, grant_key: bytes 
     if identity.role not in OVERRIDE_ROLES:
         raise OverrideRefused(f"role {identity.role!r} may not act for another service tenant or user")
     if identity.role == "agent":
-        from . import grants
+        from .. import grants
 
         key = grant_key if grant_key is not None else grants.grant_key_from_env()
         try:
@@ -194,3 +198,7 @@ def from_request(request: Any) -> Identity:
     if not event:
         raise MissingIdentity("no API Gateway event on the request")
     return from_event(event)
+
+
+__getattr__ = lazy_exports(__name__, {"IdentityServiceClient": ".client", "IdentityClient": ".client",
+                                      "IdentityCredentialMissing": ".client"})
