@@ -32,6 +32,60 @@ _NAMESPACE = uuid.UUID("6f1c2f0e-7d1a-4c58-9a53-50a7d1e0b1c4")
 
 
 @dataclass
+class PendingCommit:
+    """What one handler run did that the platform applies at once when it returns (``POST /v1/events/commit``, one
+    transaction with the run's idempotency record; :mod:`soorma.functions.gateway.commit`), instead of one request
+    per action: the events it published (``events``: envelope JSON, in order) and the task contexts it saved
+    (``task_contexts``: task id → (the fields of ``POST /v1/memory/task-context``, the version it expected when it
+    first wrote that task in this run; ``None``: no check)) or deleted (``deleted``). Only actions for the handled
+    event's own service tenant and user are buffered (:meth:`covers`); others go out at once as before."""
+
+    tenant_id: str | None
+    user_id: str | None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    task_contexts: dict[str, tuple[dict[str, Any], int | None]] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+
+    def covers(self, tenant_id: str | None, user_id: str | None) -> bool:
+        """Whether a call acting for ``tenant_id``/``user_id`` (``None``: the event's) acts for the event's own."""
+        return (tenant_id or self.tenant_id, user_id or self.user_id) == (self.tenant_id, self.user_id)
+
+    def store_task(self, fields: dict[str, Any], version: int | None) -> int:
+        """Buffer a task-context upsert; returns the version the record will have for the rest of this run (one
+        more than the version the run's first write of it expected: later writes of it replace the buffered fields
+        and keep that first expectation, so the commit checks against what the run read)."""
+        task_id = str(fields["task_id"])
+        if task_id in self.deleted:
+            self.deleted.remove(task_id)
+        previous = self.task_contexts.get(task_id)
+        expected = previous[1] if previous is not None else version
+        self.task_contexts[task_id] = (dict(fields), expected)
+        return (expected or 0) + 1
+
+    def delete_task(self, task_id: str) -> None:
+        """Buffer a task-context deletion (a write of it buffered earlier in the run is dropped)."""
+        self.task_contexts.pop(task_id, None)
+        if task_id not in self.deleted:
+            self.deleted.append(task_id)
+
+    def task(self, task_id: str | None = None, *, sub_task_id: str | None = None
+             ) -> tuple[bool, dict[str, Any] | None]:
+        """What this run wrote of a task (by id, or the one listing ``sub_task_id``): ``(known, fields or None when
+        deleted)``; ``(False, None)`` when the run did not touch it (ask the platform)."""
+        if task_id is not None and task_id in self.deleted:
+            return True, None
+        for fields, expected in self.task_contexts.values():
+            if fields["task_id"] == task_id or (sub_task_id is not None and sub_task_id in (fields.get("sub_tasks")
+                                                                                          or [])):
+                return True, {**fields, "version": (expected or 0) + 1}
+        return False, None
+
+    def empty(self) -> bool:
+        """Nothing to commit."""
+        return not (self.events or self.task_contexts or self.deleted)
+
+
+@dataclass
 class _Handling:
     event: EventEnvelope
     seed: str
@@ -39,6 +93,8 @@ class _Handling:
     counter: int = 0
     # Publishes deferred until the handler returned (see :func:`defer`).
     outbox: list[Callable[[], Awaitable[Any]]] = field(default_factory=list)
+    # The run's buffered effects when the agent commits them at once (see :class:`PendingCommit`).
+    commit: PendingCommit | None = None
 
 
 _current: ContextVar[_Handling | None] = ContextVar("soorma_current_event", default=None)
@@ -54,10 +110,12 @@ def current_event() -> EventEnvelope | None:
 
 
 @contextmanager
-def handling(event: EventEnvelope, scope: str = "", source: str | None = None) -> Iterator[EventEnvelope]:
+def handling(event: EventEnvelope, scope: str = "", source: str | None = None,
+             commit: PendingCommit | None = None) -> Iterator[EventEnvelope]:
     """Bind ``event`` as the current event for the block; ``scope`` (agent and handler) seeds derived ids,
-    ``source`` (the agent's name) becomes the ``source`` of events published in the block."""
-    token = _current.set(_Handling(event, f"{event.id}/{scope}", source))
+    ``source`` (the agent's name) becomes the ``source`` of events published in the block; ``commit``: buffer the
+    block's events and task-context writes there (:func:`pending_commit`) for the agent to commit at once."""
+    token = _current.set(_Handling(event, f"{event.id}/{scope}", source, commit=commit))
     try:
         yield event
     finally:
@@ -101,6 +159,13 @@ async def flush_outbox() -> int:
         await send()
         sent += 1
     return sent
+
+
+def pending_commit() -> PendingCommit | None:
+    """The running handler's buffer of effects to commit at once, or ``None`` (outside handlers, or when the agent
+    sends each action as it happens)."""
+    handling_ = _current.get()
+    return handling_.commit if handling_ else None
 
 
 def current_source() -> str | None:

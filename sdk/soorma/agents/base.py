@@ -8,16 +8,19 @@ The deployer reads :meth:`Agent.subscriptions` (what to route to the function) a
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import logging
 import random
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from .._current import flush_outbox, handling
+from .._current import PendingCommit, flush_outbox, handling
 from ..errors import ConflictError
 from ..events import EventDefinition, EventEnvelope, EventTopic
 from ..subjects import check_event_type
@@ -51,6 +54,14 @@ def record_conflict_rerun(agent: str, handler: str, *, given_up: bool = False) -
     with single_metric(name=CONFLICT_METRIC, unit=MetricUnit.Count, value=1, namespace=CONFLICT_NAMESPACE,
                        default_dimensions={"agent": agent, "outcome": "given_up" if given_up else "rerun"}) as metric:
         metric.add_metadata("handler", handler)
+
+def commit_expiry_seconds() -> int:
+    """How long a handler commit's idempotency record refuses a second commit (``SOORMA_IDEMPOTENCY_EXPIRES_SECONDS``,
+    seconds)."""
+    from .. import settings
+
+    return settings.IDEMPOTENCY_EXPIRES_SECONDS.get()
+
 
 EventHandler = Callable[[EventEnvelope, "PlatformContext"], Any]
 Lifecycle = Callable[[], Any]
@@ -448,12 +459,13 @@ class Agent:
         matched = [(i, h) for i, h in enumerate(self._handlers) if h.matches(event)]
         return sorted(matched, key=lambda pair: pair[1].event_type == CATCH_ALL)
 
-    async def dispatch(self, event: EventEnvelope) -> int:
+    async def dispatch(self, event: EventEnvelope, *, commit: bool = False) -> int:
         """Run every matching handler for ``event``; returns how many ran now.
 
         Idempotent per event id within this execution environment: handlers that already succeeded for this id
         are skipped, so a redelivered event re-runs only the handlers that failed. A handler's exception
-        propagates (the record then fails and is redelivered).
+        propagates (the record then fails and is redelivered). ``commit``: each handler run's events and
+        task-context writes are buffered and applied at once when it returns (:meth:`_run_handler`).
         """
         matched = self.handlers_for(event)
         if not matched:
@@ -474,15 +486,29 @@ class Agent:
         for index, handler in matched:
             if index in done:
                 continue
-            await self._run_handler(index, handler, event, context)
+            await self._run_handler(index, handler, event, context, commit=commit)
             done.add(index)
             ran += 1
         if ran == 0:
             log.info("agent %s: event %s (%s) already handled, skipped", self.name, event.id, event.type)
         return ran
 
-    async def _run_handler(self, index: int, handler: _Handler, event: EventEnvelope, context: "PlatformContext") -> None:
+    def commit_key(self, event: EventEnvelope, index: int) -> str:
+        """The idempotency key of handler ``index``'s commit for ``event``: ``soorma.commit.<agent name>#<md5 of
+        [event id, handler index]>`` (Powertools' key shape, apart from the records of ``SOORMA_IDEMPOTENCY=platform``)."""
+        digest = hashlib.md5(json.dumps([event.id, index]).encode(), usedforsecurity=False).hexdigest()
+        return f"soorma.commit.{self.name}#{digest}"
+
+    async def _run_handler(self, index: int, handler: _Handler, event: EventEnvelope, context: "PlatformContext",
+                           *, commit: bool = False) -> None:
         """Run one handler, then send what it deferred (delegated requests).
+
+        ``commit`` (``SOORMA_IDEMPOTENCY=commit``, the default in a function): what the run publishes and the task
+        contexts it saves or deletes are buffered (:class:`soorma._current.PendingCommit`) and sent in ONE request
+        when it returns (:meth:`soorma.clients.bus.BusClient.commit`): the platform applies them in one transaction
+        with the run's idempotency record (:meth:`commit_key`) and then publishes the events, so a run costs one
+        platform call instead of one per action, a failed run leaves nothing behind, and a repeated run of an event
+        already committed (a redelivery, another execution environment) changes nothing.
 
         Optimistic concurrency: a save that finds the task or plan changed since it was read raises
         :class:`ConflictError` (409); the handler is then run again from the start, so it re-reads the record and
@@ -491,10 +517,14 @@ class Agent:
         After ``CONFLICT_RETRIES`` conflicts the error propagates and the delivery layer redelivers the event.
         """
         for attempt in range(CONFLICT_RETRIES + 1):
-            with handling(event, f"{self.agent_id}/{index}", source=self.name):
+            unit = PendingCommit(event.tenant_id, event.user_id) if commit else None
+            with handling(event, f"{self.agent_id}/{index}", source=self.name, commit=unit):
                 try:
                     await handler.func(event, context)
                     await flush_outbox()
+                    if unit is not None and not unit.empty():
+                        await context.bus.commit(unit, key=self.commit_key(event, index),
+                                                 expiry_timestamp=int(time.time()) + commit_expiry_seconds())
                     return
                 except ConflictError as exc:
                     record_conflict_rerun(self.name, handler.name, given_up=attempt >= CONFLICT_RETRIES)
