@@ -198,3 +198,31 @@ def test_a_commit_whose_publish_failed_is_relayed_by_its_repeat(fx, call, db, na
     assert reply.status == 200 and reply.body == {"replayed": True, "event_ids": [sent["id"]], "task_versions": {}}
     assert json.loads(fx.last_message(nats_url, subject_of(me, sent)).data)["id"] == sent["id"]
     assert outbox_rows(db, me, key) == 0
+
+
+def test_a_goal_answer_in_a_commit_ends_the_goal_at_once(fx, call, db):
+    """The goal ends when its answer is published (no tracker delivery needed); another tenant's answer with the same
+    goal id changes nothing; the tracker's later recording of the same event is a no-op."""
+    from soorma.events import EventEnvelope
+    from soorma.functions.tracker.recording import DUPLICATE, record_envelope
+
+    user = fx.new_identity(role="user")
+    goal_id = call("POST", "/v1/goals", user, {"goal_type": "order.process.requested"}).body["goal_id"]
+    agent = fx.new_identity(role="agent", pt=user.platform_tenant_id, st=user.service_tenant_id,
+                            su=user.service_user_id)
+    stranger = fx.new_identity(role="agent", pt=user.platform_tenant_id)
+
+    def answer(status: str) -> dict:
+        return {**event("soorma.goal.result", "action-results", status=status), "correlation_id": goal_id,
+                "goal_id": goal_id}
+
+    assert call("POST", "/v1/events/commit", stranger, commit_body(f"k-{uuid.uuid4()}", events=[answer("failed")])
+                ).status == 200
+    assert call("GET", f"/v1/goals/{goal_id}", user).body["status"] == "running"
+    sent = answer("completed")
+    assert call("POST", "/v1/events/commit", agent, commit_body(f"k-{uuid.uuid4()}", events=[sent])).status == 200
+    goal = call("GET", f"/v1/goals/{goal_id}", user).body
+    assert goal["status"] == "completed" and goal["result"]["status"] == "completed", goal
+    stamped = EventEnvelope.model_validate({**sent, "platform_tenant_id": user.platform_tenant_id,
+                                            "tenant_id": user.service_tenant_id, "user_id": user.service_user_id})
+    assert record_envelope(db, stamped) == DUPLICATE
