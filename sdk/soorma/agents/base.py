@@ -532,9 +532,29 @@ class Agent:
                         raise
                     log.info("agent %s: %s in %s (attempt %d); re-running it", self.name, exc, handler.name,
                              attempt + 1)
+                except Exception:
+                    if commit and await self._committed_before(context, event, index):
+                        return
+                    raise
             import asyncio
 
             await asyncio.sleep(random.uniform(0.005, 0.03) * (attempt + 1))
+
+    async def _committed_before(self, context: "PlatformContext", event: EventEnvelope, index: int) -> bool:
+        """After handler ``index`` failed on ``event`` in ``commit`` mode: whether an earlier run already committed
+        it (its idempotency record is ``COMPLETED`` and live). A redelivery of a committed event re-runs the handler
+        without the state it left (e.g. a task context its answer deleted), which may fail; that run is then done,
+        not an error to retry until the event is dead-lettered. Asked only after a failure, so a run that succeeds
+        costs nothing more. ``False`` when the record cannot be read (the failure stands)."""
+        try:
+            record = await context.memory.get_idempotency_record(self.commit_key(event, index))
+        except Exception:  # noqa: BLE001 - the handler's own failure is the one to report
+            return False
+        if record is None or record.status != "COMPLETED" or record.expiry_timestamp < time.time():
+            return False
+        log.info("agent %s: event %s (%s) was already committed by an earlier run of %s; this run's failure is "
+                 "ignored", self.name, event.id, event.type, self._handlers[index].name)
+        return True
 
     # --- Lambda ------------------------------------------------------------------------------------------------
     def __call__(self, event: Mapping[str, Any], lambda_context: Any = None) -> dict[str, Any]:

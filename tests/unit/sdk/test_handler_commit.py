@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from soorma import PlatformContext, Worker
-from soorma.errors import ConflictError, PlatformError
+from soorma.errors import ConflictError, PlatformError, TaskNotFoundError
 from soorma.events import EventEnvelope
 from soorma.settings import Settings
 from soorma.task_context import DelegationSpec
@@ -120,9 +120,12 @@ async def test_a_failed_handler_sends_nothing():
         await context.bus.publish("business-facts", "order.noted", {"n": 1})
         raise RuntimeError("boom")
 
+    event = request_event()
     with pytest.raises(RuntimeError):
-        await worker.dispatch(request_event(), commit=True)
-    assert recorder.requests == []
+        await worker.dispatch(event, commit=True)
+    # nothing written or published; only the question whether an earlier run committed the event
+    assert [(m, p) for m, p, _ in recorder.requests] == [
+        ("GET", f"/v1/memory/idempotency/{worker.commit_key(event, 0)}")]
 
 
 async def test_a_conflict_reruns_the_handler_and_commits_with_the_same_key():
@@ -208,4 +211,39 @@ async def test_calls_for_another_tenant_are_not_buffered():
     with pytest.raises(PlatformError):  # the mock answers the direct publish 500: it was sent at once, not buffered
         await worker.dispatch(EventEnvelope(type="x.y", topic="business-facts", tenant_id=TENANT, user_id=USER),
                               commit=True)
-    assert [(m, p) for m, p, _ in recorder.requests] == [("POST", "/v1/events/publish")]
+    assert [(m, p) for m, p, _ in recorder.requests][0] == ("POST", "/v1/events/publish")
+
+
+@pytest.mark.parametrize("stored,ignored", [
+    ({"status": "COMPLETED", "expiry_timestamp": 4_000_000_000}, True),
+    ({"status": "COMPLETED", "expiry_timestamp": 1}, False),  # expired: the event may run again
+    (None, False),
+])
+async def test_a_redelivery_of_a_committed_event_that_fails_is_done(stored, ignored):
+    """The final result's redelivery after its commit: the task it answered is gone, so restoring it fails; the
+    commit key says the event was handled, so the failure is not retried into a dead letter."""
+    requests: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        requests.append(request.url.path)
+        if "/idempotency/" in request.url.path:
+            if stored is None:
+                return httpx.Response(404, json={"detail": "none"})
+            return httpx.Response(200, json={"key": "k", **stored})
+        return httpx.Response(404, json={"detail": "no task"})
+
+    worker = Worker("order-processor", context=PlatformContext.from_env(
+        settings=Settings(api_url="http://platform.test", api_key="sk_test_x"), transport=httpx.MockTransport(handle)))
+
+    @worker.on_result("payment.process.completed")
+    async def on_result(result, context):
+        await result.restore_task()
+
+    event = EventEnvelope(type="payment.process.completed", topic="action-results", correlation_id="sub-9",
+                          tenant_id=TENANT, user_id=USER)
+    if ignored:
+        assert await worker.dispatch(event, commit=True) == 1
+    else:
+        with pytest.raises(TaskNotFoundError):
+            await worker.dispatch(event, commit=True)
+    assert requests[-1] == "/v1/memory/idempotency/" + worker.commit_key(event, 0)
