@@ -17,7 +17,7 @@ and user with its delivery grant, :func:`soorma.identity.act_for`):
    policy, the action count per plan, input requests recorded) and written to ``gateway.event_outbox``
    (0050_event_outbox.sql) with its fixed id;
 3. each task context is upserted with its optimistic version check (409 when another writer changed it since it was
-   read: the whole commit rolls back and the SDK re-runs the handler), each deleted one deleted.
+   read, or deleted it: the whole commit rolls back and the SDK re-runs the handler), each deleted one deleted.
 
 After the commit the outbox rows are published in order, with a fresh delivery grant each, and deleted. An event that
 answers a goal (on ``action-results`` with the goal's id as ``correlation_id``) is also recorded at once, as the
@@ -182,9 +182,15 @@ def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, pub
     table = task_context_resource.TABLE
     for write in body.task_contexts:
         values = write.model_dump(exclude={"version"})
-        row = table.upsert(conn, identity, values, expected_version=write.version)
+        # xmax = 0: the row was inserted by this statement, not updated (PostgreSQL's system column of the new row)
+        row = table.upsert(conn, identity, values, expected_version=write.version,
+                           returning="*, (xmax = 0) as inserted")
         if row is None:
             raise table.conflict(conn, identity, write.version, task_id=write.task_id)
+        if write.version is not None and row["inserted"]:
+            # read at a version, and gone since (answered and deleted by another run): a conflict, not a new task
+            raise HTTPException(409, f"task context {write.task_id} no longer exists (it was at version "
+                                     f"{write.version} when read): read it again and retry")
         versions[write.task_id] = int(row["version"])
     for task_id in body.deleted_task_contexts:
         table.delete(conn, identity, task_id=task_id)  # its memory.task_subtasks rows go with it (on delete cascade)

@@ -226,3 +226,16 @@ def test_a_goal_answer_in_a_commit_ends_the_goal_at_once(fx, call, db):
     stamped = EventEnvelope.model_validate({**sent, "platform_tenant_id": user.platform_tenant_id,
                                             "tenant_id": user.service_tenant_id, "user_id": user.service_user_id})
     assert record_envelope(db, stamped) == DUPLICATE
+
+
+def test_a_versioned_write_of_a_deleted_task_is_a_conflict_not_a_new_task(fx, call, db):
+    """A run that read a task at version 1 (e.g. from the SDK's cache of what it committed) after another run answered
+    and deleted it must not bring it back: 409, nothing written."""
+    me = fx.new_identity(role="agent")
+    call("POST", "/v1/events/commit", me, commit_body(f"k-{uuid.uuid4()}", tasks=[task("t-gone")]))
+    call("POST", "/v1/events/commit", me, commit_body(f"k-{uuid.uuid4()}", deleted=["t-gone"]))
+    late = event(f"t{uuid.uuid4().hex[:8]}.answered")
+    reply = call("POST", "/v1/events/commit", me, commit_body(f"k-{uuid.uuid4()}", events=[late],
+                                                               tasks=[task("t-gone", 1, revived=True)]))
+    assert reply.status == 409 and "no longer exists" in reply.body["detail"], reply.body
+    assert task_row(db, me, "t-gone") is None
