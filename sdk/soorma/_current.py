@@ -16,7 +16,11 @@ that computes them can never make JetStream drop this tenant's events.
 
 from __future__ import annotations
 
+import copy
+import threading
 import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -31,6 +35,58 @@ GRANT_HEADER = "X-Soorma-Grant"
 _NAMESPACE = uuid.UUID("6f1c2f0e-7d1a-4c58-9a53-50a7d1e0b1c4")
 
 
+#: (platform tenant, service tenant, service user): whose task contexts an entry of :class:`CommittedTasks` is.
+Scope = tuple[str | None, str | None, str | None]
+
+
+class CommittedTasks:
+    """The task contexts this execution environment's handler runs committed last, as committed (fields and stored
+    version), by scope and task id, and by the sub-tasks they list: an optimistic read cache. A handler that restores
+    a task it (or an earlier run here) just wrote gets it without asking the platform; the commit checks the version
+    (``POST /v1/events/commit``: 409 when the row changed or was deleted since), and a run that lost that race is
+    re-run with the entries it read dropped, so it reads the platform's copy. Bounded (least recently used first
+    out, ``size`` entries); thread-safe (threads of one process may run handlers at once)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._tasks: OrderedDict[tuple[Scope, str], dict[str, Any]] = OrderedDict()
+        self._by_sub_task: dict[tuple[Scope, str], str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, scope: Scope, task_id: str | None = None, sub_task_id: str | None = None) -> dict[str, Any] | None:
+        """The committed fields (with ``version``) of the task ``task_id``, or of the one listing ``sub_task_id``."""
+        with self._lock:
+            if task_id is None and sub_task_id is not None:
+                task_id = self._by_sub_task.get((scope, sub_task_id))
+            if task_id is None or (scope, task_id) not in self._tasks:
+                return None
+            self._tasks.move_to_end((scope, task_id))
+            return copy.deepcopy(self._tasks[(scope, task_id)])  # the reader may change what it got
+
+    def put(self, scope: Scope, fields: dict[str, Any], version: int) -> None:
+        """Remember a task context as committed at ``version``."""
+        task_id = str(fields["task_id"])
+        with self._lock:
+            self._forget(scope, task_id)
+            self._tasks[(scope, task_id)] = {**copy.deepcopy(fields), "version": version}
+            for sub_task_id in fields.get("sub_tasks") or []:
+                self._by_sub_task[(scope, str(sub_task_id))] = task_id
+            while len(self._tasks) > self._size:
+                (old_scope, old_id), _ = next(iter(self._tasks.items()))
+                self._forget(old_scope, old_id)
+
+    def drop(self, scope: Scope, task_id: str) -> None:
+        """Forget a task context (deleted, or possibly stale)."""
+        with self._lock:
+            self._forget(scope, task_id)
+
+    def _forget(self, scope: Scope, task_id: str) -> None:
+        old = self._tasks.pop((scope, task_id), None)
+        for sub_task_id in (old or {}).get("sub_tasks") or []:
+            if self._by_sub_task.get((scope, str(sub_task_id))) == task_id:
+                del self._by_sub_task[(scope, str(sub_task_id))]
+
+
 @dataclass
 class PendingCommit:
     """What one handler run did that the platform applies at once when it returns (``POST /v1/events/commit``, one
@@ -43,6 +99,11 @@ class PendingCommit:
     tenant_id: str | None
     user_id: str | None
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: where reads of tasks the run did not write may be answered from (see :class:`CommittedTasks`), for ``scope``
+    cache: CommittedTasks | None = None
+    scope: Scope = (None, None, None)
+    #: tasks the run read from ``cache`` (dropped from it if the run fails: they may be stale)
+    cached_reads: set[str] = field(default_factory=set)
     task_contexts: dict[str, tuple[dict[str, Any], int | None]] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
 
@@ -78,7 +139,30 @@ class PendingCommit:
             if fields["task_id"] == task_id or (sub_task_id is not None and sub_task_id in (fields.get("sub_tasks")
                                                                                           or [])):
                 return True, {**fields, "version": (expected or 0) + 1}
+        cached = self.cache.get(self.scope, task_id, sub_task_id) if self.cache is not None else None
+        if cached is not None:
+            self.cached_reads.add(str(cached["task_id"]))
+            return True, cached
         return False, None
+
+    def committed(self, versions: Mapping[str, int]) -> None:
+        """After the platform applied this run (``versions``: its stored task versions): remember what it wrote."""
+        if self.cache is None:
+            return
+        for task_id, (fields, _) in self.task_contexts.items():
+            if task_id in versions:
+                self.cache.put(self.scope, fields, int(versions[task_id]))
+            else:
+                self.cache.drop(self.scope, task_id)
+        for task_id in self.deleted:
+            self.cache.drop(self.scope, task_id)
+
+    def forget(self) -> None:
+        """After a failed or replayed run: drop what it read from or wrote to the cache (it may be stale)."""
+        if self.cache is None:
+            return
+        for task_id in {*self.cached_reads, *self.task_contexts, *self.deleted}:
+            self.cache.drop(self.scope, task_id)
 
     def empty(self) -> bool:
         """Nothing to commit."""

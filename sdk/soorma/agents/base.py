@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from .._current import PendingCommit, flush_outbox, handling
+from .._current import CommittedTasks, PendingCommit, flush_outbox, handling
 from ..errors import ConflictError
 from ..events import EventDefinition, EventEnvelope, EventTopic
 from ..subjects import check_event_type
@@ -214,6 +214,8 @@ class Agent:
         self._handled: OrderedDict[str, set[int]] = OrderedDict()
         self._handled_lock = threading.Lock()
         self._cache_size = idempotency_cache_size
+        #: task contexts this environment's handler runs committed (``commit`` mode's optimistic read cache)
+        self._committed_tasks = CommittedTasks(idempotency_cache_size)
         self._runtime: LambdaRuntime | None = None
 
     # --- identity ----------------------------------------------------------------------------------------------
@@ -508,7 +510,9 @@ class Agent:
         when it returns (:meth:`soorma.clients.bus.BusClient.commit`): the platform applies them in one transaction
         with the run's idempotency record (:meth:`commit_key`) and then publishes the events, so a run costs one
         platform call instead of one per action, a failed run leaves nothing behind, and a repeated run of an event
-        already committed (a redelivery, another execution environment) changes nothing.
+        already committed (a redelivery, another execution environment) changes nothing. What a commit wrote is
+        kept (:class:`soorma._current.CommittedTasks`): a later run here that restores the same task reads it
+        without a platform call; the commit's version check catches a stale copy (409), and the re-run reads afresh.
 
         Optimistic concurrency: a save that finds the task or plan changed since it was read raises
         :class:`ConflictError` (409); the handler is then run again from the start, so it re-reads the record and
@@ -517,22 +521,31 @@ class Agent:
         After ``CONFLICT_RETRIES`` conflicts the error propagates and the delivery layer redelivers the event.
         """
         for attempt in range(CONFLICT_RETRIES + 1):
-            unit = PendingCommit(event.tenant_id, event.user_id) if commit else None
+            unit = PendingCommit(event.tenant_id, event.user_id, cache=self._committed_tasks,
+                                 scope=(event.platform_tenant_id, event.tenant_id, event.user_id)) if commit else None
             with handling(event, f"{self.agent_id}/{index}", source=self.name, commit=unit):
                 try:
                     await handler.func(event, context)
                     await flush_outbox()
                     if unit is not None and not unit.empty():
-                        await context.bus.commit(unit, key=self.commit_key(event, index),
-                                                 expiry_timestamp=int(time.time()) + commit_expiry_seconds())
+                        answer = await context.bus.commit(unit, key=self.commit_key(event, index),
+                                                          expiry_timestamp=int(time.time()) + commit_expiry_seconds())
+                        if answer.get("replayed"):
+                            unit.forget()
+                        else:
+                            unit.committed(answer.get("task_versions") or {})
                     return
                 except ConflictError as exc:
+                    if unit is not None:
+                        unit.forget()  # the re-run reads the platform's copies
                     record_conflict_rerun(self.name, handler.name, given_up=attempt >= CONFLICT_RETRIES)
                     if attempt >= CONFLICT_RETRIES:
                         raise
                     log.info("agent %s: %s in %s (attempt %d); re-running it", self.name, exc, handler.name,
                              attempt + 1)
                 except Exception:
+                    if unit is not None:
+                        unit.forget()
                     if commit and await self._committed_before(context, event, index):
                         return
                     raise

@@ -247,3 +247,72 @@ async def test_a_redelivery_of_a_committed_event_that_fails_is_done(stored, igno
         with pytest.raises(TaskNotFoundError):
             await worker.dispatch(event, commit=True)
     assert requests[-1] == "/v1/memory/idempotency/" + worker.commit_key(event, 0)
+
+
+async def test_a_task_this_environment_committed_is_restored_without_a_platform_call():
+    """The order's first handler commits its task; the first result restores it from what was committed (no GET), and
+    so does the second from what the first result committed. A stale copy (another environment wrote since) is
+    refused by the commit (409) and the re-run reads the platform's copy."""
+    recorder = Recorder()
+    worker = delegating_worker(recorder)
+
+    @worker.on_result("inventory.reserve.completed")
+    @worker.on_result("payment.process.completed")
+    async def on_result(result, context):
+        task = await result.restore_task()
+        task.update_sub_task_result(result.correlation_id, result.data.get("result"))
+        if task.aggregate_parallel_results(task.state["pending_group"]) is None:
+            await task.save()
+        else:
+            await task.complete({"both": True})
+
+    def versions_answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        return httpx.Response(200, json={"replayed": False, "event_ids": [e["id"] for e in body["events"]],
+                                         "task_versions": {t["task_id"]: t.get("version", 0) + 1
+                                                           for t in body["task_contexts"]}})
+
+    answers: list[httpx.Response] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        recorder.requests.append((request.method, request.url.path, None))
+        if request.url.path == "/v1/events/commit":
+            return answers.pop(0) if answers else versions_answer(request)
+        return httpx.Response(404, json={"detail": "not asked in this test"})
+
+    worker.context = PlatformContext.from_env(settings=Settings(api_url="http://platform.test", api_key="sk_test_x"),
+                                              transport=httpx.MockTransport(handle))
+    order = request_event(order_id="o-1")
+    await worker.dispatch(order, commit=True)
+    assert [p for _, p, _ in recorder.requests] == ["/v1/events/commit"]
+    task_id = next(iter(worker._committed_tasks._tasks.values()))["task_id"]
+    subs = worker._committed_tasks.get((None, TENANT, USER), task_id)["sub_tasks"]
+    for sub, kind in zip(subs, ("inventory.reserve.completed", "payment.process.completed")):
+        await worker.dispatch(EventEnvelope(type=kind, topic="action-results", correlation_id=sub,
+                                            data={"status": "completed", "result": {"ok": kind}},
+                                            tenant_id=TENANT, user_id=USER), commit=True)
+    assert [p for _, p, _ in recorder.requests] == ["/v1/events/commit"] * 3  # no read at all
+    assert worker._committed_tasks.get((None, TENANT, USER), task_id) is None  # answered: deleted, forgotten
+
+
+async def test_a_stale_cached_task_is_refused_and_the_rerun_reads_the_platforms_copy():
+    worker = Worker("order-processor")
+    scope = (None, TENANT, USER)
+    worker._committed_tasks.put(scope, {"task_id": "t-5", "event_type": "x", "sub_tasks": ["sub-5"], "state": {}},
+                                1)
+    fresh = {"task_id": "t-5", "event_type": "x", "sub_tasks": ["sub-5"], "state": {"other": 1}, "version": 5}
+    recorder = Recorder(commit_answers=[409], tasks={"sub-5": fresh})
+    worker.context = recorder.context()
+
+    @worker.on_result("inventory.reserve.completed")
+    async def on_result(result, context):
+        task = await result.restore_task()
+        task.state["mine"] = True
+        await task.save()
+
+    await worker.dispatch(EventEnvelope(type="inventory.reserve.completed", topic="action-results",
+                                        correlation_id="sub-5", tenant_id=TENANT, user_id=USER), commit=True)
+    first, second = recorder.commits()
+    assert first["task_contexts"][0]["version"] == 1  # from the cache: stale
+    assert [(m, p) for m, p, _ in recorder.requests][1] == ("GET", "/v1/memory/task-context/by-subtask/sub-5")
+    assert second["task_contexts"][0]["version"] == 5 and second["task_contexts"][0]["state"]["other"] == 1
