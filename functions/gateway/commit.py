@@ -46,6 +46,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from soorma._current import MAX_COMMIT_EVENTS, MAX_COMMIT_TASK_CONTEXTS
 from soorma.events import EventEnvelope, EventTopic
 from soorma.functions.gateway import policy as policies
 from soorma.functions.gateway.publisher import PayloadTooLarge, Publisher, PublishError
@@ -61,9 +62,6 @@ from soorma.task_context import INPUT_REQUESTED_EVENT
 
 logger = logging.getLogger("soorma.functions.gateway.commit")
 
-#: Most events, task-context writes and deletions one commit may carry.
-MAX_COMMIT_EVENTS = 100
-MAX_COMMIT_TASK_CONTEXTS = 50
 #: What the idempotency record of a handler commit answers to a replay (Powertools' ``response_data`` column).
 COMMITTED_RESPONSE = json.dumps({"handlers": 1})
 

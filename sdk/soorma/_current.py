@@ -35,6 +35,11 @@ GRANT_HEADER = "X-Soorma-Grant"
 _NAMESPACE = uuid.UUID("6f1c2f0e-7d1a-4c58-9a53-50a7d1e0b1c4")
 
 
+#: Most events and task-context writes (and, apart, deletions) one handler commit carries (``POST /v1/events/commit``
+#: refuses more with 422). A run that publishes more sends the rest at once, one request each, as without commits.
+MAX_COMMIT_EVENTS = 100
+MAX_COMMIT_TASK_CONTEXTS = 50
+
 #: (platform tenant, service tenant, service user): whose task contexts an entry of :class:`CommittedTasks` is.
 Scope = tuple[str | None, str | None, str | None]
 
@@ -110,6 +115,19 @@ class PendingCommit:
     def covers(self, tenant_id: str | None, user_id: str | None) -> bool:
         """Whether a call acting for ``tenant_id``/``user_id`` (``None``: the event's) acts for the event's own."""
         return (tenant_id or self.tenant_id, user_id or self.user_id) == (self.tenant_id, self.user_id)
+
+    def takes_event(self, tenant_id: str | None, user_id: str | None) -> bool:
+        """Whether a publish for ``tenant_id``/``user_id`` is buffered (:meth:`covers`, and room left)."""
+        return self.covers(tenant_id, user_id) and len(self.events) < MAX_COMMIT_EVENTS
+
+    def takes_task(self, task_id: str, tenant_id: str | None, user_id: str | None) -> bool:
+        """Whether a task-context write or deletion for ``tenant_id``/``user_id`` is buffered (:meth:`covers`, and
+        room left, or the task already buffered)."""
+        if not self.covers(tenant_id, user_id):
+            return False
+        if task_id in self.task_contexts or task_id in self.deleted:
+            return True
+        return len(self.task_contexts) < MAX_COMMIT_TASK_CONTEXTS and len(self.deleted) < MAX_COMMIT_TASK_CONTEXTS
 
     def store_task(self, fields: dict[str, Any], version: int | None) -> int:
         """Buffer a task-context upsert; returns the version the record will have for the rest of this run (one

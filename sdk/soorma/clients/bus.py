@@ -213,7 +213,7 @@ class BusClient(HttpClient):
             envelope = envelope.model_copy(update=update)
         payload = envelope.model_dump(mode="json", exclude_none=True)
         unit = pending_commit()
-        if unit is not None and not timing and unit.covers(envelope.tenant_id, envelope.user_id):
+        if unit is not None and not timing and unit.takes_event(envelope.tenant_id, envelope.user_id):
             unit.events.append(payload)  # published by the handler's commit (:meth:`commit`) when it returns
             return envelope.id
         body = await self._request("POST", "/v1/events/publish", json={"event": payload, **timing})

@@ -311,7 +311,7 @@ class MemoryClient(HttpClient):
             "goal_id": goal_id, "trace_id": trace_id, **_given(version=version),
         }
         unit = pending_commit()
-        if unit is not None and unit.covers(tenant_id, user_id):
+        if unit is not None and unit.takes_task(task_id, tenant_id, user_id):
             # Inside a handler whose effects are committed at once: written with the others when it returns (a
             # JSON copy, as it would have been sent now, so later changes to the objects do not leak into it).
             fields = json.loads(json.dumps({k: v for k, v in body.items() if k != "version"}))
@@ -355,7 +355,7 @@ class MemoryClient(HttpClient):
         """Delete a saved context; ``False`` if there was none. Inside a handler whose effects are committed at once
         it is deleted with them (and ``True`` is returned)."""
         unit = pending_commit()
-        if unit is not None and unit.covers(tenant_id, user_id):
+        if unit is not None and unit.takes_task(task_id, tenant_id, user_id):
             unit.delete_task(task_id)
             return True
         return await self._delete(_path("task-context", task_id), tenant_id=tenant_id, user_id=user_id)

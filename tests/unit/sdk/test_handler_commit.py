@@ -316,3 +316,30 @@ async def test_a_stale_cached_task_is_refused_and_the_rerun_reads_the_platforms_
     assert first["task_contexts"][0]["version"] == 1  # from the cache: stale
     assert [(m, p) for m, p, _ in recorder.requests][1] == ("GET", "/v1/memory/task-context/by-subtask/sub-5")
     assert second["task_contexts"][0]["version"] == 5 and second["task_contexts"][0]["state"]["other"] == 1
+
+
+async def test_a_run_publishing_more_than_a_commit_carries_sends_the_rest_at_once():
+    from soorma._current import MAX_COMMIT_EVENTS
+
+    recorder = Recorder()
+    published: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/events/publish":
+            event_id = json.loads(request.content)["event"]["id"]
+            published.append(event_id)
+            return httpx.Response(200, json={"success": True, "event_id": event_id})
+        return recorder.handle(request)
+
+    worker = Worker("fan-out", context=PlatformContext.from_env(
+        settings=Settings(api_url="http://platform.test", api_key="sk_test_x"), transport=httpx.MockTransport(handle)))
+
+    @worker.on_event("x.y", topic="business-facts")
+    async def fan_out(event, context):
+        for n in range(MAX_COMMIT_EVENTS + 3):
+            await context.bus.publish("business-facts", "x.z", {"n": n})
+
+    await worker.dispatch(EventEnvelope(type="x.y", topic="business-facts", tenant_id=TENANT, user_id=USER),
+                          commit=True)
+    [commit] = recorder.commits()
+    assert len(commit["events"]) == MAX_COMMIT_EVENTS and len(published) == 3
