@@ -35,6 +35,16 @@ While an invocation runs, its messages get ``+WPI`` (``in_progress``) every half
 cause a redelivery to another worker. The bridge itself gives up on an invocation after ``timeout_s +
 invoke_grace_s`` and treats it as failed.
 
+Results for one goal are handed to a route's function one batch at a time (issue 19): a worker whose batch holds an
+``action-results`` event of a goal (its ``goal_id``, else ``plan_id``, else ``trace_id``) that another worker of the
+same route is delivering right now waits for that invocation to end before invoking. The parallel sub-tasks of a
+delegation answer at nearly the same moment; delivered side by side, both handlers would read their parent's task
+context at the same version and the second save would lose the race (a 409 and a re-run of the handler: another
+read, another write, a backoff). One after the other, the second reads what the first wrote. Only results are
+grouped (requests of one goal still run in parallel), only within one route (one agent), and the wait never holds
+a result longer than the invocation before it. Lambda's SQS event source mapping has no such grouping on standard
+queues: there, conflicting results are still merged by the SDK's re-run (``ConflictReruns``).
+
 A message carrying the header ``Soorma-Replay-Consumer`` (set by ``soorma dlq replay``, :mod:`.dlq`) is meant for
 that one consumer only: every other consumer whose filter it matches acks it without invoking its function, so a
 replayed dead letter reaches the agent that failed it and not, a second time, every other subscriber.
@@ -81,6 +91,26 @@ from .types import ConsumerStats, FunctionThrottled, Invoker, Route
 
 log = logging.getLogger("soorma.functions.bridge")
 
+#: The topic whose events are delivered one goal at a time per route (see the module docstring).
+RESULTS_TOPIC = "action-results"
+
+
+def result_group(msg: Msg) -> str | None:
+    """The goal an ``action-results`` message belongs to (its envelope's ``goal_id``, else ``plan_id``, else
+    ``trace_id``; subjects are ``soorma.<platform tenant>.<topic>.<event type>``), or ``None`` for any other message
+    or one whose body is not a JSON object."""
+    parts = msg.subject.split(".", 3)
+    if len(parts) < 4 or parts[2] != RESULTS_TOPIC:
+        return None
+    try:
+        body = json.loads(msg.data)
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    group = body.get("goal_id") or body.get("plan_id") or body.get("trace_id")
+    return f"{parts[1]}/{group}" if isinstance(group, str) and group else None
+
 RoutesSource = Callable[[], Awaitable[list[Route]]]
 
 #: Messages whose "platform unavailable" deliveries the bridge remembers (least recently excused dropped first).
@@ -99,6 +129,8 @@ class _Runner:
 
     route: Route
     workers: list[_Worker] = field(default_factory=list)
+    # result group (see :func:`result_group`) -> the end of the invocation delivering it now
+    delivering: dict[str, asyncio.Future] = field(default_factory=dict)
     ensured_at: float | None = None  # monotonic time of the last successful ensure_consumer
     needs_ensure: bool = True
     throttled_until: float = 0.0
@@ -411,7 +443,7 @@ class Bridge:
                 if worker.retire.is_set():
                     await self._release(msgs)
                     break
-                await self._process(runner, route, msgs, stats)
+                await self._process_in_turn(runner, route, msgs, stats)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -442,6 +474,26 @@ class Bridge:
             for msg in msgs:
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
+
+    async def _process_in_turn(self, runner: _Runner, route: Route, msgs: list[Msg], stats: ConsumerStats) -> None:
+        """:meth:`_process` once no other worker of the route is delivering a result of the same goal (see the module
+        docstring); the batch's own groups are held until its invocation ended."""
+        groups = {group for group in map(result_group, msgs) if group is not None}
+        while groups:
+            busy = [runner.delivering[g] for g in groups if g in runner.delivering]
+            if not busy:
+                break
+            await asyncio.wait(busy)
+        done = asyncio.get_running_loop().create_future()
+        for group in groups:  # no await between the check above and this: no other worker can slip in between
+            runner.delivering[group] = done
+        try:
+            await self._process(runner, route, msgs, stats)
+        finally:
+            for group in groups:
+                if runner.delivering.get(group) is done:
+                    del runner.delivering[group]
+            done.set_result(None)
 
     async def _process(self, runner: _Runner, route: Route, msgs: list[Msg], stats: ConsumerStats) -> None:
         name = route.consumer_name

@@ -65,7 +65,8 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse
 
 from soorma.events import EventTopic
-from soorma.functions.gateway import admin, identity_service, inputs, policy as policies, usage_api
+from soorma.functions.gateway import admin, commit, identity_service, inputs, policy as policies, usage_api
+from soorma.functions.gateway.commit import owned_envelope, topic_of
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
     MAX_WAIT_S,
@@ -107,10 +108,8 @@ from soorma.functions.shared.service import current_identity, function_app
 from soorma.functions.shared.traces import GoalTrace
 from soorma.functions.webhooks import api as webhooks
 from soorma.functions.webhooks.aws import notify_sender
-from soorma.goal_notices import NOTICE_TYPES
 from soorma.grants import stamp as stamp_grant
-from soorma.identity import OVERRIDE_ROLES, Identity
-from soorma.subjects import check_event_type, check_identifier, subject
+from soorma.identity import Identity
 from soorma.task_context import INPUT_REQUESTED_EVENT
 
 logger = logging.getLogger("soorma.functions.gateway")
@@ -273,32 +272,8 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
     @app.post("/v1/events/publish", response_model=Published, tags=["events"])
     def publish_event(body: PublishRequest, identity: Identity = Depends(current_identity)):
         """Publish one event envelope to the event bus, under the caller's identity."""
-        envelope = body.event
-        check_event_type(envelope.type)
-        if envelope.type in NOTICE_TYPES:  # only the delivery layer says a goal's event was dead-lettered or replayed
-            raise HTTPException(403, f"event type {envelope.type!r} is reserved for the platform")
-        if not _EVENT_ID.match(envelope.id):
-            raise HTTPException(422, "event id must be 1-128 characters of [A-Za-z0-9_.:-] (a UUID)")
-        updates: dict[str, Any] = {"platform_tenant_id": identity.platform_tenant_id}
-        if identity.role in OVERRIDE_ROLES:
-            for field, own in (("tenant_id", identity.service_tenant_id), ("user_id", identity.service_user_id)):
-                value = getattr(envelope, field)
-                if value is not None and value != own:
-                    raise HTTPException(
-                        403,
-                        f"event {field} {value!r} differs from the service {field.split('_')[0]} this request "
-                        f"acts for ({own!r}); send X-Soorma-Service-Tenant / X-Soorma-Service-User (an agent also the "
-                        "X-Soorma-Grant of the event it handles)",
-                    )
-                updates[field] = own
-        else:
-            updates["tenant_id"] = identity.service_tenant_id
-            updates["user_id"] = identity.service_user_id
-        envelope = envelope.model_copy(update=updates)
-        topic = envelope.topic.value if hasattr(envelope.topic, "value") else str(envelope.topic)
-        subject(envelope.platform_tenant_id, topic, envelope.type)
-        check_identifier(envelope.tenant_id, "tenant_id")
-        check_identifier(envelope.user_id, "user_id")
+        envelope = owned_envelope(body.event, identity)
+        topic = topic_of(envelope)
         # A fresh delivery grant for the identity just stamped (soorma.grants): any grant the publisher sent is
         # replaced, and an agent publishing under a grant gives the receivers one of their own.
         envelope = stamp_grant(envelope)
@@ -336,6 +311,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
                                " window; it was not published again"}
         return {"success": True, "event_id": envelope.id, "duplicate": False, "message": "Event published"}
 
+    app.include_router(commit.create_router(db, publisher))
     app.include_router(admin.create_router(db))
     app.include_router(identity_service.create_router(db))
     app.include_router(webhooks.create_router(db))

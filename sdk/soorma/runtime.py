@@ -14,7 +14,14 @@ that raises makes its record a batch item failure, so the event is redelivered, 
 Handling an event at most once in effect (by event id), configured by ``SOORMA_IDEMPOTENCY``
 (:func:`soorma.idempotency.idempotency_mode`):
 
-* ``platform`` (default in a Lambda function, in AWS or under ``soorma local``, with a platform URL): each record's
+* ``commit`` (default in a Lambda function, in AWS or under ``soorma local``, with a platform URL): each handler
+  run's events and task-context writes are buffered and sent in ONE request when it returns
+  (``POST /v1/events/commit``), applied in one transaction with an idempotency record keyed by agent, event id and
+  handler, the events published after the commit (a transactional outbox, :mod:`soorma.functions.gateway.commit`).
+  A failed run leaves nothing; a redelivered event that was already committed runs its handler again (its other
+  platform calls, keyed writes, are repeated) but its commit changes nothing. Cost: one round trip per handler run
+  that did something. See :meth:`soorma.agents.base.Agent._run_handler`.
+* ``platform``: each record's
   dispatch is wrapped in Powertools' ``idempotent_function``
   (https://docs.powertools.aws.dev/lambda/python/latest/utilities/idempotency/) on
   :class:`soorma.idempotency.PlatformPersistenceLayer`, keyed by the agent name and the envelope id, with records in
@@ -128,7 +135,8 @@ class LambdaRuntime:
 
     @property
     def mode(self) -> str:
-        """The idempotency mode (``SOORMA_IDEMPOTENCY``, read on first use): ``platform``, ``local`` or ``off``.
+        """The idempotency mode (``SOORMA_IDEMPOTENCY``, read on first use): ``commit``, ``platform``, ``local`` or
+        ``off``.
         Raises ``ValueError`` for an unknown value."""
         if self._mode is None:
             from .idempotency import idempotency_mode
@@ -259,7 +267,7 @@ class LambdaRuntime:
         if self._mode == "off":
             coro = _dispatch_every_time(self.agent, envelope)
         else:
-            coro = self.agent.dispatch(envelope)
+            coro = self.agent.dispatch(envelope, commit=self._mode == "commit")
         if budget is None:
             return await telemetry.traced_dispatch(self.agent, envelope, lambda: coro)
 

@@ -170,7 +170,7 @@ def _positive_seconds_digits(raw: str) -> int:
     return int(raw)
 
 
-IDEMPOTENCY_MODES = ("platform", "local", "off")
+IDEMPOTENCY_MODES = ("commit", "platform", "local", "off")
 
 
 def _idempotency_mode(raw: str) -> str | None:
@@ -252,7 +252,11 @@ PLATFORM_ADMIN_TENANT: Setting[str] = Setting(
     "(`POST /v1/tenants`); the local stack's bootstrap key is `admin_api_key` in `.soorma/credentials.json`", text,
     "platform")
 IDEMPOTENCY: Setting[str | None] = Setting(
-    "SOORMA_IDEMPOTENCY", "how an agent function handles an event at most once (by event id): `platform` — each "
+    "SOORMA_IDEMPOTENCY", "how an agent function handles an event at most once (by event id): `commit` — each "
+    "handler run's events and task-context writes are buffered and sent in ONE request when it returns "
+    "(`POST /v1/events/commit`), applied in one transaction with an idempotency record keyed by agent, event id and "
+    "handler, the events then published (a transactional outbox): one platform call per run, a failed run leaves "
+    "nothing, a repeated run of a committed event changes nothing; `platform` — each "
     "record's dispatch goes through Powertools' `idempotent_function` on "
     "`soorma.idempotency.PlatformPersistenceLayer` (records in the memory function's PostgreSQL, "
     "`/v1/memory/idempotency/{key}`, keyed by agent name and event id), so a redelivery to any execution environment "
@@ -260,7 +264,7 @@ IDEMPOTENCY: Setting[str | None] = Setting(
     "is deleted for the retry; costs two memory round trips per new event; `local` — only each execution "
     "environment's own cache of handlers that succeeded; `off` — every delivery runs every handler",
     _idempotency_mode, None,
-    default_doc="`platform` in a Lambda function (AWS, or `soorma local`'s runtime) with `SOORMA_API_URL` set, "
+    default_doc="`commit` in a Lambda function (AWS, or `soorma local`'s runtime) with `SOORMA_API_URL` set, "
     "else `local`")
 IDEMPOTENCY_EXPIRES_SECONDS: Setting[int] = Setting(
     "SOORMA_IDEMPOTENCY_EXPIRES_SECONDS", "`platform`: how long a completed event's record keeps it from running "

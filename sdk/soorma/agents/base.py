@@ -8,17 +8,20 @@ The deployer reads :meth:`Agent.subscriptions` (what to route to the function) a
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import logging
 import random
 import re
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .. import telemetry
-from .._current import flush_outbox, handling
+from .._current import CommittedTasks, PendingCommit, flush_outbox, handling
 from ..errors import ConflictError
 from ..events import EventDefinition, EventEnvelope, EventTopic
 from ..subjects import check_event_type
@@ -52,6 +55,14 @@ def record_conflict_rerun(agent: str, handler: str, *, given_up: bool = False) -
     with single_metric(name=CONFLICT_METRIC, unit=MetricUnit.Count, value=1, namespace=CONFLICT_NAMESPACE,
                        default_dimensions={"agent": agent, "outcome": "given_up" if given_up else "rerun"}) as metric:
         metric.add_metadata("handler", handler)
+
+def commit_expiry_seconds() -> int:
+    """How long a handler commit's idempotency record refuses a second commit (``SOORMA_IDEMPOTENCY_EXPIRES_SECONDS``,
+    seconds)."""
+    from .. import settings
+
+    return settings.IDEMPOTENCY_EXPIRES_SECONDS.get()
+
 
 EventHandler = Callable[[EventEnvelope, "PlatformContext"], Any]
 Lifecycle = Callable[[], Any]
@@ -231,6 +242,8 @@ class Agent:
         self._handled: OrderedDict[str, set[int]] = OrderedDict()
         self._handled_lock = threading.Lock()
         self._cache_size = idempotency_cache_size
+        #: task contexts this environment's handler runs committed (``commit`` mode's optimistic read cache)
+        self._committed_tasks = CommittedTasks(idempotency_cache_size)
         self._runtime: LambdaRuntime | None = None
 
     # --- identity ----------------------------------------------------------------------------------------------
@@ -492,12 +505,13 @@ class Agent:
         matched = [(i, h) for i, h in enumerate(self._handlers) if h.matches(event)]
         return sorted(matched, key=lambda pair: pair[1].event_type == CATCH_ALL)
 
-    async def dispatch(self, event: EventEnvelope) -> int:
+    async def dispatch(self, event: EventEnvelope, *, commit: bool = False) -> int:
         """Run every matching handler for ``event``; returns how many ran now.
 
         Idempotent per event id within this execution environment: handlers that already succeeded for this id
         are skipped, so a redelivered event re-runs only the handlers that failed. A handler's exception
-        propagates (the record then fails and is redelivered).
+        propagates (the record then fails and is redelivered). ``commit``: each handler run's events and
+        task-context writes are buffered and applied at once when it returns (:meth:`_run_handler`).
         """
         matched = self.handlers_for(event)
         if not matched:
@@ -518,15 +532,31 @@ class Agent:
         for index, handler in matched:
             if index in done:
                 continue
-            await self._run_handler(index, handler, event, context)
+            await self._run_handler(index, handler, event, context, commit=commit)
             done.add(index)
             ran += 1
         if ran == 0:
             log.info("agent %s: event %s (%s) already handled, skipped", self.name, event.id, event.type)
         return ran
 
-    async def _run_handler(self, index: int, handler: _Handler, event: EventEnvelope, context: "PlatformContext") -> None:
+    def commit_key(self, event: EventEnvelope, index: int) -> str:
+        """The idempotency key of handler ``index``'s commit for ``event``: ``soorma.commit.<agent name>#<md5 of
+        [event id, handler index]>`` (Powertools' key shape, apart from the records of ``SOORMA_IDEMPOTENCY=platform``)."""
+        digest = hashlib.md5(json.dumps([event.id, index]).encode(), usedforsecurity=False).hexdigest()
+        return f"soorma.commit.{self.name}#{digest}"
+
+    async def _run_handler(self, index: int, handler: _Handler, event: EventEnvelope, context: "PlatformContext",
+                           *, commit: bool = False) -> None:
         """Run one handler, then send what it deferred (delegated requests).
+
+        ``commit`` (``SOORMA_IDEMPOTENCY=commit``, the default in a function): what the run publishes and the task
+        contexts it saves or deletes are buffered (:class:`soorma._current.PendingCommit`) and sent in ONE request
+        when it returns (:meth:`soorma.clients.bus.BusClient.commit`): the platform applies them in one transaction
+        with the run's idempotency record (:meth:`commit_key`) and then publishes the events, so a run costs one
+        platform call instead of one per action, a failed run leaves nothing behind, and a repeated run of an event
+        already committed (a redelivery, another execution environment) changes nothing. What a commit wrote is
+        kept (:class:`soorma._current.CommittedTasks`): a later run here that restores the same task reads it
+        without a platform call; the commit's version check catches a stale copy (409), and the re-run reads afresh.
 
         Optimistic concurrency: a save that finds the task or plan changed since it was read raises
         :class:`ConflictError` (409); the handler is then run again from the start, so it re-reads the record and
@@ -535,20 +565,53 @@ class Agent:
         After ``CONFLICT_RETRIES`` conflicts the error propagates and the delivery layer redelivers the event.
         """
         for attempt in range(CONFLICT_RETRIES + 1):
-            with handling(event, f"{self.agent_id}/{index}", source=self.name):
+            unit = PendingCommit(event.tenant_id, event.user_id, cache=self._committed_tasks,
+                                 scope=(event.platform_tenant_id, event.tenant_id, event.user_id)) if commit else None
+            with handling(event, f"{self.agent_id}/{index}", source=self.name, commit=unit):
                 try:
                     await telemetry.traced_handler(self.name, handler.name, event, handler.func(event, context))
                     await flush_outbox()
+                    if unit is not None and not unit.empty():
+                        answer = await context.bus.commit(unit, key=self.commit_key(event, index),
+                                                          expiry_timestamp=int(time.time()) + commit_expiry_seconds())
+                        if answer.get("replayed"):
+                            unit.forget()
+                        else:
+                            unit.committed(answer.get("task_versions") or {})
                     return
                 except ConflictError as exc:
+                    if unit is not None:
+                        unit.forget()  # the re-run reads the platform's copies
                     record_conflict_rerun(self.name, handler.name, given_up=attempt >= CONFLICT_RETRIES)
                     if attempt >= CONFLICT_RETRIES:
                         raise
                     log.info("agent %s: %s in %s (attempt %d); re-running it", self.name, exc, handler.name,
                              attempt + 1)
+                except Exception:
+                    if unit is not None:
+                        unit.forget()
+                    if commit and await self._committed_before(context, event, index):
+                        return
+                    raise
             import asyncio
 
             await asyncio.sleep(random.uniform(0.005, 0.03) * (attempt + 1))
+
+    async def _committed_before(self, context: "PlatformContext", event: EventEnvelope, index: int) -> bool:
+        """After handler ``index`` failed on ``event`` in ``commit`` mode: whether an earlier run already committed
+        it (its idempotency record is ``COMPLETED`` and live). A redelivery of a committed event re-runs the handler
+        without the state it left (e.g. a task context its answer deleted), which may fail; that run is then done,
+        not an error to retry until the event is dead-lettered. Asked only after a failure, so a run that succeeds
+        costs nothing more. ``False`` when the record cannot be read (the failure stands)."""
+        try:
+            record = await context.memory.get_idempotency_record(self.commit_key(event, index))
+        except Exception:  # noqa: BLE001 - the handler's own failure is the one to report
+            return False
+        if record is None or record.status != "COMPLETED" or record.expiry_timestamp < time.time():
+            return False
+        log.info("agent %s: event %s (%s) was already committed by an earlier run of %s; this run's failure is "
+                 "ignored", self.name, event.id, event.type, self._handlers[index].name)
+        return True
 
     # --- Lambda ------------------------------------------------------------------------------------------------
     def __call__(self, event: Mapping[str, Any], lambda_context: Any = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, AsyncIterator, Mapping, Sequence
 
 from .. import telemetry
-from .._current import current_event, current_source, derived_id
+from .._current import PendingCommit, current_event, current_source, derived_id, pending_commit
 from ..errors import PlatformError
 from ..events import EventEnvelope, EventTopic
 from ..subjects import check_event_type
@@ -251,10 +251,33 @@ class BusClient(HttpClient):
                 update["traceparent"] = telemetry.current_traceparent()
             envelope = envelope.model_copy(update=update)
         payload = envelope.model_dump(mode="json", exclude_none=True)
+        unit = pending_commit()
+        if unit is not None and not timing and unit.takes_event(envelope.tenant_id, envelope.user_id):
+            unit.events.append(payload)  # published by the handler's commit (:meth:`commit`) when it returns
+            return envelope.id
         body = await self._request("POST", "/v1/events/publish", json={"event": payload, **timing})
         if isinstance(body, dict) and body.get("success") is False:
             raise PlatformError(200, body.get("message") or body, method="POST", url=f"{self.base_url}/v1/events/publish")
         return str((body or {}).get("event_id") or (body or {}).get("eventId") or envelope.id)
+
+    async def commit(self, unit: PendingCommit, *, key: str, expiry_timestamp: int) -> dict[str, Any]:
+        """Apply what one handler run buffered (``POST /v1/events/commit``, :mod:`soorma.functions.gateway.commit`):
+        its events, task-context writes and deletions in one transaction with the idempotency record ``key`` (epoch
+        seconds ``expiry_timestamp``), the events then published with their ids. Returns ``{"replayed", "event_ids",
+        "task_versions"}``; ``replayed``: the key was committed before and nothing new was applied. Raises
+        :class:`~soorma.errors.ConflictError` (a task context changed since the run read it: nothing was applied)
+        and :class:`PlatformError`."""
+        body = {
+            "key": key,
+            "expiry_timestamp": expiry_timestamp,
+            "events": unit.events,
+            "task_contexts": [{**fields, **({"version": expected} if expected is not None else {})}
+                              for fields, expected in unit.task_contexts.values()],
+            "deleted_task_contexts": unit.deleted,
+        }
+        answer = await self._request("POST", "/v1/events/commit", json=body, tenant_id=unit.tenant_id,
+                                     user_id=unit.user_id)
+        return dict(answer or {})
 
     async def wait_for_event(
         self,

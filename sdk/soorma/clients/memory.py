@@ -11,12 +11,14 @@ and outside handlers the API key's own identity applies. Method names and argume
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import Field
 
+from .._current import pending_commit
 from ..errors import ConflictError
 from ..models import KnowledgeItem, TaskContextRecord, WireModel
 from ._http import HttpClient
@@ -325,13 +327,24 @@ class MemoryClient(HttpClient):
             "state": dict(state or {}), "correlation_id": correlation_id, "session_id": session_id,
             "goal_id": goal_id, "trace_id": trace_id, **_given(version=version),
         }
+        unit = pending_commit()
+        if unit is not None and unit.takes_task(task_id, tenant_id, user_id):
+            # Inside a handler whose effects are committed at once: written with the others when it returns (a
+            # JSON copy, as it would have been sent now, so later changes to the objects do not leak into it).
+            fields = json.loads(json.dumps({k: v for k, v in body.items() if k != "version"}))
+            return TaskContextRecord.model_validate({**fields, "version": unit.store_task(fields, version)})
         stored = await self._request("POST", _path("task-context"), json=body, tenant_id=tenant_id, user_id=user_id)
         return TaskContextRecord.model_validate(stored or body)
 
     async def get_task_context(
         self, task_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> TaskContextRecord | None:
-        """The saved context of ``task_id``, or ``None``."""
+        """The saved context of ``task_id``, or ``None`` (what the running handler wrote of it, if it did)."""
+        unit = pending_commit()
+        if unit is not None and unit.covers(tenant_id, user_id):
+            known, fields = unit.task(task_id)
+            if known:
+                return TaskContextRecord.model_validate(fields) if fields is not None else None
         return await self._optional(TaskContextRecord, "GET", _path("task-context", task_id), tenant_id=tenant_id,
                                     user_id=user_id)
 
@@ -356,13 +369,23 @@ class MemoryClient(HttpClient):
                                     tenant_id=tenant_id, user_id=user_id)
 
     async def delete_task_context(self, task_id: str, tenant_id: str | None = None, user_id: str | None = None) -> bool:
-        """Delete a saved context; ``False`` if there was none."""
+        """Delete a saved context; ``False`` if there was none. Inside a handler whose effects are committed at once
+        it is deleted with them (and ``True`` is returned)."""
+        unit = pending_commit()
+        if unit is not None and unit.takes_task(task_id, tenant_id, user_id):
+            unit.delete_task(task_id)
+            return True
         return await self._delete(_path("task-context", task_id), tenant_id=tenant_id, user_id=user_id)
 
     async def get_task_by_subtask(
         self, sub_task_id: str, tenant_id: str | None = None, user_id: str | None = None
     ) -> TaskContextRecord | None:
-        """The saved context that delegated ``sub_task_id``, or ``None``."""
+        """The saved context that delegated ``sub_task_id``, or ``None`` (what the running handler wrote, if so)."""
+        unit = pending_commit()
+        if unit is not None and unit.covers(tenant_id, user_id):
+            known, fields = unit.task(sub_task_id=sub_task_id)
+            if known and fields is not None:
+                return TaskContextRecord.model_validate(fields)
         return await self._optional(TaskContextRecord, "GET", _path("task-context", "by-subtask", sub_task_id),
                                     tenant_id=tenant_id, user_id=user_id)
 

@@ -10,12 +10,15 @@ Powertools' documentation: https://docs.powertools.aws.dev/lambda/python/latest/
   (:mod:`soorma.idempotency.agent`).
 * :func:`idempotency_mode` — the ``SOORMA_IDEMPOTENCY`` setting:
 
+  ``commit``    each handler run's effects in one request (``POST /v1/events/commit``: one transaction with an
+                idempotency record per agent, event and handler; :meth:`soorma.agents.base.Agent._run_handler`),
+                plus the per-environment cache of handlers that already succeeded;
   ``platform``  Powertools + :class:`PlatformPersistenceLayer` (two memory round trips per new event: PUT, PATCH),
                 plus the per-environment cache of handlers that already succeeded;
   ``local``     only the per-environment cache (a redelivery to another environment runs the handlers again);
   ``off``       neither: every delivery runs every matching handler.
 
-  Default: ``platform`` when running as a Lambda function (``AWS_LAMBDA_FUNCTION_NAME`` is set: in AWS or under
+  Default: ``commit`` when running as a Lambda function (``AWS_LAMBDA_FUNCTION_NAME`` is set: in AWS or under
   ``soorma local``'s Lambda runtime) with a platform URL (``SOORMA_API_URL``, or ``SOORMA_MEMORY_URL``); else
   ``local``.
 
@@ -51,7 +54,7 @@ def idempotency_mode(environ: Mapping[str, str] | None = None) -> str:
         return value
     in_lambda = bool(env.get("AWS_LAMBDA_FUNCTION_NAME"))
     has_platform = any(setting.get(env) for setting in _URL_SETTINGS)
-    return "platform" if in_lambda and has_platform else "local"
+    return "commit" if in_lambda and has_platform else "local"
 
 
 _LAZY = {

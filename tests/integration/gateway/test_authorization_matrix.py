@@ -100,6 +100,12 @@ def _sample(method: str, path: str, v: dict[str, str]) -> tuple[str, dict[str, A
         ("POST", "/v1/sessions"): {"session_id": "matrix-session"},
         ("POST", "/v1/events/publish"): {"event": {"type": "matrix.event", "topic": "action-requests",
                                                    "plan_id": "victim-plan"}},
+        # a handler commit that would overwrite the victim's task context and publish as it (issue 19)
+        ("POST", "/v1/events/commit"): {"key": "k1", "expiry_timestamp": 4_000_000_000,
+                                        "events": [{"type": "matrix.event", "topic": "action-requests",
+                                                    "plan_id": "victim-plan"}],
+                                        "task_contexts": [{"task_id": "victim-task", "event_type": "x",
+                                                           "data": {"p": 3}}]},
         ("POST", "/v1/tenants"): {"platform_tenant_id": f"pt_m_{uuid.uuid4().hex[:8]}"},
         ("PATCH", "/v1/tenants/{platform_tenant_id}"): {"status": "suspended"},
         ("PUT", "/v1/policy"): {"allowed_goal_types": ["nothing"]},

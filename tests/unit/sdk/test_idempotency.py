@@ -61,11 +61,12 @@ FAILED = {"batchItemFailures": [{"itemIdentifier": "m0"}]}
     ({}, "local"),
     ({"SOORMA_API_URL": "http://x"}, "local"),  # a script next to the platform: not a function
     ({"AWS_LAMBDA_FUNCTION_NAME": "f"}, "local"),  # a function with no platform to keep records in
-    ({"AWS_LAMBDA_FUNCTION_NAME": "f", "SOORMA_API_URL": "http://x"}, "platform"),
-    ({"AWS_LAMBDA_FUNCTION_NAME": "f", "SOORMA_MEMORY_URL": "http://x"}, "platform"),
+    ({"AWS_LAMBDA_FUNCTION_NAME": "f", "SOORMA_API_URL": "http://x"}, "commit"),
+    ({"AWS_LAMBDA_FUNCTION_NAME": "f", "SOORMA_MEMORY_URL": "http://x"}, "commit"),
     ({"AWS_LAMBDA_FUNCTION_NAME": "f", "SOORMA_API_URL": "http://x", "SOORMA_IDEMPOTENCY": "local"}, "local"),
     ({"SOORMA_IDEMPOTENCY": "PLATFORM"}, "platform"),
     ({"SOORMA_IDEMPOTENCY": " off "}, "off"),
+    ({"SOORMA_IDEMPOTENCY": "Commit"}, "commit"),
 ])
 def test_mode_from_environment(env, mode):
     assert idempotency_mode(env) == mode

@@ -1,0 +1,264 @@
+"""Handler commits: everything one agent handler run did, applied in ONE request and ONE database transaction, its
+events published through a transactional outbox (issue 19, "the fast path").
+
+``POST /v1/events/commit`` body :class:`HandlerCommit` ``{key, expiry_timestamp, events: [envelope],
+task_contexts: [TaskContextCreate with version?], deleted_task_contexts: [task_id]}`` → :class:`CommitResult`
+``{replayed, event_ids, task_versions: {task_id: version}}``.
+
+In one transaction, under the caller's identity (row-level security; an agent acts for the handled event's tenant
+and user with its delivery grant, :func:`soorma.identity.act_for`):
+
+1. the idempotency record ``key`` is created ``COMPLETED`` (``memory.idempotency_records``, the table and the
+   conditional create of Powertools' persistence layer, :mod:`soorma.functions.memory.resources.idempotency`). When a
+   live record already holds the key, this run's work was committed before (a redelivered event, a retried request):
+   nothing else is applied, the answer is ``replayed: true``, and the events of that earlier commit still waiting in
+   the outbox are published now (see below);
+2. each event is checked and stamped exactly as ``POST /v1/events/publish`` does (:func:`owned_envelope`, the tenant's
+   policy, the action count per plan, input requests recorded) and written to ``gateway.event_outbox``
+   (0050_event_outbox.sql) with its fixed id;
+3. each task context is upserted with its optimistic version check (409 when another writer changed it since it was
+   read, or deleted it: the whole commit rolls back and the SDK re-runs the handler), each deleted one deleted.
+
+After the commit the outbox rows are published in order, with a fresh delivery grant each, and deleted. An event that
+answers a goal (on ``action-results`` with the goal's id as ``correlation_id``) is also recorded at once, as the
+tracker records it (:func:`soorma.functions.tracker.recording.record_envelope`), so the goal ends, and its long-poll
+and stream followers are woken, when the answer is published rather than one more delivery later; the tracker's own
+recording of it is then a no-op (events are recorded once per id), and if this early one fails the tracker's is the
+one that counts. A publish that
+fails leaves them (503 with ``Retry-After``): the SDK's retry of the same commit, or the redelivery of the handled
+event, finds the key committed and publishes them. Publishing the same row twice is the same event (``Nats-Msg-Id`` =
+``<platform tenant>:<event id>`` de-duplication on JetStream; consumers idempotent by event id on both transports), so
+the relay is safe to repeat. What a failed handler did is never visible: nothing is written until its commit.
+
+The pattern: https://microservices.io/patterns/data/transactional-outbox.html.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, HTTPException
+from psycopg.types.json import Jsonb
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from soorma._current import MAX_COMMIT_EVENTS, MAX_COMMIT_TASK_CONTEXTS
+from soorma.events import EventEnvelope, EventTopic
+from soorma.functions.gateway import policy as policies
+from soorma.functions.gateway.publisher import PayloadTooLarge, Publisher, PublishError
+from soorma.functions.memory.resources import idempotency as idempotency_records, task_context as task_context_resource
+from soorma.functions.shared import inputs as shared_inputs
+from soorma.functions.shared.db import Database
+from soorma.functions.shared.service import current_identity
+from soorma.goal_notices import NOTICE_TYPES
+from soorma.grants import stamp as stamp_grant
+from soorma.identity import OVERRIDE_ROLES, Identity
+from soorma.subjects import check_event_type, check_identifier, subject
+from soorma.task_context import INPUT_REQUESTED_EVENT
+
+logger = logging.getLogger("soorma.functions.gateway.commit")
+
+#: What the idempotency record of a handler commit answers to a replay (Powertools' ``response_data`` column).
+COMMITTED_RESPONSE = json.dumps({"handlers": 1})
+
+# The envelope id becomes the Nats-Msg-Id header: no whitespace or control characters.
+EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+CommitKey = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
+TaskId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class HandlerCommit(BaseModel):
+    """What one handler run did (see the module docstring). ``key``: its idempotency key (1-255 characters, no NUL;
+    the SDK's is ``soorma.<agent>#<md5 of event id and handler>``); ``expiry_timestamp``: epoch seconds until which the
+    key refuses a second commit (Powertools' ``expiry``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: CommitKey
+    expiry_timestamp: int = Field(..., ge=0, le=idempotency_records.MAX_EPOCH_SECONDS, description="epoch seconds")
+    events: list[EventEnvelope] = Field(default_factory=list, max_length=MAX_COMMIT_EVENTS)
+    task_contexts: list[task_context_resource.TaskContextCreate] = Field(default_factory=list,
+                                                                  max_length=MAX_COMMIT_TASK_CONTEXTS)
+    deleted_task_contexts: list[TaskId] = Field(default_factory=list, max_length=MAX_COMMIT_TASK_CONTEXTS)
+
+
+class CommitResult(BaseModel):
+    """``replayed``: the key was committed before and nothing of this request was applied (its earlier events still
+    in the outbox were published); ``event_ids``: the events published, in order; ``task_versions``: the stored
+    version of each task context written."""
+
+    replayed: bool
+    event_ids: list[str]
+    task_versions: dict[str, int]
+
+
+def owned_envelope(envelope: EventEnvelope, identity: Identity) -> EventEnvelope:
+    """``envelope`` as ``identity`` may publish it: its platform tenant set to the caller's; ``tenant_id``/``user_id``
+    forced to the caller's own (roles ``user``/``developer``) or checked against and filled from the identity the
+    request acts for (``agent``/``admin``). Raises ``HTTPException`` 403 (a platform-reserved type, another
+    tenant/user) or 422 (a bad id, type, topic or identifier). No delivery grant is stamped (see :func:`stamp_grant`).
+    """
+    check_event_type(envelope.type)
+    if envelope.type in NOTICE_TYPES:  # only the delivery layer says a goal's event was dead-lettered or replayed
+        raise HTTPException(403, f"event type {envelope.type!r} is reserved for the platform")
+    if not EVENT_ID.match(envelope.id):
+        raise HTTPException(422, "event id must be 1-128 characters of [A-Za-z0-9_.:-] (a UUID)")
+    updates: dict[str, Any] = {"platform_tenant_id": identity.platform_tenant_id}
+    if identity.role in OVERRIDE_ROLES:
+        for field, own in (("tenant_id", identity.service_tenant_id), ("user_id", identity.service_user_id)):
+            value = getattr(envelope, field)
+            if value is not None and value != own:
+                raise HTTPException(
+                    403,
+                    f"event {field} {value!r} differs from the service {field.split('_')[0]} this request "
+                    f"acts for ({own!r}); send X-Soorma-Service-Tenant / X-Soorma-Service-User (an agent also the "
+                    "X-Soorma-Grant of the event it handles)",
+                )
+            updates[field] = own
+    else:
+        updates["tenant_id"] = identity.service_tenant_id
+        updates["user_id"] = identity.service_user_id
+    envelope = envelope.model_copy(update=updates)
+    subject(envelope.platform_tenant_id, topic_of(envelope), envelope.type)
+    check_identifier(envelope.tenant_id, "tenant_id")
+    check_identifier(envelope.user_id, "user_id")
+    return envelope
+
+
+def topic_of(envelope: EventEnvelope) -> str:
+    """The envelope's topic as text."""
+    return envelope.topic.value if hasattr(envelope.topic, "value") else str(envelope.topic)
+
+
+def check_policy(conn: psycopg.Connection, policy: Any, identity: Identity, envelope: EventEnvelope) -> None:
+    """The tenant's policy for one event about to be published now (allowed types, size, actions per plan; 403
+    naming the rule), and an input request recorded before it is on the bus (as ``POST /v1/events/publish`` does)."""
+    topic = topic_of(envelope)
+    policies.check_event(policy, envelope.type, envelope)
+    if topic == EventTopic.ACTION_REQUESTS.value:
+        policies.count_action(conn, policy, identity.platform_tenant_id, envelope.plan_id or envelope.goal_id)
+    if envelope.type == INPUT_REQUESTED_EVENT and topic == EventTopic.TASK_EVENTS.value:
+        shared_inputs.record_request(conn, identity, envelope, dict(envelope.data or {}), datetime.now(UTC))
+
+
+_PENDING = "select position, envelope from gateway.event_outbox where commit_key = %s order by position"
+_INSERT = ("insert into gateway.event_outbox (platform_tenant_id, service_tenant_id, service_user_id, commit_key,"
+           " position, event_id, envelope) values (%s, %s, %s, %s, %s, %s, %s)")
+_DONE = "delete from gateway.event_outbox where commit_key = %s and position = any(%s)"
+
+
+def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, publisher: Publisher
+          ) -> tuple[bool, list[EventEnvelope], dict[str, int]]:
+    """Steps 1-3 of the module docstring in the caller's transaction. Returns ``(replayed, the envelopes waiting in
+    the outbox for this key, {task_id: stored version})``. Raises ``HTTPException`` (403 policy or identity, 404 a
+    versioned write of a task context that does not exist, 409 a version conflict, 413 an oversized event, 422)."""
+    record = idempotency_records.create_record(conn, identity, body.key, idempotency_records.IdempotencyCreate(
+        status="COMPLETED", expiry_timestamp=body.expiry_timestamp, response_data=COMMITTED_RESPONSE))
+    if record is None:
+        rows = conn.execute(_PENDING, (body.key,)).fetchall()
+        return True, [EventEnvelope.model_validate(row["envelope"]) for row in rows], {}
+    envelopes = [owned_envelope(event, identity) for event in body.events]
+    if len({e.id for e in envelopes}) != len(envelopes):
+        raise HTTPException(422, "a commit names each event id once")
+    check_size = getattr(publisher, "check_size", None)
+    policy = policies.load(conn, identity.platform_tenant_id) if envelopes else None
+    for position, envelope in enumerate(envelopes):
+        if check_size is not None:
+            try:
+                check_size(envelope)
+            except PayloadTooLarge as exc:
+                raise HTTPException(413, str(exc)) from None
+        check_policy(conn, policy, identity, envelope)
+        conn.execute(_INSERT, (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
+                               body.key, position, envelope.id, Jsonb(json.loads(envelope.to_json()))))
+    versions: dict[str, int] = {}
+    table = task_context_resource.TABLE
+    for write in body.task_contexts:
+        values = write.model_dump(exclude={"version"})
+        # xmax = 0: the row was inserted by this statement, not updated (PostgreSQL's system column of the new row)
+        row = table.upsert(conn, identity, values, expected_version=write.version,
+                           returning="*, (xmax = 0) as inserted")
+        if row is None:
+            raise table.conflict(conn, identity, write.version, task_id=write.task_id)
+        if write.version is not None and row["inserted"]:
+            # read at a version, and gone since (answered and deleted by another run): a conflict, not a new task
+            raise HTTPException(409, f"task context {write.task_id} no longer exists (it was at version "
+                                     f"{write.version} when read): read it again and retry")
+        versions[write.task_id] = int(row["version"])
+    for task_id in body.deleted_task_contexts:
+        table.delete(conn, identity, task_id=task_id)  # its memory.task_subtasks rows go with it (on delete cascade)
+    return False, envelopes, versions
+
+
+def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvelope], publisher: Publisher
+          ) -> list[str]:
+    """Publish the outbox rows of ``key`` (``envelopes``, in order), each with a fresh delivery grant, then delete
+    them; returns their ids. Raises ``HTTPException`` 503 when the bus fails (the rows not yet published stay for the
+    next relay), 413 when one can never be published (it is dropped, logged: retrying cannot help)."""
+    published: list[int] = []
+    try:
+        for position, envelope in enumerate(envelopes):
+            stamped = stamp_grant(envelope)
+            try:
+                publisher.publish(stamped)
+            except PayloadTooLarge:
+                logger.error("commit %s: event %s exceeds the bus's payload limit; dropped", key, envelope.id)
+            else:
+                if answers_goal(stamped):
+                    record_answer(db, stamped, publisher)
+            published.append(position)
+    except PublishError as exc:
+        logger.error("commit %s: publish failed after %d of %d events: %s", key, len(published), len(envelopes), exc)
+        raise HTTPException(503, f"committed; event bus unavailable ({exc}): the same request publishes the rest",
+                            headers={"Retry-After": "1"}) from None
+    finally:
+        if published:
+            with db.transaction(identity) as conn:
+                conn.execute(_DONE, (key, published))
+    return [envelope.id for envelope in envelopes]
+
+
+def answers_goal(envelope: EventEnvelope) -> bool:
+    """Whether ``envelope`` may be a goal's answer: an ``action-results`` event whose ``correlation_id`` is its
+    ``goal_id`` (the goal's own response event is checked when it is recorded)."""
+    return bool(envelope.goal_id) and envelope.correlation_id == envelope.goal_id \
+        and topic_of(envelope) == EventTopic.ACTION_RESULTS.value
+
+
+def record_answer(db: Database, envelope: EventEnvelope, publisher: Publisher) -> None:
+    """Record a published goal answer now (see the module docstring); a failure is logged, never raised: the
+    tracker records the event from the bus anyway."""
+    from soorma.functions.tracker.recording import record_envelope
+
+    try:
+        record_envelope(db, envelope, publisher)
+    except Exception as exc:  # noqa: BLE001 - the tracker's delivery of the same event is the fallback
+        logger.warning("event %s: early recording of goal %s's answer failed (%s); the tracker records it",
+                       envelope.id, envelope.goal_id, exc)
+
+
+def create_router(db: Database, publisher: Publisher) -> APIRouter:
+    """The ``POST /v1/events/commit`` route (see the module docstring)."""
+    router = APIRouter()
+
+    @router.post("/v1/events/commit", response_model=CommitResult, tags=["events"],
+                 responses={409: {"description": "a task context changed since it was read; nothing was applied"},
+                            503: {"description": "committed, but the event bus failed: repeat the same request"}})
+    def commit_handler_run(body: HandlerCommit, identity: Identity = Depends(current_identity)) -> dict[str, Any]:
+        """Apply one handler run's events, task-context writes and idempotency record in one transaction, then
+        publish its events (a transactional outbox); a key committed before publishes what is still pending."""
+        with db.transaction(identity) as conn:
+            replayed, envelopes, versions = apply(conn, identity, body, publisher)
+        relayed = relay(db, identity, body.key, envelopes, publisher) if envelopes else []
+        return {"replayed": replayed, "event_ids": relayed, "task_versions": versions}
+
+    return router
+
+
+__all__ = ["COMMITTED_RESPONSE", "CommitResult", "HandlerCommit", "MAX_COMMIT_EVENTS", "MAX_COMMIT_TASK_CONTEXTS",
+           "apply", "create_router", "owned_envelope", "relay"]
