@@ -84,8 +84,12 @@ def onboard_tenant_key(stack: dict[str, Any], user: str) -> str:
 
 def test_the_hello_world_client_script_runs_outside_the_platform(stack, tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOORMA_")}
-    env.update({"SOORMA_API_URL": stack["credentials"]["api_url"], "SOORMA_API_KEY": stack["credentials"]["api_key"],
-                "SOORMA_HOME": str(tmp_path / "empty-home")})  # no stack files to fall back on: URL and key only
+    # what a soorma-core user sets: the platform's URL, the tenant admin key and the platform tenant; no API key and
+    # no stack files to fall back on (examples/shared/auth.py gets a token from the identity service)
+    env.update({"SOORMA_API_URL": stack["credentials"]["api_url"],
+                "IDENTITY_TENANT_ADMIN_API_KEY": stack["credentials"]["tenant_admin_api_key"],
+                "SOORMA_PLATFORM_TENANT_ID": stack["credentials"]["platform_tenant_id"],
+                "SOORMA_HOME": str(tmp_path / "empty-home")})
     done = subprocess.run([sys.executable, str(HELLO / "client.py"), "Ada"], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
