@@ -12,7 +12,7 @@ UNIT_TESTS ?= tests/unit
 # `make lock LOCK_FLAGS=--upgrade` moves every pin to the newest release the bounds in pyproject.toml allow.
 LOCK_FLAGS ?=
 
-.PHONY: install demo test unit lock down clean
+.PHONY: install browser demo test unit lock down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,14 @@ demo: install
 	$(BIN)/soorma local deploy examples/research-advisor
 	$(BIN)/soorma goal submit research.goal --data '{"question": "$(QUESTION)"}' --wait
 
-test: install
+# The console's browser tests (tests/e2e/test_console.py) drive Debian's chromium through Playwright, never a
+# browser Playwright downloads itself (the machine reaches only PyPI, Debian and npm).
+browser:
+	@[ -x /usr/bin/chromium ] || { sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+test: install browser
 	$(BIN)/python -m pytest -q
 
 unit: install
