@@ -1,5 +1,9 @@
 """JWT verification for the authorizer: HS256 with a shared secret (local development, tests) and RS256 (also RS384,
-RS512, ES256) from a JWKS URL (Cognito or any OIDC issuer), with issuer and audience checks.
+RS512, ES256) from a JWKS URL (Cognito or any OIDC issuer), with issuer and audience checks; and the tokens the
+platform issues itself (:func:`own_token_identity`: ES256, verified with the public half of a key of
+``gateway.signing_keys`` read by ``kid``, :func:`public_key`). Signing is the identity function's
+(:mod:`soorma.functions.identity.signing`), which the gateway does not carry; this module is what the authorizer and
+the identity function share.
 
 Settings (environment):
 
