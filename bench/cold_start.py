@@ -7,8 +7,8 @@ Embeddings v2, 1024 dimensions; layers ``platform`` + ``vector``, no model layer
 Bedrock's ``InvokeModel`` and SNS's ``Publish`` (boto3 reaches it through ``AWS_ENDPOINT_URL_*``), so the times
 include importing boto3 and building its clients, as in Lambda, but not the network round trip to AWS.
 
-For each platform function (registry, memory, gateway, protocols, authorizer, tracker, migrate; the registrar custom resource
-only has its size measured):
+For each platform function (registry, memory, gateway, protocols, identity, authorizer, tracker, migrate; the
+registrar custom resource only has its size measured):
 
 * ``zipped_mb`` — the deflate-zipped size of what Lambda gets: the function code plus its layers, as the CDK app
   builds them for arm64 / Python 3.12 on this machine (``soorma.infra.packaging``; cached under
@@ -193,7 +193,7 @@ _APP = {"SOORMA_APP_DB_SECRET_ARN": _ARN + "soorma-app"}
 _PEPPER = {"SOORMA_API_KEY_PEPPER_SECRET_ARN": _ARN + "soorma-pepper"}
 FUNCTION_SECRETS = {
     "registry": _APP, "memory": _APP, "tracker": _APP, "gateway": {**_APP, **_PEPPER}, "protocols": {**_APP, **_PEPPER},
-    "authorizer": {**_APP, **_PEPPER}, "migrate": {**_APP, "SOORMA_OWNER_DB_SECRET_ARN": _ARN + "soorma-owner"},
+    "identity": {**_APP, **_PEPPER}, "authorizer": {**_APP, **_PEPPER}, "migrate": {**_APP, "SOORMA_OWNER_DB_SECRET_ARN": _ARN + "soorma-owner"},
 }
 
 
@@ -215,6 +215,9 @@ def _events(identity: dict, key: str, goal_type: str) -> dict[str, dict]:
         # the chat API's model list: the protocols app built and one database read; the A2A and MCP SDKs are imported
         # by the first request of their own protocol, not here
         "protocols": http_event("GET", "/v1/models", authorizer=identity),
+        # an API key exchanged for a token (the route has no authorizer: the function verifies the key, reads or
+        # creates the signing key and signs with it)
+        "identity": http_event("POST", "/v1/identity/tokens/exchange", headers={"authorization": f"Bearer {key}"}),
         "authorizer": {"version": "2.0", "type": "REQUEST", "routeKey": "GET /v1/agents", "rawPath": "/v1/agents",
                        "headers": {"authorization": f"Bearer {key}"}, "requestContext": {"http": {"method": "GET"}}},
         "tracker": {"Records": [{"messageId": "m1", "receiptHandle": "r1", "body": json.dumps(envelope),

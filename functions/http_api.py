@@ -17,7 +17,7 @@ import enum
 from dataclasses import dataclass
 
 #: The functions that serve HTTP (each has a FastAPI app and its OpenAPI document at ``/openapi/<name>.json``).
-HTTP_FUNCTIONS = ("gateway", "registry", "memory", "tracker", "protocols")
+HTTP_FUNCTIONS = ("gateway", "registry", "memory", "tracker", "protocols", "identity")
 
 PROXY = "/{proxy+}"
 
@@ -94,10 +94,10 @@ ROUTES: tuple[ApiRoute, ...] = (
              "/v1/webhooks", "/v1/webhooks/{proxy+}"),
     # Usage and cost per tenant and day (per goal: /v1/goals/{id}/usage above).
     *_routes("gateway", "/v1/usage", method="GET"),
-    # The identity service (soorma.functions.gateway.identity_service): no authorizer, because its admin credential
-    # comes in X-Identity-Admin-Key, which the authorizer's cache is not keyed on; the function verifies the
-    # credential itself on every request (and the JWKS and OpenID configuration are public).
-    *_routes("gateway", "/v1/identity/{proxy+}", authorization=_PUBLIC),
+    # The identity service (soorma.functions.identity): no authorizer, because its admin credential comes in
+    # X-Identity-Admin-Key, which the authorizer's cache is not keyed on; the function verifies the credential itself
+    # on every request (and the JWKS and OpenID configuration are public).
+    *_routes("identity", "/v1/identity/{proxy+}", authorization=_PUBLIC),
     # Scheduled goals and waits for an event (soorma.functions.scheduler.schedules).
     *_routes("gateway", "/v1/schedules", "/v1/schedules/{proxy+}", "/v1/waits"),
     # The agent protocols (soorma.functions.protocols): A2A, MCP, the OpenAI-compatible chat API.

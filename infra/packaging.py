@@ -135,7 +135,8 @@ LAYERS: dict[str, LayerSpec] = {
     "platform": LayerSpec("platform", "platform.txt",
                           provided_by_other_layers=("typing_extensions",),  # layer "db" (psycopg needs it)
                           description="FastAPI, Mangum, pydantic, nats-py, Powertools"),
-    "auth": LayerSpec("auth", "auth.txt", description="PyJWT and cryptography: the authorizer's and the gateway's JWTs"),
+    "auth": LayerSpec("auth", "auth.txt",
+                      description="PyJWT and cryptography: the authorizer's and the identity service's JWTs"),
     "schemas": LayerSpec("schemas", "schemas.txt", provided_by_other_layers=("typing_extensions",),
                          description="jsonschema: JSON Schema validation of input answers and MCP tool arguments"),
     # The protocols function's alone (its A2A and MCP servers); what layers "platform" and "db" carry is theirs.
@@ -745,9 +746,11 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
         "registry": FunctionPackage("registry", "soorma.functions.registry.handler.handler", ["db", "platform"]),
         "memory": FunctionPackage("memory", "soorma.functions.memory.handler.handler",
                                   list(EMBEDDING_PROVIDERS[embedding_provider]["layers"])),
-        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform", "schemas", "auth"]),
+        "gateway": FunctionPackage("gateway", GATEWAY_HANDLERS[transport], ["db", "platform", "schemas"]),
         "protocols": FunctionPackage("protocols", "soorma.functions.protocols.handler.handler",
                                      ["db", "platform", "schemas", "protocols"]),
+        # the identity service: signs tokens (layer "auth"), which the gateway, on every goal's path, does not carry
+        "identity": FunctionPackage("identity", "soorma.functions.identity.handler.handler", ["db", "platform", "auth"]),
         "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["db", "auth"]),
         "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["db", "platform"]),
         "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["db"]),
@@ -762,7 +765,7 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
 # The functions SoormaPlatform(snap_start=True) publishes with Lambda SnapStart: the ones that serve the HTTP API
 # through FastAPI, whose import and app build are most of their cold start. The authorizer, tracker and migrations
 # start fast enough from bytecode; the registrar runs once per deploy.
-SNAP_START_FUNCTIONS = ("registry", "memory", "gateway", "protocols")
+SNAP_START_FUNCTIONS = ("registry", "memory", "gateway", "protocols", "identity")
 
 # The default configuration (what ``cdk deploy`` without context options deploys).
 PLATFORM_PACKAGES: dict[str, FunctionPackage] = platform_packages()

@@ -18,7 +18,8 @@ What it creates (README "Deploy to AWS"):
   in Secrets Manager and rotated by RDS itself, as no rotation function could reach Secrets Manager over IPv4); a
   custom resource runs ``soorma.functions.migrate`` on every
   deploy.
-* **Functions** — registry, memory, gateway, protocols (A2A, MCP, chat), authorizer and tracker on Lambda (arm64, Python 3.12), their
+* **Functions** — registry, memory, gateway, protocols (A2A, MCP, chat), identity (``/v1/identity``), authorizer and
+  tracker on Lambda (arm64, Python 3.12), their
   dependencies in layers built locally (``layers/*.txt``: each function gets only the layers it imports from), each
   with its own role that reads only its own secrets, a log group with a retention, Powertools settings and a
   reserved concurrency that bounds database connections. The memory function embeds with Amazon Bedrock (Titan Text
@@ -118,16 +119,16 @@ PUBLISHERS = ("gateway", "protocols", "tracker")
 # ``_platform_env``): prefix -> functions. ``SOORMA_RATE_*`` default rate limits (soorma.functions.shared.service.Admission, in every
 # HTTP function); ``SOORMA_A2A_*`` the gateway's A2A options; ``SOORMA_JWT_*`` the authorizer's token checks.
 SETTING_PREFIXES: dict[str, tuple[str, ...]] = {
-    "SOORMA_RATE_": ("registry", "memory", "gateway", "protocols", "tracker"),
+    "SOORMA_RATE_": ("registry", "memory", "gateway", "protocols", "identity", "tracker"),
     "SOORMA_A2A_": ("protocols",),
     "SOORMA_CHAT_": ("protocols",),
     "SOORMA_JWT_": ("authorizer",),
-    # the platform's own tokens (soorma.functions.gateway.identity_service signs, the authorizer verifies)
-    "SOORMA_IDENTITY_": ("gateway", "authorizer"),
+    # the platform's own tokens (soorma.functions.identity signs, the authorizer verifies)
+    "SOORMA_IDENTITY_": ("identity", "authorizer"),
     # the delivery grants' lifetime (soorma.grants): the gateway mints them
     "SOORMA_GRANT_": ("gateway", "protocols"),
     # statement_timeout / idle_in_transaction_session_timeout of every function's connections (soorma.functions.shared.db)
-    "SOORMA_DB_": ("registry", "memory", "gateway", "protocols", "tracker", "authorizer"),
+    "SOORMA_DB_": ("registry", "memory", "gateway", "protocols", "identity", "tracker", "authorizer"),
     # webhooks: the retry schedule and attempt timeout (soorma.infra.webhooks)
     "SOORMA_WEBHOOK_": ("webhooks",),
 }
@@ -269,7 +270,7 @@ class SoormaPlatform(Construct):
     ``log_retention`` (default one month); ``throttle_rate``/``throttle_burst`` of the API stage.
 
     Cold starts: ``snap_start`` (default False; context ``soorma:snap-start``) publishes the HTTP functions
-    (:data:`~soorma.infra.packaging.SNAP_START_FUNCTIONS`: registry, memory, gateway, protocols) with Lambda SnapStart: each
+    (:data:`~soorma.infra.packaging.SNAP_START_FUNCTIONS`: registry, memory, gateway, protocols, identity) with Lambda SnapStart: each
     deploy publishes a version, Lambda runs its init (secrets read, FastAPI imported, the app built: see
     ``soorma.infra.runtime.boot.prepare_snapshot``) and snapshots it, and the HTTP API invokes the alias ``live`` of
     that version, so a new execution environment resumes from the snapshot instead of importing FastAPI. Off by
@@ -636,6 +637,9 @@ class SoormaPlatform(Construct):
             "gateway": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper], egress=nats),
             # A2A, MCP and the chat API submit goals as the gateway does (the same publisher and grants)
             "protocols": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper], egress=nats),
+            # The identity service hashes the API keys it issues and encrypts its signing keys with the pepper; it
+            # publishes nothing, so it stays in the isolated subnets.
+            "identity": dict(memory=512, timeout=29, secrets=[*db_secrets, *pepper]),
             "authorizer": dict(memory=512, timeout=10, secrets=[*db_secrets, *pepper, *jwt], egress=jwks),
             # The tracker publishes too: a session's next queued goal when the running one ends (double-texting
             # 'enqueue', soorma.functions.shared.sessions), so on NATS it needs the NATS server like the gateway.
@@ -902,7 +906,7 @@ class SoormaPlatform(Construct):
         self.api = apigw.HttpApi(
             self, "Api", api_name=f"{cdk.Stack.of(self).stack_name}-soorma", create_default_stage=False,
             default_authorizer=self.authorizer,
-            description="Soorma Serverless API: registry, memory, gateway, protocols and tracker routes",
+            description="Soorma Serverless API: registry, memory, gateway, protocols, identity and tracker routes",
         )
         access_logs = self._log_group("apiAccess")
         stage = apigw.HttpStage(

@@ -61,5 +61,5 @@ DOCKER_FUNCTION_PORTS: dict[str, Setting[int]] = {
                      f"host port of the {logical} function's Runtime Interface Emulator in the Compose path",
                      _port_or_none, port)
     for logical, port in (("registry", 9001), ("memory", 9002), ("gateway", 9003), ("authorizer", 9004),
-                          ("tracker", 9005), ("protocols", 9006))
+                          ("tracker", 9005), ("protocols", 9006), ("identity", 9007))
 }

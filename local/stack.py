@@ -34,6 +34,7 @@ PLATFORM_FUNCTIONS: dict[str, tuple[str, str]] = {
     "memory": ("soorma-memory", "soorma.functions.memory.handler.handler"),
     "gateway": ("soorma-gateway", "soorma.functions.gateway.handler.handler"),
     "protocols": ("soorma-protocols", "soorma.functions.protocols.handler.handler"),
+    "identity": ("soorma-identity", "soorma.functions.identity.handler.handler"),
     "authorizer": ("soorma-authorizer", "soorma.functions.gateway.authorizer.handler"),
     "tracker": ("soorma-tracker", "soorma.functions.tracker.handler.handler"),
 }

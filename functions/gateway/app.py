@@ -47,10 +47,11 @@ Routes (docs/architecture.md "Gateway"; snake_case bodies; every ``/v1`` route i
   The tenant's policy (allowed event types, payload size, actions per plan) is checked first (403 naming the rule).
 * ``GET /v1/goals/{goal_id}/usage`` and ``GET /v1/usage?from=&to=&scope=``: usage and cost per goal and per tenant
   and day (:mod:`soorma.functions.gateway.usage_api`); a tenant over its ``monthly_budget_usd`` gets 403 naming it.
-* Identity administration (:mod:`soorma.functions.gateway.admin`); the identity service ``/v1/identity/*``
-  (soorma-core's onboarding, principals, token issuance, JWKS, delegated issuers:
-  :mod:`soorma.functions.gateway.identity_service`). The agent protocols (A2A, the OpenAI-compatible
-  chat API, MCP) are served by their own function over the same goals, :mod:`soorma.functions.protocols`.
+* Identity administration (:mod:`soorma.functions.gateway.admin`). The identity service ``/v1/identity/*``
+  (soorma-core's onboarding, principals, token issuance, JWKS, delegated issuers) is a function of its own,
+  :mod:`soorma.functions.identity`, so the gateway does not carry PyJWT and ``cryptography``; the agent protocols
+  (A2A, the OpenAI-compatible chat API, MCP) are served by their own function over the same goals,
+  :mod:`soorma.functions.protocols`.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse
 
 from soorma.events import EventTopic
-from soorma.functions.gateway import admin, commit, identity_service, inputs, policy as policies, usage_api
+from soorma.functions.gateway import admin, commit, inputs, policy as policies, usage_api
 from soorma.functions.gateway.commit import owned_envelope, topic_of
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
@@ -313,7 +314,6 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
 
     app.include_router(commit.create_router(db, publisher))
     app.include_router(admin.create_router(db))
-    app.include_router(identity_service.create_router(db))
     app.include_router(webhooks.create_router(db))
     app.include_router(schedules.create_router(db))
     app.include_router(usage_api.create_router(db))

@@ -13,7 +13,7 @@ and API Gateway hands ``context`` to the functions at ``requestContext.authorize
   ``Authorization`` identity source is missing). Reading a header the cache is not keyed on would let one request
   store a victim's identity under the attacker's ``Authorization`` value (issue 12, finding 1). v2 events carry
   lower-cased header names; other casings are accepted too. An API key (``sk_...``) is resolved in the database; a
-  JWT the platform issued itself (ES256, ``kid`` of a platform key: :mod:`soorma.functions.gateway.identity_service`)
+  JWT the platform issued itself (ES256, ``kid`` of a platform key: :mod:`soorma.functions.identity.service`)
   is verified against the platform's own keys read from the database (no HTTP fetch) and its principal must not be
   revoked; any other JWT is verified by :mod:`soorma.functions.gateway.tokens` (HS256 with ``SOORMA_JWT_SECRET``,
   RS256 from ``SOORMA_JWT_JWKS_URL``); either way its platform tenant must be onboarded and active.

@@ -1,5 +1,9 @@
 """JWT verification for the authorizer: HS256 with a shared secret (local development, tests) and RS256 (also RS384,
-RS512, ES256) from a JWKS URL (Cognito or any OIDC issuer), with issuer and audience checks.
+RS512, ES256) from a JWKS URL (Cognito or any OIDC issuer), with issuer and audience checks; and the tokens the
+platform issues itself (:func:`own_token_identity`: ES256, verified with the public half of a key of
+``gateway.signing_keys`` read by ``kid``, :func:`public_key`). Signing is the identity function's
+(:mod:`soorma.functions.identity.signing`), which the gateway does not carry; this module is what the authorizer and
+the identity function share.
 
 Settings (environment):
 
@@ -39,6 +43,7 @@ subjects).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -46,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import jwt
+from jwt.algorithms import ECAlgorithm
 
 from soorma.functions.shared import settings
 from soorma.identity import CREDENTIAL_JWT, ROLE_RANK, ROLES, Identity
@@ -54,8 +60,10 @@ from soorma.subjects import InvalidSubjectToken, check_identifier
 logger = logging.getLogger("soorma.functions.gateway.authorizer")
 
 HMAC_ALGORITHMS = ("HS256",)
-#: The algorithm of the tokens the platform issues itself (:mod:`soorma.functions.gateway.signing`).
+#: The algorithm of the tokens the platform issues itself (:mod:`soorma.functions.identity.signing`).
 OWN_ALGORITHM = "ES256"
+#: Every platform signing key's ``kid`` starts so: the authorizer tells the platform's tokens from other issuers' by it.
+KID_PREFIX = "soorma-"
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256")
 
 _ROLE_ALIASES = {
@@ -238,6 +246,41 @@ def verify(token: str, settings: JwtSettings) -> Identity:
     return identity_from_claims(claims, default_role=settings.default_role)
 
 
+_public_keys: dict[str, Any] = {}
+_public_lock = threading.Lock()
+
+
+def cached_public_key(kid: str) -> Any | None:
+    """The public key of the platform's signing key ``kid`` if this process has already read it (:func:`public_key`),
+    else None."""
+    with _public_lock:
+        return _public_keys.get(kid)
+
+
+def public_key(conn: Any, kid: str) -> Any | None:
+    """The public key (a ``cryptography`` EC public key) of the platform's published signing key ``kid``, read from
+    ``gateway.signing_keys`` (written by :mod:`soorma.functions.identity.signing`; ``conn`` a psycopg connection), or
+    None when the platform has no such published key. A key's public half never changes, so it is kept per process
+    once read; whether it is still published is checked again only for keys not yet seen (a retired key's tokens have
+    expired)."""
+    with _public_lock:
+        found = _public_keys.get(kid)
+    if found is not None:
+        return found
+    if not (8 <= len(kid) <= 64) or not kid.replace("_", "").replace("-", "").isalnum():
+        return None
+    row = conn.execute(
+        "select public_jwk from gateway.signing_keys where kid = %s and created_at <= now()"
+        " and published_until > now()", (kid,)).fetchone()
+    if row is None:
+        return None
+    jwk = row["public_jwk"] if isinstance(row, dict) else row[0]
+    key = ECAlgorithm.from_jwk(json.dumps(jwk))
+    with _public_lock:
+        _public_keys[kid] = key
+    return key
+
+
 class NotOwnToken(Exception):
     """The token does not name a signing key of the platform (another issuer's token, or not a JWT at all)."""
 
@@ -252,8 +295,8 @@ def _own_claims(token: str, key: Any) -> dict[str, Any]:
 
 
 def own_token_identity(token: str, db: Any, wait_s: float | None = None) -> Identity | None:
-    """The identity of a token the platform issued (:mod:`soorma.functions.gateway.identity_service`), verified
-    against the platform's own published keys (:func:`soorma.functions.gateway.signing.public_key`, read from the
+    """The identity of a token the platform issued (:mod:`soorma.functions.identity.service`), verified
+    against the platform's own published keys (:func:`public_key`, read from the
     database by ``kid``, no HTTP fetch), if its platform tenant is active and its principal not revoked or
     suspended (``gateway.principal_status``); ``None`` when the token is refused.
 
@@ -261,7 +304,6 @@ def own_token_identity(token: str, db: Any, wait_s: float | None = None) -> Iden
     the other issuers), :class:`soorma.functions.shared.db.DatabaseUnavailable` when the database cannot be read;
     when the key was already known to this process the exception carries the verified identity as ``identity``
     (the authorizer defers the status check to the function, as for other JWTs)."""
-    from soorma.functions.gateway import signing
     from soorma.functions.shared.db import DatabaseUnavailable
 
     try:
@@ -269,10 +311,10 @@ def own_token_identity(token: str, db: Any, wait_s: float | None = None) -> Iden
     except jwt.InvalidTokenError:
         raise NotOwnToken("malformed token") from None
     kid = header.get("kid")
-    if header.get("alg") != OWN_ALGORITHM or not isinstance(kid, str) or not kid.startswith(signing.KID_PREFIX):
+    if header.get("alg") != OWN_ALGORITHM or not isinstance(kid, str) or not kid.startswith(KID_PREFIX):
         raise NotOwnToken("not signed by a platform key")
     identity: Identity | None = None
-    cached = signing.cached_public_key(kid)
+    cached = cached_public_key(kid)
     if cached is not None:
         try:
             identity = identity_from_claims(_own_claims(token, cached))
@@ -282,7 +324,7 @@ def own_token_identity(token: str, db: Any, wait_s: float | None = None) -> Iden
     try:
         with db.transaction(wait_s=wait_s) as conn:
             if identity is None:
-                key = signing.public_key(conn, kid)
+                key = public_key(conn, kid)
                 if key is None:
                     raise NotOwnToken(f"no published platform key {kid!r}")
                 try:

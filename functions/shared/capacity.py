@@ -21,11 +21,12 @@ POOL_MAX_SIZE = 2
 #: (:meth:`soorma.functions.shared.db.Database.listen`).
 CONNECTIONS_PER_ENVIRONMENT = POOL_MAX_SIZE + 1
 
-#: function → reserved concurrency (execution environments at once). The HTTP functions get the most; the tracker
-#: consumes the event stream in batches; the migrator and the registrar run at deploy only.
+#: function → reserved concurrency (execution environments at once). The HTTP functions get the most; the identity
+#: service fewer (onboarding, and a token per principal every 15 minutes); the tracker consumes the event stream in
+#: batches; the migrator and the registrar run at deploy only.
 RESERVED_CONCURRENCY: Mapping[str, int] = {
-    "registry": 10, "memory": 10, "gateway": 10, "protocols": 10, "authorizer": 10, "tracker": 4, "migrate": 1,
-    "registrar": 1, "webhooks": 1,
+    "registry": 10, "memory": 10, "gateway": 10, "protocols": 10, "identity": 4, "authorizer": 10, "tracker": 4,
+    "migrate": 1, "registrar": 1, "webhooks": 1,
 }
 
 

@@ -62,7 +62,7 @@ PROTECTED_PREFIX = "/v1/"
 
 #: Paths under :data:`PROTECTED_PREFIX` whose function verifies the credential itself, on every request, because it
 #: comes in a header the authorizer's cache is not keyed on (the identity service's ``X-Identity-Admin-Key``,
-#: :mod:`soorma.functions.gateway.identity_service`); their routes have no authorizer.
+#: :mod:`soorma.functions.identity.service`); their routes have no authorizer.
 SELF_AUTHENTICATED_PREFIXES = ("/v1/identity/",)
 
 UNAUTHORIZED = {"detail": "Unauthorized: no authorizer identity on the request"}

@@ -2,7 +2,7 @@
 
 * ``GET /v1/tracker/goals/{goal_id}/events`` → ``{goal_id, events: [...], count}`` in event time order (404 when the
   caller's identity has neither the goal nor any of its events);
-* soorma-core's tracker reads (reference §2.4, response shapes of :mod:`soorma.clients.tracker`; a plan is a goal,
+* soorma-core's tracker reads (reference §2.4, response shapes of :mod:`soorma.tracker_models`; a plan is a goal,
   or a planner's plan record in memory): ``GET /v1/tracker/plans/{plan_id}`` → ``PlanProgress`` (404 unknown),
   ``GET /v1/tracker/plans/{plan_id}/actions`` → ``[TaskExecution]``, ``GET /v1/tracker/plans/{plan_id}/sub-plans``
   → ``[PlanExecution]``, ``GET /v1/tracker/sessions/{session_id}/plans`` → ``[PlanExecution]``,
@@ -23,7 +23,6 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel
 
-from soorma.clients.tracker import AgentMetrics, DelegationGroup, PlanExecution, PlanProgress, TaskExecution
 from soorma.functions.gateway.models import GoalEvent
 from soorma.functions.shared.db import Database, database_from_env
 from soorma.functions.shared.service import current_identity, function_app, lazy_mangum_handler
@@ -38,6 +37,7 @@ from soorma.functions.tracker.recording import (
     summarize,
 )
 from soorma.identity import Identity
+from soorma.tracker_models import AgentMetrics, DelegationGroup, PlanExecution, PlanProgress, TaskExecution
 
 __all__ = ["DUPLICATE", "IGNORED", "RECORDED", "create_app", "http_handler", "is_failure", "process_batch",
            "record_envelope", "summarize"]

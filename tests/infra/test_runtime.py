@@ -274,7 +274,7 @@ def test_settings_go_only_where_they_are_read_and_never_carry_a_secret():
     split = split_settings({"SOORMA_RATE_KEY_RPS": "5", "SOORMA_A2A_BLOCKING_SECONDS": "10",
                             "SOORMA_JWT_DEFAULT_ROLE": "developer"})
     assert split == {
-        **{fn: {"SOORMA_RATE_KEY_RPS": "5"} for fn in ("registry", "memory", "gateway", "tracker")},
+        **{fn: {"SOORMA_RATE_KEY_RPS": "5"} for fn in ("registry", "memory", "gateway", "identity", "tracker")},
         "protocols": {"SOORMA_RATE_KEY_RPS": "5", "SOORMA_A2A_BLOCKING_SECONDS": "10"},
         "authorizer": {"SOORMA_JWT_DEFAULT_ROLE": "developer"},
     }

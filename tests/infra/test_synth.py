@@ -256,7 +256,8 @@ def test_platform_functions_arm64_python312_with_local_layers(synth):
     template = Template.from_json(synth.template)
     for prefix, target in {**PLATFORM_HANDLERS,
                            "PlatformGatewayFunction": "soorma.functions.gateway.handler.handler",
-                           "PlatformProtocolsFunction": "soorma.functions.protocols.handler.handler"}.items():
+                           "PlatformProtocolsFunction": "soorma.functions.protocols.handler.handler",
+                           "PlatformIdentityFunction": "soorma.functions.identity.handler.handler"}.items():
         props = synth.resources[one(synth, prefix)]["Properties"]
         assert props["Runtime"] == "python3.12"
         assert props["Architectures"] == ["arm64"]
@@ -300,6 +301,9 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
         "PlatformGatewayFunction": app | pepper | (nats if synth.transport == "nats" else set()),
         # A2A, MCP and chat submit goals as the gateway does: the same publisher and delivery grants
         "PlatformProtocolsFunction": app | pepper | (nats if synth.transport == "nats" else set()),
+        # the identity service hashes the admin keys it issues and encrypts its signing keys with the pepper; it
+        # publishes nothing, so never the NATS secret
+        "PlatformIdentityFunction": app | pepper,
         "PlatformAuthorizerFunction": app | pepper | jwt, "PlatformMigrateFunction": app | owner,
         "PlatformRegistrarFunction": app | pepper,
         # webhooks: the bookkeeping in the VPC reads the database; the sender outside it only the pepper (it derives
@@ -409,7 +413,7 @@ def test_snap_start_publishes_the_http_functions_and_the_api_invokes_their_live_
     aliases = synth.of_type("AWS::Lambda::Alias")
     versions = synth.of_type("AWS::Lambda::Version")
     integrations = list(synth.of_type("AWS::ApiGatewayV2::Integration").values())
-    for name in ("Registry", "Memory", "Gateway", "Protocols", "Tracker", "Authorizer", "Migrate"):
+    for name in ("Registry", "Memory", "Gateway", "Protocols", "Identity", "Tracker", "Authorizer", "Migrate"):
         fn = one(synth, f"Platform{name}Function")
         snap = synth.resources[fn]["Properties"].get("SnapStart")
         expected = on and name.lower() in packaging.SNAP_START_FUNCTIONS
@@ -424,7 +428,7 @@ def test_snap_start_publishes_the_http_functions_and_the_api_invokes_their_live_
             assert alias_id in targets and fn not in targets, name
         else:
             assert not mine, name
-            if name in ("Registry", "Memory", "Gateway", "Protocols", "Tracker"):
+            if name in ("Registry", "Memory", "Gateway", "Protocols", "Identity", "Tracker"):
                 assert fn in targets, name
 
 
@@ -432,13 +436,14 @@ def test_each_function_gets_only_the_layers_it_imports(synth):
     bedrock = synth.embedding_provider == "bedrock"
     expected = {
         "PlatformRegistryFunction": {"db", "platform"},
-        # jsonschema: input answers; PyJWT + cryptography: the identity service signs the platform's tokens
-        "PlatformGatewayFunction": {"db", "platform", "schemas", "auth"},
+        # jsonschema: input answers; no PyJWT/cryptography: the gateway is on every goal's path (issue 17's size)
+        "PlatformGatewayFunction": {"db", "platform", "schemas"},
         "PlatformProtocolsFunction": {"db", "platform", "schemas", "protocols"},  # a2a-sdk's server and the MCP SDK: its alone
         "PlatformTrackerFunction": {"db", "platform"},
         "PlatformMigrateFunction": {"db"},  # psycopg alone: no web framework where no request is served
         "PlatformRegistrarFunction": {"db", "platform"},
         "PlatformAuthorizerFunction": {"db", "auth"},  # PyJWT + cryptography only where tokens are verified
+        "PlatformIdentityFunction": {"db", "platform", "auth"},  # ... or signed (the identity service)
         "PlatformMemoryFunction": {"db", "platform"} if bedrock else {"db", "platform", "embeddings"},  # numpy
     }
     for prefix, layers in expected.items():
@@ -482,7 +487,8 @@ def test_memory_embeds_with_bedrock_by_default_and_the_local_model_on_request(sy
 
 def test_gateway_settings_reach_the_functions_that_read_them(synth):
     envs = {name: env_of(synth, f"Platform{name.capitalize()}Function")
-            for name in ("registry", "memory", "gateway", "protocols", "authorizer", "tracker", "migrate", "registrar")}
+            for name in ("registry", "memory", "gateway", "protocols", "identity", "authorizer", "tracker", "migrate",
+                         "registrar")}
     admin_tenant = synth.context.get("soorma:platform-admin-tenant", "platform")
     for name, env in envs.items():
         assert env["SOORMA_PLATFORM_ADMIN_TENANT"] == admin_tenant, name
@@ -493,7 +499,9 @@ def test_gateway_settings_reach_the_functions_that_read_them(synth):
             if var.startswith(("SOORMA_A2A_", "SOORMA_CHAT_")):
                 assert name == "protocols", (name, var)
             if var.startswith("SOORMA_RATE_"):
-                assert name in ("registry", "memory", "gateway", "protocols", "tracker"), (name, var)
+                assert name in ("registry", "memory", "gateway", "protocols", "identity", "tracker"), (name, var)
+            if var.startswith("SOORMA_IDENTITY_"):
+                assert name in ("identity", "authorizer"), (name, var)
     assert envs["protocols"]["SOORMA_A2A_CARD_TENANT"] == "default"  # the public card lists the deployed agents
     assert "SOORMA_API_KEY_PEPPER_SECRET_ARN" in envs["gateway"]  # key create/rotate
     authorizer = envs["authorizer"]
@@ -563,7 +571,7 @@ def test_http_api_routes_and_authorizer(synth):
     assert {route.key for route in ROUTES} == set(routes)
     public = {route.key for route in ROUTES if route.public}
     # the only public /v1 routes are the identity service's, whose function verifies its credential itself
-    # (X-Identity-Admin-Key, which this cache is not keyed on: soorma.functions.gateway.identity_service)
+    # (X-Identity-Admin-Key, which this cache is not keyed on: soorma.functions.identity.service)
     assert "GET /.well-known/agent-card.json" in public
     assert {k for k in public if k.split(" ")[1].startswith("/v1/")} == {"ANY /v1/identity/{proxy+}"}
     for key, props in routes.items():

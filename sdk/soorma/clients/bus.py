@@ -331,7 +331,12 @@ class BusClient(HttpClient):
         identity. ``after``: resume after that stream number (``None``: from now on). Reconnects by itself; raises
         :class:`~soorma.errors.PlatformError` for a refused credential (401/403) or a bad request (400). Needs
         ``soorma[stream]``. docs/event-client.md."""
-        from . import streams
+        try:  # listening is an extra (the platform's own functions never listen, and their layers lack websockets)
+            import websockets  # noqa: F401
+
+            from . import streams
+        except ImportError:
+            raise ImportError("BusClient.stream_events listens over a WebSocket: pip install 'soorma[stream]'") from None
 
         url = streams.stream_url(self.base_url, stream_url)
         names = [t.value if isinstance(t, EventTopic) else str(t) for t in topics or []]

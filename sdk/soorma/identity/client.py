@@ -1,5 +1,5 @@
 """soorma-core's identity clients on this platform's identity service (``/v1/identity/*``,
-:mod:`soorma.functions.gateway.identity_service`): :class:`IdentityServiceClient` (soorma-core's low-level client,
+:mod:`soorma.functions.identity.service`): :class:`IdentityServiceClient` (soorma-core's low-level client,
 its method names and signatures) and :class:`IdentityClient` (its agent-facing wrapper, also ``from soorma import
 IdentityClient``).
 

@@ -90,6 +90,7 @@ def gw_publisher(nats_url):
 @pytest.fixture(scope="session")
 def apps(gw_env, gw_db, gw_publisher):
     from soorma.functions.gateway.app import create_app as gateway_app
+    from soorma.functions.identity.app import create_app as identity_app
     from soorma.functions.memory.app import create_app as memory_app
     from soorma.functions.protocols.app import create_app as protocols_app
     from soorma.functions.registry.app import create_app as registry_app
@@ -101,6 +102,7 @@ def apps(gw_env, gw_db, gw_publisher):
         "memory": memory_app(gw_db),
         "tracker": tracker_app(gw_db),
         "protocols": protocols_app(gw_db, gw_publisher),
+        "identity": identity_app(gw_db),
     }
 
 

@@ -79,8 +79,8 @@ WEAK: dict[tuple[str, str], tuple[str, set[int]]] = {
     ("POST", "/v1/identity/mappings/evaluate"): ("developer", {403}),
 }
 
-#: The identity routes verify their credential in the function (no authorizer: soorma.functions.gateway.
-#: identity_service), which answers 401 for every credential that is not valid, where the authorizer answers 403.
+#: The identity routes verify their credential in the function (no authorizer: soorma.functions.identity.service),
+#: which answers 401 for every credential that is not valid, where the authorizer answers 403.
 SELF_AUTHENTICATED = "/v1/identity/"
 
 

@@ -296,7 +296,7 @@ def test_an_api_key_keeps_a_principal_s_role_and_revocation(api, platform_admin,
 def test_signing_keys_follow_a_pepper_change(gw_db, gx):
     """A key stored under another pepper cannot be read: it is ended and a new one signs; its public half stays
     published for the tokens it signed."""
-    from soorma.functions.gateway import signing
+    from soorma.functions.identity import signing
 
     class Undo(Exception):
         """Rolls the transaction back: the session's other tests keep their keys."""

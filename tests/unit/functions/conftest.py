@@ -24,6 +24,7 @@ class _Embedder:
 def function_apps() -> dict[str, FastAPI]:
     """``{function: app}`` for every function of :data:`soorma.functions.http_api.HTTP_FUNCTIONS`."""
     from soorma.functions.gateway.app import create_app as gateway
+    from soorma.functions.identity.app import create_app as identity
     from soorma.functions.memory.app import create_app as memory
     from soorma.functions.protocols.app import create_app as protocols
     from soorma.functions.registry.app import create_app as registry
@@ -32,7 +33,7 @@ def function_apps() -> dict[str, FastAPI]:
     db: Any = object()  # the apps only keep it; nothing here opens a connection
     return {"gateway": gateway(db=db, publisher=_Publisher()), "registry": registry(db=db),
             "memory": memory(db=db, embedder=_Embedder()), "tracker": tracker(db=db),
-            "protocols": protocols(db=db, publisher=_Publisher())}
+            "protocols": protocols(db=db, publisher=_Publisher()), "identity": identity(db=db)}
 
 
 @pytest.fixture(scope="session")

@@ -34,22 +34,22 @@ WIRE_MODELS = [
     ("soorma.clients.memory:PlanSummary", "memory", "get", "/v1/memory/plans/{plan_id}", ""),
     ("soorma.clients.memory:SessionSummary", "memory", "get", "/v1/memory/sessions/{session_id}", ""),
     ("soorma.clients.memory:IdempotencyRecord", "memory", "get", "/v1/memory/idempotency/{key}", ""),
-    ("soorma.clients.tracker:PlanProgress", "tracker", "get", "/v1/tracker/plans/{plan_id}", ""),
-    ("soorma.clients.tracker:TaskExecution", "tracker", "get", "/v1/tracker/plans/{plan_id}/actions", "[]"),
-    ("soorma.clients.tracker:PlanExecution", "tracker", "get", "/v1/tracker/plans/{plan_id}/sub-plans", "[]"),
-    ("soorma.clients.tracker:PlanExecution", "tracker", "get", "/v1/tracker/sessions/{session_id}/plans", "[]"),
-    ("soorma.clients.tracker:AgentMetrics", "tracker", "get", "/v1/tracker/agents/{agent_id}/metrics", ""),
-    ("soorma.clients.tracker:DelegationGroup", "tracker", "get", "/v1/tracker/delegation-groups/{group_id}", ""),
+    ("soorma.tracker_models:PlanProgress", "tracker", "get", "/v1/tracker/plans/{plan_id}", ""),
+    ("soorma.tracker_models:TaskExecution", "tracker", "get", "/v1/tracker/plans/{plan_id}/actions", "[]"),
+    ("soorma.tracker_models:PlanExecution", "tracker", "get", "/v1/tracker/plans/{plan_id}/sub-plans", "[]"),
+    ("soorma.tracker_models:PlanExecution", "tracker", "get", "/v1/tracker/sessions/{session_id}/plans", "[]"),
+    ("soorma.tracker_models:AgentMetrics", "tracker", "get", "/v1/tracker/agents/{agent_id}/metrics", ""),
+    ("soorma.tracker_models:DelegationGroup", "tracker", "get", "/v1/tracker/delegation-groups/{group_id}", ""),
 ]
 
 # SDK wire models that parse no answer of a function as it is (so there is no published schema to compare with).
 NOT_AN_ANSWER: dict[str, str] = {
-    "soorma.clients.tracker:EventTimelineEntry": "soorma-core's names, built by the client from the events route's items",
-    "soorma.clients.tracker:EventTimeline": "soorma-core's names, built by the client from the events route's answer",
+    "soorma.tracker_models:EventTimelineEntry": "soorma-core's names, built by the client from the events route's items",
+    "soorma.tracker_models:EventTimeline": "soorma-core's names, built by the client from the events route's answer",
 }
 # The modules whose wire models are checked to be compared (importing them registers their WireModel subclasses).
 SDK_WIRE_MODULES = ("soorma.models", "soorma.clients.gateway", "soorma.clients.memory", "soorma.clients.registry",
-                    "soorma.clients.tracker")
+                    "soorma.clients.tracker", "soorma.tracker_models")
 
 
 def _snake(name: str) -> str:

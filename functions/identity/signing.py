@@ -15,7 +15,8 @@ rotation without downtime.
   ``published_until`` = ``signs_until`` + the token lifetime + a minute. A new key is created
   ``SOORMA_IDENTITY_KEY_PUBLISH_LEAD_SECONDS`` before it starts signing, so every verifier that caches the JWKS (for
   at most that long) knows it before the first token it signs; the old key keeps verifying until its last token
-  expired. The platform's own authorizer reads keys from the table by ``kid`` (:func:`public_key`), never over HTTP.
+  expired. The platform's own authorizer reads keys from the table by ``kid``
+  (:func:`soorma.functions.gateway.tokens.public_key`), never over HTTP.
 
 Each key's window is stored, not computed from process state, so any function instance signs with the same key.
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,11 +37,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jwt.algorithms import ECAlgorithm
 
-from soorma.functions.gateway.tokens import OWN_ALGORITHM as ALGORITHM
+from soorma.functions.gateway.tokens import KID_PREFIX, OWN_ALGORITHM as ALGORITHM
 from soorma.functions.shared import settings
 
-#: Every platform key's ``kid`` starts so: the authorizer tells the platform's tokens from other issuers' by it.
-KID_PREFIX = "soorma-"
 _HKDF_INFO = b"soorma identity signing keys v1"
 #: Verifiers may be a little behind the clock: a key stays published this much longer than its last token lives.
 PUBLISH_MARGIN = timedelta(seconds=60)
@@ -199,35 +197,3 @@ def published_jwks(conn: psycopg.Connection) -> dict[str, Any]:
         "select public_jwk from gateway.signing_keys where created_at <= now() and published_until > now()"
         " order by signs_from desc").fetchall()
     return {"keys": [row["public_jwk"] if isinstance(row, dict) else row[0] for row in rows]}
-
-
-_public_keys: dict[str, Any] = {}
-_public_lock = threading.Lock()
-
-
-def cached_public_key(kid: str) -> Any | None:
-    """The public key of ``kid`` if this process has already read it (:func:`public_key`), else None."""
-    with _public_lock:
-        return _public_keys.get(kid)
-
-
-def public_key(conn: psycopg.Connection, kid: str) -> Any | None:
-    """The public key (``cryptography`` object) of a published key ``kid``, or None when the platform has no such
-    published key. A key's public half never changes, so it is kept per process once read; whether it is still
-    published is checked again on every call only for keys not yet seen (a retired key's tokens have expired)."""
-    with _public_lock:
-        found = _public_keys.get(kid)
-    if found is not None:
-        return found
-    if not (8 <= len(kid) <= 64) or not kid.replace("_", "").replace("-", "").isalnum():
-        return None
-    row = conn.execute(
-        "select public_jwk from gateway.signing_keys where kid = %s and created_at <= now()"
-        " and published_until > now()", (kid,)).fetchone()
-    if row is None:
-        return None
-    jwk = row["public_jwk"] if isinstance(row, dict) else row[0]
-    key = ECAlgorithm.from_jwk(json.dumps(jwk))
-    with _public_lock:
-        _public_keys[kid] = key
-    return key

@@ -1,15 +1,15 @@
 """The identity service, ``/v1/identity/*`` (issue 17): soorma-core's identity routes and shapes (reference §2.5),
-served by the gateway function over the gateway's one identity model: a tenant is a row of ``gateway.tenants``, its
-admin credential an ``admin`` API key of ``gateway.api_keys``, a principal a row of ``gateway.principals`` whose
-``principal_id`` is the same one API keys and tokens name, and the tokens it issues are accepted by the platform's
-own authorizer (:func:`soorma.functions.gateway.tokens.own_token_identity`).
+served by the identity function (:mod:`soorma.functions.identity.app`) over the gateway's one identity model: a
+tenant is a row of ``gateway.tenants``, its admin credential an ``admin`` API key of ``gateway.api_keys``, a principal
+a row of ``gateway.principals`` whose ``principal_id`` is the same one API keys and tokens name, and the tokens it
+issues are accepted by the platform's own authorizer (:func:`soorma.functions.gateway.tokens.own_token_identity`).
 
 Routes (bodies accept snake_case or camelCase; answers are camelCase, as soorma-core's ``BaseDTO``):
 
 | route | credential | answer |
 | --- | --- | --- |
 | ``GET /.well-known/openid-configuration`` | public | ``{issuer, jwks_uri, token_endpoint, id_token_signing_alg_values_supported}`` |
-| ``GET /.well-known/jwks.json`` | public | the JWKS (:func:`soorma.functions.gateway.signing.published_jwks`) |
+| ``GET /.well-known/jwks.json`` | public | the JWKS (:func:`soorma.functions.identity.signing.published_jwks`) |
 | ``POST /onboarding`` | platform admin | ``{tenantDomainId, platformTenantId, bootstrapAdminPrincipalId, tenantAdminApiKey, status}`` |
 | ``POST /tenant-admin-credentials/rotate`` | tenant admin API key | ``{credentialId, tenantAdminApiKey, status}``; the presented key is revoked |
 | ``POST /principals``, ``PUT /principals/{id}``, ``POST /principals/{id}/revoke`` | tenant admin | ``{principalId, tenantDomainId, principalType, role, lifecycleState, externalRef}`` |
@@ -17,7 +17,7 @@ Routes (bodies accept snake_case or camelCase; answers are camelCase, as soorma-
 | ``POST /tokens/exchange`` | any API key | a token of that key's own identity (the API key → token exchange) |
 | ``POST /delegated-issuers``, ``PUT /delegated-issuers/{id}`` | tenant admin | ``{delegatedIssuerId, tenantDomainId, issuerId, status, ...}`` |
 | ``POST /mappings/evaluate`` | tenant admin | ``{decision: "allow" | "deny", reasonCode, principalId?, role?}`` |
-| ``POST /signing-keys/rotate`` | platform admin | ``{kid, signsFrom, previousKid}`` (:func:`~soorma.functions.gateway.signing.rotate`) |
+| ``POST /signing-keys/rotate`` | platform admin | ``{kid, signsFrom, previousKid}`` (:func:`~soorma.functions.identity.signing.rotate`) |
 
 (all under ``/v1/identity``). "Platform admin" is an ``admin`` of ``SOORMA_PLATFORM_ADMIN_TENANT``; "tenant admin"
 an ``admin`` of the tenant.
@@ -33,8 +33,8 @@ names nobody (never soorma-core's any-value bypass, reference §2.0). ``X-Tenant
 credential's own platform tenant (403 otherwise). A tenant admin reaches only its own tenant's principals and issuers
 (row-level security: another tenant's id is a 404).
 
-PyJWT and ``cryptography`` (layer ``auth``) are imported on the first identity request, not with the gateway: its
-other requests' cold starts do not pay for them.
+Signing needs PyJWT and ``cryptography`` (layer ``auth``), which is why these routes are a function of their own: the
+gateway, on every goal's critical path, does not carry them.
 """
 
 from __future__ import annotations
@@ -47,16 +47,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import jwt
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from soorma.functions.gateway import keys as api_keys
 from soorma.functions.gateway.credentials import presented_key
 from soorma.functions.gateway.models import IDENTIFIER
+from soorma.functions.gateway.tokens import NotOwnToken, looks_like_jwt, own_token_identity
+from soorma.functions.identity import signing
 from soorma.functions.shared import settings
 from soorma.functions.shared.db import Database
+from soorma.functions.shared.service import Admission
 from soorma.identity import Identity, act_for, event_headers, is_platform_admin
 
 PREFIX = "/v1/identity"
@@ -250,8 +255,6 @@ def verify_caller(request: Request, db: Database) -> Identity:
     """The identity of the request's credential (see the module docstring), verified now, acting for the service
     tenant/user its ``X-Soorma-Service-*`` headers name (:func:`soorma.identity.act_for`); 401 without a valid
     credential, 403 when ``X-Tenant-ID`` names another tenant or the headers may not be honoured."""
-    from soorma.functions.gateway.tokens import NotOwnToken, looks_like_jwt, own_token_identity
-
     credential = _credential(request)
     identity: Identity | None = None
     if credential and credential.startswith(api_keys.PREFIX):
@@ -277,8 +280,6 @@ def verify_caller(request: Request, db: Database) -> Identity:
 def _admit(db: Database, identity: Identity) -> None:
     """The rate limits of every other route (:class:`soorma.functions.shared.service.Admission`: the credential's
     and the tenant's token buckets): 429 with ``Retry-After`` when either is empty."""
-    from soorma.functions.shared.service import Admission
-
     verdict, retry_after = Admission.from_env().check(db, identity)
     if verdict == "limited":
         seconds = max(1, math.ceil(retry_after))
@@ -306,10 +307,6 @@ def issue_token(db: Database, identity: Identity, *, principal_type: str, issuan
     ``service_user_id``, ``role``, ``roles``, ``principal_type``, ``tenant_domain_id``, ``issuance_type`` (soorma-core's
     claims plus the platform's service tenant/user and role, RFC 7519 https://www.rfc-editor.org/rfc/rfc7519), and the
     ``kid`` header. Returns ``{token, tokenType, expiresIn (seconds), expiresAt (ISO 8601), kid}``."""
-    import jwt
-
-    from soorma.functions.gateway import signing
-
     ttl = int(settings.IDENTITY_TOKEN_TTL_SECONDS.get())
     with db.transaction() as conn:
         key = signing.current_key(conn)
@@ -417,8 +414,6 @@ def _mapping(value: dict[str, Any] | str | None) -> dict[str, Any]:
 
 
 def _jwks(value: dict[str, Any] | str) -> dict[str, Any]:
-    import jwt
-
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -445,8 +440,6 @@ def evaluate_mapping(issuer: dict[str, Any] | None, claims: dict[str, Any] | Non
     """The decision for an external identity: ``{decision, reasonCode, principalId?}``. Reason codes:
     ``ISSUER_UNKNOWN``, ``ISSUER_DISABLED``, ``TOKEN_INVALID``, ``AUDIENCE_MISMATCH``, ``CLAIMS_MISSING``,
     ``REQUIRED_CLAIM_MISMATCH``, ``PRINCIPAL_UNMAPPED``, ``MAPPED``."""
-    import jwt
-
     if issuer is None:
         return {"decision": "deny", "reasonCode": "ISSUER_UNKNOWN"}
     if issuer["status"] != "active":
@@ -506,8 +499,6 @@ def create_router(db: Database) -> APIRouter:
     def openid_configuration(request: Request):
         """OpenID Provider Metadata (https://openid.net/specs/openid-connect-discovery-1_0.html §3), as far as the
         platform's tokens go."""
-        from soorma.functions.gateway import signing
-
         base = _public_base(request)
         return JSONResponse({
             "issuer": settings.IDENTITY_ISSUER.get(),
@@ -522,8 +513,6 @@ def create_router(db: Database) -> APIRouter:
     @router.get("/.well-known/jwks.json", response_model=JsonWebKeySet)
     def jwks():
         """The platform's published signing keys (RFC 7517 §5); clients may cache it 5 minutes."""
-        from soorma.functions.gateway import signing
-
         with db.transaction() as conn:
             document = signing.published_jwks(conn)
         return JSONResponse(document, headers={"Cache-Control": "public, max-age=300"})
@@ -712,8 +701,6 @@ def create_router(db: Database) -> APIRouter:
         """Start a signing key rotation (platform admin): the new key is published now and signs after
         ``lead_seconds`` (default ``SOORMA_IDENTITY_KEY_PUBLISH_LEAD_SECONDS``)."""
         _require_platform_admin(caller)
-        from soorma.functions.gateway import signing
-
         with db.transaction() as conn:
             rotated = signing.rotate(conn, lead_s=body.lead_seconds if body else None)
         return {"kid": rotated["kid"], "signsFrom": _iso(rotated["signs_from"]),
@@ -735,8 +722,6 @@ def _revoke_keys(conn: Any, principal_id: str) -> None:
 
 
 def _json(value: Any) -> Any:
-    from psycopg.types.json import Jsonb
-
     return Jsonb(value)
 
 
