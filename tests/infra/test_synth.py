@@ -305,6 +305,8 @@ def test_every_function_role_reaches_only_its_own_resources(synth):
         # webhooks: the bookkeeping in the VPC reads the database; the sender outside it only the pepper (it derives
         # the signing secrets from it) and no database secret at all
         "PlatformWebhooksFunction": app, "PlatformWebhookSenderFunction": pepper,
+        # the agents' GB-seconds per goal from their log groups: the database only (tests/infra/test_usage_recorder.py)
+        "PlatformUsageFunction": app,
     }
     for fid, role in roles.items():
         statements = role_statements(synth, role)
@@ -436,6 +438,7 @@ def test_each_function_gets_only_the_layers_it_imports(synth):
         "PlatformGatewayFunction": {"db", "platform", "schemas", "auth"},
         "PlatformProtocolsFunction": {"db", "platform", "schemas", "protocols"},  # a2a-sdk's server and the MCP SDK: its alone
         "PlatformTrackerFunction": {"db", "platform"},
+        "PlatformUsageFunction": {"db", "platform"},
         "PlatformMigrateFunction": {"db"},  # psycopg alone: no web framework where no request is served
         "PlatformRegistrarFunction": {"db", "platform"},
         "PlatformAuthorizerFunction": {"db", "auth"},  # PyJWT + cryptography only where tokens are verified
