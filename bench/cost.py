@@ -99,6 +99,8 @@ FREE_WHILE_IDLE: dict[str, str] = {
     "AWS::Lambda::Permission": "no charge",
     "AWS::Lambda::Version": "no charge (SnapStart is priced on the function)",
     "AWS::Logs::LogGroup": "per GB ingested and stored",
+    "AWS::Logs::SubscriptionFilter": "no charge of its own: it forwards records already ingested (the usage "
+                                     "recorder's invocations are per agent invocation, never while idle)",
     "AWS::RDS::DBClusterParameterGroup": "no charge",
     "AWS::RDS::DBSubnetGroup": "no charge",
     "AWS::SNS::Subscription": "deliveries to SQS are free",

@@ -13,7 +13,9 @@ agent object (``Worker``, ``Tool``, ``Planner``...), creates:
   topic and event type of each of the agent's subscriptions, and an event source mapping with partial batch
   responses; the dead-letter queue feeds the platform's dead-letter function (goal notice, then parked); ``transport="nats"``: permission for the bridge to invoke
   the function (the bridge finds the route in the registry);
-* a ``Custom::SoormaAgent`` resource that registers the agent in the registry with its deployment binding.
+* a ``Custom::SoormaAgent`` resource that registers the agent in the registry with its deployment binding;
+* a subscription filter of its log group to the platform's usage recorder (its GB-seconds per goal,
+  :mod:`soorma.infra.usage`).
 
 Agent functions do not run in the VPC: they reach the platform through its public HTTP API with their own key,
 like any other client, and may need the internet for their own work (an LLM endpoint, for instance).
@@ -28,11 +30,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import aws_cdk as cdk
-from aws_cdk import aws_lambda as lambda_, aws_logs as logs, aws_secretsmanager as secretsmanager
+from aws_cdk import aws_iam as iam, aws_lambda as lambda_, aws_logs as logs, aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from soorma.infra import bundling, packaging
 from soorma.infra.platform import BOOT_HANDLER, QueueWithDlq, SoormaPlatform, suppress
+from soorma.settings import TRACES_EXPORT
+
+#: What an agent function may call with ``tracing="xray"``: X-Ray's OTLP traces endpoint
+#: (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-OTLPEndpoint.html).
+XRAY_OTLP_ACTIONS = ("xray:PutSpans", "xray:PutSpansForIndexing")
 
 CATCH_ALL = "*"
 _UNSAFE = re.compile(r"[^A-Za-z0-9]")
@@ -163,6 +170,12 @@ class SoormaAgent(Construct):
             )
             registration.node.add_dependency(self.platform.migrations)
 
+    def _tracing_environment(self) -> dict[str, str]:
+        """The agents' trace settings of the platform's ``tracing`` mode (docs/observability.md)."""
+        if self.platform.tracing == "xray":
+            return {TRACES_EXPORT.name: "xray"}
+        return {}
+
     def _agent_function(self, cid: str, agent: Any, handler: str, code: lambda_.Code, layers: list,
                         memory_mb: int, environment: Mapping[str, str]) -> tuple[lambda_.Function, secretsmanager.Secret]:
         platform = self.platform
@@ -197,11 +210,24 @@ class SoormaAgent(Construct):
                 "POWERTOOLS_SERVICE_NAME": agent.name,
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 **environment,
+                **self._tracing_environment(),
                 # last: the runtime refuses events of another platform tenant (soorma.runtime), never overridden
                 "SOORMA_PLATFORM_TENANT_ID": platform.platform_tenant_id,
             },
         )
         secret.grant_read(fn)
+        if platform.tracing == "xray":
+            # X-Ray's OTLP endpoint authorizes PutSpans (and PutSpansForIndexing for the indexed share); X-Ray
+            # actions have no resource-level permissions, hence "*".
+            fn.add_to_role_policy(iam.PolicyStatement(actions=list(XRAY_OTLP_ACTIONS), resources=["*"]))
+            suppress(fn, ("AwsSolutions-IAM5", "X-Ray's span-writing actions (xray:PutSpans, "
+                          "xray:PutSpansForIndexing) support no resource-level permissions: '*' is the only resource "
+                          "(https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsx-ray.html).",
+                          ["Resource::*"]))
+        # its REPORT figures and the runtime's goals lines feed the goals' usage (soorma.infra.usage)
+        platform.usage_recorder.subscribe(self, f"{cid}Usage", log_group, fn, memory_mb=memory_mb,
+                                          timeout_s=int(self.settings["timeout_seconds"]),
+                                          platform_tenant_id=platform.platform_tenant_id)
         suppress(fn, ("AwsSolutions-L1", f"Python {packaging.LAMBDA_PYTHON} is the runtime the SDK layer is built for "
                       f"(CPython {packaging.LAMBDA_PYTHON} wheels for arm64)."))
         suppress(fn, ("AwsSolutions-IAM4", "AWSLambdaBasicExecutionRole is the AWS-managed minimum that lets the "

@@ -21,6 +21,7 @@ Context (``-c key=value`` or ``cdk.json``):
 | ``soorma:platform-admin-tenant`` | the platform-operator tenant (its bootstrap admin key is output as a secret) | ``platform`` |
 | ``soorma:jwt-secret`` | HS256 JWTs: ``generate`` (a new Secrets Manager secret) or the complete ARN of an existing one (encrypted with ``aws/secretsmanager``; a customer key needs its own ``kms:Decrypt`` grant) | none (HS256 off) |
 | ``soorma:jwt-jwks-url`` / ``soorma:jwt-issuer`` / ``soorma:jwt-audience`` | RS256 JWTs of an OIDC issuer (e.g. Cognito); a JWKS URL adds a NAT gateway; the audience is required whenever JWTs are on (HS256 or RS256) | none |
+| ``soorma:tracing`` | ``platform`` (spans in the platform's table, ``GET /v1/goals/{id}/trace``) or ``xray`` (also the agents' spans to AWS X-Ray's OTLP endpoint; the account needs CloudWatch Transaction Search: docs/observability.md) | ``platform`` |
 | ``soorma:settings`` | ``SOORMA_RATE_*``, ``SOORMA_A2A_*``, ``SOORMA_JWT_*`` (not the secret) as a JSON object or ``K=V,K=V`` | none |
 """
 
@@ -132,6 +133,7 @@ def build_app(app: cdk.App | None = None) -> cdk.App:
         jwt_audience=ctx("soorma:jwt-audience"),
         settings=_settings(ctx("soorma:settings")),
         snap_start=_flag(ctx("soorma:snap-start"), False),
+        tracing=ctx("soorma:tracing") or "platform",
     )
     agents = ctx("soorma:agents") or ""
     paths = [p.strip() for p in agents.split(",")] if isinstance(agents, str) else list(agents)

@@ -753,6 +753,8 @@ def platform_packages(embedding_provider: str = DEFAULT_EMBEDDING_PROVIDER,
         "identity": FunctionPackage("identity", "soorma.functions.identity.handler.handler", ["db", "platform", "auth"]),
         "authorizer": FunctionPackage("authorizer", "soorma.functions.gateway.authorizer.handler", ["db", "auth"]),
         "tracker": FunctionPackage("tracker", "soorma.functions.tracker.handler.handler", ["db", "platform"]),
+        # the agent functions' GB-seconds per goal from their log groups (soorma.infra.usage)
+        "usage": FunctionPackage("usage", "soorma.functions.tracker.invocation_usage.handler", ["db", "platform"]),
         "migrate": FunctionPackage("migrate", "soorma.functions.migrate.handler.handler", ["db"]),
         "registrar": FunctionPackage("registrar", "soorma.infra.runtime.registrar.handler", ["db", "platform"]),
         # webhooks (soorma.functions.webhooks.aws): the bookkeeping in the VPC, the sender outside it

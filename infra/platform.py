@@ -94,6 +94,10 @@ Transport = Literal["sqs", "nats"]
 #: interface VPC endpoints (AWS PrivateLink: traffic never leaves AWS's network, about $7.30 a month per endpoint and
 #: zone). See :class:`SoormaPlatform`.
 Network = Literal["ipv6", "endpoints"]
+#: Where traces go (docs/observability.md): ``platform`` (the platform's own table, ``GET /v1/goals/{id}/trace``) or
+#: ``xray`` (that, and the agents' spans to AWS X-Ray's OTLP endpoint too).
+Tracing = Literal["platform", "xray"]
+TRACING_MODES: tuple[str, ...] = ("platform", "xray")
 NETWORKS: tuple[Network, ...] = ("ipv6", "endpoints")
 
 BOOT_HANDLER = "soorma.infra.runtime.boot.handler"
@@ -107,9 +111,10 @@ BRIDGE_IMAGE = f"public.ecr.aws/docker/library/python:{packaging.LAMBDA_PYTHON}-
 # Characters kept out of generated passwords: they would need quoting in a DSN or a shell.
 PASSWORD_EXCLUDE = " %+~`#$&*()|[]{}:;<>?!'/@\"\\,=^"
 
-# Default reserved concurrency: each execution environment keeps at most 2 connections (soorma.functions.shared.db.Database), and
-# a gateway environment one more while it long-polls a goal (Database.listen), so these bound the platform at
-# (10+10+10+10+4+1+1)*2 + 10 = 102 connections, inside Aurora's limit at its smallest maximum capacity. Set ``reserved_concurrency=None`` for an account whose concurrency quota is still 10 (new accounts).
+# Default reserved concurrency (soorma.functions.shared.capacity): every execution environment holds at most
+# CONNECTIONS_PER_ENVIRONMENT connections, so these bound the platform at connections_needed() connections, inside
+# Aurora's limit at its smallest maximum capacity (tests/infra/test_connections.py). Set ``reserved_concurrency=None``
+# for an account whose concurrency quota is still 10 (new accounts).
 DEFAULT_RESERVED_CONCURRENCY = dict(RESERVED_CONCURRENCY)
 #: The functions that publish events onto the stream: the gateway (goals, POST /v1/events/publish), the protocols
 #: function (goals from A2A, MCP and chat requests) and the tracker (a session's next queued goal, double-texting).
@@ -277,6 +282,11 @@ class SoormaPlatform(Construct):
     default because SnapStart for Python is billed while the version exists (snapshot caching per GB-second, plus
     each restore: https://aws.amazon.com/lambda/pricing/), and the platform costs nothing while idle without it.
 
+    Traces: ``tracing`` (default ``"platform"``; context ``soorma:tracing``): the spans go to the platform's own
+    table (``GET /v1/goals/{id}/trace``); ``"xray"`` also sends the agent functions' spans to AWS X-Ray's OTLP
+    endpoint (``SOORMA_TRACES_EXPORT=xray``, ``xray:PutSpans``), which needs CloudWatch Transaction Search enabled on
+    the account (docs/observability.md). Neither bills while idle.
+
     Embeddings: ``embedding_provider`` ``"bedrock"`` (default: Amazon Titan Text Embeddings v2, ``bedrock_model``,
     through a VPC endpoint; no model layer) or ``"local"`` (the packaged all-MiniLM-L6-v2 and its layer);
     ``embedding_dimensions`` (default 1024 for bedrock, one of 256/512/1024; 384 for local) sizes the vector columns
@@ -326,8 +336,12 @@ class SoormaPlatform(Construct):
         rotate_owner_secret: bool = True,
         deploy_nonce: str | None = None,
         snap_start: bool = False,
+        tracing: Tracing = "platform",
     ) -> None:
         super().__init__(scope, id)
+        if tracing not in TRACING_MODES:
+            raise ValueError(f"tracing must be one of {', '.join(TRACING_MODES)}, not {tracing!r}")
+        self.tracing: Tracing = tracing
         if transport not in ("sqs", "nats"):
             raise ValueError(f"transport must be 'sqs' or 'nats', not {transport!r}")
         self.transport: Transport = transport
@@ -726,6 +740,11 @@ class SoormaPlatform(Construct):
         # ---------------------------------------------------------------------------------------------- webhooks
         self.webhook_sender: lambda_.Function | None = None
         add_webhooks(self)
+        # ---------------------------------------------------------------------------------------------- usage
+        # The agent functions' GB-seconds per goal, from their log groups (soorma.infra.usage)
+        from soorma.infra.usage import UsageRecorder
+
+        self.usage_recorder = UsageRecorder(self)
         # ---------------------------------------------------------------------------------------------- timers
         from soorma.infra.timers import add_timer_scheduling
 

@@ -20,6 +20,7 @@ from typing import Any
 from soorma.events import EventEnvelope
 from soorma.functions.shared import usage
 from soorma.functions.shared.db import Database
+from soorma.functions.shared.usage import gb_seconds
 from soorma.identity import Identity
 
 log = logging.getLogger("soorma.local.usage")
@@ -47,12 +48,6 @@ def goals_of(payload: bytes) -> list[tuple[Identity, str]]:
         if pair not in found:
             found.append(pair)
     return found
-
-
-def gb_seconds(billed_ms: int, memory_mb: int) -> float:
-    """Lambda's GB-seconds of one invocation: billed milliseconds / 1000 × memory MB / 1024
-    (https://aws.amazon.com/lambda/pricing/)."""
-    return billed_ms / 1000 * memory_mb / 1024
 
 
 class ReportUsage:

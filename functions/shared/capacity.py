@@ -26,7 +26,7 @@ CONNECTIONS_PER_ENVIRONMENT = POOL_MAX_SIZE + 1
 #: batches; the migrator and the registrar run at deploy only.
 RESERVED_CONCURRENCY: Mapping[str, int] = {
     "registry": 10, "memory": 10, "gateway": 10, "protocols": 10, "identity": 4, "authorizer": 10, "tracker": 4,
-    "migrate": 1, "registrar": 1, "webhooks": 1,
+    "migrate": 1, "registrar": 1, "webhooks": 1, "usage": 2,
 }
 
 

@@ -130,6 +130,12 @@ _SET_IDENTITY = (
 )
 
 
+def set_identity(conn: psycopg.Connection, identity: Identity) -> None:
+    """Make ``identity`` the caller of the rest of ``conn``'s current transaction (transaction-local settings that
+    the RLS policies compare with): for work that acts for several identities in one transaction."""
+    conn.execute(_SET_IDENTITY, (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id))
+
+
 class Database:
     """A small connection pool (``psycopg_pool.ConnectionPool``), opened on first use.
 
@@ -192,10 +198,7 @@ class Database:
         try:
             with conn.transaction():
                 if identity is not None:
-                    conn.execute(
-                        _SET_IDENTITY,
-                        (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id),
-                    )
+                    set_identity(conn, identity)
                 yield conn
         finally:
             pool.putconn(conn)  # a connection that broke meanwhile is discarded and replaced by the pool

@@ -7,6 +7,9 @@ Plain Python (no pydantic): the authorizer and the migrator import this module a
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from soorma.settings import (  # noqa: F401  (re-exported: the functions read these shared settings from here)
     API_KEY_PEPPER,
     API_URL,
@@ -287,3 +290,27 @@ EVENT_STREAM_RETENTION_S: Setting[float] = Setting(
     "SOORMA_EVENT_STREAM_RETENTION_S", "tracker: how long (seconds) the events an event subscription "
     "(`subscribe` on the live stream, `EventClient`) can resume from are kept; older ones are pruned as new ones "
     "are recorded", _positive_number, 86400.0, default_doc="`86400` (one day)")
+
+
+# ------------------------------------------------------------------------------------- function usage in AWS
+def _log_group_limits(raw: str) -> dict[str, dict[str, Any]]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError("must be a JSON list") from None
+    if not isinstance(value, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("log_group"), str)
+        and isinstance(entry.get("platform_tenant_id"), str)
+        and isinstance(entry.get("memory_mb"), int) and isinstance(entry.get("timeout_s"), int)
+        for entry in value
+    ):
+        raise ValueError('must be a list of {"log_group": str, "platform_tenant_id": str, "memory_mb": int, '
+                         '"timeout_s": int}')
+    return {entry["log_group"]: entry for entry in value}
+
+
+USAGE_LOG_GROUPS: Setting[dict[str, dict[str, Any]]] = Setting(
+    "SOORMA_USAGE_LOG_GROUPS", "usage recorder in AWS (set by the CDK app): the agent functions' log groups it "
+    "is subscribed to, a JSON list of `{\"log_group\", \"platform_tenant_id\", \"memory_mb\", \"timeout_s\"}`: a "
+    "log group's records count for that platform tenant's goals only, at most memory × timeout per invocation; "
+    "records of any other log group are ignored", _log_group_limits, {}, default_doc="`[]`")

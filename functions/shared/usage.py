@@ -66,6 +66,12 @@ def goal_key(goal_id: str | uuid.UUID | None) -> uuid.UUID | None:
         return None
 
 
+def gb_seconds(billed_ms: int | float, memory_mb: int | float) -> float:
+    """Lambda's GB-seconds of one invocation: billed milliseconds / 1000 × memory MB / 1024
+    (https://aws.amazon.com/lambda/pricing/)."""
+    return billed_ms / 1000 * memory_mb / 1024
+
+
 def add(conn: Any, identity: Identity, goal_id: str | uuid.UUID | None, *, gb_seconds: float = 0.0,
         invocations: int = 0, events: int = 0, memory_reads: int = 0, memory_writes: int = 0, input_tokens: int = 0,
         output_tokens: int = 0, model: str | None = None) -> bool:
@@ -160,5 +166,5 @@ def month_cost(conn: Any, today: date | None = None) -> float:
     return sum(day["cost_usd"]["total"] for day in days)
 
 
-__all__ = ["ITEMS", "NO_GOAL", "add", "cost", "day_of", "goal_key", "goal_usage", "month_cost", "own_days",
+__all__ = ["ITEMS", "NO_GOAL", "add", "cost", "day_of", "gb_seconds", "goal_key", "goal_usage", "month_cost", "own_days",
            "tenant_days", "unit_prices"]

@@ -237,6 +237,7 @@ class LambdaRuntime:
                 run(spans.send(self.agent))
             if telemetry.in_function():
                 metrics.emit()
+                telemetry.write_invocation_line(event, lambda_context)
         # A malformed envelope fails the same way on every delivery: report it terminal (an extension field
         # beside batchItemFailures, soorma.payload.TERMINAL_FAILURES_FIELD) so the bridge dead-letters it at once.
         from .payload import with_retry_later, with_terminal_failures

@@ -296,6 +296,23 @@ TRACING: Setting[bool | None] = Setting(
     "(scripts, tests that call an agent directly)")
 
 
+
+def _traces_export(raw: str) -> str | None:
+    value = raw.strip().lower()
+    if value in ("", "off", "platform"):
+        return None
+    if value != "xray":
+        raise ValueError("must be `xray` or `off`")
+    return value
+
+
+TRACES_EXPORT: Setting[str | None] = Setting(
+    "SOORMA_TRACES_EXPORT", "agent functions in AWS (set by the CDK app with `-c soorma:tracing=xray`): `xray` also "
+    "sends each invocation's spans, in one request, to AWS X-Ray's OTLP endpoint "
+    "(`https://xray.<AWS_REGION>.amazonaws.com/v1/traces`, or `AWS_ENDPOINT_URL_XRAY`; OTLP/JSON signed with the "
+    "function's role; the account needs CloudWatch Transaction Search: docs/observability.md)", _traces_export, None,
+    default_doc="unset: the spans go to the platform only")
+
 # The platform's connections and secrets: the functions read them, and so does the boot module every AWS bundle (an
 # agent's too) carries, which fills them from Secrets Manager; so they are declared here, in the lowest layer.
 DATABASE_URL: Setting[str | None] = Setting(

@@ -27,6 +27,7 @@ by the NATS bridge or SQS alike) (Count) and ``EventLatency`` (Milliseconds), di
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -294,6 +295,8 @@ class SpanBatch:
                 groups.setdefault((envelope.tenant_id, envelope.user_id), []).append((envelope, spans))
         for deliveries in groups.values():
             await export_spans(agent, deliveries[0][0], [], deliveries)
+        if settings.TRACES_EXPORT.get() == "xray":
+            await export_to_xray([span for _, spans in self.deliveries for span in spans], agent.name)
 
 
 async def export_spans(agent: "Agent", envelope: "EventEnvelope", spans: list["ReadableSpan"],
@@ -323,6 +326,87 @@ async def export_spans(agent: "Agent", envelope: "EventEnvelope", spans: list["R
     except Exception as exc:  # noqa: BLE001 - telemetry is best effort
         log.warning("agent %s: the %d spans of event %s (and %d more) were not recorded: %s", agent.name,
                     len(records), envelope.id, len(deliveries) - 1, exc)
+
+
+# ---------------------------------------------------------------------------------------- AWS X-Ray (OTLP export)
+
+# OpenTelemetry's Python SpanKind counts from INTERNAL = 0; OTLP's enum has SPAN_KIND_UNSPECIFIED = 0 first.
+_OTLP_KIND_OFFSET = 1
+
+
+def _otlp_value(value: Any) -> dict[str, Any]:
+    """An attribute value as OTLP/JSON's ``AnyValue`` (int64 as a decimal string, as the JSON mapping requires)."""
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, (list, tuple)):
+        return {"arrayValue": {"values": [_otlp_value(v) for v in value]}}
+    return {"stringValue": str(value)}
+
+
+def otlp_json(spans: "list[ReadableSpan]", service: str) -> dict[str, Any]:
+    """``spans`` as one OTLP/JSON ``ExportTraceServiceRequest`` (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding:
+    trace and span ids as hex strings, times as decimal nanoseconds since the epoch), resource ``service.name`` =
+    ``service``: ``{"resourceSpans": [{"resource", "scopeSpans": [{"scope", "spans": [...]}]}]}``."""
+    out = []
+    for span in spans:
+        context = span.get_span_context()
+        assert context is not None  # a finished SDK span always has one
+        record: dict[str, Any] = {
+            "traceId": f"{context.trace_id:032x}", "spanId": f"{context.span_id:016x}", "name": span.name,
+            "kind": span.kind.value + _OTLP_KIND_OFFSET,
+            "startTimeUnixNano": str(span.start_time or 0), "endTimeUnixNano": str(span.end_time or 0),
+            "attributes": [{"key": k, "value": _otlp_value(v)} for k, v in (span.attributes or {}).items()],
+            "status": {"code": span.status.status_code.value},
+        }
+        if span.parent is not None:
+            record["parentSpanId"] = f"{span.parent.span_id:016x}"
+        out.append(record)
+    resource = [{"key": "service.name", "value": {"stringValue": service}},
+                {"key": "cloud.provider", "value": {"stringValue": "aws"}}]
+    return {"resourceSpans": [{"resource": {"attributes": resource},
+                               "scopeSpans": [{"scope": {"name": "soorma"}, "spans": out}]}]}
+
+
+def xray_traces_url() -> str:
+    """X-Ray's OTLP traces endpoint of this function's region (``AWS_REGION``), or ``AWS_ENDPOINT_URL_XRAY`` (the AWS
+    SDKs' service-specific endpoint variable, https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html)
+    followed by ``/v1/traces``: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-OTLPEndpoint.html"""
+    base = os.environ.get("AWS_ENDPOINT_URL_XRAY") or f"https://xray.{os.environ.get('AWS_REGION', 'us-east-1')}.amazonaws.com"
+    return base.rstrip("/") + "/v1/traces"
+
+
+async def export_to_xray(spans: "list[ReadableSpan]", service: str) -> bool:
+    """POST ``spans`` (:func:`otlp_json`) to :func:`xray_traces_url`, signed with Signature Version 4 (service
+    ``xray``) with the function's own credentials through botocore, which the Lambda runtime ships (no layer, no
+    collector). The endpoint takes W3C trace ids, so a goal's spans keep the trace id they have in the platform.
+    Returns whether X-Ray accepted them; best effort: failures are logged, never raised."""
+    if not spans:
+        return True
+    import httpx
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.session import get_session
+
+    url = xray_traces_url()
+    body = json.dumps(otlp_json(spans, service), separators=(",", ":")).encode()
+    try:
+        credentials = get_session().get_credentials()
+        if credentials is None:
+            raise RuntimeError("no AWS credentials")
+        request = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/json"})
+        SigV4Auth(credentials.get_frozen_credentials(), "xray", os.environ.get("AWS_REGION", "us-east-1")).add_auth(request)
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            reply = await client.post(url, content=body, headers=dict(request.headers.items()))
+        if reply.status_code >= 300:
+            raise RuntimeError(f"HTTP {reply.status_code}: {reply.text[:300]}")
+    except Exception as exc:  # noqa: BLE001 - telemetry is best effort
+        log.warning("agent %s: %d spans not exported to X-Ray: %s", service, len(spans), exc)
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------------------ logs
@@ -361,6 +445,45 @@ def structured_logging(service: str, level: int | str = logging.INFO) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False  # Lambda's own root handler would print every record a second time, as plain text
+
+
+# ------------------------------------------------------------------------------------------ usage (AWS GB-seconds)
+
+#: The ``type`` of :func:`invocation_line`'s record, which the platform's usage recorder reads
+#: (``soorma.functions.tracker.invocation_usage``).
+INVOCATION_LINE_TYPE = "soorma.invocation"
+
+
+def invocation_line(event: Mapping[str, Any], lambda_context: Any) -> str | None:
+    """The JSON line naming the goals of the event envelopes in an SQS-shaped batch ``event``, for the invocation
+    ``lambda_context.aws_request_id``: ``{"type": "soorma.invocation", "requestId": ..., "goals": [uuid, ...]}``
+    (distinct, in order; records without an envelope naming a goal are skipped). None without a request id or a
+    goal. In AWS the platform joins it with Lambda's ``platform.report`` of the same request id to put the
+    invocation's GB-seconds on those goals (docs/usage-and-llm.md)."""
+    request_id = getattr(lambda_context, "aws_request_id", None)
+    records = event.get("Records")
+    if not isinstance(request_id, str) or not request_id or not isinstance(records, list):
+        return None
+    goals: list[str] = []
+    for record in records:
+        body = record.get("body") if isinstance(record, Mapping) else None
+        try:
+            envelope = json.loads(body) if isinstance(body, str) else None
+        except ValueError:
+            continue
+        goal = envelope.get("goal_id") if isinstance(envelope, dict) else None
+        if isinstance(goal, str) and goal and goal not in goals:
+            goals.append(goal)
+    if not goals:
+        return None
+    return json.dumps({"type": INVOCATION_LINE_TYPE, "requestId": request_id, "goals": goals})
+
+
+def write_invocation_line(event: Mapping[str, Any], lambda_context: Any) -> None:
+    """Print :func:`invocation_line` on stdout (the function's log stream), when there is one."""
+    line = invocation_line(event, lambda_context)
+    if line is not None:
+        print(line, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
@@ -404,6 +527,8 @@ class InvocationMetrics:
             metrics.flush_metrics()
 
 
-__all__ = ["SPANS_PATH", "InvocationMetrics", "SpanBatch", "client_span", "current_traceparent", "event_attributes", "event_log_keys",
-           "export_spans", "in_function", "llm_usage", "span_record", "structured_logging", "traceparent_context", "traced_by_default", "traced_dispatch",
-           "traced_handler", "tracing_enabled"]
+__all__ = ["INVOCATION_LINE_TYPE", "SPANS_PATH", "InvocationMetrics", "SpanBatch", "client_span",
+           "current_traceparent", "event_attributes", "event_log_keys", "export_spans", "export_to_xray",
+           "in_function", "invocation_line", "llm_usage", "otlp_json", "span_record", "structured_logging",
+           "traced_by_default", "traced_dispatch", "traced_handler", "traceparent_context", "tracing_enabled",
+           "write_invocation_line", "xray_traces_url"]

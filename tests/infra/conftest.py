@@ -85,7 +85,7 @@ _synths: dict[str, Synth] = {}
 # Each synth also covers one set of the other context options, so both values of each are checked without a third
 # synth: the sqs app is the default configuration (Bedrock embeddings) with an HS256 secret and pass-through
 # settings; the nats app selects the local embedding model, RS256 tokens from a JWKS URL, Lambda SnapStart and
-# interface VPC endpoints instead of IPv6 egress.
+# interface VPC endpoints instead of IPv6 egress, and the agents' spans exported to AWS X-Ray.
 JWKS_URL = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example/.well-known/jwks.json"
 EXTRA_CONTEXT = {
     "sqs": {
@@ -101,6 +101,7 @@ EXTRA_CONTEXT = {
         "soorma:platform-admin-tenant": "operator",
         "soorma:snap-start": "true",
         "soorma:network": "endpoints",
+        "soorma:tracing": "xray",
     },
 }
 

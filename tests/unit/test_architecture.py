@@ -91,8 +91,9 @@ def _dangling(root: Path, imports: dict[str, set[str]]) -> dict[str, set[str]]:
 #: (layers/sdk.txt) or the Lambda runtime (boto3), or optional: nats (``agent.run()``), jsonschema
 #: (``Tool.on_invoke(response_schema=...)``), snapshot_restore_py (Lambda SnapStart's runtime hooks), mcp with its
 #: mcp_types and httpx2 (``context.mcp(url)``, the ``mcp`` extra), websockets (``GatewayClient.follow_goal``, the
-#: ``stream`` extra).
-SDK_LAYER_IMPORTS = {"aws_lambda_powertools", "boto3", "httpx", "httpx2", "jsonschema", "mcp", "mcp_types", "nats",
+#: ``stream`` extra); botocore comes with boto3 in the Lambda runtime (SigV4 of the X-Ray export,
+#: ``soorma.telemetry.export_to_xray``).
+SDK_LAYER_IMPORTS = {"aws_lambda_powertools", "boto3", "botocore", "httpx", "httpx2", "jsonschema", "mcp", "mcp_types", "nats",
                      "opentelemetry",
                      "pydantic", "snapshot_restore_py", "websockets"}
 
