@@ -1,0 +1,175 @@
+"""soorma-core's example client scripts, run the soorma-core way against the local stack (issue 17).
+
+One stack deploys examples/hello-tool, memory-working, worker-basic and planner-basic; each example's client script
+(``hello-tool/client.py``, ``memory-working/client.py``, ``worker-basic/publisher.py``, ``planner-basic/client.py``)
+runs as a separate process with only what a soorma-core user sets: ``SOORMA_API_URL``,
+``IDENTITY_TENANT_ADMIN_API_KEY`` (the stack's ``local`` tenant, where the agents are deployed),
+``SOORMA_PLATFORM_TENANT_ID`` and an empty ``SOORMA_HOME`` (no API key, no stack files). Each script gets its token
+from ``examples/shared/auth.py`` (soorma-core's token provider logic on the identity service), publishes an action
+request with a ``response_event`` through its ``EventClient`` and waits for the answer with its correlation id on
+the gateway's event stream; the test checks the printed answer's content. Then: a second run reuses the kept
+bootstrap (mode 0600, same principal), and a forced refresh or an expired token issues a new token that the
+platform accepts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from .conftest import EXAMPLES, local_stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
+
+DEPLOYED = ("hello-tool", "memory-working", "worker-basic", "planner-basic")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with local_stack("soorma-e2e-example-clients-", tuple(EXAMPLES / name for name in DEPLOYED)) as stack_:
+        yield stack_
+
+
+@pytest.fixture(scope="module")
+def user_env(stack) -> dict[str, str]:
+    """A soorma-core user's environment: the API URL, the tenant admin key and tenant, an empty ``SOORMA_HOME``."""
+    creds = stack["credentials"]
+    home = Path(tempfile.mkdtemp(prefix="soorma-example-clients-home-"))
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "SOORMA_API_URL": creds["api_url"],
+        "IDENTITY_TENANT_ADMIN_API_KEY": creds["tenant_admin_api_key"],
+        "SOORMA_PLATFORM_TENANT_ID": creds["platform_tenant_id"],
+        "SOORMA_HOME": str(home),
+    }
+
+
+def run_script(env: dict[str, str], script: str, *args: str) -> dict[str, Any]:
+    """Run ``examples/<script>`` as its own process; returns the JSON answer it printed (asserts exit code 0)."""
+    result = subprocess.run([sys.executable, str(EXAMPLES / script), *args], env=env, cwd=tempfile.gettempdir(),
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"{script} {args}: {result.stdout}{result.stderr}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def bootstrap_of(env: dict[str, str], example: str) -> Path:
+    return Path(env["SOORMA_HOME"]) / f"{example}-identity.json"
+
+
+def test_hello_tool_client_answers_and_fails_and_reuses_its_bootstrap(stack, user_env):
+    added = run_script(user_env, "hello-tool/client.py", "--operation", "add", "--a", "10", "--b", "5")
+    assert added["success"] is True and added["result"] == {"operation": "add", "value": 15.0}, added
+    bootstrap = bootstrap_of(user_env, "hello-tool")
+    assert stat.S_IMODE(bootstrap.stat().st_mode) == 0o600  # it holds the example's identity: its owner's only
+    kept = json.loads(bootstrap.read_text())
+    assert kept["platform_tenant_id"] == stack["credentials"]["platform_tenant_id"]
+    assert kept["bootstrap_admin_principal_id"].startswith("pr_")
+
+    # a second run: the kept principal, no new bootstrap; a handler that raised is a failed result, an answer
+    failed = run_script(user_env, "hello-tool/client.py", "--operation", "divide", "--a", "100", "--b", "0")
+    assert failed["success"] is False and "cannot divide by zero" in failed["error"], failed
+    assert json.loads(bootstrap.read_text()) == kept
+    assert stat.S_IMODE(bootstrap.stat().st_mode) == 0o600
+
+
+def test_memory_working_client_gets_the_plan_built_in_working_memory(user_env):
+    answer = run_script(user_env, "memory-working/client.py", "Lisbon", "2")
+    assert answer["status"] == "completed" and answer["destination"] == "Lisbon" and answer["days"] == 2, answer
+    assert answer["itinerary"] == ["day 1: old town walk in Lisbon", "day 2: museum day in Lisbon"]
+    assert answer["budget"] == {"lodging": 180, "food": 80, "activities": 50, "total": 310, "currency": "EUR"}
+    assert answer["steps_done"] == 2
+    assert answer["actions"] == ["trip.plan", "itinerary.draft", "itinerary.drafted", "budget.estimate",
+                                 "budget.estimated"]
+
+
+def test_worker_basic_publisher_gets_the_order_after_both_delegations(user_env):
+    answer = run_script(user_env, "worker-basic/publisher.py", "ORD-001", "widget", "gadget")
+    assert answer["status"] == "completed", answer
+    assert answer["result"] == {
+        "order_id": "ORD-001",
+        "status": "confirmed",
+        "inventory": {"reserved": True, "items": ["widget", "gadget"]},
+        "payment": {"charged": True, "amount": 12.5},
+    }
+
+
+def test_planner_basic_client_gets_the_finalized_plan(user_env):
+    answer = run_script(user_env, "planner-basic/client.py", "event-driven", "agents")
+    assert answer["plan_id"], answer
+    assert answer["result"] == {
+        "topic": "event-driven agents",
+        "summary": "Found 3 papers on event-driven agents",
+        "papers_found": 3,
+        "papers": ["Introduction to event-driven agents", "Advanced event-driven agents",
+                   "event-driven agents in practice"],
+        "states": ["start", "search", "complete"],
+    }
+
+
+def load_example_auth() -> ModuleType:
+    """``examples/shared/auth.py`` as the scripts import it (a module of its own, not a test copy)."""
+    spec = importlib.util.spec_from_file_location("example_shared_auth", EXAMPLES / "shared" / "auth.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def accepted(api_url: str, token: str) -> bool:
+    """The gateway authorizes ``token``: an unknown goal is 404 for it (401/403 when the token is refused)."""
+    answer = httpx.get(f"{api_url}/v1/goals/{uuid.uuid4()}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code in (401, 403, 404), answer.text
+    return answer.status_code == 404
+
+
+def test_a_forced_refresh_and_an_expired_token_issue_new_tokens(stack, user_env, monkeypatch):
+    for name in ("SOORMA_API_KEY", "SOORMA_AUTH_TOKEN", "SOORMA_IDENTITY_URL", "IDENTITY_SUPERUSER_API_KEY",
+                 "IDENTITY_ADMIN_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in user_env.items():
+        monkeypatch.setenv(name, value)
+    auth = load_example_auth()
+    script = EXAMPLES / "hello-tool" / "client.py"
+    bootstrap_before = bootstrap_of(user_env, "hello-tool").read_text()  # the scripts' runs above kept it
+    provider = auth.build_example_token_provider("hello-tool", script)
+
+    async def tokens() -> tuple[str, str, str, str]:
+        first = await provider.get_token()
+        cached = await provider.get_token()
+        forced = await provider.get_token(force_refresh=True)
+        # 15 minutes later (the tokens' lifetime): the cached one is past its refresh window, a new one is issued
+        later = time.time() + 15 * 60
+        monkeypatch.setattr(auth, "time", SimpleNamespace(time=lambda: later))
+        expired = await provider.get_token()
+        return first, cached, forced, expired
+
+    first, cached, forced, expired = asyncio.run(tokens())
+    assert cached == first
+    assert len({first, forced, expired}) == 3
+    claims = [jwt.decode(t, options={"verify_signature": False}) for t in (first, forced, expired)]
+    assert len({c["jti"] for c in claims}) == 3
+    assert {c["sub"] for c in claims} == {json.loads(bootstrap_before)["bootstrap_admin_principal_id"]}
+    assert all(c["platform_tenant_id"] == stack["credentials"]["platform_tenant_id"] for c in claims)
+    api_url = stack["credentials"]["api_url"]
+    assert all(accepted(api_url, t) for t in (first, forced, expired))
+    assert not accepted(api_url, expired[:-4] + ("AAAA" if not expired.endswith("AAAA") else "BBBB"))
+    # refreshing reused the kept bootstrap: no new principal
+    assert bootstrap_of(user_env, "hello-tool").read_text() == bootstrap_before
+    # and exported soorma-core's variables for subprocesses
+    assert os.environ["SOORMA_AUTH_TOKEN"] == expired
+    assert os.environ["SOORMA_PLATFORM_TENANT_ID"] == stack["credentials"]["platform_tenant_id"]
