@@ -10,6 +10,9 @@ request with a ``response_event`` through its ``EventClient`` and waits for the 
 the gateway's event stream; the test checks the printed answer's content. Then: a second run reuses the kept
 bootstrap (mode 0600, same principal), and a forced refresh or an expired token issues a new token that the
 platform accepts.
+
+A second stack runs the LLM examples' clients (events-structured, choreography-basic, discovery-llm,
+event-selector) offline, against the fake LLM of ``tests/e2e/test_llm_examples.py`` (its decisions are reused).
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ import httpx
 import jwt
 import pytest
 
+from soorma.testing.llm import FakeLLMServer
+
 from .conftest import EXAMPLES, local_stack
+from .test_llm_examples import LLM_APPS, LLM_KEY, fake_llm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
@@ -45,8 +51,7 @@ def stack():
         yield stack_
 
 
-@pytest.fixture(scope="module")
-def user_env(stack) -> dict[str, str]:
+def soorma_core_user_env(stack: dict[str, Any]) -> dict[str, str]:
     """A soorma-core user's environment: the API URL, the tenant admin key and tenant, an empty ``SOORMA_HOME``."""
     creds = stack["credentials"]
     home = Path(tempfile.mkdtemp(prefix="soorma-example-clients-home-"))
@@ -57,6 +62,11 @@ def user_env(stack) -> dict[str, str]:
         "SOORMA_PLATFORM_TENANT_ID": creds["platform_tenant_id"],
         "SOORMA_HOME": str(home),
     }
+
+
+@pytest.fixture(scope="module")
+def user_env(stack) -> dict[str, str]:
+    return soorma_core_user_env(stack)
 
 
 def run_script(env: dict[str, str], script: str, *args: str) -> dict[str, Any]:
@@ -173,3 +183,58 @@ def test_a_forced_refresh_and_an_expired_token_issue_new_tokens(stack, user_env,
     # and exported soorma-core's variables for subprocesses
     assert os.environ["SOORMA_AUTH_TOKEN"] == expired
     assert os.environ["SOORMA_PLATFORM_TENANT_ID"] == stack["credentials"]["platform_tenant_id"]
+
+
+# --- the LLM examples, offline: the fake LLM of tests/e2e/test_llm_examples.py ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llm_stack():
+    llm = FakeLLMServer(fake_llm).start()
+    env = {"SOORMA_LLM_PROVIDER": "openai", "SOORMA_LLM_BASE_URL": llm.base_url, "SOORMA_LLM_API_KEY": LLM_KEY,
+           "SOORMA_LLM_MODEL": "fake-model"}
+    try:
+        with local_stack("soorma-e2e-example-clients-llm-", [EXAMPLES / app for app in LLM_APPS], env=env) as stack_:
+            yield stack_
+    finally:
+        llm.stop()
+
+
+@pytest.fixture(scope="module")
+def llm_user_env(llm_stack) -> dict[str, str]:
+    return soorma_core_user_env(llm_stack)
+
+
+def test_events_structured_client_gets_the_routed_ticket(llm_user_env):
+    answer = run_script(llm_user_env, "events-structured/client.py", "Wrong invoice",
+                        "Please refund the extra 20 on my March invoice")
+    assert answer["status"] == "completed", answer
+    routed = answer["result"]
+    assert routed["routed_to"] == "ticket.billing.requested" and routed["handled_by"] == "billing", routed
+    assert routed["resolution"] == "refund of 20.00 issued" and routed["payload"]["amount"] == 20
+
+
+def test_choreography_client_gets_the_report_of_the_chained_workers(llm_user_env):
+    answer = run_script(llm_user_env, "choreography-basic/client.py", "Acme Notes")
+    assert answer["result"] == {"report": "Acme Notes: 2 positive, 2 negative, 1 neutral; feedback is mixed.",
+                                "sentiment": {"positive": 2, "negative": 2, "neutral": 1}}, answer
+
+
+def test_discovery_client_gets_the_answer_in_its_own_schema(llm_user_env):
+    answer = run_script(llm_user_env, "discovery-llm/client.py", "--headline-schema", "Event-driven agents")
+    assert answer["status"] == "completed" and answer["response_schema"] == "client", answer
+    assert answer["result"] == {"headline": "Overview of Event-driven agents", "count": 3,
+                                "links": [f"https://example.com/research/{i}" for i in (1, 2, 3)]}
+    default = run_script(llm_user_env, "discovery-llm/client.py", "Serverless NATS in depth")
+    assert default["response_schema"] == "research_result_v1", default
+    assert default["result"]["summary"] == "5 findings about Serverless NATS in depth"
+
+
+def test_event_selector_client_gets_the_specialists_resolution(llm_user_env):
+    answer = run_script(llm_user_env, "event-selector/client.py", "T-9", "Charged twice",
+                        "I was charged twice for March")
+    assert answer["status"] == "completed", answer
+    resolved = answer["result"]
+    assert resolved["routed_to"] == "support.billing.requested" and resolved["fallback"] is False, resolved
+    assert resolved["handled_by"] == "billing-worker" and resolved["resolution"] == "duplicate charge refunded"
+    assert resolved["payload"]["ticket_id"] == "T-9"
