@@ -12,9 +12,9 @@ id, which soorma-core's lost after a delegation) and prints its data as JSON::
 
 The total is the sum of the items' prices (``PRICES`` in ``agents.py``; soorma-core's ``laptop``/``mouse`` are not
 in this port's catalogue, and an unknown item is answered with a failed result). It authenticates with a
-15-minute token from the identity service (``examples/shared/auth.py``); the gateway stamps the token's identity on
-the request, so soorma-core's explicit ``tenant_id``/``user_id`` are not sent. Exit code 1 if no answer came in
-time.
+15-minute token from the identity service (``examples/shared/auth.py``) and, as soorma-core's publisher does, names
+the example's tenant and principal as the request's ``tenant_id``/``user_id`` (the gateway checks they are the
+token's own). Exit code 1 if no answer came in time.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ PRICES = {"widget": 2.5, "gadget": 10.0, "gizmo": 7.25}
 async def publish_order_request(order_id: str, items: list[str], timeout_s: float = 60.0) -> dict:
     """Send one order and return the answer's data (raises ``TimeoutError`` without an answer)."""
     token_provider = build_example_token_provider(EXAMPLE_NAME, __file__)
+    await token_provider.get_token()
+    tenant_id = await token_provider.get_platform_tenant_id()
+    user_id = await token_provider.get_bootstrap_admin_principal_id()
     client = EventClient(agent_id="order-service", source="order-service", auth_token_provider=token_provider)
     correlation_id = str(uuid.uuid4())
     order_completed: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
@@ -62,6 +65,8 @@ async def publish_order_request(order_id: str, items: list[str], timeout_s: floa
             correlation_id=correlation_id,
             response_event=RESPONSE_EVENT,
             response_topic="action-results",
+            tenant_id=tenant_id,
+            user_id=user_id,
         )
         return await asyncio.wait_for(order_completed, timeout_s)
     finally:

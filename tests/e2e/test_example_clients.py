@@ -178,8 +178,12 @@ def test_a_forced_refresh_and_an_expired_token_issue_new_tokens(stack, user_env,
     api_url = stack["credentials"]["api_url"]
     assert all(accepted(api_url, t) for t in (first, forced, expired))
     assert not accepted(api_url, expired[:-4] + ("AAAA" if not expired.endswith("AAAA") else "BBBB"))
-    # refreshing reused the kept bootstrap: no new principal
+    # refreshing reused the kept bootstrap: no new principal; soorma-core's accessors read it
     assert bootstrap_of(user_env, "hello-tool").read_text() == bootstrap_before
+    kept = json.loads(bootstrap_before)
+    assert asyncio.run(provider.get_platform_tenant_id()) == kept["platform_tenant_id"]
+    assert asyncio.run(provider.get_bootstrap_admin_principal_id()) == kept["bootstrap_admin_principal_id"]
+    assert asyncio.run(provider.get_bootstrap_payload()) == kept
     # and exported soorma-core's variables for subprocesses
     assert os.environ["SOORMA_AUTH_TOKEN"] == expired
     assert os.environ["SOORMA_PLATFORM_TENANT_ID"] == stack["credentials"]["platform_tenant_id"]
