@@ -8,8 +8,9 @@ runs as a separate process with only what a soorma-core user sets: ``SOORMA_API_
 from ``examples/shared/auth.py`` (soorma-core's token provider logic on the identity service), publishes an action
 request with a ``response_event`` through its ``EventClient`` and waits for the answer with its correlation id on
 the gateway's event stream; the test checks the printed answer's content. Then: a second run reuses the kept
-bootstrap (mode 0600, same principal), and a forced refresh or an expired token issues a new token that the
-platform accepts.
+bootstrap (mode 0600, same principal), a forced refresh or an expired token issues a new token that the platform
+accepts, and a script with only the superuser key (soorma-core's onboarding) gets a tenant of its own, whose
+request the ``local`` tenant's agents never answer (exit code 1).
 
 A second stack runs the LLM examples' clients (events-structured, choreography-basic, discovery-llm,
 event-selector) offline, against the fake LLM of ``tests/e2e/test_llm_examples.py`` (its decisions are reused).
@@ -129,6 +130,28 @@ def test_planner_basic_client_gets_the_finalized_plan(user_env):
                    "event-driven agents in practice"],
         "states": ["start", "search", "complete"],
     }
+
+
+def test_a_script_onboarded_as_a_new_tenant_gets_no_answer_from_another_tenants_agents(stack, user_env):
+    """soorma-core's own flow (only the superuser key): the provider onboards a tenant of its own and keeps its
+    tenant admin key (0600). The calculator is deployed for the stack's ``local`` tenant, so the request of the new
+    tenant is never answered by it: the script times out with exit code 1 (the attack is that it got an answer)."""
+    creds = stack["credentials"]
+    env = {name: value for name, value in user_env.items()
+           if name not in ("IDENTITY_TENANT_ADMIN_API_KEY", "SOORMA_PLATFORM_TENANT_ID")}
+    env.update(IDENTITY_SUPERUSER_API_KEY=creds["admin_api_key"],
+               SOORMA_HOME=tempfile.mkdtemp(prefix="soorma-example-clients-onboarded-"))
+    result = subprocess.run([sys.executable, str(EXAMPLES / "hello-tool" / "client.py"), "--operation", "add",
+                             "--a", "1", "--b", "2"], env=env, cwd=tempfile.gettempdir(), capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == "" and "no answer" in result.stderr
+    bootstrap = bootstrap_of(env, "hello-tool")
+    assert stat.S_IMODE(bootstrap.stat().st_mode) == 0o600  # it holds the new tenant's admin key
+    kept = json.loads(bootstrap.read_text())
+    assert kept["platform_tenant_id"] != creds["platform_tenant_id"]
+    assert kept["tenant_admin_api_key"] and kept["tenant_admin_api_key"] not in (creds["tenant_admin_api_key"],
+                                                                                  creds["admin_api_key"])
 
 
 def load_example_auth() -> ModuleType:
