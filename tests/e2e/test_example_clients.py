@@ -13,7 +13,8 @@ accepts, and a script with only the superuser key (soorma-core's onboarding) get
 request the ``local`` tenant's agents never answer (exit code 1).
 
 A second stack runs the LLM examples' clients (events-structured, choreography-basic, discovery-llm,
-event-selector) offline, against the fake LLM of ``tests/e2e/test_llm_examples.py`` (its decisions are reused).
+event-selector) offline, against the fake LLM of ``tests/e2e/test_llm_examples.py`` (its decisions are reused),
+and a third runs examples/research-advisor's client (extractive answers, no LLM, no web).
 """
 
 from __future__ import annotations
@@ -265,3 +266,23 @@ def test_event_selector_client_gets_the_specialists_resolution(llm_user_env):
     assert resolved["routed_to"] == "support.billing.requested" and resolved["fallback"] is False, resolved
     assert resolved["handled_by"] == "billing-worker" and resolved["resolution"] == "duplicate charge refunded"
     assert resolved["payload"]["ticket_id"] == "T-9"
+
+
+# --- research-advisor: offline (extractive answers from the standard library's documentation) ---------------------
+
+
+@pytest.fixture(scope="module")
+def research_user_env():
+    """A stack with examples/research-advisor deployed (its setup step ingests the corpus) and a user's env."""
+    with local_stack("soorma-e2e-example-clients-research-", (EXAMPLES / "research-advisor",)) as stack_:
+        yield soorma_core_user_env(stack_)
+
+
+def test_research_advisor_client_gets_a_validated_answer_citing_the_expected_module(research_user_env):
+    answer = run_script(research_user_env, "research-advisor/client.py", "How do I read a gzip-compressed file?")
+    assert answer["status"] == "completed", answer
+    result = answer["result"]
+    assert result["question"] == "How do I read a gzip-compressed file?"
+    assert result["validated"] is True and result["unsupported"] == [] and result["method"] == "extractive"
+    assert "gzip" in {source["module"] for source in result["sources"]}, result
+    assert "`gzip." in result["answer"]
