@@ -53,10 +53,10 @@ def stack():
         yield stack_
 
 
-def soorma_core_user_env(stack: dict[str, Any]) -> dict[str, str]:
-    """A soorma-core user's environment: the API URL, the tenant admin key and tenant, an empty ``SOORMA_HOME``."""
+def soorma_core_user_env(stack: dict[str, Any], home: Path) -> dict[str, str]:
+    """A soorma-core user's environment: the API URL, the tenant admin key and tenant, an empty ``SOORMA_HOME``
+    (``home``, a pytest temporary folder: mode 0700, removed by pytest's retention)."""
     creds = stack["credentials"]
-    home = Path(tempfile.mkdtemp(prefix="soorma-example-clients-home-"))
     return {
         "PATH": os.environ.get("PATH", ""),
         "SOORMA_API_URL": creds["api_url"],
@@ -67,8 +67,8 @@ def soorma_core_user_env(stack: dict[str, Any]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def user_env(stack) -> dict[str, str]:
-    return soorma_core_user_env(stack)
+def user_env(stack, tmp_path_factory) -> dict[str, str]:
+    return soorma_core_user_env(stack, tmp_path_factory.mktemp("home"))
 
 
 def run_script(env: dict[str, str], script: str, *args: str) -> dict[str, Any]:
@@ -133,7 +133,7 @@ def test_planner_basic_client_gets_the_finalized_plan(user_env):
     }
 
 
-def test_a_script_onboarded_as_a_new_tenant_gets_no_answer_from_another_tenants_agents(stack, user_env):
+def test_a_script_onboarded_as_a_new_tenant_gets_no_answer_from_another_tenants_agents(stack, user_env, tmp_path):
     """soorma-core's own flow (only the superuser key): the provider onboards a tenant of its own and keeps its
     tenant admin key (0600). The calculator is deployed for the stack's ``local`` tenant, so the request of the new
     tenant is never answered by it: the script times out with exit code 1 (the attack is that it got an answer)."""
@@ -141,7 +141,7 @@ def test_a_script_onboarded_as_a_new_tenant_gets_no_answer_from_another_tenants_
     env = {name: value for name, value in user_env.items()
            if name not in ("IDENTITY_TENANT_ADMIN_API_KEY", "SOORMA_PLATFORM_TENANT_ID")}
     env.update(IDENTITY_SUPERUSER_API_KEY=creds["admin_api_key"],
-               SOORMA_HOME=tempfile.mkdtemp(prefix="soorma-example-clients-onboarded-"))
+               SOORMA_HOME=str(tmp_path))
     result = subprocess.run([sys.executable, str(EXAMPLES / "hello-tool" / "client.py"), "--operation", "add",
                              "--a", "1", "--b", "2"], env=env, cwd=tempfile.gettempdir(), capture_output=True,
                             text=True, timeout=180)
@@ -229,8 +229,8 @@ def llm_stack():
 
 
 @pytest.fixture(scope="module")
-def llm_user_env(llm_stack) -> dict[str, str]:
-    return soorma_core_user_env(llm_stack)
+def llm_user_env(llm_stack, tmp_path_factory) -> dict[str, str]:
+    return soorma_core_user_env(llm_stack, tmp_path_factory.mktemp("home"))
 
 
 def test_events_structured_client_gets_the_routed_ticket(llm_user_env):
@@ -272,10 +272,10 @@ def test_event_selector_client_gets_the_specialists_resolution(llm_user_env):
 
 
 @pytest.fixture(scope="module")
-def research_user_env():
+def research_user_env(tmp_path_factory):
     """A stack with examples/research-advisor deployed (its setup step ingests the corpus) and a user's env."""
     with local_stack("soorma-e2e-example-clients-research-", (EXAMPLES / "research-advisor",)) as stack_:
-        yield soorma_core_user_env(stack_)
+        yield soorma_core_user_env(stack_, tmp_path_factory.mktemp("home"))
 
 
 def test_research_advisor_client_gets_a_validated_answer_citing_the_expected_module(research_user_env):
