@@ -128,6 +128,18 @@ class ExampleTokenProvider:
         """The example's platform tenant (after the first :meth:`get_token`)."""
         return None if self._bootstrap is None else str(self._bootstrap["platform_tenant_id"])
 
+    async def get_bootstrap_payload(self) -> dict[str, Any]:
+        """The kept bootstrap (made first when there is none): soorma-core's accessor."""
+        return await self._ensure_bootstrap()
+
+    async def get_platform_tenant_id(self) -> str:
+        """The example's platform tenant (soorma-core's accessor, e.g. for ``publish(tenant_id=...)``)."""
+        return str((await self._ensure_bootstrap())["platform_tenant_id"])
+
+    async def get_bootstrap_admin_principal_id(self) -> str:
+        """The example's principal (soorma-core's accessor, e.g. for ``publish(user_id=...)``)."""
+        return str((await self._ensure_bootstrap())["bootstrap_admin_principal_id"])
+
     async def _issue(self, bootstrap: dict[str, Any]) -> Any:
         async with IdentityServiceClient(tenant_admin_api_key=bootstrap.get("tenant_admin_api_key"),
                                          platform_tenant_id=bootstrap["platform_tenant_id"]) as client:

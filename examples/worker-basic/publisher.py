@@ -1,0 +1,90 @@
+"""Order publisher: soorma-core's ``08-worker-basic`` publisher on this port's order workers (``agents.py``).
+
+It listens on ``action-results``, publishes one ``order.process.requested`` action request with its own
+``correlation_id`` and ``response_event`` ``order.process.completed``, waits for the order processor's answer with
+that correlation id (the processor answers after both delegated sub-tasks came back, with the caller's correlation
+id, which soorma-core's lost after a delegation) and prints its data as JSON::
+
+    python examples/worker-basic/publisher.py ORD-001 widget gadget
+    # → {"task_id": "…", "action_id": null, "status": "completed", "result": {"order_id": "ORD-001",
+    #    "status": "confirmed", "inventory": {"reserved": true, "items": ["widget", "gadget"]},
+    #    "payment": {"charged": true, "amount": 12.5}}}
+
+The total is the sum of the items' prices (``PRICES`` in ``agents.py``; soorma-core's ``laptop``/``mouse`` are not
+in this port's catalogue, and an unknown item is answered with a failed result). It authenticates with a
+15-minute token from the identity service (``examples/shared/auth.py``) and, as soorma-core's publisher does, names
+the example's tenant and principal as the request's ``tenant_id``/``user_id`` (the gateway checks they are the
+token's own). Exit code 1 if no answer came in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from examples.shared.auth import build_example_token_provider  # noqa: E402 (after the path above)
+from soorma import EventClient, EventEnvelope, EventTopic  # noqa: E402
+
+EXAMPLE_NAME = "worker-basic"
+
+RESPONSE_EVENT = "order.process.completed"
+
+#: The order processor's price list (``agents.PRICES``), repeated here: the script does not import the agents.
+PRICES = {"widget": 2.5, "gadget": 10.0, "gizmo": 7.25}
+
+
+async def publish_order_request(order_id: str, items: list[str], timeout_s: float = 60.0) -> dict:
+    """Send one order and return the answer's data (raises ``TimeoutError`` without an answer)."""
+    token_provider = build_example_token_provider(EXAMPLE_NAME, __file__)
+    await token_provider.get_token()
+    tenant_id = await token_provider.get_platform_tenant_id()
+    user_id = await token_provider.get_bootstrap_admin_principal_id()
+    client = EventClient(agent_id="order-service", source="order-service", auth_token_provider=token_provider)
+    correlation_id = str(uuid.uuid4())
+    order_completed: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+
+    @client.on_event(RESPONSE_EVENT, topic=EventTopic.ACTION_RESULTS)
+    async def handle_response(event: EventEnvelope) -> None:
+        if event.correlation_id == correlation_id and not order_completed.done():
+            order_completed.set_result(event.data or {})
+
+    await client.connect(topics=[EventTopic.ACTION_RESULTS])  # listen before asking
+    try:
+        await client.publish(
+            event_type="order.process.requested",
+            topic=EventTopic.ACTION_REQUESTS,
+            data={"order_id": order_id, "customer": "Alice", "items": items,
+                  "total": sum(PRICES.get(item, 0.0) for item in items)},
+            correlation_id=correlation_id,
+            response_event=RESPONSE_EVENT,
+            response_topic="action-results",
+            tenant_id=tenant_id,
+            user_id=user_id,
+        )
+        return await asyncio.wait_for(order_completed, timeout_s)
+    finally:
+        await client.disconnect()
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    order_id = args[0] if args else "ORD-001"
+    items = args[1:] or ["widget", "gadget"]
+    try:
+        data = asyncio.run(publish_order_request(order_id, items))
+    except TimeoutError:
+        print("no answer: is the stack up and examples/worker-basic deployed?", file=sys.stderr)
+        return 1
+    print(json.dumps(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
