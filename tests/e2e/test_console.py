@@ -239,7 +239,7 @@ def test_submit_a_goal_and_watch_it_complete_on_the_timeline(page, stack, tmp_pa
     assert usage["usage"]["invocations"] > 0 and usage["cost_usd"]["total"] > 0, usage
     for figure in ("invocations", "gb_seconds", "memory_reads", "memory_writes"):
         shown = page.locator(f"#usage tr[data-figure={figure}] td").nth(1).text_content()
-        assert float(shown) == pytest.approx(usage["usage"][figure]), (figure, shown, usage)
+        assert float(shown) == pytest.approx(usage["usage"][figure], rel=1e-5), (figure, shown, usage)
     expect(page.locator("#usage tr[data-figure=total] th").nth(1)).to_have_text(f"${usage['cost_usd']['total']:.6f}")
 
     # an event's row opens its data

@@ -445,12 +445,18 @@ function renderWaterfall(panel, goal, events, spans, opened) {
   fill(panel, el("h2", { text: "Timeline" }), legend, axis, list);
 }
 
+// A figure as people read it: counts whole, GB-seconds to 6 significant digits (the sums carry float noise).
+function amount(value) {
+  const number = Number(value);
+  return Number.isInteger(number) ? String(number) : String(Number(number.toPrecision(6)));
+}
+
 function renderUsage(panel, usage) {
   if (!usage) { panel.hidden = true; return; }
   panel.hidden = false;
   const figures = usage.usage || {};
   const cost = usage.cost_usd || {};
-  const rows = Object.keys(figures).map((k) => el("tr", { "data-figure": k }, el("td", { text: k }), el("td", { class: "mono", text: String(figures[k]) }),
+  const rows = Object.keys(figures).map((k) => el("tr", { "data-figure": k }, el("td", { text: k }), el("td", { class: "mono", text: amount(figures[k]) }),
     el("td", { class: "mono", text: cost[k] !== undefined ? `$${Number(cost[k]).toFixed(6)}` : "" })));
   if (cost.total !== undefined) rows.push(el("tr", { "data-figure": "total" }, el("th", { text: "total" }), el("td"), el("th", { class: "mono", text: `$${Number(cost.total).toFixed(6)}` })));
   fill(panel, el("h2", { text: "Usage and cost" }), table(["figure", "amount", "cost (USD)"], rows));
