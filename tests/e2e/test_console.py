@@ -277,6 +277,28 @@ def test_the_goals_list_is_live_on_the_stream(page, stack):
     assert page.get_attribute("#goals-live", "data-mode") == "stream"
 
 
+def test_without_a_stream_the_page_polls(browser, stack):
+    """A browser whose WebSocket cannot connect (here: none at all) still gets a live list and timeline: the page
+    polls instead, and says so."""
+    context = browser.new_context()
+    context.add_init_script("window.WebSocket = function () { throw new Error('no WebSocket here'); };")
+    page = context.new_page()
+    page.goto(f"{stack['credentials']['api_url']}/console")
+    page.fill("#api-key", stack["credentials"]["api_key"])
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#goals-live[data-mode=polling]", timeout=TIMEOUT_MS)
+    submitted = stack["client"].post("/v1/goals", json={"goal_type": "order.process.requested", "data": {
+        "order_id": "o-poll", "items": ["widget"], "total": 1}})
+    goal_id = submitted.json()["goal_id"]
+    page.wait_for_selector(f"#goal-rows tr[data-goal-id='{goal_id}'] .status[data-status=completed]",
+                           timeout=TIMEOUT_MS)
+    page.click(f"#goal-rows tr[data-goal-id='{goal_id}'] a")
+    page.wait_for_selector("#goal-live[data-mode=polling]", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#goal-header .status[data-status=completed]", timeout=TIMEOUT_MS)
+    expect(page.locator(".wf-row[data-kind=span]").first).to_be_visible(timeout=TIMEOUT_MS)
+    context.close()
+
+
 def stream_url(stack) -> str:
     return stack["credentials"]["api_url"].replace("http://", "ws://") + STREAM_PATH
 
