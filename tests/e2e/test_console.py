@@ -26,8 +26,10 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from soorma.functions.http_api import STREAM_BEARER_PROTOCOL_PREFIX, STREAM_PATH, STREAM_SUBPROTOCOL
+from soorma.testing.llm import FakeLLMServer
 
 from .conftest import EXAMPLES, local_stack
+from .test_usage_llm import metered
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -38,10 +40,23 @@ TIMEOUT_MS = 90_000
 
 @pytest.fixture(scope="module")
 def stack():
-    deploy = [EXAMPLES / "planner-basic", EXAMPLES / "worker-basic", APPS / "console_failing",
-              APPS / "human_input" / "approval_worker.py"]
-    with local_stack("soorma-console-", deploy) as stack_:
-        yield stack_
+    """The stack, its agents reaching a model through the platform's LLM gateway only (a local fake
+    OpenAI-compatible server that reports token counts, as tests/e2e/test_usage_llm.py sets it up), so a goal's
+    usage has real token figures too."""
+    deploy = [EXAMPLES / "planner-basic", EXAMPLES / "worker-basic", EXAMPLES / "event-selector",
+              APPS / "console_failing", APPS / "human_input" / "approval_worker.py"]
+    llm = FakeLLMServer(metered).start()
+    env = {"SOORMA_LLM_PROVIDER": "platform", "SOORMA_PLATFORM_ADMIN_TENANT": "local"}
+    try:
+        with local_stack("soorma-console-", deploy, env=env,
+                         unset=("SOORMA_LLM_BASE_URL", "SOORMA_LLM_API_KEY", "SOORMA_LLM_MODEL")) as stack_:
+            admin = {"Authorization": f"Bearer {stack_['credentials']['admin_api_key']}"}
+            reply = stack_["client"].put("/v1/llm/settings", headers=admin,
+                                         json={"provider": "openai", "model": "fake-model", "base_url": llm.base_url})
+            assert reply.status_code == 200, reply.text
+            yield stack_
+    finally:
+        llm.stop()
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +273,29 @@ def test_submit_a_goal_and_watch_it_complete_on_the_timeline(page, stack, tmp_pa
     # the goals list shows it, live status included
     page.click("nav a[data-view=goals]")
     page.wait_for_selector(f"#goal-rows tr[data-goal-id='{goal_id}'] .status[data-status=completed]")
+
+
+def test_the_model_tokens_of_a_goal_and_their_cost(page, stack):
+    """A goal of examples/event-selector, whose router asks the model (through POST /v1/llm/chat) which worker gets
+    the ticket: the page shows the tokens the platform metered for it and their cost, as GET /v1/goals/{id}/usage
+    answers them, and the LLM call's span in the trace."""
+    submitted = stack["client"].post("/v1/goals", json={"goal_type": "support.ticket.created", "data": {
+        "ticket_id": "C-1", "customer": "ada", "subject": "Charged twice", "description": "I was charged twice"}})
+    assert submitted.status_code == 202, submitted.text
+    goal_id = submitted.json()["goal_id"]
+    goal = wait_until(lambda: (g := stack["client"].get(f"/v1/goals/{goal_id}").json())["status"] == "completed" and g,
+                      "the ticket's goal to complete")
+    assert goal["result"]["result"]["routed_to"] == "support.billing.requested", goal
+    usage = wait_until(lambda: (u := stack["client"].get(f"/v1/goals/{goal_id}/usage").json())["usage"]
+                       ["input_tokens"] > 0 and u, "the goal's metered tokens")
+    page.goto(f"{stack['credentials']['api_url']}/console/#/goal/{goal_id}")
+    for figure in ("input_tokens", "output_tokens"):
+        expect(page.locator(f"#usage tr[data-figure={figure}] td").nth(1)).to_have_text(
+            str(usage["usage"][figure]), timeout=TIMEOUT_MS)
+        expect(page.locator(f"#usage tr[data-figure={figure}] td").nth(2)).to_have_text(
+            f"${usage['cost_usd'][figure]:.6f}")
+    assert usage["cost_usd"]["input_tokens"] > 0, usage
+    expect(page.locator(".wf-row[data-kind=span]:has-text('support-router')").first).to_be_visible(timeout=TIMEOUT_MS)
 
 
 def test_the_goals_list_is_live_on_the_stream(page, stack):
