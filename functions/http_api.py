@@ -122,6 +122,20 @@ STREAM_ROUTES: tuple[str, ...] = ("$connect", "$disconnect", "follow", "subscrib
 STREAM_ROUTE_SELECTION = "$request.body.action"
 STREAM_FUNCTION = "gateway"
 STREAM_PATH = "/v1/stream"
+#: The WebSocket subprotocol of the live streams (RFC 6455 §1.9, https://www.rfc-editor.org/rfc/rfc6455#section-1.9):
+#: a client that offers it in ``Sec-WebSocket-Protocol`` gets it selected by ``$connect``. A browser's WebSocket
+#: cannot send ``Authorization``; it offers its credential as one more entry, :data:`STREAM_BEARER_PROTOCOL_PREFIX`
+#: followed by the credential in base64url without padding (RFC 4648 §5), as Kubernetes' API server takes
+#: ``base64url.bearer.authorization.k8s.io.<token>``; that entry is never selected (never echoed back).
+STREAM_SUBPROTOCOL = "soorma.stream.v1"
+STREAM_BEARER_PROTOCOL_PREFIX = "base64url.bearer.soorma."
+#: The WebSocket API authorizer's identity sources: none, because a handshake carries its credential in either
+#: ``Authorization`` or ``Sec-WebSocket-Protocol`` and API Gateway answers 401 without calling the authorizer unless
+#: EVERY listed source is present (https://docs.aws.amazon.com/apigatewayv2/latest/api-reference/
+#: apis-apiid-authorizers.html, ``identitySource``); WebSocket APIs cache no authorizer answer, so the list keys no
+#: cache either. The authorizer itself refuses a handshake without a credential.
+STREAM_IDENTITY_SOURCES: tuple[str, ...] = ()
 
-__all__ = ["HTTP_FUNCTIONS", "ROUTES", "STREAM_FUNCTION", "STREAM_PATH", "STREAM_ROUTES", "STREAM_ROUTE_SELECTION",
+__all__ = ["HTTP_FUNCTIONS", "ROUTES", "STREAM_BEARER_PROTOCOL_PREFIX", "STREAM_FUNCTION", "STREAM_IDENTITY_SOURCES",
+           "STREAM_PATH", "STREAM_ROUTES", "STREAM_ROUTE_SELECTION", "STREAM_SUBPROTOCOL",
            "ApiRoute", "Authorization", "select_route"]

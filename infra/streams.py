@@ -5,7 +5,9 @@
 * an API Gateway WebSocket API (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api.html)
   with the routes of :data:`soorma.functions.http_api.STREAM_ROUTES` (the table the local WebSocket API reads too),
   route selection ``$request.body.action``, every route integrated with the gateway function, and the platform's
-  Lambda authorizer on ``$connect`` (a REQUEST authorizer whose identity source is the ``Authorization`` header; it
+  Lambda authorizer on ``$connect`` (a REQUEST authorizer without identity sources,
+  :data:`~soorma.functions.http_api.STREAM_IDENTITY_SOURCES`: the credential comes in ``Authorization`` or, from a
+  browser, in ``Sec-WebSocket-Protocol``, and API Gateway would refuse a handshake lacking any listed one; it
   answers the WebSocket API's IAM policy form, :func:`soorma.functions.gateway.authorizer.websocket_answer`);
 * its stage ``v1`` with throttling and access logs, and the stack output ``StreamUrl`` (``wss://…/v1``: the SDK's
   ``SOORMA_STREAM_URL``);
@@ -37,7 +39,12 @@ from aws_cdk import (
     aws_apigatewayv2_integrations as integrations,
 )
 
-from soorma.functions.http_api import STREAM_FUNCTION, STREAM_ROUTE_SELECTION, STREAM_ROUTES
+from soorma.functions.http_api import (
+    STREAM_FUNCTION,
+    STREAM_IDENTITY_SOURCES,
+    STREAM_ROUTE_SELECTION,
+    STREAM_ROUTES,
+)
 
 if TYPE_CHECKING:
     from soorma.infra.platform import SoormaPlatform
@@ -57,7 +64,7 @@ def add_goal_streams(platform: "SoormaPlatform", *, rate: int, burst: int) -> ap
     integration = integrations.WebSocketLambdaIntegration("StreamIntegration", target)
     authorizer = authorizers.WebSocketLambdaAuthorizer(
         "StreamAuthorizer", platform.functions["authorizer"], authorizer_name="soorma-stream-api-key",
-        identity_source=["route.request.header.Authorization"],
+        identity_source=list(STREAM_IDENTITY_SOURCES),
     )
     api = apigw.WebSocketApi(
         platform, "StreamApi", api_name=f"{cdk.Stack.of(platform).stack_name}-soorma-streams",

@@ -3,9 +3,12 @@ port (:data:`soorma.functions.http_api.STREAM_PATH`), so the gateway function se
 AWS (:mod:`soorma.functions.gateway.streams`).
 
 * Handshake (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html):
-  without an ``Authorization`` header (the authorizer's identity source) 401; otherwise the Lambda authorizer gets a
-  REQUEST event with ``methodArn`` and answers an IAM policy: ``Deny`` is 403, an error 500. Then the ``$connect``
-  route's integration: a ``statusCode`` other than 200 refuses the handshake with that status; 200 accepts it.
+  without one of the authorizer's identity sources (:data:`~soorma.functions.http_api.STREAM_IDENTITY_SOURCES`:
+  none, so the authorizer always runs) 401; otherwise the Lambda authorizer gets a REQUEST event with ``methodArn``
+  and answers an IAM policy: ``Deny`` is 403, an error 500. Then the ``$connect`` route's integration: a
+  ``statusCode`` other than 200 refuses the handshake with that status; 200 accepts it, with the subprotocol its
+  ``Sec-WebSocket-Protocol`` header selects (https://docs.aws.amazon.com/apigateway/latest/developerguide/
+  websocket-connect-route-subprotocol.html).
 * Messages: the route is picked by ``$request.body.action`` (:data:`~soorma.functions.http_api.STREAM_ROUTES`, else
   ``$default``) and invoked with a ``MESSAGE`` event; every route gets the authorizer's context at
   ``requestContext.authorizer``. Nothing is answered on the socket by the integration's return value (no route
@@ -37,7 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from soorma.functions.http_api import STREAM_FUNCTION, STREAM_PATH, STREAM_ROUTES
+from soorma.functions.http_api import STREAM_FUNCTION, STREAM_IDENTITY_SOURCES, STREAM_PATH, STREAM_ROUTES
 from soorma.local.apigw import Invoker
 from soorma.local.sigv4 import LocalAwsCredentials, SignatureError, browser_origin, verify
 
@@ -112,8 +115,8 @@ class LocalWebSocketApi:
 
     async def _authorize(self, headers: dict[str, str], query: dict[str, str], connection_id: str,
                          source_ip: str) -> tuple[int, dict[str, Any] | None]:
-        if not headers.get("authorization"):
-            return 401, None
+        if not all(headers.get(source.rsplit(".", 1)[-1].lower()) for source in STREAM_IDENTITY_SOURCES):
+            return 401, None  # API Gateway's check of the identity sources, before it calls the authorizer
         event = {
             "type": "REQUEST",
             "methodArn": f"arn:aws:execute-api:{self.region}:000000000000:{API_ID}/{STAGE}/$connect",
@@ -137,6 +140,7 @@ class LocalWebSocketApi:
         source_ip = websocket.client.host if websocket.client else "127.0.0.1"
         connection_id = base64.urlsafe_b64encode(secrets.token_bytes(12)).decode()
         status, authorizer = await self._authorize(headers, query, connection_id, source_ip)
+        subprotocol = None
         if status == 200:
             connect = {"headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
                        "queryStringParameters": query, "isBase64Encoded": False,
@@ -144,10 +148,12 @@ class LocalWebSocketApi:
                                                           authorizer, source_ip)}
             answer = await self._invoke(STREAM_FUNCTION, connect)
             status = int(answer.get("statusCode", 200)) if answer is not None else 500
+            chosen = {k.lower(): v for k, v in ((answer or {}).get("headers") or {}).items()}
+            subprotocol = chosen.get("sec-websocket-protocol") or None
         if status != 200:
             await self._deny(websocket, status)
             return
-        await websocket.accept()
+        await websocket.accept(subprotocol=subprotocol)
         connection = _Connection(websocket)
         self.connections[connection_id] = connection
         try:

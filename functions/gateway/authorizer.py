@@ -17,6 +17,11 @@ and API Gateway hands ``context`` to the functions at ``requestContext.authorize
   is verified against the platform's own keys read from the database (no HTTP fetch) and its principal must not be
   revoked; any other JWT is verified by :mod:`soorma.functions.gateway.tokens` (HS256 with ``SOORMA_JWT_SECRET``,
   RS256 from ``SOORMA_JWT_JWKS_URL``); either way its platform tenant must be onboarded and active.
+* A WebSocket handshake (``$connect``: the event has ``methodArn``) may carry its credential as a
+  ``Sec-WebSocket-Protocol`` entry instead, because a browser's WebSocket cannot send ``Authorization``
+  (:func:`~soorma.functions.gateway.credentials.handshake_headers`: it is moved into ``Authorization`` and then
+  verified exactly as the header; both at once are refused). WebSocket APIs cache no authorizer answer, so reading
+  it cannot poison a cache; the HTTP API never reads it.
 * Nothing else a caller sends names an identity: soorma-core's ``X-Identity-Admin-Key`` / ``X-Tenant-ID`` /
   ``X-Service-Tenant-ID`` / ``X-User-ID`` headers are ignored (without a credential the request is refused).
 * The answer depends on the credential alone: it names the *principal* (its platform tenant, own service tenant
@@ -55,6 +60,7 @@ from soorma.functions.gateway.credentials import (  # noqa: F401 (re-exported: t
     DEFER_CREDENTIAL,
     DEFER_TENANT,
     DEFERRED,
+    handshake_headers,
     presented_key,
     resolve_deferred,
     tenant_active,
@@ -102,8 +108,10 @@ def authorize(
     """The simple authorizer response for one v2 authorizer event (``jwt_settings`` default: from the environment).
 
     Waits up to ``wait_s`` for the database; then answers a deferred allow (see the module docstring)."""
-    headers = event_headers(event)
-    key = presented_key(headers)
+    headers: dict[str, str] | None = event_headers(event)
+    if "methodArn" in event:  # a WebSocket handshake: a browser's credential may come as a subprotocol entry
+        headers = handshake_headers(headers)
+    key = presented_key(headers) if headers is not None else None
     if key is None:
         return dict(DENY)
     if key.startswith(KEY_PREFIX):

@@ -9,11 +9,14 @@ status, not the JWT verification (PyJWT and cryptography are the authorizer's la
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from soorma.functions.gateway.keys import PREFIX as KEY_PREFIX, resolve_api_key
+from soorma.functions.http_api import STREAM_BEARER_PROTOCOL_PREFIX
 from soorma.functions.shared.db import Database
 from soorma.identity import Identity
 
@@ -49,6 +52,48 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
             return None
         return value.strip()
     return api_key or None
+
+
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]{1,8192}")
+#: The longest credential a subprotocol entry may carry (an API key is ~50 characters, a platform JWT under 2 KiB).
+MAX_PROTOCOL_CREDENTIAL = 4096
+
+
+def handshake_headers(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """A WebSocket handshake's headers (lower-cased names) with a browser's credential moved where
+    :func:`presented_key` reads it, or ``None`` when the handshake must be refused.
+
+    A browser's WebSocket cannot send ``Authorization`` (https://websockets.spec.whatwg.org/#the-websocket-interface:
+    its only header of the page's choosing is ``Sec-WebSocket-Protocol``), so a handshake may instead offer one
+    subprotocol entry :data:`~soorma.functions.http_api.STREAM_BEARER_PROTOCOL_PREFIX` ``+ base64url(credential)``
+    (RFC 4648 §5, no padding; as Kubernetes' ``base64url.bearer.authorization.k8s.io.<token>``). That entry becomes
+    ``Authorization: Bearer <credential>`` and leaves ``Sec-WebSocket-Protocol``, so the credential is verified
+    exactly as the header's is and can never be selected (echoed) as the protocol.
+
+    Returns the headers unchanged when no entry carries a credential; ``None`` for two credentials (the entry and
+    ``Authorization`` or ``X-API-Key``, or two entries) or an entry that is not base64url of 1 to
+    :data:`MAX_PROTOCOL_CREDENTIAL` printable ASCII characters without spaces."""
+    offered = [entry.strip() for entry in headers.get("sec-websocket-protocol", "").split(",") if entry.strip()]
+    carrying = [entry for entry in offered if entry.startswith(STREAM_BEARER_PROTOCOL_PREFIX)]
+    if not carrying:
+        return dict(headers)
+    if len(carrying) > 1 or "authorization" in headers or "x-api-key" in headers:
+        return None  # two credentials: refuse rather than guess which one is meant
+    encoded = carrying[0][len(STREAM_BEARER_PROTOCOL_PREFIX):]
+    if not _BASE64URL.fullmatch(encoded):
+        return None
+    try:
+        credential = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not 0 < len(credential) <= MAX_PROTOCOL_CREDENTIAL or not credential.isprintable() or " " in credential:
+        return None
+    moved = {name: value for name, value in headers.items() if name != "sec-websocket-protocol"}
+    rest = [entry for entry in offered if entry not in carrying]
+    if rest:
+        moved["sec-websocket-protocol"] = ", ".join(rest)
+    moved["authorization"] = f"Bearer {credential}"
+    return moved
 
 
 def tenant_active(identity: Identity, db: Database, wait_s: float | None = None) -> bool:

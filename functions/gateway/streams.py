@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from soorma.functions.http_api import STREAM_SUBPROTOCOL
 from soorma.functions.shared import settings
 from soorma.functions.shared.db import Database
 from soorma.identity import Identity, MissingIdentity, OverrideRefused, act_for, event_headers
@@ -280,10 +281,12 @@ def _connection_identity(db: Database, principal: Identity, connection_id: str) 
 
 def _connect(db: Database, event: Mapping[str, Any], context: Mapping[str, Any], connection_id: str
              ) -> dict[str, Any]:
-    from soorma.functions.gateway.credentials import DEFERRED, resolve_deferred
+    from soorma.functions.gateway.credentials import DEFERRED, handshake_headers, resolve_deferred
     from soorma.functions.shared.service import Admission
 
-    headers = event_headers(event)
+    headers = handshake_headers(event_headers(event))
+    if headers is None:  # the authorizer refuses such a handshake; never act on it here either
+        return _status(401, "Unauthorized")
     if context.get(DEFERRED):
         principal = resolve_deferred(headers, context, db)
         if principal is None:
@@ -304,6 +307,17 @@ def _connect(db: Database, event: Mapping[str, Any], context: Mapping[str, Any],
             (connection_id, identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id,
              identity.principal_id),
         )
+    return _accept(headers)
+
+
+def _accept(headers: Mapping[str, str]) -> dict[str, Any]:
+    """``$connect``'s 200, selecting :data:`~soorma.functions.http_api.STREAM_SUBPROTOCOL` when the client offered it
+    (``headers``: the handshake's, the credential entry already removed): a browser that offers subprotocols fails
+    a handshake whose answer selects none (RFC 6455 §4.1), and API Gateway passes this header on
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html)."""
+    offered = {entry.strip() for entry in headers.get("sec-websocket-protocol", "").split(",")}
+    if STREAM_SUBPROTOCOL in offered:
+        return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": STREAM_SUBPROTOCOL}, "body": ""}
     return _status(200)
 
 

@@ -6,7 +6,10 @@ Where its data comes from:
 
 * everything but the dead letters: the platform's own HTTP routes (:data:`soorma.functions.http_api.ROUTES`), which
   the page calls through the local API Gateway with the stack's API key (``Authorization: Bearer``), exactly as any
-  other client does: the authorizer, the functions' row-level security and their 4xx answers apply unchanged;
+  other client does: the authorizer, the functions' row-level security and their 4xx answers apply unchanged; and
+  the live goal stream (:data:`~soorma.functions.http_api.STREAM_PATH`: ``subscribe`` for the goal list,
+  ``follow`` for a goal), whose handshake carries the key as a ``Sec-WebSocket-Protocol`` entry
+  (:func:`soorma.functions.gateway.credentials.handshake_headers`), with polling when the stream is down;
 * the dead letters: the platform has no HTTP route for them (on AWS they are SQS dead-letter queues, read by an
   operator's ``soorma dlq``), so the console serves two routes of its own, ``GET /console/api/dead-letters`` and
   ``POST /console/api/dead-letters/replay`` ``{"event_id"}``, that do what ``soorma dlq list|replay`` does

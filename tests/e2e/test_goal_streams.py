@@ -196,7 +196,8 @@ def test_bad_input_is_an_error_frame_and_the_connection_stays_usable(stack):
 def test_a_handshake_without_a_valid_credential_is_refused(stack):
     with pytest.raises(InvalidStatus) as missing:
         connect(stream_url(stack), open_timeout=30)
-    assert missing.value.response.status_code == 401
+    # no identity source (soorma.functions.http_api.STREAM_IDENTITY_SOURCES): the authorizer runs and refuses it
+    assert missing.value.response.status_code == 403
     with pytest.raises(InvalidStatus) as wrong:
         connect(stream_url(stack), additional_headers={"Authorization": "Bearer sk_0000000000000000_nope"},
                 open_timeout=30)

@@ -8,7 +8,14 @@ const KEY_STORAGE = "soorma.console.apiKey";
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 const GOALS_POLL_MS = 2000;
 const GOAL_POLL_MS = 1000;
+const SETTLE_MS = 15000; // how long a goal's view still refreshes after the goal ended (late spans and usage)
+const STREAM_PATH = "/v1/stream"; // soorma.functions.http_api: STREAM_PATH, STREAM_SUBPROTOCOL, STREAM_BEARER_PROTOCOL_PREFIX
+const STREAM_SUBPROTOCOL = "soorma.stream.v1";
+const STREAM_BEARER_PROTOCOL_PREFIX = "base64url.bearer.soorma.";
+const STREAM_SAFETY_POLL_MS = 30000; // with the stream up, a refresh now and then all the same (another user's goals)
 let pollTimer = null;
+let refreshNow = () => {};
+let stream = null; // the view's WebSocket, closed when the view changes
 let viewToken = 0; // bumped on every navigation: a late answer of an earlier view is dropped
 
 // -- helpers ----------------------------------------------------------------------------------------------------
@@ -100,21 +107,80 @@ function table(headers, rows) {
     el("tbody", {}, rows));
 }
 
+// Run fn now and again every interval ms (a number, or a function answering it) until it answers false or the view
+// changes; refreshNow() runs it at once (a stream frame), never two at a time.
 function poll(fn, interval) {
   stopPolling();
   const token = viewToken;
+  let running = false;
+  let pending = false;
   const tick = async () => {
     if (token !== viewToken) return;
+    if (running) { pending = true; return; } // a frame during a refresh: once more right after it
+    running = true;
+    if (pollTimer) clearTimeout(pollTimer);
     let again = true;
     try { again = (await fn()) !== false; } catch (err) { console.error(err); }
-    if (again && token === viewToken) pollTimer = setTimeout(tick, interval);
+    running = false;
+    if (token !== viewToken) return;
+    if (pending) { pending = false; tick(); return; }
+    if (again) pollTimer = setTimeout(tick, typeof interval === "function" ? interval() : interval);
   };
+  refreshNow = tick;
   tick();
 }
 
 function stopPolling() {
   if (pollTimer) clearTimeout(pollTimer);
   pollTimer = null;
+  refreshNow = () => {};
+  if (stream) stream.close();
+  stream = null;
+}
+
+// The live stream (/v1/stream, docs/architecture.md "Live goal streams"). A browser's WebSocket cannot send an
+// Authorization header, so the key goes as a subprotocol entry (base64url, the stream's $connect authorizer checks it
+// as the header) next to the stream's own subprotocol, which the server selects: the key's entry is never echoed.
+function base64url(text) {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+// Open the stream for this view and send `message` once open; each frame goes to onFrame; onLive(true|false) says
+// whether frames flow (false: it could not open or it closed, and the view polls as before).
+function openStream(message, onFrame, onLive) {
+  const token = viewToken;
+  let socket;
+  try {
+    socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${STREAM_PATH}`,
+      [STREAM_SUBPROTOCOL, STREAM_BEARER_PROTOCOL_PREFIX + base64url(apiKey() || "")]);
+  } catch (err) {
+    onLive(false);
+    return;
+  }
+  stream = socket;
+  socket.addEventListener("open", () => {
+    if (token !== viewToken) return;
+    socket.send(JSON.stringify(message));
+    onLive(true);
+  });
+  socket.addEventListener("message", (frame) => {
+    if (token !== viewToken) return;
+    let data;
+    try { data = JSON.parse(frame.data); } catch (err) { return; }
+    onFrame(data);
+  });
+  socket.addEventListener("close", () => { if (token === viewToken) { stream = null; onLive(false); } });
+}
+
+function liveNote(id) {
+  const note = el("span", { class: "note", id, "data-mode": "polling" });
+  return { note, set: (live, interval) => {
+    note.dataset.mode = live ? "stream" : "polling";
+    note.textContent = live ? `live (stream) · ${new Date().toLocaleTimeString()}`
+      : `live (polling every ${interval / 1000} s) · ${new Date().toLocaleTimeString()}`;
+  } };
 }
 
 // -- sign in ----------------------------------------------------------------------------------------------------
@@ -196,9 +262,10 @@ function goalsView(main) {
       (s) => el("option", { value: s, text: s || "any status" })));
   const body = el("tbody", { id: "goal-rows" });
   const listError = el("p", { class: "error" });
-  const updated = el("span", { class: "note" });
+  const live = liveNote("goals-live");
+  let streaming = false;
   main.append(form, el("div", { class: "panel" },
-    el("div", { class: "row" }, el("h2", { text: "Goals", style: { flex: "1" } }), statusFilter, updated),
+    el("div", { class: "row" }, el("h2", { text: "Goals", style: { flex: "1" } }), statusFilter, live.note),
     el("table", { id: "goals" }, el("thead", {}, el("tr", {},
       ["Goal", "Type", "Status", "Created", "Took", "Error"].map((h) => el("th", { text: h })))), body), listError));
 
@@ -207,7 +274,7 @@ function goalsView(main) {
     const answer = await api(`/v1/goals?limit=50${query}`);
     if (answer.status !== 200) { listError.textContent = problem(answer); return; }
     listError.textContent = "";
-    updated.textContent = `live · ${new Date().toLocaleTimeString()}`;
+    live.set(streaming, GOALS_POLL_MS);
     fill(body, ...answer.data.goals.map((goal) => {
       const took = goal.completed_at ? ms(goal.completed_at) - ms(goal.created_at) : Date.now() - ms(goal.created_at);
       return el("tr", { "data-goal-id": goal.goal_id },
@@ -218,7 +285,10 @@ function goalsView(main) {
     }));
     if (!answer.data.goals.length) body.append(el("tr", {}, el("td", { colspan: 6, class: "note", text: "no goals yet" })));
   };
-  poll(refresh, GOALS_POLL_MS);
+  poll(refresh, () => (streaming ? STREAM_SAFETY_POLL_MS : GOALS_POLL_MS));
+  // every event of this key's identity, whatever its goal, from now on: each one refreshes the list
+  openStream({ action: "subscribe" }, (frame) => { if (frame.type === "event") refreshNow(); },
+    (up) => { streaming = up; live.set(up, GOALS_POLL_MS); if (!up) refreshNow(); });
 }
 
 // One goal: its facts, a waterfall of its events, tasks and (when the platform records them) spans, its usage, and
@@ -230,7 +300,10 @@ function goalView(main, [goalId]) {
   const usage = el("div", { class: "panel", id: "usage", hidden: true });
   const inputs = el("div", { class: "panel", id: "goal-inputs", hidden: true });
   const error = el("p", { class: "error", role: "alert" });
-  main.append(el("p", {}, el("a", { href: "#/goals", text: "← all goals" })), error, header, inputs, timeline, usage, result);
+  const live = liveNote("goal-live");
+  let streaming = false;
+  main.append(el("p", { class: "row" }, el("a", { href: "#/goals", text: "← all goals", style: { flex: "1" } }), live.note),
+    error, header, inputs, timeline, usage, result);
   const opened = new Set(); // rows whose detail is open, kept across refreshes
   let optional = { trace: true, usage: true }; // stop asking once a route answered 404
 
@@ -244,15 +317,24 @@ function goalView(main, [goalId]) {
     error.textContent = "";
     if (trace && trace.status === 404) optional.trace = false;
     if (cost && cost.status === 404) optional.usage = false;
+    live.set(streaming, GOAL_POLL_MS);
     renderGoalHeader(header, goal.data);
     renderResult(result, goal.data);
     renderInputs(inputs, goal.data, refresh);
     renderWaterfall(timeline, goal.data, events.status === 200 ? events.data.events : [],
       trace && trace.status === 200 ? trace.data.spans || [] : null, opened);
     renderUsage(usage, cost && cost.status === 200 ? cost.data : null);
-    return !TERMINAL.has(goal.data.status);
+    // an agent sends its spans and the runtime its usage when its delivery ends, a moment after the goal's last
+    // event: keep refreshing a little past the end so they show up
+    const ended = ms(goal.data.completed_at);
+    return !TERMINAL.has(goal.data.status) || (ended !== null && Date.now() - ended < SETTLE_MS);
   };
-  poll(refresh, GOAL_POLL_MS);
+  // with the stream up, a frame (an event, the goal's end) refreshes; the slower polls pick up the spans and usage
+  // that agents report after their delivery, which the stream does not carry
+  poll(refresh, () => (streaming ? GOAL_POLL_MS * 3 : GOAL_POLL_MS));
+  openStream({ action: "follow", goal_id: goalId, after: 0 },
+    (frame) => { if (frame.type === "event" || frame.type === "end") refreshNow(); },
+    (up) => { streaming = up; live.set(up, GOAL_POLL_MS); });
 }
 
 function renderGoalHeader(panel, goal) {
@@ -272,15 +354,30 @@ function renderResult(panel, goal) {
   if (hasResult) fill(panel, el("h2", { text: "Result" }), el("pre", { id: "goal-result", text: json(goal.result) }));
 }
 
-function spanDepths(spans) {
+// The spans in tree order: each span right below its parent (children by start time), with its depth and its agent
+// (its own soorma.agent attribute or its nearest ancestor's: a handler's span carries only the handler's name).
+function spanTree(spans) {
   const byId = new Map(spans.map((s) => [s.span_id, s]));
-  const depth = (span, seen = new Set()) => {
+  const children = new Map();
+  const roots = [];
+  for (const span of spans) {
     const parent = span.parent_span_id && byId.get(span.parent_span_id);
-    if (!parent || seen.has(span.span_id)) return 0;
+    if (parent && parent !== span) (children.get(parent.span_id) || children.set(parent.span_id, []).get(parent.span_id)).push(span);
+    else roots.push(span);
+  }
+  const byStart = (a, b) => (ms(a.start_time) - ms(b.start_time)) || (ms(a.end_time) - ms(b.end_time));
+  const ordered = [];
+  const seen = new Set();
+  const walk = (span, depth, agent) => {
+    if (seen.has(span.span_id)) return; // a cycle in bad data: each span once
     seen.add(span.span_id);
-    return 1 + depth(parent, seen);
+    const own = (span.attributes || {})["soorma.agent"] || agent;
+    ordered.push({ span, depth, agent: own });
+    for (const child of (children.get(span.span_id) || []).sort(byStart)) walk(child, depth + 1, own);
   };
-  return new Map(spans.map((s) => [s.span_id, depth(s)]));
+  for (const root of roots.sort(byStart)) walk(root, 0, null);
+  for (const span of spans) walk(span, 0, null); // spans only reachable through a cycle
+  return ordered;
 }
 
 // The waterfall: one row per goal / event / task / span on a shared time axis. An event is drawn from its parent
@@ -305,24 +402,23 @@ function renderWaterfall(panel, goal, events, spans, opened) {
     rows.push({ kind: "task", key: `task:${task.task_id}`, label: task.event_type || task.task_id, sub: task.agent,
       start: from, end: to, status: task.status, running: !task.completed_at, detail: task });
   }
-  if (spans) {
-    const depths = spanDepths(spans);
-    for (const span of spans) {
-      rows.push({ kind: "span", key: `span:${span.span_id}`, label: span.name, depth: depths.get(span.span_id) || 0,
-        start: ms(span.start_time), end: ms(span.end_time), status: span.status, detail: span,
-        ms: span.duration_ms });
-    }
-  }
-  const times = rows.flatMap((r) => [r.start, r.end]).filter((t) => t !== null);
+  const spanRows = (spans ? spanTree(spans) : []).map(({ span, depth, agent }) => ({
+    kind: "span", key: `span:${span.span_id}`, parent: span.parent_span_id ? `span:${span.parent_span_id}` : null,
+    label: span.name, sub: agent, depth, start: ms(span.start_time), end: ms(span.end_time), status: span.status,
+    detail: span, ms: span.duration_ms }));
+  const times = [...rows, ...spanRows].flatMap((r) => [r.start, r.end]).filter((t) => t !== null);
   const t0 = Math.min(...times);
   const t1 = Math.max(...times, t0 + 1);
   const span = t1 - t0;
   const pct = (t) => ((t - t0) / span) * 100;
   rows.sort((a, b) => (a.kind === "goal" ? -1 : b.kind === "goal" ? 1 : (a.start - b.start) || (a.end - b.end)));
+  // the spans as a tree right below the goal (a span under its parent), then the events and tasks in time order
+  rows.splice(1, 0, ...spanRows);
 
   const legend = el("div", { class: "legend" }, ["goal", "event", "task", "span"].filter((k) => k !== "span" || spans)
     .map((k) => el("span", {}, el("i", { class: `wf-bar ${k}`, style: { position: "static", display: "inline-block" } }), k)),
-  spans ? null : el("span", { class: "note", id: "no-spans", text: "spans: not recorded by this platform" }));
+  spans && spans.length ? null : el("span", { class: "note", id: "no-spans",
+    text: spans ? "spans: none recorded for this goal yet" : "spans: not recorded by this platform" }));
   const axis = el("div", { class: "wf-axis" }, [0, 0.25, 0.5, 0.75, 1].map((f) => el("span", { text: duration(span * f) })));
   const list = el("div", { class: "waterfall", id: "waterfall" });
   for (const row of rows) {
@@ -335,6 +431,7 @@ function renderWaterfall(panel, goal, events, spans, opened) {
     const label = `${row.label}${row.sub ? ` · ${row.sub}` : ""}`;
     const line = el("div", {
       class: `wf-row${row.detail ? " clickable" : ""}`, "data-kind": row.kind, "data-key": row.key,
+      "data-parent": row.parent || undefined, "data-depth": row.kind === "span" ? row.depth : undefined,
       "data-status": row.status || "", title: label,
       onclick: () => { if (!row.detail) return; opened.has(row.key) ? opened.delete(row.key) : opened.add(row.key); renderWaterfall(panel, goal, events, spans, opened); },
     }, el("div", { class: "wf-label", style: { paddingLeft: `${(row.depth || 0) * 12}px` } },
@@ -348,14 +445,20 @@ function renderWaterfall(panel, goal, events, spans, opened) {
   fill(panel, el("h2", { text: "Timeline" }), legend, axis, list);
 }
 
+// A figure as people read it: counts whole, GB-seconds to 6 significant digits (the sums carry float noise).
+function amount(value) {
+  const number = Number(value);
+  return Number.isInteger(number) ? String(number) : String(Number(number.toPrecision(6)));
+}
+
 function renderUsage(panel, usage) {
   if (!usage) { panel.hidden = true; return; }
   panel.hidden = false;
   const figures = usage.usage || {};
   const cost = usage.cost_usd || {};
-  const rows = Object.keys(figures).map((k) => el("tr", {}, el("td", { text: k }), el("td", { class: "mono", text: String(figures[k]) }),
+  const rows = Object.keys(figures).map((k) => el("tr", { "data-figure": k }, el("td", { text: k }), el("td", { class: "mono", text: amount(figures[k]) }),
     el("td", { class: "mono", text: cost[k] !== undefined ? `$${Number(cost[k]).toFixed(6)}` : "" })));
-  if (cost.total !== undefined) rows.push(el("tr", {}, el("th", { text: "total" }), el("td"), el("th", { class: "mono", text: `$${Number(cost.total).toFixed(6)}` })));
+  if (cost.total !== undefined) rows.push(el("tr", { "data-figure": "total" }, el("th", { text: "total" }), el("td"), el("th", { class: "mono", text: `$${Number(cost.total).toFixed(6)}` })));
   fill(panel, el("h2", { text: "Usage and cost" }), table(["figure", "amount", "cost (USD)"], rows));
 }
 

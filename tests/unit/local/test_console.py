@@ -83,3 +83,13 @@ def test_the_script_never_parses_platform_values_as_html():
         assert sink not in script, sink
     page = (STATIC_DIR / "index.html").read_text()
     assert not re.search(r"<script>(?!</script>)|\son[a-z]+=", page)
+
+
+def test_the_script_opens_the_stream_as_the_platform_names_it():
+    """The page cannot import the platform's constants: its copies must be the ones the stream's $connect reads."""
+    from soorma.functions.http_api import STREAM_BEARER_PROTOCOL_PREFIX, STREAM_PATH, STREAM_SUBPROTOCOL
+
+    script = (STATIC_DIR / "console.js").read_text()
+    for name, value in (("STREAM_PATH", STREAM_PATH), ("STREAM_SUBPROTOCOL", STREAM_SUBPROTOCOL),
+                        ("STREAM_BEARER_PROTOCOL_PREFIX", STREAM_BEARER_PROTOCOL_PREFIX)):
+        assert f'const {name} = "{value}";' in script, name
