@@ -34,7 +34,7 @@ from .test_usage_llm import metered
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 APPS = Path(__file__).resolve().parent / "sdk_apps"
-CHROMIUM = "/usr/bin/chromium"  # Debian's package (.ci/run installs it); never a browser Playwright downloads
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (`make test` installs it); never a browser Playwright downloads
 TIMEOUT_MS = 90_000
 
 
@@ -62,7 +62,7 @@ def stack():
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run installs it)")
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (`make test` installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
