@@ -285,3 +285,25 @@ def test_a_run_that_commits_nothing_still_sends_its_spans(monkeypatch):
     [exported] = platform.bodies("/v1/tracker/spans")
     assert {span["name"] for span in exported["spans"]} == {"process order.placed",
                                                             "handler placed"}
+
+
+def test_with_two_handlers_the_process_span_ends_with_the_last_ones_commit(monkeypatch):
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "commit")
+    platform = CommittingPlatform()
+    context = PlatformContext(settings=Settings(api_url="http://platform.invalid", api_key="sk_t_x"),
+                              transport=httpx.MockTransport(platform))
+    agent = Agent("two", context=context)
+
+    @agent.on_event("order.placed", topic="business-facts")
+    async def first(event, context):
+        await context.bus.publish("business-facts", "order.first", {})
+
+    @agent.on_event("order.placed", topic="business-facts")
+    async def second(event, context):
+        await context.bus.publish("business-facts", "order.second", {})
+
+    assert agent(sqs_batch(_event())) == {"batchItemFailures": []}
+    commits = platform.bodies("/v1/events/commit")
+    assert [{span["name"] for span in commit["spans"]} for commit in commits] == [
+        {"handler first"}, {"handler second", "process order.placed"}]
+    assert platform.bodies("/v1/tracker/spans") == []
