@@ -15,7 +15,9 @@ of them sequentially after ``--warmup`` unmeasured ones (the first use of each e
 Per path: ``p50_ms``, ``p95_ms``, ``p99_ms`` (nearest rank), ``server_p50_ms`` (goal API only: the goal's
 ``completed_at - created_at`` as the platform recorded it, so the client's own HTTP time is excluded;
 ``client_beyond_server_p50_ms``: per goal, the client's time minus that, i.e. the submit's answer, the long-poll
-noticing the end and its answer — the part the long-poll decides, and less sensitive to the machine's load),
+noticing the end and its answer — the part the long-poll decides, and less sensitive to the machine's load;
+``events_after_created_p50_ms``: per ``topic/type`` of the goal's recorded events, the p50 of the time from the goal's
+creation to the event's own time, i.e. when its handler created it: where the server time goes),
 ``invocations_per_round_trip`` (REPORT lines in the stack's function logs over the measured round trips, every
 function, per round trip; the per-function split is in ``invocations_by_function``) and ``platform_calls_per_round_trip``
 (every HTTP request through the local API Gateway, from its access log ``logs/api.log`` (:mod:`soorma.local.apigw`),
@@ -152,13 +154,20 @@ def goal_round_trip(client: httpx.Client, data: dict[str, Any]) -> tuple[float, 
             return time.monotonic() - started, goal.json(), requests
 
 
-def goal_problems(client: httpx.Client, goal: dict[str, Any], data: dict[str, Any]) -> tuple[bool, bool]:
+def goal_problems(client: httpx.Client, goal: dict[str, Any], data: dict[str, Any],
+                  steps: dict[str, list[float]] | None = None) -> tuple[bool, bool]:
     """(lost, duplicated) for one goal: lost unless completed with its own order confirmed; duplicated when its
-    trace holds more than one goal result or more than one task per sub-request."""
+    trace holds more than one goal result or more than one task per sub-request. ``steps``: gets, per event type of
+    the goal, the milliseconds from the goal's creation to the event's time (when its handler created it)."""
     result = (goal.get("result") or {}).get("result") or {}
     lost = not (goal["status"] == "completed" and result.get("order_id") == data["order_id"]
                 and result.get("status") == "confirmed" and result.get("inventory") and result.get("payment"))
     events = client.get(f"/v1/goals/{goal['goal_id']}/events").json()["events"]
+    if steps is not None and goal.get("created_at"):
+        created = datetime.fromisoformat(goal["created_at"])
+        for event in events:
+            steps.setdefault(f"{event['topic']}/{event['type']}", []).append(
+                (datetime.fromisoformat(event["time"]) - created).total_seconds() * 1000)
     answers = sum(1 for event in events if event["type"] == "soorma.goal.result")
     tasks = Counter(task["event_type"] for task in goal["tasks"])
     duplicated = answers > 1 or any(tasks[name] > 1 for name in SUB_REQUESTS)
@@ -177,7 +186,8 @@ def bench_goal_api(client: httpx.Client, logs: Path, rounds: int, warmup: int) -
         goals.append(goal)
         requests += made
     used = settled_invocations(logs) - before
-    problems = [goal_problems(client, goal, order(index, run)) for index, goal in enumerate(goals)]
+    steps: dict[str, list[float]] = {}
+    problems = [goal_problems(client, goal, order(index, run), steps) for index, goal in enumerate(goals)]
     server = {g["goal_id"]: (datetime.fromisoformat(g["completed_at"])
                              - datetime.fromisoformat(g["created_at"])).total_seconds()
               for g in goals if g.get("completed_at")}
@@ -186,6 +196,9 @@ def bench_goal_api(client: httpx.Client, logs: Path, rounds: int, warmup: int) -
         **summary(latencies, used, requests),
         "server_p50_ms": round(statistics.median(server.values()) * 1000, 1) if server else None,
         "client_beyond_server_p50_ms": round(statistics.median(beyond) * 1000, 1) if beyond else None,
+        # where the server time goes: per event of the goal, ms from the goal's creation to the event's time (p50)
+        "events_after_created_p50_ms": {name: round(statistics.median(times), 1)
+                                         for name, times in sorted(steps.items(), key=lambda kv: statistics.median(kv[1]))},
         "lost": sum(lost for lost, _ in problems),
         "duplicated": sum(dup for _, dup in problems),
     }
