@@ -165,8 +165,11 @@ def goal_problems(client: httpx.Client, goal: dict[str, Any], data: dict[str, An
     events = client.get(f"/v1/goals/{goal['goal_id']}/events").json()["events"]
     if steps is not None and goal.get("created_at"):
         created = datetime.fromisoformat(goal["created_at"])
-        for event in events:
-            steps.setdefault(f"{event['topic']}/{event['type']}", []).append(
+        seen: Counter[str] = Counter()
+        for event in events:  # in time order: the n-th event of a type is "<topic>/<type>#n" from the second on
+            name = f"{event['topic']}/{event['type']}"
+            seen[name] += 1
+            steps.setdefault(name + (f"#{seen[name]}" if seen[name] > 1 else ""), []).append(
                 (datetime.fromisoformat(event["time"]) - created).total_seconds() * 1000)
     answers = sum(1 for event in events if event["type"] == "soorma.goal.result")
     tasks = Counter(task["event_type"] for task in goal["tasks"])
