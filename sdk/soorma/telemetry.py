@@ -49,10 +49,10 @@ log = logging.getLogger("soorma.telemetry")
 
 #: The platform route agents send their spans to (served by the tracker, read back by ``GET /v1/goals/{id}/trace``).
 SPANS_PATH = "/v1/tracker/spans"
-#: The span kinds as the platform stores them (OpenTelemetry's ``SpanKind`` names, lower case).
 #: Most spans one request takes, ``POST /v1/tracker/spans`` or a commit's ``spans`` (the platform's
 #: ``soorma.functions.shared.traces.MAX_SPANS_PER_REQUEST`` reads it).
 MAX_COMMIT_SPANS = 512
+#: The span kinds as the platform stores them (OpenTelemetry's ``SpanKind`` names, lower case).
 SPAN_KINDS = ("internal", "server", "client", "producer", "consumer")
 METRICS_NAMESPACE = "Soorma"
 
@@ -473,6 +473,6 @@ class InvocationMetrics:
 
 
 __all__ = ["MAX_COMMIT_SPANS", "SPANS_PATH", "InvocationMetrics", "SpanBatch", "client_span", "commit_spans",
-           "commit_traceparent", "current_traceparent", "event_attributes", "event_log_keys",
-           "export_spans", "in_function", "llm_usage", "span_record", "spans_committed", "structured_logging", "traceparent_context", "traced_by_default", "traced_dispatch",
-           "traced_handler", "tracing_enabled"]
+           "commit_traceparent", "current_traceparent", "event_attributes", "event_log_keys", "export_spans",
+           "in_function", "llm_usage", "span_record", "spans_committed", "structured_logging", "traceparent_context",
+           "traced_by_default", "traced_dispatch", "traced_handler", "tracing_enabled"]
