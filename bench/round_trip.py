@@ -15,19 +15,23 @@ of them sequentially after ``--warmup`` unmeasured ones (the first use of each e
 Per path: ``p50_ms``, ``p95_ms``, ``p99_ms`` (nearest rank), ``server_p50_ms`` (goal API only: the goal's
 ``completed_at - created_at`` as the platform recorded it, so the client's own HTTP time is excluded;
 ``client_beyond_server_p50_ms``: per goal, the client's time minus that, i.e. the submit's answer, the long-poll
-noticing the end and its answer — the part the long-poll decides, and less sensitive to the machine's load),
+noticing the end and its answer — the part the long-poll decides, and less sensitive to the machine's load;
+``events_after_created_p50_ms``: per ``topic/type`` of the goal's recorded events, the p50 of the time from the goal's
+creation to the event's own time, i.e. when its handler created it: where the server time goes),
 ``invocations_per_round_trip`` (REPORT lines in the stack's function logs over the measured round trips, every
 function, per round trip; the per-function split is in ``invocations_by_function``) and ``platform_calls_per_round_trip``
-(invocations of the functions agents call over the HTTP API — gateway, memory, registry — minus the client's own
-requests: the calls the agents made to the platform; the tracker is left out, as in this flow it is invoked by the
-bridge with the events it records, not called by the agents), ``conflict_reruns_per_round_trip`` (handler runs that
+(every HTTP request through the local API Gateway, from its access log ``logs/api.log`` (:mod:`soorma.local.apigw`),
+minus the client's own requests: the calls the agents made to the platform, whatever function serves them — commits,
+spans sent on their own (``POST /v1/tracker/spans``), memory reads; the split by route is in
+``platform_calls_by_route``), ``conflict_reruns_per_round_trip`` (handler runs that
 lost an optimistic-concurrency race and ran again: the agents' ``ConflictReruns`` metric lines in their logs, written
 by :func:`soorma.agents.base.record_conflict_rerun`). ``lost`` and ``duplicated`` check every answer once: a goal must be ``completed`` with its own
 order in the result and exactly one recorded ``soorma.goal.result`` event and one task per sub-request; an EventClient
 request must get exactly one answer (duplicates are looked for one second after the last answer).
 
-Run: ``.venv/bin/python bench/round_trip.py [--round-trips 100] [--warmup 5] [--no-event-client]``. Timings on a shared
-machine are noisy: compare runs made together (``load_avg`` is printed).
+Run: ``.venv/bin/python bench/round_trip.py [--round-trips 100] [--warmup 5] [--no-event-client] [--tracing on|off]``
+(``--tracing``: ``SOORMA_TRACING`` for the whole stack, platform functions and agents; default on, as deployed; printed
+as ``tracing``). Timings on a shared machine are noisy: compare runs made together (``load_avg`` is printed).
 """
 
 from __future__ import annotations
@@ -57,9 +61,9 @@ EXAMPLE = ROOT / "examples" / "worker-basic"
 SOORMA = str(Path(sys.executable).with_name("soorma"))
 GOAL_TYPE = "order.process.requested"
 ANSWER_EVENT = "bench.order.answered"
-#: The functions agents call over the HTTP API (``soorma-<name>`` on the local stack). Not the tracker: in this flow
-#: the bridge invokes it with the events it records.
-PLATFORM_HTTP_FUNCTIONS = ("soorma-gateway", "soorma-memory", "soorma-registry")
+#: The local API Gateway's access log in the stack's ``logs`` folder (one JSON line per HTTP request).
+ACCESS_LOG = "api.log"
+ROUTE = "route:"  # key prefix of the access log's requests per route in the counts of :func:`invocations`
 SUB_REQUESTS = ("inventory.reserve.requested", "payment.process.requested")
 FINAL = ("completed", "failed", "cancelled")
 REPORT = re.compile(r"^REPORT RequestId: ", re.MULTILINE)
@@ -74,11 +78,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def invocations(logs: Path) -> Counter[str]:
-    """REPORT lines per function log (``<function>.log``) of a local stack's ``logs`` folder, and under the key
-    :data:`CONFLICTS` the conflict re-runs the agents counted (their ``ConflictReruns`` metric lines)."""
+    """REPORT lines per function log (``<function>.log``) of a local stack's ``logs`` folder, under the key
+    :data:`CONFLICTS` the conflict re-runs the agents counted (their ``ConflictReruns`` metric lines), and under
+    ``route:<route key>`` the HTTP requests of the access log :data:`ACCESS_LOG`."""
     counts: Counter[str] = Counter()
+    access_log = logs / ACCESS_LOG
+    if access_log.exists():
+        for line in access_log.read_text(errors="replace").splitlines():
+            try:
+                counts[ROUTE + json.loads(line)["routeKey"]] += 1
+            except (ValueError, KeyError):
+                continue  # a line being written
     for path in logs.glob("*.log"):
-        if path.stem == "stack":
+        if path.stem == "stack" or path.name == ACCESS_LOG:
             continue
         text = path.read_text(errors="replace")
         counts[path.stem] = len(REPORT.findall(text))
@@ -110,7 +122,8 @@ def summary(latencies_s: list[float], used: Counter[str], client_requests: int) 
     n = len(latencies_s)
     used = Counter(used)
     conflicts = used.pop(CONFLICTS, 0)
-    platform = sum(used[name] for name in PLATFORM_HTTP_FUNCTIONS) - client_requests
+    routes = {name[len(ROUTE):]: used.pop(name) for name in list(used) if name.startswith(ROUTE)}
+    platform = sum(routes.values()) - client_requests
     return {
         "round_trips": n,
         "p50_ms": round(statistics.median(latencies_s) * 1000, 1),
@@ -121,6 +134,8 @@ def summary(latencies_s: list[float], used: Counter[str], client_requests: int) 
         "client_requests_per_round_trip": round(client_requests / n, 2),
         "conflict_reruns_per_round_trip": round(conflicts / n, 2),
         "invocations_by_function": {name: round(count / n, 2) for name, count in sorted(used.items()) if count},
+        # the client's own requests included (POST /v1/goals and the long-polls, or the EventClient's publishes)
+        "platform_calls_by_route": {name: round(count / n, 2) for name, count in sorted(routes.items()) if count},
     }
 
 
@@ -139,13 +154,23 @@ def goal_round_trip(client: httpx.Client, data: dict[str, Any]) -> tuple[float, 
             return time.monotonic() - started, goal.json(), requests
 
 
-def goal_problems(client: httpx.Client, goal: dict[str, Any], data: dict[str, Any]) -> tuple[bool, bool]:
+def goal_problems(client: httpx.Client, goal: dict[str, Any], data: dict[str, Any],
+                  steps: dict[str, list[float]] | None = None) -> tuple[bool, bool]:
     """(lost, duplicated) for one goal: lost unless completed with its own order confirmed; duplicated when its
-    trace holds more than one goal result or more than one task per sub-request."""
+    trace holds more than one goal result or more than one task per sub-request. ``steps``: gets, per event type of
+    the goal, the milliseconds from the goal's creation to the event's time (when its handler created it)."""
     result = (goal.get("result") or {}).get("result") or {}
     lost = not (goal["status"] == "completed" and result.get("order_id") == data["order_id"]
                 and result.get("status") == "confirmed" and result.get("inventory") and result.get("payment"))
     events = client.get(f"/v1/goals/{goal['goal_id']}/events").json()["events"]
+    if steps is not None and goal.get("created_at"):
+        created = datetime.fromisoformat(goal["created_at"])
+        seen: Counter[str] = Counter()
+        for event in events:  # in time order: the n-th event of a type is "<topic>/<type>#n" from the second on
+            name = f"{event['topic']}/{event['type']}"
+            seen[name] += 1
+            steps.setdefault(name + (f"#{seen[name]}" if seen[name] > 1 else ""), []).append(
+                (datetime.fromisoformat(event["time"]) - created).total_seconds() * 1000)
     answers = sum(1 for event in events if event["type"] == "soorma.goal.result")
     tasks = Counter(task["event_type"] for task in goal["tasks"])
     duplicated = answers > 1 or any(tasks[name] > 1 for name in SUB_REQUESTS)
@@ -164,7 +189,8 @@ def bench_goal_api(client: httpx.Client, logs: Path, rounds: int, warmup: int) -
         goals.append(goal)
         requests += made
     used = settled_invocations(logs) - before
-    problems = [goal_problems(client, goal, order(index, run)) for index, goal in enumerate(goals)]
+    steps: dict[str, list[float]] = {}
+    problems = [goal_problems(client, goal, order(index, run), steps) for index, goal in enumerate(goals)]
     server = {g["goal_id"]: (datetime.fromisoformat(g["completed_at"])
                              - datetime.fromisoformat(g["created_at"])).total_seconds()
               for g in goals if g.get("completed_at")}
@@ -173,6 +199,9 @@ def bench_goal_api(client: httpx.Client, logs: Path, rounds: int, warmup: int) -
         **summary(latencies, used, requests),
         "server_p50_ms": round(statistics.median(server.values()) * 1000, 1) if server else None,
         "client_beyond_server_p50_ms": round(statistics.median(beyond) * 1000, 1) if beyond else None,
+        # where the server time goes: per event of the goal, ms from the goal's creation to the event's time (p50)
+        "events_after_created_p50_ms": {name: round(statistics.median(times), 1)
+                                         for name, times in sorted(steps.items(), key=lambda kv: statistics.median(kv[1]))},
         "lost": sum(lost for lost, _ in problems),
         "duplicated": sum(dup for _, dup in problems),
     }
@@ -234,11 +263,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--round-trips", type=int, default=100, help="measured round trips per path (default 100)")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured round trips first (default 5)")
     parser.add_argument("--no-event-client", action="store_true", help="only the goal API path")
+    parser.add_argument("--tracing", choices=("on", "off"), default="on",
+                        help="SOORMA_TRACING for the stack's functions and agents (default on, as deployed)")
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="soorma-bench-")) / "s"
     env = {**os.environ, "SOORMA_HOME": str(home), "SOORMA_LOCAL_PORT": str(free_port()),
-           "SOORMA_NATS_PORT": str(free_port())}
+           "SOORMA_NATS_PORT": str(free_port()), "SOORMA_TRACING": args.tracing}
 
     def soorma(*command: str) -> None:
         result = subprocess.run([SOORMA, *command], env=env, cwd=ROOT, capture_output=True, text=True)
@@ -252,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         logs = home / "logs"
         with httpx.Client(base_url=credentials["api_url"], timeout=60,
                           headers={"authorization": f"Bearer {credentials['api_key']}"}) as client:
-            out: dict[str, Any] = {"benchmark": "round_trip", "example": "worker-basic",
+            out: dict[str, Any] = {"benchmark": "round_trip", "example": "worker-basic", "tracing": args.tracing,
                                    "goal_api": bench_goal_api(client, logs, args.round_trips, args.warmup)}
         if not args.no_event_client:
             os.environ["SOORMA_HOME"] = str(home)  # EventClient finds the local stack's API URL and key there

@@ -15,6 +15,11 @@ function error becomes 500 ``{"message": "Internal Server Error"}`` as on AWS; a
 missing identity source 401 and a refusal 403, with AWS's bodies. The events are built by
 :mod:`soorma.lambda_events`, the same builders the tests use (through :mod:`soorma.testing`).
 
+With ``access_log`` (the local stack's ``logs/api.log``), every request is one JSON line there, like API Gateway's
+access logs (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-logging.html):
+``{"requestTime": epoch ms, "routeKey", "function", "status", "responseLatency": ms}``; no header, query or body is written
+(credentials never reach the file). ``bench/round_trip.py`` counts the platform calls from it.
+
 Every answer carries a ``Server-Timing`` header (``authorizer;dur=<ms>`` with ``desc="cached"`` on a cache hit, and
 ``integration;dur=<ms>``), so a client or a benchmark can see the authorizer's share of a request's time.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
 from starlette.requests import Request
@@ -83,7 +89,8 @@ class LocalApiGateway:
 
     ``invoker`` runs functions (the local Lambda runtime); ``authorizer`` is the authorizer function's name;
     ``function_names`` maps a route's logical function (``gateway``, ``registry`` …) to the deployed function name.
-    ``cache_max_entries`` bounds the authorizer cache (LRU).
+    ``cache_max_entries`` bounds the authorizer cache (LRU). ``access_log``: a file to append one line per request
+    to (see the module docstring).
     """
 
     def __init__(
@@ -95,6 +102,7 @@ class LocalApiGateway:
         authorizer_ttl_s: float = 30.0,
         function_names: Callable[[str], str] = lambda name: name,
         cache_max_entries: int = AUTHORIZER_CACHE_MAX_ENTRIES,
+        access_log: Path | None = None,
     ) -> None:
         self.invoker = invoker
         self.routes = routes
@@ -103,6 +111,7 @@ class LocalApiGateway:
         self.function_names = function_names
         # bounded (LRU): every new credential value adds an entry, so an unbounded dict grows with a client's whims
         self._cache: LruCache = LruCache(cache_max_entries)  # key → (expiry, context or None)
+        self.access_log = access_log
 
     def route_for(self, method: str, path: str) -> ApiRoute | None:
         """The route API Gateway would pick for ``method path``, or None (a 404)."""
@@ -145,6 +154,19 @@ class LocalApiGateway:
         return ((200, context) if context is not None else (403, None)) + (False,)
 
     async def handle(self, request: Request) -> Response:
+        """Serve one request (see the class docstring), recorded in the access log when there is one."""
+        started = time.time()
+        response = await self._handle(request)
+        if self.access_log is not None:
+            route = self.route_for(request.method, request.url.path)
+            line = json.dumps({"requestTime": int(started * 1000), "routeKey": route.key if route else "$default",
+                               "function": route.function if route else None, "status": response.status_code,
+                               "responseLatency": round((time.time() - started) * 1000, 2)})
+            with self.access_log.open("a") as log:
+                log.write(line + "\n")
+        return response
+
+    async def _handle(self, request: Request) -> Response:
         path = request.url.path
         method = request.method
         route = self.route_for(method, path)

@@ -87,6 +87,7 @@ def build_app(stack: "LocalStack") -> Starlette:
         authorizer="authorizer",
         authorizer_ttl_s=stack.settings.authorizer_ttl_s,
         function_names=lambda logical: function_names.get(logical, logical),
+        access_log=stack.paths.logs / "api.log",
     )
 
     def authorized(request: Request) -> bool:

@@ -434,7 +434,7 @@ class LocalStack:
         env["SOORMA_WEBHOOK_ALLOW_LOOPBACK"] = "on"
         passed = ("SOORMA_JWT_", "SOORMA_RATE_", "SOORMA_PLATFORM_ADMIN_TENANT", "SOORMA_A2A_", "SOORMA_CHAT_",
                   "SOORMA_GRANT_", "SOORMA_DB_", "SOORMA_WEBHOOK_", "SOORMA_IDENTITY_",
-                  "SOORMA_SCHEDULE_MIN_INTERVAL_S")
+                  "SOORMA_SCHEDULE_MIN_INTERVAL_S", "SOORMA_TRACING")
         env.update({k: v for k, v in os.environ.items() if k.startswith(passed)})
         return env
 
@@ -442,9 +442,10 @@ class LocalStack:
                   platform_tenant_id: str | None = None) -> dict[str, str]:
         """Environment of an agent function: the API endpoint and its own key, the platform tenant it is deployed
         for (``SOORMA_PLATFORM_TENANT_ID``: its runtime refuses another tenant's events, :mod:`soorma.runtime`),
-        plus ``SOORMA_LLM_*`` settings passed through from the stack's environment."""
+        plus ``SOORMA_LLM_*`` settings and ``SOORMA_TRACING`` passed through from the stack's environment (traces on or
+        off for the whole stack, as the platform functions get it)."""
         env = dict(extra or {})
-        env.update({k: v for k, v in os.environ.items() if k.startswith("SOORMA_LLM_")})
+        env.update({k: v for k, v in os.environ.items() if k.startswith(("SOORMA_LLM_", "SOORMA_TRACING"))})
         # The endpoint, the agent's own key and its tenant come last: an app's settings never override them.
         env.update({"SOORMA_API_URL": self.settings.api_url, "SOORMA_API_KEY": api_key})
         if platform_tenant_id:

@@ -45,6 +45,16 @@ grouped (requests of one goal still run in parallel), only within one route (one
 a result longer than the invocation before it. Lambda's SQS event source mapping has no such grouping on standard
 queues: there, conflicting results are still merged by the SDK's re-run (``ConflictReruns``).
 
+Results of one goal arriving together go in ONE invocation: a worker whose batch holds results (and has room) keeps
+it open for ``results_window_s`` (default 10 ms, a batching window like the SQS mapping's
+``MaximumBatchingWindowInSeconds`` but only for results) before invoking, and a worker of the same route that fetches
+in that time only results of the open batch's goals hands them to that batch instead of waiting for its invocation
+to end. The function handles them one after the other in one execution environment (the second reads what the first
+committed, from the SDK's cache of its own commits: no conflict, no read), so the second result costs no hop of its
+own. The messages are settled exactly as in any batch (acked after the function answered, each by its own outcome).
+Not for the platform's own consumer (the tracker, platform tenant ``platform``): it records events, it does not
+merge results, and its answers to live streams should not wait.
+
 A message carrying the header ``Soorma-Replay-Consumer`` (set by ``soorma dlq replay``, :mod:`.dlq`) is meant for
 that one consumer only: every other consumer whose filter it matches acks it without invoking its function, so a
 replayed dead letter reaches the agent that failed it and not, a second time, every other subscriber.
@@ -93,6 +103,8 @@ log = logging.getLogger("soorma.functions.bridge")
 
 #: The topic whose events are delivered one goal at a time per route (see the module docstring).
 RESULTS_TOPIC = "action-results"
+#: The platform tenant of the platform's own consumer (the tracker's route): no results window there.
+PLATFORM_CONSUMER_TENANT = "platform"
 
 
 def result_group(msg: Msg) -> str | None:
@@ -124,6 +136,15 @@ class _Worker:
 
 
 @dataclass
+class _OpenBatch:
+    """A batch of results waiting out its window: other workers may add results of its ``groups`` to ``msgs``."""
+
+    msgs: list[Msg]
+    groups: set[str]
+    limit: int
+
+
+@dataclass
 class _Runner:
     """The live state of one route in this replica."""
 
@@ -131,6 +152,8 @@ class _Runner:
     workers: list[_Worker] = field(default_factory=list)
     # result group (see :func:`result_group`) -> the end of the invocation delivering it now
     delivering: dict[str, asyncio.Future] = field(default_factory=dict)
+    # result group -> the batch still open for more results of it (see results_window_s)
+    collecting: dict[str, "_OpenBatch"] = field(default_factory=dict)
     ensured_at: float | None = None  # monotonic time of the last successful ensure_consumer
     needs_ensure: bool = True
     throttled_until: float = 0.0
@@ -151,7 +174,8 @@ class Bridge:
     ``metrics_interval_s`` (EMF flush period; ``None`` turns the periodic flush off), ``metrics_sink`` (where EMF lines
     go; default standard output), ``metrics_service`` (an optional ``service`` dimension), ``unavailable_backoff``
     (its ``pause(n)`` paces the ``n``-th "retry later" redelivery of a message; default 2 s doubling to 30 s),
-    ``unavailable_max_age_s`` (how old a message may be and still have such deliveries not counted).
+    ``unavailable_max_age_s`` (how old a message may be and still have such deliveries not counted),
+    ``results_window_s`` (how long a batch of results stays open for more results of its goals; ``0``: not at all).
     """
 
     def __init__(
@@ -173,6 +197,7 @@ class Bridge:
         metrics_service: str | None = None,
         unavailable_backoff: ExponentialBackoff | None = None,
         unavailable_max_age_s: float = 900.0,
+        results_window_s: float = 0.01,
     ) -> None:
         self.nats_url = nats_url
         self.name = name
@@ -186,6 +211,7 @@ class Bridge:
         self._pause: Callable[[int], float] = getattr(self.backoff, "pause", self.backoff)
         self.unavailable_backoff = unavailable_backoff or ExponentialBackoff(base_s=2.0, cap_s=30.0)
         self.unavailable_max_age_s = unavailable_max_age_s
+        self.results_window_s = results_window_s
         # (consumer, stream sequence) -> deliveries excused because the platform was unavailable
         self._excused: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._routes = routes
@@ -478,7 +504,10 @@ class Bridge:
     async def _process_in_turn(self, runner: _Runner, route: Route, msgs: list[Msg], stats: ConsumerStats) -> None:
         """:meth:`_process` once no other worker of the route is delivering a result of the same goal (see the module
         docstring); the batch's own groups are held until its invocation ended."""
-        groups = {group for group in map(result_group, msgs) if group is not None}
+        msg_groups = [result_group(msg) for msg in msgs]
+        groups = {group for group in msg_groups if group is not None}
+        if groups and None not in msg_groups and self._join_open_batch(runner, msgs, groups):
+            return  # the open batch's invocation delivers and settles them
         while groups:
             busy = [runner.delivering[g] for g in groups if g in runner.delivering]
             if not busy:
@@ -488,12 +517,42 @@ class Bridge:
         for group in groups:  # no await between the check above and this: no other worker can slip in between
             runner.delivering[group] = done
         try:
+            if groups and self.results_window_s > 0 and len(msgs) < route.batch_size \
+                    and route.platform_tenant_id != PLATFORM_CONSUMER_TENANT:
+                msgs = await self._collect_results(runner, route, msgs, groups)
             await self._process(runner, route, msgs, stats)
         finally:
             for group in groups:
                 if runner.delivering.get(group) is done:
                     del runner.delivering[group]
             done.set_result(None)
+
+    @staticmethod
+    def _join_open_batch(runner: _Runner, msgs: list[Msg], groups: set[str]) -> bool:
+        """Add ``msgs`` (results of ``groups`` only) to the batch of the same route still open for those goals, when
+        one is and it has room; ``True`` when they were handed over."""
+        open_batches = {id(batch): batch for g in groups if (batch := runner.collecting.get(g)) is not None}
+        if len(open_batches) != 1:
+            return False
+        [batch] = open_batches.values()
+        if not groups <= batch.groups or len(batch.msgs) + len(msgs) > batch.limit:
+            return False
+        batch.msgs.extend(msgs)
+        return True
+
+    async def _collect_results(self, runner: _Runner, route: Route, msgs: list[Msg], groups: set[str]) -> list[Msg]:
+        """Keep the batch open for ``results_window_s`` (see the module docstring); returns it with what other
+        workers added."""
+        batch = _OpenBatch(list(msgs), set(groups), route.batch_size)
+        for group in groups:
+            runner.collecting[group] = batch
+        try:
+            await asyncio.sleep(self.results_window_s)
+        finally:
+            for group in groups:
+                if runner.collecting.get(group) is batch:
+                    del runner.collecting[group]
+        return batch.msgs
 
     async def _process(self, runner: _Runner, route: Route, msgs: list[Msg], stats: ConsumerStats) -> None:
         name = route.consumer_name

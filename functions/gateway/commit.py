@@ -2,8 +2,16 @@
 events published through a transactional outbox (issue 19, "the fast path").
 
 ``POST /v1/events/commit`` body :class:`HandlerCommit` ``{key, expiry_timestamp, events: [envelope],
-task_contexts: [TaskContextCreate with version?], deleted_task_contexts: [task_id]}`` → :class:`CommitResult`
-``{replayed, event_ids, task_versions: {task_id: version}}``.
+task_contexts: [TaskContextCreate with version?], deleted_task_contexts: [task_id], spans: [span]}`` →
+:class:`CommitResult` ``{replayed, event_ids, task_versions: {task_id: version}}``.
+
+``spans``: the agent's finished spans of the delivery it handled (the shape and limits of ``POST /v1/tracker/spans``,
+:class:`soorma.functions.shared.traces.SpanIn`), stored in the commit's transaction under the caller's identity (with
+the tracker's :func:`~soorma.functions.shared.traces.insert_spans`: never the body's identity), also when the key was
+committed before (they are this run's spans). A commit carrying spans and a W3C ``traceparent`` header gets a server
+span of its own, ``POST /v1/events/commit`` below that parent (id derived from the key, so a repeated request records
+it once): from the request's arrival to the end of its outbox relay, stored with the relay's delete (or, with no
+events, in the commit's transaction), so the trace shows the commit's time without a client span or a request more.
 
 In one transaction, under the caller's identity (row-level security; an agent acts for the handled event's tenant
 and user with its delivery grant, :func:`soorma.identity.act_for`):
@@ -35,6 +43,7 @@ The pattern: https://microservices.io/patterns/data/transactional-outbox.html.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -42,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -54,6 +63,7 @@ from soorma.functions.memory.resources import idempotency as idempotency_records
 from soorma.functions.shared import inputs as shared_inputs
 from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import current_identity
+from soorma.functions.shared.traces import MAX_SPANS_PER_REQUEST, SpanIn, insert_spans
 from soorma.goal_notices import NOTICE_TYPES
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
@@ -85,6 +95,7 @@ class HandlerCommit(BaseModel):
     task_contexts: list[task_context_resource.TaskContextCreate] = Field(default_factory=list,
                                                                   max_length=MAX_COMMIT_TASK_CONTEXTS)
     deleted_task_contexts: list[TaskId] = Field(default_factory=list, max_length=MAX_COMMIT_TASK_CONTEXTS)
+    spans: list[SpanIn] = Field(default_factory=list, max_length=MAX_SPANS_PER_REQUEST)
 
 
 class CommitResult(BaseModel):
@@ -159,6 +170,8 @@ def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, pub
     versioned write of a task context that does not exist, 409 a version conflict, 413 an oversized event, 422)."""
     record = idempotency_records.create_record(conn, identity, body.key, idempotency_records.IdempotencyCreate(
         status="COMPLETED", expiry_timestamp=body.expiry_timestamp, response_data=COMMITTED_RESPONSE))
+    if body.spans:
+        insert_spans(conn, identity, body.spans)
     if record is None:
         rows = conn.execute(_PENDING, (body.key,)).fetchall()
         return True, [EventEnvelope.model_validate(row["envelope"]) for row in rows], {}
@@ -195,12 +208,42 @@ def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, pub
     return False, envelopes, versions
 
 
-def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvelope], publisher: Publisher
-          ) -> list[str]:
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+class ServerSpan:
+    """The commit's own server span (see the module docstring): started when the request arrived, stored by
+    :meth:`store` with the end time of that moment. Only for a commit carrying spans under a valid ``traceparent``
+    (W3C, https://www.w3.org/TR/trace-context/#traceparent-header); :meth:`start` returns ``None`` otherwise."""
+
+    def __init__(self, trace_id: str, parent_span_id: str, key: str, goal_id: str | None, started: datetime) -> None:
+        self.trace_id, self.parent_span_id, self.goal_id, self.started = trace_id, parent_span_id, goal_id, started
+        self.span_id = hashlib.sha256(f"commit:{key}".encode()).hexdigest()[:16]
+        self.attributes: dict[str, Any] = {"http.request.method": "POST", "http.route": "/v1/events/commit"}
+
+    @classmethod
+    def start(cls, traceparent: str | None, body: HandlerCommit, started: datetime) -> "ServerSpan | None":
+        match = _TRACEPARENT.match(traceparent or "")
+        if not body.spans or match is None or not match[1].strip("0") or not match[2].strip("0"):
+            return None
+        return cls(match[1], match[2], body.key, body.spans[0].goal_id, started)
+
+    def store(self, conn: psycopg.Connection, identity: Identity, *, ok: bool = True) -> None:
+        """Insert the span, ended now, in the caller's transaction under ``identity``."""
+        insert_spans(conn, identity, [SpanIn(
+            trace_id=self.trace_id, span_id=self.span_id, parent_span_id=self.parent_span_id,
+            name="POST /v1/events/commit", kind="server", start_time=self.started, end_time=datetime.now(UTC),
+            status="ok" if ok else "error", attributes=self.attributes, goal_id=self.goal_id)])
+
+
+def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvelope], publisher: Publisher,
+          server_span: ServerSpan | None = None) -> list[str]:
     """Publish the outbox rows of ``key`` (``envelopes``, in order), each with a fresh delivery grant, then delete
     them; returns their ids. Raises ``HTTPException`` 503 when the bus fails (the rows not yet published stay for the
-    next relay), 413 when one can never be published (it is dropped, logged: retrying cannot help)."""
+    next relay), 413 when one can never be published (it is dropped, logged: retrying cannot help). ``server_span``:
+    stored with the delete, ended then (status ``error`` when the bus failed)."""
     published: list[int] = []
+    failed = False
     try:
         for position, envelope in enumerate(envelopes):
             stamped = stamp_grant(envelope)
@@ -213,6 +256,7 @@ def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvel
                     record_answer(db, stamped, publisher)
             published.append(position)
     except PublishError as exc:
+        failed = True
         logger.error("commit %s: publish failed after %d of %d events: %s", key, len(published), len(envelopes), exc)
         raise HTTPException(503, f"committed; event bus unavailable ({exc}): the same request publishes the rest",
                             headers={"Retry-After": "1"}) from None
@@ -220,6 +264,8 @@ def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvel
         if published:
             with db.transaction(identity) as conn:
                 conn.execute(_DONE, (key, published))
+                if server_span is not None:
+                    server_span.store(conn, identity, ok=not failed)
     return [envelope.id for envelope in envelopes]
 
 
@@ -249,16 +295,22 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
     @router.post("/v1/events/commit", response_model=CommitResult, tags=["events"],
                  responses={409: {"description": "a task context changed since it was read; nothing was applied"},
                             503: {"description": "committed, but the event bus failed: repeat the same request"}})
-    def commit_handler_run(body: HandlerCommit, identity: Identity = Depends(current_identity)) -> dict[str, Any]:
-        """Apply one handler run's events, task-context writes and idempotency record in one transaction, then
+    def commit_handler_run(body: HandlerCommit, request: Request,
+                           identity: Identity = Depends(current_identity)) -> dict[str, Any]:
+        """Apply one handler run's events, task-context writes, spans and idempotency record in one transaction, then
         publish its events (a transactional outbox); a key committed before publishes what is still pending."""
+        server_span = ServerSpan.start(request.headers.get("traceparent"), body, datetime.now(UTC))
         with db.transaction(identity) as conn:
             replayed, envelopes, versions = apply(conn, identity, body, publisher)
-        relayed = relay(db, identity, body.key, envelopes, publisher) if envelopes else []
+            if server_span is not None:
+                server_span.attributes.update({"soorma.events": len(envelopes), "soorma.replayed": replayed})
+                if not envelopes:
+                    server_span.store(conn, identity)
+        relayed = relay(db, identity, body.key, envelopes, publisher, server_span) if envelopes else []
         return {"replayed": replayed, "event_ids": relayed, "task_versions": versions}
 
     return router
 
 
 __all__ = ["COMMITTED_RESPONSE", "CommitResult", "HandlerCommit", "MAX_COMMIT_EVENTS", "MAX_COMMIT_TASK_CONTEXTS",
-           "apply", "create_router", "owned_envelope", "relay"]
+           "ServerSpan", "apply", "create_router", "owned_envelope", "relay"]

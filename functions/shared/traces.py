@@ -22,8 +22,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from soorma import telemetry
 from soorma.identity import Identity
 
-#: Most spans one ``POST /v1/tracker/spans`` takes (an agent sends one delivery's: a handful).
-MAX_SPANS_PER_REQUEST = 512
+#: Most spans one ``POST /v1/tracker/spans`` (or one commit's ``spans``) takes (an agent sends one delivery's: a
+#: handful).
+MAX_SPANS_PER_REQUEST = telemetry.MAX_COMMIT_SPANS
 SpanKindName = Literal["internal", "server", "client", "producer", "consumer"]
 SpanStatus = Literal["unset", "ok", "error"]
 AttributeValue = str | int | float | bool | list[str] | list[int] | list[float] | list[bool]

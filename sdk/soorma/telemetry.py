@@ -50,6 +50,9 @@ log = logging.getLogger("soorma.telemetry")
 
 #: The platform route agents send their spans to (served by the tracker, read back by ``GET /v1/goals/{id}/trace``).
 SPANS_PATH = "/v1/tracker/spans"
+#: Most spans one request takes, ``POST /v1/tracker/spans`` or a commit's ``spans`` (the platform's
+#: ``soorma.functions.shared.traces.MAX_SPANS_PER_REQUEST`` reads it).
+MAX_COMMIT_SPANS = 512
 #: The span kinds as the platform stores them (OpenTelemetry's ``SpanKind`` names, lower case).
 SPAN_KINDS = ("internal", "server", "client", "producer", "consumer")
 METRICS_NAMESPACE = "Soorma"
@@ -63,6 +66,9 @@ _log_keys: ContextVar[Mapping[str, str] | None] = ContextVar("soorma_log_keys", 
 # The deliveries of the invocation in progress whose spans wait to be sent together (see SpanBatch).
 _pending: ContextVar[list[tuple["EventEnvelope", list["ReadableSpan"]]] | None] = ContextVar(
     "soorma_pending_spans", default=None)
+#: The spans a commit stored (:func:`spans_committed`) in the invocation in progress, kept for the X-Ray export,
+#: which sends every span of the invocation, not only those the platform still has to store.
+_committed_sink: ContextVar[list["ReadableSpan"] | None] = ContextVar("soorma_committed_spans", default=None)
 
 _on_by_default: ContextVar[bool] = ContextVar("soorma_traced_by_default", default=False)
 
@@ -178,23 +184,92 @@ async def traced_dispatch(agent: "Agent", envelope: "EventEnvelope", dispatch: C
     with event_log_keys(agent.name, envelope):
         if not tracing_enabled():
             return await dispatch()
-        from opentelemetry.trace import SpanKind
+        from opentelemetry.trace import SpanKind, Status, StatusCode, use_span
 
         spans: list[ReadableSpan] = []
         token = _collected.set(spans)
+        process = _get_tracer().start_span(
+            f"process {envelope.type}", context=traceparent_context(envelope.traceparent), kind=SpanKind.CONSUMER,
+            attributes=event_attributes(agent.name, envelope),
+        )
+        delivery = _Delivery(process, spans, envelope.goal_id)
+        delivery_token = _delivery.set(delivery)
         try:
-            with _get_tracer().start_as_current_span(
-                f"process {envelope.type}", context=traceparent_context(envelope.traceparent), kind=SpanKind.CONSUMER,
-                attributes=event_attributes(agent.name, envelope),
-            ):
+            # ended by hand: the last handler's commit may end it first (commit_spans)
+            with use_span(process, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 return await dispatch()
+        except BaseException as exc:
+            if not delivery.ended:
+                process.record_exception(exc)
+                process.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
         finally:
+            if not delivery.ended:
+                delivery.ended = True
+                process.end()
+            _delivery.reset(delivery_token)
             _collected.reset(token)
             pending = _pending.get()
             if pending is not None:
                 pending.append((envelope, spans))  # sent with the batch's (SpanBatch.send)
             else:
                 await export_spans(agent, envelope, spans)
+
+
+@dataclass
+class _Delivery:
+    """The traced delivery in progress: its ``process`` span, the spans finished so far, its goal."""
+
+    process: "Span"
+    spans: list["ReadableSpan"]
+    goal_id: str | None
+    ended: bool = False
+
+
+_delivery: ContextVar[_Delivery | None] = ContextVar("soorma_traced_delivery", default=None)
+
+
+def commit_spans(*, last: bool) -> list[dict[str, Any]] | None:
+    """The finished spans of the delivery in progress as ``POST /v1/events/commit`` carries them (its ``spans`` field,
+    :func:`span_record` records), so they are stored with the handler run's commit instead of in a request of their
+    own. ``last``: the run is the delivery's last handler run, so its ``process`` span ends now, when the commit is
+    built (the commit's time is the gateway's ``POST /v1/events/commit`` server span below it; see
+    docs/observability.md). ``None`` outside a traced delivery, or when there are more spans than a commit carries
+    (they are sent with ``POST /v1/tracker/spans`` then). Call :func:`spans_committed` with the same list once the
+    commit succeeded; until then the spans stay with the delivery."""
+    delivery = _delivery.get()
+    if delivery is None or _collected.get() is not delivery.spans:
+        return None
+    if last and not delivery.ended:
+        delivery.ended = True
+        delivery.process.end()  # appended to delivery.spans by the collecting processor
+    if not delivery.spans or len(delivery.spans) > MAX_COMMIT_SPANS:
+        return None
+    return [span_record(span, delivery.goal_id) for span in delivery.spans]
+
+
+def spans_committed(records: list[dict[str, Any]] | None) -> None:
+    """Forget the spans of ``records`` (from :func:`commit_spans`): the commit stored them."""
+    delivery = _delivery.get()
+    if not records or delivery is None:
+        return
+    committed = {record["span_id"] for record in records}
+    sink = _committed_sink.get()
+    if sink is not None:
+        sink.extend(span for span in delivery.spans
+                    if f"{span.get_span_context().span_id:016x}" in committed)  # type: ignore[union-attr]
+    delivery.spans[:] = [span for span in delivery.spans
+                         if f"{span.get_span_context().span_id:016x}" not in committed]  # type: ignore[union-attr]
+
+
+def commit_traceparent() -> str | None:
+    """The ``traceparent`` a commit request carries instead of a client span of its own (the gateway records the
+    commit's server span below it): the delivery's ``process`` span; ``None`` outside a traced delivery."""
+    delivery = _delivery.get()
+    if delivery is None:
+        return None
+    context = delivery.process.get_span_context()
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 async def traced_handler(agent: str, handler: str, envelope: "EventEnvelope", run: Awaitable[Any]) -> Any:
@@ -276,7 +351,9 @@ class SpanBatch:
 
     def __init__(self) -> None:
         self.deliveries: list[tuple[EventEnvelope, list[ReadableSpan]]] = []
+        self.committed: list[ReadableSpan] = []
         self._token = _pending.set(self.deliveries)
+        self._sink_token = _committed_sink.set(self.committed if settings.TRACES_EXPORT.get() == "xray" else None)
 
     @classmethod
     def begin(cls) -> "SpanBatch | None":
@@ -286,6 +363,7 @@ class SpanBatch:
     def close(self) -> None:
         """Stop collecting (deliveries after this send their spans at once)."""
         _pending.reset(self._token)
+        _committed_sink.reset(self._sink_token)
 
     async def send(self, agent: "Agent") -> None:
         """Send the collected spans, one :func:`export_spans` per (service tenant, user) of their events."""
@@ -296,7 +374,8 @@ class SpanBatch:
         for deliveries in groups.values():
             await export_spans(agent, deliveries[0][0], [], deliveries)
         if settings.TRACES_EXPORT.get() == "xray":
-            await export_to_xray([span for _, spans in self.deliveries for span in spans], agent.name)
+            await export_to_xray(self.committed + [span for _, spans in self.deliveries for span in spans],
+                                 agent.name)
 
 
 async def export_spans(agent: "Agent", envelope: "EventEnvelope", spans: list["ReadableSpan"],
@@ -527,8 +606,8 @@ class InvocationMetrics:
             metrics.flush_metrics()
 
 
-__all__ = ["INVOCATION_LINE_TYPE", "SPANS_PATH", "InvocationMetrics", "SpanBatch", "client_span",
-           "current_traceparent", "event_attributes", "event_log_keys", "export_spans", "export_to_xray",
-           "in_function", "invocation_line", "llm_usage", "otlp_json", "span_record", "structured_logging",
-           "traced_by_default", "traced_dispatch", "traced_handler", "traceparent_context", "tracing_enabled",
-           "write_invocation_line", "xray_traces_url"]
+__all__ = ["INVOCATION_LINE_TYPE", "InvocationMetrics", "MAX_COMMIT_SPANS", "SPANS_PATH", "SpanBatch", "client_span",
+           "commit_spans", "commit_traceparent", "current_traceparent", "event_attributes", "event_log_keys",
+           "export_spans", "export_to_xray", "in_function", "invocation_line", "llm_usage", "otlp_json",
+           "span_record", "spans_committed", "structured_logging", "traced_by_default", "traced_dispatch",
+           "traced_handler", "traceparent_context", "tracing_enabled", "write_invocation_line", "xray_traces_url"]

@@ -529,10 +529,9 @@ class Agent:
             self._handled.move_to_end(event.id)
         ran = 0
         context = self.context
-        for index, handler in matched:
-            if index in done:
-                continue
-            await self._run_handler(index, handler, event, context, commit=commit)
+        to_run = [(index, handler) for index, handler in matched if index not in done]
+        for position, (index, handler) in enumerate(to_run):
+            await self._run_handler(index, handler, event, context, commit=commit, last=position == len(to_run) - 1)
             done.add(index)
             ran += 1
         if ran == 0:
@@ -546,7 +545,7 @@ class Agent:
         return f"soorma.commit.{self.name}#{digest}"
 
     async def _run_handler(self, index: int, handler: _Handler, event: EventEnvelope, context: "PlatformContext",
-                           *, commit: bool = False) -> None:
+                           *, commit: bool = False, last: bool = True) -> None:
         """Run one handler, then send what it deferred (delegated requests).
 
         ``commit`` (``SOORMA_IDEMPOTENCY=commit``, the default in a function): what the run publishes and the task
@@ -563,6 +562,10 @@ class Agent:
         re-applies its change on top of the other writer's. Ids it generates are the same on every run (they derive
         from the event, handler and call position), so what the first run already published is de-duplicated.
         After ``CONFLICT_RETRIES`` conflicts the error propagates and the delivery layer redelivers the event.
+
+        Traced, the commit carries the delivery's finished spans (:func:`soorma.telemetry.commit_spans`; ``last``: this
+        is the delivery's last handler run, whose commit ends its ``process`` span), so they cost no request of their
+        own.
         """
         for attempt in range(CONFLICT_RETRIES + 1):
             unit = PendingCommit(event.tenant_id, event.user_id, cache=self._committed_tasks,
@@ -572,8 +575,11 @@ class Agent:
                     await telemetry.traced_handler(self.name, handler.name, event, handler.func(event, context))
                     await flush_outbox()
                     if unit is not None and not unit.empty():
+                        spans = telemetry.commit_spans(last=last)
                         answer = await context.bus.commit(unit, key=self.commit_key(event, index),
-                                                          expiry_timestamp=int(time.time()) + commit_expiry_seconds())
+                                                          expiry_timestamp=int(time.time()) + commit_expiry_seconds(),
+                                                          spans=spans)
+                        telemetry.spans_committed(spans)
                         if answer.get("replayed"):
                             unit.forget()
                         else:

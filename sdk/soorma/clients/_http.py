@@ -7,6 +7,7 @@ import inspect
 import logging
 import threading
 import weakref
+from contextlib import nullcontext
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Self
 
@@ -187,13 +188,15 @@ class HttpClient:
         user_id: str | None = None,
         not_found: Any = ...,
         headers: Mapping[str, str] | None = None,
+        client_span: bool = True,
     ) -> Any:
         """Send a request and return the decoded JSON body (``None`` for an empty body).
 
         Identity headers come from ``tenant_id``/``user_id`` or the event being handled. ``not_found``: the value to
         return on 404 instead of raising. Raises :class:`PlatformError` on any other 4xx/5xx and
         :class:`PlatformConnectionError` when the platform cannot be reached (after retries). ``headers``: extra
-        request headers (e.g. ``Idempotency-Key``).
+        request headers (e.g. ``Idempotency-Key``). ``client_span``: ``False`` for a request whose server records
+        its own span (a commit carrying the delivery's spans, :meth:`soorma.clients.bus.BusClient.commit`).
         """
         import httpx
 
@@ -210,7 +213,7 @@ class HttpClient:
         while True:
             try:
                 with telemetry.client_span(f"{method} {path}", {"http.request.method": method, "url.full": url},
-                                           headers) as span:
+                                           headers) if client_span else nullcontext() as span:
                     response = await self._http().request(method, path, json=json, params=query, headers=headers)
                     if span is not None:
                         span.set_attribute("http.response.status_code", response.status_code)

@@ -260,14 +260,17 @@ class BusClient(HttpClient):
             raise PlatformError(200, body.get("message") or body, method="POST", url=f"{self.base_url}/v1/events/publish")
         return str((body or {}).get("event_id") or (body or {}).get("eventId") or envelope.id)
 
-    async def commit(self, unit: PendingCommit, *, key: str, expiry_timestamp: int) -> dict[str, Any]:
+    async def commit(self, unit: PendingCommit, *, key: str, expiry_timestamp: int,
+                     spans: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Apply what one handler run buffered (``POST /v1/events/commit``, :mod:`soorma.functions.gateway.commit`):
         its events, task-context writes and deletions in one transaction with the idempotency record ``key`` (epoch
         seconds ``expiry_timestamp``), the events then published with their ids. Returns ``{"replayed", "event_ids",
         "task_versions"}``; ``replayed``: the key was committed before and nothing new was applied. Raises
         :class:`~soorma.errors.ConflictError` (a task context changed since the run read it: nothing was applied)
-        and :class:`PlatformError`."""
-        body = {
+        and :class:`PlatformError`. ``spans``: finished spans of the delivery (:func:`soorma.telemetry.commit_spans`),
+        stored in the same transaction; the request then makes no client span of its own but sends the delivery's
+        ``traceparent``, below which the gateway records the commit's server span."""
+        body: dict[str, Any] = {
             "key": key,
             "expiry_timestamp": expiry_timestamp,
             "events": unit.events,
@@ -275,8 +278,14 @@ class BusClient(HttpClient):
                               for fields, expected in unit.task_contexts.values()],
             "deleted_task_contexts": unit.deleted,
         }
+        headers: dict[str, str] = {}
+        if spans:
+            body["spans"] = spans
+            parent = telemetry.commit_traceparent()
+            if parent:
+                headers["traceparent"] = parent
         answer = await self._request("POST", "/v1/events/commit", json=body, tenant_id=unit.tenant_id,
-                                     user_id=unit.user_id)
+                                     user_id=unit.user_id, headers=headers, client_span=not spans)
         return dict(answer or {})
 
     async def wait_for_event(

@@ -105,3 +105,18 @@ def test_routes_as_api_gateway_selects_them():
     public = client.get("/.well-known/agent-card.json")
     assert public.status_code == 201 and public.headers["x-seen"] == "protocols"
     assert [name for name, _ in invoker.calls] == ["protocols"]  # a public route skips the authorizer
+
+
+def test_the_access_log_has_one_line_per_request_and_no_credentials(tmp_path):
+    log = tmp_path / "api.log"
+    client = _client(FakeInvoker(), access_log=log)
+    client.post("/v1/events/commit?secret=q", headers={"Authorization": "Bearer good"}, json={"token": "sk_body"})
+    client.get("/v1/goals/g-1", headers={"Authorization": "Bearer bad"})
+    client.get("/nothing", headers={"Authorization": "Bearer good"})
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(line["routeKey"], line["function"], line["status"]) for line in lines] == [
+        ("POST /v1/events/commit", "gateway", 201), ("ANY /v1/goals/{proxy+}", "gateway", 403),
+        ("$default", None, 404)]
+    assert all(line["responseLatency"] >= 0 and line["requestTime"] > 0 for line in lines)
+    text = log.read_text()
+    assert "good" not in text and "bad" not in text and "sk_body" not in text and "secret" not in text

@@ -165,3 +165,33 @@ def test_a_bad_export_setting_is_refused():
     assert TRACES_EXPORT.get({"SOORMA_TRACES_EXPORT": "off"}) is None
     with pytest.raises(ValueError, match="SOORMA_TRACES_EXPORT='jaeger' must be `xray` or `off`"):
         TRACES_EXPORT.get({"SOORMA_TRACES_EXPORT": "jaeger"})
+
+
+class CommittingPlatform(Platform):
+    """Also answers ``POST /v1/events/commit``, keeping the spans the commits carried."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/events/commit":
+            body = json.loads(request.content)
+            self.spans += body.get("spans") or []
+            return httpx.Response(200, json={"replayed": False, "event_ids": [e["id"] for e in body["events"]],
+                                             "task_versions": {}})
+        return super().__call__(request)
+
+
+def test_with_xray_export_the_spans_a_commit_stored_are_exported_too(monkeypatch, xray):
+    url, received = xray
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "commit")  # the spans ride the commit, not the spans route
+    monkeypatch.setenv("SOORMA_TRACING", "on")
+    monkeypatch.setenv("SOORMA_TRACES_EXPORT", "xray")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_XRAY", url)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    platform = CommittingPlatform()
+    with redirect_stdout(io.StringIO()):
+        assert _agent(platform)(sqs_batch(_event(str(uuid.uuid4()))), LambdaContext()) == {"batchItemFailures": []}
+    assert {s["name"] for s in platform.spans} >= {"process order.placed", "handler placed"}
+    [(_, _, body)] = received
+    exported = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    assert {s["spanId"] for s in exported} == {s["span_id"] for s in platform.spans}

@@ -219,3 +219,91 @@ def test_in_a_function_soorma_log_records_are_json_with_the_event_keys(tmp_path)
         "agent": "logger", "event_id": "e-1", "event_type": "order.placed", "goal_id": "g-1", "trace_id": "g-1",
         "tenant": "pt", "service_tenant": "st"}
     assert after["message"] == "after" and "goal_id" not in after  # the keys are the delivery's only
+
+
+class CommittingPlatform(Platform):
+    """:class:`Platform` that also answers ``POST /v1/events/commit`` (``status``: its answer's status)."""
+
+    def __init__(self, status: int = 200) -> None:
+        super().__init__()
+        self.status = status
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/events/commit":
+            body = json.loads(request.content)
+            self.calls.append((request.method, request.url.path, body, request.headers))
+            if self.status != 200:
+                return httpx.Response(self.status, json={"detail": "bus down"})
+            return httpx.Response(200, json={"replayed": False, "event_ids": [e["id"] for e in body["events"]],
+                                             "task_versions": {}})
+        return super().__call__(request)
+
+
+def test_in_commit_mode_the_spans_ride_the_commit_and_the_process_span_ends_when_it_is_built(monkeypatch):
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "commit")
+    platform = CommittingPlatform()
+    event = _event()
+    assert _agent(platform)(sqs_batch(event)) == {"batchItemFailures": []}
+    assert platform.bodies("/v1/tracker/spans") == []  # no request of their own
+    [commit] = platform.bodies("/v1/events/commit")
+    spans = {span["name"]: span for span in commit["spans"]}
+    # the commit itself makes no client span: the gateway records its server span below the process span
+    assert set(spans) == {"process order.placed", "handler placed", "chat m"}, spans
+    process = spans["process order.placed"]
+    assert spans["handler placed"]["parent_span_id"] == process["span_id"]
+    assert all(span["goal_id"] == event.goal_id and span["trace_id"] == TRACE for span in spans.values())
+    [headers] = [h for _, path, _, h in platform.calls if path == "/v1/events/commit"]
+    assert headers["traceparent"] == f"00-{TRACE}-{process['span_id']}-01"
+    assert headers["x-soorma-service-tenant"] == "st" and headers["x-soorma-service-user"] == "su"
+    [published] = commit["events"]
+    assert published["traceparent"].split("-")[2] == spans["handler placed"]["span_id"]
+
+
+def test_a_commit_that_fails_leaves_its_spans_to_the_spans_route(monkeypatch):
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "commit")
+    platform = CommittingPlatform(status=422)
+    response = _agent(platform)(sqs_batch(_event()))
+    assert len(response["batchItemFailures"]) == 1
+    [exported] = platform.bodies("/v1/tracker/spans")  # what the failed commit carried is sent after all
+    names = {span["name"] for span in exported["spans"]}
+    assert {"process order.placed", "handler placed", "chat m"} <= names
+
+
+def test_a_run_that_commits_nothing_still_sends_its_spans(monkeypatch):
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "commit")
+    platform = CommittingPlatform()
+    context = PlatformContext(settings=Settings(api_url="http://platform.invalid", api_key="sk_t_x"),
+                              transport=httpx.MockTransport(platform))
+    agent = Agent("idle", context=context)
+
+    @agent.on_event("order.placed", topic="business-facts")
+    async def placed(event, context):
+        return None
+
+    assert agent(sqs_batch(_event())) == {"batchItemFailures": []}
+    assert platform.bodies("/v1/events/commit") == []
+    [exported] = platform.bodies("/v1/tracker/spans")
+    assert {span["name"] for span in exported["spans"]} == {"process order.placed",
+                                                            "handler placed"}
+
+
+def test_with_two_handlers_the_process_span_ends_with_the_last_ones_commit(monkeypatch):
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "commit")
+    platform = CommittingPlatform()
+    context = PlatformContext(settings=Settings(api_url="http://platform.invalid", api_key="sk_t_x"),
+                              transport=httpx.MockTransport(platform))
+    agent = Agent("two", context=context)
+
+    @agent.on_event("order.placed", topic="business-facts")
+    async def first(event, context):
+        await context.bus.publish("business-facts", "order.first", {})
+
+    @agent.on_event("order.placed", topic="business-facts")
+    async def second(event, context):
+        await context.bus.publish("business-facts", "order.second", {})
+
+    assert agent(sqs_batch(_event())) == {"batchItemFailures": []}
+    commits = platform.bodies("/v1/events/commit")
+    assert [{span["name"] for span in commit["spans"]} for commit in commits] == [
+        {"handler first"}, {"handler second", "process order.placed"}]
+    assert platform.bodies("/v1/tracker/spans") == []
