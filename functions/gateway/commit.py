@@ -27,12 +27,10 @@ and user with its delivery grant, :func:`soorma.identity.act_for`):
 3. each task context is upserted with its optimistic version check (409 when another writer changed it since it was
    read, or deleted it: the whole commit rolls back and the SDK re-runs the handler), each deleted one deleted.
 
-After the commit the outbox rows are published in order, with a fresh delivery grant each, and deleted. An event that
-answers a goal (on ``action-results`` with the goal's id as ``correlation_id``) is also recorded at once, as the
-tracker records it (:func:`soorma.functions.tracker.recording.record_envelope`), so the goal ends, and its long-poll
-and stream followers are woken, when the answer is published rather than one more delivery later; the tracker's own
-recording of it is then a no-op (events are recorded once per id), and if this early one fails the tracker's is the
-one that counts. A publish that
+After the commit the outbox rows are published in order, with a fresh delivery grant each, and deleted. The tracker
+records them from the bus like any event, so a goal's record keeps the order its events reached the bus in (an
+earlier design recorded a goal's answer here at once, which ended goals one delivery sooner but let the tracker's
+later recording of the goal's earlier events, such as its progress reports, land after the answer). A publish that
 fails leaves them (503 with ``Retry-After``): the SDK's retry of the same commit, or the redelivery of the handled
 event, finds the key committed and publishes them. Publishing the same row twice is the same event (``Nats-Msg-Id`` =
 ``<platform tenant>:<event id>`` de-duplication on JetStream; consumers idempotent by event id on both transports), so
@@ -251,9 +249,6 @@ def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvel
                 publisher.publish(stamped)
             except PayloadTooLarge:
                 logger.error("commit %s: event %s exceeds the bus's payload limit; dropped", key, envelope.id)
-            else:
-                if answers_goal(stamped):
-                    record_answer(db, stamped, publisher)
             published.append(position)
     except PublishError as exc:
         failed = True
@@ -267,25 +262,6 @@ def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvel
                 if server_span is not None:
                     server_span.store(conn, identity, ok=not failed)
     return [envelope.id for envelope in envelopes]
-
-
-def answers_goal(envelope: EventEnvelope) -> bool:
-    """Whether ``envelope`` may be a goal's answer: an ``action-results`` event whose ``correlation_id`` is its
-    ``goal_id`` (the goal's own response event is checked when it is recorded)."""
-    return bool(envelope.goal_id) and envelope.correlation_id == envelope.goal_id \
-        and topic_of(envelope) == EventTopic.ACTION_RESULTS.value
-
-
-def record_answer(db: Database, envelope: EventEnvelope, publisher: Publisher) -> None:
-    """Record a published goal answer now (see the module docstring); a failure is logged, never raised: the
-    tracker records the event from the bus anyway."""
-    from soorma.functions.tracker.recording import record_envelope
-
-    try:
-        record_envelope(db, envelope, publisher)
-    except Exception as exc:  # noqa: BLE001 - the tracker's delivery of the same event is the fallback
-        logger.warning("event %s: early recording of goal %s's answer failed (%s); the tracker records it",
-                       envelope.id, envelope.goal_id, exc)
 
 
 def create_router(db: Database, publisher: Publisher) -> APIRouter:

@@ -15,6 +15,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+#: A task's progress report (``TaskContext.report_progress``, on ``task-events``): published at once, never held
+#: for the handler's commit, because it tells people about a handler that is still running.
+PROGRESS_EVENT = "task.progress"
+
 
 class EventTopic(str, Enum):
     """The eight fixed topics of the Soorma event system."""

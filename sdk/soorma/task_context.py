@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Self
 
 from ._current import current_event, defer, derived_id
 from .errors import PlatformError, TaskNotFoundError
-from .events import EventEnvelope, EventTopic
+from .events import PROGRESS_EVENT, EventEnvelope, EventTopic
 
 if TYPE_CHECKING:
     from .context import PlatformContext
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("soorma.tasks")
 
 ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
-PROGRESS_EVENT = "task.progress"
 #: Human input (docs/architecture.md "Human input"): an agent asks (``task-events``), the platform answers the task
 #: (``action-results``, the task's correlation id) with the person's answer or, when the request timed out, with
 #: the declared default (``data.has_default``) or nothing (the task is then failed).

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 from .. import telemetry
 from .._current import PendingCommit, current_event, current_source, derived_id, pending_commit
 from ..errors import PlatformError
-from ..events import EventEnvelope, EventTopic
+from ..events import PROGRESS_EVENT, EventEnvelope, EventTopic
 from ..subjects import check_event_type
 from ._http import HttpClient, TokenProvider
 
@@ -252,7 +252,8 @@ class BusClient(HttpClient):
             envelope = envelope.model_copy(update=update)
         payload = envelope.model_dump(mode="json", exclude_none=True)
         unit = pending_commit()
-        if unit is not None and not timing and unit.takes_event(envelope.tenant_id, envelope.user_id):
+        if (unit is not None and not timing and envelope.type != PROGRESS_EVENT
+                and unit.takes_event(envelope.tenant_id, envelope.user_id)):
             unit.events.append(payload)  # published by the handler's commit (:meth:`commit`) when it returns
             return envelope.id
         body = await self._request("POST", "/v1/events/publish", json={"event": payload, **timing})

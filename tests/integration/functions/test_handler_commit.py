@@ -200,11 +200,11 @@ def test_a_commit_whose_publish_failed_is_relayed_by_its_repeat(fx, call, db, na
     assert outbox_rows(db, me, key) == 0
 
 
-def test_a_goal_answer_in_a_commit_ends_the_goal_at_once(fx, call, db):
-    """The goal ends when its answer is published (no tracker delivery needed); another tenant's answer with the same
-    goal id changes nothing; the tracker's later recording of the same event is a no-op."""
+def test_a_goal_answer_in_a_commit_ends_the_goal_when_the_tracker_records_it(fx, call, db):
+    """The commit only publishes the answer: the goal ends when the tracker records it from the bus, in bus order
+    after the goal's earlier events; another tenant's answer with the same goal id changes nothing."""
     from soorma.events import EventEnvelope
-    from soorma.functions.tracker.recording import DUPLICATE, record_envelope
+    from soorma.functions.tracker.recording import RECORDED, record_envelope
 
     user = fx.new_identity(role="user")
     goal_id = call("POST", "/v1/goals", user, {"goal_type": "order.process.requested"}).body["goal_id"]
@@ -221,11 +221,12 @@ def test_a_goal_answer_in_a_commit_ends_the_goal_at_once(fx, call, db):
     assert call("GET", f"/v1/goals/{goal_id}", user).body["status"] == "running"
     sent = answer("completed")
     assert call("POST", "/v1/events/commit", agent, commit_body(f"k-{uuid.uuid4()}", events=[sent])).status == 200
-    goal = call("GET", f"/v1/goals/{goal_id}", user).body
-    assert goal["status"] == "completed" and goal["result"]["status"] == "completed", goal
+    assert call("GET", f"/v1/goals/{goal_id}", user).body["status"] == "running"  # published, not yet recorded
     stamped = EventEnvelope.model_validate({**sent, "platform_tenant_id": user.platform_tenant_id,
                                             "tenant_id": user.service_tenant_id, "user_id": user.service_user_id})
-    assert record_envelope(db, stamped) == DUPLICATE
+    assert record_envelope(db, stamped) == RECORDED  # the tracker's delivery of it
+    goal = call("GET", f"/v1/goals/{goal_id}", user).body
+    assert goal["status"] == "completed" and goal["result"]["status"] == "completed", goal
 
 
 def test_a_versioned_write_of_a_deleted_task_is_a_conflict_not_a_new_task(fx, call, db):

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from soorma import PlatformContext, Worker
-from soorma.errors import ConflictError, PlatformError, TaskNotFoundError
+from soorma.errors import ConflictError, TaskNotFoundError
 from soorma.events import EventEnvelope
 from soorma.settings import Settings
 from soorma.task_context import DelegationSpec
@@ -39,6 +39,8 @@ class Recorder:
                 return httpx.Response(409, json={"detail": "task context t is at version 4, not 3"})
             return httpx.Response(200, json={"replayed": False, "event_ids": [e["id"] for e in body["events"]],
                                              "task_versions": {}})
+        if request.url.path == "/v1/events/publish":  # a progress report: published at once, not committed
+            return httpx.Response(200, json={"success": True, "event_id": body["event"]["id"]})
         if "/by-subtask/" in request.url.path:
             found = self.tasks.get(request.url.path.rsplit("/", 1)[1])
             return httpx.Response(200, json=found) if found else httpx.Response(404, json={"detail": "none"})
@@ -82,12 +84,13 @@ async def test_a_handler_run_is_one_commit_request():
     worker = delegating_worker(recorder)
     event = request_event(order_id="o-1")
     assert await worker.dispatch(event, commit=True) == 1
-    assert [(m, p) for m, p, _ in recorder.requests] == [("POST", "/v1/events/commit")]
+    # the progress report leaves at once (it tells about a run still going), everything else in the one commit
+    assert [(m, p) for m, p, _ in recorder.requests] == [("POST", "/v1/events/publish"), ("POST", "/v1/events/commit")]
+    assert recorder.requests[0][2]["event"]["type"] == "task.progress"
     commit = recorder.commits()[0]
     assert commit["key"] == worker.commit_key(event, 0) and commit["expiry_timestamp"] > 0
     # the delegated requests leave after everything the handler did (they are deferred to its end)
-    assert [e["type"] for e in commit["events"]] == ["task.progress", "inventory.reserve.requested",
-                                                     "payment.process.requested"]
+    assert [e["type"] for e in commit["events"]] == ["inventory.reserve.requested", "payment.process.requested"]
     assert all(e["tenant_id"] == TENANT and e["parent_event_id"] == event.id for e in commit["events"])
     # the two saves of the run are one write, of the last state, checked against nothing (a new task)
     [written] = commit["task_contexts"]
@@ -208,10 +211,12 @@ async def test_calls_for_another_tenant_are_not_buffered():
     async def publish_elsewhere(event, context):
         await context.bus.publish("business-facts", "x.z", {}, tenant_id="st_other")
 
-    with pytest.raises(PlatformError):  # the mock answers the direct publish 500: it was sent at once, not buffered
-        await worker.dispatch(EventEnvelope(type="x.y", topic="business-facts", tenant_id=TENANT, user_id=USER),
-                              commit=True)
+    await worker.dispatch(EventEnvelope(type="x.y", topic="business-facts", tenant_id=TENANT, user_id=USER),
+                          commit=True)
+    # sent at once, not buffered: the commit acts for the event's tenant and user only
     assert [(m, p) for m, p, _ in recorder.requests][0] == ("POST", "/v1/events/publish")
+    assert recorder.requests[0][2]["event"]["type"] == "x.z"
+    assert all(e["type"] != "x.z" for commit in recorder.commits() for e in commit["events"])
 
 
 @pytest.mark.parametrize("stored,ignored", [
@@ -278,20 +283,23 @@ async def test_a_task_this_environment_committed_is_restored_without_a_platform_
         recorder.requests.append((request.method, request.url.path, None))
         if request.url.path == "/v1/events/commit":
             return answers.pop(0) if answers else versions_answer(request)
+        if request.url.path == "/v1/events/publish":  # the first run's progress report, sent at once
+            return httpx.Response(200, json={"success": True, "event_id": json.loads(request.content)["event"]["id"]})
         return httpx.Response(404, json={"detail": "not asked in this test"})
 
     worker.context = PlatformContext.from_env(settings=Settings(api_url="http://platform.test", api_key="sk_test_x"),
                                               transport=httpx.MockTransport(handle))
     order = request_event(order_id="o-1")
     await worker.dispatch(order, commit=True)
-    assert [p for _, p, _ in recorder.requests] == ["/v1/events/commit"]
+    assert [p for _, p, _ in recorder.requests] == ["/v1/events/publish", "/v1/events/commit"]
     task_id = next(iter(worker._committed_tasks._tasks.values()))["task_id"]
     subs = worker._committed_tasks.get((None, TENANT, USER), task_id)["sub_tasks"]
     for sub, kind in zip(subs, ("inventory.reserve.completed", "payment.process.completed")):
         await worker.dispatch(EventEnvelope(type=kind, topic="action-results", correlation_id=sub,
                                             data={"status": "completed", "result": {"ok": kind}},
                                             tenant_id=TENANT, user_id=USER), commit=True)
-    assert [p for _, p, _ in recorder.requests] == ["/v1/events/commit"] * 3  # no read at all
+    # no read at all
+    assert [p for _, p, _ in recorder.requests] == ["/v1/events/publish"] + ["/v1/events/commit"] * 3
     assert worker._committed_tasks.get((None, TENANT, USER), task_id) is None  # answered: deleted, forgotten
 
 
