@@ -60,3 +60,24 @@ def app_env(monkeypatch, app_dsn, nats_url):
     monkeypatch.setenv("SOORMA_NATS_URL", nats_url)
     monkeypatch.setenv("SOORMA_API_KEY_PEPPER", "test-pepper")
     return os.environ
+
+
+#: What soorma-core's example token provider (examples/shared/auth.py, run in this process by tests that import an
+#: example's client) exports into the process environment, as soorma-core's does; left there it would become every
+#: later test's credential (the SDK and the CLI read SOORMA_AUTH_TOKEN), and a stale token a 401/403 far away.
+_EXPORTED_BY_EXAMPLES = ("SOORMA_AUTH_TOKEN", "SOORMA_PLATFORM_TENANT_ID")
+
+
+@pytest.fixture(autouse=True)
+def _no_exported_example_credentials():
+    """Restore the variables :data:`_EXPORTED_BY_EXAMPLES` after each test."""
+    import os
+
+    before = {name: os.environ.get(name) for name in _EXPORTED_BY_EXAMPLES}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+

@@ -48,7 +48,8 @@ def local_stack(prefix: str, deploy: Iterable[Path] = (), *, env: dict[str, str]
         "SOORMA_LOCAL_PORT": str(free_port()),
         "SOORMA_NATS_PORT": str(free_port()),
     }
-    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL", "SOORMA_PLATFORM_TENANT_ID", *unset):
+    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_AUTH_TOKEN", "SOORMA_NATS_URL", "SOORMA_PLATFORM_TENANT_ID",
+                 *unset):
         stack_env.pop(name, None)
     stack_env.update(env or {})
 

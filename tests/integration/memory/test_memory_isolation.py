@@ -25,6 +25,7 @@ IDEMPOTENCY_ROUTE = "/v1/memory/idempotency/{key}"
 # Routes that hold no tenant data, so there is nothing to isolate (they need no identity either):
 NO_TENANT_DATA = {
     ("GET", "/health"),  # liveness: a constant answer, no database round trip
+    ("GET", "/v1/memory/health"),  # the same through the gateway (soorma-core's MemoryClient.health)
     ("GET", "/openapi.json"),  # the app's OpenAPI document
     ("GET", "/openapi/memory.json"),  # the same document under the gateway's per-service name
 }
