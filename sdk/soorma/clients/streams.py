@@ -73,6 +73,18 @@ def stream_url(api_url: str, explicit: str | None = None) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + LOCAL_STREAM_PATH, "", ""))
 
 
+
+def _retry_reason(exc: BaseException, url: str, invalid_status: type[Exception]) -> str:
+    """Why a stream connection failed, for the reconnect log; raises :class:`~soorma.errors.PlatformError` when
+    retrying cannot help: a handshake refused with a 4xx other than 429 (``invalid_status``: websockets'
+    ``InvalidStatus``, passed in because websockets is imported only where a stream is opened)."""
+    if isinstance(exc, invalid_status):
+        status = exc.response.status_code  # type: ignore[attr-defined]
+        if status < 500 and status != 429:
+            raise PlatformError(status, "the stream's handshake was refused", method="WS", url=url) from None
+        return f"handshake answered {status}"
+    return f"{type(exc).__name__}: {exc}"
+
 async def follow_goal(url: str, headers: Mapping[str, str], goal_id: str, *, after: int = 0,
                       idle_resync_s: float = IDLE_RESYNC_S, max_reconnects: int | None = None,
                       ) -> AsyncIterator[GoalStreamEvent | GoalStreamEnd]:
@@ -114,15 +126,9 @@ async def follow_goal(url: str, headers: Mapping[str, str], goal_id: str, *, aft
                     elif kind == "error":
                         raise PlatformError(int(frame.get("status") or 400), frame.get("message"), method="WS",
                                             url=url)
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status < 500 and status != 429:
-                raise PlatformError(status, "the stream's handshake was refused", method="WS", url=url) from None
-            failures += 1
-            reason: str = f"handshake answered {status}"
         except (OSError, TimeoutError, WebSocketException) as exc:
             failures += 1
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = _retry_reason(exc, url, InvalidStatus)
         if max_reconnects is not None and failures > max_reconnects:
             raise PlatformError(0, f"the goal stream could not be resumed: {reason}", method="WS", url=url)
         pause = min(BACKOFF_MAX_S, BACKOFF_S * 2 ** max(0, failures - 1))
@@ -194,15 +200,9 @@ async def subscribe_events(url: str, headers: Mapping[str, str] | HeadersSource,
                     elif kind == "error":
                         raise PlatformError(int(frame.get("status") or 400), frame.get("message"), method="WS",
                                             url=url)
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            if status < 500 and status != 429:
-                raise PlatformError(status, "the stream's handshake was refused", method="WS", url=url) from None
-            failures += 1
-            reason: str = f"handshake answered {status}"
         except (OSError, TimeoutError, WebSocketException) as exc:
             failures += 1
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = _retry_reason(exc, url, InvalidStatus)
         if max_reconnects is not None and failures > max_reconnects:
             raise PlatformError(0, f"the event subscription could not be resumed: {reason}", method="WS", url=url)
         pause = min(backoff_max_s, backoff_s * 2 ** max(0, failures - 1))
