@@ -86,7 +86,7 @@ _PUBLIC = Authorization.PUBLIC
 #: Every route of the HTTP API (docs/architecture.md "Routes").
 ROUTES: tuple[ApiRoute, ...] = (
     *_routes("registry", "/v1/agents", "/v1/agents/{proxy+}", "/v1/events", "/v1/schemas", "/v1/schemas/{proxy+}"),
-    *_routes("gateway", "/v1/events/publish", "/v1/events/commit", method="POST"),
+    *_routes("gateway", "/v1/events/publish", "/v1/events/commit", "/v1/events/commits", method="POST"),
     *_routes("memory", "/v1/memory/{proxy+}"),
     *_routes("tracker", "/v1/tracker/{proxy+}"),
     *_routes("gateway", "/v1/goals", "/v1/goals/{proxy+}", "/v1/sessions", "/v1/sessions/{proxy+}", "/v1/tenants",

@@ -66,7 +66,7 @@ from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Reques
 from fastapi.responses import JSONResponse
 
 from soorma.events import EventTopic
-from soorma.functions.gateway import admin, commit, inputs, policy as policies, usage_api
+from soorma.functions.gateway import admin, commit, commit_batch, inputs, policy as policies, usage_api
 from soorma.functions.gateway.commit import owned_envelope, topic_of
 from soorma.functions.gateway.goals import (
     GOAL_RESULT_EVENT,
@@ -313,6 +313,7 @@ def create_app(db: Database | None = None, publisher: Publisher | None = None) -
         return {"success": True, "event_id": envelope.id, "duplicate": False, "message": "Event published"}
 
     app.include_router(commit.create_router(db, publisher))
+    app.include_router(commit_batch.create_router(db, publisher))
     app.include_router(admin.create_router(db))
     app.include_router(webhooks.create_router(db))
     app.include_router(schedules.create_router(db))

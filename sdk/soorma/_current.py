@@ -16,6 +16,7 @@ that computes them can never make JetStream drop this tenant's events.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import threading
 import uuid
@@ -42,6 +43,8 @@ _NAMESPACE = uuid.UUID("6f1c2f0e-7d1a-4c58-9a53-50a7d1e0b1c4")
 #: refuses more with 422). A run that publishes more sends the rest at once, one request each, as without commits.
 MAX_COMMIT_EVENTS = 100
 MAX_COMMIT_TASK_CONTEXTS = 50
+#: Most handler-run commits one ``POST /v1/events/commits`` carries (the runs of one batch; 422 beyond).
+MAX_BATCH_COMMITS = 10
 
 #: (platform tenant, service tenant, service user): whose task contexts an entry of :class:`CommittedTasks` is.
 Scope = tuple[str | None, str | None, str | None]
@@ -114,6 +117,12 @@ class PendingCommit:
     cached_reads: set[str] = field(default_factory=set)
     task_contexts: dict[str, tuple[dict[str, Any], int | None]] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
+    #: progress reports (envelope JSON, in order) not yet sent: they tell about a run still going, so a background
+    #: send (:attr:`early_send`, started at the report) publishes them as soon as the handler awaits anything; the
+    #: ones still here when the handler returns ride its commit instead, ahead of its other events
+    #: (:meth:`soorma.clients.bus.BusClient.commit`), which saves a request per report on the critical path.
+    early: list[dict[str, Any]] = field(default_factory=list)
+    early_send: "asyncio.Task[None] | None" = None
 
     def covers(self, tenant_id: str | None, user_id: str | None) -> bool:
         """Whether a call acting for ``tenant_id``/``user_id`` (``None``: the event's) acts for the event's own."""
@@ -121,7 +130,7 @@ class PendingCommit:
 
     def takes_event(self, tenant_id: str | None, user_id: str | None) -> bool:
         """Whether a publish for ``tenant_id``/``user_id`` is buffered (:meth:`covers`, and room left)."""
-        return self.covers(tenant_id, user_id) and len(self.events) < MAX_COMMIT_EVENTS
+        return self.covers(tenant_id, user_id) and len(self.events) + len(self.early) < MAX_COMMIT_EVENTS
 
     def takes_task(self, task_id: str, tenant_id: str | None, user_id: str | None) -> bool:
         """Whether a task-context write or deletion for ``tenant_id``/``user_id`` is buffered (:meth:`covers`, and
@@ -185,9 +194,68 @@ class PendingCommit:
         for task_id in {*self.cached_reads, *self.task_contexts, *self.deleted}:
             self.cache.drop(self.scope, task_id)
 
+    def take_early(self) -> list[dict[str, Any]]:
+        """Remove and return the progress reports not sent yet (see :attr:`early`), in order."""
+        taken, self.early = self.early, []
+        return taken
+
     def empty(self) -> bool:
         """Nothing to commit."""
-        return not (self.events or self.task_contexts or self.deleted)
+        return not (self.events or self.early or self.task_contexts or self.deleted)
+
+
+@dataclass
+class DeferredRun:
+    """A handler run whose commit waits for the end of its batch (:class:`CommitBatch`): ``body`` is its
+    ``POST /v1/events/commit`` body, ``message_id`` the record it came in."""
+
+    event: EventEnvelope
+    index: int
+    unit: PendingCommit
+    body: dict[str, Any]
+    message_id: str | None
+    traceparent: str | None = None
+
+
+@dataclass
+class CommitBatch:
+    """The handler runs of one invocation's batch of records, committed together when the batch is done (ONE
+    ``POST /v1/events/commits``) instead of one commit each before the next run may start. A run is deferred here
+    only while what later runs read of it is exact: its task-context writes expect a known version (so the version
+    they will have is known) and it acts for the batch's service tenant and user; the agent puts what it wrote in
+    its read cache (:class:`CommittedTasks`) at once, so the next run reads it without waiting. If the batch's commit
+    fails, every deferred run is handled again on its own (the runtime re-processes its record)."""
+
+    #: the record being handled now (set by the runtime before each record)
+    message_id: str | None = None
+    runs: list[DeferredRun] = field(default_factory=list)
+
+    def takes(self, unit: PendingCommit) -> bool:
+        """Whether ``unit``'s run may be deferred: room left, the same service tenant and user as the runs already
+        here, and no task-context write without an expected version (its stored version would be unknown)."""
+        if len(self.runs) >= MAX_BATCH_COMMITS:
+            return False
+        if self.runs and (self.runs[0].unit.tenant_id, self.runs[0].unit.user_id) != (unit.tenant_id, unit.user_id):
+            return False
+        return all(expected is not None for _, expected in unit.task_contexts.values())
+
+
+_batch: ContextVar[CommitBatch | None] = ContextVar("soorma_commit_batch", default=None)
+
+
+@contextmanager
+def batching(batch: CommitBatch | None) -> Iterator[CommitBatch | None]:
+    """Within the block, handler runs may defer their commits to ``batch`` (``None``: they commit at once)."""
+    token = _batch.set(batch)
+    try:
+        yield batch
+    finally:
+        _batch.reset(token)
+
+
+def commit_batch() -> CommitBatch | None:
+    """The batch handler runs defer their commits to now, or ``None``."""
+    return _batch.get()
 
 
 @dataclass

@@ -74,9 +74,10 @@ import logging
 import signal
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import settings, telemetry
+from ._current import CommitBatch, batching
 from .environment import (
     environment_context,
     event_loop,
@@ -205,11 +206,17 @@ class LambdaRuntime:
         metrics = telemetry.InvocationMetrics(self.agent.name)
         retry_later: dict[str, float] = {}  # message id -> seconds: the platform could not serve it now
 
+        # The batch's handler runs commit together at its end (one request), so a run does not wait for the
+        # previous one's commit (_current.CommitBatch); a single record commits at once as before.
+        batch = CommitBatch() if self._mode == "commit" and len(records) > 1 else None
+
         def record_handler(record: Any) -> None:
             if retry_later:
                 retry_later[record.message_id] = max(retry_later.values())
                 raise PlatformUnavailableError("not started: the platform was unavailable for an earlier record of "
                                                "this batch")
+            if batch is not None:
+                batch.message_id = record.message_id
             started = time.perf_counter()
             receive_count = (record.raw_event.get("attributes") or {}).get("ApproximateReceiveCount", 1)
             try:
@@ -228,9 +235,12 @@ class LambdaRuntime:
 
         spans = telemetry.SpanBatch.begin()  # the records' spans, sent together after the last one
         try:
-            response = process_partial_response(
-                event=dict(event), record_handler=record_handler, processor=processor, context=lambda_context
-            )
+            with batching(batch):
+                response: Mapping[str, Any] = process_partial_response(
+                    event=dict(event), record_handler=record_handler, processor=processor, context=lambda_context
+                )
+            if batch is not None:
+                response = self._commit_batch(batch, records, response, record_handler)
         finally:
             if spans is not None:
                 spans.close()
@@ -243,6 +253,30 @@ class LambdaRuntime:
         from .payload import with_retry_later, with_terminal_failures
 
         return with_retry_later(with_terminal_failures(dict(response), terminal), retry_later)
+
+    def _commit_batch(self, batch: CommitBatch, records: list[Any], response: Mapping[str, Any],
+                      record_handler: Callable[[Any], None]) -> dict[str, Any]:
+        """Commit the runs ``batch`` deferred (:meth:`soorma.agents.base.Agent.commit_deferred`). If that failed,
+        each of their records is handled again now, alone, committing at once (``record_handler`` outside the
+        batch); one that fails again is added to the response's ``batchItemFailures``. Returns the response."""
+        again = run(self.agent.commit_deferred(batch))
+        if not again:
+            return dict(response)
+        from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+        failures = list(response.get("batchItemFailures") or [])
+        failed = {item.get("itemIdentifier") for item in failures}
+        for raw in records:
+            message_id = raw.get("messageId")
+            if message_id not in again or message_id in failed:
+                continue
+            try:
+                record_handler(SQSRecord(raw))
+            except Exception:
+                log.exception("agent %s: message %s failed when handled again after its batch's commit failed",
+                              self.agent.name, message_id)
+                failures.append({"itemIdentifier": message_id})
+        return {**response, "batchItemFailures": failures}
 
     def _start(self) -> None:
         """Run the agent's startup handlers once per environment, even when several threads' first batches arrive

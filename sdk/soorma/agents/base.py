@@ -21,8 +21,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .. import telemetry
-from .._current import CommittedTasks, PendingCommit, flush_outbox, handling
-from ..errors import ConflictError
+from .._current import (
+    CommitBatch,
+    CommittedTasks,
+    DeferredRun,
+    PendingCommit,
+    commit_batch,
+    delivering,
+    flush_outbox,
+    handling,
+)
+from ..errors import ConflictError, PlatformError
 from ..events import EventDefinition, EventEnvelope, EventTopic
 from ..subjects import check_event_type
 
@@ -556,6 +565,9 @@ class Agent:
         already committed (a redelivery, another execution environment) changes nothing. What a commit wrote is
         kept (:class:`soorma._current.CommittedTasks`): a later run here that restores the same task reads it
         without a platform call; the commit's version check catches a stale copy (409), and the re-run reads afresh.
+        Progress reports are not held back: a background send publishes them as soon as the handler awaits anything;
+        those still unsent when it returns ride the commit, ahead of its other events
+        (:attr:`soorma._current.PendingCommit.early`), and a failed run's are published at once.
 
         Optimistic concurrency: a save that finds the task or plan changed since it was read raises
         :class:`ConflictError` (409); the handler is then run again from the start, so it re-reads the record and
@@ -576,9 +588,12 @@ class Agent:
                     await flush_outbox()
                     if unit is not None and not unit.empty():
                         spans = telemetry.commit_spans(last=last)
-                        answer = await context.bus.commit(unit, key=self.commit_key(event, index),
-                                                          expiry_timestamp=int(time.time()) + commit_expiry_seconds(),
-                                                          spans=spans)
+                        key, expiry = self.commit_key(event, index), int(time.time()) + commit_expiry_seconds()
+                        batch = commit_batch()
+                        if batch is not None and batch.takes(unit):
+                            await self._defer_commit(batch, event, index, unit, key, expiry, spans, context)
+                            return
+                        answer = await context.bus.commit(unit, key=key, expiry_timestamp=expiry, spans=spans)
                         telemetry.spans_committed(spans)
                         if answer.get("replayed"):
                             unit.forget()
@@ -588,6 +603,7 @@ class Agent:
                 except ConflictError as exc:
                     if unit is not None:
                         unit.forget()  # the re-run reads the platform's copies
+                        await context.bus.settle_early(unit, send_rest=False)  # the re-run reports again
                     record_conflict_rerun(self.name, handler.name, given_up=attempt >= CONFLICT_RETRIES)
                     if attempt >= CONFLICT_RETRIES:
                         raise
@@ -596,12 +612,65 @@ class Agent:
                 except Exception:
                     if unit is not None:
                         unit.forget()
+                        await context.bus.settle_early(unit, send_rest=True)
                     if commit and await self._committed_before(context, event, index):
                         return
                     raise
             import asyncio
 
             await asyncio.sleep(random.uniform(0.005, 0.03) * (attempt + 1))
+
+    async def _defer_commit(self, batch: CommitBatch, event: EventEnvelope, index: int, unit: PendingCommit, key: str,
+                            expiry: int, spans: list[dict[str, Any]] | None, context: "PlatformContext") -> None:
+        """Leave a finished run's commit to the end of its batch (:class:`soorma._current.CommitBatch`,
+        :meth:`commit_deferred`): what it wrote goes into the read cache now, at the versions the commit will store
+        (each write expects a known version, one more), so the batch's next run reads it without waiting. Its spans
+        go with the deferred commit (and are not sent again if the batch's commit fails: the run's re-run records its
+        own)."""
+        body = await context.bus.commit_body(unit, key=key, expiry_timestamp=expiry, spans=spans)
+        traceparent = telemetry.commit_traceparent() if spans else None
+        telemetry.spans_committed(spans)
+        unit.committed({task_id: (expected or 0) + 1 for task_id, (_, expected) in unit.task_contexts.items()})
+        batch.runs.append(DeferredRun(event, index, unit, body, batch.message_id, traceparent))
+
+    async def commit_deferred(self, batch: CommitBatch) -> set[str]:
+        """Commit the runs ``batch`` deferred (one ``POST /v1/events/commits``; one ``POST /v1/events/commit`` when
+        there is one). Returns the message ids of the records whose runs must be handled again because the commit
+        failed (nothing of it was applied; what they put in the read cache is dropped, and they count as not handled
+        here, so their redelivery or re-processing runs them again with the same ids and keys). Raises nothing."""
+        runs, batch.runs = batch.runs, []
+        if not runs:
+            return set()
+        first = runs[0]
+        try:
+            with delivering(first.event):  # the calls act for the events' tenant and user with a delivery grant
+                if len(runs) == 1:
+                    answers = [await self.context.bus.send_commit(first.body, tenant_id=first.unit.tenant_id,
+                                                                  user_id=first.unit.user_id,
+                                                                  traceparent=first.traceparent)]
+                else:
+                    answers = await self.context.bus.commit_runs([run.body for run in runs],
+                                                                 tenant_id=first.unit.tenant_id,
+                                                                 user_id=first.unit.user_id,
+                                                                 traceparent=first.traceparent)
+            if len(answers) != len(runs):
+                raise PlatformError(200, f"{len(answers)} results for {len(runs)} commits")
+        except Exception as exc:
+            log.warning("agent %s: the deferred commits of %d handler runs failed (%s); handling their events again",
+                        self.name, len(runs), exc)
+            for run in runs:
+                run.unit.forget()
+                with self._handled_lock:
+                    done = self._handled.get(run.event.id)
+                    if done is not None:
+                        done.discard(run.index)
+            return {run.message_id for run in runs if run.message_id is not None}
+        for run, answer in zip(runs, answers):
+            if answer.get("replayed"):
+                run.unit.forget()
+            else:
+                run.unit.committed(answer.get("task_versions") or {})
+        return set()
 
     async def _committed_before(self, context: "PlatformContext", event: EventEnvelope, index: int) -> bool:
         """After handler ``index`` failed on ``event`` in ``commit`` mode: whether an earlier run already committed

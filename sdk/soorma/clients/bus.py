@@ -12,6 +12,8 @@ event without holding the handler: its outcome arrives later as an event of its 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from datetime import datetime
 from typing import Any, AsyncIterator, Mapping, Sequence
@@ -22,6 +24,8 @@ from ..errors import PlatformError
 from ..events import PROGRESS_EVENT, EventEnvelope, EventTopic
 from ..subjects import check_event_type
 from ._http import HttpClient, TokenProvider
+
+_log = logging.getLogger(__name__)
 
 ACTION_REQUESTS = EventTopic.ACTION_REQUESTS.value
 ACTION_RESULTS = EventTopic.ACTION_RESULTS.value
@@ -252,42 +256,112 @@ class BusClient(HttpClient):
             envelope = envelope.model_copy(update=update)
         payload = envelope.model_dump(mode="json", exclude_none=True)
         unit = pending_commit()
-        if (unit is not None and not timing and envelope.type != PROGRESS_EVENT
-                and unit.takes_event(envelope.tenant_id, envelope.user_id)):
-            unit.events.append(payload)  # published by the handler's commit (:meth:`commit`) when it returns
+        if unit is not None and not timing and unit.takes_event(envelope.tenant_id, envelope.user_id):
+            if envelope.type == PROGRESS_EVENT:
+                unit.early.append(payload)  # sent at the handler's next await, or with its commit (PendingCommit.early)
+                if unit.early_send is None or unit.early_send.done():
+                    unit.early_send = asyncio.get_running_loop().create_task(self._send_early(unit))
+            else:
+                unit.events.append(payload)  # published by the handler's commit (:meth:`commit`) when it returns
             return envelope.id
-        body = await self._request("POST", "/v1/events/publish", json={"event": payload, **timing})
+        return await self._publish_now(payload, timing)
+
+    async def _publish_now(self, payload: dict[str, Any], timing: Mapping[str, Any] | None = None) -> str:
+        """``POST /v1/events/publish`` of one envelope's JSON; returns the event id. Raises :class:`PlatformError`."""
+        body = await self._request("POST", "/v1/events/publish", json={"event": payload, **(timing or {})})
         if isinstance(body, dict) and body.get("success") is False:
             raise PlatformError(200, body.get("message") or body, method="POST", url=f"{self.base_url}/v1/events/publish")
-        return str((body or {}).get("event_id") or (body or {}).get("eventId") or envelope.id)
+        return str((body or {}).get("event_id") or (body or {}).get("eventId") or payload["id"])
+
+    async def _send_early(self, unit: PendingCommit) -> None:
+        """The background send of a handler run's progress reports (:attr:`PendingCommit.early`): one at a time, in
+        order, until none is left; what the commit took first is not sent here."""
+        while unit.early:
+            await self._publish_now(unit.early.pop(0))
+
+    async def settle_early(self, unit: PendingCommit, *, send_rest: bool) -> list[dict[str, Any]]:
+        """End the background send of ``unit``'s progress reports: take the ones not sent yet, wait for the send in
+        flight (so what it carries reaches the bus first), and either return the taken ones (``send_rest=False``: the
+        commit carries them) or publish them now and return ``[]`` (``send_rest=True``: the run failed, so there is
+        no commit, but what it reported stays visible, as a report sent at once would have). Raises what the send in
+        flight raised (``send_rest=False``), :class:`PlatformError`."""
+        taken = unit.take_early()
+        if unit.early_send is not None:
+            sending, unit.early_send = unit.early_send, None
+            try:
+                await sending
+            except Exception as exc:
+                if not send_rest:
+                    raise
+                _log.warning("a progress report of a failed run was not published: %s", exc)
+        if not send_rest:
+            return taken
+        for payload in taken:
+            try:
+                await self._publish_now(payload)
+            except Exception as exc:  # the run failed already; its redelivery reports again, with the same ids
+                _log.warning("a progress report of a failed run was not published: %s", exc)
+        return []
+
+    async def commit_body(self, unit: PendingCommit, *, key: str, expiry_timestamp: int,
+                          spans: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The ``POST /v1/events/commit`` body of what one handler run buffered (``{key, expiry_timestamp, events,
+        task_contexts, deleted_task_contexts, spans?}``, docs/performance.md): its progress reports not
+        sent yet first (:meth:`settle_early`, which ends their background send), then its other events. Raises what
+        a progress report's send in flight raised."""
+        early = await self.settle_early(unit, send_rest=False)
+        unit.events[0:0] = early  # part of the run's events from now on (a deferred run's body is built once)
+        body: dict[str, Any] = {
+            "key": key,
+            "expiry_timestamp": expiry_timestamp,
+            "events": list(unit.events),
+            "task_contexts": [{**fields, **({"version": expected} if expected is not None else {})}
+                              for fields, expected in unit.task_contexts.values()],
+            "deleted_task_contexts": list(unit.deleted),
+        }
+        if spans:
+            body["spans"] = spans
+        return body
 
     async def commit(self, unit: PendingCommit, *, key: str, expiry_timestamp: int,
                      spans: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Apply what one handler run buffered (``POST /v1/events/commit``, :mod:`soorma.functions.gateway.commit`):
-        its events, task-context writes and deletions in one transaction with the idempotency record ``key`` (epoch
-        seconds ``expiry_timestamp``), the events then published with their ids. Returns ``{"replayed", "event_ids",
-        "task_versions"}``; ``replayed``: the key was committed before and nothing new was applied. Raises
-        :class:`~soorma.errors.ConflictError` (a task context changed since the run read it: nothing was applied)
-        and :class:`PlatformError`. ``spans``: finished spans of the delivery (:func:`soorma.telemetry.commit_spans`),
-        stored in the same transaction; the request then makes no client span of its own but sends the delivery's
-        ``traceparent``, below which the gateway records the commit's server span."""
-        body: dict[str, Any] = {
-            "key": key,
-            "expiry_timestamp": expiry_timestamp,
-            "events": unit.events,
-            "task_contexts": [{**fields, **({"version": expected} if expected is not None else {})}
-                              for fields, expected in unit.task_contexts.values()],
-            "deleted_task_contexts": unit.deleted,
-        }
-        headers: dict[str, str] = {}
-        if spans:
-            body["spans"] = spans
-            parent = telemetry.commit_traceparent()
-            if parent:
-                headers["traceparent"] = parent
-        answer = await self._request("POST", "/v1/events/commit", json=body, tenant_id=unit.tenant_id,
-                                     user_id=unit.user_id, headers=headers, client_span=not spans)
+        its events (:meth:`commit_body`), task-context writes and deletions in one transaction with the idempotency
+        record ``key`` (epoch seconds ``expiry_timestamp``), the events then published with their ids. Returns
+        ``{"replayed", "event_ids", "task_versions"}``; ``replayed``: the key was committed before and nothing new
+        was applied. Raises :class:`~soorma.errors.ConflictError` (a task context changed since the run read it:
+        nothing was applied) and :class:`PlatformError`. ``spans``: finished spans of the delivery
+        (:func:`soorma.telemetry.commit_spans`), stored in the same transaction; the request then makes no client
+        span of its own but sends the delivery's ``traceparent``, below which the gateway records the commit's
+        server span."""
+        body = await self.commit_body(unit, key=key, expiry_timestamp=expiry_timestamp, spans=spans)
+        return await self.send_commit(body, tenant_id=unit.tenant_id, user_id=unit.user_id,
+                                      traceparent=telemetry.commit_traceparent() if spans else None)
+
+    async def send_commit(self, body: Mapping[str, Any], *, tenant_id: str | None, user_id: str | None,
+                          traceparent: str | None = None) -> dict[str, Any]:
+        """``POST /v1/events/commit`` of a body from :meth:`commit_body` for the service tenant and user
+        ``tenant_id``/``user_id``; returns and raises as :meth:`commit`. ``traceparent``: the parent of the gateway's
+        server span (the request then makes no client span of its own)."""
+        headers = {"traceparent": traceparent} if traceparent else {}
+        answer = await self._request("POST", "/v1/events/commit", json=body, tenant_id=tenant_id, user_id=user_id,
+                                     headers=headers, client_span=not traceparent)
         return dict(answer or {})
+
+    async def commit_runs(self, bodies: Sequence[Mapping[str, Any]], *, tenant_id: str | None, user_id: str | None,
+                          traceparent: str | None = None) -> list[dict[str, Any]]:
+        """Apply several handler runs' commits (bodies of :meth:`commit_body`, in the order the runs happened) in
+        ONE request and one transaction (``POST /v1/events/commits``, :mod:`soorma.functions.gateway.commit_batch`),
+        for the service tenant and user ``tenant_id``/``user_id``. Returns one ``{"replayed", "event_ids",
+        "task_versions"}`` per body, in order. All or nothing: raises :class:`~soorma.errors.ConflictError` or
+        :class:`PlatformError` (the detail names the failing ``commits[i]``) and nothing was applied (a 503: the
+        events of applied commits are published by repeating the same request). ``traceparent``: the parent of the
+        gateway's server span."""
+        headers = {"traceparent": traceparent} if traceparent else {}
+        answer = await self._request("POST", "/v1/events/commits", json={"commits": list(bodies)},
+                                     tenant_id=tenant_id, user_id=user_id, headers=headers,
+                                     client_span=not traceparent)
+        return [dict(result) for result in (answer or {}).get("results", [])]
 
     async def wait_for_event(
         self,

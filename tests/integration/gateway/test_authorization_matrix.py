@@ -106,6 +106,12 @@ def _sample(method: str, path: str, v: dict[str, str]) -> tuple[str, dict[str, A
                                                     "plan_id": "victim-plan"}],
                                         "task_contexts": [{"task_id": "victim-task", "event_type": "x",
                                                            "data": {"p": 3}}]},
+        # the same, as one of a batch's handler runs
+        ("POST", "/v1/events/commits"): {"commits": [{"key": "k2", "expiry_timestamp": 4_000_000_000,
+                                                      "events": [{"type": "matrix.event", "topic": "action-requests",
+                                                                  "plan_id": "victim-plan"}],
+                                                      "task_contexts": [{"task_id": "victim-task", "event_type": "x",
+                                                                         "data": {"p": 4}}]}]},
         ("POST", "/v1/tenants"): {"platform_tenant_id": f"pt_m_{uuid.uuid4().hex[:8]}"},
         ("PATCH", "/v1/tenants/{platform_tenant_id}"): {"status": "suspended"},
         ("PUT", "/v1/policy"): {"allowed_goal_types": ["nothing"]},

@@ -84,13 +84,13 @@ async def test_a_handler_run_is_one_commit_request():
     worker = delegating_worker(recorder)
     event = request_event(order_id="o-1")
     assert await worker.dispatch(event, commit=True) == 1
-    # the progress report leaves at once (it tells about a run still going), everything else in the one commit
-    assert [(m, p) for m, p, _ in recorder.requests] == [("POST", "/v1/events/publish"), ("POST", "/v1/events/commit")]
-    assert recorder.requests[0][2]["event"]["type"] == "task.progress"
+    # the handler awaited nothing after its progress report: the report rides the commit, first; one request in all
+    assert [(m, p) for m, p, _ in recorder.requests] == [("POST", "/v1/events/commit")]
     commit = recorder.commits()[0]
     assert commit["key"] == worker.commit_key(event, 0) and commit["expiry_timestamp"] > 0
     # the delegated requests leave after everything the handler did (they are deferred to its end)
-    assert [e["type"] for e in commit["events"]] == ["inventory.reserve.requested", "payment.process.requested"]
+    assert [e["type"] for e in commit["events"]] == ["task.progress", "inventory.reserve.requested",
+                                                      "payment.process.requested"]
     assert all(e["tenant_id"] == TENANT and e["parent_event_id"] == event.id for e in commit["events"])
     # the two saves of the run are one write, of the last state, checked against nothing (a new task)
     [written] = commit["task_contexts"]
@@ -283,7 +283,7 @@ async def test_a_task_this_environment_committed_is_restored_without_a_platform_
         recorder.requests.append((request.method, request.url.path, None))
         if request.url.path == "/v1/events/commit":
             return answers.pop(0) if answers else versions_answer(request)
-        if request.url.path == "/v1/events/publish":  # the first run's progress report, sent at once
+        if request.url.path == "/v1/events/publish":  # a progress report sent while the handler awaited
             return httpx.Response(200, json={"success": True, "event_id": json.loads(request.content)["event"]["id"]})
         return httpx.Response(404, json={"detail": "not asked in this test"})
 
@@ -291,7 +291,7 @@ async def test_a_task_this_environment_committed_is_restored_without_a_platform_
                                               transport=httpx.MockTransport(handle))
     order = request_event(order_id="o-1")
     await worker.dispatch(order, commit=True)
-    assert [p for _, p, _ in recorder.requests] == ["/v1/events/publish", "/v1/events/commit"]
+    assert [p for _, p, _ in recorder.requests] == ["/v1/events/commit"]
     task_id = next(iter(worker._committed_tasks._tasks.values()))["task_id"]
     subs = worker._committed_tasks.get((None, TENANT, USER), task_id)["sub_tasks"]
     for sub, kind in zip(subs, ("inventory.reserve.completed", "payment.process.completed")):
@@ -299,7 +299,7 @@ async def test_a_task_this_environment_committed_is_restored_without_a_platform_
                                             data={"status": "completed", "result": {"ok": kind}},
                                             tenant_id=TENANT, user_id=USER), commit=True)
     # no read at all
-    assert [p for _, p, _ in recorder.requests] == ["/v1/events/publish"] + ["/v1/events/commit"] * 3
+    assert [p for _, p, _ in recorder.requests] == ["/v1/events/commit"] * 3
     assert worker._committed_tasks.get((None, TENANT, USER), task_id) is None  # answered: deleted, forgotten
 
 
@@ -351,3 +351,188 @@ async def test_a_run_publishing_more_than_a_commit_carries_sends_the_rest_at_onc
                           commit=True)
     [commit] = recorder.commits()
     assert len(commit["events"]) == MAX_COMMIT_EVENTS and len(published) == 3
+
+
+# --- progress reports: sent while the handler awaits, or with its commit -------------------------------------------
+def progress_worker(recorder: Recorder, after_report) -> Worker:
+    worker = Worker("reporter", context=recorder.context())
+
+    @worker.on_task("order.process.requested")
+    async def handle(task, context):
+        await task.report_progress(0.5, "half way")
+        await after_report(task)
+
+    return worker
+
+
+async def test_a_progress_report_goes_out_while_the_handler_awaits_and_before_its_commit():
+    import asyncio
+
+    recorder = Recorder()
+    seen_during_wait: list[str] = []
+
+    async def slow_work(task):
+        await asyncio.sleep(0.05)  # a model call, say: the report must not wait for the run's end
+        seen_during_wait.extend(path for _, path, _ in recorder.requests)
+        await task.complete({"done": True})
+
+    worker = progress_worker(recorder, slow_work)
+    await worker.dispatch(request_event(order_id="o-9"), commit=True)
+    assert seen_during_wait == ["/v1/events/publish"]
+    assert recorder.requests[0][2]["event"]["type"] == "task.progress"
+    # sent once: the commit carries only the answer
+    assert [e["type"] for e in recorder.commits()[0]["events"]] == ["order.done"]  # the request_event's response_event
+
+
+async def test_reports_made_while_one_is_in_flight_reach_the_bus_in_order():
+    import asyncio
+
+    order: list[str] = []
+    gate = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path == "/v1/events/publish":
+            await gate.wait()  # the first report is slow to be acknowledged
+            order.append(body["event"]["data"]["message"])
+            return httpx.Response(200, json={"success": True, "event_id": body["event"]["id"]})
+        order.extend(e["data"].get("message") or e["type"] for e in body["events"])
+        return httpx.Response(200, json={"replayed": False, "event_ids": [e["id"] for e in body["events"]],
+                                         "task_versions": {}})
+
+    worker = Worker("reporter", context=PlatformContext.from_env(
+        settings=Settings(api_url="http://platform.test", api_key="sk_test_x"), transport=httpx.MockTransport(handle)))
+
+    @worker.on_task("order.process.requested")
+    async def reports(task, context):
+        await task.report_progress(0.1, "one")
+        await asyncio.sleep(0.01)  # "one" is now in flight
+        await task.report_progress(0.2, "two")
+        await task.report_progress(0.3, "three")
+        asyncio.get_running_loop().call_later(0.02, gate.set)
+
+    await worker.dispatch(request_event(order_id="o-10"), commit=True)
+    # the commit waited for the report in flight; the later ones went with it or after it, never before
+    assert order[0] == "one" and sorted(order[1:]) == ["three", "two"] and order.index("two") < order.index("three")
+    assert len(order) == 3
+
+
+async def test_a_failed_runs_progress_report_is_still_published_and_nothing_is_committed():
+    recorder = Recorder()
+
+    async def fail(task):
+        raise RuntimeError("model unavailable")
+
+    worker = progress_worker(recorder, fail)
+    with pytest.raises(RuntimeError):
+        await worker.dispatch(request_event(order_id="o-11"), commit=True)
+    # the report, then the check whether an earlier run committed this event (it did not): no commit
+    assert [p.split("/soorma.")[0] for _, p, _ in recorder.requests] == ["/v1/events/publish", "/v1/memory/idempotency"]
+    assert recorder.requests[0][2]["event"]["data"]["message"] == "half way"
+
+
+# --- the runs of one batch commit together ---------------------------------------------------------------------
+def batch_worker(answers: list[int], later_single_status: int = 200) -> tuple[Worker, list[tuple[str, Any]]]:
+    """The order processor with its order already committed here (version 1); commits of several runs are answered
+    with ``answers`` (status codes, in order; then 200), the order's single commit with 200 and later ones with
+    ``later_single_status``."""
+    requests: list[tuple[str, Any]] = []
+
+    def result(body: dict) -> dict:
+        return {"replayed": False, "event_ids": [e["id"] for e in body["events"]],
+                "task_versions": {t["task_id"]: t.get("version", 0) + 1 for t in body["task_contexts"]}}
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        requests.append((request.url.path, body))
+        if request.url.path == "/v1/events/commits":
+            status = answers.pop(0) if answers else 200
+            if status != 200:
+                return httpx.Response(status, json={"detail": "commits[1]: task context t-7 is at version 2, not 1"})
+            return httpx.Response(200, json={"results": [result(commit) for commit in body["commits"]]})
+        if request.url.path == "/v1/events/commit":
+            if not stored:  # the order's commit: the platform's copy of the task, at version 1
+                stored.append({**body["task_contexts"][0], "version": 1})
+            elif later_single_status != 200:
+                return httpx.Response(later_single_status, json={"detail": "database unavailable"})
+            return httpx.Response(200, json=result(body))
+        if "/by-subtask/" in request.url.path and stored and request.url.path.rsplit("/", 1)[1] in stored[0][
+                "sub_tasks"]:
+            return httpx.Response(200, json=stored[0])
+        return httpx.Response(404, json={"detail": "not asked in this test"})
+
+    stored: list[dict] = []
+    recorder = Recorder()
+    worker = delegating_worker(recorder)  # its order handler commits the order (version 1) into the read cache
+    worker.context = PlatformContext.from_env(
+        settings=Settings(api_url="http://platform.test", api_key="sk_test_x"), transport=httpx.MockTransport(handle))
+
+    @worker.on_result("inventory.reserve.completed")
+    @worker.on_result("payment.process.completed")
+    async def on_result(result, context):
+        task = await result.restore_task()
+        task.state.setdefault("seen", []).append(result.event_type)
+        if len(task.state["seen"]) < 2:
+            await task.save()
+            await task.report_progress(0.5, "one of two")
+        else:
+            await task.complete({"seen": task.state["seen"]})
+
+    return worker, requests
+
+
+def results_batch(worker: Worker, requests: list) -> tuple[dict, str]:
+    """The order's request handled alone (committed at once), then its two results in one batch; and the task id."""
+    from soorma.testing import sqs_batch
+
+    assert worker(sqs_batch(request_event(order_id="o-7").model_dump_json()), None)["batchItemFailures"] == []
+    assert [path for path, _ in requests] == ["/v1/events/commit"]
+    requests.clear()
+    [order] = [fields for key, fields in worker._committed_tasks._tasks.items()]
+    subs = order["sub_tasks"]
+    return sqs_batch(*(EventEnvelope(type=kind, topic="action-results", correlation_id=sub, tenant_id=TENANT,
+                                     user_id=USER, data={"status": "completed", "result": {}}).model_dump_json()
+                       for kind, sub in zip(("inventory.reserve.completed", "payment.process.completed"), subs))
+                     ), order["task_id"]
+
+
+def test_the_runs_of_one_batch_commit_in_one_request(monkeypatch):
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "commit")
+    worker, requests = batch_worker([])
+    batch, task_id = results_batch(worker, requests)
+    assert worker(batch, None)["batchItemFailures"] == []
+    # the second run read what the first wrote without waiting for its commit, and both went in one request
+    assert [path for path, _ in requests] == ["/v1/events/commits"]
+    first, second = requests[0][1]["commits"]
+    assert [e["type"] for e in first["events"]] == ["task.progress"]
+    assert first["task_contexts"][0]["version"] == 1 and first["task_contexts"][0]["state"]["seen"] == [
+        "inventory.reserve.completed"]
+    assert [e["type"] for e in second["events"]] == ["order.done"]
+    assert second["events"][0]["data"]["result"]["seen"] == ["inventory.reserve.completed", "payment.process.completed"]
+    assert second["deleted_task_contexts"] == [task_id] and first["key"] != second["key"]
+    assert worker._committed_tasks.get((None, TENANT, USER), task_id) is None  # answered: deleted, forgotten
+
+
+def test_when_the_batchs_commit_fails_each_run_is_handled_again_alone(monkeypatch):
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "commit")
+    worker, requests = batch_worker([409])
+    batch, task_id = results_batch(worker, requests)
+    assert worker(batch, None)["batchItemFailures"] == []
+    # the first run reads the platform's copy again (what it read from the cache may have been stale)
+    assert [path.split("/by-subtask/")[0] for path, _ in requests] == [
+        "/v1/events/commits", "/v1/memory/task-context", "/v1/events/commit", "/v1/events/commit"]
+    again_first, again_second = requests[2][1], requests[3][1]
+    # the same runs (same keys and event ids), now one commit each: the second expects the first's stored version
+    assert [again_first["key"], again_second["key"]] == [c["key"] for c in requests[0][1]["commits"]]
+    assert again_first["task_contexts"][0]["version"] == 1 and again_second["deleted_task_contexts"] == [task_id]
+    assert again_second["events"][0]["id"] == requests[0][1]["commits"][1]["events"][0]["id"]
+
+
+def test_a_batch_whose_commit_and_rerun_fail_reports_its_records_failed(monkeypatch):
+    monkeypatch.setenv("SOORMA_IDEMPOTENCY", "commit")
+    worker, requests = batch_worker([503] * 10, later_single_status=503)  # the client retries a 503 too
+    batch, _ = results_batch(worker, requests)
+    response = worker(batch, None)
+    assert requests[0][0] == "/v1/events/commits"
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == sorted(
+        r["messageId"] for r in batch["Records"])
