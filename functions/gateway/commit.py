@@ -94,6 +94,9 @@ class HandlerCommit(BaseModel):
                                                                   max_length=MAX_COMMIT_TASK_CONTEXTS)
     deleted_task_contexts: list[TaskId] = Field(default_factory=list, max_length=MAX_COMMIT_TASK_CONTEXTS)
     spans: list[SpanIn] = Field(default_factory=list, max_length=MAX_SPANS_PER_REQUEST)
+    #: the W3C ``traceparent`` of the run's delivery when the commit is one of a batch (``POST /v1/events/commits``,
+    #: whose one header cannot name each run's); a single commit sends it as its request's header
+    traceparent: str | None = Field(None, max_length=55)
 
 
 class CommitResult(BaseModel):

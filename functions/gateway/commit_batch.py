@@ -19,7 +19,9 @@ outbox rows are published commit by commit, in order (:func:`~soorma.functions.g
 leaves the rest in the outbox for a repeat of the same request, whose commits are then all replays.
 
 Every commit must act for the same identity (the request's): the SDK batches only runs for one service tenant and
-user.
+user. Each commit carrying spans gets its own server span (``POST /v1/events/commit``, attribute ``http.route``
+``/v1/events/commits``) below its run's delivery (its ``traceparent`` field, else the request's header), so a goal's
+trace shows one commit per handler run however they were sent.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
                 except HTTPException as exc:
                     raise HTTPException(exc.status_code, f"commits[{index}]: {exc.detail}",
                                         headers=exc.headers) from None
-                span = ServerSpan.start(traceparent, commit, started) if index == 0 else None
+                span = ServerSpan.start(commit.traceparent or traceparent, commit, started)
                 if span is not None:
                     span.attributes.update({"http.route": "/v1/events/commits", "soorma.commits": len(keys),
                                             "soorma.events": len(envelopes), "soorma.replayed": replayed})

@@ -629,6 +629,8 @@ class Agent:
         own)."""
         body = await context.bus.commit_body(unit, key=key, expiry_timestamp=expiry, spans=spans)
         traceparent = telemetry.commit_traceparent() if spans else None
+        if traceparent:
+            body["traceparent"] = traceparent  # the gateway's server span of this run's commit hangs below it
         telemetry.spans_committed(spans)
         unit.committed({task_id: (expected or 0) + 1 for task_id, (_, expected) in unit.task_contexts.items()})
         batch.runs.append(DeferredRun(event, index, unit, body, batch.message_id, traceparent))
