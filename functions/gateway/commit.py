@@ -61,7 +61,7 @@ from soorma.functions.memory.resources import idempotency as idempotency_records
 from soorma.functions.shared import inputs as shared_inputs
 from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import current_identity
-from soorma.functions.shared.traces import MAX_SPANS_PER_REQUEST, SpanIn, insert_spans
+from soorma.functions.shared.traces import MAX_SPANS_PER_REQUEST, SpanIn, send_spans
 from soorma.goal_notices import NOTICE_TYPES
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
@@ -166,10 +166,9 @@ def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, pub
     """Steps 1-3 of the module docstring in the caller's transaction. Returns ``(replayed, the envelopes waiting in
     the outbox for this key, {task_id: stored version})``. Raises ``HTTPException`` (403 policy or identity, 404 a
     versioned write of a task context that does not exist, 409 a version conflict, 413 an oversized event, 422)."""
+    send_spans(conn, identity, body.spans)  # in the round trip of the record's create
     record = idempotency_records.create_record(conn, identity, body.key, idempotency_records.IdempotencyCreate(
         status="COMPLETED", expiry_timestamp=body.expiry_timestamp, response_data=COMMITTED_RESPONSE))
-    if body.spans:
-        insert_spans(conn, identity, body.spans)
     if record is None:
         rows = conn.execute(_PENDING, (body.key,)).fetchall()
         return True, [EventEnvelope.model_validate(row["envelope"]) for row in rows], {}
@@ -227,19 +226,21 @@ class ServerSpan:
         return cls(match[1], match[2], body.key, body.spans[0].goal_id, started)
 
     def store(self, conn: psycopg.Connection, identity: Identity, *, ok: bool = True) -> None:
-        """Insert the span, ended now, in the caller's transaction under ``identity``."""
-        insert_spans(conn, identity, [SpanIn(
+        """Insert the span, ended now, in the caller's transaction under ``identity`` (without reading the result:
+        in a pipelined transaction it goes with the ``COMMIT``)."""
+        send_spans(conn, identity, [SpanIn(
             trace_id=self.trace_id, span_id=self.span_id, parent_span_id=self.parent_span_id,
             name="POST /v1/events/commit", kind="server", start_time=self.started, end_time=datetime.now(UTC),
             status="ok" if ok else "error", attributes=self.attributes, goal_id=self.goal_id)])
 
 
 def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvelope], publisher: Publisher,
-          server_span: ServerSpan | None = None) -> list[str]:
+          server_span: ServerSpan | None = None, connection: psycopg.Connection | None = None) -> list[str]:
     """Publish the outbox rows of ``key`` (``envelopes``, in order), each with a fresh delivery grant, then delete
     them; returns their ids. Raises ``HTTPException`` 503 when the bus fails (the rows not yet published stay for the
     next relay), 413 when one can never be published (it is dropped, logged: retrying cannot help). ``server_span``:
-    stored with the delete, ended then (status ``error`` when the bus failed)."""
+    stored with the delete, ended then (status ``error`` when the bus failed). ``connection``: the database
+    connection to delete on (one of ``db``'s, outside a transaction; default: one from ``db``'s pool)."""
     published: list[int] = []
     failed = False
     try:
@@ -257,7 +258,8 @@ def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvel
                             headers={"Retry-After": "1"}) from None
     finally:
         if published:
-            with db.transaction(identity) as conn:
+            # one round trip: nothing is read
+            with db.transaction(identity, pipeline=True, connection=connection) as conn:
                 conn.execute(_DONE, (key, published))
                 if server_span is not None:
                     server_span.store(conn, identity, ok=not failed)
@@ -276,13 +278,15 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
         """Apply one handler run's events, task-context writes, spans and idempotency record in one transaction, then
         publish its events (a transactional outbox); a key committed before publishes what is still pending."""
         server_span = ServerSpan.start(request.headers.get("traceparent"), body, datetime.now(UTC))
-        with db.transaction(identity) as conn:
-            replayed, envelopes, versions = apply(conn, identity, body, publisher)
-            if server_span is not None:
-                server_span.attributes.update({"soorma.events": len(envelopes), "soorma.replayed": replayed})
-                if not envelopes:
-                    server_span.store(conn, identity)
-        relayed = relay(db, identity, body.key, envelopes, publisher, server_span) if envelopes else []
+        with db.connection() as connection:  # one checkout (and liveness check) for the commit and the relay
+            with db.transaction(identity, pipeline=True, connection=connection) as conn:
+                replayed, envelopes, versions = apply(conn, identity, body, publisher)
+                if server_span is not None:
+                    server_span.attributes.update({"soorma.events": len(envelopes), "soorma.replayed": replayed})
+                    if not envelopes:
+                        server_span.store(conn, identity)
+            relayed = (relay(db, identity, body.key, envelopes, publisher, server_span, connection)
+                       if envelopes else [])
         return {"replayed": replayed, "event_ids": relayed, "task_versions": versions}
 
     return router
