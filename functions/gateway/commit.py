@@ -173,7 +173,9 @@ def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, pub
     """Steps 1-3 of the module docstring in the caller's transaction. Returns ``(replayed, the envelopes waiting in
     the outbox for this key, {task_id: stored version})``. Raises ``HTTPException`` (403 policy or identity, 404 a
     versioned write of a task context that does not exist, 409 a version conflict, 413 an oversized event, 422)."""
-    send_spans(conn, identity, body.spans)  # in the round trip of the record's create
+    # Sent now, read later: both travel in the round trip of the record's create (the policy is not read on a replay)
+    send_spans(conn, identity, body.spans)
+    policy_read = policies.request(conn, identity.platform_tenant_id) if body.events else None
     record = idempotency_records.create_record(conn, identity, body.key, idempotency_records.IdempotencyCreate(
         status="COMPLETED", expiry_timestamp=body.expiry_timestamp, response_data=COMMITTED_RESPONSE))
     if record is None:
@@ -183,7 +185,7 @@ def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, pub
     if len({e.id for e in envelopes}) != len(envelopes):
         raise HTTPException(422, "a commit names each event id once")
     check_size = getattr(publisher, "check_size", None)
-    policy = policies.load(conn, identity.platform_tenant_id) if envelopes else None
+    policy = policies.Policy.from_row(policy_read.fetchone()) if policy_read is not None else None
     for position, envelope in enumerate(envelopes):
         if check_size is not None:
             try:

@@ -329,3 +329,25 @@ def test_publish_many_stores_in_order_with_one_wait_and_reports_duplicates(fx, n
         assert failed.value.published == 0
     finally:
         broken.close()
+
+
+def test_a_commit_is_held_to_the_tenants_policy_and_a_refusal_applies_nothing(fx, call, db, owner, nats_url):
+    """The policy read travels with the idempotency record's create (pipelined): a refused event (type not allowed,
+    one action request past the plan's limit) refuses the whole commit, 403 naming the rule, and the rerun of an
+    allowed commit is applied."""
+    me = fx.new_identity(role="agent")
+    owner.execute("insert into gateway.tenants (platform_tenant_id, allowed_event_types, max_actions_per_plan)"
+                  " values (%s, %s, 2)", (me.platform_tenant_id, ["work.*"]))
+    other = event("other.fact")
+    key = f"k-{uuid.uuid4()}"
+    reply = call("POST", "/v1/events/commit", me, commit_body(key, events=[event("work.fact"), other],
+                                                              tasks=[task("t-p")]))
+    assert reply.status == 403 and reply.body["rule"] == "allowed_event_types", reply.body
+    assert outbox_rows(db, me, key) == 0 and task_row(db, me, "t-p") is None
+    step = {**event("work.step", "action-requests"), "plan_id": "plan-1"}
+    reply = call("POST", "/v1/events/commit", me, commit_body(key, events=[step, {**step, "id": str(uuid.uuid4())},
+                                                                           {**step, "id": str(uuid.uuid4())}]))
+    assert reply.status == 403 and reply.body["rule"] == "max_actions_per_plan", reply.body
+    reply = call("POST", "/v1/events/commit", me, commit_body(key, events=[step], tasks=[task("t-p")]))
+    assert reply.status == 200 and reply.body["replayed"] is False and reply.body["event_ids"] == [step["id"]]
+    assert json.loads(fx.last_message(nats_url, subject_of(me, step)).data)["id"] == step["id"]
