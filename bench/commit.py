@@ -17,8 +17,9 @@ not vary with the machine's load, per commit: ``db_round_trips`` (blocking excha
 ``BEGIN``/``COMMIT`` and the pool's connection check), ``db_commits`` (transactions committed: each one a WAL flush)
 and ``bus_waits`` (waits for JetStream acknowledgements); and where the time went, per commit (means):
 ``db_ms`` (waiting for PostgreSQL), ``bus_ms`` (waiting for JetStream), the rest being Python. ``wal_flush_ms``: the p50 of an empty-ish transaction's
-``COMMIT`` round trip (one row inserted into a temporary table and committed on its own connection), i.e. what each
-committed transaction costs the database's WAL flush here (reported, never tuned: durability settings stay as they are).
+``COMMIT`` round trip (one row inserted into a table and committed on its own connection), i.e. what each
+committed transaction costs the database's WAL flush here, and ``durability``: the server's ``fsync``,
+``synchronous_commit`` and ``wal_sync_method`` (reported, never tuned: durability settings stay as they are).
 
 ``--baseline REF``: the same benchmark first on the code of git revision ``REF`` (exported with ``git archive`` into a
 temporary directory and imported instead of this checkout's ``soorma`` package, in a child process with its own
@@ -151,19 +152,31 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def wal_flush_ms(dsn: str, n: int = 50) -> float:
-    """The p50 of one small transaction's ``COMMIT`` round trip (ms): mostly the WAL flush."""
+    """The p50 of one small transaction's ``COMMIT`` round trip (ms): one row inserted into a (logged) table of its
+    own, so the commit waits for its WAL flush as a commit's transaction does."""
     import psycopg
 
     times = []
     with psycopg.connect(dsn) as conn:
-        conn.execute("create temporary table flush_probe (n int)")
+        conn.execute("create table if not exists bench_flush_probe (n int)")
         conn.commit()
         for i in range(n):
-            conn.execute("insert into flush_probe values (%s)", (i,))
+            conn.execute("insert into bench_flush_probe values (%s)", (i,))
             started = time.perf_counter()
             conn.commit()
             times.append((time.perf_counter() - started) * 1000)
+        conn.execute("drop table bench_flush_probe")
+        conn.commit()
     return round(statistics.median(times), 3)
+
+
+def durability(dsn: str) -> dict[str, str]:
+    """The server's settings that decide what a commit waits for (reported, not changed)."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return {name: conn.execute(f"show {name}").fetchone()[0]
+                for name in ("fsync", "synchronous_commit", "wal_sync_method")}
 
 
 def run(commits: int, warmup: int) -> dict[str, Any]:
@@ -256,7 +269,8 @@ def run(commits: int, warmup: int) -> dict[str, Any]:
             n = len(values)
             result[shape] = {"p50_ms": round(statistics.median(values), 2), "p90_ms": round(percentile(values, 0.9), 2),
                              **{what: round(total / n, 2) for what, total in sorted(per_shape[shape].items())}}
-        result["wal_flush_ms"] = wal_flush_ms(app_dsn(owner_dsn))
+        result["wal_flush_ms"] = wal_flush_ms(owner_dsn)
+        result["durability"] = durability(owner_dsn)
         publisher.close()
         db.close()
         return result
