@@ -27,7 +27,12 @@ and user with its delivery grant, :func:`soorma.identity.act_for`):
 3. each task context is upserted with its optimistic version check (409 when another writer changed it since it was
    read, or deleted it: the whole commit rolls back and the SDK re-runs the handler), each deleted one deleted.
 
-After the commit the outbox rows are published in order, with a fresh delivery grant each, and deleted. The tracker
+After the commit the outbox rows are published in order, with a fresh delivery grant each, and deleted: all sent at
+once on one NATS connection (which keeps their order) with one wait for the acks
+(:func:`~soorma.functions.gateway.publisher.publish_all`), and the delete in one database round trip on the
+commit's own connection, so a commit costs about five round trips to the database and one wait for the bus
+(``bench/commit.py`` counts them). Should the bus refuse one event of a batch and store a later one, the repeat
+stores the refused one after it: a retry can reorder events the bus refused, never events it stored. The tracker
 records them from the bus like any event, so a goal's record keeps the order its events reached the bus in (an
 earlier design recorded a goal's answer here at once, which ended goals one delivery sooner but let the tracker's
 later recording of the goal's earlier events, such as its progress reports, land after the answer). A publish that
@@ -56,12 +61,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from soorma._current import MAX_COMMIT_EVENTS, MAX_COMMIT_TASK_CONTEXTS
 from soorma.events import EventEnvelope, EventTopic
 from soorma.functions.gateway import policy as policies
-from soorma.functions.gateway.publisher import PayloadTooLarge, Publisher, PublishError
+from soorma.functions.gateway.publisher import PayloadTooLarge, Publisher, PublishError, publish_all
 from soorma.functions.memory.resources import idempotency as idempotency_records, task_context as task_context_resource
 from soorma.functions.shared import inputs as shared_inputs
 from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import current_identity
-from soorma.functions.shared.traces import MAX_SPANS_PER_REQUEST, SpanIn, insert_spans
+from soorma.functions.shared.traces import MAX_SPANS_PER_REQUEST, SpanIn, send_spans
 from soorma.goal_notices import NOTICE_TYPES
 from soorma.grants import stamp as stamp_grant
 from soorma.identity import OVERRIDE_ROLES, Identity
@@ -161,7 +166,9 @@ def check_policy(conn: psycopg.Connection, policy: Any, identity: Identity, enve
 _PENDING = "select position, envelope from gateway.event_outbox where commit_key = %s order by position"
 _INSERT = ("insert into gateway.event_outbox (platform_tenant_id, service_tenant_id, service_user_id, commit_key,"
            " position, event_id, envelope) values (%s, %s, %s, %s, %s, %s, %s)")
-_DONE = "delete from gateway.event_outbox where commit_key = %s and position = any(%s)"
+# By event id, not by position: a replay relays the rows left by a relay that failed midway, whose positions do not
+# start at 0.
+_DONE = "delete from gateway.event_outbox where commit_key = %s and event_id = any(%s)"
 
 
 def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, publisher: Publisher
@@ -169,10 +176,11 @@ def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, pub
     """Steps 1-3 of the module docstring in the caller's transaction. Returns ``(replayed, the envelopes waiting in
     the outbox for this key, {task_id: stored version})``. Raises ``HTTPException`` (403 policy or identity, 404 a
     versioned write of a task context that does not exist, 409 a version conflict, 413 an oversized event, 422)."""
+    # Sent now, read later: both travel in the round trip of the record's create (the policy is not read on a replay)
+    send_spans(conn, identity, body.spans)
+    policy_read = policies.request(conn, identity.platform_tenant_id) if body.events else None
     record = idempotency_records.create_record(conn, identity, body.key, idempotency_records.IdempotencyCreate(
         status="COMPLETED", expiry_timestamp=body.expiry_timestamp, response_data=COMMITTED_RESPONSE))
-    if body.spans:
-        insert_spans(conn, identity, body.spans)
     if record is None:
         rows = conn.execute(_PENDING, (body.key,)).fetchall()
         return True, [EventEnvelope.model_validate(row["envelope"]) for row in rows], {}
@@ -180,7 +188,7 @@ def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, pub
     if len({e.id for e in envelopes}) != len(envelopes):
         raise HTTPException(422, "a commit names each event id once")
     check_size = getattr(publisher, "check_size", None)
-    policy = policies.load(conn, identity.platform_tenant_id) if envelopes else None
+    policy = policies.Policy.from_row(policy_read.fetchone()) if policy_read is not None else None
     for position, envelope in enumerate(envelopes):
         if check_size is not None:
             try:
@@ -230,29 +238,39 @@ class ServerSpan:
         return cls(match[1], match[2], body.key, body.spans[0].goal_id, started)
 
     def store(self, conn: psycopg.Connection, identity: Identity, *, ok: bool = True) -> None:
-        """Insert the span, ended now, in the caller's transaction under ``identity``."""
-        insert_spans(conn, identity, [SpanIn(
+        """Insert the span, ended now, in the caller's transaction under ``identity`` (without reading the result:
+        in a pipelined transaction it goes with the ``COMMIT``)."""
+        send_spans(conn, identity, [SpanIn(
             trace_id=self.trace_id, span_id=self.span_id, parent_span_id=self.parent_span_id,
             name="POST /v1/events/commit", kind="server", start_time=self.started, end_time=datetime.now(UTC),
             status="ok" if ok else "error", attributes=self.attributes, goal_id=self.goal_id)])
 
 
 def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvelope], publisher: Publisher,
-          server_span: ServerSpan | None = None) -> list[str]:
+          server_span: ServerSpan | None = None, connection: psycopg.Connection | None = None) -> list[str]:
     """Publish the outbox rows of ``key`` (``envelopes``, in order), each with a fresh delivery grant, then delete
     them; returns their ids. Raises ``HTTPException`` 503 when the bus fails (the rows not yet published stay for the
     next relay), 413 when one can never be published (it is dropped, logged: retrying cannot help). ``server_span``:
-    stored with the delete, ended then (status ``error`` when the bus failed)."""
-    published: list[int] = []
+    stored with the delete, ended then (status ``error`` when the bus failed). ``connection``: the database
+    connection to delete on (one of ``db``'s, outside a transaction; default: one from ``db``'s pool)."""
+    published: list[str] = []  # ids of the events stored on the bus (or dropped as too large): their rows go
     failed = False
+    pending = list(envelopes)
     try:
-        for position, envelope in enumerate(envelopes):
-            stamped = stamp_grant(envelope)
+        while pending:
             try:
-                publisher.publish(stamped)
-            except PayloadTooLarge:
-                logger.error("commit %s: event %s exceeds the bus's payload limit; dropped", key, envelope.id)
-            published.append(position)
+                publish_all(publisher, [stamp_grant(envelope) for envelope in pending])
+            except PayloadTooLarge as exc:
+                logger.error("commit %s: event %s exceeds the bus's payload limit; dropped", key,
+                             pending[exc.published].id)
+                published += [envelope.id for envelope in pending[:exc.published + 1]]
+                pending = pending[exc.published + 1:]
+                continue
+            except PublishError as exc:
+                published += [envelope.id for envelope in pending[:exc.published]]
+                raise
+            published += [envelope.id for envelope in pending]
+            pending = []
     except PublishError as exc:
         failed = True
         logger.error("commit %s: publish failed after %d of %d events: %s", key, len(published), len(envelopes), exc)
@@ -260,7 +278,8 @@ def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvel
                             headers={"Retry-After": "1"}) from None
     finally:
         if published:
-            with db.transaction(identity) as conn:
+            # one round trip: nothing is read
+            with db.transaction(identity, pipeline=True, connection=connection) as conn:
                 conn.execute(_DONE, (key, published))
                 if server_span is not None:
                     server_span.store(conn, identity, ok=not failed)
@@ -279,13 +298,15 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
         """Apply one handler run's events, task-context writes, spans and idempotency record in one transaction, then
         publish its events (a transactional outbox); a key committed before publishes what is still pending."""
         server_span = ServerSpan.start(request.headers.get("traceparent"), body, datetime.now(UTC))
-        with db.transaction(identity) as conn:
-            replayed, envelopes, versions = apply(conn, identity, body, publisher)
-            if server_span is not None:
-                server_span.attributes.update({"soorma.events": len(envelopes), "soorma.replayed": replayed})
-                if not envelopes:
-                    server_span.store(conn, identity)
-        relayed = relay(db, identity, body.key, envelopes, publisher, server_span) if envelopes else []
+        with db.connection() as connection:  # one checkout (and liveness check) for the commit and the relay
+            with db.transaction(identity, pipeline=True, connection=connection) as conn:
+                replayed, envelopes, versions = apply(conn, identity, body, publisher)
+                if server_span is not None:
+                    server_span.attributes.update({"soorma.events": len(envelopes), "soorma.replayed": replayed})
+                    if not envelopes:
+                        server_span.store(conn, identity)
+            relayed = (relay(db, identity, body.key, envelopes, publisher, server_span, connection)
+                       if envelopes else [])
         return {"replayed": replayed, "event_ids": relayed, "task_versions": versions}
 
     return router

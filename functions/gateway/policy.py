@@ -69,13 +69,17 @@ class Policy:
         )
 
 
+def request(conn, platform_tenant_id: str) -> Any:
+    """Send the read of the tenant's policy (RLS: the transaction's own platform tenant) and return its cursor
+    without waiting for it: ``Policy.from_row(cursor.fetchone())`` reads it (in a pipelined transaction the read
+    travels with the next round trip)."""
+    return conn.execute(f"select {', '.join(RULES)} from gateway.tenants where platform_tenant_id = %s",
+                        (platform_tenant_id,))
+
+
 def load(conn, platform_tenant_id: str) -> Policy:
     """The tenant's policy (RLS: the transaction's own platform tenant); no row means no restriction."""
-    row = conn.execute(
-        f"select {', '.join(RULES)} from gateway.tenants where platform_tenant_id = %s",
-        (platform_tenant_id,),
-    ).fetchone()
-    return Policy.from_row(row)
+    return Policy.from_row(request(conn, platform_tenant_id).fetchone())
 
 
 def _allowed(value: str, patterns: Iterable[str]) -> bool:

@@ -29,7 +29,7 @@ import logging
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from soorma.events import EventEnvelope
 from soorma.functions.shared import settings
@@ -50,7 +50,12 @@ NATS_DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 
 class PublishError(RuntimeError):
-    """The event could not be stored in JetStream (NATS unreachable, no ack in time, stream error)."""
+    """The event could not be stored in JetStream (NATS unreachable, no ack in time, stream error).
+
+    ``published``: of the envelopes given to one :func:`publish_all` (or ``publish_many``), how many were stored
+    before the failure: the first ones, in order (0 for a single publish; a lower bound when the acks were lost)."""
+
+    published: int = 0
 
 
 class PayloadTooLarge(PublishError):
@@ -79,6 +84,25 @@ class Publisher(Protocol):
     def publish(self, envelope: EventEnvelope) -> PublishResult | None:
         """Store one envelope on the event bus (returning what the bus said) or raise :class:`PublishError`
         (or ``InvalidSubjectToken``)."""
+
+
+def publish_all(publisher: Publisher, envelopes: Sequence[EventEnvelope]) -> list[PublishResult | None]:
+    """Store ``envelopes`` on the event bus in this order: with one wait for all acknowledgements when the publisher
+    has ``publish_many`` (:meth:`NatsPublisher.publish_many`), else one :meth:`Publisher.publish` after the other.
+    Returns what the bus said of each. Raises :class:`PublishError` (or its :class:`PayloadTooLarge`) for the first
+    envelope not stored, with ``published`` = its index (the ones before it are stored; later ones may be too, and
+    publishing them again is the same event: ``Nats-Msg-Id``), ``InvalidSubjectToken`` or ``ValueError``."""
+    publish_many = getattr(publisher, "publish_many", None)
+    if publish_many is not None:
+        return list(publish_many(envelopes))
+    results: list[PublishResult | None] = []
+    for index, envelope in enumerate(envelopes):
+        try:
+            results.append(publisher.publish(envelope))
+        except PublishError as exc:
+            exc.published = index
+            raise
+    return results
 
 
 class NatsPublisher:
@@ -158,7 +182,7 @@ class NatsPublisher:
             self._streams_ready = True
         return self._js
 
-    async def _publish(self, envelope: EventEnvelope) -> PublishResult:
+    async def _publish(self, envelope: EventEnvelope, *, maybe_stored: bool = False) -> PublishResult:
         # nats-py is imported by the first NATS publish, not with this module: under transport sqs the gateway
         # publishes to SNS only, and importing nats-py would lengthen every cold start for nothing.
         from nats import errors as nats_errors
@@ -166,9 +190,9 @@ class NatsPublisher:
         from soorma.jetstream import publish_envelope
 
         last: Exception | None = None
-        # True once a publish request may have reached the server (its ack was lost): a duplicate answered to the
-        # retry is then most likely our own first attempt, not an earlier publish, and is not reported as one.
-        maybe_stored = False
+        # ``maybe_stored``: true once a publish request may have reached the server (its ack was lost): a duplicate
+        # answered to the retry is then most likely our own first attempt, not an earlier publish, and is not
+        # reported as one.
         for attempt in (1, 2):
             sending = False
             try:
@@ -195,6 +219,55 @@ class NatsPublisher:
                         pass
         raise PublishError(f"event bus unavailable: {type(last).__name__}: {last}".rstrip(": "))
 
+    async def _publish_many(self, envelopes: list[EventEnvelope]) -> list[PublishResult]:
+        """Send every envelope, in order, on the one connection (NATS delivers one connection's messages in the order
+        they were sent), then wait once for all the acks (nats-py's ``publish_async``); from the first envelope
+        without an ack on, publish one by one as :meth:`_publish` does (a fresh connection, one retry each)."""
+        from soorma.jetstream import envelope_message
+
+        messages = [envelope_message(envelope) for envelope in envelopes]  # a bad subject raises before any send
+        futures: list[asyncio.Future] = []
+        try:
+            js = await self._connect()
+            for name, payload, headers in messages:
+                futures.append(await js.publish_async(name, payload, headers=headers))
+            await asyncio.wait_for(asyncio.wait(futures), self.publish_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - what was not acknowledged is published one by one below
+            logger.warning("publishing %d events at once failed after %d sent: %r", len(envelopes), len(futures), exc)
+        results: list[PublishResult] = []
+        for future in futures:
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                break
+            results.append(PublishResult(duplicate=bool(future.result().duplicate)))
+        for future in futures[len(results):]:
+            future.cancel()  # an ack arriving late is not waited for (and its slot in nats-py's limit is freed)
+        for index in range(len(results), len(envelopes)):
+            try:
+                results.append(await self._publish(envelopes[index], maybe_stored=index < len(futures)))
+            except PublishError as exc:
+                exc.published = index
+                raise
+        return results
+
+    def publish_many(self, envelopes: Sequence[EventEnvelope]) -> list[PublishResult]:
+        """Store ``envelopes`` in ``SOORMA_EVENTS`` in this order with one wait for all their acks (see
+        :func:`publish_all`, which calls it); returns a :class:`PublishResult` each. Raises :class:`PublishError` or
+        :class:`PayloadTooLarge` with ``published`` (the envelopes before it are stored), ``InvalidSubjectToken`` or
+        ``ValueError`` (nothing sent)."""
+        if not envelopes:
+            return []
+        loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(self._publish_many(list(envelopes)), loop)
+        try:
+            return future.result(self.publish_timeout_s + len(envelopes) * self._budget_s())
+        except FutureTimeout:
+            future.cancel()
+            raise PublishError("event bus unavailable: no acknowledgement in time") from None  # published: 0
+
+    def _budget_s(self) -> float:
+        """How long one :meth:`publish` may take: two attempts of a connect and a publish, with slack (seconds)."""
+        return 2 * (self.connect_timeout_s * 2 + 1 + self.publish_timeout_s + 1) + 1
+
     def check_size(self, envelope: EventEnvelope) -> None:
         """Raise :class:`PayloadTooLarge` when the envelope's JSON (bytes) exceeds the server's ``max_payload`` (the
         connected server's value, else nats-server's 1 MiB default). Opens no connection, so it can run before
@@ -210,9 +283,8 @@ class NatsPublisher:
         must reuse the same event id), ``InvalidSubjectToken`` or ``ValueError``."""
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._publish(envelope), loop)
-        budget = 2 * (self.connect_timeout_s * 2 + 1 + self.publish_timeout_s + 1) + 1
         try:
-            return future.result(budget)
+            return future.result(self._budget_s())
         except FutureTimeout:
             future.cancel()
             raise PublishError("event bus unavailable: no acknowledgement in time") from None

@@ -27,7 +27,15 @@ connection, and a database restarting refuses connections for a while. Two thing
   :mod:`soorma.functions.shared.service` answers 503 with ``Retry-After: SOORMA_DB_RETRY_AFTER_S`` and the event
   consumers report as "retry later" instead of burning a delivery attempt.
 
-A connection the pause killed is found by the pool's check on checkout and replaced.
+A connection the pause killed is found by the pool's check on checkout and replaced. The check is a round trip
+(an empty query): work of several transactions in a row takes one connection for all of them
+(:meth:`Database.connection`, then ``transaction(connection=...)``), checked once.
+
+**Round trips.** Each statement is one round trip to the database; :meth:`Database.transaction` with
+``pipeline=True`` sends them in psycopg's pipeline mode
+(https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html): ``BEGIN``, the identity's ``set_config`` and every
+statement whose result is not read yet go together, and a round trip happens only when a result is read (or at the
+end, with ``COMMIT``).
 
 Requires the ``functions`` extra (psycopg, psycopg-pool).
 """
@@ -37,7 +45,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any, Iterator
 
 import psycopg
@@ -136,6 +144,26 @@ def set_identity(conn: psycopg.Connection, identity: Identity) -> None:
     conn.execute(_SET_IDENTITY, (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id))
 
 
+@contextmanager
+def _pipelined(conn: psycopg.Connection) -> Iterator[None]:
+    """One transaction on ``conn`` in pipeline mode: ``BEGIN`` and ``COMMIT`` are sent as statements of the pipeline,
+    so the only round trips are the reads of results and the final sync. (psycopg's own ``conn.transaction()`` syncs
+    after its ``BEGIN`` and after its ``COMMIT``: two round trips more.) On an exception nothing is committed: the
+    pipeline is synced without ``COMMIT`` and the transaction rolled back. ``conn.transaction()`` must not be used
+    inside (the connection is in autocommit mode meanwhile, so it would open a transaction of its own)."""
+    conn.autocommit = True  # the transaction is our BEGIN ... COMMIT
+    try:
+        with conn.pipeline():
+            conn.execute("begin")
+            yield
+            conn.execute("commit")
+    finally:
+        with suppress(psycopg.Error):  # a broken connection is discarded by the pool when given back
+            if conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("rollback")
+            conn.autocommit = False
+
+
 class Database:
     """A small connection pool (``psycopg_pool.ConnectionPool``), opened on first use.
 
@@ -181,14 +209,10 @@ class Database:
         return self._pool
 
     @contextmanager
-    def transaction(self, identity: Identity | None = None, *,
-                    wait_s: float | None = None) -> Iterator[psycopg.Connection]:
-        """One transaction, committed on success and rolled back on an exception.
-
-        With ``identity`` the three tenancy settings are set first, so RLS policies see the caller; without it no
-        tenant-owned row is visible (the policies compare with an unset setting). Waits up to ``wait_s`` (default
-        :attr:`connect_wait_s`) for a connection, then raises :class:`DatabaseUnavailable`.
-        """
+    def connection(self, *, wait_s: float | None = None) -> Iterator[psycopg.Connection]:
+        """A connection of the pool (checked, as on every checkout) for several :meth:`transaction` blocks in a row
+        (``transaction(connection=conn)``): one checkout and one check for all of them. Waits up to ``wait_s``
+        (default :attr:`connect_wait_s`), then raises :class:`DatabaseUnavailable`. Given back on exit."""
         wait = self.connect_wait_s if wait_s is None else max(0.0, wait_s)
         pool = self.pool
         try:
@@ -196,12 +220,30 @@ class Database:
         except PoolTimeout as exc:
             raise DatabaseUnavailable(f"no database connection within {wait:g} s: {exc}") from exc
         try:
-            with conn.transaction():
+            yield conn
+        finally:
+            pool.putconn(conn)  # a connection that broke meanwhile is discarded and replaced by the pool
+
+    @contextmanager
+    def transaction(self, identity: Identity | None = None, *, wait_s: float | None = None,
+                    pipeline: bool = False, connection: psycopg.Connection | None = None
+                    ) -> Iterator[psycopg.Connection]:
+        """One transaction, committed on success and rolled back on an exception.
+
+        With ``identity`` the three tenancy settings are set first, so RLS policies see the caller; without it no
+        tenant-owned row is visible (the policies compare with an unset setting). Waits up to ``wait_s`` (default
+        :attr:`connect_wait_s`) for a connection, then raises :class:`DatabaseUnavailable`; ``connection``: run on
+        this one instead (from :meth:`connection`, not in a transaction).
+
+        ``pipeline``: in psycopg's pipeline mode (see the module docstring). A statement's error is raised when a
+        result is next read or when the block ends, not by its ``execute``, so code that catches the error of one
+        statement to carry on must not use it; nor ``conn.transaction()`` inside.
+        """
+        with nullcontext(connection) if connection is not None else self.connection(wait_s=wait_s) as conn:
+            with _pipelined(conn) if pipeline else conn.transaction():
                 if identity is not None:
                     set_identity(conn, identity)
                 yield conn
-        finally:
-            pool.putconn(conn)  # a connection that broke meanwhile is discarded and replaced by the pool
 
     @contextmanager
     def listen(self, channel: str) -> Iterator[psycopg.Connection]:

@@ -113,23 +113,41 @@ class GoalTrace(BaseModel):
     spans: list[TraceSpan]
 
 
+_SPAN_COLUMNS = ("platform_tenant_id, service_tenant_id, service_user_id, trace_id, span_id, parent_span_id, goal_id,"
+                 " name, kind, start_time, end_time, status, attributes")
+
+
+def _insert_spans_statement(identity: Identity, spans: list[SpanIn]) -> tuple[str, list[Any]]:
+    """One ``insert ... on conflict do nothing`` of every span of ``spans`` (at least one), under ``identity``."""
+    params: list[Any] = []
+    for span in spans:
+        params += [identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, span.trace_id,
+                   span.span_id, span.parent_span_id, span.goal_id, span.name, span.kind, span.start_time,
+                   max(span.end_time, span.start_time), span.status, Jsonb(span.attributes)]
+    row = "(" + ", ".join(["%s"] * 13) + ")"
+    statement = (f"insert into gateway.goal_spans ({_SPAN_COLUMNS}) values {', '.join([row] * len(spans))}"
+                 " on conflict do nothing")
+    return statement, params
+
+
 def insert_spans(conn: Any, identity: Identity, spans: Iterable[SpanIn]) -> int:
     """Store ``spans`` under ``identity`` (its platform tenant, service tenant and user: never the body's) in the
-    caller's transaction; a span already stored (same trace and span id) is kept as it was. Returns how many were new.
-    """
-    stored = 0
-    for span in spans:
-        row = conn.execute(
-            "insert into gateway.goal_spans (platform_tenant_id, service_tenant_id, service_user_id, trace_id,"
-            " span_id, parent_span_id, goal_id, name, kind, start_time, end_time, status, attributes)"
-            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " on conflict do nothing returning span_id",
-            (identity.platform_tenant_id, identity.service_tenant_id, identity.service_user_id, span.trace_id,
-             span.span_id, span.parent_span_id, span.goal_id, span.name, span.kind, span.start_time,
-             max(span.end_time, span.start_time), span.status, Jsonb(span.attributes)),
-        ).fetchone()
-        stored += row is not None
-    return stored
+    caller's transaction, in one statement; a span already stored (same trace and span id) is kept as it was. Returns
+    how many were new."""
+    spans = list(spans)
+    if not spans:
+        return 0
+    statement, params = _insert_spans_statement(identity, spans)
+    return len(conn.execute(statement + " returning span_id", params).fetchall())
+
+
+def send_spans(conn: Any, identity: Identity, spans: Iterable[SpanIn]) -> None:
+    """What :func:`insert_spans` does, without reading the result: in a pipelined transaction
+    (:meth:`soorma.functions.shared.db.Database.transaction` with ``pipeline=True``) the statement goes with the
+    next round trip instead of making one of its own."""
+    spans = list(spans)
+    if spans:
+        conn.execute(*_insert_spans_statement(identity, spans))
 
 
 def root_span(goal_id: str, goal_type: str, started: datetime, ended: datetime, *, ok: bool,
@@ -159,4 +177,4 @@ def read_trace(conn: Any, goal_id: str) -> GoalTrace:
 
 
 __all__ = ["GoalTrace", "SpanIn", "SpansIn", "TraceSpan", "goal_root_span_id", "goal_trace_id", "goal_traceparent",
-           "insert_spans", "read_trace", "root_span", "tracing_enabled"]
+           "insert_spans", "read_trace", "root_span", "send_spans", "tracing_enabled"]

@@ -43,6 +43,17 @@ async def ensure_streams(js: JetStreamContext) -> None:
                 raise
 
 
+def envelope_message(envelope: EventEnvelope) -> tuple[str, bytes, dict[str, str]]:
+    """``(subject, payload, headers)`` of ``envelope`` as it is published: its subject, its JSON, and ``Nats-Msg-Id``.
+    Raises ``soorma.subjects.InvalidSubjectToken`` if the tenant, topic or type cannot form a subject, ``ValueError``
+    without a platform tenant."""
+    if not envelope.platform_tenant_id:
+        raise ValueError("an envelope needs platform_tenant_id before it is published")
+    topic = envelope.topic.value if hasattr(envelope.topic, "value") else str(envelope.topic)
+    return (subject(envelope.platform_tenant_id, topic, envelope.type), envelope.to_json().encode(),
+            {"Nats-Msg-Id": message_id(envelope.platform_tenant_id, envelope.id)})
+
+
 async def publish_envelope(js: JetStreamContext, envelope: EventEnvelope, *, timeout_s: float = 5.0) -> PubAck:
     """Publish one envelope to its subject and wait for the stream's acknowledgement.
 
@@ -52,12 +63,5 @@ async def publish_envelope(js: JetStreamContext, envelope: EventEnvelope, *, tim
     Raises ``soorma.subjects.InvalidSubjectToken`` if the tenant, topic or type cannot form a subject, and
     ``nats.errors.TimeoutError`` / ``nats.js.errors.APIError`` when JetStream does not store it.
     """
-    if not envelope.platform_tenant_id:
-        raise ValueError("an envelope needs platform_tenant_id before it is published")
-    topic = envelope.topic.value if hasattr(envelope.topic, "value") else str(envelope.topic)
-    return await js.publish(
-        subject(envelope.platform_tenant_id, topic, envelope.type),
-        envelope.to_json().encode(),
-        timeout=timeout_s,
-        headers={"Nats-Msg-Id": message_id(envelope.platform_tenant_id, envelope.id)},
-    )
+    name, payload, headers = envelope_message(envelope)
+    return await js.publish(name, payload, timeout=timeout_s, headers=headers)

@@ -240,3 +240,114 @@ def test_a_versioned_write_of_a_deleted_task_is_a_conflict_not_a_new_task(fx, ca
                                                                tasks=[task("t-gone", 1, revived=True)]))
     assert reply.status == 409 and "no longer exists" in reply.body["detail"], reply.body
     assert task_row(db, me, "t-gone") is None
+
+
+def test_a_commits_events_reach_the_bus_in_the_commits_order(fx, call, nats_url):
+    """The relay sends a commit's events at once with one wait for the acks: the stream stores them in the order of
+    the commit (their JetStream sequence numbers rise in that order)."""
+    me = fx.new_identity(role="agent")
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    events = [event(f"{prefix}.step{i}", "action-requests", step=i) for i in range(6)]
+    reply = call("POST", "/v1/events/commit", me, commit_body(f"k-{uuid.uuid4()}", events=events))
+    assert reply.status == 200 and reply.body["event_ids"] == [e["id"] for e in events], reply.body
+    stored = [fx.last_message(nats_url, subject_of(me, e)) for e in events]
+    assert [json.loads(m.data)["id"] for m in stored] == [e["id"] for e in events]
+    sequences = [m.seq for m in stored]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences), sequences
+
+
+class FailsAfter:
+    """A publisher that stores the first ``stored`` envelopes of each batch through ``inner`` and then fails, as a
+    bus failing midway does (:class:`PublishError` with ``published``)."""
+
+    def __init__(self, inner, stored: int) -> None:
+        self.inner, self.stored = inner, stored
+
+    def check_size(self, envelope) -> None:
+        self.inner.check_size(envelope)
+
+    def publish(self, envelope):
+        raise AssertionError("the relay publishes a commit's events together")
+
+    def publish_many(self, envelopes):
+        from soorma.functions.gateway.publisher import PublishError
+
+        self.inner.publish_many(envelopes[:self.stored])
+        error = PublishError("event bus unavailable: connection lost")
+        error.published = self.stored
+        raise error
+
+
+def test_a_publish_failing_midway_leaves_the_unpublished_rows_and_the_repeat_publishes_them(fx, call, db, nats_url,
+                                                                                             gateway_publisher):
+    me = fx.new_identity(role="agent")
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    events = [event(f"{prefix}.step{i}", "action-requests", step=i) for i in range(3)]
+    key = f"k-{uuid.uuid4()}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOORMA_API_KEY_PEPPER", fx.PEPPER)
+        midway = Mangum(create_app(db, FailsAfter(gateway_publisher, 1)), lifespan="off")
+    reply = call("POST", "/v1/events/commit", me, commit_body(key, events=events), app=midway)
+    assert reply.status == 503 and reply.raw["headers"].get("retry-after") == "1", reply.body
+    first = fx.last_message(nats_url, subject_of(me, events[0]))
+    assert json.loads(first.data)["id"] == events[0]["id"]
+    for unpublished in events[1:]:
+        with pytest.raises(nats.js.errors.NotFoundError):
+            fx.last_message(nats_url, subject_of(me, unpublished))
+    with db.transaction(me) as conn:  # the stored event's row is gone, the two others wait in the outbox
+        rows = conn.execute("select position, event_id from gateway.event_outbox where commit_key = %s"
+                            " order by position", (key,)).fetchall()
+    assert [(row["position"], row["event_id"]) for row in rows] == [(1, events[1]["id"]), (2, events[2]["id"])]
+    # The repeat (the SDK's retry, or the redelivered event's re-run) publishes the rest, in the commit's order.
+    reply = call("POST", "/v1/events/commit", me, commit_body(key, events=events))
+    assert reply.status == 200 and reply.body == {"replayed": True, "event_ids": [e["id"] for e in events[1:]],
+                                                  "task_versions": {}}
+    stored = [fx.last_message(nats_url, subject_of(me, e)) for e in events]
+    assert [json.loads(m.data)["id"] for m in stored] == [e["id"] for e in events]
+    assert [m.seq for m in stored] == sorted(m.seq for m in stored)
+    assert outbox_rows(db, me, key) == 0
+
+
+def test_publish_many_stores_in_order_with_one_wait_and_reports_duplicates(fx, nats_url, gateway_publisher):
+    from soorma.events import EventEnvelope
+    from soorma.functions.gateway.publisher import PublishError
+
+    me = fx.new_identity(role="agent")
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    envelopes = [EventEnvelope.model_validate({**event(f"{prefix}.e{i}", "action-requests"),
+                                               "platform_tenant_id": me.platform_tenant_id}) for i in range(5)]
+    assert [r.duplicate for r in gateway_publisher.publish_many(envelopes)] == [False] * 5
+    sequences = [fx.last_message(nats_url, subject_of(me, e.model_dump(mode="json"))).seq for e in envelopes]
+    assert sequences == sorted(sequences)
+    # the same events again: JetStream's duplicate window drops them, and says so for each
+    assert [r.duplicate for r in gateway_publisher.publish_many(envelopes)] == [True] * 5
+    assert [fx.last_message(nats_url, subject_of(me, e.model_dump(mode="json"))).seq for e in envelopes] == sequences
+    broken = NatsPublisher(f"nats://127.0.0.1:{closed_port()}", connect_timeout_s=0.3, publish_timeout_s=0.3)
+    try:
+        with pytest.raises(PublishError) as failed:
+            broken.publish_many(envelopes)
+        assert failed.value.published == 0
+    finally:
+        broken.close()
+
+
+def test_a_commit_is_held_to_the_tenants_policy_and_a_refusal_applies_nothing(fx, call, db, owner, nats_url):
+    """The policy read travels with the idempotency record's create (pipelined): a refused event (type not allowed,
+    one action request past the plan's limit) refuses the whole commit, 403 naming the rule, and the rerun of an
+    allowed commit is applied."""
+    me = fx.new_identity(role="agent")
+    owner.execute("insert into gateway.tenants (platform_tenant_id, allowed_event_types, max_actions_per_plan)"
+                  " values (%s, %s, 2)", (me.platform_tenant_id, ["work.*"]))
+    other = event("other.fact")
+    key = f"k-{uuid.uuid4()}"
+    reply = call("POST", "/v1/events/commit", me, commit_body(key, events=[event("work.fact"), other],
+                                                              tasks=[task("t-p")]))
+    assert reply.status == 403 and reply.body["rule"] == "allowed_event_types", reply.body
+    assert outbox_rows(db, me, key) == 0 and task_row(db, me, "t-p") is None
+    step = {**event("work.step", "action-requests"), "plan_id": "plan-1"}
+    reply = call("POST", "/v1/events/commit", me, commit_body(key, events=[step, {**step, "id": str(uuid.uuid4())},
+                                                                           {**step, "id": str(uuid.uuid4())}]))
+    assert reply.status == 403 and reply.body["rule"] == "max_actions_per_plan", reply.body
+    reply = call("POST", "/v1/events/commit", me, commit_body(key, events=[step], tasks=[task("t-p")]))
+    assert reply.status == 200 and reply.body["replayed"] is False and reply.body["event_ids"] == [step["id"]]
+    assert json.loads(fx.last_message(nats_url, subject_of(me, step)).data)["id"] == step["id"]
