@@ -374,16 +374,19 @@ def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> d
             logger.warning("message %s is not an event envelope, skipped: %s", record.message_id,
                            str(exc).splitlines()[0])
             return IGNORED
+        # The goal's record first: a goal's answer ends the goal in that transaction, and the long-poll waiting for it
+        # answers on its commit; the event subscriptions are pushed only after the whole batch anyway. A failure of
+        # the second store redelivers the record, and the first then finds it recorded (each store is idempotent).
+        with telemetry.event_log_keys("tracker", envelope):
+            outcome = record_envelope(db, envelope)
+        if outcome == RECORDED:
+            recorded.append((_identity(envelope), str(envelope.goal_id)))
         if envelope.platform_tenant_id and envelope.tenant_id and envelope.user_id:
             # every event, with or without a goal: what event subscriptions stream (the EventClient's listening)
             from soorma.functions.gateway import event_streams
 
             if event_streams.record(db, _identity(envelope), envelope):
                 streamed.append(_identity(envelope))
-        with telemetry.event_log_keys("tracker", envelope):
-            outcome = record_envelope(db, envelope)
-        if outcome == RECORDED:
-            recorded.append((_identity(envelope), str(envelope.goal_id)))
         return outcome
 
     recorded: list[tuple[Identity, str]] = []
