@@ -51,10 +51,11 @@ it open for ``results_window_s`` (default 10 ms, a batching window like the SQS 
 in that time only results of the open batch's goals hands them to that batch instead of waiting for its invocation
 to end. The function handles them one after the other in one execution environment (the second reads what the first
 committed, from the SDK's cache of its own commits: no conflict, no read), so the second result costs no hop of its
-own. Once a result joined, the window closes ``results_join_grace_s`` (default 2 ms) after the latest
-join, if that is sooner: the results of a fan-out arrive a few milliseconds apart, so a batch that a second result
-joined has usually caught what it waited for, and the rest of the window would only delay it (the goal's critical
-path runs through it). A further result in that grace extends it again, up to the window's end. The messages are settled exactly as in any batch (acked after the function answered, each by its own outcome).
+own. Once a result joined, the window closes ``results_join_grace_s`` (default 2 ms) after the latest join, if that
+is sooner: the results of a fan-out arrive a few milliseconds apart, so a batch that a second result joined has
+usually caught what it waited for, and the rest of the window would only delay it (the goal's critical path runs
+through it). A further result in that grace extends it again, up to the window's end; a full batch closes at once.
+The messages are settled exactly as in any batch (acked after the function answered, each by its own outcome).
 Not for the platform's own consumer (the tracker, platform tenant ``platform``): it records events, it does not
 merge results, and its answers to live streams should not wait.
 

@@ -165,10 +165,10 @@ def record_envelope(db: Database, envelope: EventEnvelope, publisher: Any = None
         return (publisher or default_publisher()).publish(queued)
 
     try:
-        # Pipeline mode (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html): the statements whose
-        # results are not read (usage, the task, the goal's end) travel with the next one that is, so an event
-        # costs fewer round trips; the server runs them in the same order, in the same transaction. The goal's
-        # answer waits for this transaction (its NOTIFY wakes the long-poll).
+        # Pipeline mode (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html): statements whose results
+        # are not read (the usage count, the task's row, a progress report) travel with the next one that is, so an
+        # event costs fewer round trips; the server runs them in order, in this transaction. A goal's answer waits
+        # for it (the goal's end commits here, and its NOTIFY wakes the long-poll).
         with db.transaction(identity) as conn, conn.pipeline():
             # The event's number in its goal's stream (migration 0020): taking it locks the goal's row until this
             # transaction commits, so one goal's events commit in the order of their numbers.
