@@ -10,6 +10,13 @@ proxy on a Unix socket (the embedded server's own listens only on one) or, for a
   reports as "server closed the connection unexpectedly", an ``OperationalError``) or **held** (``mode="hold"``:
   kept waiting and connected once the pause ends, which is what Aurora does while it resumes).
 
+Bytes are forwarded by protocol callbacks (``asyncio.Protocol``): a chunk read from one side is written to the other in
+the same callback, with no task to wake in between. The proxy shares the local stack's event loop with the API
+Gateway, the Lambda runtime and the bridge, and every database round trip of every function crosses it twice, so a
+stream reader/writer pair per direction (a task switch, i.e. a loop iteration, per chunk) cost each round trip
+about 0.1 ms when idle and 0.4 ms at p90 under load; flow control is the transports' own (a side whose peer's
+write buffer is full stops reading until it drains).
+
 ``soorma local db pause --seconds 20`` and ``POST /_local/db/pause`` (:mod:`soorma.local.server`) drive it; the
 wake-up test (``tests/e2e/test_db_wake.py``) pauses the database while goals and events are in flight.
 """
@@ -31,7 +38,6 @@ log = logging.getLogger("soorma.local.dbpause")
 MODES = ("refuse", "hold")
 #: Longest pause accepted (seconds): a simulation, not a way to stop the stack's database.
 MAX_PAUSE_S = 600.0
-_CHUNK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ class PausableDatabase:
         self._mode = "refuse"
         self._resumed = asyncio.Event()
         self._resumed.set()
-        self._links: set[asyncio.StreamWriter] = set()
+        self._links: set[asyncio.BaseTransport] = set()  # both transports of every open connection
         self._resume_task: asyncio.Task[None] | None = None
         self.refused = 0
         self.held = 0
@@ -77,6 +83,7 @@ class PausableDatabase:
 
     async def start(self) -> None:
         """Listen. Raises ``ValueError`` when ``socket_dir`` is the server's own socket folder."""
+        loop = asyncio.get_running_loop()
         if self.upstream.path is not None:
             path = self._socket_path()
             if str(path) == self.upstream.path:
@@ -84,10 +91,10 @@ class PausableDatabase:
             self.socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            self._server = await asyncio.start_unix_server(self._accept, path=str(path))
+            self._server = await loop.create_unix_server(lambda: _Link(self), path=str(path))
             path.chmod(0o600)
         else:
-            self._server = await asyncio.start_server(self._accept, host="127.0.0.1", port=0)
+            self._server = await loop.create_server(lambda: _Link(self), host="127.0.0.1", port=0)
             self._tcp_port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -162,46 +169,105 @@ class PausableDatabase:
     def _cut_all(self) -> None:
         if self._links:
             self.cut += len(self._links) // 2
-        for writer in list(self._links):
+        for transport in list(self._links):
             with contextlib.suppress(Exception):
-                writer.transport.abort()
+                transport.abort()  # type: ignore[attr-defined]
         self._links.clear()
 
     # -- proxying -------------------------------------------------------------------------------------------------
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _connect(self, client: "_Link") -> None:
+        """Connect ``client`` (reading paused since it was accepted) to the server: refused or held while paused
+        (module docstring), then joined to an upstream connection, both ends counted in ``_links``."""
         if self.paused:
             if self._mode == "refuse":
                 self.refused += 1
-                writer.transport.abort()
+                client.abort()
                 return
             self.held += 1
             await self._resumed.wait()
+        if client.closed:
+            return
+        loop = asyncio.get_running_loop()
         try:
             if self.upstream.path is not None:
-                up_reader, up_writer = await asyncio.open_unix_connection(self.upstream.path)
+                _, upstream = await loop.create_unix_connection(lambda: _Link(None), self.upstream.path)
             else:
-                up_reader, up_writer = await asyncio.open_connection(self.upstream.host, self.upstream.port)
+                _, upstream = await loop.create_connection(lambda: _Link(None), self.upstream.host, self.upstream.port)
         except OSError as exc:
             log.warning("database proxy: upstream unreachable: %s", exc)
-            writer.transport.abort()
+            client.abort()
             return
-        self._links.update((writer, up_writer))
-        try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        finally:
-            for end in (writer, up_writer):
-                self._links.discard(end)
-                with contextlib.suppress(Exception):
-                    end.close()
+        if client.closed:  # the client left (or the pause cut it) while the server was dialled
+            upstream.abort()
+            return
+        client.join(upstream)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(_CHUNK):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+
+class _Link(asyncio.Protocol):
+    """One end of a proxied connection: what it reads is written to its ``peer`` at once (module docstring). The
+    client end (``proxy`` set) asks the proxy to connect it and reads nothing until then."""
+
+    def __init__(self, proxy: PausableDatabase | None) -> None:
+        self.proxy = proxy
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Link | None = None
+        self.closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._early = bytearray()  # what the server end read before it was joined (PostgreSQL speaks second)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.proxy is not None:
+            transport.pause_reading()  # nothing is read before there is a server to write it to
+            self._task = asyncio.get_running_loop().create_task(self.proxy._connect(self))
+
+    def join(self, upstream: "_Link") -> None:
+        assert self.proxy is not None and self.transport is not None and upstream.transport is not None
+        self.peer, upstream.peer = upstream, self
+        upstream.proxy = self.proxy
+        self.proxy._links.update((self.transport, upstream.transport))
+        if upstream._early:
+            self.transport.write(bytes(upstream._early))
+            upstream._early.clear()
+        self.transport.resume_reading()
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is None:
+            self._early += data
+        elif peer.transport is not None and not peer.closed:
+            peer.transport.write(data)
+
+    def eof_received(self) -> bool:
+        if self.peer is not None:
+            self.peer.close()
+        return False  # closes this end too
+
+    def pause_writing(self) -> None:  # our write buffer is full: stop reading what fills it
+        if self.peer is not None and self.peer.transport is not None and not self.peer.closed:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None and not self.peer.closed:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.proxy is not None and self.transport is not None:
+            self.proxy._links.discard(self.transport)
+        if self.peer is not None:
+            self.peer.close()
+
+    def close(self) -> None:
+        """Close after what is buffered was written (the peer ended)."""
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            if self.proxy is not None:
+                self.proxy._links.discard(self.transport)
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.closed = True
+            self.transport.abort()

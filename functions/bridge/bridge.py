@@ -51,7 +51,11 @@ it open for ``results_window_s`` (default 10 ms, a batching window like the SQS 
 in that time only results of the open batch's goals hands them to that batch instead of waiting for its invocation
 to end. The function handles them one after the other in one execution environment (the second reads what the first
 committed, from the SDK's cache of its own commits: no conflict, no read), so the second result costs no hop of its
-own. The messages are settled exactly as in any batch (acked after the function answered, each by its own outcome).
+own. Once a result joined, the window closes ``results_join_grace_s`` (default 2 ms) after the latest join, if that
+is sooner: the results of a fan-out arrive a few milliseconds apart, so a batch that a second result joined has
+usually caught what it waited for, and the rest of the window would only delay it (the goal's critical path runs
+through it). A further result in that grace extends it again, up to the window's end; a full batch closes at once.
+The messages are settled exactly as in any batch (acked after the function answered, each by its own outcome).
 Not for the platform's own consumer (the tracker, platform tenant ``platform``): it records events, it does not
 merge results, and its answers to live streams should not wait.
 
@@ -142,6 +146,7 @@ class _OpenBatch:
     msgs: list[Msg]
     groups: set[str]
     limit: int
+    joined: asyncio.Event = field(default_factory=asyncio.Event)  # set by each join, cleared by the window's wait
 
 
 @dataclass
@@ -175,7 +180,8 @@ class Bridge:
     go; default standard output), ``metrics_service`` (an optional ``service`` dimension), ``unavailable_backoff``
     (its ``pause(n)`` paces the ``n``-th "retry later" redelivery of a message; default 2 s doubling to 30 s),
     ``unavailable_max_age_s`` (how old a message may be and still have such deliveries not counted),
-    ``results_window_s`` (how long a batch of results stays open for more results of its goals; ``0``: not at all).
+    ``results_window_s`` (how long a batch of results stays open for more results of its goals; ``0``: not at all),
+    ``results_join_grace_s`` (how long it stays open after the latest result that joined it, within that window).
     """
 
     def __init__(
@@ -198,6 +204,7 @@ class Bridge:
         unavailable_backoff: ExponentialBackoff | None = None,
         unavailable_max_age_s: float = 900.0,
         results_window_s: float = 0.01,
+        results_join_grace_s: float = 0.002,
     ) -> None:
         self.nats_url = nats_url
         self.name = name
@@ -212,6 +219,7 @@ class Bridge:
         self.unavailable_backoff = unavailable_backoff or ExponentialBackoff(base_s=2.0, cap_s=30.0)
         self.unavailable_max_age_s = unavailable_max_age_s
         self.results_window_s = results_window_s
+        self.results_join_grace_s = results_join_grace_s
         # (consumer, stream sequence) -> deliveries excused because the platform was unavailable
         self._excused: OrderedDict[tuple[str, int], int] = OrderedDict()
         self._routes = routes
@@ -538,16 +546,27 @@ class Bridge:
         if not groups <= batch.groups or len(batch.msgs) + len(msgs) > batch.limit:
             return False
         batch.msgs.extend(msgs)
+        batch.joined.set()
         return True
 
     async def _collect_results(self, runner: _Runner, route: Route, msgs: list[Msg], groups: set[str]) -> list[Msg]:
-        """Keep the batch open for ``results_window_s`` (see the module docstring); returns it with what other
-        workers added."""
+        """Keep the batch open for ``results_window_s``, or ``results_join_grace_s`` after the latest result that
+        joined it if that is sooner (see the module docstring); returns it with what other workers added."""
         batch = _OpenBatch(list(msgs), set(groups), route.batch_size)
         for group in groups:
             runner.collecting[group] = batch
+        loop = asyncio.get_running_loop()
+        window_ends = closes_at = loop.time() + self.results_window_s
         try:
-            await asyncio.sleep(self.results_window_s)
+            while (left := closes_at - loop.time()) > 0:
+                try:
+                    await asyncio.wait_for(batch.joined.wait(), timeout=left)
+                except TimeoutError:
+                    break
+                batch.joined.clear()
+                if len(batch.msgs) >= batch.limit:
+                    break  # full: nothing more can join
+                closes_at = min(window_ends, loop.time() + self.results_join_grace_s)
         finally:
             for group in groups:
                 if runner.collecting.get(group) is batch:

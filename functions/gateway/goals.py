@@ -350,8 +350,10 @@ class Goals:
 
         Woken by the completion itself: a goal that reaches a final state sends ``NOTIFY`` on
         :data:`GOAL_DONE_CHANNEL` with its id when its transaction commits (migration 0019), and the waiter, which
-        listens on a dedicated connection (:meth:`Database.listen`, closed on every path), then re-reads the goal
-        under the caller's identity; notifications of other goals (any tenant's: the payload is a bare id, nothing
+        listens on a dedicated connection (:meth:`Database.listen`, closed on every path), returns at once: the
+        caller (:meth:`get`) reads the goal under its identity, and the goal's notification says it has ended (the
+        trigger sends it only when a final state is committed), so reading its status again first would only delay
+        the answer. Notifications of other goals (any tenant's: the payload is a bare id, nothing
         is read from it) are skipped without a query. The subscription is made before the goal is read again, so a
         completion committed in between is seen either by that read or as a notification. A notification can still
         be missed (the listener connection lost, a final state written with triggers disabled), so the goal is also
@@ -379,7 +381,7 @@ class Goals:
                 try:
                     for notice in listener.notifies(timeout=pause):
                         if notice.payload == gid:
-                            break
+                            return  # the trigger sends it for a final state only, once its transaction committed
                 except psycopg.Error as exc:
                     logger.warning("goal %s: lost the completion listener (%s); re-checking every %s s", goal_id,
                                    exc, self.recheck_s)
@@ -391,20 +393,24 @@ class Goals:
         gid = goal_uuid(goal_id)
         if wait_s > 0:
             self.wait_until_final(identity, goal_id, wait_s)
-        with self.db.transaction(identity) as conn:
-            goal = conn.execute(f"select {_GOAL_COLUMNS} from gateway.goals where goal_id = %s", (gid,)).fetchone()
-            if goal is None:
-                raise HTTPException(404, f"goal {goal_id!r} not found")
-            tasks = conn.execute(
+        # The four reads go to the server together (psycopg's pipeline mode, one round trip instead of four:
+        # https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html); it is the long-poll's answer, on the
+        # critical path of every goal. Those of a goal the caller cannot see find nothing (row-level security).
+        with self.db.transaction(identity) as conn, conn.pipeline():
+            goal_row = conn.execute(f"select {_GOAL_COLUMNS} from gateway.goals where goal_id = %s", (gid,))
+            task_rows = conn.execute(
                 "select task_id, event_type, status, agent, started_at, completed_at, progress, progress_message"
                 " from gateway.goal_tasks"
                 " where goal_id = %s order by started_at nulls last, task_id",
                 (gid,),
-            ).fetchall()
-            events = conn.execute(
-                "select count(*) as n from gateway.goal_events where goal_id = %s", (gid,)
-            ).fetchone()["n"]
+            )
+            event_count = conn.execute("select count(*) as n from gateway.goal_events where goal_id = %s", (gid,))
             requests = goal_inputs.list_requests(conn, gid)
+            goal = goal_row.fetchone()
+            if goal is None:
+                raise HTTPException(404, f"goal {goal_id!r} not found")
+            tasks = task_rows.fetchall()
+            events = event_count.fetchone()["n"]
         return {
             **goal,
             "created_at": iso(goal["created_at"]),

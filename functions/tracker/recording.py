@@ -165,7 +165,11 @@ def record_envelope(db: Database, envelope: EventEnvelope, publisher: Any = None
         return (publisher or default_publisher()).publish(queued)
 
     try:
-        with db.transaction(identity) as conn:
+        # Pipeline mode (https://www.psycopg.org/psycopg3/docs/advanced/pipeline.html): statements whose results
+        # are not read (the usage count, the task's row, a progress report) travel with the next one that is, so an
+        # event costs fewer round trips; the server runs them in order, in this transaction. A goal's answer waits
+        # for it (the goal's end commits here, and its NOTIFY wakes the long-poll).
+        with db.transaction(identity) as conn, conn.pipeline():
             # The event's number in its goal's stream (migration 0020): taking it locks the goal's row until this
             # transaction commits, so one goal's events commit in the order of their numbers.
             inserted = conn.execute(
@@ -370,16 +374,19 @@ def process_batch(db: Database, event: dict[str, Any], context: Any = None) -> d
             logger.warning("message %s is not an event envelope, skipped: %s", record.message_id,
                            str(exc).splitlines()[0])
             return IGNORED
+        # The goal's record first: a goal's answer ends the goal in that transaction, and the long-poll waiting for it
+        # answers on its commit; the event subscriptions are pushed only after the whole batch anyway. A failure of
+        # the second store redelivers the record, and the first then finds it recorded (each store is idempotent).
+        with telemetry.event_log_keys("tracker", envelope):
+            outcome = record_envelope(db, envelope)
+        if outcome == RECORDED:
+            recorded.append((_identity(envelope), str(envelope.goal_id)))
         if envelope.platform_tenant_id and envelope.tenant_id and envelope.user_id:
             # every event, with or without a goal: what event subscriptions stream (the EventClient's listening)
             from soorma.functions.gateway import event_streams
 
             if event_streams.record(db, _identity(envelope), envelope):
                 streamed.append(_identity(envelope))
-        with telemetry.event_log_keys("tracker", envelope):
-            outcome = record_envelope(db, envelope)
-        if outcome == RECORDED:
-            recorded.append((_identity(envelope), str(envelope.goal_id)))
         return outcome
 
     recorded: list[tuple[Identity, str]] = []

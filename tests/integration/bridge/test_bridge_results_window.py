@@ -73,3 +73,43 @@ async def test_results_of_other_goals_are_not_held_for_an_open_batch(publish, ma
     await publish(kit.envelope(tenant, RESULT, topic="action-results", n=1).model_copy(update={"goal_id": "g-2"}))
     await kit.wait_until(lambda: len(invoker.records()) >= 2, timeout_s=10)
     assert sorted(_goals(event) for _, event in invoker.calls) == [["g-1"], ["g-2"]], invoker.calls
+
+
+async def test_a_window_that_a_result_joined_closes_after_the_join_grace(publish, make_bridge, kit):
+    """The batch is invoked ``results_join_grace_s`` after the latest join, long before its window would end; a
+    result joining within that grace is still in it."""
+    tenant = kit.new_id()
+    route = kit.make_route(tenant, "parent", RESULT, topic="action-results", batch_size=10, max_concurrency=3)
+    invoked_at: list[float] = []
+
+    def handler(name, event):
+        invoked_at.append(asyncio.get_running_loop().time())
+        return {"batchItemFailures": []}
+
+    invoker = kit.HandlerInvoker(handler)
+    await make_bridge([route], invoker, results_window_s=30.0, results_join_grace_s=0.3)
+    results = [kit.envelope(tenant, RESULT, topic="action-results", n=n).model_copy(update={"goal_id": "g-1"})
+               for n in range(3)]
+    await publish(results[0])
+    await asyncio.sleep(0.05)
+    await publish(results[1])
+    await asyncio.sleep(0.05)  # within the grace the second result's join opened
+    await publish(results[2])
+    published_at = asyncio.get_running_loop().time()
+    await kit.wait_until(lambda: len(invoker.records()) >= 3, timeout_s=10)  # a 30 s window would fail this
+    await asyncio.sleep(0.5)
+    assert [_goals(event) for _, event in invoker.calls] == [["g-1", "g-1", "g-1"]], invoker.calls
+    assert invoked_at[0] - published_at >= 0.2  # it waited out the grace after the last join, not less
+
+
+async def test_a_window_that_no_result_joined_stays_open_to_its_end(publish, make_bridge, kit):
+    tenant = kit.new_id()
+    route = kit.make_route(tenant, "parent", RESULT, topic="action-results", batch_size=10, max_concurrency=2)
+    invoker = kit.HandlerInvoker(lambda name, event: {"batchItemFailures": []})
+    await make_bridge([route], invoker, results_window_s=0.6, results_join_grace_s=0.01)
+    started = asyncio.get_running_loop().time()
+    await publish(kit.envelope(tenant, RESULT, topic="action-results", n=0).model_copy(update={"goal_id": "g-1"}))
+    await asyncio.sleep(0.3)
+    assert invoker.calls == []  # the grace applies only after a join
+    await kit.wait_until(lambda: len(invoker.records()) >= 1, timeout_s=10)
+    assert asyncio.get_running_loop().time() - started >= 0.55
