@@ -70,25 +70,27 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
         started = datetime.now(UTC)
         traceparent = request.headers.get("traceparent")
         applied: list[tuple[HandlerCommit, bool, list, dict[str, int], ServerSpan | None]] = []
-        with db.transaction(identity) as conn:
-            for index, commit in enumerate(body.commits):
-                try:
-                    replayed, envelopes, versions = apply(conn, identity, commit, publisher)
-                except HTTPException as exc:
-                    raise HTTPException(exc.status_code, f"commits[{index}]: {exc.detail}",
-                                        headers=exc.headers) from None
-                span = ServerSpan.start(commit.traceparent or traceparent, commit, started)
-                if span is not None:
-                    span.attributes.update({"http.route": "/v1/events/commits", "soorma.commits": len(keys),
-                                            "soorma.events": len(envelopes), "soorma.replayed": replayed})
-                    if not envelopes:
-                        span.store(conn, identity)
-                        span = None
-                applied.append((commit, replayed, envelopes, versions, span))
-        results = []
-        for commit, replayed, envelopes, versions, span in applied:
-            relayed = relay(db, identity, commit.key, envelopes, publisher, span) if envelopes else []
-            results.append({"replayed": replayed, "event_ids": relayed, "task_versions": versions})
+        with db.connection() as connection:  # one checkout for the transaction and the relays, as a single commit
+            with db.transaction(identity, pipeline=True, connection=connection) as conn:
+                for index, commit in enumerate(body.commits):
+                    try:
+                        replayed, envelopes, versions = apply(conn, identity, commit, publisher)
+                    except HTTPException as exc:
+                        raise HTTPException(exc.status_code, f"commits[{index}]: {exc.detail}",
+                                            headers=exc.headers) from None
+                    span = ServerSpan.start(commit.traceparent or traceparent, commit, started)
+                    if span is not None:
+                        span.attributes.update({"http.route": "/v1/events/commits", "soorma.commits": len(keys),
+                                                "soorma.events": len(envelopes), "soorma.replayed": replayed})
+                        if not envelopes:
+                            span.store(conn, identity)
+                            span = None
+                    applied.append((commit, replayed, envelopes, versions, span))
+            results = []
+            for commit, replayed, envelopes, versions, span in applied:
+                relayed = (relay(db, identity, commit.key, envelopes, publisher, span, connection)
+                           if envelopes else [])
+                results.append({"replayed": replayed, "event_ids": relayed, "task_versions": versions})
         return {"results": results}
 
     return router
