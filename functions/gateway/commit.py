@@ -176,7 +176,7 @@ def apply(conn: psycopg.Connection, identity: Identity, body: HandlerCommit, pub
     """Steps 1-3 of the module docstring in the caller's transaction. Returns ``(replayed, the envelopes waiting in
     the outbox for this key, {task_id: stored version})``. Raises ``HTTPException`` (403 policy or identity, 404 a
     versioned write of a task context that does not exist, 409 a version conflict, 413 an oversized event, 422)."""
-    # Sent now, read later: both travel in the round trip of the record's create (the policy is not read on a replay)
+    # Sent now, read later: both travel in the round trip of the record's create (a replay leaves the policy unread)
     send_spans(conn, identity, body.spans)
     policy_read = policies.request(conn, identity.platform_tenant_id) if body.events else None
     record = idempotency_records.create_record(conn, identity, body.key, idempotency_records.IdempotencyCreate(
