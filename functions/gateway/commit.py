@@ -65,7 +65,7 @@ from soorma.functions.gateway.publisher import PayloadTooLarge, Publisher, Publi
 from soorma.functions.memory.resources import idempotency as idempotency_records, task_context as task_context_resource
 from soorma.functions.shared import inputs as shared_inputs
 from soorma.functions.shared.db import Database
-from soorma.functions.shared.service import current_identity
+from soorma.functions.shared.service import current_identity, run_blocking
 from soorma.functions.shared.traces import MAX_SPANS_PER_REQUEST, SpanIn, send_spans
 from soorma.goal_notices import NOTICE_TYPES
 from soorma.grants import stamp as stamp_grant
@@ -290,13 +290,7 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
     """The ``POST /v1/events/commit`` route (see the module docstring)."""
     router = APIRouter()
 
-    @router.post("/v1/events/commit", response_model=CommitResult, tags=["events"],
-                 responses={409: {"description": "a task context changed since it was read; nothing was applied"},
-                            503: {"description": "committed, but the event bus failed: repeat the same request"}})
-    def commit_handler_run(body: HandlerCommit, request: Request,
-                           identity: Identity = Depends(current_identity)) -> dict[str, Any]:
-        """Apply one handler run's events, task-context writes, spans and idempotency record in one transaction, then
-        publish its events (a transactional outbox); a key committed before publishes what is still pending."""
+    def _apply(body: HandlerCommit, request: Request, identity: Identity) -> dict[str, Any]:
         server_span = ServerSpan.start(request.headers.get("traceparent"), body, datetime.now(UTC))
         with db.connection() as connection:  # one checkout (and liveness check) for the commit and the relay
             with db.transaction(identity, pipeline=True, connection=connection) as conn:
@@ -308,6 +302,15 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
             relayed = (relay(db, identity, body.key, envelopes, publisher, server_span, connection)
                        if envelopes else [])
         return {"replayed": replayed, "event_ids": relayed, "task_versions": versions}
+
+    @router.post("/v1/events/commit", response_model=CommitResult, tags=["events"],
+                 responses={409: {"description": "a task context changed since it was read; nothing was applied"},
+                            503: {"description": "committed, but the event bus failed: repeat the same request"}})
+    async def commit_handler_run(body: HandlerCommit, request: Request,
+                                 identity: Identity = Depends(current_identity)) -> dict[str, Any]:
+        """Apply one handler run's events, task-context writes, spans and idempotency record in one transaction, then
+        publish its events (a transactional outbox); a key committed before publishes what is still pending."""
+        return await run_blocking(request.scope, _apply, body, request, identity)
 
     return router
 

@@ -33,10 +33,11 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from soorma._current import MAX_BATCH_COMMITS
+from soorma.events import EventEnvelope
 from soorma.functions.gateway.commit import CommitResult, HandlerCommit, ServerSpan, apply, relay
 from soorma.functions.gateway.publisher import Publisher
 from soorma.functions.shared.db import Database
-from soorma.functions.shared.service import current_identity
+from soorma.functions.shared.service import current_identity, run_blocking
 from soorma.identity import Identity
 
 
@@ -58,18 +59,13 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
     """The ``POST /v1/events/commits`` route (see the module docstring)."""
     router = APIRouter()
 
-    @router.post("/v1/events/commits", response_model=BatchCommitResult, tags=["events"],
-                 responses={409: {"description": "a task context changed since it was read; nothing was applied"},
-                            503: {"description": "committed, but the event bus failed: repeat the same request"}})
-    def commit_handler_runs(body: BatchCommit, request: Request,
-                            identity: Identity = Depends(current_identity)) -> dict[str, Any]:
-        """Apply several handler runs' commits in one transaction, in order, then publish their events."""
+    def _apply(body: BatchCommit, request: Request, identity: Identity) -> dict[str, Any]:
         keys = [commit.key for commit in body.commits]
         if len(set(keys)) != len(keys):
             raise HTTPException(422, "a batch names each commit key once")
         started = datetime.now(UTC)
         traceparent = request.headers.get("traceparent")
-        applied: list[tuple[HandlerCommit, bool, list, dict[str, int], ServerSpan | None]] = []
+        applied: list[tuple[HandlerCommit, bool, list[EventEnvelope], dict[str, int], ServerSpan | None]] = []
         with db.connection() as connection:  # one checkout for the transaction and the relays, as a single commit
             with db.transaction(identity, pipeline=True, connection=connection) as conn:
                 for index, commit in enumerate(body.commits):
@@ -92,6 +88,14 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
                            if envelopes else [])
                 results.append({"replayed": replayed, "event_ids": relayed, "task_versions": versions})
         return {"results": results}
+
+    @router.post("/v1/events/commits", response_model=BatchCommitResult, tags=["events"],
+                 responses={409: {"description": "a task context changed since it was read; nothing was applied"},
+                            503: {"description": "committed, but the event bus failed: repeat the same request"}})
+    async def commit_handler_runs(body: BatchCommit, request: Request,
+                                  identity: Identity = Depends(current_identity)) -> dict[str, Any]:
+        """Apply several handler runs' commits in one transaction, in order, then publish their events."""
+        return await run_blocking(request.scope, _apply, body, request, identity)
 
     return router
 

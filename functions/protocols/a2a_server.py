@@ -70,7 +70,7 @@ from soorma.functions.gateway.goals import MAX_WAIT_S, Goals, decode_cursor, enc
 from soorma.functions.gateway.policy import PolicyViolation
 from soorma.functions.shared import settings
 from soorma.functions.shared.db import Database
-from soorma.functions.shared.service import current_identity
+from soorma.functions.shared.service import identity_of
 from soorma.identity import Identity
 
 #: The path of the A2A endpoint (JSON-RPC at this URL, HTTP+JSON below it), relative to the API's base URL.
@@ -474,7 +474,7 @@ class IdentityContextBuilder(DefaultServerCallContextBuilder):
 
     def build(self, request: Request) -> ServerCallContext:
         context = super().build(request)
-        identity = current_identity(request)
+        identity = identity_of(request)
         context.user = _Caller(identity)
         context.state["identity"] = identity
         context.state["request"] = request
