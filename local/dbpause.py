@@ -197,8 +197,9 @@ class PausableDatabase:
             log.warning("database proxy: upstream unreachable: %s", exc)
             client.abort()
             return
-        if client.closed:  # the client left (or the pause cut it) while the server was dialled
+        if client.closed or upstream.closed:  # either side left (or a pause cut it) while the server was dialled
             upstream.abort()
+            client.abort()
             return
         client.join(upstream)
 

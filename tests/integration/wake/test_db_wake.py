@@ -13,6 +13,7 @@ from pathlib import Path
 from tempfile import mkdtemp
 from typing import Any
 
+import psycopg
 import pytest
 
 from soorma.functions.shared.db import Database, DatabaseUnavailable, is_unavailable
@@ -232,3 +233,20 @@ def test_the_tracker_reports_a_batch_retry_later_after_one_wait(proxied: ProxyTh
         assert outcome.failed == frozenset(ids) and set(outcome.retry_later) == set(ids)
     finally:
         db.close()
+
+
+def test_the_proxy_carries_large_answers_and_many_connections_both_ways(proxied: ProxyThread) -> None:
+    """Each chunk is forwarded in the reading side's callback, with the transports' flow control: a result far larger
+    than a socket buffer, and a request as large, arrive whole; connections that end leave nothing open."""
+    big = "x" * 4_000_000
+    for _ in range(3):
+        with psycopg.connect(proxied.dsn) as conn:
+            assert conn.execute("select repeat('y', 8000000) as y").fetchone()[0] == "y" * 8_000_000
+            assert conn.execute("select length(%s) as n", (big,)).fetchone()[0] == len(big)
+    for _ in range(50):  # many short connections
+        with psycopg.connect(proxied.dsn) as conn:
+            assert conn.execute("select 1").fetchone()[0] == 1
+    deadline = time.monotonic() + 5
+    while proxied.proxy.status()["open"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proxied.proxy.status()["open"] == 0
