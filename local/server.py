@@ -145,7 +145,8 @@ def build_app(stack: "LocalStack") -> Starlette:
             return JSONResponse({"detail": "control token required"}, status_code=401)
         proxy = stack.db_proxy
         if proxy is None:
-            return JSONResponse({"detail": "the stack has no database proxy"}, status_code=409)
+            return JSONResponse({"detail": "the stack runs without the pausable database proxy: start it with "
+                                           "SOORMA_LOCAL_DB_PAUSABLE=on to simulate a pause"}, status_code=409)
         if request.method == "GET":
             return JSONResponse(proxy.status())
         try:

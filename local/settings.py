@@ -15,7 +15,17 @@ from soorma.functions.shared.settings import (  # noqa: F401  (re-exported: the 
     EVENT_TRANSPORT,
     LOG_LEVEL,
 )
-from soorma.settings import API_KEY, API_URL, HOME, NATS_URL, Setting, integer, number, text  # noqa: F401
+from soorma.settings import (  # noqa: F401
+    API_KEY,
+    API_URL,
+    HOME,
+    NATS_URL,
+    Setting,
+    integer,
+    number,
+    off_unless_on,
+    text,
+)
 
 
 def _port_or_none(raw: str) -> int | None:
@@ -40,6 +50,11 @@ LOCAL_AUTHORIZER_TTL: Setting[float] = Setting(
 MOTO_PORT: Setting[int] = Setting(
     "SOORMA_MOTO_PORT", "port of the local stack's moto server (`--transport sqs`); `AWS_ENDPOINT_URL` set instead "
     "means \"use that SNS/SQS endpoint\" and starts no moto", integer, 14566)
+LOCAL_DB_PAUSABLE: Setting[bool] = Setting(
+    "SOORMA_LOCAL_DB_PAUSABLE", "`on`: the functions reach PostgreSQL through the pausable proxy, so "
+    "`POST /_local/db/pause` can simulate a paused Aurora Serverless v2 cluster (soorma.local.dbpause); off: they "
+    "connect directly (the proxy adds two crossings to every database round trip: a worker-basic goal at p50 took "
+    "64-70 ms without it against 78 ms with it, docs/performance.md)", off_unless_on, False)
 LOCAL_SQS_VISIBILITY_TIMEOUT: Setting[int | None] = Setting(
     "SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT", "visibility timeout (seconds) of the local stack's agent queues, which is "
     "also the pause before a failed message's next delivery", integer, None,

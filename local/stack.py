@@ -53,7 +53,8 @@ class StackSettings:
     ``SOORMA_DATABASE_URL`` / ``SOORMA_NATS_URL`` to use external servers instead of the embedded ones,
     ``SOORMA_EVENT_TRANSPORT`` (``nats``, the default: the JetStream bridge; ``sqs`` or ``sns``: SNS → a queue per
     agent → the local event source mapping, on moto — :mod:`soorma.local.sqs_transport`, which also reads
-    ``SOORMA_MOTO_PORT``, ``AWS_ENDPOINT_URL`` and ``SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT``)."""
+    ``SOORMA_MOTO_PORT``, ``AWS_ENDPOINT_URL`` and ``SOORMA_LOCAL_SQS_VISIBILITY_TIMEOUT``),
+    ``SOORMA_LOCAL_DB_PAUSABLE`` (``on``: the functions' database connections go through the pausable proxy)."""
 
     home: Path
     host: str = settings.LOCAL_HOST.default
@@ -63,6 +64,7 @@ class StackSettings:
     nats_url: str | None = None
     authorizer_ttl_s: float = settings.LOCAL_AUTHORIZER_TTL.default
     transport: str = "nats"
+    db_pausable: bool = settings.LOCAL_DB_PAUSABLE.default
 
     @classmethod
     def from_env(cls, home: Path) -> "StackSettings":
@@ -75,6 +77,7 @@ class StackSettings:
             nats_url=settings.NATS_URL.get(),
             authorizer_ttl_s=settings.LOCAL_AUTHORIZER_TTL.get(),
             transport=transport_from_env(settings.EVENT_TRANSPORT.raw()),
+            db_pausable=settings.LOCAL_DB_PAUSABLE.get(),
         )
 
     @property
@@ -234,6 +237,11 @@ class LocalStack:
                         or app_dsn(self.owner_dsn, self.secrets["app_db_password"]))
 
     async def _start_db_proxy(self) -> None:
+        if not self.settings.db_pausable:
+            # Directly: the proxy costs every round trip of every function two crossings of this process's loop,
+            # a price worth paying only when a pause is to be simulated (SOORMA_LOCAL_DB_PAUSABLE).
+            self.function_dsn = self.app_dsn
+            return
         from soorma.local.dbpause import PausableDatabase, Upstream
 
         self.db_proxy = PausableDatabase(Upstream.from_dsn(self.app_dsn), self.paths.home / "dbproxy")

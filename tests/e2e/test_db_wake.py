@@ -35,9 +35,9 @@ def stack(request):
     SNS/SQS with the local event source mapping (which, as Lambda's, redelivers after the queue's visibility timeout:
     the function's timeout + 5 s, so ``maxReceiveCount`` receives outlast a pause)."""
     up_args: tuple[str, ...] = ()
-    env: dict[str, str] = {}
+    env: dict[str, str] = {"SOORMA_LOCAL_DB_PAUSABLE": "on"}
     if request.param == "sqs":
-        up_args, env = ("--transport", "sqs"), {"SOORMA_MOTO_PORT": str(free_port())}
+        up_args, env = ("--transport", "sqs"), {**env, "SOORMA_MOTO_PORT": str(free_port())}
     with local_stack(f"soorma-e2e-wake-{request.param}-", (EXAMPLES / "worker-basic", EXAMPLES / "planner-basic"),
                      env=env, up_args=up_args,
                      unset=("SOORMA_DATABASE_URL", "AWS_ENDPOINT_URL", "SOORMA_EVENT_TRANSPORT")) as stack_:
