@@ -286,22 +286,45 @@ def relay(db: Database, identity: Identity, key: str, envelopes: list[EventEnvel
     return [envelope.id for envelope in envelopes]
 
 
+def commit_runs(db: Database, publisher: Publisher, identity: Identity, commits: list[HandlerCommit],
+                traceparent: str | None, *, in_batch: bool = False) -> list[dict[str, Any]]:
+    """Apply ``commits`` (one handler run's, or a batch's in the order they ran,
+    :mod:`soorma.functions.gateway.commit_batch`) in ONE transaction, then relay each one's outbox rows; returns one
+    :class:`CommitResult` dict per commit, in order. One pool checkout serves the transaction and the relays. Each
+    commit carrying spans gets its server span below its own ``traceparent`` field, else ``traceparent`` (the
+    request's header). ``in_batch``: errors name the failing commit (``commits[i]: ...``) and the spans say
+    ``http.route`` ``/v1/events/commits`` and how many commits the request carried. Raises ``HTTPException`` as
+    :func:`apply` and :func:`relay` do; nothing is applied when one commit fails."""
+    started = datetime.now(UTC)
+    applied: list[tuple[HandlerCommit, bool, list[EventEnvelope], dict[str, int], ServerSpan | None]] = []
+    with db.connection() as connection:  # one checkout (and liveness check) for the commit and the relay
+        with db.transaction(identity, pipeline=True, connection=connection) as conn:
+            for index, commit in enumerate(commits):
+                try:
+                    replayed, envelopes, versions = apply(conn, identity, commit, publisher)
+                except HTTPException as exc:
+                    if not in_batch:
+                        raise
+                    raise HTTPException(exc.status_code, f"commits[{index}]: {exc.detail}",
+                                        headers=exc.headers) from None
+                span = ServerSpan.start(commit.traceparent or traceparent, commit, started)
+                if span is not None:
+                    if in_batch:
+                        span.attributes.update({"http.route": "/v1/events/commits", "soorma.commits": len(commits)})
+                    span.attributes.update({"soorma.events": len(envelopes), "soorma.replayed": replayed})
+                    if not envelopes:
+                        span.store(conn, identity)
+                applied.append((commit, replayed, envelopes, versions, span))
+        results = []
+        for commit, replayed, envelopes, versions, span in applied:
+            relayed = relay(db, identity, commit.key, envelopes, publisher, span, connection) if envelopes else []
+            results.append({"replayed": replayed, "event_ids": relayed, "task_versions": versions})
+    return results
+
+
 def create_router(db: Database, publisher: Publisher) -> APIRouter:
     """The ``POST /v1/events/commit`` route (see the module docstring)."""
     router = APIRouter()
-
-    def _apply(body: HandlerCommit, request: Request, identity: Identity) -> dict[str, Any]:
-        server_span = ServerSpan.start(request.headers.get("traceparent"), body, datetime.now(UTC))
-        with db.connection() as connection:  # one checkout (and liveness check) for the commit and the relay
-            with db.transaction(identity, pipeline=True, connection=connection) as conn:
-                replayed, envelopes, versions = apply(conn, identity, body, publisher)
-                if server_span is not None:
-                    server_span.attributes.update({"soorma.events": len(envelopes), "soorma.replayed": replayed})
-                    if not envelopes:
-                        server_span.store(conn, identity)
-            relayed = (relay(db, identity, body.key, envelopes, publisher, server_span, connection)
-                       if envelopes else [])
-        return {"replayed": replayed, "event_ids": relayed, "task_versions": versions}
 
     @router.post("/v1/events/commit", response_model=CommitResult, tags=["events"],
                  responses={409: {"description": "a task context changed since it was read; nothing was applied"},
@@ -310,10 +333,12 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
                                  identity: Identity = Depends(current_identity)) -> dict[str, Any]:
         """Apply one handler run's events, task-context writes, spans and idempotency record in one transaction, then
         publish its events (a transactional outbox); a key committed before publishes what is still pending."""
-        return await run_blocking(request.scope, _apply, body, request, identity)
+        [result] = await run_blocking(request.scope, commit_runs, db, publisher, identity, [body],
+                                      request.headers.get("traceparent"))
+        return result
 
     return router
 
 
 __all__ = ["COMMITTED_RESPONSE", "CommitResult", "HandlerCommit", "MAX_COMMIT_EVENTS", "MAX_COMMIT_TASK_CONTEXTS",
-           "ServerSpan", "apply", "create_router", "owned_envelope", "relay"]
+           "ServerSpan", "apply", "commit_runs", "create_router", "owned_envelope", "relay"]

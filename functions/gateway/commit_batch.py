@@ -26,15 +26,14 @@ trace shows one commit per handler run however they were sent.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from soorma._current import MAX_BATCH_COMMITS
-from soorma.events import EventEnvelope
-from soorma.functions.gateway.commit import CommitResult, HandlerCommit, ServerSpan, apply, relay
+from soorma.functions.gateway.commit import CommitResult, HandlerCommit, commit_runs
 from soorma.functions.gateway.publisher import Publisher
 from soorma.functions.shared.db import Database
 from soorma.functions.shared.service import current_identity, run_blocking
@@ -59,43 +58,18 @@ def create_router(db: Database, publisher: Publisher) -> APIRouter:
     """The ``POST /v1/events/commits`` route (see the module docstring)."""
     router = APIRouter()
 
-    def _apply(body: BatchCommit, request: Request, identity: Identity) -> dict[str, Any]:
-        keys = [commit.key for commit in body.commits]
-        if len(set(keys)) != len(keys):
-            raise HTTPException(422, "a batch names each commit key once")
-        started = datetime.now(UTC)
-        traceparent = request.headers.get("traceparent")
-        applied: list[tuple[HandlerCommit, bool, list[EventEnvelope], dict[str, int], ServerSpan | None]] = []
-        with db.connection() as connection:  # one checkout for the transaction and the relays, as a single commit
-            with db.transaction(identity, pipeline=True, connection=connection) as conn:
-                for index, commit in enumerate(body.commits):
-                    try:
-                        replayed, envelopes, versions = apply(conn, identity, commit, publisher)
-                    except HTTPException as exc:
-                        raise HTTPException(exc.status_code, f"commits[{index}]: {exc.detail}",
-                                            headers=exc.headers) from None
-                    span = ServerSpan.start(commit.traceparent or traceparent, commit, started)
-                    if span is not None:
-                        span.attributes.update({"http.route": "/v1/events/commits", "soorma.commits": len(keys),
-                                                "soorma.events": len(envelopes), "soorma.replayed": replayed})
-                        if not envelopes:
-                            span.store(conn, identity)
-                            span = None
-                    applied.append((commit, replayed, envelopes, versions, span))
-            results = []
-            for commit, replayed, envelopes, versions, span in applied:
-                relayed = (relay(db, identity, commit.key, envelopes, publisher, span, connection)
-                           if envelopes else [])
-                results.append({"replayed": replayed, "event_ids": relayed, "task_versions": versions})
-        return {"results": results}
-
     @router.post("/v1/events/commits", response_model=BatchCommitResult, tags=["events"],
                  responses={409: {"description": "a task context changed since it was read; nothing was applied"},
                             503: {"description": "committed, but the event bus failed: repeat the same request"}})
     async def commit_handler_runs(body: BatchCommit, request: Request,
                                   identity: Identity = Depends(current_identity)) -> dict[str, Any]:
         """Apply several handler runs' commits in one transaction, in order, then publish their events."""
-        return await run_blocking(request.scope, _apply, body, request, identity)
+        keys = [commit.key for commit in body.commits]
+        if len(set(keys)) != len(keys):
+            raise HTTPException(422, "a batch names each commit key once")
+        results = await run_blocking(request.scope, partial(commit_runs, in_batch=True), db, publisher, identity,
+                                     body.commits, request.headers.get("traceparent"))
+        return {"results": results}
 
     return router
 

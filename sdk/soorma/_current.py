@@ -214,7 +214,6 @@ class DeferredRun:
     unit: PendingCommit
     body: dict[str, Any]
     message_id: str | None
-    traceparent: str | None = None
 
 
 @dataclass

@@ -633,7 +633,7 @@ class Agent:
             body["traceparent"] = traceparent  # the gateway's server span of this run's commit hangs below it
         telemetry.spans_committed(spans)
         unit.committed({task_id: (expected or 0) + 1 for task_id, (_, expected) in unit.task_contexts.items()})
-        batch.runs.append(DeferredRun(event, index, unit, body, batch.message_id, traceparent))
+        batch.runs.append(DeferredRun(event, index, unit, body, batch.message_id))
 
     async def commit_deferred(self, batch: CommitBatch) -> set[str]:
         """Commit the runs ``batch`` deferred (one ``POST /v1/events/commits``; one ``POST /v1/events/commit`` when
@@ -644,17 +644,17 @@ class Agent:
         if not runs:
             return set()
         first = runs[0]
+        traceparent = first.body.get("traceparent")  # each body names its own; the header is the first's
         try:
             with delivering(first.event):  # the calls act for the events' tenant and user with a delivery grant
                 if len(runs) == 1:
                     answers = [await self.context.bus.send_commit(first.body, tenant_id=first.unit.tenant_id,
                                                                   user_id=first.unit.user_id,
-                                                                  traceparent=first.traceparent)]
+                                                                  traceparent=traceparent)]
                 else:
                     answers = await self.context.bus.commit_runs([run.body for run in runs],
                                                                  tenant_id=first.unit.tenant_id,
-                                                                 user_id=first.unit.user_id,
-                                                                 traceparent=first.traceparent)
+                                                                 user_id=first.unit.user_id, traceparent=traceparent)
             if len(answers) != len(runs):
                 raise PlatformError(200, f"{len(answers)} results for {len(runs)} commits")
         except Exception as exc:
