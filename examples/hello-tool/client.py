@@ -20,10 +20,7 @@ identity service (``examples/shared/auth.py``), and publishes and listens throug
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +28,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from examples.shared.auth import build_example_token_provider  # noqa: E402 (after the path above)
-from soorma import EventClient, EventEnvelope, EventTopic  # noqa: E402
+from examples.shared.ask import ask, print_answer  # noqa: E402 (after the path above)
+from examples.shared.auth import build_example_token_provider  # noqa: E402
 
 EXAMPLE_NAME = "hello-tool"
 
@@ -56,30 +53,9 @@ async def send_calculation_request(operation: str, a: float, b: float | None, ti
     """Send one calculation request and return the answer's data (raises ``TimeoutError`` without an answer,
     ``ValueError`` for operands the operation cannot take)."""
     data = request_data(operation, a, b)
-    token_provider = build_example_token_provider(EXAMPLE_NAME, __file__)
-    client = EventClient(agent_id="calculator-client", source="calculator-client",
-                         auth_token_provider=token_provider)
-    correlation_id = str(uuid.uuid4())
-    response: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
-
-    @client.on_event(RESPONSE_EVENT, topic=EventTopic.ACTION_RESULTS)
-    async def on_response(event: EventEnvelope) -> None:
-        if event.correlation_id == correlation_id and not response.done():
-            response.set_result(event.data or {})
-
-    await client.connect(topics=[EventTopic.ACTION_RESULTS])  # listen before asking
-    try:
-        await client.publish(
-            event_type=f"calculate.{operation}",
-            topic=EventTopic.ACTION_REQUESTS,
-            data=data,
-            correlation_id=correlation_id,
-            response_event=RESPONSE_EVENT,
-            response_topic="action-results",
-        )
-        return await asyncio.wait_for(response, timeout_s)
-    finally:
-        await client.disconnect()
+    return await ask(build_example_token_provider(EXAMPLE_NAME, __file__), agent_id="calculator-client",
+                     event_type=f"calculate.{operation}", data=data, response_event=RESPONSE_EVENT,
+                     timeout_s=timeout_s)
 
 
 def main() -> int:
@@ -89,14 +65,10 @@ def main() -> int:
     parser.add_argument("--b", type=float, help="second operand (not for sqrt)")
     args = parser.parse_args()
     try:
-        data = asyncio.run(send_calculation_request(args.operation, args.a, args.b))
+        return print_answer(send_calculation_request(args.operation, args.a, args.b),
+                            "no answer: is the stack up and examples/hello-tool deployed?")
     except ValueError as exc:
         parser.error(str(exc))
-    except TimeoutError:
-        print("no answer: is the stack up and examples/hello-tool deployed?", file=sys.stderr)
-        return 1
-    print(json.dumps(data))
-    return 0
 
 
 if __name__ == "__main__":

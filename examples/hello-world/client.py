@@ -15,18 +15,15 @@ live stream's event subscription, so the script runs on any machine that reaches
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from examples.shared.auth import build_example_token_provider  # noqa: E402 (after the path above)
-from soorma import EventClient, EventEnvelope, EventTopic  # noqa: E402
+from examples.shared.ask import ask, print_answer  # noqa: E402 (after the path above)
+from examples.shared.auth import build_example_token_provider  # noqa: E402
 
 EXAMPLE_NAME = "hello-world"
 
@@ -37,40 +34,14 @@ async def greet(name: str, timeout_s: float = 30.0) -> dict:
     """Send one greeting request and return the answer's data (raises ``TimeoutError`` without an answer)."""
     token_provider = build_example_token_provider(EXAMPLE_NAME, __file__)
     await token_provider.get_token()  # bootstrap now: the client listens in the token's platform tenant
-    client = EventClient(agent_id="hello-client", source="hello-client", auth_token_provider=token_provider,
-                         platform_tenant_id=token_provider.platform_tenant_id)
-    correlation_id = str(uuid.uuid4())
-    answer: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
-
-    @client.on_event(RESPONSE_EVENT, topic=EventTopic.ACTION_RESULTS)
-    async def on_answer(event: EventEnvelope) -> None:
-        if event.correlation_id == correlation_id and not answer.done():
-            answer.set_result(event.data)
-
-    await client.connect(topics=[EventTopic.ACTION_RESULTS])  # listen before asking
-    try:
-        await client.publish(
-            event_type="greeting.requested",
-            topic=EventTopic.ACTION_REQUESTS,
-            data={"name": name},
-            correlation_id=correlation_id,
-            response_event=RESPONSE_EVENT,
-            response_topic="action-results",
-        )
-        return await asyncio.wait_for(answer, timeout_s)
-    finally:
-        await client.disconnect()
+    return await ask(token_provider, agent_id="hello-client", event_type="greeting.requested", data={"name": name},
+                     response_event=RESPONSE_EVENT, timeout_s=timeout_s,
+                     client_options={"platform_tenant_id": token_provider.platform_tenant_id})
 
 
 def main() -> int:
     name = " ".join(sys.argv[1:]) or "World"
-    try:
-        data = asyncio.run(greet(name))
-    except TimeoutError:
-        print("no answer: is the stack up and examples/hello-world deployed?", file=sys.stderr)
-        return 1
-    print(json.dumps(data))
-    return 0
+    return print_answer(greet(name), "no answer: is the stack up and examples/hello-world deployed?")
 
 
 if __name__ == "__main__":

@@ -17,18 +17,15 @@ the agents' state is that identity's. Exit code 1 if no answer came in time.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from examples.shared.auth import build_example_token_provider  # noqa: E402 (after the path above)
-from soorma import EventClient, EventEnvelope, EventTopic  # noqa: E402
+from examples.shared.ask import ask, print_answer  # noqa: E402 (after the path above)
+from examples.shared.auth import build_example_token_provider  # noqa: E402
 
 EXAMPLE_NAME = "memory-working"
 
@@ -37,29 +34,10 @@ RESPONSE_EVENT = "trip.planned"
 
 async def start_workflow(destination: str, days: int, timeout_s: float = 60.0) -> dict:
     """Ask for one trip plan and return the answer's data (raises ``TimeoutError`` without an answer)."""
-    token_provider = build_example_token_provider(EXAMPLE_NAME, __file__)
-    client = EventClient(agent_id="workflow-client", source="workflow-client", auth_token_provider=token_provider)
-    correlation_id = str(uuid.uuid4())
-    workflow_completed: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
-
-    @client.on_event(RESPONSE_EVENT, topic=EventTopic.ACTION_RESULTS)
-    async def on_completion(event: EventEnvelope) -> None:
-        if event.correlation_id == correlation_id and not workflow_completed.done():
-            workflow_completed.set_result(event.data or {})
-
-    await client.connect(topics=[EventTopic.ACTION_RESULTS])  # listen before asking
-    try:
-        await client.publish(
-            event_type="trip.plan",
-            topic=EventTopic.ACTION_REQUESTS,
-            data={"destination": destination, "days": days},
-            correlation_id=correlation_id,
-            response_event=RESPONSE_EVENT,
-            response_topic="action-results",
-        )
-        return await asyncio.wait_for(workflow_completed, timeout_s)
-    finally:
-        await client.disconnect()
+    return await ask(build_example_token_provider(EXAMPLE_NAME, __file__), agent_id="workflow-client",
+                     event_type="trip.plan",
+                     data={"destination": destination, "days": days},
+                     response_event=RESPONSE_EVENT, timeout_s=timeout_s)
 
 
 def main() -> int:
@@ -70,13 +48,8 @@ def main() -> int:
     except ValueError:
         print("usage: python examples/memory-working/client.py [destination] [days 1..14]", file=sys.stderr)
         return 2
-    try:
-        data = asyncio.run(start_workflow(destination, days))
-    except TimeoutError:
-        print("no answer: is the stack up and examples/memory-working deployed?", file=sys.stderr)
-        return 1
-    print(json.dumps(data))
-    return 0
+    return print_answer(start_workflow(destination, days),
+                        "no answer: is the stack up and examples/memory-working deployed?")
 
 
 if __name__ == "__main__":

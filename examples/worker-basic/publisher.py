@@ -19,18 +19,15 @@ token's own). Exit code 1 if no answer came in time.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-import uuid
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from examples.shared.auth import build_example_token_provider  # noqa: E402 (after the path above)
-from soorma import EventClient, EventEnvelope, EventTopic  # noqa: E402
+from examples.shared.ask import ask, print_answer  # noqa: E402 (after the path above)
+from examples.shared.auth import build_example_token_provider  # noqa: E402
 
 EXAMPLE_NAME = "worker-basic"
 
@@ -46,44 +43,19 @@ async def publish_order_request(order_id: str, items: list[str], timeout_s: floa
     await token_provider.get_token()
     tenant_id = await token_provider.get_platform_tenant_id()
     user_id = await token_provider.get_bootstrap_admin_principal_id()
-    client = EventClient(agent_id="order-service", source="order-service", auth_token_provider=token_provider)
-    correlation_id = str(uuid.uuid4())
-    order_completed: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
-
-    @client.on_event(RESPONSE_EVENT, topic=EventTopic.ACTION_RESULTS)
-    async def handle_response(event: EventEnvelope) -> None:
-        if event.correlation_id == correlation_id and not order_completed.done():
-            order_completed.set_result(event.data or {})
-
-    await client.connect(topics=[EventTopic.ACTION_RESULTS])  # listen before asking
-    try:
-        await client.publish(
-            event_type="order.process.requested",
-            topic=EventTopic.ACTION_REQUESTS,
-            data={"order_id": order_id, "customer": "Alice", "items": items,
-                  "total": sum(PRICES.get(item, 0.0) for item in items)},
-            correlation_id=correlation_id,
-            response_event=RESPONSE_EVENT,
-            response_topic="action-results",
-            tenant_id=tenant_id,
-            user_id=user_id,
-        )
-        return await asyncio.wait_for(order_completed, timeout_s)
-    finally:
-        await client.disconnect()
+    return await ask(token_provider, agent_id="order-service", event_type="order.process.requested",
+                     data={"order_id": order_id, "customer": "Alice", "items": items,
+                           "total": sum(PRICES.get(item, 0.0) for item in items)},
+                     response_event=RESPONSE_EVENT, timeout_s=timeout_s,
+                     publish_options={"tenant_id": tenant_id, "user_id": user_id})
 
 
 def main() -> int:
     args = sys.argv[1:]
     order_id = args[0] if args else "ORD-001"
     items = args[1:] or ["widget", "gadget"]
-    try:
-        data = asyncio.run(publish_order_request(order_id, items))
-    except TimeoutError:
-        print("no answer: is the stack up and examples/worker-basic deployed?", file=sys.stderr)
-        return 1
-    print(json.dumps(data))
-    return 0
+    return print_answer(publish_order_request(order_id, items),
+                        "no answer: is the stack up and examples/worker-basic deployed?")
 
 
 if __name__ == "__main__":
