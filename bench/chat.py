@@ -24,9 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,11 +31,10 @@ from typing import Any
 import httpx
 from openai import OpenAI
 
-from soorma.testing import free_port
+from _stack import fresh_stack  # bench/_stack.py (bench/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "research-advisor"
-SOORMA = str(Path(sys.executable).with_name("soorma"))
 MODEL = "research-advisor"
 GOAL_TYPE = "research.goal"
 FINAL = ("completed", "failed", "cancelled")
@@ -105,20 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured calls per path first (default 3)")
     args = parser.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="soorma-bench-chat-")) / "s"
-    env = {**os.environ, "SOORMA_HOME": str(home), "SOORMA_LOCAL_PORT": str(free_port()),
-           "SOORMA_NATS_PORT": str(free_port())}
-    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL", "SOORMA_LLM_BASE_URL"):
-        env.pop(name, None)  # this stack's, and the advisor's extractive answer (no LLM)
-
-    def soorma(*command: str) -> None:
-        result = subprocess.run([SOORMA, *command], env=env, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"soorma {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-
     questions = [q["question"] for q in json.loads((EXAMPLE / "questions.json").read_text())]
-    soorma("local", "up")
-    try:
+    with fresh_stack("soorma-bench-chat-",
+                     unset=("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL", "SOORMA_LLM_BASE_URL")) as stack:
+        home, soorma = stack.home, stack.soorma
         soorma("local", "deploy", str(EXAMPLE))
         credentials = json.loads((home / "credentials.json").read_text())
         chat = OpenAI(base_url=f"{credentials['api_url']}/v1", api_key=credentials["api_key"], timeout=60,
@@ -128,8 +114,6 @@ def main(argv: list[str] | None = None) -> None:
             out: dict[str, Any] = {"benchmark": "chat", "example": "research-advisor",
                                    **bench(chat, goals, questions, args.calls, args.warmup)}
         chat.close()
-    finally:
-        soorma("local", "down")
     out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out))
 

@@ -18,8 +18,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,11 +25,10 @@ from pathlib import Path
 
 import psycopg
 
+from _stack import fresh_stack  # bench/_stack.py (bench/ is on sys.path when run)
 from soorma.local.dbpause import PausableDatabase, Upstream
-from soorma.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-SOORMA = str(Path(sys.executable).with_name("soorma"))
 
 
 def round_trips(dsn: str, n: int) -> dict[str, float]:
@@ -76,19 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--round-trips", type=int, default=3000)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="soorma-bench-px-")) / "s"
-    env = {**os.environ, "SOORMA_HOME": str(home), "SOORMA_LOCAL_PORT": str(free_port()),
-           "SOORMA_NATS_PORT": str(free_port())}
-    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_DATABASE_URL", "SOORMA_NATS_URL"):
-        env.pop(name, None)
-
-    def soorma(*command: str) -> None:
-        result = subprocess.run([SOORMA, *command], env=env, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode:
-            raise SystemExit(f"soorma {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-
-    soorma("local", "up")
-    try:
+    with fresh_stack("soorma-bench-px-",
+                     unset=("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_DATABASE_URL", "SOORMA_NATS_URL")) as stack:
+        home = stack.home
         password = json.loads((home / "secrets.json").read_text())["app_db_password"]
         dsn = psycopg.conninfo.make_conninfo(host=str(home / "pg"), port="5432", dbname="soorma", user="soorma_app",
                                              password=password)
@@ -97,8 +84,6 @@ def main() -> None:
                    "proxy_busy_loop": proxied(dsn, args.round_trips, busy=True)}
         print(json.dumps({"benchmark": "db_proxy", "round_trips": args.round_trips, **figures,
                           "load_avg": round(os.getloadavg()[0], 2)}))
-    finally:
-        soorma("local", "down")
 
 
 if __name__ == "__main__":

@@ -26,9 +26,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,11 +33,10 @@ from typing import Any
 import httpx
 import httpx2
 
-from soorma.testing import free_port
+from _stack import fresh_stack  # bench/_stack.py (bench/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "hello-tool"
-SOORMA = str(Path(sys.executable).with_name("soorma"))
 TOOL = "calculate.add"
 ARGUMENTS = {"numbers": [1, 2, 3.5]}
 EXPECTED = 6.5
@@ -118,26 +114,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured calls per path first (default 5)")
     args = parser.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="soorma-bench-mcp-")) / "s"
-    env = {**os.environ, "SOORMA_HOME": str(home), "SOORMA_LOCAL_PORT": str(free_port()),
-           "SOORMA_NATS_PORT": str(free_port())}
-    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL", "SOORMA_PLATFORM_TENANT_ID"):
-        env.pop(name, None)
-
-    def soorma(*command: str) -> None:
-        result = subprocess.run([SOORMA, *command], env=env, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"soorma {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-
-    soorma("local", "up")
-    try:
+    with fresh_stack("soorma-bench-mcp-",
+                     unset=("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL",
+                            "SOORMA_PLATFORM_TENANT_ID")) as stack:
+        home, soorma = stack.home, stack.soorma
         soorma("local", "deploy", str(EXAMPLE))
         credentials = json.loads((home / "credentials.json").read_text())
         out: dict[str, Any] = {"benchmark": "mcp_call", "example": "hello-tool", "tool": TOOL,
                                **asyncio.run(measure(credentials["api_url"], credentials["api_key"], args.calls,
                                                      args.warmup))}
-    finally:
-        soorma("local", "down")
     out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out))
 

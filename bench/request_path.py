@@ -22,18 +22,14 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from soorma.testing import free_port
+from _stack import fresh_stack  # bench/_stack.py (bench/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
-SOORMA = str(Path(sys.executable).with_name("soorma"))
 _TIMING = re.compile(r"(authorizer|integration);dur=([\d.]+)")
 _REPORT = re.compile(r"REPORT RequestId: \S+\tDuration: ([\d.]+) ms")
 
@@ -65,19 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300, help="measured requests (after 30 warm-up ones)")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="soorma-bench-path-")) / "s"
-    env = {**os.environ, "SOORMA_HOME": str(home), "SOORMA_LOCAL_PORT": str(free_port()),
-           "SOORMA_NATS_PORT": str(free_port())}
-    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_DATABASE_URL", "SOORMA_NATS_URL"):
-        env.pop(name, None)
-
-    def soorma(*command: str) -> None:
-        result = subprocess.run([SOORMA, *command], env=env, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode:
-            raise SystemExit(f"soorma {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-
-    soorma("local", "up")
-    try:
+    with fresh_stack("soorma-bench-path-",
+                     unset=("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_DATABASE_URL", "SOORMA_NATS_URL")) as stack:
+        home = stack.home
         credentials = json.loads((home / "credentials.json").read_text())
         headers = {"authorization": f"Bearer {credentials['api_key']}"}
         lifted = {"key_rps": 1e5, "key_burst": 1e5, "tenant_rps": 1e5, "tenant_burst": 1e5}
@@ -92,8 +78,6 @@ def main() -> None:
             figures = shares(client, path, args.requests, gateway_log)
         print(json.dumps({"benchmark": "request_path", "requests": args.requests, "p50": figures,
                           "load_avg": round(os.getloadavg()[0], 2)}))
-    finally:
-        soorma("local", "down")
 
 
 if __name__ == "__main__":

@@ -42,9 +42,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -54,11 +51,10 @@ from typing import Any
 
 import httpx
 
-from soorma.testing import free_port  # below the ephemeral range (soorma.testing.ports)
+from _stack import fresh_stack  # bench/_stack.py (bench/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "worker-basic"
-SOORMA = str(Path(sys.executable).with_name("soorma"))
 GOAL_TYPE = "order.process.requested"
 ANSWER_EVENT = "bench.order.answered"
 #: The local API Gateway's access log in the stack's ``logs`` folder (one JSON line per HTTP request).
@@ -267,17 +263,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="SOORMA_TRACING for the stack's functions and agents (default on, as deployed)")
     args = parser.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="soorma-bench-")) / "s"
-    env = {**os.environ, "SOORMA_HOME": str(home), "SOORMA_LOCAL_PORT": str(free_port()),
-           "SOORMA_NATS_PORT": str(free_port()), "SOORMA_TRACING": args.tracing}
-
-    def soorma(*command: str) -> None:
-        result = subprocess.run([SOORMA, *command], env=env, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"soorma {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-
-    soorma("local", "up")
-    try:
+    with fresh_stack("soorma-bench-", env={"SOORMA_TRACING": args.tracing}) as stack:
+        home, soorma = stack.home, stack.soorma
         soorma("local", "deploy", str(EXAMPLE))
         credentials = json.loads((home / "credentials.json").read_text())
         logs = home / "logs"
@@ -290,8 +277,6 @@ def main(argv: list[str] | None = None) -> None:
             for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL"):  # rather than another stack's
                 os.environ.pop(name, None)
             out["event_client"] = asyncio.run(bench_event_client(logs, args.round_trips, args.warmup))
-    finally:
-        soorma("local", "down")
     out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out))
 

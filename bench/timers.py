@@ -22,9 +22,6 @@ import asyncio
 import json
 import math
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -33,10 +30,9 @@ from typing import Any
 
 import httpx
 
-from soorma.testing import free_port
+from _stack import fresh_stack  # bench/_stack.py (bench/ is on sys.path when run)
 
 ROOT = Path(__file__).resolve().parents[1]
-SOORMA = str(Path(sys.executable).with_name("soorma"))
 EVENT_TYPE = "bench.timer"
 #: Scheduling requests in flight at once.
 CONCURRENCY = 16
@@ -114,27 +110,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds to keep listening after the last due time (default 10)")
     args = parser.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="soorma-bench-timers-")) / "s"
-    env = {**os.environ, "SOORMA_HOME": str(home), "SOORMA_LOCAL_PORT": str(free_port()),
-           "SOORMA_NATS_PORT": str(free_port()), "SOORMA_RATE_LIMITS": "off"}
-    for name in ("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL", "SOORMA_PLATFORM_TENANT_ID"):
-        env.pop(name, None)
-
-    def soorma(*command: str) -> None:
-        result = subprocess.run([SOORMA, *command], env=env, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise SystemExit(f"soorma {' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-
-    soorma("local", "up")
-    try:
+    with fresh_stack("soorma-bench-timers-", env={"SOORMA_RATE_LIMITS": "off"},
+                     unset=("SOORMA_API_URL", "SOORMA_API_KEY", "SOORMA_NATS_URL",
+                            "SOORMA_PLATFORM_TENANT_ID")) as stack:
+        home = stack.home
         credentials = json.loads((home / "credentials.json").read_text())
         nats_url = json.loads((home / "secrets.json").read_text())["nats_url"]
         out: dict[str, Any] = {"benchmark": "timers", "timers": args.timers, "window_s": args.window,
                                **asyncio.run(measure(credentials["api_url"], credentials["api_key"], nats_url,
                                                      credentials["platform_tenant_id"], args.timers, args.window,
                                                      args.lead, args.grace))}
-    finally:
-        soorma("local", "down")
     out["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(out))
 
